@@ -1,0 +1,85 @@
+# nestvm build. `make` builds the release monitor and the guest images,
+# `make test` builds the sanitizer variant and runs every test.
+
+CC ?= gcc
+CLANG ?= clang
+BUILD := build
+WARN := -Wall -Wextra -Werror
+CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread
+LDLIBS := -pthread
+
+REL_CFLAGS := $(CFLAGS_COMMON) -O2 -g
+ASAN_CFLAGS := $(CFLAGS_COMMON) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+
+SRCS := $(shell find src -name '*.c' | sort)
+MAIN_SRC := src/cli/main.c
+LIB_SRCS := $(filter-out $(MAIN_SRC),$(SRCS))
+
+REL_OBJS := $(SRCS:%.c=$(BUILD)/release/%.o)
+ASAN_OBJS := $(SRCS:%.c=$(BUILD)/asan/%.o)
+ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
+
+.PHONY: all release asan static guests test unit-test integration-test lab-test demo bench \
+	fuzz format lint clean deps
+all: release guests
+
+release: $(BUILD)/release/nestvm
+asan: $(BUILD)/asan/nestvm
+
+$(BUILD)/release/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -c -o $@ $<
+
+$(BUILD)/release/nestvm: $(REL_OBJS)
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/asan/nestvm: $(ASAN_OBJS)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
+
+# A static monitor for the lab's initramfs, which has no shared libraries.
+$(BUILD)/static/nestvm: $(REL_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -static -o $@ $^ $(LDLIBS)
+static: $(BUILD)/static/nestvm
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $< $(ASAN_LIB_OBJS) -lcmocka $(LDLIBS)
+
+# Guest images (probe guest) add themselves here.
+GUEST_IMAGES :=
+-include guest/*/guest.mk
+guests: $(GUEST_IMAGES)
+
+unit-test: $(UNIT_BINS)
+test: $(BUILD)/asan/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGES)
+	tests/run-all.sh
+
+demo: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+	tests/lab/demo.sh
+
+bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
+	bench/boot.sh
+
+format:
+	clang-format -i $(SRCS) $(UNIT_SRCS) $(wildcard src/*/*.h src/*/*/*.h src/*/*/*/*.h)
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+		--suppress=missingIncludeSystem -Isrc $(SRCS)
+
+deps:
+	scripts/install-deps.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
