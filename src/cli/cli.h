@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef NESTVM_CLI_CLI_H
+#define NESTVM_CLI_CLI_H
+
+#include <stdint.h>
+
+/*
+ * The command line: `nestvm COMMAND [options]`. Each command group lives in
+ * its own file and is listed in main.c's command table.
+ */
+
+struct cli_command {
+	const char *name;
+	const char *summary;
+	int (*fn)(int argc, char **argv); /* argv[0] is the command name */
+};
+
+int cmd_run(int argc, char **argv);
+
+/*
+ * cli_parse_size - "512M", "4G", "1024K", "2T" or a bare number of MiB into
+ * bytes. Returns 0 or -EINVAL (garbage, zero, overflow).
+ */
+int cli_parse_size(const char *s, uint64_t *out) __attribute__((warn_unused_result));
+
+/* cli_parse_uint - a decimal number in [min, max]; 0 or -EINVAL/-ERANGE. */
+int cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+	__attribute__((warn_unused_result));
+
+/* cli_parse_on_off - "on"/"off" (also true/false, yes/no, 1/0); 0 or -EINVAL. */
+int cli_parse_on_off(const char *s, int *out) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/* `nestvm run`: one VM in the foreground. */
+#include "cli/cli.h"
+#include "core/exit_status.h"
+#include "core/log.h"
+#include "core/vm.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RUN_MIN_MEMORY (16ULL << 20)
+#define RUN_MAX_CPUS 255 /* xAPIC ids in the MADT */
+
+static const char run_usage[] =
+	"usage: nestvm run --kernel PATH [options]\n"
+	"\n"
+	"Boot a kernel (Linux bzImage, or an ELF vmlinux with a PVH entry) in a new VM\n"
+	"and run it in the foreground until the guest powers off.\n"
+	"\n"
+	"  --kernel PATH        kernel image (required)\n"
+	"  --initrd PATH        initial ramdisk\n"
+	"  --cmdline STRING     kernel command line\n"
+	"  --cpus N             number of vCPUs (default 1)\n"
+	"  --memory SIZE        guest RAM, e.g. 512M, 4G; a bare number is MiB (default 512M)\n"
+	"  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n"
+	"  --console WHERE      serial console: stdio (default), none, file:PATH\n"
+	"  --hugepages on|off   back guest RAM with transparent huge pages (default on)\n"
+	"  --kvm PATH           KVM device (default /dev/kvm)\n"
+	"  -v, --verbose        say what the monitor does; twice for debug output\n"
+	"\n"
+	"Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
+	"crashed (triple fault), 128+N killed by signal N; a value the guest writes to\n"
+	"the debug-exit port 0xf4 is returned as is.\n";
+
+static int run_usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "nestvm run: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n");
+	return NESTVM_EXIT_USAGE;
+}
+
+static uint64_t run_host_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NESTED,
+	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM };
+	static const struct option opts[] = {
+		{"kernel", required_argument, NULL, OPT_KERNEL},
+		{"initrd", required_argument, NULL, OPT_INITRD},
+		{"cmdline", required_argument, NULL, OPT_CMDLINE},
+		{"cpus", required_argument, NULL, OPT_CPUS},
+		{"memory", required_argument, NULL, OPT_MEMORY},
+		{"nested", required_argument, NULL, OPT_NESTED},
+		{"console", required_argument, NULL, OPT_CONSOLE},
+		{"hugepages", required_argument, NULL, OPT_HUGEPAGES},
+		{"kvm", required_argument, NULL, OPT_KVM},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct vm_config cfg = {
+		.cpus = 1,
+		.memory = 512ULL << 20,
+		.hugepages = true,
+		.console = VM_CONSOLE_STDIO,
+		.kvm_path = "/dev/kvm",
+	};
+	uint64_t host_mem = run_host_memory();
+	const char *memory_arg = "";
+	unsigned long n;
+	int opt, flag, verbose = 0, r;
+	struct vm *vm;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_KERNEL:
+			cfg.kernel = optarg;
+			break;
+		case OPT_INITRD:
+			cfg.initrd = optarg;
+			break;
+		case OPT_CMDLINE:
+			cfg.cmdline = optarg;
+			break;
+		case OPT_CPUS:
+			if (cli_parse_uint(optarg, 1, RUN_MAX_CPUS, &n) < 0)
+				return run_usage_error("--cpus '%s': give a number from 1 to 255",
+						       optarg);
+			cfg.cpus = n;
+			break;
+		case OPT_MEMORY:
+			memory_arg = optarg;
+			if (cli_parse_size(optarg, &cfg.memory) < 0)
+				return run_usage_error("--memory '%s': give a size like 512M or 4G",
+						       optarg);
+			break;
+		case OPT_NESTED:
+			if (cli_parse_on_off(optarg, &flag) < 0)
+				return run_usage_error("--nested '%s': give on or off", optarg);
+			cfg.nested = flag;
+			break;
+		case OPT_HUGEPAGES:
+			if (cli_parse_on_off(optarg, &flag) < 0)
+				return run_usage_error("--hugepages '%s': give on or off", optarg);
+			cfg.hugepages = flag;
+			break;
+		case OPT_CONSOLE:
+			if (!strcmp(optarg, "stdio")) {
+				cfg.console = VM_CONSOLE_STDIO;
+			} else if (!strcmp(optarg, "none")) {
+				cfg.console = VM_CONSOLE_NONE;
+			} else if (!strncmp(optarg, "file:", 5) && optarg[5]) {
+				cfg.console = VM_CONSOLE_FILE;
+				cfg.console_path = optarg + 5;
+			} else {
+				return run_usage_error(
+					"--console '%s': give stdio, none or file:PATH", optarg);
+			}
+			break;
+		case OPT_KVM:
+			cfg.kvm_path = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			fputs(run_usage, stdout);
+			return 0;
+		default:
+			return run_usage_error("unknown or incomplete option '%s'; see --help",
+					       argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return run_usage_error("unexpected argument '%s'; see --help", argv[optind]);
+	if (!cfg.kernel)
+		return run_usage_error("%s", "--kernel PATH is required; see --help");
+	if (cfg.memory < RUN_MIN_MEMORY)
+		return run_usage_error("--memory %s is too small; a VM needs at least 16M",
+				       memory_arg);
+	if (host_mem && cfg.memory > host_mem) {
+		fprintf(stderr, "nestvm run: --memory %llu MiB is more than this host's %llu MiB\n",
+			(unsigned long long)(cfg.memory >> 20),
+			(unsigned long long)(host_mem >> 20));
+		return NESTVM_EXIT_USAGE;
+	}
+	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
+
+	r = vm_create(&cfg, &vm);
+	if (r < 0)
+		return NESTVM_EXIT_ERROR;
+	r = vm_run(vm);
+	vm_destroy(vm);
+	return r;
+}

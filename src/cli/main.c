@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/* nestvm: the command table and dispatch. */
+#include "cli/cli.h"
+#include "core/exit_status.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define NESTVM_VERSION "0.1.0"
+
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct cli_command cli_commands[] = {
+	{"run", "run one VM in the foreground until its guest powers off", cmd_run},
+	{"version", "print nestvm's version", cmd_version},
+	{"help", "list the commands", cmd_help},
+};
+
+#define NR_COMMANDS (sizeof(cli_commands) / sizeof(cli_commands[0]))
+
+static int cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("nestvm %s\n", NESTVM_VERSION);
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("usage: nestvm COMMAND [options]   (nestvm COMMAND --help for details)\n\n"
+	       "commands:\n");
+	for (unsigned int i = 0; i < NR_COMMANDS; i++)
+		printf("  %-10s %s\n", cli_commands[i].name, cli_commands[i].summary);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		cmd_help(0, NULL);
+		return NESTVM_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+		return cmd_help(0, NULL);
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(0, NULL);
+	for (unsigned int i = 0; i < NR_COMMANDS; i++) {
+		if (!strcmp(argv[1], cli_commands[i].name))
+			return cli_commands[i].fn(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "nestvm: unknown command '%s'; try 'nestvm help'\n", argv[1]);
+	return NESTVM_EXIT_USAGE;
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef NESTVM_CORE_MACHINE_H
+#define NESTVM_CORE_MACHINE_H
+
+#include "core/vm.h"
+
+/*
+ * The machine model: which devices sit at which ports and addresses
+ * (arch/x86/layout.h), and the firmware tables describing them.
+ */
+
+/* machine_create_devices - create and register the devices; 0 or -errno. */
+int machine_create_devices(struct vm *vm) __attribute__((warn_unused_result));
+
+/* machine_write_acpi - build the ACPI tables at LAYOUT_ACPI; returns the RSDP address or 0. */
+uint64_t machine_write_acpi(struct vm *vm);
+
+/* machine_destroy_devices - free what machine_create_devices made. */
+void machine_destroy_devices(struct vm *vm);
+
+#endif

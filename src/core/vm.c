@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VM lifecycle: create the KVM VM, memory, devices and vCPUs; run the vCPU
+ * threads; stop them all through one path.
+ *
+ * Stopping: whoever wants the VM to end (a vCPU exit handler, a device, a
+ * signal) calls vm_request_stop(). The first caller's status wins; the main
+ * thread, waiting in sigwaitinfo(), then sets immediate_exit on every vCPU and
+ * kicks each thread with SIGUSR1 so that KVM_RUN returns, and joins them.
+ */
+#include "core/vm.h"
+
+#include "arch/x86/cpuid.h"
+#include "arch/x86/layout.h"
+#include "arch/x86/regs.h"
+#include "core/exit_status.h"
+#include "core/log.h"
+#include "core/machine.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static void vm_kick_handler(int sig)
+{
+	(void)sig;
+}
+
+void vm_request_stop(struct vm *vm, int status, const char *why)
+{
+	int expected = -1;
+
+	if (atomic_compare_exchange_strong(&vm->exit_status, &expected, status)) {
+		log_info("stopping: %s (exit status %d)", why, status);
+		atomic_store(&vm->stopping, true);
+		pthread_kill(vm->main_thread, SIG_VM_STOPPED);
+	}
+}
+
+static int vm_add_memory(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->mem.nr_regions; i++) {
+		struct kvm_userspace_memory_region region = {
+			.slot = i,
+			.guest_phys_addr = vm->mem.regions[i].gpa,
+			.memory_size = vm->mem.regions[i].size,
+			.userspace_addr = (uintptr_t)vm->mem.regions[i].host,
+		};
+		int r = kvm_ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &region);
+
+		if (r < 0) {
+			log_error("cannot give %llu MiB of memory to KVM: %s",
+				  (unsigned long long)(region.memory_size >> 20), strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int vm_create_vcpu(struct vm *vm, unsigned int id)
+{
+	struct vcpu *vcpu = &vm->vcpus[id];
+	struct kvm_cpuid2 *cpuid;
+	int r;
+
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->fd = kvm_ioctl(vm->fd, KVM_CREATE_VCPU, (void *)(uintptr_t)id);
+	if (vcpu->fd < 0) {
+		r = vcpu->fd;
+		log_error("cannot create vCPU %u: %s", id, strerror(-r));
+		return r;
+	}
+	vcpu->run = mmap(NULL, vm->sys.vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED) {
+		vcpu->run = NULL;
+		return -errno;
+	}
+	/* Each vCPU gets the VM's CPUID with its own APIC id patched in. */
+	cpuid = kvm_cpuid_alloc(vm->cpuid->nent);
+	if (!cpuid)
+		return -ENOMEM;
+	memcpy(cpuid->entries, vm->cpuid->entries, vm->cpuid->nent * sizeof(cpuid->entries[0]));
+	cpuid_policy_set_apic_id(cpuid, id);
+	r = kvm_ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid);
+	free(cpuid);
+	if (r < 0) {
+		log_error("vCPU %u: KVM_SET_CPUID2 failed: %s", id, strerror(-r));
+		return r;
+	}
+	r = msr_policy_init_vcpu(vcpu->fd);
+	if (r < 0)
+		log_warn("vCPU %u: initial MSRs not set: %s", id, strerror(-r));
+	/* Only the boot vCPU gets registers; the others wait for INIT/SIPI in KVM. */
+	if (id == 0) {
+		struct kvm_regs regs;
+		struct kvm_sregs sregs;
+
+		r = kvm_ioctl(vcpu->fd, KVM_GET_SREGS, &sregs);
+		if (r < 0)
+			return r;
+		regs_boot_init(&vm->boot, &regs, &sregs);
+		r = kvm_ioctl(vcpu->fd, KVM_SET_SREGS, &sregs);
+		if (r == 0)
+			r = kvm_ioctl(vcpu->fd, KVM_SET_REGS, &regs);
+		if (r < 0) {
+			log_error("vCPU 0: cannot set boot registers: %s", strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int vm_create_kvm(struct vm *vm)
+{
+	struct kvm_pit_config pit = {.flags = 0};
+	struct kvm_cpuid2 *supported = NULL;
+	struct cpuid_config cc = {.nr_cpus = vm->cfg.cpus, .nested = vm->cfg.nested};
+	int r, max_vcpus;
+
+	r = kvm_sys_open(&vm->sys, vm->cfg.kvm_path);
+	if (r < 0) {
+		log_error("cannot open %s: %s%s", vm->cfg.kvm_path, strerror(-r),
+			  r == -ENOENT ? " (is the kvm module loaded?)"
+			  : r == -EACCES ? " (add yourself to the kvm group or run as root)"
+					 : "");
+		return r;
+	}
+	if (!kvm_check_cap(vm->sys.fd, KVM_CAP_IMMEDIATE_EXIT) ||
+	    !kvm_check_cap(vm->sys.fd, KVM_CAP_IRQCHIP)) {
+		log_error("this KVM lacks KVM_CAP_IMMEDIATE_EXIT or KVM_CAP_IRQCHIP (Linux >= 4.11 needed)");
+		return -ENOTSUP;
+	}
+	max_vcpus = kvm_check_cap(vm->sys.fd, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus > 0 && vm->cfg.cpus > (unsigned int)max_vcpus) {
+		log_error("--cpus %u: this host's KVM allows at most %d vCPUs", vm->cfg.cpus,
+			  max_vcpus);
+		return -EINVAL;
+	}
+	vm->fd = kvm_ioctl(vm->sys.fd, KVM_CREATE_VM, NULL);
+	if (vm->fd < 0) {
+		log_error("KVM_CREATE_VM failed: %s", strerror(-vm->fd));
+		return vm->fd;
+	}
+	/* Needed by VMX for real-mode emulation; harmless elsewhere. */
+	if (kvm_ioctl(vm->fd, KVM_SET_TSS_ADDR, (void *)(uintptr_t)LAYOUT_KVM_TSS) < 0)
+		log_debug("KVM_SET_TSS_ADDR not supported");
+	r = kvm_ioctl(vm->fd, KVM_CREATE_IRQCHIP, NULL);
+	if (r == 0)
+		r = kvm_ioctl(vm->fd, KVM_CREATE_PIT2, &pit);
+	if (r < 0) {
+		log_error("cannot create the in-kernel interrupt controllers: %s", strerror(-r));
+		return r;
+	}
+	r = kvm_get_supported_cpuid(&vm->sys, &supported);
+	if (r < 0) {
+		log_error("KVM_GET_SUPPORTED_CPUID failed: %s", strerror(-r));
+		return r;
+	}
+	r = cpuid_policy_build(supported, &cc, &vm->cpuid);
+	free(supported);
+	if (r == -ENOTSUP)
+		log_error("--nested on: this host's KVM offers neither VT-x nor AMD-V to guests; "
+			  "run 'nestvm nested status' to see why");
+	else if (r < 0)
+		log_error("cannot build the guest CPUID: %s", strerror(-r));
+	return r;
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **out)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	struct boot_config bc;
+	int r;
+
+	if (!vm)
+		return -ENOMEM;
+	vm->cfg = *cfg;
+	vm->fd = -1;
+	vm->sys.fd = -1;
+	vm->console_fd = -1;
+	vm->main_thread = pthread_self();
+	atomic_init(&vm->exit_status, -1);
+	atomic_init(&vm->stopping, false);
+
+	r = vm_create_kvm(vm);
+	if (r < 0)
+		goto err;
+	r = guest_mem_init(&vm->mem, cfg->memory, cfg->hugepages);
+	if (r < 0) {
+		log_error("cannot reserve %llu MiB of guest memory: %s",
+			  (unsigned long long)(cfg->memory >> 20), strerror(-r));
+		goto err;
+	}
+	r = vm_add_memory(vm);
+	if (r < 0)
+		goto err;
+	bc = (struct boot_config){
+		.kernel_path = cfg->kernel,
+		.initrd_path = cfg->initrd,
+		.cmdline = cfg->cmdline,
+		.rsdp_gpa = machine_write_acpi(vm),
+	};
+	if (!bc.rsdp_gpa) {
+		r = -ENOSPC;
+		log_error("cannot build ACPI tables");
+		goto err;
+	}
+	r = boot_load(&vm->mem, &bc, &vm->boot);
+	if (r < 0)
+		goto err;
+	r = machine_create_devices(vm);
+	if (r < 0)
+		goto err;
+	vm->vcpus = calloc(cfg->cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		r = -ENOMEM;
+		goto err;
+	}
+	for (unsigned int i = 0; i < cfg->cpus; i++) {
+		vm->vcpus[i].fd = -1;
+		vm->nr_vcpus++;
+		r = vm_create_vcpu(vm, i);
+		if (r < 0)
+			goto err;
+	}
+	*out = vm;
+	return 0;
+err:
+	vm_destroy(vm);
+	return r;
+}
+
+int vm_run(struct vm *vm)
+{
+	sigset_t stop_set;
+	struct sigaction sa = {.sa_handler = vm_kick_handler};
+	int r, status;
+
+	/* Every thread blocks the stop signals; the main thread waits for them. */
+	sigemptyset(&stop_set);
+	sigaddset(&stop_set, SIGINT);
+	sigaddset(&stop_set, SIGTERM);
+	sigaddset(&stop_set, SIG_VM_STOPPED);
+	sigaddset(&stop_set, SIG_VCPU_KICK);
+	pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+	sigaction(SIG_VCPU_KICK, &sa, NULL);
+	vm->main_thread = pthread_self();
+
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		r = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+		if (r != 0) {
+			log_error("cannot start vCPU %u thread: %s", i, strerror(r));
+			vm_request_stop(vm, NESTVM_EXIT_ERROR, "thread creation failed");
+			break;
+		}
+		vm->vcpus[i].started = true;
+	}
+	/* vCPU threads inherit the mask; they unblock the kick signal themselves. */
+	sigdelset(&stop_set, SIG_VCPU_KICK);
+
+	while (!atomic_load(&vm->stopping)) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&stop_set, &si);
+
+		if (sig == SIGINT || sig == SIGTERM)
+			vm_request_stop(vm, NESTVM_EXIT_SIGNAL_BASE + sig,
+					sig == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].run)
+			vm->vcpus[i].run->immediate_exit = 1;
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].started)
+			pthread_kill(vm->vcpus[i].thread, SIG_VCPU_KICK);
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+		vm->vcpus[i].started = false;
+	}
+	status = atomic_load(&vm->exit_status);
+	return status < 0 ? NESTVM_EXIT_ERROR : status;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].run)
+			munmap(vm->vcpus[i].run, vm->sys.vcpu_mmap_size);
+		if (vm->vcpus[i].fd >= 0)
+			close(vm->vcpus[i].fd);
+	}
+	free(vm->vcpus);
+	machine_destroy_devices(vm);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	guest_mem_destroy(&vm->mem);
+	free(vm->cpuid);
+	if (vm->fd >= 0)
+		close(vm->fd);
+	kvm_sys_close(&vm->sys);
+	free(vm);
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef NESTVM_CORE_VM_H
+#define NESTVM_CORE_VM_H
+
+#include "arch/x86/boot.h"
+#include "core/bus.h"
+#include "core/guest_mem.h"
+#include "kvm/kvm.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Signals: SIG_VCPU_KICK makes KVM_RUN return; SIG_VM_STOPPED wakes the main thread. */
+#define SIG_VCPU_KICK SIGUSR1
+#define SIG_VM_STOPPED SIGUSR2
+
+struct uart_16550;
+struct i8042;
+struct rtc;
+struct acpi_pm;
+struct pci_host;
+
+enum vm_console { VM_CONSOLE_STDIO, VM_CONSOLE_FILE, VM_CONSOLE_NONE };
+
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	unsigned int cpus;
+	uint64_t memory; /* bytes */
+	bool nested;
+	bool hugepages;
+	enum vm_console console;
+	const char *console_path; /* VM_CONSOLE_FILE */
+	const char *kvm_path;	  /* default /dev/kvm */
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+/*
+ * A running VM. Created in one go by vm_create(); vm_run() starts the vCPU
+ * threads and returns when the VM has stopped, with the exit status.
+ */
+struct vm {
+	struct vm_config cfg;
+	struct kvm_sys sys;
+	int fd;
+	struct guest_mem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct kvm_cpuid2 *cpuid;
+	struct boot_info boot;
+	struct vcpu *vcpus;
+	unsigned int nr_vcpus;
+
+	struct uart_16550 *uart;
+	struct i8042 *i8042;
+	struct rtc *rtc;
+	struct acpi_pm *pm;
+	struct pci_host *pci;
+	int console_fd;
+
+	pthread_t main_thread;
+	atomic_bool stopping;
+	atomic_int exit_status; /* -1 until the first stop request */
+};
+
+/* vm_create - build the VM described by @cfg. Errors are logged; returns 0 or -errno. */
+int vm_create(const struct vm_config *cfg, struct vm **out) __attribute__((warn_unused_result));
+
+/*
+ * vm_run - run the VM until the guest powers off or resets, a vCPU fails,
+ * or SIGINT/SIGTERM arrives. Returns a nestvm_exit_status.
+ */
+int vm_run(struct vm *vm);
+
+/*
+ * vm_request_stop - ask every vCPU to stop; the first request's @status
+ * wins. Safe from any thread.
+ */
+void vm_request_stop(struct vm *vm, int status, const char *why);
+
+/* vm_destroy - free everything; NULL is a no-op. */
+void vm_destroy(struct vm *vm);
+
+/* vcpu_thread - a vCPU's run loop (core/vcpu.c). */
+void *vcpu_thread(void *arg);
+
+#endif

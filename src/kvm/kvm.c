@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+#include "kvm/kvm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* The KVM API version every kernel since 2.6.22 reports. */
+#define KVM_API_VERSION_EXPECTED 12
+/* More than any CPU KVM supports lists; KVM says -E2BIG if too small. */
+#define KVM_MAX_CPUID_ENTRIES 256
+
+int kvm_ioctl(int fd, unsigned long req, void *arg)
+{
+	int r;
+
+	do
+		r = ioctl(fd, req, arg);
+	while (r < 0 && errno == EINTR && req != KVM_RUN);
+	return r < 0 ? -errno : r;
+}
+
+int kvm_sys_open(struct kvm_sys *sys, const char *path)
+{
+	int r;
+
+	sys->fd = open(path, O_RDWR | O_CLOEXEC);
+	if (sys->fd < 0)
+		return -errno;
+	r = kvm_ioctl(sys->fd, KVM_GET_API_VERSION, NULL);
+	if (r != KVM_API_VERSION_EXPECTED) {
+		r = r < 0 ? r : -ENOTSUP;
+		goto err;
+	}
+	r = kvm_ioctl(sys->fd, KVM_GET_VCPU_MMAP_SIZE, NULL);
+	if (r < 0)
+		goto err;
+	sys->vcpu_mmap_size = r;
+	return 0;
+err:
+	close(sys->fd);
+	sys->fd = -1;
+	return r;
+}
+
+void kvm_sys_close(struct kvm_sys *sys)
+{
+	if (sys->fd >= 0)
+		close(sys->fd);
+	sys->fd = -1;
+}
+
+int kvm_check_cap(int fd, long cap)
+{
+	int r = ioctl(fd, KVM_CHECK_EXTENSION, cap);
+
+	return r < 0 ? 0 : r;
+}
+
+struct kvm_cpuid2 *kvm_cpuid_alloc(unsigned int nent)
+{
+	struct kvm_cpuid2 *c =
+		calloc(1, sizeof(*c) + (size_t)nent * sizeof(struct kvm_cpuid_entry2));
+
+	if (c)
+		c->nent = nent;
+	return c;
+}
+
+int kvm_get_supported_cpuid(const struct kvm_sys *sys, struct kvm_cpuid2 **out)
+{
+	struct kvm_cpuid2 *c = kvm_cpuid_alloc(KVM_MAX_CPUID_ENTRIES);
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	r = kvm_ioctl(sys->fd, KVM_GET_SUPPORTED_CPUID, c);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
