@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define RUN_MIN_MEMORY (16ULL << 20)
-#define RUN_MAX_CPUS 255 /* xAPIC ids in the MADT */
+#define RUN_MAX_CPUS 254 /* xAPIC ids in the MADT; 255 is broadcast */
 
 static const char run_usage[] =
 	"usage: nestvm run --kernel PATH [options]\n"
@@ -96,7 +96,7 @@ int cmd_run(int argc, char **argv)
 			break;
 		case OPT_CPUS:
 			if (cli_parse_uint(optarg, 1, RUN_MAX_CPUS, &n) < 0)
-				return run_usage_error("--cpus '%s': give a number from 1 to 255",
+				return run_usage_error("--cpus '%s': give a number from 1 to 254",
 						       optarg);
 			cfg.cpus = n;
 			break;

@@ -7,7 +7,7 @@
  * an optional per-VM prefix ("nestvm[name]: error: ...").
  */
 
-enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+enum log_level { LOG_NONE = -1, LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /* log_set_level - messages above @level are dropped. */
 void log_set_level(enum log_level level);

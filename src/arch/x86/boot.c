@@ -446,7 +446,7 @@ static int boot_load_elf(struct guest_mem *mem, const struct boot_config *cfg,
 		if (ph.p_type != PT_LOAD && ph.p_type != PT_NOTE)
 			continue;
 		if (ph.p_offset > k->size || ph.p_filesz > k->size - ph.p_offset ||
-		    ph.p_filesz > ph.p_memsz) {
+		    (ph.p_type == PT_LOAD && ph.p_filesz > ph.p_memsz)) {
 			log_error("kernel '%s': truncated (segment %u extends past end of file)",
 				  cfg->kernel_path, i);
 			return -ENOEXEC;
