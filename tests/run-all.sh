@@ -1,0 +1,46 @@
+#!/bin/sh
+# Run every nestvm test: unit tests (no KVM), integration tests on this host's
+# /dev/kvm, and the lab tests (QEMU with emulated AMD-V). Each suite prints its
+# own results; this prints one line per suite and a final summary line.
+# Exit status: 0 if nothing failed.
+set -u
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+skipped=0
+failed_names=""
+
+run_suite() {
+	name=$1
+	shift
+	start=$(date +%s)
+	"$@"
+	rc=$?
+	secs=$(($(date +%s) - start))
+	case $rc in
+	0) passed=$((passed + 1)); echo "== suite $name: PASS (${secs}s)" ;;
+	77) skipped=$((skipped + 1)); echo "== suite $name: SKIP (${secs}s)" ;;
+	*) failed=$((failed + 1)); failed_names="$failed_names $name"
+	   echo "== suite $name: FAIL, exit $rc (${secs}s)" ;;
+	esac
+}
+
+for t in build/asan/tests/test_*; do
+	[ -x "$t" ] || continue
+	run_suite "unit/$(basename "$t")" "$t"
+done
+for t in tests/integration/*.sh; do
+	[ -x "$t" ] || continue
+	run_suite "integration/$(basename "$t" .sh)" "$t"
+done
+if [ "${NESTVM_SKIP_LAB:-0}" = 1 ]; then
+	echo "== suite lab: SKIP (NESTVM_SKIP_LAB=1)"
+	skipped=$((skipped + 1))
+else
+	run_suite lab tests/lab/run-tests.sh
+fi
+
+[ -n "$failed_names" ] && echo "failed suites:$failed_names"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
