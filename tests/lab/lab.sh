@@ -1,0 +1,560 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# lab.sh — run scenarios in the lab: a Debian kernel under QEMU TCG emulating
+# AMD-V (SVM + NPT), whose own KVM (kvm-amd nested=1) runs nestvm. This host's
+# /dev/kvm cannot boot Linux or nest (docs: /work/shared/ENVIRONMENT.md), the
+# lab can.
+#
+# usage: tests/lab/lab.sh [--timeout SECS] [--boot-timeout SECS] [--keep]
+#                         [--name NAME] SCENARIO[:ARG]...
+#
+#   SCENARIO      tests/lab/scenarios/SCENARIO.sh, run inside the lab with ARG
+#   --timeout     limit of one lab run, QEMU start to exit (default 900)
+#   --boot-timeout  limit from QEMU start to LAB-READY (default 120)
+#   --keep        keep the initramfs staging trees under build/lab/stage/
+#   --name        name of the log build/lab/NAME.log and results
+#                 build/lab/NAME.results (default: from the scenarios)
+#
+# One lab boot runs all the scenarios in order. The lab initramfs
+# (build/lab/lab.cpio) is rebuilt only when one of its inputs changed: busybox,
+# the kernel and its kvm modules, build/static/nestvm, build/guest/*, and the
+# files under tests/lab/.
+#
+# Exit status:
+#   0    every scenario passed or was skipped
+#   1    a scenario failed (a test failure)
+#   2    bad command line
+#   125  lab failure: the initramfs could not be built, QEMU died or timed
+#        out, or the lab never reached LAB-READY or LAB-END. A lab that died
+#        before LAB-READY is retried once (lab runs are not perfectly
+#        repeatable).
+#
+# Environment: LAB_KERNEL (default the newest /boot/vmlinuz-*), LAB_QEMU,
+# LAB_BUSYBOX (a static busybox, default /bin/busybox), LAB_NESTVM (default
+# build/static/nestvm), LAB_BUILD_DIR (default build/lab).
+
+set -u -o pipefail
+export LC_ALL=C
+
+readonly EXIT_PASS=0 EXIT_FAIL=1 EXIT_USAGE=2 EXIT_LAB=125
+
+LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$LAB_SRC/../.." && pwd)
+OUT=${LAB_BUILD_DIR:-$TOP/build/lab}
+QEMU=${LAB_QEMU:-qemu-system-x86_64}
+BUSYBOX=${LAB_BUSYBOX:-/bin/busybox}
+NESTVM=${LAB_NESTVM:-$TOP/build/static/nestvm}
+GUEST_DIR=$TOP/build/guest
+
+# What the lab machine is (ENVIRONMENT.md, "The lab").
+QEMU_MACHINE=(-accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -m 2048 -smp 2
+	-nodefaults -display none -serial stdio -no-reboot)
+SCENARIO_TIMEOUT=300 # default limit of one scenario inside the lab
+END_GRACE=30         # LAB-END to QEMU exit
+
+timeout_s=900
+boot_timeout_s=120
+keep=0
+name=
+scenarios=()
+
+log() { echo "lab: $*"; }
+
+usage() {
+	sed -n '/^# usage:/,/^# Environment/{/^# Environment/q;s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
+	exit $EXIT_USAGE
+}
+
+# ---------------------------------------------------------------- arguments
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--timeout) timeout_s=${2:-}; shift 2 || usage ;;
+	--timeout=*) timeout_s=${1#*=}; shift ;;
+	--boot-timeout) boot_timeout_s=${2:-}; shift 2 || usage ;;
+	--boot-timeout=*) boot_timeout_s=${1#*=}; shift ;;
+	--keep) keep=1; shift ;;
+	--name) name=${2:-}; shift 2 || usage ;;
+	--name=*) name=${1#*=}; shift ;;
+	-h | --help) usage ;;
+	--) shift; scenarios+=("$@"); break ;;
+	-*) echo "lab: unknown option $1" >&2; usage ;;
+	*) scenarios+=("$1"); shift ;;
+	esac
+done
+[[ $timeout_s =~ ^[0-9]+$ && $boot_timeout_s =~ ^[0-9]+$ ]] || usage
+[ ${#scenarios[@]} -gt 0 ] || usage
+for s in "${scenarios[@]}"; do
+	if [[ ! $s =~ ^[A-Za-z0-9_-]+(:[A-Za-z0-9_.-]+)?$ ]]; then
+		echo "lab: bad scenario name '$s'" >&2
+		exit $EXIT_USAGE
+	fi
+	if [ ! -f "$LAB_SRC/scenarios/${s%%:*}.sh" ]; then
+		echo "lab: no scenario tests/lab/scenarios/${s%%:*}.sh" >&2
+		exit $EXIT_USAGE
+	fi
+done
+if [ -z "$name" ]; then
+	name=$(IFS=+; echo "${scenarios[*]}" | tr ':/' '-_')
+	[ ${#name} -le 60 ] || name=run
+fi
+[[ $name =~ ^[A-Za-z0-9_.+-]+$ ]] || { echo "lab: bad --name '$name'" >&2; exit $EXIT_USAGE; }
+
+mkdir -p "$OUT"
+RESULTS=$OUT/$name.results
+LOG=$OUT/$name.log
+rm -f "$RESULTS"
+
+# Ends the script on a lab failure found before QEMU ran.
+lab_abort() {
+	log "LAB FAILURE (not a test failure): $*"
+	{
+		for s in "${scenarios[@]}"; do echo "$s none -"; done
+		echo "lab failure $*"
+	} >"$RESULTS"
+	exit $EXIT_LAB
+}
+
+# ------------------------------------------------------------ the initramfs
+
+# Newest installed kernel, or $LAB_KERNEL.
+find_kernel() {
+	if [ -n "${LAB_KERNEL:-}" ]; then
+		echo "$LAB_KERNEL"
+		return
+	fi
+	ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1
+}
+
+# Path of module $2 (path below kernel/, without .ko) of kernel release $1,
+# compressed or not.
+find_module() {
+	local f
+	for f in "/lib/modules/$1/kernel/$2".ko{,.xz,.zst,.gz}; do
+		[ -f "$f" ] && { echo "$f"; return 0; }
+	done
+	return 1
+}
+
+# Copies module $1 to $2, decompressing it: busybox insmod wants a plain .ko.
+install_module() {
+	case $1 in
+	*.ko) cp "$1" "$2" ;;
+	*.ko.xz) xz -dc "$1" >"$2" ;;
+	*.ko.zst) zstd -qdc "$1" >"$2" ;;
+	*.ko.gz) gzip -dc "$1" >"$2" ;;
+	esac
+}
+
+# Reads an unsigned little-endian integer of $3 bytes at offset $2 of file $1.
+read_le() {
+	od -An -tu"$3" -j "$2" -N "$3" "$1" | tr -d ' '
+}
+
+# Extracts the vmlinux (ELF, with a PVH entry note) from bzImage $1 into $2.
+# The Linux boot protocol (Documentation/x86/boot.rst) puts the compressed
+# kernel at payload_offset (0x248) from the protected-mode code, which starts
+# after the (setup_sects (0x1f1) + 1) * 512 bytes of real-mode setup, with
+# payload_length (0x24c). The payload's last 4 bytes hold the uncompressed
+# size; Debian compresses it with lz4 (legacy frame format, magic 0x184c2102).
+extract_vmlinux() {
+	local bz=$1 out=$2 sects off len start magic size
+	sects=$(read_le "$bz" $((0x1f1)) 1)
+	[ "$sects" -eq 0 ] && sects=4
+	off=$(read_le "$bz" $((0x248)) 4)
+	len=$(read_le "$bz" $((0x24c)) 4)
+	start=$(((sects + 1) * 512 + off))
+	magic=$(od -An -tx1 -j "$start" -N 4 "$bz" | tr -d ' ')
+	case $magic in
+	02214c18 | 04224d18) ;;
+	*)
+		# Not where the header says: look for the first lz4 magic instead.
+		start=$(grep -obUaP '\x02\x21\x4c\x18|\x04\x22\x4d\x18' "$bz" | head -n 1 | cut -d: -f1)
+		if [ -z "$start" ]; then
+			log "no lz4 payload in $bz (header says offset $off, magic $magic)"
+			return 1
+		fi
+		len=$(($(stat -c %s "$bz") - start))
+		;;
+	esac
+	size=$(tail -c +$((start + len - 3)) "$bz" | head -c 4 | od -An -tu4 | tr -d ' ')
+	tail -c +$((start + 1)) "$bz" | head -c $((len - 4)) | lz4 -dc >"$out.tmp" 2>/dev/null
+	if [ "$(head -c 4 "$out.tmp" | od -An -tx1 | tr -d ' ')" != 7f454c46 ]; then
+		log "the payload of $bz at $start does not decompress to an ELF file"
+		rm -f "$out.tmp"
+		return 1
+	fi
+	if [ "$(stat -c %s "$out.tmp")" != "$size" ]; then
+		log "vmlinux from $bz: $(stat -c %s "$out.tmp") bytes, the payload says $size"
+		rm -f "$out.tmp"
+		return 1
+	fi
+	# XEN_ELFNOTE_PHYS32_ENTRY (18) is the PVH entry point.
+	if command -v readelf >/dev/null &&
+		! readelf -nW "$out.tmp" | grep -Eq 'Xen.*(0x00000012|PHYS32_ENTRY)'; then
+		log "warning: $out has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)"
+	fi
+	mv "$out.tmp" "$out"
+}
+
+# Writes one newc cpio header and name (the "new ASCII" format of cpio(5)):
+# cpio_newc_header NAME MODE RDEVMAJOR RDEVMINOR INO.
+cpio_newc_header() {
+	local nsz=$((${#1} + 1))
+	printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
+		"$5" "$2" 0 0 1 0 0 0 0 "$3" "$4" "$nsz" 0
+	printf '%s\0' "$1"
+	head -c $(((4 - (110 + nsz) % 4) % 4)) /dev/zero
+}
+
+# Packs directory $1 into the newc cpio $2, plus a /dev/console node: the
+# kernel opens it for init's stdio before anything is mounted. A second
+# archive appended to the first (the kernel unpacks them in turn) makes the
+# node without root privileges or mknod.
+make_cpio() {
+	(cd "$1" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --quiet) >"$2.tmp" || return 1
+	{
+		cpio_newc_header dev/console $((8#0020600)) 5 1 1
+		cpio_newc_header 'TRAILER!!!' 0 0 0 0
+	} >>"$2.tmp"
+	mv "$2.tmp" "$2"
+}
+
+# Installs busybox into $1/bin with a symlink per applet.
+stage_busybox() {
+	local a
+	mkdir -p "$1/bin"
+	cp "$BUSYBOX" "$1/bin/busybox"
+	for a in $("$BUSYBOX" --list); do
+		[ "$a" = busybox ] || ln -sf busybox "$1/bin/$a"
+	done
+}
+
+# Builds $OUT/lab.cpio unless it is up to date. Sets KERNEL.
+build_initramfs() {
+	local kver m f mods=() inputs=() key vmlinux stage l1 t0 lockfd
+	KERNEL=$(find_kernel)
+	[ -n "$KERNEL" ] && [ -f "$KERNEL" ] ||
+		lab_abort "no kernel /boot/vmlinuz-* (scripts/install-deps.sh installs linux-image-cloud-amd64)"
+	kver=${KERNEL##*/vmlinuz-}
+	for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd; do
+		f=$(find_module "$kver" "$m") ||
+			lab_abort "no module $m.ko under /lib/modules/$kver (linux-image-cloud-amd64)"
+		mods+=("$f")
+	done
+	[ -x "$BUSYBOX" ] || lab_abort "no $BUSYBOX (busybox-static)"
+	readelf -lW "$BUSYBOX" 2>/dev/null | grep -q 'Requesting program interpreter' &&
+		lab_abort "$BUSYBOX is dynamically linked; the lab needs busybox-static"
+	for m in cpio lz4 "$QEMU"; do
+		command -v "$m" >/dev/null || lab_abort "$m not installed (scripts/install-deps.sh)"
+	done
+
+	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${BASH_SOURCE[0]}")
+	[ -f "$NESTVM" ] && inputs+=("$NESTVM")
+	[ -d "$GUEST_DIR" ] && while IFS= read -r f; do inputs+=("$f"); done \
+		< <(find "$GUEST_DIR" -type f | sort)
+	while IFS= read -r f; do inputs+=("$f"); done \
+		< <(find "$LAB_SRC/root" "$LAB_SRC/l1" "$LAB_SRC/scenarios" -type f | sort)
+
+	exec {lockfd}>"$OUT/.build.lock"
+	flock "$lockfd"
+	key=$(sha256sum "${inputs[@]}" | sha256sum | cut -c1-64)
+	if [ -f "$OUT/lab.cpio" ] && [ "$(cat "$OUT/lab.cpio.key" 2>/dev/null)" = "$key" ]; then
+		log "initramfs: build/lab/lab.cpio is up to date ($(($(stat -c %s "$OUT/lab.cpio") >> 20)) MiB)"
+		exec {lockfd}>&-
+		return
+	fi
+	t0=${EPOCHREALTIME/[.,]/}
+
+	# The vmlinux only depends on the kernel.
+	vmlinux=$OUT/vmlinux-$kver
+	local kkey
+	kkey=$(sha256sum "$KERNEL" | cut -c1-64)
+	if [ ! -f "$vmlinux" ] || [ "$(cat "$vmlinux.key" 2>/dev/null)" != "$kkey" ]; then
+		extract_vmlinux "$KERNEL" "$vmlinux" || lab_abort "cannot extract the vmlinux from $KERNEL"
+		echo "$kkey" >"$vmlinux.key"
+	fi
+
+	stage=$OUT/stage/lab
+	l1=$OUT/stage/l1
+	rm -rf "$OUT/stage"
+	mkdir -p "$l1"/{dev,proc,sys,tmp,l1parts}
+	stage_busybox "$l1"
+	install -m 755 "$LAB_SRC/l1/init" "$l1/init"
+	for f in "$LAB_SRC"/scenarios/*.l1.sh; do
+		[ -f "$f" ] && cp "$f" "$l1/l1parts/$(basename "$f" .l1.sh).sh"
+	done
+
+	mkdir -p "$stage"/{dev,proc,sys,tmp,l1} "$stage"/lab/{modules,bin,guest,kernel,scenarios}
+	stage_busybox "$stage"
+	install -m 755 "$LAB_SRC/root/init" "$stage/init"
+	cp "$LAB_SRC/root/lib.sh" "$stage/lab/lib.sh"
+	install_module "${mods[0]}" "$stage/lab/modules/irqbypass.ko"
+	install_module "${mods[1]}" "$stage/lab/modules/kvm.ko"
+	install_module "${mods[2]}" "$stage/lab/modules/kvm-amd.ko"
+	[ -f "$NESTVM" ] && install -m 755 "$NESTVM" "$stage/lab/bin/nestvm"
+	[ -d "$GUEST_DIR" ] && cp -a "$GUEST_DIR/." "$stage/lab/guest/"
+	cp "$KERNEL" "$stage/lab/kernel/bzImage"
+	cp "$vmlinux" "$stage/lab/kernel/vmlinux"
+	for f in "$LAB_SRC"/scenarios/*.sh; do
+		case $f in *.l1.sh) continue ;; esac
+		cp "$f" "$stage/lab/scenarios/"
+	done
+	make_cpio "$l1" "$stage/l1/initrd.cpio" || lab_abort "cpio of the L1 initramfs failed"
+	make_cpio "$stage" "$OUT/lab.cpio" || lab_abort "cpio of the lab initramfs failed"
+	echo "$key" >"$OUT/lab.cpio.key"
+	[ $keep -eq 1 ] || rm -rf "$OUT/stage"
+	exec {lockfd}>&-
+
+	local t1=${EPOCHREALTIME/[.,]/}
+	log "initramfs: built build/lab/lab.cpio ($(($(stat -c %s "$OUT/lab.cpio") >> 20)) MiB) in" \
+		"$(fmt_us $((t1 - t0))) s: kernel $kver, nestvm $([ -f "$NESTVM" ] && echo yes || echo "no (make static)")," \
+		"$(find "$GUEST_DIR" -type f 2>/dev/null | wc -l) guest image(s)"
+}
+
+# ----------------------------------------------------------------- the run
+
+# Microseconds $1 as seconds with one decimal.
+fmt_us() {
+	local ds=$(($1 / 100000))
+	printf '%d.%d' $((ds / 10)) $((ds % 10))
+}
+
+declare -A result rtime metrics hbegin hend
+saw_ready=0 saw_end=0 lab_error= qemu_rc= ready_us= end_us= exit_us=
+ready_uptime= end_uptime= killed_why= panic= current=
+
+# Handles one line of the lab console: shows it, logs it, follows markers.
+# $1: the line, $2: microseconds since QEMU start.
+handle_line() {
+	local line=${1//$'\r'/} us=$2 stamp re
+	stamp=$(printf '[%6s]' "$(fmt_us "$us")")
+	if [[ $line =~ ^@@LAB-HOST\ qemu-exit\ ([0-9]+)$ ]]; then
+		qemu_rc=${BASH_REMATCH[1]}
+		exit_us=$us
+		echo "$stamp (QEMU exited with status $qemu_rc)" >>"$LOG"
+		return
+	fi
+	[ -z "$line" ] && return
+	echo "$stamp $line" >>"$LOG"
+	# QEMU lists each EPYC feature TCG lacks, twice: the log keeps them.
+	[[ $line == *"TCG doesn't support requested feature"* ]] || echo "$stamp $line"
+	re='LAB-READY uptime=([0-9.]+)'
+	if [[ $line =~ $re ]]; then
+		saw_ready=1 ready_us=$us ready_uptime=${BASH_REMATCH[1]}
+	fi
+	re='LAB-BEGIN ([^ ]+)'
+	if [[ $line =~ $re ]]; then
+		current=${BASH_REMATCH[1]}
+		hbegin[$current]=$us
+	fi
+	re='LAB-RESULT ([^ ]+) (pass|fail|skip) ([0-9.]+)'
+	if [[ $line =~ $re ]]; then
+		result[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+		rtime[${BASH_REMATCH[1]}]=${BASH_REMATCH[3]}
+		hend[${BASH_REMATCH[1]}]=$us
+		current=
+	fi
+	re='LAB-METRIC ([^ ]+) (.*)'
+	if [[ $line =~ $re ]]; then
+		local kv s=${BASH_REMATCH[1]}
+		for kv in ${BASH_REMATCH[2]}; do
+			[[ $kv == ?*=* ]] && metrics[$s]+="$kv "
+		done
+	fi
+	re='LAB-END uptime=([0-9.]+)'
+	if [[ $line =~ $re ]]; then
+		saw_end=1 end_us=$us end_uptime=${BASH_REMATCH[1]}
+	fi
+	re='LAB-ERROR (.*)'
+	[[ $line =~ $re ]] && lab_error=${BASH_REMATCH[1]}
+	[[ $line == *"Kernel panic"* ]] && panic=$line
+}
+
+# Kills the QEMU of this run (by the pid it wrote) with signal $1.
+kill_qemu() {
+	local pid
+	pid=$(cat "$PIDFILE" 2>/dev/null) && [ -n "$pid" ] && kill -"$1" "$pid" 2>/dev/null
+}
+
+# One lab boot running all the scenarios. Sets the globals above.
+run_lab_once() {
+	local cmdline qfd line buf= rc t0 now el
+	result=() rtime=() metrics=() hbegin=() hend=()
+	saw_ready=0 saw_end=0 lab_error= qemu_rc= ready_us= end_us= exit_us=
+	ready_uptime= end_uptime= killed_why= panic= current=
+	cmdline="console=ttyS0 quiet panic=-1 nestlab.run=$(IFS=,; echo "${scenarios[*]}")"
+	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT"
+	PIDFILE=$OUT/$name.qemu.pid
+	rm -f "$PIDFILE"
+	: >"$LOG"
+	{
+		echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') lab run '$name': ${scenarios[*]}"
+		echo "# $QEMU ${QEMU_MACHINE[*]} -kernel $KERNEL -initrd $OUT/lab.cpio -append \"$cmdline\""
+	} >>"$LOG"
+	log "booting the lab: QEMU TCG, EPYC+svm+npt, 2 vCPUs, 2 GiB; kernel ${KERNEL##*/}; timeout ${timeout_s} s"
+
+	t0=${EPOCHREALTIME/[.,]/}
+	exec {qfd}< <(
+		exec 2>&1 </dev/null
+		timeout -k 10 "$timeout_s" "$QEMU" "${QEMU_MACHINE[@]}" -kernel "$KERNEL" \
+			-initrd "$OUT/lab.cpio" -append "$cmdline" -pidfile "$PIDFILE"
+		printf '\n@@LAB-HOST qemu-exit %d\n' $?
+	)
+	while :; do
+		IFS= read -r -t 1 -u "$qfd" line
+		rc=$?
+		now=${EPOCHREALTIME/[.,]/}
+		if [ $rc -eq 0 ]; then
+			handle_line "$buf$line" $((now - t0))
+			buf=
+			continue
+		fi
+		if [ $rc -le 128 ]; then # end of output: QEMU and timeout are gone
+			[ -n "$buf$line" ] && handle_line "$buf$line" $((now - t0))
+			break
+		fi
+		buf+=$line # read timed out, maybe in the middle of a line
+		el=$(((now - t0) / 1000000))
+		if [ $saw_ready -eq 0 ] && [ $el -ge "$boot_timeout_s" ] && [ -z "$killed_why" ]; then
+			killed_why="no LAB-READY within the boot timeout of $boot_timeout_s s"
+			kill_qemu TERM
+		elif [ $saw_end -eq 1 ] && [ $(((now - t0 - end_us) / 1000000)) -ge $END_GRACE ] &&
+			[ -z "$killed_why" ]; then
+			killed_why="QEMU still running $END_GRACE s after LAB-END"
+			kill_qemu TERM
+		elif [ $el -ge $((timeout_s + 30)) ]; then
+			killed_why="QEMU outlived its timeout"
+			kill_qemu KILL
+			[ $el -ge $((timeout_s + 60)) ] && break
+		fi
+	done
+	exec {qfd}<&-
+	rm -f "$PIDFILE"
+	[ -z "$qemu_rc" ] && qemu_rc=unknown
+	[ -z "$exit_us" ] && exit_us=$((${EPOCHREALTIME/[.,]/} - t0))
+	[ "$qemu_rc" = 124 ] && [ -z "$killed_why" ] && killed_why="timeout of $timeout_s s"
+	{
+		echo "# QEMU exit status $qemu_rc after $(fmt_us "$exit_us") s${killed_why:+ ($killed_why)}"
+	} >>"$LOG"
+}
+
+# Prints metrics $1 (KEY=VALUE words) grouped by the variant their key starts
+# with ("pvh.wall_s"), KVM's counters ("pvh.kvm.exits") on a line of their own.
+print_metrics() {
+	echo "$1" | tr ' ' '\n' | awk -F= '
+		NF < 2 { next }
+		{
+			k = $1; v = substr($0, length($1) + 2); g = ""
+			if (index(k, ".")) { g = k; sub(/\..*/, "", g); k = substr(k, length(g) + 2) }
+			if (g == "kvm") { g = ""; k = "kvm." k }
+			if (k ~ /^kvm\./) { g = g (g == "" ? "" : " ") "kvm"; sub(/^kvm\./, "", k) }
+			if (!(g in line)) order[n++] = g
+			line[g] = line[g] " " k "=" v
+		}
+		END { for (i = 0; i < n; i++) printf "lab:     %s%s\n", order[i] == "" ? "" : "[" order[i] "]", line[order[i]] }'
+}
+
+# Why this run is a lab failure, or nothing when the lab worked.
+lab_failure_reason() {
+	local why=
+	if [ $saw_end -eq 1 ]; then
+		return
+	fi
+	if [ $saw_ready -eq 0 ]; then
+		why="the lab never reached LAB-READY"
+	else
+		why="the lab never reached LAB-END${current:+ (during scenario $current)}"
+	fi
+	[ -n "$lab_error" ] && why+="; the lab said: $lab_error"
+	[ -n "$killed_why" ] && why+="; $killed_why"
+	[ -n "$panic" ] && why+="; lab kernel: $panic"
+	why+="; QEMU exit status $qemu_rc"
+	echo "$why"
+}
+
+build_initramfs
+
+attempt=1
+while :; do
+	run_lab_once
+	failure=$(lab_failure_reason)
+	if [ -n "$failure" ] && [ $saw_ready -eq 0 ] && [ $attempt -eq 1 ]; then
+		log "LAB FAILURE (not a test failure): $failure"
+		cp "$LOG" "$OUT/$name.attempt1.log"
+		log "retrying the lab once (log of the first attempt: build/lab/$name.attempt1.log)"
+		attempt=2
+		continue
+	fi
+	break
+done
+
+# ---------------------------------------------------------------- summary
+
+echo
+log "---- summary of '$name' (log: build/lab/$name.log, attempt $attempt) ----"
+if [ -n "$ready_us" ]; then
+	log "boot: QEMU start to LAB-READY $(fmt_us "$ready_us") s (lab uptime $ready_uptime s)"
+fi
+if [ -n "$end_us" ]; then
+	log "end: LAB-END at $(fmt_us "$end_us") s (lab uptime $end_uptime s), QEMU exit $qemu_rc at $(fmt_us "$exit_us") s"
+else
+	log "end: QEMU exit $qemu_rc at $(fmt_us "$exit_us") s"
+fi
+printf 'lab: %-28s %-6s %9s %9s\n' scenario result "lab s" "host s"
+npass=0 nfail=0 nskip=0 nnone=0
+: >"$RESULTS.tmp"
+for s in "${scenarios[@]}"; do
+	r=${result[$s]:-none}
+	hs=-
+	[ -n "${hbegin[$s]:-}" ] && [ -n "${hend[$s]:-}" ] && hs=$(fmt_us $((hend[$s] - hbegin[$s])))
+	case $r in
+	pass) npass=$((npass + 1)) ;;
+	fail) nfail=$((nfail + 1)) ;;
+	skip) nskip=$((nskip + 1)) ;;
+	*) nnone=$((nnone + 1)) ;;
+	esac
+	printf 'lab: %-28s %-6s %9s %9s\n' "$s" "${r/none/-}" "${rtime[$s]:--}" "$hs"
+	echo "$s $r ${rtime[$s]:--}" >>"$RESULTS.tmp"
+	[ -n "${metrics[$s]:-}" ] && print_metrics "${metrics[$s]}"
+done
+
+# Compare variants of a scenario by their wall_s metrics (linux-boot: bzimage
+# against pvh).
+declare -A cmp
+for s in "${scenarios[@]}"; do
+	for kv in ${metrics[$s]:-}; do
+		k=${kv%%=*} v=${kv#*=}
+		[[ $k == wall_s || $k == *.wall_s ]] || continue
+		label=${k%wall_s}
+		label=${label%.}
+		[ -z "$label" ] && label=${s#*:}
+		init=$(echo " ${metrics[$s]}" | sed -n "s/.* ${label}.guest_init_s=\([^ ]*\).*/\1/p")
+		cmp[${s%%:*}]+="$v $label ${init:--}"$'\n'
+	done
+done
+for base in "${!cmp[@]}"; do
+	[ "$(printf '%s' "${cmp[$base]}" | grep -c .)" -ge 2 ] || continue
+	log "$base, fastest first: $(printf '%s' "${cmp[$base]}" | sort -n |
+		awk 'NF { printf "%s%s %s s wall (guest to /init %s s)", sep, $2, $1, $3; sep = ", " }')"
+done
+
+failure=$(lab_failure_reason)
+if [ -n "$failure" ]; then
+	echo "lab failure $failure" >>"$RESULTS.tmp"
+	mv "$RESULTS.tmp" "$RESULTS"
+	log "LAB FAILURE (not a test failure): $failure"
+	[ $nnone -gt 0 ] && log "$nnone scenario(s) did not run to a result"
+	log "exit $EXIT_LAB"
+	exit $EXIT_LAB
+fi
+echo "lab ok" >>"$RESULTS.tmp"
+mv "$RESULTS.tmp" "$RESULTS"
+[ "$qemu_rc" = 0 ] || log "warning: QEMU exit status $qemu_rc after LAB-END"
+if [ $nfail -gt 0 ] || [ $nnone -gt 0 ]; then
+	log "FAIL: $npass passed, $nfail failed, $nskip skipped; exit $EXIT_FAIL"
+	exit $EXIT_FAIL
+fi
+log "PASS: $npass passed, $nskip skipped; exit $EXIT_PASS"
+exit $EXIT_PASS

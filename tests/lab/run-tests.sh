@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# run-tests.sh — the lab part of `make test`: one lab boot (tests/lab/lab.sh)
+# runs every lab test, under a total time limit. Ends with a summary line
+# "lab: N passed, N failed, N skipped".
+#
+# usage: tests/lab/run-tests.sh [SCENARIO...]   (default: $LAB_TESTS)
+#
+# Environment: LAB_TESTS (the scenarios), LAB_TIMEOUT (seconds, default 1200).
+#
+# Exit status: 0 no test failed, 1 a test failed, 125 lab failure (tests
+# that did not run count as failed, marked "LAB FAILURE (not a test
+# failure)").
+
+set -u
+LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$LAB_SRC/../.." && pwd)
+RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
+
+LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh"}
+LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
+# shellcheck disable=SC2206 # word splitting of the list is intended
+tests=(${*:-$LAB_TESTS})
+
+echo "lab tests: ${tests[*]} (one lab boot, limit $LAB_TIMEOUT s)"
+t0=$SECONDS
+"$LAB_SRC/lab.sh" --name tests --timeout "$LAB_TIMEOUT" "${tests[@]}"
+rc=$?
+
+passed=0 failed=0 skipped=0
+lab_failure=
+if [ -f "$RESULTS" ]; then
+	lab_failure=$(sed -n 's/^lab failure //p' "$RESULTS")
+else
+	lab_failure="lab.sh exit status $rc, no results"
+fi
+echo
+for t in "${tests[@]}"; do
+	r=$(awk -v t="$t" '$1 == t { print $2 }' "$RESULTS" 2>/dev/null)
+	case $r in
+	pass) passed=$((passed + 1)); echo "lab test $t: PASS" ;;
+	skip) skipped=$((skipped + 1)); echo "lab test $t: SKIP" ;;
+	fail) failed=$((failed + 1)); echo "lab test $t: FAIL" ;;
+	*)
+		failed=$((failed + 1))
+		echo "lab test $t: FAIL: LAB FAILURE (not a test failure): the test did not run to a result"
+		;;
+	esac
+done
+if [ -n "$lab_failure" ]; then
+	echo "LAB FAILURE (not a test failure): $lab_failure"
+	echo "  see build/lab/tests.log; rerun with tests/lab/run-tests.sh"
+fi
+echo "lab: $passed passed, $failed failed, $skipped skipped ($((SECONDS - t0)) s)"
+
+if [ -n "$lab_failure" ] || [ $rc -eq 125 ]; then
+	exit 125
+fi
+[ $failed -eq 0 ] || exit 1
+exit 0
