@@ -34,13 +34,13 @@
 #define ACPI_MAX_CPUS 254
 
 struct acpi_config {
-	unsigned int nr_cpus;	/* local APIC ids 0..nr_cpus-1; 1..ACPI_MAX_CPUS */
-	uint64_t ecam_base;	/* PCI ECAM of bus 0 (LAYOUT_PCI_ECAM), 1 MiB aligned */
-	uint8_t ecam_end_bus;	/* last bus the ECAM covers; 1 MiB of ECAM per bus */
-	uint64_t mmio32_base;	/* PCI BAR window below 4 GiB (LAYOUT_PCI_MMIO32) */
-	uint64_t mmio32_size;	/* 0 = none */
-	uint64_t mmio64_base;	/* PCI BAR window above 4 GiB */
-	uint64_t mmio64_size;	/* 0 = none */
+	unsigned int nr_cpus; /* local APIC ids 0..nr_cpus-1; 1..ACPI_MAX_CPUS */
+	uint64_t ecam_base;   /* PCI ECAM of bus 0 (LAYOUT_PCI_ECAM), 1 MiB aligned */
+	uint8_t ecam_end_bus; /* last bus the ECAM covers; 1 MiB of ECAM per bus */
+	uint64_t mmio32_base; /* PCI BAR window below 4 GiB (LAYOUT_PCI_MMIO32) */
+	uint64_t mmio32_size; /* 0 = none */
+	uint64_t mmio64_base; /* PCI BAR window above 4 GiB */
+	uint64_t mmio64_size; /* 0 = none */
 };
 
 /*
