@@ -645,10 +645,21 @@ static int run(const char *dir, const char *cmd)
  * recompiles without errors or warnings, and to the same AML (the header
  * aside, which names iasl as the compiler). Every other table disassembles.
  */
+static char iasl_dir[] = "/tmp/nestvm-test-acpi-XXXXXX";
+
+/* Remove iasl's scratch directory even when an assertion ended the test. */
+static int iasl_teardown(void **state)
+{
+	(void)state;
+	if (strchr(iasl_dir, 'X') == NULL)
+		nftw(iasl_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
 static void test_iasl(void **state)
 {
 	static uint8_t aml[LAYOUT_ACPI_SIZE];
-	char dir[] = "/tmp/nestvm-test-acpi-XXXXXX";
+	char *dir = iasl_dir;
 	char path[256];
 	struct acpi_config cfg = config(4);
 	struct tables t;
@@ -684,7 +695,6 @@ static void test_iasl(void **state)
 		snprintf(cmd, sizeof(cmd), "iasl -d %s.dat", sigs[i]);
 		assert_int_equal(run(dir, cmd), 0);
 	}
-	nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(void)
@@ -697,7 +707,7 @@ int main(void)
 	    cmocka_unit_test(test_cpu_limits), cmocka_unit_test(test_mcfg),
 	    cmocka_unit_test(test_dsdt_s5),    cmocka_unit_test(test_dsdt_pci0),
 	    cmocka_unit_test(test_too_small),  cmocka_unit_test(test_bad_arguments),
-	    cmocka_unit_test(test_iasl),
+	    cmocka_unit_test_teardown(test_iasl, iasl_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
