@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* `nestvm run`: one VM in the foreground. */
+#include "arch/x86/acpi.h"
 #include "cli/cli.h"
 #include "core/exit_status.h"
 #include "core/log.h"
@@ -12,7 +13,7 @@
 #include <unistd.h>
 
 #define RUN_MIN_MEMORY (16ULL << 20)
-#define RUN_MAX_CPUS 254 /* xAPIC ids in the MADT; 255 is broadcast */
+#define RUN_MAX_CPUS ACPI_MAX_CPUS
 
 static const char run_usage[] =
 	"usage: nestvm run --kernel PATH [options]\n"

@@ -9,10 +9,19 @@
 #include "arch/x86/acpi.h"
 #include "arch/x86/layout.h"
 #include "core/exit_status.h"
+#include "core/irq.h"
 #include "core/log.h"
+#include "devices/legacy/acpi_pm.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/rtc.h"
+#include "devices/legacy/uart_16550.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 /* FADT reset register value and the bit of port 0xCF9 that resets the CPU. */
 #define RESET_CF9_CPU_RESET 0x04
@@ -57,6 +66,108 @@ static void machine_ignore_io(void *opaque, uint64_t offset, void *data, uint32_
 		memset(data, 0xff, len);
 }
 
+/* Drive a GSI of the in-kernel IOAPIC/PIC (KVM_IRQ_LINE). */
+static void machine_irq_set(void *opaque, unsigned int gsi, int level)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_level irq = {.irq = gsi, .level = level};
+
+	if (kvm_ioctl(vm->fd, KVM_IRQ_LINE, &irq) < 0)
+		log_debug("KVM_IRQ_LINE gsi %u failed", gsi);
+}
+
+static void machine_i8042_reset(void *opaque)
+{
+	vm_request_stop(opaque, NESTVM_EXIT_REBOOT, "guest requested a reset (i8042)");
+}
+
+/* PM1a_CNT.SLP_EN: S5 is power off; nestvm implements no other sleep state. */
+static void machine_acpi_sleep(void *opaque, unsigned int slp_typ)
+{
+	if (slp_typ == ACPI_S5_SLP_TYP)
+		vm_request_stop(opaque, NESTVM_EXIT_POWEROFF, "guest powered off (ACPI S5)");
+	else
+		log_warn("guest asked for ACPI sleep type %u, which nestvm does not support",
+			 slp_typ);
+}
+
+static void machine_uart_rx_ready(void *opaque)
+{
+	struct vm *vm = opaque;
+	uint64_t one = 1;
+
+	if (write(vm->console_wake_fd, &one, sizeof(one)) < 0)
+		log_debug("console wake-up lost");
+}
+
+/*
+ * The console input thread: copies stdin into the UART's receive FIFO,
+ * waiting on console_wake_fd while the FIFO is full. Ends at EOF.
+ */
+static void *machine_console_input(void *arg)
+{
+	struct vm *vm = arg;
+	uint8_t buf[64];
+
+	for (;;) {
+		size_t room = uart_16550_rx_room(vm->uart);
+		ssize_t n;
+		uint64_t v;
+
+		if (room == 0) {
+			if (read(vm->console_wake_fd, &v, sizeof(v)) < 0)
+				return NULL;
+			continue;
+		}
+		n = read(STDIN_FILENO, buf, room < sizeof(buf) ? room : sizeof(buf));
+		if (n <= 0)
+			return NULL;
+		uart_16550_receive(vm->uart, buf, n);
+	}
+}
+
+static int machine_create_console(struct vm *vm)
+{
+	struct irq_line irq = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_COM1};
+	struct uart_16550_config cfg = {
+		.out_fd = -1, .irq = &irq, .rx_ready = machine_uart_rx_ready, .rx_ready_opaque = vm};
+	pthread_t thread;
+	int r;
+
+	switch (vm->cfg.console) {
+	case VM_CONSOLE_STDIO:
+		cfg.out_fd = STDOUT_FILENO;
+		break;
+	case VM_CONSOLE_FILE:
+		vm->console_fd = open(vm->cfg.console_path,
+				      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0644);
+		if (vm->console_fd < 0) {
+			r = -errno;
+			log_error("console file '%s': %s", vm->cfg.console_path, strerror(errno));
+			return r;
+		}
+		cfg.out_fd = vm->console_fd;
+		break;
+	case VM_CONSOLE_NONE:
+		break;
+	}
+	r = uart_16550_create(&cfg, &vm->uart);
+	if (r < 0)
+		return r;
+	r = bus_add_range(&vm->pio, PORT_COM1, 8, uart_16550_io, vm->uart, "com1");
+	if (r < 0 || vm->cfg.console != VM_CONSOLE_STDIO)
+		return r;
+	vm->console_wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (vm->console_wake_fd < 0)
+		return -errno;
+	/* Detached: it may sit in read(stdin) when the VM ends; exit() reaps it. */
+	if (pthread_create(&thread, NULL, machine_console_input, vm) == 0)
+		pthread_detach(thread);
+	else
+		log_warn("no console input: cannot start the input thread");
+	return 0;
+}
+
 uint64_t machine_write_acpi(struct vm *vm)
 {
 	struct acpi_config cfg = {
@@ -81,9 +192,32 @@ uint64_t machine_write_acpi(struct vm *vm)
 
 int machine_create_devices(struct vm *vm)
 {
+	struct i8042_config kbc = {.reset = machine_i8042_reset, .reset_opaque = vm};
+	struct irq_line sci = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_ACPI_SCI};
+	struct acpi_pm_config pm = {.sci = &sci, .sleep = machine_acpi_sleep, .opaque = vm};
 	int r;
 
-	r = bus_add_range(&vm->pio, PORT_DEBUG_EXIT, 4, machine_debug_exit_io, vm, "debug-exit");
+	r = machine_create_console(vm);
+	if (r == 0)
+		r = i8042_create(&kbc, &vm->i8042);
+	if (r == 0)
+		r = bus_add_range(&vm->pio, PORT_I8042_DATA, 1, i8042_data_io, vm->i8042, "i8042");
+	if (r == 0)
+		r = bus_add_range(&vm->pio, PORT_I8042_CMD, 1, i8042_cmd_io, vm->i8042, "i8042");
+	if (r == 0)
+		r = rtc_create(NULL, &vm->rtc);
+	if (r == 0)
+		r = bus_add_range(&vm->pio, PORT_RTC, 2, rtc_io, vm->rtc, "rtc");
+	if (r == 0)
+		r = acpi_pm_create(&pm, &vm->pm);
+	if (r == 0)
+		r = bus_add_range(&vm->pio, PORT_ACPI_PM1A_EVT, 4, acpi_pm_evt_io, vm->pm, "pm1a-evt");
+	if (r == 0)
+		r = bus_add_range(&vm->pio, PORT_ACPI_PM1A_CNT, 2, acpi_pm_cnt_io, vm->pm, "pm1a-cnt");
+	if (r == 0)
+		r = bus_add_range(&vm->pio, PORT_ACPI_PM_TMR, 4, acpi_pm_tmr_io, vm->pm, "pm-tmr");
+	if (r == 0)
+		r = bus_add_range(&vm->pio, PORT_DEBUG_EXIT, 4, machine_debug_exit_io, vm, "debug-exit");
 	if (r == 0)
 		r = bus_add_range(&vm->pio, PORT_RESET, 1, machine_reset_io, vm, "reset");
 	if (r == 0)
@@ -95,5 +229,12 @@ int machine_create_devices(struct vm *vm)
 
 void machine_destroy_devices(struct vm *vm)
 {
-	(void)vm;
+	/* The console input thread may still hold the UART: it lives until exit. */
+	if (vm->console_wake_fd < 0)
+		uart_16550_destroy(vm->uart);
+	i8042_destroy(vm->i8042);
+	rtc_destroy(vm->rtc);
+	acpi_pm_destroy(vm->pm);
+	if (vm->console_fd >= 0)
+		close(vm->console_fd);
 }

@@ -183,6 +183,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	vm->fd = -1;
 	vm->sys.fd = -1;
 	vm->console_fd = -1;
+	vm->console_wake_fd = -1;
 	vm->main_thread = pthread_self();
 	atomic_init(&vm->exit_status, -1);
 	atomic_init(&vm->stopping, false);

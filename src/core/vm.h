@@ -68,7 +68,8 @@ struct vm {
 	struct rtc *rtc;
 	struct acpi_pm *pm;
 	struct pci_host *pci;
-	int console_fd;
+	int console_fd;	     /* --console file:PATH */
+	int console_wake_fd; /* eventfd: the UART has room for input */
 
 	pthread_t main_thread;
 	atomic_bool stopping;
