@@ -60,6 +60,24 @@ static int vm_add_memory(struct vm *vm)
 	return 0;
 }
 
+/*
+ * The in-kernel PIC, IOAPIC and PIT. Created after the memory slots: on some
+ * hosts every memslot change made after the irqchip exists waits for an SRCU
+ * grace period (several ms each).
+ */
+static int vm_create_irqchip(struct vm *vm)
+{
+	struct kvm_pit_config pit = {.flags = 0};
+	int r;
+
+	r = kvm_ioctl(vm->fd, KVM_CREATE_IRQCHIP, NULL);
+	if (r == 0)
+		r = kvm_ioctl(vm->fd, KVM_CREATE_PIT2, &pit);
+	if (r < 0)
+		log_error("cannot create the in-kernel interrupt controllers: %s", strerror(-r));
+	return r;
+}
+
 static int vm_create_vcpu(struct vm *vm, unsigned int id)
 {
 	struct vcpu *vcpu = &vm->vcpus[id];
@@ -117,7 +135,6 @@ static int vm_create_vcpu(struct vm *vm, unsigned int id)
 
 static int vm_create_kvm(struct vm *vm)
 {
-	struct kvm_pit_config pit = {.flags = 0};
 	struct kvm_cpuid2 *supported = NULL;
 	struct cpuid_config cc = {.nr_cpus = vm->cfg.cpus, .nested = vm->cfg.nested};
 	int r, max_vcpus;
@@ -149,13 +166,6 @@ static int vm_create_kvm(struct vm *vm)
 	/* Needed by VMX for real-mode emulation; harmless elsewhere. */
 	if (kvm_ioctl(vm->fd, KVM_SET_TSS_ADDR, (void *)(uintptr_t)LAYOUT_KVM_TSS) < 0)
 		log_debug("KVM_SET_TSS_ADDR not supported");
-	r = kvm_ioctl(vm->fd, KVM_CREATE_IRQCHIP, NULL);
-	if (r == 0)
-		r = kvm_ioctl(vm->fd, KVM_CREATE_PIT2, &pit);
-	if (r < 0) {
-		log_error("cannot create the in-kernel interrupt controllers: %s", strerror(-r));
-		return r;
-	}
 	r = kvm_get_supported_cpuid(&vm->sys, &supported);
 	if (r < 0) {
 		log_error("KVM_GET_SUPPORTED_CPUID failed: %s", strerror(-r));
@@ -198,6 +208,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		goto err;
 	}
 	r = vm_add_memory(vm);
+	if (r == 0)
+		r = vm_create_irqchip(vm);
 	if (r < 0)
 		goto err;
 	bc = (struct boot_config){
