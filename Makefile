@@ -6,7 +6,7 @@ CLANG ?= clang
 BUILD := build
 WARN := -Wall -Wextra -Werror
 CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread
-LDLIBS := -pthread
+LDLIBS := -ljansson -pthread
 
 REL_CFLAGS := $(CFLAGS_COMMON) -O2 -g
 ASAN_CFLAGS := $(CFLAGS_COMMON) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \

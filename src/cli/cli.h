@@ -16,6 +16,7 @@ struct cli_command {
 };
 
 int cmd_run(int argc, char **argv);
+int cmd_nested(int argc, char **argv);
 
 /*
  * cli_parse_size - "512M", "4G", "1024K", "2T" or a bare number of MiB into

@@ -13,6 +13,7 @@ static int cmd_help(int argc, char **argv);
 
 static const struct cli_command cli_commands[] = {
 	{"run", "run one VM in the foreground until its guest powers off", cmd_run},
+	{"nested", "nested virtualization: 'nested status' checks this host", cmd_nested},
 	{"version", "print nestvm's version", cmd_version},
 	{"help", "list the commands", cmd_help},
 };
