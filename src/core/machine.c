@@ -15,6 +15,7 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/rtc.h"
 #include "devices/legacy/uart_16550.h"
+#include "devices/pci/pci_host.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -168,6 +169,32 @@ static int machine_create_console(struct vm *vm)
 	return 0;
 }
 
+/*
+ * PCI bus 0: configuration mechanism #1 (whose 0xCF8 range also holds the
+ * 0xCF9 reset register), ECAM, and the 32-bit BAR window.
+ */
+static int machine_create_pci(struct vm *vm)
+{
+	struct pci_host_config cfg = {
+		.cf9_io = machine_reset_io, .cf9_opaque = vm, .mmio_base = LAYOUT_PCI_MMIO32};
+	int r;
+
+	r = pci_host_create(&cfg, &vm->pci);
+	if (r == 0)
+		r = bus_add_range(&vm->pio, PORT_PCI_CONFIG_ADDR, PCI_CONFIG_PORT_LEN,
+				  pci_host_cf8_io, vm->pci, "pci-cf8");
+	if (r == 0)
+		r = bus_add_range(&vm->pio, PORT_PCI_CONFIG_DATA, PCI_CONFIG_PORT_LEN,
+				  pci_host_cfc_io, vm->pci, "pci-cfc");
+	if (r == 0)
+		r = bus_add_range(&vm->mmio, LAYOUT_PCI_ECAM, LAYOUT_PCI_ECAM_SIZE,
+				  pci_host_ecam_io, vm->pci, "pci-ecam");
+	if (r == 0)
+		r = bus_add_range(&vm->mmio, LAYOUT_PCI_MMIO32, LAYOUT_PCI_MMIO32_SIZE,
+				  pci_host_mmio_io, vm->pci, "pci-mmio32");
+	return r;
+}
+
 uint64_t machine_write_acpi(struct vm *vm)
 {
 	struct acpi_config cfg = {
@@ -219,7 +246,7 @@ int machine_create_devices(struct vm *vm)
 	if (r == 0)
 		r = bus_add_range(&vm->pio, PORT_DEBUG_EXIT, 4, machine_debug_exit_io, vm, "debug-exit");
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_RESET, 1, machine_reset_io, vm, "reset");
+		r = machine_create_pci(vm);
 	if (r == 0)
 		r = bus_add_range(&vm->pio, PORT_POST, 1, machine_ignore_io, vm, "post");
 	if (r < 0)
@@ -235,6 +262,7 @@ void machine_destroy_devices(struct vm *vm)
 	i8042_destroy(vm->i8042);
 	rtc_destroy(vm->rtc);
 	acpi_pm_destroy(vm->pm);
+	pci_host_destroy(vm->pci);
 	if (vm->console_fd >= 0)
 		close(vm->console_fd);
 }
