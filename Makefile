@@ -8,6 +8,13 @@ WARN := -Wall -Wextra -Werror
 CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread
 LDLIBS := -ljansson -pthread
 
+# `make V=1` shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 REL_CFLAGS := $(CFLAGS_COMMON) -O2 -g
 ASAN_CFLAGS := $(CFLAGS_COMMON) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
@@ -32,27 +39,33 @@ asan: $(BUILD)/asan/nestvm
 
 $(BUILD)/release/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(REL_CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(REL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_CFLAGS) -c -o $@ $<
+	@echo "  CC asan $<"
+	$(Q)$(CC) $(ASAN_CFLAGS) -c -o $@ $<
 
 $(BUILD)/release/nestvm: $(REL_OBJS)
-	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/asan/nestvm: $(ASAN_OBJS)
-	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # A static monitor for the lab's initramfs, which has no shared libraries.
 $(BUILD)/static/nestvm: $(REL_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(REL_CFLAGS) -static -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(REL_CFLAGS) -static -o $@ $^ $(LDLIBS)
 static: $(BUILD)/static/nestvm
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_CFLAGS) -o $@ $< $(ASAN_LIB_OBJS) -lcmocka $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $< $(ASAN_LIB_OBJS) -lcmocka $(LDLIBS)
 
 # Guest images (probe guest) add themselves here.
 GUEST_IMAGES :=
