@@ -152,9 +152,8 @@ int cmd_run(int argc, char **argv)
 		return run_usage_error("--memory %s is too small; a VM needs at least 16M",
 				       memory_arg);
 	if (host_mem && cfg.memory > host_mem) {
-		fprintf(stderr, "nestvm run: --memory %llu MiB is more than this host's %llu MiB\n",
-			(unsigned long long)(cfg.memory >> 20),
-			(unsigned long long)(host_mem >> 20));
+		fprintf(stderr, "nestvm run: --memory %s is more than this host's %llu MiB\n",
+			memory_arg, (unsigned long long)(host_mem >> 20));
 		return NESTVM_EXIT_USAGE;
 	}
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);

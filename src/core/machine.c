@@ -67,6 +67,18 @@ static void machine_ignore_io(void *opaque, uint64_t offset, void *data, uint32_
 		memset(data, 0xff, len);
 }
 
+/* Register a device range; a failure here is a layout bug, so say which. */
+static int machine_add(struct bus *bus, uint64_t base, uint64_t len, bus_io_fn fn, void *opaque,
+		       const char *name)
+{
+	int r = bus_add_range(bus, base, len, fn, opaque, name);
+
+	if (r < 0)
+		log_error("cannot place device %s at 0x%llx: %s", name, (unsigned long long)base,
+			  strerror(-r));
+	return r;
+}
+
 /* Drive a GSI of the in-kernel IOAPIC/PIC (KVM_IRQ_LINE). */
 static void machine_irq_set(void *opaque, unsigned int gsi, int level)
 {
@@ -155,7 +167,7 @@ static int machine_create_console(struct vm *vm)
 	r = uart_16550_create(&cfg, &vm->uart);
 	if (r < 0)
 		return r;
-	r = bus_add_range(&vm->pio, PORT_COM1, 8, uart_16550_io, vm->uart, "com1");
+	r = machine_add(&vm->pio, PORT_COM1, 8, uart_16550_io, vm->uart, "com1");
 	if (r < 0 || vm->cfg.console != VM_CONSOLE_STDIO)
 		return r;
 	vm->console_wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -181,16 +193,16 @@ static int machine_create_pci(struct vm *vm)
 
 	r = pci_host_create(&cfg, &vm->pci);
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_PCI_CONFIG_ADDR, PCI_CONFIG_PORT_LEN,
+		r = machine_add(&vm->pio, PORT_PCI_CONFIG_ADDR, PCI_CONFIG_PORT_LEN,
 				  pci_host_cf8_io, vm->pci, "pci-cf8");
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_PCI_CONFIG_DATA, PCI_CONFIG_PORT_LEN,
+		r = machine_add(&vm->pio, PORT_PCI_CONFIG_DATA, PCI_CONFIG_PORT_LEN,
 				  pci_host_cfc_io, vm->pci, "pci-cfc");
 	if (r == 0)
-		r = bus_add_range(&vm->mmio, LAYOUT_PCI_ECAM, LAYOUT_PCI_ECAM_SIZE,
+		r = machine_add(&vm->mmio, LAYOUT_PCI_ECAM, LAYOUT_PCI_ECAM_SIZE,
 				  pci_host_ecam_io, vm->pci, "pci-ecam");
 	if (r == 0)
-		r = bus_add_range(&vm->mmio, LAYOUT_PCI_MMIO32, LAYOUT_PCI_MMIO32_SIZE,
+		r = machine_add(&vm->mmio, LAYOUT_PCI_MMIO32, LAYOUT_PCI_MMIO32_SIZE,
 				  pci_host_mmio_io, vm->pci, "pci-mmio32");
 	return r;
 }
@@ -228,29 +240,27 @@ int machine_create_devices(struct vm *vm)
 	if (r == 0)
 		r = i8042_create(&kbc, &vm->i8042);
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_I8042_DATA, 1, i8042_data_io, vm->i8042, "i8042");
+		r = machine_add(&vm->pio, PORT_I8042_DATA, 1, i8042_data_io, vm->i8042, "i8042");
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_I8042_CMD, 1, i8042_cmd_io, vm->i8042, "i8042");
+		r = machine_add(&vm->pio, PORT_I8042_CMD, 1, i8042_cmd_io, vm->i8042, "i8042");
 	if (r == 0)
 		r = rtc_create(NULL, &vm->rtc);
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_RTC, 2, rtc_io, vm->rtc, "rtc");
+		r = machine_add(&vm->pio, PORT_RTC, 2, rtc_io, vm->rtc, "rtc");
 	if (r == 0)
 		r = acpi_pm_create(&pm, &vm->pm);
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_ACPI_PM1A_EVT, 4, acpi_pm_evt_io, vm->pm, "pm1a-evt");
+		r = machine_add(&vm->pio, PORT_ACPI_PM1A_EVT, 4, acpi_pm_evt_io, vm->pm, "pm1a-evt");
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_ACPI_PM1A_CNT, 2, acpi_pm_cnt_io, vm->pm, "pm1a-cnt");
+		r = machine_add(&vm->pio, PORT_ACPI_PM1A_CNT, 2, acpi_pm_cnt_io, vm->pm, "pm1a-cnt");
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_ACPI_PM_TMR, 4, acpi_pm_tmr_io, vm->pm, "pm-tmr");
+		r = machine_add(&vm->pio, PORT_ACPI_PM_TMR, 4, acpi_pm_tmr_io, vm->pm, "pm-tmr");
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_DEBUG_EXIT, 4, machine_debug_exit_io, vm, "debug-exit");
+		r = machine_add(&vm->pio, PORT_DEBUG_EXIT, 4, machine_debug_exit_io, vm, "debug-exit");
 	if (r == 0)
 		r = machine_create_pci(vm);
 	if (r == 0)
-		r = bus_add_range(&vm->pio, PORT_POST, 1, machine_ignore_io, vm, "post");
-	if (r < 0)
-		log_error("cannot register devices: %s", strerror(-r));
+		r = machine_add(&vm->pio, PORT_POST, 1, machine_ignore_io, vm, "post");
 	return r;
 }
 
