@@ -81,10 +81,11 @@ void acpi_pm_evt_io(void *opaque, uint64_t offset, void *data, uint32_t len, boo
 		if (!is_write)
 			bytes[i] = lane(off < 2 ? pm->s.sts : pm->s.en, (unsigned int)(off & 1));
 		else if (off < 2)
-			pm->s.sts &= (uint16_t)~((unsigned int)bytes[i] << sh); /* write 1 to clear */
+			pm->s.sts &=
+			    (uint16_t) ~((unsigned int)bytes[i] << sh); /* write 1 to clear */
 		else
 			pm->s.en = (uint16_t)((pm->s.en & ~(0xffu << sh)) |
-					      (((unsigned int)bytes[i] << sh) & ACPI_PM1_EN_MASK));
+			                      (((unsigned int)bytes[i] << sh) & ACPI_PM1_EN_MASK));
 	}
 	acpi_pm_update_sci(pm);
 	pthread_mutex_unlock(&pm->lock);

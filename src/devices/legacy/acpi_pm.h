@@ -83,7 +83,7 @@ struct acpi_pm;
 
 /* acpi_pm_create - registers in their reset state. Returns 0, -EINVAL or -ENOMEM. */
 int acpi_pm_create(const struct acpi_pm_config *cfg, struct acpi_pm **out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* acpi_pm_destroy - free the device; NULL is a no-op. */
 void acpi_pm_destroy(struct acpi_pm *pm);
@@ -115,6 +115,6 @@ void acpi_pm_save(struct acpi_pm *pm, struct acpi_pm_state *state);
 
 /* acpi_pm_restore - replace the state after checking it. Returns 0 or -EINVAL. */
 int acpi_pm_restore(struct acpi_pm *pm, const struct acpi_pm_state *state)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

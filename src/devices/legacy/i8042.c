@@ -15,7 +15,8 @@
 #include <string.h>
 
 /* The command byte firmware leaves behind: translated keyboard on IRQ 1, no aux. */
-#define I8042_CTR_DEFAULT (I8042_CTR_XLATE | I8042_CTR_AUXDIS | I8042_CTR_SYSFLAG | I8042_CTR_KBDINT)
+#define I8042_CTR_DEFAULT                                                                          \
+	(I8042_CTR_XLATE | I8042_CTR_AUXDIS | I8042_CTR_SYSFLAG | I8042_CTR_KBDINT)
 #define I8042_OUTPORT_DEFAULT (I8042_OUTPORT_RESET | I8042_OUTPORT_A20)
 #define PS2_KBD_SCANSET_2 0x02
 
@@ -265,8 +266,8 @@ static uint8_t i8042_read_data(struct i8042 *k)
 }
 
 /* i8042_access - one byte at @port_cmd ? 0x64 : 0x60. Returns true for a reset. */
-static bool i8042_access(struct i8042 *k, bool port_cmd, uint64_t offset, void *data,
-			 uint32_t len, bool is_write)
+static bool i8042_access(struct i8042 *k, bool port_cmd, uint64_t offset, void *data, uint32_t len,
+                         bool is_write)
 {
 	uint8_t *bytes = data;
 	bool reset = false;

@@ -38,12 +38,12 @@
 #define I8042_CMD_PORT_LEN 1
 
 /* Status register (read from port 0x64). */
-#define I8042_STR_OBF 0x01	/* output buffer full */
-#define I8042_STR_IBF 0x02	/* input buffer full: never, commands complete at once */
-#define I8042_STR_SYSFLAG 0x04	/* system flag, mirrors CTR bit 2 */
-#define I8042_STR_CMDDAT 0x08	/* last write was to the command port */
-#define I8042_STR_KEYLOCK 0x10	/* 1 = keyboard not inhibited */
-#define I8042_STR_AUXDATA 0x20	/* output buffer holds aux data */
+#define I8042_STR_OBF 0x01     /* output buffer full */
+#define I8042_STR_IBF 0x02     /* input buffer full: never, commands complete at once */
+#define I8042_STR_SYSFLAG 0x04 /* system flag, mirrors CTR bit 2 */
+#define I8042_STR_CMDDAT 0x08  /* last write was to the command port */
+#define I8042_STR_KEYLOCK 0x10 /* 1 = keyboard not inhibited */
+#define I8042_STR_AUXDATA 0x20 /* output buffer holds aux data */
 #define I8042_STR_TIMEOUT 0x40
 #define I8042_STR_PARITY 0x80
 
@@ -57,7 +57,7 @@
 #define I8042_CTR_XLATE 0x40
 
 /* Controller commands (written to port 0x64). */
-#define I8042_CMD_READ_RAM 0x20	 /* 0x20-0x3f: read RAM byte (cmd & 0x1f) */
+#define I8042_CMD_READ_RAM 0x20  /* 0x20-0x3f: read RAM byte (cmd & 0x1f) */
 #define I8042_CMD_WRITE_RAM 0x60 /* 0x60-0x7f: write RAM byte (cmd & 0x1f) */
 #define I8042_CMD_AUX_DISABLE 0xa7
 #define I8042_CMD_AUX_ENABLE 0xa8
@@ -107,7 +107,7 @@
 struct i8042_state {
 	uint8_t ram[I8042_RAM_SIZE]; /* ram[0] is the command byte */
 	uint8_t outport;
-	uint8_t cmddat;	     /* I8042_STR_CMDDAT or 0 */
+	uint8_t cmddat;      /* I8042_STR_CMDDAT or 0 */
 	uint8_t pending_cmd; /* controller command waiting for its data byte, or 0 */
 	uint8_t ctl_out_valid;
 	uint8_t ctl_out; /* the reply to a controller command */
@@ -134,7 +134,7 @@ struct i8042;
  * Returns 0 and sets *@out, or -EINVAL, -ENOMEM.
  */
 int i8042_create(const struct i8042_config *cfg, struct i8042 **out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* i8042_destroy - free the controller; NULL is a no-op. */
 void i8042_destroy(struct i8042 *kbc);
@@ -156,6 +156,6 @@ void i8042_save(struct i8042 *kbc, struct i8042_state *state);
  * update the keyboard interrupt. Returns 0 or -EINVAL (device unchanged).
  */
 int i8042_restore(struct i8042 *kbc, const struct i8042_state *state)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

@@ -121,8 +121,8 @@ static void rtc_commit_clock(struct rtc *r)
 	tm.tm_hour = (int)hour;
 	tm.tm_mday = (int)rtc_decode(s, c[RTC_REG_DAY_OF_MONTH]);
 	tm.tm_mon = (int)rtc_decode(s, c[RTC_REG_MONTH]) - 1;
-	tm.tm_year = (int)(rtc_decode(s, c[RTC_REG_CENTURY]) * 100 +
-			   rtc_decode(s, c[RTC_REG_YEAR])) - 1900;
+	tm.tm_year =
+	    (int)(rtc_decode(s, c[RTC_REG_CENTURY]) * 100 + rtc_decode(s, c[RTC_REG_YEAR])) - 1900;
 	errno = 0;
 	t = timegm(&tm);
 	if (t == (time_t)-1 && errno)
@@ -200,7 +200,10 @@ void rtc_io(void *opaque, uint64_t offset, void *data, uint32_t len, bool is_wri
 	for (i = 0; i < len; i++) {
 		uint64_t port = offset + i;
 
-		if (port == 0 && is_write) {
+		if (port < offset) {
+			if (!is_write)
+				bytes[i] = 0xff; /* wrapped around: not this device */
+		} else if (port == 0 && is_write) {
 			/* Bit 7 masks NMIs on a PC; there is nothing to mask here. */
 			r->s.index = bytes[i] & RTC_INDEX_MASK;
 		} else if (port == 1 && is_write) {

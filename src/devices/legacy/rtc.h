@@ -51,7 +51,7 @@
 
 #define RTC_A_UIP 0x80
 #define RTC_A_DEFAULT 0x26 /* 32.768 kHz time base, 1024 Hz periodic rate */
-#define RTC_B_DSE 0x01	   /* daylight saving enable */
+#define RTC_B_DSE 0x01     /* daylight saving enable */
 #define RTC_B_24H 0x02
 #define RTC_B_DM_BINARY 0x04
 #define RTC_B_SQWE 0x08
@@ -67,7 +67,7 @@
 struct rtc_state {
 	uint8_t index;
 	uint8_t cmos[RTC_CMOS_SIZE]; /* clock fields are meaningful only while B.SET is 1 */
-	int64_t offset;		     /* guest clock minus host clock, seconds */
+	int64_t offset;              /* guest clock minus host clock, seconds */
 };
 
 struct rtc_config {
@@ -97,7 +97,7 @@ void rtc_io(void *opaque, uint64_t offset, void *data, uint32_t len, bool is_wri
  * (0x00-0x0d), RTC_REG_CENTURY and indices past 0x7f.
  */
 int rtc_cmos_set(struct rtc *rtc, unsigned int index, uint8_t value)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* rtc_save - copy the guest-visible state into @state. */
 void rtc_save(struct rtc *rtc, struct rtc_state *state);

@@ -136,7 +136,7 @@ static bool uart_output_wait(struct uart_16550 *u)
 		return true; /* writable, or an error that write() will report */
 	if (r == 0 && !u->out_stalled)
 		log_debug("uart: output fd not writable for %d ms, dropping output",
-			  UART_16550_OUTPUT_STALL_MS);
+		          UART_16550_OUTPUT_STALL_MS);
 	u->out_stalled = true;
 	return false;
 }
@@ -173,7 +173,7 @@ static void uart_output(struct uart_16550 *u, const uint8_t *buf, size_t len)
 		}
 		if (!u->out_error_logged) {
 			log_warn("uart: cannot write console output: %s; output is dropped",
-				 n < 0 ? strerror(errno) : "short write");
+			         n < 0 ? strerror(errno) : "short write");
 			u->out_error_logged = true;
 		}
 		return;

@@ -61,7 +61,7 @@
 #define UART_IIR_THRI 0x02
 #define UART_IIR_RDI 0x04
 #define UART_IIR_RLSI 0x06
-#define UART_IIR_CTI 0x0c	     /* character timeout */
+#define UART_IIR_CTI 0x0c          /* character timeout */
 #define UART_IIR_FIFO_ENABLED 0xc0 /* both bits set: 16550A with working FIFOs */
 
 #define UART_FCR_ENABLE_FIFO 0x01
@@ -158,7 +158,7 @@ struct uart_16550;
  * not a signal. Returns 0 and sets *@out, or -EINVAL, -ENOMEM.
  */
 int uart_16550_create(const struct uart_16550_config *cfg, struct uart_16550 **out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* uart_16550_destroy - free the device; NULL is a no-op. Does not close out_fd. */
 void uart_16550_destroy(struct uart_16550 *uart);
@@ -194,6 +194,6 @@ void uart_16550_save(struct uart_16550 *uart, struct uart_16550_state *state);
  * interrupt line. Returns 0, or -EINVAL and leaves the device unchanged.
  */
 int uart_16550_restore(struct uart_16550 *uart, const struct uart_16550_state *state)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

@@ -23,7 +23,7 @@
 /* Mechanism #1 address fields. */
 #define CONFIG_ADDR_BUS(a) (((a) >> 16) & 0xff)
 #define CONFIG_ADDR_DEVFN(a) (((a) >> 8) & 0xff)
-#define CONFIG_ADDR_REG(a) ((a) & 0xfc)
+#define CONFIG_ADDR_REG(a) ((a)&0xfc)
 
 #define PCI_CF9_OFFSET 1 /* 0xCF9 within the 0xCF8 range */
 
@@ -44,7 +44,7 @@ static bool is_pow2(uint64_t v)
 }
 
 void pci_device_init(struct pci_device *dev, uint16_t vendor, uint16_t device, uint32_t class_code,
-		     uint8_t revision)
+                     uint8_t revision)
 {
 	memset(dev, 0, sizeof(*dev));
 	pci_cfg_set16(dev->config, PCI_CFG_VENDOR_ID, vendor);
@@ -55,8 +55,8 @@ void pci_device_init(struct pci_device *dev, uint16_t vendor, uint16_t device, u
 	dev->config[PCI_CFG_HEADER_TYPE] = PCI_HEADER_TYPE_NORMAL;
 
 	pci_cfg_set16(dev->wmask, PCI_CFG_COMMAND,
-		      PCI_CMD_IO | PCI_CMD_MEMORY | PCI_CMD_MASTER | PCI_CMD_PARITY | PCI_CMD_SERR |
-			      PCI_CMD_INTX_DISABLE);
+	              PCI_CMD_IO | PCI_CMD_MEMORY | PCI_CMD_MASTER | PCI_CMD_PARITY | PCI_CMD_SERR |
+	                  PCI_CMD_INTX_DISABLE);
 	pci_cfg_set16(dev->w1cmask, PCI_CFG_STATUS, PCI_STS_W1C);
 	dev->wmask[PCI_CFG_CACHE_LINE_SIZE] = 0xff;
 	dev->wmask[PCI_CFG_LATENCY_TIMER] = 0xff;
@@ -77,7 +77,7 @@ static bool pci_bar_is_upper_half(const struct pci_device *dev, unsigned int bar
 }
 
 int pci_device_set_bar(struct pci_device *dev, unsigned int bar, enum pci_bar_type type,
-		       uint64_t size, bool prefetchable)
+                       uint64_t size, bool prefetchable)
 {
 	uint32_t reg = PCI_CFG_BAR0 + 4 * bar;
 	uint64_t mask = ~(size - 1);
@@ -141,8 +141,8 @@ uint64_t pci_device_bar_address(const struct pci_device *dev, unsigned int bar)
 	case PCI_BAR_MEM32:
 		return lo & PCI_BAR_MEM_ADDR_MASK;
 	case PCI_BAR_MEM64:
-		return (lo & PCI_BAR_MEM_ADDR_MASK) |
-		       (uint64_t)pci_cfg_get32(dev->config, reg + 4) << 32;
+		return (lo & PCI_BAR_MEM_ADDR_MASK) | (uint64_t)pci_cfg_get32(dev->config, reg + 4)
+		                                          << 32;
 	default:
 		return 0;
 	}
@@ -195,8 +195,8 @@ int pci_device_add_capability(struct pci_device *dev, uint8_t cap_id, uint8_t le
  * pci_cfg_access_locked - one access that stays within a dword of @dev's
  * configuration space (NULL: an absent function). Host lock held.
  */
-static void pci_cfg_access_locked(struct pci_device *dev, uint32_t reg, uint8_t *data,
-				  uint32_t len, bool is_write)
+static void pci_cfg_access_locked(struct pci_device *dev, uint32_t reg, uint8_t *data, uint32_t len,
+                                  bool is_write)
 {
 	const struct pci_device_ops *ops;
 	uint32_t i;
@@ -218,7 +218,7 @@ static void pci_cfg_access_locked(struct pci_device *dev, uint32_t reg, uint8_t 
 		uint8_t v = data[i];
 
 		dev->config[r] = (uint8_t)((dev->config[r] & ~dev->wmask[r]) | (v & dev->wmask[r]));
-		dev->config[r] &= (uint8_t)~(v & dev->w1cmask[r]);
+		dev->config[r] &= (uint8_t) ~(v & dev->w1cmask[r]);
 	}
 	if (ops && ops->config_write)
 		ops->config_write(dev, reg, len);
@@ -233,7 +233,7 @@ static struct pci_device *pci_host_lookup(struct pci_host *h, unsigned int bus, 
 
 /* Split an access into pieces that each stay within one dword. */
 static void pci_host_access(struct pci_host *h, unsigned int devfn, uint32_t reg, uint8_t *data,
-			    uint32_t len, bool is_write)
+                            uint32_t len, bool is_write)
 {
 	while (len > 0) {
 		uint32_t chunk = 4 - (reg & 3);
@@ -249,23 +249,22 @@ static void pci_host_access(struct pci_host *h, unsigned int devfn, uint32_t reg
 	}
 }
 
-uint32_t pci_host_config_read(struct pci_host *host, unsigned int devfn, uint32_t reg,
-			      uint32_t len)
+uint32_t pci_host_config_read(struct pci_host *host, unsigned int devfn, uint32_t reg, uint32_t len)
 {
-	uint8_t buf[4] = {0xff, 0xff, 0xff, 0xff};
+	uint8_t buf[4] = {0};
+	uint32_t ones = len >= 4 ? 0xffffffffU : (1U << (8 * len)) - 1;
 
 	if ((len != 1 && len != 2 && len != 4) || (reg & 3) + len > 4)
-		return len >= 4 ? 0xffffffffU : (1U << (8 * len)) - 1;
+		return ones;
 	pci_host_access(host, devfn, reg, buf, len, false);
-	return (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 |
-	       (uint32_t)buf[3] << 24;
+	return pci_cfg_get32(buf, 0) & ones;
 }
 
 void pci_host_config_write(struct pci_host *host, unsigned int devfn, uint32_t reg, uint32_t len,
-			   uint32_t val)
+                           uint32_t val)
 {
 	uint8_t buf[4] = {(uint8_t)val, (uint8_t)(val >> 8), (uint8_t)(val >> 16),
-			  (uint8_t)(val >> 24)};
+	                  (uint8_t)(val >> 24)};
 
 	if ((len != 1 && len != 2 && len != 4) || (reg & 3) + len > 4)
 		return;
@@ -311,8 +310,8 @@ void pci_host_cfc_io(void *opaque, uint64_t offset, void *data, uint32_t len, bo
 	addr = h->config_addr;
 	if (addr & PCI_CONFIG_ADDR_ENABLE)
 		pci_cfg_access_locked(
-			pci_host_lookup(h, CONFIG_ADDR_BUS(addr), CONFIG_ADDR_DEVFN(addr)),
-			CONFIG_ADDR_REG(addr) + (uint32_t)offset, bytes, n, is_write);
+		    pci_host_lookup(h, CONFIG_ADDR_BUS(addr), CONFIG_ADDR_DEVFN(addr)),
+		    CONFIG_ADDR_REG(addr) + (uint32_t)offset, bytes, n, is_write);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -337,8 +336,8 @@ void pci_host_ecam_io(void *opaque, uint64_t offset, void *data, uint32_t len, b
 		if (chunk > len - i)
 			chunk = len - i;
 		pthread_mutex_lock(&h->lock);
-		pci_cfg_access_locked(bus == 0 ? pci_host_lookup(h, 0, devfn) : NULL, reg, bytes + i,
-				      chunk, is_write);
+		pci_cfg_access_locked(bus == 0 ? pci_host_lookup(h, 0, devfn) : NULL, reg,
+		                      bytes + i, chunk, is_write);
 		pthread_mutex_unlock(&h->lock);
 		i += chunk;
 	}
@@ -346,7 +345,7 @@ void pci_host_ecam_io(void *opaque, uint64_t offset, void *data, uint32_t len, b
 
 /* pci_host_find_bar - the enabled memory BAR holding [gpa, gpa + len). Host lock held. */
 static struct pci_device *pci_host_find_bar(struct pci_host *h, uint64_t gpa, uint32_t len,
-					    unsigned int *bar_out, uint64_t *off_out)
+                                            unsigned int *bar_out, uint64_t *off_out)
 {
 	unsigned int devfn, bar;
 
@@ -468,7 +467,7 @@ int pci_host_create(const struct pci_host_config *cfg, struct pci_host **out)
 		return -r;
 	}
 	pci_device_init(&h->bridge, PCI_HOST_BRIDGE_VENDOR, PCI_HOST_BRIDGE_DEVICE,
-			PCI_HOST_BRIDGE_CLASS, 0);
+	                PCI_HOST_BRIDGE_CLASS, 0);
 	h->bridge.name = "host-bridge";
 	h->bridge.devfn = PCI_DEVFN(0, 0);
 	h->devs[0] = &h->bridge;

@@ -42,14 +42,14 @@
  * what it needs, taken in config_write.
  */
 
-#define PCI_CFG_SPACE_SIZE 256	  /* conventional PCI */
+#define PCI_CFG_SPACE_SIZE 256      /* conventional PCI */
 #define PCI_CFG_SPACE_EXP_SIZE 4096 /* PCI Express extended */
 #define PCI_NUM_BARS 6
 #define PCI_MAX_DEVICES 32
 #define PCI_MAX_FUNCTIONS 8
-#define PCI_DEVFN(dev, fn) ((uint16_t)((((dev) & 0x1f) << 3) | ((fn) & 0x07)))
+#define PCI_DEVFN(dev, fn) ((uint16_t)((((dev)&0x1f) << 3) | ((fn)&0x07)))
 #define PCI_DEVFN_DEV(devfn) (((devfn) >> 3) & 0x1f)
-#define PCI_DEVFN_FN(devfn) ((devfn) & 0x07)
+#define PCI_DEVFN_FN(devfn) ((devfn)&0x07)
 #define PCI_DEVFN_AUTO 0xffff /* pci_host_add_device picks the first free slot */
 
 /* Type 0 configuration header (PCI 3.0 §6.1). */
@@ -100,7 +100,7 @@
 /* Configuration mechanism #1 address register (0xCF8). */
 #define PCI_CONFIG_ADDR_ENABLE 0x80000000U
 #define PCI_CONFIG_ADDR_MASK 0x80fffffcU /* enable, bus, devfn, dword register */
-#define PCI_CONFIG_PORT_LEN 4		   /* 0xCF8-0xCFB and 0xCFC-0xCFF */
+#define PCI_CONFIG_PORT_LEN 4            /* 0xCF8-0xCFB and 0xCFC-0xCFF */
 
 enum pci_bar_type {
 	PCI_BAR_UNUSED = 0,
@@ -123,7 +123,7 @@ struct pci_device_ops {
 	void (*config_write)(struct pci_device *dev, uint32_t reg, uint32_t len);
 	/* A guest access to memory BAR @bar at @offset (see pci_host_mmio_io). */
 	void (*bar_io)(struct pci_device *dev, unsigned int bar, uint64_t offset, void *data,
-		       uint32_t len, bool is_write);
+	               uint32_t len, bool is_write);
 };
 
 /*
@@ -133,13 +133,13 @@ struct pci_device_ops {
  */
 struct pci_device {
 	uint8_t config[PCI_CFG_SPACE_EXP_SIZE];
-	uint8_t wmask[PCI_CFG_SPACE_EXP_SIZE];	 /* 1 = guest-writable bit */
+	uint8_t wmask[PCI_CFG_SPACE_EXP_SIZE];   /* 1 = guest-writable bit */
 	uint8_t w1cmask[PCI_CFG_SPACE_EXP_SIZE]; /* 1 = write-1-to-clear bit */
 	struct pci_bar bars[PCI_NUM_BARS];
 	const struct pci_device_ops *ops; /* may be NULL */
-	void *opaque;			  /* the owner's */
+	void *opaque;                     /* the owner's */
 	const char *name;
-	uint16_t devfn;	   /* PCI_DEVFN(dev, fn), or PCI_DEVFN_AUTO before adding */
+	uint16_t devfn;    /* PCI_DEVFN(dev, fn), or PCI_DEVFN_AUTO before adding */
 	uint16_t next_cap; /* where pci_device_add_capability() puts the next one */
 };
 
@@ -173,7 +173,7 @@ static inline void pci_cfg_set32(uint8_t *cfg, uint32_t reg, uint32_t v)
  * timer and interrupt line writable; the status error bits write-1-to-clear.
  */
 void pci_device_init(struct pci_device *dev, uint16_t vendor, uint16_t device, uint32_t class_code,
-		     uint8_t revision);
+                     uint8_t revision);
 
 /* pci_device_set_subsystem - the read-only subsystem vendor and device IDs. */
 void pci_device_set_subsystem(struct pci_device *dev, uint16_t vendor, uint16_t device);
@@ -186,7 +186,7 @@ void pci_device_set_subsystem(struct pci_device *dev, uint16_t vendor, uint16_t 
  * Returns 0 or -EINVAL.
  */
 int pci_device_set_bar(struct pci_device *dev, unsigned int bar, enum pci_bar_type type,
-		       uint64_t size, bool prefetchable) __attribute__((warn_unused_result));
+                       uint64_t size, bool prefetchable) __attribute__((warn_unused_result));
 
 /* pci_device_bar_address - the address BAR @bar holds now (0 if unused). */
 uint64_t pci_device_bar_address(const struct pci_device *dev, unsigned int bar);
@@ -206,7 +206,7 @@ void pci_device_set_bar_address(struct pci_device *dev, unsigned int bar, uint64
  * -EINVAL / -ENOSPC.
  */
 int pci_device_add_capability(struct pci_device *dev, uint8_t cap_id, uint8_t len)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 struct pci_host_config {
 	/*
@@ -224,7 +224,7 @@ struct pci_host;
 
 /* pci_host_create - bus 0 with only the host bridge. Returns 0, -EINVAL or -ENOMEM. */
 int pci_host_create(const struct pci_host_config *cfg, struct pci_host **out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* pci_host_destroy - free the host (not the added devices); NULL is a no-op. */
 void pci_host_destroy(struct pci_host *host);
@@ -237,7 +237,7 @@ void pci_host_destroy(struct pci_host *host);
  * taken) or -ENOSPC (bus full).
  */
 int pci_host_add_device(struct pci_host *host, struct pci_device *dev)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * pci_host_config_read, pci_host_config_write - a configuration access to
@@ -246,9 +246,9 @@ int pci_host_add_device(struct pci_host *host, struct pci_device *dev)
  * an absent function, reads all ones.
  */
 uint32_t pci_host_config_read(struct pci_host *host, unsigned int devfn, uint32_t reg,
-			      uint32_t len);
+                              uint32_t len);
 void pci_host_config_write(struct pci_host *host, unsigned int devfn, uint32_t reg, uint32_t len,
-			   uint32_t val);
+                           uint32_t val);
 
 /*
  * Bus handlers:
