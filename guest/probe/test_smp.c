@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test=smp [cpus=N]: start every processor the MADT lists.
+ *
+ * Counts the enabled local APICs in the MADT (ACPI 6.5 §5.2.12), copies the
+ * real-mode trampoline from head.S to AP_TRAMPOLINE and sends each AP
+ * INIT, SIPI, SIPI through the xAPIC ICR (Intel SDM vol. 3A §8.4.4.1,
+ * §10.6.1). Each AP enters long mode, sets its APIC ID in ap_seen, counts
+ * itself in ap_count and halts. PASS when every AP checked in, and their
+ * number plus the BSP equals cpus=N if given.
+ */
+#include "probe.h"
+
+#define MADT_LAPIC_ADDR 36
+#define MADT_ENTRIES 44
+#define MADT_TYPE_LAPIC 0
+#define MADT_TYPE_LAPIC_OVERRIDE 5
+#define MADT_TYPE_X2APIC 9
+#define MADT_LAPIC_ENABLED (1u << 0)
+
+#define APIC_ID 0x20
+#define APIC_SVR 0xf0
+#define APIC_SVR_ENABLE (1u << 8)
+#define APIC_SPURIOUS_VECTOR 0xff
+#define APIC_ICR_LO 0x300
+#define APIC_ICR_HI 0x310
+#define APIC_ICR_INIT 0x500
+#define APIC_ICR_STARTUP 0x600
+#define APIC_ICR_BUSY (1u << 12)
+#define APIC_ICR_ASSERT (1u << 14)
+#define APIC_ICR_LEVEL (1u << 15)
+
+#define CPUS_MAX 256
+#define AP_WAIT_MS 2000
+
+/* Written by APs at CPL0 (head.S, ap_start64). */
+volatile uint32_t ap_count;
+volatile uint32_t ap_seen[CPUS_MAX / 32];
+extern char ap_trampoline[], ap_trampoline_end[];
+
+static uint64_t lapic;
+
+static bool apic_icr_send(uint8_t dest, uint32_t cmd)
+{
+	mmio_write32(lapic + APIC_ICR_HI, (uint32_t)dest << 24);
+	mmio_write32(lapic + APIC_ICR_LO, cmd);
+	for (int i = 0; i < 1000; i++) {
+		if (!(mmio_read32(lapic + APIC_ICR_LO) & APIC_ICR_BUSY))
+			return true;
+		delay_us(10);
+	}
+	return false;
+}
+
+/* Enabled APIC IDs from the MADT into ids[]; returns their number or -1. */
+static int madt_read(const struct acpi_header *madt, uint32_t *ids, int max)
+{
+	const uint8_t *p = (const uint8_t *)madt;
+	uint32_t off = MADT_ENTRIES;
+	int n = 0;
+
+	lapic = *(const uint32_t *)(p + MADT_LAPIC_ADDR);
+	while (off + 2 <= madt->length) {
+		uint8_t type = p[off], len = p[off + 1];
+		uint32_t id, flags;
+
+		if (len < 2 || off + len > madt->length)
+			return -1;
+		if (type == MADT_TYPE_LAPIC && len >= 8) {
+			id = p[off + 3];
+			flags = *(const uint32_t *)(p + off + 4);
+		} else if (type == MADT_TYPE_X2APIC && len >= 16) {
+			id = *(const uint32_t *)(p + off + 4);
+			flags = *(const uint32_t *)(p + off + 8);
+		} else {
+			if (type == MADT_TYPE_LAPIC_OVERRIDE && len >= 12)
+				lapic = *(const uint64_t *)(p + off + 4);
+			off += len;
+			continue;
+		}
+		off += len;
+		if (!(flags & MADT_LAPIC_ENABLED))
+			continue;
+		if (n == max)
+			return -1;
+		ids[n++] = id;
+	}
+	return n;
+}
+
+static bool ap_checked_in(uint32_t id)
+{
+	return ap_seen[id / 32] & (1u << (id % 32));
+}
+
+int test_smp(void)
+{
+	const struct acpi_header *madt = acpi_find_table("APIC");
+	static uint32_t ids[CPUS_MAX];
+	uint32_t bsp, missing = 0;
+	uint64_t want = 0;
+	int n;
+
+	if (param_get("cpus") && !param_u64("cpus", &want))
+		return probe_fail("bad cpus=%s", param_get("cpus"));
+	if (!madt)
+		return probe_fail("no MADT (ACPI \"APIC\" table) found");
+	n = madt_read(madt, ids, CPUS_MAX);
+	if (n <= 0)
+		return probe_fail("malformed MADT or no enabled processor in it");
+	if (lapic == 0 || lapic >= 4 * GIB)
+		return probe_fail("local APIC at 0x%lx is outside the identity map", lapic);
+	bsp = mmio_read32(lapic + APIC_ID) >> 24;
+	printf("probe: smp: MADT lists %d enabled CPUs, local APIC at 0x%lx, BSP APIC ID %u\n", n,
+	       lapic, bsp);
+	bool bsp_listed = false;
+	for (int i = 0; i < n; i++)
+		bsp_listed |= ids[i] == bsp;
+	if (!bsp_listed)
+		return probe_fail("the BSP's APIC ID %u is not in the MADT", bsp);
+	for (int i = 0; i < n; i++)
+		if (ids[i] > 255)
+			return probe_skip("APIC ID %u needs x2APIC, which the probe does not use",
+					  ids[i]);
+
+	memcpy((void *)AP_TRAMPOLINE, ap_trampoline, ap_trampoline_end - ap_trampoline);
+	mmio_write32(lapic + APIC_SVR, APIC_SVR_ENABLE | APIC_SPURIOUS_VECTOR);
+	for (int i = 0; i < n; i++) {
+		if (ids[i] == bsp)
+			continue;
+		if (!apic_icr_send(ids[i], APIC_ICR_INIT | APIC_ICR_LEVEL | APIC_ICR_ASSERT) ||
+		    !apic_icr_send(ids[i], APIC_ICR_INIT | APIC_ICR_LEVEL))
+			return probe_fail("INIT to APIC ID %u never left the ICR", ids[i]);
+	}
+	delay_us(10000);
+	for (int sipi = 0; sipi < 2; sipi++) {
+		for (int i = 0; i < n; i++)
+			if (ids[i] != bsp && !ap_checked_in(ids[i]) &&
+			    !apic_icr_send(ids[i], APIC_ICR_STARTUP | (AP_TRAMPOLINE >> 12)))
+				return probe_fail("SIPI to APIC ID %u never left the ICR", ids[i]);
+		delay_us(200);
+	}
+	for (int ms = 0; ms < AP_WAIT_MS && ap_count < (uint32_t)n - 1; ms++)
+		delay_us(1000);
+
+	for (int i = 0; i < n; i++)
+		if (ids[i] != bsp && !ap_checked_in(ids[i])) {
+			printf("probe: smp: APIC ID %u did not check in\n", ids[i]);
+			missing++;
+		}
+	if (missing || ap_count != (uint32_t)n - 1)
+		return probe_fail("%u of %d APs checked in (%u missing)", ap_count, n - 1, missing);
+	if (want && want != (uint64_t)n)
+		return probe_fail("%d CPUs running, cpus=%lu", n, want);
+	return probe_pass("%d CPUs: BSP and %u APs checked in", n, ap_count);
+}
