@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "core/exit_status.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +42,8 @@ static int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* A console reader that went away must not kill the VM: the UART sees EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		cmd_help(0, NULL);
 		return NESTVM_EXIT_USAGE;

@@ -231,7 +231,9 @@ uint64_t machine_write_acpi(struct vm *vm)
 
 int machine_create_devices(struct vm *vm)
 {
-	struct i8042_config kbc = {.reset = machine_i8042_reset, .reset_opaque = vm};
+	struct irq_line kbd = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_I8042_KBD};
+	struct i8042_config kbc = {
+		.reset = machine_i8042_reset, .reset_opaque = vm, .kbd_irq = &kbd};
 	struct irq_line sci = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_ACPI_SCI};
 	struct acpi_pm_config pm = {.sci = &sci, .sleep = machine_acpi_sleep, .opaque = vm};
 	int r;

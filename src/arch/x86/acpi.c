@@ -935,8 +935,8 @@ static uint64_t build_fadt(struct acpi_writer *w, uint64_t facs, uint64_t dsdt)
 	/* Only C1 (HLT, which KVM handles); C2 and C3 mean nothing to a vCPU. */
 	f.p_lvl2_lat = ACPI_P_LVL2_LAT_NONE;
 	f.p_lvl3_lat = ACPI_P_LVL3_LAT_NONE;
-	/* CENTURY = 0: do not promise the RTC keeps a century byte. */
-	f.century = 0;
+	/* The RTC keeps the century at CMOS byte 0x32 (the IBM AT convention). */
+	f.century = RTC_CMOS_CENTURY;
 	f.iapc_boot_arch = ACPI_IAPC_BOOT_ARCH_LEGACY_DEVICES | ACPI_IAPC_BOOT_ARCH_8042 |
 	                   ACPI_IAPC_BOOT_ARCH_VGA_NOT_PRESENT;
 	/*

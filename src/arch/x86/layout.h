@@ -65,8 +65,12 @@
 #define PORT_RESET 0xcf9 /* FADT reset register: write 0x06 */
 
 /* Legacy IRQ (= GSI) numbers. */
+#define IRQ_I8042_KBD 1
 #define IRQ_COM1 4
 #define IRQ_ACPI_SCI 9
+
+/* CMOS byte where the RTC keeps the century (FADT CENTURY). */
+#define RTC_CMOS_CENTURY 0x32
 
 /* Sleep type nestvm puts in the DSDT's \_S5 package; PM1a_CNT.SLP_TYP. */
 #define ACPI_S5_SLP_TYP 5
