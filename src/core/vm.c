@@ -12,6 +12,7 @@
 
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/nested_host.h"
 #include "arch/x86/regs.h"
 #include "core/exit_status.h"
 #include "core/log.h"
@@ -113,6 +114,21 @@ static int vm_create_vcpu(struct vm *vm, unsigned int id)
 	r = msr_policy_init_vcpu(vcpu->fd);
 	if (r < 0)
 		log_warn("vCPU %u: initial MSRs not set: %s", id, strerror(-r));
+	if (vm->vmx_msrs.nr) {
+		struct kvm_msrs *m = calloc(1, sizeof(*m) + sizeof(vm->vmx_msrs.entries));
+
+		if (!m)
+			return -ENOMEM;
+		m->nmsrs = vm->vmx_msrs.nr;
+		memcpy(m->entries, vm->vmx_msrs.entries, m->nmsrs * sizeof(m->entries[0]));
+		r = kvm_ioctl(vcpu->fd, KVM_SET_MSRS, m);
+		free(m);
+		if (r != (int)vm->vmx_msrs.nr) {
+			log_error("vCPU %u: KVM refused VMX capability MSRs (%d of %u set)", id, r,
+				  vm->vmx_msrs.nr);
+			return r < 0 ? r : -EINVAL;
+		}
+	}
 	/* Only the boot vCPU gets registers; the others wait for INIT/SIPI in KVM. */
 	if (id == 0) {
 		struct kvm_regs regs;
@@ -131,6 +147,24 @@ static int vm_create_vcpu(struct vm *vm, unsigned int id)
 		}
 	}
 	return 0;
+}
+
+/* --nested on where KVM cannot nest: say which readiness checks fail and how to fix them. */
+static void vm_explain_no_nesting(struct vm *vm)
+{
+	struct nested_host_facts facts;
+	struct nested_host_report report;
+
+	log_error("--nested on: this host's KVM offers neither VT-x nor AMD-V to guests; "
+		  "the VM cannot start with nesting on. Failing checks:");
+	nested_host_gather(&facts, "", vm->cfg.kvm_path);
+	nested_host_evaluate(&facts, &report);
+	for (unsigned int i = 0; i < report.nr_checks; i++) {
+		const struct nested_check *c = &report.checks[i];
+
+		if (c->result == NESTED_CHECK_FAIL)
+			log_error("  %s: %s; fix: %s", c->name, c->detail, c->hint);
+	}
 }
 
 static int vm_create_kvm(struct vm *vm)
@@ -173,11 +207,19 @@ static int vm_create_kvm(struct vm *vm)
 	}
 	r = cpuid_policy_build(supported, &cc, &vm->cpuid);
 	free(supported);
-	if (r == -ENOTSUP)
-		log_error("--nested on: this host's KVM offers neither VT-x nor AMD-V to guests; "
-			  "run 'nestvm nested status' to see why");
-	else if (r < 0)
+	if (r == -ENOTSUP) {
+		vm_explain_no_nesting(vm);
+		return r;
+	}
+	if (r < 0) {
 		log_error("cannot build the guest CPUID: %s", strerror(-r));
+		return r;
+	}
+	if (vm->cfg.nested && cpuid_vendor(vm->cpuid) == CPU_VENDOR_INTEL) {
+		r = nested_vmx_msrs_read(vm->sys.fd, &vm->vmx_msrs);
+		if (r < 0)
+			log_error("cannot read KVM's VMX capability MSRs: %s", strerror(-r));
+	}
 	return r;
 }
 

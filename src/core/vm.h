@@ -3,6 +3,7 @@
 #define NESTVM_CORE_VM_H
 
 #include "arch/x86/boot.h"
+#include "arch/x86/nested.h"
 #include "core/bus.h"
 #include "core/guest_mem.h"
 #include "kvm/kvm.h"
@@ -59,6 +60,7 @@ struct vm {
 	struct bus pio;
 	struct bus mmio;
 	struct kvm_cpuid2 *cpuid;
+	struct nested_vmx_msrs vmx_msrs; /* --nested on, Intel: VMX capability MSRs */
 	struct boot_info boot;
 	struct vcpu *vcpus;
 	unsigned int nr_vcpus;

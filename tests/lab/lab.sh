@@ -527,6 +527,7 @@ for s in "${scenarios[@]}"; do
 	for kv in ${metrics[$s]:-}; do
 		k=${kv%%=*} v=${kv#*=}
 		[[ $k == wall_s || $k == *.wall_s ]] || continue
+		[[ " ${metrics[$s]}" == *" ${k%wall_s}nestvm_rc=0 "* ]] || continue # failed runs
 		label=${k%wall_s}
 		label=${label%.}
 		[ -z "$label" ] && label=${s#*:}

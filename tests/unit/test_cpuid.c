@@ -158,6 +158,20 @@ static void test_host_without_virt(void **state)
 	free(host);
 }
 
+/* Only the VMX capability MSRs (0x480-0x492) of KVM's feature-MSR list are kept. */
+static void test_vmx_msr_selection(void **state)
+{
+	const uint32_t features[] = {0x10a, 0x480, 0x481, 0x48b, 0x48c, 0x491, 0x492, 0x493,
+				     0x345, 0xc0011029};
+	struct nested_vmx_msrs m;
+
+	(void)state;
+	assert_int_equal(nested_vmx_msrs_select(features, 10, &m), 6);
+	assert_int_equal(m.entries[0].index, 0x480);
+	assert_int_equal(m.entries[5].index, 0x492);
+	assert_int_equal(nested_vmx_msrs_select(features, 1, &m), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -165,6 +179,7 @@ int main(void)
 		cmocka_unit_test(test_amd_nested_on),
 		cmocka_unit_test(test_intel_topology_and_vmx),
 		cmocka_unit_test(test_host_without_virt),
+		cmocka_unit_test(test_vmx_msr_selection),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

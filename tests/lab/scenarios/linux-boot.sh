@@ -1,9 +1,13 @@
 # SPDX-License-Identifier: MIT
 # lab-timeout: 420
 #
-# linux-boot[:bzimage|:pvh] — nestvm boots the Debian kernel as an L1 guest
-# with 2 vCPUs and 256 MiB, from the bzImage (Linux boot protocol) or from the
-# extracted vmlinux (PVH entry); without an argument, both in turn. The L1
+# linux-boot[:bzimage|:pvh][-verbose][-early] — nestvm boots the Debian kernel
+# as an L1 guest with 2 vCPUs and 256 MiB, from the bzImage (Linux boot
+# protocol) or from the extracted vmlinux (PVH entry); without an argument,
+# both in turn. To see how far a failing boot gets: "-verbose" drops "quiet"
+# from the L1's command line and runs nestvm -v; "-early" drops "quiet" and
+# adds earlyprintk on the serial port (the L1 is slower then: every console
+# byte is an exit). The
 # /init (tests/lab/l1/init + linux-boot.l1.sh) prints what it sees and powers
 # off, which must end nestvm with exit status 0.
 #
@@ -60,23 +64,29 @@ show_output() {
 # One nestvm run of variant $1; sets wall_cs_$1.
 boot_once() {
 	variant=$1
-	case $variant in
+	opts=${variant#${variant%%-*}}
+	quiet=" quiet"
+	early=
+	vflag=
+	case $opts in *-verbose*) quiet= vflag=-v ;; esac
+	case $opts in *-early*) quiet= early=" earlyprintk=serial,ttyS0,115200" ;; esac
+	case ${variant%%-*} in
 	bzimage) kernel=/lab/kernel/bzImage ;;
 	pvh) kernel=/lab/kernel/vmlinux ;;
 	*)
-		lab_fail "unknown variant '$variant' (bzimage or pvh)"
+		lab_fail "unknown variant '$variant' (bzimage or pvh, then -verbose, -early)"
 		return
 		;;
 	esac
 	out=/tmp/linux-boot-$variant.out
-	cmdline="console=ttyS0 quiet panic=-1 nestlab.l1=linux-boot"
-	lab_info "$variant: nestvm run --kernel $kernel --initrd $INITRD --cpus $CPUS" \
+	cmdline="console=ttyS0$quiet$early panic=-1 nestlab.l1=linux-boot"
+	lab_info "$variant: nestvm run${vflag:+ $vflag} --kernel $kernel --initrd $INITRD --cpus $CPUS" \
 		"--memory $MEMORY --cmdline \"$cmdline\""
 
 	lab_kvm_stats_read before
 	lab_kvm_stats_read peak
 	t0=$(lab_now_cs)
-	"$NESTVM" run --kernel "$kernel" --initrd "$INITRD" --cpus $CPUS --memory $MEMORY \
+	"$NESTVM" run $vflag --kernel "$kernel" --initrd "$INITRD" --cpus $CPUS --memory $MEMORY \
 		--cmdline "$cmdline" </dev/null >"$out" 2>&1 &
 	pid=$!
 
@@ -134,7 +144,8 @@ boot_once() {
 	[ -n "$l1_end" ] || lab_fail "$variant: the L1 never printed L1-END"
 	case "$l1_end" in *" rc=0 "*) ;; "") ;; *) lab_fail "$variant: L1 part failed: $l1_end" ;; esac
 
-	eval "wall_cs_$variant=$((t1 - t0))"
+	# Only successful runs take part in the comparison.
+	case $variant in *-*) ;; *) [ $rc -eq 0 ] && [ -n "$info" ] && eval "wall_cs_$variant=$((t1 - t0))" ;; esac
 	m="$variant.nestvm_rc=$rc $variant.wall_s=$(lab_secs $((t1 - t0)))"
 	[ -n "$t_end" ] && m="$m $variant.wall_to_end_s=$(lab_secs $((t_end - t0)))"
 	[ -n "$l1_end" ] && m="$m $variant.guest_end_s=$(word_value uptime "$l1_end")"
