@@ -61,6 +61,13 @@
 #define PVH_MAGIC_VALUE 0x336ec578
 #define PVH_CMDLINE 24
 
+/*
+ * The local APIC at its architectural default base (which QEMU and nestvm
+ * keep), and its ID register; the APs read it before the MADT is at hand.
+ */
+#define XAPIC_BASE 0xfee00000
+#define XAPIC_ID 0x20
+
 /* Page the AP trampoline is copied to; the SIPI vector is its page number. */
 #define AP_TRAMPOLINE 0x8000
 
@@ -81,5 +88,6 @@
 #define SYS_OUTB 8 /* RSI = port, RDX = value */
 #define SYS_OUTW 9
 #define SYS_OUTL 10
+#define SYS_CPUID 11 /* RSI = subleaf << 32 | leaf, RDX = struct cpuid_regs * */
 
 #endif

@@ -20,23 +20,29 @@ PROBE_OBJS := $(patsubst $(PROBE_DIR)/%,$(PROBE_OUT)/%.o,$(PROBE_SRCS))
 
 $(PROBE_OUT)/%.c.o: $(PROBE_DIR)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(PROBE_CFLAGS) -c -o $@ $<
+	@echo "  CC probe $<"
+	$(Q)$(CC) $(PROBE_CFLAGS) -c -o $@ $<
 
 $(PROBE_OUT)/%.S.o: $(PROBE_DIR)/%.S
 	@mkdir -p $(dir $@)
-	$(CC) $(PROBE_CFLAGS) -c -o $@ $<
+	@echo "  AS probe $<"
+	$(Q)$(CC) $(PROBE_CFLAGS) -c -o $@ $<
 
 $(PROBE_ELF): $(PROBE_OBJS) $(PROBE_DIR)/probe.ld
-	$(CC) $(PROBE_CFLAGS) $(PROBE_LDFLAGS) -o $@ $(PROBE_OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(PROBE_CFLAGS) $(PROBE_LDFLAGS) -o $@ $(PROBE_OBJS)
 
 $(PROBE_OUT)/setup.bin: $(PROBE_OUT)/setup.S.o
-	$(LD) -m elf_x86_64 -Ttext=0x80 --oformat=binary -e setup_start -o $@ $<
+	@echo "  LD      $@"
+	$(Q)$(LD) -m elf_x86_64 -Ttext=0x80 --oformat=binary -e setup_start -o $@ $<
 
 $(PROBE_OUT)/mkbzimage: $(PROBE_DIR)/mkbzimage.c $(PROBE_DIR)/arch.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O2 -g -o $@ $<
+	@echo "  HOSTCC  $<"
+	$(Q)$(CC) -std=gnu11 $(WARN) -O2 -g -o $@ $<
 
 $(PROBE_BZIMAGE): $(PROBE_ELF) $(PROBE_OUT)/setup.bin $(PROBE_OUT)/mkbzimage
-	$(PROBE_OUT)/mkbzimage $(PROBE_ELF) $(PROBE_OUT)/setup.bin $@
+	@echo "  BZIMAGE $@"
+	$(Q)$(PROBE_OUT)/mkbzimage $(PROBE_ELF) $(PROBE_OUT)/setup.bin $@
 
 GUEST_IMAGES += $(PROBE_ELF) $(PROBE_BZIMAGE)

@@ -126,16 +126,26 @@ start64:
 	pushq	$probe_main
 	iretq
 
-/* An AP checks in: sets its APIC ID in ap_seen, counts itself, halts. */
+/*
+ * An AP checks in: sets its local APIC ID in ap_seen, counts a CPUID.1
+ * initial APIC ID that differs from it in ap_cpuid_mismatch, counts itself
+ * in ap_count and halts.
+ */
 ap_start64:
+	movl	$(XAPIC_BASE + XAPIC_ID), %eax
+	movl	(%rax), %esi
+	shrl	$24, %esi
+	lock btsl %esi, ap_seen
 	movl	$1, %eax
 	cpuid
 	shrl	$24, %ebx
-	lock btsl %ebx, ap_seen
-	lock incl ap_count
-1:	cli
+	cmpl	%ebx, %esi
+	je	1f
+	lock incl ap_cpuid_mismatch
+1:	lock incl ap_count
+2:	cli
 	hlt
-	jmp	1b
+	jmp	2b
 
 	.text
 /*

@@ -284,6 +284,9 @@ long syscall_dispatch(long nr, long a, long b)
 	case SYS_WRITE:
 		uart_write_cpl0((const char *)a, b);
 		return 0;
+	case SYS_CPUID:
+		*(struct cpuid_regs *)b = cpuid_raw((uint32_t)a, (uint64_t)a >> 32);
+		return 0;
 	case SYS_HALT:
 		halt_forever();
 	case SYS_FLUSH_TLB:

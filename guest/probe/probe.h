@@ -70,6 +70,33 @@ PIO_FUNCTIONS(b, uint8_t, B)
 PIO_FUNCTIONS(w, uint16_t, W)
 PIO_FUNCTIONS(l, uint32_t, L)
 
+/*
+ * CPUID. cpuid_raw() is the instruction; cpuid() runs it at CPL0, since
+ * KVM's PVM mode lets CPUID at CPL3 reach the host CPU unintercepted.
+ */
+struct cpuid_regs {
+	uint32_t eax, ebx, ecx, edx;
+};
+
+static inline struct cpuid_regs cpuid_raw(uint32_t leaf, uint32_t subleaf)
+{
+	struct cpuid_regs r;
+	__asm__ volatile("cpuid"
+			 : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
+			 : "a"(leaf), "c"(subleaf));
+	return r;
+}
+
+static inline struct cpuid_regs cpuid(uint32_t leaf, uint32_t subleaf)
+{
+	struct cpuid_regs r;
+
+	if (io_direct)
+		return cpuid_raw(leaf, subleaf);
+	probe_syscall(SYS_CPUID, (uint64_t)subleaf << 32 | leaf, (long)&r);
+	return r;
+}
+
 static inline uint32_t mmio_read32(uint64_t addr)
 {
 	return *(volatile uint32_t *)(uintptr_t)addr;
@@ -78,19 +105,6 @@ static inline uint32_t mmio_read32(uint64_t addr)
 static inline void mmio_write32(uint64_t addr, uint32_t v)
 {
 	*(volatile uint32_t *)(uintptr_t)addr = v;
-}
-
-struct cpuid_regs {
-	uint32_t eax, ebx, ecx, edx;
-};
-
-static inline struct cpuid_regs cpuid(uint32_t leaf, uint32_t subleaf)
-{
-	struct cpuid_regs r;
-	__asm__ volatile("cpuid"
-			 : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
-			 : "a"(leaf), "c"(subleaf));
-	return r;
 }
 
 static inline void cpu_relax(void)

@@ -3,15 +3,16 @@
  * test=cpuid [nested=on|off] [cpus=N]: what the monitor's CPUID policy shows
  * a guest (Intel SDM vol. 2A, CPUID; AMD APM vol. 3, appendix E).
  *
- * Checks the hypervisor bit; with nested=off that neither VMX nor SVM is
- * offered, with nested=on that one of them is; with cpus=N that leaf 1 and
- * leaf 0xB describe one package of N logical processors and agree on the
- * boot processor's APIC ID.
+ * Checks the hypervisor bit; that leaf 1, leaf 0xB and the local APIC agree
+ * on the boot processor's APIC ID; with nested=off that neither VMX nor SVM
+ * is offered, with nested=on that one of them is; with cpus=N that leaf 1
+ * and leaf 0xB describe one package of N logical processors.
  */
 #include "probe.h"
 
 #define CPUID_1_ECX_VMX (1u << 5)
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
+#define CPUID_1_EDX_APIC (1u << 9)
 #define CPUID_1_EDX_HTT (1u << 28)
 #define CPUID_80000001_ECX_SVM (1u << 2)
 #define CPUID_B_LEVELS_MAX 8
@@ -27,16 +28,25 @@ static void regs_to_str(char *s, uint32_t a, uint32_t b, uint32_t c)
 			s[i] = '?';
 }
 
-/* Leaf 1 and leaf 0xB against an expected count of logical processors. */
+/*
+ * Leaf 1 and leaf 0xB against each other, the local APIC and, if `cpus` is
+ * not 0, an expected count of logical processors.
+ */
 static int check_topology(uint32_t max_leaf, uint64_t cpus, char *why, size_t size)
 {
 	struct cpuid_regs l1 = cpuid(1, 0);
 	unsigned int apic_id = l1.ebx >> 24;
 	unsigned int count1 = (l1.edx & CPUID_1_EDX_HTT) ? (l1.ebx >> 16) & 0xff : 1;
 	unsigned int levels = 0, last_shift = 0, pkg = 0;
+	unsigned int lapic_id = mmio_read32(XAPIC_BASE + XAPIC_ID) >> 24;
 
-	printf("probe: cpuid: leaf 1: HTT %u, logical count %u, APIC ID %u\n",
-	       !!(l1.edx & CPUID_1_EDX_HTT), count1, apic_id);
+	printf("probe: cpuid: leaf 1: HTT %u, logical count %u, APIC ID %u; local APIC ID %u\n",
+	       !!(l1.edx & CPUID_1_EDX_HTT), count1, apic_id, lapic_id);
+	if ((l1.edx & CPUID_1_EDX_APIC) && lapic_id != apic_id) {
+		format(why, size, "leaf 1 APIC ID %u != local APIC ID register %u", apic_id,
+		       lapic_id);
+		return PROBE_FAIL;
+	}
 	if (max_leaf >= 0xb && cpuid(0xb, 0).ebx != 0) {
 		for (unsigned int i = 0; i < CPUID_B_LEVELS_MAX; i++) {
 			struct cpuid_regs r = cpuid(0xb, i);
@@ -109,6 +119,10 @@ int test_cpuid(void)
 	       vendor, max_leaf, max_ext, l1.eax);
 	printf("probe: cpuid: hypervisor bit %u, 0x40000000: \"%s\" max 0x%x, VMX %u, SVM %u\n",
 	       hv, hv_sig, hv_max, vmx, svm);
+	struct cpuid_regs raw0 = cpuid_raw(0, 0), raw1 = cpuid_raw(1, 0);
+	if (memcmp(&r, &raw0, sizeof(r)) != 0 || raw1.eax != l1.eax || raw1.ecx != l1.ecx)
+		printf("probe: cpuid: note: CPUID at CPL3 answers differently (not intercepted); "
+		       "the probe uses CPUID at CPL0\n");
 
 	if (!hv)
 		return probe_fail("hypervisor bit (CPUID.1:ECX[31]) clear");
@@ -118,7 +132,7 @@ int test_cpuid(void)
 		return probe_fail("nested=on but neither VMX nor SVM offered");
 	if (param_get("cpus") && !param_u64("cpus", &cpus))
 		return probe_fail("bad cpus=%s", param_get("cpus"));
-	if (cpus && check_topology(max_leaf, cpus, topo, sizeof(topo)) != PROBE_PASS)
+	if (check_topology(max_leaf, cpus, topo, sizeof(topo)) != PROBE_PASS)
 		return probe_fail("%s", topo);
 	return probe_pass("vendor %s, hypervisor \"%s\", VMX %u SVM %u%s%s", vendor, hv_sig, vmx,
 			  svm, topo[0] ? ", " : "", topo);

@@ -5,9 +5,10 @@
  * Counts the enabled local APICs in the MADT (ACPI 6.5 §5.2.12), copies the
  * real-mode trampoline from head.S to AP_TRAMPOLINE and sends each AP
  * INIT, SIPI, SIPI through the xAPIC ICR (Intel SDM vol. 3A §8.4.4.1,
- * §10.6.1). Each AP enters long mode, sets its APIC ID in ap_seen, counts
- * itself in ap_count and halts. PASS when every AP checked in, and their
- * number plus the BSP equals cpus=N if given.
+ * §10.6.1). Each AP enters long mode, sets its local APIC ID in ap_seen,
+ * checks that CPUID.1 reports the same initial APIC ID, counts itself in
+ * ap_count and halts. PASS when every AP checked in with a consistent ID,
+ * and their number plus the BSP equals cpus=N if given.
  */
 #include "probe.h"
 
@@ -18,7 +19,6 @@
 #define MADT_TYPE_X2APIC 9
 #define MADT_LAPIC_ENABLED (1u << 0)
 
-#define APIC_ID 0x20
 #define APIC_SVR 0xf0
 #define APIC_SVR_ENABLE (1u << 8)
 #define APIC_SPURIOUS_VECTOR 0xff
@@ -34,7 +34,7 @@
 #define AP_WAIT_MS 2000
 
 /* Written by APs at CPL0 (head.S, ap_start64). */
-volatile uint32_t ap_count;
+volatile uint32_t ap_count, ap_cpuid_mismatch;
 volatile uint32_t ap_seen[CPUS_MAX / 32];
 extern char ap_trampoline[], ap_trampoline_end[];
 
@@ -108,9 +108,13 @@ int test_smp(void)
 	n = madt_read(madt, ids, CPUS_MAX);
 	if (n <= 0)
 		return probe_fail("malformed MADT or no enabled processor in it");
-	if (lapic == 0 || lapic >= 4 * GIB)
-		return probe_fail("local APIC at 0x%lx is outside the identity map", lapic);
-	bsp = mmio_read32(lapic + APIC_ID) >> 24;
+	if (lapic != XAPIC_BASE)
+		return probe_skip("local APIC at 0x%lx, the probe's APs expect 0x%x", lapic,
+				  XAPIC_BASE);
+	bsp = mmio_read32(lapic + XAPIC_ID) >> 24;
+	if (cpuid(1, 0).ebx >> 24 != bsp)
+		return probe_fail("the BSP's CPUID.1 APIC ID %u differs from its local APIC ID %u",
+				  cpuid(1, 0).ebx >> 24, bsp);
 	printf("probe: smp: MADT lists %d enabled CPUs, local APIC at 0x%lx, BSP APIC ID %u\n", n,
 	       lapic, bsp);
 	bool bsp_listed = false;
@@ -150,6 +154,10 @@ int test_smp(void)
 		}
 	if (missing || ap_count != (uint32_t)n - 1)
 		return probe_fail("%u of %d APs checked in (%u missing)", ap_count, n - 1, missing);
+	if (ap_cpuid_mismatch)
+		return probe_fail("%u of %u APs report a CPUID.1 APIC ID other than their local "
+				  "APIC ID",
+				  ap_cpuid_mismatch, ap_count);
 	if (want && want != (uint64_t)n)
 		return probe_fail("%d CPUs running, cpus=%lu", n, want);
 	return probe_pass("%d CPUs: BSP and %u APs checked in", n, ap_count);

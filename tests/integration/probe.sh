@@ -1,0 +1,85 @@
+#!/bin/sh
+# Every probe guest test (guest/probe) under `nestvm run` on this host's
+# /dev/kvm, booted once as the PVH ELF and once as the bzImage. Each check
+# looks at the exit status (the probe's debug-exit value, or 0 poweroff,
+# 3 reset, 4 triple fault), at the probe's result line and at stderr for
+# sanitizer reports. One line per check, then "N passed, N failed".
+# Exit status: 0 all passed, 1 a check failed, 77 no usable /dev/kvm.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+NESTVM=${NESTVM:-build/asan/nestvm}
+TIMEOUT=${PROBE_TIMEOUT:-60}
+T=$(mktemp -d /tmp/nestvm-probe.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+
+if [ ! -e /dev/kvm ]; then
+	echo "skip: /dev/kvm does not exist; the probe tests need KVM on this host"
+	exit 77
+fi
+if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+	echo "skip: /dev/kvm is not readable and writable by $(id -un)"
+	exit 77
+fi
+for f in "$NESTVM" build/guest/probe.elf build/guest/probe.bzImage; do
+	if [ ! -e "$f" ]; then
+		echo "FAIL missing $f (build it: make asan guests)"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+done
+
+# check IMAGE STATUS RESULT CMDLINE [nestvm options...]: boot the probe with
+# CMDLINE and expect exit STATUS; RESULT is PASS or FAIL for the result line
+# the probe must print, "-" if it ends the VM without one (poweroff, reboot,
+# triplefault), "quiet" if it must print nothing at all (the test=exit fast
+# path).
+check() {
+	image=$1 want=$2 result=$3 cmdline=$4
+	shift 4
+	name="$image $cmdline${*:+ ($*)}"
+	timeout "$TIMEOUT" "$NESTVM" run --kernel "build/guest/probe.$image" --cmdline "$cmdline" \
+		--memory 256M "$@" </dev/null >"$T/out" 2>"$T/err"
+	rc=$?
+	line=$(grep -a "^probe: test=.*: \(PASS\|FAIL\|SKIP\)" "$T/out" | tail -1)
+	why=""
+	[ "$rc" -eq "$want" ] || why="exit $rc, want $want"
+	case $result in
+	PASS | FAIL) [ "${line#*: "$result"}" != "$line" ] || why="${why:-no $result line}" ;;
+	-) [ -z "$line" ] || why="${why:-unexpected result line}" ;;
+	quiet) [ ! -s "$T/out" ] || why="${why:-output where none was expected}" ;;
+	esac
+	if grep -q -i "AddressSanitizer\|LeakSanitizer\|runtime error:" "$T/err"; then
+		why="${why:+$why, }sanitizer report"
+	fi
+	if [ -z "$why" ]; then
+		pass=$((pass + 1))
+		echo "ok   $name: exit $rc${line:+: ${line#probe: }}"
+	else
+		fail=$((fail + 1))
+		[ "$rc" -eq 124 ] && why="$why (timed out after ${TIMEOUT}s)"
+		echo "FAIL $name: $why"
+		tail -n 15 "$T/out" | sed 's/^/     | /'
+		tail -n 15 "$T/err" | sed 's/^/     ! /'
+	fi
+}
+
+for img in elf bzImage; do
+	check $img 0 quiet "test=exit"
+	check $img 0 PASS "console=ttyS0 test=exit"
+	check $img 0 PASS "test=cpuid nested=off cpus=2" --cpus 2 --nested off
+	check $img 0 PASS "test=mem mem_mb=256"
+	check $img 0 PASS "test=smp cpus=1"
+	check $img 0 PASS "test=smp cpus=4" --cpus 4
+	check $img 0 PASS "test=uart"
+	check $img 0 PASS "test=pci"
+	check $img 0 - "test=poweroff"
+	check $img 3 - "test=reboot"
+	check $img 3 - "test=reboot method=cf9"
+	check $img 3 - "test=reboot method=acpi"
+	check $img 4 - "test=triplefault"
+	check $img 10 FAIL "test=no-such-test"
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
