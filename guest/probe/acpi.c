@@ -62,7 +62,8 @@ static const struct acpi_rsdp *rsdp_scan(uint64_t start, uint64_t end)
 static const struct acpi_rsdp *rsdp_find(void)
 {
 	const struct acpi_rsdp *r = NULL;
-	uint64_t ebda = (uint64_t)*(volatile uint16_t *)BDA_EBDA_SEGMENT << 4;
+	uint16_t ebda_segment = *(volatile uint16_t *)BDA_EBDA_SEGMENT;
+	uint64_t ebda = (uint64_t)ebda_segment << 4;
 
 	if (boot.rsdp && boot.rsdp < 4 * GIB)
 		r = rsdp_check(boot.rsdp);
@@ -77,8 +78,8 @@ static const struct acpi_header *table_check(uint64_t addr)
 {
 	const struct acpi_header *h = (const void *)(uintptr_t)addr;
 
-	if (addr == 0 || addr >= 4 * GIB || h->length < sizeof(*h) ||
-	    addr + h->length > 4 * GIB || acpi_sum(h, h->length) != 0)
+	if (addr == 0 || addr >= 4 * GIB || h->length < sizeof(*h) || addr + h->length > 4 * GIB ||
+	    acpi_sum(h, h->length) != 0)
 		return NULL;
 	return h;
 }
@@ -121,7 +122,7 @@ const struct acpi_header *acpi_find_table(const char *signature)
 	unsigned int n = (root->length - sizeof(*root)) / entry_size;
 	for (unsigned int i = 0; i < n; i++) {
 		uint64_t addr = entry_size == 8 ? *(const uint64_t *)(e + 8 * i)
-						: *(const uint32_t *)(e + 4 * i);
+		                                : *(const uint32_t *)(e + 4 * i);
 		const struct acpi_header *h = table_check(addr);
 
 		if (h && memcmp(h->signature, signature, 4) == 0)

@@ -65,8 +65,7 @@ static void out_char(struct out *o, char c)
 	o->len++;
 }
 
-static void out_number(struct out *o, uint64_t v, unsigned int base, bool neg, int width,
-		       char pad)
+static void out_number(struct out *o, uint64_t v, unsigned int base, bool neg, int width, char pad)
 {
 	char tmp[24];
 	int n = 0;

@@ -88,11 +88,11 @@ static void idt_set(unsigned int vector, const void *handler, uint8_t type)
 	uint64_t h = (uint64_t)(uintptr_t)handler;
 
 	idt[vector] = (struct idt_gate){
-		.offset0 = h & 0xffff,
-		.selector = SEL_KCODE64,
-		.type = type,
-		.offset1 = (h >> 16) & 0xffff,
-		.offset2 = h >> 32,
+	    .offset0 = h & 0xffff,
+	    .selector = SEL_KCODE64,
+	    .type = type,
+	    .offset1 = (h >> 16) & 0xffff,
+	    .offset2 = h >> 32,
 	};
 }
 
@@ -156,10 +156,10 @@ static bool boot_read_linux(uint64_t info)
 	const uint8_t *bp = (const void *)(uintptr_t)info;
 	const struct e820_entry *e820 = (const void *)(bp + BP_E820_TABLE);
 	unsigned int n = bp[BP_E820_ENTRIES];
+	uint64_t cmdline_hi = *(const uint32_t *)(bp + BP_EXT_CMD_LINE_PTR);
 
 	boot.protocol = "linux";
-	boot_copy_cmdline(*(const uint32_t *)(bp + BP_CMD_LINE_PTR) |
-			  (uint64_t)*(const uint32_t *)(bp + BP_EXT_CMD_LINE_PTR) << 32);
+	boot_copy_cmdline(*(const uint32_t *)(bp + BP_CMD_LINE_PTR) | cmdline_hi << 32);
 	boot.rsdp = *(const uint64_t *)(bp + BP_ACPI_RSDP_ADDR);
 	for (unsigned int i = 0; i < n && i < BP_E820_MAX; i++)
 		boot_add_range(e820[i].addr, e820[i].size, e820[i].type);
@@ -177,7 +177,7 @@ int paging_map_high(uint64_t base, uint64_t end)
 
 	if (has_1g < 0)
 		has_1g = cpuid(0x80000000, 0).eax >= 0x80000001 &&
-			 (cpuid(0x80000001, 0).edx & (1u << 26));
+		         (cpuid(0x80000001, 0).edx & (1u << 26));
 	for (uint64_t a = base & ~(GIB - 1); a < end; a += GIB) {
 		unsigned int i = a / GIB;
 
@@ -202,9 +202,8 @@ int paging_map_high(uint64_t base, uint64_t end)
 
 static int probe_result(int status, const char *fmt, va_list ap)
 {
-	static const char *const names[] = {[PROBE_PASS] = "PASS",
-					    [PROBE_FAIL] = "FAIL",
-					    [PROBE_SKIP] = "SKIP"};
+	static const char *const names[] = {
+	    [PROBE_PASS] = "PASS", [PROBE_FAIL] = "FAIL", [PROBE_SKIP] = "SKIP"};
 	char msg[256];
 
 	vformat(msg, sizeof(msg), fmt, ap);
@@ -307,9 +306,9 @@ static const struct probe_test {
 	const char *name;
 	int (*run)(void);
 } probe_tests[] = {
-	{"exit", test_exit},	   {"cpuid", test_cpuid},     {"mem", test_mem},
-	{"smp", test_smp},	   {"uart", test_uart},	      {"pci", test_pci},
-	{"poweroff", test_poweroff}, {"reboot", test_reboot}, {"triplefault", test_triplefault},
+    {"exit", test_exit},         {"cpuid", test_cpuid},   {"mem", test_mem},
+    {"smp", test_smp},           {"uart", test_uart},     {"pci", test_pci},
+    {"poweroff", test_poweroff}, {"reboot", test_reboot}, {"triplefault", test_triplefault},
 };
 
 /*
@@ -334,5 +333,5 @@ __attribute__((noreturn)) void probe_main(uint32_t kind, uint64_t info)
 		if (strcmp(probe_tests[i].name, test_name) == 0)
 			probe_exit(probe_tests[i].run());
 	probe_exit(probe_fail("unknown test; use test=exit|cpuid|mem|smp|uart|pci|poweroff|"
-			      "reboot|triplefault"));
+	                      "reboot|triplefault"));
 }

@@ -49,7 +49,7 @@
 
 #define BOOT_FLAG 0xaa55
 #define HEADER_MAGIC 0x53726448 /* "HdrS" */
-#define BOOT_PROTOCOL 0x020e	/* 2.14: acpi_rsdp_addr */
+#define BOOT_PROTOCOL 0x020e    /* 2.14: acpi_rsdp_addr */
 #define VID_MODE_NORMAL 0xffff
 #define LOADED_HIGH 0x01
 #define XLF_KERNEL_64 0x01
@@ -106,7 +106,7 @@ fail:
  * memory size (with .bss), or -1 with a message.
  */
 static int elf_flatten(const uint8_t *elf, size_t len, uint8_t *payload, size_t *file_size,
-		       size_t *mem_size)
+                       size_t *mem_size)
 {
 	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)elf;
 
@@ -127,7 +127,7 @@ static int elf_flatten(const uint8_t *elf, size_t len, uint8_t *payload, size_t 
 		    ph->p_paddr + ph->p_memsz > PROBE_LOAD_ADDR + (uint64_t)PAYLOAD_MAX ||
 		    ph->p_offset + ph->p_filesz > len) {
 			fprintf(stderr, "mkbzimage: segment %u outside [0x%x, +%u MiB)\n", i,
-				PROBE_LOAD_ADDR, PAYLOAD_MAX >> 20);
+			        PROBE_LOAD_ADDR, PAYLOAD_MAX >> 20);
 			return -1;
 		}
 		uint64_t off = ph->p_paddr - PROBE_LOAD_ADDR;
@@ -187,7 +187,7 @@ int main(int argc, char **argv)
 		goto out;
 	if (code_len > SETUP_SIZE - SETUP_CODE) {
 		fprintf(stderr, "mkbzimage: %s is %zu bytes, room for %d\n", argv[2], code_len,
-			SETUP_SIZE - SETUP_CODE);
+		        SETUP_SIZE - SETUP_CODE);
 		goto out;
 	}
 	if (elf_flatten(elf, elf_len, payload, &file_size, &mem_size) < 0)

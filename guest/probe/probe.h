@@ -37,21 +37,21 @@ static inline long probe_syscall(long nr, long a, long b)
 {
 	long ret;
 	__asm__ volatile("ud2"
-			 : "=a"(ret), "+D"(nr), "+S"(a), "+d"(b)
-			 :
-			 : "rcx", "r8", "r9", "r10", "r11", "memory");
+	                 : "=a"(ret), "+D"(nr), "+S"(a), "+d"(b)
+	                 :
+	                 : "rcx", "r8", "r9", "r10", "r11", "memory");
 	return ret;
 }
 
 #define PIO_FUNCTIONS(sfx, type, reg)                                                              \
 	static inline void pio_out##sfx(uint16_t port, type v)                                     \
 	{                                                                                          \
-		__asm__ volatile("out" #sfx " %0, %1" : : "a"(v), "Nd"(port));                   \
+		__asm__ volatile("out" #sfx " %0, %1" : : "a"(v), "Nd"(port));                     \
 	}                                                                                          \
 	static inline type pio_in##sfx(uint16_t port)                                              \
 	{                                                                                          \
 		type v;                                                                            \
-		__asm__ volatile("in" #sfx " %1, %0" : "=a"(v) : "Nd"(port));                    \
+		__asm__ volatile("in" #sfx " %1, %0" : "=a"(v) : "Nd"(port));                      \
 		return v;                                                                          \
 	}                                                                                          \
 	static inline void out##sfx(uint16_t port, type v)                                         \
@@ -82,8 +82,8 @@ static inline struct cpuid_regs cpuid_raw(uint32_t leaf, uint32_t subleaf)
 {
 	struct cpuid_regs r;
 	__asm__ volatile("cpuid"
-			 : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
-			 : "a"(leaf), "c"(subleaf));
+	                 : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
+	                 : "a"(leaf), "c"(subleaf));
 	return r;
 }
 
@@ -126,7 +126,7 @@ struct boot_info {
 	struct mem_range ram[BOOT_RAM_MAX];
 	unsigned int nr_ram;
 	unsigned int nr_map; /* memory map entries of all types */
-	uint64_t rsdp;	     /* 0 when the loader gave none */
+	uint64_t rsdp;       /* 0 when the loader gave none */
 };
 
 extern struct boot_info boot;

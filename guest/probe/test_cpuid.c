@@ -54,16 +54,17 @@ static int check_topology(uint32_t max_leaf, uint64_t cpus, char *why, size_t si
 
 			if (type == 0)
 				break;
-			printf("probe: cpuid: leaf 0xb.%u: type %u shift %u count %u x2APIC ID %u\n",
-			       i, type, shift, r.ebx & 0xffff, r.edx);
+			printf(
+			    "probe: cpuid: leaf 0xb.%u: type %u shift %u count %u x2APIC ID %u\n",
+			    i, type, shift, r.ebx & 0xffff, r.edx);
 			if (shift < last_shift) {
-				format(why, size, "leaf 0xb level %u shift %u below level %u's %u", i,
-				       shift, i - 1, last_shift);
+				format(why, size, "leaf 0xb level %u shift %u below level %u's %u",
+				       i, shift, i - 1, last_shift);
 				return PROBE_FAIL;
 			}
 			if ((r.edx & 0xff) != apic_id && r.edx < 256) {
-				format(why, size, "leaf 0xb x2APIC ID %u != leaf 1 APIC ID %u", r.edx,
-				       apic_id);
+				format(why, size, "leaf 0xb x2APIC ID %u != leaf 1 APIC ID %u",
+				       r.edx, apic_id);
 				return PROBE_FAIL;
 			}
 			last_shift = shift;
@@ -76,8 +77,8 @@ static int check_topology(uint32_t max_leaf, uint64_t cpus, char *why, size_t si
 			return PROBE_FAIL;
 		}
 		if (levels && cpus && pkg != cpus) {
-			format(why, size, "leaf 0xb counts %u processors per package, cpus=%lu", pkg,
-			       cpus);
+			format(why, size, "leaf 0xb counts %u processors per package, cpus=%lu",
+			       pkg, cpus);
 			return PROBE_FAIL;
 		}
 	}
@@ -117,8 +118,8 @@ int test_cpuid(void)
 	printf("probe: cpuid: vendor \"%s\", max leaf 0x%x, max extended 0x%x, family/model/"
 	       "stepping 0x%x\n",
 	       vendor, max_leaf, max_ext, l1.eax);
-	printf("probe: cpuid: hypervisor bit %u, 0x40000000: \"%s\" max 0x%x, VMX %u, SVM %u\n",
-	       hv, hv_sig, hv_max, vmx, svm);
+	printf("probe: cpuid: hypervisor bit %u, 0x40000000: \"%s\" max 0x%x, VMX %u, SVM %u\n", hv,
+	       hv_sig, hv_max, vmx, svm);
 	struct cpuid_regs raw0 = cpuid_raw(0, 0), raw1 = cpuid_raw(1, 0);
 	if (memcmp(&r, &raw0, sizeof(r)) != 0 || raw1.eax != l1.eax || raw1.ecx != l1.ecx)
 		printf("probe: cpuid: note: CPUID at CPL3 answers differently (not intercepted); "
@@ -135,5 +136,5 @@ int test_cpuid(void)
 	if (check_topology(max_leaf, cpus, topo, sizeof(topo)) != PROBE_PASS)
 		return probe_fail("%s", topo);
 	return probe_pass("vendor %s, hypervisor \"%s\", VMX %u SVM %u%s%s", vendor, hv_sig, vmx,
-			  svm, topo[0] ? ", " : "", topo);
+	                  svm, topo[0] ? ", " : "", topo);
 }

@@ -51,8 +51,8 @@ int test_mem(void)
 		       (r->end - r->base) >> 10);
 		total += r->end - r->base;
 	}
-	printf("probe: mem: %u map entries, %u RAM ranges, %lu KiB RAM (%lu MiB)\n",
-	       boot.nr_map, boot.nr_ram, total >> 10, (total + MIB - 1) / MIB);
+	printf("probe: mem: %u map entries, %u RAM ranges, %lu KiB RAM (%lu MiB)\n", boot.nr_map,
+	       boot.nr_ram, total >> 10, (total + MIB - 1) / MIB);
 	if (boot.nr_ram == 0)
 		return probe_fail("no RAM in the boot memory map");
 	if (param_get("mem_mb")) {
@@ -60,8 +60,8 @@ int test_mem(void)
 			return probe_fail("bad mem_mb=%s", param_get("mem_mb"));
 		if (total > mem_mb * MIB || total + MEM_SLACK < mem_mb * MIB)
 			return probe_fail("memory map has %lu KiB of RAM, mem_mb=%lu wants "
-					  "%lu KiB minus at most %lu KiB of holes",
-					  total >> 10, mem_mb, mem_mb << 10, MEM_SLACK >> 10);
+			                  "%lu KiB minus at most %lu KiB of holes",
+			                  total >> 10, mem_mb, mem_mb << 10, MEM_SLACK >> 10);
 	}
 
 	for (unsigned int i = 0; i < boot.nr_ram; i++) {
@@ -73,15 +73,15 @@ int test_mem(void)
 			continue;
 		if (end > 4 * GIB && paging_map_high(base > 4 * GIB ? base : 4 * GIB, end) < 0)
 			return probe_fail("cannot map RAM [0x%lx, 0x%lx): out of page tables", base,
-					  end);
+			                  end);
 		mem_fill(base, end);
 		mem_verify(base, end, &err);
 		checked += end - base;
 		if (err.count)
 			return probe_fail("%lu bad words in [0x%lx, 0x%lx), first at 0x%lx: read "
-					  "0x%016lx, wrote 0x%016lx",
-					  err.count, base, end, err.addr, err.got, err.want);
+			                  "0x%016lx, wrote 0x%016lx",
+			                  err.count, base, end, err.addr, err.got, err.want);
 	}
-	return probe_pass("%lu MiB RAM in the map, %lu MiB checked above 0x%lx", total / MIB,
-			  checked / MIB, floor);
+	return probe_pass("%lu KiB RAM in the map, %lu MiB checked above the probe (0x%lx)",
+	                  total >> 10, checked / MIB, floor);
 }

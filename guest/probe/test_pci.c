@@ -78,8 +78,8 @@ int test_pci(void)
 				id0 = id;
 				class0 = class;
 			}
-			if (fn == 0 && !((pci_read(dev, 0, PCI_HEADER_TYPE) >> 16) &
-					 PCI_HEADER_MULTIFUNCTION))
+			if (fn == 0 &&
+			    !((pci_read(dev, 0, PCI_HEADER_TYPE) >> 16) & PCI_HEADER_MULTIFUNCTION))
 				break;
 		}
 	}
@@ -92,13 +92,13 @@ int test_pci(void)
 	if (why) {
 		printf("probe: pci: ECAM not checked: %s\n", why);
 		return probe_pass("%u functions on bus 0, host bridge %04x:%04x at 00:00.0",
-				  functions, id0 & 0xffff, id0 >> 16);
+		                  functions, id0 & 0xffff, id0 >> 16);
 	}
 	if (ecam_id != id0)
 		return probe_fail("00:00.0 reads %04x:%04x through ECAM at 0x%lx but %04x:%04x "
-				  "through port 0xcf8",
-				  ecam_id & 0xffff, ecam_id >> 16, ecam, id0 & 0xffff, id0 >> 16);
+		                  "through port 0xcf8",
+		                  ecam_id & 0xffff, ecam_id >> 16, ecam, id0 & 0xffff, id0 >> 16);
 	return probe_pass("%u functions on bus 0, host bridge %04x:%04x at 00:00.0, ECAM at "
-			  "0x%lx agrees",
-			  functions, id0 & 0xffff, id0 >> 16, ecam);
+	                  "0x%lx agrees",
+	                  functions, id0 & 0xffff, id0 >> 16, ecam);
 }

@@ -55,7 +55,7 @@ static int dsdt_s5_slp_typ(void)
 		if (*q++ != AML_PACKAGE_OP)
 			continue;
 		q += 1 + ((*q >> 6) & 3); /* PkgLength */
-		q++;			  /* NumElements */
+		q++;                      /* NumElements */
 		if (q + 1 >= end)
 			return -1;
 		if (q[0] == AML_BYTE_PREFIX)
@@ -88,8 +88,8 @@ int test_poweroff(void)
 		slp_typ = ACPI_S5_SLP_TYP;
 		from = "default, no \\_S5 package in the DSDT";
 	}
-	val = (inw(port) & ~PM1_CNT_SLP_TYP_MASK) | slp_typ << PM1_CNT_SLP_TYP_SHIFT |
-	      PM1_CNT_SLP_EN;
+	val =
+	    (inw(port) & ~PM1_CNT_SLP_TYP_MASK) | slp_typ << PM1_CNT_SLP_TYP_SHIFT | PM1_CNT_SLP_EN;
 	printf("probe: test=poweroff: writing 0x%04x to PM1a_CNT port 0x%x (SLP_TYP %d from "
 	       "%s)\n",
 	       val, port, slp_typ, from);
@@ -123,7 +123,7 @@ int test_reboot(void)
 			return probe_fail("FADT flags lack RESET_REG_SUP");
 		if (f[FADT_RESET_REG] != GAS_SPACE_IO)
 			return probe_fail("FADT reset register is in address space %u, not I/O",
-					  f[FADT_RESET_REG]);
+			                  f[FADT_RESET_REG]);
 		uint64_t port = *(const uint64_t *)(f + FADT_RESET_REG + 4);
 		printf("probe: test=reboot: writing 0x%02x to FADT reset port 0x%lx\n",
 		       f[FADT_RESET_VALUE], port);

@@ -110,11 +110,11 @@ int test_smp(void)
 		return probe_fail("malformed MADT or no enabled processor in it");
 	if (lapic != XAPIC_BASE)
 		return probe_skip("local APIC at 0x%lx, the probe's APs expect 0x%x", lapic,
-				  XAPIC_BASE);
+		                  XAPIC_BASE);
 	bsp = mmio_read32(lapic + XAPIC_ID) >> 24;
 	if (cpuid(1, 0).ebx >> 24 != bsp)
 		return probe_fail("the BSP's CPUID.1 APIC ID %u differs from its local APIC ID %u",
-				  cpuid(1, 0).ebx >> 24, bsp);
+		                  cpuid(1, 0).ebx >> 24, bsp);
 	printf("probe: smp: MADT lists %d enabled CPUs, local APIC at 0x%lx, BSP APIC ID %u\n", n,
 	       lapic, bsp);
 	bool bsp_listed = false;
@@ -125,7 +125,7 @@ int test_smp(void)
 	for (int i = 0; i < n; i++)
 		if (ids[i] > 255)
 			return probe_skip("APIC ID %u needs x2APIC, which the probe does not use",
-					  ids[i]);
+			                  ids[i]);
 
 	memcpy((void *)AP_TRAMPOLINE, ap_trampoline, ap_trampoline_end - ap_trampoline);
 	mmio_write32(lapic + APIC_SVR, APIC_SVR_ENABLE | APIC_SPURIOUS_VECTOR);
@@ -156,9 +156,9 @@ int test_smp(void)
 		return probe_fail("%u of %d APs checked in (%u missing)", ap_count, n - 1, missing);
 	if (ap_cpuid_mismatch)
 		return probe_fail("%u of %u APs report a CPUID.1 APIC ID other than their local "
-				  "APIC ID",
-				  ap_cpuid_mismatch, ap_count);
+		                  "APIC ID",
+		                  ap_cpuid_mismatch, ap_count);
 	if (want && want != (uint64_t)n)
 		return probe_fail("%d CPUs running, cpus=%lu", n, want);
-	return probe_pass("%d CPUs: BSP and %u APs checked in", n, ap_count);
+	return probe_pass("%d CPUs: the BSP (APIC ID %u) and %u APs checked in", n, bsp, ap_count);
 }

@@ -78,6 +78,6 @@ int test_uart(void)
 	       mcr, msr_on, msr_off, scr_a == 0xa5 && scr_b == 0x5a ? "ok" : "broken");
 	if (err)
 		return probe_fail("loopback byte %u (0x%02x): %s%s", ok, pattern[ok], err,
-				  got != pattern[ok] ? ", read something else" : "");
+		                  got != pattern[ok] ? ", read something else" : "");
 	return probe_pass("%u bytes looped back", ok);
 }
