@@ -319,7 +319,7 @@ __attribute__((noreturn)) void probe_main(uint32_t kind, uint64_t info)
 {
 	bool ok;
 
-	memset(__bss_start, 0, __bss_end - __bss_start);
+	memset(__bss_start, 0, (uintptr_t)__bss_end - (uintptr_t)__bss_start);
 	cpu_tables_init();
 	uart_init();
 	ok = kind == BOOT_PVH ? boot_read_pvh(info) : boot_read_linux(info);

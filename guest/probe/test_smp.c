@@ -127,7 +127,8 @@ int test_smp(void)
 			return probe_skip("APIC ID %u needs x2APIC, which the probe does not use",
 			                  ids[i]);
 
-	memcpy((void *)AP_TRAMPOLINE, ap_trampoline, ap_trampoline_end - ap_trampoline);
+	memcpy((void *)AP_TRAMPOLINE, ap_trampoline,
+	       (uintptr_t)ap_trampoline_end - (uintptr_t)ap_trampoline);
 	mmio_write32(lapic + APIC_SVR, APIC_SVR_ENABLE | APIC_SPURIOUS_VECTOR);
 	for (int i = 0; i < n; i++) {
 		if (ids[i] == bsp)
