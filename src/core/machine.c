@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -114,29 +115,40 @@ static void machine_uart_rx_ready(void *opaque)
 }
 
 /*
- * The console input thread: copies stdin into the UART's receive FIFO,
- * waiting on console_wake_fd while the FIFO is full. Ends at EOF.
+ * The console input thread: copies stdin into the UART's receive FIFO. It
+ * polls stdin and console_wake_fd, which is written when the FIFO has room
+ * again and when the VM is torn down (console_stop set). Ends at EOF too.
  */
 static void *machine_console_input(void *arg)
 {
 	struct vm *vm = arg;
 	uint8_t buf[64];
 
-	for (;;) {
+	while (!atomic_load(&vm->console_stop)) {
 		size_t room = uart_16550_rx_room(vm->uart);
-		ssize_t n;
+		struct pollfd fds[2] = {
+			{.fd = vm->console_wake_fd, .events = POLLIN},
+			{.fd = STDIN_FILENO, .events = POLLIN},
+		};
 		uint64_t v;
+		ssize_t n;
 
-		if (room == 0) {
-			if (read(vm->console_wake_fd, &v, sizeof(v)) < 0)
-				return NULL;
-			continue;
+		/* With the FIFO full, wait only for the wake-up. */
+		if (poll(fds, room ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
 		}
+		if ((fds[0].revents & POLLIN) && read(vm->console_wake_fd, &v, sizeof(v)) < 0)
+			break;
+		if (!room || !(fds[1].revents & (POLLIN | POLLHUP)))
+			continue;
 		n = read(STDIN_FILENO, buf, room < sizeof(buf) ? room : sizeof(buf));
 		if (n <= 0)
-			return NULL;
+			break;
 		uart_16550_receive(vm->uart, buf, n);
 	}
+	return NULL;
 }
 
 static int machine_create_console(struct vm *vm)
@@ -144,7 +156,6 @@ static int machine_create_console(struct vm *vm)
 	struct irq_line irq = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_COM1};
 	struct uart_16550_config cfg = {
 		.out_fd = -1, .irq = &irq, .rx_ready = machine_uart_rx_ready, .rx_ready_opaque = vm};
-	pthread_t thread;
 	int r;
 
 	switch (vm->cfg.console) {
@@ -173,9 +184,8 @@ static int machine_create_console(struct vm *vm)
 	vm->console_wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (vm->console_wake_fd < 0)
 		return -errno;
-	/* Detached: it may sit in read(stdin) when the VM ends; exit() reaps it. */
-	if (pthread_create(&thread, NULL, machine_console_input, vm) == 0)
-		pthread_detach(thread);
+	if (pthread_create(&vm->console_thread, NULL, machine_console_input, vm) == 0)
+		vm->console_thread_started = true;
 	else
 		log_warn("no console input: cannot start the input thread");
 	return 0;
@@ -268,9 +278,18 @@ int machine_create_devices(struct vm *vm)
 
 void machine_destroy_devices(struct vm *vm)
 {
-	/* The console input thread may still hold the UART: it lives until exit. */
-	if (vm->console_wake_fd < 0)
-		uart_16550_destroy(vm->uart);
+	if (vm->console_thread_started) {
+		uint64_t one = 1;
+
+		atomic_store(&vm->console_stop, true);
+		if (write(vm->console_wake_fd, &one, sizeof(one)) < 0)
+			log_debug("console wake-up lost");
+		pthread_join(vm->console_thread, NULL);
+		vm->console_thread_started = false;
+	}
+	if (vm->console_wake_fd >= 0)
+		close(vm->console_wake_fd);
+	uart_16550_destroy(vm->uart);
 	i8042_destroy(vm->i8042);
 	rtc_destroy(vm->rtc);
 	acpi_pm_destroy(vm->pm);

@@ -71,7 +71,10 @@ struct vm {
 	struct acpi_pm *pm;
 	struct pci_host *pci;
 	int console_fd;	     /* --console file:PATH */
-	int console_wake_fd; /* eventfd: the UART has room for input */
+	int console_wake_fd; /* eventfd: the UART has room for input, or stop */
+	pthread_t console_thread;
+	bool console_thread_started;
+	atomic_bool console_stop;
 
 	pthread_t main_thread;
 	atomic_bool stopping;
