@@ -30,7 +30,7 @@ ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all release asan static guests test unit-test integration-test lab-test demo bench \
+.PHONY: all release asan static guests test fuzz-build unit-test integration-test lab-test demo bench \
 	fuzz format lint clean deps
 all: release guests
 
@@ -81,6 +81,23 @@ demo: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh
+
+# libFuzzer targets (clang): build/fuzz/fuzz_*; `make fuzz FUZZ_SECONDS=600` runs each.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) -ljansson -pthread
+fuzz-build: $(FUZZ_BINS)
+fuzz: $(FUZZ_BINS) $(GUEST_IMAGES)
+	@for f in $(FUZZ_BINS); do \
+		mkdir -p $(BUILD)/corpus/$$(basename $$f); \
+		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=262144 $(BUILD)/corpus/$$(basename $$f) \
+			$(BUILD)/guest || exit 1; \
+	done
 
 format:
 	clang-format -i $(SRCS) $(UNIT_SRCS) $(wildcard src/*/*.h src/*/*/*.h src/*/*/*/*.h)

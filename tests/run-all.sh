@@ -34,6 +34,10 @@ for t in tests/integration/*.sh; do
 	[ -x "$t" ] || continue
 	run_suite "integration/$(basename "$t" .sh)" "$t"
 done
+# A short run of every fuzz target (a longer one: make fuzz FUZZ_SECONDS=600).
+if command -v clang >/dev/null; then
+	run_suite fuzz-smoke make -s fuzz FUZZ_SECONDS="${NESTVM_FUZZ_SECONDS:-15}"
+fi
 if [ "${NESTVM_SKIP_LAB:-0}" = 1 ]; then
 	echo "== suite lab: SKIP (NESTVM_SKIP_LAB=1)"
 	skipped=$((skipped + 1))
