@@ -321,7 +321,9 @@ fmt_us() {
 	printf '%d.%d' $((ds / 10)) $((ds % 10))
 }
 
-declare -A result rtime metrics hbegin hend
+# Per scenario, by its position in $scenarios (a scenario may run twice).
+declare -a result rtime metrics hbegin hend
+ci=-1 # position of the scenario that began last
 saw_ready=0 saw_end=0 lab_error= qemu_rc= ready_us= end_us= exit_us=
 ready_uptime= end_uptime= killed_why= panic= current=
 
@@ -345,22 +347,25 @@ handle_line() {
 		saw_ready=1 ready_us=$us ready_uptime=${BASH_REMATCH[1]}
 	fi
 	re='LAB-BEGIN ([^ ]+)'
-	if [[ $line =~ $re ]]; then
+	if [[ $line =~ $re ]] && [ $((ci + 1)) -lt ${#scenarios[@]} ]; then
+		ci=$((ci + 1))
 		current=${BASH_REMATCH[1]}
-		hbegin[$current]=$us
+		hbegin[ci]=$us
+		[ "$current" = "${scenarios[ci]}" ] ||
+			echo "lab: warning: the lab began '$current', expected '${scenarios[ci]}'"
 	fi
 	re='LAB-RESULT ([^ ]+) (pass|fail|skip) ([0-9.]+)'
-	if [[ $line =~ $re ]]; then
-		result[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
-		rtime[${BASH_REMATCH[1]}]=${BASH_REMATCH[3]}
-		hend[${BASH_REMATCH[1]}]=$us
+	if [[ $line =~ $re ]] && [ $ci -ge 0 ] && [ "${BASH_REMATCH[1]}" = "${scenarios[ci]}" ]; then
+		result[ci]=${BASH_REMATCH[2]}
+		rtime[ci]=${BASH_REMATCH[3]}
+		hend[ci]=$us
 		current=
 	fi
 	re='LAB-METRIC ([^ ]+) (.*)'
-	if [[ $line =~ $re ]]; then
-		local kv s=${BASH_REMATCH[1]}
+	if [[ $line =~ $re ]] && [ $ci -ge 0 ] && [ "${BASH_REMATCH[1]}" = "${scenarios[ci]}" ]; then
+		local kv
 		for kv in ${BASH_REMATCH[2]}; do
-			[[ $kv == ?*=* ]] && metrics[$s]+="$kv "
+			[[ $kv == ?*=* ]] && metrics[ci]+="$kv "
 		done
 	fi
 	re='LAB-END uptime=([0-9.]+)'
@@ -381,7 +386,7 @@ kill_qemu() {
 # One lab boot running all the scenarios. Sets the globals above.
 run_lab_once() {
 	local cmdline qfd line buf= rc t0 now el
-	result=() rtime=() metrics=() hbegin=() hend=()
+	result=() rtime=() metrics=() hbegin=() hend=() ci=-1
 	saw_ready=0 saw_end=0 lab_error= qemu_rc= ready_us= end_us= exit_us=
 	ready_uptime= end_uptime= killed_why= panic= current=
 	cmdline="console=ttyS0 quiet panic=-1 nestlab.run=$(IFS=,; echo "${scenarios[*]}")"
@@ -505,33 +510,35 @@ fi
 printf 'lab: %-28s %-6s %9s %9s\n' scenario result "lab s" "host s"
 npass=0 nfail=0 nskip=0 nnone=0
 : >"$RESULTS.tmp"
-for s in "${scenarios[@]}"; do
-	r=${result[$s]:-none}
+for i in "${!scenarios[@]}"; do
+	s=${scenarios[i]}
+	r=${result[i]:-none}
 	hs=-
-	[ -n "${hbegin[$s]:-}" ] && [ -n "${hend[$s]:-}" ] && hs=$(fmt_us $((hend[$s] - hbegin[$s])))
+	[ -n "${hbegin[i]:-}" ] && [ -n "${hend[i]:-}" ] && hs=$(fmt_us $((hend[i] - hbegin[i])))
 	case $r in
 	pass) npass=$((npass + 1)) ;;
 	fail) nfail=$((nfail + 1)) ;;
 	skip) nskip=$((nskip + 1)) ;;
 	*) nnone=$((nnone + 1)) ;;
 	esac
-	printf 'lab: %-28s %-6s %9s %9s\n' "$s" "${r/none/-}" "${rtime[$s]:--}" "$hs"
-	echo "$s $r ${rtime[$s]:--}" >>"$RESULTS.tmp"
-	[ -n "${metrics[$s]:-}" ] && print_metrics "${metrics[$s]}"
+	printf 'lab: %-28s %-6s %9s %9s\n' "$s" "${r/none/-}" "${rtime[i]:--}" "$hs"
+	echo "$s $r ${rtime[i]:--}" >>"$RESULTS.tmp"
+	[ -n "${metrics[i]:-}" ] && print_metrics "${metrics[i]}"
 done
 
 # Compare variants of a scenario by their wall_s metrics (linux-boot: bzimage
 # against pvh).
 declare -A cmp
-for s in "${scenarios[@]}"; do
-	for kv in ${metrics[$s]:-}; do
+for i in "${!scenarios[@]}"; do
+	s=${scenarios[i]}
+	for kv in ${metrics[i]:-}; do
 		k=${kv%%=*} v=${kv#*=}
 		[[ $k == wall_s || $k == *.wall_s ]] || continue
-		[[ " ${metrics[$s]}" == *" ${k%wall_s}nestvm_rc=0 "* ]] || continue # failed runs
+		[[ " ${metrics[i]}" == *" ${k%wall_s}nestvm_rc=0 "* ]] || continue # failed runs
 		label=${k%wall_s}
 		label=${label%.}
 		[ -z "$label" ] && label=${s#*:}
-		init=$(echo " ${metrics[$s]}" | sed -n "s/.* ${label}.guest_init_s=\([^ ]*\).*/\1/p")
+		init=$(echo " ${metrics[i]}" | sed -n "s/.* ${label}.guest_init_s=\([^ ]*\).*/\1/p")
 		cmp[${s%%:*}]+="$v $label ${init:--}"$'\n'
 	done
 done

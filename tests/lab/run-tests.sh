@@ -36,8 +36,14 @@ else
 	lab_failure="lab.sh exit status $rc, no results"
 fi
 echo
-for t in "${tests[@]}"; do
-	r=$(awk -v t="$t" '$1 == t { print $2 }' "$RESULTS" 2>/dev/null)
+# One line "SCENARIO VERDICT SECONDS" per test, in order, then "lab ...".
+lines=()
+[ -f "$RESULTS" ] && mapfile -t lines < <(grep -v '^lab ' "$RESULTS")
+for i in "${!tests[@]}"; do
+	t=${tests[i]}
+	r=
+	read -r name verdict _ <<<"${lines[i]:-}"
+	[ "${name:-}" = "$t" ] && r=$verdict
 	case $r in
 	pass) passed=$((passed + 1)); echo "lab test $t: PASS" ;;
 	skip) skipped=$((skipped + 1)); echo "lab test $t: SKIP" ;;
