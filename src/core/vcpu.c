@@ -125,13 +125,17 @@ void *vcpu_thread(void *arg)
 	sigemptyset(&kick);
 	sigaddset(&kick, SIG_VCPU_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	/* A VM paused before it started (vm_pause() before vm_run()) parks here. */
+	vcpu_park_if_requested(vcpu);
 	while (!atomic_load(&vm->stopping)) {
 		uint32_t reason;
 		vcpu_exit_fn fn;
 
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				vcpu_park_if_requested(vcpu);
 				continue;
+			}
 			log_error("vCPU %u: KVM_RUN failed: %s", vcpu->id, strerror(errno));
 			vm_request_stop(vm, NESTVM_EXIT_ERROR, "KVM_RUN failed");
 			break;

@@ -17,6 +17,7 @@
 #include "core/exit_status.h"
 #include "core/log.h"
 #include "core/machine.h"
+#include "devices/legacy/acpi_pm.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -37,8 +38,115 @@ void vm_request_stop(struct vm *vm, int status, const char *why)
 	if (atomic_compare_exchange_strong(&vm->exit_status, &expected, status)) {
 		log_info("stopping: %s (exit status %d)", why, status);
 		atomic_store(&vm->stopping, true);
+		/* Parked vCPUs and a waiting vm_pause() must see the stop too. */
+		pthread_mutex_lock(&vm->lock);
+		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
 		pthread_kill(vm->main_thread, SIG_VM_STOPPED);
 	}
+}
+
+/* Make every vCPU leave KVM_RUN soon: immediate_exit plus a signal. */
+static void vm_kick_vcpus(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].run)
+			vm->vcpus[i].run->immediate_exit = 1;
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].started)
+			pthread_kill(vm->vcpus[i].thread, SIG_VCPU_KICK);
+	}
+}
+
+void vcpu_park_if_requested(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_requested && !atomic_load(&vm->stopping)) {
+		vm->nr_parked++;
+		pthread_cond_broadcast(&vm->cond);
+		while (vm->pause_requested && !atomic_load(&vm->stopping))
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		vm->nr_parked--;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	/* Re-arm KVM_RUN; a stop that races with this still kicks with a signal. */
+	vcpu->run->immediate_exit = 0;
+}
+
+int vm_pause(struct vm *vm)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = true;
+	/* Before vm_run() the vCPU threads park as soon as they start. */
+	if (vm->running) {
+		vm_kick_vcpus(vm);
+		while (vm->nr_parked < vm->nr_vcpus && !atomic_load(&vm->stopping))
+			pthread_cond_wait(&vm->cond, &vm->lock);
+	}
+	if (atomic_load(&vm->stopping))
+		r = -ESHUTDOWN;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+bool vm_is_paused(struct vm *vm)
+{
+	bool paused;
+
+	pthread_mutex_lock(&vm->lock);
+	paused = vm->pause_requested;
+	pthread_mutex_unlock(&vm->lock);
+	return paused;
+}
+
+int vm_guest_hypervisor(struct vm *vm, struct vm_guest_hv *out)
+{
+	bool was_paused = vm_is_paused(vm);
+	int r = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!was_paused) {
+		r = vm_pause(vm);
+		if (r < 0)
+			return r;
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus && r == 0; i++) {
+		struct kvm_sregs sregs;
+		struct kvm_nested_state ns = {.size = sizeof(ns)};
+
+		r = kvm_ioctl(vm->vcpus[i].fd, KVM_GET_SREGS, &sregs);
+		if (r < 0)
+			break;
+		out->vcpus_svme += !!(sregs.efer & X86_EFER_SVME);
+		out->vcpus_vmxe += !!(sregs.cr4 & X86_CR4_VMXE);
+		/* Only the header is wanted: E2BIG still fills in the flags. */
+		if (vm->nested_state_size > 0 &&
+		    (kvm_ioctl(vm->vcpus[i].fd, KVM_GET_NESTED_STATE, &ns) == 0 || errno == E2BIG))
+			out->vcpus_guest_mode += !!(ns.flags & KVM_STATE_NESTED_GUEST_MODE);
+	}
+	if (!was_paused)
+		vm_resume(vm);
+	out->active = out->vcpus_svme || out->vcpus_vmxe || out->vcpus_guest_mode;
+	return r;
+}
+
+bool vm_power_button(struct vm *vm)
+{
+	return vm->pm && acpi_pm_press_power_button(vm->pm);
 }
 
 static int vm_add_memory(struct vm *vm)
@@ -186,6 +294,7 @@ static int vm_create_kvm(struct vm *vm)
 		log_error("this KVM lacks KVM_CAP_IMMEDIATE_EXIT or KVM_CAP_IRQCHIP (Linux >= 4.11 needed)");
 		return -ENOTSUP;
 	}
+	vm->nested_state_size = kvm_check_cap(vm->sys.fd, KVM_CAP_NESTED_STATE);
 	max_vcpus = kvm_check_cap(vm->sys.fd, KVM_CAP_MAX_VCPUS);
 	if (max_vcpus > 0 && vm->cfg.cpus > (unsigned int)max_vcpus) {
 		log_error("--cpus %u: this host's KVM allows at most %d vCPUs", vm->cfg.cpus,
@@ -239,6 +348,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	vm->main_thread = pthread_self();
 	atomic_init(&vm->exit_status, -1);
 	atomic_init(&vm->stopping, false);
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
 
 	r = vm_create_kvm(vm);
 	if (r < 0)
@@ -306,6 +417,8 @@ int vm_run(struct vm *vm)
 	sigaction(SIG_VCPU_KICK, &sa, NULL);
 	vm->main_thread = pthread_self();
 
+	pthread_mutex_lock(&vm->lock);
+	vm->running = true;
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		r = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
 		if (r != 0) {
@@ -315,6 +428,7 @@ int vm_run(struct vm *vm)
 		}
 		vm->vcpus[i].started = true;
 	}
+	pthread_mutex_unlock(&vm->lock);
 	/* vCPU threads inherit the mask; they unblock the kick signal themselves. */
 	sigdelset(&stop_set, SIG_VCPU_KICK);
 
@@ -326,19 +440,15 @@ int vm_run(struct vm *vm)
 			vm_request_stop(vm, NESTVM_EXIT_SIGNAL_BASE + sig,
 					sig == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
 	}
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		if (vm->vcpus[i].run)
-			vm->vcpus[i].run->immediate_exit = 1;
-	}
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		if (vm->vcpus[i].started)
-			pthread_kill(vm->vcpus[i].thread, SIG_VCPU_KICK);
-	}
+	vm_kick_vcpus(vm);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].started)
 			pthread_join(vm->vcpus[i].thread, NULL);
 		vm->vcpus[i].started = false;
 	}
+	pthread_mutex_lock(&vm->lock);
+	vm->running = false;
+	pthread_mutex_unlock(&vm->lock);
 	status = atomic_load(&vm->exit_status);
 	return status < 0 ? NESTVM_EXIT_ERROR : status;
 }
@@ -362,5 +472,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->fd >= 0)
 		close(vm->fd);
 	kvm_sys_close(&vm->sys);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->cond);
 	free(vm);
 }

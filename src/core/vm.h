@@ -60,6 +60,7 @@ struct vm {
 	struct bus pio;
 	struct bus mmio;
 	struct kvm_cpuid2 *cpuid;
+	int nested_state_size;		 /* KVM_CAP_NESTED_STATE, 0 if none */
 	struct nested_vmx_msrs vmx_msrs; /* --nested on, Intel: VMX capability MSRs */
 	struct boot_info boot;
 	struct vcpu *vcpus;
@@ -78,6 +79,13 @@ struct vm {
 
 	pthread_t main_thread;
 	atomic_bool stopping;
+
+	/* Pause handshake: vm_pause() waits until every vCPU thread is parked. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool pause_requested; /* under lock */
+	unsigned int nr_parked; /* under lock */
+	bool running;		/* vCPU threads exist; under lock */
 	atomic_int exit_status; /* -1 until the first stop request */
 };
 
@@ -95,6 +103,43 @@ int vm_run(struct vm *vm);
  * wins. Safe from any thread.
  */
 void vm_request_stop(struct vm *vm, int status, const char *why);
+
+/*
+ * vm_pause - stop every vCPU outside KVM_RUN and keep it there; returns when
+ * all are parked (0), or -ESHUTDOWN if the VM is stopping. Idempotent.
+ * vm_resume - let them run again. Both are safe from any thread but a vCPU's.
+ */
+int vm_pause(struct vm *vm) __attribute__((warn_unused_result));
+int vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
+
+/*
+ * What the guest's own hypervisor is doing, per vCPU: EFER.SVME or CR4.VMXE
+ * set (a hypervisor is loaded), and, where KVM reports nested state, whether
+ * the vCPU is currently running a nested guest.
+ */
+struct vm_guest_hv {
+	unsigned int vcpus_svme;      /* vCPUs with EFER.SVME */
+	unsigned int vcpus_vmxe;      /* vCPUs with CR4.VMXE */
+	unsigned int vcpus_guest_mode; /* vCPUs in guest mode (running an L2) */
+	bool active;		      /* any of the above */
+};
+
+/*
+ * vm_guest_hypervisor - sample @out. Parks the vCPUs for the few
+ * microseconds the register reads take (unless already paused).
+ */
+int vm_guest_hypervisor(struct vm *vm, struct vm_guest_hv *out)
+	__attribute__((warn_unused_result));
+
+/*
+ * vm_power_button - press the ACPI power button. Returns true if the guest
+ * listens for it (an OSPM enabled the event), false otherwise.
+ */
+bool vm_power_button(struct vm *vm);
+
+/* vcpu_park_if_requested - a vCPU thread's side of the pause handshake. */
+void vcpu_park_if_requested(struct vcpu *vcpu);
 
 /* vm_destroy - free everything; NULL is a no-op. */
 void vm_destroy(struct vm *vm);
