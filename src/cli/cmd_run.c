@@ -29,6 +29,7 @@ static const char run_usage[] =
 	"  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n"
 	"  --console WHERE      serial console: stdio (default), none, file:PATH\n"
 	"  --hugepages on|off   back guest RAM with transparent huge pages (default on)\n"
+	"  --pit on|off         in-kernel i8254 timer (default on; Linux on KVM runs without)\n"
 	"  --kvm PATH           KVM device (default /dev/kvm)\n"
 	"  -v, --verbose        say what the monitor does; twice for debug output\n"
 	"\n"
@@ -54,7 +55,7 @@ static uint64_t run_host_memory(void)
 int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NESTED,
-	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM };
+	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM, OPT_PIT };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -65,6 +66,7 @@ int cmd_run(int argc, char **argv)
 		{"console", required_argument, NULL, OPT_CONSOLE},
 		{"hugepages", required_argument, NULL, OPT_HUGEPAGES},
 		{"kvm", required_argument, NULL, OPT_KVM},
+		{"pit", required_argument, NULL, OPT_PIT},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -73,6 +75,7 @@ int cmd_run(int argc, char **argv)
 		.cpus = 1,
 		.memory = 512ULL << 20,
 		.hugepages = true,
+		.pit = true,
 		.console = VM_CONSOLE_STDIO,
 		.kvm_path = "/dev/kvm",
 	};
@@ -116,6 +119,11 @@ int cmd_run(int argc, char **argv)
 			if (cli_parse_on_off(optarg, &flag) < 0)
 				return run_usage_error("--hugepages '%s': give on or off", optarg);
 			cfg.hugepages = flag;
+			break;
+		case OPT_PIT:
+			if (cli_parse_on_off(optarg, &flag) < 0)
+				return run_usage_error("--pit '%s': give on or off", optarg);
+			cfg.pit = flag;
 			break;
 		case OPT_CONSOLE:
 			if (!strcmp(optarg, "stdio")) {
@@ -162,6 +170,6 @@ int cmd_run(int argc, char **argv)
 	if (r < 0)
 		return NESTVM_EXIT_ERROR;
 	r = vm_run(vm);
-	vm_destroy(vm);
+	vm_destroy_at_exit(vm);
 	return r;
 }

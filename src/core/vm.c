@@ -20,6 +20,7 @@
 #include "devices/legacy/acpi_pm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,7 +181,7 @@ static int vm_create_irqchip(struct vm *vm)
 	int r;
 
 	r = kvm_ioctl(vm->fd, KVM_CREATE_IRQCHIP, NULL);
-	if (r == 0)
+	if (r == 0 && vm->cfg.pit)
 		r = kvm_ioctl(vm->fd, KVM_CREATE_PIT2, &pit);
 	if (r < 0)
 		log_error("cannot create the in-kernel interrupt controllers: %s", strerror(-r));
@@ -451,6 +452,57 @@ int vm_run(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 	status = atomic_load(&vm->exit_status);
 	return status < 0 ? NESTVM_EXIT_ERROR : status;
+}
+
+void vm_destroy_at_exit(struct vm *vm)
+{
+	int pipefd[2];
+	pid_t pid;
+
+	if (!vm)
+		return;
+	/* Everything but the KVM file descriptors goes now. */
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].run)
+			munmap(vm->vcpus[i].run, vm->sys.vcpu_mmap_size);
+		vm->vcpus[i].run = NULL;
+	}
+	guest_mem_destroy(&vm->mem);
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		goto sync;
+	pid = fork();
+	if (pid < 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		goto sync;
+	}
+	if (pid == 0) {
+		/* Child: hold the VM until the parent is gone, then let it go. */
+		char c;
+		int null = open("/dev/null", O_RDWR);
+
+		close(pipefd[1]);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+		}
+		while (read(pipefd[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	/* Parent: the write end closes when this process exits. */
+	close(pipefd[0]);
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].fd >= 0)
+			close(vm->vcpus[i].fd);
+		vm->vcpus[i].fd = -1;
+	}
+	close(vm->fd);
+	vm->fd = -1;
+	kvm_sys_close(&vm->sys);
+sync:
+	vm_destroy(vm);
 }
 
 void vm_destroy(struct vm *vm)

@@ -34,6 +34,7 @@ struct vm_config {
 	uint64_t memory; /* bytes */
 	bool nested;
 	bool hugepages;
+	bool pit; /* in-kernel i8254 PIT */
 	enum vm_console console;
 	const char *console_path; /* VM_CONSOLE_FILE */
 	const char *kvm_path;	  /* default /dev/kvm */
@@ -143,6 +144,15 @@ void vcpu_park_if_requested(struct vcpu *vcpu);
 
 /* vm_destroy - free everything; NULL is a no-op. */
 void vm_destroy(struct vm *vm);
+
+/*
+ * vm_destroy_at_exit - like vm_destroy(), for a process about to exit: frees
+ * the monitor's own state now, but leaves the kernel's teardown of the KVM VM
+ * (tens of ms of SRCU grace periods for the in-kernel irqchip and PIT on some
+ * hosts) to a short-lived child that outlives this process by that long. The
+ * caller must exit soon after; its exit status is not delayed.
+ */
+void vm_destroy_at_exit(struct vm *vm);
 
 /* vcpu_thread - a vCPU's run loop (core/vcpu.c). */
 void *vcpu_thread(void *arg);
