@@ -6,7 +6,7 @@
 #include <string.h>
 
 int bus_add_range(struct bus *bus, uint64_t base, uint64_t len, bus_io_fn fn, void *opaque,
-		  const char *name)
+                  const char *name)
 {
 	size_t i;
 

@@ -15,8 +15,7 @@
  * A handler gets the offset into its range, the access width (1, 2, 4 or 8)
  * and a buffer in guest byte order (little endian). On a read it fills @data.
  */
-typedef void (*bus_io_fn)(void *opaque, uint64_t offset, void *data, uint32_t len,
-			  bool is_write);
+typedef void (*bus_io_fn)(void *opaque, uint64_t offset, void *data, uint32_t len, bool is_write);
 
 struct bus_range {
 	uint64_t base;
@@ -38,7 +37,7 @@ struct bus {
  * a registered range, -ENOMEM.
  */
 int bus_add_range(struct bus *bus, uint64_t base, uint64_t len, bus_io_fn fn, void *opaque,
-		  const char *name) __attribute__((warn_unused_result));
+                  const char *name) __attribute__((warn_unused_result));
 
 /* bus_find - the range holding [addr, addr + len), or NULL. */
 const struct bus_range *bus_find(const struct bus *bus, uint64_t addr, uint32_t len);

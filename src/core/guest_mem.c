@@ -21,7 +21,7 @@ int guest_mem_init(struct guest_mem *mem, uint64_t ram_size, int hugepages)
 	/* Over-allocate by 2 MiB so guest RAM starts on a huge-page boundary. */
 	map_size = ram_size + SZ_2M;
 	base = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
 		return -errno;
 	aligned = (uint8_t *)(((uintptr_t)base + SZ_2M - 1) & ~(uintptr_t)(SZ_2M - 1));
@@ -39,7 +39,7 @@ int guest_mem_init(struct guest_mem *mem, uint64_t ram_size, int hugepages)
 	mem->nr_regions = 1;
 	if (ram_size > low) {
 		mem->regions[1] =
-			(struct guest_mem_region){LAYOUT_HIGHMEM_BASE, ram_size - low, aligned + low};
+		    (struct guest_mem_region){LAYOUT_HIGHMEM_BASE, ram_size - low, aligned + low};
 		mem->nr_regions = 2;
 	}
 	return 0;

@@ -23,7 +23,7 @@ struct guest_mem {
 	struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
 	unsigned int nr_regions;
 	uint64_t ram_size; /* total bytes of RAM */
-	void *mapping;	   /* the one host mapping that backs all regions */
+	void *mapping;     /* the one host mapping that backs all regions */
 	size_t mapping_size;
 };
 
@@ -33,7 +33,7 @@ struct guest_mem {
  * transparent huge pages above the first 2 MiB. Returns 0 or -errno.
  */
 int guest_mem_init(struct guest_mem *mem, uint64_t ram_size, int hugepages)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* guest_mem_destroy - unmap guest RAM; safe on a zeroed or destroyed struct. */
 void guest_mem_destroy(struct guest_mem *mem);

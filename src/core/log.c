@@ -8,10 +8,10 @@ static enum log_level log_max_level = LOG_WARN;
 static const char *log_prefix = "nestvm";
 
 static const char *const log_level_names[] = {
-	[LOG_ERROR] = "error",
-	[LOG_WARN] = "warning",
-	[LOG_INFO] = "info",
-	[LOG_DEBUG] = "debug",
+    [LOG_ERROR] = "error",
+    [LOG_WARN] = "warning",
+    [LOG_INFO] = "info",
+    [LOG_DEBUG] = "debug",
 };
 
 void log_set_level(enum log_level level)

@@ -46,8 +46,7 @@ static int vcpu_exit_mmio(struct vcpu *vcpu)
 	struct kvm_run *run = vcpu->run;
 	uint32_t len = run->mmio.len <= 8 ? run->mmio.len : 8;
 
-	bus_dispatch(&vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len,
-		     run->mmio.is_write);
+	bus_dispatch(&vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len, run->mmio.is_write);
 	return 0;
 }
 
@@ -77,7 +76,7 @@ static int vcpu_exit_internal_error(struct vcpu *vcpu)
 	char what[128];
 
 	snprintf(what, sizeof(what), "KVM internal error, suberror %u",
-		 vcpu->run->internal.suberror);
+	         vcpu->run->internal.suberror);
 	vcpu_report_crash(vcpu, what);
 	return -1;
 }
@@ -87,7 +86,7 @@ static int vcpu_exit_fail_entry(struct vcpu *vcpu)
 	char what[128];
 
 	snprintf(what, sizeof(what), "VM entry failed, hardware reason 0x%llx",
-		 (unsigned long long)vcpu->run->fail_entry.hardware_entry_failure_reason);
+	         (unsigned long long)vcpu->run->fail_entry.hardware_entry_failure_reason);
 	vcpu_report_crash(vcpu, what);
 	return -1;
 }
@@ -106,14 +105,14 @@ static int vcpu_exit_intr(struct vcpu *vcpu)
 }
 
 static const vcpu_exit_fn vcpu_exit_handlers[] = {
-	[KVM_EXIT_IO] = vcpu_exit_io,
-	[KVM_EXIT_MMIO] = vcpu_exit_mmio,
-	[KVM_EXIT_HLT] = vcpu_exit_hlt,
-	[KVM_EXIT_SHUTDOWN] = vcpu_exit_shutdown,
-	[KVM_EXIT_FAIL_ENTRY] = vcpu_exit_fail_entry,
-	[KVM_EXIT_INTERNAL_ERROR] = vcpu_exit_internal_error,
-	[KVM_EXIT_SYSTEM_EVENT] = vcpu_exit_system_event,
-	[KVM_EXIT_INTR] = vcpu_exit_intr,
+    [KVM_EXIT_IO] = vcpu_exit_io,
+    [KVM_EXIT_MMIO] = vcpu_exit_mmio,
+    [KVM_EXIT_HLT] = vcpu_exit_hlt,
+    [KVM_EXIT_SHUTDOWN] = vcpu_exit_shutdown,
+    [KVM_EXIT_FAIL_ENTRY] = vcpu_exit_fail_entry,
+    [KVM_EXIT_INTERNAL_ERROR] = vcpu_exit_internal_error,
+    [KVM_EXIT_SYSTEM_EVENT] = vcpu_exit_system_event,
+    [KVM_EXIT_INTR] = vcpu_exit_intr,
 };
 
 void *vcpu_thread(void *arg)
@@ -142,8 +141,8 @@ void *vcpu_thread(void *arg)
 		}
 		reason = vcpu->run->exit_reason;
 		fn = reason < sizeof(vcpu_exit_handlers) / sizeof(vcpu_exit_handlers[0])
-			     ? vcpu_exit_handlers[reason]
-			     : NULL;
+		         ? vcpu_exit_handlers[reason]
+		         : NULL;
 		if (!fn) {
 			char what[64];
 

@@ -62,7 +62,7 @@ int kvm_check_cap(int fd, long cap)
 struct kvm_cpuid2 *kvm_cpuid_alloc(unsigned int nent)
 {
 	struct kvm_cpuid2 *c =
-		calloc(1, sizeof(*c) + (size_t)nent * sizeof(struct kvm_cpuid_entry2));
+	    calloc(1, sizeof(*c) + (size_t)nent * sizeof(struct kvm_cpuid_entry2));
 
 	if (c)
 		c->nent = nent;

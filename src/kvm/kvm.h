@@ -11,7 +11,7 @@
  */
 
 struct kvm_sys {
-	int fd;		  /* /dev/kvm */
+	int fd;             /* /dev/kvm */
 	int vcpu_mmap_size; /* size of struct kvm_run mapping */
 };
 
@@ -27,7 +27,7 @@ int kvm_check_cap(int fd, long cap);
  * caller frees. Returns 0 or -errno.
  */
 int kvm_get_supported_cpuid(const struct kvm_sys *sys, struct kvm_cpuid2 **out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* kvm_cpuid_alloc - a zeroed kvm_cpuid2 with room for @nent entries. */
 struct kvm_cpuid2 *kvm_cpuid_alloc(unsigned int nent);

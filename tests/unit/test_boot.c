@@ -31,7 +31,9 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	log_set_level(getenv("TEST_VERBOSE") ? LOG_DEBUG : LOG_NONE); /* the failures below are expected: keep quiet */
+	log_set_level(getenv("TEST_VERBOSE")
+	                  ? LOG_DEBUG
+	                  : LOG_NONE); /* the failures below are expected: keep quiet */
 	strcpy(f->dir, "/tmp/nestvm-test-boot-XXXXXX");
 	if (!mkdtemp(f->dir))
 		return -1;
@@ -106,14 +108,15 @@ static void test_bzimage_64bit_entry(void **state)
 	assert_int_equal(info.entry, LAYOUT_KERNEL + 0x200);
 	assert_int_equal(info.info_gpa, LAYOUT_ZERO_PAGE);
 	assert_memory_equal(guest_mem_ptr(&f->mem, LAYOUT_KERNEL, PAYLOAD_SIZE), img + 1024,
-			    PAYLOAD_SIZE);
+	                    PAYLOAD_SIZE);
 
 	zp = guest_mem_ptr(&f->mem, LAYOUT_ZERO_PAGE, 4096);
 	assert_memory_equal(zp + 0x202, "HdrS", 4);
 	assert_int_equal(zp[0x210], 0xff); /* type_of_loader */
 	memcpy(&v32, zp + 0x228, 4);
 	assert_int_equal(v32, LAYOUT_CMDLINE);
-	assert_string_equal((char *)guest_mem_ptr(&f->mem, LAYOUT_CMDLINE, 1), "console=ttyS0 quiet");
+	assert_string_equal((char *)guest_mem_ptr(&f->mem, LAYOUT_CMDLINE, 1),
+	                    "console=ttyS0 quiet");
 	assert_int_equal(*(uint64_t *)(zp + 0x70), 0xe0000); /* acpi_rsdp_addr */
 
 	/* Initrd: page aligned, at the top of RAM, after the kernel, content intact. */
@@ -126,7 +129,7 @@ static void test_bzimage_64bit_entry(void **state)
 	memcpy(&v32, zp + 0x21c, 4);
 	assert_int_equal(v32, sizeof(initrd));
 	assert_memory_equal(guest_mem_ptr(&f->mem, info.initrd_gpa, sizeof(initrd)), initrd,
-			    sizeof(initrd));
+	                    sizeof(initrd));
 
 	/* e820: RAM from 1 MiB to the end of memory, the ACPI area reserved. */
 	assert_true(zp[0x1e8] >= 4);
@@ -321,7 +324,7 @@ static void test_e820_highmem(void **state)
 		/* Nothing may claim the PCI hole as RAM. */
 		if (map[i].type == E820_RAM)
 			assert_false(map[i].addr < LAYOUT_HIGHMEM_BASE &&
-				     map[i].addr + map[i].size > LAYOUT_LOWMEM_MAX);
+			             map[i].addr + map[i].size > LAYOUT_LOWMEM_MAX);
 	}
 	/* All RAM but the 0x9fc00-0x100000 hole is described. */
 	assert_int_equal(ram, (4ULL << 30) - (LAYOUT_KERNEL - LAYOUT_EBDA));
@@ -333,11 +336,11 @@ static void test_e820_highmem(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_bzimage_64bit_entry, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bzimage_rejects, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_elf_pvh, setup, teardown),
-		cmocka_unit_test(test_boot_registers),
-		cmocka_unit_test(test_e820_highmem),
+	    cmocka_unit_test_setup_teardown(test_bzimage_64bit_entry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bzimage_rejects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_elf_pvh, setup, teardown),
+	    cmocka_unit_test(test_boot_registers),
+	    cmocka_unit_test(test_e820_highmem),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

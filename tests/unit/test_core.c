@@ -55,7 +55,8 @@ static void test_bus_dispatch(void **state)
 
 	(void)state;
 	for (int i = 0; i < 40; i++) /* force the table to grow */
-		assert_int_equal(bus_add_range(&bus, 0x1000 + i * 0x10, 0x10, record_io, &b, "n"), 0);
+		assert_int_equal(bus_add_range(&bus, 0x1000 + i * 0x10, 0x10, record_io, &b, "n"),
+		                 0);
 	assert_int_equal(bus_add_range(&bus, 0x3f8, 8, record_io, &a, "uart"), 0);
 	assert_true(bus_dispatch(&bus, 0x3fa, &v, 1, false));
 	assert_int_equal(a.offset, 2);
@@ -144,11 +145,9 @@ static void test_parse_uint_on_off(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bus_overlap_rejected),
-		cmocka_unit_test(test_bus_dispatch),
-		cmocka_unit_test(test_guest_mem_layout),
-		cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_parse_uint_on_off),
+	    cmocka_unit_test(test_bus_overlap_rejected), cmocka_unit_test(test_bus_dispatch),
+	    cmocka_unit_test(test_guest_mem_layout),     cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_parse_uint_on_off),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,33 +20,33 @@
 #define IDX KVM_CPUID_FLAG_SIGNIFCANT_INDEX
 
 static const struct kvm_cpuid_entry2 amd_host[] = {
-	{.function = 0, .eax = 0x10, .ebx = 0x68747541, .ecx = 0x444d4163, .edx = 0x69746e65},
-	{.function = 1, .eax = 0x00a00f11, .ebx = 0x00000800, .ecx = 0xf6d83203, .edx = 0x178bfbff},
-	{.function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b, .ecx = 0x564b4d56, .edx = 0x4d},
-	{.function = 0x40000001, .eax = 0x01007afb},
-	{.function = 0x80000000, .eax = 0x80000021},
-	{.function = 0x80000001, .ecx = 0x75c237ff, .edx = 0x2fd3fbff}, /* SVM, TOPOEXT set */
-	{.function = 0x80000008, .eax = 0x3030, .ecx = 0x0000703f},
-	{.function = 0x8000000a, .eax = 0x1, .ebx = 0x8000, .edx = 0x0001b6bf}, /* NP, NRIPS... */
-	{.function = 0x8000001e, .ebx = 0x100, .ecx = 0x0},
+    {.function = 0, .eax = 0x10, .ebx = 0x68747541, .ecx = 0x444d4163, .edx = 0x69746e65},
+    {.function = 1, .eax = 0x00a00f11, .ebx = 0x00000800, .ecx = 0xf6d83203, .edx = 0x178bfbff},
+    {.function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b, .ecx = 0x564b4d56, .edx = 0x4d},
+    {.function = 0x40000001, .eax = 0x01007afb},
+    {.function = 0x80000000, .eax = 0x80000021},
+    {.function = 0x80000001, .ecx = 0x75c237ff, .edx = 0x2fd3fbff}, /* SVM, TOPOEXT set */
+    {.function = 0x80000008, .eax = 0x3030, .ecx = 0x0000703f},
+    {.function = 0x8000000a, .eax = 0x1, .ebx = 0x8000, .edx = 0x0001b6bf}, /* NP, NRIPS... */
+    {.function = 0x8000001e, .ebx = 0x100, .ecx = 0x0},
 };
 
 static const struct kvm_cpuid_entry2 intel_host[] = {
-	{.function = 0, .eax = 0x1b, .ebx = 0x756e6547, .ecx = 0x6c65746e, .edx = 0x49656e69},
-	{.function = 1, .eax = 0x000606a6, .ebx = 0x00000800, .ecx = 0xfffa3223, .edx = 0x0f8bfbff},
-	{.function = 4, .index = 0, .flags = IDX, .eax = 0x1c004121},
-	{.function = 4, .index = 3, .flags = IDX, .eax = 0x1c03c163},
-	{.function = 0xb, .index = 0, .flags = IDX, .eax = 1, .ebx = 2, .ecx = 0x100},
-	{.function = 0xb, .index = 1, .flags = IDX, .eax = 7, .ebx = 64, .ecx = 0x201},
-	{.function = 0x80000000, .eax = 0x80000008},
-	{.function = 0x80000001, .ecx = 0x121, .edx = 0x2c100800},
-	{.function = 0x80000008, .eax = 0x3030},
+    {.function = 0, .eax = 0x1b, .ebx = 0x756e6547, .ecx = 0x6c65746e, .edx = 0x49656e69},
+    {.function = 1, .eax = 0x000606a6, .ebx = 0x00000800, .ecx = 0xfffa3223, .edx = 0x0f8bfbff},
+    {.function = 4, .index = 0, .flags = IDX, .eax = 0x1c004121},
+    {.function = 4, .index = 3, .flags = IDX, .eax = 0x1c03c163},
+    {.function = 0xb, .index = 0, .flags = IDX, .eax = 1, .ebx = 2, .ecx = 0x100},
+    {.function = 0xb, .index = 1, .flags = IDX, .eax = 7, .ebx = 64, .ecx = 0x201},
+    {.function = 0x80000000, .eax = 0x80000008},
+    {.function = 0x80000001, .ecx = 0x121, .edx = 0x2c100800},
+    {.function = 0x80000008, .eax = 0x3030},
 };
 
 static const struct kvm_cpuid_entry2 no_virt_host[] = {
-	{.function = 0, .eax = 0x10, .ebx = 0x68747541, .ecx = 0x444d4163, .edx = 0x69746e65},
-	{.function = 1, .ecx = 0x80000000},
-	{.function = 0x80000001, .ecx = 0x1},
+    {.function = 0, .eax = 0x10, .ebx = 0x68747541, .ecx = 0x444d4163, .edx = 0x69746e65},
+    {.function = 1, .ecx = 0x80000000},
+    {.function = 0x80000001, .ecx = 0x1},
 };
 
 static struct kvm_cpuid2 *table(const struct kvm_cpuid_entry2 *e, unsigned int n)
@@ -161,8 +161,8 @@ static void test_host_without_virt(void **state)
 /* Only the VMX capability MSRs (0x480-0x492) of KVM's feature-MSR list are kept. */
 static void test_vmx_msr_selection(void **state)
 {
-	const uint32_t features[] = {0x10a, 0x480, 0x481, 0x48b, 0x48c, 0x491, 0x492, 0x493,
-				     0x345, 0xc0011029};
+	const uint32_t features[] = {0x10a, 0x480, 0x481, 0x48b, 0x48c,
+	                             0x491, 0x492, 0x493, 0x345, 0xc0011029};
 	struct nested_vmx_msrs m;
 
 	(void)state;
@@ -175,11 +175,9 @@ static void test_vmx_msr_selection(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_amd_nested_off),
-		cmocka_unit_test(test_amd_nested_on),
-		cmocka_unit_test(test_intel_topology_and_vmx),
-		cmocka_unit_test(test_host_without_virt),
-		cmocka_unit_test(test_vmx_msr_selection),
+	    cmocka_unit_test(test_amd_nested_off),         cmocka_unit_test(test_amd_nested_on),
+	    cmocka_unit_test(test_intel_topology_and_vmx), cmocka_unit_test(test_host_without_virt),
+	    cmocka_unit_test(test_vmx_msr_selection),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -24,10 +24,19 @@ static const struct nested_check *find(const struct nested_host_report *r, const
 
 /* An AMD host whose KVM nests: everything passes. */
 static const struct nested_host_facts amd_ready = {
-	.cpu_vendor = "AuthenticAMD", .cpu_model = "AMD EPYC", .cpu_svm = true, .cpu_npt = true,
-	.kvm_present = true, .kvm_writable = true, .kvm_module = "kvm_amd", .kvm_nested_param = 1,
-	.kvm_queried = true, .kvm_offers_svm = true, .nested_state_size = 4224,
-	.mem_available = 8ULL << 30, .is_vm = false,
+    .cpu_vendor = "AuthenticAMD",
+    .cpu_model = "AMD EPYC",
+    .cpu_svm = true,
+    .cpu_npt = true,
+    .kvm_present = true,
+    .kvm_writable = true,
+    .kvm_module = "kvm_amd",
+    .kvm_nested_param = 1,
+    .kvm_queried = true,
+    .kvm_offers_svm = true,
+    .nested_state_size = 4224,
+    .mem_available = 8ULL << 30,
+    .is_vm = false,
 };
 
 static void test_amd_ready(void **state)
@@ -75,10 +84,17 @@ static void test_pvm_host(void **state)
 static void test_intel_nested_param_off(void **state)
 {
 	struct nested_host_facts f = {
-		.cpu_vendor = "GenuineIntel", .cpu_vmx = true, .cpu_ept = true,
-		.kvm_present = true, .kvm_writable = true, .kvm_module = "kvm_intel",
-		.kvm_nested_param = 0, .kvm_queried = true, .kvm_offers_vmx = false,
-		.nested_state_size = 8192, .mem_available = 256ULL << 20,
+	    .cpu_vendor = "GenuineIntel",
+	    .cpu_vmx = true,
+	    .cpu_ept = true,
+	    .kvm_present = true,
+	    .kvm_writable = true,
+	    .kvm_module = "kvm_intel",
+	    .kvm_nested_param = 0,
+	    .kvm_queried = true,
+	    .kvm_offers_vmx = false,
+	    .nested_state_size = 8192,
+	    .mem_available = 256ULL << 20,
 	};
 	struct nested_host_report r;
 	const struct nested_check *c;
@@ -123,8 +139,8 @@ static void test_gather_fake_root(void **state)
 	(void)state;
 	assert_non_null(mkdtemp(root));
 	write_at(root, "/proc/cpuinfo",
-		 "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n"
-		 "flags\t\t: fpu vme svm npt nrip_save\n\n");
+	         "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n"
+	         "flags\t\t: fpu vme svm npt nrip_save\n\n");
 	write_at(root, "/proc/meminfo", "MemTotal: 4000000 kB\nMemAvailable: 2097152 kB\n");
 	write_at(root, "/sys/module/kvm_amd/parameters/nested", "1\n");
 	nested_host_gather(&f, root, "/dev/kvm");
@@ -148,10 +164,10 @@ static void test_gather_fake_root(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_amd_ready),
-		cmocka_unit_test(test_pvm_host),
-		cmocka_unit_test(test_intel_nested_param_off),
-		cmocka_unit_test(test_gather_fake_root),
+	    cmocka_unit_test(test_amd_ready),
+	    cmocka_unit_test(test_pvm_host),
+	    cmocka_unit_test(test_intel_nested_param_off),
+	    cmocka_unit_test(test_gather_fake_root),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -51,7 +51,7 @@
 #define HDR_END_MIN 0x268
 
 #define BOOT_FLAG_MAGIC 0xaa55
-#define HDR_MAGIC 0x53726448 /* "HdrS" */
+#define HDR_MAGIC 0x53726448     /* "HdrS" */
 #define BOOT_PROTOCOL_MIN 0x020c /* first version with xloadflags */
 #define LOADFLAGS_LOADED_HIGH 0x01
 #define XLF_KERNEL_64 0x01
@@ -177,15 +177,14 @@ static void put64(uint8_t *p, uint64_t v)
 	memcpy(p, &v, sizeof(v));
 }
 
-unsigned int boot_build_e820(const struct guest_mem *mem, struct e820_entry *map,
-			     unsigned int max)
+unsigned int boot_build_e820(const struct guest_mem *mem, struct e820_entry *map, unsigned int max)
 {
 	const struct e820_entry all[] = {
-		{0, LAYOUT_EBDA, E820_RAM},
-		{LAYOUT_EBDA, 0xa0000 - LAYOUT_EBDA, E820_RESERVED},
-		{LAYOUT_ACPI, LAYOUT_ACPI_SIZE, E820_RESERVED},
-		{LAYOUT_KERNEL, guest_mem_lowmem_end(mem) - LAYOUT_KERNEL, E820_RAM},
-		{LAYOUT_PCI_ECAM, LAYOUT_PCI_ECAM_SIZE, E820_RESERVED},
+	    {0, LAYOUT_EBDA, E820_RAM},
+	    {LAYOUT_EBDA, 0xa0000 - LAYOUT_EBDA, E820_RESERVED},
+	    {LAYOUT_ACPI, LAYOUT_ACPI_SIZE, E820_RESERVED},
+	    {LAYOUT_KERNEL, guest_mem_lowmem_end(mem) - LAYOUT_KERNEL, E820_RAM},
+	    {LAYOUT_PCI_ECAM, LAYOUT_PCI_ECAM_SIZE, E820_RESERVED},
 	};
 	unsigned int n = 0;
 
@@ -200,7 +199,7 @@ int boot_setup_page_tables(struct guest_mem *mem)
 {
 	/* PML4, PDPT, then four page directories of 2 MiB pages: 4 GiB. */
 	const uint64_t pml4_gpa = LAYOUT_PAGE_TABLES, pdpt_gpa = pml4_gpa + PAGE_SIZE,
-		       pd_gpa = pdpt_gpa + PAGE_SIZE;
+	               pd_gpa = pdpt_gpa + PAGE_SIZE;
 	const uint64_t present_rw = 0x3, page_size = 0x80;
 	uint64_t *pml4 = guest_mem_ptr(mem, pml4_gpa, PAGE_SIZE);
 	uint64_t *pdpt = guest_mem_ptr(mem, pdpt_gpa, PAGE_SIZE);
@@ -219,8 +218,8 @@ int boot_setup_page_tables(struct guest_mem *mem)
 	gdt[0] = 0;
 	gdt[1] = 0;
 	gdt[BOOT_GDT_CS64 / 8] = 0x00af9b000000ffffULL; /* 64-bit code, L=1 */
-	gdt[BOOT_GDT_DS / 8] = 0x00cf93000000ffffULL;	/* 4 GiB data */
-	gdt[BOOT_GDT_TSS / 8] = 0x00008b0000000067ULL;	/* busy TSS */
+	gdt[BOOT_GDT_DS / 8] = 0x00cf93000000ffffULL;   /* 4 GiB data */
+	gdt[BOOT_GDT_TSS / 8] = 0x00008b0000000067ULL;  /* busy TSS */
 	gdt[BOOT_GDT_CS32 / 8] = 0x00cf9b000000ffffULL; /* 32-bit code, D=1 */
 	return 0;
 }
@@ -229,8 +228,8 @@ int boot_setup_page_tables(struct guest_mem *mem)
  * Place the initrd as high in low RAM as it fits, below @limit and above
  * @floor, then read it straight into guest memory.
  */
-static int boot_load_initrd(struct guest_mem *mem, const char *path, uint64_t floor,
-			    uint64_t limit, struct boot_info *info)
+static int boot_load_initrd(struct guest_mem *mem, const char *path, uint64_t floor, uint64_t limit,
+                            struct boot_info *info)
 {
 	struct stat st;
 	uint64_t gpa, size, done = 0;
@@ -254,8 +253,9 @@ static int boot_load_initrd(struct guest_mem *mem, const char *path, uint64_t fl
 	floor = ALIGN_UP(floor, PAGE_SIZE);
 	if (size > limit || ALIGN_DOWN(limit - size, PAGE_SIZE) < floor) {
 		log_error("initrd '%s' (%llu MiB) does not fit in guest memory below %llu MiB "
-			  "after the kernel; give the VM more memory",
-			  path, (unsigned long long)(size >> 20), (unsigned long long)(limit >> 20));
+		          "after the kernel; give the VM more memory",
+		          path, (unsigned long long)(size >> 20),
+		          (unsigned long long)(limit >> 20));
 		r = -E2BIG;
 		goto out;
 	}
@@ -293,7 +293,7 @@ static int boot_write_cmdline(struct guest_mem *mem, const char *cmdline, uint64
 		max_len = LAYOUT_CMDLINE_MAX - 1;
 	if (len > max_len) {
 		log_error("kernel command line is %zu bytes; this kernel accepts at most %llu", len,
-			  (unsigned long long)max_len);
+		          (unsigned long long)max_len);
 		return -E2BIG;
 	}
 	dst = guest_mem_ptr(mem, LAYOUT_CMDLINE, len + 1);
@@ -306,7 +306,7 @@ static int boot_write_cmdline(struct guest_mem *mem, const char *cmdline, uint64
 
 /* Linux bzImage through the 64-bit entry point. */
 static int boot_load_bzimage(struct guest_mem *mem, const struct boot_config *cfg,
-			     const struct mapped_file *k, struct boot_info *info)
+                             const struct mapped_file *k, struct boot_info *info)
 {
 	const uint8_t *f = k->data;
 	struct e820_entry e820[E820_MAX_ENTRIES];
@@ -318,8 +318,9 @@ static int boot_load_bzimage(struct guest_mem *mem, const struct boot_config *cf
 
 	version = get16(f + HDR_VERSION);
 	if (version < BOOT_PROTOCOL_MIN || k->size < HDR_END_MIN) {
-		log_error("kernel '%s': boot protocol %u.%02u is too old; nestvm needs 2.12 or later",
-			  cfg->kernel_path, version >> 8, version & 0xff);
+		log_error(
+		    "kernel '%s': boot protocol %u.%02u is too old; nestvm needs 2.12 or later",
+		    cfg->kernel_path, version >> 8, version & 0xff);
 		return -ENOEXEC;
 	}
 	if (!(f[HDR_XLOADFLAGS] & XLF_KERNEL_64) || !(f[HDR_LOADFLAGS] & LOADFLAGS_LOADED_HIGH)) {
@@ -342,8 +343,9 @@ static int boot_load_bzimage(struct guest_mem *mem, const struct boot_config *cf
 	    get64(f + HDR_PREF_ADDRESS) + get32(f + HDR_INIT_SIZE) > need_end)
 		need_end = get64(f + HDR_PREF_ADDRESS) + get32(f + HDR_INIT_SIZE);
 	if (need_end > guest_mem_lowmem_end(mem)) {
-		log_error("kernel '%s' needs %llu MiB of memory to decompress and run; give the VM more",
-			  cfg->kernel_path, (unsigned long long)((need_end + SZ_1M - 1) >> 20));
+		log_error(
+		    "kernel '%s' needs %llu MiB of memory to decompress and run; give the VM more",
+		    cfg->kernel_path, (unsigned long long)((need_end + SZ_1M - 1) >> 20));
 		return -E2BIG;
 	}
 	dst = guest_mem_ptr(mem, LAYOUT_KERNEL, payload_size);
@@ -398,7 +400,7 @@ static uint64_t elf_find_pvh_entry(const uint8_t *note, uint64_t size)
 
 	while (size - off >= 12) {
 		uint32_t namesz = get32(note + off), descsz = get32(note + off + 4),
-			 type = get32(note + off + 8);
+		         type = get32(note + off + 8);
 		uint64_t name_off = off + 12, desc_off = name_off + ALIGN_UP((uint64_t)namesz, 4);
 		uint64_t next = desc_off + ALIGN_UP((uint64_t)descsz, 4);
 
@@ -418,7 +420,7 @@ static uint64_t elf_find_pvh_entry(const uint8_t *note, uint64_t size)
 
 /* ELF image (Linux vmlinux or the probe) through its PVH entry. */
 static int boot_load_elf(struct guest_mem *mem, const struct boot_config *cfg,
-			 const struct mapped_file *k, struct boot_info *info)
+                         const struct mapped_file *k, struct boot_info *info)
 {
 	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)k->data;
 	struct e820_entry e820[E820_MAX_ENTRIES];
@@ -435,7 +437,8 @@ static int boot_load_elf(struct guest_mem *mem, const struct boot_config *cfg,
 	}
 	if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phoff > k->size ||
 	    (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > k->size - eh->e_phoff) {
-		log_error("kernel '%s': truncated or corrupt ELF program headers", cfg->kernel_path);
+		log_error("kernel '%s': truncated or corrupt ELF program headers",
+		          cfg->kernel_path);
 		return -ENOEXEC;
 	}
 	for (unsigned int i = 0; i < eh->e_phnum; i++) {
@@ -448,7 +451,7 @@ static int boot_load_elf(struct guest_mem *mem, const struct boot_config *cfg,
 		if (ph.p_offset > k->size || ph.p_filesz > k->size - ph.p_offset ||
 		    (ph.p_type == PT_LOAD && ph.p_filesz > ph.p_memsz)) {
 			log_error("kernel '%s': truncated (segment %u extends past end of file)",
-				  cfg->kernel_path, i);
+			          cfg->kernel_path, i);
 			return -ENOEXEC;
 		}
 		if (ph.p_type == PT_NOTE) {
@@ -459,9 +462,9 @@ static int boot_load_elf(struct guest_mem *mem, const struct boot_config *cfg,
 		dst = guest_mem_ptr(mem, ph.p_paddr, ph.p_memsz);
 		if (!dst || ph.p_paddr < LAYOUT_KERNEL) {
 			log_error("kernel '%s': segment at 0x%llx (%llu KiB) is outside guest RAM; "
-				  "give the VM more memory",
-				  cfg->kernel_path, (unsigned long long)ph.p_paddr,
-				  (unsigned long long)(ph.p_memsz >> 10));
+			          "give the VM more memory",
+			          cfg->kernel_path, (unsigned long long)ph.p_paddr,
+			          (unsigned long long)(ph.p_memsz >> 10));
 			return -E2BIG;
 		}
 		/* The rest up to p_memsz (.bss) is fresh anonymous memory: already zero. */
@@ -471,7 +474,7 @@ static int boot_load_elf(struct guest_mem *mem, const struct boot_config *cfg,
 	}
 	if (!entry) {
 		log_error("kernel '%s': ELF image has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)",
-			  cfg->kernel_path);
+		          cfg->kernel_path);
 		return -ENOEXEC;
 	}
 	r = boot_write_cmdline(mem, cfg->cmdline, LAYOUT_CMDLINE_MAX - 1);
@@ -501,7 +504,8 @@ static int boot_load_elf(struct guest_mem *mem, const struct boot_config *cfg,
 	nr_e820 = boot_build_e820(mem, e820, E820_MAX_ENTRIES);
 	mm = (struct hvm_memmap_table_entry *)((uint8_t *)si + PVH_MEMMAP_OFFSET);
 	for (unsigned int i = 0; i < nr_e820; i++)
-		mm[i] = (struct hvm_memmap_table_entry){e820[i].addr, e820[i].size, e820[i].type, 0};
+		mm[i] =
+		    (struct hvm_memmap_table_entry){e820[i].addr, e820[i].size, e820[i].type, 0};
 	si->memmap_paddr = LAYOUT_PVH_START_INFO + PVH_MEMMAP_OFFSET;
 	si->memmap_entries = nr_e820;
 
@@ -523,11 +527,11 @@ int boot_load(struct guest_mem *mem, const struct boot_config *cfg, struct boot_
 	if (k.size >= 4 && !memcmp(k.data, ELFMAG, SELFMAG)) {
 		r = boot_load_elf(mem, cfg, &k, out);
 	} else if (k.size > HDR_HEADER + 4 && get16(k.data + HDR_BOOT_FLAG) == BOOT_FLAG_MAGIC &&
-		   get32(k.data + HDR_HEADER) == HDR_MAGIC) {
+	           get32(k.data + HDR_HEADER) == HDR_MAGIC) {
 		r = boot_load_bzimage(mem, cfg, &k, out);
 	} else {
 		log_error("kernel '%s': not a kernel image (neither a bzImage nor an ELF vmlinux)",
-			  cfg->kernel_path);
+		          cfg->kernel_path);
 		r = -ENOEXEC;
 	}
 	if (r == 0)

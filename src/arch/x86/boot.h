@@ -27,14 +27,14 @@ enum boot_entry_mode {
 struct boot_config {
 	const char *kernel_path;
 	const char *initrd_path; /* NULL: none */
-	const char *cmdline;	 /* NULL: empty */
-	uint64_t rsdp_gpa;	 /* ACPI RSDP for the guest */
+	const char *cmdline;     /* NULL: empty */
+	uint64_t rsdp_gpa;       /* ACPI RSDP for the guest */
 };
 
 struct boot_info {
 	enum boot_entry_mode mode;
-	uint64_t entry;	    /* guest-physical entry point */
-	uint64_t info_gpa;  /* boot_params or hvm_start_info */
+	uint64_t entry;      /* guest-physical entry point */
+	uint64_t info_gpa;   /* boot_params or hvm_start_info */
 	uint64_t kernel_end; /* end of the loaded image */
 	uint64_t initrd_gpa, initrd_size;
 };
@@ -55,8 +55,7 @@ struct e820_entry {
  * boot_build_e820 - the guest's memory map for @mem: RAM, the EBDA and ACPI
  * area reserved, the PCI ECAM reserved. Returns the number of entries.
  */
-unsigned int boot_build_e820(const struct guest_mem *mem, struct e820_entry *map,
-			     unsigned int max);
+unsigned int boot_build_e820(const struct guest_mem *mem, struct e820_entry *map, unsigned int max);
 
 /*
  * boot_load - load the kernel (format detected from its content), the
@@ -65,7 +64,7 @@ unsigned int boot_build_e820(const struct guest_mem *mem, struct e820_entry *map
  * (-ENOEXEC: not a kernel nestvm can boot, -E2BIG: does not fit).
  */
 int boot_load(struct guest_mem *mem, const struct boot_config *cfg, struct boot_info *out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * boot_setup_page_tables - identity-map the first 4 GiB with 2 MiB pages at

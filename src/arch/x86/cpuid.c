@@ -66,7 +66,7 @@ static void cpuid_remove(struct kvm_cpuid2 *c, uint32_t function)
 }
 
 static struct kvm_cpuid_entry2 *cpuid_add(struct kvm_cpuid2 *c, uint32_t cap, uint32_t function,
-					  uint32_t index, uint32_t flags)
+                                          uint32_t index, uint32_t flags)
 {
 	struct kvm_cpuid_entry2 *e;
 
@@ -86,7 +86,7 @@ static struct kvm_cpuid_entry2 *cpuid_add(struct kvm_cpuid2 *c, uint32_t cap, ui
  * the cores of the one package. EDX (the x2APIC id) is set per vCPU.
  */
 static void cpuid_build_topology(struct kvm_cpuid2 *c, uint32_t cap, uint32_t leaf,
-				 uint32_t nr_cpus)
+                                 uint32_t nr_cpus)
 {
 	struct kvm_cpuid_entry2 *e;
 	const uint32_t flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
@@ -110,7 +110,7 @@ static void cpuid_build_topology(struct kvm_cpuid2 *c, uint32_t cap, uint32_t le
 }
 
 int cpuid_policy_build(const struct kvm_cpuid2 *supported, const struct cpuid_config *cfg,
-		       struct kvm_cpuid2 **out)
+                       struct kvm_cpuid2 **out)
 {
 	uint32_t cap = supported->nent + CPUID_POLICY_SPARE;
 	struct kvm_cpuid2 *c = kvm_cpuid_alloc(cap);
@@ -195,7 +195,8 @@ void cpuid_policy_set_apic_id(struct kvm_cpuid2 *c, uint32_t apic_id)
 
 		if (e->function == 1)
 			e->ebx = (e->ebx & 0x00ffffff) | (apic_id << 24);
-		else if (e->function == CPUID_LEAF_TOPOLOGY || e->function == CPUID_LEAF_TOPOLOGY_V2)
+		else if (e->function == CPUID_LEAF_TOPOLOGY ||
+		         e->function == CPUID_LEAF_TOPOLOGY_V2)
 			e->edx = apic_id;
 	}
 }

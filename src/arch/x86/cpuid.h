@@ -36,7 +36,7 @@ enum cpu_vendor { CPU_VENDOR_OTHER, CPU_VENDOR_INTEL, CPU_VENDOR_AMD };
 
 struct cpuid_config {
 	unsigned int nr_cpus; /* one package, nr_cpus cores, one thread each */
-	bool nested;	      /* expose VMX/SVM (nested.c decides how) */
+	bool nested;          /* expose VMX/SVM (nested.c decides how) */
 };
 
 /* cpuid_find - the entry for (function, index), or NULL. */
@@ -50,7 +50,7 @@ enum cpu_vendor cpuid_vendor(struct kvm_cpuid2 *c);
  * Returns a new malloc'd table in *out, or -errno. @supported is not changed.
  */
 int cpuid_policy_build(const struct kvm_cpuid2 *supported, const struct cpuid_config *cfg,
-		       struct kvm_cpuid2 **out) __attribute__((warn_unused_result));
+                       struct kvm_cpuid2 **out) __attribute__((warn_unused_result));
 
 /* cpuid_policy_set_apic_id - patch the per-vCPU APIC id fields in place. */
 void cpuid_policy_set_apic_id(struct kvm_cpuid2 *c, uint32_t apic_id);

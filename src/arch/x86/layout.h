@@ -55,11 +55,11 @@
 #define PORT_I8042_CMD 0x64
 #define PORT_RTC 0x70 /* index 0x70, data 0x71 */
 #define PORT_POST 0x80
-#define PORT_DEBUG_EXIT 0xf4  /* 4 bytes: a write ends the VM, value = exit status */
+#define PORT_DEBUG_EXIT 0xf4 /* 4 bytes: a write ends the VM, value = exit status */
 #define PORT_COM1 0x3f8
 #define PORT_ACPI_PM1A_EVT 0x600 /* 4 bytes: status, enable */
 #define PORT_ACPI_PM1A_CNT 0x604 /* 2 bytes */
-#define PORT_ACPI_PM_TMR 0x608	 /* 4 bytes */
+#define PORT_ACPI_PM_TMR 0x608   /* 4 bytes */
 #define PORT_PCI_CONFIG_ADDR 0xcf8
 #define PORT_PCI_CONFIG_DATA 0xcfc
 #define PORT_RESET 0xcf9 /* FADT reset register: write 0x06 */

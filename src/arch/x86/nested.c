@@ -29,7 +29,7 @@ int nested_cpuid_apply(struct kvm_cpuid2 *c, bool on)
 }
 
 unsigned int nested_vmx_msrs_select(const uint32_t *indices, unsigned int n,
-				    struct nested_vmx_msrs *out)
+                                    struct nested_vmx_msrs *out)
 {
 	memset(out, 0, sizeof(*out));
 	for (unsigned int i = 0; i < n && out->nr < NESTED_VMX_MSR_MAX; i++) {

@@ -36,7 +36,7 @@ struct nested_vmx_msrs {
  * how many were kept in @out (values not yet read).
  */
 unsigned int nested_vmx_msrs_select(const uint32_t *indices, unsigned int n,
-				    struct nested_vmx_msrs *out);
+                                    struct nested_vmx_msrs *out);
 
 /*
  * nested_vmx_msrs_read - on an Intel host with nesting on: read KVM's VMX
@@ -45,6 +45,6 @@ unsigned int nested_vmx_msrs_select(const uint32_t *indices, unsigned int n,
  * @out empty elsewhere. Returns 0 or -errno.
  */
 int nested_vmx_msrs_read(int kvm_fd, struct nested_vmx_msrs *out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

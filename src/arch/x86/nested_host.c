@@ -108,13 +108,14 @@ static void gather_kvm(struct nested_host_facts *f, const char *root, const char
 	struct kvm_cpuid2 *c;
 
 	f->kvm_nested_param = -1;
-	for (unsigned int i = 0; i < sizeof(nested_kvm_modules) / sizeof(nested_kvm_modules[0]); i++) {
+	for (unsigned int i = 0; i < sizeof(nested_kvm_modules) / sizeof(nested_kvm_modules[0]);
+	     i++) {
 		snprintf(path, sizeof(path), "/sys/module/%s", nested_kvm_modules[i]);
 		if (!path_exists(root, path))
 			continue;
 		snprintf(f->kvm_module, sizeof(f->kvm_module), "%s", nested_kvm_modules[i]);
 		snprintf(path, sizeof(path), "/sys/module/%s/parameters/nested",
-			 nested_kvm_modules[i]);
+		         nested_kvm_modules[i]);
 		if (read_text(root, path, val, sizeof(val)) > 0)
 			f->kvm_nested_param = val[0] == 'Y' || val[0] == 'y' || val[0] == '1';
 		break;
@@ -125,7 +126,8 @@ static void gather_kvm(struct nested_host_facts *f, const char *root, const char
 	if (!f->kvm_writable || kvm_sys_open(&sys, path) < 0)
 		return;
 	if (kvm_get_supported_cpuid(&sys, &c) == 0) {
-		struct kvm_cpuid_entry2 *e1 = cpuid_find(c, 1, 0), *e8 = cpuid_find(c, 0x80000001, 0);
+		struct kvm_cpuid_entry2 *e1 = cpuid_find(c, 1, 0),
+		                        *e8 = cpuid_find(c, 0x80000001, 0);
 
 		f->kvm_offers_vmx = e1 && (e1->ecx & CPUID_1_ECX_VMX);
 		f->kvm_offers_svm = e8 && (e8->ecx & CPUID_80000001_ECX_SVM);
@@ -149,12 +151,12 @@ void nested_host_gather(struct nested_host_facts *f, const char *root, const cha
 }
 
 static struct nested_check *add_check(struct nested_host_report *r, const char *name,
-				      enum nested_check_result res, const char *hint,
-				      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                                      enum nested_check_result res, const char *hint,
+                                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static struct nested_check *add_check(struct nested_host_report *r, const char *name,
-				      enum nested_check_result res, const char *hint,
-				      const char *fmt, ...)
+                                      enum nested_check_result res, const char *hint,
+                                      const char *fmt, ...)
 {
 	struct nested_check *c = &r->checks[r->nr_checks];
 	va_list ap;
@@ -180,8 +182,8 @@ static const char *pass_fail(bool ok)
 
 void nested_host_evaluate(const struct nested_host_facts *f, struct nested_host_report *r)
 {
-	bool amd = f->cpu_svm || !strcmp(f->kvm_module, "kvm_amd") ||
-		   strstr(f->cpu_vendor, "AMD") != NULL;
+	bool amd =
+	    f->cpu_svm || !strcmp(f->kvm_module, "kvm_amd") || strstr(f->cpu_vendor, "AMD") != NULL;
 	bool pvm = !strcmp(f->kvm_module, "kvm_pvm");
 	const char *ext = amd ? "AMD-V (svm)" : "VT-x (vmx)";
 	const char *vendor_module = amd ? "kvm_amd" : "kvm_intel";
@@ -191,63 +193,70 @@ void nested_host_evaluate(const struct nested_host_facts *f, struct nested_host_
 	r->can_nest = true;
 
 	add_check(r, "cpu", (f->cpu_vmx || f->cpu_svm) ? NESTED_CHECK_PASS : NESTED_CHECK_FAIL,
-		  f->is_vm ? "this host is a VM: turn on nested virtualization in the hypervisor "
-			     "that runs it (Hyper-V: Set-VMProcessor -ExposeVirtualizationExtensions "
-			     "$true; KVM: nested=1 on its host)"
-			   : "enable VT-x/AMD-V (SVM) in the firmware setup",
-		  "%s %s: %s %s", f->cpu_vendor[0] ? f->cpu_vendor : "unknown CPU", f->cpu_model,
-		  ext, pass_fail(f->cpu_vmx || f->cpu_svm));
+	          f->is_vm
+	              ? "this host is a VM: turn on nested virtualization in the hypervisor "
+	                "that runs it (Hyper-V: Set-VMProcessor -ExposeVirtualizationExtensions "
+	                "$true; KVM: nested=1 on its host)"
+	              : "enable VT-x/AMD-V (SVM) in the firmware setup",
+	          "%s %s: %s %s", f->cpu_vendor[0] ? f->cpu_vendor : "unknown CPU", f->cpu_model,
+	          ext, pass_fail(f->cpu_vmx || f->cpu_svm));
 	add_check(r, "slat", (f->cpu_ept || f->cpu_npt) ? NESTED_CHECK_PASS : NESTED_CHECK_FAIL,
-		  "second-level address translation (EPT/NPT) is needed for nested guests to run "
-		  "at a usable speed; use a CPU or an outer hypervisor that provides it",
-		  "%s: %s", amd ? "NPT" : "EPT", pass_fail(f->cpu_ept || f->cpu_npt));
+	          "second-level address translation (EPT/NPT) is needed for nested guests to run "
+	          "at a usable speed; use a CPU or an outer hypervisor that provides it",
+	          "%s: %s", amd ? "NPT" : "EPT", pass_fail(f->cpu_ept || f->cpu_npt));
 	add_check(r, "kvm-device", f->kvm_writable ? NESTED_CHECK_PASS : NESTED_CHECK_FAIL,
-		  f->kvm_present ? "run as root or add the user to the kvm group"
-				 : "load the KVM module: modprobe kvm_amd or modprobe kvm_intel",
-		  "/dev/kvm: %s", f->kvm_writable ? "present and writable"
-				  : f->kvm_present ? "present but not writable by this user"
-						   : "missing");
+	          f->kvm_present ? "run as root or add the user to the kvm group"
+	                         : "load the KVM module: modprobe kvm_amd or modprobe kvm_intel",
+	          "/dev/kvm: %s",
+	          f->kvm_writable  ? "present and writable"
+	          : f->kvm_present ? "present but not writable by this user"
+	                           : "missing");
 	if (pvm) {
 		add_check(r, "kvm-module", NESTED_CHECK_FAIL,
-			  "nesting needs KVM on VT-x or AMD-V; kvm_pvm cannot provide it. Run "
-			  "nestvm on bare metal or in a VM whose hypervisor exposes VT-x/AMD-V",
-			  "kvm_pvm (Pagetable-based Virtual Machine): KVM without hardware "
-			  "virtualization, cannot run nested hypervisors");
+		          "nesting needs KVM on VT-x or AMD-V; kvm_pvm cannot provide it. Run "
+		          "nestvm on bare metal or in a VM whose hypervisor exposes VT-x/AMD-V",
+		          "kvm_pvm (Pagetable-based Virtual Machine): KVM without hardware "
+		          "virtualization, cannot run nested hypervisors");
 	} else if (!f->kvm_module[0]) {
 		snprintf(hint, sizeof(hint), "modprobe %s nested=1", vendor_module);
 		add_check(r, "kvm-module", NESTED_CHECK_FAIL, hint, "no vendor KVM module loaded");
 	} else {
-		snprintf(hint, sizeof(hint),
-			 "echo 'options %s nested=1' > /etc/modprobe.d/nestvm.conf; modprobe -r %s; "
-			 "modprobe %s",
-			 f->kvm_module, f->kvm_module, f->kvm_module);
+		snprintf(
+		    hint, sizeof(hint),
+		    "echo 'options %s nested=1' > /etc/modprobe.d/nestvm.conf; modprobe -r %s; "
+		    "modprobe %s",
+		    f->kvm_module, f->kvm_module, f->kvm_module);
 		add_check(r, "kvm-module",
-			  f->kvm_nested_param == 1 ? NESTED_CHECK_PASS : NESTED_CHECK_FAIL, hint,
-			  "%s loaded, nested=%s", f->kvm_module,
-			  f->kvm_nested_param == 1 ? "1" : f->kvm_nested_param == 0 ? "0"
-										    : "unknown");
+		          f->kvm_nested_param == 1 ? NESTED_CHECK_PASS : NESTED_CHECK_FAIL, hint,
+		          "%s loaded, nested=%s", f->kvm_module,
+		          f->kvm_nested_param == 1   ? "1"
+		          : f->kvm_nested_param == 0 ? "0"
+		                                     : "unknown");
 	}
 	if (f->kvm_queried) {
 		bool offers = f->kvm_offers_vmx || f->kvm_offers_svm;
 
 		add_check(r, "kvm-cpuid", offers ? NESTED_CHECK_PASS : NESTED_CHECK_FAIL,
-			  "KVM does not offer VMX/SVM to guests: see the kvm-module check",
-			  "KVM_GET_SUPPORTED_CPUID offers %s",
-			  f->kvm_offers_svm ? "SVM" : f->kvm_offers_vmx ? "VMX" : "neither VMX nor SVM");
+		          "KVM does not offer VMX/SVM to guests: see the kvm-module check",
+		          "KVM_GET_SUPPORTED_CPUID offers %s",
+		          f->kvm_offers_svm   ? "SVM"
+		          : f->kvm_offers_vmx ? "VMX"
+		                              : "neither VMX nor SVM");
 		add_check(r, "nested-state",
-			  f->nested_state_size > 0 ? NESTED_CHECK_PASS : NESTED_CHECK_FAIL,
-			  "KVM_CAP_NESTED_STATE is missing: checkpoints and migration of a VM "
-			  "running its own VMs need Linux >= 4.19 with nesting enabled",
-			  "KVM_CAP_NESTED_STATE = %d", f->nested_state_size);
+		          f->nested_state_size > 0 ? NESTED_CHECK_PASS : NESTED_CHECK_FAIL,
+		          "KVM_CAP_NESTED_STATE is missing: checkpoints and migration of a VM "
+		          "running its own VMs need Linux >= 4.19 with nesting enabled",
+		          "KVM_CAP_NESTED_STATE = %d", f->nested_state_size);
 	}
 	add_check(r, "memory",
-		  f->mem_available >= NESTED_HOST_MIN_MEMORY ? NESTED_CHECK_PASS : NESTED_CHECK_FAIL,
-		  "free memory: a VM that runs its own VMs needs room for them too",
-		  "%llu MiB available (at least %llu MiB advised)",
-		  (unsigned long long)(f->mem_available >> 20),
-		  (unsigned long long)(NESTED_HOST_MIN_MEMORY >> 20));
+	          f->mem_available >= NESTED_HOST_MIN_MEMORY ? NESTED_CHECK_PASS
+	                                                     : NESTED_CHECK_FAIL,
+	          "free memory: a VM that runs its own VMs needs room for them too",
+	          "%llu MiB available (at least %llu MiB advised)",
+	          (unsigned long long)(f->mem_available >> 20),
+	          (unsigned long long)(NESTED_HOST_MIN_MEMORY >> 20));
 	add_check(r, "host-is-vm", NESTED_CHECK_INFO, NULL, "%s%s%s%s",
-		  f->is_vm ? "yes, a VM" : "no, bare metal", f->is_vm ? " (hypervisor: " : "",
-		  f->is_vm ? (f->hypervisor[0] ? f->hypervisor : "unknown") : "",
-		  f->is_vm ? (pvm ? "; its KVM is PVM-backed)" : ")") : "");
+	          f->is_vm ? "yes, a VM" : "no, bare metal", f->is_vm ? " (hypervisor: " : "",
+	          f->is_vm ? (f->hypervisor[0] ? f->hypervisor : "unknown") : "",
+	          f->is_vm ? (pvm ? "; its KVM is PVM-backed)" : ")") : "");
 }

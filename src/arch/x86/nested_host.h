@@ -18,16 +18,16 @@
 struct nested_host_facts {
 	char cpu_vendor[NESTED_HOST_STR]; /* "AuthenticAMD", "GenuineIntel" */
 	char cpu_model[NESTED_HOST_STR];
-	bool cpu_vmx, cpu_svm;		  /* /proc/cpuinfo flags */
+	bool cpu_vmx, cpu_svm; /* /proc/cpuinfo flags */
 	bool cpu_ept, cpu_npt;
 	bool kvm_present, kvm_writable;
 	char kvm_module[NESTED_HOST_STR]; /* kvm_intel, kvm_amd, kvm_pvm, ... or "" */
-	int kvm_nested_param;		  /* 1 on, 0 off, -1 no such parameter */
-	bool kvm_queried;		  /* the ioctls below ran */
+	int kvm_nested_param;             /* 1 on, 0 off, -1 no such parameter */
+	bool kvm_queried;                 /* the ioctls below ran */
 	bool kvm_offers_vmx, kvm_offers_svm;
-	int nested_state_size; /* KVM_CAP_NESTED_STATE */
-	uint64_t mem_available; /* bytes, MemAvailable */
-	bool is_vm;		/* CPUID.1:ECX[31] */
+	int nested_state_size;            /* KVM_CAP_NESTED_STATE */
+	uint64_t mem_available;           /* bytes, MemAvailable */
+	bool is_vm;                       /* CPUID.1:ECX[31] */
 	char hypervisor[NESTED_HOST_STR]; /* leaf 0x40000000 signature, or "" */
 };
 

@@ -15,8 +15,7 @@
 void regs_boot_init(const struct boot_info *info, struct kvm_regs *regs, struct kvm_sregs *sregs);
 
 /* regs_format - one-line-per-group dump of a vCPU's state, for crash reports. */
-void regs_format(const struct kvm_regs *regs, const struct kvm_sregs *sregs, char *buf,
-		 size_t len);
+void regs_format(const struct kvm_regs *regs, const struct kvm_sregs *sregs, char *buf, size_t len);
 
 /* Initial MSR values for every vCPU; returns 0 or -errno. */
 int msr_policy_init_vcpu(int vcpu_fd) __attribute__((warn_unused_result));
