@@ -233,7 +233,7 @@ stage_busybox() {
 
 # Builds $OUT/lab.cpio unless it is up to date. Sets KERNEL.
 build_initramfs() {
-	local kver m f mods=() inputs=() key vmlinux stage l1 t0 lockfd
+	local kver m f mods=() inputs=() key vmlinux stage l1 l1n t0 lockfd
 	KERNEL=$(find_kernel)
 	[ -n "$KERNEL" ] && [ -f "$KERNEL" ] ||
 		lab_abort "no kernel /boot/vmlinuz-* (scripts/install-deps.sh installs linux-image-cloud-amd64)"
@@ -252,8 +252,9 @@ build_initramfs() {
 
 	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${BASH_SOURCE[0]}")
 	[ -f "$NESTVM" ] && inputs+=("$NESTVM")
+	# build/guest/: the images, not the object files in its subdirectories.
 	[ -d "$GUEST_DIR" ] && while IFS= read -r f; do inputs+=("$f"); done \
-		< <(find "$GUEST_DIR" -type f | sort)
+		< <(find "$GUEST_DIR" -maxdepth 1 -type f | sort)
 	while IFS= read -r f; do inputs+=("$f"); done \
 		< <(find "$LAB_SRC/root" "$LAB_SRC/l1" "$LAB_SRC/scenarios" -type f | sort)
 
@@ -294,7 +295,7 @@ build_initramfs() {
 	install_module "${mods[1]}" "$stage/lab/modules/kvm.ko"
 	install_module "${mods[2]}" "$stage/lab/modules/kvm-amd.ko"
 	[ -f "$NESTVM" ] && install -m 755 "$NESTVM" "$stage/lab/bin/nestvm"
-	[ -d "$GUEST_DIR" ] && cp -a "$GUEST_DIR/." "$stage/lab/guest/"
+	[ -d "$GUEST_DIR" ] && find "$GUEST_DIR" -maxdepth 1 -type f -exec cp {} "$stage/lab/guest/" \;
 	cp "$KERNEL" "$stage/lab/kernel/bzImage"
 	cp "$vmlinux" "$stage/lab/kernel/vmlinux"
 	for f in "$LAB_SRC"/scenarios/*.sh; do
@@ -302,6 +303,22 @@ build_initramfs() {
 		cp "$f" "$stage/lab/scenarios/"
 	done
 	make_cpio "$l1" "$stage/l1/initrd.cpio" || lab_abort "cpio of the L1 initramfs failed"
+
+	# The nested L1 initramfs adds what an L1 needs to be a KVM host itself:
+	# the kvm modules, nestvm, the guest images, and for an L2 Linux the
+	# bzImage (the smaller kernel file) and the plain L1 initramfs.
+	if [ -f "$NESTVM" ]; then
+		l1n=$OUT/stage/l1-nested
+		cp -a "$l1" "$l1n"
+		mkdir -p "$l1n"/l1/{modules,bin,guest,l2}
+		cp "$stage"/lab/modules/*.ko "$l1n/l1/modules/"
+		cp "$stage/lab/bin/nestvm" "$l1n/l1/bin/"
+		cp -a "$stage/lab/guest/." "$l1n/l1/guest/"
+		cp "$KERNEL" "$l1n/l1/l2/bzImage"
+		cp "$stage/l1/initrd.cpio" "$l1n/l1/l2/initrd.cpio"
+		make_cpio "$l1n" "$stage/l1/initrd-nested.cpio" ||
+			lab_abort "cpio of the nested L1 initramfs failed"
+	fi
 	make_cpio "$stage" "$OUT/lab.cpio" || lab_abort "cpio of the lab initramfs failed"
 	echo "$key" >"$OUT/lab.cpio.key"
 	[ $keep -eq 1 ] || rm -rf "$OUT/stage"
@@ -310,7 +327,7 @@ build_initramfs() {
 	local t1=${EPOCHREALTIME/[.,]/}
 	log "initramfs: built build/lab/lab.cpio ($(($(stat -c %s "$OUT/lab.cpio") >> 20)) MiB) in" \
 		"$(fmt_us $((t1 - t0))) s: kernel $kver, nestvm $([ -f "$NESTVM" ] && echo yes || echo "no (make static)")," \
-		"$(find "$GUEST_DIR" -type f 2>/dev/null | wc -l) guest image(s)"
+		"$(find "$GUEST_DIR" -maxdepth 1 -type f 2>/dev/null | wc -l) guest image(s)"
 }
 
 # ----------------------------------------------------------------- the run

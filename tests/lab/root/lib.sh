@@ -102,3 +102,108 @@ lab_kvm_stats_report() {
 	done
 	[ -n "$_line" ] && lab_metrics $_line
 }
+
+# ------------------------------------------------- nestvm and its L1 guest
+
+LAB_NESTVM=/lab/bin/nestvm
+
+# Skips the scenario when the lab has no nestvm.
+lab_need_nestvm() {
+	[ -x "$LAB_NESTVM" ] ||
+		lab_skip "no $LAB_NESTVM in the lab (make static, then tests/lab/lab.sh)"
+}
+
+# Meaning of nestvm's exit status $1 (src/core/exit_status.h).
+lab_exit_status_name() {
+	case $1 in
+	0) echo "NESTVM_EXIT_POWEROFF" ;;
+	1) echo "NESTVM_EXIT_ERROR (monitor error)" ;;
+	2) echo "NESTVM_EXIT_USAGE (bad command line)" ;;
+	3) echo "NESTVM_EXIT_REBOOT (guest reset; a Linux guest with panic=-1 panicked)" ;;
+	4) echo "NESTVM_EXIT_CRASH (triple fault, KVM internal error, bad exit)" ;;
+	127) echo "not executable / not found" ;;
+	*) if [ "$1" -gt 128 ]; then echo "killed by signal $(($1 - 128))"; else echo "unknown"; fi ;;
+	esac
+}
+
+# Value of KEY $1 in the line $2 of KEY=VALUE words.
+lab_word_value() {
+	echo " $2" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"
+}
+
+# Prints lines $2.. of file $3 (complete lines only unless $4 is "all")
+# prefixed "  $1| " on stderr; echoes the number of complete lines.
+lab_show_new_lines() {
+	_n=$(wc -l <"$3")
+	if [ "${4:-}" = all ]; then
+		sed -n "$(($2 + 1)),\$p" "$3" | tr -d '\r' | sed "s/^/  $1| /" >&2
+	elif [ "$_n" -gt "$2" ]; then
+		sed -n "$(($2 + 1)),${_n}p" "$3" | tr -d '\r' | sed "s/^/  $1| /" >&2
+	fi
+	echo "$_n"
+}
+
+# Runs `nestvm run ARGS...` (stdin /dev/null) booting an L1 guest whose
+# /init is tests/lab/l1/init: lab_l1_run LABEL LIMIT_SECONDS ARGS...
+# Markers count at the start of a line only: an L2's own markers come
+# prefixed ("L2| L1-END ...").
+# Streams its output prefixed "L1|", watches for the guest's L1-INIT and
+# L1-END markers, and kills nestvm when it outlives LIMIT_SECONDS or keeps
+# running 10 s after L1-END (lab_fail). Sets:
+#   l1_rc        nestvm's exit status
+#   l1_out       file with its output (stdout and stderr)
+#   l1_wall_cs   centiseconds from start to exit
+#   l1_end_cs    centiseconds from start to L1-END seen, or empty
+#   l1_info      the L1's first "L1-INFO ..." line, or empty
+#   l1_endline   its "L1-END rc=N uptime=S" line, or empty
+#   before_*, peak_*   KVM counters (lab_kvm_stats_report before peak)
+lab_l1_run() {
+	_label=$1
+	_limit_cs=$(($2 * 100))
+	shift 2
+	l1_out=/tmp/l1-$_label.out
+	lab_kvm_stats_read before
+	lab_kvm_stats_read peak
+	_t0=$(lab_now_cs)
+	"$LAB_NESTVM" run "$@" </dev/null >"$l1_out" 2>&1 &
+	_pid=$!
+	_shown=0
+	_t_init=
+	l1_end_cs=
+	_why=
+	while lab_alive $_pid; do
+		lab_kvm_stats_max peak
+		_shown=$(lab_show_new_lines L1 "$_shown" "$l1_out")
+		_now=$(lab_now_cs)
+		[ -z "$_t_init" ] && grep -q '^L1-INIT' "$l1_out" && _t_init=$_now
+		[ -z "$l1_end_cs" ] && grep -q '^L1-END' "$l1_out" && l1_end_cs=$((_now - _t0))
+		if [ -n "$l1_end_cs" ] && [ $((_now - _t0 - l1_end_cs)) -gt 1000 ]; then
+			_why="nestvm still running 10 s after the guest's L1-END"
+			break
+		fi
+		if [ $((_now - _t0)) -gt $_limit_cs ]; then
+			_why="nestvm run exceeded its limit of $(lab_secs $_limit_cs) s"
+			[ -z "$_t_init" ] && _why="$_why; the L1 never reached /init"
+			break
+		fi
+		# Each poll forks a few busybox processes, CPU time the guest on
+		# the lab's two vCPUs then lacks: poll slowly while the guest
+		# runs, fast once it ended (nestvm's exit is seen at a poll).
+		if [ -n "$l1_end_cs" ]; then sleep 0.1; else sleep 0.5; fi
+	done
+	if [ -n "$_why" ]; then
+		lab_fail "$_label: $_why; killing it"
+		kill -TERM $_pid 2>/dev/null
+		sleep 2
+		kill -KILL $_pid 2>/dev/null
+	fi
+	wait $_pid
+	l1_rc=$?
+	l1_wall_cs=$(($(lab_now_cs) - _t0))
+	lab_show_new_lines L1 "$_shown" "$l1_out" all >/dev/null
+	[ -z "$l1_end_cs" ] && grep -q '^L1-END' "$l1_out" && l1_end_cs=$l1_wall_cs
+	l1_info=$(tr -d '\r' <"$l1_out" | grep '^L1-INFO ' | head -n 1)
+	l1_endline=$(tr -d '\r' <"$l1_out" | grep '^L1-END ' | head -n 1)
+	lab_info "$_label: nestvm exit status $l1_rc ($(lab_exit_status_name $l1_rc))," \
+		"wall $(lab_secs $l1_wall_cs) s"
+}
