@@ -11,7 +11,8 @@
 #
 #   SCENARIO      tests/lab/scenarios/SCENARIO.sh, run inside the lab with ARG
 #   --timeout     limit of one lab run, QEMU start to exit (default 900)
-#   --boot-timeout  limit from QEMU start to LAB-READY (default 120)
+#   --boot-timeout  limit from QEMU start to LAB-READY (default 60; a lab
+#                 is ready in 3 to 7 s)
 #   --keep        keep the initramfs staging trees under build/lab/stage/
 #   --name        name of the log build/lab/NAME.log and results
 #                 build/lab/NAME.results (default: from the scenarios)
@@ -54,7 +55,7 @@ SCENARIO_TIMEOUT=300 # default limit of one scenario inside the lab
 END_GRACE=30         # LAB-END to QEMU exit
 
 timeout_s=900
-boot_timeout_s=120
+boot_timeout_s=60
 keep=0
 name=
 scenarios=()
@@ -342,12 +343,29 @@ fmt_us() {
 declare -a result rtime metrics hbegin hend
 ci=-1 # position of the scenario that began last
 saw_ready=0 saw_end=0 lab_error= qemu_rc= ready_us= end_us= exit_us=
-ready_uptime= end_uptime= killed_why= panic= current=
+ready_uptime= end_uptime= killed_why= panic= current= saw_init=0
 
 # Handles one line of the lab console: shows it, logs it, follows markers.
 # $1: the line, $2: microseconds since QEMU start.
 handle_line() {
 	local line=${1//$'\r'/} us=$2 stamp re
+	if [ -n "$kallsyms_tmp" ]; then # the lab's symbols, base64 of gzip
+		case $line in
+		*LAB-KALLSYMS-END*)
+			base64 -d "$kallsyms_tmp" 2>/dev/null | gzip -dc >"$KALLSYMS.tmp" 2>/dev/null &&
+				[ -s "$KALLSYMS.tmp" ] && mv "$KALLSYMS.tmp" "$KALLSYMS"
+			rm -f "$kallsyms_tmp" "$KALLSYMS.tmp"
+			kallsyms_tmp=
+			;;
+		*) echo "$line" >>"$kallsyms_tmp" ;;
+		esac
+		return
+	fi
+	if [[ $line == *LAB-KALLSYMS-BEGIN* ]]; then
+		kallsyms_tmp=$KALLSYMS.b64
+		: >"$kallsyms_tmp"
+		return
+	fi
 	stamp=$(printf '[%6s]' "$(fmt_us "$us")")
 	if [[ $line =~ ^@@LAB-HOST\ qemu-exit\ ([0-9]+)$ ]]; then
 		qemu_rc=${BASH_REMATCH[1]}
@@ -357,8 +375,14 @@ handle_line() {
 	fi
 	[ -z "$line" ] && return
 	echo "$stamp $line" >>"$LOG"
-	# QEMU lists each EPYC feature TCG lacks, twice: the log keeps them.
-	[[ $line == *"TCG doesn't support requested feature"* ]] || echo "$stamp $line"
+	[[ $line == *LAB-INIT* ]] && saw_init=1
+	# The log keeps the lab kernel's boot messages (shown when the lab does
+	# not become ready) and the EPYC features TCG lacks, listed twice by QEMU.
+	if [[ $line == *"TCG doesn't support requested feature"* ]]; then
+		:
+	elif [ $saw_init -eq 1 ] || [[ $line == qemu-system* ]]; then
+		echo "$stamp $line"
+	fi
 	re='LAB-READY uptime=([0-9.]+)'
 	if [[ $line =~ $re ]]; then
 		saw_ready=1 ready_us=$us ready_uptime=${BASH_REMATCH[1]}
@@ -394,6 +418,40 @@ handle_line() {
 	[[ $line == *"Kernel panic"* ]] && panic=$line
 }
 
+# The function of the lab kernel (which runs without KASLR) that holds
+# address $1 (16 hex digits), from the symbols a healthy lab printed once
+# ($KALLSYMS), or nothing.
+kernel_symbol() {
+	[ -r "$KALLSYMS" ] || return 0
+	# Fixed-width hex strings compare like the numbers they spell (mawk has
+	# no strtonum).
+	sort "$KALLSYMS" | awk -v a="$1" 'length($1) == 16 {
+			if ($1 > a) exit
+			sym = $2
+		}
+		END { if (sym != "") print sym }'
+}
+
+# Asks QEMU's monitor (-monitor pipe:) for every vCPU's registers and prints
+# where each one is: what a lab that hangs is doing.
+qemu_dump_state() {
+	local line cpu= rip sym
+	printf 'info registers -a\n' >&"$MON_IN" 2>/dev/null || return 0
+	sleep 1
+	echo "# QEMU monitor: info registers -a" >>"$LOG"
+	while IFS= read -r -t 1 -u "$MON_OUT" line; do
+		line=${line//$'\r'/}
+		[[ $line == *"(qemu)"* ]] && continue # the echo of the command
+		echo "#   $line" >>"$LOG"
+		[[ $line =~ ^CPU#([0-9]+) ]] && cpu=${BASH_REMATCH[1]}
+		if [[ $line =~ RIP=([0-9a-f]{16}) ]]; then
+			rip=${BASH_REMATCH[1]}
+			sym=$(kernel_symbol "$rip")
+			log "lab vCPU ${cpu:-?} at RIP $rip${sym:+ in $sym}" | tee -a "$LOG"
+		fi
+	done
+}
+
 # Kills the QEMU of this run (by the pid it wrote) with signal $1.
 kill_qemu() {
 	local pid
@@ -402,12 +460,18 @@ kill_qemu() {
 
 # One lab boot running all the scenarios. Sets the globals above.
 run_lab_once() {
-	local cmdline qfd line buf= rc t0 now el
+	local cmdline qfd line buf= rc t0 now el mon
 	result=() rtime=() metrics=() hbegin=() hend=() ci=-1
 	saw_ready=0 saw_end=0 lab_error= qemu_rc= ready_us= end_us= exit_us=
-	ready_uptime= end_uptime= killed_why= panic= current=
-	cmdline="console=ttyS0 quiet panic=-1 nestlab.run=$(IFS=,; echo "${scenarios[*]}")"
+	ready_uptime= end_uptime= killed_why= panic= current= saw_init=0
+	# Not quiet: the boot messages go to the log, to show where a lab that
+	# never becomes ready stopped (the lab's /init quietens the console).
+	# No KASLR: the RIPs of a hung lab then match System.map.
+	cmdline="console=ttyS0 nokaslr panic=-1 nestlab.run=$(IFS=,; echo "${scenarios[*]}")"
 	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT"
+	KALLSYMS=$OUT/kallsyms-${KERNEL##*/vmlinuz-}
+	[ -s "$KALLSYMS" ] || cmdline+=" nestlab.kallsyms=1"
+	kallsyms_tmp=
 	PIDFILE=$OUT/$name.qemu.pid
 	rm -f "$PIDFILE"
 	: >"$LOG"
@@ -417,11 +481,19 @@ run_lab_once() {
 	} >>"$LOG"
 	log "booting the lab: QEMU TCG, EPYC+svm+npt, 2 vCPUs, 2 GiB; kernel ${KERNEL##*/}; timeout ${timeout_s} s"
 
+	# QEMU's monitor on a pair of FIFOs, opened read-write here so that
+	# neither side blocks; only used to dump a hung lab's registers.
+	mon=$OUT/$name.mon
+	rm -f "$mon.in" "$mon.out"
+	mkfifo "$mon.in" "$mon.out"
+	exec {MON_IN}<>"$mon.in" {MON_OUT}<>"$mon.out"
+
 	t0=${EPOCHREALTIME/[.,]/}
 	exec {qfd}< <(
 		exec 2>&1 </dev/null
-		timeout -k 10 "$timeout_s" "$QEMU" "${QEMU_MACHINE[@]}" -kernel "$KERNEL" \
-			-initrd "$OUT/lab.cpio" -append "$cmdline" -pidfile "$PIDFILE"
+		timeout -k 10 $((timeout_s + 20)) "$QEMU" "${QEMU_MACHINE[@]}" -kernel "$KERNEL" \
+			-initrd "$OUT/lab.cpio" -append "$cmdline" -pidfile "$PIDFILE" \
+			-monitor "pipe:$mon"
 		printf '\n@@LAB-HOST qemu-exit %d\n' $?
 	)
 	while :; do
@@ -431,16 +503,23 @@ run_lab_once() {
 		if [ $rc -eq 0 ]; then
 			handle_line "$buf$line" $((now - t0))
 			buf=
-			continue
-		fi
-		if [ $rc -le 128 ]; then # end of output: QEMU and timeout are gone
+		elif [ $rc -le 128 ]; then # end of output: QEMU and timeout are gone
 			[ -n "$buf$line" ] && handle_line "$buf$line" $((now - t0))
 			break
+		else
+			buf+=$line # read timed out, maybe in the middle of a line
 		fi
-		buf+=$line # read timed out, maybe in the middle of a line
 		el=$(((now - t0) / 1000000))
 		if [ $saw_ready -eq 0 ] && [ $el -ge "$boot_timeout_s" ] && [ -z "$killed_why" ]; then
 			killed_why="no LAB-READY within the boot timeout of $boot_timeout_s s"
+			log "no LAB-READY after $boot_timeout_s s; the lab console's last lines:"
+			grep -v "TCG doesn't support" "$LOG" | tail -n 15 | sed 's/^/lab:   /'
+			qemu_dump_state
+			kill_qemu TERM
+		elif [ $saw_end -eq 0 ] && [ $el -ge "$timeout_s" ] && [ -z "$killed_why" ]; then
+			killed_why="timeout of $timeout_s s${current:+ during scenario $current}"
+			log "timeout of $timeout_s s${current:+ during scenario $current}"
+			qemu_dump_state
 			kill_qemu TERM
 		elif [ $saw_end -eq 1 ] && [ $(((now - t0 - end_us) / 1000000)) -ge $END_GRACE ] &&
 			[ -z "$killed_why" ]; then
@@ -452,8 +531,8 @@ run_lab_once() {
 			[ $el -ge $((timeout_s + 60)) ] && break
 		fi
 	done
-	exec {qfd}<&-
-	rm -f "$PIDFILE"
+	exec {qfd}<&- {MON_IN}>&- {MON_OUT}<&-
+	rm -f "$PIDFILE" "$mon.in" "$mon.out"
 	[ -z "$qemu_rc" ] && qemu_rc=unknown
 	[ -z "$exit_us" ] && exit_us=$((${EPOCHREALTIME/[.,]/} - t0))
 	[ "$qemu_rc" = 124 ] && [ -z "$killed_why" ] && killed_why="timeout of $timeout_s s"
