@@ -49,6 +49,7 @@ NESTVM=${LAB_NESTVM:-$TOP/build/static/nestvm}
 GUEST_DIR=$TOP/build/guest
 
 # What the lab machine is (ENVIRONMENT.md, "The lab").
+# shellcheck disable=SC2054 # the commas belong to QEMU's option values
 QEMU_MACHINE=(-accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -m 2048 -smp 2
 	-nodefaults -display none -serial stdio -no-reboot)
 SCENARIO_TIMEOUT=300 # default limit of one scenario inside the lab
@@ -236,8 +237,9 @@ stage_busybox() {
 build_initramfs() {
 	local kver m f mods=() inputs=() key vmlinux stage l1 l1n t0 lockfd
 	KERNEL=$(find_kernel)
-	[ -n "$KERNEL" ] && [ -f "$KERNEL" ] ||
+	if [ -z "$KERNEL" ] || [ ! -f "$KERNEL" ]; then
 		lab_abort "no kernel /boot/vmlinuz-* (scripts/install-deps.sh installs linux-image-cloud-amd64)"
+	fi
 	kver=${KERNEL##*/vmlinuz-}
 	for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd; do
 		f=$(find_module "$kver" "$m") ||
@@ -342,8 +344,9 @@ fmt_us() {
 # Per scenario, by its position in $scenarios (a scenario may run twice).
 declare -a result rtime metrics hbegin hend
 ci=-1 # position of the scenario that began last
-saw_ready=0 saw_end=0 lab_error= qemu_rc= ready_us= end_us= exit_us=
-ready_uptime= end_uptime= killed_why= panic= current= saw_init=0
+saw_ready=0 saw_end=0 lab_error='' qemu_rc='' ready_us='' end_us='' exit_us=''
+ready_uptime='' end_uptime='' killed_why='' panic='' current='' saw_init=0
+kallsyms_tmp=''
 
 # Handles one line of the lab console: shows it, logs it, follows markers.
 # $1: the line, $2: microseconds since QEMU start.
@@ -435,8 +438,8 @@ kernel_symbol() {
 # Asks QEMU's monitor (-monitor pipe:) for every vCPU's registers and prints
 # where each one is: what a lab that hangs is doing.
 qemu_dump_state() {
-	local line cpu= rip sym
-	printf 'info registers -a\n' >&"$MON_IN" 2>/dev/null || return 0
+	local line cpu='' rip sym
+	echo 'info registers -a' >&"$MON_IN" || return 0
 	sleep 1
 	echo "# QEMU monitor: info registers -a" >>"$LOG"
 	while IFS= read -r -t 1 -u "$MON_OUT" line; do
@@ -460,10 +463,10 @@ kill_qemu() {
 
 # One lab boot running all the scenarios. Sets the globals above.
 run_lab_once() {
-	local cmdline qfd line buf= rc t0 now el mon
+	local cmdline qfd line buf='' rc t0 now el mon
 	result=() rtime=() metrics=() hbegin=() hend=() ci=-1
-	saw_ready=0 saw_end=0 lab_error= qemu_rc= ready_us= end_us= exit_us=
-	ready_uptime= end_uptime= killed_why= panic= current= saw_init=0
+	saw_ready=0 saw_end=0 lab_error='' qemu_rc='' ready_us='' end_us='' exit_us=''
+	ready_uptime='' end_uptime='' killed_why='' panic='' current='' saw_init=0
 	# Not quiet: the boot messages go to the log, to show where a lab that
 	# never becomes ready stopped (the lab's /init quietens the console).
 	# No KASLR: the RIPs of a hung lab then match System.map.

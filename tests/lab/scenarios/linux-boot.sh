@@ -27,12 +27,12 @@ RUN_LIMIT_S=180 # one nestvm run
 # One nestvm run of variant $1; sets wall_cs_$1.
 boot_once() {
 	variant=$1
-	opts=${variant#${variant%%-*}}
+	opts=${variant#"${variant%%-*}"}
 	quiet=" quiet"
 	early=
 	vflag=
-	case $opts in *-verbose*) quiet= vflag=-v ;; esac
-	case $opts in *-early*) quiet= early=" earlyprintk=serial,ttyS0,115200" ;; esac
+	case $opts in *-verbose*) quiet='' vflag=-v ;; esac
+	case $opts in *-early*) quiet='' early=" earlyprintk=serial,ttyS0,115200" ;; esac
 	case ${variant%%-*} in
 	bzimage) kernel=/lab/kernel/bzImage ;;
 	pvh) kernel=/lab/kernel/vmlinux ;;
