@@ -309,6 +309,7 @@ static const struct probe_test {
     {"exit", test_exit},         {"cpuid", test_cpuid},   {"mem", test_mem},
     {"smp", test_smp},           {"uart", test_uart},     {"pci", test_pci},
     {"poweroff", test_poweroff}, {"reboot", test_reboot}, {"triplefault", test_triplefault},
+    {"idle", test_idle},
 };
 
 /*
@@ -333,5 +334,5 @@ __attribute__((noreturn)) void probe_main(uint32_t kind, uint64_t info)
 		if (strcmp(probe_tests[i].name, test_name) == 0)
 			probe_exit(probe_tests[i].run());
 	probe_exit(probe_fail("unknown test; use test=exit|cpuid|mem|smp|uart|pci|poweroff|"
-	                      "reboot|triplefault"));
+	                      "reboot|triplefault|idle"));
 }

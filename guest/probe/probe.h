@@ -181,5 +181,6 @@ int test_pci(void);
 int test_poweroff(void);
 int test_reboot(void);
 int test_triplefault(void);
+int test_idle(void);
 
 #endif
