@@ -115,20 +115,22 @@ static void machine_uart_rx_ready(void *opaque)
 }
 
 /*
- * The console input thread: copies stdin into the UART's receive FIFO. It
- * polls stdin and console_wake_fd, which is written when the FIFO has room
- * again and when the VM is torn down (console_stop set). Ends at EOF too.
+ * The console input thread: copies stdin (or console_in_fd) into the UART's
+ * receive FIFO. It polls its input and console_wake_fd, which is written when
+ * the FIFO has room again and when the VM is torn down (console_stop set).
+ * Ends at EOF too.
  */
 static void *machine_console_input(void *arg)
 {
 	struct vm *vm = arg;
+	int in_fd = vm->cfg.console == VM_CONSOLE_FD ? vm->cfg.console_in_fd : STDIN_FILENO;
 	uint8_t buf[64];
 
 	while (!atomic_load(&vm->console_stop)) {
 		size_t room = uart_16550_rx_room(vm->uart);
 		struct pollfd fds[2] = {
 			{.fd = vm->console_wake_fd, .events = POLLIN},
-			{.fd = STDIN_FILENO, .events = POLLIN},
+			{.fd = in_fd, .events = POLLIN},
 		};
 		uint64_t v;
 		ssize_t n;
@@ -143,7 +145,7 @@ static void *machine_console_input(void *arg)
 			break;
 		if (!room || !(fds[1].revents & (POLLIN | POLLHUP)))
 			continue;
-		n = read(STDIN_FILENO, buf, room < sizeof(buf) ? room : sizeof(buf));
+		n = read(in_fd, buf, room < sizeof(buf) ? room : sizeof(buf));
 		if (n <= 0)
 			break;
 		uart_16550_receive(vm->uart, buf, n);
@@ -172,6 +174,9 @@ static int machine_create_console(struct vm *vm)
 		}
 		cfg.out_fd = vm->console_fd;
 		break;
+	case VM_CONSOLE_FD:
+		cfg.out_fd = vm->cfg.console_out_fd;
+		break;
 	case VM_CONSOLE_NONE:
 		break;
 	}
@@ -179,7 +184,8 @@ static int machine_create_console(struct vm *vm)
 	if (r < 0)
 		return r;
 	r = machine_add(&vm->pio, PORT_COM1, 8, uart_16550_io, vm->uart, "com1");
-	if (r < 0 || vm->cfg.console != VM_CONSOLE_STDIO)
+	if (r < 0 || !(vm->cfg.console == VM_CONSOLE_STDIO ||
+		       (vm->cfg.console == VM_CONSOLE_FD && vm->cfg.console_in_fd >= 0)))
 		return r;
 	vm->console_wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (vm->console_wake_fd < 0)

@@ -24,7 +24,12 @@ struct rtc;
 struct acpi_pm;
 struct pci_host;
 
-enum vm_console { VM_CONSOLE_STDIO, VM_CONSOLE_FILE, VM_CONSOLE_NONE };
+/*
+ * Where COM1 goes: the monitor's stdin/stdout, a file (output only), nowhere,
+ * or two descriptors the caller owns (VM_CONSOLE_FD: output is written to
+ * console_out_fd, input read from console_in_fd until EOF; -1 for none).
+ */
+enum vm_console { VM_CONSOLE_STDIO, VM_CONSOLE_FILE, VM_CONSOLE_NONE, VM_CONSOLE_FD };
 
 struct vm_config {
 	const char *kernel;
@@ -37,6 +42,8 @@ struct vm_config {
 	bool pit; /* in-kernel i8254 PIT */
 	enum vm_console console;
 	const char *console_path; /* VM_CONSOLE_FILE */
+	int console_in_fd;	  /* VM_CONSOLE_FD; not owned */
+	int console_out_fd;	  /* VM_CONSOLE_FD; not owned */
 	const char *kvm_path;	  /* default /dev/kvm */
 };
 
