@@ -22,10 +22,17 @@ static void vcpu_report_crash(struct vcpu *vcpu, const char *what)
 	struct kvm_sregs sregs;
 	char dump[1024] = "(registers unavailable)";
 
+	const char *note = "";
+
 	if (kvm_ioctl(vcpu->fd, KVM_GET_REGS, &regs) == 0 &&
-	    kvm_ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) == 0)
+	    kvm_ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) == 0) {
 		regs_format(&regs, &sregs, dump, sizeof(dump));
-	log_error("vCPU %u: %s\n  %s", vcpu->id, what, dump);
+		/* On AMD, KVM re-initialises the VMCB on a shutdown intercept. */
+		if (regs.rip == X86_RESET_RIP && sregs.cs.base == X86_RESET_CS_BASE)
+			note = "\n  (this is the reset state: the host's KVM reset the vCPU on "
+			       "shutdown, as on AMD; the faulting state is lost)";
+	}
+	log_error("vCPU %u: %s\n  %s%s", vcpu->id, what, dump, note);
 	vm_request_stop(vcpu->vm, NESTVM_EXIT_CRASH, what);
 }
 

@@ -29,6 +29,8 @@ int msr_policy_init_vcpu(int vcpu_fd) __attribute__((warn_unused_result));
 #define X86_EFER_SVME (1ULL << 12)
 #define X86_CR4_VMXE (1ULL << 13)
 #define X86_RFLAGS_RESERVED1 (1ULL << 1)
+#define X86_RESET_RIP 0xfff0ULL		 /* Intel SDM vol. 3A §9.1.4 */
+#define X86_RESET_CS_BASE 0xffff0000ULL
 
 #define MSR_IA32_MISC_ENABLE 0x1a0
 #define MSR_IA32_MISC_ENABLE_FAST_STRING (1ULL << 0)
