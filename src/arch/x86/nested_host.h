@@ -48,8 +48,8 @@ struct nested_host_report {
 	bool can_nest; /* every check passed */
 };
 
-/* Memory below which a nested setup (L1 + its L2s) is unlikely to fit. */
-#define NESTED_HOST_MIN_MEMORY (1ULL << 30)
+/* Memory below which even small nested guests (an L1 with a few L2s) will not fit. */
+#define NESTED_HOST_MIN_MEMORY (256ULL << 20)
 
 /*
  * nested_host_gather - read the facts of this host. @root prefixes /proc,
