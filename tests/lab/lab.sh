@@ -8,12 +8,15 @@
 #
 # usage: tests/lab/lab.sh [--timeout SECS] [--boot-timeout SECS] [--keep]
 #                         [--name NAME] SCENARIO[:ARG]...
+#        tests/lab/lab.sh --build-only
 #
 #   SCENARIO      tests/lab/scenarios/SCENARIO.sh, run inside the lab with ARG
 #   --timeout     limit of one lab run, QEMU start to exit (default 900)
 #   --boot-timeout  limit from QEMU start to LAB-READY (default 60; a lab
 #                 is ready in 3 to 7 s)
 #   --keep        keep the initramfs staging trees under build/lab/stage/
+#   --build-only  build build/lab/lab.cpio (and build/lab/l1-nested.cpio, the
+#                 nested L1's initramfs) and stop
 #   --name        name of the log build/lab/NAME.log and results
 #                 build/lab/NAME.results (default: from the scenarios)
 #
@@ -58,6 +61,7 @@ END_GRACE=30         # LAB-END to QEMU exit
 timeout_s=900
 boot_timeout_s=60
 keep=0
+build_only=0
 name=
 scenarios=()
 
@@ -77,6 +81,7 @@ while [ $# -gt 0 ]; do
 	--boot-timeout) boot_timeout_s=${2:-}; shift 2 || usage ;;
 	--boot-timeout=*) boot_timeout_s=${1#*=}; shift ;;
 	--keep) keep=1; shift ;;
+	--build-only) build_only=1; shift ;;
 	--name) name=${2:-}; shift 2 || usage ;;
 	--name=*) name=${1#*=}; shift ;;
 	-h | --help) usage ;;
@@ -86,7 +91,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [[ $timeout_s =~ ^[0-9]+$ && $boot_timeout_s =~ ^[0-9]+$ ]] || usage
-[ ${#scenarios[@]} -gt 0 ] || usage
+[ ${#scenarios[@]} -gt 0 ] || [ $build_only -eq 1 ] || usage
 for s in "${scenarios[@]}"; do
 	if [[ ! $s =~ ^[A-Za-z0-9_-]+(:[A-Za-z0-9_.-]+)?$ ]]; then
 		echo "lab: bad scenario name '$s'" >&2
@@ -321,6 +326,8 @@ build_initramfs() {
 		cp "$stage/l1/initrd.cpio" "$l1n/l1/l2/initrd.cpio"
 		make_cpio "$l1n" "$stage/l1/initrd-nested.cpio" ||
 			lab_abort "cpio of the nested L1 initramfs failed"
+		# For running the same L1 directly on a host that can nest (demo.sh).
+		cp "$stage/l1/initrd-nested.cpio" "$OUT/l1-nested.cpio"
 	fi
 	make_cpio "$stage" "$OUT/lab.cpio" || lab_abort "cpio of the lab initramfs failed"
 	echo "$key" >"$OUT/lab.cpio.key"
@@ -579,6 +586,7 @@ lab_failure_reason() {
 }
 
 build_initramfs
+[ $build_only -eq 1 ] && exit 0
 
 attempt=1
 while :; do
