@@ -8,6 +8,13 @@ WARN := -Wall -Wextra -Werror
 CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread
 LDLIBS := -ljansson -pthread
 
+# io_uring for disk I/O where liburing is installed (the thread pool otherwise).
+HAVE_LIBURING := $(shell pkg-config --exists liburing 2>/dev/null && echo 1)
+ifeq ($(HAVE_LIBURING),1)
+CFLAGS_COMMON += -DHAVE_LIBURING
+LDLIBS += -luring
+endif
+
 # `make V=1` shows the full commands.
 ifeq ($(V),1)
 Q :=

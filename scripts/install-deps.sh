@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential clang libcmocka-dev libjansson-dev qemu-system-x86 busybox-static
-linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools"
+linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev pkg-config"
 
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Disk I/O engine: a small pool of worker threads running each request with
+ * plain system calls (disk_do_sync). Finished requests go on a list and the
+ * completion eventfd is signalled; disk_complete() runs their callbacks on
+ * the owner's thread. The fallback where io_uring is unavailable.
+ */
+#include "backends/disk_engine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define DISK_THREADS 4
+
+struct disk_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct disk_io *todo_head, *todo_tail; /* under lock */
+	struct disk_io *done;                  /* under lock, newest first */
+	bool stop;                             /* under lock */
+	pthread_t threads[DISK_THREADS];
+	unsigned int nr_threads;
+	struct disk *disk;
+};
+
+static void *disk_pool_worker(void *arg)
+{
+	struct disk_pool *p = arg;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct disk_io *io;
+
+		while (!p->stop && !p->todo_head)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->stop)
+			break;
+		io = p->todo_head;
+		p->todo_head = io->next;
+		if (!p->todo_head)
+			p->todo_tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+
+		io->result = disk_do_sync(p->disk, io);
+
+		pthread_mutex_lock(&p->lock);
+		io->next = p->done;
+		p->done = io;
+		/* The eventfd counter saturates harmlessly; a lost wake-up is not possible. */
+		if (write(p->disk->completion_fd, &one, sizeof(one)) < 0) {
+			/* EAGAIN: the counter is already non-zero, the owner will look. */
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void disk_threads_destroy(struct disk *disk);
+
+static int disk_threads_init(struct disk *disk)
+{
+	struct disk_pool *p = calloc(1, sizeof(*p));
+	sigset_t all, old;
+	int r = 0;
+
+	if (!p)
+		return -ENOMEM;
+	p->disk = disk;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	disk->engine = p;
+	disk->completion_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (disk->completion_fd < 0) {
+		r = -errno;
+		goto err;
+	}
+	/* Workers take no signals: the monitor's main thread handles them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (unsigned int i = 0; i < DISK_THREADS; i++) {
+		r = -pthread_create(&p->threads[i], NULL, disk_pool_worker, p);
+		if (r < 0)
+			break;
+		p->nr_threads++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (p->nr_threads > 0)
+		return 0;
+err:
+	disk_threads_destroy(disk);
+	return r;
+}
+
+static int disk_threads_submit(struct disk *disk, struct disk_io *io)
+{
+	struct disk_pool *p = disk->engine;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->todo_tail)
+		p->todo_tail->next = io;
+	else
+		p->todo_head = io;
+	p->todo_tail = io;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+static void disk_threads_complete(struct disk *disk, bool wait)
+{
+	struct disk_pool *p = disk->engine;
+	struct disk_io *list, *fifo = NULL;
+	uint64_t v;
+
+	if (wait) {
+		struct pollfd pfd = {.fd = disk->completion_fd, .events = POLLIN};
+
+		while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+			;
+	}
+	if (read(disk->completion_fd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: nothing signalled since the last look; the list may still hold some. */
+	}
+	pthread_mutex_lock(&p->lock);
+	list = p->done;
+	p->done = NULL;
+	pthread_mutex_unlock(&p->lock);
+	/* Complete in the order the workers finished. */
+	while (list) {
+		struct disk_io *io = list;
+
+		list = io->next;
+		io->next = fifo;
+		fifo = io;
+	}
+	while (fifo) {
+		struct disk_io *io = fifo;
+
+		fifo = io->next;
+		disk_finish(disk, io, io->result);
+	}
+}
+
+static void disk_threads_destroy(struct disk *disk)
+{
+	struct disk_pool *p = disk->engine;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned int i = 0; i < p->nr_threads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	if (disk->completion_fd >= 0)
+		close(disk->completion_fd);
+	disk->completion_fd = -1;
+	free(p);
+	disk->engine = NULL;
+}
+
+const struct disk_engine_ops disk_threads_ops = {
+    .name = "threads",
+    .init = disk_threads_init,
+    .submit = disk_threads_submit,
+    .complete = disk_threads_complete,
+    .destroy = disk_threads_destroy,
+};

@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests: virtio-blk through the virtio PCI transport on a temporary
+ * raw image, with each I/O engine (io_uring where the kernel allows it, and
+ * the thread pool): read, write, flush, get-id, discard and write-zeroes on
+ * a sparse file, requests out of range or malformed, a read-only disk
+ * refusing writes, many requests in flight, a reset with I/O in flight.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "devices/virtio/blk.h"
+#include "virtio_test_driver.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#define IMG_SIZE (4ULL << 20)
+#define QSIZE 256
+#define SERIAL "nestvm-test-serial-too-long"
+
+struct fixture {
+	char path[64];
+	struct virtio_blk *blk;
+	struct vd *d;
+	int fd; /* the image, for checking from the host side */
+	enum disk_engine engine;
+	bool readonly;
+};
+
+static int setup_with(void **state, enum disk_engine engine, bool readonly)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct virtio_blk_params p = {.readonly = readonly, .engine = engine, .serial = SERIAL};
+	int r;
+
+	assert_non_null(f);
+	snprintf(f->path, sizeof(f->path), "/tmp/nestvm-test-blk.XXXXXX");
+	f->fd = mkstemp(f->path);
+	assert_true(f->fd >= 0);
+	assert_int_equal(ftruncate(f->fd, IMG_SIZE), 0);
+	/* Some recognisable data in sector 1. */
+	assert_int_equal(pwrite(f->fd, "hello, disk", 11, 512), 11);
+	p.path = f->path;
+	r = virtio_blk_create(&p, &f->blk);
+	assert_int_equal(r, 0);
+	f->d = vd_create(virtio_blk_vdev(f->blk), false);
+	f->engine = engine;
+	f->readonly = readonly;
+	vd_bring_up(f->d, virtio_blk_vdev(f->blk)->features & ~VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX),
+	            1, QSIZE);
+	*state = f;
+	return 0;
+}
+
+static int setup_uring(void **state)
+{
+	return setup_with(state, DISK_ENGINE_URING, false);
+}
+
+static int setup_threads(void **state)
+{
+	return setup_with(state, DISK_ENGINE_THREADS, false);
+}
+
+static int setup_readonly(void **state)
+{
+	return setup_with(state, DISK_ENGINE_AUTO, true);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	vd_destroy(f->d);
+	virtio_blk_destroy(f->blk);
+	close(f->fd);
+	unlink(f->path);
+	free(f);
+	return 0;
+}
+
+struct blk_result {
+	uint8_t status;
+	uint32_t used_len;
+};
+
+/* Make one request available and kick; does not wait. Returns the status byte's gpa. */
+static uint64_t blk_start(struct vd *d, uint32_t type, uint64_t sector, uint64_t data, uint32_t len,
+                          bool device_writes)
+{
+	uint64_t hdr = vd_alloc(d, 16), status = vd_alloc(d, 1);
+	uint8_t *h = vd_gpa(d, hdr, 16);
+	struct vd_buf bufs[3];
+	unsigned int n = 0;
+
+	memcpy(h, &type, 4);
+	memset(h + 4, 0, 4);
+	memcpy(h + 8, &sector, 8);
+	*(uint8_t *)vd_gpa(d, status, 1) = 0xee;
+	bufs[n++] = (struct vd_buf){hdr, 16, false};
+	if (len)
+		bufs[n++] = (struct vd_buf){data, len, device_writes};
+	bufs[n++] = (struct vd_buf){status, 1, true};
+	vd_submit(d, 0, bufs, n);
+	return status;
+}
+
+static struct blk_result blk_request(struct vd *d, uint32_t type, uint64_t sector, uint64_t data,
+                                     uint32_t len, bool device_writes)
+{
+	uint64_t status = blk_start(d, type, sector, data, len, device_writes);
+	struct virtq_used_elem e;
+	struct blk_result res;
+
+	vd_kick(d, 0);
+	assert_true(vd_wait_used(d, 0, &e, 5000));
+	res.status = *(uint8_t *)vd_gpa(d, status, 1);
+	res.used_len = e.len;
+	return res;
+}
+
+static void test_config(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t features = f->d->vdev->features;
+
+	assert_int_equal(vd_read(d, VIRTIO_PCI_DEVICE_OFF + VIRTIO_BLK_CFG_CAPACITY, 4),
+	                 IMG_SIZE / 512);
+	assert_int_equal(vd_read(d, VIRTIO_PCI_DEVICE_OFF + VIRTIO_BLK_CFG_CAPACITY + 4, 4), 0);
+	assert_int_equal(vd_read(d, VIRTIO_PCI_DEVICE_OFF + VIRTIO_BLK_CFG_SEG_MAX, 4),
+	                 VIRTIO_BLK_QUEUE_SIZE - 2);
+	assert_int_equal(vd_read(d, VIRTIO_PCI_DEVICE_OFF + VIRTIO_BLK_CFG_BLK_SIZE, 4), 512);
+	assert_int_equal(vd_cfg_read(d, PCI_CFG_DEVICE_ID, 2), 0x1042);
+	assert_true(features & VIRTIO_BIT(VIRTIO_BLK_F_FLUSH));
+	assert_int_equal(!!(features & VIRTIO_BIT(VIRTIO_BLK_F_RO)), f->readonly);
+	assert_int_equal(!!(features & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD)), !f->readonly);
+	assert_false(features & VIRTIO_BIT(VIRTIO_F_RING_PACKED));
+}
+
+static void test_read(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t buf = vd_alloc(d, 1024);
+	struct blk_result r = blk_request(d, VIRTIO_BLK_T_IN, 0, buf, 1024, true);
+
+	assert_int_equal(r.status, VIRTIO_BLK_S_OK);
+	assert_int_equal(r.used_len, 1025);
+	assert_memory_equal(vd_gpa(d, buf + 512, 11), "hello, disk", 11);
+}
+
+static void test_write_read_back(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t w = vd_alloc(d, 4096), rd = vd_alloc(d, 4096);
+	uint8_t host[4096];
+	struct blk_result r;
+
+	for (int i = 0; i < 4096; i++)
+		((uint8_t *)vd_gpa(d, w, 4096))[i] = (uint8_t)(i * 7);
+	r = blk_request(d, VIRTIO_BLK_T_OUT, 16, w, 4096, false);
+	assert_int_equal(r.status, VIRTIO_BLK_S_OK);
+	assert_int_equal(r.used_len, 1);
+	r = blk_request(d, VIRTIO_BLK_T_IN, 16, rd, 4096, true);
+	assert_int_equal(r.status, VIRTIO_BLK_S_OK);
+	assert_memory_equal(vd_gpa(d, rd, 4096), vd_gpa(d, w, 4096), 4096);
+	r = blk_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false);
+	assert_int_equal(r.status, VIRTIO_BLK_S_OK);
+	/* The host sees it in the image. */
+	assert_int_equal(pread(f->fd, host, sizeof(host), 16 * 512), sizeof(host));
+	assert_memory_equal(host, vd_gpa(d, w, 4096), 4096);
+}
+
+static void test_out_of_range(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t buf = vd_alloc(d, 4096);
+	uint64_t last = IMG_SIZE / 512 - 1;
+
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, last, buf, 512, true).status,
+	                 VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, last, buf, 1024, true).status,
+	                 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, UINT64_MAX, buf, 512, true).status,
+	                 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, UINT64_MAX >> 9, buf, 512, true).status,
+	                 VIRTIO_BLK_S_IOERR);
+	/* Not a whole number of sectors. */
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, 0, buf, 100, true).status,
+	                 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_OUT, 0, buf, 513, false).status,
+	                 f->readonly ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_IOERR);
+}
+
+static void test_get_id_and_unsupported(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t buf = vd_alloc(d, 64);
+	struct blk_result r;
+
+	r = blk_request(d, VIRTIO_BLK_T_GET_ID, 0, buf, VIRTIO_BLK_ID_BYTES, true);
+	assert_int_equal(r.status, VIRTIO_BLK_S_OK);
+	assert_int_equal(r.used_len, VIRTIO_BLK_ID_BYTES + 1);
+	assert_memory_equal(vd_gpa(d, buf, 20), SERIAL, 20);
+	r = blk_request(d, 99, 0, buf, 512, true);
+	assert_int_equal(r.status, VIRTIO_BLK_S_UNSUPP);
+}
+
+static void test_split_header(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t hdr = vd_alloc(d, 16), data = vd_alloc(d, 512), st = vd_alloc(d, 1);
+	uint32_t type = VIRTIO_BLK_T_IN;
+	uint64_t sector = 1;
+	struct vd_buf bufs[4] = {
+	    {hdr, 5, false}, {hdr + 5, 11, false}, {data, 512, true}, {st, 1, true}};
+	struct virtq_used_elem e;
+
+	memcpy(vd_gpa(d, hdr, 4), &type, 4);
+	memcpy(vd_gpa(d, hdr + 8, 8), &sector, 8);
+	vd_submit(d, 0, bufs, 4);
+	vd_kick(d, 0);
+	assert_true(vd_wait_used(d, 0, &e, 5000));
+	assert_int_equal(*(uint8_t *)vd_gpa(d, st, 1), VIRTIO_BLK_S_OK);
+	assert_memory_equal(vd_gpa(d, data, 11), "hello, disk", 11);
+}
+
+static void test_status_in_data_buffer(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t hdr = vd_alloc(d, 16), data = vd_alloc(d, 513);
+	uint32_t type = VIRTIO_BLK_T_IN;
+	uint64_t sector = 1;
+	struct vd_buf bufs[2] = {{hdr, 16, false}, {data, 513, true}};
+	struct virtq_used_elem e;
+
+	memcpy(vd_gpa(d, hdr, 4), &type, 4);
+	memcpy(vd_gpa(d, hdr + 8, 8), &sector, 8);
+	vd_submit(d, 0, bufs, 2);
+	vd_kick(d, 0);
+	assert_true(vd_wait_used(d, 0, &e, 5000));
+	assert_int_equal(*(uint8_t *)vd_gpa(d, data + 512, 1), VIRTIO_BLK_S_OK);
+	assert_memory_equal(vd_gpa(d, data, 11), "hello, disk", 11);
+}
+
+static void test_no_status_byte(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t hdr = vd_alloc(d, 16);
+	struct vd_buf b = {hdr, 16, false};
+	struct virtq_used_elem e;
+
+	vd_submit(d, 0, &b, 1);
+	vd_kick(d, 0);
+	assert_true(vd_wait_used(d, 0, &e, 5000));
+	assert_int_equal(e.len, 0);
+	assert_int_equal(vd_status(d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
+}
+
+static void test_short_header(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t hdr = vd_alloc(d, 16), st = vd_alloc(d, 1);
+	struct vd_buf bufs[2] = {{hdr, 8, false}, {st, 1, true}};
+	struct virtq_used_elem e;
+
+	vd_submit(d, 0, bufs, 2);
+	vd_kick(d, 0);
+	assert_true(vd_wait_used(d, 0, &e, 5000));
+	assert_int_equal(*(uint8_t *)vd_gpa(d, st, 1), VIRTIO_BLK_S_IOERR);
+}
+
+static uint64_t allocated_bytes(int fd)
+{
+	struct stat st;
+
+	assert_int_equal(fstat(fd, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+static struct blk_result blk_zeroes(struct vd *d, uint32_t type, uint64_t sector, uint32_t nr,
+                                    uint32_t flags)
+{
+	uint64_t seg = vd_alloc(d, 16);
+	uint8_t *s = vd_gpa(d, seg, 16);
+
+	memcpy(s, &sector, 8);
+	memcpy(s + 8, &nr, 4);
+	memcpy(s + 12, &flags, 4);
+	return blk_request(d, type, 0, seg, 16, false);
+}
+
+static void test_discard_and_write_zeroes(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t w = vd_alloc(d, 65536), rd = vd_alloc(d, 65536);
+	uint8_t zero[65536] = {0};
+	uint64_t before;
+
+	memset(vd_gpa(d, w, 65536), 0x5a, 65536);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_OUT, 1024, w, 65536, false).status, 0);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_OUT, 2048, w, 65536, false).status, 0);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false).status, 0);
+	before = allocated_bytes(f->fd);
+	assert_true(before >= 2 * 65536);
+
+	/* Discard punches a hole: the image gets sparser and reads zeroes. */
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_DISCARD, 1024, 128, 0).status, 0);
+	assert_true(allocated_bytes(f->fd) <= before - 65536);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, 1024, rd, 65536, true).status, 0);
+	assert_memory_equal(vd_gpa(d, rd, 65536), zero, 65536);
+
+	/* Write-zeroes (no unmap) zeroes the range. */
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_WRITE_ZEROES, 2048, 64, 0).status, 0);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, 2048, rd, 65536, true).status, 0);
+	assert_memory_equal(vd_gpa(d, rd, 32768), zero, 32768);
+	assert_int_equal(((uint8_t *)vd_gpa(d, rd, 65536))[32768], 0x5a);
+	/* With unmap allowed. */
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_WRITE_ZEROES, 2048 + 64, 64,
+	                            VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+	                     .status,
+	                 0);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, 2048, rd, 65536, true).status, 0);
+	assert_memory_equal(vd_gpa(d, rd, 65536), zero, 65536);
+
+	/* Unmap on a discard and unknown flags are unsupported; out of range is an error. */
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_DISCARD, 0, 8, 1).status, VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 4).status,
+	                 VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_DISCARD, IMG_SIZE / 512 - 4, 8, 0).status,
+	                 VIRTIO_BLK_S_IOERR);
+	/* The file keeps its size. */
+	{
+		struct stat st;
+
+		assert_int_equal(fstat(f->fd, &st), 0);
+		assert_int_equal(st.st_size, IMG_SIZE);
+	}
+}
+
+static void test_many_in_flight(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	enum { N = 80 }; /* 240 descriptors of 256 */
+	uint64_t bufs[N], st[N];
+	struct virtq_used_elem e;
+
+	for (int i = 0; i < N; i++) {
+		bufs[i] = vd_alloc(d, 4096);
+		memset(vd_gpa(d, bufs[i], 4096), i + 1, 4096);
+		st[i] = blk_start(d, VIRTIO_BLK_T_OUT, (uint64_t)i * 8, bufs[i], 4096, false);
+	}
+	vd_kick(d, 0);
+	for (int i = 0; i < N; i++)
+		assert_true(vd_wait_used(d, 0, &e, 5000));
+	for (int i = 0; i < N; i++)
+		assert_int_equal(*(uint8_t *)vd_gpa(d, st[i], 1), VIRTIO_BLK_S_OK);
+	for (int i = 0; i < N; i++) {
+		memset(vd_gpa(d, bufs[i], 4096), 0, 4096);
+		st[i] = blk_start(d, VIRTIO_BLK_T_IN, (uint64_t)i * 8, bufs[i], 4096, true);
+	}
+	vd_kick(d, 0);
+	for (int i = 0; i < N; i++)
+		assert_true(vd_wait_used(d, 0, &e, 5000));
+	for (int i = 0; i < N; i++) {
+		uint8_t *p = vd_gpa(d, bufs[i], 4096);
+
+		assert_int_equal(*(uint8_t *)vd_gpa(d, st[i], 1), VIRTIO_BLK_S_OK);
+		assert_int_equal(p[0], i + 1);
+		assert_int_equal(p[4095], i + 1);
+	}
+}
+
+static void test_reset_with_io_in_flight(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+
+	for (int i = 0; i < 40; i++)
+		blk_start(d, VIRTIO_BLK_T_OUT, (uint64_t)i * 128, vd_alloc(d, 65536), 65536, false);
+	vd_kick(d, 0);
+	usleep(200);
+	vd_set_status(d, 0); /* drains before returning */
+	assert_int_equal(vd_status(d), 0);
+	/* And the device comes back. */
+	memset(&d->q[0], 0, sizeof(d->q[0]));
+	vd_bring_up(d, 0, 1, QSIZE);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, 1, vd_alloc(d, 512), 512, true).status, 0);
+}
+
+static void test_malformed_chain(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint16_t head;
+	uint64_t hdr = vd_alloc(d, 16);
+	struct vd_buf b = {hdr, 16, false};
+
+	head = vd_submit(d, 0, &b, 1);
+	d->q[0].desc[head].addr = 0xfee00000; /* the local APIC, not RAM */
+	d->q[0].desc[head].flags = VIRTQ_DESC_F_NEXT;
+	d->q[0].desc[head].next = head;
+	vd_kick(d, 0);
+	for (int i = 0; i < 2000 && !(vd_status(d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET); i++)
+		usleep(1000);
+	assert_true(vd_status(d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+}
+
+static void test_readonly_refuses_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t w = vd_alloc(d, 512), rd = vd_alloc(d, 512);
+	char host[11];
+
+	memset(vd_gpa(d, w, 512), 0x77, 512);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_OUT, 1, w, 512, false).status,
+	                 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_DISCARD, 0, 8, 0).status, VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 0).status,
+	                 VIRTIO_BLK_S_IOERR);
+	/* Reads and flushes work; the image is untouched. */
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_IN, 1, rd, 512, true).status, 0);
+	assert_memory_equal(vd_gpa(d, rd, 11), "hello, disk", 11);
+	assert_int_equal(blk_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false).status, 0);
+	assert_int_equal(pread(f->fd, host, sizeof(host), 512), sizeof(host));
+	assert_memory_equal(host, "hello, disk", 11);
+}
+
+static void test_image_locked(void **state)
+{
+	struct fixture *f = *state;
+	struct disk *other;
+
+	/* A second writer (another VM) cannot open the image while it is in use. */
+	assert_true(disk_open(f->path, false, DISK_ENGINE_THREADS, &other) < 0);
+}
+
+#define BLK_TESTS(setup_fn)                                                                        \
+	cmocka_unit_test_setup_teardown(test_config, setup_fn, teardown),                          \
+	    cmocka_unit_test_setup_teardown(test_read, setup_fn, teardown),                        \
+	    cmocka_unit_test_setup_teardown(test_write_read_back, setup_fn, teardown),             \
+	    cmocka_unit_test_setup_teardown(test_out_of_range, setup_fn, teardown),                \
+	    cmocka_unit_test_setup_teardown(test_get_id_and_unsupported, setup_fn, teardown),      \
+	    cmocka_unit_test_setup_teardown(test_split_header, setup_fn, teardown),                \
+	    cmocka_unit_test_setup_teardown(test_status_in_data_buffer, setup_fn, teardown),       \
+	    cmocka_unit_test_setup_teardown(test_no_status_byte, setup_fn, teardown),              \
+	    cmocka_unit_test_setup_teardown(test_short_header, setup_fn, teardown),                \
+	    cmocka_unit_test_setup_teardown(test_discard_and_write_zeroes, setup_fn, teardown),    \
+	    cmocka_unit_test_setup_teardown(test_many_in_flight, setup_fn, teardown),              \
+	    cmocka_unit_test_setup_teardown(test_reset_with_io_in_flight, setup_fn, teardown),     \
+	    cmocka_unit_test_setup_teardown(test_malformed_chain, setup_fn, teardown),             \
+	    cmocka_unit_test_setup_teardown(test_image_locked, setup_fn, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest uring[] = {BLK_TESTS(setup_uring)};
+	const struct CMUnitTest threads[] = {BLK_TESTS(setup_threads)};
+	const struct CMUnitTest readonly[] = {
+	    cmocka_unit_test_setup_teardown(test_config, setup_readonly, teardown),
+	    cmocka_unit_test_setup_teardown(test_readonly_refuses_writes, setup_readonly, teardown),
+	    cmocka_unit_test_setup_teardown(test_read, setup_readonly, teardown),
+	};
+	char path[] = "/tmp/nestvm-test-uring.XXXXXX";
+	int fd = mkstemp(path), failed = 0;
+	struct disk *probe = NULL;
+
+	/* io_uring may be missing (no liburing, old kernel, or forbidden by sysctl). */
+	if (fd >= 0 && ftruncate(fd, 4096) == 0 &&
+	    disk_open(path, false, DISK_ENGINE_URING, &probe) == 0)
+		failed += cmocka_run_group_tests_name("virtio_blk io_uring", uring, NULL, NULL);
+	else
+		printf("[  SKIPPED ] virtio_blk io_uring: io_uring is not available here\n");
+	disk_close(probe);
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+	}
+	failed += cmocka_run_group_tests_name("virtio_blk threads", threads, NULL, NULL);
+	failed += cmocka_run_group_tests_name("virtio_blk read-only", readonly, NULL, NULL);
+	return failed;
+}
