@@ -18,6 +18,21 @@ struct cli_command {
 int cmd_run(int argc, char **argv);
 int cmd_nested(int argc, char **argv);
 
+/* The VM manager (cmd_vm.c: definitions; cmd_power.c: the monitor; cmd_console.c). */
+int cmd_new(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+int cmd_remove(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
+int cmd_console(int argc, char **argv);
+int cmd_api(int argc, char **argv);
+
 /*
  * cli_parse_size - "512M", "4G", "1024K", "2T" or a bare number of MiB into
  * bytes. Returns 0 or -EINVAL (garbage, zero, overflow).

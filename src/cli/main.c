@@ -14,12 +14,33 @@ static int cmd_help(int argc, char **argv);
 
 static const struct cli_command cli_commands[] = {
 	{"run", "run one VM in the foreground until its guest powers off", cmd_run},
-	{"nested", "nested virtualization: 'nested status' checks this host", cmd_nested},
+	{"new", "define a VM (kernel, vCPUs, memory, nesting, disks, NICs)", cmd_new},
+	{"list", "list the VMs with their state and whether a guest runs a hypervisor", cmd_list},
+	{"show", "show a VM's state, settings and files", cmd_show},
+	{"set", "change a VM's settings (vCPUs, memory, nesting only while off)", cmd_set},
+	{"start", "start a VM in a detached monitor", cmd_start},
+	{"stop", "press a VM's power button and wait; --force turns it off", cmd_stop},
+	{"kill", "turn a VM off at once", cmd_kill},
+	{"pause", "pause a running VM's vCPUs", cmd_pause},
+	{"resume", "resume a paused VM", cmd_resume},
+	{"console", "attach to a running VM's serial console (Ctrl-] detaches)", cmd_console},
+	{"remove", "delete a VM that is off", cmd_remove},
+	{"nested", "nested virtualization: 'nested status' checks this host, "
+		   "'nested enable NAME' a VM",
+	 cmd_nested},
 	{"version", "print nestvm's version", cmd_version},
 	{"help", "list the commands", cmd_help},
 };
 
 #define NR_COMMANDS (sizeof(cli_commands) / sizeof(cli_commands[0]))
+
+/* Internal commands, not listed by `nestvm help`. */
+static const struct cli_command cli_hidden_commands[] = {
+	{"monitor", "the monitor process 'start' spawns", cmd_monitor},
+	{"api", "send raw control-protocol requests to a VM's monitor", cmd_api},
+};
+
+#define NR_HIDDEN_COMMANDS (sizeof(cli_hidden_commands) / sizeof(cli_hidden_commands[0]))
 
 static int cmd_version(int argc, char **argv)
 {
@@ -55,6 +76,10 @@ int main(int argc, char **argv)
 	for (unsigned int i = 0; i < NR_COMMANDS; i++) {
 		if (!strcmp(argv[1], cli_commands[i].name))
 			return cli_commands[i].fn(argc - 1, argv + 1);
+	}
+	for (unsigned int i = 0; i < NR_HIDDEN_COMMANDS; i++) {
+		if (!strcmp(argv[1], cli_hidden_commands[i].name))
+			return cli_hidden_commands[i].fn(argc - 1, argv + 1);
 	}
 	fprintf(stderr, "nestvm: unknown command '%s'; try 'nestvm help'\n", argv[1]);
 	return NESTVM_EXIT_USAGE;

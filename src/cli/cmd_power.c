@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM manager's power commands: `nestvm start`, `stop`, `kill`, `pause`,
+ * `resume` (Hyper-V's Start-VM, Stop-VM, Stop-VM -TurnOff, Suspend-VM,
+ * Resume-VM), and the hidden `nestvm monitor` that `start` spawns. Each is a
+ * thin client of the monitor's control socket (docs/api.md).
+ */
+#include "cli/cli.h"
+#include "cli/cli_vm.h"
+#include "core/exit_status.h"
+#include "manager/monitor.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STOP_DEFAULT_TIMEOUT 60
+#define STOP_EXTRA_WAIT_MS 15000 /* beyond the timeout: the monitor's own teardown */
+#define KILL_WAIT_MS 15000
+#define LOCK_FREE_WAIT_MS 5000
+
+static const char start_usage[] =
+    "usage: nestvm start NAME\n"
+    "\n"
+    "Start a VM that is off (or crashed): spawn its monitor, detached, and wait\n"
+    "until the VM runs. The serial console is kept in console.log and reachable\n"
+    "with 'nestvm console NAME'; the monitor logs to monitor.log.\n";
+
+int cmd_start(int argc, char **argv)
+{
+	const char *name = NULL;
+	struct store_runtime rt = {0};
+	struct vm_status vs;
+	struct vm_def def;
+	struct mgr_err err;
+	struct store st;
+	pid_t pid;
+	int r, fd;
+
+	r = cli_vm_parse(argc, argv, start_usage, &name);
+	if (r < 0)
+		r = cli_vm_open_store("start", &st);
+	if (r >= 0)
+		return r;
+	/* A broken definition is reported here, naming the file and the field. */
+	if (store_load(&st, name, &def, &err) < 0)
+		return cli_vm_error("start", "%s", err.msg);
+	vm_def_clear(&def);
+	fd = store_lock_acquire(&st, name, STORE_LOCK_RUN, 0, &err);
+	if (fd == -EBUSY) {
+		if (client_vm_status(&st, name, &vs, &err) == 0 && cli_vm_is_up(vs.state)) {
+			r = cli_vm_error("start", "VM '%s' is already %s", name,
+			                 api_state_name(vs.state));
+			client_vm_status_clear(&vs);
+			return r;
+		}
+		client_vm_status_clear(&vs);
+		fd = store_lock_acquire(&st, name, STORE_LOCK_RUN, 3000, &err);
+	}
+	if (fd < 0) {
+		/* Lost a race with another `start`: say what it started. */
+		if (fd == -EBUSY && client_vm_status(&st, name, &vs, &err) == 0 &&
+		    cli_vm_is_up(vs.state)) {
+			r = cli_vm_error("start", "VM '%s' is already %s", name,
+			                 api_state_name(vs.state));
+			client_vm_status_clear(&vs);
+			return r;
+		}
+		return cli_vm_error("start", "%s", err.msg);
+	}
+	/* "starting" from now on, for anyone who looks before the monitor runs. */
+	rt.started = time(NULL);
+	snprintf(rt.state, sizeof(rt.state), "starting");
+	if (store_runtime_write(&st, name, &rt) < 0) {
+		store_lock_release(fd);
+		return cli_vm_error("start", "cannot write VM '%s''s runtime record", name);
+	}
+	r = monitor_spawn(&st, name, fd, &pid, &err);
+	if (r < 0) {
+		struct store_runtime now;
+
+		/* A monitor that never got to run leaves our record behind: drop it. */
+		if (store_runtime_read(&st, name, &now) == 0 && now.pid == 0)
+			store_runtime_clear(&st, name);
+		store_lock_release(fd);
+		return cli_vm_error("start", "%s", err.msg);
+	}
+	store_lock_release(fd);
+	printf("started VM '%s' (monitor pid %d); console: nestvm console %s\n", name, (int)pid,
+	       name);
+	return 0;
+}
+
+/* Connect to a VM that must be up; prints why not otherwise. */
+static int power_connect(const char *cmd, const struct store *st, const char *name,
+                         struct client *c, bool off_ok)
+{
+	struct vm_status vs;
+	struct mgr_err err;
+	int r;
+
+	r = client_vm_status(st, name, &vs, &err);
+	if (r < 0)
+		return cli_vm_error(cmd, "%s", err.msg);
+	if (!cli_vm_is_up(vs.state)) {
+		client_vm_status_clear(&vs);
+		if (off_ok) {
+			printf("VM '%s' is already %s\n", name, api_state_name(vs.state));
+			return 0;
+		}
+		return cli_vm_error(cmd, "VM '%s' is %s, not running", name,
+		                    api_state_name(vs.state));
+	}
+	client_vm_status_clear(&vs);
+	if (client_connect(st, name, c, &err) < 0)
+		return cli_vm_error(cmd, "%s", err.msg);
+	return -1;
+}
+
+/* After the monitor closed the connection: wait for it to be gone, say how the VM ended. */
+static int power_report_off(const char *cmd, const struct store *st, const char *name)
+{
+	struct vm_status vs;
+	struct mgr_err err;
+
+	for (int waited = 0; waited < LOCK_FREE_WAIT_MS; waited += 20) {
+		if (store_lock_held(st, name, STORE_LOCK_RUN) == 0)
+			break;
+		usleep(20000);
+	}
+	if (client_vm_status(st, name, &vs, &err) < 0)
+		return cli_vm_error(cmd, "%s", err.msg);
+	printf("VM '%s' is %s", name, api_state_name(vs.state));
+	if (vs.have_exit)
+		printf(": %s", vs.last_exit.reason);
+	printf("\n");
+	client_vm_status_clear(&vs);
+	return 0;
+}
+
+static const char stop_usage[] =
+    "usage: nestvm stop NAME [--timeout SECONDS] [--force]\n"
+    "\n"
+    "Press the VM's ACPI power button and wait until the guest powers off.\n"
+    "\n"
+    "  --timeout SECONDS   how long to wait (default 60; 0 waits forever, or with\n"
+    "                      --force does not wait)\n"
+    "  --force             turn the VM off if it is still up after the timeout, or\n"
+    "                      at once if the guest does not listen for the power button\n"
+    "\n"
+    "Without --force, a guest that does not listen for the power button (no ACPI\n"
+    "OS enabled it) or does not power off in time keeps running, and the exit\n"
+    "status is 1. 'nestvm kill' turns a VM off at once.\n";
+
+int cmd_stop(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"timeout", required_argument, NULL, 't'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	unsigned long timeout = STOP_DEFAULT_TIMEOUT;
+	const char *name = NULL, *button = "", *action = "";
+	json_t *args, *res = NULL;
+	struct mgr_err err;
+	struct client c;
+	struct store st;
+	int opt, force = 0, r;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 't':
+			if (cli_parse_uint(optarg, 0, 86400, &timeout) < 0)
+				return cli_vm_usage(
+				    "stop", "--timeout '%s': give seconds, 0 to 86400", optarg);
+			break;
+		case 'f':
+			force = 1;
+			break;
+		case 'h':
+			fputs(stop_usage, stdout);
+			return 0;
+		default:
+			return cli_vm_usage("stop", "unknown or incomplete option '%s'",
+			                    argv[optind - 1]);
+		}
+	}
+	r = cli_vm_name_arg("stop", argc, argv, &name);
+	if (r < 0)
+		r = cli_vm_open_store("stop", &st);
+	if (r < 0)
+		r = power_connect("stop", &st, name, &c, true);
+	if (r >= 0)
+		return r;
+	args = json_pack("{s:i, s:b}", "timeout", (int)timeout, "force", force);
+	if (client_call(&c, "stop", args, CLIENT_TIMEOUT_MS, &res, &err) < 0) {
+		client_close(&c);
+		return cli_vm_error("stop", "VM '%s': %s", name, err.msg);
+	}
+	json_unpack(res, "{s?s, s?s}", "power_button", &button, "action", &action);
+	if (!strcmp(action, "none")) {
+		r = cli_vm_error("stop",
+		                 "VM '%s': the guest does not listen for the ACPI power button (no "
+		                 "ACPI OS enabled it), so it keeps running; turn it off with "
+		                 "'nestvm stop --force %s' or 'nestvm kill %s'",
+		                 name, name, name);
+		goto out;
+	}
+	if (!strcmp(action, "waiting"))
+		printf("pressed the power button of VM '%s'; waiting %s%lus for the guest to power "
+		       "off\n",
+		       name, timeout ? "up to " : "", timeout);
+	fflush(stdout);
+	r = client_wait_closed(&c, timeout ? (int)timeout * 1000 + STOP_EXTRA_WAIT_MS : INT32_MAX);
+	if (r < 0 && !force) {
+		r = cli_vm_error("stop",
+		                 "VM '%s': the guest did not power off within %lus and keeps "
+		                 "running; use --force or 'nestvm kill %s'",
+		                 name, timeout, name);
+		goto out;
+	}
+	if (r < 0) {
+		r = cli_vm_error("stop", "VM '%s': the monitor did not end the VM", name);
+		goto out;
+	}
+	r = power_report_off("stop", &st, name);
+out:
+	json_decref(res);
+	client_close(&c);
+	return r;
+}
+
+static const char kill_usage[] =
+    "usage: nestvm kill NAME\n"
+    "\n"
+    "Turn a VM off at once, like pulling the plug (Stop-VM -TurnOff).\n";
+
+int cmd_kill(int argc, char **argv)
+{
+	const char *name = NULL;
+	struct mgr_err err;
+	json_t *res = NULL;
+	struct client c;
+	struct store st;
+	int r;
+
+	r = cli_vm_parse(argc, argv, kill_usage, &name);
+	if (r < 0)
+		r = cli_vm_open_store("kill", &st);
+	if (r < 0)
+		r = power_connect("kill", &st, name, &c, true);
+	if (r >= 0)
+		return r;
+	if (client_call(&c, "kill", NULL, CLIENT_TIMEOUT_MS, &res, &err) < 0)
+		r = cli_vm_error("kill", "VM '%s': %s", name, err.msg);
+	else if (client_wait_closed(&c, KILL_WAIT_MS) < 0)
+		r = cli_vm_error("kill", "VM '%s': the monitor did not end the VM", name);
+	else
+		r = power_report_off("kill", &st, name);
+	json_decref(res);
+	client_close(&c);
+	return r;
+}
+
+static int power_simple(int argc, char **argv, const char *usage, const char *cmd, const char *done)
+{
+	const char *name = NULL;
+	struct mgr_err err;
+	json_t *res = NULL;
+	struct client c;
+	struct store st;
+	int r;
+
+	r = cli_vm_parse(argc, argv, usage, &name);
+	if (r < 0)
+		r = cli_vm_open_store(cmd, &st);
+	if (r < 0)
+		r = power_connect(cmd, &st, name, &c, false);
+	if (r >= 0)
+		return r;
+	if (client_call(&c, cmd, NULL, CLIENT_TIMEOUT_MS, &res, &err) < 0) {
+		r = cli_vm_error(cmd, "VM '%s': %s", name, err.msg);
+	} else {
+		printf("VM '%s' is %s\n", name, done);
+		r = 0;
+	}
+	json_decref(res);
+	client_close(&c);
+	return r;
+}
+
+static const char pause_usage[] =
+    "usage: nestvm pause NAME\n"
+    "\n"
+    "Stop a running VM's vCPUs where they are (Suspend-VM); its memory and devices\n"
+    "stay as they are. 'nestvm resume' lets it go on.\n";
+
+int cmd_pause(int argc, char **argv)
+{
+	return power_simple(argc, argv, pause_usage, "pause", "paused");
+}
+
+static const char resume_usage[] = "usage: nestvm resume NAME\n"
+                                   "\n"
+                                   "Let a paused VM's vCPUs run again (Resume-VM).\n";
+
+int cmd_resume(int argc, char **argv)
+{
+	return power_simple(argc, argv, resume_usage, "resume", "running");
+}
+
+static const char monitor_usage[] =
+    "usage: nestvm monitor [--home DIR] [--lock-fd N] [--ready-fd N] NAME\n"
+    "\n"
+    "Internal: the monitor process of VM NAME, which 'nestvm start' spawns\n"
+    "detached. Run by hand it stays in the foreground (logging to stderr) until\n"
+    "the VM ends, and its exit status is the VM's, as for 'nestvm run'.\n";
+
+int cmd_monitor(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"home", required_argument, NULL, 'H'},
+	    {"lock-fd", required_argument, NULL, 'l'},
+	    {"ready-fd", required_argument, NULL, 'r'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *home = NULL, *name = NULL;
+	unsigned long lock_fd = ~0UL, ready_fd = ~0UL;
+	struct mgr_err err;
+	struct store st;
+	int opt, r;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'H':
+			home = optarg;
+			break;
+		case 'l':
+			if (cli_parse_uint(optarg, 0, 65535, &lock_fd) < 0)
+				return cli_vm_usage("monitor", "--lock-fd '%s'", optarg);
+			break;
+		case 'r':
+			if (cli_parse_uint(optarg, 0, 65535, &ready_fd) < 0)
+				return cli_vm_usage("monitor", "--ready-fd '%s'", optarg);
+			break;
+		case 'h':
+			fputs(monitor_usage, stdout);
+			return 0;
+		default:
+			return cli_vm_usage("monitor", "unknown or incomplete option '%s'",
+			                    argv[optind - 1]);
+		}
+	}
+	r = cli_vm_name_arg("monitor", argc, argv, &name);
+	if (r >= 0)
+		return r;
+	if (store_open(&st, home, &err) < 0 || store_check_name(name, &err) < 0) {
+		if (ready_fd != ~0UL)
+			close((int)ready_fd);
+		return cli_vm_error("monitor", "%s", err.msg);
+	}
+	return monitor_run(&st, name, lock_fd == ~0UL ? -1 : (int)lock_fd,
+	                   ready_fd == ~0UL ? -1 : (int)ready_fd);
+}

@@ -1,0 +1,1006 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM manager's definition commands: `nestvm new`, `list`, `show`, `set`
+ * and `remove` (Hyper-V's New-VM, Get-VM, Set-VM/Set-VMProcessor/
+ * Set-VMMemory, Remove-VM), and the helpers the other manager commands
+ * share (cli_vm.h).
+ *
+ * Hyper-V's rules for a VM's settings: the vCPU count, the memory size and
+ * nested virtualization change only while the VM is off; the kernel, initrd
+ * and command line may change at any time and apply at the next start.
+ */
+#include "cli/cli.h"
+#include "cli/cli_vm.h"
+#include "core/exit_status.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CLI_VM_LOG_LINES 10
+
+/* ---- shared helpers (cli_vm.h) ---- */
+
+int cli_vm_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "nestvm %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return NESTVM_EXIT_ERROR;
+}
+
+int cli_vm_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "nestvm %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("; see --help\n", stderr);
+	return NESTVM_EXIT_USAGE;
+}
+
+int cli_vm_name_arg(const char *cmd, int argc, char **argv, const char **name)
+{
+	if (optind >= argc)
+		return cli_vm_usage(cmd, "give the VM's NAME");
+	if (optind + 1 < argc)
+		return cli_vm_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
+	*name = argv[optind];
+	return -1;
+}
+
+int cli_vm_parse(int argc, char **argv, const char *usage, const char **name)
+{
+	static const struct option opts[] = {
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int opt;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(usage, stdout);
+			return 0;
+		}
+		return cli_vm_usage(argv[0], "unknown option '%s'", argv[optind - 1]);
+	}
+	return cli_vm_name_arg(argv[0], argc, argv, name);
+}
+
+int cli_vm_open_store(const char *cmd, struct store *st)
+{
+	struct mgr_err err;
+
+	if (store_open(st, NULL, &err) < 0)
+		return cli_vm_error(cmd, "%s", err.msg);
+	return -1;
+}
+
+bool cli_vm_is_up(enum api_state state)
+{
+	return state == API_STATE_STARTING || state == API_STATE_RUNNING ||
+	       state == API_STATE_PAUSED || state == API_STATE_STOPPING;
+}
+
+int cli_vm_lock_off(const char *cmd, const struct store *st, const char *name, const char *what)
+{
+	struct vm_status vs;
+	struct mgr_err err;
+	int fd;
+
+	fd = store_lock_acquire(st, name, STORE_LOCK_RUN, 0, &err);
+	if (fd >= 0)
+		return fd;
+	if (fd != -EBUSY) {
+		cli_vm_error(cmd, "%s", err.msg);
+		return -1;
+	}
+	if (client_vm_status(st, name, &vs, &err) == 0 && cli_vm_is_up(vs.state)) {
+		cli_vm_error(cmd, "VM '%s' is %s: %s only while it is off (nestvm stop %s)", name,
+		             api_state_name(vs.state), what, name);
+		client_vm_status_clear(&vs);
+		return -1;
+	}
+	client_vm_status_clear(&vs);
+	/* Off, but another command holds the lock for a moment. */
+	fd = store_lock_acquire(st, name, STORE_LOCK_RUN, 3000, &err);
+	if (fd < 0)
+		cli_vm_error(cmd, "%s", err.msg);
+	return fd;
+}
+
+uint64_t cli_vm_host_memory_mib(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+
+	return pages > 0 && size > 0 ? ((uint64_t)pages * (uint64_t)size) >> 20 : 0;
+}
+
+int cli_vm_parse_memory(const char *cmd, const char *arg, uint64_t *mib)
+{
+	uint64_t bytes, host = cli_vm_host_memory_mib();
+
+	if (cli_parse_size(arg, &bytes) < 0)
+		return cli_vm_usage(cmd, "--memory '%s': give a size like 512M or 4G", arg);
+	if (bytes & ((1ULL << 20) - 1))
+		return cli_vm_usage(cmd, "--memory '%s': give a whole number of MiB", arg);
+	*mib = bytes >> 20;
+	if (*mib < STORE_MIN_MEMORY_MIB)
+		return cli_vm_usage(cmd, "--memory %s is too small; a VM needs at least 16M", arg);
+	if ((host && *mib > host) || *mib > STORE_MAX_MEMORY_MIB)
+		return cli_vm_usage(cmd, "--memory %s is more than this host's %llu MiB", arg,
+		                    (unsigned long long)host);
+	return -1;
+}
+
+/* ---- option values shared by new and set ---- */
+
+/* An existing regular file, made absolute. */
+static int cli_vm_file_arg(const char *cmd, const char *opt, const char *arg, char **out)
+{
+	char abs[PATH_MAX];
+	struct stat sb;
+
+	if (!realpath(arg, abs) || stat(abs, &sb) < 0)
+		return cli_vm_usage(cmd, "%s '%s': %s", opt, arg, strerror(errno));
+	if (!S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode))
+		return cli_vm_usage(cmd, "%s '%s': not a regular file", opt, arg);
+	if (vm_def_set_str(out, abs) < 0)
+		return cli_vm_error(cmd, "out of memory");
+	return -1;
+}
+
+static int cli_vm_cpus_arg(const char *cmd, const char *arg, unsigned int *cpus)
+{
+	unsigned long n;
+
+	if (cli_parse_uint(arg, 1, STORE_MAX_CPUS, &n) < 0)
+		return cli_vm_usage(cmd, "--cpus '%s': give a number from 1 to %d", arg,
+		                    STORE_MAX_CPUS);
+	*cpus = n;
+	return -1;
+}
+
+static int cli_vm_nested_arg(const char *cmd, const char *arg, bool *nested)
+{
+	int flag;
+
+	if (cli_parse_on_off(arg, &flag) < 0)
+		return cli_vm_usage(cmd, "--nested '%s': give on or off", arg);
+	*nested = flag;
+	return -1;
+}
+
+/* --disk PATH[,ro] */
+static int cli_vm_disk_arg(const char *cmd, const char *arg, struct vm_def *def)
+{
+	char path[PATH_MAX];
+	const char *comma = strrchr(arg, ',');
+	bool ro = comma && !strcmp(comma, ",ro");
+	size_t len = ro ? (size_t)(comma - arg) : strlen(arg);
+	struct vm_disk *d;
+	int r;
+
+	if (def->nr_disks == STORE_MAX_DISKS)
+		return cli_vm_usage(cmd, "at most %d disks", STORE_MAX_DISKS);
+	if (len == 0 || len >= sizeof(path))
+		return cli_vm_usage(cmd, "--disk '%s': give PATH or PATH,ro", arg);
+	memcpy(path, arg, len);
+	path[len] = '\0';
+	d = &def->disks[def->nr_disks];
+	r = cli_vm_file_arg(cmd, "--disk", path, &d->path);
+	if (r >= 0)
+		return r;
+	for (unsigned int i = 0; i < def->nr_disks; i++) {
+		if (!strcmp(def->disks[i].path, d->path)) {
+			free(d->path);
+			d->path = NULL;
+			return cli_vm_usage(cmd, "--disk '%s': the VM already has this disk", arg);
+		}
+	}
+	d->readonly = ro;
+	def->nr_disks++;
+	return -1;
+}
+
+/* --nic auto|MAC[,network=NAME] */
+static int cli_vm_nic_arg(const char *cmd, const char *arg, struct vm_def *def)
+{
+	const char *comma = strchr(arg, ',');
+	size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
+	struct vm_nic *nic;
+	uint8_t rnd[3] = {0};
+
+	if (def->nr_nics == STORE_MAX_NICS)
+		return cli_vm_usage(cmd, "at most %d NICs", STORE_MAX_NICS);
+	nic = &def->nics[def->nr_nics];
+	if (len == 4 && !strncmp(arg, "auto", 4)) {
+		if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+			return cli_vm_error(cmd, "no random bytes for a MAC address");
+		/* 02: locally administered, unicast; 4e:56 is "NV". */
+		snprintf(nic->mac, sizeof(nic->mac), "02:4e:56:%02x:%02x:%02x", rnd[0], rnd[1],
+		         rnd[2]);
+	} else if (len == STORE_MAC_LEN) {
+		memcpy(nic->mac, arg, len);
+		nic->mac[len] = '\0';
+	} else {
+		return cli_vm_usage(cmd, "--nic '%s': give auto or a MAC like 02:00:00:12:34:56",
+		                    arg);
+	}
+	if (comma) {
+		if (strncmp(comma, ",network=", 9) || store_check_name(comma + 9, NULL) < 0)
+			return cli_vm_usage(cmd, "--nic '%s': the option is network=NAME", arg);
+		if (vm_def_set_str(&nic->network, comma + 9) < 0)
+			return cli_vm_error(cmd, "out of memory");
+	}
+	def->nr_nics++;
+	return -1;
+}
+
+/* ---- new ---- */
+
+static const char new_usage[] =
+    "usage: nestvm new NAME --kernel PATH [options]\n"
+    "\n"
+    "Define a VM (it starts off; see 'nestvm start'). Its definition is kept in\n"
+    "$NESTVM_HOME/NAME/vm.json.\n"
+    "\n"
+    "  --kernel PATH        kernel image (required): bzImage or PVH ELF\n"
+    "  --initrd PATH        initial ramdisk\n"
+    "  --cmdline STRING     kernel command line\n"
+    "  --cpus N             vCPUs, 1 to 254 (default 1)\n"
+    "  --memory SIZE        RAM, e.g. 512M, 4G; a bare number is MiB (default 512M)\n"
+    "  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n"
+    "  --disk PATH[,ro]     a disk image (repeatable)\n"
+    "  --nic auto|MAC[,network=NAME]\n"
+    "                       a network interface (repeatable)\n"
+    "\n"
+    "NAME: 1 to 64 letters, digits, '.', '_', '-', starting with a letter or digit.\n";
+
+int cmd_new(int argc, char **argv)
+{
+	enum {
+		OPT_KERNEL = 256,
+		OPT_INITRD,
+		OPT_CMDLINE,
+		OPT_CPUS,
+		OPT_MEMORY,
+		OPT_NESTED,
+		OPT_DISK,
+		OPT_NIC
+	};
+	static const struct option opts[] = {
+	    {"kernel", required_argument, NULL, OPT_KERNEL},
+	    {"initrd", required_argument, NULL, OPT_INITRD},
+	    {"cmdline", required_argument, NULL, OPT_CMDLINE},
+	    {"cpus", required_argument, NULL, OPT_CPUS},
+	    {"memory", required_argument, NULL, OPT_MEMORY},
+	    {"nested", required_argument, NULL, OPT_NESTED},
+	    {"disk", required_argument, NULL, OPT_DISK},
+	    {"nic", required_argument, NULL, OPT_NIC},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct vm_def def = {.cpus = 1, .memory_mib = 512};
+	const char *name = NULL;
+	struct mgr_err err;
+	struct store st;
+	int opt, r = -1;
+
+	optind = 1;
+	opterr = 0;
+	while (r < 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_KERNEL:
+			r = cli_vm_file_arg("new", "--kernel", optarg, &def.kernel);
+			break;
+		case OPT_INITRD:
+			r = cli_vm_file_arg("new", "--initrd", optarg, &def.initrd);
+			break;
+		case OPT_CMDLINE:
+			if (vm_def_set_str(&def.cmdline, optarg) < 0)
+				r = cli_vm_error("new", "out of memory");
+			break;
+		case OPT_CPUS:
+			r = cli_vm_cpus_arg("new", optarg, &def.cpus);
+			break;
+		case OPT_MEMORY:
+			r = cli_vm_parse_memory("new", optarg, &def.memory_mib);
+			break;
+		case OPT_NESTED:
+			r = cli_vm_nested_arg("new", optarg, &def.nested);
+			break;
+		case OPT_DISK:
+			r = cli_vm_disk_arg("new", optarg, &def);
+			break;
+		case OPT_NIC:
+			r = cli_vm_nic_arg("new", optarg, &def);
+			break;
+		case 'h':
+			fputs(new_usage, stdout);
+			r = 0;
+			break;
+		default:
+			r = cli_vm_usage("new", "unknown or incomplete option '%s'",
+			                 argv[optind - 1]);
+			break;
+		}
+	}
+	if (r < 0)
+		r = cli_vm_name_arg("new", argc, argv, &name);
+	if (r < 0 && store_check_name(name, &err) < 0)
+		r = cli_vm_usage("new", "%s", err.msg);
+	if (r < 0 && !def.kernel)
+		r = cli_vm_usage("new", "--kernel PATH is required");
+	if (r < 0)
+		r = cli_vm_open_store("new", &st);
+	if (r >= 0)
+		goto out;
+	snprintf(def.name, sizeof(def.name), "%s", name);
+	if (store_create(&st, &def, &err) < 0) {
+		r = cli_vm_error("new", "%s", err.msg);
+		goto out;
+	}
+	printf("created VM '%s': %u vCPU%s, %llu MiB, nested %s, kernel %s\n", def.name, def.cpus,
+	       def.cpus == 1 ? "" : "s", (unsigned long long)def.memory_mib,
+	       def.nested ? "on" : "off", def.kernel);
+	r = 0;
+out:
+	vm_def_clear(&def);
+	return r;
+}
+
+/* ---- list and show ---- */
+
+static void cli_vm_format_memory(uint64_t mib, char *buf, size_t len)
+{
+	if (mib >= 1024 && mib % 1024 == 0)
+		snprintf(buf, len, "%llu GiB", (unsigned long long)(mib >> 10));
+	else
+		snprintf(buf, len, "%llu MiB", (unsigned long long)mib);
+}
+
+/* "yes (SVM on 1 of 2 vCPUs)", "no", "-" (not running), "?" (could not read). */
+static void cli_vm_format_hv(const struct vm_status *vs, bool verbose, char *buf, size_t len)
+{
+	unsigned int cpus = 0;
+
+	if (!vs->live || vs->state == API_STATE_STARTING) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	if (!vs->hv_known) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	if (!verbose || !vs->hv_active) {
+		snprintf(buf, len, "%s", vs->hv_active ? "yes" : "no");
+		return;
+	}
+	json_unpack(vs->info, "{s?i}", "cpus", &cpus);
+	snprintf(buf, len,
+	         "yes (EFER.SVME on %u, CR4.VMXE on %u, running a nested guest on %u of %u vCPUs)",
+	         vs->hv_svme, vs->hv_vmxe, vs->hv_guest_mode, cpus);
+}
+
+static const char list_usage[] =
+    "usage: nestvm list [--json]\n"
+    "\n"
+    "List the VMs: name, state (off, starting, running, paused, stopping,\n"
+    "crashed), vCPUs, memory, whether nesting is exposed, and whether the guest\n"
+    "is running its own hypervisor (EFER.SVME or CR4.VMXE set on a vCPU, or a\n"
+    "vCPU in nested guest mode; read from a running VM without disturbing it).\n"
+    "A VM whose definition is broken is listed with '?' and the error on stderr.\n";
+
+struct list_row {
+	char name[STORE_NAME_MAX + 1];
+	const char *state;
+	char cpus[16], memory[24], nested[8], hv[16];
+};
+
+/* One VM's row; for a running VM the values are the monitor's (what runs). */
+static json_t *cli_vm_list_one(const struct store *st, const char *name, struct list_row *row)
+{
+	struct vm_def def;
+	struct vm_status vs;
+	struct mgr_err err;
+	int dr, cpus = 0, nested = 0;
+	json_int_t memory = 0;
+	json_t *obj = NULL;
+
+	snprintf(row->name, sizeof(row->name), "%s", name);
+	dr = store_load(st, name, &def, &err);
+	if (dr < 0)
+		fprintf(stderr, "nestvm list: %s\n", err.msg);
+	if (client_vm_status(st, name, &vs, &err) < 0) {
+		fprintf(stderr, "nestvm list: %s\n", err.msg);
+		vs.state = API_STATE_OFF;
+		vs.info = NULL;
+		vs.live = false;
+	}
+	row->state = api_state_name(vs.state);
+	if (vs.live) {
+		json_unpack(vs.info, "{s:i, s:I, s:b}", "cpus", &cpus, "memory_mib", &memory,
+		            "nested", &nested);
+	} else if (dr == 0) {
+		cpus = def.cpus;
+		memory = (json_int_t)def.memory_mib;
+		nested = def.nested;
+	}
+	if (vs.live || dr == 0) {
+		snprintf(row->cpus, sizeof(row->cpus), "%d", cpus);
+		cli_vm_format_memory(memory, row->memory, sizeof(row->memory));
+		snprintf(row->nested, sizeof(row->nested), "%s", nested ? "on" : "off");
+		obj = json_pack("{s:s, s:s, s:i, s:I, s:b}", "name", name, "state", row->state,
+		                "cpus", cpus, "memory_mib", memory, "nested", nested);
+	} else {
+		strcpy(row->cpus, "?");
+		strcpy(row->memory, "?");
+		strcpy(row->nested, "?");
+		obj = json_pack("{s:s, s:s, s:s}", "name", name, "state", row->state, "error",
+		                err.msg);
+	}
+	cli_vm_format_hv(&vs, false, row->hv, sizeof(row->hv));
+	if (obj)
+		json_object_set_new(obj, "guest_hypervisor",
+		                    vs.live && vs.hv_known ? json_boolean(vs.hv_active)
+		                                           : json_null());
+	vm_def_clear(&def);
+	client_vm_status_clear(&vs);
+	return obj;
+}
+
+int cmd_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	char(*names)[STORE_NAME_MAX + 1] = NULL;
+	struct list_row *rows = NULL;
+	json_t *all = NULL;
+	struct mgr_err err;
+	struct store st;
+	int opt, json = 0, n, r;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (opt == 'j') {
+			json = 1;
+		} else if (opt == 'h') {
+			fputs(list_usage, stdout);
+			return 0;
+		} else {
+			return cli_vm_usage("list", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return cli_vm_usage("list", "unexpected argument '%s'", argv[optind]);
+	r = cli_vm_open_store("list", &st);
+	if (r >= 0)
+		return r;
+	n = store_list(&st, &names, &err);
+	if (n < 0)
+		return cli_vm_error("list", "%s", err.msg);
+	rows = calloc(n ? n : 1, sizeof(*rows));
+	all = json_array();
+	if (!rows || !all) {
+		r = cli_vm_error("list", "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n; i++)
+		json_array_append_new(all, cli_vm_list_one(&st, names[i], &rows[i]));
+	if (json) {
+		char *text = json_dumps(all, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		if (text)
+			puts(text);
+		free(text);
+	} else {
+		int w = 4;
+
+		for (int i = 0; i < n; i++) {
+			if ((int)strlen(rows[i].name) > w)
+				w = strlen(rows[i].name);
+		}
+		printf("%-*s  %-8s  %4s  %-9s  %-6s  %s\n", w, "NAME", "STATE", "CPUS", "MEMORY",
+		       "NESTED", "GUEST-HV");
+		for (int i = 0; i < n; i++)
+			printf("%-*s  %-8s  %4s  %-9s  %-6s  %s\n", w, rows[i].name, rows[i].state,
+			       rows[i].cpus, rows[i].memory, rows[i].nested, rows[i].hv);
+	}
+	r = 0;
+out:
+	json_decref(all);
+	free(rows);
+	free(names);
+	return r;
+}
+
+static const char show_usage[] =
+    "usage: nestvm show NAME [--json]\n"
+    "\n"
+    "Show a VM: its state (with the monitor's pid and uptime, or how its last run\n"
+    "ended), whether its guest runs a hypervisor, its settings, and where its\n"
+    "files are. A crashed VM's last monitor log lines are shown too.\n";
+
+static void cli_vm_format_time(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || !gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(buf, len, "?");
+}
+
+static void cli_vm_show_text(const struct store *st, const char *name, const struct vm_def *def,
+                             bool def_ok, const struct vm_status *vs)
+{
+	char buf[512], path[STORE_PATH_MAX];
+	json_int_t uptime = 0;
+
+	printf("name:         %s\n", name);
+	printf("state:        %s", api_state_name(vs->state));
+	if (vs->live) {
+		json_unpack(vs->info, "{s?I}", "uptime_s", &uptime);
+		printf(" (monitor pid %d, up %llds)", (int)vs->pid, (long long)uptime);
+	}
+	printf("\n");
+	if (vs->note[0])
+		printf("note:         %s\n", vs->note);
+	cli_vm_format_hv(vs, true, buf, sizeof(buf));
+	printf("guest hypervisor: %s\n", vs->live ? buf : "- (not running)");
+	if (def_ok) {
+		char mem[24];
+
+		cli_vm_format_memory(def->memory_mib, mem, sizeof(mem));
+		printf("cpus:         %u\n", def->cpus);
+		printf("memory:       %s\n", mem);
+		printf("nested:       %s\n", def->nested ? "on" : "off");
+		printf("kernel:       %s\n", def->kernel);
+		printf("initrd:       %s\n", def->initrd ? def->initrd : "-");
+		printf("cmdline:      %s\n", def->cmdline ? def->cmdline : "");
+		for (unsigned int i = 0; i < def->nr_disks; i++)
+			printf("disk %u:       %s%s\n", i, def->disks[i].path,
+			       def->disks[i].readonly ? " (read-only)" : "");
+		for (unsigned int i = 0; i < def->nr_nics; i++)
+			printf("nic %u:        %s%s%s\n", i, def->nics[i].mac,
+			       def->nics[i].network ? " network " : "",
+			       def->nics[i].network ? def->nics[i].network : "");
+		if (!def->nr_disks && !def->nr_nics)
+			printf("devices:      (no disks, no NICs)\n");
+	}
+	if (vs->have_exit) {
+		cli_vm_format_time(vs->last_exit.at, buf, sizeof(buf));
+		printf("last exit:    %s: %s (status %d)\n", buf, vs->last_exit.reason,
+		       vs->last_exit.status);
+	}
+	if (store_path(st, name, NULL, path, sizeof(path)) == 0) {
+		printf("definition:   %s/vm.json\n", path);
+		printf("console log:  %s/console.log\n", path);
+		printf("monitor log:  %s/monitor.log\n", path);
+	}
+	if (vs->state == API_STATE_CRASHED ||
+	    (vs->have_exit && vs->last_exit.start_failed && vs->state == API_STATE_OFF)) {
+		char tail[4096], *from;
+
+		if (store_path(st, name, "monitor.log", path, sizeof(path)) == 0) {
+			store_log_tail(path, CLI_VM_LOG_LINES, tail, sizeof(tail));
+			/* Only the last run's lines: from its "monitor pid N starting" on. */
+			from = strstr(tail, ": monitor pid ");
+			while (from && strstr(from + 1, ": monitor pid "))
+				from = strstr(from + 1, ": monitor pid ");
+			while (from && from > tail && from[-1] != '\n')
+				from--;
+			printf("last monitor log lines:\n");
+			for (char *line = strtok(from ? from : tail, "\n"); line;
+			     line = strtok(NULL, "\n"))
+				printf("  %s\n", line);
+		}
+	}
+}
+
+static void cli_vm_show_json(const struct store *st, const char *name, const struct vm_def *def,
+                             bool def_ok, const char *def_err, const struct vm_status *vs)
+{
+	json_t *root = json_pack("{s:s, s:s}", "name", name, "state", api_state_name(vs->state));
+	char *text, path[STORE_PATH_MAX];
+
+	if (!root)
+		return;
+	if (vs->note[0])
+		json_object_set_new(root, "note", json_string(vs->note));
+	if (vs->live)
+		json_object_set(root, "monitor", vs->info);
+	json_object_set_new(root, "guest_hypervisor",
+	                    vs->live && vs->hv_known
+	                        ? json_pack("{s:b, s:i, s:i, s:i}", "active", vs->hv_active,
+	                                    "vcpus_svme", vs->hv_svme, "vcpus_vmxe", vs->hv_vmxe,
+	                                    "vcpus_guest_mode", vs->hv_guest_mode)
+	                        : json_null());
+	if (def_ok) {
+		char *d = vm_def_format(def);
+
+		json_object_set_new(root, "definition", d ? json_loads(d, 0, NULL) : json_null());
+		free(d);
+	} else {
+		json_object_set_new(root, "definition_error", json_string(def_err));
+	}
+	if (vs->have_exit)
+		json_object_set_new(
+		    root, "last_exit",
+		    json_pack("{s:i, s:I, s:s, s:b, s:b}", "status", vs->last_exit.status, "at",
+		              (json_int_t)vs->last_exit.at, "reason", vs->last_exit.reason,
+		              "crashed", vs->last_exit.crashed, "start_failed",
+		              vs->last_exit.start_failed));
+	if (store_path(st, name, NULL, path, sizeof(path)) == 0)
+		json_object_set_new(root, "directory", json_string(path));
+	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (text)
+		puts(text);
+	free(text);
+	json_decref(root);
+}
+
+int cmd_show(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *name = NULL;
+	struct vm_status vs;
+	struct mgr_err err, derr;
+	struct vm_def def;
+	struct store st;
+	int opt, json = 0, r, dr;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (opt == 'j') {
+			json = 1;
+		} else if (opt == 'h') {
+			fputs(show_usage, stdout);
+			return 0;
+		} else {
+			return cli_vm_usage("show", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	r = cli_vm_name_arg("show", argc, argv, &name);
+	if (r < 0)
+		r = cli_vm_open_store("show", &st);
+	if (r >= 0)
+		return r;
+	if (client_vm_status(&st, name, &vs, &err) < 0)
+		return cli_vm_error("show", "%s", err.msg);
+	dr = store_load(&st, name, &def, &derr);
+	if (json)
+		cli_vm_show_json(&st, name, &def, dr == 0, derr.msg, &vs);
+	else
+		cli_vm_show_text(&st, name, &def, dr == 0, &vs);
+	if (dr < 0)
+		fprintf(stderr, "nestvm show: %s\n", derr.msg);
+	vm_def_clear(&def);
+	client_vm_status_clear(&vs);
+	return dr < 0 ? NESTVM_EXIT_ERROR : 0;
+}
+
+/* ---- set ---- */
+
+static const char set_usage[] =
+    "usage: nestvm set NAME [options]\n"
+    "\n"
+    "Change a VM's settings. As in Hyper-V, --cpus, --memory, --nested and the\n"
+    "devices change only while the VM is off; --kernel, --initrd and --cmdline may\n"
+    "change at any time and apply at the next start.\n"
+    "\n"
+    "  --cpus N                 vCPUs, 1 to 254            (VM off)\n"
+    "  --memory SIZE            RAM, e.g. 1G               (VM off)\n"
+    "  --nested on|off          expose AMD-V/VT-x          (VM off)\n"
+    "  --add-disk PATH[,ro]     add a disk image           (VM off)\n"
+    "  --remove-disk PATH       remove a disk              (VM off)\n"
+    "  --add-nic auto|MAC[,network=NAME]                   (VM off)\n"
+    "  --remove-nic MAC         remove a NIC               (VM off)\n"
+    "  --kernel PATH            kernel image\n"
+    "  --initrd PATH|none       initial ramdisk, or none\n"
+    "  --cmdline STRING         kernel command line\n";
+
+/* The changes `set` was asked for; cleared fields mean "leave as is". */
+struct set_request {
+	struct vm_def want; /* cpus/memory_mib 0 = unchanged; kernel etc. NULL = unchanged */
+	bool set_nested, clear_initrd, set_cmdline;
+	struct vm_def add; /* disks and NICs to add */
+	const char *remove_disk[STORE_MAX_DISKS];
+	const char *remove_nic[STORE_MAX_NICS];
+	unsigned int nr_remove_disk, nr_remove_nic;
+};
+
+/* Apply @req to @def; says in @offending which change needs the VM off, if any. */
+static int set_apply(const char *cmd, const struct set_request *req, struct vm_def *def,
+                     const char **offending)
+{
+	*offending = NULL;
+	if (req->want.cpus && req->want.cpus != def->cpus) {
+		def->cpus = req->want.cpus;
+		*offending = "--cpus";
+	}
+	if (req->want.memory_mib && req->want.memory_mib != def->memory_mib) {
+		def->memory_mib = req->want.memory_mib;
+		*offending = "--memory";
+	}
+	if (req->set_nested && req->want.nested != def->nested) {
+		def->nested = req->want.nested;
+		*offending = "--nested";
+	}
+	for (unsigned int i = 0; i < req->nr_remove_disk; i++) {
+		char abs[PATH_MAX];
+		const char *p = realpath(req->remove_disk[i], abs) ? abs : req->remove_disk[i];
+		unsigned int j;
+
+		for (j = 0; j < def->nr_disks && strcmp(def->disks[j].path, p); j++)
+			;
+		if (j == def->nr_disks)
+			return cli_vm_usage(cmd, "--remove-disk '%s': VM '%s' has no such disk",
+			                    req->remove_disk[i], def->name);
+		free(def->disks[j].path);
+		memmove(&def->disks[j], &def->disks[j + 1],
+		        (def->nr_disks - j - 1) * sizeof(def->disks[0]));
+		def->nr_disks--;
+		memset(&def->disks[def->nr_disks], 0, sizeof(def->disks[0]));
+		*offending = "--remove-disk";
+	}
+	for (unsigned int i = 0; i < req->nr_remove_nic; i++) {
+		unsigned int j;
+
+		for (j = 0; j < def->nr_nics && strcasecmp(def->nics[j].mac, req->remove_nic[i]);
+		     j++)
+			;
+		if (j == def->nr_nics)
+			return cli_vm_usage(cmd, "--remove-nic '%s': VM '%s' has no such NIC",
+			                    req->remove_nic[i], def->name);
+		free(def->nics[j].network);
+		memmove(&def->nics[j], &def->nics[j + 1],
+		        (def->nr_nics - j - 1) * sizeof(def->nics[0]));
+		def->nr_nics--;
+		memset(&def->nics[def->nr_nics], 0, sizeof(def->nics[0]));
+		*offending = "--remove-nic";
+	}
+	for (unsigned int i = 0; i < req->add.nr_disks; i++) {
+		if (def->nr_disks == STORE_MAX_DISKS)
+			return cli_vm_usage(cmd, "at most %d disks", STORE_MAX_DISKS);
+		for (unsigned int j = 0; j < def->nr_disks; j++) {
+			if (!strcmp(def->disks[j].path, req->add.disks[i].path))
+				return cli_vm_usage(cmd, "--add-disk '%s': the VM already has it",
+				                    req->add.disks[i].path);
+		}
+		def->disks[def->nr_disks] = req->add.disks[i];
+		def->disks[def->nr_disks].path = strdup(req->add.disks[i].path);
+		if (!def->disks[def->nr_disks++].path)
+			return cli_vm_error(cmd, "out of memory");
+		*offending = "--add-disk";
+	}
+	for (unsigned int i = 0; i < req->add.nr_nics; i++) {
+		if (def->nr_nics == STORE_MAX_NICS)
+			return cli_vm_usage(cmd, "at most %d NICs", STORE_MAX_NICS);
+		def->nics[def->nr_nics] = req->add.nics[i];
+		def->nics[def->nr_nics].network = NULL;
+		if (vm_def_set_str(&def->nics[def->nr_nics++].network, req->add.nics[i].network) <
+		    0)
+			return cli_vm_error(cmd, "out of memory");
+		*offending = "--add-nic";
+	}
+	if ((req->want.kernel && vm_def_set_str(&def->kernel, req->want.kernel) < 0) ||
+	    (req->want.initrd && vm_def_set_str(&def->initrd, req->want.initrd) < 0) ||
+	    (req->clear_initrd && vm_def_set_str(&def->initrd, NULL) < 0) ||
+	    (req->set_cmdline && vm_def_set_str(&def->cmdline, req->want.cmdline) < 0))
+		return cli_vm_error(cmd, "out of memory");
+	return -1;
+}
+
+static int set_parse(int argc, char **argv, struct set_request *req)
+{
+	enum {
+		OPT_CPUS = 256,
+		OPT_MEMORY,
+		OPT_NESTED,
+		OPT_KERNEL,
+		OPT_INITRD,
+		OPT_CMDLINE,
+		OPT_ADD_DISK,
+		OPT_REMOVE_DISK,
+		OPT_ADD_NIC,
+		OPT_REMOVE_NIC
+	};
+	static const struct option opts[] = {
+	    {"cpus", required_argument, NULL, OPT_CPUS},
+	    {"memory", required_argument, NULL, OPT_MEMORY},
+	    {"nested", required_argument, NULL, OPT_NESTED},
+	    {"kernel", required_argument, NULL, OPT_KERNEL},
+	    {"initrd", required_argument, NULL, OPT_INITRD},
+	    {"cmdline", required_argument, NULL, OPT_CMDLINE},
+	    {"add-disk", required_argument, NULL, OPT_ADD_DISK},
+	    {"remove-disk", required_argument, NULL, OPT_REMOVE_DISK},
+	    {"add-nic", required_argument, NULL, OPT_ADD_NIC},
+	    {"remove-nic", required_argument, NULL, OPT_REMOVE_NIC},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int opt, r = -1, changes = 0;
+
+	optind = 1;
+	opterr = 0;
+	while (r < 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		changes++;
+		switch (opt) {
+		case OPT_CPUS:
+			r = cli_vm_cpus_arg("set", optarg, &req->want.cpus);
+			break;
+		case OPT_MEMORY:
+			r = cli_vm_parse_memory("set", optarg, &req->want.memory_mib);
+			break;
+		case OPT_NESTED:
+			r = cli_vm_nested_arg("set", optarg, &req->want.nested);
+			req->set_nested = true;
+			break;
+		case OPT_KERNEL:
+			r = cli_vm_file_arg("set", "--kernel", optarg, &req->want.kernel);
+			break;
+		case OPT_INITRD:
+			if (!strcmp(optarg, "none"))
+				req->clear_initrd = true;
+			else
+				r = cli_vm_file_arg("set", "--initrd", optarg, &req->want.initrd);
+			break;
+		case OPT_CMDLINE:
+			req->set_cmdline = true;
+			if (vm_def_set_str(&req->want.cmdline, optarg) < 0)
+				r = cli_vm_error("set", "out of memory");
+			break;
+		case OPT_ADD_DISK:
+			r = cli_vm_disk_arg("set", optarg, &req->add);
+			break;
+		case OPT_REMOVE_DISK:
+			if (req->nr_remove_disk == STORE_MAX_DISKS)
+				r = cli_vm_usage("set", "too many --remove-disk");
+			else
+				req->remove_disk[req->nr_remove_disk++] = optarg;
+			break;
+		case OPT_ADD_NIC:
+			r = cli_vm_nic_arg("set", optarg, &req->add);
+			break;
+		case OPT_REMOVE_NIC:
+			if (req->nr_remove_nic == STORE_MAX_NICS)
+				r = cli_vm_usage("set", "too many --remove-nic");
+			else
+				req->remove_nic[req->nr_remove_nic++] = optarg;
+			break;
+		case 'h':
+			fputs(set_usage, stdout);
+			r = 0;
+			break;
+		default:
+			r = cli_vm_usage("set", "unknown or incomplete option '%s'",
+			                 argv[optind - 1]);
+			break;
+		}
+	}
+	if (r < 0 && !changes)
+		r = cli_vm_usage("set", "nothing to change");
+	return r;
+}
+
+int cmd_set(int argc, char **argv)
+{
+	struct set_request req;
+	struct vm_def def = {0};
+	char what[64];
+	const char *name = NULL, *offending;
+	struct mgr_err err;
+	struct store st;
+	int r, def_fd = -1, run_fd = -1;
+	bool up = false;
+
+	memset(&req, 0, sizeof(req));
+	r = set_parse(argc, argv, &req);
+	if (r < 0)
+		r = cli_vm_name_arg("set", argc, argv, &name);
+	if (r < 0)
+		r = cli_vm_open_store("set", &st);
+	if (r >= 0)
+		goto out;
+	def_fd = store_lock_acquire(&st, name, STORE_LOCK_DEF, 5000, &err);
+	if (def_fd < 0) {
+		r = cli_vm_error("set", "%s", err.msg);
+		goto out;
+	}
+	if (store_load(&st, name, &def, &err) < 0) {
+		r = cli_vm_error("set", "%s", err.msg);
+		goto out;
+	}
+	r = set_apply("set", &req, &def, &offending);
+	if (r >= 0)
+		goto out;
+	if (offending) {
+		snprintf(what, sizeof(what), "%s can be changed", offending);
+		run_fd = cli_vm_lock_off("set", &st, name, what);
+		if (run_fd < 0) {
+			r = NESTVM_EXIT_ERROR;
+			goto out;
+		}
+	} else {
+		up = store_lock_held(&st, name, STORE_LOCK_RUN) > 0;
+	}
+	if (store_save(&st, &def, &err) < 0) {
+		r = cli_vm_error("set", "%s", err.msg);
+		goto out;
+	}
+	printf("VM '%s': cpus %u, memory %llu MiB, nested %s, %u disk(s), %u NIC(s)%s\n", name,
+	       def.cpus, (unsigned long long)def.memory_mib, def.nested ? "on" : "off",
+	       def.nr_disks, def.nr_nics,
+	       up ? "; the kernel, initrd and cmdline apply at the next start" : "");
+	r = 0;
+out:
+	store_lock_release(run_fd);
+	store_lock_release(def_fd);
+	vm_def_clear(&def);
+	vm_def_clear(&req.want);
+	vm_def_clear(&req.add);
+	return r;
+}
+
+/* ---- remove ---- */
+
+static const char remove_usage[] =
+    "usage: nestvm remove NAME\n"
+    "\n"
+    "Delete a VM that is off: its definition, logs and console log. Disk images\n"
+    "named in the definition are not touched.\n";
+
+int cmd_remove(int argc, char **argv)
+{
+	const char *name = NULL;
+	struct mgr_err err;
+	struct store st;
+	int r, def_fd = -1, run_fd = -1;
+
+	r = cli_vm_parse(argc, argv, remove_usage, &name);
+	if (r < 0)
+		r = cli_vm_open_store("remove", &st);
+	if (r >= 0)
+		return r;
+	def_fd = store_lock_acquire(&st, name, STORE_LOCK_DEF, 5000, &err);
+	if (def_fd < 0)
+		return cli_vm_error("remove", "%s", err.msg);
+	run_fd = cli_vm_lock_off("remove", &st, name, "it can be removed");
+	if (run_fd < 0) {
+		r = NESTVM_EXIT_ERROR;
+	} else if (store_remove(&st, name, &err) < 0) {
+		r = cli_vm_error("remove", "%s", err.msg);
+	} else {
+		printf("removed VM '%s'\n", name);
+		r = 0;
+	}
+	store_lock_release(run_fd);
+	store_lock_release(def_fd);
+	return r;
+}

@@ -1,0 +1,993 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The monitor process (monitor.h): runs one VM, serves its control socket
+ * and its serial console, and records what happened in the store.
+ *
+ * Threads: the main thread creates the VM and sits in vm_run(); the control
+ * thread polls the listening socket, the clients, the UART's output pipe, a
+ * timerfd (the stop deadline) and an eventfd (quit), and calls vm_pause(),
+ * vm_power_button() and friends, which core/vm.h makes safe from any thread.
+ * The state is under m->lock; only the main thread creates and destroys the
+ * VM, before the control thread may use it and after it has been joined.
+ *
+ * Client input is hostile: a malformed request gets an error reply, a
+ * client that does not read its replies is dropped, and nothing a client
+ * sends can stop the VM except the documented commands.
+ */
+#include "manager/monitor.h"
+
+#include "core/exit_status.h"
+#include "core/log.h"
+#include "core/vm.h"
+#include "manager/client.h"
+#include "manager/protocol.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MONITOR_CONSOLE_PIPE_SIZE (1 << 20)
+#define MONITOR_CONSOLE_PENDING 4096
+#define MONITOR_LOG_TAIL_LINES 12
+
+struct monitor_client {
+	int fd; /* -1: a free slot */
+	struct api_framer *in;
+	bool console;
+	char pending[MONITOR_CONSOLE_PENDING]; /* console input the UART pipe has not taken */
+	size_t pending_len;
+};
+
+struct monitor {
+	const struct store *st;
+	const char *name;
+	struct vm_def def;
+	struct vm *vm;
+	int lock_fd, ready_fd;
+	int listen_fd, wake_fd, timer_fd;
+	int con_out[2]; /* UART -> monitor */
+	int con_in[2];  /* monitor -> UART */
+	int con_log_fd;
+	uint64_t con_log_size;
+	char con_log_path[STORE_PATH_MAX];
+	char sock_path[STORE_PATH_MAX];
+	char ring[MONITOR_CONSOLE_RING];
+	size_t ring_head, ring_len;
+	struct monitor_client clients[MONITOR_MAX_CLIENTS];
+	pthread_t thread;
+	bool thread_started;
+	atomic_bool quit;
+	int64_t started;
+	/* Control thread only: what the stop deadline does. */
+	bool stop_force;
+	unsigned int stop_timeout;
+
+	pthread_mutex_t lock;
+	enum api_state state;  /* under lock */
+	char stop_reason[160]; /* under lock: set when the monitor kills the VM */
+};
+
+/* A lifecycle line in monitor.log, with a timestamp. */
+static void monitor_log(const struct monitor *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void monitor_log(const struct monitor *m, const char *fmt, ...)
+{
+	char when[32], line[768];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s nestvm[%s]: %s\n", when, m->name, line);
+}
+
+/* Set the state and mirror it into runtime.json for clients that cannot reach us. */
+static void monitor_set_state(struct monitor *m, enum api_state state)
+{
+	struct store_runtime rt = {.pid = getpid(), .started = m->started};
+
+	pthread_mutex_lock(&m->lock);
+	m->state = state;
+	pthread_mutex_unlock(&m->lock);
+	snprintf(rt.state, sizeof(rt.state), "%s", api_state_name(state));
+	if (store_runtime_write(m->st, m->name, &rt) < 0)
+		log_warn("cannot update runtime.json; 'nestvm list' may show a stale state");
+}
+
+static enum api_state monitor_get_state(struct monitor *m)
+{
+	enum api_state s;
+
+	pthread_mutex_lock(&m->lock);
+	s = m->state;
+	pthread_mutex_unlock(&m->lock);
+	return s;
+}
+
+/* End the VM from the monitor's side; the first reason wins, as the status does. */
+static void monitor_kill_vm(struct monitor *m, const char *reason)
+{
+	pthread_mutex_lock(&m->lock);
+	if (!m->stop_reason[0])
+		snprintf(m->stop_reason, sizeof(m->stop_reason), "%s", reason);
+	pthread_mutex_unlock(&m->lock);
+	monitor_log(m, "%s", reason);
+	vm_request_stop(m->vm, NESTVM_EXIT_SIGNAL_BASE + SIGKILL, reason);
+	monitor_set_state(m, API_STATE_STOPPING);
+}
+
+/* ---- console ---- */
+
+static void monitor_client_close(struct monitor_client *cl)
+{
+	if (cl->fd >= 0)
+		close(cl->fd);
+	free(cl->in);
+	cl->fd = -1;
+	cl->in = NULL;
+	cl->console = false;
+	cl->pending_len = 0;
+}
+
+static struct monitor_client *monitor_console_client(struct monitor *m)
+{
+	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++) {
+		if (m->clients[i].fd >= 0 && m->clients[i].console)
+			return &m->clients[i];
+	}
+	return NULL;
+}
+
+/* Send without blocking; a console reader that cannot keep up loses output. */
+static void monitor_console_send(struct monitor_client *cl, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(cl->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			monitor_client_close(cl);
+			return;
+		}
+		buf += n;
+		len -= n;
+	}
+}
+
+static void monitor_console_log_rotate(struct monitor *m)
+{
+	char old[STORE_PATH_MAX + 4];
+
+	if (snprintf(old, sizeof(old), "%s.1", m->con_log_path) >= (int)sizeof(old))
+		return;
+	close(m->con_log_fd);
+	rename(m->con_log_path, old);
+	m->con_log_fd =
+	    open(m->con_log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	m->con_log_size = 0;
+}
+
+/* UART output: to console.log, the replay ring and the attached console. */
+static void monitor_console_output(struct monitor *m)
+{
+	char buf[4096];
+	struct monitor_client *cl;
+
+	for (;;) {
+		ssize_t n = read(m->con_out[0], buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		if (m->con_log_fd >= 0) {
+			if (write(m->con_log_fd, buf, n) == n)
+				m->con_log_size += n;
+			if (m->con_log_size > MONITOR_CONSOLE_LOG_MAX)
+				monitor_console_log_rotate(m);
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			m->ring[(m->ring_head + m->ring_len) % MONITOR_CONSOLE_RING] = buf[i];
+			if (m->ring_len < MONITOR_CONSOLE_RING)
+				m->ring_len++;
+			else
+				m->ring_head = (m->ring_head + 1) % MONITOR_CONSOLE_RING;
+		}
+		cl = monitor_console_client(m);
+		if (cl)
+			monitor_console_send(cl, buf, n);
+	}
+}
+
+/* Console input: hand what is pending to the UART's input pipe. */
+static void monitor_console_input_flush(struct monitor *m, struct monitor_client *cl)
+{
+	while (cl->pending_len) {
+		ssize_t n = write(m->con_in[1], cl->pending, cl->pending_len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* full: poll for POLLOUT */
+		memmove(cl->pending, cl->pending + n, cl->pending_len - n);
+		cl->pending_len -= n;
+	}
+}
+
+static void monitor_console_input(struct monitor *m, struct monitor_client *cl, const char *buf,
+                                  size_t len)
+{
+	size_t room = sizeof(cl->pending) - cl->pending_len;
+
+	if (len > room)
+		len = room; /* the caller only reads while there is room */
+	memcpy(cl->pending + cl->pending_len, buf, len);
+	cl->pending_len += len;
+	monitor_console_input_flush(m, cl);
+}
+
+/* ---- requests ---- */
+
+static int monitor_reply(struct monitor_client *cl, char *line)
+{
+	size_t len, done = 0;
+
+	if (!line)
+		return -ENOMEM;
+	len = strlen(line);
+	while (done < len) {
+		/* Replies are small: a client whose buffer is full is not reading. */
+		ssize_t n = send(cl->fd, line + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(line);
+			monitor_client_close(cl);
+			return -EPIPE;
+		}
+		done += n;
+	}
+	free(line);
+	return 0;
+}
+
+static json_t *monitor_status(struct monitor *m, enum api_state state)
+{
+	json_t *res, *hv = json_null();
+	struct vm_guest_hv g;
+
+	if ((state == API_STATE_RUNNING || state == API_STATE_PAUSED ||
+	     state == API_STATE_STOPPING) &&
+	    vm_guest_hypervisor(m->vm, &g) == 0)
+		hv = json_pack("{s:b, s:i, s:i, s:i}", "active", g.active, "vcpus_svme",
+		               (int)g.vcpus_svme, "vcpus_vmxe", (int)g.vcpus_vmxe,
+		               "vcpus_guest_mode", (int)g.vcpus_guest_mode);
+	res = json_pack("{s:i, s:s, s:s, s:i, s:I, s:i, s:I, s:b, s:o, s:b}", "api_version",
+	                API_VERSION, "name", m->name, "state", api_state_name(state), "pid",
+	                (int)getpid(), "uptime_s", (json_int_t)(time(NULL) - m->started), "cpus",
+	                (int)m->def.cpus, "memory_mib", (json_int_t)m->def.memory_mib, "nested",
+	                m->def.nested, "guest_hypervisor", hv ? hv : json_null(),
+	                "console_attached", monitor_console_client(m) != NULL);
+	return res;
+}
+
+static void monitor_arm_stop_timer(struct monitor *m, unsigned int seconds)
+{
+	struct itimerspec its = {.it_value = {.tv_sec = seconds}};
+
+	if (timerfd_settime(m->timer_fd, 0, &its, NULL) < 0)
+		log_warn("cannot arm the stop timer: %s", strerror(errno));
+}
+
+static char *monitor_do_stop(struct monitor *m, const struct api_request *req, enum api_state state)
+{
+	const char *button;
+
+	if (state == API_STATE_PAUSED && !req->force)
+		return api_reply_error(req->id, API_ERR_STATE,
+		                       "the VM is paused and its guest cannot react to the power "
+		                       "button: resume it first, or stop it with force");
+	if (state == API_STATE_PAUSED) {
+		monitor_kill_vm(m, "forced off while paused (stop --force)");
+		return api_reply_ok(req->id, json_pack("{s:s, s:s}", "power_button", "not-pressed",
+		                                       "action", "killed"));
+	}
+	button = vm_power_button(m->vm) ? "pressed" : "ignored";
+	monitor_log(m, "power button %s (timeout %u s, force %s)", button, req->timeout_s,
+	            req->force ? "yes" : "no");
+	if (!strcmp(button, "ignored")) {
+		/* No OSPM listens: waiting is pointless. */
+		if (req->force) {
+			monitor_kill_vm(m, "forced off: the guest does not listen for the ACPI "
+			                   "power button (stop --force)");
+			return api_reply_ok(req->id, json_pack("{s:s, s:s}", "power_button", button,
+			                                       "action", "killed"));
+		}
+		return api_reply_ok(
+		    req->id, json_pack("{s:s, s:s}", "power_button", button, "action", "none"));
+	}
+	if (req->force && req->timeout_s == 0) {
+		monitor_kill_vm(m, "forced off at once (stop --force --timeout 0)");
+		return api_reply_ok(
+		    req->id, json_pack("{s:s, s:s}", "power_button", button, "action", "killed"));
+	}
+	m->stop_force = req->force;
+	m->stop_timeout = req->timeout_s;
+	if (req->timeout_s)
+		monitor_arm_stop_timer(m, req->timeout_s);
+	monitor_set_state(m, API_STATE_STOPPING);
+	return api_reply_ok(req->id,
+	                    json_pack("{s:s, s:s}", "power_button", button, "action", "waiting"));
+}
+
+/* The stop deadline passed with the guest still up. */
+static void monitor_stop_deadline(struct monitor *m)
+{
+	uint64_t expirations;
+	char reason[160];
+
+	if (read(m->timer_fd, &expirations, sizeof(expirations)) < 0)
+		return;
+	if (monitor_get_state(m) != API_STATE_STOPPING)
+		return;
+	if (m->stop_force) {
+		snprintf(reason, sizeof(reason),
+		         "forced off: the guest did not power off within %u s of the power button",
+		         m->stop_timeout);
+		monitor_kill_vm(m, reason);
+	} else {
+		monitor_log(m,
+		            "the guest did not power off within %u s of the power button; "
+		            "it keeps running",
+		            m->stop_timeout);
+		monitor_set_state(m, API_STATE_RUNNING);
+	}
+}
+
+/* One request line; returns the reply line (malloc'd). */
+static char *monitor_request(struct monitor *m, struct monitor_client *cl, const char *line,
+                             size_t len)
+{
+	enum api_state state = monitor_get_state(m);
+	struct api_request req;
+	struct api_error aerr;
+	char *reply;
+	char msg[160];
+	int r;
+
+	if (api_request_parse(line, len, &req, &aerr) < 0) {
+		reply = api_reply_error(req.id, aerr.code, aerr.message);
+		api_request_clear(&req);
+		return reply;
+	}
+	/* Before the VM exists, and while it ends, only status makes sense. */
+	if (req.cmd != API_CMD_STATUS &&
+	    (state == API_STATE_STARTING || state == API_STATE_OFF ||
+	     (state == API_STATE_STOPPING && req.cmd != API_CMD_STOP && req.cmd != API_CMD_KILL &&
+	      req.cmd != API_CMD_CONSOLE))) {
+		snprintf(msg, sizeof(msg), "'%s' is not possible while the VM is %s",
+		         api_cmd_name(req.cmd), api_state_name(state));
+		reply = api_reply_error(req.id, API_ERR_STATE, msg);
+		api_request_clear(&req);
+		return reply;
+	}
+	switch (req.cmd) {
+	case API_CMD_STATUS:
+		reply = api_reply_ok(req.id, monitor_status(m, state));
+		break;
+	case API_CMD_PAUSE:
+		if (state == API_STATE_PAUSED) {
+			reply = api_reply_ok(req.id, json_pack("{s:s}", "state", "paused"));
+			break;
+		}
+		r = vm_pause(m->vm);
+		if (r < 0) {
+			reply = api_reply_error(req.id, API_ERR_STATE, "the VM is stopping");
+			break;
+		}
+		monitor_set_state(m, API_STATE_PAUSED);
+		monitor_log(m, "paused");
+		reply = api_reply_ok(req.id, json_pack("{s:s}", "state", "paused"));
+		break;
+	case API_CMD_RESUME:
+		if (state == API_STATE_PAUSED) {
+			r = vm_resume(m->vm);
+			(void)r;
+			monitor_set_state(m, API_STATE_RUNNING);
+			monitor_log(m, "resumed");
+		}
+		reply = api_reply_ok(req.id, json_pack("{s:s}", "state", "running"));
+		break;
+	case API_CMD_STOP:
+		reply = monitor_do_stop(m, &req, state);
+		break;
+	case API_CMD_KILL:
+		monitor_kill_vm(m, "killed (nestvm kill)");
+		reply = api_reply_ok(req.id, json_pack("{s:s}", "action", "killed"));
+		break;
+	case API_CMD_CONSOLE:
+		if (monitor_console_client(m)) {
+			reply = api_reply_error(req.id, API_ERR_BUSY,
+			                        "another client has the console attached");
+			break;
+		}
+		reply = api_reply_ok(
+		    req.id, json_pack("{s:i}", "replay_bytes", req.replay ? (int)m->ring_len : 0));
+		if (monitor_reply(cl, reply) < 0) {
+			reply = NULL;
+			break;
+		}
+		cl->console = true;
+		if (req.replay) {
+			size_t first = MONITOR_CONSOLE_RING - m->ring_head;
+
+			if (first > m->ring_len)
+				first = m->ring_len;
+			monitor_console_send(cl, m->ring + m->ring_head, first);
+			if (cl->fd >= 0)
+				monitor_console_send(cl, m->ring, m->ring_len - first);
+		}
+		reply = NULL; /* already sent */
+		break;
+	default:
+		reply = api_reply_error(req.id, API_ERR_INTERNAL, "unhandled command");
+		break;
+	}
+	api_request_clear(&req);
+	if (!reply && !cl->console && cl->fd >= 0)
+		reply = api_reply_error(NULL, API_ERR_INTERNAL, "out of memory");
+	return reply;
+}
+
+/* Bytes from a client: requests, or console input once it attached. */
+static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
+{
+	char *where;
+	size_t space;
+	ssize_t n;
+
+	if (cl->console) {
+		char buf[MONITOR_CONSOLE_PENDING];
+		size_t room = sizeof(cl->pending) - cl->pending_len;
+
+		n = recv(cl->fd, buf, room < sizeof(buf) ? room : sizeof(buf), 0);
+		if (n <= 0) {
+			if (n == 0 || (errno != EINTR && errno != EAGAIN))
+				monitor_client_close(cl);
+			return;
+		}
+		monitor_console_input(m, cl, buf, n);
+		return;
+	}
+	space = api_framer_space(cl->in, &where);
+	n = recv(cl->fd, where, space, 0);
+	if (n <= 0) {
+		if (n == 0 || (errno != EINTR && errno != EAGAIN))
+			monitor_client_close(cl);
+		return;
+	}
+	api_framer_commit(cl->in, n);
+	while (cl->fd >= 0 && !cl->console) {
+		const char *line, *rest;
+		size_t len;
+		char *reply;
+
+		switch (api_framer_next(cl->in, &line, &len)) {
+		case API_FRAME_NONE:
+			return;
+		case API_FRAME_TOO_LONG:
+			reply = api_reply_error(NULL, API_ERR_TOO_LONG,
+			                        "a request line is at most 65535 bytes");
+			monitor_reply(cl, reply);
+			continue;
+		case API_FRAME_LINE:
+			reply = monitor_request(m, cl, line, len);
+			if (reply)
+				monitor_reply(cl, reply);
+			if (cl->fd >= 0 && cl->console) {
+				/* What followed the console request is console input. */
+				len = api_framer_pending(cl->in, &rest);
+				if (len > sizeof(cl->pending))
+					len = sizeof(cl->pending);
+				monitor_console_input(m, cl, rest, len);
+			}
+			continue;
+		}
+	}
+}
+
+static void monitor_accept(struct monitor *m)
+{
+	struct monitor_client *cl = NULL;
+	int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS && !cl; i++) {
+		if (m->clients[i].fd < 0)
+			cl = &m->clients[i];
+	}
+	if (cl) {
+		cl->in = malloc(sizeof(*cl->in));
+		if (cl->in) {
+			api_framer_init(cl->in);
+			cl->fd = fd;
+			cl->console = false;
+			cl->pending_len = 0;
+			return;
+		}
+	}
+	char *reply = api_reply_error(NULL, API_ERR_BUSY, "too many clients connected");
+
+	if (reply && send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("could not tell a client it was refused");
+	free(reply);
+	close(fd);
+}
+
+/* The control thread: everything but running the VM. */
+static void *monitor_control_thread(void *arg)
+{
+	enum { P_WAKE, P_LISTEN, P_CONSOLE, P_TIMER, P_CONIN, P_FIXED };
+	struct pollfd fds[P_FIXED + MONITOR_MAX_CLIENTS];
+	int owner[P_FIXED + MONITOR_MAX_CLIENTS];
+	struct monitor *m = arg;
+
+	while (!atomic_load(&m->quit)) {
+		struct monitor_client *con = monitor_console_client(m);
+		unsigned int n = P_FIXED;
+
+		fds[P_WAKE] = (struct pollfd){.fd = m->wake_fd, .events = POLLIN};
+		fds[P_LISTEN] = (struct pollfd){.fd = m->listen_fd, .events = POLLIN};
+		fds[P_CONSOLE] = (struct pollfd){.fd = m->con_out[0], .events = POLLIN};
+		fds[P_TIMER] = (struct pollfd){.fd = m->timer_fd, .events = POLLIN};
+		fds[P_CONIN] = (struct pollfd){.fd = con && con->pending_len ? m->con_in[1] : -1,
+		                               .events = POLLOUT};
+		for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++) {
+			struct monitor_client *cl = &m->clients[i];
+
+			/* A console client with a full input buffer waits for the UART. */
+			if (cl->fd < 0 || (cl->console && cl->pending_len == sizeof(cl->pending)))
+				continue;
+			fds[n] = (struct pollfd){.fd = cl->fd, .events = POLLIN};
+			owner[n++] = i;
+		}
+		if (poll(fds, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("control thread: poll failed: %s", strerror(errno));
+			break;
+		}
+		if (fds[P_CONSOLE].revents)
+			monitor_console_output(m);
+		if (fds[P_TIMER].revents & POLLIN)
+			monitor_stop_deadline(m);
+		if (con && (fds[P_CONIN].revents & (POLLOUT | POLLERR)))
+			monitor_console_input_flush(m, con);
+		for (unsigned int i = P_FIXED; i < n; i++) {
+			struct monitor_client *cl = &m->clients[owner[i]];
+
+			if (cl->fd >= 0 && fds[i].revents)
+				monitor_client_read(m, cl);
+		}
+		if (fds[P_LISTEN].revents & POLLIN)
+			monitor_accept(m);
+	}
+	/* The vCPUs are gone: whatever the guest printed last goes to the log. */
+	monitor_console_output(m);
+	return NULL;
+}
+
+/* ---- setup and teardown ---- */
+
+static int monitor_listen(struct monitor *m)
+{
+	struct sockaddr_un sa;
+	socklen_t len;
+	int dirfd, r;
+
+	if (store_path(m->st, m->name, "control.sock", m->sock_path, sizeof(m->sock_path)) < 0)
+		return -ENAMETOOLONG;
+	r = client_socket_addr(m->st, m->name, &sa, &len, &dirfd);
+	if (r < 0)
+		return r;
+	/* We hold the run lock: a socket file here is a dead monitor's. */
+	unlink(m->sock_path);
+	m->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (m->listen_fd < 0)
+		r = -errno;
+	else if (bind(m->listen_fd, (struct sockaddr *)&sa, len) < 0 ||
+	         chmod(m->sock_path, 0600) < 0 || listen(m->listen_fd, MONITOR_MAX_CLIENTS) < 0)
+		r = -errno;
+	if (dirfd >= 0)
+		close(dirfd);
+	if (r < 0)
+		log_error("control socket '%s': %s", m->sock_path, strerror(-r));
+	return r;
+}
+
+static int monitor_open_console(struct monitor *m)
+{
+	if (store_path(m->st, m->name, "console.log", m->con_log_path, sizeof(m->con_log_path)) < 0)
+		return -ENAMETOOLONG;
+	m->con_log_fd =
+	    open(m->con_log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (m->con_log_fd < 0)
+		log_warn("console log '%s': %s; console output is not kept", m->con_log_path,
+		         strerror(errno));
+	if (pipe2(m->con_out, O_CLOEXEC) < 0 || pipe2(m->con_in, O_CLOEXEC) < 0)
+		return -errno;
+	/* A roomy pipe, so a busy control thread rarely makes the UART drop output. */
+	if (fcntl(m->con_out[1], F_SETPIPE_SZ, MONITOR_CONSOLE_PIPE_SIZE) < 0)
+		log_debug("console pipe keeps its default size");
+	if (fcntl(m->con_out[0], F_SETFL, O_NONBLOCK) < 0 ||
+	    fcntl(m->con_in[1], F_SETFL, O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+static void monitor_close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void monitor_stop_thread(struct monitor *m)
+{
+	uint64_t one = 1;
+
+	if (!m->thread_started)
+		return;
+	atomic_store(&m->quit, true);
+	if (write(m->wake_fd, &one, sizeof(one)) < 0)
+		log_debug("control thread wake-up lost");
+	pthread_join(m->thread, NULL);
+	m->thread_started = false;
+}
+
+static void monitor_teardown(struct monitor *m)
+{
+	monitor_stop_thread(m);
+	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++)
+		monitor_client_close(&m->clients[i]);
+	if (m->listen_fd >= 0)
+		unlink(m->sock_path);
+	monitor_close_fd(&m->listen_fd);
+	monitor_close_fd(&m->wake_fd);
+	monitor_close_fd(&m->timer_fd);
+	monitor_close_fd(&m->con_log_fd);
+	monitor_close_fd(&m->ready_fd);
+}
+
+static void monitor_record_exit(struct monitor *m, int status, bool start_failed)
+{
+	struct store_exit ex = {.status = status, .at = time(NULL), .start_failed = start_failed};
+	char buf[96];
+
+	ex.crashed = !start_failed && (status == NESTVM_EXIT_CRASH || status == NESTVM_EXIT_ERROR);
+	pthread_mutex_lock(&m->lock);
+	if (start_failed)
+		snprintf(ex.reason, sizeof(ex.reason), "the VM could not start (see monitor.log)");
+	else if (status == NESTVM_EXIT_SIGNAL_BASE + SIGKILL && m->stop_reason[0])
+		snprintf(ex.reason, sizeof(ex.reason), "%s", m->stop_reason);
+	else
+		snprintf(ex.reason, sizeof(ex.reason), "%s",
+		         client_exit_describe(status, buf, sizeof(buf)));
+	pthread_mutex_unlock(&m->lock);
+	if (store_exit_write(m->st, m->name, &ex) < 0)
+		log_warn("cannot write last-exit.json");
+	monitor_log(m, "VM ended: %s (exit status %d)", ex.reason, status);
+}
+
+static void monitor_block_signals(void)
+{
+	sigset_t set;
+
+	/* Before any thread exists, so only vm_run()'s sigwaitinfo() sees these. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIG_VCPU_KICK);
+	sigaddset(&set, SIG_VM_STOPPED);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void monitor_ready(struct monitor *m)
+{
+	char msg[32];
+	int n = snprintf(msg, sizeof(msg), "ok %d\n", (int)getpid());
+
+	if (m->ready_fd >= 0 && write(m->ready_fd, msg, n) != n)
+		log_debug("the starting command is gone");
+	monitor_close_fd(&m->ready_fd);
+}
+
+int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd)
+{
+	struct monitor *m;
+	struct mgr_err err;
+	struct vm_config cfg;
+	char prefix[STORE_NAME_MAX + 16];
+	int r, status = NESTVM_EXIT_ERROR;
+
+	umask(077);
+	monitor_block_signals();
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		if (ready_fd >= 0)
+			close(ready_fd);
+		return NESTVM_EXIT_ERROR;
+	}
+	m->st = st;
+	m->name = name;
+	m->ready_fd = ready_fd;
+	m->listen_fd = m->wake_fd = m->timer_fd = m->con_log_fd = -1;
+	m->con_out[0] = m->con_out[1] = m->con_in[0] = m->con_in[1] = -1;
+	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++)
+		m->clients[i].fd = -1;
+	pthread_mutex_init(&m->lock, NULL);
+	m->started = time(NULL);
+	snprintf(prefix, sizeof(prefix), "nestvm[%s]", name);
+	log_set_prefix(prefix);
+	log_set_level(LOG_INFO);
+
+	if (lock_fd >= 0) {
+		/* Inherited from `start`: the same open file description already holds it. */
+		r = store_lock_take(lock_fd, STORE_LOCK_RUN);
+		if (r == 0 && fcntl(lock_fd, F_SETFD, FD_CLOEXEC) < 0)
+			r = -errno;
+		m->lock_fd = lock_fd;
+	} else {
+		r = store_lock_acquire(st, name, STORE_LOCK_RUN, 0, &err);
+		m->lock_fd = r;
+		if (r < 0)
+			log_error("%s", r == -EBUSY ? "the VM is already running" : err.msg);
+	}
+	if (r < 0) {
+		m->lock_fd = -1;
+		goto out;
+	}
+	monitor_log(m, "monitor pid %d starting", (int)getpid());
+	/* A new run: the last one's record would only mislead (a crash leaves none). */
+	store_exit_clear(st, name);
+	monitor_set_state(m, API_STATE_STARTING);
+	r = store_load(st, name, &m->def, &err);
+	if (r < 0) {
+		log_error("%s", err.msg);
+		goto failed;
+	}
+	m->wake_fd = eventfd(0, EFD_CLOEXEC);
+	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (m->wake_fd < 0 || m->timer_fd < 0) {
+		log_error("cannot create the monitor's event descriptors: %s", strerror(errno));
+		goto failed;
+	}
+	r = monitor_open_console(m);
+	if (r == 0)
+		r = monitor_listen(m);
+	if (r < 0)
+		goto failed;
+	if (pthread_create(&m->thread, NULL, monitor_control_thread, m) != 0) {
+		log_error("cannot start the control thread");
+		goto failed;
+	}
+	m->thread_started = true;
+
+	cfg = (struct vm_config){
+	    .kernel = m->def.kernel,
+	    .initrd = m->def.initrd,
+	    .cmdline = m->def.cmdline ? m->def.cmdline : "",
+	    .cpus = m->def.cpus,
+	    .memory = m->def.memory_mib << 20,
+	    .nested = m->def.nested,
+	    .hugepages = true,
+	    .pit = true,
+	    .console = VM_CONSOLE_FD,
+	    .console_in_fd = m->con_in[0],
+	    .console_out_fd = m->con_out[1],
+	    .kvm_path = "/dev/kvm",
+	};
+	if (m->def.nr_disks || m->def.nr_nics)
+		log_warn("the definition lists %u disk(s) and %u NIC(s); this nestvm does not "
+		         "attach them yet (no virtio devices), the VM runs without",
+		         m->def.nr_disks, m->def.nr_nics);
+	monitor_log(m, "creating the VM: %u vCPU(s), %llu MiB, nested %s, kernel %s", cfg.cpus,
+	            (unsigned long long)m->def.memory_mib, cfg.nested ? "on" : "off", cfg.kernel);
+	r = vm_create(&cfg, &m->vm);
+	if (r < 0)
+		goto failed;
+	monitor_set_state(m, API_STATE_RUNNING);
+	monitor_log(m, "running");
+	monitor_ready(m);
+
+	status = vm_run(m->vm);
+
+	monitor_set_state(m, API_STATE_STOPPING);
+	monitor_record_exit(m, status, false);
+	monitor_teardown(m);
+	goto out;
+failed:
+	monitor_record_exit(m, NESTVM_EXIT_ERROR, true);
+	monitor_teardown(m);
+	status = NESTVM_EXIT_ERROR;
+out:
+	store_runtime_clear(st, name);
+	monitor_close_fd(&m->ready_fd);
+	/* Before vm_destroy_at_exit() forks: its child must not hold the lock. */
+	store_lock_release(m->lock_fd);
+	if (m->vm)
+		vm_destroy_at_exit(m->vm);
+	monitor_close_fd(&m->con_out[0]);
+	monitor_close_fd(&m->con_out[1]);
+	monitor_close_fd(&m->con_in[0]);
+	monitor_close_fd(&m->con_in[1]);
+	vm_def_clear(&m->def);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	return status;
+}
+
+/* ---- spawning ---- */
+
+/* The monitor's log lines since @offset, indented, for an error message. */
+static void monitor_log_since(const char *path, off_t offset, char *buf, size_t len)
+{
+	char text[2048];
+	ssize_t n = -1;
+	size_t out = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	buf[0] = '\0';
+	if (fd >= 0) {
+		struct stat sb;
+
+		/* The last 2 KiB of what this start wrote. */
+		if (fstat(fd, &sb) == 0 && sb.st_size - offset > (off_t)sizeof(text) - 1)
+			offset = sb.st_size - (sizeof(text) - 1);
+		n = pread(fd, text, sizeof(text) - 1, offset);
+		close(fd);
+	}
+	if (n <= 0)
+		return;
+	text[n] = '\0';
+	for (char *line = strtok(text, "\n"); line && out + 8 < len; line = strtok(NULL, "\n")) {
+		int w = snprintf(buf + out, len - out, "\n  %s", line);
+
+		if (w < 0)
+			break;
+		out += (size_t)w < len - out ? (size_t)w : len - out - 1;
+	}
+}
+
+/* In the grandchild: become the monitor. Never returns. */
+static void monitor_exec(const struct store *st, const char *name, const char *exe, int lock_fd,
+                         int ready_fd, int log_fd)
+{
+	char lock_arg[16], ready_arg[16];
+	char *argv[] = {"nestvm",     "monitor", "--home", (char *)st->home, "--lock-fd", lock_arg,
+	                "--ready-fd", ready_arg, "--",     (char *)name,     NULL};
+	int null = open("/dev/null", O_RDONLY);
+
+	if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 ||
+	    dup2(log_fd, STDERR_FILENO) < 0)
+		_exit(127);
+	/* Only these two descriptors go on to the monitor. */
+	if (fcntl(lock_fd, F_SETFD, 0) < 0 || fcntl(ready_fd, F_SETFD, 0) < 0)
+		_exit(127);
+	snprintf(lock_arg, sizeof(lock_arg), "%d", lock_fd);
+	snprintf(ready_arg, sizeof(ready_arg), "%d", ready_fd);
+	execv(exe, argv);
+	fprintf(stderr, "nestvm[%s]: cannot run the monitor '%s': %s\n", name, exe,
+	        strerror(errno));
+	_exit(127);
+}
+
+int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *pid,
+                  struct mgr_err *err)
+{
+	char exe[PATH_MAX], log_path[STORE_PATH_MAX], msg[64] = "", lines[1800];
+	int ready[2] = {-1, -1}, log_fd = -1, r = 0;
+	size_t got = 0;
+	ssize_t len;
+	off_t offset;
+	pid_t child;
+
+	*pid = 0;
+	len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (len < 0)
+		return mgr_err_set(err, -errno, "cannot find the nestvm binary: %s",
+		                   strerror(errno));
+	exe[len] = '\0';
+	if (store_path(st, name, "monitor.log", log_path, sizeof(log_path)) < 0)
+		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (log_fd < 0)
+		return mgr_err_set(err, -errno, "cannot open '%s': %s", log_path, strerror(errno));
+	offset = lseek(log_fd, 0, SEEK_END);
+	if (pipe2(ready, O_CLOEXEC) < 0) {
+		r = mgr_err_set(err, -errno, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	child = fork();
+	if (child < 0) {
+		r = mgr_err_set(err, -errno, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (child == 0) {
+		/* Own session, then fork again: the monitor is no one's child and has no tty. */
+		if (setsid() < 0)
+			_exit(127);
+		child = fork();
+		if (child == 0)
+			monitor_exec(st, name, exe, lock_fd, ready[1], log_fd);
+		_exit(child < 0 ? 127 : 0);
+	}
+	close(ready[1]);
+	ready[1] = -1;
+	while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+		;
+	/* "ok PID\n" once the VM runs; EOF without it if it could not start. */
+	for (;;) {
+		struct pollfd p = {.fd = ready[0], .events = POLLIN};
+		int pr = poll(&p, 1, MONITOR_START_TIMEOUT_MS);
+
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		len = read(ready[0], msg + got, sizeof(msg) - 1 - got);
+		if (len < 0 && errno == EINTR)
+			continue;
+		if (len <= 0)
+			break;
+		got += len;
+		msg[got] = '\0';
+		if (strchr(msg, '\n') || got == sizeof(msg) - 1)
+			break;
+	}
+	if (r == 0 && !strncmp(msg, "ok ", 3)) {
+		*pid = (pid_t)atoi(msg + 3);
+		goto out;
+	}
+	monitor_log_since(log_path, offset, lines, sizeof(lines));
+	r = mgr_err_set(err, r == -ETIMEDOUT ? -ETIMEDOUT : -EIO,
+	                "VM '%s' did not start%s; from %s:%s", name,
+	                r == -ETIMEDOUT ? " within 60 s" : "", log_path,
+	                lines[0] ? lines : " (nothing logged)");
+out:
+	if (ready[0] >= 0)
+		close(ready[0]);
+	if (ready[1] >= 0)
+		close(ready[1]);
+	close(log_fd);
+	return r;
+}

@@ -1,0 +1,1039 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM store (see store.h): paths, definitions in JSON, atomic writes,
+ * the per-VM locks, and the runtime and exit records a monitor leaves.
+ *
+ * A definition file is user-editable and therefore untrusted: every field is
+ * checked for type and range, unknown fields are refused (a typo must not be
+ * silently ignored), and each error names the file and the field.
+ */
+#include "manager/store.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STORE_DEF_FILE "vm.json"
+#define STORE_LOCK_FILE "lock"
+#define STORE_RUNTIME_FILE "runtime.json"
+#define STORE_EXIT_FILE "last-exit.json"
+#define STORE_LOCK_POLL_MS 20
+#define STORE_TAIL_BYTES 65536
+
+int mgr_err_set(struct mgr_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* mkdir -p, the last component with @mode. */
+static int store_mkdirs(const char *path, mode_t mode)
+{
+	char buf[STORE_PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int store_default_home(char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+	int n;
+
+	if (geteuid() == 0)
+		n = snprintf(buf, len, "/var/lib/nestvm");
+	else if (xdg && xdg[0] == '/')
+		n = snprintf(buf, len, "%s/nestvm", xdg);
+	else if (home && home[0] == '/')
+		n = snprintf(buf, len, "%s/.local/share/nestvm", home);
+	else
+		return -ENOENT;
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int store_open(struct store *st, const char *home, struct mgr_err *err)
+{
+	char want[STORE_PATH_MAX];
+	int r;
+
+	if (!home || !*home)
+		home = getenv("NESTVM_HOME");
+	if (home && *home) {
+		if (strlen(home) >= sizeof(want))
+			return mgr_err_set(err, -ENAMETOOLONG, "NESTVM_HOME is too long");
+		strcpy(want, home);
+	} else if (store_default_home(want, sizeof(want)) < 0) {
+		return mgr_err_set(err, -ENOENT,
+		                   "cannot tell where VMs live: set NESTVM_HOME (or HOME)");
+	}
+	r = store_mkdirs(want, 0700);
+	if (r < 0)
+		return mgr_err_set(err, r, "cannot create the VM store '%s': %s", want,
+		                   strerror(-r));
+	/* Absolute from here on: the monitor and socket paths depend on it. */
+	if (!realpath(want, st->home))
+		return mgr_err_set(err, -errno, "VM store '%s': %s", want, strerror(errno));
+	return 0;
+}
+
+int store_check_name(const char *name, struct mgr_err *err)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	if (len == 0 || len > STORE_NAME_MAX || !isalnum((unsigned char)name[0]))
+		goto bad;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = name[i];
+
+		if (!(isalnum(c) || c == '.' || c == '_' || c == '-') || c >= 0x80)
+			goto bad;
+	}
+	return 0;
+bad:
+	return mgr_err_set(err, -EINVAL,
+	                   "invalid VM name '%.80s': use 1 to %d letters, digits, '.', '_' or "
+	                   "'-', starting with a letter or digit",
+	                   name ? name : "", STORE_NAME_MAX);
+}
+
+int store_path(const struct store *st, const char *name, const char *file, char *buf, size_t len)
+{
+	int n = file ? snprintf(buf, len, "%s/%s/%s", st->home, name, file)
+	             : snprintf(buf, len, "%s/%s", st->home, name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* ---- definitions ---- */
+
+/* A short rendering of a JSON value for "got ..." in messages. */
+static void def_describe(const json_t *v, char *buf, size_t len)
+{
+	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+	snprintf(buf, len, "%s", s ? s : "?");
+	if (s && strlen(s) >= len && len > 4)
+		strcpy(buf + len - 4, "...");
+	free(s);
+}
+
+static int def_fail(struct mgr_err *err, const char *file, const char *field, const json_t *got,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int def_fail(struct mgr_err *err, const char *file, const char *field, const json_t *got,
+                    const char *fmt, ...)
+{
+	char what[256], gotbuf[64] = "";
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (got)
+		def_describe(got, gotbuf, sizeof(gotbuf));
+	return mgr_err_set(err, -EINVAL, "%s: field '%s': %s%s%s", file, field, what,
+	                   got ? ", got " : "", gotbuf);
+}
+
+static int def_get_uint(const json_t *v, const char *file, const char *field, uint64_t min,
+                        uint64_t max, uint64_t *out, struct mgr_err *err)
+{
+	json_int_t x;
+
+	if (!json_is_integer(v))
+		return def_fail(err, file, field, v, "expected an integer from %llu to %llu",
+		                (unsigned long long)min, (unsigned long long)max);
+	x = json_integer_value(v);
+	if (x < 0 || (uint64_t)x < min || (uint64_t)x > max)
+		return def_fail(err, file, field, v, "expected an integer from %llu to %llu",
+		                (unsigned long long)min, (unsigned long long)max);
+	*out = (uint64_t)x;
+	return 0;
+}
+
+static int def_get_bool(const json_t *v, const char *file, const char *field, bool *out,
+                        struct mgr_err *err)
+{
+	if (!json_is_boolean(v))
+		return def_fail(err, file, field, v, "expected true or false");
+	*out = json_is_true(v);
+	return 0;
+}
+
+/* A string of printable characters (a path may hold any byte but control characters). */
+static int def_get_str(const json_t *v, const char *file, const char *field, bool path,
+                       bool nullable, char **out, struct mgr_err *err)
+{
+	const char *s;
+	size_t len;
+
+	if (nullable && json_is_null(v)) {
+		*out = NULL;
+		return 0;
+	}
+	if (!json_is_string(v))
+		return def_fail(err, file, field, v, "expected a string%s",
+		                nullable ? " or null" : "");
+	s = json_string_value(v);
+	len = json_string_length(v);
+	if (len == 0 && path)
+		return def_fail(err, file, field, NULL, "empty path");
+	if (len >= STORE_PATH_MAX || strlen(s) != len)
+		return def_fail(err, file, field, NULL, "too long or holds a NUL byte");
+	if (path && s[0] != '/')
+		return def_fail(err, file, field, v, "expected an absolute path");
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return def_fail(err, file, field, NULL, "holds a control character");
+	}
+	*out = strdup(s);
+	return *out ? 0 : mgr_err_set(err, -ENOMEM, "out of memory");
+}
+
+static bool def_mac_valid(const char *s)
+{
+	if (strlen(s) != STORE_MAC_LEN)
+		return false;
+	for (int i = 0; i < STORE_MAC_LEN; i++) {
+		if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	/* A unicast address: bit 0 of the first octet clear. */
+	return (strtoul(s, NULL, 16) & 1) == 0;
+}
+
+static int def_parse_disks(const json_t *a, const char *file, struct vm_def *def,
+                           struct mgr_err *err)
+{
+	char field[64];
+	size_t i;
+	json_t *d;
+
+	if (!json_is_array(a))
+		return def_fail(err, file, "disks", a, "expected an array");
+	if (json_array_size(a) > STORE_MAX_DISKS)
+		return def_fail(err, file, "disks", NULL, "at most %d disks", STORE_MAX_DISKS);
+	json_array_foreach(a, i, d)
+	{
+		struct vm_disk *disk = &def->disks[def->nr_disks];
+		const char *key;
+		json_t *v;
+		int r;
+
+		snprintf(field, sizeof(field), "disks[%zu]", i);
+		if (!json_is_object(d))
+			return def_fail(err, file, field, d, "expected an object {\"path\": ...}");
+		def->nr_disks++;
+		json_object_foreach(d, key, v)
+		{
+			snprintf(field, sizeof(field), "disks[%zu].%.20s", i, key);
+			if (!strcmp(key, "path"))
+				r = def_get_str(v, file, field, true, false, &disk->path, err);
+			else if (!strcmp(key, "readonly"))
+				r = def_get_bool(v, file, field, &disk->readonly, err);
+			else
+				r = def_fail(err, file, field, NULL, "unknown field");
+			if (r < 0)
+				return r;
+		}
+		if (!disk->path) {
+			snprintf(field, sizeof(field), "disks[%zu].path", i);
+			return def_fail(err, file, field, NULL, "missing");
+		}
+	}
+	return 0;
+}
+
+static int def_parse_nics(const json_t *a, const char *file, struct vm_def *def,
+                          struct mgr_err *err)
+{
+	char field[64];
+	size_t i;
+	json_t *n;
+
+	if (!json_is_array(a))
+		return def_fail(err, file, "nics", a, "expected an array");
+	if (json_array_size(a) > STORE_MAX_NICS)
+		return def_fail(err, file, "nics", NULL, "at most %d NICs", STORE_MAX_NICS);
+	json_array_foreach(a, i, n)
+	{
+		struct vm_nic *nic = &def->nics[def->nr_nics];
+		bool have_mac = false;
+		const char *key;
+		json_t *v;
+		int r = 0;
+
+		snprintf(field, sizeof(field), "nics[%zu]", i);
+		if (!json_is_object(n))
+			return def_fail(err, file, field, n, "expected an object {\"mac\": ...}");
+		def->nr_nics++;
+		json_object_foreach(n, key, v)
+		{
+			snprintf(field, sizeof(field), "nics[%zu].%.20s", i, key);
+			if (!strcmp(key, "mac")) {
+				if (!json_is_string(v) || !def_mac_valid(json_string_value(v)))
+					return def_fail(err, file, field, v,
+					                "expected a unicast MAC address "
+					                "like \"02:00:00:12:34:56\"");
+				strcpy(nic->mac, json_string_value(v));
+				have_mac = true;
+			} else if (!strcmp(key, "network")) {
+				r = def_get_str(v, file, field, false, true, &nic->network, err);
+				if (r == 0 && nic->network &&
+				    store_check_name(nic->network, NULL) < 0)
+					r = def_fail(err, file, field, v,
+					             "expected a network name (letters, digits, "
+					             "'.', '_', '-')");
+			} else {
+				r = def_fail(err, file, field, NULL, "unknown field");
+			}
+			if (r < 0)
+				return r;
+		}
+		if (!have_mac) {
+			snprintf(field, sizeof(field), "nics[%zu].mac", i);
+			return def_fail(err, file, field, NULL, "missing");
+		}
+	}
+	return 0;
+}
+
+static int def_parse_object(const json_t *root, const char *file, struct vm_def *def,
+                            struct mgr_err *err)
+{
+	bool have_cpus = false, have_memory = false, have_name = false;
+	const char *key;
+	json_t *v;
+	uint64_t n;
+	int r;
+
+	if (!json_is_object(root))
+		return mgr_err_set(err, -EINVAL, "%s: expected a JSON object at the top level",
+		                   file);
+	json_object_foreach((json_t *)root, key, v)
+	{
+		if (!strcmp(key, "format")) {
+			r = def_get_uint(v, file, key, 1, INT_MAX, &n, err);
+			if (r == 0 && n > STORE_FORMAT)
+				r = def_fail(err, file, key, v,
+				             "format %llu is newer than this nestvm reads (%d)",
+				             (unsigned long long)n, STORE_FORMAT);
+		} else if (!strcmp(key, "name")) {
+			if (!json_is_string(v) || store_check_name(json_string_value(v), NULL) < 0)
+				return def_fail(err, file, key, v, "expected a VM name");
+			strcpy(def->name, json_string_value(v));
+			have_name = true;
+			r = 0;
+		} else if (!strcmp(key, "cpus")) {
+			r = def_get_uint(v, file, key, 1, STORE_MAX_CPUS, &n, err);
+			def->cpus = n;
+			have_cpus = true;
+		} else if (!strcmp(key, "memory_mib")) {
+			r = def_get_uint(v, file, key, STORE_MIN_MEMORY_MIB, STORE_MAX_MEMORY_MIB,
+			                 &def->memory_mib, err);
+			have_memory = true;
+		} else if (!strcmp(key, "nested")) {
+			r = def_get_bool(v, file, key, &def->nested, err);
+		} else if (!strcmp(key, "kernel")) {
+			r = def_get_str(v, file, key, true, false, &def->kernel, err);
+		} else if (!strcmp(key, "initrd")) {
+			r = def_get_str(v, file, key, true, true, &def->initrd, err);
+		} else if (!strcmp(key, "cmdline")) {
+			r = def_get_str(v, file, key, false, true, &def->cmdline, err);
+		} else if (!strcmp(key, "disks")) {
+			r = def_parse_disks(v, file, def, err);
+		} else if (!strcmp(key, "nics")) {
+			r = def_parse_nics(v, file, def, err);
+		} else {
+			char field[64];
+
+			snprintf(field, sizeof(field), "%.40s", key);
+			r = def_fail(err, file, field, NULL,
+			             "unknown field (known: name, cpus, memory_mib, nested, "
+			             "kernel, initrd, cmdline, disks, nics)");
+		}
+		if (r < 0)
+			return r;
+	}
+	if (!have_name)
+		return def_fail(err, file, "name", NULL, "missing");
+	if (!have_cpus)
+		return def_fail(err, file, "cpus", NULL, "missing");
+	if (!have_memory)
+		return def_fail(err, file, "memory_mib", NULL, "missing");
+	if (!def->kernel)
+		return def_fail(err, file, "kernel", NULL, "missing");
+	return 0;
+}
+
+int vm_def_parse(const char *text, size_t len, const char *file, struct vm_def *def,
+                 struct mgr_err *err)
+{
+	json_error_t jerr;
+	json_t *root;
+	int r;
+
+	memset(def, 0, sizeof(*def));
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return mgr_err_set(err, -EINVAL, "%s:%d:%d: not valid JSON: %s", file, jerr.line,
+		                   jerr.column, jerr.text);
+	r = def_parse_object(root, file, def, err);
+	json_decref(root);
+	if (r < 0)
+		vm_def_clear(def);
+	return r;
+}
+
+int vm_def_validate(const struct vm_def *def, struct mgr_err *err)
+{
+	char *text = vm_def_format(def);
+	struct vm_def copy;
+	int r;
+
+	if (!text)
+		return mgr_err_set(err, -EINVAL, "cannot encode the definition of '%s'", def->name);
+	r = vm_def_parse(text, strlen(text), "definition", &copy, err);
+	free(text);
+	vm_def_clear(&copy);
+	return r;
+}
+
+char *vm_def_format(const struct vm_def *def)
+{
+	json_t *root, *disks, *nics;
+	char *text = NULL;
+
+	root = json_object();
+	disks = json_array();
+	nics = json_array();
+	if (!root || !disks || !nics)
+		goto out;
+	json_object_set_new(root, "format", json_integer(STORE_FORMAT));
+	json_object_set_new(root, "name", json_string(def->name));
+	json_object_set_new(root, "cpus", json_integer(def->cpus));
+	json_object_set_new(root, "memory_mib", json_integer((json_int_t)def->memory_mib));
+	json_object_set_new(root, "nested", json_boolean(def->nested));
+	json_object_set_new(root, "kernel", def->kernel ? json_string(def->kernel) : json_null());
+	json_object_set_new(root, "initrd", def->initrd ? json_string(def->initrd) : json_null());
+	json_object_set_new(root, "cmdline",
+	                    def->cmdline ? json_string(def->cmdline) : json_null());
+	for (unsigned int i = 0; i < def->nr_disks; i++)
+		json_array_append_new(disks, json_pack("{s:s?, s:b}", "path", def->disks[i].path,
+		                                       "readonly", def->disks[i].readonly));
+	for (unsigned int i = 0; i < def->nr_nics; i++)
+		json_array_append_new(nics, json_pack("{s:s, s:s?}", "mac", def->nics[i].mac,
+		                                      "network", def->nics[i].network));
+	json_object_set(root, "disks", disks);
+	json_object_set(root, "nics", nics);
+	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (text) {
+		/* A trailing newline, as editors leave it. */
+		size_t len = strlen(text);
+		char *t = realloc(text, len + 2);
+
+		if (!t) {
+			free(text);
+			text = NULL;
+		} else {
+			text = t;
+			memcpy(text + len, "\n", 2);
+		}
+	}
+out:
+	json_decref(disks);
+	json_decref(nics);
+	json_decref(root);
+	return text;
+}
+
+int vm_def_set_str(char **field, const char *value)
+{
+	char *copy = NULL;
+
+	if (value) {
+		copy = strdup(value);
+		if (!copy)
+			return -ENOMEM;
+	}
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+void vm_def_clear(struct vm_def *def)
+{
+	free(def->kernel);
+	free(def->initrd);
+	free(def->cmdline);
+	for (unsigned int i = 0; i < def->nr_disks; i++)
+		free(def->disks[i].path);
+	for (unsigned int i = 0; i < def->nr_nics; i++)
+		free(def->nics[i].network);
+	memset(def, 0, sizeof(*def));
+}
+
+/* ---- files ---- */
+
+int store_write_atomic(const char *path, const char *data, size_t len)
+{
+	char tmp[STORE_PATH_MAX + 32], dir[STORE_PATH_MAX];
+	static _Atomic unsigned int seq;
+	const char *slash;
+	size_t done = 0;
+	int fd, dfd, r = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%u", path, (int)getpid(), seq++) >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (done < len) {
+		ssize_t n = write(fd, data + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		done += n;
+	}
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(tmp);
+		return r;
+	}
+	/* The rename itself must survive a crash: fsync the directory. */
+	slash = strrchr(path, '/');
+	if (slash && (size_t)(slash - path) < sizeof(dir)) {
+		memcpy(dir, path, slash - path);
+		dir[slash == path ? 1 : slash - path] = '\0';
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			if (fsync(dfd) < 0)
+				r = -errno;
+			close(dfd);
+		}
+	}
+	return r;
+}
+
+int store_read_file(const char *path, size_t max, char **data, size_t *len)
+{
+	struct stat sb;
+	char *buf = NULL;
+	size_t done = 0;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if ((uint64_t)sb.st_size > max) {
+		r = -EFBIG;
+		goto out;
+	}
+	buf = malloc(max + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + done, max - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		done += n;
+		if (done == max) {
+			char c;
+
+			/* Grew past @max since the fstat(). */
+			if (read(fd, &c, 1) == 1) {
+				r = -EFBIG;
+				goto out;
+			}
+			break;
+		}
+	}
+	buf[done] = '\0';
+	*data = buf;
+	*len = done;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return r;
+}
+
+void store_log_tail(const char *path, unsigned int lines, char *buf, size_t len)
+{
+	char chunk[STORE_TAIL_BYTES + 1];
+	struct stat sb;
+	const char *start;
+	ssize_t n;
+	off_t off;
+	int fd;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &sb) < 0) {
+		close(fd);
+		return;
+	}
+	off = sb.st_size > STORE_TAIL_BYTES ? sb.st_size - STORE_TAIL_BYTES : 0;
+	n = pread(fd, chunk, STORE_TAIL_BYTES, off);
+	close(fd);
+	if (n <= 0)
+		return;
+	chunk[n] = '\0';
+	while (n > 0 && chunk[n - 1] == '\n')
+		chunk[--n] = '\0';
+	start = chunk + n;
+	for (unsigned int seen = 0; start > chunk; start--) {
+		if (start[-1] == '\n' && ++seen == lines)
+			break;
+	}
+	/* Keep the end if it does not fit. */
+	if (strlen(start) >= len)
+		start += strlen(start) - (len - 1);
+	snprintf(buf, len, "%s", start);
+}
+
+/* ---- VMs ---- */
+
+int store_create(const struct store *st, const struct vm_def *def, struct mgr_err *err)
+{
+	char dir[STORE_PATH_MAX], file[STORE_PATH_MAX];
+	char *text;
+	int r;
+
+	r = store_check_name(def->name, err);
+	if (r < 0)
+		return r;
+	r = vm_def_validate(def, err);
+	if (r < 0)
+		return r;
+	if (store_path(st, def->name, NULL, dir, sizeof(dir)) < 0 ||
+	    store_path(st, def->name, STORE_DEF_FILE, file, sizeof(file)) < 0)
+		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	/* mkdir is the atomic step: of two racing `new`s, one gets EEXIST. */
+	if (mkdir(dir, 0700) < 0) {
+		if (errno == EEXIST)
+			return mgr_err_set(err, -EEXIST, "a VM named '%s' already exists",
+			                   def->name);
+		return mgr_err_set(err, -errno, "cannot create '%s': %s", dir, strerror(errno));
+	}
+	text = vm_def_format(def);
+	r = text ? store_write_atomic(file, text, strlen(text)) : -ENOMEM;
+	free(text);
+	if (r < 0) {
+		rmdir(dir);
+		return mgr_err_set(err, r, "cannot write '%s': %s", file, strerror(-r));
+	}
+	return 0;
+}
+
+int store_load(const struct store *st, const char *name, struct vm_def *def, struct mgr_err *err)
+{
+	char file[STORE_PATH_MAX];
+	char *text;
+	size_t len;
+	int r;
+
+	memset(def, 0, sizeof(*def));
+	r = store_check_name(name, err);
+	if (r < 0)
+		return r;
+	if (store_path(st, name, STORE_DEF_FILE, file, sizeof(file)) < 0)
+		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	r = store_read_file(file, STORE_MAX_FILE, &text, &len);
+	if (r == -ENOENT) {
+		char dir[STORE_PATH_MAX];
+		struct stat sb;
+
+		if (store_path(st, name, NULL, dir, sizeof(dir)) == 0 && stat(dir, &sb) == 0)
+			return mgr_err_set(err, -EINVAL,
+			                   "%s: missing: VM '%s' has no definition (restore "
+			                   "it or 'nestvm remove %s')",
+			                   file, name, name);
+		return mgr_err_set(err, -ENOENT, "no VM named '%s' (see 'nestvm list')", name);
+	}
+	if (r < 0)
+		return mgr_err_set(err, r == -EFBIG ? -EINVAL : r, "%s: cannot read: %s", file,
+		                   r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+	r = vm_def_parse(text, len, file, def, err);
+	free(text);
+	if (r == 0 && strcmp(def->name, name)) {
+		mgr_err_set(err, -EINVAL,
+		            "%s: field 'name': \"%s\" does not match the VM's directory '%s'", file,
+		            def->name, name);
+		vm_def_clear(def);
+		r = -EINVAL;
+	}
+	return r;
+}
+
+int store_save(const struct store *st, const struct vm_def *def, struct mgr_err *err)
+{
+	char file[STORE_PATH_MAX];
+	char *text;
+	int r;
+
+	r = vm_def_validate(def, err);
+	if (r < 0)
+		return r;
+	if (store_path(st, def->name, STORE_DEF_FILE, file, sizeof(file)) < 0)
+		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	text = vm_def_format(def);
+	r = text ? store_write_atomic(file, text, strlen(text)) : -ENOMEM;
+	free(text);
+	if (r < 0)
+		return mgr_err_set(err, r, "cannot write '%s': %s", file, strerror(-r));
+	return 0;
+}
+
+static int store_name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+int store_list(const struct store *st, char (**names)[STORE_NAME_MAX + 1], struct mgr_err *err)
+{
+	char(*v)[STORE_NAME_MAX + 1] = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+
+	d = opendir(st->home);
+	if (!d)
+		return mgr_err_set(err, -errno, "cannot read the VM store '%s': %s", st->home,
+		                   strerror(errno));
+	while ((de = readdir(d))) {
+		struct stat sb;
+
+		if (store_check_name(de->d_name, NULL) < 0)
+			continue; /* ".", "..", a VM being removed, stray files */
+		if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(sb.st_mode))
+			continue;
+		if (n == cap) {
+			char(*nv)[STORE_NAME_MAX + 1];
+
+			cap = cap ? cap * 2 : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return mgr_err_set(err, -ENOMEM, "out of memory");
+			}
+			v = nv;
+		}
+		/* store_check_name() bounded the length. */
+		memcpy(v[n++], de->d_name, strlen(de->d_name) + 1);
+	}
+	closedir(d);
+	if (n)
+		qsort(v, n, sizeof(v[0]), store_name_cmp);
+	*names = v;
+	return (int)n;
+}
+
+static int store_remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (flag == FTW_DP)
+		return rmdir(path) < 0 ? -1 : 0;
+	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int store_remove(const struct store *st, const char *name, struct mgr_err *err)
+{
+	char dir[STORE_PATH_MAX], trash[STORE_PATH_MAX];
+	int n;
+
+	if (store_check_name(name, err) < 0)
+		return -EINVAL;
+	if (store_path(st, name, NULL, dir, sizeof(dir)) < 0)
+		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	n = snprintf(trash, sizeof(trash), "%s/.removing-%s-%d", st->home, name, (int)getpid());
+	if (n < 0 || (size_t)n >= sizeof(trash))
+		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	if (rename(dir, trash) < 0) {
+		if (errno == ENOENT)
+			return mgr_err_set(err, -ENOENT, "no VM named '%s'", name);
+		return mgr_err_set(err, -errno, "cannot remove '%s': %s", dir, strerror(errno));
+	}
+	if (nftw(trash, store_remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
+		return mgr_err_set(err, -errno,
+		                   "VM '%s' is gone, but '%s' could not be deleted: %s", name,
+		                   trash, strerror(errno));
+	return 0;
+}
+
+/* ---- locks ---- */
+
+static int store_lock_op(int fd, int cmd, enum store_lock_kind kind, short type, struct flock *out)
+{
+	struct flock fl = {
+	    .l_type = type,
+	    .l_whence = SEEK_SET,
+	    .l_start = kind,
+	    .l_len = 1,
+	    .l_pid = 0, /* required for OFD locks */
+	};
+	int r = fcntl(fd, cmd, &fl);
+
+	if (out)
+		*out = fl;
+	if (r < 0)
+		return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+	return 0;
+}
+
+int store_lock_take(int fd, enum store_lock_kind kind)
+{
+	return store_lock_op(fd, F_OFD_SETLK, kind, F_WRLCK, NULL);
+}
+
+int store_lock_acquire(const struct store *st, const char *name, enum store_lock_kind kind,
+                       int timeout_ms, struct mgr_err *err)
+{
+	char path[STORE_PATH_MAX];
+	struct stat a, b;
+	int fd, r, waited = 0;
+
+	if (store_check_name(name, err) < 0)
+		return -EINVAL;
+	if (store_path(st, name, STORE_LOCK_FILE, path, sizeof(path)) < 0)
+		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT)
+		return mgr_err_set(err, -ENOENT, "no VM named '%s' (see 'nestvm list')", name);
+	if (fd < 0)
+		return mgr_err_set(err, -errno, "cannot open the lock of VM '%s': %s", name,
+		                   strerror(errno));
+	for (;;) {
+		r = store_lock_take(fd, kind);
+		if (r != -EBUSY || waited >= timeout_ms)
+			break;
+		usleep(STORE_LOCK_POLL_MS * 1000);
+		waited += STORE_LOCK_POLL_MS;
+	}
+	if (r < 0) {
+		close(fd);
+		return mgr_err_set(err, r, "VM '%s' is busy: %s", name,
+		                   r == -EBUSY ? "another nestvm command holds it" : strerror(-r));
+	}
+	/* A `remove` may have taken the directory away while we waited. */
+	if (fstat(fd, &a) < 0 || stat(path, &b) < 0 || a.st_ino != b.st_ino ||
+	    a.st_dev != b.st_dev) {
+		close(fd);
+		return mgr_err_set(err, -ENOENT, "no VM named '%s' (it was just removed)", name);
+	}
+	return fd;
+}
+
+int store_lock_held(const struct store *st, const char *name, enum store_lock_kind kind)
+{
+	char path[STORE_PATH_MAX];
+	struct flock fl;
+	int fd, r;
+
+	if (store_path(st, name, STORE_LOCK_FILE, path, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	r = store_lock_op(fd, F_OFD_GETLK, kind, F_WRLCK, &fl);
+	close(fd);
+	if (r < 0)
+		return r;
+	return fl.l_type != F_UNLCK;
+}
+
+void store_lock_release(int fd)
+{
+	/* Closing the only descriptor of the description drops its OFD locks. */
+	if (fd >= 0)
+		close(fd);
+}
+
+/* ---- runtime and exit records ---- */
+
+static int store_record_write(const struct store *st, const char *name, const char *file,
+                              json_t *obj)
+{
+	char path[STORE_PATH_MAX];
+	char *text;
+	int r;
+
+	if (!obj)
+		return -ENOMEM;
+	if (store_path(st, name, file, path, sizeof(path)) < 0) {
+		json_decref(obj);
+		return -ENAMETOOLONG;
+	}
+	text = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	if (!text)
+		return -ENOMEM;
+	r = store_write_atomic(path, text, strlen(text));
+	free(text);
+	return r;
+}
+
+static json_t *store_record_read(const struct store *st, const char *name, const char *file, int *r)
+{
+	char path[STORE_PATH_MAX];
+	json_t *obj;
+	char *text;
+	size_t len;
+
+	if (store_path(st, name, file, path, sizeof(path)) < 0) {
+		*r = -ENAMETOOLONG;
+		return NULL;
+	}
+	*r = store_read_file(path, STORE_MAX_FILE, &text, &len);
+	if (*r < 0)
+		return NULL;
+	obj = json_loadb(text, len, 0, NULL);
+	free(text);
+	if (!json_is_object(obj)) {
+		json_decref(obj);
+		*r = -EINVAL;
+		return NULL;
+	}
+	return obj;
+}
+
+int store_runtime_write(const struct store *st, const char *name, const struct store_runtime *rt)
+{
+	return store_record_write(st, name, STORE_RUNTIME_FILE,
+	                          json_pack("{s:i, s:I, s:s}", "pid", (int)rt->pid, "started",
+	                                    (json_int_t)rt->started, "state", rt->state));
+}
+
+int store_runtime_read(const struct store *st, const char *name, struct store_runtime *rt)
+{
+	json_t *obj = NULL;
+	json_int_t started = 0;
+	const char *state = "";
+	int pid = 0, r;
+
+	memset(rt, 0, sizeof(*rt));
+	obj = store_record_read(st, name, STORE_RUNTIME_FILE, &r);
+	if (!obj)
+		return r;
+	/* Hand-edited or torn: keep what parses. */
+	if (json_unpack(obj, "{s?i, s?I, s?s}", "pid", &pid, "started", &started, "state", &state) <
+	    0)
+		r = -EINVAL;
+	rt->pid = pid;
+	rt->started = started;
+	snprintf(rt->state, sizeof(rt->state), "%s", state);
+	json_decref(obj);
+	return r;
+}
+
+void store_runtime_clear(const struct store *st, const char *name)
+{
+	char path[STORE_PATH_MAX];
+
+	if (store_path(st, name, STORE_RUNTIME_FILE, path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+void store_exit_clear(const struct store *st, const char *name)
+{
+	char path[STORE_PATH_MAX];
+
+	if (store_path(st, name, STORE_EXIT_FILE, path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+int store_exit_write(const struct store *st, const char *name, const struct store_exit *ex)
+{
+	return store_record_write(st, name, STORE_EXIT_FILE,
+	                          json_pack("{s:i, s:I, s:b, s:b, s:s}", "status", ex->status, "at",
+	                                    (json_int_t)ex->at, "crashed", ex->crashed,
+	                                    "start_failed", ex->start_failed, "reason",
+	                                    ex->reason));
+}
+
+int store_exit_read(const struct store *st, const char *name, struct store_exit *ex)
+{
+	json_t *obj;
+	json_int_t at = 0;
+	const char *reason = "";
+	int status = 0, crashed = 0, start_failed = 0, r;
+
+	memset(ex, 0, sizeof(*ex));
+	obj = store_record_read(st, name, STORE_EXIT_FILE, &r);
+	if (!obj)
+		return r;
+	if (json_unpack(obj, "{s?i, s?I, s?b, s?b, s?s}", "status", &status, "at", &at, "crashed",
+	                &crashed, "start_failed", &start_failed, "reason", &reason) < 0)
+		r = -EINVAL;
+	ex->status = status;
+	ex->at = at;
+	ex->crashed = crashed;
+	ex->start_failed = start_failed;
+	snprintf(ex->reason, sizeof(ex->reason), "%s", reason);
+	json_decref(obj);
+	return r;
+}
