@@ -2,6 +2,7 @@
 /* `nestvm run`: one VM in the foreground. */
 #include "arch/x86/acpi.h"
 #include "cli/cli.h"
+#include "cli/opts_virtio.h"
 #include "core/exit_status.h"
 #include "core/log.h"
 #include "core/vm.h"
@@ -31,6 +32,9 @@ static const char run_usage[] =
 	"  --hugepages on|off   back guest RAM with transparent huge pages (default on)\n"
 	"  --pit on|off         in-kernel i8254 timer (default on; Linux on KVM runs without)\n"
 	"  --kvm PATH           KVM device (default /dev/kvm)\n"
+	"  --disk PATH[,readonly][,io=uring|threads]\n"
+	"                       raw disk image as a virtio-blk device (repeatable, up to 8)\n"
+	"  --rng                virtio-rng entropy device (from the host's getrandom)\n"
 	"  -v, --verbose        say what the monitor does; twice for debug output\n"
 	"\n"
 	"Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
@@ -55,7 +59,7 @@ static uint64_t run_host_memory(void)
 int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NESTED,
-	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM, OPT_PIT };
+	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM, OPT_PIT, OPT_DISK, OPT_RNG };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -67,6 +71,8 @@ int cmd_run(int argc, char **argv)
 		{"hugepages", required_argument, NULL, OPT_HUGEPAGES},
 		{"kvm", required_argument, NULL, OPT_KVM},
 		{"pit", required_argument, NULL, OPT_PIT},
+		{"disk", required_argument, NULL, OPT_DISK},
+		{"rng", no_argument, NULL, OPT_RNG},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -140,6 +146,17 @@ int cmd_run(int argc, char **argv)
 			break;
 		case OPT_KVM:
 			cfg.kvm_path = optarg;
+			break;
+		case OPT_DISK:
+			if (cfg.nr_disks == VM_MAX_DISKS)
+				return run_usage_error("--disk '%s': at most 8 disks", optarg);
+			if (cli_parse_disk(optarg, &cfg.disks[cfg.nr_disks]) < 0)
+				return run_usage_error(
+					"--disk '%s': give PATH[,readonly][,io=uring|threads]", optarg);
+			cfg.nr_disks++;
+			break;
+		case OPT_RNG:
+			cfg.rng = true;
 			break;
 		case 'v':
 			verbose++;

@@ -278,8 +278,15 @@ int machine_create_devices(struct vm *vm)
 	if (r == 0)
 		r = machine_create_pci(vm);
 	if (r == 0)
+		r = machine_create_virtio(vm);
+	if (r == 0)
 		r = machine_add(&vm->pio, PORT_POST, 1, machine_ignore_io, vm, "post");
 	return r;
+}
+
+void machine_stop_devices(struct vm *vm)
+{
+	machine_stop_virtio(vm);
 }
 
 void machine_destroy_devices(struct vm *vm)
@@ -299,6 +306,7 @@ void machine_destroy_devices(struct vm *vm)
 	i8042_destroy(vm->i8042);
 	rtc_destroy(vm->rtc);
 	acpi_pm_destroy(vm->pm);
+	machine_destroy_virtio(vm);
 	pci_host_destroy(vm->pci);
 	if (vm->console_fd >= 0)
 		close(vm->console_fd);

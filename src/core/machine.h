@@ -15,6 +15,20 @@ int machine_create_devices(struct vm *vm) __attribute__((warn_unused_result));
 /* machine_write_acpi - build the ACPI tables at LAYOUT_ACPI; returns the RSDP address or 0. */
 uint64_t machine_write_acpi(struct vm *vm);
 
+/*
+ * machine_stop_devices - stop every device thread that reads or writes guest
+ * memory and close the disk images; before guest memory goes away.
+ */
+void machine_stop_devices(struct vm *vm);
+
+/*
+ * machine_create_virtio, machine_stop_virtio, machine_destroy_virtio - the
+ * virtio PCI devices of vm->cfg (core/machine_virtio.c).
+ */
+int machine_create_virtio(struct vm *vm) __attribute__((warn_unused_result));
+void machine_stop_virtio(struct vm *vm);
+void machine_destroy_virtio(struct vm *vm);
+
 /* machine_destroy_devices - free what machine_create_devices made. */
 void machine_destroy_devices(struct vm *vm);
 

@@ -467,6 +467,8 @@ void vm_destroy_at_exit(struct vm *vm)
 			munmap(vm->vcpus[i].run, vm->sys.vcpu_mmap_size);
 		vm->vcpus[i].run = NULL;
 	}
+	/* Device threads stop and disk images close before memory and the fork below. */
+	machine_stop_devices(vm);
 	guest_mem_destroy(&vm->mem);
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		goto sync;

@@ -23,6 +23,9 @@ struct i8042;
 struct rtc;
 struct acpi_pm;
 struct pci_host;
+struct machine_virtio;
+
+#define VM_MAX_DISKS 8 /* --disk */
 
 /*
  * Where COM1 goes: the monitor's stdin/stdout, a file (output only), nowhere,
@@ -45,6 +48,15 @@ struct vm_config {
 	int console_in_fd;	  /* VM_CONSOLE_FD; not owned */
 	int console_out_fd;	  /* VM_CONSOLE_FD; not owned */
 	const char *kvm_path;	  /* default /dev/kvm */
+
+	/* Virtio devices on PCI (core/machine_virtio.c). */
+	struct vm_disk_config {
+		const char *path;
+		bool readonly;
+		int engine; /* enum disk_engine (backends/disk.h): 0 auto */
+	} disks[VM_MAX_DISKS];
+	unsigned int nr_disks;
+	bool rng; /* --rng */
 };
 
 struct vcpu {
@@ -79,6 +91,7 @@ struct vm {
 	struct rtc *rtc;
 	struct acpi_pm *pm;
 	struct pci_host *pci;
+	struct machine_virtio *virtio; /* core/machine_virtio.c */
 	int console_fd;	     /* --console file:PATH */
 	int console_wake_fd; /* eventfd: the UART has room for input, or stop */
 	pthread_t console_thread;

@@ -40,6 +40,7 @@ struct virtio_blk {
 	struct virtio_device vdev;
 	struct virtq vq;
 	struct disk *disk;
+	bool readonly;
 	uint64_t capacity; /* sectors */
 	uint8_t config[VIRTIO_BLK_CFG_SIZE];
 	char id[VIRTIO_BLK_ID_BYTES];
@@ -134,7 +135,7 @@ static void blk_handle_zeroes(struct virtio_blk *blk, struct blk_req *req, uint3
 	uint32_t nr, flags;
 	enum disk_op op;
 
-	if (blk->disk->readonly) {
+	if (blk->readonly) {
 		blk_req_complete(blk, req, VIRTIO_BLK_S_IOERR);
 		return;
 	}
@@ -207,7 +208,7 @@ static void blk_handle(struct virtio_blk *blk, struct blk_req *req)
 		return;
 	case VIRTIO_BLK_T_OUT:
 		data_len = vr->out_len - BLK_HDR_SIZE;
-		if (blk->disk->readonly || !blk_range_ok(blk, sector, data_len) ||
+		if (blk->readonly || !blk_range_ok(blk, sector, data_len) ||
 		    !blk_slice(req, false, BLK_HDR_SIZE, data_len)) {
 			blk_req_complete(blk, req, VIRTIO_BLK_S_IOERR);
 			return;
@@ -312,7 +313,8 @@ static void blk_reset(struct virtio_device *vdev)
 
 	/* Nothing may write guest memory after the reset: wait for the disk. */
 	blk->resetting = true;
-	disk_drain(blk->disk);
+	if (blk->disk)
+		disk_drain(blk->disk);
 	blk->resetting = false;
 	blk->need_notify = false;
 	blk->starved = false;
@@ -366,6 +368,7 @@ int virtio_blk_create(const struct virtio_blk_params *params, struct virtio_blk 
 		virtio_blk_destroy(blk);
 		return r;
 	}
+	blk->readonly = params->readonly;
 	blk->capacity = blk->disk->size >> BLK_SECTOR_SHIFT;
 	if (blk->disk->size & (DISK_SECTOR_SIZE - 1))
 		log_warn("disk %s: size is not a multiple of 512; the last %llu bytes are unused",
@@ -415,12 +418,20 @@ struct disk *virtio_blk_disk(struct virtio_blk *blk)
 	return blk->disk;
 }
 
-void virtio_blk_destroy(struct virtio_blk *blk)
+void virtio_blk_close_disk(struct virtio_blk *blk)
 {
 	if (!blk)
 		return;
 	blk->resetting = true;
 	disk_close(blk->disk);
+	blk->disk = NULL;
+}
+
+void virtio_blk_destroy(struct virtio_blk *blk)
+{
+	if (!blk)
+		return;
+	virtio_blk_close_disk(blk);
 	free(blk->reqs);
 	free(blk);
 }

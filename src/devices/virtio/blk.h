@@ -78,6 +78,13 @@ struct virtio_device *virtio_blk_vdev(struct virtio_blk *blk);
 struct disk *virtio_blk_disk(struct virtio_blk *blk);
 
 /*
+ * virtio_blk_close_disk - drain, flush and close the image once the transport
+ * is stopped (virtio_pci_stop()), so that its lock goes with it; the device
+ * itself stays until virtio_blk_destroy(). Idempotent.
+ */
+void virtio_blk_close_disk(struct virtio_blk *blk);
+
+/*
  * virtio_blk_destroy - close the image (after draining and flushing) and
  * free. Destroy the transport first. NULL is a no-op.
  */

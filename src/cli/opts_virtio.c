@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/* `nestvm run` options for virtio devices: --disk. See opts_virtio.h. */
+#include "cli/opts_virtio.h"
+
+#include "backends/disk.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Undo the in-place split so that an error message can quote the argument. */
+static int opts_fail(char *arg, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!arg[i])
+			arg[i] = ',';
+	return -EINVAL;
+}
+
+int cli_parse_disk(char *arg, struct vm_disk_config *out)
+{
+	size_t len = strlen(arg);
+	char *save = NULL, *word;
+
+	memset(out, 0, sizeof(*out));
+	out->engine = DISK_ENGINE_AUTO;
+	if (arg[0] == ',')
+		return -EINVAL;
+	word = strtok_r(arg, ",", &save);
+	if (!word)
+		return -EINVAL;
+	out->path = word;
+	while ((word = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(word, "readonly") || !strcmp(word, "ro"))
+			out->readonly = true;
+		else if (!strcmp(word, "io=auto"))
+			out->engine = DISK_ENGINE_AUTO;
+		else if (!strcmp(word, "io=uring") || !strcmp(word, "io=io_uring"))
+			out->engine = DISK_ENGINE_URING;
+		else if (!strcmp(word, "io=threads"))
+			out->engine = DISK_ENGINE_THREADS;
+		else
+			return opts_fail(arg, len);
+	}
+	return 0;
+}

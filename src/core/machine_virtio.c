@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM's virtio devices on PCI bus 0: one virtio PCI function per --disk,
+ * --rng, --vsock. Each gets a 32 KiB BAR0 placed, as firmware would, in the
+ * 32-bit MMIO window (LAYOUT_PCI_MMIO32, upwards from its start), MSI-X
+ * interrupts sent with KVM_SIGNAL_MSI, and its queue notifications as
+ * KVM ioeventfds.
+ */
+#include "core/machine.h"
+
+#include "arch/x86/layout.h"
+#include "core/log.h"
+#include "devices/pci/pci_host.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/virtio_pci.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MACHINE_VIRTIO_MAX (VM_MAX_DISKS + 4)
+
+struct machine_virtio {
+	struct vm *vm;
+	uint64_t mmio_next; /* next free BAR address in the 32-bit window */
+	bool ioeventfd;     /* KVM_CAP_IOEVENTFD */
+	struct virtio_blk *blk[VM_MAX_DISKS];
+	struct virtio_rng *rng;
+	struct virtio_pci *pci[MACHINE_VIRTIO_MAX];
+	unsigned int nr_pci;
+	char serial[VM_MAX_DISKS][VIRTIO_BLK_ID_BYTES + 1];
+};
+
+/* KVM_SIGNAL_MSI: one MSI message to the in-kernel local APICs. */
+static int machine_msi_send(void *opaque, uint64_t addr, uint32_t data)
+{
+	struct machine_virtio *mv = opaque;
+	struct kvm_msi msi = {
+	    .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32), .data = data};
+	int r = kvm_ioctl(mv->vm->fd, KVM_SIGNAL_MSI, &msi);
+
+	return r < 0 ? r : 0;
+}
+
+/* KVM_IOEVENTFD: @fd is signalled by KVM itself on a @len-byte write to @gpa. */
+static int machine_ioeventfd(void *opaque, uint64_t gpa, uint32_t len, int fd, bool assign)
+{
+	struct machine_virtio *mv = opaque;
+	struct kvm_ioeventfd io = {
+	    .addr = gpa, .len = len, .fd = fd, .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN};
+
+	return kvm_ioctl(mv->vm->fd, KVM_IOEVENTFD, &io);
+}
+
+/* Wrap @vdev in a virtio PCI function with its BAR placed and put it on the bus. */
+static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *vdev)
+{
+	struct virtio_pci_config cfg = {
+	    .mem = &mv->vm->mem,
+	    .msi_send = machine_msi_send,
+	    .ioeventfd = mv->ioeventfd ? machine_ioeventfd : NULL,
+	    .opaque = mv,
+	};
+	struct virtio_pci *vp;
+	int r;
+
+	if (mv->nr_pci == MACHINE_VIRTIO_MAX ||
+	    mv->mmio_next + VIRTIO_PCI_BAR_SIZE > LAYOUT_PCI_MMIO32 + LAYOUT_PCI_MMIO32_SIZE)
+		return -ENOSPC;
+	cfg.bar_addr = mv->mmio_next;
+	r = virtio_pci_create(vdev, &cfg, &vp);
+	if (r < 0) {
+		log_error("cannot create the %s device: %s", vdev->name, strerror(-r));
+		return r;
+	}
+	mv->pci[mv->nr_pci++] = vp;
+	r = pci_host_add_device(mv->vm->pci, virtio_pci_device(vp));
+	if (r < 0) {
+		log_error("cannot put %s on PCI bus 0: %s", vdev->name, strerror(-r));
+		return r;
+	}
+	mv->mmio_next += VIRTIO_PCI_BAR_SIZE;
+	log_info("%s at PCI 00:%02x.0, BAR0 0x%llx", vdev->name,
+	         PCI_DEVFN_DEV(virtio_pci_device(vp)->devfn), (unsigned long long)cfg.bar_addr);
+	return 0;
+}
+
+static int machine_create_disks(struct machine_virtio *mv)
+{
+	const struct vm_config *cfg = &mv->vm->cfg;
+
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		struct virtio_blk_params p = {
+		    .path = cfg->disks[i].path,
+		    .readonly = cfg->disks[i].readonly,
+		    .engine = (enum disk_engine)cfg->disks[i].engine,
+		    .serial = mv->serial[i],
+		};
+		int r;
+
+		snprintf(mv->serial[i], sizeof(mv->serial[i]), "nestvm-disk%u", i % VM_MAX_DISKS);
+		r = virtio_blk_create(&p, &mv->blk[i]);
+		if (r == 0)
+			r = machine_add_virtio(mv, virtio_blk_vdev(mv->blk[i]));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int machine_create_virtio(struct vm *vm)
+{
+	struct machine_virtio *mv;
+	int r;
+
+	if (!vm->cfg.nr_disks && !vm->cfg.rng)
+		return 0;
+	if (!kvm_check_cap(vm->fd, KVM_CAP_SIGNAL_MSI)) {
+		log_error("this KVM cannot inject MSIs (no KVM_CAP_SIGNAL_MSI): no virtio devices");
+		return -ENOTSUP;
+	}
+	mv = calloc(1, sizeof(*mv));
+	if (!mv)
+		return -ENOMEM;
+	mv->vm = vm;
+	mv->mmio_next = LAYOUT_PCI_MMIO32;
+	mv->ioeventfd = kvm_check_cap(vm->fd, KVM_CAP_IOEVENTFD) > 0;
+	vm->virtio = mv;
+	r = machine_create_disks(mv);
+	if (r == 0 && vm->cfg.rng) {
+		r = virtio_rng_create(&mv->rng);
+		if (r == 0)
+			r = machine_add_virtio(mv, virtio_rng_vdev(mv->rng));
+	}
+	return r;
+}
+
+void machine_stop_virtio(struct vm *vm)
+{
+	struct machine_virtio *mv = vm->virtio;
+
+	if (!mv)
+		return;
+	for (unsigned int i = 0; i < mv->nr_pci; i++)
+		virtio_pci_stop(mv->pci[i]);
+	/* Release the images (and their locks) now, not when a forked child exits. */
+	for (unsigned int i = 0; i < VM_MAX_DISKS; i++)
+		virtio_blk_close_disk(mv->blk[i]);
+}
+
+void machine_destroy_virtio(struct vm *vm)
+{
+	struct machine_virtio *mv = vm->virtio;
+
+	if (!mv)
+		return;
+	/* Transports first: they stop the I/O threads and reset the devices. */
+	for (unsigned int i = 0; i < mv->nr_pci; i++)
+		virtio_pci_destroy(mv->pci[i]);
+	for (unsigned int i = 0; i < VM_MAX_DISKS; i++)
+		virtio_blk_destroy(mv->blk[i]);
+	virtio_rng_destroy(mv->rng);
+	free(mv);
+	vm->virtio = NULL;
+}
