@@ -9,6 +9,8 @@
  *                           PWRBTN_EN, ACPI 6.5 §4.8.3.1), so the monitor sees
  *                           an OSPM listening, and powers off (S5, as
  *                           test=poweroff does) once PM1_STS.PWRBTN_STS is set.
+ *   test=idle button=ignore enables the event too, but never acts on it: a
+ *                           guest that listens and does not power off.
  *   test=idle echo=on       echoes console input back, one line at a time, as
  *                           "probe: echo: <line>".
  *
@@ -70,19 +72,23 @@ int test_idle(void)
 {
 	const char *button = param_get("button"), *echo = param_get("echo");
 	bool want_button = button && strcmp(button, "on") == 0;
+	bool ignore_button = button && strcmp(button, "ignore") == 0;
 	bool want_echo = echo && strcmp(echo, "on") == 0;
 	uint16_t pm1 = 0;
 	char line[IDLE_LINE_MAX + 1];
 	unsigned int len = 0;
 
-	if (want_button) {
+	if (want_button || ignore_button) {
 		pm1 = idle_pm1_evt_port();
 		if (!pm1)
 			return probe_fail("button=on: no PM1a event block in the FADT");
 		outw(pm1, PM1_STS_PWRBTN); /* write 1 to clear a stale press */
 		outw(pm1 + PM1_EN_OFFSET, inw(pm1 + PM1_EN_OFFSET) | PM1_EN_PWRBTN);
 	}
-	printf("probe: test=idle: up (button=%s echo=%s)\n", want_button ? "on" : "off",
+	printf("probe: test=idle: up (button=%s echo=%s)\n",
+	       want_button     ? "on"
+	       : ignore_button ? "ignore"
+	                       : "off",
 	       want_echo ? "on" : "off");
 	if (!want_button && !want_echo)
 		probe_syscall(SYS_HALT, 0, 0);

@@ -21,6 +21,7 @@
 #define STOP_EXTRA_WAIT_MS 15000 /* beyond the timeout: the monitor's own teardown */
 #define KILL_WAIT_MS 15000
 #define LOCK_FREE_WAIT_MS 5000
+#define START_CONNECT_WAIT_MS 5000
 
 static const char start_usage[] =
     "usage: nestvm start NAME\n"
@@ -115,8 +116,13 @@ static int power_connect(const char *cmd, const struct store *st, const char *na
 		                    api_state_name(vs.state));
 	}
 	client_vm_status_clear(&vs);
-	if (client_connect(st, name, c, &err) < 0)
-		return cli_vm_error(cmd, "%s", err.msg);
+	/* A `start` may not have got its monitor listening yet: give it a moment. */
+	for (int waited = 0; client_connect(st, name, c, &err) < 0; waited += 50) {
+		if (waited >= START_CONNECT_WAIT_MS ||
+		    store_lock_held(st, name, STORE_LOCK_RUN) <= 0)
+			return cli_vm_error(cmd, "%s", err.msg);
+		usleep(50000);
+	}
 	return -1;
 }
 

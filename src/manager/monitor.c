@@ -79,6 +79,7 @@ struct monitor {
 
 	pthread_mutex_t lock;
 	enum api_state state;  /* under lock */
+	bool abort_start;      /* under lock: killed while starting */
 	char stop_reason[160]; /* under lock: set when the monitor kills the VM */
 };
 
@@ -381,6 +382,16 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 
 	if (api_request_parse(line, len, &req, &aerr) < 0) {
 		reply = api_reply_error(req.id, aerr.code, aerr.message);
+		api_request_clear(&req);
+		return reply;
+	}
+	/* Killed before the VM exists: it will not run. */
+	if (req.cmd == API_CMD_KILL && state == API_STATE_STARTING) {
+		pthread_mutex_lock(&m->lock);
+		m->abort_start = true;
+		snprintf(m->stop_reason, sizeof(m->stop_reason), "killed while starting");
+		pthread_mutex_unlock(&m->lock);
+		reply = api_reply_ok(req.id, json_pack("{s:s}", "action", "killed"));
 		api_request_clear(&req);
 		return reply;
 	}
@@ -823,11 +834,19 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	r = vm_create(&cfg, &m->vm);
 	if (r < 0)
 		goto failed;
-	monitor_set_state(m, API_STATE_RUNNING);
-	monitor_log(m, "running");
-	monitor_ready(m);
-
-	status = vm_run(m->vm);
+	pthread_mutex_lock(&m->lock);
+	if (!m->abort_start)
+		m->state = API_STATE_RUNNING;
+	pthread_mutex_unlock(&m->lock);
+	if (monitor_get_state(m) == API_STATE_RUNNING) {
+		monitor_set_state(m, API_STATE_RUNNING);
+		monitor_log(m, "running");
+		monitor_ready(m);
+		status = vm_run(m->vm);
+	} else {
+		monitor_log(m, "killed while starting: the VM does not run");
+		status = NESTVM_EXIT_SIGNAL_BASE + SIGKILL;
+	}
 
 	monitor_set_state(m, API_STATE_STOPPING);
 	monitor_record_exit(m, status, false);

@@ -1,0 +1,366 @@
+#!/bin/sh
+# The VM manager (new, list, show, set, start, stop, kill, pause, resume,
+# console, remove, nested enable) against the probe guest on this host's
+# /dev/kvm, in a temporary NESTVM_HOME. Covers the lifecycle, Hyper-V's
+# rules (CPUs, memory, nesting change only while off), two CLIs racing on one
+# VM, a monitor killed with SIGKILL, malformed control requests, and broken
+# definitions. Prints "N passed, N failed" last; exit 77 without /dev/kvm.
+set -u
+cd "$(dirname "$0")/../.."
+NESTVM=${NESTVM:-build/asan/nestvm}
+case $NESTVM in /*) ;; *) NESTVM=$(pwd)/$NESTVM ;; esac
+PROBE=$(pwd)/build/guest/probe.elf
+LINUX=$(ls /boot/vmlinuz-* 2>/dev/null | head -1)
+T=$(mktemp -d /tmp/nestvm-manager.XXXXXX)
+export NESTVM_HOME="$T/home"
+pass=0
+fail=0
+
+if [ ! -w /dev/kvm ] || [ ! -x "$NESTVM" ] || [ ! -f "$PROBE" ]; then
+	echo "skip: needs a writable /dev/kvm, $NESTVM and $PROBE"
+	rm -rf "$T"
+	exit 77
+fi
+
+# Kill the monitors this test started (by pid, from their runtime records).
+cleanup() {
+	for rt in "$T"/home/*/runtime.json "$T"/long*/*/*/*/runtime.json; do
+		[ -f "$rt" ] || continue
+		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$rt")
+		[ -n "$pid" ] && [ "$pid" -gt 0 ] && kill -9 "$pid" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() {
+	fail=$((fail + 1))
+	echo "FAIL $1"
+	[ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | head -30
+}
+
+# nv ARGS: run nestvm (stdout and stderr to $T/out), return its status.
+nv() { timeout 60 "$NESTVM" "$@" >"$T/out" 2>&1 </dev/null; }
+
+# expect NAME STATUS PATTERN -- ARGS: exit status and a line matching PATTERN.
+expect() {
+	name=$1 want=$2 pattern=$3
+	shift 4
+	nv "$@"
+	rc=$?
+	if [ "$rc" -eq "$want" ] && grep -q -- "$pattern" "$T/out"; then
+		ok "$name (exit $rc)"
+	else
+		bad "$name: exit $rc (want $want), output should match '$pattern':"
+	fi
+}
+
+state_of() { timeout 30 "$NESTVM" show "$1" 2>/dev/null | sed -n 's/^state: *\([a-z]*\).*/\1/p'; }
+monitor_pid() { timeout 30 "$NESTVM" show "$1" 2>/dev/null | sed -n 's/^state:.*monitor pid \([0-9]*\).*/\1/p'; }
+
+# wait_state VM STATE [SECONDS]
+wait_state() {
+	i=0
+	while [ "$i" -lt $((${3:-10} * 10)) ]; do
+		[ "$(state_of "$1")" = "$2" ] && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+check_state() { # NAME VM STATE
+	s=$(state_of "$2")
+	if [ "$s" = "$3" ]; then ok "$1: $2 is $3"; else bad "$1: $2 is '$s', want $3"; fi
+}
+
+# ---- every verb has --help ----
+for verb in new list show set start stop kill pause resume console remove; do
+	nv "$verb" --help
+	rc=$?
+	if [ "$rc" -eq 0 ] && grep -q "^usage: nestvm $verb" "$T/out"; then :; else
+		bad "$verb --help (exit $rc)"
+		continue
+	fi
+done
+nv nested --help && grep -q "nested enable NAME" "$T/out" && ok "--help of every verb" || bad "nested --help"
+
+# ---- new and its input errors ----
+expect "new" 0 "created VM 'vm1': 2 vCPUs, 64 MiB, nested off" -- \
+	new vm1 --kernel "$PROBE" --cmdline "test=idle" --cpus 2 --memory 64M
+expect "new: duplicate name" 1 "a VM named 'vm1' already exists" -- new vm1 --kernel "$PROBE"
+expect "new: bad name" 2 "invalid VM name '../x'" -- new ../x --kernel "$PROBE"
+expect "new: missing kernel file" 2 "kernel '/nonexistent': No such file" -- new x --kernel /nonexistent
+expect "new: no --kernel" 2 "kernel PATH is required" -- new x
+expect "new: --cpus 0" 2 "cpus '0'" -- new x --kernel "$PROBE" --cpus 0
+expect "new: --memory 1M" 2 "too small" -- new x --kernel "$PROBE" --memory 1M
+expect "new: --memory 64T" 2 "more than this host" -- new x --kernel "$PROBE" --memory 64T
+expect "new: bad --nic" 2 "nic 'xx'" -- new x --kernel "$PROBE" --nic xx
+expect "new: unknown option" 2 "unknown or incomplete option '--frob'" -- new x --kernel "$PROBE" --frob
+expect "new with a disk and NICs" 0 "created VM 'dev'" -- \
+	new dev --kernel "$PROBE" --memory 32M --disk "$PROBE,ro" --nic auto --nic 02:00:00:00:00:01,network=lan
+expect "show lists devices" 0 "nic 1: *02:00:00:00:00:01 network lan" -- show dev
+expect "list: off" 0 "^vm1 *off *2 *64 MiB *off *-" -- list
+expect "list --json" 0 '"state": "off"' -- list --json
+expect "show: off" 0 "^state: *off" -- show vm1
+expect "show: no such VM" 1 "no VM named 'nosuch'" -- show nosuch
+expect "start: no such VM" 1 "no VM named 'nosuch'" -- start nosuch
+
+# ---- lifecycle: start, pause, resume, stop, kill, remove ----
+expect "start" 0 "started VM 'vm1' (monitor pid [0-9]*)" -- start vm1
+check_state "after start" vm1 running
+expect "list: running, no guest hypervisor" 0 "^vm1 *running *2 *64 MiB *off *no" -- list
+expect "show: running with pid" 0 "^state: *running (monitor pid [0-9]*, up" -- show vm1
+expect "show: guest hypervisor" 0 "^guest hypervisor: no" -- show vm1
+sock="$NESTVM_HOME/vm1/control.sock"
+if [ "$(stat -c %a "$sock" 2>/dev/null)" = 600 ]; then ok "control socket mode 0600"; else bad "control socket mode $(stat -c %a "$sock" 2>&1)"; fi
+expect "pause" 0 "VM 'vm1' is paused" -- pause vm1
+check_state "after pause" vm1 paused
+expect "list: paused, guest state still readable" 0 "^vm1 *paused .* no" -- list
+expect "pause twice" 0 "paused" -- pause vm1
+expect "stop while paused needs --force" 1 "paused" -- stop vm1
+expect "resume" 0 "VM 'vm1' is running" -- resume vm1
+check_state "after resume" vm1 running
+expect "stop: guest ignores the power button" 1 "does not listen for the ACPI power button" -- stop vm1
+check_state "stop without --force leaves it" vm1 running
+expect "stop --force" 0 "is off: forced off" -- stop --force --timeout 5 vm1
+check_state "after stop --force" vm1 off
+expect "show: last exit" 0 "^last exit: .*forced off" -- show vm1
+expect "start again" 0 "started VM 'vm1'" -- start vm1
+expect "kill" 0 "VM 'vm1' is off: killed" -- kill vm1
+check_state "after kill" vm1 off
+expect "kill when off" 0 "already off" -- kill vm1
+expect "pause when off" 1 "is off, not running" -- pause vm1
+expect "resume when off" 1 "is off, not running" -- resume vm1
+expect "console when off" 1 "is off, not running" -- console vm1
+
+# A guest that listens for the power button powers off by itself.
+nv new btn --kernel "$PROBE" --cmdline "test=idle button=on echo=on" --memory 32M
+expect "start a guest that listens for the button" 0 "started" -- start btn
+expect "stop: ACPI power button" 0 "VM 'btn' is off: the guest powered off" -- stop btn
+expect "show: powered off" 0 "^last exit: .*the guest powered off (status 0)" -- show btn
+
+# A guest that listens for the button but does not power off: the timeout, then --force.
+nv new deaf --kernel "$PROBE" --cmdline "test=idle button=ignore" --memory 32M
+nv start deaf
+expect "stop: the guest does not power off in time" 1 "did not power off within 1s and keeps running" -- \
+	stop --timeout 1 deaf
+check_state "stop timed out without --force" deaf running
+expect "stop --force after the timeout" 0 "forced off: the guest did not power off within 1 s" -- \
+	stop --timeout 1 --force deaf
+check_state "stop --force after the timeout" deaf off
+nv remove deaf
+
+# ---- console ----
+nv start btn
+{ sleep 1; printf 'hello console\n'; sleep 2; } | timeout 20 "$NESTVM" console btn >"$T/out" 2>&1
+rc=$?
+if [ "$rc" -eq 0 ] && grep -q "probe: test=idle: up" "$T/out" && grep -q "probe: echo: hello console" "$T/out"; then
+	ok "console: replay and typed input echoed by the guest"
+else
+	bad "console (exit $rc)"
+fi
+if grep -q "probe: echo: hello console" "$NESTVM_HOME/btn/console.log"; then ok "console.log keeps the console"; else bad "console.log"; fi
+{ sleep 3; } | timeout 20 "$NESTVM" console --no-replay btn >"$T/c1" 2>&1 &
+c1=$!
+sleep 1
+expect "second console is refused" 1 "another client has the console attached" -- console btn
+wait $c1
+expect "console detached, VM still runs" 0 "^state: *running" -- show btn
+nv kill btn
+
+# ---- Hyper-V's rules: CPUs, memory and nesting only while off ----
+nv start vm1
+expect "set --cpus while running" 1 "VM 'vm1' is running: --cpus can be changed only while it is off" -- set vm1 --cpus 4
+expect "set --memory while running" 1 "--memory can be changed only while it is off" -- set vm1 --memory 128M
+expect "set --nested while running" 1 "--nested can be changed only while it is off" -- set vm1 --nested on
+expect "set --add-disk while running" 1 "--add-disk can be changed only while it is off" -- set vm1 --add-disk "$PROBE"
+expect "set the same value while running" 0 "cpus 2" -- set vm1 --cpus 2
+expect "set --cmdline while running" 0 "apply at the next start" -- set vm1 --cmdline "test=idle x=1"
+expect "remove while running" 1 "it can be removed only while it is off" -- remove vm1
+expect "start while running" 1 "VM 'vm1' is already running" -- start vm1
+expect "running VM keeps its CPUs" 0 "^vm1 *running *2 " -- list
+nv kill vm1
+expect "set while off" 0 "VM 'vm1': cpus 3, memory 128 MiB, nested on" -- set vm1 --cpus 3 --memory 128M --nested on
+expect "set: bad value" 2 "cpus '300'" -- set vm1 --cpus 300
+expect "set: nothing to change" 2 "nothing to change" -- set vm1
+nv set vm1 --nested off
+
+# ---- two CLIs racing on one VM ----
+for round in 1 2 3; do
+	"$NESTVM" start vm1 >"$T/s1" 2>&1 &
+	p1=$!
+	"$NESTVM" start vm1 >"$T/s2" 2>&1 &
+	p2=$!
+	wait $p1
+	r1=$?
+	wait $p2
+	r2=$?
+	monitors=$(ps -eo args | grep -c "^[^ ]*nestvm monitor .*-- vm1$")
+	if [ $((r1 + r2)) -eq 1 ] && [ "$monitors" -eq 1 ] && cat "$T/s1" "$T/s2" | grep -q "already"; then
+		ok "racing starts, round $round: one started, one refused, one monitor"
+	else
+		cat "$T/s1" "$T/s2" >"$T/out"
+		bad "racing starts, round $round: exits $r1 and $r2, $monitors monitors"
+	fi
+	nv kill vm1
+done
+"$NESTVM" set vm1 --cpus 1 >/dev/null 2>&1 &
+p1=$!
+"$NESTVM" set vm1 --cpus 2 >/dev/null 2>&1 &
+p2=$!
+wait $p1
+r1=$?
+wait $p2
+r2=$?
+cpus=$(sed -n 's/.*"cpus": *\([0-9]*\).*/\1/p' "$NESTVM_HOME/vm1/vm.json")
+if [ "$r1" -eq 0 ] && [ "$r2" -eq 0 ] && { [ "$cpus" = 1 ] || [ "$cpus" = 2 ]; } && nv show vm1; then
+	ok "racing sets are serialized (cpus $cpus, definition intact)"
+else
+	bad "racing sets: exits $r1 $r2, cpus '$cpus'"
+fi
+for delay in 0 0.02 0.05; do
+	"$NESTVM" start vm1 >"$T/s1" 2>&1 &
+	p1=$!
+	sleep $delay
+	expect "kill racing a start (after ${delay}s)" 0 "is off\|already off" -- kill vm1
+	wait $p1
+	nv kill vm1
+	check_state "kill racing a start (after ${delay}s)" vm1 off
+done
+
+# ---- a monitor killed with SIGKILL shows as crashed, and starts again ----
+nv start vm1
+pid=$(monitor_pid vm1)
+if [ -n "$pid" ] && kill -9 "$pid"; then
+	sleep 0.3
+	check_state "monitor killed with SIGKILL" vm1 crashed
+	expect "show: crashed with the last log lines" 0 "died without recording why" -- show vm1
+	grep -q "^last monitor log lines:" "$T/out" && grep -q "monitor pid $pid starting" "$T/out" &&
+		ok "show: the crashed run's log lines" || bad "show: log lines of the crashed run"
+	expect "list: crashed" 0 "^vm1 *crashed" -- list
+	expect "start after a crash" 0 "started VM 'vm1'" -- start vm1
+	check_state "after restart" vm1 running
+else
+	bad "no monitor pid for vm1"
+fi
+
+# ---- malformed requests get an error reply; the VM keeps running ----
+{
+	echo '{"cmd":"status","id":1}'
+	echo 'not json'
+	echo '{"cmd":"frobnicate","id":"x"}'
+	echo '[1,2,3]'
+	echo '{"cmd":5}'
+	echo '{"cmd":"stop","timeout":-1}'
+	echo '{"cmd":"stop","force":"yes"}'
+	echo '{"cmd":"pause","extra":true}'
+	echo '{"cmd":"status","cmd":"kill"}'
+	printf '{"cmd":"kill\\u0000"}\n'
+	printf '{"cmd":"kill"\0}\n'
+	echo '{"cmd":"status","id":{"deep":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}}'
+	echo '{"id":"'"$(head -c 300 /dev/zero | tr '\0' x)"'","cmd":"status"}'
+	echo
+	echo '{"cmd":"status","id":2}'
+} >"$T/requests"
+nv api vm1 <"$T/requests"
+timeout 30 "$NESTVM" api vm1 <"$T/requests" >"$T/out" 2>&1
+lines=$(wc -l <"$T/requests")
+replies=$(grep -c '^{"ok":' "$T/out")
+errors=$(grep -c '^{"ok":false,.*"error":{"code":"[a-z-]*","message":' "$T/out")
+if [ "$replies" -eq "$lines" ] && [ "$errors" -eq $((lines - 2)) ] && tail -1 "$T/out" | grep -q '"ok":true,"id":2'; then
+	ok "malformed requests: $errors error replies, one per line, and the next request works"
+else
+	bad "malformed requests: $replies replies and $errors errors for $lines lines"
+fi
+grep -q '"id":"x".*unknown-command' "$T/out" && ok "an error reply echoes the id" || bad "id echo"
+{ head -c 70000 /dev/zero | tr '\0' a; echo; echo '{"cmd":"status"}'; } >"$T/long"
+timeout 30 "$NESTVM" api vm1 <"$T/long" >"$T/out" 2>&1
+grep -q "request-too-long" "$T/out" && grep -q '"state":"running"' "$T/out" &&
+	ok "a 70000-byte line: request-too-long, then the next request works" || bad "long request line"
+head -c 20000 /dev/urandom >"$T/random"
+timeout 30 "$NESTVM" api vm1 <"$T/random" >/dev/null 2>&1
+check_state "after random bytes on the control socket" vm1 running
+nv kill vm1
+
+# ---- broken definitions: clear errors, other VMs unaffected ----
+nv new broken --kernel "$PROBE" --memory 32M
+sed -i 's/"cpus": 1/"cpus": "two"/' "$NESTVM_HOME/broken/vm.json"
+nv new torn --kernel "$PROBE" --memory 32M
+printf '{"name": "torn", "cpus": ' >"$NESTVM_HOME/torn/vm.json"
+nv start vm1
+nv list
+rc=$?
+if [ "$rc" -eq 0 ] && grep -q "broken/vm.json: field 'cpus': expected an integer from 1 to 254, got \"two\"" "$T/out" &&
+	grep -q "torn/vm.json:1:.*not valid JSON" "$T/out" && grep -q "^vm1 *running" "$T/out" &&
+	grep -q "^broken *off *?" "$T/out"; then
+	ok "list: broken definitions named by file and field, other VMs listed"
+else
+	bad "list with broken definitions (exit $rc)"
+fi
+expect "show a broken VM" 1 "broken/vm.json: field 'cpus'" -- show broken
+expect "start a broken VM" 1 "broken/vm.json: field 'cpus'" -- start broken
+expect "set a broken VM" 1 "field 'cpus'" -- set broken --cpus 2
+expect "another VM still works" 0 "VM 'vm1' is paused" -- pause vm1
+nv kill vm1
+expect "remove a broken VM" 0 "removed VM 'broken'" -- remove broken
+rm "$NESTVM_HOME/torn/vm.json"
+expect "a VM without vm.json" 1 "torn/vm.json: missing" -- start torn
+nv remove torn
+
+# ---- nested enable ----
+nv new nest --kernel "$PROBE" --memory 256M
+expect "nested enable: what is wrong" 1 "\[FAIL\] nested *off" -- nested enable nest
+grep -q "\[FAIL\] cpus *1 vCPU" "$T/out" && grep -q "\[FAIL\] memory *256 MiB" "$T/out" &&
+	grep -q "nested virtualization on this host" "$T/out" && ok "nested enable: cpus, memory and host checks" ||
+	bad "nested enable report"
+nv set nest --cmdline "test=idle"
+nv start nest
+expect "nested enable --yes on a running VM" 1 "its settings can be fixed only while it is off" -- nested enable nest --yes
+nv kill nest
+nv nested enable nest --yes
+expect "nested enable --yes fixed the VM" 0 "^nested: *on" -- show nest
+grep -q "^cpus: *2" "$T/out" && grep -q "^memory: *1 GiB" "$T/out" && ok "nested enable --yes: 2 vCPUs, 1 GiB" ||
+	bad "nested enable --yes values"
+if ! grep -q -w -e svm -e vmx /proc/cpuinfo; then
+	expect "start --nested on where KVM cannot nest" 1 "neither VT-x nor AMD-V" -- start nest
+	check_state "a VM that could not start" nest off
+	expect "show: why it did not start" 0 "could not start" -- show nest
+fi
+
+# ---- a long NESTVM_HOME: the control socket path exceeds sun_path ----
+long="$T/long-$(head -c 60 /dev/zero | tr '\0' d)/$(head -c 60 /dev/zero | tr '\0' e)"
+NESTVM_HOME=$long nv new lv --kernel "$PROBE" --cmdline test=idle --memory 32M
+NESTVM_HOME=$long nv start lv
+if NESTVM_HOME=$long nv show lv && grep -q "^state: *running" "$T/out" &&
+	NESTVM_HOME=$long nv kill lv; then
+	ok "a ${#long}-byte NESTVM_HOME works"
+else
+	bad "long NESTVM_HOME"
+fi
+
+# ---- a Linux kernel as a running guest (it crawls here, but runs) ----
+if [ -n "$LINUX" ]; then
+	nv new linux --kernel "$LINUX" --cmdline "console=ttyS0" --cpus 2 --memory 256M
+	expect "start a Linux guest" 0 "started VM 'linux'" -- start linux
+	expect "show: Linux guest running" 0 "^state: *running" -- show linux
+	expect "list: Linux guest's hypervisor state" 0 "^linux *running *2 *256 MiB *off *no" -- list
+	expect "kill the Linux guest" 0 "is off: killed" -- kill linux
+fi
+
+expect "remove" 0 "removed VM 'vm1'" -- remove vm1
+expect "list after remove" 0 "^NAME" -- list
+if grep -q "^vm1 " "$T/out"; then bad "vm1 still listed"; else ok "vm1 is gone"; fi
+expect "remove again" 1 "no VM named 'vm1'" -- remove vm1
+
+# No sanitizer report in any monitor's log.
+if cat "$NESTVM_HOME"/*/monitor.log | grep -q -e "ERROR: AddressSanitizer" -e "runtime error" -e "LeakSanitizer"; then
+	grep -h -A5 -e "ERROR: AddressSanitizer" -e "runtime error" -e "LeakSanitizer" "$NESTVM_HOME"/*/monitor.log >"$T/out"
+	bad "sanitizer reports in monitor logs"
+else
+	ok "no sanitizer report in the monitor logs"
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
