@@ -35,6 +35,10 @@ static const char run_usage[] =
 	"  --disk PATH[,readonly][,io=uring|threads]\n"
 	"                       raw disk image as a virtio-blk device (repeatable, up to 8)\n"
 	"  --rng                virtio-rng entropy device (from the host's getrandom)\n"
+	"  --vsock CID[,socket=PATH]\n"
+	"                       virtio-vsock with guest CID (3 or more); host programs reach the\n"
+	"                       guest through the UNIX socket PATH (default\n"
+	"                       /tmp/nestvm-vsock-CID.sock), guests reach PATH_PORT\n"
 	"  -v, --verbose        say what the monitor does; twice for debug output\n"
 	"\n"
 	"Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
@@ -59,7 +63,8 @@ static uint64_t run_host_memory(void)
 int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NESTED,
-	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM, OPT_PIT, OPT_DISK, OPT_RNG };
+	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM, OPT_PIT, OPT_DISK, OPT_RNG,
+	       OPT_VSOCK };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -73,6 +78,7 @@ int cmd_run(int argc, char **argv)
 		{"pit", required_argument, NULL, OPT_PIT},
 		{"disk", required_argument, NULL, OPT_DISK},
 		{"rng", no_argument, NULL, OPT_RNG},
+		{"vsock", required_argument, NULL, OPT_VSOCK},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -157,6 +163,12 @@ int cmd_run(int argc, char **argv)
 			break;
 		case OPT_RNG:
 			cfg.rng = true;
+			break;
+		case OPT_VSOCK:
+			if (cli_parse_vsock(optarg, &cfg.vsock_cid, &cfg.vsock_socket) < 0)
+				return run_usage_error(
+					"--vsock '%s': give CID[,socket=PATH], CID from 3 to 4294967294",
+					optarg);
 			break;
 		case 'v':
 			verbose++;

@@ -16,4 +16,11 @@
  */
 int cli_parse_disk(char *arg, struct vm_disk_config *out) __attribute__((warn_unused_result));
 
+/*
+ * cli_parse_vsock - "CID[,socket=PATH]" (--vsock): a guest CID from 3 to
+ * 0xfffffffe, and the host-side socket. Returns 0 or -EINVAL.
+ */
+int cli_parse_vsock(char *arg, uint32_t *cid, const char **socket)
+    __attribute__((warn_unused_result));
+
 #endif

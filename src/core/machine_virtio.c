@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The VM's virtio devices on PCI bus 0: one virtio PCI function per --disk,
- * --rng, --vsock. Each gets a 32 KiB BAR0 placed, as firmware would, in the
+ * and one each for --rng and --vsock. Each gets a 32 KiB BAR0 placed, as firmware would, in the
  * 32-bit MMIO window (LAYOUT_PCI_MMIO32, upwards from its start), MSI-X
  * interrupts sent with KVM_SIGNAL_MSI, and its queue notifications as
  * KVM ioeventfds.
@@ -14,6 +14,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_pci.h"
+#include "devices/virtio/vsock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@ struct machine_virtio {
 	bool ioeventfd;     /* KVM_CAP_IOEVENTFD */
 	struct virtio_blk *blk[VM_MAX_DISKS];
 	struct virtio_rng *rng;
+	struct virtio_vsock *vsock;
 	struct virtio_pci *pci[MACHINE_VIRTIO_MAX];
 	unsigned int nr_pci;
 	char serial[VM_MAX_DISKS][VIRTIO_BLK_ID_BYTES + 1];
@@ -110,12 +112,33 @@ static int machine_create_disks(struct machine_virtio *mv)
 	return 0;
 }
 
+static int machine_create_vsock(struct machine_virtio *mv)
+{
+	const struct vm_config *cfg = &mv->vm->cfg;
+	struct virtio_vsock_params p = {.guest_cid = cfg->vsock_cid, .socket = cfg->vsock_socket};
+	char path[64];
+	int r;
+
+	if (!p.socket) {
+		snprintf(path, sizeof(path), "/tmp/nestvm-vsock-%u.sock", cfg->vsock_cid);
+		p.socket = path;
+	}
+	r = virtio_vsock_create(&p, &mv->vsock);
+	if (r == 0)
+		r = machine_add_virtio(mv, virtio_vsock_vdev(mv->vsock));
+	if (r == 0)
+		r = virtio_vsock_start(mv->vsock);
+	if (r == 0)
+		log_info("vsock: guest CID %u, host socket %s", p.guest_cid, p.socket);
+	return r;
+}
+
 int machine_create_virtio(struct vm *vm)
 {
 	struct machine_virtio *mv;
 	int r;
 
-	if (!vm->cfg.nr_disks && !vm->cfg.rng)
+	if (!vm->cfg.nr_disks && !vm->cfg.rng && !vm->cfg.vsock_cid)
 		return 0;
 	if (!kvm_check_cap(vm->fd, KVM_CAP_SIGNAL_MSI)) {
 		log_error("this KVM cannot inject MSIs (no KVM_CAP_SIGNAL_MSI): no virtio devices");
@@ -134,6 +157,8 @@ int machine_create_virtio(struct vm *vm)
 		if (r == 0)
 			r = machine_add_virtio(mv, virtio_rng_vdev(mv->rng));
 	}
+	if (r == 0 && vm->cfg.vsock_cid)
+		r = machine_create_vsock(mv);
 	return r;
 }
 
@@ -162,6 +187,7 @@ void machine_destroy_virtio(struct vm *vm)
 	for (unsigned int i = 0; i < VM_MAX_DISKS; i++)
 		virtio_blk_destroy(mv->blk[i]);
 	virtio_rng_destroy(mv->rng);
+	virtio_vsock_destroy(mv->vsock);
 	free(mv);
 	vm->virtio = NULL;
 }

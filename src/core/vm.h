@@ -56,7 +56,9 @@ struct vm_config {
 		int engine; /* enum disk_engine (backends/disk.h): 0 auto */
 	} disks[VM_MAX_DISKS];
 	unsigned int nr_disks;
-	bool rng; /* --rng */
+	bool rng;		  /* --rng */
+	uint32_t vsock_cid;	  /* --vsock CID; 0: no vsock device */
+	const char *vsock_socket; /* its host-side UNIX socket; NULL: /tmp/nestvm-vsock-CID.sock */
 };
 
 struct vcpu {

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests: `nestvm run`'s --disk and --vsock option parsers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "backends/disk.h"
+#include "cli/opts_virtio.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void test_disk(void **state)
+{
+	struct vm_disk_config d;
+	char a[] = "/img/root.raw", b[] = "disk.img,readonly,io=threads", c[] = "x,ro,io=uring";
+
+	(void)state;
+	assert_int_equal(cli_parse_disk(a, &d), 0);
+	assert_string_equal(d.path, "/img/root.raw");
+	assert_false(d.readonly);
+	assert_int_equal(d.engine, DISK_ENGINE_AUTO);
+	assert_int_equal(cli_parse_disk(b, &d), 0);
+	assert_string_equal(d.path, "disk.img");
+	assert_true(d.readonly);
+	assert_int_equal(d.engine, DISK_ENGINE_THREADS);
+	assert_int_equal(cli_parse_disk(c, &d), 0);
+	assert_int_equal(d.engine, DISK_ENGINE_URING);
+}
+
+static void test_disk_errors(void **state)
+{
+	char a[] = "", b[] = ",readonly", c[] = "disk.img,readwrite", d[] = "disk.img,io=aio";
+	struct vm_disk_config cfg;
+
+	(void)state;
+	assert_int_equal(cli_parse_disk(a, &cfg), -EINVAL);
+	assert_int_equal(cli_parse_disk(b, &cfg), -EINVAL);
+	assert_int_equal(cli_parse_disk(c, &cfg), -EINVAL);
+	/* The argument is left whole for the error message. */
+	assert_string_equal(c, "disk.img,readwrite");
+	assert_int_equal(cli_parse_disk(d, &cfg), -EINVAL);
+	assert_string_equal(d, "disk.img,io=aio");
+}
+
+static void test_vsock(void **state)
+{
+	char a[] = "3", b[] = "42,socket=/run/vm.sock", c[] = "4294967294";
+	const char *sock;
+	uint32_t cid;
+
+	(void)state;
+	assert_int_equal(cli_parse_vsock(a, &cid, &sock), 0);
+	assert_int_equal(cid, 3);
+	assert_null(sock);
+	assert_int_equal(cli_parse_vsock(b, &cid, &sock), 0);
+	assert_int_equal(cid, 42);
+	assert_string_equal(sock, "/run/vm.sock");
+	assert_int_equal(cli_parse_vsock(c, &cid, &sock), 0);
+	assert_int_equal(cid, 4294967294U);
+}
+
+static void test_vsock_errors(void **state)
+{
+	char a[] = "2", b[] = "0", c[] = "4294967295", d[] = "x",
+	     e[] = "5,socket=", f[] = "5,port=1", g[] = "-3", h[] = "99999999999";
+	const char *sock;
+	uint32_t cid;
+
+	(void)state;
+	assert_int_equal(cli_parse_vsock(a, &cid, &sock), -EINVAL);
+	assert_int_equal(cli_parse_vsock(b, &cid, &sock), -EINVAL);
+	assert_int_equal(cli_parse_vsock(c, &cid, &sock), -EINVAL);
+	assert_int_equal(cli_parse_vsock(d, &cid, &sock), -EINVAL);
+	assert_int_equal(cli_parse_vsock(e, &cid, &sock), -EINVAL);
+	assert_string_equal(e, "5,socket=");
+	assert_int_equal(cli_parse_vsock(f, &cid, &sock), -EINVAL);
+	assert_int_equal(cli_parse_vsock(g, &cid, &sock), -EINVAL);
+	assert_int_equal(cli_parse_vsock(h, &cid, &sock), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_disk),
+	    cmocka_unit_test(test_disk_errors),
+	    cmocka_unit_test(test_vsock),
+	    cmocka_unit_test(test_vsock_errors),
+	};
+
+	return cmocka_run_group_tests_name("opts_virtio", tests, NULL, NULL);
+}
