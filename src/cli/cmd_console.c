@@ -154,6 +154,8 @@ int cmd_console(int argc, char **argv)
 		        name);
 		raw = saved;
 		cfmakeraw(&raw);
+		/* Keep output processing: a guest that ends lines with a bare \n stays readable. */
+		raw.c_oflag |= OPOST;
 		tcsetattr(STDIN_FILENO, TCSANOW, &raw);
 	}
 	/* Anything the monitor sent right after the reply is console output. */
