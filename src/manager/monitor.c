@@ -42,6 +42,8 @@
 #include <unistd.h>
 
 #define MONITOR_CONSOLE_PIPE_SIZE (1 << 20)
+
+_Static_assert(STORE_MAX_DISKS <= VM_MAX_DISKS, "a definition may list more disks than a VM takes");
 #define MONITOR_CONSOLE_PENDING 4096
 #define MONITOR_LOG_TAIL_LINES 12
 
@@ -825,10 +827,15 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	    .console_out_fd = m->con_out[1],
 	    .kvm_path = "/dev/kvm",
 	};
-	if (m->def.nr_disks || m->def.nr_nics)
-		log_warn("the definition lists %u disk(s) and %u NIC(s); this nestvm does not "
-		         "attach them yet (no virtio devices), the VM runs without",
-		         m->def.nr_disks, m->def.nr_nics);
+	for (unsigned int i = 0; i < m->def.nr_disks; i++) {
+		cfg.disks[i].path = m->def.disks[i].path;
+		cfg.disks[i].readonly = m->def.disks[i].readonly;
+	}
+	cfg.nr_disks = m->def.nr_disks;
+	if (m->def.nr_nics)
+		log_warn("the definition lists %u NIC(s); this nestvm has no network device yet, "
+		         "the VM runs without",
+		         m->def.nr_nics);
 	monitor_log(m, "creating the VM: %u vCPU(s), %llu MiB, nested %s, kernel %s", cfg.cpus,
 	            (unsigned long long)m->def.memory_mib, cfg.nested ? "on" : "off", cfg.kernel);
 	r = vm_create(&cfg, &m->vm);

@@ -40,7 +40,7 @@
 #define STORE_MAX_CPUS 254 /* ACPI_MAX_CPUS */
 #define STORE_MIN_MEMORY_MIB 16
 #define STORE_MAX_MEMORY_MIB (16ULL << 20) /* 16 TiB */
-#define STORE_MAX_DISKS 16
+#define STORE_MAX_DISKS 8 /* VM_MAX_DISKS */
 #define STORE_MAX_NICS 8
 #define STORE_MAX_FILE (1 << 20) /* a definition or state file larger than this is broken */
 #define STORE_FORMAT 1

@@ -141,6 +141,17 @@ expect "start a guest that listens for the button" 0 "started" -- start btn
 expect "stop: ACPI power button" 0 "VM 'btn' is off: the guest powered off" -- stop btn
 expect "show: powered off" 0 "^last exit: .*the guest powered off (status 0)" -- show btn
 
+# Disks in the definition are attached (virtio-blk); a missing image stops the start.
+dd if=/dev/zero of="$T/disk.raw" bs=1M count=1 2>/dev/null
+nv new disky --kernel "$PROBE" --cmdline "test=idle" --memory 32M --disk "$T/disk.raw"
+expect "start a VM with a disk" 0 "started VM 'disky'" -- start disky
+expect "show: the disk" 0 "^disk 0: *$T/disk.raw" -- show disky
+nv kill disky
+rm "$T/disk.raw"
+expect "start with a missing disk image" 1 "did not start.*\|disk.raw" -- start disky
+check_state "a VM whose disk is missing" disky off
+nv remove disky
+
 # A guest that listens for the button but does not power off: the timeout, then --force.
 nv new deaf --kernel "$PROBE" --cmdline "test=idle button=ignore" --memory 32M
 nv start deaf
