@@ -89,5 +89,15 @@
 #define SYS_OUTW 9
 #define SYS_OUTL 10
 #define SYS_CPUID 11 /* RSI = subleaf << 32 | leaf, RDX = struct cpuid_regs * */
+#define SYS_RDMSR 12 /* RSI = MSR, RDX = uint64_t *; returns FAULT_NONE or the vector */
+#define SYS_WRMSR 13 /* RSI = MSR, RDX = value; returns FAULT_NONE or the vector */
+#define SYS_CALL 14  /* RSI = long (*)(long), RDX = its argument; returns its value */
+
+/*
+ * What a CPL0 instruction listed in the exception table (head.S, __ex_table)
+ * returns in RAX when it did not fault; when it faults, execution resumes at
+ * the entry's fixup with RAX = the exception vector.
+ */
+#define FAULT_NONE (-1)
 
 #endif

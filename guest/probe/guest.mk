@@ -15,7 +15,7 @@ PROBE_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,$(PROBE_DIR)/probe.ld -Wl,--bu
 	-Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments
 
 PROBE_SRCS := $(filter-out $(PROBE_DIR)/mkbzimage.c,$(wildcard $(PROBE_DIR)/*.c)) \
-	$(PROBE_DIR)/head.S
+	$(PROBE_DIR)/head.S $(PROBE_DIR)/hv.S
 PROBE_OBJS := $(patsubst $(PROBE_DIR)/%,$(PROBE_OUT)/%.o,$(PROBE_SRCS))
 
 $(PROBE_OUT)/%.c.o: $(PROBE_DIR)/%.c

@@ -214,7 +214,32 @@ exc_stubs:
 	EXC	\v
 	.endr
 
+/*
+ * A fault at an instruction listed in the exception table (__ex_table: pairs
+ * of instruction address and fixup address, EX_TABLE in hv.h) resumes at its
+ * fixup with RAX = the vector; the other registers are kept. Anything else
+ * is reported and ends the test. Stack: RDX, RCX, vector, error, CPU frame.
+ */
 exception_common:
+	pushq	%rcx
+	pushq	%rdx
+	movq	32(%rsp), %rdx			/* the faulting RIP */
+	movq	$__ex_table_start, %rcx
+1:	cmpq	$__ex_table_end, %rcx
+	jae	3f
+	cmpq	(%rcx), %rdx
+	je	2f
+	addq	$16, %rcx
+	jmp	1b
+2:	movq	8(%rcx), %rdx
+	movq	%rdx, 32(%rsp)			/* resume at the fixup */
+	movq	16(%rsp), %rax			/* with RAX = vector */
+	popq	%rdx
+	popq	%rcx
+	addq	$16, %rsp			/* vector and error code */
+	iretq
+3:	popq	%rdx
+	popq	%rcx
 	movq	%rsp, %rdi
 	andq	$-16, %rsp
 	call	exception_report

@@ -6,6 +6,7 @@
  * handlers, and the mapping of RAM above 4 GiB.
  */
 #include "probe.h"
+#include "hv.h"
 
 struct tss64 {
 	uint32_t reserved0;
@@ -293,6 +294,12 @@ long syscall_dispatch(long nr, long a, long b)
 		return 0;
 	case SYS_TRIPLEFAULT:
 		triple_fault();
+	case SYS_RDMSR:
+		return hv_rdmsr_safe_cpl0(a, (uint64_t *)b);
+	case SYS_WRMSR:
+		return hv_wrmsr_safe_cpl0(a, b);
+	case SYS_CALL:
+		return ((long (*)(long))a)(b);
 	}
 	return -1;
 }
@@ -309,7 +316,8 @@ static const struct probe_test {
     {"exit", test_exit},         {"cpuid", test_cpuid},   {"mem", test_mem},
     {"smp", test_smp},           {"uart", test_uart},     {"pci", test_pci},
     {"poweroff", test_poweroff}, {"reboot", test_reboot}, {"triplefault", test_triplefault},
-    {"idle", test_idle},
+    {"idle", test_idle},         {"svm", test_svm},       {"vmx", test_vmx},
+    {"vmmcall", test_vmmcall},
 };
 
 /*
@@ -334,5 +342,5 @@ __attribute__((noreturn)) void probe_main(uint32_t kind, uint64_t info)
 		if (strcmp(probe_tests[i].name, test_name) == 0)
 			probe_exit(probe_tests[i].run());
 	probe_exit(probe_fail("unknown test; use test=exit|cpuid|mem|smp|uart|pci|poweroff|"
-	                      "reboot|triplefault|idle"));
+	                      "reboot|triplefault|idle|svm|vmx|vmmcall"));
 }

@@ -182,5 +182,8 @@ int test_poweroff(void);
 int test_reboot(void);
 int test_triplefault(void);
 int test_idle(void);
+int test_svm(void);
+int test_vmx(void);
+int test_vmmcall(void);
 
 #endif
