@@ -58,6 +58,9 @@ boot_once() {
 		cpus=$(lab_word_value cpus "$info")
 		mem=$(lab_word_value memtotal_kb "$info")
 		[ "$cpus" = "$CPUS" ] || lab_fail "$variant: the L1 sees cpus=$cpus, want $CPUS"
+		# nestvm's default is --nested off: AMD-V must be hidden from the L1.
+		[ "$(lab_word_value svm "$info")" = no ] ||
+			lab_fail "$variant: the L1 sees svm in /proc/cpuinfo with nesting off"
 		if [ -z "$mem" ] || [ "$mem" -lt $MEM_MIN_KB ] || [ "$mem" -gt $MEM_MAX_KB ]; then
 			lab_fail "$variant: the L1 has MemTotal ${mem:-?} kB, want $MEM_MIN_KB..$MEM_MAX_KB for $MEMORY"
 		fi
