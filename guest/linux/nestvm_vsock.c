@@ -14,6 +14,11 @@
  *   nestvm-vsock host-send SOCKET PORT BYTES
  *                                         host: "CONNECT PORT" through the
  *                                         VM's SOCKET, then as send
+ *   nestvm-vsock host-chat SOCKET TEXT    host: connect to a UNIX socket (a
+ *                                         virtio-console port's; retried for
+ *                                         60 s until it exists), write TEXT,
+ *                                         copy what comes back to stdout
+ *                                         until EOF
  *
  * The sender writes a pattern and reads the echo at the same time (poll), so
  * any size works; it checks every byte and prints one line,
@@ -239,6 +244,41 @@ static int cmd_host_send(const char *path, unsigned int port, uint64_t bytes)
 	return round_trip(fd, bytes);
 }
 
+static int cmd_host_chat(const char *path, const char *text)
+{
+	struct sockaddr_un sa;
+	char buf[4096];
+	int fd = -1;
+
+	if (unix_addr(path, &sa) < 0)
+		return fail("socket path");
+	for (int i = 0; i < 600; i++) {
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd < 0)
+			return fail("socket");
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			break;
+		close(fd);
+		fd = -1;
+		usleep(100000);
+	}
+	if (fd < 0)
+		return fail("connect");
+	if (*text && write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		return fail("write");
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (write(STDOUT_FILENO, buf, (size_t)n) != n)
+			return fail("stdout");
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -253,7 +293,9 @@ int main(int argc, char **argv)
 	if (argc == 5 && !strcmp(argv[1], "host-send"))
 		return cmd_host_send(argv[2], (unsigned int)strtoul(argv[3], NULL, 10),
 				     strtoull(argv[4], NULL, 10));
+	if (argc == 4 && !strcmp(argv[1], "host-chat"))
+		return cmd_host_chat(argv[2], argv[3]);
 	fprintf(stderr, "usage: nestvm-vsock serve PORT | send CID PORT BYTES | host-serve PATH |\n"
-			"                    host-send SOCKET PORT BYTES\n");
+			"                    host-send SOCKET PORT BYTES | host-chat SOCKET TEXT\n");
 	return 2;
 }

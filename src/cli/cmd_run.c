@@ -39,6 +39,10 @@ static const char run_usage[] =
 	"                       virtio-vsock with guest CID (3 or more); host programs reach the\n"
 	"                       guest through the UNIX socket PATH (default\n"
 	"                       /tmp/nestvm-vsock-CID.sock), guests reach PATH_PORT\n"
+	"  --virtio-console PATH\n"
+	"                       a second console (the guest's hvc0) on UNIX socket PATH\n"
+	"  --console-port NAME,socket=PATH\n"
+	"                       a named virtio-console port on UNIX socket PATH (up to 8)\n"
 	"  -v, --verbose        say what the monitor does; twice for debug output\n"
 	"\n"
 	"Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
@@ -64,7 +68,7 @@ int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NESTED,
 	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM, OPT_PIT, OPT_DISK, OPT_RNG,
-	       OPT_VSOCK };
+	       OPT_VSOCK, OPT_VIRTIO_CONSOLE, OPT_CONSOLE_PORT };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -79,6 +83,8 @@ int cmd_run(int argc, char **argv)
 		{"disk", required_argument, NULL, OPT_DISK},
 		{"rng", no_argument, NULL, OPT_RNG},
 		{"vsock", required_argument, NULL, OPT_VSOCK},
+		{"virtio-console", required_argument, NULL, OPT_VIRTIO_CONSOLE},
+		{"console-port", required_argument, NULL, OPT_CONSOLE_PORT},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -169,6 +175,18 @@ int cmd_run(int argc, char **argv)
 				return run_usage_error(
 					"--vsock '%s': give CID[,socket=PATH], CID from 3 to 4294967294",
 					optarg);
+			break;
+		case OPT_VIRTIO_CONSOLE:
+			cfg.hvc_socket = optarg;
+			break;
+		case OPT_CONSOLE_PORT:
+			if (cfg.nr_console_ports == VM_MAX_CONSOLE_PORTS)
+				return run_usage_error("--console-port '%s': at most 8 ports", optarg);
+			if (cli_parse_console_port(optarg,
+						   &cfg.console_ports[cfg.nr_console_ports]) < 0)
+				return run_usage_error(
+					"--console-port '%s': give NAME,socket=PATH", optarg);
+			cfg.nr_console_ports++;
 			break;
 		case 'v':
 			verbose++;

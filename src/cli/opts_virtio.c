@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* `nestvm run` options for virtio devices: --disk, --vsock. See opts_virtio.h. */
+/* `nestvm run` options for virtio devices: --disk, --vsock, --console-port. See opts_virtio.h. */
 #include "cli/opts_virtio.h"
 
 #include "backends/disk.h"
@@ -69,4 +69,25 @@ int cli_parse_vsock(char *arg, uint32_t *cid, const char **socket)
 			return opts_fail(arg, len);
 	}
 	return 0;
+}
+
+int cli_parse_console_port(char *arg, struct vm_console_port *out)
+{
+	size_t len = strlen(arg);
+	char *save = NULL, *word;
+
+	memset(out, 0, sizeof(*out));
+	if (arg[0] == ',')
+		return -EINVAL;
+	word = strtok_r(arg, ",", &save);
+	if (!word || strlen(word) > 64)
+		return opts_fail(arg, len);
+	out->name = word;
+	while ((word = strtok_r(NULL, ",", &save))) {
+		if (!strncmp(word, "socket=", 7) && word[7])
+			out->socket = word + 7;
+		else
+			return opts_fail(arg, len);
+	}
+	return out->socket ? 0 : opts_fail(arg, len);
 }

@@ -23,4 +23,11 @@ int cli_parse_disk(char *arg, struct vm_disk_config *out) __attribute__((warn_un
 int cli_parse_vsock(char *arg, uint32_t *cid, const char **socket)
     __attribute__((warn_unused_result));
 
+/*
+ * cli_parse_console_port - "NAME,socket=PATH" (--console-port): a named
+ * virtio-console port, NAME 1 to 64 bytes. Returns 0 or -EINVAL.
+ */
+int cli_parse_console_port(char *arg, struct vm_console_port *out)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The VM's virtio devices on PCI bus 0: one virtio PCI function per --disk,
- * and one each for --rng and --vsock. Each gets a 32 KiB BAR0 placed, as firmware would, in the
+ * and one each for --rng, --vsock and the virtio consoles (--virtio-console,
+ * --console-port). Each gets a 32 KiB BAR0 placed, as firmware would, in the
  * 32-bit MMIO window (LAYOUT_PCI_MMIO32, upwards from its start), MSI-X
  * interrupts sent with KVM_SIGNAL_MSI, and its queue notifications as
  * KVM ioeventfds.
@@ -12,6 +13,7 @@
 #include "core/log.h"
 #include "devices/pci/pci_host.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/console.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_pci.h"
 #include "devices/virtio/vsock.h"
@@ -30,6 +32,7 @@ struct machine_virtio {
 	struct virtio_blk *blk[VM_MAX_DISKS];
 	struct virtio_rng *rng;
 	struct virtio_vsock *vsock;
+	struct virtio_console *console;
 	struct virtio_pci *pci[MACHINE_VIRTIO_MAX];
 	unsigned int nr_pci;
 	char serial[VM_MAX_DISKS][VIRTIO_BLK_ID_BYTES + 1];
@@ -133,12 +136,32 @@ static int machine_create_vsock(struct machine_virtio *mv)
 	return r;
 }
 
+static int machine_create_console(struct machine_virtio *mv)
+{
+	const struct vm_config *cfg = &mv->vm->cfg;
+	struct virtio_console_params p = {.console.socket = cfg->hvc_socket,
+	                                  .nr_ports = cfg->nr_console_ports};
+	int r;
+
+	for (unsigned int i = 0; i < cfg->nr_console_ports; i++) {
+		p.ports[i].name = cfg->console_ports[i].name;
+		p.ports[i].socket = cfg->console_ports[i].socket;
+	}
+	r = virtio_console_create(&p, &mv->console);
+	if (r == 0)
+		r = machine_add_virtio(mv, virtio_console_vdev(mv->console));
+	if (r == 0)
+		r = virtio_console_start(mv->console);
+	return r;
+}
+
 int machine_create_virtio(struct vm *vm)
 {
 	struct machine_virtio *mv;
 	int r;
 
-	if (!vm->cfg.nr_disks && !vm->cfg.rng && !vm->cfg.vsock_cid)
+	if (!vm->cfg.nr_disks && !vm->cfg.rng && !vm->cfg.vsock_cid && !vm->cfg.hvc_socket &&
+	    !vm->cfg.nr_console_ports)
 		return 0;
 	if (!kvm_check_cap(vm->fd, KVM_CAP_SIGNAL_MSI)) {
 		log_error("this KVM cannot inject MSIs (no KVM_CAP_SIGNAL_MSI): no virtio devices");
@@ -159,6 +182,8 @@ int machine_create_virtio(struct vm *vm)
 	}
 	if (r == 0 && vm->cfg.vsock_cid)
 		r = machine_create_vsock(mv);
+	if (r == 0 && (vm->cfg.hvc_socket || vm->cfg.nr_console_ports))
+		r = machine_create_console(mv);
 	return r;
 }
 
@@ -188,6 +213,7 @@ void machine_destroy_virtio(struct vm *vm)
 		virtio_blk_destroy(mv->blk[i]);
 	virtio_rng_destroy(mv->rng);
 	virtio_vsock_destroy(mv->vsock);
+	virtio_console_destroy(mv->console);
 	free(mv);
 	vm->virtio = NULL;
 }

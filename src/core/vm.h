@@ -25,7 +25,8 @@ struct acpi_pm;
 struct pci_host;
 struct machine_virtio;
 
-#define VM_MAX_DISKS 8 /* --disk */
+#define VM_MAX_DISKS 8	       /* --disk */
+#define VM_MAX_CONSOLE_PORTS 8 /* --console-port */
 
 /*
  * Where COM1 goes: the monitor's stdin/stdout, a file (output only), nowhere,
@@ -59,6 +60,12 @@ struct vm_config {
 	bool rng;		  /* --rng */
 	uint32_t vsock_cid;	  /* --vsock CID; 0: no vsock device */
 	const char *vsock_socket; /* its host-side UNIX socket; NULL: /tmp/nestvm-vsock-CID.sock */
+	const char *hvc_socket;	  /* --virtio-console PATH: hvc0 on this UNIX socket */
+	struct vm_console_port {
+		const char *name;
+		const char *socket;
+	} console_ports[VM_MAX_CONSOLE_PORTS]; /* --console-port NAME,socket=PATH */
+	unsigned int nr_console_ports;
 };
 
 struct vcpu {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests: `nestvm run`'s --disk and --vsock option parsers. */
+/* Unit tests: `nestvm run`'s --disk, --vsock and --console-port option parsers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -80,13 +80,29 @@ static void test_vsock_errors(void **state)
 	assert_int_equal(cli_parse_vsock(h, &cid, &sock), -EINVAL);
 }
 
+static void test_console_port(void **state)
+{
+	char a[] = "org.example.agent,socket=/tmp/agent.sock", b[] = "noport", c[] = ",socket=/x",
+	     d[] = "x,socket=/y,bogus=1";
+	struct vm_console_port p;
+
+	(void)state;
+	assert_int_equal(cli_parse_console_port(a, &p), 0);
+	assert_string_equal(p.name, "org.example.agent");
+	assert_string_equal(p.socket, "/tmp/agent.sock");
+	assert_int_equal(cli_parse_console_port(b, &p), -EINVAL); /* the socket is required */
+	assert_string_equal(b, "noport");
+	assert_int_equal(cli_parse_console_port(c, &p), -EINVAL);
+	assert_int_equal(cli_parse_console_port(d, &p), -EINVAL);
+	assert_string_equal(d, "x,socket=/y,bogus=1");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_disk),
-	    cmocka_unit_test(test_disk_errors),
-	    cmocka_unit_test(test_vsock),
-	    cmocka_unit_test(test_vsock_errors),
+	    cmocka_unit_test(test_disk),         cmocka_unit_test(test_disk_errors),
+	    cmocka_unit_test(test_vsock),        cmocka_unit_test(test_vsock_errors),
+	    cmocka_unit_test(test_console_port),
 	};
 
 	return cmocka_run_group_tests_name("opts_virtio", tests, NULL, NULL);

@@ -50,7 +50,7 @@ for i in $(seq 1 50); do
 	[ -b /dev/vda ] && [ -b /dev/vdb ] && break
 	sleep 0.1
 done
-[ "$n" -ge 4 ] && ok PCI "devices=$n" || bad PCI "found $n virtio devices, want 4 (blk, blk, rng, vsock)"
+[ "$n" -ge 5 ] && ok PCI "devices=$n" || bad PCI "found $n virtio devices, want 5 (blk, blk, rng, vsock, console)"
 
 # virtio-blk: format, mount, write a file, read it back after a remount.
 token=$(sed -n 's/.*virtio\.token=\([^ ]*\).*/\1/p' /proc/cmdline)
@@ -112,6 +112,30 @@ virtio_rng*)
 	;;
 *) bad RNG "rng_current is '$cur'" ;;
 esac
+
+# virtio-console: hvc0 is a second console; the named port carries text both ways.
+token=${token:-none}
+if [ -c /dev/hvc0 ] && echo "hello-hvc-$token" >/dev/hvc0; then
+	ok HVC
+else
+	bad HVC "cannot write to /dev/hvc0"
+fi
+port=
+for d in /sys/class/virtio-ports/*; do
+	[ "$(cat "$d/name" 2>/dev/null)" = org.nestvm.lab ] && port=/dev/${d##*/}
+done
+if [ -z "$port" ] || [ ! -c "$port" ]; then
+	bad PORT "no port named org.nestvm.lab under /sys/class/virtio-ports"
+else
+	got=$(timeout 20 head -c 9 "$port")
+	if ! timeout 20 sh -c "echo hello-port-$token >$port"; then
+		bad PORT "cannot write to $port"
+	elif [ "$got" != from-host ]; then
+		bad PORT "read '$got' from $port, want from-host"
+	else
+		ok PORT "device=$port"
+	fi
+fi
 
 # vsock, guest -> host: the lab listens on SOCKET_5000.
 out=$($TOOL send 2 5000 1048576 2>&1)
