@@ -163,10 +163,10 @@ int cmd_console(int argc, char **argv)
 		const char *rest;
 		size_t len = api_framer_pending(c.in, &rest);
 
-		if (len && console_write_all(STDOUT_FILENO, rest, len) < 0)
-			len = 0;
+		r = len ? console_write_all(STDOUT_FILENO, rest, len) : 0;
 	}
-	r = console_relay(c.fd, tty, name);
+	if (r == 0)
+		r = console_relay(c.fd, tty, name);
 	if (tty)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	client_close(&c);

@@ -55,7 +55,7 @@ int client_socket_addr(const struct store *st, const char *name, struct sockaddr
 int client_connect(const struct store *st, const char *name, struct client *c, struct mgr_err *err)
 {
 	struct sockaddr_un sa;
-	socklen_t len;
+	socklen_t len = 0;
 	int dirfd, r;
 
 	c->fd = -1;

@@ -620,7 +620,7 @@ static void *monitor_control_thread(void *arg)
 static int monitor_listen(struct monitor *m)
 {
 	struct sockaddr_un sa;
-	socklen_t len;
+	socklen_t len = 0;
 	int dirfd, r;
 
 	if (store_path(m->st, m->name, "control.sock", m->sock_path, sizeof(m->sock_path)) < 0)

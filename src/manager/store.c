@@ -334,7 +334,7 @@ static int def_parse_object(const json_t *root, const char *file, struct vm_def 
 	bool have_cpus = false, have_memory = false, have_name = false;
 	const char *key;
 	json_t *v;
-	uint64_t n;
+	uint64_t n = 0;
 	int r;
 
 	if (!json_is_object(root))
@@ -941,7 +941,7 @@ static json_t *store_record_read(const struct store *st, const char *name, const
 {
 	char path[STORE_PATH_MAX];
 	json_t *obj;
-	char *text;
+	char *text = NULL;
 	size_t len;
 
 	if (store_path(st, name, file, path, sizeof(path)) < 0) {
