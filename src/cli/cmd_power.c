@@ -18,7 +18,8 @@
 #include <unistd.h>
 
 #define STOP_DEFAULT_TIMEOUT 60
-#define STOP_EXTRA_WAIT_MS 15000 /* beyond the timeout: the monitor's own teardown */
+#define STOP_GRACE_MS 2000       /* past the timeout, for the monitor to act on it */
+#define STOP_EXTRA_WAIT_MS 15000 /* then, with --force: the monitor's own teardown */
 #define KILL_WAIT_MS 15000
 #define LOCK_FREE_WAIT_MS 5000
 #define START_CONNECT_WAIT_MS 5000
@@ -223,7 +224,10 @@ int cmd_stop(int argc, char **argv)
 		       "off\n",
 		       name, timeout ? "up to " : "", timeout);
 	fflush(stdout);
-	r = client_wait_closed(&c, timeout ? (int)timeout * 1000 + STOP_EXTRA_WAIT_MS : INT32_MAX);
+	/* The monitor acts on the deadline itself: wait a little past it. */
+	r = client_wait_closed(&c, timeout ? (int)timeout * 1000 + STOP_GRACE_MS : INT32_MAX);
+	if (r < 0 && force)
+		r = client_wait_closed(&c, STOP_EXTRA_WAIT_MS);
 	if (r < 0 && !force) {
 		r = cli_vm_error("stop",
 		                 "VM '%s': the guest did not power off within %lus and keeps "

@@ -245,7 +245,7 @@ done
 nv start vm1
 pid=$(monitor_pid vm1)
 if [ -n "$pid" ] && kill -9 "$pid"; then
-	sleep 0.3
+	wait_state vm1 crashed 5
 	check_state "monitor killed with SIGKILL" vm1 crashed
 	expect "show: crashed with the last log lines" 0 "died without recording why" -- show vm1
 	grep -q "^last monitor log lines:" "$T/out" && grep -q "monitor pid $pid starting" "$T/out" &&
