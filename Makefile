@@ -37,7 +37,7 @@ ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all release asan static guests test fuzz-build unit-test integration-test lab-test demo bench \
+.PHONY: all release asan static guests test fuzz-build unit-test integration-test lab-test demo bench bench-blk \
 	fuzz format lint clean deps
 all: release guests
 
@@ -88,6 +88,16 @@ demo: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh
+
+# virtio-blk through nestvm's device model vs. the image file directly (bench/virtio_blk.c).
+REL_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/release/%.o)
+$(BUILD)/release/bench/virtio_blk: bench/virtio_blk.c $(REL_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(REL_CFLAGS) -o $@ $< $(REL_LIB_OBJS) $(LDLIBS)
+bench-blk: $(BUILD)/release/bench/virtio_blk
+	$(BUILD)/release/bench/virtio_blk $${BENCH_SECONDS:+-s $$BENCH_SECONDS} \
+		$${BENCH_IMAGE:-/var/tmp/nestvm-bench-blk.img}
 
 # libFuzzer targets (clang): build/fuzz/fuzz_*; `make fuzz FUZZ_SECONDS=600` runs each.
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
