@@ -70,6 +70,17 @@ wait_state() {
 	return 1
 }
 
+# wait_console VM PATTERN: until the guest has printed PATTERN (10 s at most).
+wait_console() {
+	i=0
+	while [ "$i" -lt 100 ]; do
+		grep -q -- "$2" "$NESTVM_HOME/$1/console.log" 2>/dev/null && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
 check_state() { # NAME VM STATE
 	s=$(state_of "$2")
 	if [ "$s" = "$3" ]; then ok "$1: $2 is $3"; else bad "$1: $2 is '$s', want $3"; fi
@@ -138,6 +149,8 @@ expect "console when off" 1 "is off, not running" -- console vm1
 # A guest that listens for the power button powers off by itself.
 nv new btn --kernel "$PROBE" --cmdline "test=idle button=on echo=on" --memory 32M
 expect "start a guest that listens for the button" 0 "started" -- start btn
+# Pressed before the guest enabled the event, the button would go unheard.
+wait_console btn "test=idle: up" || bad "the btn guest did not come up"
 expect "stop: ACPI power button" 0 "VM 'btn' is off: the guest powered off" -- stop btn
 expect "show: powered off" 0 "^last exit: .*the guest powered off (status 0)" -- show btn
 
@@ -155,6 +168,7 @@ nv remove disky
 # A guest that listens for the button but does not power off: the timeout, then --force.
 nv new deaf --kernel "$PROBE" --cmdline "test=idle button=ignore" --memory 32M
 nv start deaf
+wait_console deaf "test=idle: up" || bad "the deaf guest did not come up"
 expect "stop: the guest does not power off in time" 1 "did not power off within 1s and keeps running" -- \
 	stop --timeout 1 deaf
 check_state "stop timed out without --force" deaf running
