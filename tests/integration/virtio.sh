@@ -77,6 +77,7 @@ fi
 for s in vm.sock hvc.sock port.sock; do
 	[ -e "$T/$s" ] && bad "socket $s left behind" || ok "socket $s removed at exit"
 done
+
 # The image is unlocked at exit: runs back to back can each take it.
 rcs=
 for i in 1 2 3; do
@@ -86,35 +87,5 @@ for i in 1 2 3; do
 done
 [ "$rcs" = " 0 0 0" ] && ok "image reusable right after exit (kvm): exit statuses$rcs" ||
 	bad "image reusable right after exit (kvm): exit statuses$rcs: $(cat "$T/err")"
-echo "virtio: $pass passed, $fail failed"
-	[ "$fail" -eq 0 ] && exit 77
-	exit 1
-fi
-
-expect "missing image (kvm)" 1 "disk '$T/none.img': No such file" -- run --kernel "$PROBE" --disk "$T/none.img"
-expect "directory as image (kvm)" 1 "Is a directory" -- run --kernel "$PROBE" --disk "$T"
-expect "vsock socket in a missing dir (kvm)" 1 "vsock socket '$T/no/dir.sock'" -- \
-	run --kernel "$PROBE" --vsock 5,socket="$T/no/dir.sock"
-
-# Everything at once: the probe guest sees the host bridge and six virtio functions.
-dd if=/dev/zero of="$T/disk2.img" bs=1M count=0 seek=1 2>/dev/null
-timeout 60 "$NESTVM" run --kernel "$PROBE" --cmdline test=pci --console file:"$T/console" \
-	--disk "$T/disk.img" --disk "$T/ro.img,readonly" --disk "$T/disk2.img,io=threads" \
-	--rng --vsock 7,socket="$T/vm.sock" --virtio-console "$T/hvc.sock" \
-	--console-port org.nestvm.test,socket="$T/port.sock" </dev/null >"$T/out" 2>"$T/err"
-rc=$?
-functions=$(grep -c 'pci: 00:.*1af4:' "$T/console")
-if [ "$rc" -eq 0 ] && [ "$functions" -eq 6 ] && [ ! -s "$T/err" ]; then
-	ok "all virtio devices (kvm): probe sees $functions virtio functions, exit 0, stderr empty"
-else
-	bad "all virtio devices (kvm): exit $rc, $functions virtio functions (want 6), stderr:"
-	sed 's/^/     | /' "$T/err" "$T/console" | head -30
-fi
-for s in vm.sock hvc.sock port.sock; do
-	[ -e "$T/$s" ] && bad "socket $s left behind" || ok "socket $s removed at exit"
-done
-# The images are unlocked: a second run can take them at once.
-expect "image reusable right after exit (kvm)" 0 "" -- run --kernel "$PROBE" --cmdline test=exit \
-	--console none --disk "$T/disk.img" -v 2>/dev/null || true
 echo "virtio: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
