@@ -309,6 +309,26 @@ static void test_guest_refuses(void **state)
 	close(fd);
 }
 
+static void test_host_gives_up(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_vsock_hdr h;
+	uint32_t local;
+	int fd = host_connect(f->path);
+
+	/* The guest does not answer the request; the host program leaves: the guest hears RST. */
+	host_write(fd, "CONNECT 98\n");
+	expect_op(f, VIRTIO_VSOCK_OP_REQUEST, &h);
+	local = h.src_port;
+	close(fd);
+	expect_op(f, VIRTIO_VSOCK_OP_RST, &h);
+	assert_int_equal(h.src_port, local);
+	assert_int_equal(h.dst_port, 98);
+	/* A late RESPONSE now gets a reset, not a crash. */
+	guest_send_op(f, 98, local, VIRTIO_VSOCK_OP_RESPONSE, 0);
+	expect_op(f, VIRTIO_VSOCK_OP_RST, &h);
+}
+
 static void test_bad_command(void **state)
 {
 	struct fixture *f = *state;
@@ -594,6 +614,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_host_to_guest, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_data_right_after_connect, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_guest_refuses, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_gives_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_command, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_guest_to_host, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_guest_connect_refused, setup, teardown),

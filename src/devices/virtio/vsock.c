@@ -232,6 +232,9 @@ static uint32_t vs_conn_wanted(const struct virtio_vsock *vs, const struct vsock
 		return 0;
 	if (c->state == VSOCK_HOST_CMD)
 		ev |= EPOLLIN;
+	/* While the guest has not answered: notice a host program that gives up. */
+	if (c->state == VSOCK_CONNECTING)
+		ev |= EPOLLRDHUP;
 	if (c->state == VSOCK_ESTABLISHED && !c->host_eof && !c->guest_no_recv && !vs->rx_starved &&
 	    !vs->pending_len && vs_peer_credit(c) > 0)
 		ev |= EPOLLIN;
@@ -514,6 +517,11 @@ static void vs_conn_io(struct virtio_device *vdev, int fd, uint32_t revents, voi
 	(void)fd;
 	if (c->state == VSOCK_HOST_CMD) {
 		vs_conn_read_cmd(vs, c);
+		goto out;
+	}
+	if (c->state == VSOCK_CONNECTING) {
+		if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			vs_conn_reset(vs, c, true);
 		goto out;
 	}
 	if ((revents & EPOLLOUT) && !vs_conn_flush_tx(vs, c))
