@@ -251,6 +251,17 @@ build_initramfs() {
 			lab_abort "no module $m.ko under /lib/modules/$kver (linux-image-cloud-amd64)"
 		mods+=("$f")
 	done
+	# The L1's virtio drivers, in load order (virtio-devices scenario), and
+	# the loop driver with which the lab mounts a disk image afterwards.
+	local vmods=() vm loop_mod
+	for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev \
+		drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci drivers/block/virtio_blk \
+		drivers/char/hw_random/virtio-rng net/vmw_vsock/vsock \
+		net/vmw_vsock/vmw_vsock_virtio_transport_common net/vmw_vsock/vmw_vsock_virtio_transport \
+		drivers/char/virtio_console; do
+		f=$(find_module "$kver" "$m") && vmods+=("$f")
+	done
+	loop_mod=$(find_module "$kver" drivers/block/loop) || loop_mod=
 	[ -x "$BUSYBOX" ] || lab_abort "no $BUSYBOX (busybox-static)"
 	readelf -lW "$BUSYBOX" 2>/dev/null | grep -q 'Requesting program interpreter' &&
 		lab_abort "$BUSYBOX is dynamically linked; the lab needs busybox-static"
@@ -258,7 +269,7 @@ build_initramfs() {
 		command -v "$m" >/dev/null || lab_abort "$m not installed (scripts/install-deps.sh)"
 	done
 
-	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${BASH_SOURCE[0]}")
+	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${vmods[@]}" ${loop_mod:+"$loop_mod"} "${BASH_SOURCE[0]}")
 	[ -f "$NESTVM" ] && inputs+=("$NESTVM")
 	# build/guest/: the images, not the object files in its subdirectories.
 	[ -d "$GUEST_DIR" ] && while IFS= read -r f; do inputs+=("$f"); done \
@@ -291,6 +302,12 @@ build_initramfs() {
 	mkdir -p "$l1"/{dev,proc,sys,tmp,l1parts}
 	stage_busybox "$l1"
 	install -m 755 "$LAB_SRC/l1/init" "$l1/init"
+	mkdir -p "$l1/virtio/modules"
+	for vm in "${vmods[@]}"; do
+		f=${vm##*/}
+		install_module "$vm" "$l1/virtio/modules/${f%%.ko*}.ko"
+	done
+	[ -x "$GUEST_DIR/nestvm-vsock" ] && install -m 755 "$GUEST_DIR/nestvm-vsock" "$l1/bin/nestvm-vsock"
 	for f in "$LAB_SRC"/scenarios/*.l1.sh; do
 		[ -f "$f" ] && cp "$f" "$l1/l1parts/$(basename "$f" .l1.sh).sh"
 	done
@@ -302,6 +319,7 @@ build_initramfs() {
 	install_module "${mods[0]}" "$stage/lab/modules/irqbypass.ko"
 	install_module "${mods[1]}" "$stage/lab/modules/kvm.ko"
 	install_module "${mods[2]}" "$stage/lab/modules/kvm-amd.ko"
+	[ -n "$loop_mod" ] && install_module "$loop_mod" "$stage/lab/modules/loop.ko"
 	[ -f "$NESTVM" ] && install -m 755 "$NESTVM" "$stage/lab/bin/nestvm"
 	[ -d "$GUEST_DIR" ] && find "$GUEST_DIR" -maxdepth 1 -type f -exec cp {} "$stage/lab/guest/" \;
 	cp "$KERNEL" "$stage/lab/kernel/bzImage"
