@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -508,12 +509,15 @@ void vm_def_clear(struct vm_def *def)
 int store_write_atomic(const char *path, const char *data, size_t len)
 {
 	char tmp[STORE_PATH_MAX + 32], dir[STORE_PATH_MAX];
-	static _Atomic unsigned int seq;
+	unsigned int rnd = 0;
 	const char *slash;
 	size_t done = 0;
 	int fd, dfd, r = 0;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%u", path, (int)getpid(), seq++) >=
+	/* Unique per writer, without a counter shared between threads. */
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (unsigned int)(uintptr_t)&rnd ^ (unsigned int)time(NULL);
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%08x", path, (int)getpid(), rnd) >=
 	    (int)sizeof(tmp))
 		return -ENAMETOOLONG;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
