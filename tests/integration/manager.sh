@@ -32,6 +32,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 bad() {
