@@ -7,6 +7,7 @@
  */
 #include "probe.h"
 #include "hv.h"
+#include "virtio.h"
 
 struct tss64 {
 	uint32_t reserved0;
@@ -317,7 +318,8 @@ static const struct probe_test {
     {"smp", test_smp},           {"uart", test_uart},     {"pci", test_pci},
     {"poweroff", test_poweroff}, {"reboot", test_reboot}, {"triplefault", test_triplefault},
     {"idle", test_idle},         {"svm", test_svm},       {"vmx", test_vmx},
-    {"vmmcall", test_vmmcall},
+    {"vmmcall", test_vmmcall},   {"virtio-blk", test_virtio_blk},
+    {"virtio-hostile", test_virtio_hostile}, {"virtio-bench", test_virtio_bench},
 };
 
 /*
@@ -342,5 +344,6 @@ __attribute__((noreturn)) void probe_main(uint32_t kind, uint64_t info)
 		if (strcmp(probe_tests[i].name, test_name) == 0)
 			probe_exit(probe_tests[i].run());
 	probe_exit(probe_fail("unknown test; use test=exit|cpuid|mem|smp|uart|pci|poweroff|"
-	                      "reboot|triplefault|idle|svm|vmx|vmmcall"));
+	                      "reboot|triplefault|idle|svm|vmx|vmmcall|virtio-blk|"
+	                      "virtio-hostile|virtio-bench"));
 }
