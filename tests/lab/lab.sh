@@ -262,6 +262,10 @@ build_initramfs() {
 		f=$(find_module "$kver" "$m") && vmods+=("$f")
 	done
 	loop_mod=$(find_module "$kver" drivers/block/loop) || loop_mod=
+	# The ACPI power button as an input device, for `nestvm stop` (manager-nested).
+	for m in drivers/acpi/button drivers/input/evdev; do
+		f=$(find_module "$kver" "$m") && vmods+=("$f")
+	done
 	[ -x "$BUSYBOX" ] || lab_abort "no $BUSYBOX (busybox-static)"
 	readelf -lW "$BUSYBOX" 2>/dev/null | grep -q 'Requesting program interpreter' &&
 		lab_abort "$BUSYBOX is dynamically linked; the lab needs busybox-static"
