@@ -214,7 +214,14 @@ expect "set: nothing to change" 2 "nothing to change" -- set vm1
 nv set vm1 --nested off
 
 # ---- two CLIs racing on one VM ----
+# Monitor processes of this test's vm1 (other test runs may have a vm1 of
+# their own). A stopped monitor's VM teardown runs in a short-lived child
+# that carries the same command line: wait for it to go before each round.
+vm1_monitors() {
+	ps -eo args | grep -F -- "monitor --home $NESTVM_HOME " | grep -c -- "-- vm1$"
+}
 for round in 1 2 3; do
+	for _ in $(seq 50); do [ "$(vm1_monitors)" -eq 0 ] && break; sleep 0.1; done
 	"$NESTVM" start vm1 >"$T/s1" 2>&1 &
 	p1=$!
 	"$NESTVM" start vm1 >"$T/s2" 2>&1 &
@@ -223,7 +230,7 @@ for round in 1 2 3; do
 	r1=$?
 	wait $p2
 	r2=$?
-	monitors=$(ps -eo args | grep -c "^[^ ]*nestvm monitor .*-- vm1$")
+	monitors=$(vm1_monitors)
 	if [ $((r1 + r2)) -eq 1 ] && [ "$monitors" -eq 1 ] && cat "$T/s1" "$T/s2" | grep -q "already"; then
 		ok "racing starts, round $round: one started, one refused, one monitor"
 	else
