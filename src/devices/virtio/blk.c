@@ -78,10 +78,28 @@ static void blk_req_complete(struct virtio_blk *blk, struct blk_req *req, uint8_
 	blk_req_put(blk, req);
 }
 
+/*
+ * Without VIRTIO_BLK_F_FLUSH the driver assumes a write-through disk
+ * (virtio 1.2 §5.2.6.2): a write completes only once it is durable.
+ */
+static bool blk_write_through(const struct virtio_blk *blk)
+{
+	return !(blk->vdev.acked & VIRTIO_BIT(VIRTIO_BLK_F_FLUSH));
+}
+
 static void blk_io_done(struct disk_io *io, int64_t result)
 {
 	struct blk_req *req = io->opaque;
 
+	if (result >= 0 && io->op != DISK_OP_READ && io->op != DISK_OP_FLUSH &&
+	    blk_write_through(req->blk) && !req->blk->resetting) {
+		io->op = DISK_OP_FLUSH;
+		io->offset = 0;
+		io->len = 0;
+		if (disk_submit(req->blk->disk, io) == 0)
+			return;
+		result = -EIO;
+	}
 	if (result < 0)
 		log_debug("%s: request at sector %llu failed: %s", req->blk->vdev.name,
 		          (unsigned long long)(io->offset >> BLK_SECTOR_SHIFT),
