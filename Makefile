@@ -37,7 +37,7 @@ ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all release asan static guests test fuzz-build unit-test integration-test lab-test demo bench bench-blk \
+.PHONY: all release asan static guests test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
 	fuzz format lint clean deps
 all: release guests
 
@@ -80,10 +80,18 @@ GUEST_IMAGES :=
 guests: $(GUEST_IMAGES)
 
 unit-test: $(UNIT_BINS)
-test: $(BUILD)/asan/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGES)
+
+# `make test` and `make demo` work on a fresh Debian 12: they first install
+# the Debian packages they lack (scripts/install-deps.sh: apt-get, only what
+# is missing), then run make again, whose new parse sees the new libraries.
+test demo:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory $@-now
+
+test-now: $(BUILD)/asan/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGES)
 	tests/run-all.sh
 
-demo: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+demo-now: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 	tests/lab/demo.sh
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)

@@ -1,10 +1,15 @@
 #!/bin/sh
-# Install the Debian packages nestvm's build, tests, lab and benchmarks need.
-# Idempotent: does nothing when everything is already there.
+# Install the Debian packages nestvm's build, tests, lab and benchmarks need,
+# with apt-get, and nothing else. Only what is missing is installed, with a
+# one-line notice; apt's own output goes to build/install-deps.log and is
+# shown only when the installation fails. Does nothing when all is there.
+#
+# usage: scripts/install-deps.sh [EXTRA-PACKAGE...]
 set -eu
+cd "$(dirname "$0")/.."
 
 PKGS="build-essential clang libcmocka-dev libjansson-dev qemu-system-x86 busybox-static
-linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev pkg-config"
+linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev pkg-config bc $*"
 
 missing=""
 for p in $PKGS; do
@@ -14,7 +19,23 @@ done
 [ -z "$missing" ] && exit 0
 
 SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-echo "install-deps: installing:$missing"
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+if [ "$(id -u)" -ne 0 ]; then
+	if ! command -v sudo >/dev/null; then
+		echo "install-deps: missing Debian packages:$missing; install them as root" \
+			"(apt-get install$missing) or run this as root" >&2
+		exit 1
+	fi
+	SUDO="sudo"
+fi
+mkdir -p build
+log=build/install-deps.log
+start=$(date +%s)
+echo "install-deps: installing the missing Debian packages:$missing (log: $log)"
+if ! { $SUDO apt-get update -q &&
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing; } \
+	>"$log" 2>&1; then
+	tail -n 20 "$log" >&2
+	echo "install-deps: apt-get failed (above; whole log: $log)" >&2
+	exit 1
+fi
+echo "install-deps: done in $(($(date +%s) - start)) s"

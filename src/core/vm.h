@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Signals: SIG_VCPU_KICK makes KVM_RUN return; SIG_VM_STOPPED wakes the main thread. */
 #define SIG_VCPU_KICK SIGUSR1
@@ -68,6 +69,18 @@ struct vm_config {
 	unsigned int nr_console_ports;
 };
 
+/*
+ * What the guest's own hypervisor is doing, per vCPU: EFER.SVME or CR4.VMXE
+ * set (a hypervisor is loaded), and, where KVM reports nested state, whether
+ * the vCPU is currently running a nested guest.
+ */
+struct vm_guest_hv {
+	unsigned int vcpus_svme;      /* vCPUs with EFER.SVME */
+	unsigned int vcpus_vmxe;      /* vCPUs with CR4.VMXE */
+	unsigned int vcpus_guest_mode; /* vCPUs in guest mode (running an L2) */
+	bool active;		      /* any of the above */
+};
+
 struct vcpu {
 	struct vm *vm;
 	unsigned int id;
@@ -116,6 +129,9 @@ struct vm {
 	bool pause_requested; /* under lock */
 	unsigned int nr_parked; /* under lock */
 	bool running;		/* vCPU threads exist; under lock */
+	struct vm_guest_hv guest_hv;	/* last vm_guest_hypervisor() sample; under lock */
+	struct timespec guest_hv_time; /* when it was taken (CLOCK_MONOTONIC) */
+	bool guest_hv_valid;
 	atomic_int exit_status; /* -1 until the first stop request */
 };
 
@@ -134,30 +150,27 @@ int vm_run(struct vm *vm);
  */
 void vm_request_stop(struct vm *vm, int status, const char *why);
 
+/* How long vm_pause() waits for the vCPUs to park before it gives up. */
+#define VM_PAUSE_TIMEOUT_MS 2000
+
 /*
  * vm_pause - stop every vCPU outside KVM_RUN and keep it there; returns when
- * all are parked (0), or -ESHUTDOWN if the VM is stopping. Idempotent.
+ * all are parked (0), -ESHUTDOWN if the VM is stopping, or -ETIMEDOUT (the
+ * VM runs on) if they did not all park within VM_PAUSE_TIMEOUT_MS. Idempotent.
  * vm_resume - let them run again. Both are safe from any thread but a vCPU's.
  */
 int vm_pause(struct vm *vm) __attribute__((warn_unused_result));
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
 
-/*
- * What the guest's own hypervisor is doing, per vCPU: EFER.SVME or CR4.VMXE
- * set (a hypervisor is loaded), and, where KVM reports nested state, whether
- * the vCPU is currently running a nested guest.
- */
-struct vm_guest_hv {
-	unsigned int vcpus_svme;      /* vCPUs with EFER.SVME */
-	unsigned int vcpus_vmxe;      /* vCPUs with CR4.VMXE */
-	unsigned int vcpus_guest_mode; /* vCPUs in guest mode (running an L2) */
-	bool active;		      /* any of the above */
-};
+/* A vm_guest_hypervisor() sample younger than this is reused. */
+#define VM_GUEST_HV_MAX_AGE_MS 1000
 
 /*
- * vm_guest_hypervisor - sample @out. Parks the vCPUs for the few
- * microseconds the register reads take (unless already paused).
+ * vm_guest_hypervisor - sample @out. With nesting off there is nothing to
+ * sample and nothing is paused. Otherwise parks the vCPUs for the few
+ * microseconds the register reads take (unless already paused), at most once
+ * per VM_GUEST_HV_MAX_AGE_MS; callers in between get the last sample.
  */
 int vm_guest_hypervisor(struct vm *vm, struct vm_guest_hv *out)
 	__attribute__((warn_unused_result));

@@ -419,7 +419,10 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 		}
 		r = vm_pause(m->vm);
 		if (r < 0) {
-			reply = api_reply_error(req.id, API_ERR_STATE, "the VM is stopping");
+			reply = api_reply_error(req.id, API_ERR_STATE,
+			                        r == -ETIMEDOUT ? "the vCPUs did not stop in time; "
+			                                          "the VM keeps running"
+			                                        : "the VM is stopping");
 			break;
 		}
 		monitor_set_state(m, API_STATE_PAUSED);
