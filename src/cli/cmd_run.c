@@ -4,12 +4,15 @@
 #include "cli/cli.h"
 #include "cli/opts_virtio.h"
 #include "core/exit_status.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "manager/store.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -38,7 +41,9 @@ static const char run_usage[] =
 	"  --vsock CID[,socket=PATH]\n"
 	"                       virtio-vsock with guest CID (3 or more); host programs reach the\n"
 	"                       guest through the UNIX socket PATH (default\n"
-	"                       /tmp/nestvm-vsock-CID.sock), guests reach PATH_PORT\n"
+	"                       $XDG_RUNTIME_DIR/nestvm/vsock-CID.sock, else\n"
+	"                       .run/vsock-CID.sock in the VM store), guests reach PATH_PORT\n"
+	"                       (a socket of this user only)\n"
 	"  --virtio-console PATH\n"
 	"                       a second console (the guest's hvc0) on UNIX socket PATH\n"
 	"  --console-port NAME,socket=PATH\n"
@@ -55,6 +60,41 @@ static int run_usage_error(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, "\n");
 	return NESTVM_EXIT_USAGE;
+}
+
+/*
+ * The default host socket of --vsock CID: in $XDG_RUNTIME_DIR/nestvm, else in
+ * .run in the VM store (NESTVM_HOME or its default, as `new` would use), both
+ * directories only this user controls; never in /tmp, where anyone could take
+ * the name first or listen on PATH_PORT. Returns 0 or -errno, having said why.
+ */
+static int run_default_vsock_path(uint32_t cid, char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char dir[STORE_PATH_MAX];
+	struct mgr_err err;
+	struct store st;
+	int n, r;
+
+	if (xdg && xdg[0] == '/') {
+		n = snprintf(dir, sizeof(dir), "%s/nestvm", xdg);
+	} else {
+		r = store_open(&st, NULL, &err);
+		if (r < 0) {
+			fprintf(stderr, "nestvm run: --vsock: %s; or give socket=PATH\n", err.msg);
+			return r;
+		}
+		n = snprintf(dir, sizeof(dir), "%s/.run", st.home);
+	}
+	r = n < 0 || (size_t)n >= sizeof(dir) ? -ENAMETOOLONG : fs_private_dir(dir);
+	if (r < 0) {
+		fprintf(stderr,
+		        "nestvm run: --vsock: cannot use '%s' for its socket: %s; give socket=PATH\n",
+		        dir, r == -EPERM ? "another user could write to it" : fs_strerror(r));
+		return r;
+	}
+	n = snprintf(buf, len, "%s/vsock-%u.sock", dir, cid);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
 static uint64_t run_host_memory(void)
@@ -98,6 +138,7 @@ int cmd_run(int argc, char **argv)
 		.kvm_path = "/dev/kvm",
 	};
 	uint64_t host_mem = run_host_memory();
+	char vsock_path[STORE_PATH_MAX];
 	const char *memory_arg = "";
 	unsigned long n;
 	int opt, flag, verbose = 0, r;
@@ -212,6 +253,11 @@ int cmd_run(int argc, char **argv)
 		return NESTVM_EXIT_USAGE;
 	}
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
+	if (cfg.vsock_cid && !cfg.vsock_socket) {
+		if (run_default_vsock_path(cfg.vsock_cid, vsock_path, sizeof(vsock_path)) < 0)
+			return NESTVM_EXIT_ERROR;
+		cfg.vsock_socket = vsock_path;
+	}
 
 	r = vm_create(&cfg, &vm);
 	if (r < 0)

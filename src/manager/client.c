@@ -7,6 +7,7 @@
 #include "manager/client.h"
 
 #include "core/exit_status.h"
+#include "core/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,15 +64,12 @@ int client_connect(const struct store *st, const char *name, struct client *c, s
 	r = client_socket_addr(st, name, &sa, &len, &dirfd);
 	if (r < 0)
 		return mgr_err_set(err, r, "VM '%s': control socket path: %s", name, strerror(-r));
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		r = -errno;
+	/* Only a socket of ours with a listener of ours: no one else's monitor gets commands. */
+	r = unix_connect_owned(sa.sun_path, SOCK_CLOEXEC);
+	if (r < 0)
 		goto out;
-	}
-	if (connect(c->fd, (struct sockaddr *)&sa, len) < 0) {
-		r = -errno;
-		goto out;
-	}
+	c->fd = r;
+	r = 0;
 	c->in = malloc(sizeof(*c->in));
 	if (!c->in) {
 		r = -ENOMEM;
@@ -84,7 +82,7 @@ out:
 	if (r < 0) {
 		client_close(c);
 		mgr_err_set(err, r, "VM '%s': no monitor answers on its control socket: %s", name,
-		            strerror(-r));
+		            fs_strerror(r));
 	}
 	return r;
 }

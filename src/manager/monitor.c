@@ -17,6 +17,7 @@
 #include "manager/monitor.h"
 
 #include "core/exit_status.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "manager/client.h"
@@ -188,8 +189,7 @@ static void monitor_console_log_rotate(struct monitor *m)
 		return;
 	close(m->con_log_fd);
 	rename(m->con_log_path, old);
-	m->con_log_fd =
-	    open(m->con_log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	m->con_log_fd = fs_create_file(m->con_log_path, 0600, FS_TRUNC | FS_APPEND);
 	m->con_log_size = 0;
 }
 
@@ -631,18 +631,16 @@ static int monitor_listen(struct monitor *m)
 	r = client_socket_addr(m->st, m->name, &sa, &len, &dirfd);
 	if (r < 0)
 		return r;
-	/* We hold the run lock: a socket file here is a dead monitor's. */
-	unlink(m->sock_path);
-	m->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (m->listen_fd < 0)
-		r = -errno;
-	else if (bind(m->listen_fd, (struct sockaddr *)&sa, len) < 0 ||
-	         chmod(m->sock_path, 0600) < 0 || listen(m->listen_fd, MONITOR_MAX_CLIENTS) < 0)
-		r = -errno;
+	/* We hold the run lock: a stale socket here is a dead monitor's, anything else stays. */
+	r = unix_listen(sa.sun_path, 0600, MONITOR_MAX_CLIENTS);
+	if (r >= 0) {
+		m->listen_fd = r;
+		r = 0;
+	}
 	if (dirfd >= 0)
 		close(dirfd);
 	if (r < 0)
-		log_error("control socket '%s': %s", m->sock_path, strerror(-r));
+		log_error("control socket '%s': %s", m->sock_path, fs_strerror(r));
 	return r;
 }
 
@@ -650,11 +648,10 @@ static int monitor_open_console(struct monitor *m)
 {
 	if (store_path(m->st, m->name, "console.log", m->con_log_path, sizeof(m->con_log_path)) < 0)
 		return -ENAMETOOLONG;
-	m->con_log_fd =
-	    open(m->con_log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	m->con_log_fd = fs_create_file(m->con_log_path, 0600, FS_TRUNC | FS_APPEND);
 	if (m->con_log_fd < 0)
 		log_warn("console log '%s': %s; console output is not kept", m->con_log_path,
-		         strerror(errno));
+		         fs_strerror(m->con_log_fd));
 	if (pipe2(m->con_out, O_CLOEXEC) < 0 || pipe2(m->con_in, O_CLOEXEC) < 0)
 		return -errno;
 	/* A roomy pipe, so a busy control thread rarely makes the UART drop output. */
@@ -891,7 +888,7 @@ static void monitor_log_since(const char *path, off_t offset, char *buf, size_t 
 	char text[2048];
 	ssize_t n = -1;
 	size_t out = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = fs_open_input(path, O_RDONLY, NULL);
 
 	buf[0] = '\0';
 	if (fd >= 0) {
@@ -956,9 +953,10 @@ int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *
 	exe[len] = '\0';
 	if (store_path(st, name, "monitor.log", log_path, sizeof(log_path)) < 0)
 		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
-	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	log_fd = fs_create_file(log_path, 0600, FS_APPEND);
 	if (log_fd < 0)
-		return mgr_err_set(err, -errno, "cannot open '%s': %s", log_path, strerror(errno));
+		return mgr_err_set(err, log_fd, "cannot open '%s': %s", log_path,
+		                   fs_strerror(log_fd));
 	offset = lseek(log_fd, 0, SEEK_END);
 	if (pipe2(ready, O_CLOEXEC) < 0) {
 		r = mgr_err_set(err, -errno, "pipe: %s", strerror(errno));
