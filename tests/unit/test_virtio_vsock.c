@@ -405,6 +405,41 @@ static void test_guest_connect_refused(void **state)
 	assert_int_equal(h.dst_port, 778);
 }
 
+/*
+ * Issue 9 row 4: PATH_PORT that another user's program listens on, or a
+ * symlink, is not where the guest's connections go.
+ */
+static void test_guest_connect_not_ours(void **state)
+{
+	struct fixture *f = *state;
+	char path[80], real[80];
+	struct virtio_vsock_hdr h;
+	int lfd;
+
+	/* A symlink (even to a socket of ours) is not followed. */
+	snprintf(real, sizeof(real), "%s.real", f->path);
+	snprintf(path, sizeof(path), "%s_6001", f->path);
+	lfd = host_listen(real);
+	unlink(path);
+	assert_int_equal(symlink(real, path), 0);
+	guest_send_op(f, 779, 6001, VIRTIO_VSOCK_OP_REQUEST, 0);
+	expect_op(f, VIRTIO_VSOCK_OP_RST, &h);
+	assert_int_equal(h.src_port, 6001);
+	unlink(path);
+	close(lfd);
+	unlink(real);
+	if (geteuid() != 0)
+		return; /* giving the socket to another user needs root */
+	snprintf(path, sizeof(path), "%s_6002", f->path);
+	lfd = host_listen(path);
+	assert_int_equal(chown(path, 65534, 65534), 0); /* nobody's */
+	guest_send_op(f, 780, 6002, VIRTIO_VSOCK_OP_REQUEST, 0);
+	expect_op(f, VIRTIO_VSOCK_OP_RST, &h);
+	assert_int_equal(h.src_port, 6002);
+	close(lfd);
+	unlink(path);
+}
+
 static void test_credit(void **state)
 {
 	struct fixture *f = *state;
@@ -618,6 +653,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_command, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_guest_to_host, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_guest_connect_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_guest_connect_not_ours, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_credit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_guest_overruns_credit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_packets, setup, teardown),
