@@ -85,24 +85,8 @@ struct monitor {
 	char stop_reason[160]; /* under lock: set when the monitor kills the VM */
 };
 
-/* A lifecycle line in monitor.log, with a timestamp. */
-static void monitor_log(const struct monitor *m, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void monitor_log(const struct monitor *m, const char *fmt, ...)
-{
-	char when[32], line[768];
-	time_t now = time(NULL);
-	struct tm tm;
-	va_list ap;
-
-	gmtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "%s nestvm[%s]: %s\n", when, m->name, line);
-}
+/* A lifecycle line in monitor.log (the logger adds the timestamp and prefix). */
+#define monitor_log(m, ...) ((void)(m), log_event(__VA_ARGS__))
 
 /* Set the state and mirror it into runtime.json for clients that cannot reach us. */
 static void monitor_set_state(struct monitor *m, enum api_state state)
@@ -772,6 +756,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	m->started = time(NULL);
 	snprintf(prefix, sizeof(prefix), "nestvm[%s]", name);
 	log_set_prefix(prefix);
+	log_set_timestamps(true);
 	log_set_level(LOG_INFO);
 
 	if (lock_fd >= 0) {
