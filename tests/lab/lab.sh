@@ -591,7 +591,7 @@ run_lab_once() {
 	KALLSYMS=$OUT/symbols-${KERNEL##*/vmlinuz-}
 	boot_limit=$boot_timeout_s
 	if [ ! -s "$KALLSYMS" ]; then
-		# The symbols take 15 to 25 s of console before LAB-READY.
+		# The symbols take 6 to 20 s of console before LAB-READY.
 		cmdline+=" nestlab.kallsyms=1"
 		boot_limit=$((boot_timeout_s + 60))
 	fi
