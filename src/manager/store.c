@@ -333,6 +333,7 @@ static int def_parse_object(const json_t *root, const char *file, struct vm_def 
                             struct mgr_err *err)
 {
 	bool have_cpus = false, have_memory = false, have_name = false;
+	char why[VM_LIMITS_WHY_LEN];
 	const char *key;
 	json_t *v;
 	uint64_t n = 0;
@@ -356,12 +357,23 @@ static int def_parse_object(const json_t *root, const char *file, struct vm_def 
 			have_name = true;
 			r = 0;
 		} else if (!strcmp(key, "cpus")) {
-			r = def_get_uint(v, file, key, 1, STORE_MAX_CPUS, &n, err);
+			r = def_get_uint(v, file, key, VM_MIN_CPUS, VM_MAX_CPUS, &n, err);
+			if (r == 0 && vm_limits_check_cpus(n, why, sizeof(why)) < 0)
+				r = def_fail(err, file, key, v, "%s", why);
 			def->cpus = n;
 			have_cpus = true;
 		} else if (!strcmp(key, "memory_mib")) {
-			r = def_get_uint(v, file, key, STORE_MIN_MEMORY_MIB, STORE_MAX_MEMORY_MIB,
-			                 &def->memory_mib, err);
+			/* Judged as `new --memory` judges it, not first by KVM at start. */
+			r = 0;
+			if (!json_is_integer(v))
+				r = def_fail(err, file, key, v, "expected a whole number of MiB");
+			else if (vm_limits_check_memory_mib(json_integer_value(v) < 0
+			                                        ? 0
+			                                        : (uint64_t)json_integer_value(v),
+			                                    why, sizeof(why)) < 0)
+				r = def_fail(err, file, key, v, "%s", why);
+			else
+				def->memory_mib = (uint64_t)json_integer_value(v);
 			have_memory = true;
 		} else if (!strcmp(key, "nested")) {
 			r = def_get_bool(v, file, key, &def->nested, err);

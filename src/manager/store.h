@@ -30,6 +30,8 @@
  * struct mgr_err naming the VM, the file and the field concerned.
  */
 
+#include "core/vm_limits.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,9 +39,9 @@
 
 #define STORE_NAME_MAX 64
 #define STORE_PATH_MAX 4096
-#define STORE_MAX_CPUS 254 /* ACPI_MAX_CPUS */
-#define STORE_MIN_MEMORY_MIB 16
-#define STORE_MAX_MEMORY_MIB (16ULL << 20) /* 16 TiB */
+#define STORE_MAX_CPUS VM_MAX_CPUS /* core/vm_limits.h judges cpus and memory_mib */
+#define STORE_MIN_MEMORY_MIB VM_MIN_MEMORY_MIB
+#define STORE_MAX_MEMORY_MIB VM_MAX_MEMORY_MIB
 #define STORE_MAX_DISKS 8 /* VM_MAX_DISKS */
 #define STORE_MAX_NICS 8
 #define STORE_MAX_FILE (1 << 20) /* a definition or state file larger than this is broken */
