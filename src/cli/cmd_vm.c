@@ -32,15 +32,34 @@
 
 /* ---- shared helpers (cli_vm.h) ---- */
 
+/*
+ * "nestvm CMD: message" on stderr. Messages quote arguments and file
+ * contents, which may hold control characters: those are printed as \xHH,
+ * so that nothing but nestvm's own line breaks reaches the terminal.
+ */
+static void cli_vm_vprint(const char *cmd, const char *tail, const char *fmt, va_list ap)
+{
+	char msg[4096], out[8192];
+	size_t o = 0;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	for (const unsigned char *p = (const unsigned char *)msg; *p && o + 5 < sizeof(out); p++) {
+		if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
+			o += snprintf(out + o, sizeof(out) - o, "\\x%02x", *p);
+		else
+			out[o++] = (char)*p;
+	}
+	out[o] = '\0';
+	fprintf(stderr, "nestvm %s: %s%s\n", cmd, out, tail);
+}
+
 int cli_vm_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "nestvm %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cli_vm_vprint(cmd, "", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return NESTVM_EXIT_ERROR;
 }
 
@@ -48,20 +67,23 @@ int cli_vm_usage(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "nestvm %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cli_vm_vprint(cmd, "; see --help", fmt, ap);
 	va_end(ap);
-	fputs("; see --help\n", stderr);
 	return NESTVM_EXIT_USAGE;
 }
 
 int cli_vm_name_arg(const char *cmd, int argc, char **argv, const char **name)
 {
+	struct mgr_err err;
+
 	if (optind >= argc)
 		return cli_vm_usage(cmd, "give the VM's NAME");
 	if (optind + 1 < argc)
 		return cli_vm_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
+	/* A name that can never be valid is bad usage (2), whichever the command. */
+	if (store_check_name(argv[optind], &err) < 0)
+		return cli_vm_usage(cmd, "%s", err.msg);
 	*name = argv[optind];
 	return -1;
 }
@@ -89,8 +111,13 @@ int cli_vm_parse(int argc, char **argv, const char *usage, const char **name)
 int cli_vm_open_store(const char *cmd, struct store *st)
 {
 	struct mgr_err err;
+	int r;
 
-	if (store_open(st, NULL, &err) < 0)
+	/* Only `new` creates the store; the other commands look at what is there. */
+	r = strcmp(cmd, "new") ? store_open_existing(st, NULL, &err) : store_open(st, NULL, &err);
+	if (r == -ENOENT)
+		return cli_vm_error(cmd, "%s: there are no VMs ('nestvm new' creates one)", err.msg);
+	if (r < 0)
 		return cli_vm_error(cmd, "%s", err.msg);
 	return -1;
 }
@@ -483,10 +510,11 @@ int cmd_list(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_vm_usage("list", "unexpected argument '%s'", argv[optind]);
-	r = cli_vm_open_store("list", &st);
-	if (r >= 0)
-		return r;
-	n = store_list(&st, &names, &err);
+	/* No store yet is no VMs, and `list` does not create one. */
+	r = store_open_existing(&st, NULL, &err);
+	if (r < 0 && r != -ENOENT)
+		return cli_vm_error("list", "%s", err.msg);
+	n = r == -ENOENT ? 0 : store_list(&st, &names, &err);
 	if (n < 0)
 		return cli_vm_error("list", "%s", err.msg);
 	rows = calloc(n ? n : 1, sizeof(*rows));
