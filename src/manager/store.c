@@ -893,9 +893,9 @@ int store_create(const struct store *st, const struct vm_def *def, struct mgr_er
 	/* Every file the VM will have must be reachable, not only vm.json. */
 	if (store_path(st, def->name, STORE_LONGEST_FILE, file, sizeof(file)) < 0)
 		return mgr_err_set(err, -ENAMETOOLONG,
-		                   "the VM's files would not fit in a path of %d bytes under "
-		                   "'%s/': %s; use a shorter NESTVM_HOME or VM name",
-		                   STORE_PATH_MAX - 1, st->home, strerror(ENAMETOOLONG));
+		                   "VM '%s': its files would not fit in a path of %d bytes (%s): "
+		                   "use a shorter NESTVM_HOME or VM name; the store is '%s'",
+		                   def->name, STORE_PATH_MAX - 1, strerror(ENAMETOOLONG), st->home);
 	if (store_path(st, def->name, STORE_DEF_FILE, file, sizeof(file)) < 0)
 		return -ENAMETOOLONG; /* shorter than STORE_LONGEST_FILE: cannot happen */
 	/* mkdir is the atomic step: of two racing `new`s, one gets EEXIST. */
