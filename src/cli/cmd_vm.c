@@ -116,7 +116,8 @@ int cli_vm_open_store(const char *cmd, struct store *st)
 	/* Only `new` creates the store; the other commands look at what is there. */
 	r = strcmp(cmd, "new") ? store_open_existing(st, NULL, &err) : store_open(st, NULL, &err);
 	if (r == -ENOENT)
-		return cli_vm_error(cmd, "%s: there are no VMs ('nestvm new' creates one)", err.msg);
+		return cli_vm_error(cmd, "%s: there are no VMs ('nestvm new' creates one)",
+		                    err.msg);
 	if (r < 0)
 		return cli_vm_error(cmd, "%s", err.msg);
 	return -1;
@@ -217,8 +218,8 @@ static int cli_vm_disk_arg(const char *cmd, const char *arg, struct vm_def *def)
 		return cli_vm_usage(cmd, "at most %d disks", STORE_MAX_DISKS);
 	if (strlen(arg) >= sizeof(copy) || (strcpy(copy, arg), cli_parse_disk(copy, &cfg) < 0) ||
 	    cfg.engine != DISK_ENGINE_AUTO)
-		return cli_vm_usage(cmd, "--disk '%s': give PATH or PATH,ro (a comma in PATH is ,,)",
-		                    arg);
+		return cli_vm_usage(
+		    cmd, "--disk '%s': give PATH or PATH,ro (a comma in PATH is ,,)", arg);
 	d = &def->disks[def->nr_disks];
 	r = cli_vm_file_arg(cmd, "--disk", cfg.path, &d->path);
 	if (r >= 0)

@@ -88,11 +88,13 @@ int vm_limits_check_memory_mib(uint64_t mib, char *why, size_t len)
 		                     "%llu MiB is too small; a VM needs at least %d MiB",
 		                     (unsigned long long)mib, VM_MIN_MEMORY_MIB);
 	if (host && mib > host)
-		return vm_limits_why(-ERANGE, why, len, "%llu MiB is more than this host's %llu MiB",
+		return vm_limits_why(-ERANGE, why, len,
+		                     "%llu MiB is more than this host's %llu MiB",
 		                     (unsigned long long)mib, (unsigned long long)host);
 	if (mib > VM_MAX_MEMORY_MIB)
-		return vm_limits_why(-ERANGE, why, len, "%llu MiB is more than nestvm's limit of %llu MiB",
-		                     (unsigned long long)mib, (unsigned long long)VM_MAX_MEMORY_MIB);
+		return vm_limits_why(
+		    -ERANGE, why, len, "%llu MiB is more than nestvm's limit of %llu MiB",
+		    (unsigned long long)mib, (unsigned long long)VM_MAX_MEMORY_MIB);
 	return 0;
 }
 

@@ -42,7 +42,8 @@ int vm_limits_parse_memory(const char *arg, uint64_t *mib, char *why, size_t len
 int vm_limits_check_memory_mib(uint64_t mib, char *why, size_t len)
     __attribute__((warn_unused_result));
 
-/* vm_limits_parse_cpus - a decimal vCPU count within vm_limits_check_cpus(); 0 or -EINVAL/-ERANGE. */
+/* vm_limits_parse_cpus - a decimal vCPU count within vm_limits_check_cpus(); 0 or -EINVAL/-ERANGE.
+ */
 int vm_limits_parse_cpus(const char *arg, unsigned int *cpus, char *why, size_t len)
     __attribute__((warn_unused_result));
 

@@ -69,7 +69,7 @@ struct monitor {
 	int con_in[2];  /* monitor -> UART */
 	int con_log_fd;
 	uint64_t con_log_size;
-	int log_fd; /* monitor.log, if it is our stderr; -1 otherwise */
+	int log_fd;             /* monitor.log, if it is our stderr; -1 otherwise */
 	int64_t log_checked_ms; /* when monitor.log's size was last looked at */
 	char con_log_path[STORE_PATH_MAX];
 	char sock_path[STORE_PATH_MAX];
@@ -889,7 +889,8 @@ int monitor_close_fds(int from, const int *keep, unsigned int n)
 		unsigned int hi = ~0U;
 
 		for (unsigned int i = 0; i < n; i++) {
-			if (keep[i] >= 0 && (unsigned int)keep[i] >= lo && (unsigned int)keep[i] - 1 < hi)
+			if (keep[i] >= 0 && (unsigned int)keep[i] >= lo &&
+			    (unsigned int)keep[i] - 1 < hi)
 				hi = (unsigned int)keep[i] - 1;
 		}
 		if (hi != ~0U && hi + 1 == lo) { /* @lo itself is kept */

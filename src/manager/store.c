@@ -122,8 +122,9 @@ int store_check_owner(const struct stat *sb, const char *path, bool dir, struct 
 		                   "trust a VM store others can change; fix: chmod go-w '%s'",
 		                   path, (unsigned int)(sb->st_mode & 07777), path);
 	if (!dir && !S_ISREG(sb->st_mode))
-		return mgr_err_set(err, -EPERM, "'%s' is not a regular file; nestvm uses only "
-		                                "regular files in its store: remove it",
+		return mgr_err_set(err, -EPERM,
+		                   "'%s' is not a regular file; nestvm uses only "
+		                   "regular files in its store: remove it",
 		                   path);
 	if (!dir && sb->st_nlink > 1)
 		return mgr_err_set(err, -EPERM,
@@ -150,17 +151,19 @@ static int store_check_ancestors(const char *home, struct mgr_err *err)
 		if (lstat(buf, &sb) < 0)
 			return mgr_err_set(err, -errno, "'%s': %s", buf, strerror(errno));
 		if (sb.st_uid != 0 && sb.st_uid != geteuid())
-			return mgr_err_set(err, -EPERM,
-			                   "'%s', above the VM store '%s', is owned by uid %u, who "
-			                   "could replace the store; use a NESTVM_HOME in a directory "
-			                   "of yours or root's",
-			                   buf, home, (unsigned int)sb.st_uid);
+			return mgr_err_set(
+			    err, -EPERM,
+			    "'%s', above the VM store '%s', is owned by uid %u, who "
+			    "could replace the store; use a NESTVM_HOME in a directory "
+			    "of yours or root's",
+			    buf, home, (unsigned int)sb.st_uid);
 		if ((sb.st_mode & (S_IWGRP | S_IWOTH)) && !(sb.st_mode & S_ISVTX))
-			return mgr_err_set(err, -EPERM,
-			                   "'%s', above the VM store '%s', is writable by other users "
-			                   "(mode %04o), who could replace the store; fix: chmod go-w "
-			                   "'%s' (or chmod +t), or use another NESTVM_HOME",
-			                   buf, home, (unsigned int)(sb.st_mode & 07777), buf);
+			return mgr_err_set(
+			    err, -EPERM,
+			    "'%s', above the VM store '%s', is writable by other users "
+			    "(mode %04o), who could replace the store; fix: chmod go-w "
+			    "'%s' (or chmod +t), or use another NESTVM_HOME",
+			    buf, home, (unsigned int)(sb.st_mode & 07777), buf);
 		if (!strcmp(buf, "/"))
 			break;
 	}
@@ -198,9 +201,9 @@ static int store_open_home(struct store *st, const char *home, bool create, stru
 	fd = open(st->home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return mgr_err_set(err, -errno, "VM store '%s': %s", st->home, strerror(errno));
-	r = fstat(fd, &sb) < 0 ? mgr_err_set(err, -errno, "VM store '%s': %s", st->home,
-	                                     strerror(errno))
-	                       : store_check_owner(&sb, st->home, true, err);
+	r = fstat(fd, &sb) < 0
+	        ? mgr_err_set(err, -errno, "VM store '%s': %s", st->home, strerror(errno))
+	        : store_check_owner(&sb, st->home, true, err);
 	close(fd);
 	if (r == 0)
 		r = store_check_ancestors(st->home, err);
@@ -668,8 +671,8 @@ int store_openat(int dirfd, const char *dir, const char *file, int flags, struct
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	/* O_NONBLOCK: a FIFO put in the file's place must not hang the open. */
-	fd = openat(dirfd, file, (flags & ~O_TRUNC) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
-	            0600);
+	fd = openat(dirfd, file,
+	            (flags & ~O_TRUNC) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == ELOOP)
 		return mgr_err_set(err, -ELOOP,
 		                   "'%s' is a symbolic link: nestvm follows no links in its store; "

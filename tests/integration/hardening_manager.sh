@@ -254,6 +254,18 @@ if [ "$(stat -c %s "$NESTVM_HOME/vm1/monitor.log.1" 2>/dev/null)" -gt 1200000 ] 
 else
 	bad "monitor.log rotation: $(ls -l "$NESTVM_HOME/vm1/" | grep monitor)"
 fi
+# While the monitor runs: it looks once a second and switches its stderr to a new file.
+head -c 1100000 /dev/zero | tr '\0' y >>"$NESTVM_HOME/vm1/monitor.log"
+sleep 2.5
+nv pause vm1
+nv resume vm1
+if [ "$(stat -c %s "$NESTVM_HOME/vm1/monitor.log.1" 2>/dev/null)" -gt 1100000 ] &&
+	[ "$(stat -c %s "$NESTVM_HOME/vm1/monitor.log")" -lt 100000 ] &&
+	grep -q "resumed" "$NESTVM_HOME/vm1/monitor.log"; then
+	ok "monitor.log past 1 MiB moves to monitor.log.1 while the monitor runs"
+else
+	bad "monitor.log rotation while running: $(ls -l "$NESTVM_HOME/vm1/" | grep monitor)"
+fi
 nv kill vm1
 truncate -s 1M "$T/a,b.img"
 expect "new --disk with ',,' in the path" 0 "created VM 'comma'" -- \

@@ -238,7 +238,8 @@ static void test_name_escaped(void **state)
 	assert_null(strchr(err.msg, '\033'));
 	assert_null(strchr(err.msg, '\007'));
 	expect_msg(&err, "'a\\x1b]0;owned\\x07b'");
-	assert_string_equal(mgr_escape("x\ny\\\x7f\xc3", buf, sizeof(buf)), "x\\x0ay\\\\\\x7f\\xc3");
+	assert_string_equal(mgr_escape("x\ny\\\x7f\xc3", buf, sizeof(buf)),
+	                    "x\\x0ay\\\\\\x7f\\xc3");
 	/* Truncated, never a half escape. */
 	assert_string_equal(mgr_escape("\001\001\001", buf, 8), "\\x01");
 }

@@ -65,7 +65,7 @@ static void test_disk_comma_escape(void **state)
 	assert_int_equal(cli_parse_disk(d, &cfg), 0);
 	assert_string_equal(cfg.path, ",lead.img");
 	assert_int_equal(cli_parse_disk(e, &cfg), -EINVAL);
-	assert_string_equal(e, "a,,b.img,bogus"); /* left as given */
+	assert_string_equal(e, "a,,b.img,bogus");           /* left as given */
 	assert_int_equal(cli_parse_disk(f, &cfg), -EINVAL); /* an empty word */
 	assert_string_equal(f, "p,");
 	assert_int_equal(cli_parse_disk(g, &cfg), 0);
@@ -144,9 +144,12 @@ static void test_console_port(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_disk),         cmocka_unit_test(test_disk_errors),
-	    cmocka_unit_test(test_vsock),        cmocka_unit_test(test_vsock_errors),
-	    cmocka_unit_test(test_console_port), cmocka_unit_test(test_disk_comma_escape),
+	    cmocka_unit_test(test_disk),
+	    cmocka_unit_test(test_disk_errors),
+	    cmocka_unit_test(test_vsock),
+	    cmocka_unit_test(test_vsock_errors),
+	    cmocka_unit_test(test_console_port),
+	    cmocka_unit_test(test_disk_comma_escape),
 	    cmocka_unit_test(test_socket_comma_escape),
 	};
 
