@@ -22,6 +22,7 @@
 #include "manager/client.h"
 #include "manager/protocol.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -33,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -106,12 +106,10 @@ static int64_t monitor_now_ms(void)
 static int monitor_rotate(const struct store *st, const char *name, const char *file, int fd,
                           uint64_t max)
 {
-	char old[64];
+	char old[64], dir[STORE_PATH_MAX];
 	struct stat sb, now;
 	struct mgr_err err;
 	int dfd, nfd = -1;
-
-	char dir[STORE_PATH_MAX];
 
 	if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size <= max)
 		return fd;
@@ -963,8 +961,9 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	{
 		const int keep[] = {lock_fd, ready_fd};
 
-		if (monitor_close_fds(STDERR_FILENO + 1, keep, 2) < 0)
-			log_warn("cannot close inherited descriptors: %s", strerror(errno));
+		r = monitor_close_fds(STDERR_FILENO + 1, keep, 2);
+		if (r < 0)
+			log_warn("cannot close inherited descriptors: %s", strerror(-r));
 	}
 	monitor_block_signals();
 	m = calloc(1, sizeof(*m));
