@@ -10,14 +10,23 @@ passed=0
 failed=0
 skipped=0
 failed_names=""
+total_start=$(date +%s)
+mkdir -p build/test-logs
+skips=build/test-logs/skipped-cases
+: >"$skips"
 
+# run_suite NAME CMD...: runs one suite, shows and logs its output
+# (build/test-logs/NAME.log), collects its "skip CASE: REASON" lines.
 run_suite() {
 	name=$1
 	shift
 	start=$(date +%s)
-	"$@"
-	rc=$?
+	log=build/test-logs/$(echo "$name" | tr '/' '_').log
+	{ "$@"; echo "$?" >"$log.rc"; } 2>&1 | tee "$log"
+	rc=$(cat "$log.rc")
+	rm -f "$log.rc"
 	secs=$(($(date +%s) - start))
+	grep -a "^skip [^:]*: " "$log" | sed "s|^skip |$name: |" >>"$skips"
 	case $rc in
 	0) passed=$((passed + 1)); echo "== suite $name: PASS (${secs}s)" ;;
 	77) skipped=$((skipped + 1)); echo "== suite $name: SKIP (${secs}s)" ;;
@@ -44,8 +53,17 @@ if [ "${NESTVM_SKIP_LAB:-0}" = 1 ]; then
 	skipped=$((skipped + 1))
 else
 	run_suite lab tests/lab/run-tests.sh
+	# The lab's own watchdog: a scenario that wedges the lab is cut at its
+	# budget and the next scenario runs in a fresh lab.
+	run_suite lab-watchdog tests/lab/watchdog-test.sh
 fi
 
+ncases=$(grep -c . "$skips")
+if [ "$ncases" -gt 0 ]; then
+	echo "cases skipped because this host lacks what they need:"
+	sed 's/^/  /' "$skips"
+fi
 [ -n "$failed_names" ] && echo "failed suites:$failed_names"
-echo "$passed passed, $failed failed, $skipped skipped"
+echo "time: $(($(date +%s) - total_start)) s"
+echo "$passed passed, $failed failed, $skipped skipped (suites; $ncases cases skipped)"
 [ "$failed" -eq 0 ]

@@ -230,14 +230,18 @@ err:
 
 void disk_close(struct disk *disk)
 {
+	bool started;
+
 	if (!disk)
 		return;
+	/* A disk rejected by disk_open() never had an engine, nor a write to flush. */
+	started = disk->ops != NULL;
 	if (disk->ops) {
 		disk_drain(disk);
 		disk->ops->destroy(disk);
 	}
 	if (disk->fd >= 0) {
-		if (!disk->readonly && fdatasync(disk->fd) < 0)
+		if (started && !disk->readonly && fdatasync(disk->fd) < 0)
 			log_warn("disk %s: final flush failed: %s", disk->path, strerror(errno));
 		close(disk->fd);
 	}

@@ -7,6 +7,7 @@
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "core/vm_limits.h"
 #include "manager/store.h"
 
 #include <errno.h>
@@ -16,8 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RUN_MIN_MEMORY (16ULL << 20)
-#define RUN_MAX_CPUS ACPI_MAX_CPUS
+
+_Static_assert(VM_MAX_CPUS == ACPI_MAX_CPUS, "the vCPU limit is the MADT's");
 
 static const char run_usage[] =
 	"usage: nestvm run --kernel PATH [options]\n"
@@ -28,8 +29,8 @@ static const char run_usage[] =
 	"  --kernel PATH        kernel image (required)\n"
 	"  --initrd PATH        initial ramdisk\n"
 	"  --cmdline STRING     kernel command line\n"
-	"  --cpus N             number of vCPUs (default 1)\n"
-	"  --memory SIZE        guest RAM, e.g. 512M, 4G; a bare number is MiB (default 512M)\n"
+	"  --cpus N             number of vCPUs, 1 to 254 (default 1)\n"
+	"  --memory SIZE        guest RAM, whole MiB: 512M, 4G; a bare number is MiB (default 512M)\n"
 	"  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n"
 	"  --console WHERE      serial console: stdio (default), none, file:PATH\n"
 	"  --hugepages on|off   back guest RAM with transparent huge pages (default on)\n"
@@ -97,11 +98,11 @@ static int run_default_vsock_path(uint32_t cid, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-static uint64_t run_host_memory(void)
+/* A --cpus or --memory value judged by core/vm_limits.h, as `new` and vm.json are. */
+static int run_limits_error(const char *opt, const char *arg, const char *why)
 {
-	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
-
-	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+	fprintf(stderr, "nestvm run: %s '%s': %s\n", opt, arg, why);
+	return NESTVM_EXIT_USAGE;
 }
 
 int cmd_run(int argc, char **argv)
@@ -137,10 +138,9 @@ int cmd_run(int argc, char **argv)
 		.console = VM_CONSOLE_STDIO,
 		.kvm_path = "/dev/kvm",
 	};
-	uint64_t host_mem = run_host_memory();
 	char vsock_path[STORE_PATH_MAX];
-	const char *memory_arg = "";
-	unsigned long n;
+	char why[VM_LIMITS_WHY_LEN];
+	uint64_t mib;
 	int opt, flag, verbose = 0, r;
 	struct vm *vm;
 
@@ -158,16 +158,13 @@ int cmd_run(int argc, char **argv)
 			cfg.cmdline = optarg;
 			break;
 		case OPT_CPUS:
-			if (cli_parse_uint(optarg, 1, RUN_MAX_CPUS, &n) < 0)
-				return run_usage_error("--cpus '%s': give a number from 1 to 254",
-						       optarg);
-			cfg.cpus = n;
+			if (vm_limits_parse_cpus(optarg, &cfg.cpus, why, sizeof(why)) < 0)
+				return run_limits_error("--cpus", optarg, why);
 			break;
 		case OPT_MEMORY:
-			memory_arg = optarg;
-			if (cli_parse_size(optarg, &cfg.memory) < 0)
-				return run_usage_error("--memory '%s': give a size like 512M or 4G",
-						       optarg);
+			if (vm_limits_parse_memory(optarg, &mib, why, sizeof(why)) < 0)
+				return run_limits_error("--memory", optarg, why);
+			cfg.memory = mib << 20;
 			break;
 		case OPT_NESTED:
 			if (cli_parse_on_off(optarg, &flag) < 0)
@@ -244,14 +241,6 @@ int cmd_run(int argc, char **argv)
 		return run_usage_error("unexpected argument '%s'; see --help", argv[optind]);
 	if (!cfg.kernel)
 		return run_usage_error("%s", "--kernel PATH is required; see --help");
-	if (cfg.memory < RUN_MIN_MEMORY)
-		return run_usage_error("--memory %s is too small; a VM needs at least 16M",
-				       memory_arg);
-	if (host_mem && cfg.memory > host_mem) {
-		fprintf(stderr, "nestvm run: --memory %s is more than this host's %llu MiB\n",
-			memory_arg, (unsigned long long)(host_mem >> 20));
-		return NESTVM_EXIT_USAGE;
-	}
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
 	if (cfg.vsock_cid && !cfg.vsock_socket) {
 		if (run_default_vsock_path(cfg.vsock_cid, vsock_path, sizeof(vsock_path)) < 0)

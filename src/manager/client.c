@@ -292,7 +292,6 @@ static void client_status_silent(const struct store *st, const char *name, struc
 int client_vm_status(const struct store *st, const char *name, struct vm_status *out,
                      struct mgr_err *err)
 {
-	char dir[STORE_PATH_MAX];
 	struct store_runtime rt;
 	struct mgr_err cerr;
 	struct client c;
@@ -301,8 +300,11 @@ int client_vm_status(const struct store *st, const char *name, struct vm_status 
 	memset(out, 0, sizeof(*out));
 	if (store_check_name(name, err) < 0)
 		return -EINVAL;
-	if (store_path(st, name, NULL, dir, sizeof(dir)) < 0 || access(dir, F_OK) < 0)
-		return mgr_err_set(err, -ENOENT, "no VM named '%s' (see 'nestvm list')", name);
+	/* A VM directory the store does not trust is an error, not a state. */
+	r = store_vm_dir(st, name, err);
+	if (r < 0)
+		return r;
+	close(r);
 	held = store_lock_held(st, name, STORE_LOCK_RUN);
 	if (held < 0)
 		return mgr_err_set(err, held, "VM '%s': cannot test its lock: %s", name,

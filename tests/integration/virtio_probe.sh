@@ -21,6 +21,7 @@ T=$(mktemp -d /tmp/nestvm-virtio-probe.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 pass=0
 fail=0
+. tests/lib/hostcaps.sh
 
 if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 	echo "skip: /dev/kvm is missing or not usable by $(id -un)"
@@ -92,9 +93,16 @@ image() {
 	dd if=/dev/zero of="$1" bs=1M count=0 seek="$2" 2>/dev/null
 }
 
+# Both I/O engines where the host has io_uring, the thread pool alone elsewhere.
+engines="uring threads"
+if ! hostcap_io_uring; then
+	engines=threads
+	skip_case "virtio-blk and virtio-hostile with io=uring" "$HOSTCAP_WHY"
+fi
+
 # --- test=virtio-blk ---------------------------------------------------------
 for img in elf bzImage; do
-	for engine in uring threads; do
+	for engine in $engines; do
 		image "$T/d0.img" 16
 		run $img "test=virtio-blk capacity=32768 id=nestvm-disk0" --disk "$T/d0.img,io=$engine"
 		expect_pass "virtio-blk $img io=$engine"
@@ -135,7 +143,7 @@ fi
 
 # --- test=virtio-hostile -----------------------------------------------------
 # 3 GiB of RAM: one case needs two overlapping 2 GiB buffers inside RAM.
-for engine in uring threads; do
+for engine in $engines; do
 	image "$T/d0.img" 16
 	image "$T/d1.img" 16
 	run elf "test=virtio-hostile" --memory 3G --disk "$T/d0.img,io=$engine" --disk "$T/d1.img"
@@ -166,5 +174,5 @@ else
 	show
 fi
 
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skipped skipped"
 [ "$fail" -eq 0 ]

@@ -16,8 +16,9 @@ ROOT=$(cd "$LAB_SRC/../.." && pwd)
 NESTVM=$ROOT/build/static/nestvm
 
 echo "demo: L0 is $(uname -n), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-if "$NESTVM" nested status >/tmp/nestvm-demo-status.$$ 2>&1; then
-	rm -f /tmp/nestvm-demo-status.$$
+STATUS=$ROOT/build/demo-nested-status.txt
+mkdir -p "$ROOT/build"
+if "$NESTVM" nested status >"$STATUS" 2>&1; then
 	echo "demo: this host can nest: running the L1 directly on its KVM"
 	"$LAB_SRC/lab.sh" --build-only || exit 125
 	vmlinux=$(ls "$ROOT"/build/lab/vmlinux-* | grep -v '\.key$' | head -1)
@@ -30,7 +31,6 @@ if "$NESTVM" nested status >/tmp/nestvm-demo-status.$$ 2>&1; then
 	exit $rc
 fi
 echo "demo: this host cannot nest ('nestvm nested status' says why:)"
-sed 's/^/demo:   /' /tmp/nestvm-demo-status.$$ | grep -E 'FAIL|fix:' | head -6
-rm -f /tmp/nestvm-demo-status.$$
+sed 's/^/demo:   /' "$STATUS" | grep -E 'FAIL|fix:' | head -6
 echo "demo: running the L1 inside the lab instead (QEMU TCG with AMD-V as L0)"
 exec "$LAB_SRC/lab.sh" --name demo --timeout 900 lab-selftest linux-boot nested:linux

@@ -1,0 +1,106 @@
+#!/bin/sh
+# Pause/resume stress on a managed VM (issue: pause lost its wake-up and the
+# monitor wedged for good). A test=idle probe guest with 1 and with 4 vCPUs
+# (halted vCPUs stay in KVM_RUN, where a lost kick is never made up for);
+# CLIENTS parallel clients send batches of pause/resume pairs to its control
+# socket for SECONDS. Every request must be answered "ok", and afterwards the
+# VM must answer `show` at once and die on `kill`.
+# Before the fix this wedged within seconds: a resume followed at once by a
+# pause let a vCPU clear the pause's immediate_exit and sleep in KVM_RUN.
+# Prints "N passed, N failed" last; exit 77 without /dev/kvm.
+set -u
+cd "$(dirname "$0")/../.."
+NESTVM=${NESTVM:-build/asan/nestvm}
+case $NESTVM in /*) ;; *) NESTVM=$(pwd)/$NESTVM ;; esac
+PROBE=$(pwd)/build/guest/probe.elf
+SECONDS_EACH=${PAUSE_STRESS_SECONDS:-20}
+CLIENTS=${PAUSE_STRESS_CLIENTS:-3}
+BATCH=100
+T=$(mktemp -d "${TMPDIR:-/tmp}/nestvm-pause.XXXXXX")
+export NESTVM_HOME="$T/home"
+pass=0
+fail=0
+
+if [ ! -w /dev/kvm ] || [ ! -x "$NESTVM" ] || [ ! -f "$PROBE" ]; then
+	echo "skip: needs a writable /dev/kvm, $NESTVM and $PROBE"
+	rm -rf "$T"
+	exit 77
+fi
+cleanup() {
+	for rt in "$T"/home/*/runtime.json; do
+		[ -f "$rt" ] || continue
+		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$rt")
+		[ -n "$pid" ] && [ "$pid" -gt 0 ] && kill -9 "$pid" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+
+# One client: batches of BATCH pause/resume pairs until $1 (epoch seconds).
+# Writes "<requests> <ok replies>" to $2.
+client() {
+	sent=0 good=0
+	while [ "$(date +%s)" -lt "$1" ]; do
+		i=0
+		while [ $i -lt $BATCH ]; do
+			echo '{"cmd":"pause"}'
+			echo '{"cmd":"resume"}'
+			i=$((i + 1))
+		done >"$2.req"
+		timeout 10 "$NESTVM" api "$3" <"$2.req" >"$2.out" 2>&1
+		sent=$((sent + 2 * BATCH))
+		good=$((good + $(grep -c '"ok": *true' "$2.out")))
+		if grep -q '"ok": *false' "$2.out"; then
+			grep -m1 '"ok": *false' "$2.out" >"$2.err"
+		fi
+	done
+	echo "$sent $good" >"$2"
+}
+
+for cpus in 1 4; do
+	vm=p$cpus
+	if ! timeout 30 "$NESTVM" new $vm --kernel "$PROBE" --cmdline test=idle --memory 16M \
+		--cpus $cpus >"$T/out" 2>&1 || ! timeout 30 "$NESTVM" start $vm >>"$T/out" 2>&1; then
+		bad "$cpus vCPUs: new/start failed: $(tail -n 3 "$T/out")"
+		continue
+	fi
+	end=$(($(date +%s) + SECONDS_EACH))
+	pids=""
+	c=1
+	while [ $c -le $CLIENTS ]; do
+		client $end "$T/c$c" $vm &
+		pids="$pids $!"
+		c=$((c + 1))
+	done
+	wait $pids
+	sent=0 good=0
+	c=1
+	while [ $c -le $CLIENTS ]; do
+		read -r s g <"$T/c$c" || { s=0 g=0; }
+		sent=$((sent + s)) good=$((good + g))
+		[ -f "$T/c$c.err" ] && echo "     | client $c: $(cat "$T/c$c.err")"
+		c=$((c + 1))
+	done
+	if [ "$sent" -gt 0 ] && [ "$good" -eq "$sent" ]; then
+		ok "$cpus vCPUs: $CLIENTS clients, $((sent / 2)) pause/resume pairs in ${SECONDS_EACH} s, all answered ok"
+	else
+		bad "$cpus vCPUs: $good of $sent requests answered ok"
+	fi
+	t0=$(date +%s%N)
+	if timeout 5 "$NESTVM" show $vm >"$T/out" 2>&1 && grep -q '^state: *running' "$T/out"; then
+		ok "$cpus vCPUs: show answers afterwards: running ($((($(date +%s%N) - t0) / 1000000)) ms)"
+	else
+		bad "$cpus vCPUs: show after the stress: $(head -n 3 "$T/out")"
+	fi
+	if timeout 10 "$NESTVM" kill $vm >"$T/out" 2>&1; then
+		ok "$cpus vCPUs: kill works"
+	else
+		bad "$cpus vCPUs: kill after the stress: $(head -n 3 "$T/out")"
+	fi
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
