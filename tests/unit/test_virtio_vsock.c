@@ -16,6 +16,7 @@
 #include "virtio_test_driver.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -344,10 +345,16 @@ static void test_bad_command(void **state)
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(host_read(fd, buf, sizeof(buf), 2000), 6);
 	close(fd);
-	/* A line longer than any command: dropped. */
+	/*
+	 * A line longer than any command: dropped. The device may close the
+	 * connection before all of it is written, so a write may fail (EPIPE,
+	 * ECONNRESET; SIGPIPE is ignored in main()); what counts is that the
+	 * host reads nothing but the end of the connection.
+	 */
 	fd = host_connect(f->path);
 	for (int i = 0; i < 10; i++)
-		host_write(fd, "CONNECTCONNECT");
+		if (write(fd, "CONNECTCONNECT", 14) < 0)
+			break;
 	assert_int_equal(host_read(fd, buf, sizeof(buf), 2000), 0);
 	close(fd);
 }
@@ -663,5 +670,7 @@ int main(void)
 	    cmocka_unit_test(test_create_checks),
 	};
 
+	/* A write to a connection the device closed must fail, not kill the test. */
+	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests_name("virtio_vsock", tests, NULL, NULL);
 }
