@@ -237,12 +237,11 @@ int snap_reader_fail(struct snap_reader *r, int err, const char *fmt, ...)
 void snap_section_name(const struct snap_section_type *desc, uint32_t type, uint32_t instance,
 		       char *buf, size_t len)
 {
-	char tname[32];
 	const char *n = desc ? desc->name : NULL;
 
 	if (!n) {
-		snprintf(tname, sizeof(tname), "type 0x%x", type);
-		n = tname;
+		snprintf(buf, len, "type 0x%x instance %u", type, instance);
+		return;
 	}
 	if (desc && (desc->flags & SNAP_TYPE_PER_VCPU))
 		snprintf(buf, len, "vcpu %u %s", instance, n);
@@ -336,20 +335,27 @@ static int snap_walk_sections(struct snap_reader *r, const struct snap_schema *s
 	uint32_t declared = get32(b + end + TRL_OFF_NR);
 	char sname[64];
 
-	if (declared > SNAP_MAX_SECTIONS)
-		return snap_fail(r, -EBADMSG, name, "trailer declares %u sections (at most %u)",
-				 declared, SNAP_MAX_SECTIONS);
-	r->sections = calloc((size_t)declared + 1, sizeof(*r->sections));
-	if (!r->sections)
-		return snap_fail(r, -ENOMEM, name, "out of memory");
+	unsigned int cap = 0;
+
 	while (off < end) {
 		const uint8_t *h = b + off;
-		struct snap_section *s = &r->sections[r->nr_sections];
+		struct snap_section *s;
 		uint64_t left = end - off;
 
-		if (r->nr_sections == declared)
-			return snap_fail(r, -EBADMSG, name, "more sections than the %u the trailer "
-					 "declares", declared);
+		if (r->nr_sections == cap) {
+			struct snap_section *ns;
+
+			if (cap == SNAP_MAX_SECTIONS)
+				return snap_fail(r, -EFBIG, name, "more than %u sections",
+						 SNAP_MAX_SECTIONS);
+			cap = cap ? cap * 2 : 32;
+			ns = realloc(r->sections, cap * sizeof(*ns));
+			if (!ns)
+				return snap_fail(r, -ENOMEM, name, "out of memory");
+			r->sections = ns;
+		}
+		s = &r->sections[r->nr_sections];
+		memset(s, 0, sizeof(*s));
 		if (left < SNAP_SECTION_HEADER_SIZE)
 			return snap_fail(r, -EBADMSG, name, "truncated section header at offset "
 					 "%llu", (unsigned long long)off);
