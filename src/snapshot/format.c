@@ -34,7 +34,7 @@ static void crc32c_init(void)
 	for (uint32_t i = 0; i < 256; i++)
 		for (int k = 1; k < 8; k++)
 			crc32c_table[k][i] = (crc32c_table[k - 1][i] >> 8) ^
-					     crc32c_table[0][crc32c_table[k - 1][i] & 0xff];
+			                     crc32c_table[0][crc32c_table[k - 1][i] & 0xff];
 	__atomic_store_n(&crc32c_ready, true, __ATOMIC_RELEASE);
 }
 
@@ -164,7 +164,7 @@ int snap_writer_begin(struct snap_writer *w, int fd, uint32_t nr_vcpus)
 }
 
 int snap_writer_add(struct snap_writer *w, uint32_t type, uint32_t instance, uint32_t version,
-		    uint32_t flags, const void *data, uint64_t len)
+                    uint32_t flags, const void *data, uint64_t len)
 {
 	static const uint8_t zeros[SNAP_ALIGN];
 	uint8_t h[SNAP_SECTION_HEADER_SIZE] = {0};
@@ -235,7 +235,7 @@ int snap_reader_fail(struct snap_reader *r, int err, const char *fmt, ...)
 #define snap_fail(r, err, name, ...) ((void)(name), snap_reader_fail((r), (err), __VA_ARGS__))
 
 void snap_section_name(const struct snap_section_type *desc, uint32_t type, uint32_t instance,
-		       char *buf, size_t len)
+                       char *buf, size_t len)
 {
 	const char *n = desc ? desc->name : NULL;
 
@@ -251,8 +251,7 @@ void snap_section_name(const struct snap_section_type *desc, uint32_t type, uint
 		snprintf(buf, len, "%s %u", n, instance);
 }
 
-static const struct snap_section_type *snap_schema_find(const struct snap_schema *s,
-							uint32_t type)
+static const struct snap_section_type *snap_schema_find(const struct snap_schema *s, uint32_t type)
 {
 	for (unsigned int i = 0; i < s->nr_types; i++)
 		if (s->types[i].type == type)
@@ -284,7 +283,7 @@ static int snap_section_cmp(const void *a, const void *b)
 }
 
 const struct snap_section *snap_reader_find(const struct snap_reader *r, uint32_t type,
-					    uint32_t instance)
+                                            uint32_t instance)
 {
 	struct snap_section key = {.type = type, .instance = instance};
 
@@ -294,17 +293,18 @@ const struct snap_section *snap_reader_find(const struct snap_reader *r, uint32_
 }
 
 /* The header: magic, then its own checksum, then what it says. */
-static int snap_check_header(struct snap_reader *r, const uint8_t *b, size_t size,
-			     const char *name)
+static int snap_check_header(struct snap_reader *r, const uint8_t *b, size_t size, const char *name)
 {
 	uint32_t version, hsize, flags;
 
 	if (size < 8 || memcmp(b, SNAP_MAGIC, 8) != 0)
 		return snap_fail(r, -EBADMSG, name, "not a nestvm snapshot (no \"%s\" magic)",
-				 SNAP_MAGIC);
+		                 SNAP_MAGIC);
 	if (size < SNAP_HEADER_SIZE + SNAP_TRAILER_SIZE)
-		return snap_fail(r, -EBADMSG, name, "truncated: %zu bytes, less than a header "
-				 "and a trailer", size);
+		return snap_fail(r, -EBADMSG, name,
+		                 "truncated: %zu bytes, less than a header "
+		                 "and a trailer",
+		                 size);
 	if (get32(b + HDR_OFF_CRC) != crc32c(0, b, HDR_OFF_CRC))
 		return snap_fail(r, -EBADMSG, name, "header checksum mismatch (corrupt file)");
 	version = get32(b + HDR_OFF_VERSION);
@@ -312,22 +312,22 @@ static int snap_check_header(struct snap_reader *r, const uint8_t *b, size_t siz
 	flags = get32(b + HDR_OFF_FLAGS);
 	if (version != SNAP_FORMAT_VERSION)
 		return snap_fail(r, -EPROTONOSUPPORT, name,
-				 "format version %u is %s than this nestvm reads (%u)", version,
-				 version > SNAP_FORMAT_VERSION ? "newer" : "other",
-				 SNAP_FORMAT_VERSION);
+		                 "format version %u is %s than this nestvm reads (%u)", version,
+		                 version > SNAP_FORMAT_VERSION ? "newer" : "other",
+		                 SNAP_FORMAT_VERSION);
 	if (hsize != SNAP_HEADER_SIZE || flags != 0 || get32(b + 24) != 0)
 		return snap_fail(r, -EBADMSG, name, "bad header (size %u, flags 0x%x)", hsize,
-				 flags);
+		                 flags);
 	r->nr_vcpus = get32(b + HDR_OFF_NR_VCPUS);
 	if (r->nr_vcpus == 0 || r->nr_vcpus > SNAP_MAX_VCPUS)
 		return snap_fail(r, -EBADMSG, name, "bad vCPU count %u (1 to %u)", r->nr_vcpus,
-				 SNAP_MAX_VCPUS);
+		                 SNAP_MAX_VCPUS);
 	return 0;
 }
 
 /* Walk the sections between header and trailer; every byte is accounted for. */
 static int snap_walk_sections(struct snap_reader *r, const struct snap_schema *schema,
-			      const char *name)
+                              const char *name)
 {
 	const uint8_t *b = r->buf;
 	uint64_t end = r->size - SNAP_TRAILER_SIZE;
@@ -347,7 +347,7 @@ static int snap_walk_sections(struct snap_reader *r, const struct snap_schema *s
 
 			if (cap == SNAP_MAX_SECTIONS)
 				return snap_fail(r, -EFBIG, name, "more than %u sections",
-						 SNAP_MAX_SECTIONS);
+				                 SNAP_MAX_SECTIONS);
 			cap = cap ? cap * 2 : 32;
 			ns = realloc(r->sections, cap * sizeof(*ns));
 			if (!ns)
@@ -357,12 +357,15 @@ static int snap_walk_sections(struct snap_reader *r, const struct snap_schema *s
 		s = &r->sections[r->nr_sections];
 		memset(s, 0, sizeof(*s));
 		if (left < SNAP_SECTION_HEADER_SIZE)
-			return snap_fail(r, -EBADMSG, name, "truncated section header at offset "
-					 "%llu", (unsigned long long)off);
+			return snap_fail(r, -EBADMSG, name,
+			                 "truncated section header at offset "
+			                 "%llu",
+			                 (unsigned long long)off);
 		if (get32(h + SEC_OFF_HCRC) != crc32c(0, h, SEC_OFF_HCRC))
-			return snap_fail(r, -EBADMSG, name, "section header #%u at offset %llu: "
-					 "checksum mismatch (corrupt file)", r->nr_sections + 1,
-					 (unsigned long long)off);
+			return snap_fail(r, -EBADMSG, name,
+			                 "section header #%u at offset %llu: "
+			                 "checksum mismatch (corrupt file)",
+			                 r->nr_sections + 1, (unsigned long long)off);
 		s->type = get32(h + SEC_OFF_TYPE);
 		s->instance = get32(h + SEC_OFF_INSTANCE);
 		s->version = get32(h + SEC_OFF_VERSION);
@@ -372,36 +375,43 @@ static int snap_walk_sections(struct snap_reader *r, const struct snap_schema *s
 		s->desc = snap_schema_find(schema, s->type);
 		snap_section_name(s->desc, s->type, s->instance, sname, sizeof(sname));
 		if (s->length > SNAP_MAX_SECTION_SIZE)
-			return snap_fail(r, -EFBIG, name, "section '%s': length %llu over the "
-					 "limit of %llu", sname, (unsigned long long)s->length,
-					 (unsigned long long)SNAP_MAX_SECTION_SIZE);
+			return snap_fail(r, -EFBIG, name,
+			                 "section '%s': length %llu over the "
+			                 "limit of %llu",
+			                 sname, (unsigned long long)s->length,
+			                 (unsigned long long)SNAP_MAX_SECTION_SIZE);
 		left -= SNAP_SECTION_HEADER_SIZE;
 		if (s->length + snap_pad(s->length) > left)
-			return snap_fail(r, -EBADMSG, name, "section '%s': length %llu runs past "
-					 "the end of the file (truncated?)", sname,
-					 (unsigned long long)s->length);
+			return snap_fail(r, -EBADMSG, name,
+			                 "section '%s': length %llu runs past "
+			                 "the end of the file (truncated?)",
+			                 sname, (unsigned long long)s->length);
 		s->data = h + SNAP_SECTION_HEADER_SIZE;
 		if (get32(h + SEC_OFF_PCRC) != crc32c(0, s->data, (size_t)s->length))
-			return snap_fail(r, -EBADMSG, name, "section '%s' checksum mismatch", sname);
+			return snap_fail(r, -EBADMSG, name, "section '%s' checksum mismatch",
+			                 sname);
 		for (uint64_t i = 0; i < snap_pad(s->length); i++)
 			if (s->data[s->length + i])
-				return snap_fail(r, -EBADMSG, name, "section '%s': non-zero "
-						 "padding", sname);
+				return snap_fail(r, -EBADMSG, name,
+				                 "section '%s': non-zero "
+				                 "padding",
+				                 sname);
 		if (s->flags & ~SNAP_SECTION_F_KNOWN)
-			return snap_fail(r, -EPROTONOSUPPORT, name, "section '%s': unknown flags "
-					 "0x%x (written by a newer nestvm?)", sname, s->flags);
+			return snap_fail(r, -EPROTONOSUPPORT, name,
+			                 "section '%s': unknown flags "
+			                 "0x%x (written by a newer nestvm?)",
+			                 sname, s->flags);
 		off += SNAP_SECTION_HEADER_SIZE + s->length + snap_pad(s->length);
 		r->nr_sections++;
 	}
 	if (r->nr_sections != declared)
 		return snap_fail(r, -EBADMSG, name, "%u sections found, the trailer declares %u",
-				 r->nr_sections, declared);
+		                 r->nr_sections, declared);
 	return 0;
 }
 
 /* Per section: a known type, a known version, a plausible length, a valid instance. */
-static int snap_check_section(struct snap_reader *r, const struct snap_section *s,
-			      const char *name)
+static int snap_check_section(struct snap_reader *r, const struct snap_section *s, const char *name)
 {
 	const struct snap_section_type *d = s->desc;
 	char sname[64];
@@ -411,22 +421,27 @@ static int snap_check_section(struct snap_reader *r, const struct snap_section *
 	if (!d) {
 		if (s->flags & SNAP_SECTION_F_OPTIONAL)
 			return 0;
-		return snap_fail(r, -EPROTONOSUPPORT, name, "section '%s' is of a kind this "
-				 "nestvm does not know (written by a newer nestvm?)", sname);
+		return snap_fail(r, -EPROTONOSUPPORT, name,
+		                 "section '%s' is of a kind this "
+		                 "nestvm does not know (written by a newer nestvm?)",
+		                 sname);
 	}
 	if (s->version < d->min_version || s->version > d->max_version)
-		return snap_fail(r, -EPROTONOSUPPORT, name, "section '%s': version %u not "
-				 "supported (this nestvm reads %u to %u)", sname, s->version,
-				 d->min_version, d->max_version);
+		return snap_fail(r, -EPROTONOSUPPORT, name,
+		                 "section '%s': version %u not "
+		                 "supported (this nestvm reads %u to %u)",
+		                 sname, s->version, d->min_version, d->max_version);
 	if (s->length < d->min_len || s->length > d->max_len)
 		return snap_fail(r, -EBADMSG, name, "section '%s': length %llu outside %llu..%llu",
-				 sname, (unsigned long long)s->length,
-				 (unsigned long long)d->min_len, (unsigned long long)d->max_len);
+		                 sname, (unsigned long long)s->length,
+		                 (unsigned long long)d->min_len, (unsigned long long)d->max_len);
 	n = (d->flags & SNAP_TYPE_PER_VCPU) ? r->nr_vcpus : d->max_instances;
 	if (s->instance >= n)
-		return snap_fail(r, -EBADMSG, name, "section '%s': instance %u out of range "
-				 "(%u %s)", sname, s->instance, n,
-				 (d->flags & SNAP_TYPE_PER_VCPU) ? "vCPUs" : "instances");
+		return snap_fail(r, -EBADMSG, name,
+		                 "section '%s': instance %u out of range "
+		                 "(%u %s)",
+		                 sname, s->instance, n,
+		                 (d->flags & SNAP_TYPE_PER_VCPU) ? "vCPUs" : "instances");
 	return 0;
 }
 
@@ -435,7 +450,7 @@ static int snap_check_section(struct snap_reader *r, const struct snap_section *
  * (all of them, or none for a type that is not required).
  */
 static int snap_check_sets(struct snap_reader *r, const struct snap_schema *schema,
-			   const char *name)
+                           const char *name)
 {
 	char sname[64];
 
@@ -470,7 +485,7 @@ static int snap_check_sets(struct snap_reader *r, const struct snap_schema *sche
 }
 
 int snap_reader_parse(struct snap_reader *r, const void *buf, size_t size,
-		      const struct snap_schema *schema, const char *name)
+                      const struct snap_schema *schema, const char *name)
 {
 	const uint8_t *b = buf;
 	int err;
@@ -479,13 +494,15 @@ int snap_reader_parse(struct snap_reader *r, const void *buf, size_t size,
 	snprintf(r->name, sizeof(r->name), "%s", name ? name : "(unnamed)");
 	if (size > SNAP_MAX_FILE_SIZE)
 		return snap_fail(r, -EFBIG, name, "%zu bytes, over the limit of %llu", size,
-				 (unsigned long long)SNAP_MAX_FILE_SIZE);
+		                 (unsigned long long)SNAP_MAX_FILE_SIZE);
 	err = snap_check_header(r, b, size, name);
 	if (err)
 		return err;
 	if (memcmp(b + size - SNAP_TRAILER_SIZE, SNAP_TRAILER_MAGIC, 8) != 0)
-		return snap_fail(r, -EBADMSG, name, "truncated or damaged: no end marker in the "
-				 "last %d bytes", SNAP_TRAILER_SIZE);
+		return snap_fail(r, -EBADMSG, name,
+		                 "truncated or damaged: no end marker in the "
+		                 "last %d bytes",
+		                 SNAP_TRAILER_SIZE);
 	r->buf = malloc(size);
 	if (!r->buf)
 		return snap_fail(r, -ENOMEM, name, "out of memory");
@@ -494,7 +511,7 @@ int snap_reader_parse(struct snap_reader *r, const void *buf, size_t size,
 	err = snap_walk_sections(r, schema, name);
 	/* The whole-file checksum also covers padding and the trailer's count. */
 	if (!err && get32(r->buf + size - SNAP_TRAILER_SIZE + TRL_OFF_CRC) !=
-			crc32c(0, r->buf, size - SNAP_TRAILER_SIZE + TRL_OFF_CRC))
+	                crc32c(0, r->buf, size - SNAP_TRAILER_SIZE + TRL_OFF_CRC))
 		err = snap_fail(r, -EBADMSG, name, "file checksum mismatch (corrupt file)");
 	for (unsigned int i = 0; !err && i < r->nr_sections; i++)
 		err = snap_check_section(r, &r->sections[i], name);
@@ -506,7 +523,7 @@ int snap_reader_parse(struct snap_reader *r, const void *buf, size_t size,
 }
 
 int snap_reader_read_fd(struct snap_reader *r, int fd, const struct snap_schema *schema,
-			const char *name)
+                        const char *name)
 {
 	struct stat st;
 	uint8_t *buf;
@@ -519,8 +536,8 @@ int snap_reader_read_fd(struct snap_reader *r, int fd, const struct snap_schema 
 		return snap_fail(r, -errno, name, "%s", strerror(errno));
 	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > SNAP_MAX_FILE_SIZE)
 		return snap_fail(r, -EFBIG, name, "%llu bytes, over the limit of %llu",
-				 (unsigned long long)st.st_size,
-				 (unsigned long long)SNAP_MAX_FILE_SIZE);
+		                 (unsigned long long)st.st_size,
+		                 (unsigned long long)SNAP_MAX_FILE_SIZE);
 	/* One byte more than allowed, to tell "too big" from "exactly the limit". */
 	cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : (size_t)SNAP_MAX_FILE_SIZE + 1;
 	buf = malloc(cap ? cap : 1);
@@ -528,7 +545,7 @@ int snap_reader_read_fd(struct snap_reader *r, int fd, const struct snap_schema 
 		return snap_fail(r, -ENOMEM, name, "out of memory");
 	for (;;) {
 		ssize_t n = S_ISREG(st.st_mode) ? pread(fd, buf + got, cap - got, (off_t)got)
-						: read(fd, buf + got, cap - got);
+		                                : read(fd, buf + got, cap - got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -544,7 +561,7 @@ int snap_reader_read_fd(struct snap_reader *r, int fd, const struct snap_schema 
 			if (cap > SNAP_MAX_FILE_SIZE) {
 				free(buf);
 				return snap_fail(r, -EFBIG, name, "over the limit of %llu bytes",
-						 (unsigned long long)SNAP_MAX_FILE_SIZE);
+				                 (unsigned long long)SNAP_MAX_FILE_SIZE);
 			}
 			/* A regular file that grew under us: read on, up to the limit. */
 			uint8_t *nb = realloc(buf, (size_t)SNAP_MAX_FILE_SIZE + 1);

@@ -27,7 +27,7 @@
  * caller gets a single section, and explains what is wrong in one sentence.
  */
 
-#define SNAP_MAGIC "NESTVMSS"	     /* 8 bytes, no NUL */
+#define SNAP_MAGIC "NESTVMSS"         /* 8 bytes, no NUL */
 #define SNAP_TRAILER_MAGIC "NESTVMSE" /* 8 bytes, no NUL */
 #define SNAP_FORMAT_VERSION 1
 #define SNAP_HEADER_SIZE 32
@@ -87,7 +87,7 @@ struct snap_section {
 
 struct snap_reader {
 	char name[128]; /* the file's name, for messages */
-	uint8_t *buf;	/* the whole file, owned */
+	uint8_t *buf;   /* the whole file, owned */
 	size_t size;
 	uint32_t nr_vcpus;
 	struct snap_section *sections;
@@ -108,7 +108,7 @@ uint32_t crc32c(uint32_t crc, const void *data, size_t len);
  * nothing to release, but snap_reader_release() is harmless.
  */
 int snap_reader_parse(struct snap_reader *r, const void *buf, size_t size,
-		      const struct snap_schema *schema, const char *name)
+                      const struct snap_schema *schema, const char *name)
     __attribute__((warn_unused_result));
 
 /*
@@ -117,11 +117,11 @@ int snap_reader_parse(struct snap_reader *r, const void *buf, size_t size,
  * closed. Same returns, plus -errno of a failed read.
  */
 int snap_reader_read_fd(struct snap_reader *r, int fd, const struct snap_schema *schema,
-			const char *name) __attribute__((warn_unused_result));
+                        const char *name) __attribute__((warn_unused_result));
 
 /* snap_reader_find - the section (@type, @instance), or NULL. */
 const struct snap_section *snap_reader_find(const struct snap_reader *r, uint32_t type,
-					    uint32_t instance);
+                                            uint32_t instance);
 
 /*
  * snap_reader_fail - set r->error to "snapshot NAME: " and the message, for
@@ -138,7 +138,7 @@ void snap_reader_release(struct snap_reader *r);
  * schema's name for @type (or "type 0x...").
  */
 void snap_section_name(const struct snap_section_type *desc, uint32_t type, uint32_t instance,
-		       char *buf, size_t len);
+                       char *buf, size_t len);
 
 /*
  * The writer: streams a snapshot to @fd with write(2) only (no seeks), so
@@ -148,8 +148,8 @@ void snap_section_name(const struct snap_section_type *desc, uint32_t type, uint
  */
 struct snap_writer {
 	int fd;
-	uint32_t crc;	       /* over everything written so far */
-	uint64_t offset;       /* bytes written */
+	uint32_t crc;    /* over everything written so far */
+	uint64_t offset; /* bytes written */
 	uint32_t nr_sections;
 	int error;
 };
@@ -164,7 +164,8 @@ int snap_writer_begin(struct snap_writer *w, int fd, uint32_t nr_vcpus)
  * unknown flags, or -errno of write(2).
  */
 int snap_writer_add(struct snap_writer *w, uint32_t type, uint32_t instance, uint32_t version,
-		    uint32_t flags, const void *data, uint64_t len) __attribute__((warn_unused_result));
+                    uint32_t flags, const void *data, uint64_t len)
+    __attribute__((warn_unused_result));
 
 /* snap_writer_finish - write the trailer. Returns 0 or -errno. */
 int snap_writer_finish(struct snap_writer *w) __attribute__((warn_unused_result));

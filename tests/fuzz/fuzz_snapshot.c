@@ -66,7 +66,8 @@ static void fuzz_reseal(uint8_t *b, size_t size)
 			break;
 		put32(b + off + 24, crc32c(0, b + off + SNAP_SECTION_HEADER_SIZE, (size_t)len));
 		put32(b + off + 28, crc32c(0, b + off, 28));
-		off += SNAP_SECTION_HEADER_SIZE + len + (SNAP_ALIGN - len % SNAP_ALIGN) % SNAP_ALIGN;
+		off +=
+		    SNAP_SECTION_HEADER_SIZE + len + (SNAP_ALIGN - len % SNAP_ALIGN) % SNAP_ALIGN;
 		if (off > end)
 			break;
 	}

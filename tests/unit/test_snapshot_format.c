@@ -335,15 +335,16 @@ static void test_duplicate_and_missing(void **state)
 		assert_int_equal(snap_writer_add(&w, T_CLOCK, 0, 1, 0, &x, 8), 0);
 		assert_int_equal(snap_writer_finish(&w), 0);
 		blob_from_fd(fd, &b);
-		expect_error(&b, -EBADMSG, "section 'vcpu 1 regs': instance 1 out of range (1 vCPUs)");
+		expect_error(&b, -EBADMSG,
+		             "section 'vcpu 1 regs': instance 1 out of range (1 vCPUs)");
 		free(b.data);
 
 		fd = new_memfd();
 		assert_int_equal(snap_writer_begin(&w, fd, 1), 0);
 		assert_int_equal(snap_writer_add(&w, T_REGS, 0, 1, 0, &x, 8), 0);
 		assert_int_equal(snap_writer_add(&w, T_CLOCK, 0, 1, 0, &x, 8), 0);
-		assert_int_equal(snap_writer_add(&w, T_UNKNOWN, 0, 1, SNAP_SECTION_F_OPTIONAL, &x, 8),
-				 0);
+		assert_int_equal(
+		    snap_writer_add(&w, T_UNKNOWN, 0, 1, SNAP_SECTION_F_OPTIONAL, &x, 8), 0);
 		assert_int_equal(snap_writer_finish(&w), 0);
 		blob_from_fd(fd, &b);
 		{
@@ -354,8 +355,9 @@ static void test_duplicate_and_missing(void **state)
 		}
 		b.data[b.size - 16 - 8 - 32 + 12] = 0; /* clear the OPTIONAL flag */
 		fix_crcs(b.data, b.size, b.size - 16 - 8 - 32);
-		expect_error(&b, -EPROTONOSUPPORT, "section 'type 0x63 instance 0' is of a kind this nestvm "
-				 "does not know");
+		expect_error(&b, -EPROTONOSUPPORT,
+		             "section 'type 0x63 instance 0' is of a kind this nestvm "
+		             "does not know");
 		free(b.data);
 	}
 }
@@ -379,7 +381,7 @@ static void test_writer_limits(void **state)
 	assert_int_equal(snap_writer_begin(&w, fd, 1), 0);
 	assert_int_equal(snap_writer_add(&w, T_REGS, 0, 1, 0x80, &x, 8), -EINVAL);
 	assert_int_equal(snap_writer_add(&w, T_REGS, 0, 1, 0, &x, SNAP_MAX_SECTION_SIZE + 1),
-			 -EFBIG);
+	                 -EFBIG);
 	close(fd);
 
 	/* A file over the reader's limit is refused before it is read. */
@@ -452,10 +454,10 @@ static void assert_vcpu_equal(const struct vcpu_state *a, const struct vcpu_stat
 	assert_memory_equal(&a->debugregs, &b->debugregs, sizeof(a->debugregs));
 	assert_int_equal(a->msrs->nmsrs, b->msrs->nmsrs);
 	assert_memory_equal(a->msrs->entries, b->msrs->entries,
-			    a->msrs->nmsrs * sizeof(a->msrs->entries[0]));
+	                    a->msrs->nmsrs * sizeof(a->msrs->entries[0]));
 	assert_int_equal(a->cpuid->nent, b->cpuid->nent);
 	assert_memory_equal(a->cpuid->entries, b->cpuid->entries,
-			    a->cpuid->nent * sizeof(a->cpuid->entries[0]));
+	                    a->cpuid->nent * sizeof(a->cpuid->entries[0]));
 	assert_int_equal(a->nested != NULL, b->nested != NULL);
 	if (a->nested)
 		assert_memory_equal(a->nested, b->nested, a->nested->size);
@@ -526,8 +528,11 @@ static void test_x86_sections(void **state)
 
 	/* Restore refuses state this KVM cannot take, before any ioctl. */
 	{
-		struct vcpu_state_caps caps = {.sregs2 = true, .xsave = true, .xsave_size = 4096,
-					       .xcrs = true, .debugregs = true};
+		struct vcpu_state_caps caps = {.sregs2 = true,
+		                               .xsave = true,
+		                               .xsave_size = 4096,
+		                               .xcrs = true,
+		                               .debugregs = true};
 		char why[160];
 
 		assert_int_equal(vcpu_state_check(&v[0], &caps, why, sizeof(why)), -EOPNOTSUPP);
@@ -549,10 +554,14 @@ static void test_x86_sections(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_crc32c_vector),    cmocka_unit_test(test_round_trip),
-	    cmocka_unit_test(test_truncated),	     cmocka_unit_test(test_flipped_bits),
-	    cmocka_unit_test(test_wrong_version),    cmocka_unit_test(test_oversize_length),
-	    cmocka_unit_test(test_duplicate_and_missing), cmocka_unit_test(test_writer_limits),
+	    cmocka_unit_test(test_crc32c_vector),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_truncated),
+	    cmocka_unit_test(test_flipped_bits),
+	    cmocka_unit_test(test_wrong_version),
+	    cmocka_unit_test(test_oversize_length),
+	    cmocka_unit_test(test_duplicate_and_missing),
+	    cmocka_unit_test(test_writer_limits),
 	    cmocka_unit_test(test_x86_sections),
 	};
 

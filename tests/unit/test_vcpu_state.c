@@ -56,8 +56,13 @@ static const uint8_t guest_code[] = {
 
 /* GDT: null, kernel code/data, user data (0x1b), user code (0x23), TSS (0x28). */
 static const uint64_t guest_gdt[] = {
-    0, 0x00af9b000000ffffULL, 0x00cf93000000ffffULL, 0x00cff3000000ffffULL,
-    0x00affb000000ffffULL, 0x00008b0000000067ULL | ((uint64_t)GUEST_TSS << 16), 0,
+    0,
+    0x00af9b000000ffffULL,
+    0x00cf93000000ffffULL,
+    0x00cff3000000ffffULL,
+    0x00affb000000ffffULL,
+    0x00008b0000000067ULL | ((uint64_t)GUEST_TSS << 16),
+    0,
 };
 
 struct tvm {
@@ -111,14 +116,22 @@ static void tvm_create(struct tvm *t)
 	t->vcpu_fd = kvm_ioctl(t->vm_fd, KVM_CREATE_VCPU, NULL);
 	assert_true(t->vcpu_fd >= 0);
 	t->run = mmap(NULL, (size_t)sys.vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		      t->vcpu_fd, 0);
+	              t->vcpu_fd, 0);
 	assert_true(t->run != MAP_FAILED);
 }
 
 static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, uint8_t dpl, bool code)
 {
-	*s = (struct kvm_segment){.base = 0, .limit = 0xffffffff, .selector = sel, .type = type,
-				  .present = 1, .dpl = dpl, .s = 1, .g = 1, .l = code, .db = !code};
+	*s = (struct kvm_segment){.base = 0,
+	                          .limit = 0xffffffff,
+	                          .selector = sel,
+	                          .type = type,
+	                          .present = 1,
+	                          .dpl = dpl,
+	                          .s = 1,
+	                          .g = 1,
+	                          .l = code,
+	                          .db = !code};
 }
 
 /* The guest: identity-mapped 4 MiB (2 MiB user pages), long mode, CPL3, IOPL3, IF=0. */
@@ -147,8 +160,8 @@ static void tvm_setup_guest(struct tvm *t)
 	set_seg(&sregs.cs, 0x23, 11, 3, true);
 	set_seg(&sregs.ss, 0x1b, 3, 3, false);
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss;
-	sregs.tr = (struct kvm_segment){.base = GUEST_TSS, .limit = 0x67, .selector = 0x28,
-					.type = 11, .present = 1};
+	sregs.tr = (struct kvm_segment){
+	    .base = GUEST_TSS, .limit = 0x67, .selector = 0x28, .type = 11, .present = 1};
 	sregs.ldt = (struct kvm_segment){.selector = 0, .type = 2, .unusable = 1};
 	sregs.gdt.base = GUEST_GDT;
 	sregs.gdt.limit = sizeof(guest_gdt) - 1;
@@ -156,7 +169,7 @@ static void tvm_setup_guest(struct tvm *t)
 	sregs.idt.limit = 0;
 	sregs.cr0 = 0x80010033; /* PG WP NE ET MP PE */
 	sregs.cr3 = GUEST_PML4;
-	sregs.cr4 = 0x620; /* OSXMMEXCPT OSFXSR PAE */
+	sregs.cr4 = 0x620;  /* OSXMMEXCPT OSFXSR PAE */
 	sregs.efer = 0x500; /* LMA LME */
 	assert_int_equal(kvm_ioctl(t->vcpu_fd, KVM_SET_SREGS, &sregs), 0);
 	regs.rip = GUEST_CODE;
@@ -209,7 +222,7 @@ static void tvm_run_to_in(struct tvm *t)
 		    t->run->io.direction == KVM_EXIT_IO_IN && t->run->io.size == 4)
 			return;
 		print_error("unexpected exit %u (internal error suberror %u)\n",
-			    t->run->exit_reason, t->run->internal.suberror);
+		            t->run->exit_reason, t->run->internal.suberror);
 		fail();
 	}
 	fail_msg("the guest never reached its port read");
@@ -232,17 +245,17 @@ static uint64_t msr_value(const struct kvm_msrs *m, uint32_t index, bool *found)
 	return 0;
 }
 
-#define SECTION_EQUAL(name, a, b, size)                                                           \
-	do {                                                                                      \
-		if (memcmp((a), (b), (size)) != 0) {                                              \
-			const uint8_t *x_ = (const void *)(a), *y_ = (const void *)(b);           \
-			size_t o_ = 0;                                                            \
-			while (x_[o_] == y_[o_])                                                  \
-				o_++;                                                             \
-			print_error("section %s differs at byte %zu: 0x%02x, then 0x%02x\n",      \
-				    name, o_, x_[o_], y_[o_]);                                    \
-			fail();                                                                   \
-		}                                                                                 \
+#define SECTION_EQUAL(name, a, b, size)                                                            \
+	do {                                                                                       \
+		if (memcmp((a), (b), (size)) != 0) {                                               \
+			const uint8_t *x_ = (const void *)(a), *y_ = (const void *)(b);            \
+			size_t o_ = 0;                                                             \
+			while (x_[o_] == y_[o_])                                                   \
+				o_++;                                                              \
+			print_error("section %s differs at byte %zu: 0x%02x, then 0x%02x\n", name, \
+			            o_, x_[o_], y_[o_]);                                           \
+			fail();                                                                    \
+		}                                                                                  \
 	} while (0)
 
 /*
@@ -273,7 +286,7 @@ static void assert_same_vcpu(const struct vcpu_state *saved, const struct vcpu_s
 	SECTION_EQUAL("debugregs", &saved->debugregs, &now->debugregs, sizeof(now->debugregs));
 	assert_int_equal(saved->cpuid->nent, now->cpuid->nent);
 	SECTION_EQUAL("cpuid", saved->cpuid->entries, now->cpuid->entries,
-		      now->cpuid->nent * sizeof(now->cpuid->entries[0]));
+	              now->cpuid->nent * sizeof(now->cpuid->entries[0]));
 	assert_int_equal(saved->nested != NULL, now->nested != NULL);
 	if (now->nested) {
 		assert_int_equal(saved->nested->size, now->nested->size);
@@ -281,18 +294,20 @@ static void assert_same_vcpu(const struct vcpu_state *saved, const struct vcpu_s
 	}
 	assert_int_equal(saved->msrs->nmsrs, now->msrs->nmsrs);
 	for (uint32_t i = 0; i < now->msrs->nmsrs; i++) {
-		const struct kvm_msr_entry *a = &saved->msrs->entries[i], *b = &now->msrs->entries[i];
+		const struct kvm_msr_entry *a = &saved->msrs->entries[i],
+		                           *b = &now->msrs->entries[i];
 
 		assert_int_equal(a->index, b->index);
 		if (a->index == MSR_IA32_TSC) {
-			/* Restored to the saved value, then counting on: ahead, by < 60 s at 10 GHz. */
+			/* Restored to the saved value, then counting on: ahead, by < 60 s at 10
+			 * GHz. */
 			assert_true(b->data >= a->data);
 			assert_true(b->data - a->data < 600000000000ULL);
 			continue;
 		}
 		if (a->data != b->data)
 			print_error("MSR 0x%x: saved 0x%llx, restored 0x%llx\n", a->index,
-				    (unsigned long long)a->data, (unsigned long long)b->data);
+			            (unsigned long long)a->data, (unsigned long long)b->data);
 		assert_int_equal(a->data, b->data);
 		compared++;
 	}
@@ -306,7 +321,7 @@ static void assert_same_vm(const struct vm_kvm_state *saved, const struct vm_kvm
 	assert_true(saved->has_irqchip && now->has_irqchip);
 	for (int i = 0; i < VM_STATE_NR_IRQCHIPS; i++)
 		SECTION_EQUAL("irqchip", &saved->irqchip[i], &now->irqchip[i],
-			      sizeof(now->irqchip[i]));
+		              sizeof(now->irqchip[i]));
 	assert_true(saved->has_pit && now->has_pit);
 	/* count_load_time is the host's ktime when a count was loaded: it never matches. */
 	for (int i = 0; i < 3; i++)
@@ -317,7 +332,7 @@ static void assert_same_vm(const struct vm_kvm_state *saved, const struct vm_kvm
 
 /* Write @v/@vm as a snapshot into a memfd, read it back through the validating reader. */
 static void through_snapshot(const struct vcpu_state *v, const struct vm_kvm_state *vm,
-			     struct vcpu_state *v_out, struct vm_kvm_state *vm_out, size_t *bytes)
+                             struct vcpu_state *v_out, struct vm_kvm_state *vm_out, size_t *bytes)
 {
 	struct snap_writer w;
 	struct snap_reader r;
@@ -366,7 +381,8 @@ static void test_save_restore_continue(void **state)
 	if (deadline_mode)
 		deadline = tvm_arm_tsc_deadline(&a);
 	else
-		print_message("this KVM has no TSC-deadline timer: that restore order is untested\n");
+		print_message(
+		    "this KVM has no TSC-deadline timer: that restore order is untested\n");
 
 	/* Three port reads: answer 0x1001, 0x1002; save in the middle of the third. */
 	tvm_run_to_in(&a);
@@ -399,7 +415,7 @@ static void test_save_restore_continue(void **state)
 	through_snapshot(&saved, &vm_saved, &loaded, &vm_loaded, &bytes);
 	assert_same_vcpu(&saved, &loaded); /* the file changes nothing */
 	SECTION_EQUAL("msrs", saved.msrs->entries, loaded.msrs->entries,
-		      saved.msrs->nmsrs * sizeof(saved.msrs->entries[0]));
+	              saved.msrs->nmsrs * sizeof(saved.msrs->entries[0]));
 
 	/* A second VM, the guest's memory copied, the state restored. */
 	tvm_create(&b);
@@ -413,8 +429,9 @@ static void test_save_restore_continue(void **state)
 	assert_int_equal(vm_kvm_state_restore_clock(b.vm_fd, &vm_loaded), 0);
 	t_restore = now_ms() - t0;
 	print_message("state: %zu bytes in the snapshot, %u MSRs, XSAVE %u bytes, nested %s; "
-		      "save %.2f ms, restore %.2f ms\n", bytes, saved.msrs->nmsrs, saved.xsave_size,
-		      saved.nested ? "saved" : "not offered by this KVM", t_save, t_restore);
+	              "save %.2f ms, restore %.2f ms\n",
+	              bytes, saved.msrs->nmsrs, saved.xsave_size,
+	              saved.nested ? "saved" : "not offered by this KVM", t_save, t_restore);
 
 	/* (a) Every GET on the restored VM returns what was saved. */
 	assert_int_equal(vcpu_state_save(b.vcpu_fd, NULL, &caps, &after), 0);
@@ -502,7 +519,7 @@ static const char *probe_kvm(void)
 	close(vm);
 	if (r < 0) {
 		snprintf(why, sizeof(why), "cannot probe KVM's state capabilities: %s",
-			 strerror(-r));
+		         strerror(-r));
 		return why;
 	}
 	return NULL;

@@ -17,42 +17,66 @@
 #define NESTED_HDR_SIZE ((uint32_t)sizeof(struct kvm_nested_state))
 #define XSAVE_LEGACY_SIZE ((uint32_t)sizeof(struct kvm_xsave))
 
+#define PER_VCPU SNAP_TYPE_PER_VCPU
+#define REQUIRED SNAP_TYPE_REQUIRED
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+/* A section type whose payload is one struct of a fixed size. */
+#define SEC_FIXED(t, n, f, inst, st)                                                               \
+	{                                                                                          \
+		.type = (t), .name = (n), .flags = (f), .max_instances = (inst), .min_version = 1, \
+		.max_version = 1, .min_len = sizeof(st), .max_len = sizeof(st)                     \
+	}
+
 const struct snap_section_type vcpu_state_section_types[] = {
-    {VCPU_SEC_MP_STATE, "mp_state", SNAP_TYPE_PER_VCPU | SNAP_TYPE_REQUIRED, 0, 1, 1,
-     sizeof(struct kvm_mp_state), sizeof(struct kvm_mp_state)},
-    {VCPU_SEC_REGS, "regs", SNAP_TYPE_PER_VCPU | SNAP_TYPE_REQUIRED, 0, 1, 1,
-     sizeof(struct kvm_regs), sizeof(struct kvm_regs)},
-    {VCPU_SEC_SREGS, "sregs", SNAP_TYPE_PER_VCPU | SNAP_TYPE_REQUIRED, 0, 1, 2,
-     sizeof(struct kvm_sregs) < sizeof(struct kvm_sregs2) ? sizeof(struct kvm_sregs)
-							   : sizeof(struct kvm_sregs2),
-     sizeof(struct kvm_sregs) > sizeof(struct kvm_sregs2) ? sizeof(struct kvm_sregs)
-							   : sizeof(struct kvm_sregs2)},
-    {VCPU_SEC_FPU, "fpu", SNAP_TYPE_PER_VCPU | SNAP_TYPE_REQUIRED, 0, 1, 2,
-     sizeof(struct kvm_fpu), VCPU_STATE_MAX_XSAVE},
-    {VCPU_SEC_XCRS, "xcrs", SNAP_TYPE_PER_VCPU, 0, 1, 1, sizeof(struct kvm_xcrs),
-     sizeof(struct kvm_xcrs)},
-    {VCPU_SEC_LAPIC, "lapic", SNAP_TYPE_PER_VCPU, 0, 1, 1, sizeof(struct kvm_lapic_state),
-     sizeof(struct kvm_lapic_state)},
-    {VCPU_SEC_EVENTS, "events", SNAP_TYPE_PER_VCPU | SNAP_TYPE_REQUIRED, 0, 1, 1,
-     sizeof(struct kvm_vcpu_events), sizeof(struct kvm_vcpu_events)},
-    {VCPU_SEC_DEBUGREGS, "debugregs", SNAP_TYPE_PER_VCPU, 0, 1, 1,
-     sizeof(struct kvm_debugregs), sizeof(struct kvm_debugregs)},
-    {VCPU_SEC_MSRS, "msrs", SNAP_TYPE_PER_VCPU | SNAP_TYPE_REQUIRED, 0, 1, 1, 0,
-     VCPU_STATE_MAX_MSRS * sizeof(struct kvm_msr_entry)},
-    {VCPU_SEC_CPUID, "cpuid", SNAP_TYPE_PER_VCPU | SNAP_TYPE_REQUIRED, 0, 1, 1,
-     sizeof(struct kvm_cpuid_entry2), VCPU_STATE_MAX_CPUID * sizeof(struct kvm_cpuid_entry2)},
-    {VCPU_SEC_NESTED, "nested", SNAP_TYPE_PER_VCPU, 0, 1, 1, sizeof(struct kvm_nested_state),
-     VCPU_STATE_MAX_NESTED},
-    {VM_SEC_IRQCHIP, "irqchip", 0, VM_STATE_NR_IRQCHIPS, 1, 1, sizeof(struct kvm_irqchip),
-     sizeof(struct kvm_irqchip)},
-    {VM_SEC_PIT, "pit", 0, 1, 1, 1, sizeof(struct kvm_pit_state2),
-     sizeof(struct kvm_pit_state2)},
-    {VM_SEC_CLOCK, "clock", SNAP_TYPE_REQUIRED, 1, 1, 1, sizeof(struct kvm_clock_data),
-     sizeof(struct kvm_clock_data)},
+    SEC_FIXED(VCPU_SEC_MP_STATE, "mp_state", PER_VCPU | REQUIRED, 0, struct kvm_mp_state),
+    SEC_FIXED(VCPU_SEC_REGS, "regs", PER_VCPU | REQUIRED, 0, struct kvm_regs),
+    {.type = VCPU_SEC_SREGS,
+     .name = "sregs",
+     .flags = PER_VCPU | REQUIRED,
+     .min_version = 1,
+     .max_version = 2, /* v1 kvm_sregs, v2 kvm_sregs2 */
+     .min_len = MIN(sizeof(struct kvm_sregs), sizeof(struct kvm_sregs2)),
+     .max_len = MAX(sizeof(struct kvm_sregs), sizeof(struct kvm_sregs2))},
+    {.type = VCPU_SEC_FPU,
+     .name = "fpu",
+     .flags = PER_VCPU | REQUIRED,
+     .min_version = 1,
+     .max_version = 2, /* v1 kvm_fpu, v2 an XSAVE area */
+     .min_len = sizeof(struct kvm_fpu),
+     .max_len = VCPU_STATE_MAX_XSAVE},
+    SEC_FIXED(VCPU_SEC_XCRS, "xcrs", PER_VCPU, 0, struct kvm_xcrs),
+    SEC_FIXED(VCPU_SEC_LAPIC, "lapic", PER_VCPU, 0, struct kvm_lapic_state),
+    SEC_FIXED(VCPU_SEC_EVENTS, "events", PER_VCPU | REQUIRED, 0, struct kvm_vcpu_events),
+    SEC_FIXED(VCPU_SEC_DEBUGREGS, "debugregs", PER_VCPU, 0, struct kvm_debugregs),
+    {.type = VCPU_SEC_MSRS,
+     .name = "msrs",
+     .flags = PER_VCPU | REQUIRED,
+     .min_version = 1,
+     .max_version = 1,
+     .min_len = 0,
+     .max_len = VCPU_STATE_MAX_MSRS * sizeof(struct kvm_msr_entry)},
+    {.type = VCPU_SEC_CPUID,
+     .name = "cpuid",
+     .flags = PER_VCPU | REQUIRED,
+     .min_version = 1,
+     .max_version = 1,
+     .min_len = sizeof(struct kvm_cpuid_entry2),
+     .max_len = VCPU_STATE_MAX_CPUID * sizeof(struct kvm_cpuid_entry2)},
+    {.type = VCPU_SEC_NESTED,
+     .name = "nested",
+     .flags = PER_VCPU,
+     .min_version = 1,
+     .max_version = 1,
+     .min_len = sizeof(struct kvm_nested_state),
+     .max_len = VCPU_STATE_MAX_NESTED},
+    SEC_FIXED(VM_SEC_IRQCHIP, "irqchip", 0, VM_STATE_NR_IRQCHIPS, struct kvm_irqchip),
+    SEC_FIXED(VM_SEC_PIT, "pit", 0, 1, struct kvm_pit_state2),
+    SEC_FIXED(VM_SEC_CLOCK, "clock", REQUIRED, 1, struct kvm_clock_data),
 };
 const unsigned int vcpu_state_nr_section_types = ARRAY_LEN(vcpu_state_section_types);
 const struct snap_schema vcpu_state_schema = {vcpu_state_section_types,
-					      ARRAY_LEN(vcpu_state_section_types)};
+                                              ARRAY_LEN(vcpu_state_section_types)};
 
 /* ---- capabilities ---- */
 
@@ -149,7 +173,7 @@ static int vcpu_state_save_msrs(int fd, const struct vcpu_state_caps *caps, stru
 			break;
 		/* Entry r is not readable here: drop it and read the list again. */
 		memmove(&m->entries[r], &m->entries[r + 1],
-			(m->nmsrs - (uint32_t)r - 1) * sizeof(m->entries[0]));
+		        (m->nmsrs - (uint32_t)r - 1) * sizeof(m->entries[0]));
 		m->nmsrs--;
 	}
 	if (r < 0) {
@@ -160,8 +184,7 @@ static int vcpu_state_save_msrs(int fd, const struct vcpu_state_caps *caps, stru
 	return 0;
 }
 
-static int vcpu_state_save_xsave(int fd, const struct vcpu_state_caps *caps,
-				 struct vcpu_state *st)
+static int vcpu_state_save_xsave(int fd, const struct vcpu_state_caps *caps, struct vcpu_state *st)
 {
 	if (!caps->xsave) {
 		st->xsave_size = 0;
@@ -174,8 +197,7 @@ static int vcpu_state_save_xsave(int fd, const struct vcpu_state_caps *caps,
 	return kvm_ioctl(fd, caps->xsave_size ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, st->xsave);
 }
 
-static int vcpu_state_save_nested(int fd, const struct vcpu_state_caps *caps,
-				  struct vcpu_state *st)
+static int vcpu_state_save_nested(int fd, const struct vcpu_state_caps *caps, struct vcpu_state *st)
 {
 	uint32_t cap = caps->nested_state_size;
 	int r;
@@ -196,7 +218,7 @@ static int vcpu_state_save_nested(int fd, const struct vcpu_state_caps *caps,
 }
 
 int vcpu_state_save(int vcpu_fd, struct kvm_run *run, const struct vcpu_state_caps *caps,
-		    struct vcpu_state *out)
+                    struct vcpu_state *out)
 {
 	struct vcpu_state st = {0};
 	int r = 0;
@@ -210,7 +232,7 @@ int vcpu_state_save(int vcpu_fd, struct kvm_run *run, const struct vcpu_state_ca
 	if (r == 0) {
 		st.has_sregs2 = caps->sregs2;
 		r = kvm_ioctl(vcpu_fd, caps->sregs2 ? KVM_GET_SREGS2 : KVM_GET_SREGS,
-			      caps->sregs2 ? (void *)&st.sregs2 : (void *)&st.sregs);
+		              caps->sregs2 ? (void *)&st.sregs2 : (void *)&st.sregs);
 	}
 	if (r == 0)
 		r = vcpu_state_save_xsave(vcpu_fd, caps, &st);
@@ -250,7 +272,7 @@ int vcpu_state_save(int vcpu_fd, struct kvm_run *run, const struct vcpu_state_ca
 /* ---- restore ---- */
 
 int vcpu_state_check(const struct vcpu_state *st, const struct vcpu_state_caps *caps, char *why,
-		     size_t len)
+                     size_t len)
 {
 	if (st->has_sregs2 && !caps->sregs2)
 		snprintf(why, len, "the state has SREGS2 and this KVM lacks KVM_CAP_SREGS2");
@@ -258,15 +280,18 @@ int vcpu_state_check(const struct vcpu_state *st, const struct vcpu_state_caps *
 		snprintf(why, len, "the state has XSAVE and this KVM lacks KVM_CAP_XSAVE");
 	else if (st->xsave_size > (caps->xsave_size ? caps->xsave_size : XSAVE_LEGACY_SIZE))
 		snprintf(why, len, "the XSAVE state has %u bytes, this KVM takes %u",
-			 st->xsave_size, caps->xsave_size ? caps->xsave_size : XSAVE_LEGACY_SIZE);
+		         st->xsave_size, caps->xsave_size ? caps->xsave_size : XSAVE_LEGACY_SIZE);
 	else if (st->has_xcrs && !caps->xcrs)
 		snprintf(why, len, "the state has XCRs and this KVM lacks KVM_CAP_XCRS");
 	else if (st->has_debugregs && !caps->debugregs)
-		snprintf(why, len, "the state has debug registers and this KVM lacks "
-			 "KVM_CAP_DEBUGREGS");
+		snprintf(why, len,
+		         "the state has debug registers and this KVM lacks "
+		         "KVM_CAP_DEBUGREGS");
 	else if (st->nested && st->nested->size > caps->nested_state_size)
-		snprintf(why, len, "the state has %u bytes of nested state, this KVM takes %u "
-			 "(KVM_CAP_NESTED_STATE)", st->nested->size, caps->nested_state_size);
+		snprintf(why, len,
+		         "the state has %u bytes of nested state, this KVM takes %u "
+		         "(KVM_CAP_NESTED_STATE)",
+		         st->nested->size, caps->nested_state_size);
 	else
 		return 0;
 	return -EOPNOTSUPP;
@@ -292,7 +317,7 @@ static int msr_restore_rank(uint32_t index)
  * @feature_control, all the others by rank otherwise.
  */
 static int vcpu_state_set_msrs(int fd, const struct kvm_msrs *saved, bool feature_control,
-			       char *what, size_t len)
+                               char *what, size_t len)
 {
 	struct kvm_msrs *m = calloc(1, sizeof(*m) + saved->nmsrs * sizeof(m->entries[0]));
 	int r = 0;
@@ -312,7 +337,7 @@ static int vcpu_state_set_msrs(int fd, const struct kvm_msrs *saved, bool featur
 		r = kvm_ioctl(fd, KVM_SET_MSRS, m);
 		if (r >= 0 && (uint32_t)r < m->nmsrs) {
 			snprintf(what, len, "KVM_SET_MSRS: KVM refused MSR 0x%x (value 0x%llx)",
-				 m->entries[r].index, (unsigned long long)m->entries[r].data);
+			         m->entries[r].index, (unsigned long long)m->entries[r].data);
 			r = -EINVAL;
 		} else if (r >= 0) {
 			r = 0;
@@ -323,18 +348,18 @@ static int vcpu_state_set_msrs(int fd, const struct kvm_msrs *saved, bool featur
 }
 
 /* Run one restore step; on failure name it in @what. */
-#define STEP(name, expr)                                                                          \
-	do {                                                                                      \
-		r = (expr);                                                                       \
-		if (r < 0) {                                                                      \
-			if (!what[0])                                                             \
-				snprintf(what, len, "%s: %s", name, strerror(-r));                \
-			goto out;                                                                 \
-		}                                                                                 \
+#define STEP(name, expr)                                                                           \
+	do {                                                                                       \
+		r = (expr);                                                                        \
+		if (r < 0) {                                                                       \
+			if (!what[0])                                                              \
+				snprintf(what, len, "%s: %s", name, strerror(-r));                 \
+			goto out;                                                                  \
+		}                                                                                  \
 	} while (0)
 
-int vcpu_state_restore(int vcpu_fd, const struct vcpu_state_caps *caps,
-		       const struct vcpu_state *st, char *what_buf, size_t what_len)
+int vcpu_state_restore(int vcpu_fd, const struct vcpu_state_caps *caps, const struct vcpu_state *st,
+                       char *what_buf, size_t what_len)
 {
 	char scratch[160] = "";
 	char *what = what_buf ? what_buf : scratch;
@@ -498,13 +523,14 @@ int vcpu_state_write(struct snap_writer *w, uint32_t i, const struct vcpu_state 
 	if (r == 0)
 		r = snap_writer_add(w, VCPU_SEC_REGS, i, 1, 0, &st->regs, sizeof(st->regs));
 	if (r == 0)
-		r = st->has_sregs2
-			? snap_writer_add(w, VCPU_SEC_SREGS, i, 2, 0, &st->sregs2, sizeof(st->sregs2))
-			: snap_writer_add(w, VCPU_SEC_SREGS, i, 1, 0, &st->sregs, sizeof(st->sregs));
+		r = st->has_sregs2 ? snap_writer_add(w, VCPU_SEC_SREGS, i, 2, 0, &st->sregs2,
+		                                     sizeof(st->sregs2))
+		                   : snap_writer_add(w, VCPU_SEC_SREGS, i, 1, 0, &st->sregs,
+		                                     sizeof(st->sregs));
 	if (r == 0)
 		r = st->xsave_size
-			? snap_writer_add(w, VCPU_SEC_FPU, i, 2, 0, st->xsave, st->xsave_size)
-			: snap_writer_add(w, VCPU_SEC_FPU, i, 1, 0, &st->fpu, sizeof(st->fpu));
+		        ? snap_writer_add(w, VCPU_SEC_FPU, i, 2, 0, st->xsave, st->xsave_size)
+		        : snap_writer_add(w, VCPU_SEC_FPU, i, 1, 0, &st->fpu, sizeof(st->fpu));
 	if (r == 0 && st->has_xcrs)
 		r = snap_writer_add(w, VCPU_SEC_XCRS, i, 1, 0, &st->xcrs, sizeof(st->xcrs));
 	if (r == 0 && st->has_lapic)
@@ -513,13 +539,13 @@ int vcpu_state_write(struct snap_writer *w, uint32_t i, const struct vcpu_state 
 		r = snap_writer_add(w, VCPU_SEC_EVENTS, i, 1, 0, &st->events, sizeof(st->events));
 	if (r == 0 && st->has_debugregs)
 		r = snap_writer_add(w, VCPU_SEC_DEBUGREGS, i, 1, 0, &st->debugregs,
-				    sizeof(st->debugregs));
+		                    sizeof(st->debugregs));
 	if (r == 0)
 		r = snap_writer_add(w, VCPU_SEC_MSRS, i, 1, 0, st->msrs->entries,
-				    st->msrs->nmsrs * sizeof(st->msrs->entries[0]));
+		                    st->msrs->nmsrs * sizeof(st->msrs->entries[0]));
 	if (r == 0)
 		r = snap_writer_add(w, VCPU_SEC_CPUID, i, 1, 0, st->cpuid->entries,
-				    st->cpuid->nent * sizeof(st->cpuid->entries[0]));
+		                    st->cpuid->nent * sizeof(st->cpuid->entries[0]));
 	if (r == 0 && st->nested)
 		r = snap_writer_add(w, VCPU_SEC_NESTED, i, 1, 0, st->nested, st->nested->size);
 	return r;
@@ -534,9 +560,10 @@ static int sec_copy(struct snap_reader *r, const struct snap_section *s, void *d
 		return -EBADMSG; /* sec_need() said why */
 	if (s->length != size) {
 		snap_section_name(s->desc, s->type, s->instance, n, sizeof(n));
-		return snap_reader_fail(r, -EBADMSG, "section '%s' (version %u): %llu bytes, "
-					"expected %zu", n, s->version,
-					(unsigned long long)s->length, size);
+		return snap_reader_fail(r, -EBADMSG,
+		                        "section '%s' (version %u): %llu bytes, "
+		                        "expected %zu",
+		                        n, s->version, (unsigned long long)s->length, size);
 	}
 	memcpy(dst, s->data, size);
 	return 0;
@@ -573,7 +600,8 @@ static bool msr_has_duplicates(const struct kvm_msrs *m)
 	return dup;
 }
 
-/* A section the schema requires; NULL (with r->error set) if a caller parsed with another schema. */
+/* A section the schema requires; NULL (with r->error set) if a caller parsed with another schema.
+ */
 static const struct snap_section *sec_need(struct snap_reader *r, uint32_t type, uint32_t i)
 {
 	const struct snap_section *s = snap_reader_find(r, type, i);
@@ -624,7 +652,7 @@ static int vcpu_state_read_arrays(struct snap_reader *r, uint32_t i, struct vcpu
 }
 
 static int vcpu_state_read_fpu(struct snap_reader *r, const struct snap_section *s,
-			       struct vcpu_state *st)
+                               struct vcpu_state *st)
 {
 	if (s->version == 1)
 		return sec_copy(r, s, &st->fpu, sizeof(st->fpu));
@@ -639,7 +667,7 @@ static int vcpu_state_read_fpu(struct snap_reader *r, const struct snap_section 
 }
 
 static int vcpu_state_read_nested(struct snap_reader *r, const struct snap_section *s,
-				  struct vcpu_state *st)
+                                  struct vcpu_state *st)
 {
 	struct kvm_nested_state h;
 
@@ -663,7 +691,7 @@ int vcpu_state_read(struct snap_reader *r, uint32_t i, struct vcpu_state *out)
 
 	if (i >= r->nr_vcpus)
 		return snap_reader_fail(r, -EINVAL, "no vCPU %u (the snapshot has %u)", i,
-					r->nr_vcpus);
+		                        r->nr_vcpus);
 	/* Required sections are present: snap_reader_parse() checked. */
 	err = sec_copy(r, sec_need(r, VCPU_SEC_MP_STATE, i), &st.mp_state, sizeof(st.mp_state));
 	if (!err)
@@ -673,7 +701,7 @@ int vcpu_state_read(struct snap_reader *r, uint32_t i, struct vcpu_state *out)
 	if (!err) {
 		st.has_sregs2 = s->version == 2;
 		err = st.has_sregs2 ? sec_copy(r, s, &st.sregs2, sizeof(st.sregs2))
-				    : sec_copy(r, s, &st.sregs, sizeof(st.sregs));
+		                    : sec_copy(r, s, &st.sregs, sizeof(st.sregs));
 	}
 	if (!err && !(s = sec_need(r, VCPU_SEC_FPU, i)))
 		err = -EBADMSG;
@@ -715,7 +743,7 @@ int vm_kvm_state_write(struct snap_writer *w, const struct vm_kvm_state *st)
 
 	for (uint32_t i = 0; st->has_irqchip && r == 0 && i < VM_STATE_NR_IRQCHIPS; i++)
 		r = snap_writer_add(w, VM_SEC_IRQCHIP, i, 1, 0, &st->irqchip[i],
-				    sizeof(st->irqchip[i]));
+		                    sizeof(st->irqchip[i]));
 	if (r == 0 && st->has_pit)
 		r = snap_writer_add(w, VM_SEC_PIT, 0, 1, 0, &st->pit, sizeof(st->pit));
 	if (r == 0)

@@ -57,18 +57,18 @@
 enum vcpu_state_section {
 	VCPU_SEC_MP_STATE = 0x100,
 	VCPU_SEC_REGS = 0x101,
-	VCPU_SEC_SREGS = 0x102,	    /* v1 struct kvm_sregs, v2 struct kvm_sregs2 */
-	VCPU_SEC_FPU = 0x103,	    /* v1 struct kvm_fpu, v2 an XSAVE area (kvm_xsave) */
+	VCPU_SEC_SREGS = 0x102, /* v1 struct kvm_sregs, v2 struct kvm_sregs2 */
+	VCPU_SEC_FPU = 0x103,   /* v1 struct kvm_fpu, v2 an XSAVE area (kvm_xsave) */
 	VCPU_SEC_XCRS = 0x104,
 	VCPU_SEC_LAPIC = 0x105,
 	VCPU_SEC_EVENTS = 0x106,
 	VCPU_SEC_DEBUGREGS = 0x107,
-	VCPU_SEC_MSRS = 0x108,	    /* struct kvm_msr_entry[] */
-	VCPU_SEC_CPUID = 0x109,	    /* struct kvm_cpuid_entry2[] */
-	VCPU_SEC_NESTED = 0x10a,    /* struct kvm_nested_state, as long as its size */
-	VM_SEC_IRQCHIP = 0x200,	    /* struct kvm_irqchip; instance = chip id */
-	VM_SEC_PIT = 0x201,	    /* struct kvm_pit_state2 */
-	VM_SEC_CLOCK = 0x202,	    /* struct kvm_clock_data */
+	VCPU_SEC_MSRS = 0x108,   /* struct kvm_msr_entry[] */
+	VCPU_SEC_CPUID = 0x109,  /* struct kvm_cpuid_entry2[] */
+	VCPU_SEC_NESTED = 0x10a, /* struct kvm_nested_state, as long as its size */
+	VM_SEC_IRQCHIP = 0x200,  /* struct kvm_irqchip; instance = chip id */
+	VM_SEC_PIT = 0x201,      /* struct kvm_pit_state2 */
+	VM_SEC_CLOCK = 0x202,    /* struct kvm_clock_data */
 };
 
 #define VCPU_STATE_MAX_MSRS 1024
@@ -91,13 +91,13 @@ extern const unsigned int vcpu_state_nr_section_types;
 
 /* What this host's KVM offers for saving state; from vcpu_state_caps_probe(). */
 struct vcpu_state_caps {
-	bool sregs2;		    /* KVM_CAP_SREGS2 */
-	bool xsave;		    /* KVM_CAP_XSAVE */
-	uint32_t xsave_size;	    /* KVM_CAP_XSAVE2 on the VM fd (0: use KVM_GET_XSAVE) */
-	bool xcrs;		    /* KVM_CAP_XCRS */
-	bool debugregs;		    /* KVM_CAP_DEBUGREGS */
+	bool sregs2;                /* KVM_CAP_SREGS2 */
+	bool xsave;                 /* KVM_CAP_XSAVE */
+	uint32_t xsave_size;        /* KVM_CAP_XSAVE2 on the VM fd (0: use KVM_GET_XSAVE) */
+	bool xcrs;                  /* KVM_CAP_XCRS */
+	bool debugregs;             /* KVM_CAP_DEBUGREGS */
 	uint32_t nested_state_size; /* KVM_CAP_NESTED_STATE; 0: no nested state */
-	uint32_t *msr_indices;	    /* KVM_GET_MSR_INDEX_LIST plus HSAVE_PA */
+	uint32_t *msr_indices;      /* KVM_GET_MSR_INDEX_LIST plus HSAVE_PA */
 	unsigned int nr_msr_indices;
 };
 
@@ -114,9 +114,9 @@ struct vcpu_state {
 	struct kvm_mp_state mp_state;
 	struct kvm_regs regs;
 	bool has_sregs2;
-	struct kvm_sregs sregs;	  /* without KVM_CAP_SREGS2 */
+	struct kvm_sregs sregs;   /* without KVM_CAP_SREGS2 */
 	struct kvm_sregs2 sregs2; /* with it */
-	uint32_t xsave_size;	  /* bytes in xsave; 0: fpu holds the state */
+	uint32_t xsave_size;      /* bytes in xsave; 0: fpu holds the state */
 	struct kvm_xsave *xsave;
 	struct kvm_fpu fpu;
 	bool has_xcrs;
@@ -156,23 +156,22 @@ int vcpu_state_complete_io(int vcpu_fd, struct kvm_run *run) __attribute__((warn
  * 0 or -errno (@out then holds nothing to release).
  */
 int vcpu_state_save(int vcpu_fd, struct kvm_run *run, const struct vcpu_state_caps *caps,
-		    struct vcpu_state *out) __attribute__((warn_unused_result));
+                    struct vcpu_state *out) __attribute__((warn_unused_result));
 
 /*
  * vcpu_state_check - can @st be restored with @caps? Returns 0 or
  * -EOPNOTSUPP with a sentence in @why. vcpu_state_restore() checks first.
  */
 int vcpu_state_check(const struct vcpu_state *st, const struct vcpu_state_caps *caps, char *why,
-		     size_t len) __attribute__((warn_unused_result));
+                     size_t len) __attribute__((warn_unused_result));
 
 /*
  * vcpu_state_restore - load @st into a vCPU that has not run yet, in the
  * order above. On failure @what (if not NULL) names the step. Returns 0 or
  * -errno; the vCPU is then in an undefined state and must be discarded.
  */
-int vcpu_state_restore(int vcpu_fd, const struct vcpu_state_caps *caps,
-		       const struct vcpu_state *st, char *what, size_t len)
-    __attribute__((warn_unused_result));
+int vcpu_state_restore(int vcpu_fd, const struct vcpu_state_caps *caps, const struct vcpu_state *st,
+                       char *what, size_t len) __attribute__((warn_unused_result));
 
 /* vcpu_state_nested_run_pending - a VMRUN/VMLAUNCH is half done (KVM_STATE_NESTED_RUN_PENDING). */
 bool vcpu_state_nested_run_pending(const struct vcpu_state *st);
