@@ -11,11 +11,40 @@
  * The guest is 34 bytes of 64-bit code at CPL3 (native speed on hosts
  * whose KVM emulates CPL0, see /work/shared/ENVIRONMENT.md). Without a
  * usable /dev/kvm it prints "skip ..." and exits 77.
+ *
+ * Built with -DTEST_STANDALONE (guest/labtests/guest.mk) it needs no cmocka
+ * and links statically, so that the lab, whose KVM has nested SVM
+ * (KVM_CAP_NESTED_STATE > 0), runs it too (tests/lab/scenarios/vcpu-state.sh).
  */
+#ifdef TEST_STANDALONE
+/* The few cmocka calls used here, for a static build without cmocka. */
+#include <stdio.h>
+#include <stdlib.h>
+#define print_message(...) printf(__VA_ARGS__)
+#define print_error(...) fprintf(stderr, __VA_ARGS__)
+#define fail() test_fail(__FILE__, __LINE__, "failure")
+#define fail_msg(...) (print_error(__VA_ARGS__), fail())
+#define assert_true(c) ((c) ? (void)0 : test_fail(__FILE__, __LINE__, #c))
+#define assert_non_null(p) assert_true((p) != NULL)
+#define assert_int_equal(a, b)                                                                     \
+	do {                                                                                       \
+		unsigned long long a_ = (unsigned long long)(a), b_ = (unsigned long long)(b);     \
+		if (a_ != b_) {                                                                    \
+			print_error("0x%llx != 0x%llx\n", a_, b_);                                 \
+			test_fail(__FILE__, __LINE__, #a " == " #b);                               \
+		}                                                                                  \
+	} while (0)
+static void test_fail(const char *file, int line, const char *what)
+{
+	fprintf(stderr, "%s:%d: %s\n", file, line, what);
+	exit(1);
+}
+#else
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#endif
 
 #include "arch/x86/vcpu_state.h"
 #include "kvm/kvm.h"
@@ -527,10 +556,6 @@ static const char *probe_kvm(void)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_save_restore_continue),
-	    cmocka_unit_test(test_save_idle_and_refuse),
-	};
 	const char *why = probe_kvm();
 	int r;
 
@@ -538,7 +563,22 @@ int main(void)
 		printf("skip test_vcpu_state: %s\n", why);
 		return 77;
 	}
+#ifdef TEST_STANDALONE
+	print_message("KVM: nested state %u bytes, XSAVE %u, SREGS2 %s, %u MSRs listed\n",
+	              caps.nested_state_size, caps.xsave_size, caps.sregs2 ? "yes" : "no",
+	              caps.nr_msr_indices);
+	test_save_restore_continue(NULL);
+	test_save_idle_and_refuse(NULL);
+	print_message("test_vcpu_state: 2 passed, 0 failed\n");
+	r = 0;
+#else
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_save_restore_continue),
+	    cmocka_unit_test(test_save_idle_and_refuse),
+	};
+
 	r = cmocka_run_group_tests(tests, NULL, NULL);
+#endif
 	vcpu_state_caps_release(&caps);
 	kvm_sys_close(&sys);
 	return r;
