@@ -28,5 +28,5 @@ grep -q "nested state [1-9]" /tmp/vcpu-state.out ||
 	lab_fail "the lab's KVM reports no KVM_CAP_NESTED_STATE: nested state untested"
 grep -q "nested saved" /tmp/vcpu-state.out || lab_fail "no nested state was saved"
 lab_metric vcpu_state_bytes "$(sed -n 's/^state: \([0-9]*\) bytes.*/\1/p' /tmp/vcpu-state.out)"
-lab_info "passed in $secs s"
+lab_info "ran in $secs s"
 lab_finish
