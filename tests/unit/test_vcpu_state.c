@@ -56,7 +56,9 @@ static void test_fail(const char *file, int line, const char *what)
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -298,6 +300,39 @@ static bool msr_is_clock(uint32_t index)
 	} while (0)
 
 /*
+ * The nested state must come back the same, but for what KVM refreshes
+ * before it uses it. On SVM the data is the L2's VMCB12 control area and,
+ * in the save area, L1's state kept in vmcb01 (svm_get_nested_state());
+ * KVM_SET_NESTED_STATE takes from the latter only what VMRUN saves
+ * (svm_copy_vmrun_state()), and vmcb01's DR6 is rewritten before each
+ * entry that uses vmcb01 (svm_vcpu_run(), as read in Linux 6.1), so a fresh
+ * vCPU reads it back as 0 until it has run L1 once.
+ */
+static void assert_nested_same(const struct kvm_nested_state *a, const struct kvm_nested_state *b)
+{
+	const uint8_t *x = (const uint8_t *)a, *y = (const uint8_t *)b;
+	const uint32_t hdr = sizeof(struct kvm_nested_state);
+	unsigned int diffs = 0;
+
+	SECTION_EQUAL("nested header", a, b, hdr);
+	for (uint32_t o = hdr; o + 8 <= a->size; o += 8) {
+		uint64_t va, vb;
+		bool volatile_field =
+		    a->format == KVM_STATE_NESTED_FORMAT_SVM && o - hdr == 0x568; /* vmcb01 DR6 */
+
+		memcpy(&va, x + o, 8);
+		memcpy(&vb, y + o, 8);
+		if (va == vb)
+			continue;
+		print_message("nested data offset 0x%x: saved 0x%llx, restored 0x%llx%s\n", o - hdr,
+		              (unsigned long long)va, (unsigned long long)vb,
+		              volatile_field ? " (refreshed by KVM on entry)" : "");
+		diffs += !volatile_field;
+	}
+	assert_int_equal(diffs, 0);
+}
+
+/*
  * (a) Per section, the state read back from the restored vCPU equals what
  * was saved. Only the clocks move on: the TSC, and the Hyper-V VP runtime
  * and reference counter (from the thread's CPU time and kvmclock; the lab's
@@ -331,7 +366,7 @@ static void assert_same_vcpu(const struct vcpu_state *saved, const struct vcpu_s
 	assert_int_equal(saved->nested != NULL, now->nested != NULL);
 	if (now->nested) {
 		assert_int_equal(saved->nested->size, now->nested->size);
-		SECTION_EQUAL("nested", saved->nested, now->nested, now->nested->size);
+		assert_nested_same(saved->nested, now->nested);
 	}
 	assert_int_equal(saved->msrs->nmsrs, now->msrs->nmsrs);
 	for (uint32_t i = 0; i < now->msrs->nmsrs; i++) {
@@ -547,6 +582,256 @@ static void test_save_idle_and_refuse(void **state)
 	tvm_destroy(&b);
 }
 
+/*
+ * Nested (SVM hosts only, such as the lab): the guest is an L1 hypervisor
+ * at CPL0 whose L2 counts in RBX and memory and leaves with VMMCALL every
+ * 2^20 iterations; L1 steps over the VMMCALL, counts the exit, tells the
+ * host with an OUT and resumes the L2. The host interrupts KVM_RUN with a
+ * timer signal until the vCPU is caught in guest mode (running the L2),
+ * saves, restores into a second VM, and the L2 must finish its round.
+ * VMCB offsets: AMD APM vol. 2 appendix B.
+ */
+#define L1_CODE 0x11000
+#define L2_CODE 0x12000
+#define L1_VMCB 0x40000
+#define L1_HSAVE 0x41000
+#define L1_EXITS 0x20010   /* L1's count of L2 exits */
+#define L2_COUNTER 0x20018 /* the L2's loop counter, also in its RBX */
+#define PORT_L1 0x11
+#define VMCB_INTERCEPT_VEC4 0x010 /* bit 0 VMRUN, bit 1 VMMCALL */
+#define VMCB_ASID 0x058
+#define VMCB_SAVE 0x400 /* segments: selector, attrib, limit, base; 16 bytes each */
+#define VMCB_CPL 0x4cb
+#define VMCB_EFER 0x4d0
+#define VMCB_CR4 0x548
+#define VMCB_CR3 0x550
+#define VMCB_CR0 0x558
+#define VMCB_DR7 0x560
+#define VMCB_DR6 0x568
+#define VMCB_RFLAGS 0x570
+#define VMCB_RIP 0x578
+#define VMCB_RSP 0x5d8
+#define VMCB_GPAT 0x668
+#define EFER_SVME_LME_LMA 0x1500
+
+/* l1: mov $0x40000,%eax; 1: vmrun; addq $3,0x40578; incq 0x20010; mov $0x11,%dx;
+ *     out %al,(%dx); jmp 1b */
+static const uint8_t l1_code[] = {
+    0xb8, 0x00, 0x00, 0x04, 0x00, 0x0f, 0x01, 0xd8, 0x48, 0x83, 0x04, 0x25, 0x78, 0x05, 0x04, 0x00,
+    0x03, 0x48, 0xff, 0x04, 0x25, 0x10, 0x00, 0x02, 0x00, 0x66, 0xba, 0x11, 0x00, 0xee, 0xeb, 0xe5,
+};
+/* l2: 2: inc %rbx; mov %rbx,0x20018; test $0xfffff,%ebx; jnz 2b; vmmcall; jmp 2b */
+static const uint8_t l2_code[] = {
+    0x48, 0xff, 0xc3, 0x48, 0x89, 0x1c, 0x25, 0x18, 0x00, 0x02, 0x00, 0xf7,
+    0xc3, 0xff, 0xff, 0x0f, 0x00, 0x75, 0xed, 0x0f, 0x01, 0xd9, 0xeb, 0xe8,
+};
+
+static void put_u64(struct tvm *t, uint64_t gpa, uint64_t v)
+{
+	memcpy(t->mem + gpa, &v, 8);
+}
+
+static void vmcb_seg(struct tvm *t, int n, uint16_t sel, uint16_t attrib, uint32_t limit)
+{
+	uint8_t *p = t->mem + L1_VMCB + VMCB_SAVE + 16 * n;
+
+	memcpy(p, &sel, 2);
+	memcpy(p + 2, &attrib, 2);
+	memcpy(p + 4, &limit, 4);
+	memset(p + 8, 0, 8);
+}
+
+static bool host_has_svm(void)
+{
+	struct kvm_cpuid2 *c = NULL;
+	bool svm = false;
+
+	if (kvm_get_supported_cpuid(&sys, &c) < 0)
+		return false;
+	for (uint32_t i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 0x80000001)
+			svm = c->entries[i].ecx & (1u << 2);
+	free(c);
+	return svm;
+}
+
+static void tvm_setup_l1(struct tvm *t)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = {0};
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[1];
+	} m = {.h.nmsrs = 1, .e[0] = {.index = MSR_VM_HSAVE_PA, .data = L1_HSAVE}};
+	uint32_t v;
+
+	tvm_setup_guest(t); /* page tables, GDT, CPUID (with SVM), then CPL0 below */
+	memcpy(t->mem + L1_CODE, l1_code, sizeof(l1_code));
+	memcpy(t->mem + L2_CODE, l2_code, sizeof(l2_code));
+	/* The L2: 64-bit CPL0 on the same page tables, no nested paging. */
+	v = 3; /* intercept VMRUN (required) and VMMCALL */
+	memcpy(t->mem + L1_VMCB + VMCB_INTERCEPT_VEC4, &v, 4);
+	v = 1;
+	memcpy(t->mem + L1_VMCB + VMCB_ASID, &v, 4);
+	vmcb_seg(t, 0, 0x10, 0xc93, 0xffffffff);     /* ES */
+	vmcb_seg(t, 1, 0x08, 0xa9b, 0xffffffff);     /* CS: L, P, S, code */
+	vmcb_seg(t, 2, 0x10, 0xc93, 0xffffffff);     /* SS */
+	vmcb_seg(t, 3, 0x10, 0xc93, 0xffffffff);     /* DS */
+	vmcb_seg(t, 6, 0, 0, sizeof(guest_gdt) - 1); /* GDTR */
+	put_u64(t, L1_VMCB + VMCB_SAVE + 6 * 16 + 8, GUEST_GDT);
+	vmcb_seg(t, 9, 0x28, 0x8b, 0x67); /* TR */
+	put_u64(t, L1_VMCB + VMCB_SAVE + 9 * 16 + 8, GUEST_TSS);
+	t->mem[L1_VMCB + VMCB_CPL] = 0;
+	put_u64(t, L1_VMCB + VMCB_EFER, EFER_SVME_LME_LMA);
+	put_u64(t, L1_VMCB + VMCB_CR4, 0x620);
+	put_u64(t, L1_VMCB + VMCB_CR3, GUEST_PML4);
+	put_u64(t, L1_VMCB + VMCB_CR0, 0x80010031);
+	put_u64(t, L1_VMCB + VMCB_DR7, 0x400);
+	put_u64(t, L1_VMCB + VMCB_DR6, 0xffff0ff0);
+	put_u64(t, L1_VMCB + VMCB_RFLAGS, 2);
+	put_u64(t, L1_VMCB + VMCB_RIP, L2_CODE);
+	put_u64(t, L1_VMCB + VMCB_RSP, GUEST_STACK - 0x1000);
+	put_u64(t, L1_VMCB + VMCB_GPAT, 0x0007040600070406ULL);
+
+	/* L1 itself: CPL0, EFER.SVME set, HSAVE_PA set. */
+	assert_int_equal(kvm_ioctl(t->vcpu_fd, KVM_GET_SREGS, &sregs), 0);
+	set_seg(&sregs.cs, 0x08, 11, 0, true);
+	set_seg(&sregs.ss, 0x10, 3, 0, false);
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss;
+	sregs.efer = EFER_SVME_LME_LMA;
+	assert_int_equal(kvm_ioctl(t->vcpu_fd, KVM_SET_SREGS, &sregs), 0);
+	assert_int_equal(kvm_ioctl(t->vcpu_fd, KVM_SET_MSRS, &m), 1);
+	regs.rip = L1_CODE;
+	regs.rsp = GUEST_STACK;
+	regs.rflags = 2;
+	assert_int_equal(kvm_ioctl(t->vcpu_fd, KVM_SET_REGS, &regs), 0);
+}
+
+static volatile sig_atomic_t alarms;
+static int nested_skipped;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarms++;
+}
+
+/*
+ * Run @t's L1; an OUT from L1 to PORT_L1 counts one L2 round. With
+ * @interrupt_us, a timer signal stops KVM_RUN after that long: returns 1
+ * then, 0 after @rounds rounds.
+ */
+static int tvm_run_l1(struct tvm *t, int rounds, long interrupt_us)
+{
+	struct itimerval it = {.it_value.tv_usec = interrupt_us};
+
+	if (interrupt_us)
+		assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
+	for (int spins = 0; spins < 10000; spins++) {
+		int r = ioctl(t->vcpu_fd, KVM_RUN, 0);
+
+		if (r < 0 && errno == EINTR && interrupt_us)
+			return 1;
+		if (r < 0 && errno == EINTR)
+			continue;
+		assert_int_equal(r, 0);
+		if (t->run->exit_reason == KVM_EXIT_IO && t->run->io.port == PORT_L1) {
+			if (--rounds == 0) {
+				memset(&it, 0, sizeof(it));
+				setitimer(ITIMER_REAL, &it, NULL);
+				return 0;
+			}
+			continue;
+		}
+		print_error("unexpected exit %u (suberror %u, hardware reason 0x%llx)\n",
+		            t->run->exit_reason, t->run->internal.suberror,
+		            (unsigned long long)t->run->fail_entry.hardware_entry_failure_reason);
+		fail();
+	}
+	fail_msg("the L1 made no progress");
+	return -1;
+}
+
+static void test_nested_guest_mode(void **state)
+{
+	struct tvm a = {.vm_fd = -1}, b = {.vm_fd = -1};
+	struct vcpu_state saved = {0}, loaded, after;
+	struct vm_kvm_state vm_saved, vm_loaded, vm_after;
+	struct sigaction sa = {.sa_handler = on_alarm};
+	uint64_t exits, l2_count;
+	char what[160];
+	size_t bytes;
+	int tries;
+
+	(void)state;
+	if (!caps.nested_state_size || !host_has_svm()) {
+		nested_skipped = 1;
+		print_message("skip test_nested_guest_mode: this KVM offers no nested SVM "
+		              "(KVM_CAP_NESTED_STATE %u); the lab has it\n",
+		              caps.nested_state_size);
+#ifndef TEST_STANDALONE
+		skip();
+#endif
+		return;
+	}
+	assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
+	tvm_create(&a);
+	tvm_setup_l1(&a);
+	assert_int_equal(tvm_run_l1(&a, 2, 0), 0);
+	assert_int_equal(guest_u64(&a, L1_EXITS), 2);
+	assert_int_equal(guest_u64(&a, L2_COUNTER), 2 * EXIT_EVERY);
+
+	/* Stop KVM_RUN at random points until the vCPU is caught running the L2. */
+	for (tries = 0; tries < 50; tries++) {
+		if (tvm_run_l1(&a, 1000, 2000 + 700 * tries) == 0)
+			continue;
+		assert_int_equal(vcpu_state_save(a.vcpu_fd, a.run, &caps, &saved), 0);
+		if (vcpu_state_guest_mode(&saved) && !vcpu_state_nested_run_pending(&saved))
+			break;
+		vcpu_state_release(&saved);
+	}
+	assert_true(tries < 50);
+	assert_int_equal(vm_kvm_state_save(a.vm_fd, &vm_saved), 0);
+	exits = guest_u64(&a, L1_EXITS);
+	l2_count = saved.regs.rbx; /* in guest mode, REGS are the L2's */
+	print_message("caught in guest mode after %d tries: L2 at %llu, %llu L2 exits so far, "
+	              "nested state %u bytes, flags 0x%x\n",
+	              tries + 1, (unsigned long long)l2_count, (unsigned long long)exits,
+	              saved.nested->size, saved.nested->flags);
+	assert_int_equal(saved.nested->format, KVM_STATE_NESTED_FORMAT_SVM);
+	assert_true(saved.nested->size > sizeof(struct kvm_nested_state));
+	assert_true(saved.sregs2.efer & 0x1000 || saved.sregs.efer & 0x1000); /* the L2's, SVME */
+
+	through_snapshot(&saved, &vm_saved, &loaded, &vm_loaded, &bytes);
+	tvm_create(&b);
+	memcpy(b.mem, a.mem, MEM_SIZE);
+	assert_int_equal(vm_kvm_state_restore(b.vm_fd, &vm_loaded), 0);
+	if (vcpu_state_restore(b.vcpu_fd, &caps, &loaded, what, sizeof(what)) != 0) {
+		print_error("restore failed: %s\n", what);
+		fail();
+	}
+	assert_int_equal(vm_kvm_state_restore_clock(b.vm_fd, &vm_loaded), 0);
+	assert_int_equal(vcpu_state_save(b.vcpu_fd, NULL, &caps, &after), 0);
+	assert_true(vcpu_state_guest_mode(&after));
+	assert_same_vcpu(&saved, &after);
+	assert_int_equal(vm_kvm_state_save(b.vm_fd, &vm_after), 0);
+	assert_same_vm(&vm_saved, &vm_after);
+
+	/* The restored L2 finishes its round, L1 counts it, and the next one follows. */
+	assert_int_equal(tvm_run_l1(&b, 1, 0), 0);
+	assert_int_equal(guest_u64(&b, L1_EXITS), exits + 1);
+	assert_int_equal(guest_u64(&b, L2_COUNTER), (l2_count / EXIT_EVERY + 1) * EXIT_EVERY);
+	assert_int_equal(tvm_run_l1(&b, 1, 0), 0);
+	assert_int_equal(guest_u64(&b, L1_EXITS), exits + 2);
+	assert_int_equal(guest_u64(&b, L2_COUNTER), (l2_count / EXIT_EVERY + 2) * EXIT_EVERY);
+
+	vcpu_state_release(&after);
+	vcpu_state_release(&saved);
+	vcpu_state_release(&loaded);
+	tvm_destroy(&a);
+	tvm_destroy(&b);
+}
+
 /* Probe in well under a second whether this host can run the test at all. */
 static const char *probe_kvm(void)
 {
@@ -591,12 +876,15 @@ int main(void)
 	              caps.nr_msr_indices);
 	test_save_restore_continue(NULL);
 	test_save_idle_and_refuse(NULL);
-	print_message("test_vcpu_state: 2 passed, 0 failed\n");
+	test_nested_guest_mode(NULL);
+	print_message("test_vcpu_state: %d passed, 0 failed, %d skipped\n", 3 - nested_skipped,
+	              nested_skipped);
 	r = 0;
 #else
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_save_restore_continue),
 	    cmocka_unit_test(test_save_idle_and_refuse),
+	    cmocka_unit_test(test_nested_guest_mode),
 	};
 
 	r = cmocka_run_group_tests(tests, NULL, NULL);
