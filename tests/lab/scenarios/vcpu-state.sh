@@ -3,12 +3,13 @@
 #
 # vcpu-state — save and restore of everything KVM holds for a vCPU and a VM
 # (src/arch/x86/vcpu_state.c) on the lab's KVM, which, unlike the
-# development host's, has nested SVM: KVM_CAP_NESTED_STATE > 0, so the
-# nested state (header-only here, with GIF) and HSAVE_PA are saved,
-# written through the snapshot format and restored into a second VM, and
-# every GET must return what was saved. The same program as the host's
-# unit test test_vcpu_state, built statically without cmocka.
-# Metrics: the snapshot's size, save and restore times.
+# development host's, has nested SVM (KVM_CAP_NESTED_STATE > 0). The same
+# program as the host's unit test test_vcpu_state, built statically without
+# cmocka: a CPL3 guest saved in the middle of a port read (nested state
+# header-only, with GIF), and an L1 hypervisor caught while its L2 runs
+# (guest mode, 4 KiB VMCB12), each written through the snapshot format,
+# restored into a second VM, checked GET by GET, and run on.
+# Metrics: the snapshot's size.
 
 . /lab/lib.sh
 
@@ -27,6 +28,8 @@ esac
 grep -q "nested state [1-9]" /tmp/vcpu-state.out ||
 	lab_fail "the lab's KVM reports no KVM_CAP_NESTED_STATE: nested state untested"
 grep -q "nested saved" /tmp/vcpu-state.out || lab_fail "no nested state was saved"
+grep -q "caught in guest mode" /tmp/vcpu-state.out ||
+	lab_fail "the L2 was never saved in guest mode (test_nested_guest_mode skipped?)"
 lab_metric vcpu_state_bytes "$(sed -n 's/^state: \([0-9]*\) bytes.*/\1/p' /tmp/vcpu-state.out)"
 lab_info "ran in $secs s"
 lab_finish
