@@ -9,6 +9,7 @@
 #include "snapshot/format.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@
 /* ---- CRC32C (Castagnoli), reflected polynomial 0x82F63B78 ---- */
 
 static uint32_t crc32c_table[8][256];
-static bool crc32c_ready;
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
 
 static void crc32c_init(void)
 {
@@ -35,16 +36,13 @@ static void crc32c_init(void)
 		for (int k = 1; k < 8; k++)
 			crc32c_table[k][i] = (crc32c_table[k - 1][i] >> 8) ^
 			                     crc32c_table[0][crc32c_table[k - 1][i] & 0xff];
-	__atomic_store_n(&crc32c_ready, true, __ATOMIC_RELEASE);
 }
 
 uint32_t crc32c(uint32_t crc, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
-	/* Idempotent: two threads racing here compute the same tables. */
-	if (!__atomic_load_n(&crc32c_ready, __ATOMIC_ACQUIRE))
-		crc32c_init();
+	pthread_once(&crc32c_once, crc32c_init);
 	crc = ~crc;
 	while (len >= 8) {
 		uint32_t lo, hi;

@@ -362,16 +362,15 @@ int vcpu_state_restore(int vcpu_fd, const struct vcpu_state_caps *caps, const st
                        char *what_buf, size_t what_len)
 {
 	char scratch[160] = "";
-	char *what = what_buf ? what_buf : scratch;
-	size_t len = what_buf ? what_len : sizeof(scratch);
+	char *what = what_buf && what_len ? what_buf : scratch;
+	size_t len = what_buf && what_len ? what_len : sizeof(scratch);
 	struct kvm_nested_state *nested = NULL;
 	struct kvm_xsave *xsave = NULL;
 	struct kvm_vcpu_events events = st->events;
 	struct kvm_mp_state mp = st->mp_state;
 	int r;
 
-	if (len)
-		what[0] = '\0';
+	what[0] = '\0';
 	r = vcpu_state_check(st, caps, what, len);
 	if (r < 0)
 		return r;
