@@ -408,16 +408,22 @@ static void assert_same_vm(const struct vm_kvm_state *saved, const struct vm_kvm
 }
 
 /* Write @v/@vm as a snapshot into a memfd, read it back through the validating reader. */
-static void through_snapshot(const struct vcpu_state *v, const struct vm_kvm_state *vm,
-                             struct vcpu_state *v_out, struct vm_kvm_state *vm_out, size_t *bytes)
+/*
+ * Write @n vCPUs @v and @vm as a snapshot into a memfd and read it back
+ * through the validating reader.
+ */
+static void through_snapshot_n(const struct vcpu_state *v, uint32_t n,
+                               const struct vm_kvm_state *vm, struct vcpu_state *v_out,
+                               struct vm_kvm_state *vm_out, size_t *bytes)
 {
 	struct snap_writer w;
 	struct snap_reader r;
 	int fd = memfd_create("vcpu-state", MFD_CLOEXEC);
 
 	assert_true(fd >= 0);
-	assert_int_equal(snap_writer_begin(&w, fd, 1), 0);
-	assert_int_equal(vcpu_state_write(&w, 0, v), 0);
+	assert_int_equal(snap_writer_begin(&w, fd, n), 0);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(vcpu_state_write(&w, i, &v[i]), 0);
 	assert_int_equal(vm_kvm_state_write(&w, vm), 0);
 	assert_int_equal(snap_writer_finish(&w), 0);
 	*bytes = (size_t)w.offset;
@@ -425,10 +431,96 @@ static void through_snapshot(const struct vcpu_state *v, const struct vm_kvm_sta
 		print_error("%s\n", r.error);
 		fail();
 	}
-	assert_int_equal(vcpu_state_read(&r, 0, v_out), 0);
+	assert_int_equal(r.nr_vcpus, n);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(vcpu_state_read(&r, i, &v_out[i]), 0);
 	assert_int_equal(vm_kvm_state_read(&r, vm_out), 0);
 	snap_reader_release(&r);
 	close(fd);
+}
+
+static void through_snapshot(const struct vcpu_state *v, const struct vm_kvm_state *vm,
+                             struct vcpu_state *v_out, struct vm_kvm_state *vm_out, size_t *bytes)
+{
+	through_snapshot_n(v, 1, vm, v_out, vm_out, bytes);
+}
+
+/* An AP: vCPU 1, never started (it waits for INIT/SIPI in KVM). */
+static int tvm_add_ap(struct tvm *t, struct kvm_run **run)
+{
+	struct kvm_cpuid2 *cpuid = NULL;
+	int fd = kvm_ioctl(t->vm_fd, KVM_CREATE_VCPU, (void *)1);
+
+	assert_true(fd >= 0);
+	*run = mmap(NULL, (size_t)sys.vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(*run != MAP_FAILED);
+	assert_int_equal(kvm_get_supported_cpuid(&sys, &cpuid), 0);
+	assert_int_equal(kvm_ioctl(fd, KVM_SET_CPUID2, cpuid), 0);
+	free(cpuid);
+	return fd;
+}
+
+/*
+ * Two vCPUs: the BSP as in test_save_restore_continue, and an AP that never
+ * started. Both go through one snapshot (instances 0 and 1) and come back
+ * GET for GET; the AP is still waiting for its SIPI.
+ */
+static void test_two_vcpus(void **state)
+{
+	struct tvm a = {.vm_fd = -1}, b = {.vm_fd = -1};
+	struct vcpu_state saved[2], loaded[2], after;
+	struct vm_kvm_state vm_saved, vm_loaded;
+	struct kvm_run *ap_run_a, *ap_run_b;
+	int ap_a, ap_b;
+	size_t bytes;
+	char what[160];
+
+	(void)state;
+	tvm_create(&a);
+	tvm_setup_guest(&a);
+	ap_a = tvm_add_ap(&a, &ap_run_a);
+	tvm_run_to_in(&a);
+	tvm_answer_in(&a, 7);
+	assert_int_equal(vcpu_state_save(a.vcpu_fd, a.run, &caps, &saved[0]), 0);
+	assert_int_equal(vcpu_state_save(ap_a, ap_run_a, &caps, &saved[1]), 0);
+	assert_int_equal(saved[1].mp_state.mp_state, KVM_MP_STATE_UNINITIALIZED);
+	assert_int_equal(saved[0].mp_state.mp_state, KVM_MP_STATE_RUNNABLE);
+	assert_int_equal(vm_kvm_state_save(a.vm_fd, &vm_saved), 0);
+	through_snapshot_n(saved, 2, &vm_saved, loaded, &vm_loaded, &bytes);
+
+	tvm_create(&b);
+	memcpy(b.mem, a.mem, MEM_SIZE);
+	ap_b = tvm_add_ap(&b, &ap_run_b);
+	assert_int_equal(vm_kvm_state_restore(b.vm_fd, &vm_loaded), 0);
+	for (int i = 0; i < 2; i++) {
+		int fd = i ? ap_b : b.vcpu_fd;
+
+		if (vcpu_state_restore(fd, &caps, &loaded[i], what, sizeof(what)) != 0) {
+			print_error("vCPU %d: restore failed: %s\n", i, what);
+			fail();
+		}
+	}
+	assert_int_equal(vm_kvm_state_restore_clock(b.vm_fd, &vm_loaded), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(vcpu_state_save(i ? ap_b : b.vcpu_fd, NULL, &caps, &after), 0);
+		assert_same_vcpu(&saved[i], &after);
+		vcpu_state_release(&after);
+	}
+	/* The BSP carries on; the AP stays parked in KVM (KVM_RUN blocks it: not run here). */
+	tvm_run_to_in(&b);
+	assert_int_equal(guest_u64(&b, GUEST_COUNTER), 2 * EXIT_EVERY);
+	assert_int_equal(guest_u64(&b, GUEST_SUM), 7);
+
+	for (int i = 0; i < 2; i++) {
+		vcpu_state_release(&saved[i]);
+		vcpu_state_release(&loaded[i]);
+	}
+	munmap(ap_run_a, (size_t)sys.vcpu_mmap_size);
+	munmap(ap_run_b, (size_t)sys.vcpu_mmap_size);
+	close(ap_a);
+	close(ap_b);
+	tvm_destroy(&a);
+	tvm_destroy(&b);
 }
 
 static double now_ms(void)
@@ -876,14 +968,16 @@ int main(void)
 	              caps.nr_msr_indices);
 	test_save_restore_continue(NULL);
 	test_save_idle_and_refuse(NULL);
+	test_two_vcpus(NULL);
 	test_nested_guest_mode(NULL);
-	print_message("test_vcpu_state: %d passed, 0 failed, %d skipped\n", 3 - nested_skipped,
+	print_message("test_vcpu_state: %d passed, 0 failed, %d skipped\n", 4 - nested_skipped,
 	              nested_skipped);
 	r = 0;
 #else
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_save_restore_continue),
 	    cmocka_unit_test(test_save_idle_and_refuse),
+	    cmocka_unit_test(test_two_vcpus),
 	    cmocka_unit_test(test_nested_guest_mode),
 	};
 
