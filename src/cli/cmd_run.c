@@ -5,6 +5,7 @@
 #include "cli/opts_virtio.h"
 #include "core/exit_status.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "core/vm.h"
 
 #include <errno.h>
@@ -43,6 +44,8 @@ static const char run_usage[] =
 	"                       a second console (the guest's hvc0) on UNIX socket PATH\n"
 	"  --console-port NAME,socket=PATH\n"
 	"                       a named virtio-console port on UNIX socket PATH (up to 8)\n"
+	"  --sandbox on|off     seccomp filters on the monitor's threads (default on; off\n"
+	"                       only for debugging)\n"
 	"  -v, --verbose        say what the monitor does; twice for debug output\n"
 	"\n"
 	"Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
@@ -68,7 +71,7 @@ int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NESTED,
 	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM, OPT_PIT, OPT_DISK, OPT_RNG,
-	       OPT_VSOCK, OPT_VIRTIO_CONSOLE, OPT_CONSOLE_PORT };
+	       OPT_VSOCK, OPT_VIRTIO_CONSOLE, OPT_CONSOLE_PORT, OPT_SANDBOX };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -85,6 +88,7 @@ int cmd_run(int argc, char **argv)
 		{"vsock", required_argument, NULL, OPT_VSOCK},
 		{"virtio-console", required_argument, NULL, OPT_VIRTIO_CONSOLE},
 		{"console-port", required_argument, NULL, OPT_CONSOLE_PORT},
+		{"sandbox", required_argument, NULL, OPT_SANDBOX},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -100,7 +104,7 @@ int cmd_run(int argc, char **argv)
 	uint64_t host_mem = run_host_memory();
 	const char *memory_arg = "";
 	unsigned long n;
-	int opt, flag, verbose = 0, r;
+	int opt, flag, verbose = 0, sandbox = 1, r;
 	struct vm *vm;
 
 	optind = 1;
@@ -188,6 +192,10 @@ int cmd_run(int argc, char **argv)
 					"--console-port '%s': give NAME,socket=PATH", optarg);
 			cfg.nr_console_ports++;
 			break;
+		case OPT_SANDBOX:
+			if (cli_parse_on_off(optarg, &sandbox) < 0)
+				return run_usage_error("--sandbox '%s': give on or off", optarg);
+			break;
 		case 'v':
 			verbose++;
 			break;
@@ -212,6 +220,9 @@ int cmd_run(int argc, char **argv)
 		return NESTVM_EXIT_USAGE;
 	}
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
+	/* Before vm_create() starts the first device thread. */
+	if (sandbox_init(sandbox) < 0)
+		return NESTVM_EXIT_ERROR;
 
 	r = vm_create(&cfg, &vm);
 	if (r < 0)
