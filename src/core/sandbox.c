@@ -44,6 +44,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -65,13 +66,6 @@
 
 #define SANDBOX_MAX_NR 512 /* syscall numbers named in the forbidden-call line */
 
-static const char *const sandbox_kind_names[SANDBOX_NR_KINDS] = {
-    [SANDBOX_MAIN] = "main",
-    [SANDBOX_CONTROL] = "control",
-    [SANDBOX_VCPU] = "vcpu",
-    [SANDBOX_DEVICE] = "device",
-};
-
 static struct {
 	bool seccomp; /* filters built; threads confine themselves */
 	bool log_only; /* NESTVM_SANDBOX=log: forbidden calls go on, logged by the kernel */
@@ -82,11 +76,6 @@ static struct {
 	int selftest; /* a kind, or -1 */
 	atomic_bool selftest_done;
 } sandbox = {.selftest = -1};
-
-/* The calling thread's name and kind, for the SIGSYS handler. */
-static __thread char sandbox_thread_name[24] = "?";
-static __thread int sandbox_thread_kind = -1;
-static __thread pid_t sandbox_thread_tid;
 
 void sandbox_get_state(struct sandbox_state *out)
 {
@@ -102,6 +91,18 @@ const char *sandbox_describe(void)
 }
 
 #ifdef HAVE_LIBSECCOMP
+
+static const char *const sandbox_kind_names[SANDBOX_NR_KINDS] = {
+    [SANDBOX_MAIN] = "main",
+    [SANDBOX_CONTROL] = "control",
+    [SANDBOX_VCPU] = "vcpu",
+    [SANDBOX_DEVICE] = "device",
+};
+
+/* The calling thread's name and kind, for the SIGSYS handler. */
+static __thread char sandbox_thread_name[24] = "?";
+static __thread int sandbox_thread_kind = -1;
+static __thread pid_t sandbox_thread_tid;
 
 /* ---- the SIGSYS handler: async-signal-safe, write() and _exit() only ---- */
 
@@ -251,7 +252,7 @@ static int sandbox_allow_ioctls(scmp_filter_ctx ctx, const unsigned long *reqs)
 {
 	for (; *reqs; reqs++) {
 		int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-					 SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)*reqs));
+					 SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)*reqs, 0));
 
 		if (r < 0)
 			return r;
@@ -274,14 +275,14 @@ static int sandbox_allow_common(scmp_filter_ctx ctx, enum sandbox_kind kind)
 	/* pthread_kill() between nestvm's threads: vCPU kicks, stop requests, abort(). */
 	for (unsigned int i = 0; i < sizeof(signals) / sizeof(signals[0]) && r == 0; i++)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 2,
-				     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()),
-				     SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)signals[i]));
+				     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0),
+				     SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)signals[i], 0));
 #else
 	(void)signals;
 #endif
 	if (r == 0 && kind == SANDBOX_DEVICE)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-				     SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+				     SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
 #ifndef SANDBOX_SANITIZER
 	/* fork() only: no threads, no namespaces. */
 	if (r == 0 && (kind == SANDBOX_MAIN || kind == SANDBOX_CONTROL))
@@ -439,6 +440,11 @@ int sandbox_init(bool enabled)
 		if (!sandbox.names[nr])
 			sandbox.names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
 	}
+	/*
+	 * What libc initialises lazily, from files, happens now: the first
+	 * gmtime_r() (the RTC, monitor.log's timestamps) reads /etc/localtime.
+	 */
+	tzset();
 	sigfillset(&sa.sa_mask);
 	if (sigaction(SIGSYS, &sa, NULL) < 0)
 		return -errno;
