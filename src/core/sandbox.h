@@ -20,6 +20,11 @@
  * tid 1234) made forbidden syscall 135 (personality)") and ends the process
  * with SANDBOX_EXIT_STATUS, as SCMP_ACT_KILL_PROCESS would, but with a reason.
  *
+ * Where the kernel has Landlock, vCPU and device threads are also denied
+ * every file-system access (open, create, remove, execute); the descriptors
+ * opened during setup keep working. The main and control threads keep file
+ * access (teardown, the managed VM's store).
+ *
  * `nestvm run --sandbox off` or NESTVM_SANDBOX=off in the environment turn it
  * off, for debugging. Without libseccomp at build time, or without seccomp
  * filters in the kernel, the monitor runs unconfined and says so.
@@ -41,7 +46,7 @@ enum sandbox_kind {
 /* Which protections are in force (for `nestvm show` and the debug log). */
 struct sandbox_state {
 	bool seccomp;  /* every thread of the VM runs under its kind's filter */
-	bool landlock; /* file access restricted (not implemented yet: always false) */
+	bool landlock; /* vCPU and device threads open no file (Landlock, where the kernel has it) */
 };
 
 /*

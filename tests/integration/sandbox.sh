@@ -10,7 +10,7 @@
 #      thread (NESTVM_SANDBOX_SELFTEST, read only by the ASan build), ends the
 #      monitor with exit status 159 and a line naming the thread and the call;
 #  (d) a managed VM's monitor: every thread filtered, and `nestvm show` (text
-#      and --json) reports the protections.
+#      and --json) reports the protections (Landlock on where the kernel has it).
 # The probe test set under the filters is tests/integration/probe.sh and
 # virtio_probe.sh (the sandbox is on by default). Prints "N passed, N failed"
 # last; exit 77 without a usable /dev/kvm or without seccomp in the kernel.
@@ -187,9 +187,13 @@ if timeout 30 "$NESTVM" new sbx --kernel "$PROBE" --cmdline test=idle --cpus 2 -
 	threads=$(wc -l <"$T/tasks")
 	text=$(timeout 30 "$NESTVM" show sbx 2>&1 | grep '^sandbox:')
 	json=$(timeout 30 "$NESTVM" show sbx --json 2>&1 | tr -d ' \n' |
-		grep -o '"sandbox":{"seccomp":true,"landlock":false}')
+		grep -o '"sandbox":{"seccomp":true,"landlock":[a-z]*}')
+	# Landlock is on where the kernel has it: text and JSON must agree.
+	ll=${json##*\"landlock\":}
+	ll=${ll%\}}
+	[ "$ll" = true ] && ll=on || ll=off
 	if [ -n "$pid" ] && [ "$threads" -ge 4 ] && [ "$unfiltered" -eq 0 ] &&
-		[ "$text" = "sandbox:      seccomp on, landlock off" ] && [ -n "$json" ]; then
+		[ "$text" = "sandbox:      seccomp on, landlock $ll" ] && [ -n "$json" ]; then
 		ok "managed VM: all $threads monitor threads filtered; show says '$text'"
 	else
 		echo "show: '$text' json: '$json'" >>"$T/err"
