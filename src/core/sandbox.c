@@ -69,14 +69,14 @@
 #define SANDBOX_MAX_NR 512 /* syscall numbers named in the forbidden-call line */
 
 /* Landlock access rights by ABI version (Debian 12's headers stop at REFER). */
-#define SANDBOX_LL_V1 ((1ULL << 13) - 1)   /* EXECUTE .. MAKE_SYM */
-#define SANDBOX_LL_REFER (1ULL << 13)	   /* ABI 2 */
-#define SANDBOX_LL_TRUNCATE (1ULL << 14)   /* ABI 3 */
-#define SANDBOX_LL_IOCTL_DEV (1ULL << 15)  /* ABI 5 */
+#define SANDBOX_LL_V1 ((1ULL << 13) - 1)  /* EXECUTE .. MAKE_SYM */
+#define SANDBOX_LL_REFER (1ULL << 13)     /* ABI 2 */
+#define SANDBOX_LL_TRUNCATE (1ULL << 14)  /* ABI 3 */
+#define SANDBOX_LL_IOCTL_DEV (1ULL << 15) /* ABI 5 */
 
 static struct {
-	bool seccomp; /* filters built; threads confine themselves */
-	bool log_only; /* NESTVM_SANDBOX=log: forbidden calls go on, logged by the kernel */
+	bool seccomp;    /* filters built; threads confine themselves */
+	bool log_only;   /* NESTVM_SANDBOX=log: forbidden calls go on, logged by the kernel */
 	int landlock_fd; /* ruleset for vCPU and device threads; -1: no Landlock */
 	int landlock_abi;
 #ifdef HAVE_LIBSECCOMP
@@ -98,10 +98,10 @@ const char *sandbox_describe(void)
 	if (!sandbox.seccomp)
 		return "seccomp off, landlock off";
 	return sandbox.landlock_fd >= 0
-		   ? "seccomp on (per-thread filters: main, control, vcpu, device), landlock on "
-		     "(vcpu and device threads open no file)"
-		   : "seccomp on (per-thread filters: main, control, vcpu, device), landlock off "
-		     "(not in this kernel)";
+	           ? "seccomp on (per-thread filters: main, control, vcpu, device), landlock on "
+	             "(vcpu and device threads open no file)"
+	           : "seccomp on (per-thread filters: main, control, vcpu, device), landlock off "
+	             "(not in this kernel)";
 }
 
 #ifdef HAVE_LIBSECCOMP
@@ -149,8 +149,8 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *uctx)
 	char line[256];
 	size_t n = 0;
 	int nr = si->si_syscall;
-	const char *name = nr >= 0 && nr < SANDBOX_MAX_NR && sandbox.names[nr] ? sandbox.names[nr]
-										 : "unknown";
+	const char *name =
+	    nr >= 0 && nr < SANDBOX_MAX_NR && sandbox.names[nr] ? sandbox.names[nr] : "unknown";
 
 	(void)sig;
 	(void)uctx;
@@ -158,7 +158,7 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *uctx)
 	n = sandbox_put(line, sizeof(line), n, sandbox_thread_name);
 	n = sandbox_put(line, sizeof(line), n, " (");
 	n = sandbox_put(line, sizeof(line), n,
-			sandbox_thread_kind >= 0 ? sandbox_kind_names[sandbox_thread_kind] : "?");
+	                sandbox_thread_kind >= 0 ? sandbox_kind_names[sandbox_thread_kind] : "?");
 	n = sandbox_put(line, sizeof(line), n, ", tid ");
 	n = sandbox_put_int(line, sizeof(line), n, sandbox_thread_tid);
 	if (si->si_code == SYS_SECCOMP) {
@@ -179,73 +179,79 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *uctx)
 /* ---- building the filters ---- */
 
 /* Every thread: memory, locks, signals between nestvm's own threads, time, exit. */
+/* clang-format off */
 static const char *const sandbox_base[] = {
-    "read",	     "write",	      "readv",	       "writev",       "close",
-    "futex",	     "exit",	      "exit_group",    "rt_sigreturn", "rt_sigprocmask",
-    "restart_syscall", "madvise",     "munmap",	       "mremap",       "brk",
-    "clock_gettime", "clock_nanosleep", "nanosleep",   "gettimeofday", "time",
-    "getpid",	     "gettid",	      "sched_yield",   "poll",	       "ppoll",
+    "read", "write", "readv", "writev", "close", "futex", "exit", "exit_group", "rt_sigreturn",
+    "rt_sigprocmask", "restart_syscall", "madvise", "munmap", "mremap", "brk", "clock_gettime",
+    "clock_nanosleep", "nanosleep", "gettimeofday", "time", "getpid", "gettid", "sched_yield",
+    "poll", "ppoll",
     /* malloc() asks for the CPU count when a thread needs a 9th arena (many vCPUs). */
-    "sched_getaffinity",
-    NULL,
+    "sched_getaffinity", NULL,
 };
+/* clang-format on */
 
 /* vCPU threads: the exit handlers emulate devices (UART output, virtio registers). */
 static const char *const sandbox_vcpu[] = {"epoll_ctl", NULL};
 
 /* Device threads: image I/O, eventfds, epoll, UNIX sockets (vsock, virtio-console), entropy. */
+/* clang-format off */
 static const char *const sandbox_device[] = {
-    "pread64",	    "pwrite64",	   "preadv",	  "pwritev",	 "preadv2",  "pwritev2",
-    "fdatasync",    "fsync",	   "fallocate",	  "io_uring_enter", "epoll_wait",
-    "epoll_pwait",  "epoll_pwait2", "epoll_ctl",  "accept4",	 "accept",   "recvfrom",
-    "sendto",	    "recvmsg",	   "sendmsg",	  "shutdown",	 "connect",  "getsockopt",
-    "fcntl",	    "getrandom",   "lseek",	  NULL,
+    "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "fdatasync", "fsync",
+    "fallocate", "io_uring_enter", "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl",
+    "accept4", "accept", "recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown", "connect",
+    "getsockopt", "fcntl", "getrandom", "lseek", NULL,
 };
+/* clang-format on */
 
 /* The main and control threads: teardown, the store's files, the control socket. */
+/* clang-format off */
 static const char *const sandbox_main[] = {
-    "pread64",	   "pwrite64",	  "preadv",	   "pwritev",	   "fdatasync",	 "fsync",
-    "epoll_wait",  "epoll_pwait", "epoll_ctl",	   "accept4",	   "accept",	 "recvfrom",
-    "sendto",	   "recvmsg",	  "sendmsg",	   "shutdown",	   "getsockopt", "fcntl",
-    "getrandom",   "lseek",	  "openat",	   "open",	   "fstat",	 "newfstatat",
-    "statx",	   "stat",	  "lstat",	   "access",	   "faccessat",	 "faccessat2",
-    "ftruncate",   "rename",	  "renameat",	   "renameat2",	   "unlink",	 "unlinkat",
-    "mkdir",	   "mkdirat",	  "chmod",	   "fchmod",	   "fchmodat",	 "flock",
-    "dup",	   "dup2",	  "dup3",	   "pipe2",	   "getdents64", "timerfd_settime",
-    "timerfd_gettime", "eventfd2", "rt_sigtimedwait", "rt_sigpending", "wait4", "waitid",
-    "umask",	   "getuid",	  "geteuid",	   "getgid",	   "getegid",	 "getcwd",
-    "uname",	   "sysinfo",	  "prlimit64",	   "set_robust_list", "sched_getaffinity",
-    NULL,
+    "pread64", "pwrite64", "preadv", "pwritev", "fdatasync", "fsync", "epoll_wait",
+    "epoll_pwait", "epoll_ctl", "accept4", "accept", "recvfrom", "sendto", "recvmsg",
+    "sendmsg", "shutdown", "getsockopt", "fcntl", "getrandom", "lseek", "openat", "open",
+    "fstat", "newfstatat", "statx", "stat", "lstat", "access", "faccessat", "faccessat2",
+    "ftruncate", "rename", "renameat", "renameat2", "unlink", "unlinkat", "mkdir", "mkdirat",
+    "chmod", "fchmod", "fchmodat", "flock", "dup", "dup2", "dup3", "pipe2", "getdents64",
+    "timerfd_settime", "timerfd_gettime", "eventfd2", "rt_sigtimedwait", "rt_sigpending",
+    "wait4", "waitid", "umask", "getuid", "geteuid", "getgid", "getegid", "getcwd", "uname",
+    "sysinfo", "prlimit64", "set_robust_list", "sched_getaffinity", NULL,
 };
+/* clang-format on */
 
 #ifdef SANDBOX_SANITIZER
 /* What the ASan/UBSan/LSan runtimes do in a report and at exit (sanitizer builds only). */
+/* clang-format off */
 static const char *const sandbox_sanitizer[] = {
-    "sigaltstack", "rt_sigaction", "prctl",	  "openat",	   "open",	   "readlink",
-    "readlinkat",  "getdents64",   "getdents",	  "fstat",	  "newfstatat",	   "lseek",	   "clone",
-    "clone3",	   "ptrace",	   "wait4",	  "waitid",	   "kill",	   "tgkill",
-    "tkill",	   "sched_getaffinity", "getrlimit", "prlimit64",  "setrlimit",	   "pipe",
-    "pipe2",	   "dup",	   "dup2",	  "dup3",	   "execve",	   "mincore",
-    "uname",	   "getppid",	   "getuid",	  "geteuid",	   "process_vm_readv",
-    "close_range", "msync",	   "getcwd",	  "pread64",	   "set_robust_list",
-    "rseq",	   "arch_prctl",   "sched_getparam", "sched_getscheduler", "membarrier",
-    NULL,
+    "sigaltstack", "rt_sigaction", "prctl", "openat", "open", "readlink", "readlinkat",
+    "getdents64", "getdents", "fstat", "newfstatat", "lseek", "clone", "clone3", "ptrace",
+    "wait4", "waitid", "kill", "tgkill", "tkill", "sched_getaffinity", "getrlimit",
+    "prlimit64", "setrlimit", "pipe", "pipe2", "dup", "dup2", "dup3", "execve", "mincore",
+    "uname", "getppid", "getuid", "geteuid", "process_vm_readv", "close_range", "msync",
+    "getcwd", "pread64", "set_robust_list", "rseq", "arch_prctl", "sched_getparam",
+    "sched_getscheduler", "membarrier", NULL,
 };
+/* clang-format on */
 #endif
 
+/* clang-format off */
 static const unsigned long sandbox_vcpu_ioctls[] = {
-    KVM_RUN,	  KVM_GET_REGS,	  KVM_GET_SREGS, KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS,
-    KVM_SIGNAL_MSI, KVM_IOEVENTFD, 0,
+    KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, KVM_SIGNAL_MSI,
+    KVM_IOEVENTFD, 0,
 };
+/* clang-format on */
 
+/* clang-format off */
 static const unsigned long sandbox_device_ioctls[] = {
     KVM_SIGNAL_MSI, KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, 0,
 };
+/* clang-format on */
 
+/* clang-format off */
 static const unsigned long sandbox_main_ioctls[] = {
-    KVM_GET_REGS,   KVM_GET_SREGS, KVM_GET_NESTED_STATE, KVM_IOEVENTFD, KVM_SIGNAL_MSI,
-    KVM_IRQ_LINE,   KVM_IRQ_LINE_STATUS, TCGETS,	       TIOCGWINSZ,    0,
+    KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_NESTED_STATE, KVM_IOEVENTFD, KVM_SIGNAL_MSI,
+    KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, TCGETS, TIOCGWINSZ, 0,
 };
+/* clang-format on */
 
 static int sandbox_allow_names(scmp_filter_ctx ctx, const char *const *names)
 {
@@ -268,7 +274,7 @@ static int sandbox_allow_ioctls(scmp_filter_ctx ctx, const unsigned long *reqs)
 {
 	for (; *reqs; reqs++) {
 		int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-					 SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)*reqs, 0));
+		                         SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)*reqs, 0));
 
 		if (r < 0)
 			return r;
@@ -283,31 +289,31 @@ static int sandbox_allow_common(scmp_filter_ctx ctx, enum sandbox_kind kind)
 	int r;
 
 	r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
-			     SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+	                     SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-				     SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+		                     SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
 #ifndef SANDBOX_SANITIZER
 	/* pthread_kill() between nestvm's threads: vCPU kicks, stop requests, abort(). */
 	for (unsigned int i = 0; i < sizeof(signals) / sizeof(signals[0]) && r == 0; i++)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 2,
-				     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0),
-				     SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)signals[i], 0));
+		                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0),
+		                     SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)signals[i], 0));
 #else
 	(void)signals;
 #endif
 	if (r == 0 && kind == SANDBOX_DEVICE)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-				     SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
+		                     SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
 #ifndef SANDBOX_SANITIZER
 	/* fork() only: no threads, no namespaces. */
 	if (r == 0 && (kind == SANDBOX_MAIN || kind == SANDBOX_CONTROL))
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-				     SCMP_A0(SCMP_CMP_MASKED_EQ,
-					     CLONE_THREAD | CLONE_VM | CLONE_NEWNS | CLONE_NEWUSER |
-						 CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
-						 CLONE_NEWUTS | CLONE_NEWCGROUP,
-					     0));
+		                     SCMP_A0(SCMP_CMP_MASKED_EQ,
+		                             CLONE_THREAD | CLONE_VM | CLONE_NEWNS | CLONE_NEWUSER |
+		                                 CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+		                                 CLONE_NEWUTS | CLONE_NEWCGROUP,
+		                             0));
 #endif
 	return r;
 }
@@ -363,7 +369,7 @@ static int sandbox_build(enum sandbox_kind kind)
 	if (r == 0 && fstat(fd, &st) < 0)
 		r = -errno;
 	if (r == 0 && (st.st_size <= 0 || st.st_size % sizeof(*insns) ||
-		       st.st_size / sizeof(*insns) > BPF_MAXINSNS))
+	               st.st_size / sizeof(*insns) > BPF_MAXINSNS))
 		r = -E2BIG;
 	if (r == 0 && !(insns = malloc((size_t)st.st_size)))
 		r = -ENOMEM;
@@ -380,7 +386,7 @@ static int sandbox_build(enum sandbox_kind kind)
 	seccomp_release(ctx);
 	if (r < 0)
 		log_error("seccomp: cannot build the %s threads' filter: %s",
-			  sandbox_kind_names[kind], strerror(-r));
+		          sandbox_kind_names[kind], strerror(-r));
 	return r;
 }
 
@@ -388,9 +394,9 @@ static int sandbox_build(enum sandbox_kind kind)
 static bool sandbox_kernel_has_seccomp(void)
 {
 	return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 &&
-	       (syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0,
-			&(uint32_t){SECCOMP_RET_TRAP}) == 0 ||
-		errno != EINVAL);
+	       (syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &(uint32_t){SECCOMP_RET_TRAP}) ==
+	            0 ||
+	        errno != EINVAL);
 }
 
 /*
@@ -404,8 +410,8 @@ static bool sandbox_kernel_has_seccomp(void)
 static int sandbox_landlock_build(void)
 {
 	struct landlock_ruleset_attr attr = {0};
-	int abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0,
-			       LANDLOCK_CREATE_RULESET_VERSION);
+	int abi =
+	    (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	int fd;
 
 	if (abi < 1)
@@ -424,7 +430,7 @@ static int sandbox_landlock_build(void)
 	{
 		struct landlock_path_beneath_attr rule = {
 		    .allowed_access = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
-				      LANDLOCK_ACCESS_FS_EXECUTE,
+		                      LANDLOCK_ACCESS_FS_EXECUTE,
 		    .parent_fd = open("/", O_PATH | O_CLOEXEC),
 		};
 
@@ -466,8 +472,8 @@ static void sandbox_read_selftest(void)
 		if (!strcmp(want, sandbox_kind_names[k])) {
 			sandbox.selftest = k;
 			log_warn("sandbox self-test: the first %s thread will make a forbidden "
-				 "system call",
-				 want);
+			         "system call",
+			         want);
 		}
 	}
 #endif
@@ -489,13 +495,14 @@ int sandbox_init(bool enabled)
 	}
 #ifndef HAVE_LIBSECCOMP
 	log_warn("sandbox: this nestvm was built without libseccomp; the monitor runs "
-		 "unconfined");
+	         "unconfined");
 	return 0;
 #else
 	struct sigaction sa = {.sa_sigaction = sandbox_sigsys, .sa_flags = SA_SIGINFO};
 
 	if (!sandbox_kernel_has_seccomp()) {
-		log_warn("sandbox: this kernel has no seccomp filters; the monitor runs unconfined");
+		log_warn(
+		    "sandbox: this kernel has no seccomp filters; the monitor runs unconfined");
 		return 0;
 	}
 	for (int k = 0; k < SANDBOX_NR_KINDS; k++) {
@@ -532,7 +539,7 @@ int sandbox_init(bool enabled)
 	log_debug("sandbox: %s", sandbox_describe());
 	if (sandbox.log_only)
 		log_warn("sandbox: NESTVM_SANDBOX=log: forbidden system calls are allowed and "
-			 "logged by the kernel (dmesg), not stopped");
+		         "logged by the kernel (dmesg), not stopped");
 	return 0;
 #endif
 }
@@ -558,13 +565,13 @@ void sandbox_enter(enum sandbox_kind kind, const char *name)
 	r = sandbox_install(kind);
 	if (r < 0) {
 		log_error("seccomp: cannot confine thread %s (%s): %s; the monitor ends", name,
-			  sandbox_kind_names[kind], strerror(-r));
+		          sandbox_kind_names[kind], strerror(-r));
 		_exit(1);
 	}
 	if (sandbox.selftest == (int)kind && !atomic_exchange(&sandbox.selftest_done, true)) {
 		log_warn("sandbox self-test: thread %s calls personality(), which no filter "
-			 "allows",
-			 name);
+		         "allows",
+		         name);
 		syscall(SYS_personality, 0xffffffffUL);
 		log_error("sandbox self-test: the forbidden call was not trapped");
 	}

@@ -33,10 +33,10 @@
 #include <stdbool.h>
 
 enum sandbox_kind {
-	SANDBOX_MAIN,	 /* the main thread, after it has created the vCPU threads */
+	SANDBOX_MAIN,    /* the main thread, after it has created the vCPU threads */
 	SANDBOX_CONTROL, /* the managed monitor's control thread (same filter as main) */
-	SANDBOX_VCPU,	 /* KVM_RUN and what the exit handlers (device emulation) need */
-	SANDBOX_DEVICE,	 /* device I/O threads, disk workers, console input */
+	SANDBOX_VCPU,    /* KVM_RUN and what the exit handlers (device emulation) need */
+	SANDBOX_DEVICE,  /* device I/O threads, disk workers, console input */
 	SANDBOX_NR_KINDS,
 };
 
@@ -45,8 +45,9 @@ enum sandbox_kind {
 
 /* Which protections are in force (for `nestvm show` and the debug log). */
 struct sandbox_state {
-	bool seccomp;  /* every thread of the VM runs under its kind's filter */
-	bool landlock; /* vCPU and device threads open no file (Landlock, where the kernel has it) */
+	bool seccomp; /* every thread of the VM runs under its kind's filter */
+	bool
+	    landlock; /* vCPU and device threads open no file (Landlock, where the kernel has it) */
 };
 
 /*

@@ -99,10 +99,10 @@ static bool have_protection(bool landlock)
 	       WEXITSTATUS(status) == 0;
 }
 
-#define REQUIRE_SECCOMP()                                                                  \
-	do {                                                                               \
-		if (!have_protection(false))                                               \
-			skip();                                                            \
+#define REQUIRE_SECCOMP()                                                                          \
+	do {                                                                                       \
+		if (!have_protection(false))                                                       \
+			skip();                                                                    \
 	} while (0)
 
 /* ---- what the threads do ---- */
