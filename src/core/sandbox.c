@@ -537,6 +537,9 @@ int sandbox_init(bool enabled)
 	sandbox_read_selftest();
 	sandbox.seccomp = true;
 	log_debug("sandbox: %s", sandbox_describe());
+	log_debug("sandbox: BPF instructions: main %u, control %u, vcpu %u, device %u",
+	          sandbox.prog[SANDBOX_MAIN].len, sandbox.prog[SANDBOX_CONTROL].len,
+	          sandbox.prog[SANDBOX_VCPU].len, sandbox.prog[SANDBOX_DEVICE].len);
 	if (sandbox.log_only)
 		log_warn("sandbox: NESTVM_SANDBOX=log: forbidden system calls are allowed and "
 		         "logged by the kernel (dmesg), not stopped");
