@@ -330,8 +330,9 @@ static int sandbox_build(enum sandbox_kind kind)
 		return -ENOMEM;
 	/* Each thread sets no_new_privs itself; a foreign ABI ends the process. */
 	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-	if (r == 0)
-		r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	/* KILL_PROCESS needs Linux 4.14; before it, the calling thread dies. */
+	if (r == 0 && seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) < 0)
+		r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL);
 	if (r == 0)
 		r = sandbox_allow_names(ctx, sandbox_base);
 	if (r == 0)
