@@ -6,9 +6,9 @@
  * and the handler names the thread and the call on stderr before it ends the
  * process. ioctl() is allowed by request number, mmap()/mprotect() never with
  * PROT_EXEC, tgkill() only at this process with the signals nestvm sends,
- * socket() only for AF_UNIX (vsock's connections to the host side), clone()
- * only as fork() (the main thread's teardown child), never a thread or a
- * namespace.
+ * socket() and connect() only in vsock's thread and only for AF_UNIX (the
+ * guest's connections to the host side), clone() only as fork() (the main
+ * thread's teardown child), never a thread or a namespace.
  *
  * The programs are compiled once, in sandbox_init(), and installed with the
  * seccomp() system call by each thread itself: nothing is allocated in a
@@ -93,24 +93,22 @@ void sandbox_get_state(struct sandbox_state *out)
 	out->landlock = sandbox.seccomp && sandbox.landlock_fd >= 0;
 }
 
+#define SANDBOX_SECCOMP_ON "seccomp on (per-thread filters: main, control, vcpu, device, vsock)"
+
 const char *sandbox_describe(void)
 {
 	if (!sandbox.seccomp)
 		return "seccomp off, landlock off";
-	return sandbox.landlock_fd >= 0
-	           ? "seccomp on (per-thread filters: main, control, vcpu, device), landlock on "
-	             "(vcpu and device threads open no file)"
-	           : "seccomp on (per-thread filters: main, control, vcpu, device), landlock off "
-	             "(not in this kernel)";
+	if (sandbox.landlock_fd < 0)
+		return SANDBOX_SECCOMP_ON ", landlock off (not in this kernel)";
+	return SANDBOX_SECCOMP_ON ", landlock on (vcpu and device threads open no file)";
 }
 
 #ifdef HAVE_LIBSECCOMP
 
 static const char *const sandbox_kind_names[SANDBOX_NR_KINDS] = {
-    [SANDBOX_MAIN] = "main",
-    [SANDBOX_CONTROL] = "control",
-    [SANDBOX_VCPU] = "vcpu",
-    [SANDBOX_DEVICE] = "device",
+    [SANDBOX_MAIN] = "main",     [SANDBOX_CONTROL] = "control", [SANDBOX_VCPU] = "vcpu",
+    [SANDBOX_DEVICE] = "device", [SANDBOX_VSOCK] = "vsock",
 };
 
 /* The calling thread's name and kind, for the SIGSYS handler. */
@@ -193,12 +191,12 @@ static const char *const sandbox_base[] = {
 /* vCPU threads: the exit handlers emulate devices (UART output, virtio registers). */
 static const char *const sandbox_vcpu[] = {"epoll_ctl", NULL};
 
-/* Device threads: image I/O, eventfds, epoll, UNIX sockets (vsock, virtio-console), entropy. */
+/* Device threads: image I/O, eventfds, epoll, accepted UNIX sockets, entropy. */
 /* clang-format off */
 static const char *const sandbox_device[] = {
     "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "fdatasync", "fsync",
     "fallocate", "io_uring_enter", "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl",
-    "accept4", "accept", "recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown", "connect",
+    "accept4", "accept", "recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown",
     "getsockopt", "fcntl", "getrandom", "lseek", NULL,
 };
 /* clang-format on */
@@ -302,7 +300,10 @@ static int sandbox_allow_common(scmp_filter_ctx ctx, enum sandbox_kind kind)
 #else
 	(void)signals;
 #endif
-	if (r == 0 && kind == SANDBOX_DEVICE)
+	/* Only vsock opens connections: the guest's to PATH_PORT on the host. */
+	if (r == 0 && kind == SANDBOX_VSOCK)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 0);
+	if (r == 0 && kind == SANDBOX_VSOCK)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
 		                     SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
 #ifndef SANDBOX_SANITIZER
@@ -351,6 +352,7 @@ static int sandbox_build(enum sandbox_kind kind)
 				r = sandbox_allow_ioctls(ctx, sandbox_vcpu_ioctls);
 			break;
 		case SANDBOX_DEVICE:
+		case SANDBOX_VSOCK:
 		case SANDBOX_NR_KINDS:
 			r = sandbox_allow_names(ctx, sandbox_device);
 			if (r == 0)
@@ -456,7 +458,8 @@ static int sandbox_install(enum sandbox_kind kind)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -errno;
 	/* Landlock first: the seccomp filters do not allow landlock_restrict_self(). */
-	if (sandbox.landlock_fd >= 0 && (kind == SANDBOX_VCPU || kind == SANDBOX_DEVICE) &&
+	if (sandbox.landlock_fd >= 0 &&
+	    (kind == SANDBOX_VCPU || kind == SANDBOX_DEVICE || kind == SANDBOX_VSOCK) &&
 	    syscall(SYS_landlock_restrict_self, sandbox.landlock_fd, 0) < 0)
 		return -errno;
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &sandbox.prog[kind]) < 0)
@@ -538,9 +541,10 @@ int sandbox_init(bool enabled)
 	sandbox_read_selftest();
 	sandbox.seccomp = true;
 	log_debug("sandbox: %s", sandbox_describe());
-	log_debug("sandbox: BPF instructions: main %u, control %u, vcpu %u, device %u",
+	log_debug("sandbox: BPF instructions: main %u, control %u, vcpu %u, device %u, vsock %u",
 	          sandbox.prog[SANDBOX_MAIN].len, sandbox.prog[SANDBOX_CONTROL].len,
-	          sandbox.prog[SANDBOX_VCPU].len, sandbox.prog[SANDBOX_DEVICE].len);
+	          sandbox.prog[SANDBOX_VCPU].len, sandbox.prog[SANDBOX_DEVICE].len,
+	          sandbox.prog[SANDBOX_VSOCK].len);
 	if (sandbox.log_only)
 		log_warn("sandbox: NESTVM_SANDBOX=log: forbidden system calls are allowed and "
 		         "logged by the kernel (dmesg), not stopped");

@@ -37,6 +37,8 @@ enum sandbox_kind {
 	SANDBOX_CONTROL, /* the managed monitor's control thread (same filter as main) */
 	SANDBOX_VCPU,    /* KVM_RUN and what the exit handlers (device emulation) need */
 	SANDBOX_DEVICE,  /* device I/O threads, disk workers, console input */
+	SANDBOX_VSOCK,   /* virtio-vsock's I/O thread: a device that also connects to
+	                    the host's UNIX sockets (socket(AF_UNIX), connect) */
 	SANDBOX_NR_KINDS,
 };
 

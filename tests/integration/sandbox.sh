@@ -1,7 +1,7 @@
 #!/bin/sh
 # The monitor's sandbox (src/core/sandbox.c) on this host's /dev/kvm:
-#  (a) a running `nestvm run` (probe guest idling, 2 vCPUs, virtio-rng, a
-#      virtio-blk disk on the thread pool) has every thread in seccomp filter
+#  (a) a running `nestvm run` (probe guest idling, 2 vCPUs, virtio-rng,
+#      virtio-vsock, a virtio-blk disk on the thread pool) has every thread in seccomp filter
 #      mode ("Seccomp: 2" in /proc/PID/task/*/status), each under exactly one
 #      filter (no thread stacks the main thread's under its own), and the
 #      expected thread kinds exist; the same for the static build the lab uses;
@@ -75,7 +75,8 @@ start_idle() {
 	bin=$1
 	shift
 	"$bin" run --kernel "$PROBE" --cmdline test=idle --cpus 2 --memory 64M --rng \
-		--disk "$T/disk.img,io=threads" --console none "$@" </dev/null >/dev/null 2>"$T/err" &
+		--disk "$T/disk.img,io=threads" --vsock 3,socket="$T/vsock.sock" --console none "$@" \
+		</dev/null >/dev/null 2>"$T/err" &
 	bg=$!
 	i=0 last=0 same=0
 	while [ "$i" -lt 100 ] && [ "$same" -lt 4 ] && kill -0 "$bg" 2>/dev/null; do
@@ -111,7 +112,7 @@ check_filtered() {
 	[ "$unfiltered" -eq 0 ] && [ -s "$T/tasks" ] || why="${why:+$why, }$unfiltered threads without Seccomp: 2"
 	stacked=$(awk '$2 !~ /^kvm-/ && $4 != 1' "$T/tasks" | wc -l)
 	[ "$stacked" -eq 0 ] || why="${why:+$why, }$stacked threads with more than one filter"
-	for kind in vcpu0 vcpu1 virtio-blk virtio-rng disk-worker; do
+	for kind in vcpu0 vcpu1 virtio-blk virtio-rng virtio-vsock disk-worker; do
 		grep -q " $kind " "$T/tasks" || why="${why:+$why, }no $kind thread"
 	done
 	threads=$(wc -l <"$T/tasks")

@@ -217,9 +217,27 @@ static void test_device_mmap_exec_forbidden(void **state)
 	assert_non_null(strstr(err, "made forbidden syscall 9 (mmap)"));
 }
 
-static void test_device_unix_sockets_only(void **state)
+/* Other device threads open no socket at all. */
+static void do_unix_socket(void)
 {
-	const struct child_case c = {SANDBOX_DEVICE, true, do_sockets};
+	socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+}
+
+static void test_device_no_socket(void **state)
+{
+	const struct child_case c = {SANDBOX_DEVICE, true, do_unix_socket};
+	char err[1024];
+
+	(void)state;
+	REQUIRE_SECCOMP();
+	assert_int_equal(run_child(&c, err, sizeof(err)), SANDBOX_EXIT_STATUS);
+	assert_non_null(strstr(err, "(device, tid "));
+	assert_non_null(strstr(err, "made forbidden syscall 41 (socket)"));
+}
+
+static void test_vsock_unix_sockets_only(void **state)
+{
+	const struct child_case c = {SANDBOX_VSOCK, true, do_sockets};
 	char err[1024];
 
 	(void)state;
@@ -284,7 +302,8 @@ int main(void)
 	    cmocka_unit_test(test_device_unlink_forbidden),
 	    cmocka_unit_test(test_vcpu_ioctl_by_number),
 	    cmocka_unit_test(test_device_mmap_exec_forbidden),
-	    cmocka_unit_test(test_device_unix_sockets_only),
+	    cmocka_unit_test(test_device_no_socket),
+	    cmocka_unit_test(test_vsock_unix_sockets_only),
 	    cmocka_unit_test(test_device_landlock_no_write),
 	    cmocka_unit_test(test_main_may_open_files),
 	    cmocka_unit_test(test_off_allows_everything),

@@ -828,7 +828,9 @@ static void *vp_io_thread(void *arg)
 	struct epoll_event evs[VP_EPOLL_BATCH];
 	bool stop = false;
 
-	sandbox_enter(SANDBOX_DEVICE, vp->vdev->name);
+	/* vsock alone connects to host sockets (the guest's connections to PATH_PORT). */
+	sandbox_enter(vp->vdev->device_id == VIRTIO_ID_VSOCK ? SANDBOX_VSOCK : SANDBOX_DEVICE,
+	              vp->vdev->name);
 	while (!stop) {
 		int n = epoll_wait(vp->epfd, evs, VP_EPOLL_BATCH, -1);
 
