@@ -15,6 +15,15 @@ CFLAGS_COMMON += -DHAVE_LIBURING
 LDLIBS += -luring
 endif
 
+# seccomp filters for the monitor's threads (src/core/sandbox.c); Debian's
+# libseccomp-dev ships libseccomp.a too, for build/static/nestvm. The fuzz
+# targets build without it (the sandbox is then a no-op).
+HAVE_LIBSECCOMP := $(shell pkg-config --exists libseccomp 2>/dev/null && echo 1)
+ifeq ($(HAVE_LIBSECCOMP),1)
+CFLAGS_COMMON += -DHAVE_LIBSECCOMP
+LDLIBS += -lseccomp
+endif
+
 # `make V=1` shows the full commands.
 ifeq ($(V),1)
 Q :=

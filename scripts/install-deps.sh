@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential clang libcmocka-dev libjansson-dev qemu-system-x86 busybox-static
-linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev pkg-config bc $*"
+linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev libseccomp-dev pkg-config bc $*"
 
 missing=""
 for p in $PKGS; do

@@ -6,6 +6,7 @@
  * the owner's thread. The fallback where io_uring is unavailable.
  */
 #include "backends/disk_engine.h"
+#include "core/sandbox.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -33,6 +34,7 @@ static void *disk_pool_worker(void *arg)
 	struct disk_pool *p = arg;
 	uint64_t one = 1;
 
+	sandbox_enter(SANDBOX_DEVICE, "disk-worker");
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct disk_io *io;

@@ -6,6 +6,7 @@
 #include "core/exit_status.h"
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "core/vm.h"
 #include "core/vm_limits.h"
 #include "manager/store.h"
@@ -49,6 +50,8 @@ static const char run_usage[] =
 	"                       a second console (the guest's hvc0) on UNIX socket PATH\n"
 	"  --console-port NAME,socket=PATH\n"
 	"                       a named virtio-console port on UNIX socket PATH (up to 8)\n"
+	"  --sandbox on|off     seccomp filters on the monitor's threads (default on; off\n"
+	"                       only for debugging)\n"
 	"  -v, --verbose        say what the monitor does; twice for debug output\n"
 	"\n"
 	"Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
@@ -109,7 +112,7 @@ int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NESTED,
 	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM, OPT_PIT, OPT_DISK, OPT_RNG,
-	       OPT_VSOCK, OPT_VIRTIO_CONSOLE, OPT_CONSOLE_PORT };
+	       OPT_VSOCK, OPT_VIRTIO_CONSOLE, OPT_CONSOLE_PORT, OPT_SANDBOX };
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -126,6 +129,7 @@ int cmd_run(int argc, char **argv)
 		{"vsock", required_argument, NULL, OPT_VSOCK},
 		{"virtio-console", required_argument, NULL, OPT_VIRTIO_CONSOLE},
 		{"console-port", required_argument, NULL, OPT_CONSOLE_PORT},
+		{"sandbox", required_argument, NULL, OPT_SANDBOX},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -141,7 +145,7 @@ int cmd_run(int argc, char **argv)
 	char vsock_path[STORE_PATH_MAX];
 	char why[VM_LIMITS_WHY_LEN];
 	uint64_t mib;
-	int opt, flag, verbose = 0, r;
+	int opt, flag, verbose = 0, sandbox = 1, r;
 	struct vm *vm;
 
 	optind = 1;
@@ -226,6 +230,10 @@ int cmd_run(int argc, char **argv)
 					"--console-port '%s': give NAME,socket=PATH", optarg);
 			cfg.nr_console_ports++;
 			break;
+		case OPT_SANDBOX:
+			if (cli_parse_on_off(optarg, &sandbox) < 0)
+				return run_usage_error("--sandbox '%s': give on or off", optarg);
+			break;
 		case 'v':
 			verbose++;
 			break;
@@ -247,6 +255,9 @@ int cmd_run(int argc, char **argv)
 			return NESTVM_EXIT_ERROR;
 		cfg.vsock_socket = vsock_path;
 	}
+	/* Before vm_create() starts the first device thread. */
+	if (sandbox_init(sandbox) < 0)
+		return NESTVM_EXIT_ERROR;
 
 	r = vm_create(&cfg, &vm);
 	if (r < 0)

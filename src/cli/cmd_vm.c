@@ -586,6 +586,16 @@ static void cli_vm_show_text(const struct store *st, const char *name, const str
 		printf("note:         %s\n", vs->note);
 	cli_vm_format_hv(vs, true, buf, sizeof(buf));
 	printf("guest hypervisor: %s\n", vs->live ? buf : "- (not running)");
+	if (vs->live) {
+		int seccomp = -1, landlock = -1;
+
+		/* The monitor's protections (core/sandbox.h); an older monitor has none to tell. */
+		json_unpack(vs->info, "{s?{s?b, s?b}}", "sandbox", "seccomp", &seccomp, "landlock",
+		            &landlock);
+		printf("sandbox:      seccomp %s, landlock %s\n",
+		       seccomp < 0 ? "?" : seccomp ? "on" : "off",
+		       landlock < 0 ? "?" : landlock ? "on" : "off");
+	}
 	if (def_ok) {
 		char mem[24];
 

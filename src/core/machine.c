@@ -12,6 +12,7 @@
 #include "core/fsutil.h"
 #include "core/irq.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "devices/legacy/acpi_pm.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/rtc.h"
@@ -127,6 +128,7 @@ static void *machine_console_input(void *arg)
 	int in_fd = vm->cfg.console == VM_CONSOLE_FD ? vm->cfg.console_in_fd : STDIN_FILENO;
 	uint8_t buf[64];
 
+	sandbox_enter(SANDBOX_DEVICE, "console-in");
 	while (!atomic_load(&vm->console_stop)) {
 		size_t room = uart_16550_rx_room(vm->uart);
 		struct pollfd fds[2] = {

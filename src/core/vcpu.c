@@ -7,6 +7,7 @@
 #include "arch/x86/regs.h"
 #include "core/exit_status.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "core/vm.h"
 
 #include <errno.h>
@@ -127,10 +128,14 @@ void *vcpu_thread(void *arg)
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
 	sigset_t kick;
+	char name[16];
 
 	sigemptyset(&kick);
 	sigaddset(&kick, SIG_VCPU_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	/* Confined before the guest's first instruction on this vCPU. */
+	snprintf(name, sizeof(name), "vcpu%u", vcpu->id);
+	sandbox_enter(SANDBOX_VCPU, name);
 	/* A VM paused before it started (vm_pause() before vm_run()) parks here. */
 	vcpu_park_if_requested(vcpu);
 	while (!atomic_load(&vm->stopping)) {

@@ -17,6 +17,7 @@
 #include "core/exit_status.h"
 #include "core/log.h"
 #include "core/machine.h"
+#include "core/sandbox.h"
 #include "devices/legacy/acpi_pm.h"
 
 #include <errno.h>
@@ -518,6 +519,8 @@ int vm_run(struct vm *vm)
 		vm->vcpus[i].started = true;
 	}
 	pthread_mutex_unlock(&vm->lock);
+	/* Last: every thread of the VM exists now and has confined itself or will. */
+	sandbox_enter(SANDBOX_MAIN, "main");
 	/* vCPU threads inherit the mask; they unblock the kick signal themselves. */
 	sigdelset(&stop_set, SIG_VCPU_KICK);
 

@@ -19,6 +19,7 @@
 #include "core/exit_status.h"
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "core/vm.h"
 #include "manager/client.h"
 #include "manager/protocol.h"
@@ -339,6 +340,7 @@ static json_t *monitor_status(struct monitor *m, enum api_state state)
 {
 	json_t *res, *hv = json_null();
 	struct vm_guest_hv g;
+	struct sandbox_state sb;
 
 	if ((state == API_STATE_RUNNING || state == API_STATE_PAUSED ||
 	     state == API_STATE_STOPPING) &&
@@ -352,6 +354,10 @@ static json_t *monitor_status(struct monitor *m, enum api_state state)
 	                (int)m->def.cpus, "memory_mib", (json_int_t)m->def.memory_mib, "nested",
 	                m->def.nested, "guest_hypervisor", hv ? hv : json_null(),
 	                "console_attached", monitor_console_client(m) != NULL);
+	sandbox_get_state(&sb);
+	if (res)
+		json_object_set_new(res, "sandbox", json_pack("{s:b, s:b}", "seccomp", sb.seccomp,
+		                                              "landlock", sb.landlock));
 	return res;
 }
 
@@ -692,6 +698,7 @@ static void *monitor_control_thread(void *arg)
 	int owner[P_FIXED + MONITOR_MAX_CLIENTS];
 	struct monitor *m = arg;
 
+	sandbox_enter(SANDBOX_CONTROL, "control");
 	while (!atomic_load(&m->quit)) {
 		struct monitor_client *con = monitor_console_client(m);
 		unsigned int n = P_FIXED;
@@ -988,6 +995,10 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	}
 	monitor_find_log(m);
 	monitor_log(m, "monitor pid %d starting", (int)getpid());
+	/* Before the first thread: each confines itself as it starts (core/sandbox.h). */
+	if (sandbox_init(true) < 0)
+		goto failed;
+	monitor_log(m, "sandbox: %s", sandbox_describe());
 	/* A new run: the last one's record would only mislead (a crash leaves none). */
 	store_exit_clear(st, name);
 	monitor_set_state(m, API_STATE_STARTING);

@@ -7,6 +7,7 @@
 #include "devices/virtio/virtio_pci.h"
 
 #include "core/log.h"
+#include "core/sandbox.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -827,6 +828,9 @@ static void *vp_io_thread(void *arg)
 	struct epoll_event evs[VP_EPOLL_BATCH];
 	bool stop = false;
 
+	/* vsock alone connects to host sockets (the guest's connections to PATH_PORT). */
+	sandbox_enter(vp->vdev->device_id == VIRTIO_ID_VSOCK ? SANDBOX_VSOCK : SANDBOX_DEVICE,
+	              vp->vdev->name);
 	while (!stop) {
 		int n = epoll_wait(vp->epfd, evs, VP_EPOLL_BATCH, -1);
 
