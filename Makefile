@@ -107,21 +107,30 @@ bench-blk: $(BUILD)/release/bench/virtio_blk
 	$(BUILD)/release/bench/virtio_blk $${BENCH_SECONDS:+-s $$BENCH_SECONDS} \
 		$${BENCH_IMAGE:-/var/tmp/nestvm-bench-blk.img}
 
-# libFuzzer targets (clang): build/fuzz/fuzz_*; `make fuzz FUZZ_SECONDS=600` runs each.
+# libFuzzer targets (clang): build/fuzz/fuzz_*; `make fuzz FUZZ_SECONDS=600` runs each for
+# that long. A target's seeds: tests/fuzz/seeds/NAME/ if present (fuzz_boot: the guest images).
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_LIBS := -ljansson -pthread
+ifeq ($(HAVE_LIBURING),1)
+FUZZ_CFLAGS += -DHAVE_LIBURING
+FUZZ_LIBS += -luring
+endif
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) -ljansson -pthread
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_LIBS)
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS) $(GUEST_IMAGES)
 	@for f in $(FUZZ_BINS); do \
-		mkdir -p $(BUILD)/corpus/$$(basename $$f); \
-		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=262144 $(BUILD)/corpus/$$(basename $$f) \
-			$(BUILD)/guest || exit 1; \
+		n=$$(basename $$f); seeds=tests/fuzz/seeds/$$n; \
+		[ $$n = fuzz_boot ] && seeds=$(BUILD)/guest; \
+		[ -d $$seeds ] || seeds=; \
+		mkdir -p $(BUILD)/corpus/$$n; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=262144 $(BUILD)/corpus/$$n $$seeds \
+			|| exit 1; \
 	done
 
 format:
