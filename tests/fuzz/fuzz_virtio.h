@@ -96,24 +96,32 @@ static inline size_t fz_take(struct fz_in *in, void *buf, size_t len)
 
 static char fz_dir[256];
 
-static void fz_rm_tmpdir(void)
+/* Remove @path and, if it is a directory, what it holds. */
+static void fz_rm_tree(const char *path, int depth)
 {
-	DIR *d;
+	DIR *d = depth < 8 ? opendir(path) : NULL;
 	struct dirent *e;
-	char p[512];
+	char p[1024];
 
-	if (!fz_dir[0])
-		return;
-	d = opendir(fz_dir);
 	while (d && (e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		snprintf(p, sizeof(p), "%s/%s", fz_dir, e->d_name);
-		unlink(p);
+		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+		if (e->d_type == DT_DIR)
+			fz_rm_tree(p, depth + 1);
+		else
+			unlink(p);
 	}
 	if (d)
 		closedir(d);
-	rmdir(fz_dir);
+	rmdir(path);
+}
+
+static void fz_rm_tmpdir(void)
+{
+	if (!fz_dir[0])
+		return;
+	fz_rm_tree(fz_dir, 0);
 	fz_dir[0] = '\0';
 }
 
