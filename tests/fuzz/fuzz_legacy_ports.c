@@ -318,7 +318,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			bus_dispatch(&m.pio, get(r + 1, 2), buf, len == 8 ? 4 : len, is_write);
 			break;
 		case 4: { /* ECAM: mostly the host bridge and the test function */
-			uint32_t devfn = (r[1] & 0x80) ? r[1] & 0x7f : ((r[1] & 1) ? PCI_DEVFN(3, 0) : 0);
+			uint32_t devfn =
+			    (r[1] & 0x80) ? r[1] & 0x7f : ((r[1] & 1) ? PCI_DEVFN(3, 0) : 0);
 			uint64_t a = LAYOUT_PCI_ECAM + ((uint64_t)devfn << 12) +
 			             (get(r + 1, 2) >> 4) % PCI_CFG_SPACE_EXP_SIZE;
 

@@ -488,8 +488,8 @@ static inline int fz_submit(struct fz *f, unsigned int q, const struct fz_buf *b
 			                        (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
 			    .next = (uint16_t)(i + 1),
 			};
-		vq->desc[head] = (struct virtq_desc){
-		    .addr = t, .len = 16 * n, .flags = VIRTQ_DESC_F_INDIRECT};
+		vq->desc[head] =
+		    (struct virtq_desc){.addr = t, .len = 16 * n, .flags = VIRTQ_DESC_F_INDIRECT};
 	} else {
 		for (unsigned int i = 0; i < n; i++)
 			vq->desc[idx[i]] = (struct virtq_desc){

@@ -42,7 +42,7 @@ struct disk_slot {
 };
 
 static struct disk_slot disks[NR_DISKS];
-static uint8_t model[MAX_SIZE];  /* what the image holds */
+static uint8_t model[MAX_SIZE];        /* what the image holds */
 static bool known[MAX_SIZE / 512 + 1]; /* by sector: whether model[] is certain */
 
 struct req {
@@ -148,7 +148,8 @@ static int predict(const struct disk_slot *s, const struct req *r, uint64_t hdr_
 		if ((r->seg_flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ||
 		    (r->type == VIRTIO_BLK_T_DISCARD && r->seg_flags))
 			return VIRTIO_BLK_S_UNSUPP;
-		if (r->seg_num > (1U << 22) || !range_ok(s, r->seg_sector, (uint64_t)r->seg_num << 9))
+		if (r->seg_num > (1U << 22) ||
+		    !range_ok(s, r->seg_sector, (uint64_t)r->seg_num << 9))
 			return VIRTIO_BLK_S_IOERR;
 		return VIRTIO_BLK_S_OK;
 	default:
@@ -157,9 +158,8 @@ static int predict(const struct disk_slot *s, const struct req *r, uint64_t hdr_
 }
 
 static const uint32_t type_table[] = {
-    VIRTIO_BLK_T_IN,      VIRTIO_BLK_T_IN,      VIRTIO_BLK_T_OUT,
-    VIRTIO_BLK_T_OUT,     VIRTIO_BLK_T_FLUSH,   VIRTIO_BLK_T_GET_ID,
-    VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES,
+    VIRTIO_BLK_T_IN,    VIRTIO_BLK_T_IN,     VIRTIO_BLK_T_OUT,     VIRTIO_BLK_T_OUT,
+    VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES,
 };
 
 /* Build request @r from the input and make it available; false if the queue or memory is full. */
@@ -228,7 +228,8 @@ static bool build_req(struct fz *f, struct fz_in *in, const struct disk_slot *s,
 			memcpy(rp + hdr_bytes, seg, 16);
 		else if (r->type == VIRTIO_BLK_T_OUT)
 			for (uint64_t i = 0; i < r->out_len - hdr_bytes; i++)
-				rp[hdr_bytes + i] = (uint8_t)(i * 13 + cookie * 31 + (flags & 0xe0));
+				rp[hdr_bytes + i] =
+				    (uint8_t)(i * 13 + cookie * 31 + (flags & 0xe0));
 	}
 	if (r->in_len)
 		memset(fz_gpa(f, r->wgpa, r->in_len), 0xee, r->in_len);
@@ -311,10 +312,12 @@ static void check_batch(struct fz *f, const struct disk_slot *s, unsigned int nr
 		status = *(uint8_t *)fz_gpa(f, r->wgpa + r->in_len - 1, 1);
 		if (r->expect >= 0) {
 			if (status != r->expect)
-				fprintf(stderr, "type %u sector %llu out %llu in %llu: status %u, expected %d\n",
+				fprintf(stderr,
+				        "type %u sector %llu out %llu in %llu: status %u, expected "
+				        "%d\n",
 				        r->type, (unsigned long long)r->sector,
-				        (unsigned long long)r->out_len, (unsigned long long)r->in_len,
-				        status, r->expect);
+				        (unsigned long long)r->out_len,
+				        (unsigned long long)r->in_len, status, r->expect);
 			FZ_CHECK(status == r->expect);
 		} else {
 			FZ_CHECK(status == VIRTIO_BLK_S_OK || status == VIRTIO_BLK_S_IOERR);
@@ -335,16 +338,18 @@ static void check_batch(struct fz *f, const struct disk_slot *s, unsigned int nr
 				uint64_t at = (r->sector << 9) + b;
 
 				if (known[at >> 9] && buf[b] != model[at]) {
-					fprintf(stderr, "read of sector %llu: byte %llu is 0x%02x, not 0x%02x\n",
-					        (unsigned long long)r->sector, (unsigned long long)b,
-					        buf[b], model[at]);
+					fprintf(stderr,
+					        "read of sector %llu: byte %llu is 0x%02x, not "
+					        "0x%02x\n",
+					        (unsigned long long)r->sector,
+					        (unsigned long long)b, buf[b], model[at]);
 					abort();
 				}
 			}
 			break;
 		case VIRTIO_BLK_T_GET_ID: {
 			uint64_t n = r->in_len - 1 < VIRTIO_BLK_ID_BYTES ? r->in_len - 1
-			                                                   : VIRTIO_BLK_ID_BYTES;
+			                                                 : VIRTIO_BLK_ID_BYTES;
 
 			FZ_CHECK(r->used.len == n + 1);
 			FZ_CHECK(memcmp(buf, SERIAL, n) == 0);
@@ -376,7 +381,8 @@ static void check_batch(struct fz *f, const struct disk_slot *s, unsigned int nr
 		for (uint64_t b = 0; b < len; b++)
 			model[off + b] = src ? src[b] : 0;
 		for (uint64_t sec = off >> 9; sec < (off + len) >> 9; sec++)
-			known[sec] = !twice && r->type != VIRTIO_BLK_T_DISCARD; /* a hole is a hint */
+			known[sec] =
+			    !twice && r->type != VIRTIO_BLK_T_DISCARD; /* a hole is a hint */
 	}
 }
 
@@ -440,8 +446,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!bring_up(f, &in, &indirect))
 				abort();
 		} else {
-			/* A malformed chain (a writable buffer before a readable one): needs-reset. */
-			struct fz_buf b[2] = {{fz_alloc(f, 16), 16, true}, {fz_alloc(f, 16), 16, false}};
+			/* A malformed chain (a writable buffer before a readable one): needs-reset.
+			 */
+			struct fz_buf b[2] = {{fz_alloc(f, 16), 16, true},
+			                      {fz_alloc(f, 16), 16, false}};
 
 			if (f->out_of_memory || fz_submit(f, 0, b, 2, false, 0) < 0)
 				break;

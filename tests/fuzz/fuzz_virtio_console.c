@@ -94,8 +94,7 @@ static void check_rx_data(unsigned int port, const uint8_t *buf, uint32_t n)
 	for (unsigned int j = p->cur; j < p->nr; j++)
 		if (p->s[j].sent_len > SENT_MAX)
 			return;
-	fprintf(stderr, "console port %u: the guest got %u bytes no host program wrote\n", port,
-	        n);
+	fprintf(stderr, "console port %u: the guest got %u bytes no host program wrote\n", port, n);
 	abort();
 }
 
@@ -141,7 +140,8 @@ static void drain_used(struct fz *f)
 			else if (q & 1)
 				FZ_CHECK(e.len == 0); /* transmit queues */
 			else
-				check_rx_data(q == 0 ? 0 : (q - 2) / 2, fz_gpa(f, gpa, size), e.len);
+				check_rx_data(q == 0 ? 0 : (q - 2) / 2, fz_gpa(f, gpa, size),
+				              e.len);
 		}
 	}
 }
@@ -179,7 +179,8 @@ static void post_rx(struct fz *f, struct fz_in *in)
 	unsigned int n = 1 + (sel >> 2) % 8;
 
 	for (unsigned int i = 0; i < n; i++)
-		submit(f, in, q, 1 + fz_u8(in) % (q == CTRL_RX ? 80 : 256), true, false, sel & 0x80);
+		submit(f, in, q, 1 + fz_u8(in) % (q == CTRL_RX ? 80 : 256), true, false,
+		       sel & 0x80);
 	fz_kick(f, q);
 }
 
@@ -203,7 +204,8 @@ static void send_ctrl(struct fz *f, struct fz_in *in)
 	gpa = fz_alloc(f, len ? len : 1);
 	if (!gpa)
 		return;
-	memcpy(fz_gpa(f, gpa, len < sizeof(c) ? 1 : sizeof(c)), &c, len < sizeof(c) ? len : sizeof(c));
+	memcpy(fz_gpa(f, gpa, len < sizeof(c) ? 1 : sizeof(c)), &c,
+	       len < sizeof(c) ? len : sizeof(c));
 	nb = len ? fz_split(in, gpa, len, false, b, 4) : 0;
 	if (!nb) {
 		b[0] = (struct fz_buf){gpa, 0, false};
@@ -212,8 +214,9 @@ static void send_ctrl(struct fz *f, struct fz_in *in)
 	/* What the device takes from a message it can read whole. */
 	if (len >= sizeof(c) && c.id < NR_PORTS && c.event == VIRTIO_CONSOLE_PORT_OPEN && c.value)
 		ports[c.id].opened = true;
-	if (fz_submit(f, CTRL_TX, b, nb, sel & 0x08 &&
-	              virtio_device_has(f->vdev, VIRTIO_F_RING_INDIRECT_DESC), gpa << 20 | 1) >= 0)
+	if (fz_submit(f, CTRL_TX, b, nb,
+	              sel & 0x08 && virtio_device_has(f->vdev, VIRTIO_F_RING_INDIRECT_DESC),
+	              gpa << 20 | 1) >= 0)
 		fz_kick(f, CTRL_TX);
 }
 
@@ -359,7 +362,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			fz_write(&f, VIRTIO_PCI_DEVICE_OFF + VIRTIO_CONSOLE_CFG_EMERG_WR + c % 4,
 			         1U << (c >> 6), fz_u32(&in));
-			FZ_CHECK(fz_read(&f, VIRTIO_PCI_DEVICE_OFF + VIRTIO_CONSOLE_CFG_MAX_NR_PORTS,
+			FZ_CHECK(fz_read(&f,
+			                 VIRTIO_PCI_DEVICE_OFF + VIRTIO_CONSOLE_CFG_MAX_NR_PORTS,
 			                 4) == NR_PORTS);
 			break;
 		}

@@ -46,8 +46,7 @@ static void d_config_read(struct virtio_device *vdev, uint32_t off, void *data, 
 	memcpy(data, dev.config + off, len);
 }
 
-static void d_config_write(struct virtio_device *vdev, uint32_t off, const void *data,
-                           uint32_t len)
+static void d_config_write(struct virtio_device *vdev, uint32_t off, const void *data, uint32_t len)
 {
 	FZ_CHECK(vdev == &dev.vdev && len >= 1 && off < CFG_SIZE && len <= CFG_SIZE - off);
 	if (off >= 8) /* the first 8 bytes are read-only */

@@ -49,9 +49,9 @@ enum { Q_RX, Q_TX, Q_EVENT };
 
 struct sock {
 	int fd;
-	bool host_init;     /* we connected with CONNECT; else accepted from the device */
-	bool awaiting_ok;   /* host_init: the device's "OK <port>" not read yet */
-	uint32_t req_port;  /* host_init: the guest port asked for */
+	bool host_init;    /* we connected with CONNECT; else accepted from the device */
+	bool awaiting_ok;  /* host_init: the device's "OK <port>" not read yet */
+	uint32_t req_port; /* host_init: the guest port asked for */
 	char line[32];
 	unsigned int line_len;
 	uint8_t *sent; /* host_init: bytes written after the CONNECT line */
@@ -216,7 +216,8 @@ static void check_rx(struct fz *f, uint64_t gpa, uint32_t bufsize, uint32_t len)
 			uint64_t allowed = k->credit_seen ? k->allowed : 0;
 
 			if ((uint64_t)k->rx_total + h.len > allowed) {
-				fprintf(stderr, "vsock: %u bytes sent past the guest's credit (%llu)\n",
+				fprintf(stderr,
+				        "vsock: %u bytes sent past the guest's credit (%llu)\n",
 				        k->rx_total + h.len, (unsigned long long)allowed);
 				abort();
 			}
@@ -286,8 +287,9 @@ static void post_rx(struct fz *f, struct fz_in *in)
 		if (!gpa)
 			return;
 		nb = fz_split(in, gpa, size, true, b, 4);
-		if (fz_submit(f, Q_RX, b, nb, (sel & 0x80) && virtio_device_has(f->vdev,
-		                                                                  VIRTIO_F_RING_INDIRECT_DESC),
+		if (fz_submit(f, Q_RX, b, nb,
+		              (sel & 0x80) &&
+		                  virtio_device_has(f->vdev, VIRTIO_F_RING_INDIRECT_DESC),
 		              gpa << 20 | size) < 0)
 			break;
 	}
@@ -363,7 +365,8 @@ static void send_tx(struct fz *f, struct fz_in *in)
 	fz_take(in, fz_gpa(f, gpa + sizeof(h), plen ? plen : 1), plen);
 	nb = fz_split(in, gpa, total, false, b, 8);
 	if (fz_submit(f, Q_TX, b, nb,
-	              (m & 0x10) && virtio_device_has(f->vdev, VIRTIO_F_RING_INDIRECT_DESC), 0) >= 0)
+	              (m & 0x10) && virtio_device_has(f->vdev, VIRTIO_F_RING_INDIRECT_DESC),
+	              0) >= 0)
 		fz_kick(f, Q_TX);
 }
 
@@ -386,7 +389,7 @@ static void host_connect(struct fz_in *in)
 	}
 	if (sel & 0x40) {
 		n = (int)fz_take(in, line, 1 + fz_u8(in) % 63); /* whatever the program says */
-		port = UINT32_MAX;                           /* not bound: no check on it */
+		port = UINT32_MAX;                              /* not bound: no check on it */
 	} else {
 		n = snprintf(line, sizeof(line), (sel & 0x20) ? "CONNECT %u\r\n" : "CONNECT %u\n",
 		             port);
