@@ -15,9 +15,11 @@
  *
  * Seeds: tests/fuzz/seeds/fuzz_definition/.
  */
-#include "fuzz_virtio.h"
+#include "core/log.h"
+#include "fuzz_common.h"
 #include "manager/store.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 

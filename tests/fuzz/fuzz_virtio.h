@@ -5,7 +5,6 @@
  * tests/unit/virtio_test_driver.h, without cmocka):
  *
  *  - an input reader (fz_in_*) that yields zeroes once the input runs out;
- *  - a per-process temporary directory, removed at exit (fz_tmpdir);
  *  - the driver side: rings in a guest memory of its own, chains built
  *    from a free list of descriptors (direct or indirect), kicks through
  *    the notify register, used entries read back;
@@ -27,8 +26,8 @@
 #include "core/log.h"
 #include "devices/pci/pci_host.h"
 #include "devices/virtio/virtio_pci.h"
+#include "fuzz_common.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -90,67 +89,6 @@ static inline size_t fz_take(struct fz_in *in, void *buf, size_t len)
 	in->p += n;
 	in->n -= n;
 	return len;
-}
-
-/* ------------------------------------------------- temporary directory */
-
-static char fz_dir[256];
-
-/* Remove @path and, if it is a directory, what it holds. */
-static void fz_rm_tree(const char *path, int depth)
-{
-	DIR *d = depth < 8 ? opendir(path) : NULL;
-	struct dirent *e;
-	char p[1024];
-
-	while (d && (e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		if (e->d_type == DT_DIR)
-			fz_rm_tree(p, depth + 1);
-		else
-			unlink(p);
-	}
-	if (d)
-		closedir(d);
-	rmdir(path);
-}
-
-static void fz_rm_tmpdir(void)
-{
-	if (!fz_dir[0])
-		return;
-	fz_rm_tree(fz_dir, 0);
-	fz_dir[0] = '\0';
-}
-
-/* FZ_CHECK - abort (removing the temporary directory first) unless @cond. */
-#define FZ_CHECK(cond)                                                                             \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			fz_rm_tmpdir();                                                            \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
-
-/*
- * fz_tmpdir - this process's own directory, removed at exit: under $TMPDIR,
- * else /dev/shm (no disk syncs for the disk images), else /tmp.
- */
-static inline const char *fz_tmpdir(const char *what)
-{
-	const char *base = getenv("TMPDIR");
-
-	if (fz_dir[0])
-		return fz_dir;
-	if (!base || !*base)
-		base = access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "/tmp";
-	snprintf(fz_dir, sizeof(fz_dir), "%s/nestvm-fuzz-%s.XXXXXX", base, what);
-	FZ_CHECK(mkdtemp(fz_dir));
-	atexit(fz_rm_tmpdir);
-	return fz_dir;
 }
 
 /* ------------------------------------------------------ virtio driver */
