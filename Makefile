@@ -116,21 +116,38 @@ bench-blk: $(BUILD)/release/bench/virtio_blk
 	$(BUILD)/release/bench/virtio_blk $${BENCH_SECONDS:+-s $$BENCH_SECONDS} \
 		$${BENCH_IMAGE:-/var/tmp/nestvm-bench-blk.img}
 
-# libFuzzer targets (clang): build/fuzz/fuzz_*; `make fuzz FUZZ_SECONDS=600` runs each.
+# libFuzzer targets (clang): build/fuzz/fuzz_*, linked against one sanitizer+fuzzer build of
+# the library in build/fuzz/obj/. `make fuzz FUZZ_SECONDS=600` runs each for that long;
+# FUZZ_SECONDS_<target>=N (make variable or environment) overrides it for one target, e.g.
+# `make fuzz FUZZ_SECONDS=5 FUZZ_SECONDS_fuzz_vsock=20`. A target's seeds are read from
+# tests/fuzz/seeds/<target>/ (fuzz_boot: the guest images); its corpus is build/corpus/<target>.
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_LIBS := -ljansson -pthread
+ifeq ($(HAVE_LIBURING),1)
+FUZZ_CFLAGS += -DHAVE_LIBURING
+FUZZ_LIBS += -luring
+endif
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC fuzz $<"
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(FUZZ_LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) -ljansson -pthread
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_OBJS) $(FUZZ_LIBS)
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS) $(GUEST_IMAGES)
 	@for f in $(FUZZ_BINS); do \
-		mkdir -p $(BUILD)/corpus/$$(basename $$f); \
-		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=262144 $(BUILD)/corpus/$$(basename $$f) \
-			$(BUILD)/guest || exit 1; \
+		n=$$(basename $$f); seeds=tests/fuzz/seeds/$$n; \
+		[ $$n = fuzz_boot ] && seeds=$(BUILD)/guest; \
+		[ -d "$$seeds" ] || seeds=; \
+		secs=$$(eval "echo \$${FUZZ_SECONDS_$$n:-$(FUZZ_SECONDS)}"); \
+		mkdir -p $(BUILD)/corpus/$$n; \
+		$$f -max_total_time=$$secs -max_len=262144 $(BUILD)/corpus/$$n $$seeds || exit 1; \
 	done
 
 format:

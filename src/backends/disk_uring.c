@@ -109,9 +109,9 @@ static void disk_uring_handle(struct disk *disk, struct disk_io *io, int res)
 				disk_finish(disk, io, -EIO);
 			return;
 		}
-		if (res <= 0) {
-			disk_finish(disk, io,
-			            res < 0 ? res : -EIO); /* 0: past the end of the file */
+		/* 0 bytes of a transfer that wanted more: past the end of the file. */
+		if (res < 0 || (res == 0 && io->done_bytes < io->len)) {
+			disk_finish(disk, io, res < 0 ? res : -EIO);
 			return;
 		}
 		io->done_bytes += (uint64_t)res;

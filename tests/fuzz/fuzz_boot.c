@@ -7,6 +7,7 @@
  */
 #include "arch/x86/boot.h"
 #include "core/log.h"
+#include "fuzz_common.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct guest_mem mem;
-	static char path[64];
+	static char path[512];
 	struct boot_config cfg = {.cmdline = "console=ttyS0", .rsdp_gpa = 0xe0000};
 	struct boot_info info;
 	FILE *fp;
@@ -29,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		log_set_level(LOG_NONE);
 		if (guest_mem_init(&mem, FUZZ_MEM, 0) < 0)
 			abort();
-		snprintf(path, sizeof(path), "/tmp/nestvm-fuzz-boot.%d", (int)getpid());
+		snprintf(path, sizeof(path), "%s/kernel", fz_tmpdir("boot"));
 	}
 	fp = fopen(path, "wb");
 	if (!fp)

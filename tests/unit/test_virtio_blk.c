@@ -199,6 +199,27 @@ static void test_out_of_range(void **state)
 	                 f->readonly ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_IOERR);
 }
 
+/*
+ * A read or write of no data at a sector on the disk is well-formed: OK, as
+ * with the thread pool (io_uring's zero-byte result was taken for the end of
+ * the file: found by tests/fuzz/fuzz_virtio_blk.c).
+ */
+static void test_zero_length_transfer(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	struct blk_result r;
+
+	r = blk_request(d, VIRTIO_BLK_T_IN, 0, 0, 0, true);
+	assert_int_equal(r.status, VIRTIO_BLK_S_OK);
+	assert_int_equal(r.used_len, 1);
+	r = blk_request(d, VIRTIO_BLK_T_IN, IMG_SIZE / 512, 0, 0, true);
+	assert_int_equal(r.status, VIRTIO_BLK_S_OK);
+	r = blk_request(d, VIRTIO_BLK_T_OUT, 8, 0, 0, false);
+	assert_int_equal(r.status, f->readonly ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
+	assert_int_equal(r.used_len, 1);
+}
+
 static void test_get_id_and_unsupported(void **state)
 {
 	struct fixture *f = *state;
@@ -342,6 +363,16 @@ static void test_discard_and_write_zeroes(void **state)
 	                 VIRTIO_BLK_S_UNSUPP);
 	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_DISCARD, IMG_SIZE / 512 - 4, 8, 0).status,
 	                 VIRTIO_BLK_S_IOERR);
+	/*
+	 * No sectors at all is nothing to do, for discard as for write-zeroes
+	 * (fallocate() refuses a zero length: found by fuzz_virtio_blk).
+	 */
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_DISCARD, 8, 0, 0).status, VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_WRITE_ZEROES, 8, 0, 0).status, VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_DISCARD, IMG_SIZE / 512, 0, 0).status,
+	                 VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_zeroes(d, VIRTIO_BLK_T_DISCARD, IMG_SIZE / 512 + 1, 0, 0).status,
+	                 VIRTIO_BLK_S_IOERR);
 	/* The file keeps its size. */
 	{
 		struct stat st;
@@ -455,6 +486,7 @@ static void test_image_locked(void **state)
 	    cmocka_unit_test_setup_teardown(test_read, setup_fn, teardown),                        \
 	    cmocka_unit_test_setup_teardown(test_write_read_back, setup_fn, teardown),             \
 	    cmocka_unit_test_setup_teardown(test_out_of_range, setup_fn, teardown),                \
+	    cmocka_unit_test_setup_teardown(test_zero_length_transfer, setup_fn, teardown),        \
 	    cmocka_unit_test_setup_teardown(test_get_id_and_unsupported, setup_fn, teardown),      \
 	    cmocka_unit_test_setup_teardown(test_split_header, setup_fn, teardown),                \
 	    cmocka_unit_test_setup_teardown(test_status_in_data_buffer, setup_fn, teardown),       \

@@ -176,6 +176,11 @@ static void blk_handle_zeroes(struct virtio_blk *blk, struct blk_req *req, uint3
 		blk_req_complete(blk, req, VIRTIO_BLK_S_IOERR);
 		return;
 	}
+	/* No sectors: nothing to do (fallocate() would refuse the zero length). */
+	if (nr == 0) {
+		blk_req_complete(blk, req, VIRTIO_BLK_S_OK);
+		return;
+	}
 	if (type == VIRTIO_BLK_T_DISCARD)
 		op = DISK_OP_DISCARD;
 	else if (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
