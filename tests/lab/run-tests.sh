@@ -20,7 +20,7 @@ LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$LAB_SRC/../.." && pwd)
 RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 
-LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested"}
+LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state"}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
 # shellcheck disable=SC2206 # word splitting of the list is intended
 tests=(${*:-$LAB_TESTS})
