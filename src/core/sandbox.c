@@ -201,6 +201,14 @@ static const char *const sandbox_device[] = {
 };
 /* clang-format on */
 
+/*
+ * vsock's thread, on top of the device set: before it connects to the
+ * host's PATH_PORT it checks the socket's owner (unix_connect_owned():
+ * lstat() is newfstatat here, then geteuid()). Landlock does not cover
+ * stat() or connect(); the owner check is what keeps other users out.
+ */
+static const char *const sandbox_vsock[] = {"newfstatat", "lstat", "geteuid", NULL};
+
 /* The main and control threads: teardown, the store's files, the control socket. */
 /* clang-format off */
 static const char *const sandbox_main[] = {
@@ -355,6 +363,8 @@ static int sandbox_build(enum sandbox_kind kind)
 		case SANDBOX_VSOCK:
 		case SANDBOX_NR_KINDS:
 			r = sandbox_allow_names(ctx, sandbox_device);
+			if (r == 0 && kind == SANDBOX_VSOCK)
+				r = sandbox_allow_names(ctx, sandbox_vsock);
 			if (r == 0)
 				r = sandbox_allow_ioctls(ctx, sandbox_device_ioctls);
 			break;
