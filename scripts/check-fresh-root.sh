@@ -217,6 +217,11 @@ for step in $only; do
 		summary="$summary$(printf '    %-32s %s' "of which install-deps.sh" "$(fmt_s "$deps")")
 "
 	fi
+	tests=$(sed -n 's/^time: \([0-9]*\) s$/\1/p' "$LOGS/$step.log" | tail -n 1)
+	if [ -n "$tests" ]; then
+		summary="$summary$(printf '    %-32s %s' "of which tests/run-all.sh" "$(fmt_s "$tests")")
+"
+	fi
 done
 
 echo
