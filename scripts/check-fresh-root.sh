@@ -42,6 +42,7 @@ set -eu
 # unmounts on exit.
 if [ "${1:-}" = --in-namespace ]; then
 	root=$2 cmd=$3
+	# shellcheck disable=SC2317 # called by the trap
 	umount_all() {
 		for m in dev sys proc; do
 			mountpoint -q "$root/$m" && umount -R "$root/$m"
@@ -117,11 +118,21 @@ mounts_under() {
 # Ends what is left of a step: processes whose root is the chroot (daemons a
 # package may have started; only processes this script started can be
 # there), then any mount under it.
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
-	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/root" 2>/dev/null)" = "$dir" ] || continue
-		echo "check-fresh-root: killing leftover process ${p#/proc/} ($(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-60))"
-		kill -9 "${p#/proc/}" 2>/dev/null || true
+	round=0
+	while [ $round -lt 20 ]; do # a parent may fork while its children die
+		left=0
+		for p in /proc/[0-9]*; do
+			[ "$(readlink "$p/root" 2>/dev/null)" = "$dir" ] || continue
+			left=1
+			[ $round -eq 0 ] && echo "check-fresh-root: killing process ${p#/proc/} in the root" \
+				"($(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-60))"
+			kill -9 "${p#/proc/}" 2>/dev/null || true
+		done
+		[ $left -eq 0 ] && break
+		round=$((round + 1))
+		sleep 0.2
 	done
 	for m in $(mounts_under); do
 		umount -l "$m" 2>/dev/null || true
@@ -198,11 +209,14 @@ failed=0
 for step in $only; do
 	echo "check-fresh-root: ---- make $step in the fresh root (log: $LOGS/$step.log) ----"
 	t0=$(date +%s)
+	# In the background, so that a signal's trap runs at once (and kills
+	# what runs in the root) rather than when the step ends.
 	{
 		rc=0
 		unshare --mount --propagation private "$SELF" --in-namespace "$dir" "make $step" 2>&1 || rc=$?
 		echo "$rc" >"$LOGS/$step.rc"
-	} | tee "$LOGS/$step.log"
+	} | tee "$LOGS/$step.log" &
+	wait $! || true
 	secs=$(($(date +%s) - t0))
 	cleanup
 	rc=$(cat "$LOGS/$step.rc")
