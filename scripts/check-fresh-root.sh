@@ -45,7 +45,7 @@ if [ "${1:-}" = --in-namespace ]; then
 	# shellcheck disable=SC2317 # called by the trap
 	umount_all() {
 		for m in dev sys proc; do
-			mountpoint -q "$root/$m" && umount -R "$root/$m"
+			mountpoint -q "$root/$m" && umount -R -l "$root/$m"
 		done
 		return 0
 	}
