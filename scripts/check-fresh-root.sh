@@ -233,7 +233,8 @@ for step in $only; do
 	fi
 	tests=$(sed -n 's/^time: \([0-9]*\) s$/\1/p' "$LOGS/$step.log" | tail -n 1)
 	if [ -n "$tests" ]; then
-		summary="$summary$(printf '    %-32s %s' "of which tests/run-all.sh" "$(fmt_s "$tests")")
+		summary="$summary$(printf '    %-32s %s' "of which the build" "$(fmt_s $((secs - ${deps:-0} - tests)))")
+$(printf '    %-32s %s' "of which tests/run-all.sh" "$(fmt_s "$tests")")
 "
 	fi
 done
@@ -241,10 +242,11 @@ done
 echo
 echo "check-fresh-root: ---- summary: commit $rev in a fresh Debian 12 root ($dir) ----"
 echo "check-fresh-root: host $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "check-fresh-root: starting set: debootstrap minbase + $START_SET"
 if [ "$t_boot" = - ]; then
 	printf '  %-34s %s\n' "debootstrap" "- (--reuse-base)"
 else
-	printf '  %-34s %s\n' "debootstrap (minbase + $START_SET)" "$(fmt_s "$t_boot")"
+	printf '  %-34s %s\n' "debootstrap" "$(fmt_s "$t_boot")"
 fi
 printf '%s' "$summary"
 echo "  root size: $(du -sh --one-file-system "$dir" | cut -f1)"
