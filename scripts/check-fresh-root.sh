@@ -105,6 +105,7 @@ case $dir in
 	exit 2
 	;;
 esac
+bg_pid=
 MARK=.nestvm-fresh-root # only a directory with this mark is ever removed
 LOGS=$dir.logs
 BASE_TAR=$dir.base.tar
@@ -120,6 +121,10 @@ mounts_under() {
 # there), then any mount under it.
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
+	if [ -n "$bg_pid" ]; then # debootstrap, and the commands it runs outside the root
+		kill "$bg_pid" 2>/dev/null || true
+		pkill -TERM -P "$bg_pid" 2>/dev/null || true
+	fi
 	round=0
 	while [ $round -lt 20 ]; do # a parent may fork while its children die
 		left=0
@@ -178,8 +183,15 @@ else
 	t0=$(date +%s)
 	mkdir -p "$dir"
 	touch "$dir/$MARK"
-	if ! debootstrap --variant=minbase --include=$START_SET bookworm "$dir" "$MIRROR" \
-		>"$LOGS/debootstrap.log" 2>&1; then
+	# In a mount namespace of its own (it mounts the root's /proc and /sys)
+	# and in the background, so that a signal ends it at once.
+	unshare --mount --propagation private debootstrap --variant=minbase --include=$START_SET \
+		bookworm "$dir" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1 &
+	bg_pid=$!
+	rc=0
+	wait $bg_pid || rc=$?
+	bg_pid=
+	if [ $rc -ne 0 ]; then
 		tail -n 20 "$LOGS/debootstrap.log" >&2
 		echo "check-fresh-root: debootstrap failed (log: $LOGS/debootstrap.log)" >&2
 		exit 1
