@@ -53,6 +53,9 @@ if [ "${NESTVM_SKIP_LAB:-0}" = 1 ]; then
 	skipped=$((skipped + 1))
 else
 	run_suite lab tests/lab/run-tests.sh
+	# The lab's own watchdog: a scenario that wedges the lab is cut at its
+	# budget and the next scenario runs in a fresh lab.
+	run_suite lab-watchdog tests/lab/watchdog-test.sh
 fi
 
 ncases=$(grep -c . "$skips")

@@ -6,6 +6,7 @@
 #include "backends/disk.h"
 
 #include "backends/disk_engine.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -191,20 +192,17 @@ int disk_open(const char *path, bool readonly, enum disk_engine engine, struct d
 	if (!disk)
 		return -ENOMEM;
 	disk->completion_fd = -1;
+	disk->fd = -1;
 	disk->readonly = readonly;
 	disk->path = strdup(path);
-	disk->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (!disk->path || disk->fd < 0) {
-		r = disk->path ? -errno : -ENOMEM;
-		log_error("disk '%s': %s%s", path, strerror(-r),
+	/* Never blocks; regular files and block devices only. */
+	r = disk->path ? fs_open_input(path, readonly ? O_RDONLY : O_RDWR, &st) : -ENOMEM;
+	if (r < 0) {
+		log_error("disk '%s': %s%s", path, fs_strerror(r),
 		          r == -EACCES && !readonly ? " (add ,readonly to use it read-only)" : "");
 		goto err;
 	}
-	if (fstat(disk->fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		r = -EINVAL;
-		log_error("disk '%s': not a regular file or block device", path);
-		goto err;
-	}
+	disk->fd = r;
 	if (flock(disk->fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		r = -errno;
 		log_error("disk '%s': %s by another process (a running VM?)", path,
@@ -232,14 +230,18 @@ err:
 
 void disk_close(struct disk *disk)
 {
+	bool started;
+
 	if (!disk)
 		return;
+	/* A disk rejected by disk_open() never had an engine, nor a write to flush. */
+	started = disk->ops != NULL;
 	if (disk->ops) {
 		disk_drain(disk);
 		disk->ops->destroy(disk);
 	}
 	if (disk->fd >= 0) {
-		if (!disk->readonly && fdatasync(disk->fd) < 0)
+		if (started && !disk->readonly && fdatasync(disk->fd) < 0)
 			log_warn("disk %s: final flush failed: %s", disk->path, strerror(errno));
 		close(disk->fd);
 	}

@@ -21,7 +21,10 @@
 #define CLI_VM_NESTED_MIN_MEMORY_MIB 1024
 #define CLI_VM_NESTED_MIN_CPUS 2
 
-/* cli_vm_error - print "nestvm @cmd: <message>" to stderr; returns NESTVM_EXIT_ERROR. */
+/*
+ * cli_vm_error - print "nestvm @cmd: <message>" to stderr, control characters
+ * but line breaks escaped as \xHH; returns NESTVM_EXIT_ERROR.
+ */
 int cli_vm_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* cli_vm_usage - print "nestvm @cmd: <message>; see --help"; returns NESTVM_EXIT_USAGE. */
@@ -35,12 +38,16 @@ int cli_vm_usage(const char *cmd, const char *fmt, ...) __attribute__((format(pr
 int cli_vm_parse(int argc, char **argv, const char *usage, const char **name);
 
 /*
- * cli_vm_name_arg - after getopt: exactly one NAME must remain. Returns -1
- * and sets *@name, or NESTVM_EXIT_USAGE after printing why.
+ * cli_vm_name_arg - after getopt: exactly one valid NAME (store_check_name)
+ * must remain. Returns -1 and sets *@name, or NESTVM_EXIT_USAGE after
+ * printing why.
  */
 int cli_vm_name_arg(const char *cmd, int argc, char **argv, const char **name);
 
-/* cli_vm_open_store - open the store; -1 on success, else an exit status. */
+/*
+ * cli_vm_open_store - open the store, which only @cmd "new" creates; -1 on
+ * success, else an exit status (1: no store, or one nestvm does not trust).
+ */
 int cli_vm_open_store(const char *cmd, struct store *st);
 
 /*

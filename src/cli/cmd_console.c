@@ -197,21 +197,26 @@ int cmd_api(int argc, char **argv)
 	if (store_check_name(name, &err) < 0 || client_connect(&st, name, &c, &err) < 0)
 		return cli_vm_error("api", "%s", err.msg);
 	/* All of stdin first: the monitor answers each line, then sees our EOF. */
+	r = 0;
 	while ((n = read(STDIN_FILENO, buf, sizeof(buf))) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || console_write_all(c.fd, buf, n) < 0) {
-			r = cli_vm_error("api", "sending to the monitor: %s", strerror(errno));
-			client_close(&c);
-			return r;
+			r = errno;
+			break;
 		}
 	}
 	shutdown(c.fd, SHUT_WR);
+	/* Whatever the monitor said, also when it closed on us (why: an idle-timeout line). */
 	while ((n = recv(c.fd, buf, sizeof(buf), 0)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || console_write_all(STDOUT_FILENO, buf, n) < 0)
 			break;
+	}
+	if (r) {
+		client_close(&c);
+		return cli_vm_error("api", "sending to the monitor: %s", strerror(r));
 	}
 	client_close(&c);
 	return 0;

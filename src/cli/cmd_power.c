@@ -76,9 +76,11 @@ int cmd_start(int argc, char **argv)
 	/* "starting" from now on, for anyone who looks before the monitor runs. */
 	rt.started = time(NULL);
 	snprintf(rt.state, sizeof(rt.state), "starting");
-	if (store_runtime_write(&st, name, &rt) < 0) {
+	r = store_runtime_write(&st, name, &rt);
+	if (r < 0) {
 		store_lock_release(fd);
-		return cli_vm_error("start", "cannot write VM '%s''s runtime record", name);
+		return cli_vm_error("start", "cannot write VM '%s''s runtime record: %s", name,
+		                    strerror(-r));
 	}
 	r = monitor_spawn(&st, name, fd, &pid, &err);
 	if (r < 0) {
@@ -373,7 +375,7 @@ int cmd_monitor(int argc, char **argv)
 	r = cli_vm_name_arg("monitor", argc, argv, &name);
 	if (r >= 0)
 		return r;
-	if (store_open(&st, home, &err) < 0 || store_check_name(name, &err) < 0) {
+	if (store_open_existing(&st, home, &err) < 0) {
 		if (ready_fd != ~0UL)
 			close((int)ready_fd);
 		return cli_vm_error("monitor", "%s", err.msg);

@@ -4,17 +4,21 @@
 #include "cli/cli.h"
 #include "cli/opts_virtio.h"
 #include "core/exit_status.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "core/vm_limits.h"
+#include "manager/store.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define RUN_MIN_MEMORY (16ULL << 20)
-#define RUN_MAX_CPUS ACPI_MAX_CPUS
+
+_Static_assert(VM_MAX_CPUS == ACPI_MAX_CPUS, "the vCPU limit is the MADT's");
 
 static const char run_usage[] =
 	"usage: nestvm run --kernel PATH [options]\n"
@@ -25,8 +29,8 @@ static const char run_usage[] =
 	"  --kernel PATH        kernel image (required)\n"
 	"  --initrd PATH        initial ramdisk\n"
 	"  --cmdline STRING     kernel command line\n"
-	"  --cpus N             number of vCPUs (default 1)\n"
-	"  --memory SIZE        guest RAM, e.g. 512M, 4G; a bare number is MiB (default 512M)\n"
+	"  --cpus N             number of vCPUs, 1 to 254 (default 1)\n"
+	"  --memory SIZE        guest RAM, whole MiB: 512M, 4G; a bare number is MiB (default 512M)\n"
 	"  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n"
 	"  --console WHERE      serial console: stdio (default), none, file:PATH\n"
 	"  --hugepages on|off   back guest RAM with transparent huge pages (default on)\n"
@@ -38,7 +42,9 @@ static const char run_usage[] =
 	"  --vsock CID[,socket=PATH]\n"
 	"                       virtio-vsock with guest CID (3 or more); host programs reach the\n"
 	"                       guest through the UNIX socket PATH (default\n"
-	"                       /tmp/nestvm-vsock-CID.sock), guests reach PATH_PORT\n"
+	"                       $XDG_RUNTIME_DIR/nestvm/vsock-CID.sock, else\n"
+	"                       .run/vsock-CID.sock in the VM store), guests reach PATH_PORT\n"
+	"                       (a socket of this user only)\n"
 	"  --virtio-console PATH\n"
 	"                       a second console (the guest's hvc0) on UNIX socket PATH\n"
 	"  --console-port NAME,socket=PATH\n"
@@ -57,11 +63,46 @@ static int run_usage_error(const char *fmt, const char *arg)
 	return NESTVM_EXIT_USAGE;
 }
 
-static uint64_t run_host_memory(void)
+/*
+ * The default host socket of --vsock CID: in $XDG_RUNTIME_DIR/nestvm, else in
+ * .run in the VM store (NESTVM_HOME or its default, as `new` would use), both
+ * directories only this user controls; never in /tmp, where anyone could take
+ * the name first or listen on PATH_PORT. Returns 0 or -errno, having said why.
+ */
+static int run_default_vsock_path(uint32_t cid, char *buf, size_t len)
 {
-	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char dir[STORE_PATH_MAX];
+	struct mgr_err err;
+	struct store st;
+	int n, r;
 
-	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+	if (xdg && xdg[0] == '/') {
+		n = snprintf(dir, sizeof(dir), "%s/nestvm", xdg);
+	} else {
+		r = store_open(&st, NULL, &err);
+		if (r < 0) {
+			fprintf(stderr, "nestvm run: --vsock: %s; or give socket=PATH\n", err.msg);
+			return r;
+		}
+		n = snprintf(dir, sizeof(dir), "%s/.run", st.home);
+	}
+	r = n < 0 || (size_t)n >= sizeof(dir) ? -ENAMETOOLONG : fs_private_dir(dir);
+	if (r < 0) {
+		fprintf(stderr,
+		        "nestvm run: --vsock: cannot use '%s' for its socket: %s; give socket=PATH\n",
+		        dir, r == -EPERM ? "another user could write to it" : fs_strerror(r));
+		return r;
+	}
+	n = snprintf(buf, len, "%s/vsock-%u.sock", dir, cid);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* A --cpus or --memory value judged by core/vm_limits.h, as `new` and vm.json are. */
+static int run_limits_error(const char *opt, const char *arg, const char *why)
+{
+	fprintf(stderr, "nestvm run: %s '%s': %s\n", opt, arg, why);
+	return NESTVM_EXIT_USAGE;
 }
 
 int cmd_run(int argc, char **argv)
@@ -97,9 +138,9 @@ int cmd_run(int argc, char **argv)
 		.console = VM_CONSOLE_STDIO,
 		.kvm_path = "/dev/kvm",
 	};
-	uint64_t host_mem = run_host_memory();
-	const char *memory_arg = "";
-	unsigned long n;
+	char vsock_path[STORE_PATH_MAX];
+	char why[VM_LIMITS_WHY_LEN];
+	uint64_t mib;
 	int opt, flag, verbose = 0, r;
 	struct vm *vm;
 
@@ -117,16 +158,13 @@ int cmd_run(int argc, char **argv)
 			cfg.cmdline = optarg;
 			break;
 		case OPT_CPUS:
-			if (cli_parse_uint(optarg, 1, RUN_MAX_CPUS, &n) < 0)
-				return run_usage_error("--cpus '%s': give a number from 1 to 254",
-						       optarg);
-			cfg.cpus = n;
+			if (vm_limits_parse_cpus(optarg, &cfg.cpus, why, sizeof(why)) < 0)
+				return run_limits_error("--cpus", optarg, why);
 			break;
 		case OPT_MEMORY:
-			memory_arg = optarg;
-			if (cli_parse_size(optarg, &cfg.memory) < 0)
-				return run_usage_error("--memory '%s': give a size like 512M or 4G",
-						       optarg);
+			if (vm_limits_parse_memory(optarg, &mib, why, sizeof(why)) < 0)
+				return run_limits_error("--memory", optarg, why);
+			cfg.memory = mib << 20;
 			break;
 		case OPT_NESTED:
 			if (cli_parse_on_off(optarg, &flag) < 0)
@@ -203,15 +241,12 @@ int cmd_run(int argc, char **argv)
 		return run_usage_error("unexpected argument '%s'; see --help", argv[optind]);
 	if (!cfg.kernel)
 		return run_usage_error("%s", "--kernel PATH is required; see --help");
-	if (cfg.memory < RUN_MIN_MEMORY)
-		return run_usage_error("--memory %s is too small; a VM needs at least 16M",
-				       memory_arg);
-	if (host_mem && cfg.memory > host_mem) {
-		fprintf(stderr, "nestvm run: --memory %s is more than this host's %llu MiB\n",
-			memory_arg, (unsigned long long)(host_mem >> 20));
-		return NESTVM_EXIT_USAGE;
-	}
 	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
+	if (cfg.vsock_cid && !cfg.vsock_socket) {
+		if (run_default_vsock_path(cfg.vsock_cid, vsock_path, sizeof(vsock_path)) < 0)
+			return NESTVM_EXIT_ERROR;
+		cfg.vsock_socket = vsock_path;
+	}
 
 	r = vm_create(&cfg, &vm);
 	if (r < 0)

@@ -11,7 +11,10 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_vm.h"
+#include "cli/opts_virtio.h"
+#include "backends/disk.h"
 #include "core/exit_status.h"
+#include "core/vm_limits.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -29,15 +32,34 @@
 
 /* ---- shared helpers (cli_vm.h) ---- */
 
+/*
+ * "nestvm CMD: message" on stderr. Messages quote arguments and file
+ * contents, which may hold control characters: those are printed as \xHH,
+ * so that nothing but nestvm's own line breaks reaches the terminal.
+ */
+static void cli_vm_vprint(const char *cmd, const char *tail, const char *fmt, va_list ap)
+{
+	char msg[4096], out[8192];
+	size_t o = 0;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	for (const unsigned char *p = (const unsigned char *)msg; *p && o + 5 < sizeof(out); p++) {
+		if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
+			o += snprintf(out + o, sizeof(out) - o, "\\x%02x", *p);
+		else
+			out[o++] = (char)*p;
+	}
+	out[o] = '\0';
+	fprintf(stderr, "nestvm %s: %s%s\n", cmd, out, tail);
+}
+
 int cli_vm_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "nestvm %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cli_vm_vprint(cmd, "", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return NESTVM_EXIT_ERROR;
 }
 
@@ -45,20 +67,23 @@ int cli_vm_usage(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "nestvm %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cli_vm_vprint(cmd, "; see --help", fmt, ap);
 	va_end(ap);
-	fputs("; see --help\n", stderr);
 	return NESTVM_EXIT_USAGE;
 }
 
 int cli_vm_name_arg(const char *cmd, int argc, char **argv, const char **name)
 {
+	struct mgr_err err;
+
 	if (optind >= argc)
 		return cli_vm_usage(cmd, "give the VM's NAME");
 	if (optind + 1 < argc)
 		return cli_vm_usage(cmd, "unexpected argument '%s'", argv[optind + 1]);
+	/* A name that can never be valid is bad usage (2), whichever the command. */
+	if (store_check_name(argv[optind], &err) < 0)
+		return cli_vm_usage(cmd, "%s", err.msg);
 	*name = argv[optind];
 	return -1;
 }
@@ -86,8 +111,14 @@ int cli_vm_parse(int argc, char **argv, const char *usage, const char **name)
 int cli_vm_open_store(const char *cmd, struct store *st)
 {
 	struct mgr_err err;
+	int r;
 
-	if (store_open(st, NULL, &err) < 0)
+	/* Only `new` creates the store; the other commands look at what is there. */
+	r = strcmp(cmd, "new") ? store_open_existing(st, NULL, &err) : store_open(st, NULL, &err);
+	if (r == -ENOENT)
+		return cli_vm_error(cmd, "%s: there are no VMs ('nestvm new' creates one)",
+		                    err.msg);
+	if (r < 0)
 		return cli_vm_error(cmd, "%s", err.msg);
 	return -1;
 }
@@ -127,25 +158,15 @@ int cli_vm_lock_off(const char *cmd, const struct store *st, const char *name, c
 
 uint64_t cli_vm_host_memory_mib(void)
 {
-	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
-
-	return pages > 0 && size > 0 ? ((uint64_t)pages * (uint64_t)size) >> 20 : 0;
+	return vm_limits_host_memory_mib();
 }
 
 int cli_vm_parse_memory(const char *cmd, const char *arg, uint64_t *mib)
 {
-	uint64_t bytes, host = cli_vm_host_memory_mib();
+	char why[VM_LIMITS_WHY_LEN];
 
-	if (cli_parse_size(arg, &bytes) < 0)
-		return cli_vm_usage(cmd, "--memory '%s': give a size like 512M or 4G", arg);
-	if (bytes & ((1ULL << 20) - 1))
-		return cli_vm_usage(cmd, "--memory '%s': give a whole number of MiB", arg);
-	*mib = bytes >> 20;
-	if (*mib < STORE_MIN_MEMORY_MIB)
-		return cli_vm_usage(cmd, "--memory %s is too small; a VM needs at least 16M", arg);
-	if ((host && *mib > host) || *mib > STORE_MAX_MEMORY_MIB)
-		return cli_vm_usage(cmd, "--memory %s is more than this host's %llu MiB", arg,
-		                    (unsigned long long)host);
+	if (vm_limits_parse_memory(arg, mib, why, sizeof(why)) < 0)
+		return cli_vm_usage(cmd, "--memory '%s': %s", arg, why);
 	return -1;
 }
 
@@ -168,12 +189,10 @@ static int cli_vm_file_arg(const char *cmd, const char *opt, const char *arg, ch
 
 static int cli_vm_cpus_arg(const char *cmd, const char *arg, unsigned int *cpus)
 {
-	unsigned long n;
+	char why[VM_LIMITS_WHY_LEN];
 
-	if (cli_parse_uint(arg, 1, STORE_MAX_CPUS, &n) < 0)
-		return cli_vm_usage(cmd, "--cpus '%s': give a number from 1 to %d", arg,
-		                    STORE_MAX_CPUS);
-	*cpus = n;
+	if (vm_limits_parse_cpus(arg, cpus, why, sizeof(why)) < 0)
+		return cli_vm_usage(cmd, "--cpus '%s': %s", arg, why);
 	return -1;
 }
 
@@ -187,24 +206,22 @@ static int cli_vm_nested_arg(const char *cmd, const char *arg, bool *nested)
 	return -1;
 }
 
-/* --disk PATH[,ro] */
+/* --disk PATH[,ro]: parsed as `run --disk` is (",," is a comma in PATH), without io=. */
 static int cli_vm_disk_arg(const char *cmd, const char *arg, struct vm_def *def)
 {
-	char path[PATH_MAX];
-	const char *comma = strrchr(arg, ',');
-	bool ro = comma && !strcmp(comma, ",ro");
-	size_t len = ro ? (size_t)(comma - arg) : strlen(arg);
+	struct vm_disk_config cfg;
+	char copy[PATH_MAX + 16];
 	struct vm_disk *d;
 	int r;
 
 	if (def->nr_disks == STORE_MAX_DISKS)
 		return cli_vm_usage(cmd, "at most %d disks", STORE_MAX_DISKS);
-	if (len == 0 || len >= sizeof(path))
-		return cli_vm_usage(cmd, "--disk '%s': give PATH or PATH,ro", arg);
-	memcpy(path, arg, len);
-	path[len] = '\0';
+	if (strlen(arg) >= sizeof(copy) || (strcpy(copy, arg), cli_parse_disk(copy, &cfg) < 0) ||
+	    cfg.engine != DISK_ENGINE_AUTO)
+		return cli_vm_usage(
+		    cmd, "--disk '%s': give PATH or PATH,ro (a comma in PATH is ,,)", arg);
 	d = &def->disks[def->nr_disks];
-	r = cli_vm_file_arg(cmd, "--disk", path, &d->path);
+	r = cli_vm_file_arg(cmd, "--disk", cfg.path, &d->path);
 	if (r >= 0)
 		return r;
 	for (unsigned int i = 0; i < def->nr_disks; i++) {
@@ -214,7 +231,7 @@ static int cli_vm_disk_arg(const char *cmd, const char *arg, struct vm_def *def)
 			return cli_vm_usage(cmd, "--disk '%s': the VM already has this disk", arg);
 		}
 	}
-	d->readonly = ro;
+	d->readonly = cfg.readonly;
 	def->nr_disks++;
 	return -1;
 }
@@ -267,7 +284,7 @@ static const char new_usage[] =
     "  --cpus N             vCPUs, 1 to 254 (default 1)\n"
     "  --memory SIZE        RAM, e.g. 512M, 4G; a bare number is MiB (default 512M)\n"
     "  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n"
-    "  --disk PATH[,ro]     a disk image (repeatable)\n"
+    "  --disk PATH[,ro]     a disk image (repeatable; a comma in PATH is written ,,)\n"
     "  --nic auto|MAC[,network=NAME]\n"
     "                       a network interface (repeatable)\n"
     "\n"
@@ -494,10 +511,11 @@ int cmd_list(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_vm_usage("list", "unexpected argument '%s'", argv[optind]);
-	r = cli_vm_open_store("list", &st);
-	if (r >= 0)
-		return r;
-	n = store_list(&st, &names, &err);
+	/* No store yet is no VMs, and `list` does not create one. */
+	r = store_open_existing(&st, NULL, &err);
+	if (r < 0 && r != -ENOENT)
+		return cli_vm_error("list", "%s", err.msg);
+	n = r == -ENOENT ? 0 : store_list(&st, &names, &err);
 	if (n < 0)
 		return cli_vm_error("list", "%s", err.msg);
 	rows = calloc(n ? n : 1, sizeof(*rows));

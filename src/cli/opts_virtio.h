@@ -5,9 +5,12 @@
 #include "core/vm.h"
 
 /*
- * Parsers for `nestvm run`'s virtio device options. Each splits its
- * argument in place (commas become NULs), so the strings it stores point into
- * @arg, which must outlive the configuration (argv does).
+ * Parsers for `nestvm run`'s virtio device options. Words are separated by
+ * single commas; ",," stands for a comma inside a word (as in QEMU), so a
+ * path may hold commas: "a,,b.img,ro" is the disk "a,b.img", read-only.
+ * Each splits its argument in place, so the strings it stores point into
+ * @arg, which must outlive the configuration (argv does); on an error @arg
+ * is left as it was given, for the message. -ENOMEM if a copy fails.
  */
 
 /*

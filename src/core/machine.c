@@ -9,6 +9,7 @@
 #include "arch/x86/acpi.h"
 #include "arch/x86/layout.h"
 #include "core/exit_status.h"
+#include "core/fsutil.h"
 #include "core/irq.h"
 #include "core/log.h"
 #include "devices/legacy/acpi_pm.h"
@@ -165,13 +166,13 @@ static int machine_create_console(struct vm *vm)
 		cfg.out_fd = STDOUT_FILENO;
 		break;
 	case VM_CONSOLE_FILE:
-		vm->console_fd = open(vm->cfg.console_path,
-				      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0644);
-		if (vm->console_fd < 0) {
-			r = -errno;
-			log_error("console file '%s': %s", vm->cfg.console_path, strerror(errno));
+		/* Emptied only if it is ours: never through a symlink or into another's file. */
+		r = fs_create_file(vm->cfg.console_path, 0644, FS_TRUNC | FS_APPEND);
+		if (r < 0) {
+			log_error("console file '%s': %s", vm->cfg.console_path, fs_strerror(r));
 			return r;
 		}
+		vm->console_fd = r;
 		cfg.out_fd = vm->console_fd;
 		break;
 	case VM_CONSOLE_FD:

@@ -119,12 +119,12 @@ static int machine_create_vsock(struct machine_virtio *mv)
 {
 	const struct vm_config *cfg = &mv->vm->cfg;
 	struct virtio_vsock_params p = {.guest_cid = cfg->vsock_cid, .socket = cfg->vsock_socket};
-	char path[64];
 	int r;
 
+	/* The caller picks the path (`run`: a directory only this user controls). */
 	if (!p.socket) {
-		snprintf(path, sizeof(path), "/tmp/nestvm-vsock-%u.sock", cfg->vsock_cid);
-		p.socket = path;
+		log_error("vsock: no host socket path");
+		return -EINVAL;
 	}
 	r = virtio_vsock_create(&p, &mv->vsock);
 	if (r == 0)

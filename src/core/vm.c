@@ -370,6 +370,7 @@ static int vm_create_kvm(struct vm *vm)
 		log_error("cannot open %s: %s%s", vm->cfg.kvm_path, strerror(-r),
 			  r == -ENOENT ? " (is the kvm module loaded?)"
 			  : r == -EACCES ? " (add yourself to the kvm group or run as root)"
+			  : r == -ENODEV ? " (not the KVM character device)"
 					 : "");
 		return r;
 	}

@@ -60,7 +60,7 @@ struct vm_config {
 	unsigned int nr_disks;
 	bool rng;		  /* --rng */
 	uint32_t vsock_cid;	  /* --vsock CID; 0: no vsock device */
-	const char *vsock_socket; /* its host-side UNIX socket; NULL: /tmp/nestvm-vsock-CID.sock */
+	const char *vsock_socket; /* its host-side UNIX socket (required with vsock_cid) */
 	const char *hvc_socket;	  /* --virtio-console PATH: hvc0 on this UNIX socket */
 	struct vm_console_port {
 		const char *name;

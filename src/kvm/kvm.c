@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The KVM API version every kernel since 2.6.22 reports. */
@@ -24,11 +25,22 @@ int kvm_ioctl(int fd, unsigned long req, void *arg)
 
 int kvm_sys_open(struct kvm_sys *sys, const char *path)
 {
+	struct stat st;
 	int r;
 
-	sys->fd = open(path, O_RDWR | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO given as --kvm must fail, not hang the open. */
+	sys->fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (sys->fd < 0)
 		return -errno;
+	if (fstat(sys->fd, &st) < 0 || !S_ISCHR(st.st_mode)) {
+		r = -ENODEV;
+		goto err;
+	}
+	r = fcntl(sys->fd, F_GETFL);
+	if (r < 0 || fcntl(sys->fd, F_SETFL, r & ~O_NONBLOCK) < 0) {
+		r = -errno;
+		goto err;
+	}
 	r = kvm_ioctl(sys->fd, KVM_GET_API_VERSION, NULL);
 	if (r != KVM_API_VERSION_EXPECTED) {
 		r = r < 0 ? r : -ENOTSUP;

@@ -7,6 +7,7 @@
 #include "manager/client.h"
 
 #include "core/exit_status.h"
+#include "core/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,15 +64,12 @@ int client_connect(const struct store *st, const char *name, struct client *c, s
 	r = client_socket_addr(st, name, &sa, &len, &dirfd);
 	if (r < 0)
 		return mgr_err_set(err, r, "VM '%s': control socket path: %s", name, strerror(-r));
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		r = -errno;
+	/* Only a socket of ours with a listener of ours: no one else's monitor gets commands. */
+	r = unix_connect_owned(sa.sun_path, SOCK_CLOEXEC);
+	if (r < 0)
 		goto out;
-	}
-	if (connect(c->fd, (struct sockaddr *)&sa, len) < 0) {
-		r = -errno;
-		goto out;
-	}
+	c->fd = r;
+	r = 0;
 	c->in = malloc(sizeof(*c->in));
 	if (!c->in) {
 		r = -ENOMEM;
@@ -84,7 +82,7 @@ out:
 	if (r < 0) {
 		client_close(c);
 		mgr_err_set(err, r, "VM '%s': no monitor answers on its control socket: %s", name,
-		            strerror(-r));
+		            fs_strerror(r));
 	}
 	return r;
 }
@@ -294,7 +292,6 @@ static void client_status_silent(const struct store *st, const char *name, struc
 int client_vm_status(const struct store *st, const char *name, struct vm_status *out,
                      struct mgr_err *err)
 {
-	char dir[STORE_PATH_MAX];
 	struct store_runtime rt;
 	struct mgr_err cerr;
 	struct client c;
@@ -303,8 +300,11 @@ int client_vm_status(const struct store *st, const char *name, struct vm_status 
 	memset(out, 0, sizeof(*out));
 	if (store_check_name(name, err) < 0)
 		return -EINVAL;
-	if (store_path(st, name, NULL, dir, sizeof(dir)) < 0 || access(dir, F_OK) < 0)
-		return mgr_err_set(err, -ENOENT, "no VM named '%s' (see 'nestvm list')", name);
+	/* A VM directory the store does not trust is an error, not a state. */
+	r = store_vm_dir(st, name, err);
+	if (r < 0)
+		return r;
+	close(r);
 	held = store_lock_held(st, name, STORE_LOCK_RUN);
 	if (held < 0)
 		return mgr_err_set(err, held, "VM '%s': cannot test its lock: %s", name,

@@ -17,11 +17,13 @@
 #include "manager/monitor.h"
 
 #include "core/exit_status.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/vm.h"
 #include "manager/client.h"
 #include "manager/protocol.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -51,6 +53,8 @@ struct monitor_client {
 	int fd; /* -1: a free slot */
 	struct api_framer *in;
 	bool console;
+	bool awaits_end;   /* sent kill, or a stop that waits: it waits for the close */
+	int64_t active_ms; /* when it connected or last completed a request */
 	char pending[MONITOR_CONSOLE_PENDING]; /* console input the UART pipe has not taken */
 	size_t pending_len;
 };
@@ -66,6 +70,8 @@ struct monitor {
 	int con_in[2];  /* monitor -> UART */
 	int con_log_fd;
 	uint64_t con_log_size;
+	int log_fd;             /* monitor.log, if it is our stderr; -1 otherwise */
+	int64_t log_checked_ms; /* when monitor.log's size was last looked at */
 	char con_log_path[STORE_PATH_MAX];
 	char sock_path[STORE_PATH_MAX];
 	char ring[MONITOR_CONSOLE_RING];
@@ -87,6 +93,70 @@ struct monitor {
 
 /* A lifecycle line in monitor.log (the logger adds the timestamp and prefix). */
 #define monitor_log(m, ...) ((void)(m), log_event(__VA_ARGS__))
+
+static int64_t monitor_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Move NAME/@file to @file.1 (replacing it) and open a new, empty @file, if
+ * @fd (an open descriptor of @file) holds more than @max bytes. Returns the
+ * new descriptor, @fd itself if nothing was done, or -errno.
+ */
+static int monitor_rotate(const struct store *st, const char *name, const char *file, int fd,
+                          uint64_t max)
+{
+	char old[64], dir[STORE_PATH_MAX];
+	struct stat sb, now;
+	struct mgr_err err;
+	int dfd, nfd = -1;
+
+	if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size <= max)
+		return fd;
+	dfd = store_vm_dir(st, name, &err);
+	if (dfd < 0)
+		return dfd;
+	if (store_path(st, name, NULL, dir, sizeof(dir)) < 0)
+		dir[0] = '\0';
+	snprintf(old, sizeof(old), "%s.1", file);
+	/* Only the file @fd is: not one put in its place since. */
+	if (fstatat(dfd, file, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == sb.st_ino &&
+	    now.st_dev == sb.st_dev && renameat(dfd, file, dfd, old) == 0)
+		nfd = store_openat(dfd, dir, file, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, &err);
+	close(dfd);
+	return nfd;
+}
+
+
+/*
+ * monitor.log is our stdout and stderr (monitor_spawn): past MONITOR_LOG_MAX
+ * it moves to monitor.log.1 and a new one takes its place. Not when run by
+ * hand with stderr elsewhere. At most once a second.
+ */
+static void monitor_log_rotate(struct monitor *m)
+{
+	int64_t now = monitor_now_ms();
+	int fd;
+
+	if (now - m->log_checked_ms < 1000)
+		return;
+	m->log_checked_ms = now;
+	if (m->log_fd < 0)
+		return;
+	fd = monitor_rotate(m->st, m->name, "monitor.log", m->log_fd, MONITOR_LOG_MAX);
+	if (fd == m->log_fd || fd < 0)
+		return;
+	fflush(stdout);
+	fflush(stderr);
+	if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+		log_warn("monitor.log: cannot switch to the new file: %s", strerror(errno));
+	close(m->log_fd);
+	m->log_fd = fd;
+}
 
 /* Set the state and mirror it into runtime.json for clients that cannot reach us. */
 static void monitor_set_state(struct monitor *m, enum api_state state)
@@ -133,6 +203,7 @@ static void monitor_client_close(struct monitor_client *cl)
 	cl->fd = -1;
 	cl->in = NULL;
 	cl->console = false;
+	cl->awaits_end = false;
 	cl->pending_len = 0;
 }
 
@@ -166,15 +237,17 @@ static void monitor_console_send(struct monitor_client *cl, const char *buf, siz
 
 static void monitor_console_log_rotate(struct monitor *m)
 {
-	char old[STORE_PATH_MAX + 4];
+	int fd = monitor_rotate(m->st, m->name, "console.log", m->con_log_fd, 0);
 
-	if (snprintf(old, sizeof(old), "%s.1", m->con_log_path) >= (int)sizeof(old))
+	if (fd == m->con_log_fd)
 		return;
 	close(m->con_log_fd);
-	rename(m->con_log_path, old);
-	m->con_log_fd =
-	    open(m->con_log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	m->con_log_fd = fd < 0 ? -1 : fd;
 	m->con_log_size = 0;
+	if (fd < 0)
+		log_warn("console log: cannot start a new console.log: %s; console output is "
+		         "no longer kept",
+		         strerror(-fd));
 }
 
 /* UART output: to console.log, the replay ring and the attached console. */
@@ -377,6 +450,7 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 		m->abort_start = true;
 		snprintf(m->stop_reason, sizeof(m->stop_reason), "killed while starting");
 		pthread_mutex_unlock(&m->lock);
+		cl->awaits_end = true;
 		reply = api_reply_ok(req.id, json_pack("{s:s}", "action", "killed"));
 		api_request_clear(&req);
 		return reply;
@@ -457,6 +531,10 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 		reply = api_reply_error(req.id, API_ERR_INTERNAL, "unhandled command");
 		break;
 	}
+	/* Such a client waits for the VM to end: the idle timeout is not for it. */
+	if (req.cmd == API_CMD_KILL ||
+	    (req.cmd == API_CMD_STOP && monitor_get_state(m) == API_STATE_STOPPING))
+		cl->awaits_end = true;
 	api_request_clear(&req);
 	if (!reply && !cl->console && cl->fd >= 0)
 		reply = api_reply_error(NULL, API_ERR_INTERNAL, "out of memory");
@@ -505,6 +583,7 @@ static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 			monitor_reply(cl, reply);
 			continue;
 		case API_FRAME_LINE:
+			cl->active_ms = monitor_now_ms();
 			reply = monitor_request(m, cl, line, len);
 			if (reply)
 				monitor_reply(cl, reply);
@@ -520,6 +599,52 @@ static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 	}
 }
 
+/* Tell a client why it is being disconnected (best effort), and close it. */
+static void monitor_client_drop(struct monitor_client *cl, const char *code, const char *why)
+{
+	char *reply = api_reply_error(NULL, code, why);
+
+	if (reply && send(cl->fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("could not tell a client why it is disconnected");
+	free(reply);
+	monitor_client_close(cl);
+}
+
+/*
+ * All slots taken: the slot of the client idle longest, preferring one that
+ * is not waiting for the VM to end; never the console's. NULL if none.
+ */
+static struct monitor_client *monitor_client_victim(struct monitor *m)
+{
+	struct monitor_client *best = NULL;
+
+	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++) {
+		struct monitor_client *cl = &m->clients[i];
+
+		if (cl->fd < 0 || cl->console)
+			continue;
+		if (!best || (best->awaits_end && !cl->awaits_end) ||
+		    (best->awaits_end == cl->awaits_end && cl->active_ms < best->active_ms))
+			best = cl;
+	}
+	return best;
+}
+
+/* Disconnect the clients that sent no complete request within MONITOR_IDLE_TIMEOUT_MS. */
+static void monitor_clients_expire(struct monitor *m)
+{
+	int64_t now = monitor_now_ms();
+
+	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++) {
+		struct monitor_client *cl = &m->clients[i];
+
+		if (cl->fd >= 0 && !cl->console && !cl->awaits_end &&
+		    now - cl->active_ms >= MONITOR_IDLE_TIMEOUT_MS)
+			monitor_client_drop(cl, API_ERR_IDLE,
+			                    "no complete request within 10 s: disconnected");
+	}
+}
+
 static void monitor_accept(struct monitor *m)
 {
 	struct monitor_client *cl = NULL;
@@ -531,13 +656,23 @@ static void monitor_accept(struct monitor *m)
 		if (m->clients[i].fd < 0)
 			cl = &m->clients[i];
 	}
+	/* Full: the newcomer may be the owner's `kill`; the longest-idle client makes room. */
+	if (!cl) {
+		cl = monitor_client_victim(m);
+		if (cl)
+			monitor_client_drop(cl, API_ERR_BUSY,
+			                    "too many clients connected: the longest idle one is "
+			                    "disconnected to let a new one in");
+	}
 	if (cl) {
 		cl->in = malloc(sizeof(*cl->in));
 		if (cl->in) {
 			api_framer_init(cl->in);
 			cl->fd = fd;
 			cl->console = false;
+			cl->awaits_end = false;
 			cl->pending_len = 0;
+			cl->active_ms = monitor_now_ms();
 			return;
 		}
 	}
@@ -576,7 +711,8 @@ static void *monitor_control_thread(void *arg)
 			fds[n] = (struct pollfd){.fd = cl->fd, .events = POLLIN};
 			owner[n++] = i;
 		}
-		if (poll(fds, n, -1) < 0) {
+		/* Wake at least once a second: idle clients, monitor.log's size. */
+		if (poll(fds, n, 1000) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("control thread: poll failed: %s", strerror(errno));
@@ -596,6 +732,8 @@ static void *monitor_control_thread(void *arg)
 		}
 		if (fds[P_LISTEN].revents & POLLIN)
 			monitor_accept(m);
+		monitor_clients_expire(m);
+		monitor_log_rotate(m);
 	}
 	/* The vCPUs are gone: whatever the guest printed last goes to the log. */
 	monitor_console_output(m);
@@ -615,30 +753,32 @@ static int monitor_listen(struct monitor *m)
 	r = client_socket_addr(m->st, m->name, &sa, &len, &dirfd);
 	if (r < 0)
 		return r;
-	/* We hold the run lock: a socket file here is a dead monitor's. */
-	unlink(m->sock_path);
-	m->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (m->listen_fd < 0)
-		r = -errno;
-	else if (bind(m->listen_fd, (struct sockaddr *)&sa, len) < 0 ||
-	         chmod(m->sock_path, 0600) < 0 || listen(m->listen_fd, MONITOR_MAX_CLIENTS) < 0)
-		r = -errno;
+	/* We hold the run lock: a stale socket here is a dead monitor's, anything else stays. */
+	r = unix_listen(sa.sun_path, 0600, MONITOR_MAX_CLIENTS);
+	if (r >= 0) {
+		m->listen_fd = r;
+		r = 0;
+	}
 	if (dirfd >= 0)
 		close(dirfd);
 	if (r < 0)
-		log_error("control socket '%s': %s", m->sock_path, strerror(-r));
+		log_error("control socket '%s': %s", m->sock_path, fs_strerror(r));
 	return r;
 }
 
 static int monitor_open_console(struct monitor *m)
 {
+	struct mgr_err err;
+
 	if (store_path(m->st, m->name, "console.log", m->con_log_path, sizeof(m->con_log_path)) < 0)
 		return -ENAMETOOLONG;
-	m->con_log_fd =
-	    open(m->con_log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-	if (m->con_log_fd < 0)
-		log_warn("console log '%s': %s; console output is not kept", m->con_log_path,
-		         strerror(errno));
+	/* Not through a link, not someone else's file, truncated only once checked. */
+	m->con_log_fd = store_vm_open(m->st, m->name, "console.log",
+	                              O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, &err);
+	if (m->con_log_fd < 0) {
+		log_error("console log: %s", err.msg);
+		return m->con_log_fd;
+	}
 	if (pipe2(m->con_out, O_CLOEXEC) < 0 || pipe2(m->con_in, O_CLOEXEC) < 0)
 		return -errno;
 	/* A roomy pipe, so a busy control thread rarely makes the UART drop output. */
@@ -682,6 +822,7 @@ static void monitor_teardown(struct monitor *m)
 	monitor_close_fd(&m->timer_fd);
 	monitor_close_fd(&m->con_log_fd);
 	monitor_close_fd(&m->ready_fd);
+	monitor_close_fd(&m->log_fd);
 }
 
 static void monitor_record_exit(struct monitor *m, int status, bool start_failed)
@@ -719,6 +860,65 @@ static void monitor_block_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+int monitor_close_fds(int from, const int *keep, unsigned int n)
+{
+	unsigned int lo = (unsigned int)from;
+	struct dirent *de;
+	DIR *d;
+
+	/* The gaps between the kept descriptors, in order; close_range() needs lo <= hi. */
+	for (;;) {
+		unsigned int hi = ~0U;
+
+		for (unsigned int i = 0; i < n; i++) {
+			if (keep[i] >= 0 && (unsigned int)keep[i] >= lo &&
+			    (unsigned int)keep[i] - 1 < hi)
+				hi = (unsigned int)keep[i] - 1;
+		}
+		if (hi != ~0U && hi + 1 == lo) { /* @lo itself is kept */
+			lo++;
+			continue;
+		}
+		if (close_range(lo, hi, 0) < 0)
+			break; /* ENOSYS (before Linux 5.9): walk /proc/self/fd */
+		if (hi == ~0U)
+			return 0;
+		lo = hi + 2;
+	}
+	d = opendir("/proc/self/fd");
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		bool kept = false;
+
+		if (*end || end == de->d_name || fd < from || fd == dirfd(d))
+			continue;
+		for (unsigned int i = 0; i < n; i++)
+			kept |= keep[i] == fd;
+		if (!kept)
+			close((int)fd);
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Is our stderr NAME/monitor.log (as monitor_spawn arranges)? Then it may rotate. */
+static void monitor_find_log(struct monitor *m)
+{
+	struct stat err_sb, log_sb;
+	int dfd = store_vm_dir(m->st, m->name, NULL);
+
+	if (dfd < 0)
+		return;
+	if (fstat(STDERR_FILENO, &err_sb) == 0 &&
+	    fstatat(dfd, "monitor.log", &log_sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    err_sb.st_ino == log_sb.st_ino && err_sb.st_dev == log_sb.st_dev)
+		m->log_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+	close(dfd);
+}
+
 static void monitor_ready(struct monitor *m)
 {
 	char msg[32];
@@ -738,6 +938,17 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	int r, status = NESTVM_EXIT_ERROR;
 
 	umask(077);
+	/*
+	 * Whatever the caller left open (a pipe a shell waits on to close, say)
+	 * is not ours to keep: only the lock and the ready pipe go on.
+	 */
+	{
+		const int keep[] = {lock_fd, ready_fd};
+
+		r = monitor_close_fds(STDERR_FILENO + 1, keep, 2);
+		if (r < 0)
+			log_warn("cannot close inherited descriptors: %s", strerror(-r));
+	}
 	monitor_block_signals();
 	m = calloc(1, sizeof(*m));
 	if (!m) {
@@ -748,7 +959,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	m->st = st;
 	m->name = name;
 	m->ready_fd = ready_fd;
-	m->listen_fd = m->wake_fd = m->timer_fd = m->con_log_fd = -1;
+	m->listen_fd = m->wake_fd = m->timer_fd = m->con_log_fd = m->log_fd = -1;
 	m->con_out[0] = m->con_out[1] = m->con_in[0] = m->con_in[1] = -1;
 	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++)
 		m->clients[i].fd = -1;
@@ -775,6 +986,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		m->lock_fd = -1;
 		goto out;
 	}
+	monitor_find_log(m);
 	monitor_log(m, "monitor pid %d starting", (int)getpid());
 	/* A new run: the last one's record would only mislead (a crash leaves none). */
 	store_exit_clear(st, name);
@@ -876,7 +1088,7 @@ static void monitor_log_since(const char *path, off_t offset, char *buf, size_t 
 	char text[2048];
 	ssize_t n = -1;
 	size_t out = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 
 	buf[0] = '\0';
 	if (fd >= 0) {
@@ -907,13 +1119,18 @@ static void monitor_exec(const struct store *st, const char *name, const char *e
 	char lock_arg[16], ready_arg[16];
 	char *argv[] = {"nestvm",     "monitor", "--home", (char *)st->home, "--lock-fd", lock_arg,
 	                "--ready-fd", ready_arg, "--",     (char *)name,     NULL};
-	int null = open("/dev/null", O_RDONLY);
+	const int keep[] = {lock_fd, ready_fd};
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 ||
 	    dup2(log_fd, STDERR_FILENO) < 0)
 		_exit(127);
-	/* Only these two descriptors go on to the monitor. */
-	if (fcntl(lock_fd, F_SETFD, 0) < 0 || fcntl(ready_fd, F_SETFD, 0) < 0)
+	/*
+	 * Only these two descriptors go on to the monitor: not even those the
+	 * caller of `nestvm start` opened without O_CLOEXEC (`7>&1`).
+	 */
+	if (monitor_close_fds(STDERR_FILENO + 1, keep, 2) < 0 || fcntl(lock_fd, F_SETFD, 0) < 0 ||
+	    fcntl(ready_fd, F_SETFD, 0) < 0)
 		_exit(127);
 	snprintf(lock_arg, sizeof(lock_arg), "%d", lock_fd);
 	snprintf(ready_arg, sizeof(ready_arg), "%d", ready_fd);
@@ -941,9 +1158,20 @@ int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *
 	exe[len] = '\0';
 	if (store_path(st, name, "monitor.log", log_path, sizeof(log_path)) < 0)
 		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
-	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	log_fd = store_vm_open(st, name, "monitor.log", O_WRONLY | O_CREAT | O_APPEND, err);
 	if (log_fd < 0)
-		return mgr_err_set(err, -errno, "cannot open '%s': %s", log_path, strerror(errno));
+		return log_fd;
+	/* One old log is kept: monitor.log.1. */
+	r = monitor_rotate(st, name, "monitor.log", log_fd, MONITOR_LOG_MAX);
+	if (r < 0) {
+		close(log_fd);
+		return mgr_err_set(err, r, "cannot start a new '%s': %s", log_path, strerror(-r));
+	}
+	if (r != log_fd) {
+		close(log_fd);
+		log_fd = r;
+	}
+	r = 0;
 	offset = lseek(log_fd, 0, SEEK_END);
 	if (pipe2(ready, O_CLOEXEC) < 0) {
 		r = mgr_err_set(err, -errno, "pipe: %s", strerror(errno));

@@ -23,7 +23,17 @@
 #define MONITOR_CONSOLE_RING 16384
 /* console.log is rotated to console.log.1 when it grows past this. */
 #define MONITOR_CONSOLE_LOG_MAX (8 << 20)
+/* monitor.log is moved to monitor.log.1 when it grows past this (at start, or while running). */
+#define MONITOR_LOG_MAX (1 << 20)
 #define MONITOR_MAX_CLIENTS 16
+/*
+ * A control client that sends no complete request for this long is
+ * disconnected, unless it has the console attached or waits for the VM to
+ * end (after kill, or stop with the guest powering off). When all
+ * MONITOR_MAX_CLIENTS slots are taken, a new client takes the slot of the
+ * longest-idle one, so that `nestvm kill` always gets through.
+ */
+#define MONITOR_IDLE_TIMEOUT_MS 10000
 /* How long `start` waits for a new monitor to report that its VM runs. */
 #define MONITOR_START_TIMEOUT_MS 60000
 
@@ -46,5 +56,14 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
  */
 int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *pid,
                   struct mgr_err *err) __attribute__((warn_unused_result));
+
+/*
+ * monitor_close_fds - close every descriptor from @from up, except the @n in
+ * @keep: what a process that inherits descriptors it does not know about
+ * (a pipe the caller's shell holds open, say) must not keep. close_range(),
+ * or a walk of /proc/self/fd where the kernel lacks it. Returns 0 or -errno.
+ */
+int monitor_close_fds(int from, const int *keep, unsigned int n)
+    __attribute__((warn_unused_result));
 
 #endif

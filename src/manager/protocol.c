@@ -272,9 +272,9 @@ int api_reply_parse(const char *line, size_t len, json_t **result, struct api_er
 		json_unpack(json_object_get(root, "error"), "{s?s, s?s}", "code", &code, "message",
 		            &message);
 		/* Known codes only: err->code must outlive the reply object. */
-		static const char *const codes[] = {API_ERR_PARSE,   API_ERR_INVALID,
-		                                    API_ERR_UNKNOWN, API_ERR_TOO_LONG,
-		                                    API_ERR_STATE,   API_ERR_BUSY};
+		static const char *const codes[] = {
+		    API_ERR_PARSE, API_ERR_INVALID, API_ERR_UNKNOWN, API_ERR_TOO_LONG,
+		    API_ERR_STATE, API_ERR_BUSY,    API_ERR_IDLE};
 		for (unsigned int i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 			if (!strcmp(code, codes[i]))
 				err->code = codes[i];

@@ -35,6 +35,7 @@
 #define API_ERR_STATE "wrong-state"         /* not possible in the VM's current state */
 #define API_ERR_BUSY "busy"                 /* e.g. the console is attached elsewhere */
 #define API_ERR_INTERNAL "internal-error"   /* the monitor failed to do it */
+#define API_ERR_IDLE "idle-timeout"         /* no complete request in time: closing */
 
 /* The states a VM is reported in. */
 enum api_state {

@@ -31,6 +31,8 @@
 #define STORE_EXIT_FILE "last-exit.json"
 #define STORE_LOCK_POLL_MS 20
 #define STORE_TAIL_BYTES 65536
+/* The longest name of a file in a VM's directory (store.h). */
+#define STORE_LONGEST_FILE "last-exit.json"
 
 int mgr_err_set(struct mgr_err *err, int code, const char *fmt, ...)
 {
@@ -82,10 +84,97 @@ static int store_default_home(char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-int store_open(struct store *st, const char *home, struct mgr_err *err)
+const char *mgr_escape(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	if (!len)
+		return buf;
+	for (; s && *s && o + 1 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			buf[o++] = (char)c;
+			continue;
+		}
+		if (o + 5 > len)
+			break;
+		o += snprintf(buf + o, len - o, c == '\\' ? "\\\\" : "\\x%02x", c);
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+int store_check_owner(const struct stat *sb, const char *path, bool dir, struct mgr_err *err)
+{
+	uid_t me = geteuid();
+
+	if (sb->st_uid != me && sb->st_uid != 0)
+		return mgr_err_set(err, -EPERM,
+		                   "'%s' is owned by uid %u, not by you (uid %u) or root: nestvm "
+		                   "does not trust a VM store another user controls; fix: chown "
+		                   "%u '%s' (or use another NESTVM_HOME)",
+		                   path, (unsigned int)sb->st_uid, (unsigned int)me,
+		                   (unsigned int)me, path);
+	if (sb->st_mode & (S_IWGRP | S_IWOTH))
+		return mgr_err_set(err, -EPERM,
+		                   "'%s' is writable by other users (mode %04o): nestvm does not "
+		                   "trust a VM store others can change; fix: chmod go-w '%s'",
+		                   path, (unsigned int)(sb->st_mode & 07777), path);
+	if (!dir && !S_ISREG(sb->st_mode))
+		return mgr_err_set(err, -EPERM,
+		                   "'%s' is not a regular file; nestvm uses only "
+		                   "regular files in its store: remove it",
+		                   path);
+	if (!dir && sb->st_nlink > 1)
+		return mgr_err_set(err, -EPERM,
+		                   "'%s' has %u hard links; a file in the VM store has one: "
+		                   "remove it",
+		                   path, (unsigned int)sb->st_nlink);
+	return 0;
+}
+
+/*
+ * The directories above the store: another user who can write one of them
+ * (without the sticky bit, as /tmp has) could put a store of their own in
+ * its place.
+ */
+static int store_check_ancestors(const char *home, struct mgr_err *err)
+{
+	char buf[STORE_PATH_MAX];
+	struct stat sb;
+	char *slash;
+
+	snprintf(buf, sizeof(buf), "%s", home);
+	while ((slash = strrchr(buf, '/'))) {
+		slash[slash == buf ? 1 : 0] = '\0';
+		if (lstat(buf, &sb) < 0)
+			return mgr_err_set(err, -errno, "'%s': %s", buf, strerror(errno));
+		if (sb.st_uid != 0 && sb.st_uid != geteuid())
+			return mgr_err_set(
+			    err, -EPERM,
+			    "'%s', above the VM store '%s', is owned by uid %u, who "
+			    "could replace the store; use a NESTVM_HOME in a directory "
+			    "of yours or root's",
+			    buf, home, (unsigned int)sb.st_uid);
+		if ((sb.st_mode & (S_IWGRP | S_IWOTH)) && !(sb.st_mode & S_ISVTX))
+			return mgr_err_set(
+			    err, -EPERM,
+			    "'%s', above the VM store '%s', is writable by other users "
+			    "(mode %04o), who could replace the store; fix: chmod go-w "
+			    "'%s' (or chmod +t), or use another NESTVM_HOME",
+			    buf, home, (unsigned int)(sb.st_mode & 07777), buf);
+		if (!strcmp(buf, "/"))
+			break;
+	}
+	return 0;
+}
+
+static int store_open_home(struct store *st, const char *home, bool create, struct mgr_err *err)
 {
 	char want[STORE_PATH_MAX];
-	int r;
+	struct stat sb;
+	int fd, r;
 
 	if (!home || !*home)
 		home = getenv("NESTVM_HOME");
@@ -97,14 +186,38 @@ int store_open(struct store *st, const char *home, struct mgr_err *err)
 		return mgr_err_set(err, -ENOENT,
 		                   "cannot tell where VMs live: set NESTVM_HOME (or HOME)");
 	}
-	r = store_mkdirs(want, 0700);
-	if (r < 0)
-		return mgr_err_set(err, r, "cannot create the VM store '%s': %s", want,
-		                   strerror(-r));
+	if (create) {
+		r = store_mkdirs(want, 0700);
+		if (r < 0)
+			return mgr_err_set(err, r, "cannot create the VM store '%s': %s", want,
+			                   strerror(-r));
+	}
 	/* Absolute from here on: the monitor and socket paths depend on it. */
-	if (!realpath(want, st->home))
+	if (!realpath(want, st->home)) {
+		if (errno == ENOENT && !create)
+			return mgr_err_set(err, -ENOENT, "there is no VM store at '%s' yet", want);
 		return mgr_err_set(err, -errno, "VM store '%s': %s", want, strerror(errno));
-	return 0;
+	}
+	fd = open(st->home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return mgr_err_set(err, -errno, "VM store '%s': %s", st->home, strerror(errno));
+	r = fstat(fd, &sb) < 0
+	        ? mgr_err_set(err, -errno, "VM store '%s': %s", st->home, strerror(errno))
+	        : store_check_owner(&sb, st->home, true, err);
+	close(fd);
+	if (r == 0)
+		r = store_check_ancestors(st->home, err);
+	return r;
+}
+
+int store_open(struct store *st, const char *home, struct mgr_err *err)
+{
+	return store_open_home(st, home, true, err);
+}
+
+int store_open_existing(struct store *st, const char *home, struct mgr_err *err)
+{
+	return store_open_home(st, home, false, err);
 }
 
 int store_check_name(const char *name, struct mgr_err *err)
@@ -120,11 +233,14 @@ int store_check_name(const char *name, struct mgr_err *err)
 			goto bad;
 	}
 	return 0;
-bad:
+bad:;
+	char shown[96];
+
+	/* Control characters would reach the user's terminal: escape them. */
 	return mgr_err_set(err, -EINVAL,
-	                   "invalid VM name '%.80s': use 1 to %d letters, digits, '.', '_' or "
+	                   "invalid VM name '%s': use 1 to %d letters, digits, '.', '_' or "
 	                   "'-', starting with a letter or digit",
-	                   name ? name : "", STORE_NAME_MAX);
+	                   mgr_escape(name, shown, sizeof(shown)), STORE_NAME_MAX);
 }
 
 int store_path(const struct store *st, const char *name, const char *file, char *buf, size_t len)
@@ -333,6 +449,7 @@ static int def_parse_object(const json_t *root, const char *file, struct vm_def 
                             struct mgr_err *err)
 {
 	bool have_cpus = false, have_memory = false, have_name = false;
+	char why[VM_LIMITS_WHY_LEN];
 	const char *key;
 	json_t *v;
 	uint64_t n = 0;
@@ -356,12 +473,23 @@ static int def_parse_object(const json_t *root, const char *file, struct vm_def 
 			have_name = true;
 			r = 0;
 		} else if (!strcmp(key, "cpus")) {
-			r = def_get_uint(v, file, key, 1, STORE_MAX_CPUS, &n, err);
+			r = def_get_uint(v, file, key, VM_MIN_CPUS, VM_MAX_CPUS, &n, err);
+			if (r == 0 && vm_limits_check_cpus(n, why, sizeof(why)) < 0)
+				r = def_fail(err, file, key, v, "%s", why);
 			def->cpus = n;
 			have_cpus = true;
 		} else if (!strcmp(key, "memory_mib")) {
-			r = def_get_uint(v, file, key, STORE_MIN_MEMORY_MIB, STORE_MAX_MEMORY_MIB,
-			                 &def->memory_mib, err);
+			/* Judged as `new --memory` judges it, not first by KVM at start. */
+			r = 0;
+			if (!json_is_integer(v))
+				r = def_fail(err, file, key, v, "expected a whole number of MiB");
+			else if (vm_limits_check_memory_mib(json_integer_value(v) < 0
+			                                        ? 0
+			                                        : (uint64_t)json_integer_value(v),
+			                                    why, sizeof(why)) < 0)
+				r = def_fail(err, file, key, v, "%s", why);
+			else
+				def->memory_mib = (uint64_t)json_integer_value(v);
 			have_memory = true;
 		} else if (!strcmp(key, "nested")) {
 			r = def_get_bool(v, file, key, &def->nested, err);
@@ -506,21 +634,104 @@ void vm_def_clear(struct vm_def *def)
 
 /* ---- files ---- */
 
-int store_write_atomic(const char *path, const char *data, size_t len)
+int store_vm_dir(const struct store *st, const char *name, struct mgr_err *err)
 {
-	char tmp[STORE_PATH_MAX + 32], dir[STORE_PATH_MAX];
+	char dir[STORE_PATH_MAX];
+	struct stat sb;
+	int fd, r;
+
+	if (store_check_name(name, err) < 0)
+		return -EINVAL;
+	if (store_path(st, name, NULL, dir, sizeof(dir)) < 0)
+		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return mgr_err_set(err, -ENOENT, "no VM named '%s' (see 'nestvm list')", name);
+	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return mgr_err_set(err, -ENOTDIR,
+		                   "'%s' is not a directory (a symbolic link?): nestvm follows "
+		                   "no links in its store; remove it",
+		                   dir);
+	if (fd < 0)
+		return mgr_err_set(err, -errno, "'%s': %s", dir, strerror(errno));
+	r = fstat(fd, &sb) < 0 ? mgr_err_set(err, -errno, "'%s': %s", dir, strerror(errno))
+	                       : store_check_owner(&sb, dir, true, err);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int store_openat(int dirfd, const char *dir, const char *file, int flags, struct mgr_err *err)
+{
+	char path[STORE_PATH_MAX + 64];
+	struct stat sb;
+	int fd, fl, r;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	/* O_NONBLOCK: a FIFO put in the file's place must not hang the open. */
+	fd = openat(dirfd, file,
+	            (flags & ~O_TRUNC) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ELOOP)
+		return mgr_err_set(err, -ELOOP,
+		                   "'%s' is a symbolic link: nestvm follows no links in its store; "
+		                   "remove it",
+		                   path);
+	if (fd < 0 && errno == ENXIO)
+		return mgr_err_set(err, -EPERM,
+		                   "'%s' is not a regular file; nestvm uses only regular files in "
+		                   "its store: remove it",
+		                   path);
+	if (fd < 0)
+		return mgr_err_set(err, -errno, "cannot open '%s': %s", path, strerror(errno));
+	r = fstat(fd, &sb) < 0 ? mgr_err_set(err, -errno, "'%s': %s", path, strerror(errno))
+	                       : store_check_owner(&sb, path, false, err);
+	/* Truncated only once it is known to be ours. */
+	if (r == 0 && (flags & O_TRUNC) && ftruncate(fd, 0) < 0)
+		r = mgr_err_set(err, -errno, "cannot truncate '%s': %s", path, strerror(errno));
+	if (r == 0 && !(flags & O_NONBLOCK) &&
+	    ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0))
+		r = mgr_err_set(err, -errno, "'%s': %s", path, strerror(errno));
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int store_vm_open(const struct store *st, const char *name, const char *file, int flags,
+                  struct mgr_err *err)
+{
+	char dir[STORE_PATH_MAX];
+	int dfd, fd;
+
+	dfd = store_vm_dir(st, name, err);
+	if (dfd < 0)
+		return dfd;
+	if (store_path(st, name, NULL, dir, sizeof(dir)) < 0)
+		dir[0] = '\0'; /* store_vm_dir() built it already */
+	fd = store_openat(dfd, dir, file, flags, err);
+	close(dfd);
+	return fd;
+}
+
+/* Write @data to a new temporary file in @dirfd, then rename it over @file. */
+static int store_write_atomic_at(int dirfd, const char *file, const char *data, size_t len)
+{
+	char tmp[NAME_MAX + 1];
 	unsigned int rnd = 0;
-	const char *slash;
 	size_t done = 0;
-	int fd, dfd, r = 0;
+	int fd, r = 0;
 
 	/* Unique per writer, without a counter shared between threads. */
 	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
 		rnd = (unsigned int)(uintptr_t)&rnd ^ (unsigned int)time(NULL);
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%08x", path, (int)getpid(), rnd) >=
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%08x", file, (int)getpid(), rnd) >=
 	    (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* O_EXCL and O_NOFOLLOW: never a file or link someone left there. */
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	while (done < len) {
@@ -538,54 +749,52 @@ int store_write_atomic(const char *path, const char *data, size_t len)
 		r = -errno;
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
+	/* rename() replaces a link at @file; it does not follow it. */
+	if (r == 0 && renameat(dirfd, tmp, dirfd, file) < 0)
 		r = -errno;
 	if (r < 0) {
-		unlink(tmp);
+		unlinkat(dirfd, tmp, 0);
 		return r;
 	}
 	/* The rename itself must survive a crash: fsync the directory. */
-	slash = strrchr(path, '/');
-	if (slash && (size_t)(slash - path) < sizeof(dir)) {
-		memcpy(dir, path, slash - path);
-		dir[slash == path ? 1 : slash - path] = '\0';
-		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			if (fsync(dfd) < 0)
-				r = -errno;
-			close(dfd);
-		}
-	}
+	return fsync(dirfd) < 0 ? -errno : 0;
+}
+
+int store_write_atomic(const char *path, const char *data, size_t len)
+{
+	char dir[STORE_PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int dfd, r;
+
+	if (!slash || (size_t)(slash - path) >= sizeof(dir))
+		return -EINVAL;
+	memcpy(dir, path, slash - path);
+	dir[slash == path ? 1 : slash - path] = '\0';
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	r = store_write_atomic_at(dfd, slash + 1, data, len);
+	close(dfd);
 	return r;
 }
 
-int store_read_file(const char *path, size_t max, char **data, size_t *len)
+/* Read all of @fd (a regular file of at most @max bytes), NUL-terminated. */
+static int store_read_fd(int fd, size_t max, char **data, size_t *len)
 {
 	struct stat sb;
 	char *buf = NULL;
 	size_t done = 0;
-	int fd, r = 0;
+	int r = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
+	if (fstat(fd, &sb) < 0)
 		return -errno;
-	if (fstat(fd, &sb) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		r = -EINVAL;
-		goto out;
-	}
-	if ((uint64_t)sb.st_size > max) {
-		r = -EFBIG;
-		goto out;
-	}
+	if (!S_ISREG(sb.st_mode))
+		return -EINVAL;
+	if ((uint64_t)sb.st_size > max)
+		return -EFBIG;
 	buf = malloc(max + 1);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (!buf)
+		return -ENOMEM;
 	for (;;) {
 		ssize_t n = read(fd, buf + done, max - done);
 
@@ -615,6 +824,17 @@ int store_read_file(const char *path, size_t max, char **data, size_t *len)
 	buf = NULL;
 out:
 	free(buf);
+	return r;
+}
+
+int store_read_file(const char *path, size_t max, char **data, size_t *len)
+{
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	r = store_read_fd(fd, max, data, len);
 	close(fd);
 	return r;
 }
@@ -631,7 +851,7 @@ void store_log_tail(const char *path, unsigned int lines, char *buf, size_t len)
 	if (len == 0)
 		return;
 	buf[0] = '\0';
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return;
 	if (fstat(fd, &sb) < 0) {
@@ -663,7 +883,7 @@ int store_create(const struct store *st, const struct vm_def *def, struct mgr_er
 {
 	char dir[STORE_PATH_MAX], file[STORE_PATH_MAX];
 	char *text;
-	int r;
+	int r, dfd;
 
 	r = store_check_name(def->name, err);
 	if (r < 0)
@@ -671,9 +891,16 @@ int store_create(const struct store *st, const struct vm_def *def, struct mgr_er
 	r = vm_def_validate(def, err);
 	if (r < 0)
 		return r;
-	if (store_path(st, def->name, NULL, dir, sizeof(dir)) < 0 ||
-	    store_path(st, def->name, STORE_DEF_FILE, file, sizeof(file)) < 0)
+	if (store_path(st, def->name, NULL, dir, sizeof(dir)) < 0)
 		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	/* Every file the VM will have must be reachable, not only vm.json. */
+	if (store_path(st, def->name, STORE_LONGEST_FILE, file, sizeof(file)) < 0)
+		return mgr_err_set(err, -ENAMETOOLONG,
+		                   "VM '%s': its files would not fit in a path of %d bytes (%s): "
+		                   "use a shorter NESTVM_HOME or VM name; the store is '%s'",
+		                   def->name, STORE_PATH_MAX - 1, strerror(ENAMETOOLONG), st->home);
+	if (store_path(st, def->name, STORE_DEF_FILE, file, sizeof(file)) < 0)
+		return -ENAMETOOLONG; /* shorter than STORE_LONGEST_FILE: cannot happen */
 	/* mkdir is the atomic step: of two racing `new`s, one gets EEXIST. */
 	if (mkdir(dir, 0700) < 0) {
 		if (errno == EEXIST)
@@ -681,9 +908,15 @@ int store_create(const struct store *st, const struct vm_def *def, struct mgr_er
 			                   def->name);
 		return mgr_err_set(err, -errno, "cannot create '%s': %s", dir, strerror(errno));
 	}
+	dfd = store_vm_dir(st, def->name, err);
+	if (dfd < 0) {
+		rmdir(dir);
+		return dfd;
+	}
 	text = vm_def_format(def);
-	r = text ? store_write_atomic(file, text, strlen(text)) : -ENOMEM;
+	r = text ? store_write_atomic_at(dfd, STORE_DEF_FILE, text, strlen(text)) : -ENOMEM;
 	free(text);
+	close(dfd);
 	if (r < 0) {
 		rmdir(dir);
 		return mgr_err_set(err, r, "cannot write '%s': %s", file, strerror(-r));
@@ -696,7 +929,7 @@ int store_load(const struct store *st, const char *name, struct vm_def *def, str
 	char file[STORE_PATH_MAX];
 	char *text;
 	size_t len;
-	int r;
+	int r, fd;
 
 	memset(def, 0, sizeof(*def));
 	r = store_check_name(name, err);
@@ -704,18 +937,34 @@ int store_load(const struct store *st, const char *name, struct vm_def *def, str
 		return r;
 	if (store_path(st, name, STORE_DEF_FILE, file, sizeof(file)) < 0)
 		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
-	r = store_read_file(file, STORE_MAX_FILE, &text, &len);
-	if (r == -ENOENT) {
-		char dir[STORE_PATH_MAX];
+	fd = store_vm_dir(st, name, err);
+	if (fd < 0)
+		return fd;
+	r = fd;
+	fd = openat(r, STORE_DEF_FILE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	close(r);
+	if (fd < 0 && errno == ENOENT)
+		return mgr_err_set(err, -EINVAL,
+		                   "%s: missing: VM '%s' has no definition (restore it or "
+		                   "'nestvm remove %s')",
+		                   file, name, name);
+	if (fd < 0)
+		return mgr_err_set(err, errno == ELOOP ? -EINVAL : -errno, "%s: cannot read: %s",
+		                   file,
+		                   errno == ELOOP ? "a symbolic link (nestvm follows no links in "
+		                                    "its store)"
+		                                  : strerror(errno));
+	{
 		struct stat sb;
 
-		if (store_path(st, name, NULL, dir, sizeof(dir)) == 0 && stat(dir, &sb) == 0)
-			return mgr_err_set(err, -EINVAL,
-			                   "%s: missing: VM '%s' has no definition (restore "
-			                   "it or 'nestvm remove %s')",
-			                   file, name, name);
-		return mgr_err_set(err, -ENOENT, "no VM named '%s' (see 'nestvm list')", name);
+		r = fstat(fd, &sb) < 0 ? -errno : store_check_owner(&sb, file, false, err);
+		if (r < 0) {
+			close(fd);
+			return r == -EPERM ? r : mgr_err_set(err, r, "%s: %s", file, strerror(-r));
+		}
 	}
+	r = store_read_fd(fd, STORE_MAX_FILE, &text, &len);
+	close(fd);
 	if (r < 0)
 		return mgr_err_set(err, r == -EFBIG ? -EINVAL : r, "%s: cannot read: %s", file,
 		                   r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
@@ -735,16 +984,20 @@ int store_save(const struct store *st, const struct vm_def *def, struct mgr_err 
 {
 	char file[STORE_PATH_MAX];
 	char *text;
-	int r;
+	int r, dfd;
 
 	r = vm_def_validate(def, err);
 	if (r < 0)
 		return r;
 	if (store_path(st, def->name, STORE_DEF_FILE, file, sizeof(file)) < 0)
 		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
+	dfd = store_vm_dir(st, def->name, err);
+	if (dfd < 0)
+		return dfd;
 	text = vm_def_format(def);
-	r = text ? store_write_atomic(file, text, strlen(text)) : -ENOMEM;
+	r = text ? store_write_atomic_at(dfd, STORE_DEF_FILE, text, strlen(text)) : -ENOMEM;
 	free(text);
+	close(dfd);
 	if (r < 0)
 		return mgr_err_set(err, r, "cannot write '%s': %s", file, strerror(-r));
 	return 0;
@@ -865,12 +1118,9 @@ int store_lock_acquire(const struct store *st, const char *name, enum store_lock
 		return -EINVAL;
 	if (store_path(st, name, STORE_LOCK_FILE, path, sizeof(path)) < 0)
 		return mgr_err_set(err, -ENAMETOOLONG, "VM store path too long");
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == ENOENT)
-		return mgr_err_set(err, -ENOENT, "no VM named '%s' (see 'nestvm list')", name);
+	fd = store_vm_open(st, name, STORE_LOCK_FILE, O_RDWR | O_CREAT, err);
 	if (fd < 0)
-		return mgr_err_set(err, -errno, "cannot open the lock of VM '%s': %s", name,
-		                   strerror(errno));
+		return fd;
 	for (;;) {
 		r = store_lock_take(fd, kind);
 		if (r != -EBUSY || waited >= timeout_ms)
@@ -900,7 +1150,7 @@ int store_lock_held(const struct store *st, const char *name, enum store_lock_ki
 
 	if (store_path(st, name, STORE_LOCK_FILE, path, sizeof(path)) < 0)
 		return -ENAMETOOLONG;
-	fd = open(path, O_RDWR | O_CLOEXEC);
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	r = store_lock_op(fd, F_OFD_GETLK, kind, F_WRLCK, &fl);
@@ -922,37 +1172,37 @@ void store_lock_release(int fd)
 static int store_record_write(const struct store *st, const char *name, const char *file,
                               json_t *obj)
 {
-	char path[STORE_PATH_MAX];
 	char *text;
-	int r;
+	int r, dfd;
 
 	if (!obj)
 		return -ENOMEM;
-	if (store_path(st, name, file, path, sizeof(path)) < 0) {
-		json_decref(obj);
-		return -ENAMETOOLONG;
-	}
 	text = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
 	if (!text)
 		return -ENOMEM;
-	r = store_write_atomic(path, text, strlen(text));
+	dfd = store_vm_dir(st, name, NULL);
+	r = dfd < 0 ? dfd : store_write_atomic_at(dfd, file, text, strlen(text));
+	if (dfd >= 0)
+		close(dfd);
 	free(text);
 	return r;
 }
 
 static json_t *store_record_read(const struct store *st, const char *name, const char *file, int *r)
 {
-	char path[STORE_PATH_MAX];
 	json_t *obj;
 	char *text = NULL;
 	size_t len;
+	int fd;
 
-	if (store_path(st, name, file, path, sizeof(path)) < 0) {
-		*r = -ENAMETOOLONG;
+	fd = store_vm_open(st, name, file, O_RDONLY, NULL);
+	if (fd < 0) {
+		*r = fd;
 		return NULL;
 	}
-	*r = store_read_file(path, STORE_MAX_FILE, &text, &len);
+	*r = store_read_fd(fd, STORE_MAX_FILE, &text, &len);
+	close(fd);
 	if (*r < 0)
 		return NULL;
 	obj = json_loadb(text, len, 0, NULL);

@@ -12,7 +12,8 @@
  *   NAME/control.sock    the monitor's control socket (docs/api.md), mode 0600
  *   NAME/runtime.json    while a monitor runs: its pid, start time, state
  *   NAME/last-exit.json  how the last run ended
- *   NAME/monitor.log     the monitor's log, appended to on every start
+ *   NAME/monitor.log     the monitor's log, appended to on every start; moved
+ *                        to monitor.log.1 past MONITOR_LOG_MAX (monitor.h)
  *   NAME/console.log     the serial console of the current or last run
  *
  * Locks are open file description locks (fcntl F_OFD_SETLK) on two bytes of
@@ -26,9 +27,16 @@
  *                   by commands that need the VM off (set, remove).
  *   STORE_LOCK_DEF  held while a command reads, changes and writes vm.json.
  *
+ * The store is trusted only if it, its VM directories and their files are
+ * owned by the user (or root) and writable by no one else (store_open,
+ * store_vm_dir); files in it are opened relative to the VM's directory,
+ * never through a symbolic link, never blocking (store_openat).
+ *
  * Lock order: DEF before RUN. Errors come back as -errno with a message in a
  * struct mgr_err naming the VM, the file and the field concerned.
  */
+
+#include "core/vm_limits.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,14 +45,16 @@
 
 #define STORE_NAME_MAX 64
 #define STORE_PATH_MAX 4096
-#define STORE_MAX_CPUS 254 /* ACPI_MAX_CPUS */
-#define STORE_MIN_MEMORY_MIB 16
-#define STORE_MAX_MEMORY_MIB (16ULL << 20) /* 16 TiB */
+#define STORE_MAX_CPUS VM_MAX_CPUS /* core/vm_limits.h judges cpus and memory_mib */
+#define STORE_MIN_MEMORY_MIB VM_MIN_MEMORY_MIB
+#define STORE_MAX_MEMORY_MIB VM_MAX_MEMORY_MIB
 #define STORE_MAX_DISKS 8 /* VM_MAX_DISKS */
 #define STORE_MAX_NICS 8
 #define STORE_MAX_FILE (1 << 20) /* a definition or state file larger than this is broken */
 #define STORE_FORMAT 1
 #define STORE_MAC_LEN 17 /* "xx:xx:xx:xx:xx:xx" */
+
+struct stat;
 
 /* An error message for the user: what failed, where, and what to do. */
 struct mgr_err {
@@ -54,6 +64,13 @@ struct mgr_err {
 /* mgr_err_set - format a message into @err (NULL is allowed); returns @code. */
 int mgr_err_set(struct mgr_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * mgr_escape - @s for a message: control characters, DEL, bytes above 0x7f
+ * and '\\' as \xHH / \\\\, so that a name cannot drive the user's terminal.
+ * Truncated to fit @len; returns @buf.
+ */
+const char *mgr_escape(const char *s, char *buf, size_t len);
 
 struct vm_disk {
 	char *path; /* absolute */
@@ -104,10 +121,48 @@ struct store_exit {
 
 /*
  * store_open - use @home, or $NESTVM_HOME, or the default; create it (0700)
- * if missing. Returns 0 or -errno.
+ * if missing. The store must be owned by this user (or root) and writable by
+ * no one else, and so must the directories above it unless they are sticky
+ * (as /tmp is): otherwise -EPERM, with the path and the chmod/chown that
+ * fixes it in @err. Returns 0 or -errno.
  */
 int store_open(struct store *st, const char *home, struct mgr_err *err)
     __attribute__((warn_unused_result));
+
+/* store_open_existing - store_open() without creating it: -ENOENT if there is none. */
+int store_open_existing(struct store *st, const char *home, struct mgr_err *err)
+    __attribute__((warn_unused_result));
+
+/*
+ * store_check_owner - what the store trusts: @sb (of @path) is owned by this
+ * user or root, writable by no one else, and unless @dir a regular file with
+ * one link. 0 or -EPERM with the fix in @err.
+ */
+int store_check_owner(const struct stat *sb, const char *path, bool dir, struct mgr_err *err)
+    __attribute__((warn_unused_result));
+
+/*
+ * store_vm_dir - open NAME's directory (O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC)
+ * and check it with store_check_owner(). Returns the descriptor, or -ENOENT
+ * (no such VM), -ENOTDIR (a link), -EPERM (not trusted), with @err set.
+ */
+int store_vm_dir(const struct store *st, const char *name, struct mgr_err *err)
+    __attribute__((warn_unused_result));
+
+/*
+ * store_openat - open @file in the directory @dirfd (named @dir in
+ * messages) the way the store opens its files: never through a symbolic
+ * link (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK, cleared
+ * afterwards unless @flags has it), O_CLOEXEC, mode 0600 if created, and
+ * only a file store_check_owner() accepts; O_TRUNC is applied after the
+ * check. Returns the descriptor or -errno with @err set.
+ */
+int store_openat(int dirfd, const char *dir, const char *file, int flags, struct mgr_err *err)
+    __attribute__((warn_unused_result));
+
+/* store_vm_open - store_openat() on @file in NAME's directory (store_vm_dir()). */
+int store_vm_open(const struct store *st, const char *name, const char *file, int flags,
+                  struct mgr_err *err) __attribute__((warn_unused_result));
 
 /* store_check_name - [A-Za-z0-9][A-Za-z0-9._-]{0,63}; 0 or -EINVAL. */
 int store_check_name(const char *name, struct mgr_err *err) __attribute__((warn_unused_result));
@@ -196,13 +251,17 @@ int store_exit_read(const struct store *st, const char *name, struct store_exit 
 void store_exit_clear(const struct store *st, const char *name);
 
 /*
- * store_write_atomic - write @len bytes to a temporary file next to @path,
- * fsync it, rename it over @path and fsync the directory. Mode 0600.
+ * store_write_atomic - write @len bytes to a temporary file next to @path
+ * (created with O_EXCL | O_NOFOLLOW, relative to the directory), fsync it,
+ * rename it over @path and fsync the directory. Mode 0600.
  */
 int store_write_atomic(const char *path, const char *data, size_t len)
     __attribute__((warn_unused_result));
 
-/* store_read_file - read a whole file of at most @max bytes, NUL-terminated; 0 or -errno. */
+/*
+ * store_read_file - read a whole regular file of at most @max bytes,
+ * NUL-terminated, not through a symbolic link; 0 or -errno.
+ */
 int store_read_file(const char *path, size_t max, char **data, size_t *len)
     __attribute__((warn_unused_result));
 

@@ -51,11 +51,16 @@ client() {
 			echo '{"cmd":"resume"}'
 			i=$((i + 1))
 		done >"$2.req"
-		timeout 10 "$NESTVM" api "$3" <"$2.req" >"$2.out" 2>&1
+		timeout 60 "$NESTVM" api "$3" <"$2.req" >"$2.out" 2>&1
+		rc=$?
 		sent=$((sent + 2 * BATCH))
-		good=$((good + $(grep -c '"ok": *true' "$2.out")))
-		if grep -q '"ok": *false' "$2.out"; then
-			grep -m1 '"ok": *false' "$2.out" >"$2.err"
+		n=$(grep -c '"ok": *true' "$2.out")
+		good=$((good + n))
+		if [ "$n" -ne $((2 * BATCH)) ] && [ ! -f "$2.err" ]; then
+			{
+				echo "a batch: api exit $rc, $n of $((2 * BATCH)) ok; first other line:"
+				grep -v -m1 '"ok": *true' "$2.out"
+			} >"$2.err"
 		fi
 	done
 	echo "$sent $good" >"$2"
@@ -68,6 +73,7 @@ for cpus in 1 4; do
 		bad "$cpus vCPUs: new/start failed: $(tail -n 3 "$T/out")"
 		continue
 	fi
+	rm -f "$T"/c*
 	end=$(($(date +%s) + SECONDS_EACH))
 	pids=""
 	c=1
@@ -82,7 +88,7 @@ for cpus in 1 4; do
 	while [ $c -le $CLIENTS ]; do
 		read -r s g <"$T/c$c" || { s=0 g=0; }
 		sent=$((sent + s)) good=$((good + g))
-		[ -f "$T/c$c.err" ] && echo "     | client $c: $(cat "$T/c$c.err")"
+		[ -f "$T/c$c.err" ] && sed "s/^/     | client $c: /" "$T/c$c.err"
 		c=$((c + 1))
 	done
 	if [ "$sent" -gt 0 ] && [ "$good" -eq "$sent" ]; then

@@ -3,24 +3,32 @@
 #
 # lab.sh — run scenarios in the lab: a Debian kernel under QEMU TCG emulating
 # AMD-V (SVM + NPT), whose own KVM (kvm-amd nested=1) runs nestvm. This host's
-# /dev/kvm cannot boot Linux or nest (docs: /work/shared/ENVIRONMENT.md), the
-# lab can.
+# /dev/kvm cannot boot Linux or nest (tests/lab/README.md), the lab can.
 #
 # usage: tests/lab/lab.sh [--timeout SECS] [--boot-timeout SECS] [--keep]
 #                         [--name NAME] SCENARIO[:ARG]...
 #        tests/lab/lab.sh --build-only
 #
 #   SCENARIO      tests/lab/scenarios/SCENARIO.sh, run inside the lab with ARG
-#   --timeout     limit of one lab run, QEMU start to exit (default 900)
+#   --timeout     limit of the whole run, all lab boots (default 900)
 #   --boot-timeout  limit from QEMU start to LAB-READY (default 60; a lab
-#                 is ready in 3 to 7 s)
+#                 is ready in 5 to 12 s; 60 s more for the boot that sends
+#                 the kernel's symbols, once per kernel and build directory)
 #   --keep        keep the initramfs staging trees under build/lab/stage/
 #   --build-only  build build/lab/lab.cpio (and build/lab/l1-nested.cpio, the
 #                 nested L1's initramfs) and stop
 #   --name        name of the log build/lab/NAME.log and results
 #                 build/lab/NAME.results (default: from the scenarios)
 #
-# One lab boot runs all the scenarios in order. The lab initramfs
+# One lab boot runs all the scenarios in order, each under two limits: its
+# own inside the lab ("# lab-timeout: SECS" in the scenario, default 300 s),
+# after which the lab kills it and reports a test failure, and a budget on
+# the host counted from its LAB-BEGIN line ("# lab-budget: SECS", default
+# the lab's limit + 30 s) for a lab that wedges: then lab.sh dumps the lab's
+# vCPUs (registers in the log, RIPs resolved to the lab kernel's symbols),
+# kills QEMU, reports that scenario as a lab failure and runs the ones after
+# it in a fresh lab boot. A lab that dies during a scenario is handled the
+# same way. The lab initramfs
 # (build/lab/lab.cpio) is rebuilt only when one of its inputs changed: busybox,
 # the kernel and its kvm modules, build/static/nestvm, build/guest/*, and the
 # files under tests/lab/.
@@ -30,9 +38,14 @@
 #   1    a scenario failed (a test failure)
 #   2    bad command line
 #   125  lab failure: the initramfs could not be built, QEMU died or timed
-#        out, or the lab never reached LAB-READY or LAB-END. A lab that died
-#        before LAB-READY is retried once (lab runs are not perfectly
-#        repeatable).
+#        out, a scenario overran its budget, or a lab boot never reached
+#        LAB-READY or LAB-END. A lab boot in which no scenario began is
+#        retried once (lab runs are not perfectly repeatable).
+#
+# Results (build/lab/NAME.results): a line "SCENARIO VERDICT SECONDS [WHY]"
+# per scenario, VERDICT pass, fail, skip, lab (a lab failure: SECONDS on the
+# host from LAB-BEGIN to the cut, WHY with the vCPUs' places) or none (did
+# not run), then "lab ok" or "lab failure REASON | REASON...".
 #
 # Environment: LAB_KERNEL (default the newest /boot/vmlinuz-*), LAB_QEMU,
 # LAB_BUSYBOX (a static busybox, default /bin/busybox), LAB_NESTVM (default
@@ -51,11 +64,13 @@ BUSYBOX=${LAB_BUSYBOX:-/bin/busybox}
 NESTVM=${LAB_NESTVM:-$TOP/build/static/nestvm}
 GUEST_DIR=$TOP/build/guest
 
-# What the lab machine is (ENVIRONMENT.md, "The lab").
+# What the lab machine is (tests/lab/README.md).
 # shellcheck disable=SC2054 # the commas belong to QEMU's option values
 QEMU_MACHINE=(-accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -m 2048 -smp 2
 	-nodefaults -display none -serial stdio -no-reboot)
 SCENARIO_TIMEOUT=300 # default limit of one scenario inside the lab
+BUDGET_GRACE=30      # default budget on the host: the lab's limit + this
+GAP_S=30             # LAB-READY or LAB-RESULT to the next LAB-BEGIN or LAB-END
 END_GRACE=30         # LAB-END to QEMU exit
 
 timeout_s=900
@@ -370,12 +385,36 @@ fmt_us() {
 	printf '%d.%d' $((ds / 10)) $((ds % 10))
 }
 
-# Per scenario, by its position in $scenarios (a scenario may run twice).
-declare -a result rtime metrics hbegin hend
+# The host's budget in seconds for scenario file $1: its "# lab-budget: SECS"
+# line, else its limit inside the lab ("# lab-timeout: SECS", else
+# $SCENARIO_TIMEOUT) plus $BUDGET_GRACE, the time the lab needs to kill a
+# scenario at its own limit and report it.
+scenario_budget() {
+	local b t
+	b=$(sed -n 's/^# lab-budget: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
+	if [ -n "$b" ]; then
+		echo "$b"
+		return
+	fi
+	t=$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
+	echo $((${t:-$SCENARIO_TIMEOUT} + BUDGET_GRACE))
+}
+
+# Per scenario, by its position in $scenarios (a scenario may run twice):
+# verdict (pass, fail, skip, or lab for a lab failure), the lab's seconds,
+# metrics, host microseconds of LAB-BEGIN and of LAB-RESULT (or of the cut)
+# since its boot's QEMU start, why it was a lab failure, its lab boot, and
+# its budget in seconds.
+declare -a result rtime metrics hbegin hend lwhy sboot budget
+for i in "${!scenarios[@]}"; do
+	budget[i]=$(scenario_budget "$LAB_SRC/scenarios/${scenarios[i]%%:*}.sh")
+done
 ci=-1 # position of the scenario that began last
+boot=0
+# Per lab boot (run_lab_once resets them).
 saw_ready=0 saw_end=0 lab_error='' qemu_rc='' ready_us='' end_us='' exit_us=''
 ready_uptime='' end_uptime='' killed_why='' panic='' current='' saw_init=0
-kallsyms_tmp=''
+kallsyms_tmp='' mark_us='' cut_us='' kill_us='' dump_summary=''
 
 # Handles one line of the lab console: shows it, logs it, follows markers.
 # $1: the line, $2: microseconds since QEMU start.
@@ -384,8 +423,17 @@ handle_line() {
 	if [ -n "$kallsyms_tmp" ]; then # the lab's symbols, base64 of gzip
 		case $line in
 		*LAB-KALLSYMS-END*)
-			base64 -d "$kallsyms_tmp" 2>/dev/null | gzip -dc >"$KALLSYMS.tmp" 2>/dev/null &&
-				[ -s "$KALLSYMS.tmp" ] && mv "$KALLSYMS.tmp" "$KALLSYMS"
+			# "ADDRESS t|T NAME [MODULE]" lines; kept as "ADDRESS NAME
+			# [MODULE]", sorted.
+			if base64 -d "$kallsyms_tmp" 2>/dev/null | gzip -dc 2>/dev/null |
+				awk 'NF >= 3 { print $1, $3, $4 }' | sort >"$KALLSYMS.tmp" &&
+				[ -s "$KALLSYMS.tmp" ]; then
+				mv "$KALLSYMS.tmp" "$KALLSYMS"
+				echo "$(printf '[%6s]' "$(fmt_us "$us")") (the lab's kernel symbols:" \
+					"$(wc -l <"$KALLSYMS") kept in build/lab/${KALLSYMS##*/})" >>"$LOG"
+			else
+				log "warning: the lab's kernel symbols did not decode; the next lab boot sends them again"
+			fi
 			rm -f "$kallsyms_tmp" "$KALLSYMS.tmp"
 			kallsyms_tmp=
 			;;
@@ -417,13 +465,14 @@ handle_line() {
 	fi
 	re='LAB-READY uptime=([0-9.]+)'
 	if [[ $line =~ $re ]]; then
-		saw_ready=1 ready_us=$us ready_uptime=${BASH_REMATCH[1]}
+		saw_ready=1 ready_us=$us ready_uptime=${BASH_REMATCH[1]} mark_us=$us
 	fi
 	re='LAB-BEGIN ([^ ]+)'
 	if [[ $line =~ $re ]] && [ $((ci + 1)) -lt ${#scenarios[@]} ]; then
 		ci=$((ci + 1))
 		current=${BASH_REMATCH[1]}
 		hbegin[ci]=$us
+		sboot[ci]=$boot
 		[ "$current" = "${scenarios[ci]}" ] ||
 			echo "lab: warning: the lab began '$current', expected '${scenarios[ci]}'"
 	fi
@@ -433,6 +482,7 @@ handle_line() {
 		rtime[ci]=${BASH_REMATCH[3]}
 		hend[ci]=$us
 		current=
+		mark_us=$us
 	fi
 	re='LAB-METRIC ([^ ]+) (.*)'
 	if [[ $line =~ $re ]] && [ $ci -ge 0 ] && [ "${BASH_REMATCH[1]}" = "${scenarios[ci]}" ]; then
@@ -450,24 +500,33 @@ handle_line() {
 	[[ $line == *"Kernel panic"* ]] && panic=$line
 }
 
-# The function of the lab kernel (which runs without KASLR) that holds
-# address $1 (16 hex digits), from the symbols a healthy lab printed once
-# ($KALLSYMS), or nothing.
+# Where address $1 (16 hex digits) is in the lab kernel, which runs without
+# KASLR: "FUNCTION+0xOFFSET", with " [MODULE]" in a module, from the symbols
+# a lab sent once ($KALLSYMS, sorted). Nothing without symbols, below the
+# kernel's half of the address space, or too far past the nearest function
+# (data, or a module loaded after the symbols were taken).
 kernel_symbol() {
-	[ -r "$KALLSYMS" ] || return 0
+	local addr='' sym='' mod='' off
+	[ -r "$KALLSYMS" ] && [[ $1 == ffff* ]] || return 0
 	# Fixed-width hex strings compare like the numbers they spell (mawk has
-	# no strtonum).
-	sort "$KALLSYMS" | awk -v a="$1" 'length($1) == 16 {
+	# no strtonum); none of them looks like a decimal number.
+	read -r addr sym mod < <(awk -v a="$1" 'length($1) == 16 {
 			if ($1 > a) exit
-			sym = $2
+			last = $0
 		}
-		END { if (sym != "") print sym }'
+		END { print last }' "$KALLSYMS")
+	[ -n "$sym" ] || return 0
+	off=$((16#$1 - 16#$addr))
+	[ $off -ge 0 ] && [ $off -lt $((0x10000)) ] || return 0
+	printf '%s+0x%x%s\n' "$sym" "$off" "${mod:+ $mod}"
 }
 
-# Asks QEMU's monitor (-monitor pipe:) for every vCPU's registers and prints
-# where each one is: what a lab that hangs is doing.
+# Asks QEMU's monitor (-monitor pipe:) for every vCPU's registers and says
+# where each one is: what a lab that hangs is doing. The registers go to the
+# log, one line per vCPU to the console and to $dump_summary.
 qemu_dump_state() {
-	local line cpu='' rip sym
+	local line cpu='' rip where flags entry
+	dump_summary=
 	echo 'info registers -a' >&"$MON_IN" || return 0
 	sleep 1
 	echo "# QEMU monitor: info registers -a" >>"$LOG"
@@ -476,10 +535,25 @@ qemu_dump_state() {
 		[[ $line == *"(qemu)"* ]] && continue # the echo of the command
 		echo "#   $line" >>"$LOG"
 		[[ $line =~ ^CPU#([0-9]+) ]] && cpu=${BASH_REMATCH[1]}
-		if [[ $line =~ RIP=([0-9a-f]{16}) ]]; then
+		# RIP=... RFL=... [flags] CPL=n II=n A20=n SMM=n HLT=n
+		if [[ $line =~ RIP=([0-9a-f]{16})\ RFL=([0-9a-f]+) ]]; then
 			rip=${BASH_REMATCH[1]}
-			sym=$(kernel_symbol "$rip")
-			log "lab vCPU ${cpu:-?} at RIP $rip${sym:+ in $sym}" | tee -a "$LOG"
+			flags="IF=$(((16#${BASH_REMATCH[2]} >> 9) & 1))"
+			[[ $line =~ (CPL=[0-3]) ]] && flags+=" ${BASH_REMATCH[1]}"
+			[[ $line =~ (HLT=[01]) ]] && flags+=" ${BASH_REMATCH[1]}"
+			where=$(kernel_symbol "$rip")
+			if [ -n "$where" ]; then
+				where="in $where"
+			elif [ ! -r "$KALLSYMS" ]; then
+				where="(no kernel symbols yet)"
+			elif [[ $rip == ffff* ]]; then
+				where="(no kernel symbol)"
+			else
+				where="(user space)"
+			fi
+			entry="vCPU ${cpu:-?} at RIP $rip $where ($flags)"
+			log "$entry" | tee -a "$LOG"
+			dump_summary+="${dump_summary:+, }$entry"
 		fi
 	done
 }
@@ -490,28 +564,47 @@ kill_qemu() {
 	pid=$(cat "$PIDFILE" 2>/dev/null) && [ -n "$pid" ] && kill -"$1" "$pid" 2>/dev/null
 }
 
-# One lab boot running all the scenarios. Sets the globals above.
+# Ends a lab that hangs, for reason $1: dumps its vCPUs, then kills QEMU.
+# $2: microseconds since QEMU start.
+lab_stop() {
+	killed_why=$1
+	cut_us=$2
+	log "$1; killing the lab, whose vCPUs are:"
+	qemu_dump_state
+	kill_us=${EPOCHREALTIME/[.,]/}
+	kill_qemu TERM
+}
+
+# One lab boot running the scenarios from position $1 on, limited to $2
+# seconds. Sets the per-boot globals above.
 run_lab_once() {
-	local cmdline qfd line buf='' rc t0 now el mon
-	result=() rtime=() metrics=() hbegin=() hend=() ci=-1
+	local first=$1 limit=$2 cmdline qfd line buf='' rc t0 now us el mon boot_limit
+	ci=$((first - 1))
 	saw_ready=0 saw_end=0 lab_error='' qemu_rc='' ready_us='' end_us='' exit_us=''
 	ready_uptime='' end_uptime='' killed_why='' panic='' current='' saw_init=0
+	mark_us='' cut_us='' kill_us='' dump_summary=''
 	# Not quiet: the boot messages go to the log, to show where a lab that
 	# never becomes ready stopped (the lab's /init quietens the console).
-	# No KASLR: the RIPs of a hung lab then match System.map.
-	cmdline="console=ttyS0 nokaslr panic=-1 nestlab.run=$(IFS=,; echo "${scenarios[*]}")"
+	# No KASLR: the RIPs of a hung lab then match the symbols of any boot.
+	cmdline="console=ttyS0 nokaslr panic=-1 nestlab.run=$(IFS=,; echo "${scenarios[*]:first}")"
 	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT"
-	KALLSYMS=$OUT/kallsyms-${KERNEL##*/vmlinuz-}
-	[ -s "$KALLSYMS" ] || cmdline+=" nestlab.kallsyms=1"
+	KALLSYMS=$OUT/symbols-${KERNEL##*/vmlinuz-}
+	boot_limit=$boot_timeout_s
+	if [ ! -s "$KALLSYMS" ]; then
+		# The symbols take 6 to 20 s of console before LAB-READY.
+		cmdline+=" nestlab.kallsyms=1"
+		boot_limit=$((boot_timeout_s + 60))
+	fi
 	kallsyms_tmp=
 	PIDFILE=$OUT/$name.qemu.pid
 	rm -f "$PIDFILE"
-	: >"$LOG"
+	[ "$boot" -eq 1 ] && : >"$LOG"
 	{
-		echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') lab run '$name': ${scenarios[*]}"
+		echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') lab run '$name', lab boot $boot: ${scenarios[*]:first}"
 		echo "# $QEMU ${QEMU_MACHINE[*]} -kernel $KERNEL -initrd $OUT/lab.cpio -append \"$cmdline\""
 	} >>"$LOG"
-	log "booting the lab: QEMU TCG, EPYC+svm+npt, 2 vCPUs, 2 GiB; kernel ${KERNEL##*/}; timeout ${timeout_s} s"
+	log "lab boot $boot: QEMU TCG, EPYC+svm+npt, 2 vCPUs, 2 GiB; kernel ${KERNEL##*/};" \
+		"limit ${limit} s; scenarios: ${scenarios[*]:first}"
 
 	# QEMU's monitor on a pair of FIFOs, opened read-write here so that
 	# neither side blocks; only used to dump a hung lab's registers.
@@ -523,7 +616,7 @@ run_lab_once() {
 	t0=${EPOCHREALTIME/[.,]/}
 	exec {qfd}< <(
 		exec 2>&1 </dev/null
-		timeout -k 10 $((timeout_s + 20)) "$QEMU" "${QEMU_MACHINE[@]}" -kernel "$KERNEL" \
+		timeout -k 10 $((limit + 20)) "$QEMU" "${QEMU_MACHINE[@]}" -kernel "$KERNEL" \
 			-initrd "$OUT/lab.cpio" -append "$cmdline" -pidfile "$PIDFILE" \
 			-monitor "pipe:$mon"
 		printf '\n@@LAB-HOST qemu-exit %d\n' $?
@@ -532,45 +625,44 @@ run_lab_once() {
 		IFS= read -r -t 1 -u "$qfd" line
 		rc=$?
 		now=${EPOCHREALTIME/[.,]/}
+		us=$((now - t0))
 		if [ $rc -eq 0 ]; then
-			handle_line "$buf$line" $((now - t0))
+			handle_line "$buf$line" $us
 			buf=
 		elif [ $rc -le 128 ]; then # end of output: QEMU and timeout are gone
-			[ -n "$buf$line" ] && handle_line "$buf$line" $((now - t0))
+			[ -n "$buf$line" ] && handle_line "$buf$line" $us
 			break
 		else
 			buf+=$line # read timed out, maybe in the middle of a line
 		fi
-		el=$(((now - t0) / 1000000))
-		if [ $saw_ready -eq 0 ] && [ $el -ge "$boot_timeout_s" ] && [ -z "$killed_why" ]; then
-			killed_why="no LAB-READY within the boot timeout of $boot_timeout_s s"
-			log "no LAB-READY after $boot_timeout_s s; the lab console's last lines:"
+		el=$((us / 1000000))
+		if [ -n "$killed_why" ]; then
+			# Told to stop: it must be gone soon.
+			[ $((now - kill_us)) -ge 10000000 ] && kill_qemu KILL
+			[ $((now - kill_us)) -ge 40000000 ] && break
+		elif [ $saw_ready -eq 0 ] && [ $el -ge "$boot_limit" ]; then
+			log "no LAB-READY after $boot_limit s; the lab console's last lines:"
 			grep -v "TCG doesn't support" "$LOG" | tail -n 15 | sed 's/^/lab:   /'
-			qemu_dump_state
-			kill_qemu TERM
-		elif [ $saw_end -eq 0 ] && [ $el -ge "$timeout_s" ] && [ -z "$killed_why" ]; then
-			killed_why="timeout of $timeout_s s${current:+ during scenario $current}"
-			log "timeout of $timeout_s s${current:+ during scenario $current}"
-			qemu_dump_state
-			kill_qemu TERM
-		elif [ $saw_end -eq 1 ] && [ $(((now - t0 - end_us) / 1000000)) -ge $END_GRACE ] &&
-			[ -z "$killed_why" ]; then
+			lab_stop "no LAB-READY within the boot timeout of $boot_limit s" $us
+		elif [ $saw_end -eq 0 ] && [ $el -ge "$limit" ]; then
+			lab_stop "the run's timeout of $timeout_s s${current:+ during scenario $current}" $us
+		elif [ -n "$current" ] && [ $((us - hbegin[ci])) -ge $((budget[ci] * 1000000)) ]; then
+			lab_stop "scenario $current overran its budget of ${budget[ci]} s" $us
+		elif [ $saw_ready -eq 1 ] && [ $saw_end -eq 0 ] && [ -z "$current" ] &&
+			[ $((us - mark_us)) -ge $((GAP_S * 1000000)) ]; then
+			lab_stop "no LAB-BEGIN or LAB-END within $GAP_S s of the previous marker" $us
+		elif [ $saw_end -eq 1 ] && [ $((us - end_us)) -ge $((END_GRACE * 1000000)) ]; then
 			killed_why="QEMU still running $END_GRACE s after LAB-END"
+			kill_us=$now
 			kill_qemu TERM
-		elif [ $el -ge $((timeout_s + 30)) ]; then
-			killed_why="QEMU outlived its timeout"
-			kill_qemu KILL
-			[ $el -ge $((timeout_s + 60)) ] && break
 		fi
 	done
 	exec {qfd}<&- {MON_IN}>&- {MON_OUT}<&-
 	rm -f "$PIDFILE" "$mon.in" "$mon.out"
 	[ -z "$qemu_rc" ] && qemu_rc=unknown
 	[ -z "$exit_us" ] && exit_us=$((${EPOCHREALTIME/[.,]/} - t0))
-	[ "$qemu_rc" = 124 ] && [ -z "$killed_why" ] && killed_why="timeout of $timeout_s s"
-	{
-		echo "# QEMU exit status $qemu_rc after $(fmt_us "$exit_us") s${killed_why:+ ($killed_why)}"
-	} >>"$LOG"
+	[ "$qemu_rc" = 124 ] && [ -z "$killed_why" ] && killed_why="the run's timeout of $timeout_s s"
+	echo "# QEMU exit status $qemu_rc after $(fmt_us "$exit_us") s${killed_why:+ ($killed_why)}" >>"$LOG"
 }
 
 # Prints metrics $1 (KEY=VALUE words) grouped by the variant their key starts
@@ -589,7 +681,7 @@ print_metrics() {
 		END { for (i = 0; i < n; i++) printf "lab:     %s%s\n", order[i] == "" ? "" : "[" order[i] "]", line[order[i]] }'
 }
 
-# Why this run is a lab failure, or nothing when the lab worked.
+# Why this lab boot is a lab failure, or nothing when the lab worked.
 lab_failure_reason() {
 	local why=
 	if [ $saw_end -eq 1 ]; then
@@ -610,34 +702,57 @@ lab_failure_reason() {
 build_initramfs
 [ $build_only -eq 1 ] && exit 0
 
-attempt=1
-while :; do
-	run_lab_once
-	failure=$(lab_failure_reason)
-	if [ -n "$failure" ] && [ $saw_ready -eq 0 ] && [ $attempt -eq 1 ]; then
-		log "LAB FAILURE (not a test failure): $failure"
-		cp "$LOG" "$OUT/$name.attempt1.log"
-		log "retrying the lab once (log of the first attempt: build/lab/$name.attempt1.log)"
-		attempt=2
-		continue
+# Lab boots until every scenario ran: a scenario that wedges or kills its lab
+# is a lab failure, and the scenarios after it run in a fresh lab. A boot in
+# which no scenario began is retried once. --timeout bounds them all.
+t_start=${EPOCHREALTIME/[.,]/}
+first=0 retried=0
+lab_failures=() boot_notes=()
+while [ "$first" -lt ${#scenarios[@]} ]; do
+	left=$((timeout_s - (${EPOCHREALTIME/[.,]/} - t_start) / 1000000))
+	if [ $left -lt 10 ]; then
+		lab_failures+=("no time left for ${scenarios[*]:first} within the run's timeout of $timeout_s s")
+		break
 	fi
-	break
+	boot=$((boot + 1))
+	run_lab_once "$first" $left
+	note="boot $boot:"
+	[ -n "$ready_us" ] && note+=" QEMU start to LAB-READY $(fmt_us "$ready_us") s (lab uptime $ready_uptime s),"
+	[ -n "$end_us" ] && note+=" LAB-END at $(fmt_us "$end_us") s (lab uptime $end_uptime s),"
+	note+=" QEMU exit $qemu_rc at $(fmt_us "$exit_us") s"
+	failure=$(lab_failure_reason)
+	[ -z "$failure" ] && [ "$qemu_rc" != 0 ] && note+=" (warning: after LAB-END)"
+	boot_notes+=("$note")
+	[ -z "$failure" ] && break
+	log "LAB FAILURE (not a test failure) in lab boot $boot: $failure"
+	if [ $ci -lt "$first" ]; then # no scenario began
+		if [ $retried -eq 0 ]; then
+			retried=1
+			log "retrying the lab once"
+			continue
+		fi
+		lab_failures+=("boot $boot: $failure")
+		break
+	fi
+	lab_failures+=("boot $boot: $failure")
+	if [ -z "${result[ci]:-}" ]; then # the scenario that was running
+		result[ci]=lab
+		hend[ci]=${cut_us:-$exit_us}
+		lwhy[ci]=${killed_why:-$failure}
+		[ -n "$cut_us" ] && lwhy[ci]+=", cut $(fmt_us $((cut_us - hbegin[ci]))) s after its LAB-BEGIN"
+		[ -n "$dump_summary" ] && lwhy[ci]+="; $dump_summary"
+	fi
+	first=$((ci + 1))
+	[ "$first" -lt ${#scenarios[@]} ] && log "the remaining scenarios run in a fresh lab: ${scenarios[*]:first}"
 done
 
 # ---------------------------------------------------------------- summary
 
 echo
-log "---- summary of '$name' (log: build/lab/$name.log, attempt $attempt) ----"
-if [ -n "$ready_us" ]; then
-	log "boot: QEMU start to LAB-READY $(fmt_us "$ready_us") s (lab uptime $ready_uptime s)"
-fi
-if [ -n "$end_us" ]; then
-	log "end: LAB-END at $(fmt_us "$end_us") s (lab uptime $end_uptime s), QEMU exit $qemu_rc at $(fmt_us "$exit_us") s"
-else
-	log "end: QEMU exit $qemu_rc at $(fmt_us "$exit_us") s"
-fi
+log "---- summary of '$name' (log: build/lab/$name.log, $boot lab boot(s)) ----"
+for note in "${boot_notes[@]}"; do log "$note"; done
 printf 'lab: %-28s %-6s %9s %9s\n' scenario result "lab s" "host s"
-npass=0 nfail=0 nskip=0 nnone=0
+npass=0 nfail=0 nskip=0 nlab=0 nnone=0
 : >"$RESULTS.tmp"
 for i in "${!scenarios[@]}"; do
 	s=${scenarios[i]}
@@ -648,11 +763,22 @@ for i in "${!scenarios[@]}"; do
 	pass) npass=$((npass + 1)) ;;
 	fail) nfail=$((nfail + 1)) ;;
 	skip) nskip=$((nskip + 1)) ;;
+	lab) nlab=$((nlab + 1)) ;;
 	*) nnone=$((nnone + 1)) ;;
 	esac
 	printf 'lab: %-28s %-6s %9s %9s\n' "$s" "${r/none/-}" "${rtime[i]:--}" "$hs"
-	echo "$s $r ${rtime[i]:--}" >>"$RESULTS.tmp"
+	# SCENARIO VERDICT SECONDS [WHY]: the lab's seconds, or for a lab
+	# failure the host's from LAB-BEGIN to the cut.
+	if [ "$r" = lab ]; then
+		echo "$s lab $hs ${lwhy[i]}" >>"$RESULTS.tmp"
+	else
+		echo "$s $r ${rtime[i]:--}" >>"$RESULTS.tmp"
+	fi
 	[ -n "${metrics[i]:-}" ] && print_metrics "${metrics[i]}"
+done
+for i in "${!scenarios[@]}"; do
+	[ "${result[i]:-}" = lab ] &&
+		log "${scenarios[i]}: LAB FAILURE (not a test failure) in boot ${sboot[i]:-?}: ${lwhy[i]}"
 done
 
 # Compare variants of a scenario by their wall_s metrics (linux-boot: bzimage
@@ -677,20 +803,19 @@ for base in "${!cmp[@]}"; do
 		awk 'NF { printf "%s%s %s s wall (guest to /init %s s)", sep, $2, $1, $3; sep = ", " }')"
 done
 
-failure=$(lab_failure_reason)
-if [ -n "$failure" ]; then
+if [ ${#lab_failures[@]} -gt 0 ]; then
+	failure=$(printf '%s\n' "${lab_failures[@]}" | paste -sd '|' | sed 's/|/ | /g')
 	echo "lab failure $failure" >>"$RESULTS.tmp"
 	mv "$RESULTS.tmp" "$RESULTS"
 	log "LAB FAILURE (not a test failure): $failure"
-	[ $nnone -gt 0 ] && log "$nnone scenario(s) did not run to a result"
+	log "$npass passed, $((nfail + nlab + nnone)) failed ($nlab lab failure(s), $nnone without a result), $nskip skipped"
 	log "exit $EXIT_LAB"
 	exit $EXIT_LAB
 fi
 echo "lab ok" >>"$RESULTS.tmp"
 mv "$RESULTS.tmp" "$RESULTS"
-[ "$qemu_rc" = 0 ] || log "warning: QEMU exit status $qemu_rc after LAB-END"
 if [ $nfail -gt 0 ] || [ $nnone -gt 0 ]; then
-	log "FAIL: $npass passed, $nfail failed, $nskip skipped; exit $EXIT_FAIL"
+	log "FAIL: $npass passed, $((nfail + nnone)) failed, $nskip skipped; exit $EXIT_FAIL"
 	exit $EXIT_FAIL
 fi
 log "PASS: $npass passed, $nskip skipped; exit $EXIT_PASS"

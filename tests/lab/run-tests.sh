@@ -7,11 +7,13 @@
 #
 # usage: tests/lab/run-tests.sh [SCENARIO...]   (default: $LAB_TESTS)
 #
-# Environment: LAB_TESTS (the scenarios), LAB_TIMEOUT (seconds, default 1200).
+# Environment: LAB_TESTS (the scenarios), LAB_TIMEOUT (seconds over all lab
+# boots, default 1200).
 #
-# Exit status: 0 no test failed, 1 a test failed, 125 lab failure (tests
-# that did not run count as failed, marked "LAB FAILURE (not a test
-# failure)").
+# Exit status: 0 no test failed, 1 a test failed, 125 lab failure (a test in
+# which the lab wedged or died, and tests that did not run, count as failed,
+# marked "LAB FAILURE (not a test failure)"; lab.sh runs the tests after a
+# wedged one in a fresh lab).
 
 set -u
 LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,18 +38,25 @@ else
 	lab_failure="lab.sh exit status $rc, no results"
 fi
 echo
-# One line "SCENARIO VERDICT SECONDS" per test, in order, then "lab ...".
+# One line "SCENARIO VERDICT SECONDS [WHY]" per test, in order, then
+# "lab ..." (tests/lab/lab.sh).
 lines=()
 [ -f "$RESULTS" ] && mapfile -t lines < <(grep -v '^lab ' "$RESULTS")
 for i in "${!tests[@]}"; do
 	t=${tests[i]}
 	r=
-	read -r name verdict _ <<<"${lines[i]:-}"
+	read -r name verdict _ why <<<"${lines[i]:-}"
 	[ "${name:-}" = "$t" ] && r=$verdict
 	case $r in
 	pass) passed=$((passed + 1)); echo "lab test $t: PASS" ;;
 	skip) skipped=$((skipped + 1)); echo "lab test $t: SKIP" ;;
 	fail) failed=$((failed + 1)); echo "lab test $t: FAIL" ;;
+	lab)
+		# The lab wedged or died in this test: the tests after it ran in
+		# a fresh lab.
+		failed=$((failed + 1))
+		echo "lab test $t: FAIL: LAB FAILURE (not a test failure): ${why:-the lab failed during the test}"
+		;;
 	*)
 		failed=$((failed + 1))
 		echo "lab test $t: FAIL: LAB FAILURE (not a test failure): the test did not run to a result"

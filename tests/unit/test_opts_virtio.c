@@ -44,6 +44,50 @@ static void test_disk_errors(void **state)
 	assert_string_equal(d, "disk.img,io=aio");
 }
 
+/* ",," is a literal comma (issue 9, row 11): a path with commas can be given. */
+static void test_disk_comma_escape(void **state)
+{
+	char a[] = "/img/a,,b.raw", b[] = "/img/a,,b,,c.raw,ro,io=threads", c[] = "x,,,ro",
+	     d[] = ",,lead.img", e[] = "a,,b.img,bogus", f[] = "p,", g[] = "s,,";
+	struct vm_disk_config cfg;
+
+	(void)state;
+	assert_int_equal(cli_parse_disk(a, &cfg), 0);
+	assert_string_equal(cfg.path, "/img/a,b.raw");
+	assert_false(cfg.readonly);
+	assert_int_equal(cli_parse_disk(b, &cfg), 0);
+	assert_string_equal(cfg.path, "/img/a,b,c.raw");
+	assert_true(cfg.readonly);
+	assert_int_equal(cfg.engine, DISK_ENGINE_THREADS);
+	assert_int_equal(cli_parse_disk(c, &cfg), 0); /* "x," then ",ro" */
+	assert_string_equal(cfg.path, "x,");
+	assert_true(cfg.readonly);
+	assert_int_equal(cli_parse_disk(d, &cfg), 0);
+	assert_string_equal(cfg.path, ",lead.img");
+	assert_int_equal(cli_parse_disk(e, &cfg), -EINVAL);
+	assert_string_equal(e, "a,,b.img,bogus");           /* left as given */
+	assert_int_equal(cli_parse_disk(f, &cfg), -EINVAL); /* an empty word */
+	assert_string_equal(f, "p,");
+	assert_int_equal(cli_parse_disk(g, &cfg), 0);
+	assert_string_equal(cfg.path, "s,");
+}
+
+static void test_socket_comma_escape(void **state)
+{
+	char a[] = "7,socket=/run/v,,m.sock", b[] = "port1,socket=/run/p,,1.sock";
+	struct vm_console_port p;
+	const char *sock;
+	uint32_t cid;
+
+	(void)state;
+	assert_int_equal(cli_parse_vsock(a, &cid, &sock), 0);
+	assert_int_equal(cid, 7);
+	assert_string_equal(sock, "/run/v,m.sock");
+	assert_int_equal(cli_parse_console_port(b, &p), 0);
+	assert_string_equal(p.name, "port1");
+	assert_string_equal(p.socket, "/run/p,1.sock");
+}
+
 static void test_vsock(void **state)
 {
 	char a[] = "3", b[] = "42,socket=/run/vm.sock", c[] = "4294967294";
@@ -100,9 +144,13 @@ static void test_console_port(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_disk),         cmocka_unit_test(test_disk_errors),
-	    cmocka_unit_test(test_vsock),        cmocka_unit_test(test_vsock_errors),
+	    cmocka_unit_test(test_disk),
+	    cmocka_unit_test(test_disk_errors),
+	    cmocka_unit_test(test_vsock),
+	    cmocka_unit_test(test_vsock_errors),
 	    cmocka_unit_test(test_console_port),
+	    cmocka_unit_test(test_disk_comma_escape),
+	    cmocka_unit_test(test_socket_comma_escape),
 	};
 
 	return cmocka_run_group_tests_name("opts_virtio", tests, NULL, NULL);

@@ -2,6 +2,7 @@
 #include "arch/x86/boot.h"
 
 #include "arch/x86/layout.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 
 #include <elf.h>
@@ -107,13 +108,14 @@ static int file_map(const char *what, const char *path, struct mapped_file *f)
 
 	f->data = NULL;
 	f->size = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Never blocks: a FIFO is refused, not waited on. */
+	fd = fs_open_input(path, O_RDONLY, &st);
 	if (fd < 0) {
-		r = -errno;
-		log_error("%s '%s': %s", what, path, strerror(errno));
-		return r;
+		log_error("%s '%s': %s", what, path,
+		          fd == -EINVAL ? "not a regular file" : fs_strerror(fd));
+		return fd;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st.st_mode)) {
 		log_error("%s '%s': not a regular file", what, path);
 		r = -EINVAL;
 		goto out;
@@ -236,13 +238,13 @@ static int boot_load_initrd(struct guest_mem *mem, const char *path, uint64_t fl
 	uint8_t *dst;
 	int fd, r = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = fs_open_input(path, O_RDONLY, &st);
 	if (fd < 0) {
-		r = -errno;
-		log_error("initrd '%s': %s", path, strerror(errno));
-		return r;
+		log_error("initrd '%s': %s", path,
+		          fd == -EINVAL ? "not a regular file" : fs_strerror(fd));
+		return fd;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st.st_mode)) {
 		log_error("initrd '%s': not a regular file", path);
 		r = -EINVAL;
 		goto out;

@@ -16,6 +16,7 @@
  */
 #include "devices/virtio/console.h"
 
+#include "core/fsutil.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -427,27 +428,18 @@ static const struct virtio_device_ops virtio_console_ops = {
 
 static int con_listen(struct con_port *p, const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat st;
 	int r;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		log_error("console socket path '%s' is too long", path);
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, path);
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path); /* left by a VM that died */
-	p->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (p->listen_fd < 0 || bind(p->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(p->listen_fd, 4) < 0) {
-		r = -errno;
-		log_error("console socket '%s': %s", path, strerror(-r));
-		if (p->listen_fd >= 0)
-			close(p->listen_fd);
-		p->listen_fd = -1;
+	/* Only a stale socket of ours is replaced; the file is mode 0600 whatever the umask. */
+	r = unix_listen(path, 0600, 4);
+	if (r < 0) {
+		if (r == -ENAMETOOLONG)
+			log_error("console socket path '%s' is too long", path);
+		else
+			log_error("console socket '%s': %s", path, fs_strerror(r));
 		return r;
 	}
+	p->listen_fd = r;
 	p->path = strdup(path);
 	return p->path ? 0 : -ENOMEM;
 }

@@ -21,6 +21,7 @@
  */
 #include "devices/virtio/vsock.h"
 
+#include "core/fsutil.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -570,7 +571,7 @@ static void vs_accept(struct virtio_device *vdev, int fd, uint32_t revents, void
 /* The guest connects to host port @h->dst_port: reach PATH_<port>. */
 static void vs_guest_connect(struct virtio_vsock *vs, const struct virtio_vsock_hdr *h)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct vsock_conn *c;
 	int fd;
 
@@ -578,13 +579,12 @@ static void vs_guest_connect(struct virtio_vsock *vs, const struct virtio_vsock_
 		vs_send_rst_to(vs, h);
 		return;
 	}
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", vs->path, h->dst_port);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	snprintf(path, sizeof(path), "%s_%u", vs->path, h->dst_port);
+	/* Only a listener of our own user may receive the guest's connections. */
+	fd = unix_connect_owned(path, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
 		log_debug("virtio-vsock: guest connection to host port %u: %s", h->dst_port,
-		          strerror(errno));
-		if (fd >= 0)
-			close(fd);
+		          fs_strerror(fd));
 		vs_send_rst_to(vs, h);
 		return;
 	}
@@ -784,9 +784,8 @@ static const struct virtio_device_ops virtio_vsock_ops = {
 
 int virtio_vsock_create(const struct virtio_vsock_params *params, struct virtio_vsock **out)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa;
 	struct virtio_vsock *vs;
-	struct stat st;
 	int r;
 
 	*out = NULL;
@@ -811,21 +810,15 @@ int virtio_vsock_create(const struct virtio_vsock_params *params, struct virtio_
 		free(vs);
 		return -ENOMEM;
 	}
-	strcpy(sa.sun_path, params->socket);
-	/* A socket file left by a VM that died is replaced; anything else is not. */
-	if (lstat(params->socket, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(params->socket);
-	vs->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (vs->listen_fd < 0 || bind(vs->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(vs->listen_fd, 64) < 0) {
-		r = -errno;
-		log_error("vsock socket '%s': %s", params->socket, strerror(-r));
-		if (vs->listen_fd >= 0)
-			close(vs->listen_fd);
+	/* Only a stale socket of ours is replaced; the file is mode 0600 whatever the umask. */
+	r = unix_listen(params->socket, 0600, 64);
+	if (r < 0) {
+		log_error("vsock socket '%s': %s", params->socket, fs_strerror(r));
 		free(vs->path);
 		free(vs);
 		return r;
 	}
+	vs->listen_fd = r;
 	for (unsigned int q = 0; q < 3; q++)
 		virtq_init(&vs->vqs[q], VIRTIO_VSOCK_QUEUE_SIZE);
 	vs->vdev = (struct virtio_device){

@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+/* Files and UNIX sockets a user names, opened safely (see fsutil.h). */
+#include "core/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define FS_CREATE_TRIES 4 /* a file that comes and goes while we look */
+
+static int fs_clear_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+/* May nestvm write into this existing file? 0 or -errno (fsutil.h). */
+static int fs_check_writable(const struct stat *st)
+{
+	if (S_ISLNK(st->st_mode))
+		return -ELOOP;
+	if (!S_ISREG(st->st_mode))
+		return -EEXIST;
+	/* A second link may be another user's file hard-linked here. */
+	if (st->st_uid != geteuid() || st->st_nlink != 1)
+		return -EPERM;
+	return 0;
+}
+
+/* Open an existing @path that lstat() said is @want; -ENOENT if it went away. */
+static int fs_open_existing(const char *path, const struct stat *want, unsigned int flags)
+{
+	struct stat st;
+	int fd, r;
+
+	r = fs_check_writable(want);
+	if (r < 0)
+		return r;
+	/* O_NONBLOCK: a FIFO swapped in after the lstat() must not hang us. */
+	fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
+	                    (flags & FS_APPEND ? O_APPEND : 0));
+	if (fd < 0)
+		return errno == ENXIO ? -EEXIST : -errno;
+	/* Check the file we opened, not the name: it may have been replaced meanwhile. */
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto err;
+	}
+	r = fs_check_writable(&st);
+	if (r < 0)
+		goto err;
+	if (st.st_dev != want->st_dev || st.st_ino != want->st_ino) {
+		r = -EAGAIN;
+		goto err;
+	}
+	if ((flags & FS_TRUNC) && ftruncate(fd, 0) < 0) {
+		r = -errno;
+		goto err;
+	}
+	return fd;
+err:
+	close(fd);
+	return r;
+}
+
+int fs_create_file(const char *path, mode_t mode, unsigned int flags)
+{
+	int oflags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
+	             (flags & FS_APPEND ? O_APPEND : 0);
+	struct stat st;
+	int fd, r = -EAGAIN;
+
+	for (int i = 0; i < FS_CREATE_TRIES && r == -EAGAIN; i++) {
+		/* O_EXCL never follows a symlink: a new file is ours alone. */
+		fd = open(path, oflags, mode);
+		if (fd >= 0) {
+			r = fs_clear_nonblock(fd);
+			if (r < 0) {
+				close(fd);
+				return r;
+			}
+			return fd;
+		}
+		if (errno != EEXIST)
+			return -errno;
+		if (lstat(path, &st) < 0) {
+			r = errno == ENOENT ? -EAGAIN : -errno;
+			continue;
+		}
+		r = fs_open_existing(path, &st, flags);
+		if (r == -ENOENT)
+			r = -EAGAIN;
+	}
+	if (r < 0)
+		return r;
+	fd = r;
+	r = fs_clear_nonblock(fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int fs_open_input(const char *path, int flags, struct stat *st)
+{
+	struct stat sb;
+	int fd, r;
+
+	if (!st)
+		st = &sb;
+	/* O_NONBLOCK: opening a FIFO without a writer must not wait for one. */
+	fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0) {
+		r = -errno;
+		goto err;
+	}
+	if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
+		r = -EINVAL;
+		goto err;
+	}
+	r = fs_clear_nonblock(fd);
+	if (r < 0)
+		goto err;
+	return fd;
+err:
+	close(fd);
+	return r;
+}
+
+int fs_private_dir(const char *path)
+{
+	char parent[PATH_MAX];
+	const char *slash;
+	struct stat st;
+	size_t len;
+
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTDIR;
+	if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return -EPERM;
+	/* Whoever may rename entries in the parent can swap this directory. */
+	slash = strrchr(path, '/');
+	if (!slash)
+		return 0;
+	len = slash == path ? 1 : (size_t)(slash - path);
+	if (len >= sizeof(parent))
+		return -ENAMETOOLONG;
+	memcpy(parent, path, len);
+	parent[len] = '\0';
+	if (stat(parent, &st) < 0)
+		return -errno;
+	if ((st.st_uid != geteuid() && st.st_uid != 0) ||
+	    ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)))
+		return -EPERM;
+	return 0;
+}
+
+static int unix_addr(const char *path, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (!path || !*path)
+		return -EINVAL;
+	if (strlen(path) >= sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa->sun_path, path);
+	return 0;
+}
+
+/*
+ * Make room at @path for a new socket: nothing there, or a stale socket of
+ * ours that is removed. Anything else stays as it is.
+ */
+static int unix_clear_stale(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return S_ISLNK(st.st_mode) ? -ELOOP : -EEXIST;
+	if (st.st_uid != geteuid())
+		return -EPERM;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 ? -errno : 0;
+	close(fd);
+	switch (r) {
+	case 0:
+	case -EAGAIN: /* alive, its backlog full */
+		return -EADDRINUSE;
+	case -ECONNREFUSED:
+		/* Nobody listens: left by a nestvm that died. */
+		return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+	default:
+		return -EEXIST;
+	}
+}
+
+int unix_listen(const char *path, mode_t mode, int backlog)
+{
+	struct sockaddr_un sa;
+	int fd, r;
+
+	r = unix_addr(path, &sa);
+	if (r < 0)
+		return r;
+	r = unix_clear_stale(&sa);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/*
+	 * bind() creates the file with the socket inode's mode less the umask:
+	 * set it first, so the socket is never reachable by more than @mode allows.
+	 */
+	if (fchmod(fd, mode) < 0) {
+		r = -errno;
+		goto err;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		/* Someone else's file appeared since the check: not ours to remove. */
+		r = -errno;
+		goto err;
+	}
+	if (listen(fd, backlog) < 0) {
+		r = -errno;
+		unlink(sa.sun_path);
+		goto err;
+	}
+	return fd;
+err:
+	close(fd);
+	return r;
+}
+
+int unix_connect_owned(const char *path, int sock_flags)
+{
+	struct sockaddr_un sa;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct stat st;
+	int fd, r;
+
+	r = unix_addr(path, &sa);
+	if (r < 0)
+		return r;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTSOCK;
+	if (st.st_uid != geteuid())
+		return -EPERM;
+	fd = socket(AF_UNIX, SOCK_STREAM | sock_flags, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		goto err;
+	}
+	/* The file may have been swapped since the lstat(): ask who listens. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		r = -errno;
+		goto err;
+	}
+	if (cred.uid != geteuid()) {
+		r = -EPERM;
+		goto err;
+	}
+	return fd;
+err:
+	close(fd);
+	return r;
+}
+
+const char *fs_strerror(int err)
+{
+	switch (err) {
+	case -ELOOP:
+		return "a symbolic link, which nestvm does not follow";
+	case -EEXIST:
+		return "exists and is not nestvm's to replace (remove it, or choose another path)";
+	case -EPERM:
+		return "belongs to another user or has other hard links; refused";
+	case -EINVAL:
+		return "not a regular file or block device";
+	case -EADDRINUSE:
+		return "a program is listening on it";
+	case -ENOTSOCK:
+		return "not a socket";
+	default:
+		return strerror(-err);
+	}
+}

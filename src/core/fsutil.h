@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef NESTVM_CORE_FSUTIL_H
+#define NESTVM_CORE_FSUTIL_H
+
+/*
+ * The one place where nestvm opens files and UNIX sockets that a user names,
+ * so that a hostile local user cannot point nestvm at someone else's file
+ * (issue 9, rows 2, 4, 5, 6, 8):
+ *
+ *  - files nestvm writes are created with O_EXCL, or, when they exist, opened
+ *    with O_NOFOLLOW and written only if they are regular files with one link
+ *    owned by the caller: no symlink or hard link leads nestvm to truncate
+ *    another file;
+ *  - files nestvm reads (kernel, initrd, disks) are opened with O_NONBLOCK, so
+ *    a FIFO cannot make the open hang, and must be regular files or block
+ *    devices;
+ *  - listening sockets get an explicit mode before bind() (so the umask never
+ *    widens it), and a path that exists is never unlinked unless it is a stale
+ *    socket of ours (a socket owned by the caller that refuses connections);
+ *  - nestvm connects only to sockets owned by the caller, whose listener runs
+ *    as the caller (SO_PEERCRED).
+ *
+ * Every function returns a descriptor or 0 on success and -errno on failure;
+ * fs_strerror() turns the codes these functions choose into a message.
+ * Descriptors are close-on-exec.
+ */
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/* fs_create_file flags. */
+#define FS_TRUNC 0x1u  /* empty an existing file (one that passed the checks) */
+#define FS_APPEND 0x2u /* open with O_APPEND */
+
+/*
+ * fs_create_file - open @path for writing, creating it with @mode (less the
+ * umask) if it does not exist. An existing @path is opened only if it is not
+ * a symlink (-ELOOP), is a regular file (-EEXIST otherwise) with one link,
+ * owned by the effective user (-EPERM otherwise). Never blocks. Returns the
+ * descriptor or -errno.
+ */
+int fs_create_file(const char *path, mode_t mode, unsigned int flags)
+    __attribute__((warn_unused_result));
+
+/*
+ * fs_open_input - open an existing @path with @flags (O_RDONLY or O_RDWR,
+ * plus any others) without blocking, for a file nestvm reads: a kernel, an
+ * initrd, a disk image. Anything but a regular file or a block device
+ * (FIFO, socket, character device, directory) is -EINVAL. Symlinks are
+ * followed: the user named the input. @st (may be NULL) receives its stat.
+ * The descriptor is blocking again on return. Returns it or -errno.
+ */
+int fs_open_input(const char *path, int flags, struct stat *st) __attribute__((warn_unused_result));
+
+/*
+ * fs_private_dir - create directory @path (mode 0700) if missing and check
+ * that it is one the caller alone controls: a real directory (not a symlink)
+ * owned by the effective user, writable by nobody else, inside a parent
+ * owned by the caller or root that others cannot write to (unless sticky).
+ * Returns 0, -ENOTDIR, -EPERM or another -errno.
+ */
+int fs_private_dir(const char *path) __attribute__((warn_unused_result));
+
+/*
+ * unix_listen - a listening SOCK_STREAM UNIX socket at @path (non-blocking,
+ * close-on-exec), its file created with @mode (less the umask, never more).
+ * A path that exists is -EEXIST unless it is a stale socket of ours: a
+ * socket owned by the effective user whose connect() fails with
+ * ECONNREFUSED, which is replaced; a live one is -EADDRINUSE. Returns the
+ * descriptor or -errno (-ENAMETOOLONG for a path sun_path cannot hold).
+ */
+int unix_listen(const char *path, mode_t mode, int backlog) __attribute__((warn_unused_result));
+
+/*
+ * unix_connect_owned - connect a SOCK_STREAM UNIX socket (socket(2) flags
+ * @sock_flags, e.g. SOCK_NONBLOCK | SOCK_CLOEXEC) to @path, only if @path is
+ * a socket (not a symlink: -ELOOP; else -ENOTSOCK) owned by the effective
+ * user and its listener runs as that user (-EPERM otherwise). Returns the
+ * descriptor or -errno (-ENOENT, -ECONNREFUSED as connect() says).
+ */
+int unix_connect_owned(const char *path, int sock_flags) __attribute__((warn_unused_result));
+
+/* fs_strerror - a message for @err (negative errno) as the functions above use it. */
+const char *fs_strerror(int err);
+
+#endif
