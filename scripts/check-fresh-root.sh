@@ -231,10 +231,10 @@ for step in $only; do
 	wait $! || true
 	secs=$(($(date +%s) - t0))
 	cleanup
-	cp "$dir/root/nestvm/build/install-deps.log" "$LOGS/$step.install-deps.log" 2>/dev/null || true
 	rc=$(cat "$LOGS/$step.rc")
 	[ "$rc" -eq 0 ] || failed=1
 	deps=$(sed -n 's/^install-deps: done in \([0-9]*\) s$/\1/p' "$LOGS/$step.log" | tail -n 1)
+	[ -n "$deps" ] && cp "$dir/root/nestvm/build/install-deps.log" "$LOGS/$step.install-deps.log"
 	last=$(grep -E '[0-9]+ passed, [0-9]+ failed|^lab: (PASS|FAIL)|LAB FAILURE' "$LOGS/$step.log" |
 		tail -n 1 | sed 's/^[[][^]]*[]] //')
 	summary="$summary$(printf '  %-34s %-14s exit %s%s' "make $step" "$(fmt_s "$secs")" "$rc" \
