@@ -99,6 +99,7 @@ fi
 dir=${dir:-build/fresh-root}
 mkdir -p "$(dirname "$dir")"
 dir=$(cd "$(dirname "$dir")" && pwd)/$(basename "$dir")
+dir=${dir#/} dir=/${dir#/} # no "//etc"
 case $dir in
 / | /bin | /boot | /dev | /etc | /home | /lib | /proc | /root | /sys | /usr | /var | /tmp)
 	echo "check-fresh-root: refusing to use $dir" >&2
