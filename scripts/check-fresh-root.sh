@@ -99,7 +99,9 @@ fi
 dir=${dir:-build/fresh-root}
 mkdir -p "$(dirname "$dir")"
 dir=$(cd "$(dirname "$dir")" && pwd)/$(basename "$dir")
-dir=${dir#/} dir=/${dir#/} # no "//etc"
+dir=$(printf "%s" "$dir" | tr -s /) # no "//etc"
+dir=${dir%/}
+[ -n "$dir" ] || dir=/
 case $dir in
 / | /bin | /boot | /dev | /etc | /home | /lib | /proc | /root | /sys | /usr | /var | /tmp)
 	echo "check-fresh-root: refusing to use $dir" >&2
