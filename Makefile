@@ -47,7 +47,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all release asan static guests test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
-	fuzz format lint clean deps
+	fuzz format lint clean deps check-fresh
 all: release guests
 
 release: $(BUILD)/release/nestvm
@@ -160,7 +160,13 @@ lint:
 deps:
 	scripts/install-deps.sh
 
+# The README's two commands on a fresh Debian 12 root (debootstrap; as root;
+# not part of `make test`). FRESH_ARGS: e.g. "--only test", "--keep".
+check-fresh:
+	scripts/check-fresh-root.sh $(FRESH_ARGS)
+
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# Only where -MMD writes them (build/ may also hold `make check-fresh`'s Debian root).
+-include $(shell find $(BUILD)/release $(BUILD)/asan $(BUILD)/guest -name '*.d' -type f 2>/dev/null)

@@ -8,8 +8,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-PKGS="build-essential clang libcmocka-dev libjansson-dev qemu-system-x86 busybox-static
-linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev libseccomp-dev pkg-config bc $*"
+# A fresh Debian 12 (debootstrap minbase + build-essential git ca-certificates:
+# scripts/check-fresh-root.sh) lacks all of these. Not obvious: procps (ps, in
+# tests/integration/manager.sh), libclang-rt-dev (clang's libFuzzer and ASan
+# runtimes for `make fuzz`: only recommended by clang), bc (tests/lab/demo.sh).
+PKGS="build-essential clang libclang-rt-dev libcmocka-dev libjansson-dev qemu-system-x86
+busybox-static linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev
+libseccomp-dev pkg-config bc procps $*"
 
 missing=""
 for p in $PKGS; do
