@@ -150,7 +150,8 @@ lab_show_new_lines() {
 # Streams its output prefixed "L1|", watches for the guest's L1-INIT and
 # L1-END markers, and kills nestvm when it outlives LIMIT_SECONDS or keeps
 # running 10 s after L1-END (lab_fail); with L1_STALL_SECS set, also when
-# its output stops for that long (l1_stalled=1). Sets:
+# the guest prints no marker line (one starting "L1-") for that long
+# (l1_stalled=1; kernel messages such as RCU stall reports do not count). Sets:
 #   l1_rc        nestvm's exit status
 #   l1_out       file with its output (stdout and stderr)
 #   l1_wall_cs   centiseconds from start to exit
@@ -174,14 +175,17 @@ lab_l1_run() {
 	_why=
 	l1_stalled=0
 	_t_out=$_t0
+	_marks=
 	while lab_alive $_pid; do
 		lab_kvm_stats_max peak
-		_was=$_shown
 		_shown=$(lab_show_new_lines L1 "$_shown" "$l1_out")
 		_now=$(lab_now_cs)
-		[ "$_shown" != "$_was" ] && _t_out=$_now
+		if [ -n "${L1_STALL_SECS:-}" ]; then
+			_m=$(grep -c '^L1-' "$l1_out")
+			[ "$_m" != "${_marks:-}" ] && _marks=$_m && _t_out=$_now
+		fi
 		if [ -n "${L1_STALL_SECS:-}" ] && [ $((_now - _t_out)) -gt $((L1_STALL_SECS * 100)) ]; then
-			_why="no output from the L1 for $L1_STALL_SECS s"
+			_why="no marker line from the L1 for $L1_STALL_SECS s"
 			l1_stalled=1
 			break
 		fi

@@ -88,6 +88,10 @@ trace_dump() {
 	cat $T/trace >/tmp/trace.txt
 	lab_info "trace: $(grep -vc '^#' /tmp/trace.txt) events kept; the last ${TRACE_LINES:-500}:"
 	grep -v '^#' /tmp/trace.txt | tail -n "${TRACE_LINES:-500}" | sed 's/^/  trace| /'
+	lab_info "trace: the last 20000 events by kind (exit reason, vCPU):"
+	grep -v '^#' /tmp/trace.txt | tail -n 20000 |
+		sed -n 's/.* \(kvm_[a-z_]*\): *\(vcpu [0-9]*\)\{0,1\}[ ,]*\(reason [A-Za-z_]*\)\{0,1\}.*/\1 \2 \3/p' |
+		sort | uniq -c | sort -rn | head -n 40 | sed 's/^/  trace| /'
 	lab_info "trace: exits other than npf/intr/vmrun/vmmcall/io/msr/hlt in the last 20000:"
 	grep -v '^#' /tmp/trace.txt | tail -n 20000 | grep -E 'kvm_exit|kvm_nested_vmexit' |
 		grep -vE 'reason (EXIT_)?(npf|NPF|intr|INTR|vmrun|VMRUN|vmmcall|VMMCALL|io|IOIO|msr|MSR|hlt|HLT)[ :]' |
