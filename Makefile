@@ -47,6 +47,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all release asan static guests test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
+	lab-soak lab-soak-labs \
 	fuzz format lint clean deps check-fresh
 all: release guests
 
@@ -102,6 +103,21 @@ test-now: $(BUILD)/asan/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGE
 
 demo-now: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 	tests/lab/demo.sh
+
+# Long lab soaks, outside `make test` (tests/lab/README.md, "Soaks"):
+# lab-soak: LAB_SOAK_RUNS 2-vCPU L2 runs under a nested Linux L1 in one lab,
+# within LAB_SOAK_SECONDS (nested-soak; LAB_SOAK_SPEC adds words: .trace, .nohold);
+# lab-soak-labs: LAB_SOAK_LABS lab boots, each running LAB_SOAK_SCENARIOS.
+LAB_SOAK_RUNS ?= 500
+LAB_SOAK_SECONDS ?= 3600
+LAB_SOAK_SPEC ?=
+LAB_SOAK_LABS ?= 10
+LAB_SOAK_SCENARIOS ?= nested-probe manager-nested nested nested:linux
+lab-soak: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+	tests/lab/lab.sh --name soak --timeout $$(($(LAB_SOAK_SECONDS) + 300)) \
+		nested-soak:$(LAB_SOAK_RUNS).s$(LAB_SOAK_SECONDS)$(LAB_SOAK_SPEC)
+lab-soak-labs: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+	tests/lab/soak.sh -n $(LAB_SOAK_LABS) $(LAB_SOAK_SCENARIOS)
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh

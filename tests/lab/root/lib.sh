@@ -149,7 +149,9 @@ lab_show_new_lines() {
 # prefixed ("L2| L1-END ...").
 # Streams its output prefixed "L1|", watches for the guest's L1-INIT and
 # L1-END markers, and kills nestvm when it outlives LIMIT_SECONDS or keeps
-# running 10 s after L1-END (lab_fail). Sets:
+# running 10 s after L1-END (lab_fail); with L1_STALL_SECS set, also when
+# the guest prints no marker line (one starting "L1-") for that long
+# (l1_stalled=1; kernel messages such as RCU stall reports do not count). Sets:
 #   l1_rc        nestvm's exit status
 #   l1_out       file with its output (stdout and stderr)
 #   l1_wall_cs   centiseconds from start to exit
@@ -171,10 +173,22 @@ lab_l1_run() {
 	_t_init=
 	l1_end_cs=
 	_why=
+	l1_stalled=0
+	_t_out=$_t0
+	_marks=
 	while lab_alive $_pid; do
 		lab_kvm_stats_max peak
 		_shown=$(lab_show_new_lines L1 "$_shown" "$l1_out")
 		_now=$(lab_now_cs)
+		if [ -n "${L1_STALL_SECS:-}" ]; then
+			_m=$(grep -c '^L1-' "$l1_out")
+			[ "$_m" != "${_marks:-}" ] && _marks=$_m && _t_out=$_now
+		fi
+		if [ -n "${L1_STALL_SECS:-}" ] && [ $((_now - _t_out)) -gt $((L1_STALL_SECS * 100)) ]; then
+			_why="no marker line from the L1 for $L1_STALL_SECS s"
+			l1_stalled=1
+			break
+		fi
 		[ -z "$_t_init" ] && grep -q '^L1-INIT' "$l1_out" && _t_init=$_now
 		[ -z "$l1_end_cs" ] && grep -q '^L1-END' "$l1_out" && l1_end_cs=$((_now - _t0))
 		if [ -n "$l1_end_cs" ] && [ $((_now - _t0 - l1_end_cs)) -gt 1000 ]; then
@@ -206,4 +220,48 @@ lab_l1_run() {
 	l1_endline=$(tr -d '\r' <"$l1_out" | grep '^L1-END ' | head -n 1)
 	lab_info "$_label: nestvm exit status $l1_rc ($(lab_exit_status_name $l1_rc))," \
 		"wall $(lab_secs $l1_wall_cs) s"
+}
+
+# ------------------------------------------- a VM that keeps KVM's keys set
+#
+# The lab's wedge: QEMU 7.2's multi-threaded TCG can go on running a stale
+# translation of kernel text that Linux has just patched back. KVM flips
+# static keys whenever the number of VMs goes 0 -> 1 -> 0
+# (preempt_notifier_key in kvm_create_vm()/kvm_destroy_vm(), apic_sw_disabled
+# per vCPU), and each flip patches the scheduler's text with an INT3 first
+# (text_poke_bp()). A vCPU that keeps executing that INT3 after it is gone
+# from memory loops for good: exc_int3 -> poke_int3_handler (no patch under
+# way) -> kprobe_int3_handler (no INT3 at the address any more: rewind and
+# retry) -> the same stale INT3. Both lab vCPUs then spin in exc_int3 with
+# IF=0 and the lab prints nothing (tests/lab/README.md, "The lab's wedge").
+# A VM that stays open holds those keys at 1 or more: no more flips, no more
+# patching. lab_kvm_hold_start starts one (the probe, halted, 16 MiB, a
+# second vCPU that never starts, so its local APIC stays software-disabled);
+# its pid is in $LAB_KVM_HOLD_PIDFILE. Returns 1 if it did not come up.
+LAB_KVM_HOLD_PIDFILE=/tmp/.lab-kvm-hold.pid
+lab_kvm_hold_start() {
+	[ -x "$LAB_NESTVM" ] && [ -r /lab/guest/probe.elf ] || return 1
+	rm -f /tmp/.lab-kvm-hold.out
+	setsid "$LAB_NESTVM" run --kernel /lab/guest/probe.elf --memory 16M --cpus 2 --pit off \
+		--console file:/tmp/.lab-kvm-hold.out --cmdline "test=idle" </dev/null >/dev/null 2>&1 &
+	echo $! >$LAB_KVM_HOLD_PIDFILE
+	_i=0
+	while [ $_i -lt 100 ]; do
+		grep -q 'test=idle: up' /tmp/.lab-kvm-hold.out 2>/dev/null && return 0
+		lab_alive "$(cat $LAB_KVM_HOLD_PIDFILE)" || break
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	lab_kvm_hold_stop
+	return 1
+}
+
+# Ends the VM of lab_kvm_hold_start, if any.
+lab_kvm_hold_stop() {
+	[ -r $LAB_KVM_HOLD_PIDFILE ] || return 0
+	_p=$(cat $LAB_KVM_HOLD_PIDFILE)
+	rm -f $LAB_KVM_HOLD_PIDFILE
+	kill -KILL "$_p" 2>/dev/null
+	while lab_alive "$_p"; do sleep 0.1; done
+	return 0
 }

@@ -28,6 +28,23 @@ if [ ! -c /dev/kvm ]; then
 fi
 echo "L1: kvm-amd loaded, /dev/kvm present"
 
+# One L2 that stays open (the probe, halted; its second vCPU never starts) so
+# that the L2 runs below never take the L1's VM count 0 -> 1 -> 0: each such
+# flip makes the L1's KVM flip static keys and Linux patch its scheduler's
+# text with an INT3, and QEMU's TCG can run a stale copy of that INT3 for good
+# (tests/lab/README.md, "The lab's wedge").
+l1_kvm_hold() {
+	/l1/bin/nestvm run --kernel /l1/guest/probe.elf --memory 16M --cpus 2 --pit off \
+		--console file:/tmp/hold.out --cmdline "test=idle" </dev/null >/dev/null 2>&1 &
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+		grep -q 'test=idle: up' /tmp/hold.out 2>/dev/null && return 0
+		sleep 0.5
+	done
+	echo "L1: the VM that keeps KVM's keys set did not come up"
+	return 1
+}
+l1_kvm_hold || exit 1
+
 # The L1 is a host that can nest now: nestvm's readiness report must say so.
 /l1/bin/nestvm nested status >/tmp/status.out 2>&1
 status_rc=$?

@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: MIT
+# lab-timeout: 7200
+#
+# nested-soak[:SPEC] — the nested scenario's 2-vCPU L2 probe, many times:
+# nestvm run --nested on boots a Linux L1 (2 vCPUs) whose nestvm runs the
+# probe's test=smp cpus=2 as L2 in a loop (nested-soak.l1.sh). An L1 that
+# crashes (nestvm exit 4: the L1 triple-faulted, KVM_EXIT_SHUTDOWN) is
+# counted and a new L1 boots, until the runs are done or the time is up; so
+# is an L1 that prints nothing for 120 s (hung: killed). Fails if any L1
+# crashed or hung or any L2 run failed.
+#
+# SPEC: words joined by '.', in any order:
+#   N            L2 runs wanted (default 100)
+#   sSECS        time budget of the soak (default 1500; a new L1 is not
+#                booted with less than 60 s left)
+#   trace        trace the lab KVM (kvm:* events, tracefs) and print the
+#                end of the trace ring when an L1 crashes or hangs
+#   nohold       no VM held open, neither in the lab nor in the L1 (the
+#                baseline of the wedge's workaround: lib.sh, lab_kvm_hold_start)
+#   PARAM-VALUE  reload the lab's kvm-amd with PARAM=VALUE (nested=1 kept),
+#                e.g. vgif-0; restored at the end
+#   l1kvm-PARAM-VALUE  the L1's kvm-amd parameter PARAM=VALUE
+#   l1-OPTION    an L1 kernel command-line word (l1-nopti)
+# Example: tests/lab/lab.sh --timeout 3600 nested-soak:500.s3000.trace
+# Metrics: l2_runs, l1_crashes, l1_hangs, l2_failures, l1_boots, run_s
+# (mean L1 time of one L2 run).
+
+. /lab/lib.sh
+
+lab_need_nestvm
+[ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
+
+runs=100 budget=1500 trace=0 hold=1 kvmopts= l1kvm= l1opts=
+for w in $(echo "${1:-}" | tr '.' ' '); do
+	case $w in
+	*[!0-9]*) ;;
+	*) runs=$w; continue ;;
+	esac
+	case $w in
+	s[0-9]*) budget=${w#s} ;;
+	trace) trace=1 ;;
+	nohold) hold=0 ;;
+	l1kvm-*-*) w=${w#l1kvm-}; l1kvm="$l1kvm${l1kvm:+,}${w%%-*}=${w#*-}" ;;
+	l1-*) l1opts="$l1opts ${w#l1-}" ;;
+	*-*) kvmopts="$kvmopts ${w%%-*}=${w#*-}" ;;
+	*) lab_fail "unknown word '$w' in '$1'"; lab_finish ;;
+	esac
+done
+
+# kvm-amd with parameters "$@" (and nested=1).
+lab_kvm_reload() {
+	rmmod kvm_amd || return 1
+	# shellcheck disable=SC2068 # one word per parameter
+	insmod /lab/modules/kvm-amd.ko nested=1 $@ || return 1
+	[ -c /dev/kvm ]
+}
+lab_kvm_hold_stop
+if [ -n "$kvmopts" ]; then
+	lab_kvm_reload $kvmopts || { lab_fail "cannot reload kvm-amd with$kvmopts"; lab_finish; }
+fi
+held=no
+[ $hold -eq 1 ] && lab_kvm_hold_start && held=yes
+lab_info "a VM held open in the lab: $held"
+params=
+for p in /sys/module/kvm_amd/parameters/*; do
+	params="$params ${p##*/}=$(cat "$p")"
+done
+lab_info "lab kvm-amd:$params"
+
+T=/sys/kernel/tracing
+if [ $trace -eq 1 ]; then
+	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null ||
+		T=/sys/kernel/debug/tracing
+	if [ -w $T/tracing_on ]; then
+		echo 0 >$T/tracing_on
+		echo 16384 >$T/buffer_size_kb
+		echo 1 >$T/events/kvm/enable
+		lab_info "tracing kvm:* in $T ($(cat $T/buffer_size_kb) KiB per CPU)"
+	else
+		lab_info "no tracefs: tracing off"
+		trace=0
+	fi
+fi
+
+# The end of the trace ring: what the lab KVM saw up to the crash.
+trace_dump() {
+	echo 0 >$T/tracing_on
+	cat $T/trace >/tmp/trace.txt
+	lab_info "trace: $(grep -vc '^#' /tmp/trace.txt) events kept; the last ${TRACE_LINES:-500}:"
+	grep -v '^#' /tmp/trace.txt | tail -n "${TRACE_LINES:-500}" | sed 's/^/  trace| /'
+	lab_info "trace: the last 20000 events by kind (exit reason, vCPU):"
+	grep -v '^#' /tmp/trace.txt | tail -n 20000 |
+		sed -n 's/.* \(kvm_[a-z_]*\): *\(vcpu [0-9]*\)\{0,1\}[ ,]*\(reason [A-Za-z_]*\)\{0,1\}.*/\1 \2 \3/p' |
+		sort | uniq -c | sort -rn | head -n 40 | sed 's/^/  trace| /'
+	lab_info "trace: exits other than npf/intr/vmrun/vmmcall/io/msr/hlt in the last 20000:"
+	grep -v '^#' /tmp/trace.txt | tail -n 20000 | grep -E 'kvm_exit|kvm_nested_vmexit' |
+		grep -vE 'reason (EXIT_)?(npf|NPF|intr|INTR|vmrun|VMRUN|vmmcall|VMMCALL|io|IOIO|msr|MSR|hlt|HLT)[ :]' |
+		tail -n 60 | sed 's/^/  trace| /'
+}
+
+done_runs=0 crashes=0 hangs=0 l2fails=0 boots=0 run_cs_sum=0
+t_start=$(lab_now_cs)
+while [ $done_runs -lt "$runs" ]; do
+	left=$((budget - ($(lab_now_cs) - t_start) / 100))
+	[ $left -ge 60 ] || break
+	boots=$((boots + 1))
+	cmdline="console=ttyS0 quiet panic=-1 nokaslr$l1opts nestlab.l1=nested-soak"
+	cmdline="$cmdline nestlab.soakruns=$((runs - done_runs)) nestlab.soaksecs=$((left - 30))"
+	[ -n "$l1kvm" ] && cmdline="$cmdline nestlab.l1kvm=$l1kvm"
+	[ $hold -eq 0 ] && cmdline="$cmdline nestlab.hold=0"
+	if [ $trace -eq 1 ]; then
+		echo >$T/trace
+		echo 1 >$T/tracing_on
+	fi
+	lab_info "L1 boot $boots: $((runs - done_runs)) L2 runs to go, $left s left"
+	L1_STALL_SECS=120 lab_l1_run soak $((left + 60)) --nested on --kernel /lab/kernel/vmlinux \
+		--initrd /l1/initrd-nested.cpio --cpus 2 --memory 512M --cmdline "$cmdline"
+	tr -d '\r' <"$l1_out" | grep '^L1-SOAK ' >/tmp/soak.lines
+	n=$(wc -l </tmp/soak.lines)
+	bad=$(grep -vc ' rc=0 ' /tmp/soak.lines)
+	cs=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^secs=/) s += substr($i, 6) } END { printf "%d", s * 100 }' /tmp/soak.lines)
+	done_runs=$((done_runs + n)) l2fails=$((l2fails + bad)) run_cs_sum=$((run_cs_sum + cs))
+	[ "$bad" -gt 0 ] && tr -d '\r' <"$l1_out" | grep -E '^L1-SOAK |^L2\|' | grep -v ' rc=0 ' | sed 's/^/  /'
+	case $l1_rc in
+	0) ;;
+	4)
+		crashes=$((crashes + 1))
+		done_runs=$((done_runs + 1)) # the L2 run under way
+		lab_fail "L1 crashed (nestvm exit 4) during L2 run $((n + 1)) of L1 boot $boots (soak run $done_runs)"
+		tr -d '\r' <"$l1_out" | grep -v '^L1-SOAK ' | tail -n 25 | sed 's/^/  L1| /'
+		[ $trace -eq 1 ] && trace_dump
+		;;
+	*)
+		if [ "$l1_stalled" = 1 ]; then
+			hangs=$((hangs + 1))
+			done_runs=$((done_runs + 1))
+			lab_info "the L1 hung during L2 run $((n + 1)) of L1 boot $boots (soak run $done_runs)"
+			[ $trace -eq 1 ] && trace_dump
+			continue
+		fi
+		lab_fail "L1 boot $boots: nestvm exit status $l1_rc ($(lab_exit_status_name $l1_rc))"
+		tr -d '\r' <"$l1_out" | grep -v '^L1-SOAK ' | tail -n 25 | sed 's/^/  L1| /'
+		break
+		;;
+	esac
+	lab_info "so far: $done_runs L2 runs, $crashes L1 crashes, $hangs L1 hangs, $l2fails L2 failures, $boots L1 boots"
+done
+[ $trace -eq 1 ] && echo 0 >$T/tracing_on && echo 0 >$T/events/kvm/enable
+lab_kvm_hold_stop
+if [ -n "$kvmopts" ]; then
+	lab_kvm_reload || lab_fail "cannot reload kvm-amd with nested=1"
+fi
+lab_kvm_hold_start || lab_info "warning: the lab's held-open VM did not come back"
+
+mean=-
+[ $done_runs -gt $crashes ] && mean=$(lab_secs $((run_cs_sum / (done_runs - crashes))))
+[ $hangs -gt 0 ] && lab_fail "$hangs L1 hang(s)"
+lab_info "soak: $done_runs L2 runs, $crashes L1 crashes, $hangs L1 hangs, $l2fails L2 failures, $boots L1 boots," \
+	"$(lab_secs $(($(lab_now_cs) - t_start))) s"
+lab_metrics "l2_runs=$done_runs" "l1_crashes=$crashes" "l1_hangs=$hangs" "l2_failures=$l2fails" "l1_boots=$boots" "run_s=$mean"
+[ $done_runs -ge "$runs" ] || lab_info "only $done_runs of $runs L2 runs within the budget of $budget s"
+lab_finish
