@@ -21,7 +21,15 @@
 #                e.g. vgif-0; restored at the end
 #   l1kvm-PARAM-VALUE  the L1's kvm-amd parameter PARAM=VALUE
 #   l1-OPTION    an L1 kernel command-line word (l1-nopti)
+#   linux        the L2 is the Debian kernel (1 vCPU, 192 MiB, the plain L1
+#                initramfs, no quiet) instead of the probe, as in
+#                nested:linux; a failed L2 run shows the end of its console
+#   l2-OPTION    an L2 kernel command-line word (l2-nowatchdog; no "=" in a SPEC word), with linux
+#   l2alt-OPTION an L2 kernel word on the even-numbered L2 runs only (A/B)
+#   l1trace      the L1 traces its own KVM (kvm:*) during each L2 run and
+#                prints the end of that trace when the run failed
 # Example: tests/lab/lab.sh --timeout 3600 nested-soak:500.s3000.trace
+#          tests/lab/lab.sh --timeout 1800 nested-soak:100.s1500.linux.l1trace.l2alt-nowatchdog
 # Metrics: l2_runs, l1_crashes, l1_hangs, l2_failures, l1_boots, run_s
 # (mean L1 time of one L2 run).
 
@@ -30,7 +38,7 @@
 lab_need_nestvm
 [ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
 
-runs=100 budget=1500 trace=0 hold=1 kvmopts= l1kvm= l1opts=
+runs=100 budget=1500 trace=0 hold=1 kvmopts= l1kvm= l1opts= l2kind= l2args= l2alt= l1trace=0
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	*[!0-9]*) ;;
@@ -42,6 +50,10 @@ for w in $(echo "${1:-}" | tr '.' ' '); do
 	nohold) hold=0 ;;
 	l1kvm-*-*) w=${w#l1kvm-}; l1kvm="$l1kvm${l1kvm:+,}${w%%-*}=${w#*-}" ;;
 	l1-*) l1opts="$l1opts ${w#l1-}" ;;
+	linux) l2kind=linux ;;
+	l2alt-*) l2alt="$l2alt${l2alt:+,}${w#l2alt-}" ;;
+	l2-*) l2args="$l2args${l2args:+,}${w#l2-}" ;;
+	l1trace) l1trace=1 ;;
 	*-*) kvmopts="$kvmopts ${w%%-*}=${w#*-}" ;;
 	*) lab_fail "unknown word '$w' in '$1'"; lab_finish ;;
 	esac
@@ -108,6 +120,10 @@ while [ $done_runs -lt "$runs" ]; do
 	cmdline="$cmdline nestlab.soakruns=$((runs - done_runs)) nestlab.soaksecs=$((left - 30))"
 	[ -n "$l1kvm" ] && cmdline="$cmdline nestlab.l1kvm=$l1kvm"
 	[ $hold -eq 0 ] && cmdline="$cmdline nestlab.hold=0"
+	[ -n "$l2kind" ] && cmdline="$cmdline nestlab.soakl2=$l2kind"
+	[ -n "$l2args" ] && cmdline="$cmdline nestlab.l2args=$l2args"
+	[ -n "$l2alt" ] && cmdline="$cmdline nestlab.l2alt=$l2alt"
+	[ $l1trace -eq 1 ] && cmdline="$cmdline nestlab.l1trace=1"
 	if [ $trace -eq 1 ]; then
 		echo >$T/trace
 		echo 1 >$T/tracing_on
@@ -120,7 +136,8 @@ while [ $done_runs -lt "$runs" ]; do
 	bad=$(grep -vc ' rc=0 ' /tmp/soak.lines)
 	cs=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^secs=/) s += substr($i, 6) } END { printf "%d", s * 100 }' /tmp/soak.lines)
 	done_runs=$((done_runs + n)) l2fails=$((l2fails + bad)) run_cs_sum=$((run_cs_sum + cs))
-	[ "$bad" -gt 0 ] && tr -d '\r' <"$l1_out" | grep -E '^L1-SOAK |^L2\|' | grep -v ' rc=0 ' | sed 's/^/  /'
+	[ "$bad" -gt 0 ] && tr -d '\r' <"$l1_out" | grep -E '^L1-SOAK |^L2\||^L1-DMESG\|' |
+		grep -v ' rc=0 ' | sed 's/^/  /'
 	case $l1_rc in
 	0) ;;
 	4)
