@@ -63,9 +63,6 @@ int cli_vm_lock_off(const char *cmd, const struct store *st, const char *name, c
  */
 int cli_vm_parse_memory(const char *cmd, const char *arg, uint64_t *mib);
 
-/* cli_vm_host_memory_mib - this host's RAM in MiB, 0 if unknown. */
-uint64_t cli_vm_host_memory_mib(void);
-
 /* cli_vm_is_up - the VM has a live monitor (starting, running, paused, stopping). */
 bool cli_vm_is_up(enum api_state state);
 

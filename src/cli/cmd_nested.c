@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "cli/cli_vm.h"
 #include "core/exit_status.h"
+#include "core/vm_limits.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -169,7 +170,7 @@ static int nested_fix_vm(const struct store *st, const char *name)
 {
 	struct vm_def def;
 	struct mgr_err err;
-	uint64_t host_mib = cli_vm_host_memory_mib();
+	uint64_t host_mib = vm_limits_host_memory_mib();
 	int def_fd, run_fd, r = NESTVM_EXIT_ERROR;
 	bool changed = false;
 
@@ -259,7 +260,7 @@ static int nested_enable(int argc, char **argv)
 		vm_def_clear(&def);
 		return cli_vm_error("nested enable", "%s", err.msg);
 	}
-	fails = nested_check_vm(&def, api_state_name(vs.state), cli_vm_host_memory_mib());
+	fails = nested_check_vm(&def, api_state_name(vs.state), vm_limits_host_memory_mib());
 	if (vs.live && vs.hv_known)
 		printf("  [INFO] %-13s %s\n", "guest-hv",
 		       vs.hv_active ? "the guest is running a hypervisor now"

@@ -156,11 +156,6 @@ int cli_vm_lock_off(const char *cmd, const struct store *st, const char *name, c
 	return fd;
 }
 
-uint64_t cli_vm_host_memory_mib(void)
-{
-	return vm_limits_host_memory_mib();
-}
-
 int cli_vm_parse_memory(const char *cmd, const char *arg, uint64_t *mib)
 {
 	char why[VM_LIMITS_WHY_LEN];
