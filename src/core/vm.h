@@ -5,6 +5,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/nested.h"
 #include "core/bus.h"
+#include "core/device.h"
 #include "core/guest_mem.h"
 #include "kvm/kvm.h"
 
@@ -108,6 +109,12 @@ struct vm {
 	struct vcpu *vcpus;
 	unsigned int nr_vcpus;
 
+	/*
+	 * Every device, KVM state included, in creation order (core/device.h):
+	 * they are saved, restored, quiesced and destroyed through this list.
+	 * The typed pointers below are for the machine's own wiring only.
+	 */
+	struct device_list devices;
 	struct uart_16550 *uart;
 	struct i8042 *i8042;
 	struct rtc *rtc;

@@ -467,6 +467,8 @@ static int snap_check_sets(struct snap_reader *r, const struct snap_schema *sche
 		uint32_t n = (d->flags & SNAP_TYPE_PER_VCPU) ? r->nr_vcpus : d->max_instances;
 		uint32_t present = 0, missing = UINT32_MAX;
 
+		if (d->flags & SNAP_TYPE_ANY_SET)
+			continue;
 		/* No duplicates and no strays, so counting is enough to find a gap. */
 		for (uint32_t k = 0; k < n; k++) {
 			if (snap_reader_find(r, d->type, k))

@@ -48,12 +48,14 @@
 /* Section type flags (in a schema). */
 #define SNAP_TYPE_PER_VCPU (1u << 0) /* one instance per vCPU: instances 0..nr_vcpus-1 */
 #define SNAP_TYPE_REQUIRED (1u << 1) /* every instance must be present */
+#define SNAP_TYPE_ANY_SET (1u << 2)  /* any subset of instances; the decoder asks for each */
 
 /*
  * What a reader knows about one section type. A type's instances are either
  * one per vCPU (SNAP_TYPE_PER_VCPU) or 0..max_instances-1. Present
  * instances form a complete set: all of them or, unless SNAP_TYPE_REQUIRED,
- * none. The payload layout is chosen by the section version, in
+ * none (with SNAP_TYPE_ANY_SET, any of them: the decoder knows which it
+ * needs). The payload layout is chosen by the section version, in
  * [min_version, max_version]; its length must lie in [min_len, max_len]
  * (the decoder of the type checks the exact length of each version).
  */
