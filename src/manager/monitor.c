@@ -564,6 +564,7 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 	enum api_state state = monitor_get_state(m);
 	struct api_request req;
 	struct api_error aerr;
+	struct timespec t0, t1;
 	char *reply;
 	char msg[160];
 	int r;
@@ -604,7 +605,9 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 			reply = api_reply_ok(req.id, json_pack("{s:s}", "state", "paused"));
 			break;
 		}
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		r = vm_quiesce(m->vm);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (r < 0) {
 			reply = api_reply_error(req.id, API_ERR_STATE,
 			                        r == -ETIMEDOUT ? "the VM did not stop in time; "
@@ -614,7 +617,10 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 		}
 		monitor_set_state(m, API_STATE_PAUSED);
 		monitor_log(m, "paused");
-		reply = api_reply_ok(req.id, json_pack("{s:s}", "state", "paused"));
+		/* How long parking the vCPUs and devices took: the pause latency. */
+		reply = api_reply_ok(req.id, json_pack("{s:s, s:I}", "state", "paused", "quiesce_us",
+		                                       (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+		                                                    (t1.tv_nsec - t0.tv_nsec) / 1000)));
 		break;
 	case API_CMD_RESUME:
 		if (state == API_STATE_PAUSED) {
