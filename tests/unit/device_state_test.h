@@ -10,6 +10,8 @@
 
 #include "core/device.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

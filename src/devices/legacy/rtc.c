@@ -321,7 +321,7 @@ static int rtc_device_restore(void *dev, struct dev_state_in *in, uint32_t versi
 	dsi_check(in, !why, "%s", why ? why : "");
 	/* Registers C and D ignore writes: they hold what rtc_create() put there. */
 	dsi_check(in, s.cmos[RTC_REG_C] == 0 && s.cmos[RTC_REG_D] == RTC_D_VRT,
-	          "registers C and D hold %#04x and %#04x, not 0 and %#04x", s.cmos[RTC_REG_C],
+	          "registers C and D hold 0x%02x and 0x%02x, not 0 and 0x%02x", s.cmos[RTC_REG_C],
 	          s.cmos[RTC_REG_D], RTC_D_VRT);
 	r = dsi_finish(in);
 	if (r < 0)

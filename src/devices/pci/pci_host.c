@@ -523,8 +523,8 @@ static bool pci_host_check_bridge(struct pci_host *h, const uint8_t *config,
 
 		if ((config[i] ^ b->config[i]) & fixed)
 			return dsi_check(in, false,
-			                 "the host bridge's read-only config byte %#x is %#04x, "
-			                 "not %#04x",
+			                 "the host bridge's read-only config byte %#x is 0x%02x, "
+			                 "not 0x%02x",
 			                 i, config[i], b->config[i]);
 	}
 	return true;
