@@ -124,10 +124,7 @@ struct vm {
 	struct pci_host *pci;
 	struct machine_virtio *virtio; /* core/machine_virtio.c */
 	int console_fd;	     /* --console file:PATH */
-	int console_wake_fd; /* eventfd: the UART has room for input, or stop */
-	pthread_t console_thread;
-	bool console_thread_started;
-	atomic_bool console_stop;
+	int console_wake_fd; /* eventfd of the console-in device: UART room, park or stop */
 
 	pthread_t main_thread;
 	atomic_bool stopping;
