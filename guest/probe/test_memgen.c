@@ -35,7 +35,7 @@
 #include "memgen.h"
 #include "memgen_chain.h"
 
-#define MEMGEN_PASSES_DEFAULT 6000
+#define MEMGEN_PASSES_DEFAULT 8000
 #define MEMGEN_PASSES_MAX (((uint64_t)1 << 24) - 1) /* what a marker holds */
 #define MEMGEN_CPUS_MAX (AP_SLOTS + 1)
 #define PAGE_SIZE ((uint64_t)4096)
@@ -44,6 +44,19 @@
 #define CHUNK_BYTES MIB      /* the walk polls the disk this often */
 #define PROGRESS_STEPS 10
 #define AP_WAIT_NOTE_CYCLES (1ULL << 35) /* ~10 s at 3 GHz: say what is missing */
+
+/*
+ * inject=KIND: after the middle pass, damage one page the way a broken
+ * save/restore would, to show that the next pass catches it (the FAIL must
+ * name that page): zero (lost), torn (last 8 bytes a pass older), stale
+ * (both a pass older), moved (holding the next page's markers).
+ */
+enum memgen_inject { INJECT_NONE, INJECT_ZERO, INJECT_TORN, INJECT_STALE, INJECT_MOVED };
+
+static const char *const inject_names[] = {
+    [INJECT_NONE] = "none", [INJECT_ZERO] = "zero",   [INJECT_TORN] = "torn",
+    [INJECT_STALE] = "stale", [INJECT_MOVED] = "moved",
+};
 
 /* One vCPU's part, on cache lines of its own. */
 struct memgen_vcpu {
@@ -63,6 +76,8 @@ struct memgen {
 	unsigned int nr_walk;
 	uint64_t pages, floor; /* pages walked, the lowest address walked */
 	struct memgen_disk *disk; /* NULL without disk=on */
+	enum memgen_inject inject;
+	bool clear; /* clear=on: zero the markers before pass 1 rather than expect zeroed RAM */
 	struct memgen_vcpu vcpu[MEMGEN_CPUS_MAX];
 };
 
@@ -131,6 +146,37 @@ static int memgen_pass(struct memgen *mg, uint64_t pass, bool check_only)
 	return PROBE_PASS;
 }
 
+/* Damage the middle page of the first range after pass @pass (inject=KIND). */
+static void memgen_inject(const struct memgen *mg, uint64_t pass)
+{
+	const struct mem_range *r = &mg->walk[0];
+	uint64_t page = r->base + (r->end - r->base) / PAGE_SIZE / 2 * PAGE_SIZE;
+	volatile uint64_t *w = (volatile uint64_t *)(uintptr_t)page;
+	volatile uint64_t *next = (volatile uint64_t *)(uintptr_t)(page + PAGE_SIZE);
+
+	printf("probe: memgen: inject=%s at page 0x%lx after pass %lu\n", inject_names[mg->inject],
+	       page, pass);
+	switch (mg->inject) {
+	case INJECT_NONE:
+		break;
+	case INJECT_ZERO:
+		w[0] = 0;
+		w[PAGE_WORDS - 1] = 0;
+		break;
+	case INJECT_TORN:
+		w[PAGE_WORDS - 1] = page_marker(pass - 1, page);
+		break;
+	case INJECT_STALE:
+		w[0] = page_marker(pass - 1, page);
+		w[PAGE_WORDS - 1] = page_marker(pass - 1, page);
+		break;
+	case INJECT_MOVED:
+		w[0] = next[0];
+		w[PAGE_WORDS - 1] = next[PAGE_WORDS - 1];
+		break;
+	}
+}
+
 /* An AP's part, at CPL3: its chain, passes * MEMGEN_AP_ROUNDS steps; then halt. */
 __attribute__((noreturn)) static void memgen_ap(void *arg, unsigned int slot)
 {
@@ -153,11 +199,24 @@ __attribute__((noreturn)) static void memgen_ap(void *arg, unsigned int slot)
 	__builtin_unreachable();
 }
 
-/* Wait for every AP's value; say which lag if it takes long. */
+/*
+ * Wait for every AP's value; say how far they were when the BSP got here
+ * (timing, not part of the result), and which lag if it takes long.
+ */
 static void memgen_wait_aps(struct memgen *mg)
 {
-	uint64_t start = rdtsc();
+	uint64_t start = rdtsc(), lo = mg->passes, hi = 0;
 	bool noted = false;
+
+	for (unsigned int v = 1; v < mg->cpus; v++) {
+		uint64_t p = mg->vcpu[v].pass;
+
+		lo = p < lo ? p : lo;
+		hi = p > hi ? p : hi;
+	}
+	if (mg->cpus > 1)
+		printf("probe: memgen: the BSP's passes are done, the APs' at pass %lu..%lu\n", lo,
+		       hi);
 
 	for (unsigned int v = 1; v < mg->cpus; v++) {
 		while (!__atomic_load_n(&mg->vcpu[v].done, __ATOMIC_ACQUIRE)) {
@@ -205,15 +264,28 @@ static uint8_t *memgen_layout(struct memgen *mg, int *status)
 		                     floor);
 		return NULL;
 	}
+	if (mg->inject && mg->walk[0].end - mg->walk[0].base < 4 * PAGE_SIZE) {
+		*status = probe_fail("inject= needs 4 pages in the first RAM range walked");
+		return NULL;
+	}
 	mg->floor = mg->walk[0].base;
 	mg->tables = (uint64_t *)(uintptr_t)arena;
 	return (uint8_t *)(uintptr_t)(floor - MEMGEN_DISK_READ_BYTES);
 }
 
-/* Parse passes=, cpus=, disk=. PROBE_PASS or the FAIL printed. */
+/* An on/off parameter into *@on (false when absent); false if malformed. */
+static bool param_on_off(const char *key, bool *on)
+{
+	const char *v = param_get(key);
+
+	*on = v && strcmp(v, "on") == 0;
+	return !v || *on || strcmp(v, "off") == 0;
+}
+
+/* Parse passes=, cpus=, disk=, clear=, inject=. PROBE_PASS or the FAIL printed. */
 static int memgen_params(struct memgen *mg, uint64_t *want_cpus, bool *disk)
 {
-	const char *d = param_get("disk");
+	const char *inject = param_get("inject");
 
 	mg->passes = MEMGEN_PASSES_DEFAULT;
 	if (param_get("passes") && (!param_u64("passes", &mg->passes) || mg->passes == 0 ||
@@ -223,10 +295,30 @@ static int memgen_params(struct memgen *mg, uint64_t *want_cpus, bool *disk)
 	*want_cpus = 0;
 	if (param_get("cpus") && !param_u64("cpus", want_cpus))
 		return probe_fail("bad cpus=%s", param_get("cpus"));
-	if (d && strcmp(d, "on") != 0 && strcmp(d, "off") != 0)
-		return probe_fail("bad disk=%s (on or off)", d);
-	*disk = d && strcmp(d, "on") == 0;
+	if (!param_on_off("disk", disk))
+		return probe_fail("bad disk=%s (on or off)", param_get("disk"));
+	if (!param_on_off("clear", &mg->clear))
+		return probe_fail("bad clear=%s (on or off)", param_get("clear"));
+	for (unsigned int i = 0; inject && i < ARRAY_SIZE(inject_names); i++)
+		if (strcmp(inject, inject_names[i]) == 0) {
+			mg->inject = i;
+			inject = NULL;
+		}
+	if (inject)
+		return probe_fail("bad inject=%s (none, zero, torn, stale or moved)", inject);
 	return PROBE_PASS;
+}
+
+/* clear=on: zero every page's markers, for firmware that leaves RAM dirty (QEMU's). */
+static void memgen_clear(const struct memgen *mg)
+{
+	for (unsigned int i = 0; i < mg->nr_walk; i++)
+		for (uint64_t a = mg->walk[i].base; a < mg->walk[i].end; a += PAGE_SIZE) {
+			volatile uint64_t *w = (volatile uint64_t *)(uintptr_t)a;
+
+			w[0] = 0;
+			w[PAGE_WORDS - 1] = 0;
+		}
 }
 
 /* The passes, the final check, the BSP's chain between passes. PROBE_PASS or the FAIL printed. */
@@ -237,6 +329,8 @@ static int memgen_run_bsp(struct memgen *mg)
 	int r;
 
 	memgen_chain_init(&v->chain, mg->tables, 0, mg->passes);
+	if (mg->clear)
+		memgen_clear(mg);
 	for (uint64_t p = 1; p <= mg->passes; p++) {
 		r = memgen_pass(mg, p, false);
 		if (r != PROBE_PASS)
@@ -245,6 +339,8 @@ static int memgen_run_bsp(struct memgen *mg)
 		v->pass = p;
 		if (p % step == 0)
 			printf("probe: memgen: pass %lu/%lu\n", p, mg->passes);
+		if (mg->inject && p == (mg->passes + 1) / 2)
+			memgen_inject(mg, p);
 	}
 	r = memgen_pass(mg, mg->passes + 1, true);
 	if (r != PROBE_PASS)
