@@ -19,14 +19,14 @@
 
 #include "virtio.h"
 
-#define MEMGEN_DISK_SLOTS 8    /* request buffers, reused in turn */
-#define MEMGEN_DISK_DEPTH 2    /* requests in flight at most */
-#define MEMGEN_DISK_SPAN 4096  /* sectors written in turn (2 MiB), fewer on a smaller disk */
-#define MEMGEN_DISK_QSIZE 32   /* three descriptors per slot */
+#define MEMGEN_DISK_SLOTS 8   /* request buffers, reused in turn */
+#define MEMGEN_DISK_DEPTH 2   /* requests in flight at most */
+#define MEMGEN_DISK_SPAN 4096 /* sectors written in turn (2 MiB), fewer on a smaller disk */
+#define MEMGEN_DISK_QSIZE 32  /* three descriptors per slot */
 #define MEMGEN_DISK_CONSUMED 0xa5
 #define MEMGEN_DISK_PENDING 0xff
 #define MEMGEN_DISK_MAGIC 0x6b7369646e65676dULL /* "mgendisk" */
-#define MEMGEN_DISK_READ_BYTES (64 * 1024)       /* read-back request size */
+#define MEMGEN_DISK_READ_BYTES (64 * 1024)      /* read-back request size */
 
 /* The sector a request writes: its identity, then a pattern derived from it. */
 struct memgen_block {

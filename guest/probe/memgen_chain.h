@@ -21,10 +21,10 @@
 
 #include <stdint.h>
 
-#define MEMGEN_TABLE_WORDS 2048 /* 16 KiB per vCPU */
-#define MEMGEN_TABLE_SHIFT 53   /* 64 - log2(MEMGEN_TABLE_WORDS) */
-#define MEMGEN_AP_ROUNDS 50000  /* steps per pass on an AP */
-#define MEMGEN_BSP_ROUNDS 5000  /* steps per pass on the BSP */
+#define MEMGEN_TABLE_WORDS 2048           /* 16 KiB per vCPU */
+#define MEMGEN_TABLE_SHIFT 53             /* 64 - log2(MEMGEN_TABLE_WORDS) */
+#define MEMGEN_AP_ROUNDS 50000            /* steps per pass on an AP */
+#define MEMGEN_BSP_ROUNDS 5000            /* steps per pass on the BSP */
 #define MEMGEN_SEED 0x6d656d67656e2121ULL /* "memgen!!" */
 #define MEMGEN_GOLDEN 0x9e3779b97f4a7c15ULL
 

@@ -31,8 +31,8 @@ int memgen_disk_start(struct memgen_disk *d)
 		format(d->why, sizeof(d->why), "virtio-blk 0: %s", why);
 		return -1;
 	}
-	d->capacity = virtio_device_cfg32(&d->dev, 0) | (uint64_t)virtio_device_cfg32(&d->dev, 4)
-	                                                     << 32;
+	d->capacity = virtio_device_cfg32(&d->dev, 4);
+	d->capacity = d->capacity << 32 | virtio_device_cfg32(&d->dev, 0);
 	if (d->capacity == 0) {
 		format(d->why, sizeof(d->why), "virtio-blk 0 has no sectors");
 		return -1;
@@ -106,8 +106,7 @@ static int disk_submit(struct memgen_disk *d)
 	                                       VRING_DESC_F_NEXT, (uint16_t)(head + 1)};
 	d->vq.desc[head + 1] = (struct vring_desc){(uintptr_t)&r->block, sizeof(r->block),
 	                                           VRING_DESC_F_NEXT, (uint16_t)(head + 2)};
-	d->vq.desc[head + 2] =
-	    (struct vring_desc){(uintptr_t)&r->status, 1, VRING_DESC_F_WRITE, 0};
+	d->vq.desc[head + 2] = (struct vring_desc){(uintptr_t)&r->status, 1, VRING_DESC_F_WRITE, 0};
 	d->submitted++;
 	d->inflight++;
 	if (d->inflight > d->max_inflight)
@@ -143,8 +142,9 @@ static int disk_drain(struct memgen_disk *d)
 		if (!d->inflight)
 			break;
 		if (virtio_status(&d->dev) & VIRTIO_S_NEEDS_RESET) {
-			format(d->why, sizeof(d->why), "the disk set DEVICE_NEEDS_RESET with %u "
-			       "requests in flight", d->inflight);
+			format(d->why, sizeof(d->why),
+			       "the disk set DEVICE_NEEDS_RESET with %u requests in flight",
+			       d->inflight);
 			return -1;
 		}
 		if (virtio_now_us() > end) {
@@ -196,8 +196,8 @@ int memgen_disk_finish(struct memgen_disk *d, uint8_t *buf)
 		int st = blk_rw(&d->dev, &d->vq, VIRTIO_BLK_T_IN, s, buf, n * VIRTIO_BLK_SECTOR);
 
 		if (st != VIRTIO_BLK_S_OK) {
-			format(d->why, sizeof(d->why), "read-back of sectors %lu..%lu: status %d", s,
-			       s + n - 1, st);
+			format(d->why, sizeof(d->why), "read-back of sectors %lu..%lu: status %d",
+			       s, s + n - 1, st);
 			return -1;
 		}
 		for (uint64_t i = 0; i < n; i++)

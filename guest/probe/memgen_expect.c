@@ -34,7 +34,8 @@ int main(int argc, char **argv)
 
 	if (argc != 3 || parse(argv[1], 1, (1ULL << 24) - 1, &passes) < 0 ||
 	    parse(argv[2], 1, CPUS_MAX, &cpus) < 0) {
-		fprintf(stderr, "usage: memgen-expect PASSES CPUS (PASSES 1..16777215, CPUS 1..%d)\n",
+		fprintf(stderr,
+		        "usage: memgen-expect PASSES CPUS (PASSES 1..16777215, CPUS 1..%d)\n",
 		        CPUS_MAX);
 		return 2;
 	}

@@ -54,7 +54,7 @@
 enum memgen_inject { INJECT_NONE, INJECT_ZERO, INJECT_TORN, INJECT_STALE, INJECT_MOVED };
 
 static const char *const inject_names[] = {
-    [INJECT_NONE] = "none", [INJECT_ZERO] = "zero",   [INJECT_TORN] = "torn",
+    [INJECT_NONE] = "none",   [INJECT_ZERO] = "zero",   [INJECT_TORN] = "torn",
     [INJECT_STALE] = "stale", [INJECT_MOVED] = "moved",
 };
 
@@ -74,7 +74,7 @@ struct memgen {
 	uint64_t *tables; /* cpus * MEMGEN_TABLE_WORDS words */
 	struct mem_range walk[BOOT_RAM_MAX];
 	unsigned int nr_walk;
-	uint64_t pages, floor; /* pages walked, the lowest address walked */
+	uint64_t pages, floor;    /* pages walked, the lowest address walked */
 	struct memgen_disk *disk; /* NULL without disk=on */
 	enum memgen_inject inject;
 	bool clear; /* clear=on: zero the markers before pass 1 rather than expect zeroed RAM */
@@ -134,8 +134,8 @@ static int memgen_pass(struct memgen *mg, uint64_t pass, bool check_only)
 
 	for (unsigned int i = 0; i < mg->nr_walk; i++) {
 		for (uint64_t a = mg->walk[i].base; a < mg->walk[i].end; a += CHUNK_BYTES) {
-			uint64_t end = mg->walk[i].end - a < CHUNK_BYTES ? mg->walk[i].end
-			                                                 : a + CHUNK_BYTES;
+			uint64_t end =
+			    mg->walk[i].end - a < CHUNK_BYTES ? mg->walk[i].end : a + CHUNK_BYTES;
 
 			if (!walk_chunk(a, end, pass, check_only, &f))
 				return memgen_fault_report(&f, pass);
@@ -260,8 +260,8 @@ static uint8_t *memgen_layout(struct memgen *mg, int *status)
 		mg->pages += (end - base) / PAGE_SIZE;
 	}
 	if (!arena_in_ram || !mg->pages) {
-		*status = probe_fail("no RAM for the arena [0x%lx, 0x%lx) and pages above it", arena,
-		                     floor);
+		*status = probe_fail("no RAM for the arena [0x%lx, 0x%lx) and pages above it",
+		                     arena, floor);
 		return NULL;
 	}
 	if (mg->inject && mg->walk[0].end - mg->walk[0].base < 4 * PAGE_SIZE) {
@@ -367,7 +367,8 @@ int test_memgen(void)
 	if (r != PROBE_PASS)
 		return r;
 	if (cpus.count > MEMGEN_CPUS_MAX)
-		return probe_skip("%u CPUs; memgen runs on %u at most", cpus.count, MEMGEN_CPUS_MAX);
+		return probe_skip("%u CPUs; memgen runs on %u at most", cpus.count,
+		                  MEMGEN_CPUS_MAX);
 	if (want_cpus && want_cpus != cpus.count)
 		return probe_fail("%u CPUs running, cpus=%lu", cpus.count, want_cpus);
 	mg.cpus = cpus.count;
@@ -398,7 +399,7 @@ int test_memgen(void)
 		       disk.submitted, disk.submitted < disk.span ? disk.submitted : disk.span,
 		       disk.max_inflight);
 	}
-	return probe_pass("%lu passes over %lu MiB, %u vCPUs, result 0x%016lx%s",
-	                  mg.passes, mg.pages * PAGE_SIZE / MIB, mg.cpus, result,
+	return probe_pass("%lu passes over %lu MiB, %u vCPUs, result 0x%016lx%s", mg.passes,
+	                  mg.pages * PAGE_SIZE / MIB, mg.cpus, result,
 	                  disk_on ? ", disk writes each completed once" : "");
 }

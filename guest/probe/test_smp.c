@@ -48,7 +48,7 @@ static struct tss64 ap_tss[AP_SLOTS] __attribute__((aligned(16)));
 extern uint64_t gdt_ap_tss[2 * AP_SLOTS];
 extern char ap_kstacks[];
 
-#define TSS64_DESC_LIMIT 0x67       /* sizeof(struct tss64) - 1 */
+#define TSS64_DESC_LIMIT 0x67        /* sizeof(struct tss64) - 1 */
 #define TSS64_DESC_AVAILABLE 0x89ULL /* P, DPL 0, type 9: available 64-bit TSS */
 
 static uint64_t lapic;
