@@ -116,6 +116,10 @@ static bool walk_chunk(uint64_t base, uint64_t end, uint64_t pass, bool check_on
 	return true;
 }
 
+/*
+ * FAIL naming the page, what its two ends held (decoded into pass and page)
+ * and what they should have held. Pass N + 1 is the final, check-only pass.
+ */
 static int memgen_fault_report(const struct memgen_fault *f, uint64_t pass)
 {
 	return probe_fail("page 0x%lx before pass %lu: first/last 8 bytes 0x%016lx/0x%016lx "
