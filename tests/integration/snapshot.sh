@@ -17,8 +17,6 @@ echo_check() {
 	grep -q "probe: echo: $2" "$T/echo"
 }
 
-probe_has() { grep -q "$1" guest/probe/*.c 2>/dev/null; }
-
 # ---- save and start, the console answering across each ----
 expect "new" 0 "created VM 'idle'" -- new idle --kernel "$PROBE" --cmdline "test=idle echo=on" \
 	--cpus 2 --memory 64M
@@ -128,9 +126,46 @@ expect "checkpoint remove" 0 "checkpoint 'off1' of VM 'cp' removed" -- checkpoin
 expect "checkpoint remove: no such" 1 "has no checkpoint 'off1'" -- checkpoint remove cp off1
 expect "checkpoint restore: no such" 1 "has no checkpoint 'nope'" -- checkpoint restore cp nope
 
+# ---- memgen: CYCLES save/restore cycles in the middle of its run ----
+# Every page of its RAM holds a generation marker checked before each pass,
+# its vCPUs compute a chain: a page or register lost in any of the cycles
+# fails the guest or changes its result, which must equal memgen-expect's.
+# memgen_cycles VM PASSES CYCLES CMDLINE-EXTRA [NEW-ARGS]: the cycles done in $cycles_done.
+memgen_cycles() {
+	cycles_done=0
+	nv new "$1" --kernel "$PROBE" --cmdline "test=memgen passes=$2 $4" --cpus 2 --memory 64M ${5:-} ||
+		{ bad "new $1"; return; }
+	nv start "$1" || { bad "start $1"; return; }
+	while [ "$cycles_done" -lt "$3" ]; do
+		sleep 0.05
+		nv save "$1" || break
+		nv start "$1" || { bad "$1: start after save $((cycles_done + 1)): $(cat "$T/out")"; break; }
+		cycles_done=$((cycles_done + 1))
+	done
+	wait_console "$1" "test=memgen: \(PASS\|FAIL\)" 120 || bad "$1: memgen did not finish"
+}
+want=$(build/guest/memgen-expect 30000 2)
+memgen_cycles mg 30000 "$CYCLES" ""
+got=$(grep -o "result=0x[0-9a-f]* passes=[0-9]*" "$NESTVM_HOME/mg/console.log" | head -1)
+if [ "$cycles_done" -eq "$CYCLES" ] && [ "$got" = "$want" ] &&
+	grep -q "test=memgen: PASS" "$NESTVM_HOME/mg/console.log"; then
+	ok "memgen: $CYCLES save/restore cycles, each in a new monitor: no page lost, $got as uninterrupted"
+else
+	bad "memgen: $cycles_done of $CYCLES cycles, result '$got', want '$want'"
+	grep "FAIL" "$NESTVM_HOME/mg/console.log" | head -3 | sed 's/^/     | /'
+fi
+# The same with virtio-blk writes in flight: each completes exactly once.
+dd if=/dev/zero of="$T/mg.img" bs=1M count=0 seek=64 2>/dev/null
+memgen_cycles mgd 20000 20 "disk=on" "--disk $T/mg.img"
+if [ "$cycles_done" -eq 20 ] && grep -q "test=memgen: PASS" "$NESTVM_HOME/mgd/console.log"; then
+	ok "memgen disk=on: 20 cycles with writes in flight, each completed exactly once"
+else
+	bad "memgen disk=on: $cycles_done of 20 cycles; $(grep -m1 "FAIL\|PASS" "$NESTVM_HOME/mgd/console.log")"
+fi
+
 # ---- a monitor killed in the middle of a save ----
 # A guest that dirties all its RAM makes the save long enough to be cut.
-if probe_has "test=memgen"; then
+if true; then
 	expect "new memgen" 0 "created VM 'big'" -- new big --kernel "$PROBE" \
 		--cmdline "test=memgen passes=1000000" --memory 1024M
 	nv start big
@@ -153,8 +188,6 @@ if probe_has "test=memgen"; then
 	nv start big
 	check_state "running from the checkpoint" big running
 	nv kill big
-else
-	echo "note: probe has no test=memgen: the SIGKILL case is not run"
 fi
 
 summary
