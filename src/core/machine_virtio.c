@@ -59,8 +59,13 @@ static int machine_ioeventfd(void *opaque, uint64_t gpa, uint32_t len, int fd, b
 	return kvm_ioctl(mv->vm->fd, KVM_IOEVENTFD, &io);
 }
 
-/* Wrap @vdev in a virtio PCI function with its BAR placed and put it on the bus. */
-static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *vdev)
+/*
+ * Wrap @vdev in a virtio PCI function with its BAR placed and put it on the
+ * bus: at function 0 of device @slot (vm_config's *pci_slot), or of the first
+ * free device number if @slot is 0.
+ */
+static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *vdev,
+                              unsigned int slot)
 {
 	struct virtio_pci_config cfg = {
 	    .mem = &mv->vm->mem,
@@ -71,6 +76,8 @@ static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *v
 	struct virtio_pci *vp;
 	int r;
 
+	if (slot >= PCI_MAX_DEVICES)
+		return -EINVAL;
 	if (mv->nr_pci == MACHINE_VIRTIO_MAX ||
 	    mv->mmio_next + VIRTIO_PCI_BAR_SIZE > LAYOUT_PCI_MMIO32 + LAYOUT_PCI_MMIO32_SIZE)
 		return -ENOSPC;
@@ -81,9 +88,11 @@ static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *v
 		return r;
 	}
 	mv->pci[mv->nr_pci++] = vp;
+	virtio_pci_device(vp)->devfn = slot ? PCI_DEVFN(slot, 0) : PCI_DEVFN_AUTO;
 	r = pci_host_add_device(mv->vm->pci, virtio_pci_device(vp));
 	if (r < 0) {
-		log_error("cannot put %s on PCI bus 0: %s", vdev->name, strerror(-r));
+		log_error("cannot put %s on PCI bus 0%s: %s", vdev->name,
+		          r == -EEXIST ? " at its slot" : "", strerror(-r));
 		return r;
 	}
 	mv->mmio_next += VIRTIO_PCI_BAR_SIZE;
@@ -108,7 +117,8 @@ static int machine_create_disks(struct machine_virtio *mv)
 		snprintf(mv->serial[i], sizeof(mv->serial[i]), "nestvm-disk%u", i % VM_MAX_DISKS);
 		r = virtio_blk_create(&p, &mv->blk[i]);
 		if (r == 0)
-			r = machine_add_virtio(mv, virtio_blk_vdev(mv->blk[i]));
+			r = machine_add_virtio(mv, virtio_blk_vdev(mv->blk[i]),
+			                       cfg->disks[i].pci_slot);
 		if (r < 0)
 			return r;
 	}
@@ -128,7 +138,7 @@ static int machine_create_vsock(struct machine_virtio *mv)
 	}
 	r = virtio_vsock_create(&p, &mv->vsock);
 	if (r == 0)
-		r = machine_add_virtio(mv, virtio_vsock_vdev(mv->vsock));
+		r = machine_add_virtio(mv, virtio_vsock_vdev(mv->vsock), cfg->vsock_pci_slot);
 	if (r == 0)
 		r = virtio_vsock_start(mv->vsock);
 	if (r == 0)
@@ -149,7 +159,7 @@ static int machine_create_console(struct machine_virtio *mv)
 	}
 	r = virtio_console_create(&p, &mv->console);
 	if (r == 0)
-		r = machine_add_virtio(mv, virtio_console_vdev(mv->console));
+		r = machine_add_virtio(mv, virtio_console_vdev(mv->console), cfg->console_pci_slot);
 	if (r == 0)
 		r = virtio_console_start(mv->console);
 	return r;
@@ -178,7 +188,7 @@ int machine_create_virtio(struct vm *vm)
 	if (r == 0 && vm->cfg.rng) {
 		r = virtio_rng_create(&mv->rng);
 		if (r == 0)
-			r = machine_add_virtio(mv, virtio_rng_vdev(mv->rng));
+			r = machine_add_virtio(mv, virtio_rng_vdev(mv->rng), vm->cfg.rng_pci_slot);
 	}
 	if (r == 0 && vm->cfg.vsock_cid)
 		r = machine_create_vsock(mv);

@@ -122,7 +122,7 @@ static void test_def_parse_errors(void **state)
 			 "\"cmdline\":\"a\\nb\"}",
 			 "'cmdline'", "control character", NULL);
 	expect_def_error("{\"name\":\"a\",\"kernel\":\"/k\\u0000x\"}", "not valid JSON", NULL);
-	expect_def_error("{\"format\":2,\"name\":\"a\"}", "'format'", "newer", NULL);
+	expect_def_error("{\"format\":3,\"name\":\"a\"}", "'format'", "newer", NULL);
 	expect_def_error("{\"name\":\"a\",\"cpus\":1.5}", "'cpus'", NULL);
 	expect_def_error("{\"name\":\"a\",\"nested\":\"yes\"}", "'nested'", "true or false", NULL);
 	expect_def_error("{\"name\":\"a\",\"disks\":{}}", "'disks'", "array", NULL);
