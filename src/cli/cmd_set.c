@@ -268,6 +268,7 @@ static int set_apply(const char *cmd, const struct set_request *req, struct vm_d
                      const char **offending)
 {
 	const struct vm_def *w = &req->want;
+	unsigned int vsock_slot = def->vsock.pci_slot, console_slot = def->console.pci_slot;
 	int r;
 
 	*offending = NULL;
@@ -279,6 +280,14 @@ static int set_apply(const char *cmd, const struct set_request *req, struct vm_d
 		r = set_add_devices(cmd, req, def, offending);
 	if (r >= 0)
 		return r;
+	/*
+	 * A device there before and after this command is the same device, even
+	 * if it was emptied on the way (its last port removed as hvc0 was given).
+	 */
+	if (def->vsock.cid && !def->vsock.pci_slot)
+		def->vsock.pci_slot = vsock_slot;
+	if (vm_def_has_console(def) && !def->console.pci_slot)
+		def->console.pci_slot = console_slot;
 	if (vm_def_assign_slots(def) < 0)
 		return cli_vm_usage(cmd, "too many devices for PCI bus 0");
 	if ((set_seen(req, CLI_DEF_KERNEL, NULL) && vm_def_set_str(&def->kernel, w->kernel) < 0) ||
