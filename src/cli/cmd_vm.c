@@ -468,12 +468,11 @@ static void cli_vm_show_devices(const struct store *st, const struct vm_def *def
 	char sock[STORE_PATH_MAX];
 
 	for (unsigned int i = 0; i < def->nr_disks; i++)
-		printf("disk %u:       %s (%s, io %s) at 00:%02x.0\n", i, def->disks[i].path,
-		       def->disks[i].readonly ? "read-only" : "read-write",
+		printf("disk %u:       %s%s at 00:%02x.0, io %s\n", i, def->disks[i].path,
+		       def->disks[i].readonly ? " (read-only)" : "", def->disks[i].pci_slot,
 		       def->disks[i].io == DISK_ENGINE_URING     ? "uring"
 		       : def->disks[i].io == DISK_ENGINE_THREADS ? "threads"
-		                                                 : "auto",
-		       def->disks[i].pci_slot);
+		                                                 : "auto");
 	for (unsigned int i = 0; i < def->nr_nics; i++)
 		printf("nic %u:        %s%s%s (not attached: no network device yet)\n", i,
 		       def->nics[i].mac, def->nics[i].network ? " network " : "",

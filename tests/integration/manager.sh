@@ -188,7 +188,7 @@ expect "new with a disk, rng, vsock and a console port" 0 "created VM 'devs'" --
 	new devs --kernel "$PROBE" --cmdline test=pci --memory 32M --disk "$T/dev0.img,io=threads" \
 	--rng --vsock 7 --console-port org.nestvm.test,socket="$T/port.sock" --hugepages off --pit off
 expect "show: each device at its slot" 0 "^rng: *virtio-rng at 00:02.0" -- show devs
-grep -q "^disk 0: *$T/dev0.img (read-write, io threads) at 00:01.0" "$T/out" &&
+grep -q "^disk 0: *$T/dev0.img at 00:01.0, io threads" "$T/out" &&
 	grep -q "^vsock: *CID 7, socket $NESTVM_HOME/devs/vsock.sock (default) at 00:03.0" "$T/out" &&
 	grep -q "^virtio-console: .*1 port at 00:04.0" "$T/out" &&
 	grep -q "^port 0: *org.nestvm.test on $T/port.sock" "$T/out" &&
@@ -221,7 +221,7 @@ expect "set --rng off" 0 "0 disk(s), 0 NIC(s), vsock, virtio-console" -- set dev
 nv set devs --rng on
 expect "set --rng on: the lowest free slot" 0 "^rng: *virtio-rng at 00:01.0" -- show devs
 nv set devs --disk "$T/dev0.img,io=threads"
-expect "set --disk: the next free slot" 0 "^disk 0: .* at 00:02.0" -- show devs
+expect "set --disk: the next free slot" 0 "^disk 0: .* at 00:02.0, io threads" -- show devs
 grep -q "^vsock: .* at 00:03.0" "$T/out" && grep -q "^virtio-console: .* at 00:04.0" "$T/out" &&
 	ok "vsock and console stayed at 00:03.0 and 00:04.0" || bad "vsock or console moved"
 expect "set: --rng needs on or off" 2 "rng 'yes please'" -- set devs --rng "yes please"
@@ -254,7 +254,7 @@ nv remove devs
 nv new old --kernel "$PROBE" --memory 32M
 printf '{"format": 1, "name": "old", "cpus": 1, "memory_mib": 32, "nested": false, "kernel": "%s",\n "initrd": null, "cmdline": "test=pci", "disks": [{"path": "%s", "readonly": true}], "nics": []}\n' \
 	"$PROBE" "$T/dev0.img" >"$NESTVM_HOME/old/vm.json"
-expect "show a format 1 definition" 0 "^disk 0: .*(read-only, io auto) at 00:01.0" -- show old
+expect "show a format 1 definition" 0 "^disk 0: .*(read-only) at 00:01.0, io auto" -- show old
 grep -q "^hugepages: *on" "$T/out" && grep -q "^pit: *on" "$T/out" && ok "format 1: hugepages and pit on" ||
 	bad "format 1 defaults"
 expect "set --rng on a format 1 definition" 0 "rng" -- set old --rng on
