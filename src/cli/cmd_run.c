@@ -18,30 +18,28 @@
 #include <string.h>
 #include <unistd.h>
 
-
 _Static_assert(VM_MAX_CPUS == ACPI_MAX_CPUS, "the vCPU limit is the MADT's");
 
 static const char run_usage[] =
-	"usage: nestvm run --kernel PATH [options]\n"
-	"\n"
-	"Boot a kernel (Linux bzImage, or an ELF vmlinux with a PVH entry) in a new VM\n"
-	"and run it in the foreground until the guest powers off. The options that say\n"
-	"what the VM is are those of 'nestvm new' and mean the same.\n"
-	"\n"
-	"  --kernel PATH        kernel image (required)\n"
-	CLI_DEF_OPTIONS_HELP
-	"                       (--vsock's default socket: $XDG_RUNTIME_DIR/nestvm/vsock-CID.sock,\n"
-	"                       else .run/vsock-CID.sock in the VM store; a socket of this\n"
-	"                       user only)\n"
-	"  --console WHERE      serial console: stdio (default), none, file:PATH\n"
-	"  --kvm PATH           KVM device (default /dev/kvm)\n"
-	"  --sandbox on|off     seccomp filters on the monitor's threads (default on; off\n"
-	"                       only for debugging)\n"
-	"  -v, --verbose        say what the monitor does; twice for debug output\n"
-	"\n"
-	"Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
-	"crashed (triple fault), 128+N killed by signal N; a value the guest writes to\n"
-	"the debug-exit port 0xf4 is returned as is.\n";
+    "usage: nestvm run --kernel PATH [options]\n"
+    "\n"
+    "Boot a kernel (Linux bzImage, or an ELF vmlinux with a PVH entry) in a new VM\n"
+    "and run it in the foreground until the guest powers off. The options that say\n"
+    "what the VM is are those of 'nestvm new' and mean the same.\n"
+    "\n"
+    "  --kernel PATH        kernel image (required)\n" CLI_DEF_OPTIONS_HELP
+    "                       (--vsock's default socket: $XDG_RUNTIME_DIR/nestvm/vsock-CID.sock,\n"
+    "                       else .run/vsock-CID.sock in the VM store; a socket of this\n"
+    "                       user only)\n"
+    "  --console WHERE      serial console: stdio (default), none, file:PATH\n"
+    "  --kvm PATH           KVM device (default /dev/kvm)\n"
+    "  --sandbox on|off     seccomp filters on the monitor's threads (default on; off\n"
+    "                       only for debugging)\n"
+    "  -v, --verbose        say what the monitor does; twice for debug output\n"
+    "\n"
+    "Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
+    "crashed (triple fault), 128+N killed by signal N; a value the guest writes to\n"
+    "the debug-exit port 0xf4 is returned as is.\n";
 
 static int run_usage_error(const char *fmt, const char *arg)
 {
@@ -77,9 +75,10 @@ static int run_default_vsock_path(uint32_t cid, char *buf, size_t len)
 	}
 	r = n < 0 || (size_t)n >= sizeof(dir) ? -ENAMETOOLONG : fs_private_dir(dir);
 	if (r < 0) {
-		fprintf(stderr,
-		        "nestvm run: --vsock: cannot use '%s' for its socket: %s; give socket=PATH\n",
-		        dir, r == -EPERM ? "another user could write to it" : fs_strerror(r));
+		fprintf(
+		    stderr,
+		    "nestvm run: --vsock: cannot use '%s' for its socket: %s; give socket=PATH\n",
+		    dir, r == -EPERM ? "another user could write to it" : fs_strerror(r));
 		return r;
 	}
 	n = snprintf(buf, len, "%s/vsock-%u.sock", dir, cid);
@@ -119,13 +118,13 @@ static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts 
 {
 	enum { OPT_CONSOLE = CLI_DEF_END, OPT_KVM, OPT_SANDBOX };
 	static const struct option opts[] = {
-		CLI_DEF_OPTIONS,
-		{"console", required_argument, NULL, OPT_CONSOLE},
-		{"kvm", required_argument, NULL, OPT_KVM},
-		{"sandbox", required_argument, NULL, OPT_SANDBOX},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    CLI_DEF_OPTIONS,
+	    {"console", required_argument, NULL, OPT_CONSOLE},
+	    {"kvm", required_argument, NULL, OPT_KVM},
+	    {"sandbox", required_argument, NULL, OPT_SANDBOX},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct mgr_err err;
 	int opt, r = -1;
@@ -178,8 +177,8 @@ static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts 
  * every device at the slot `new` would record, and @ro's plumbing. Returns
  * -1 with @cfg filled (pointing into @def and @vsock_path), or an exit status.
  */
-static int run_config(struct vm_def *def, const struct run_opts *ro, char *vsock_path,
-                      size_t len, struct vm_config *cfg)
+static int run_config(struct vm_def *def, const struct run_opts *ro, char *vsock_path, size_t len,
+                      struct vm_config *cfg)
 {
 	struct mgr_err err;
 
@@ -203,9 +202,9 @@ static int run_config(struct vm_def *def, const struct run_opts *ro, char *vsock
 int cmd_run(int argc, char **argv)
 {
 	struct run_opts ro = {
-		.console = VM_CONSOLE_STDIO,
-		.kvm_path = "/dev/kvm",
-		.sandbox = 1,
+	    .console = VM_CONSOLE_STDIO,
+	    .kvm_path = "/dev/kvm",
+	    .sandbox = 1,
 	};
 	char vsock_path[STORE_PATH_MAX] = "";
 	struct vm_config cfg;

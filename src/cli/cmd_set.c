@@ -26,7 +26,12 @@
 #define SET_BIT(opt) (1u << ((opt)-CLI_DEF_KERNEL))
 
 /* `set`'s own options, after the CLI_DEF_* ones it shares with `new` and `run`. */
-enum { SET_OPT_REMOVE_DISK = CLI_DEF_END, SET_OPT_REMOVE_PORT, SET_OPT_ADD_NIC, SET_OPT_REMOVE_NIC };
+enum {
+	SET_OPT_REMOVE_DISK = CLI_DEF_END,
+	SET_OPT_REMOVE_PORT,
+	SET_OPT_ADD_NIC,
+	SET_OPT_REMOVE_NIC
+};
 
 static const char set_usage[] =
     "usage: nestvm set NAME [options]\n"
@@ -66,7 +71,7 @@ static const char set_usage[] =
  */
 struct set_request {
 	struct vm_def want;
-	unsigned int seen; /* SET_BIT(CLI_DEF_*) */
+	unsigned int seen;             /* SET_BIT(CLI_DEF_*) */
 	char spelled[SET_NR_OPTS][24]; /* "--add-disk" */
 	bool clear_initrd, clear_vsock, clear_hvc;
 	const char *remove_disk[STORE_MAX_DISKS];
@@ -235,7 +240,8 @@ static int set_add_devices(const char *cmd, const struct set_request *req, struc
 
 		set_seen(req, CLI_DEF_CONSOLE_PORT, &opt);
 		if (def->console.nr_ports == STORE_MAX_CONSOLE_PORTS)
-			return cli_vm_usage(cmd, "at most %d console ports", STORE_MAX_CONSOLE_PORTS);
+			return cli_vm_usage(cmd, "at most %d console ports",
+			                    STORE_MAX_CONSOLE_PORTS);
 		for (unsigned int j = 0; j < def->console.nr_ports; j++) {
 			if (!strcmp(def->console.ports[j].name, w->console.ports[i].name))
 				return cli_vm_usage(cmd, "%s: the VM has a port named '%s' already",

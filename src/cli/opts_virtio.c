@@ -201,8 +201,9 @@ static int def_path(const char *opt, const char *arg, const char *path, bool res
 			return mgr_err_set(err, -EINVAL, "%s '%s': path too long", opt, arg);
 	} else {
 		if (!getcwd(cwd, sizeof(cwd)))
-			return mgr_err_set(err, -EINVAL, "%s '%s': cannot tell the working directory: %s",
-			                   opt, arg, strerror(errno));
+			return mgr_err_set(err, -EINVAL,
+			                   "%s '%s': cannot tell the working directory: %s", opt,
+			                   arg, strerror(errno));
 		n = snprintf(abs, sizeof(abs), "%s/%s", strcmp(cwd, "/") ? cwd : "", path);
 		if (n < 0 || (size_t)n >= sizeof(abs))
 			return mgr_err_set(err, -EINVAL, "%s '%s': path too long", opt, arg);
@@ -277,9 +278,8 @@ static int def_vsock(struct vm_def *def, const char *arg, struct mgr_err *err)
 		return -ENOMEM;
 	r = cli_parse_vsock(copy, &cid, &socket);
 	if (r < 0)
-		r = mgr_err_set(err, r,
-		                "--vsock '%s': give CID[,socket=PATH], CID from %u to %u", arg,
-		                VM_DEF_VSOCK_CID_MIN, VM_DEF_VSOCK_CID_MAX);
+		r = mgr_err_set(err, r, "--vsock '%s': give CID[,socket=PATH], CID from %u to %u",
+		                arg, VM_DEF_VSOCK_CID_MIN, VM_DEF_VSOCK_CID_MAX);
 	else if (socket)
 		r = def_path("--vsock", arg, socket, false, &def->vsock.socket, err);
 	else
@@ -307,15 +307,16 @@ static int def_console_port(struct vm_def *def, const char *arg, struct mgr_err 
 		return -ENOMEM;
 	r = cli_parse_console_port(copy, &port);
 	if (r < 0) {
-		mgr_err_set(err, r, "--console-port '%s': give NAME,socket=PATH (NAME 1 to %d bytes)",
-		            arg, VM_DEF_PORT_NAME_MAX);
+		mgr_err_set(err, r,
+		            "--console-port '%s': give NAME,socket=PATH (NAME 1 to %d bytes)", arg,
+		            VM_DEF_PORT_NAME_MAX);
 		goto out;
 	}
 	for (unsigned int i = 0; i < con->nr_ports; i++) {
 		if (!strcmp(con->ports[i].name, port.name)) {
 			r = mgr_err_set(err, -EINVAL,
-			                "--console-port '%s': the VM has a port named '%s' already", arg,
-			                port.name);
+			                "--console-port '%s': the VM has a port named '%s' already",
+			                arg, port.name);
 			goto out;
 		}
 	}

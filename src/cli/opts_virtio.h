@@ -32,42 +32,44 @@ enum cli_def_opt {
 	CLI_DEF_END
 };
 
-#define CLI_DEF_OPTIONS                                                                  \
-	{"kernel", required_argument, NULL, CLI_DEF_KERNEL},                             \
-	    {"initrd", required_argument, NULL, CLI_DEF_INITRD},                         \
-	    {"cmdline", required_argument, NULL, CLI_DEF_CMDLINE},                       \
-	    {"cpus", required_argument, NULL, CLI_DEF_CPUS},                             \
-	    {"memory", required_argument, NULL, CLI_DEF_MEMORY},                         \
-	    {"nested", required_argument, NULL, CLI_DEF_NESTED},                         \
-	    {"hugepages", required_argument, NULL, CLI_DEF_HUGEPAGES},                   \
-	    {"pit", required_argument, NULL, CLI_DEF_PIT},                               \
-	    {"disk", required_argument, NULL, CLI_DEF_DISK},                             \
-	    {"rng", no_argument, NULL, CLI_DEF_RNG},                                     \
-	    {"vsock", required_argument, NULL, CLI_DEF_VSOCK},                           \
-	    {"virtio-console", required_argument, NULL, CLI_DEF_VIRTIO_CONSOLE},         \
-	    {"console-port", required_argument, NULL, CLI_DEF_CONSOLE_PORT}
+/* clang-format off */
+#define CLI_DEF_OPTIONS							\
+	{"kernel", required_argument, NULL, CLI_DEF_KERNEL},		\
+	{"initrd", required_argument, NULL, CLI_DEF_INITRD},		\
+	{"cmdline", required_argument, NULL, CLI_DEF_CMDLINE},		\
+	{"cpus", required_argument, NULL, CLI_DEF_CPUS},		\
+	{"memory", required_argument, NULL, CLI_DEF_MEMORY},		\
+	{"nested", required_argument, NULL, CLI_DEF_NESTED},		\
+	{"hugepages", required_argument, NULL, CLI_DEF_HUGEPAGES},	\
+	{"pit", required_argument, NULL, CLI_DEF_PIT},			\
+	{"disk", required_argument, NULL, CLI_DEF_DISK},		\
+	{"rng", no_argument, NULL, CLI_DEF_RNG},			\
+	{"vsock", required_argument, NULL, CLI_DEF_VSOCK},		\
+	{"virtio-console", required_argument, NULL, CLI_DEF_VIRTIO_CONSOLE}, \
+	{"console-port", required_argument, NULL, CLI_DEF_CONSOLE_PORT}
 
 /* The help text of CLI_DEF_OPTIONS but --kernel, for the commands' usage. */
-#define CLI_DEF_OPTIONS_HELP                                                                 \
-	"  --initrd PATH        initial ramdisk\n"                                               \
-	"  --cmdline STRING     kernel command line\n"                                           \
-	"  --cpus N             vCPUs, 1 to 254 (default 1)\n"                                   \
-	"  --memory SIZE        guest RAM, whole MiB: 512M, 4G; a bare number is MiB (default "   \
-	"512M)\n"                                                                                \
-	"  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n"                  \
-	"  --hugepages on|off   back guest RAM with transparent huge pages (default on)\n"       \
+#define CLI_DEF_OPTIONS_HELP \
+	"  --initrd PATH        initial ramdisk\n" \
+	"  --cmdline STRING     kernel command line\n" \
+	"  --cpus N             vCPUs, 1 to 254 (default 1)\n" \
+	"  --memory SIZE        guest RAM, whole MiB: 512M, 4G; a bare number is MiB\n" \
+	"                       (default 512M)\n" \
+	"  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n" \
+	"  --hugepages on|off   back guest RAM with transparent huge pages (default on)\n" \
 	"  --pit on|off         in-kernel i8254 timer (default on; Linux on KVM runs without)\n" \
-	"  --disk PATH[,readonly][,io=auto|uring|threads]\n"                                     \
-	"                       raw disk image as a virtio-blk device (repeatable, up to 8;\n"   \
-	"                       a comma in PATH is written ,,)\n"                                \
-	"  --rng                virtio-rng entropy device (from the host's getrandom)\n"         \
-	"  --vsock CID[,socket=PATH]\n"                                                          \
-	"                       virtio-vsock with guest CID (3 or more); host programs reach\n"  \
+	"  --disk PATH[,readonly][,io=auto|uring|threads]\n" \
+	"                       raw disk image as a virtio-blk device (repeatable, up to 8;\n" \
+	"                       a comma in PATH is written ,,)\n" \
+	"  --rng                virtio-rng entropy device (from the host's getrandom)\n" \
+	"  --vsock CID[,socket=PATH]\n" \
+	"                       virtio-vsock with guest CID (3 or more); host programs reach\n" \
 	"                       the guest through the UNIX socket PATH, guests reach PATH_PORT\n" \
-	"  --virtio-console PATH\n"                                                              \
-	"                       a second console (the guest's hvc0) on UNIX socket PATH\n"       \
-	"  --console-port NAME,socket=PATH\n"                                                    \
+	"  --virtio-console PATH\n" \
+	"                       a second console (the guest's hvc0) on UNIX socket PATH\n" \
+	"  --console-port NAME,socket=PATH\n" \
 	"                       a named virtio-console port on UNIX socket PATH (up to 8)\n"
+/* clang-format on */
 
 /* cli_def_option() flags. */
 #define CLI_DEF_RESOLVE 0x1u /* --kernel, --initrd, --disk: an existing file, made canonical */
@@ -112,6 +114,6 @@ int cli_parse_vsock(char *arg, uint32_t *cid, const char **socket)
  * virtio-console port, NAME 1 to 64 bytes. Returns 0 or -EINVAL.
  */
 int cli_parse_console_port(char *arg, struct vm_console_port *out)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

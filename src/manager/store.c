@@ -262,11 +262,11 @@ int store_vsock_default(const struct store *st, const char *name, char *buf, siz
 	/* Guests reach PATH_PORT sockets next to it: nobody else may place one there. */
 	r = fs_private_dir(dir);
 	if (r < 0)
-		return mgr_err_set(err, r,
-		                   "cannot put the vsock socket in '%s': %s; give --vsock "
-		                   "CID,socket=PATH (nestvm set %s --vsock ...)",
-		                   dir, r == -EPERM ? "another user could write to it" : fs_strerror(r),
-		                   name);
+		return mgr_err_set(
+		    err, r,
+		    "cannot put the vsock socket in '%s': %s; give --vsock "
+		    "CID,socket=PATH (nestvm set %s --vsock ...)",
+		    dir, r == -EPERM ? "another user could write to it" : fs_strerror(r), name);
 	return 0;
 }
 

@@ -47,8 +47,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define STORE_MAX_FILE (1 << 20) /* a definition or state file larger than this is broken */
-#define STORE_VSOCK_SOCKET "vsock.sock" /* a managed VM's default vsock socket, in its directory */
+#define STORE_MAX_FILE (1 << 20)        /* a definition or state file larger than this is broken */
+#define STORE_VSOCK_SOCKET "vsock.sock" /* a managed VM's default vsock socket */
 
 struct stat;
 

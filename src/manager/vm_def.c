@@ -155,7 +155,6 @@ static bool def_mac_valid(const char *s)
 	return (strtoul(s, NULL, 16) & 1) == 0;
 }
 
-
 /*
  * A device's "pci_slot": a device number on bus 0 that no other device of the
  * definition has. @owner ("disks[1]", "rng") is what a later claim names.
@@ -224,7 +223,8 @@ static int def_parse_disks(const json_t *a, const char *file, struct vm_def *def
 			else if (!strcmp(key, "io"))
 				r = def_get_io(v, file, field, &disk->io, err);
 			else if (!strcmp(key, "pci_slot"))
-				r = def_get_slot(v, file, field, owner, slots, &disk->pci_slot, err);
+				r = def_get_slot(v, file, field, owner, slots, &disk->pci_slot,
+				                 err);
 			else
 				r = def_fail(err, file, field, NULL,
 				             "unknown field (known: path, readonly, io, pci_slot)");
@@ -304,7 +304,8 @@ static int def_parse_rng(const json_t *o, const char *file, struct vm_def *def,
 	if (json_is_null(o))
 		return 0;
 	if (!json_is_object(o))
-		return def_fail(err, file, "rng", o, "expected null or an object {\"pci_slot\": N}");
+		return def_fail(err, file, "rng", o,
+		                "expected null or an object {\"pci_slot\": N}");
 	def->rng.enabled = true;
 	json_object_foreach((json_t *)o, key, v)
 	{
@@ -312,8 +313,8 @@ static int def_parse_rng(const json_t *o, const char *file, struct vm_def *def,
 			r = def_get_slot(v, file, "rng.pci_slot", "rng", slots, &def->rng.pci_slot,
 			                 err);
 		else
-			r = def_fail(err, file, "rng", NULL, "unknown field '%.20s' (known: pci_slot)",
-			             key);
+			r = def_fail(err, file, "rng", NULL,
+			             "unknown field '%.20s' (known: pci_slot)", key);
 		if (r < 0)
 			return r;
 	}
@@ -332,7 +333,8 @@ static int def_parse_vsock(const json_t *o, const char *file, struct vm_def *def
 	if (json_is_null(o))
 		return 0;
 	if (!json_is_object(o))
-		return def_fail(err, file, "vsock", o, "expected null or an object {\"cid\": N, ...}");
+		return def_fail(err, file, "vsock", o,
+		                "expected null or an object {\"cid\": N, ...}");
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (!strcmp(key, "cid")) {
@@ -387,8 +389,8 @@ static int def_parse_ports(const json_t *a, const char *file, struct vm_def *def
 			snprintf(field, sizeof(field), "virtio_console.ports[%zu].%.20s", i, key);
 			if (!strcmp(key, "name")) {
 				r = def_get_str(v, file, field, false, false, &port->name, err);
-				if (r == 0 && (!port->name[0] ||
-				               strlen(port->name) > VM_DEF_PORT_NAME_MAX))
+				if (r == 0 &&
+				    (!port->name[0] || strlen(port->name) > VM_DEF_PORT_NAME_MAX))
 					r = def_fail(err, file, field, v, "expected 1 to %d bytes",
 					             VM_DEF_PORT_NAME_MAX);
 			} else if (!strcmp(key, "socket")) {
@@ -408,8 +410,8 @@ static int def_parse_ports(const json_t *a, const char *file, struct vm_def *def
 			if (!strcmp(con->ports[j].name, port->name)) {
 				snprintf(field, sizeof(field), "virtio_console.ports[%zu].name", i);
 				return def_fail(err, file, field, NULL,
-				                "\"%s\" is the name of ports[%u] already", port->name,
-				                j);
+				                "\"%s\" is the name of ports[%u] already",
+				                port->name, j);
 			}
 		}
 	}
@@ -440,8 +442,8 @@ static int def_parse_console(const json_t *o, const char *file, struct vm_def *d
 		else if (!strcmp(key, "ports"))
 			r = def_parse_ports(v, file, def, err);
 		else if (!strcmp(key, "pci_slot"))
-			r = def_get_slot(v, file, "virtio_console.pci_slot", "virtio_console", slots,
-			                 &def->console.pci_slot, err);
+			r = def_get_slot(v, file, "virtio_console.pci_slot", "virtio_console",
+			                 slots, &def->console.pci_slot, err);
 		else
 			r = def_fail(err, file, "virtio_console", NULL,
 			             "unknown field '%.20s' (known: socket, ports, pci_slot)", key);
@@ -656,12 +658,13 @@ static json_t *def_format_disks(const struct vm_def *def)
 
 	for (unsigned int i = 0; a && i < def->nr_disks; i++) {
 		const struct vm_disk *d = &def->disks[i];
-		unsigned int io = d->io < sizeof(def_io_names) / sizeof(def_io_names[0]) ? d->io : 0;
+		unsigned int io =
+		    d->io < sizeof(def_io_names) / sizeof(def_io_names[0]) ? d->io : 0;
 
-		if (json_array_append_new(a, json_pack("{s:s?, s:b, s:s, s:i}", "path", d->path,
-		                                       "readonly", d->readonly, "io",
-		                                       def_io_names[io], "pci_slot",
-		                                       (int)d->pci_slot)) < 0) {
+		if (json_array_append_new(a,
+		                          json_pack("{s:s?, s:b, s:s, s:i}", "path", d->path,
+		                                    "readonly", d->readonly, "io", def_io_names[io],
+		                                    "pci_slot", (int)d->pci_slot)) < 0) {
 			json_decref(a);
 			return NULL;
 		}
@@ -700,8 +703,8 @@ static json_t *def_format_console(const struct vm_def *def)
 	}
 	if (!ports)
 		return NULL;
-	o = json_pack("{s:s?, s:o, s:i}", "socket", def->console.socket, "ports", ports,
-	              "pci_slot", (int)def->console.pci_slot);
+	o = json_pack("{s:s?, s:o, s:i}", "socket", def->console.socket, "ports", ports, "pci_slot",
+	              (int)def->console.pci_slot);
 	return o;
 }
 
@@ -751,12 +754,12 @@ char *vm_def_format(const struct vm_def *def)
 	                           def->rng.enabled
 	                               ? json_pack("{s:i}", "pci_slot", (int)def->rng.pci_slot)
 	                               : json_null());
-	bad |= json_object_set_new(root, "vsock",
-	                           def->vsock.cid ? json_pack("{s:I, s:s?, s:i}", "cid",
-	                                                      (json_int_t)def->vsock.cid, "socket",
-	                                                      def->vsock.socket, "pci_slot",
-	                                                      (int)def->vsock.pci_slot)
-	                                          : json_null());
+	bad |= json_object_set_new(
+	    root, "vsock",
+	    def->vsock.cid
+	        ? json_pack("{s:I, s:s?, s:i}", "cid", (json_int_t)def->vsock.cid, "socket",
+	                    def->vsock.socket, "pci_slot", (int)def->vsock.pci_slot)
+	        : json_null());
 	bad |= json_object_set_new(root, "virtio_console", def_format_console(def));
 	/* A string that is not UTF-8 (json_string() refuses it) leaves a field out. */
 	if (!bad)
@@ -786,7 +789,8 @@ void vm_def_remove_disk(struct vm_def *def, unsigned int i)
 	if (i >= def->nr_disks)
 		return;
 	free(def->disks[i].path);
-	memmove(&def->disks[i], &def->disks[i + 1], (def->nr_disks - i - 1) * sizeof(def->disks[0]));
+	memmove(&def->disks[i], &def->disks[i + 1],
+	        (def->nr_disks - i - 1) * sizeof(def->disks[0]));
 	def->nr_disks--;
 	memset(&def->disks[def->nr_disks], 0, sizeof(def->disks[0]));
 }
@@ -799,7 +803,8 @@ void vm_def_remove_port(struct vm_def *def, unsigned int i)
 		return;
 	free(con->ports[i].name);
 	free(con->ports[i].socket);
-	memmove(&con->ports[i], &con->ports[i + 1], (con->nr_ports - i - 1) * sizeof(con->ports[0]));
+	memmove(&con->ports[i], &con->ports[i + 1],
+	        (con->nr_ports - i - 1) * sizeof(con->ports[0]));
 	con->nr_ports--;
 	memset(&con->ports[con->nr_ports], 0, sizeof(con->ports[0]));
 	if (!vm_def_has_console(def))

@@ -31,10 +31,10 @@
 #define STORE_MAX_CPUS VM_MAX_CPUS /* core/vm_limits.h judges cpus and memory_mib */
 #define STORE_MIN_MEMORY_MIB VM_MIN_MEMORY_MIB
 #define STORE_MAX_MEMORY_MIB VM_MAX_MEMORY_MIB
-#define STORE_MAX_DISKS 8	  /* VM_MAX_DISKS */
+#define STORE_MAX_DISKS 8 /* VM_MAX_DISKS */
 #define STORE_MAX_NICS 8
 #define STORE_MAX_CONSOLE_PORTS 8 /* VM_MAX_CONSOLE_PORTS */
-#define STORE_MAC_LEN 17	  /* "xx:xx:xx:xx:xx:xx" */
+#define STORE_MAC_LEN 17          /* "xx:xx:xx:xx:xx:xx" */
 
 /*
  * The format written into vm.json. 2 added hugepages, pit, the disks' io and
@@ -47,7 +47,7 @@
 #define VM_DEF_PCI_SLOT_MIN 1
 #define VM_DEF_PCI_SLOT_MAX 31
 #define VM_DEF_PORT_NAME_MAX 64 /* VIRTIO_CONSOLE_NAME_MAX */
-#define VM_DEF_VSOCK_CID_MIN 3	/* 0-2 are reserved, 2 is the host (virtio 1.2 §5.10.4) */
+#define VM_DEF_VSOCK_CID_MIN 3  /* 0-2 are reserved, 2 is the host (virtio 1.2 §5.10.4) */
 #define VM_DEF_VSOCK_CID_MAX 0xfffffffeU
 
 struct vm_config;
@@ -72,14 +72,14 @@ struct vm_def_rng {
 
 /* virtio-vsock (--vsock CID[,socket=PATH]). */
 struct vm_def_vsock {
-	uint32_t cid;	       /* 0: no vsock device */
-	char *socket;	       /* absolute, or NULL: the caller's default (vm_def_to_config) */
+	uint32_t cid; /* 0: no vsock device */
+	char *socket; /* absolute, or NULL: the caller's default (vm_def_to_config) */
 	unsigned int pci_slot;
 };
 
 /* A named virtio-console port (--console-port NAME,socket=PATH). */
 struct vm_def_port {
-	char *name; /* 1 to VM_DEF_PORT_NAME_MAX bytes, no control characters */
+	char *name;   /* 1 to VM_DEF_PORT_NAME_MAX bytes, no control characters */
 	char *socket; /* absolute */
 };
 
@@ -98,10 +98,10 @@ struct vm_def {
 	uint64_t memory_mib;
 	bool nested;
 	bool hugepages; /* transparent huge pages for guest RAM */
-	bool pit;	/* in-kernel i8254 */
-	char *kernel;	/* absolute path */
-	char *initrd;	/* absolute path or NULL */
-	char *cmdline;	/* NULL: empty */
+	bool pit;       /* in-kernel i8254 */
+	char *kernel;   /* absolute path */
+	char *initrd;   /* absolute path or NULL */
+	char *cmdline;  /* NULL: empty */
 	struct vm_disk disks[STORE_MAX_DISKS];
 	unsigned int nr_disks;
 	struct vm_nic nics[STORE_MAX_NICS];
@@ -152,7 +152,8 @@ int vm_def_set_str(char **field, const char *value) __attribute__((warn_unused_r
 /* vm_def_remove_disk - drop disk @i (its strings freed); the others keep their slots. */
 void vm_def_remove_disk(struct vm_def *def, unsigned int i);
 
-/* vm_def_remove_port - drop console port @i; the device keeps its slot while it has a port or hvc0. */
+/* vm_def_remove_port - drop console port @i; the device keeps its slot while it has a port or hvc0.
+ */
 void vm_def_remove_port(struct vm_def *def, unsigned int i);
 
 /* vm_def_clear - free the strings and zero @def. */
