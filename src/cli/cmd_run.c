@@ -10,8 +10,11 @@
 #include "core/vm.h"
 #include "core/vm_limits.h"
 #include "manager/store.h"
+#include "manager/store_snap.h"
+#include "snapshot/vm_snapshot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@ _Static_assert(VM_MAX_CPUS == ACPI_MAX_CPUS, "the vCPU limit is the MADT's");
 
 static const char run_usage[] =
     "usage: nestvm run --kernel PATH [options]\n"
+    "       nestvm run --restore DIR [--console WHERE] [--kvm PATH] [--sandbox on|off]\n"
     "\n"
     "Boot a kernel (Linux bzImage, or an ELF vmlinux with a PVH entry) in a new VM\n"
     "and run it in the foreground until the guest powers off. The options that say\n"
@@ -31,6 +35,8 @@ static const char run_usage[] =
     "                       (--vsock's default socket: $XDG_RUNTIME_DIR/nestvm/vsock-CID.sock,\n"
     "                       else .run/vsock-CID.sock in the VM store; a socket of this\n"
     "                       user only)\n"
+    "  --restore DIR        carry on from the snapshot in DIR (a VM's saved/ or\n"
+    "                       checkpoints/CP/ directory): the VM is the one it records\n"
     "  --console WHERE      serial console: stdio (default), none, file:PATH\n"
     "  --kvm PATH           KVM device (default /dev/kvm)\n"
     "  --sandbox on|off     seccomp filters on the monitor's threads (default on; off\n"
@@ -90,6 +96,8 @@ struct run_opts {
 	enum vm_console console;
 	const char *console_path; /* VM_CONSOLE_FILE */
 	const char *kvm_path;
+	const char *restore; /* --restore DIR */
+	bool def_options;    /* a definition option was given */
 	int sandbox;
 	int verbose;
 };
@@ -116,12 +124,13 @@ static int run_console_arg(const char *arg, struct run_opts *ro)
  */
 static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts *ro)
 {
-	enum { OPT_CONSOLE = CLI_DEF_END, OPT_KVM, OPT_SANDBOX };
+	enum { OPT_CONSOLE = CLI_DEF_END, OPT_KVM, OPT_SANDBOX, OPT_RESTORE };
 	static const struct option opts[] = {
 	    CLI_DEF_OPTIONS,
 	    {"console", required_argument, NULL, OPT_CONSOLE},
 	    {"kvm", required_argument, NULL, OPT_KVM},
 	    {"sandbox", required_argument, NULL, OPT_SANDBOX},
+	    {"restore", required_argument, NULL, OPT_RESTORE},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -133,6 +142,7 @@ static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts 
 	opterr = 0;
 	while (r < 0 && (opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		if (opt >= CLI_DEF_KERNEL && opt < CLI_DEF_END) {
+			ro->def_options = true;
 			r = cli_def_option(def, opt, optarg, 0, &err);
 			if (r < 0)
 				r = r == -ENOMEM ? NESTVM_EXIT_ERROR
@@ -147,6 +157,9 @@ static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts 
 			break;
 		case OPT_KVM:
 			ro->kvm_path = optarg;
+			break;
+		case OPT_RESTORE:
+			ro->restore = optarg;
 			break;
 		case OPT_SANDBOX:
 			if (cli_parse_on_off(optarg, &ro->sandbox) < 0)
@@ -167,7 +180,10 @@ static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts 
 	}
 	if (r < 0 && optind < argc)
 		r = run_usage_error("unexpected argument '%s'; see --help", argv[optind]);
-	if (r < 0 && !def->kernel)
+	if (r < 0 && ro->restore && ro->def_options)
+		r = run_usage_error("%s", "--restore: the VM is the one the snapshot records; give no "
+		                          "definition options");
+	if (r < 0 && !ro->restore && !def->kernel)
 		r = run_usage_error("%s", "--kernel PATH is required; see --help");
 	return r;
 }
@@ -199,6 +215,37 @@ static int run_config(struct vm_def *def, const struct run_opts *ro, char *vsock
 	return -1;
 }
 
+/*
+ * --restore DIR: the definition DIR holds into @def, and its snapshot opened
+ * and checked into @snap. Returns -1, or an exit status having said why.
+ */
+static int run_open_snapshot(const struct run_opts *ro, struct vm_def *def,
+                             struct vm_snapshot *snap)
+{
+	char why[384];
+	struct mgr_err err;
+	int fd = open(ro->restore, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+	if (fd < 0) {
+		fprintf(stderr, "nestvm run: --restore '%s': %s\n", ro->restore, strerror(errno));
+		return NESTVM_EXIT_ERROR;
+	}
+	vm_def_clear(def);
+	r = store_snap_read_def(fd, ro->restore, def, &err);
+	if (r < 0) {
+		close(fd);
+		fprintf(stderr, "nestvm run: --restore: %s\n", err.msg);
+		return NESTVM_EXIT_ERROR;
+	}
+	r = vm_snapshot_open(fd, ro->restore, ro->kvm_path, snap, why, sizeof(why));
+	close(fd);
+	if (r < 0) {
+		fprintf(stderr, "nestvm run: --restore: %s\n", why);
+		return NESTVM_EXIT_ERROR;
+	}
+	return -1;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_opts ro = {
@@ -206,7 +253,8 @@ int cmd_run(int argc, char **argv)
 	    .kvm_path = "/dev/kvm",
 	    .sandbox = 1,
 	};
-	char vsock_path[STORE_PATH_MAX] = "";
+	char vsock_path[STORE_PATH_MAX] = "", why[384];
+	struct vm_snapshot snap = {.memory_fd = -1};
 	struct vm_config cfg;
 	struct vm_def def;
 	struct vm *vm;
@@ -219,16 +267,29 @@ int cmd_run(int argc, char **argv)
 	if (r >= 0)
 		goto out;
 	log_set_level(ro.verbose >= 2 ? LOG_DEBUG : ro.verbose ? LOG_INFO : LOG_WARN);
+	if (ro.restore) {
+		r = run_open_snapshot(&ro, &def, &snap);
+		if (r >= 0)
+			goto out;
+	}
 	r = run_config(&def, &ro, vsock_path, sizeof(vsock_path), &cfg);
 	if (r >= 0)
 		goto out;
 	/* Before vm_create() starts the first device thread. */
 	r = NESTVM_EXIT_ERROR;
-	if (sandbox_init(ro.sandbox) < 0 || vm_create(&cfg, &vm) < 0)
+	if (sandbox_init(ro.sandbox) < 0)
 		goto out;
+	if (ro.restore && vm_snapshot_restore(&snap, &cfg, &vm, why, sizeof(why)) < 0) {
+		fprintf(stderr, "nestvm run: --restore: %s\n", why);
+		goto out;
+	}
+	if (!ro.restore && vm_create(&cfg, &vm) < 0)
+		goto out;
+	vm_snapshot_close(&snap);
 	r = vm_run(vm);
 	vm_destroy_at_exit(vm);
 out:
+	vm_snapshot_close(&snap);
 	/* @cfg, and so the VM, pointed into it. */
 	vm_def_clear(&def);
 	return r;

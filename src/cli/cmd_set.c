@@ -14,6 +14,7 @@
 #include "cli/cli_vm.h"
 #include "cli/opts_virtio.h"
 #include "core/exit_status.h"
+#include "manager/store_snap.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -432,6 +433,14 @@ int cmd_set(int argc, char **argv)
 		run_fd = cli_vm_lock_off("set", &st, name, what);
 		if (run_fd < 0) {
 			r = NESTVM_EXIT_ERROR;
+			goto out;
+		}
+		/* The saved state is of the machine as it is: it must restore into the same. */
+		if (store_has_saved(&st, name)) {
+			r = cli_vm_error("set",
+			                 "VM '%s' is saved: %s only after it has run again, or with its "
+			                 "saved state discarded (nestvm start --discard-saved %s)",
+			                 name, what, name);
 			goto out;
 		}
 	} else {

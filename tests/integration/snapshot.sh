@@ -52,6 +52,10 @@ wait_console idle "test=idle: up" && ok "--discard-saved boots the guest afresh"
 	bad "no fresh boot after --discard-saved"
 nv save idle
 
+# ---- a saved VM keeps its machine: set refuses what the state depends on ----
+expect "set --cpus while saved" 1 "is saved: --cpus can be changed only after" -- set idle --cpus 4
+expect "set --cmdline while saved" 0 "VM 'idle'" -- set idle --cmdline "test=idle echo=on"
+
 # ---- corrupt and foreign saved states: refused with a reason, kept ----
 cp -a "$NESTVM_HOME/idle/saved" "$T/good-saved"
 restore_good() { rm -rf "$NESTVM_HOME/idle/saved"; cp -a "$T/good-saved" "$NESTVM_HOME/idle/saved"; }
@@ -162,6 +166,22 @@ if [ "$cycles_done" -eq 20 ] && grep -q "test=memgen: PASS" "$NESTVM_HOME/mgd/co
 else
 	bad "memgen disk=on: $cycles_done of 20 cycles; $(grep -m1 "FAIL\|PASS" "$NESTVM_HOME/mgd/console.log")"
 fi
+
+# ---- run --restore: a foreground VM from a checkpoint ----
+nv new fg --kernel "$PROBE" --cmdline "test=memgen passes=6000" --cpus 2 --memory 64M
+nv start fg
+sleep 0.3
+nv checkpoint fg mid
+nv kill fg
+timeout 60 "$NESTVM" run --restore "$NESTVM_HOME/fg/checkpoints/mid" --console stdio >"$T/out" 2>&1
+rc=$?
+want=$(build/guest/memgen-expect 6000 2)
+if [ "$rc" -eq 0 ] && grep -q "$want" "$T/out" && ! grep -q "probe: boot" "$T/out"; then
+	ok "run --restore carries on from a checkpoint: $want"
+else bad "run --restore: exit $rc, want '$want' and no restart from pass 1"; fi
+expect "run --restore with definition options" 2 "give no definition options" -- \
+	run --restore "$NESTVM_HOME/fg/checkpoints/mid" --cpus 3
+expect "run --restore of no snapshot" 1 "no definition" -- run --restore "$T"
 
 # ---- a monitor killed in the middle of a save ----
 # A guest that dirties all its RAM makes the save long enough to be cut.
