@@ -146,6 +146,36 @@ void disk_drain(struct disk *disk)
 		disk->ops->complete(disk, true);
 }
 
+/* Milliseconds from now to @deadline, rounded up; 0 once it has passed. */
+static int disk_ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+	long long ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ns = (long long)(deadline->tv_sec - now.tv_sec) * 1000000000LL +
+	     (deadline->tv_nsec - now.tv_nsec);
+	if (ns <= 0)
+		return 0;
+	return ns > 3600000LL * 1000000LL ? 3600000 : (int)((ns + 999999) / 1000000);
+}
+
+int disk_drain_until(struct disk *disk, const struct timespec *deadline)
+{
+	/* Both engines signal completion_fd for each finished request (disk_engine.h). */
+	while (disk->inflight > 0) {
+		struct pollfd pfd = {.fd = disk->completion_fd, .events = POLLIN};
+		int ms = disk_ms_left(deadline);
+
+		if (ms == 0)
+			return -ETIMEDOUT;
+		if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
+			return -errno;
+		disk->ops->complete(disk, false);
+	}
+	return 0;
+}
+
 int disk_completion_fd(const struct disk *disk)
 {
 	return disk->completion_fd;

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 
 /*
  * Disk images for block devices: a raw image file, read and written off the
@@ -106,6 +107,14 @@ void disk_complete(struct disk *disk, bool wait);
 
 /* disk_drain - wait until every submitted request has completed (done() run). */
 void disk_drain(struct disk *disk);
+
+/*
+ * disk_drain_until - disk_drain() bounded by @deadline (CLOCK_MONOTONIC).
+ * Returns 0, or -ETIMEDOUT with requests still in flight (they complete
+ * later, through disk_completion_fd() as usual).
+ */
+int disk_drain_until(struct disk *disk, const struct timespec *deadline)
+    __attribute__((warn_unused_result));
 
 /* disk_completion_fd - poll it for POLLIN, then call disk_complete(). */
 int disk_completion_fd(const struct disk *disk);

@@ -6,6 +6,10 @@
  * 32-bit MMIO window (LAYOUT_PCI_MMIO32, upwards from its start), MSI-X
  * interrupts sent with KVM_SIGNAL_MSI, and its queue notifications as
  * KVM ioeventfds.
+ *
+ * Each function (transport and device model) is a device of vm->devices,
+ * named "virtio-blk0".."virtio-blk7", "virtio-rng", "virtio-vsock",
+ * "virtio-console" in creation order; the list owns it.
  */
 #include "core/machine.h"
 
@@ -25,26 +29,28 @@
 
 #define MACHINE_VIRTIO_MAX (VM_MAX_DISKS + 4)
 
+/* Creation-time bookkeeping; the functions themselves belong to vm->devices. */
 struct machine_virtio {
 	struct vm *vm;
 	uint64_t mmio_next; /* next free BAR address in the 32-bit window */
 	bool ioeventfd;     /* KVM_CAP_IOEVENTFD */
-	struct virtio_blk *blk[VM_MAX_DISKS];
-	struct virtio_rng *rng;
-	struct virtio_vsock *vsock;
-	struct virtio_console *console;
-	struct virtio_pci *pci[MACHINE_VIRTIO_MAX];
 	unsigned int nr_pci;
 	char serial[VM_MAX_DISKS][VIRTIO_BLK_ID_BYTES + 1];
 };
 
+/*
+ * The transports' callbacks get the struct vm, not the struct
+ * machine_virtio: the device list may destroy them after
+ * machine_destroy_virtio() freed the latter.
+ */
+
 /* KVM_SIGNAL_MSI: one MSI message to the in-kernel local APICs. */
 static int machine_msi_send(void *opaque, uint64_t addr, uint32_t data)
 {
-	struct machine_virtio *mv = opaque;
+	struct vm *vm = opaque;
 	struct kvm_msi msi = {
 	    .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32), .data = data};
-	int r = kvm_ioctl(mv->vm->fd, KVM_SIGNAL_MSI, &msi);
+	int r = kvm_ioctl(vm->fd, KVM_SIGNAL_MSI, &msi);
 
 	return r < 0 ? r : 0;
 }
@@ -52,42 +58,62 @@ static int machine_msi_send(void *opaque, uint64_t addr, uint32_t data)
 /* KVM_IOEVENTFD: @fd is signalled by KVM itself on a @len-byte write to @gpa. */
 static int machine_ioeventfd(void *opaque, uint64_t gpa, uint32_t len, int fd, bool assign)
 {
-	struct machine_virtio *mv = opaque;
+	struct vm *vm = opaque;
 	struct kvm_ioeventfd io = {
 	    .addr = gpa, .len = len, .fd = fd, .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN};
 
-	return kvm_ioctl(mv->vm->fd, KVM_IOEVENTFD, &io);
+	return kvm_ioctl(vm->fd, KVM_IOEVENTFD, &io);
+}
+
+/* Whether the vCPUs run: a restored virtio device waits for it (virtio_pci.h). */
+static bool machine_guest_running(void *opaque)
+{
+	struct vm *vm = opaque;
+	bool running;
+
+	pthread_mutex_lock(&vm->lock);
+	running = vm->running && !vm->pause_requested;
+	pthread_mutex_unlock(&vm->lock);
+	return running;
 }
 
 /*
- * Wrap @vdev in a virtio PCI function with its BAR placed and put it on the
- * bus: at function 0 of device @slot (vm_config's *pci_slot), or of the first
- * free device number if @slot is 0.
+ * Wrap @vdev in a virtio PCI function with its BAR placed, register it in
+ * vm->devices as @name and put it on the bus: at function 0 of device @slot
+ * (vm_config's *pci_slot), or of the first free device number if @slot is 0.
+ * Takes @vdev: on any failure it is destroyed (by the device list once
+ * registered).
  */
 static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *vdev,
-                              unsigned int slot)
+                              const char *name, unsigned int slot)
 {
 	struct virtio_pci_config cfg = {
 	    .mem = &mv->vm->mem,
 	    .msi_send = machine_msi_send,
 	    .ioeventfd = mv->ioeventfd ? machine_ioeventfd : NULL,
-	    .opaque = mv,
+	    .guest_running = machine_guest_running,
+	    .opaque = mv->vm,
 	};
 	struct virtio_pci *vp;
-	int r;
+	int r = 0;
 
 	if (slot >= PCI_MAX_DEVICES)
 		return -EINVAL;
 	if (mv->nr_pci == MACHINE_VIRTIO_MAX ||
 	    mv->mmio_next + VIRTIO_PCI_BAR_SIZE > LAYOUT_PCI_MMIO32 + LAYOUT_PCI_MMIO32_SIZE)
-		return -ENOSPC;
+		r = -ENOSPC;
 	cfg.bar_addr = mv->mmio_next;
-	r = virtio_pci_create(vdev, &cfg, &vp);
+	if (r == 0)
+		r = virtio_pci_create(vdev, &cfg, &vp);
 	if (r < 0) {
 		log_error("cannot create the %s device: %s", vdev->name, strerror(-r));
+		vdev->ops->destroy(vdev);
 		return r;
 	}
-	mv->pci[mv->nr_pci++] = vp;
+	mv->nr_pci++;
+	r = device_register(&mv->vm->devices, name, &virtio_pci_device_ops, vp);
+	if (r < 0)
+		return r;
 	virtio_pci_device(vp)->devfn = slot ? PCI_DEVFN(slot, 0) : PCI_DEVFN_AUTO;
 	r = pci_host_add_device(mv->vm->pci, virtio_pci_device(vp));
 	if (r < 0) {
@@ -112,13 +138,15 @@ static int machine_create_disks(struct machine_virtio *mv)
 		    .engine = (enum disk_engine)cfg->disks[i].engine,
 		    .serial = mv->serial[i],
 		};
+		struct virtio_blk *blk;
+		char name[DEVICE_NAME_MAX];
 		int r;
 
 		snprintf(mv->serial[i], sizeof(mv->serial[i]), "nestvm-disk%u", i % VM_MAX_DISKS);
-		r = virtio_blk_create(&p, &mv->blk[i]);
+		snprintf(name, sizeof(name), "virtio-blk%u", i % VM_MAX_DISKS);
+		r = virtio_blk_create(&p, &blk);
 		if (r == 0)
-			r = machine_add_virtio(mv, virtio_blk_vdev(mv->blk[i]),
-			                       cfg->disks[i].pci_slot);
+			r = machine_add_virtio(mv, virtio_blk_vdev(blk), name, cfg->disks[i].pci_slot);
 		if (r < 0)
 			return r;
 	}
@@ -129,6 +157,7 @@ static int machine_create_vsock(struct machine_virtio *mv)
 {
 	const struct vm_config *cfg = &mv->vm->cfg;
 	struct virtio_vsock_params p = {.guest_cid = cfg->vsock_cid, .socket = cfg->vsock_socket};
+	struct virtio_vsock *vs;
 	int r;
 
 	/* The caller picks the path (`run`: a directory only this user controls). */
@@ -136,11 +165,11 @@ static int machine_create_vsock(struct machine_virtio *mv)
 		log_error("vsock: no host socket path");
 		return -EINVAL;
 	}
-	r = virtio_vsock_create(&p, &mv->vsock);
+	r = virtio_vsock_create(&p, &vs);
 	if (r == 0)
-		r = machine_add_virtio(mv, virtio_vsock_vdev(mv->vsock), cfg->vsock_pci_slot);
+		r = machine_add_virtio(mv, virtio_vsock_vdev(vs), "virtio-vsock", cfg->vsock_pci_slot);
 	if (r == 0)
-		r = virtio_vsock_start(mv->vsock);
+		r = virtio_vsock_start(vs);
 	if (r == 0)
 		log_info("vsock: guest CID %u, host socket %s", p.guest_cid, p.socket);
 	return r;
@@ -151,17 +180,19 @@ static int machine_create_console(struct machine_virtio *mv)
 	const struct vm_config *cfg = &mv->vm->cfg;
 	struct virtio_console_params p = {.console.socket = cfg->hvc_socket,
 	                                  .nr_ports = cfg->nr_console_ports};
+	struct virtio_console *con;
 	int r;
 
 	for (unsigned int i = 0; i < cfg->nr_console_ports; i++) {
 		p.ports[i].name = cfg->console_ports[i].name;
 		p.ports[i].socket = cfg->console_ports[i].socket;
 	}
-	r = virtio_console_create(&p, &mv->console);
+	r = virtio_console_create(&p, &con);
 	if (r == 0)
-		r = machine_add_virtio(mv, virtio_console_vdev(mv->console), cfg->console_pci_slot);
+		r = machine_add_virtio(mv, virtio_console_vdev(con), "virtio-console",
+		                       cfg->console_pci_slot);
 	if (r == 0)
-		r = virtio_console_start(mv->console);
+		r = virtio_console_start(con);
 	return r;
 }
 
@@ -186,9 +217,12 @@ int machine_create_virtio(struct vm *vm)
 	vm->virtio = mv;
 	r = machine_create_disks(mv);
 	if (r == 0 && vm->cfg.rng) {
-		r = virtio_rng_create(&mv->rng);
+		struct virtio_rng *rng;
+
+		r = virtio_rng_create(&rng);
 		if (r == 0)
-			r = machine_add_virtio(mv, virtio_rng_vdev(mv->rng), vm->cfg.rng_pci_slot);
+			r = machine_add_virtio(mv, virtio_rng_vdev(rng), "virtio-rng",
+			                       vm->cfg.rng_pci_slot);
 	}
 	if (r == 0 && vm->cfg.vsock_cid)
 		r = machine_create_vsock(mv);
@@ -197,33 +231,36 @@ int machine_create_virtio(struct vm *vm)
 	return r;
 }
 
+/* The virtio functions still in vm->devices (none once the list is destroyed). */
+static struct virtio_pci *machine_virtio_at(struct vm *vm, unsigned int i)
+{
+	struct device *d = &vm->devices.devs[i];
+
+	return d->ops == &virtio_pci_device_ops ? d->dev : NULL;
+}
+
 void machine_stop_virtio(struct vm *vm)
 {
-	struct machine_virtio *mv = vm->virtio;
-
-	if (!mv)
-		return;
-	for (unsigned int i = 0; i < mv->nr_pci; i++)
-		virtio_pci_stop(mv->pci[i]);
-	/* Release the images (and their locks) now, not when a forked child exits. */
-	for (unsigned int i = 0; i < VM_MAX_DISKS; i++)
-		virtio_blk_close_disk(mv->blk[i]);
+	/* Each stop also closes its disk image, releasing the lock now (ops->stop). */
+	for (unsigned int i = 0; i < vm->devices.nr; i++)
+		virtio_pci_stop(machine_virtio_at(vm, i));
 }
 
 void machine_destroy_virtio(struct vm *vm)
 {
-	struct machine_virtio *mv = vm->virtio;
+	/*
+	 * Destroyed here, last created first, when the machine goes before
+	 * the list; their entries keep a NULL device, which
+	 * device_list_destroy() then destroys as a no-op.
+	 */
+	for (unsigned int i = vm->devices.nr; i-- > 0;) {
+		struct virtio_pci *vp = machine_virtio_at(vm, i);
 
-	if (!mv)
-		return;
-	/* Transports first: they stop the I/O threads and reset the devices. */
-	for (unsigned int i = 0; i < mv->nr_pci; i++)
-		virtio_pci_destroy(mv->pci[i]);
-	for (unsigned int i = 0; i < VM_MAX_DISKS; i++)
-		virtio_blk_destroy(mv->blk[i]);
-	virtio_rng_destroy(mv->rng);
-	virtio_vsock_destroy(mv->vsock);
-	virtio_console_destroy(mv->console);
-	free(mv);
+		if (vp) {
+			virtio_pci_device_ops.destroy(vp);
+			vm->devices.devs[i].dev = NULL;
+		}
+	}
+	free(vm->virtio);
 	vm->virtio = NULL;
 }

@@ -4,7 +4,12 @@
  * capabilities, BAR sizing, feature negotiation that refuses features not
  * offered, queue setup, notifications (MMIO and ioeventfd) reaching the
  * device's I/O thread, MSI-X delivery with masking and pending bits,
- * needs-reset, device reset, the PCI configuration access window.
+ * needs-reset, device reset, the PCI configuration access window; the
+ * lifecycle: quiesce parks the device and resume catches up, save and
+ * restore into a new device (registers, MSI-X, queues, ioeventfds moved to
+ * the restored BAR, nothing done before the guest runs), held chains taken
+ * again exactly once, corrupt states refused with a reason, reset, and the
+ * device list driving it all.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +32,11 @@ struct dummy {
 	unsigned int activations;
 	bool break_on_notify;
 	struct iovec iov[DUMMY_QSIZE];
+	/* Queue 0 in hold mode: chains are popped and kept, not returned. */
+	bool hold;
+	bool report_held;     /* ops->held tells the transport about them */
+	unsigned int nr_held; /* under the device lock */
+	unsigned int destroyed;
 };
 
 static void dummy_config_read(struct virtio_device *vdev, uint32_t off, void *data, uint32_t len)
@@ -59,6 +69,11 @@ static void dummy_queue_notify(struct virtio_device *vdev, unsigned int q)
 		virtio_device_set_needs_reset(vdev, "test: broken on purpose");
 		return;
 	}
+	if (dm->hold && q == 0) {
+		while (virtq_pop(&vdev->vqs[q], &req) > 0)
+			dm->nr_held++;
+		return;
+	}
 	while ((r = virtq_pop(&vdev->vqs[q], &req)) > 0) {
 		virtq_push(&vdev->vqs[q], req.head, (uint32_t)req.in_len);
 		pushed = true;
@@ -71,7 +86,22 @@ static void dummy_queue_notify(struct virtio_device *vdev, unsigned int q)
 
 static void dummy_reset(struct virtio_device *vdev)
 {
-	container_of(vdev, struct dummy, vdev)->resets++;
+	struct dummy *dm = container_of(vdev, struct dummy, vdev);
+
+	dm->resets++;
+	dm->nr_held = 0;
+}
+
+static unsigned int dummy_held(struct virtio_device *vdev, unsigned int q)
+{
+	struct dummy *dm = container_of(vdev, struct dummy, vdev);
+
+	return q == 0 && dm->report_held ? dm->nr_held : 0;
+}
+
+static void dummy_destroy(struct virtio_device *vdev)
+{
+	container_of(vdev, struct dummy, vdev)->destroyed++;
 }
 
 static const struct virtio_device_ops dummy_ops = {
@@ -80,21 +110,23 @@ static const struct virtio_device_ops dummy_ops = {
     .activate = dummy_activate,
     .queue_notify = dummy_queue_notify,
     .reset = dummy_reset,
+    .held = dummy_held,
+    .destroy = dummy_destroy,
 };
 
 struct fixture {
 	struct dummy dm;
 	struct vd *d;
+	struct dummy dm2; /* the device a state is restored into */
+	struct vd *d2;
 };
 
-static int setup_common(void **state, bool ioeventfd)
+static void dummy_init(struct dummy *dm)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
+	memset(dm, 0, sizeof(*dm));
 	for (unsigned int q = 0; q < DUMMY_QUEUES; q++)
-		virtq_init(&f->dm.vqs[q], DUMMY_QSIZE);
-	f->dm.vdev = (struct virtio_device){
+		virtq_init(&dm->vqs[q], DUMMY_QSIZE);
+	dm->vdev = (struct virtio_device){
 	    .ops = &dummy_ops,
 	    .name = "virtio-dummy",
 	    .device_id = 42,
@@ -102,9 +134,17 @@ static int setup_common(void **state, bool ioeventfd)
 	    .features = VIRTIO_BIT(DUMMY_FEATURE) | VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX),
 	    .config_size = DUMMY_CONFIG_SIZE,
 	    .nr_queues = DUMMY_QUEUES,
-	    .vqs = f->dm.vqs,
+	    .vqs = dm->vqs,
 	};
-	memcpy(f->dm.config, "nestvm!", 8);
+	memcpy(dm->config, "nestvm!", 8);
+}
+
+static int setup_common(void **state, bool ioeventfd)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	dummy_init(&f->dm);
 	f->d = vd_create(&f->dm.vdev, ioeventfd);
 	*state = f;
 	return 0;
@@ -124,7 +164,10 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	vd_destroy(f->d);
+	if (f->d)
+		vd_destroy(f->d);
+	if (f->d2)
+		vd_destroy(f->d2);
 	free(f);
 	return 0;
 }
@@ -578,6 +621,326 @@ static void test_ioeventfd(void **state)
 	assert_int_equal(d->nr_ioeventfd, DUMMY_QUEUES);
 }
 
+/* ---------------------------------------------------------------- lifecycle */
+
+/* Offsets in a dummy's saved state (virtio_pci.h, "Lifecycle"): 3 vectors, 2 queues. */
+#define NV (DUMMY_QUEUES + 1)
+#define ST_DEVICE_ID 0
+#define ST_STATUS 6
+#define ST_CFGVEC 23
+#define ST_CONFIG 29
+#define ST_MSIX (ST_CONFIG + PCI_CFG_SPACE_SIZE)
+#define ST_PBA (ST_MSIX + NV * PCI_MSIX_ENTRY_SIZE)
+#define ST_QUEUE(q) (ST_PBA + 8 + 39 * (q))
+#define STQ_SIZE 0
+#define STQ_STARTED 2
+#define STQ_DESC 6
+#define STQ_LAST_AVAIL 31
+#define STQ_VECTOR 37
+#define ST_LEN ST_QUEUE(DUMMY_QUEUES)
+
+static void put16(uint8_t *b, size_t off, uint16_t v)
+{
+	memcpy(b + off, &v, 2);
+}
+
+static void put64(uint8_t *b, size_t off, uint64_t v)
+{
+	memcpy(b + off, &v, 8);
+}
+
+/* A second dummy on its own transport, BAR0 unassigned and not decoding, guest stopped. */
+static struct vd *second_device(struct fixture *f, bool ioeventfd)
+{
+	dummy_init(&f->dm2);
+	f->d2 = vd_create_at(&f->dm2.vdev, ioeventfd, 0, false);
+	vd_set_guest_stopped(f->d2, true);
+	return f->d2;
+}
+
+static uint16_t used_idx(struct vd *d, unsigned int q)
+{
+	return __atomic_load_n(&d->q[q].used->idx, __ATOMIC_ACQUIRE);
+}
+
+static void test_quiesce_parks_resume_catches_up(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	struct vd_buf b = {.gpa = vd_alloc(d, 16), .len = 16, .write = true};
+	struct virtq_used_elem e;
+	unsigned int n;
+
+	vd_bring_up(d, 0, DUMMY_QUEUES, DUMMY_QSIZE);
+	assert_int_equal(virtio_pci_quiesce(d->vp), 0);
+	n = notified(f, 1); /* DRIVER_OK's own look at the queues may be in */
+	vd_submit(d, 1, &b, 1);
+	vd_kick(d, 1);
+	usleep(50 * 1000);
+	assert_int_equal(notified(f, 1), n); /* parked: the kick waits */
+	assert_int_equal(used_idx(d, 1), 0);
+	assert_int_equal(vd_msi_count(d), 0);
+	virtio_pci_resume(d->vp);
+	assert_true(vd_wait_used(d, 1, &e, 2000));
+	assert_int_equal(e.len, 16);
+	/* Quiesce and resume again: still fine. */
+	assert_int_equal(virtio_pci_quiesce(d->vp), 0);
+	virtio_pci_resume(d->vp);
+	vd_submit(d, 1, &b, 1);
+	vd_kick(d, 1);
+	assert_true(vd_wait_used(d, 1, &e, 2000));
+}
+
+static void test_save_restore(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d, *d2;
+	struct vd_buf b = {.gpa = vd_alloc(d, 32), .len = 32, .write = true};
+	struct virtq_used_elem e;
+	struct vd_saved s;
+	uint16_t head;
+
+	vd_bring_up(d, VIRTIO_BIT(DUMMY_FEATURE), DUMMY_QUEUES, 8);
+	vd_cfg_write(d, PCI_CFG_INTERRUPT_LINE, 1, 11);
+	/* Queue 1's vector masked: its interrupt stays pending. */
+	vd_write(d, VIRTIO_PCI_MSIX_TABLE_OFF + 2 * PCI_MSIX_ENTRY_SIZE + 12, 4, 1);
+	vd_submit(d, 1, &b, 1);
+	vd_kick(d, 1);
+	assert_true(vd_wait_used(d, 1, &e, 2000));
+	usleep(10 * 1000);
+	assert_int_equal(vd_read(d, VIRTIO_PCI_MSIX_PBA_OFF, 8), 1 << 2);
+	vd_write(d, VIRTIO_PCI_COMMON_DFSELECT, 4, 1);
+	vd_write(d, VIRTIO_PCI_COMMON_Q_SELECT, 2, 1);
+	vd_save(d, &s);
+	assert_int_equal(s.state.len, ST_LEN);
+
+	d2 = second_device(f, true);
+	assert_int_equal(d2->nr_ioeventfd, 0);
+	vd_load_guest(d2, &s);
+	vd_restore(d2, &s);
+	/* The ioeventfds moved to the restored BAR0; nothing was sent. */
+	assert_int_equal(d2->nr_ioeventfd, DUMMY_QUEUES);
+	for (unsigned int i = 0; i < d2->nr_ioeventfd; i++)
+		assert_true(d2->ioeventfd[i].gpa == VD_BAR + VIRTIO_PCI_NOTIFY_OFF ||
+		            d2->ioeventfd[i].gpa == VD_BAR + VIRTIO_PCI_NOTIFY_OFF + 4);
+	assert_int_equal(vd_msi_count(d2), 0);
+	/* What the driver reads back is what it left. */
+	assert_int_equal(vd_cfg_read(d2, PCI_CFG_BAR0, 4), VD_BAR);
+	assert_int_equal(vd_cfg_read(d2, PCI_CFG_INTERRUPT_LINE, 1), 11);
+	assert_int_equal(vd_status(d2), VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+	                                    VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+	assert_int_equal(f->dm2.vdev.acked,
+	                 VIRTIO_BIT(DUMMY_FEATURE) | VIRTIO_BIT(VIRTIO_F_VERSION_1));
+	assert_int_equal(vd_read(d2, VIRTIO_PCI_COMMON_DFSELECT, 4), 1);
+	assert_int_equal(vd_read(d2, VIRTIO_PCI_COMMON_Q_SELECT, 2), 1);
+	assert_int_equal(vd_read(d2, VIRTIO_PCI_COMMON_Q_SIZE, 2), 8);
+	assert_int_equal(vd_read(d2, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	assert_int_equal(vd_read(d2, VIRTIO_PCI_COMMON_Q_MSIX, 2), 2);
+	assert_int_equal(vd_read(d2, VIRTIO_PCI_COMMON_Q_DESCLO, 4), VD_RING_GPA + 0x10000);
+	assert_int_equal(vd_read(d2, VIRTIO_PCI_COMMON_MSIX, 2), 0);
+	assert_int_equal(vd_read(d2, VIRTIO_PCI_MSIX_TABLE_OFF + PCI_MSIX_ENTRY_SIZE, 4),
+	                 0xfee00000U | 1 << 12);
+	assert_int_equal(vd_read(d2, VIRTIO_PCI_MSIX_PBA_OFF, 8), 1 << 2);
+	assert_int_equal(f->dm2.vqs[1].last_avail, 1);
+	assert_int_equal(f->dm2.vqs[1].used_idx, 1);
+	assert_int_equal(f->dm2.activations, 0); /* restored, not activated again */
+
+	/* Before the guest runs, a notification waits... */
+	head = vd_submit(d2, 0, &b, 1);
+	vd_kick(d2, 0);
+	usleep(50 * 1000);
+	assert_int_equal(used_idx(d2, 0), 0);
+	assert_int_equal(vd_msi_count(d2), 0);
+	/* ... and is served once it does, with the restored vector. */
+	vd_set_guest_stopped(d2, false);
+	assert_true(vd_wait_used(d2, 0, &e, 2000));
+	assert_int_equal(e.id, head);
+	assert_true(vd_wait_msi(d2, 1, 2000) >= 1);
+	pthread_mutex_lock(&d2->lock);
+	assert_int_equal(d2->msi[0].addr, 0xfee00000U | 1 << 12);
+	assert_int_equal(d2->msi[0].data, 0x41);
+	pthread_mutex_unlock(&d2->lock);
+	/* Unmasking vector 2 delivers what was pending at the save. */
+	vd_write(d2, VIRTIO_PCI_MSIX_TABLE_OFF + 2 * PCI_MSIX_ENTRY_SIZE + 12, 4, 0);
+	assert_true(vd_wait_msi(d2, 2, 2000) >= 2);
+	pthread_mutex_lock(&d2->lock);
+	assert_int_equal(d2->msi[1].data, 0x42);
+	pthread_mutex_unlock(&d2->lock);
+	virtio_pci_resume(d->vp);
+	vd_saved_release(&s);
+}
+
+/* A chain the device holds over a save is taken again, once, by the restored device. */
+static void test_held_chain_taken_again_once(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d, *d2;
+	struct vd_buf b = {.gpa = vd_alloc(d, 24), .len = 24, .write = true};
+	struct dev_state busy = {0};
+	struct virtq_used_elem e;
+	struct vd_saved s;
+	uint16_t head;
+
+	vd_bring_up(d, 0, DUMMY_QUEUES, DUMMY_QSIZE);
+	virtio_device_lock(&f->dm.vdev);
+	f->dm.hold = true;
+	virtio_device_unlock(&f->dm.vdev);
+	head = vd_submit(d, 0, &b, 1);
+	vd_kick(d, 0);
+	for (int i = 0; i < 2000 && notified(f, 0) == 0; i++)
+		usleep(1000);
+	/* Not reported as held: a chain in flight, the save is refused. */
+	assert_int_equal(virtio_pci_quiesce(d->vp), 0);
+	assert_int_equal(virtio_pci_save(d->vp, &busy), -EBUSY);
+	ds_release(&busy);
+	virtio_pci_resume(d->vp);
+	virtio_device_lock(&f->dm.vdev);
+	assert_int_equal(f->dm.nr_held, 1);
+	f->dm.report_held = true;
+	virtio_device_unlock(&f->dm.vdev);
+	vd_save(d, &s);
+
+	d2 = second_device(f, false);
+	vd_load_guest(d2, &s);
+	vd_restore(d2, &s);
+	assert_int_equal(f->dm2.vqs[0].last_avail, 0);
+	vd_set_guest_stopped(d2, false);
+	assert_true(vd_wait_used(d2, 0, &e, 2000));
+	assert_int_equal(e.id, head);
+	assert_int_equal(e.len, 24);
+	usleep(50 * 1000);
+	assert_int_equal(used_idx(d2, 0), 1);
+	virtio_pci_resume(d->vp);
+	vd_saved_release(&s);
+}
+
+/* Each corruption of a good state is refused with a reason; the device stays usable. */
+static void test_restore_refuses_corrupt_states(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d, *d2;
+	struct vd_buf b = {.gpa = vd_alloc(d, 8), .len = 8, .write = true};
+	struct virtq_used_elem e;
+	struct vd_saved s;
+	uint8_t *bad;
+	char why[160];
+	static const struct {
+		size_t off;
+		unsigned int len;
+		uint64_t val;
+		const char *why;
+	} cases[] = {
+	    {ST_DEVICE_ID, 2, 43, "another configuration"},
+	    {ST_STATUS, 1, 0x2f, "unknown bits"},
+	    {ST_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER_OK, "without"},
+	    {ST_CFGVEC, 2, NV, "out of range"},
+	    {ST_CONFIG + PCI_CFG_VENDOR_ID, 2, 0x8086, "another device"},
+	    {ST_PBA, 8, 1 << NV, "pending"},
+	    {ST_QUEUE(0) + STQ_SIZE, 2, 2 * DUMMY_QSIZE, "above"},
+	    {ST_QUEUE(0) + STQ_SIZE, 2, 12, "not a valid queue"},
+	    {ST_QUEUE(1) + STQ_STARTED, 1, 2, "flag"},
+	    {ST_QUEUE(1) + STQ_DESC, 8, VD_MEM_SIZE, "not a valid queue"},
+	    {ST_QUEUE(1) + STQ_LAST_AVAIL, 2, 3, "in flight"},
+	    {ST_QUEUE(1) + STQ_VECTOR, 2, 0x1234, "out of range"},
+	};
+
+	vd_bring_up(d, 0, DUMMY_QUEUES, DUMMY_QSIZE);
+	vd_submit(d, 1, &b, 1);
+	vd_kick(d, 1);
+	assert_true(vd_wait_used(d, 1, &e, 2000));
+	vd_save(d, &s);
+	d2 = second_device(f, true);
+	vd_load_guest(d2, &s);
+	bad = malloc(s.state.len + 1);
+	assert_non_null(bad);
+
+	for (size_t len = 0; len < s.state.len; len++) {
+		assert_int_equal(vd_restore_bytes(d2, s.state.buf, len, why, sizeof(why)),
+		                 -EBADMSG);
+		assert_true(why[0] != 0);
+	}
+	memcpy(bad, s.state.buf, s.state.len);
+	bad[s.state.len] = 0;
+	assert_int_equal(vd_restore_bytes(d2, bad, s.state.len + 1, why, sizeof(why)), -EBADMSG);
+	assert_non_null(strstr(why, "left over"));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memcpy(bad, s.state.buf, s.state.len);
+		memcpy(bad + cases[i].off, &cases[i].val, cases[i].len);
+		assert_int_equal(vd_restore_bytes(d2, bad, s.state.len, why, sizeof(why)),
+		                 -EBADMSG);
+		if (!strstr(why, cases[i].why))
+			fail_msg("case %zu: '%s' does not say '%s'", i, why, cases[i].why);
+		assert_int_equal(f->dm2.vdev.status, 0);
+		assert_int_equal(d2->nr_ioeventfd, 0);
+	}
+	{
+		struct dev_state_in in;
+
+		dsi_init(&in, s.state.buf, s.state.len);
+		assert_int_equal(virtio_pci_restore(d2->vp, &in, 2), -EBADMSG);
+		assert_non_null(strstr(in.why, "version"));
+	}
+	/* Not used by a driver that reset the device: accepted as it is. */
+	memcpy(bad, s.state.buf, s.state.len);
+	put16(bad, ST_CFGVEC, VIRTIO_MSI_NO_VECTOR);
+	put64(bad, ST_PBA, 0);
+	assert_int_equal(vd_restore_bytes(d2, bad, s.state.len, why, sizeof(why)), 0);
+	/* The good state, after all that: the device works. */
+	vd_restore(d2, &s);
+	vd_set_guest_stopped(d2, false);
+	vd_submit(d2, 1, &b, 1);
+	vd_kick(d2, 1);
+	assert_true(vd_wait_used(d2, 1, &e, 2000));
+	assert_int_equal(e.len, 8);
+	free(bad);
+	virtio_pci_resume(d->vp);
+	vd_saved_release(&s);
+}
+
+static void test_lifecycle_reset(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	struct vd_buf b = {.gpa = vd_alloc(d, 8), .len = 8, .write = true};
+	struct virtq_used_elem e;
+
+	vd_bring_up(d, 0, DUMMY_QUEUES, DUMMY_QSIZE);
+	vd_cfg_write(d, PCI_CFG_INTERRUPT_LINE, 1, 9);
+	assert_int_equal(d->nr_ioeventfd, DUMMY_QUEUES);
+	virtio_pci_reset(d->vp);
+	/* The function is as created: decoding off, MSI-X off, BAR0 where firmware put it. */
+	assert_int_equal(vd_cfg_read(d, PCI_CFG_COMMAND, 2), 0);
+	assert_int_equal(vd_cfg_read(d, PCI_CFG_INTERRUPT_LINE, 1), 0);
+	assert_int_equal(vd_cfg_read(d, PCI_CFG_BAR0, 4), VD_BAR);
+	assert_int_equal(d->nr_ioeventfd, 0);
+	assert_int_equal(f->dm.vdev.status, 0);
+	assert_false(f->dm.vqs[0].started);
+	/* And it comes up again like a new one. */
+	vd_cfg_write(d, PCI_CFG_COMMAND, 2, PCI_CMD_MEMORY | PCI_CMD_MASTER);
+	vd_bring_up(d, 0, DUMMY_QUEUES, DUMMY_QSIZE);
+	vd_submit(d, 0, &b, 1);
+	vd_kick(d, 0);
+	assert_true(vd_wait_used(d, 0, &e, 2000));
+}
+
+/* Through the device list: quiesce, resume, and a destroy that frees the model too. */
+static void test_device_list(void **state)
+{
+	struct fixture *f = *state;
+	struct device_list dl = {0};
+
+	vd_bring_up(f->d, 0, DUMMY_QUEUES, DUMMY_QSIZE);
+	assert_int_equal(device_register(&dl, "virtio-dummy", &virtio_pci_device_ops, f->d->vp), 0);
+	assert_int_equal(device_list_quiesce(&dl), 0);
+	assert_true(dl.devs[0].quiesced);
+	device_list_resume(&dl);
+	assert_false(dl.devs[0].quiesced);
+	device_list_destroy(&dl);
+	assert_int_equal(f->dm.destroyed, 1);
+	f->d->vp = NULL; /* gone with the list */
+	virtio_pci_device_ops.destroy(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -599,6 +962,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_odd_accesses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ioeventfd, setup_ioeventfd, teardown),
+	    cmocka_unit_test_setup_teardown(test_quiesce_parks_resume_catches_up, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_restore, setup_ioeventfd, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_chain_taken_again_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restore_refuses_corrupt_states, setup_ioeventfd,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_lifecycle_reset, setup_ioeventfd, teardown),
+	    cmocka_unit_test_setup_teardown(test_device_list, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);

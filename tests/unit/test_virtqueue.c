@@ -4,7 +4,8 @@
  * own (no KVM): well-formed chains, direct and indirect; every malformed
  * ring the device must refuse (loops, out-of-range indices and addresses,
  * overflowing lengths, oversized chains, bad indirect tables); notification
- * suppression with and without event idx; index wrap-around; iov helpers.
+ * suppression with and without event idx; index wrap-around; iov helpers;
+ * the saved state of a queue: round trip, its checks, its bytes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -554,6 +555,148 @@ static void test_iov_helpers(void **state)
 	assert_int_equal(iov_slice(iov, 2, 4, 0, sl, 2), 0);
 }
 
+static void test_state_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq_state st;
+	struct virtq q2;
+	char why[120];
+
+	/* Two chains taken, one returned. */
+	set_desc(desc(f, 0), BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
+	set_desc(desc(f, 1), BUF_GPA + 16, 16, VIRTQ_DESC_F_WRITE, 0);
+	offer(f, 0);
+	offer(f, 1);
+	assert_int_equal(virtq_pop(&f->vq, &f->req), 1);
+	virtq_push(&f->vq, 0, 16);
+	assert_true(virtq_should_notify(&f->vq));
+	virtq_save(&f->vq, &st);
+	assert_true(st.started);
+	assert_int_equal(st.last_avail, 1);
+	assert_int_equal(st.used_idx, 1);
+
+	virtq_init(&q2, QSIZE);
+	assert_int_equal(virtq_restore(&q2, &f->mem, &st, why, sizeof(why)), 0);
+	assert_true(q2.started);
+	assert_ptr_equal(q2.desc, f->vq.desc);
+	assert_int_equal(q2.last_avail, 1);
+	assert_int_equal(q2.used_idx, 1);
+	assert_int_equal(q2.signalled_used, f->vq.signalled_used);
+	assert_int_equal(q2.signalled_valid, f->vq.signalled_valid);
+	/* The restored queue goes on where the saved one was: chain 1 next. */
+	assert_int_equal(virtq_pop(&q2, &f->req), 1);
+	assert_int_equal(f->req.head, 1);
+	virtq_push(&q2, 1, 16);
+	assert_int_equal(used(f)->idx, 2);
+	/* A stopped queue keeps only what the driver wrote. */
+	virtq_init(&q2, QSIZE);
+	q2.size = 4;
+	q2.desc_gpa = 0x1234;
+	virtq_save(&q2, &st);
+	virtq_init(&q2, QSIZE);
+	assert_int_equal(virtq_restore(&q2, &f->mem, &st, why, sizeof(why)), 0);
+	assert_false(q2.started);
+	assert_int_equal(q2.size, 4);
+	assert_int_equal(q2.desc_gpa, 0x1234);
+}
+
+/* @st refused with a reason, @vq left as it was. */
+static void expect_refused(struct fixture *f, const struct virtq_state *st, const char *why_part)
+{
+	struct virtq before = f->vq;
+	char why[120] = "";
+
+	assert_int_equal(virtq_restore(&f->vq, &f->mem, st, why, sizeof(why)), -EINVAL);
+	if (!strstr(why, why_part))
+		fail_msg("'%s' does not say '%s'", why, why_part);
+	assert_memory_equal(&before, &f->vq, sizeof(before));
+}
+
+static void test_state_checks(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq_state good, st;
+
+	virtq_save(&f->vq, &good);
+	st = good;
+	st.size = QSIZE * 2;
+	expect_refused(f, &st, "above");
+	st = good;
+	st.size = 6;
+	expect_refused(f, &st, "not a valid queue");
+	st = good;
+	st.desc_gpa = DESC_GPA + 8; /* unaligned */
+	expect_refused(f, &st, "not a valid queue");
+	st = good;
+	st.used_gpa = MEM_SIZE - 8; /* runs past the end of RAM */
+	expect_refused(f, &st, "not a valid queue");
+	st = good;
+	st.last_avail = (uint16_t)(st.used_idx + QSIZE + 1);
+	expect_refused(f, &st, "in flight");
+	st = good;
+	st.started = false; /* but with ring state */
+	st.last_avail = 3;
+	st.used_idx = 3;
+	expect_refused(f, &st, "not enabled");
+	st = good;
+	st.started = false;
+	st.event_idx = false;
+	st.indirect = false;
+	st.signalled_valid = false;
+	st.signalled_used = 0;
+	st.broken = true;
+	expect_refused(f, &st, "not enabled");
+	/* At most size chains in flight, wrapping included, is fine. */
+	st = good;
+	st.used_idx = 0xfffe;
+	st.last_avail = (uint16_t)(0xfffe + QSIZE);
+	{
+		char why[120];
+
+		assert_int_equal(virtq_restore(&f->vq, &f->mem, &st, why, sizeof(why)), 0);
+	}
+}
+
+static void test_state_bytes(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq_state st, back;
+	struct dev_state out = {0};
+	struct dev_state_in in;
+
+	virtq_save(&f->vq, &st);
+	st.last_avail = 0x1234;
+	st.used_idx = 0x1230;
+	st.signalled_used = 0x1111;
+	st.signalled_valid = true;
+	virtq_state_put(&out, &st);
+	assert_int_equal(out.error, 0);
+	dsi_init(&in, out.buf, out.len);
+	memset(&back, 0xa5, sizeof(back));
+	virtq_state_get(&in, &back);
+	assert_int_equal(dsi_finish(&in), 0);
+	assert_int_equal(back.size, st.size);
+	assert_int_equal(back.started, st.started);
+	assert_int_equal(back.desc_gpa, st.desc_gpa);
+	assert_int_equal(back.avail_gpa, st.avail_gpa);
+	assert_int_equal(back.used_gpa, st.used_gpa);
+	assert_int_equal(back.last_avail, 0x1234);
+	assert_int_equal(back.used_idx, 0x1230);
+	assert_int_equal(back.signalled_used, 0x1111);
+	assert_true(back.signalled_valid);
+	/* Cut short, or a flag that is not 0 or 1: the reader fails. */
+	for (size_t len = 0; len < out.len; len++) {
+		dsi_init(&in, out.buf, len);
+		virtq_state_get(&in, &back);
+		assert_true(in.bad);
+	}
+	out.buf[2] = 2; /* started */
+	dsi_init(&in, out.buf, out.len);
+	virtq_state_get(&in, &back);
+	assert_true(in.bad);
+	ds_release(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -587,6 +730,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_start_checks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_interrupt_flag, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_event_idx, setup_event_idx, teardown),
+	    cmocka_unit_test_setup_teardown(test_state_round_trip, setup_event_idx, teardown),
+	    cmocka_unit_test_setup_teardown(test_state_checks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_state_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_index_wraparound, setup, teardown),
 	    cmocka_unit_test(test_iov_helpers),
 	};

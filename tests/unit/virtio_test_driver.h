@@ -4,6 +4,12 @@
  * virtio_pci transport on a PCI host, with its rings and buffers in a guest
  * memory of its own, and records the MSI-X messages and ioeventfd
  * registrations the transport makes. No KVM. Include after cmocka.h.
+ *
+ * For save and restore: vd_save() quiesces the device and keeps its state
+ * and the guest (memory and the driver's ring bookkeeping); vd_load_guest()
+ * puts that guest into another struct vd, whose fresh device vd_restore()
+ * then restores, as a restore into a new process would. guest_stopped
+ * plays the vCPUs not running yet (the transport's cfg->guest_running).
  */
 #ifndef NESTVM_TESTS_VIRTIO_TEST_DRIVER_H
 #define NESTVM_TESTS_VIRTIO_TEST_DRIVER_H
@@ -14,6 +20,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -61,6 +68,7 @@ struct vd {
 	} ioeventfd[VD_MAX_IOEVENTFD];
 	unsigned int nr_ioeventfd;
 	bool use_ioeventfd;
+	bool guest_stopped; /* atomic: what vd_guest_running() answers, negated */
 };
 
 static inline int vd_msi_send(void *opaque, uint64_t addr, uint32_t data)
@@ -98,6 +106,18 @@ static inline int vd_ioeventfd(void *opaque, uint64_t gpa, uint32_t len, int fd,
 	return -ENOENT;
 }
 
+static inline bool vd_guest_running(void *opaque)
+{
+	struct vd *d = opaque;
+
+	return !__atomic_load_n(&d->guest_stopped, __ATOMIC_ACQUIRE);
+}
+
+static inline void vd_set_guest_stopped(struct vd *d, bool stopped)
+{
+	__atomic_store_n(&d->guest_stopped, stopped, __ATOMIC_RELEASE);
+}
+
 static inline void *vd_gpa(struct vd *d, uint64_t gpa, uint64_t len)
 {
 	void *p = guest_mem_ptr(&d->mem, gpa, len);
@@ -117,12 +137,19 @@ static inline uint64_t vd_alloc(struct vd *d, uint64_t len)
 	return gpa;
 }
 
-/* vd_create - @vdev on a transport on a PCI host, BAR0 at VD_BAR, memory decoding on. */
-static inline struct vd *vd_create(struct virtio_device *vdev, bool use_ioeventfd)
+/*
+ * vd_create_at - @vdev on a transport on a PCI host, BAR0 at @bar (0: not
+ * assigned), memory decoding on if @decode.
+ */
+static inline struct vd *vd_create_at(struct virtio_device *vdev, bool use_ioeventfd,
+                                      uint64_t bar, bool decode)
 {
 	struct vd *d = calloc(1, sizeof(*d));
 	struct pci_host_config hc = {.mmio_base = LAYOUT_PCI_MMIO32};
-	struct virtio_pci_config cfg = {.bar_addr = VD_BAR, .msi_send = vd_msi_send, .opaque = d};
+	struct virtio_pci_config cfg = {.bar_addr = bar,
+	                                .msi_send = vd_msi_send,
+	                                .guest_running = vd_guest_running,
+	                                .opaque = d};
 
 	assert_non_null(d);
 	pthread_mutex_init(&d->lock, NULL);
@@ -138,9 +165,16 @@ static inline struct vd *vd_create(struct virtio_device *vdev, bool use_ioeventf
 	d->pci = virtio_pci_device(d->vp);
 	d->vdev = vdev;
 	assert_int_equal(pci_host_add_device(d->host, d->pci), 0);
-	pci_host_config_write(d->host, d->pci->devfn, PCI_CFG_COMMAND, 2,
-	                      PCI_CMD_MEMORY | PCI_CMD_MASTER);
+	if (decode)
+		pci_host_config_write(d->host, d->pci->devfn, PCI_CFG_COMMAND, 2,
+		                      PCI_CMD_MEMORY | PCI_CMD_MASTER);
 	return d;
+}
+
+/* vd_create - @vdev on a transport on a PCI host, BAR0 at VD_BAR, memory decoding on. */
+static inline struct vd *vd_create(struct virtio_device *vdev, bool use_ioeventfd)
+{
+	return vd_create_at(vdev, use_ioeventfd, VD_BAR, true);
 }
 
 /* vd_destroy - tear down the transport (not the device model) and the host. */
@@ -378,6 +412,83 @@ static inline void vd_bring_up(struct vd *d, uint64_t features, unsigned int nq,
 	vd_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
 	                     VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
 	assert_int_equal(vd_status(d) & VIRTIO_STATUS_DRIVER_OK, VIRTIO_STATUS_DRIVER_OK);
+}
+
+/* What vd_save() keeps: the device's saved state and the guest side. */
+struct vd_saved {
+	struct dev_state state;
+	uint8_t *mem; /* all of guest memory */
+	uintptr_t mem_base; /* where it was mapped, to rebase the ring pointers */
+	uint64_t buf_next;
+	struct vd_queue q[8];
+};
+
+/* vd_save - quiesce @d's device, save its state and copy the guest. Resume it yourself. */
+static inline void vd_save(struct vd *d, struct vd_saved *s)
+{
+	memset(s, 0, sizeof(*s));
+	assert_int_equal(virtio_pci_quiesce(d->vp), 0);
+	assert_int_equal(virtio_pci_save(d->vp, &s->state), 0);
+	assert_int_equal(s->state.error, 0);
+	s->mem = malloc(VD_MEM_SIZE);
+	assert_non_null(s->mem);
+	memcpy(s->mem, vd_gpa(d, 0, VD_MEM_SIZE), VD_MEM_SIZE);
+	s->mem_base = (uintptr_t)vd_gpa(d, 0, VD_MEM_SIZE);
+	s->buf_next = d->buf_next;
+	memcpy(s->q, d->q, sizeof(s->q));
+}
+
+static inline void *vd_rebase(struct vd *d, const struct vd_saved *s, const void *p)
+{
+	return p ? (uint8_t *)vd_gpa(d, 0, VD_MEM_SIZE) + ((uintptr_t)p - s->mem_base) : NULL;
+}
+
+/* vd_load_guest - make @d's guest the saved one: memory, allocations, rings. */
+static inline void vd_load_guest(struct vd *d, const struct vd_saved *s)
+{
+	memcpy(vd_gpa(d, 0, VD_MEM_SIZE), s->mem, VD_MEM_SIZE);
+	d->buf_next = s->buf_next;
+	for (unsigned int q = 0; q < 8; q++) {
+		d->q[q] = s->q[q];
+		d->q[q].desc = vd_rebase(d, s, s->q[q].desc);
+		d->q[q].avail = vd_rebase(d, s, s->q[q].avail);
+		d->q[q].used = vd_rebase(d, s, s->q[q].used);
+	}
+}
+
+/*
+ * vd_restore_bytes - restore @d's device from @len bytes as
+ * device_list_restore() would (the reader must be used up); the reason of a
+ * failure in @why. Returns 0 or -errno.
+ */
+static inline int vd_restore_bytes(struct vd *d, const void *buf, size_t len, char *why,
+                                   size_t why_len)
+{
+	struct dev_state_in in;
+	int r;
+
+	dsi_init(&in, buf, len);
+	r = virtio_pci_restore(d->vp, &in, VIRTIO_PCI_STATE_VERSION);
+	if (r == 0)
+		r = dsi_finish(&in);
+	snprintf(why, why_len, "%s", in.why);
+	return r;
+}
+
+static inline void vd_restore(struct vd *d, const struct vd_saved *s)
+{
+	char why[160];
+	int r = vd_restore_bytes(d, s->state.buf, s->state.len, why, sizeof(why));
+
+	if (r != 0)
+		fail_msg("restore failed: %s (%s)", strerror(-r), why);
+}
+
+static inline void vd_saved_release(struct vd_saved *s)
+{
+	ds_release(&s->state);
+	free(s->mem);
+	s->mem = NULL;
 }
 
 #endif

@@ -353,11 +353,81 @@ static void blk_config_read(struct virtio_device *vdev, uint32_t offset, void *d
 	memcpy(data, (container_of(vdev, struct virtio_blk, vdev))->config + offset, len);
 }
 
+/*
+ * On the I/O thread, parking: every request taken from the queue completes
+ * on the disk and goes back to the driver, with its interrupt. Nothing new
+ * is popped (a starved queue is looked at again on resume).
+ */
+static int blk_quiesce(struct virtio_device *vdev, const struct timespec *deadline)
+{
+	struct virtio_blk *blk = container_of(vdev, struct virtio_blk, vdev);
+	int r = blk->disk ? disk_drain_until(blk->disk, deadline) : 0;
+
+	blk_flush_notify(blk);
+	if (r < 0)
+		log_warn("%s: %u requests still on the disk: %s", vdev->name,
+		         blk->disk->inflight, strerror(-r));
+	return r;
+}
+
+/*
+ * The device's own state is its configuration, fixed at creation: saved
+ * so that a restore onto another image (another size, read-only or not,
+ * another serial) is refused rather than surprising the guest's driver.
+ */
+static int blk_save(struct virtio_device *vdev, struct dev_state *out)
+{
+	struct virtio_blk *blk = container_of(vdev, struct virtio_blk, vdev);
+
+	if (blk->disk && blk->disk->inflight) {
+		log_error("%s: %u requests in flight; quiesce it first", vdev->name,
+		          blk->disk->inflight);
+		return -EBUSY;
+	}
+	ds_put_u64(out, blk->capacity);
+	ds_put_bool(out, blk->readonly);
+	ds_put_bytes(out, blk->id, sizeof(blk->id));
+	return 0;
+}
+
+static int blk_restore(struct virtio_device *vdev, struct dev_state_in *in, uint32_t version)
+{
+	struct virtio_blk *blk = container_of(vdev, struct virtio_blk, vdev);
+	uint64_t capacity = dsi_get_u64(in);
+	bool readonly = dsi_get_bool(in);
+	char id[VIRTIO_BLK_ID_BYTES];
+
+	(void)version;
+	dsi_get_bytes(in, id, sizeof(id));
+	dsi_check(in, capacity == blk->capacity,
+	          "the disk had %llu sectors, this one has %llu: not the same image",
+	          (unsigned long long)capacity, (unsigned long long)blk->capacity);
+	dsi_check(in, readonly == blk->readonly, "the disk was %s, this one is %s",
+	          readonly ? "read-only" : "read-write", blk->readonly ? "read-only" : "read-write");
+	dsi_check(in, memcmp(id, blk->id, sizeof(id)) == 0, "the disk had another serial");
+	return virtio_state_end(in) ? 0 : -EBADMSG;
+}
+
+static void blk_stop(struct virtio_device *vdev)
+{
+	virtio_blk_close_disk(container_of(vdev, struct virtio_blk, vdev));
+}
+
+static void blk_destroy(struct virtio_device *vdev)
+{
+	virtio_blk_destroy(container_of(vdev, struct virtio_blk, vdev));
+}
+
 static const struct virtio_device_ops virtio_blk_ops = {
     .config_read = blk_config_read,
     .activate = blk_activate,
     .queue_notify = blk_queue_notify,
     .reset = blk_reset,
+    .quiesce = blk_quiesce,
+    .save = blk_save,
+    .restore = blk_restore,
+    .stop = blk_stop,
+    .destroy = blk_destroy,
 };
 
 static void blk_fill_config(struct virtio_blk *blk)

@@ -53,6 +53,7 @@ struct con_port {
 
 	bool guest_ready; /* PORT_READY seen */
 	bool guest_open;  /* the guest has the port open */
+	bool host_open_restored; /* restored: the host side the guest last heard of */
 
 	/* A transmit chain being written to the client. */
 	bool tx_busy;
@@ -396,6 +397,7 @@ static void con_reset(struct virtio_device *vdev)
 	for (unsigned int i = 0; i < con->nr_ports; i++) {
 		con->ports[i].guest_ready = false;
 		con->ports[i].guest_open = false;
+		con->ports[i].host_open_restored = false;
 		con->ports[i].tx_busy = false;
 	}
 	con->ctrl_head = con->ctrl_len = 0;
@@ -418,12 +420,144 @@ static void con_config_write(struct virtio_device *vdev, uint32_t offset, const 
 		log_debug("virtio-console: emergency write lost");
 }
 
+/* ---------------------------------------------------------- lifecycle */
+
+/* The host side the guest hears of for @p (con_send_host_state()). */
+static bool con_host_open(const struct con_port *p)
+{
+	return p->is_console || p->client_fd >= 0;
+}
+
+/*
+ * A transmit chain being written to a slow host program stays popped over
+ * a quiesce; a restore takes it again from the ring, and its data goes to
+ * whichever program is connected then (the old one is gone with the old
+ * process).
+ */
+static unsigned int con_held(struct virtio_device *vdev, unsigned int q)
+{
+	struct virtio_console *con = container_of(vdev, struct virtio_console, vdev);
+
+	for (unsigned int i = 0; i < con->nr_ports; i++)
+		if (con_rxq(i) + 1 == q)
+			return con->ports[i].tx_busy ? 1 : 0;
+	return 0;
+}
+
+/*
+ * Saved: u8 ports; per port guest_ready, guest_open, the host side the
+ * guest last heard of (bools); u8 pending control messages, each u32 id,
+ * u16 event, u16 value, u8 name length, the name. Host connections cannot
+ * be saved: the restored device has its own.
+ */
+static int con_save(struct virtio_device *vdev, struct dev_state *out)
+{
+	struct virtio_console *con = container_of(vdev, struct virtio_console, vdev);
+
+	ds_put_u8(out, (uint8_t)con->nr_ports);
+	for (unsigned int i = 0; i < con->nr_ports; i++) {
+		ds_put_bool(out, con->ports[i].guest_ready);
+		ds_put_bool(out, con->ports[i].guest_open);
+		ds_put_bool(out, con_host_open(&con->ports[i]));
+	}
+	ds_put_u8(out, (uint8_t)con->ctrl_len);
+	for (unsigned int i = 0; i < con->ctrl_len; i++) {
+		const struct con_ctrl_msg *m = &con->ctrl[(con->ctrl_head + i) % CON_CTRL_PENDING];
+
+		ds_put_u32(out, m->c.id);
+		ds_put_u16(out, m->c.event);
+		ds_put_u16(out, m->c.value);
+		ds_put_u8(out, m->name_len);
+		ds_put_bytes(out, m->name, m->name_len);
+	}
+	return 0;
+}
+
+/* One pending control message, as con_ctrl_send() could have queued it. */
+static void con_read_ctrl(struct virtio_console *con, struct dev_state_in *in,
+                          struct con_ctrl_msg *m)
+{
+	m->c.id = dsi_get_u32(in);
+	m->c.event = dsi_get_u16(in);
+	m->c.value = dsi_get_u16(in);
+	m->name_len = dsi_get_u8(in);
+	dsi_check(in, m->c.id < con->nr_ports && m->c.event <= VIRTIO_CONSOLE_PORT_NAME &&
+	                  m->name_len <= VIRTIO_CONSOLE_NAME_MAX,
+	          "a control message (port %u, event %u, name of %u bytes) is not one the "
+	          "device sends",
+	          m->c.id, m->c.event, m->name_len);
+	dsi_get_bytes(in, m->name, in->bad ? 0 : m->name_len);
+}
+
+static int con_restore(struct virtio_device *vdev, struct dev_state_in *in, uint32_t version)
+{
+	struct virtio_console *con = container_of(vdev, struct virtio_console, vdev);
+	bool flags[CON_PORTS][3] = {{false}};
+	struct con_ctrl_msg *ctrl = calloc(CON_CTRL_PENDING, sizeof(*ctrl));
+	unsigned int nr = dsi_get_u8(in), nctrl;
+
+	(void)version;
+	if (!ctrl)
+		return -ENOMEM;
+	dsi_check(in, nr == con->nr_ports, "it had %u ports, this one has %u", nr, con->nr_ports);
+	for (unsigned int i = 0; i < con->nr_ports && !in->bad; i++)
+		for (unsigned int k = 0; k < 3; k++)
+			flags[i][k] = dsi_get_bool(in);
+	nctrl = dsi_get_u8(in);
+	dsi_check(in, nctrl <= CON_CTRL_PENDING, "%u control messages pending, at most %u",
+	          nctrl, CON_CTRL_PENDING);
+	for (unsigned int i = 0; i < nctrl && !in->bad; i++)
+		con_read_ctrl(con, in, &ctrl[i]);
+	if (!virtio_state_end(in)) {
+		free(ctrl);
+		return -EBADMSG;
+	}
+	for (unsigned int i = 0; i < con->nr_ports; i++) {
+		con->ports[i].guest_ready = flags[i][0];
+		con->ports[i].guest_open = flags[i][1];
+		con->ports[i].host_open_restored = flags[i][2];
+	}
+	memcpy(con->ctrl, ctrl, nctrl * sizeof(*ctrl));
+	con->ctrl_head = 0;
+	con->ctrl_len = nctrl;
+	free(ctrl);
+	return 0;
+}
+
+/*
+ * The guest runs again: tell it about host sides that changed with the new
+ * process (programs connected before are gone). The queues, pending
+ * control messages among them, are looked at next.
+ */
+static void con_restarted(struct virtio_device *vdev)
+{
+	struct virtio_console *con = container_of(vdev, struct virtio_console, vdev);
+
+	for (unsigned int i = 0; i < con->nr_ports; i++) {
+		struct con_port *p = &con->ports[i];
+
+		if (p->guest_ready && p->host_open_restored != con_host_open(p))
+			con_send_host_state(p);
+	}
+	con_notify(con);
+}
+
+static void con_destroy(struct virtio_device *vdev)
+{
+	virtio_console_destroy(container_of(vdev, struct virtio_console, vdev));
+}
+
 static const struct virtio_device_ops virtio_console_ops = {
     .config_read = con_config_read,
     .config_write = con_config_write,
     .activate = con_activate,
     .queue_notify = con_queue_notify,
     .reset = con_reset,
+    .held = con_held,
+    .save = con_save,
+    .restore = con_restore,
+    .restarted = con_restarted,
+    .destroy = con_destroy,
 };
 
 static int con_listen(struct con_port *p, const char *path)

@@ -69,8 +69,15 @@ static void rng_queue_notify(struct virtio_device *vdev, unsigned int q)
 		virtio_device_notify_queue(vdev, 0);
 }
 
+static void rng_destroy(struct virtio_device *vdev)
+{
+	virtio_rng_destroy(container_of(vdev, struct virtio_rng, vdev));
+}
+
+/* Requests are done within queue_notify: nothing to finish, no state beyond the transport's. */
 static const struct virtio_device_ops virtio_rng_ops = {
     .queue_notify = rng_queue_notify,
+    .destroy = rng_destroy,
 };
 
 int virtio_rng_create(struct virtio_rng **out)

@@ -4,22 +4,19 @@
  * the BAR0 register regions, MSI-X, notifications, feature negotiation,
  * device reset, and each device's I/O thread. See virtio_pci.h.
  */
-#include "devices/virtio/virtio_pci.h"
+#include "devices/virtio/virtio_pci_internal.h"
 
 #include "core/log.h"
 #include "core/sandbox.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-#define VP_MAX_VECTORS (VIRTIO_PCI_MAX_QUEUES + 1)
-#define VP_EPOLL_BATCH 16
-#define VP_SUBSYSTEM_ID 0x1100 /* what QEMU's modern virtio functions use */
 
 /* struct virtio_pci_cap (§4.1.4) field offsets. */
 #define VCAP_LEN 2
@@ -33,58 +30,6 @@
 #define VCAP_NOTIFY_SIZE 20
 #define VCAP_PCI_CFG_DATA 16 /* struct virtio_pci_cfg_cap */
 #define VCAP_PCI_CFG_SIZE 20
-
-struct virtio_watch {
-	int fd;
-	uint32_t events;
-	virtio_watch_fn fn;
-	void *arg;
-	bool dead;
-	struct virtio_watch *next;
-};
-
-struct virtio_pci {
-	struct pci_device pci;
-	struct virtio_device *vdev;
-	struct virtio_pci_config cfg;
-	pthread_mutex_t lock;
-
-	/* Common configuration registers. */
-	uint32_t dfselect;
-	uint32_t gfselect;
-	uint64_t driver_features; /* as the driver wrote them */
-	uint16_t config_vector;
-	uint16_t queue_select;
-	uint16_t queue_vector[VIRTIO_PCI_MAX_QUEUES];
-	uint8_t config_generation;
-	uint8_t isr;
-	bool needs_reset_logged;
-	bool stopped; /* virtio_pci_stop(): no queue runs again */
-
-	/* MSI-X: table, pending bits, and the capability's enable and mask bits. */
-	unsigned int nr_vectors;
-	uint8_t msix_table[VP_MAX_VECTORS * PCI_MSIX_ENTRY_SIZE];
-	uint64_t msix_pba[(VP_MAX_VECTORS + 63) / 64];
-	bool msix_enabled;
-	bool msix_masked;
-	int msix_cap;
-	int pcicfg_cap;
-
-	/* Notifications. */
-	int kick_fd[VIRTIO_PCI_MAX_QUEUES];
-	uint64_t ioevent_base; /* BAR0 address the ioeventfds are registered at; 0: none */
-
-	/* The I/O thread. */
-	int epfd;
-	int stop_fd;
-	bool stopping;
-	pthread_t thread;
-	bool thread_started;
-	struct virtio_watch kick_watch[VIRTIO_PCI_MAX_QUEUES];
-	struct virtio_watch stop_watch;
-	struct virtio_watch *watches;
-	struct virtio_watch *graveyard;
-};
 
 static struct virtio_pci *vp_from_pci(struct pci_device *dev)
 {
@@ -210,7 +155,7 @@ void virtio_device_config_changed(struct virtio_device *vdev)
 
 /* ---------------------------------------------------- common configuration */
 
-static uint64_t vp_offered(const struct virtio_pci *vp)
+uint64_t vp_offered(const struct virtio_pci *vp)
 {
 	return vp->vdev->features | VIRTIO_BIT(VIRTIO_F_VERSION_1);
 }
@@ -259,7 +204,7 @@ static void vp_common_snapshot(struct virtio_pci *vp, uint8_t *b)
 }
 
 /* Device reset (§2.4): whether written by the driver or done at teardown. */
-static void vp_reset(struct virtio_pci *vp)
+void vp_reset(struct virtio_pci *vp)
 {
 	struct virtio_device *vdev = vp->vdev;
 
@@ -400,7 +345,9 @@ static void vp_common_set(struct virtio_pci *vp, uint32_t off, uint32_t v)
 		return;
 	switch (off) {
 	case VIRTIO_PCI_COMMON_Q_SIZE:
-		q->size = (uint16_t)v;
+		/* The driver may only lower it (§4.1.4.3): a larger size is not kept. */
+		if (v <= q->max_size)
+			q->size = (uint16_t)v;
 		break;
 	case VIRTIO_PCI_COMMON_Q_DESCLO:
 	case VIRTIO_PCI_COMMON_Q_DESCHI:
@@ -600,7 +547,7 @@ static void vp_pcicfg_access(struct virtio_pci *vp, bool is_write)
 }
 
 /* Move the ioeventfds to where BAR0 decodes now (nowhere if memory is off). Host lock held. */
-static void vp_update_ioeventfds(struct virtio_pci *vp)
+void vp_update_ioeventfds(struct virtio_pci *vp)
 {
 	uint16_t cmd = pci_cfg_get16(vp->pci.config, PCI_CFG_COMMAND);
 	uint64_t base = (cmd & PCI_CMD_MEMORY) ? pci_device_bar_address(&vp->pci, 0) : 0;
@@ -621,6 +568,14 @@ static void vp_update_ioeventfds(struct virtio_pci *vp)
 	vp->ioevent_base = base;
 }
 
+void vp_update_msix(struct virtio_pci *vp)
+{
+	uint16_t ctl = pci_cfg_get16(vp->pci.config, (uint32_t)vp->msix_cap + PCI_MSIX_FLAGS);
+
+	vp->msix_enabled = ctl & PCI_MSIX_FLAGS_ENABLE;
+	vp->msix_masked = ctl & PCI_MSIX_FLAGS_MASKALL;
+}
+
 static void vp_config_read(struct pci_device *dev, uint32_t reg, uint32_t len)
 {
 	struct virtio_pci *vp = vp_from_pci(dev);
@@ -634,11 +589,8 @@ static void vp_config_write(struct pci_device *dev, uint32_t reg, uint32_t len)
 	struct virtio_pci *vp = vp_from_pci(dev);
 
 	if (overlaps(reg, len, (uint32_t)vp->msix_cap + PCI_MSIX_FLAGS, 2)) {
-		uint16_t ctl = pci_cfg_get16(dev->config, (uint32_t)vp->msix_cap + PCI_MSIX_FLAGS);
-
 		pthread_mutex_lock(&vp->lock);
-		vp->msix_enabled = ctl & PCI_MSIX_FLAGS_ENABLE;
-		vp->msix_masked = ctl & PCI_MSIX_FLAGS_MASKALL;
+		vp_update_msix(vp);
 		vp_msix_deliver_pending(vp);
 		pthread_mutex_unlock(&vp->lock);
 	}
@@ -814,12 +766,142 @@ static void vp_kick_ready(struct virtio_device *vdev, int fd, uint32_t revents, 
 		vdev->ops->queue_notify(vdev, q);
 }
 
-static void vp_stop_ready(struct virtio_device *vdev, int fd, uint32_t revents, void *arg)
+/* wake_fd: the thread looks at stopping and parkers after this batch. */
+static void vp_wake_ready(struct virtio_device *vdev, int fd, uint32_t revents, void *arg)
 {
-	(void)fd;
+	uint64_t n;
+
 	(void)revents;
 	(void)arg;
-	vdev->transport->stopping = true;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		log_debug("%s: wake eventfd: %s", vdev->name, strerror(errno));
+}
+
+static void vp_wake(struct virtio_pci *vp)
+{
+	uint64_t one = 1;
+
+	if (write(vp->wake_fd, &one, sizeof(one)) < 0)
+		log_debug("%s: wake-up lost", vp->vdev->name);
+}
+
+static void timespec_add_ns(struct timespec *ts, long long ns)
+{
+	ts->tv_sec += (time_t)(ns / 1000000000LL);
+	ts->tv_nsec += (long)(ns % 1000000000LL);
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* After a restore: every enabled queue once, as if notified, and the model's debts. */
+static void vp_restart(struct virtio_pci *vp)
+{
+	struct virtio_device *vdev = vp->vdev;
+
+	for (unsigned int q = 0; q < vdev->nr_queues; q++)
+		if (vdev->vqs[q].started)
+			virtio_device_kick(vdev, q);
+	if (vdev->ops->restarted && virtio_device_is_live(vdev))
+		vdev->ops->restarted(vdev);
+}
+
+/*
+ * A restored device waits (parked) for the guest to run: true once
+ * cfg->guest_running says so and nobody else wants the thread parked. Asks
+ * without the device lock, at most every VP_RUN_POLL_NS. Lock held.
+ */
+static bool vp_guest_runs(struct virtio_pci *vp)
+{
+	struct timespec ts;
+	bool running;
+
+	if (!vp->cfg.guest_running)
+		return true;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	timespec_add_ns(&ts, VP_RUN_POLL_NS);
+	pthread_cond_timedwait(&vp->park_cond, &vp->lock, &ts);
+	if (vp->parkers || vp->stopping || !vp->until_run)
+		return false;
+	pthread_mutex_unlock(&vp->lock);
+	running = vp->cfg.guest_running(vp->cfg.opaque);
+	pthread_mutex_lock(&vp->lock);
+	return running && !vp->parkers && !vp->stopping && vp->until_run;
+}
+
+/*
+ * The I/O thread's park point, between two batches of events (lock held):
+ * while a quiesce, restore or reset wants it, run ops->quiesce once and
+ * wait; a restored device then waits for the guest to run.
+ */
+static void vp_park_point(struct virtio_pci *vp)
+{
+	struct virtio_device *vdev = vp->vdev;
+	bool restart = false;
+
+	while (!vp->stopping && (vp->parkers || vp->until_run)) {
+		if (vp->parkers) {
+			if (!vp->parked) {
+				vp->park_result = vdev->ops->quiesce
+				                      ? vdev->ops->quiesce(vdev, &vp->park_deadline)
+				                      : 0;
+				vp->parked = true;
+				pthread_cond_broadcast(&vp->park_cond);
+			}
+			pthread_cond_wait(&vp->park_cond, &vp->lock);
+			continue;
+		}
+		vp->parked = false;
+		if (vp_guest_runs(vp)) {
+			vp->until_run = false;
+			restart = true;
+		}
+	}
+	vp->parked = false;
+	if (restart && !vp->stopping)
+		vp_restart(vp);
+}
+
+int vp_park(struct virtio_pci *vp, int timeout_ms)
+{
+	struct virtio_device *vdev = vp->vdev;
+	struct timespec deadline;
+	int r = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	timespec_add_ns(&deadline, (long long)timeout_ms * 1000000LL);
+	vp->parkers++;
+	vp->park_deadline = deadline;
+	if (!vp->thread_running) {
+		/* No thread (stopped, or it failed): nothing else runs; finish here. */
+		vp->parked = true;
+		r = vdev->ops->quiesce && !vp->stopped ? vdev->ops->quiesce(vdev, &deadline) : 0;
+		if (r < 0)
+			vp_unpark(vp);
+		return r;
+	}
+	pthread_cond_broadcast(&vp->park_cond);
+	vp_wake(vp);
+	while (!vp->parked && vp->thread_running && r == 0)
+		r = pthread_cond_timedwait(&vp->park_cond, &vp->lock, &deadline);
+	if (vp->parked)
+		r = vp->park_result;
+	else if (!vp->thread_running)
+		r = 0; /* it ended (virtio_pci_stop() reset the device): nothing runs */
+	else
+		r = -ETIMEDOUT;
+	if (r < 0)
+		vp_unpark(vp);
+	return r;
+}
+
+void vp_unpark(struct virtio_pci *vp)
+{
+	vp->parkers--;
+	/* The next park runs ops->quiesce again. */
+	vp->parked = false;
+	pthread_cond_broadcast(&vp->park_cond);
 }
 
 static void *vp_io_thread(void *arg)
@@ -849,9 +931,14 @@ static void *vp_io_thread(void *arg)
 				w->fn(vp->vdev, w->fd, evs[i].events, w->arg);
 		}
 		vp_free_graveyard(vp);
+		vp_park_point(vp);
 		stop = vp->stopping;
 		pthread_mutex_unlock(&vp->lock);
 	}
+	pthread_mutex_lock(&vp->lock);
+	vp->thread_running = false;
+	pthread_cond_broadcast(&vp->park_cond);
+	pthread_mutex_unlock(&vp->lock);
 	return NULL;
 }
 
@@ -864,6 +951,19 @@ static int vp_add_internal_watch(struct virtio_pci *vp, struct virtio_watch *w, 
 	return epoll_ctl(vp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
+static int vp_cond_init(pthread_cond_t *cond)
+{
+	pthread_condattr_t ca;
+	int r = pthread_condattr_init(&ca);
+
+	if (r == 0)
+		r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (r == 0)
+		r = pthread_cond_init(cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return r;
+}
+
 /* Start the I/O thread with every signal blocked: the main thread takes SIGINT/SIGTERM. */
 static int vp_start_thread(struct virtio_pci *vp)
 {
@@ -872,10 +972,13 @@ static int vp_start_thread(struct virtio_pci *vp)
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	vp->thread_running = true;
 	r = pthread_create(&vp->thread, NULL, vp_io_thread, vp);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r)
+	if (r) {
+		vp->thread_running = false;
 		return -r;
+	}
 	vp->thread_started = true;
 	return 0;
 }
@@ -898,7 +1001,7 @@ int virtio_pci_create(struct virtio_device *vdev, const struct virtio_pci_config
 		return -ENOMEM;
 	vp->vdev = vdev;
 	vp->cfg = *cfg;
-	vp->epfd = vp->stop_fd = -1;
+	vp->epfd = vp->wake_fd = -1;
 	for (unsigned int q = 0; q < VIRTIO_PCI_MAX_QUEUES; q++)
 		vp->kick_fd[q] = -1;
 	vp->nr_vectors = vdev->nr_queues + 1;
@@ -910,20 +1013,27 @@ int virtio_pci_create(struct virtio_device *vdev, const struct virtio_pci_config
 		free(vp);
 		return -r;
 	}
+	r = vp_cond_init(&vp->park_cond);
+	if (r) {
+		pthread_mutex_destroy(&vp->lock);
+		free(vp);
+		return -r;
+	}
 	for (unsigned int q = 0; q < vdev->nr_queues; q++)
 		vp->queue_vector[q] = VIRTIO_MSI_NO_VECTOR;
 	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
 	r = vp_build_config_space(vp);
 	if (r < 0)
 		goto err;
+	memcpy(vp->config_init, vp->pci.config, sizeof(vp->config_init));
 
 	vp->epfd = epoll_create1(EPOLL_CLOEXEC);
-	vp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vp->epfd < 0 || vp->stop_fd < 0) {
+	vp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vp->epfd < 0 || vp->wake_fd < 0) {
 		r = -errno;
 		goto err;
 	}
-	r = vp_add_internal_watch(vp, &vp->stop_watch, vp->stop_fd, vp_stop_ready, NULL);
+	r = vp_add_internal_watch(vp, &vp->wake_watch, vp->wake_fd, vp_wake_ready, NULL);
 	for (unsigned int q = 0; q < vdev->nr_queues && r == 0; q++) {
 		vp->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (vp->kick_fd[q] < 0) {
@@ -951,20 +1061,24 @@ struct pci_device *virtio_pci_device(struct virtio_pci *vp)
 
 void virtio_pci_stop(struct virtio_pci *vp)
 {
-	uint64_t one = 1;
-
 	if (!vp)
 		return;
 	if (vp->thread_started) {
-		if (write(vp->stop_fd, &one, sizeof(one)) < 0)
-			log_debug("%s: stop signal lost", vp->vdev->name);
+		pthread_mutex_lock(&vp->lock);
+		vp->stopping = true;
+		pthread_cond_broadcast(&vp->park_cond);
+		pthread_mutex_unlock(&vp->lock);
+		vp_wake(vp);
 		pthread_join(vp->thread, NULL);
 		vp->thread_started = false;
 	}
 	pthread_mutex_lock(&vp->lock);
 	if (!vp->stopped) {
 		vp->stopped = true;
+		vp->until_run = false;
 		vp_reset(vp);
+		if (vp->vdev->ops->stop)
+			vp->vdev->ops->stop(vp->vdev);
 	}
 	pthread_mutex_unlock(&vp->lock);
 }
@@ -991,10 +1105,11 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	for (unsigned int q = 0; q < VIRTIO_PCI_MAX_QUEUES; q++)
 		if (vp->kick_fd[q] >= 0)
 			close(vp->kick_fd[q]);
-	if (vp->stop_fd >= 0)
-		close(vp->stop_fd);
+	if (vp->wake_fd >= 0)
+		close(vp->wake_fd);
 	if (vp->epfd >= 0)
 		close(vp->epfd);
+	pthread_cond_destroy(&vp->park_cond);
 	pthread_mutex_destroy(&vp->lock);
 	vp->vdev->transport = NULL;
 	free(vp);

@@ -2,6 +2,7 @@
 #ifndef NESTVM_DEVICES_VIRTIO_VIRTIO_PCI_H
 #define NESTVM_DEVICES_VIRTIO_VIRTIO_PCI_H
 
+#include "core/device.h"
 #include "core/guest_mem.h"
 #include "devices/pci/pci_host.h"
 #include "devices/virtio/virtio.h"
@@ -11,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #ifndef container_of
 /* container_of - the struct of @type whose @member is at @ptr. */
@@ -66,6 +68,48 @@
  * (§2.1.2), the configuration-change interrupt fires, and no queue of that
  * device is processed until the driver resets it. The VM and the other
  * devices go on.
+ *
+ * Lifecycle (core/device.h): each function is one device of the VM's list,
+ * with virtio_pci_device_ops (the list's pointer is the struct virtio_pci;
+ * its destroy frees the device model too).
+ *
+ *   quiesce  parks the I/O thread at the end of its current batch of
+ *            events; there, before it waits, the model's ops->quiesce
+ *            finishes what the device took from its queues (virtio-blk:
+ *            every request popped is completed on the disk, in the used ring,
+ *            its interrupt sent). Nothing touches guest memory or sends an
+ *            interrupt afterwards; kicks and host socket events wait in their
+ *            file descriptors. Bounded by VIRTIO_PCI_QUIESCE_TIMEOUT_MS
+ *            (-ETIMEDOUT, the device then runs on).
+ *   resume   releases the thread and looks at every enabled queue once, as if
+ *            the driver had notified it: buffers made available (and kicks
+ *            lost) while it was parked are processed.
+ *   save     the transport's state, then the model's (ops->save). A chain the
+ *            model still holds and will take again (ops->held) is saved as
+ *            not yet taken; any other chain in flight makes the save fail
+ *            (-EBUSY): quiesce first.
+ *   restore  into a device just created with the same configuration, before
+ *            any vCPU runs: parks the thread, checks the whole state, resets
+ *            the device, loads the model's state (ops->restore), then the
+ *            transport's, and moves the ioeventfds to the restored BAR0. It
+ *            touches no guest memory and sends no interrupt. A restored device
+ *            needs no resume: its I/O thread waits until cfg->guest_running
+ *            says the vCPUs run (memory and the interrupt controller are
+ *            restored by then), then looks at every enabled queue once and
+ *            calls ops->restarted; until then every event waits. On failure
+ *            (-EBADMSG with the reason in the reader) the device is as reset.
+ *   reset    the device and its PCI function back to how they were created.
+ *
+ * The saved state, version VIRTIO_PCI_STATE_VERSION, little-endian:
+ *   u16 device id, u16 queues, u16 MSI-X vectors (must match this device)
+ *   u8 device status, u64 driver features, u32 device feature select,
+ *   u32 driver feature select, u16 config MSI-X vector, u16 queue select,
+ *   u8 config generation, u8 ISR
+ *   256 bytes of PCI configuration space (the guest-writable bits are taken,
+ *       the others must equal this device's)
+ *   MSI-X table (16 bytes per vector), pending bits (u64 per 64 vectors)
+ *   per queue: its struct virtq_state (virtq_state_put()), u16 MSI-X vector
+ *   then the model's own state.
  */
 
 #define VIRTIO_PCI_VENDOR_ID 0x1af4
@@ -137,6 +181,9 @@
 #define PCI_MSIX_ENTRY_VECTOR_CTRL 12
 #define PCI_MSIX_ENTRY_CTRL_MASKBIT 1
 
+#define VIRTIO_PCI_STATE_VERSION 1
+#define VIRTIO_PCI_QUIESCE_TIMEOUT_MS 5000
+
 struct virtio_device;
 struct virtio_pci;
 
@@ -164,6 +211,39 @@ struct virtio_device_ops {
 	 * returns; drop connections, buffered data and per-driver state.
 	 */
 	void (*reset)(struct virtio_device *vdev);
+
+	/* Lifecycle (see the top of this file); lock held unless said otherwise. */
+	/*
+	 * On the I/O thread, about to park: finish by @deadline
+	 * (CLOCK_MONOTONIC) what the device took from its queues, so that
+	 * nothing touches guest memory until it resumes. 0 or -ETIMEDOUT.
+	 */
+	int (*quiesce)(struct virtio_device *vdev, const struct timespec *deadline);
+	/*
+	 * How many chains of queue @q, its most recent pops, the device still
+	 * holds after quiesce and would simply take again after a restore.
+	 */
+	unsigned int (*held)(struct virtio_device *vdev, unsigned int q);
+	/* Append the device's own state to @out. 0 or -errno (-EBUSY: not quiesced). */
+	int (*save)(struct virtio_device *vdev, struct dev_state *out);
+	/*
+	 * Read and check the device's own state, the rest of @in (up to
+	 * virtio_state_end()), then load it into the device, which was just
+	 * reset; the transport's state is loaded after it. Change nothing on
+	 * failure (0 or -EBADMSG, the reason through dsi_check()), touch no
+	 * guest memory, send no interrupt.
+	 */
+	int (*restore)(struct virtio_device *vdev, struct dev_state_in *in, uint32_t version);
+	/*
+	 * On the I/O thread, once the guest runs after a restore: what the
+	 * device owes the driver (vsock's transport reset). Every enabled
+	 * queue is then looked at as if notified.
+	 */
+	void (*restarted)(struct virtio_device *vdev);
+	/* virtio_pci_stop(): let go of what must not outlive the VM (an image and its lock). */
+	void (*stop)(struct virtio_device *vdev);
+	/* Free the device model, after its transport (no lock). */
+	void (*destroy)(struct virtio_device *vdev);
 };
 
 /*
@@ -198,6 +278,12 @@ struct virtio_pci_config {
 	 * come through MMIO exits only.
 	 */
 	int (*ioeventfd)(void *opaque, uint64_t gpa, uint32_t len, int fd, bool assign);
+	/*
+	 * Optional: whether the VM's vCPUs run. A restored device waits for it
+	 * before it touches guest memory again (the I/O thread asks every
+	 * millisecond). NULL: at once.
+	 */
+	bool (*guest_running)(void *opaque);
 	void *opaque;
 };
 
@@ -213,14 +299,51 @@ int virtio_pci_create(struct virtio_device *vdev, const struct virtio_pci_config
 struct pci_device *virtio_pci_device(struct virtio_pci *vp);
 
 /*
- * virtio_pci_stop - stop the I/O thread and reset the device (ops->reset), so
- * that nothing touches guest memory afterwards; the guest's accesses still
- * work but no queue runs again. Idempotent.
+ * virtio_pci_stop - stop the I/O thread and reset the device (ops->reset,
+ * then ops->stop), so that nothing touches guest memory afterwards; the
+ * guest's accesses still work but no queue runs again. Idempotent.
  */
 void virtio_pci_stop(struct virtio_pci *vp);
 
-/* virtio_pci_destroy - stop, unregister the ioeventfds, free; NULL is a no-op. */
+/*
+ * virtio_pci_destroy - stop, unregister the ioeventfds, free the transport
+ * (not the device model); NULL is a no-op.
+ */
 void virtio_pci_destroy(struct virtio_pci *vp);
+
+/* virtio_pci_vdev - the device model inside. */
+struct virtio_device *virtio_pci_vdev(struct virtio_pci *vp);
+
+/*
+ * The lifecycle (see the top of this file), from any thread but the
+ * device's own; virtio_pci_device_ops calls these with the struct
+ * virtio_pci as its device.
+ * virtio_pci_quiesce - 0, or -ETIMEDOUT / the model's error (it runs on).
+ * virtio_pci_resume - after a successful quiesce.
+ * virtio_pci_save - append the state to @out; 0 or -EBUSY (chains in flight).
+ * virtio_pci_restore - 0, or -EBADMSG / -ESHUTDOWN / -ETIMEDOUT with the
+ *   reason in @in (dsi_check()).
+ * virtio_pci_reset - back to how it was created.
+ */
+int virtio_pci_quiesce(struct virtio_pci *vp) __attribute__((warn_unused_result));
+void virtio_pci_resume(struct virtio_pci *vp);
+int virtio_pci_save(struct virtio_pci *vp, struct dev_state *out)
+    __attribute__((warn_unused_result));
+int virtio_pci_restore(struct virtio_pci *vp, struct dev_state_in *in, uint32_t version)
+    __attribute__((warn_unused_result));
+void virtio_pci_reset(struct virtio_pci *vp);
+
+/*
+ * The device_ops of a virtio PCI function (version VIRTIO_PCI_STATE_VERSION);
+ * its destroy also calls the model's ops->destroy.
+ */
+extern const struct device_ops virtio_pci_device_ops;
+
+/*
+ * virtio_state_end - for a model's ops->restore: true if @in is good and
+ * fully read, else fails it ("bytes left over").
+ */
+bool virtio_state_end(struct dev_state_in *in);
 
 /* virtio_pci_bar_io - the pci_device_ops bar_io hook (exposed for tests). */
 void virtio_pci_bar_io(struct pci_device *dev, unsigned int bar, uint64_t offset, void *data,

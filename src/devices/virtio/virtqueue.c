@@ -9,6 +9,7 @@
 #include "devices/virtio/virtio.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Virtio structures are little endian; nestvm runs only on x86-64. */
@@ -264,6 +265,102 @@ void virtq_disable_notify(struct virtq *vq)
 bool virtq_has_avail(struct virtq *vq)
 {
 	return vq->started && !vq->broken && virtq_load_avail_idx(vq) != vq->last_avail;
+}
+
+void virtq_save(const struct virtq *vq, struct virtq_state *st)
+{
+	*st = (struct virtq_state){
+	    .size = vq->size,
+	    .started = vq->started,
+	    .broken = vq->broken,
+	    .event_idx = vq->event_idx,
+	    .indirect = vq->indirect,
+	    .desc_gpa = vq->desc_gpa,
+	    .avail_gpa = vq->avail_gpa,
+	    .used_gpa = vq->used_gpa,
+	    .last_avail = vq->last_avail,
+	    .used_idx = vq->used_idx,
+	    .signalled_used = vq->signalled_used,
+	    .signalled_valid = vq->signalled_valid,
+	};
+}
+
+int virtq_restore(struct virtq *vq, const struct guest_mem *mem, const struct virtq_state *st,
+                  char *why, size_t why_len)
+{
+	struct virtq q;
+
+	if (st->size > vq->max_size) {
+		snprintf(why, why_len, "size %u is above the device's %u", st->size, vq->max_size);
+		return -EINVAL;
+	}
+	virtq_init(&q, vq->max_size);
+	q.size = st->size;
+	q.desc_gpa = st->desc_gpa;
+	q.avail_gpa = st->avail_gpa;
+	q.used_gpa = st->used_gpa;
+	if (!st->started) {
+		/* What virtq_reset() and the driver's register writes can leave. */
+		if (st->broken || st->event_idx || st->indirect || st->last_avail ||
+		    st->used_idx || st->signalled_used || st->signalled_valid) {
+			snprintf(why, why_len, "it is not enabled but has ring state");
+			return -EINVAL;
+		}
+		*vq = q;
+		return 0;
+	}
+	if (virtq_start(&q, mem, st->event_idx, st->indirect) < 0) {
+		snprintf(why, why_len,
+		         "size %u or its rings (0x%llx, 0x%llx, 0x%llx) are not a valid queue in "
+		         "guest memory",
+		         st->size, (unsigned long long)st->desc_gpa,
+		         (unsigned long long)st->avail_gpa, (unsigned long long)st->used_gpa);
+		return -EINVAL;
+	}
+	if ((uint16_t)(st->last_avail - st->used_idx) > st->size) {
+		snprintf(why, why_len, "%u chains in flight in a queue of %u",
+		         (uint16_t)(st->last_avail - st->used_idx), st->size);
+		return -EINVAL;
+	}
+	q.broken = st->broken;
+	q.last_avail = st->last_avail;
+	q.used_idx = st->used_idx;
+	q.signalled_used = st->signalled_used;
+	q.signalled_valid = st->signalled_valid;
+	*vq = q;
+	return 0;
+}
+
+void virtq_state_put(struct dev_state *out, const struct virtq_state *st)
+{
+	ds_put_u16(out, st->size);
+	ds_put_bool(out, st->started);
+	ds_put_bool(out, st->broken);
+	ds_put_bool(out, st->event_idx);
+	ds_put_bool(out, st->indirect);
+	ds_put_u64(out, st->desc_gpa);
+	ds_put_u64(out, st->avail_gpa);
+	ds_put_u64(out, st->used_gpa);
+	ds_put_u16(out, st->last_avail);
+	ds_put_u16(out, st->used_idx);
+	ds_put_u16(out, st->signalled_used);
+	ds_put_bool(out, st->signalled_valid);
+}
+
+void virtq_state_get(struct dev_state_in *in, struct virtq_state *st)
+{
+	st->size = dsi_get_u16(in);
+	st->started = dsi_get_bool(in);
+	st->broken = dsi_get_bool(in);
+	st->event_idx = dsi_get_bool(in);
+	st->indirect = dsi_get_bool(in);
+	st->desc_gpa = dsi_get_u64(in);
+	st->avail_gpa = dsi_get_u64(in);
+	st->used_gpa = dsi_get_u64(in);
+	st->last_avail = dsi_get_u16(in);
+	st->used_idx = dsi_get_u16(in);
+	st->signalled_used = dsi_get_u16(in);
+	st->signalled_valid = dsi_get_bool(in);
 }
 
 size_t iov_to_buf(const struct iovec *iov, unsigned int cnt, size_t offset, void *buf, size_t len)

@@ -2,6 +2,7 @@
 #ifndef NESTVM_DEVICES_VIRTIO_VIRTQUEUE_H
 #define NESTVM_DEVICES_VIRTIO_VIRTQUEUE_H
 
+#include "core/device.h"
 #include "core/guest_mem.h"
 
 #include <stdbool.h>
@@ -203,6 +204,48 @@ void virtq_disable_notify(struct virtq *vq);
 
 /* virtq_has_avail - whether a chain is waiting (reads avail.idx). */
 bool virtq_has_avail(struct virtq *vq);
+
+/*
+ * What a save (core/device.h) keeps of a virtqueue: the driver's
+ * configuration and the device's cursors. The rings themselves are in guest
+ * memory, which is saved with the VM.
+ */
+struct virtq_state {
+	uint16_t size;
+	bool started;
+	bool broken;
+	bool event_idx;
+	bool indirect;
+	uint64_t desc_gpa;
+	uint64_t avail_gpa;
+	uint64_t used_gpa;
+	uint16_t last_avail; /* the next avail ring slot the device reads */
+	uint16_t used_idx;
+	uint16_t signalled_used;
+	bool signalled_valid;
+};
+
+/* virtq_save - @vq's state into @st. */
+void virtq_save(const struct virtq *vq, struct virtq_state *st);
+
+/*
+ * virtq_restore - make @vq, whose max_size is the device's, what @st says,
+ * over @mem. Checks first, and changes nothing on failure: size at most
+ * max_size; a stopped queue otherwise in virtq_reset()'s state (only its
+ * size and addresses are the driver's); a started one passing
+ * virtq_start()'s checks, with at most size chains between used_idx and
+ * last_avail. Returns 0, or -EINVAL with the reason in @why.
+ */
+int virtq_restore(struct virtq *vq, const struct guest_mem *mem, const struct virtq_state *st,
+                  char *why, size_t why_len) __attribute__((warn_unused_result));
+
+/*
+ * virtq_state_put, virtq_state_get - @st as bytes of a device's saved state
+ * (little-endian, fixed size) and back. _get leaves the checks to
+ * virtq_restore(); it only fails @in (a short read, a flag other than 0/1).
+ */
+void virtq_state_put(struct dev_state *out, const struct virtq_state *st);
+void virtq_state_get(struct dev_state_in *in, struct virtq_state *st);
 
 /*
  * iov helpers over a popped chain, bounded by the iov lengths:

@@ -96,10 +96,12 @@ struct virtio_vsock {
 	bool rx_starved; /* the guest has no receive buffer posted */
 	bool rx_pushed;
 	bool tx_pushed;
+	bool reset_event; /* restored: TRANSPORT_RESET owed to the guest */
 
 	struct iovec rx_iov[VIRTIO_VSOCK_QUEUE_SIZE];
 	struct iovec tx_iov[VIRTIO_VSOCK_QUEUE_SIZE];
 	struct iovec data_iov[VIRTIO_VSOCK_QUEUE_SIZE];
+	struct iovec event_iov[VIRTIO_VSOCK_QUEUE_SIZE];
 };
 
 enum { VSOCK_Q_RX, VSOCK_Q_TX, VSOCK_Q_EVENT };
@@ -743,6 +745,31 @@ static void vs_process_tx(struct virtio_vsock *vs)
 	}
 }
 
+/* The owed TRANSPORT_RESET into the driver's next event buffer (§5.10.6.7). */
+static void vs_send_event(struct virtio_vsock *vs)
+{
+	struct virtq *vq = &vs->vqs[VSOCK_Q_EVENT];
+	struct virtq_req req = {.iov = vs->event_iov, .cap = VIRTIO_VSOCK_QUEUE_SIZE};
+	uint32_t id = VIRTIO_VSOCK_EVENT_TRANSPORT_RESET;
+	int r;
+
+	if (!vs->reset_event)
+		return;
+	r = virtq_pop(vq, &req);
+	if (r == 0 && virtq_enable_notify(vq))
+		r = virtq_pop(vq, &req);
+	if (r == 0)
+		return; /* sent when the driver posts an event buffer */
+	if (r < 0 || req.nr_out || req.in_len < VIRTIO_VSOCK_EVENT_SIZE) {
+		virtio_device_set_needs_reset(&vs->vdev, "malformed vsock event queue");
+		return;
+	}
+	iov_from_buf(req.iov, req.nr_in, 0, &id, sizeof(id));
+	virtq_push(vq, req.head, VIRTIO_VSOCK_EVENT_SIZE);
+	vs->reset_event = false;
+	virtio_device_notify_queue(&vs->vdev, VSOCK_Q_EVENT);
+}
+
 static void vs_queue_notify(struct virtio_device *vdev, unsigned int q)
 {
 	struct virtio_vsock *vs = container_of(vdev, struct virtio_vsock, vdev);
@@ -755,8 +782,9 @@ static void vs_queue_notify(struct virtio_device *vdev, unsigned int q)
 	} else if (q == VSOCK_Q_TX) {
 		vs_process_tx(vs);
 		vs_update_all(vs);
+	} else if (q == VSOCK_Q_EVENT) {
+		vs_send_event(vs);
 	}
-	/* The event queue: the device has no event to send (no migration). */
 	vs_notify(vs);
 }
 
@@ -769,6 +797,29 @@ static void vs_reset(struct virtio_device *vdev)
 	vs->pending_head = vs->pending_len = 0;
 	vs->rx_starved = false;
 	vs->rx_pushed = vs->tx_pushed = false;
+	vs->reset_event = false;
+}
+
+/* Nothing of the device's own survives (see vsock.h): the transport reset connections. */
+static int vs_restore(struct virtio_device *vdev, struct dev_state_in *in, uint32_t version)
+{
+	struct virtio_vsock *vs = container_of(vdev, struct virtio_vsock, vdev);
+
+	(void)version;
+	if (!virtio_state_end(in))
+		return -EBADMSG;
+	vs->reset_event = true;
+	return 0;
+}
+
+static void vs_restarted(struct virtio_device *vdev)
+{
+	vs_send_event(container_of(vdev, struct virtio_vsock, vdev));
+}
+
+static void vs_destroy(struct virtio_device *vdev)
+{
+	virtio_vsock_destroy(container_of(vdev, struct virtio_vsock, vdev));
 }
 
 static void vs_config_read(struct virtio_device *vdev, uint32_t offset, void *data, uint32_t len)
@@ -780,6 +831,9 @@ static const struct virtio_device_ops virtio_vsock_ops = {
     .config_read = vs_config_read,
     .queue_notify = vs_queue_notify,
     .reset = vs_reset,
+    .restore = vs_restore,
+    .restarted = vs_restarted,
+    .destroy = vs_destroy,
 };
 
 int virtio_vsock_create(const struct virtio_vsock_params *params, struct virtio_vsock **out)

@@ -29,6 +29,13 @@
  * the guest's packets (the flow control of §5.10.6.1). A malformed ring sets
  * needs-reset; a malformed packet is dropped (with a reset of its
  * connection where there is one).
+ *
+ * Save and restore (virtio_pci.h, "Lifecycle"): connections live in this
+ * process's sockets and cannot be restored. As QEMU's vhost-vsock does, a
+ * restored device starts with none and, once the guest runs, sends
+ * VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (as soon as the
+ * driver has an event buffer posted): the guest then resets its sockets and
+ * reads its CID again. The device has no state of its own to save.
  */
 
 #define VIRTIO_VSOCK_HOST_CID 2
@@ -48,6 +55,10 @@
 #define VIRTIO_VSOCK_SHUTDOWN_F_RECEIVE 1
 #define VIRTIO_VSOCK_SHUTDOWN_F_SEND 2
 #define VIRTIO_VSOCK_F_STREAM 0
+
+/* struct virtio_vsock_event (§5.10.6.7): le32 id. */
+#define VIRTIO_VSOCK_EVENT_SIZE 4
+#define VIRTIO_VSOCK_EVENT_TRANSPORT_RESET 0
 
 struct virtio_vsock_hdr {
 	uint64_t src_cid;
