@@ -602,7 +602,9 @@ int vm_def_validate(const struct vm_def *def, struct mgr_err *err)
 	int r;
 
 	if (!text)
-		return mgr_err_set(err, -EINVAL, "cannot encode the definition of '%s'", def->name);
+		return mgr_err_set(err, -EINVAL,
+		                   "definition: a path or string that is not valid UTF-8 cannot be "
+		                   "kept (or out of memory)");
 	r = vm_def_parse(text, strlen(text), "definition", &copy, err);
 	free(text);
 	vm_def_clear(&copy);
@@ -761,7 +763,7 @@ char *vm_def_format(const struct vm_def *def)
 	                    def->vsock.socket, "pci_slot", (int)def->vsock.pci_slot)
 	        : json_null());
 	bad |= json_object_set_new(root, "virtio_console", def_format_console(def));
-	/* A string that is not UTF-8 (json_string() refuses it) leaves a field out. */
+	/* json_string() refuses a string that is not UTF-8: no text then, not a partial one. */
 	if (!bad)
 		text = def_dump(root);
 	json_decref(root);
