@@ -308,6 +308,15 @@ static int vp_restore_parked(struct virtio_pci *vp, struct dev_state_in *in, str
 	if (r < 0)
 		return r;
 	vp_apply(vp, st);
+	/* A device the driver had started gets what it set up then (virtio-blk: its disk's events). */
+	if (virtio_device_is_live(vdev) && vdev->ops->activate) {
+		r = vdev->ops->activate(vdev);
+		if (r < 0) {
+			dsi_check(in, false, "the device cannot start again: %s", strerror(-r));
+			vp_reset(vp);
+			return r;
+		}
+	}
 	vp_update_ioeventfds(vp);
 	/* The I/O thread waits for the guest to run, then looks at every queue. */
 	vp->until_run = true;
