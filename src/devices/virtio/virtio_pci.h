@@ -87,7 +87,8 @@
  *   save     the transport's state, then the model's (ops->save). A chain the
  *            model still holds and will take again (ops->held) is saved as
  *            not yet taken; any other chain in flight makes the save fail
- *            (-EBUSY): quiesce first.
+ *            (-EBUSY): quiesce first. (A device waiting for a reset may have
+ *            dropped the chain that broke it: that one is saved as it is.)
  *   restore  into a device just created with the same configuration, before
  *            any vCPU runs: parks the thread, checks the whole state, resets
  *            the device, loads the model's state (ops->restore), then the
