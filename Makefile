@@ -47,7 +47,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all release asan static guests test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
-	lab-soak lab-soak-labs \
+	lab-soak lab-soak-labs stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
 
@@ -121,6 +121,11 @@ lab-soak-labs: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh
+
+# The issue's pause stress: 100,000 pause/resume cycles on a busy guest, latency reported.
+stress-pause: $(BUILD)/release/nestvm $(GUEST_IMAGES)
+	PAUSE_STRESS_SECONDS=5 PAUSE_STRESS_CYCLES=100000 NESTVM=$(BUILD)/release/nestvm \
+		tests/integration/pause_stress.sh
 
 # virtio-blk through nestvm's device model vs. the image file directly (bench/virtio_blk.c).
 REL_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/release/%.o)

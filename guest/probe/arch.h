@@ -31,6 +31,7 @@
 #define SEL_UCODE64 0x28
 #define SEL_KCODE32 0x30
 #define SEL_TSS 0x38
+#define SEL_AP_TSS 0x48 /* AP slot N's TSS: SEL_AP_TSS + 16 * N */
 
 /* Control registers and MSRs (Intel SDM vol. 3A §2.5, §2.2.1). */
 #define CR0_PE (1 << 0)
@@ -70,6 +71,16 @@
 
 /* Page the AP trampoline is copied to; the SIPI vector is its page number. */
 #define AP_TRAMPOLINE 0x8000
+
+/*
+ * APs that run C code at CPL3 (smp_start() with an entry function) take a
+ * slot each, in the order they check in: a TSS (its descriptor at
+ * SEL_AP_TSS + 16 * slot) and a kernel and a user stack of their own. APs
+ * past AP_SLOTS check in and halt.
+ */
+#define AP_SLOTS 16
+#define AP_KSTACK_SHIFT 12 /* 4 KiB: exceptions and system calls */
+#define AP_USTACK_SHIFT 13 /* 8 KiB */
 
 /*
  * PROBE_PASS (core/exit_status.h), which head.S writes for test=exit; that

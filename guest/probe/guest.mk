@@ -14,7 +14,8 @@ PROBE_CFLAGS := -std=gnu11 $(WARN) -O2 -g -Isrc -I$(PROBE_DIR) -MMD -MP \
 PROBE_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,$(PROBE_DIR)/probe.ld -Wl,--build-id=none \
 	-Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments
 
-PROBE_SRCS := $(filter-out $(PROBE_DIR)/mkbzimage.c,$(wildcard $(PROBE_DIR)/*.c)) \
+PROBE_SRCS := $(filter-out $(PROBE_DIR)/mkbzimage.c $(PROBE_DIR)/memgen_expect.c,\
+	$(wildcard $(PROBE_DIR)/*.c)) \
 	$(PROBE_DIR)/head.S $(PROBE_DIR)/hv.S
 PROBE_OBJS := $(patsubst $(PROBE_DIR)/%,$(PROBE_OUT)/%.o,$(PROBE_SRCS))
 
@@ -45,4 +46,11 @@ $(PROBE_BZIMAGE): $(PROBE_ELF) $(PROBE_OUT)/setup.bin $(PROBE_OUT)/mkbzimage
 	@echo "  BZIMAGE $@"
 	$(Q)$(PROBE_OUT)/mkbzimage $(PROBE_ELF) $(PROBE_OUT)/setup.bin $@
 
-GUEST_IMAGES += $(PROBE_ELF) $(PROBE_BZIMAGE)
+# The host's side of test=memgen: the result line a run must print.
+PROBE_MEMGEN_EXPECT := $(BUILD)/guest/memgen-expect
+$(PROBE_MEMGEN_EXPECT): $(PROBE_DIR)/memgen_expect.c $(PROBE_DIR)/memgen_chain.h
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC  $<"
+	$(Q)$(CC) -std=gnu11 $(WARN) -O2 -g -o $@ $<
+
+GUEST_IMAGES += $(PROBE_ELF) $(PROBE_BZIMAGE) $(PROBE_MEMGEN_EXPECT)

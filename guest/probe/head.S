@@ -129,7 +129,11 @@ start64:
 /*
  * An AP checks in: sets its local APIC ID in ap_seen, counts a CPUID.1
  * initial APIC ID that differs from it in ap_cpuid_mismatch, counts itself
- * in ap_count and halts.
+ * in ap_count. Then it halts, unless smp_start() set ap_user_entry: then it
+ * takes the next slot (below AP_SLOTS, else it halts), loads the slot's
+ * TSS and the IDT, and calls ap_user_entry(ap_user_arg, slot) at CPL3 on
+ * the slot's user stack, interrupts off. The entry must not return; its
+ * system calls and exceptions run on the slot's kernel stack.
  */
 ap_start64:
 	movl	$(XAPIC_BASE + XAPIC_ID), %eax
@@ -143,6 +147,32 @@ ap_start64:
 	je	1f
 	lock incl ap_cpuid_mismatch
 1:	lock incl ap_count
+	movq	ap_user_entry, %rbx
+	testq	%rbx, %rbx
+	jz	2f
+	movl	$1, %ecx
+	lock xaddl %ecx, ap_slot_next
+	cmpl	$AP_SLOTS, %ecx
+	jae	2f
+	movl	%ecx, %eax
+	shll	$4, %eax
+	addl	$SEL_AP_TSS, %eax
+	ltr	%ax
+	lidt	idt_ptr
+	leal	1(%ecx), %eax
+	shll	$AP_KSTACK_SHIFT, %eax
+	leaq	ap_kstacks(%rax), %rsp
+	leal	1(%ecx), %eax
+	shll	$AP_USTACK_SHIFT, %eax
+	leaq	(ap_ustacks - 8)(%rax), %rdx
+	pushq	$(SEL_UDATA | 3)
+	pushq	%rdx
+	pushq	$RFLAGS_FIXED
+	pushq	$(SEL_UCODE64 | 3)
+	pushq	%rbx
+	movq	ap_user_arg, %rdi
+	movl	%ecx, %esi
+	iretq
 2:	cli
 	hlt
 	jmp	2b
@@ -288,6 +318,9 @@ gdt:
 gdt_tss:
 	.quad	0x0000890000000067		/* SEL_TSS, base filled in */
 	.quad	0
+	.globl	gdt_ap_tss
+gdt_ap_tss:					/* SEL_AP_TSS: filled in by smp_start() */
+	.fill	2 * AP_SLOTS, 8, 0
 gdt_end:
 
 	.balign	8
@@ -347,5 +380,10 @@ kstack_top:
 	.space	16384
 	.globl	ustack_top
 ustack_top:
+	.globl	ap_kstacks, ap_ustacks
+ap_kstacks:					/* AP slot N's stack tops at */
+	.space	AP_SLOTS << AP_KSTACK_SHIFT	/* ap_kstacks + (N + 1) << SHIFT */
+ap_ustacks:
+	.space	AP_SLOTS << AP_USTACK_SHIFT
 
 	.section .note.GNU-stack, "", @progbits

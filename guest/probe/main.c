@@ -9,16 +9,6 @@
 #include "hv.h"
 #include "virtio.h"
 
-struct tss64 {
-	uint32_t reserved0;
-	uint64_t rsp[3];
-	uint64_t reserved1;
-	uint64_t ist[7];
-	uint64_t reserved2;
-	uint16_t reserved3;
-	uint16_t iomap_base;
-} __attribute__((packed));
-
 struct idt_gate {
 	uint16_t offset0;
 	uint16_t selector;
@@ -320,6 +310,7 @@ static const struct probe_test {
     {"idle", test_idle},         {"svm", test_svm},       {"vmx", test_vmx},
     {"vmmcall", test_vmmcall},   {"virtio-blk", test_virtio_blk},
     {"virtio-hostile", test_virtio_hostile}, {"virtio-bench", test_virtio_bench},
+    {"memgen", test_memgen},
 };
 
 /*
@@ -345,5 +336,5 @@ __attribute__((noreturn)) void probe_main(uint32_t kind, uint64_t info)
 			probe_exit(probe_tests[i].run());
 	probe_exit(probe_fail("unknown test; use test=exit|cpuid|mem|smp|uart|pci|poweroff|"
 	                      "reboot|triplefault|idle|svm|vmx|vmmcall|virtio-blk|"
-	                      "virtio-hostile|virtio-bench"));
+	                      "virtio-hostile|virtio-bench|memgen"));
 }

@@ -112,6 +112,17 @@ static inline void cpu_relax(void)
 	__asm__ volatile("pause" ::: "memory");
 }
 
+/* The 64-bit TSS (Intel SDM vol. 3A §8.7): the stack for CPL3 -> CPL0. */
+struct tss64 {
+	uint32_t reserved0;
+	uint64_t rsp[3];
+	uint64_t reserved1;
+	uint64_t ist[7];
+	uint64_t reserved2;
+	uint16_t reserved3;
+	uint16_t iomap_base;
+} __attribute__((packed));
+
 /* What the boot protocol told us, copied out of the loader's structures. */
 #define BOOT_RAM_MAX 64
 #define BOOT_CMDLINE_MAX 4096
@@ -156,6 +167,18 @@ int probe_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 __attribute__((noreturn)) void probe_exit(int status);
 int paging_map_high(uint64_t base, uint64_t end);
 
+/* test_smp.c: starting the APs (see arch.h, AP_SLOTS). */
+struct smp_cpus {
+	uint32_t bsp;       /* the BSP's local APIC ID */
+	unsigned int count; /* CPUs in the MADT, the BSP included; all of them started */
+	unsigned int slots; /* APs that took a slot and run the entry function */
+};
+
+/* Runs at CPL3 on an AP, with its slot (0 .. AP_SLOTS - 1); must not return. */
+typedef void (*ap_entry_fn)(void *arg, unsigned int slot);
+
+int smp_start(ap_entry_fn entry, void *arg, struct smp_cpus *cpus);
+
 /* acpi.c */
 struct acpi_header {
 	char signature[4];
@@ -185,5 +208,6 @@ int test_idle(void);
 int test_svm(void);
 int test_vmx(void);
 int test_vmmcall(void);
+int test_memgen(void);
 
 #endif

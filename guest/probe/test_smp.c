@@ -9,6 +9,9 @@
  * checks that CPUID.1 reports the same initial APIC ID, counts itself in
  * ap_count and halts. PASS when every AP checked in with a consistent ID,
  * and their number plus the BSP equals cpus=N if given.
+ *
+ * smp_start() is that start-up for other tests too (test=memgen): given an
+ * entry function, each AP then runs it at CPL3 in a slot of its own.
  */
 #include "probe.h"
 
@@ -34,9 +37,19 @@
 #define AP_WAIT_MS 2000
 
 /* Written by APs at CPL0 (head.S, ap_start64). */
-volatile uint32_t ap_count, ap_cpuid_mismatch;
+volatile uint32_t ap_count, ap_cpuid_mismatch, ap_slot_next;
 volatile uint32_t ap_seen[CPUS_MAX / 32];
 extern char ap_trampoline[], ap_trampoline_end[];
+
+/* Read by APs at CPL0 (head.S, ap_start64): what they run at CPL3, and where. */
+ap_entry_fn ap_user_entry;
+void *ap_user_arg;
+static struct tss64 ap_tss[AP_SLOTS] __attribute__((aligned(16)));
+extern uint64_t gdt_ap_tss[2 * AP_SLOTS];
+extern char ap_kstacks[];
+
+#define TSS64_DESC_LIMIT 0x67        /* sizeof(struct tss64) - 1 */
+#define TSS64_DESC_AVAILABLE 0x89ULL /* P, DPL 0, type 9: available 64-bit TSS */
 
 static uint64_t lapic;
 
@@ -93,16 +106,30 @@ static bool ap_checked_in(uint32_t id)
 	return ap_seen[id / 32] & (1u << (id % 32));
 }
 
-int test_smp(void)
+/*
+ * Give AP slot @slot its TSS, whose RSP0 is the slot's kernel stack, and
+ * that TSS's 16-byte descriptor in the GDT (Intel SDM vol. 3A §8.2.3).
+ */
+static void ap_slot_init(unsigned int slot)
+{
+	uint64_t base = (uintptr_t)&ap_tss[slot];
+
+	ap_tss[slot] = (struct tss64){
+	    .rsp = {(uintptr_t)ap_kstacks + ((uint64_t)(slot + 1) << AP_KSTACK_SHIFT)},
+	    .iomap_base = sizeof(struct tss64),
+	};
+	gdt_ap_tss[2 * slot] = TSS64_DESC_LIMIT | (base & 0xffffff) << 16 |
+	                       TSS64_DESC_AVAILABLE << 40 | (base >> 24 & 0xff) << 56;
+	gdt_ap_tss[2 * slot + 1] = base >> 32;
+}
+
+/* The MADT's CPUs into ids[]: PROBE_PASS, or the FAIL/SKIP result printed. */
+static int smp_find_cpus(uint32_t *ids, struct smp_cpus *cpus)
 {
 	const struct acpi_header *madt = acpi_find_table("APIC");
-	static uint32_t ids[CPUS_MAX];
-	uint32_t bsp, missing = 0;
-	uint64_t want = 0;
+	bool bsp_listed = false;
 	int n;
 
-	if (param_get("cpus") && !param_u64("cpus", &want))
-		return probe_fail("bad cpus=%s", param_get("cpus"));
 	if (!madt)
 		return probe_fail("no MADT (ACPI \"APIC\" table) found");
 	n = madt_read(madt, ids, CPUS_MAX);
@@ -111,26 +138,55 @@ int test_smp(void)
 	if (lapic != XAPIC_BASE)
 		return probe_skip("local APIC at 0x%lx, the probe's APs expect 0x%x", lapic,
 		                  XAPIC_BASE);
-	bsp = mmio_read32(lapic + XAPIC_ID) >> 24;
-	if (cpuid(1, 0).ebx >> 24 != bsp)
+	cpus->bsp = mmio_read32(lapic + XAPIC_ID) >> 24;
+	cpus->count = n;
+	if (cpuid(1, 0).ebx >> 24 != cpus->bsp)
 		return probe_fail("the BSP's CPUID.1 APIC ID %u differs from its local APIC ID %u",
-		                  cpuid(1, 0).ebx >> 24, bsp);
+		                  cpuid(1, 0).ebx >> 24, cpus->bsp);
 	printf("probe: smp: MADT lists %d enabled CPUs, local APIC at 0x%lx, BSP APIC ID %u\n", n,
-	       lapic, bsp);
-	bool bsp_listed = false;
+	       lapic, cpus->bsp);
 	for (int i = 0; i < n; i++)
-		bsp_listed |= ids[i] == bsp;
+		bsp_listed |= ids[i] == cpus->bsp;
 	if (!bsp_listed)
-		return probe_fail("the BSP's APIC ID %u is not in the MADT", bsp);
+		return probe_fail("the BSP's APIC ID %u is not in the MADT", cpus->bsp);
 	for (int i = 0; i < n; i++)
 		if (ids[i] > 255)
 			return probe_skip("APIC ID %u needs x2APIC, which the probe does not use",
 			                  ids[i]);
+	return PROBE_PASS;
+}
+
+/*
+ * smp_start - start every AP the MADT lists (INIT, SIPI, SIPI) and wait
+ * until all have checked in with a consistent APIC ID. With @entry, each AP
+ * then takes a slot and runs entry(@arg, slot) at CPL3 (head.S,
+ * ap_start64); without, it halts. Fills @cpus. Returns PROBE_PASS, or the
+ * FAIL/SKIP result after printing it. Call it once per boot.
+ */
+int smp_start(ap_entry_fn entry, void *arg, struct smp_cpus *cpus)
+{
+	static uint32_t ids[CPUS_MAX];
+	uint32_t missing = 0, bsp;
+	unsigned int n;
+	int r;
+
+	*cpus = (struct smp_cpus){0};
+	r = smp_find_cpus(ids, cpus);
+	if (r != PROBE_PASS)
+		return r;
+	n = cpus->count;
+	bsp = cpus->bsp;
+	if (entry) {
+		for (unsigned int slot = 0; slot < AP_SLOTS; slot++)
+			ap_slot_init(slot);
+		ap_user_arg = arg;
+		ap_user_entry = entry;
+	}
 
 	memcpy((void *)AP_TRAMPOLINE, ap_trampoline,
 	       (uintptr_t)ap_trampoline_end - (uintptr_t)ap_trampoline);
 	mmio_write32(lapic + APIC_SVR, APIC_SVR_ENABLE | APIC_SPURIOUS_VECTOR);
-	for (int i = 0; i < n; i++) {
+	for (unsigned int i = 0; i < n; i++) {
 		if (ids[i] == bsp)
 			continue;
 		if (!apic_icr_send(ids[i], APIC_ICR_INIT | APIC_ICR_LEVEL | APIC_ICR_ASSERT) ||
@@ -139,27 +195,44 @@ int test_smp(void)
 	}
 	delay_us(10000);
 	for (int sipi = 0; sipi < 2; sipi++) {
-		for (int i = 0; i < n; i++)
+		for (unsigned int i = 0; i < n; i++)
 			if (ids[i] != bsp && !ap_checked_in(ids[i]) &&
 			    !apic_icr_send(ids[i], APIC_ICR_STARTUP | (AP_TRAMPOLINE >> 12)))
 				return probe_fail("SIPI to APIC ID %u never left the ICR", ids[i]);
 		delay_us(200);
 	}
-	for (int ms = 0; ms < AP_WAIT_MS && ap_count < (uint32_t)n - 1; ms++)
+	for (int ms = 0; ms < AP_WAIT_MS && ap_count < n - 1; ms++)
 		delay_us(1000);
 
-	for (int i = 0; i < n; i++)
+	for (unsigned int i = 0; i < n; i++)
 		if (ids[i] != bsp && !ap_checked_in(ids[i])) {
 			printf("probe: smp: APIC ID %u did not check in\n", ids[i]);
 			missing++;
 		}
-	if (missing || ap_count != (uint32_t)n - 1)
-		return probe_fail("%u of %d APs checked in (%u missing)", ap_count, n - 1, missing);
+	if (missing || ap_count != n - 1)
+		return probe_fail("%u of %u APs checked in (%u missing)", ap_count, n - 1, missing);
 	if (ap_cpuid_mismatch)
 		return probe_fail("%u of %u APs report a CPUID.1 APIC ID other than their local "
 		                  "APIC ID",
 		                  ap_cpuid_mismatch, ap_count);
-	if (want && want != (uint64_t)n)
-		return probe_fail("%d CPUs running, cpus=%lu", n, want);
-	return probe_pass("%d CPUs: the BSP (APIC ID %u) and %u APs checked in", n, bsp, ap_count);
+	if (entry)
+		cpus->slots = n - 1 < AP_SLOTS ? n - 1 : AP_SLOTS;
+	return PROBE_PASS;
+}
+
+int test_smp(void)
+{
+	struct smp_cpus cpus;
+	uint64_t want = 0;
+	int r;
+
+	if (param_get("cpus") && !param_u64("cpus", &want))
+		return probe_fail("bad cpus=%s", param_get("cpus"));
+	r = smp_start(NULL, NULL, &cpus);
+	if (r != PROBE_PASS)
+		return r;
+	if (want && want != cpus.count)
+		return probe_fail("%u CPUs running, cpus=%lu", cpus.count, want);
+	return probe_pass("%u CPUs: the BSP (APIC ID %u) and %u APs checked in", cpus.count,
+	                  cpus.bsp, ap_count);
 }

@@ -63,6 +63,17 @@ int cli_vm_lock_off(const char *cmd, const struct store *st, const char *name, c
  */
 int cli_vm_parse_memory(const char *cmd, const char *arg, uint64_t *mib);
 
+/*
+ * cli_vm_connect - connect @c to NAME's monitor, which must be up (give it a
+ * moment if a `start` is still spawning it). Returns -1 when connected, or
+ * an exit status after saying why not (0 if @off_ok and the VM is off).
+ */
+int cli_vm_connect(const char *cmd, const struct store *st, const char *name, struct client *c,
+                   bool off_ok);
+
+/* cli_vm_report_off - after the monitor closed the connection: wait for it, say how the VM ended. */
+int cli_vm_report_off(const char *cmd, const struct store *st, const char *name);
+
 /* cli_vm_is_up - the VM has a live monitor (starting, running, paused, stopping). */
 bool cli_vm_is_up(enum api_state state);
 

@@ -9,6 +9,7 @@
 #include "cli/cli_vm.h"
 #include "core/exit_status.h"
 #include "manager/monitor.h"
+#include "manager/store_snap.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -25,14 +26,24 @@
 #define START_CONNECT_WAIT_MS 5000
 
 static const char start_usage[] =
-    "usage: nestvm start NAME\n"
+    "usage: nestvm start [--discard-saved] NAME\n"
     "\n"
     "Start a VM that is off (or crashed): spawn its monitor, detached, and wait\n"
-    "until the VM runs. The serial console is kept in console.log and reachable\n"
-    "with 'nestvm console NAME'; the monitor logs to monitor.log.\n";
+    "until the VM runs. A saved VM carries on from its saved state. The serial\n"
+    "console is kept in console.log and reachable with 'nestvm console NAME';\n"
+    "the monitor logs to monitor.log.\n"
+    "\n"
+    "  --discard-saved   delete the saved state first and boot afresh\n";
 
 int cmd_start(int argc, char **argv)
 {
+	static const struct option opts[] = {
+	    {"discard-saved", no_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	bool discard = false;
+	int opt;
 	const char *name = NULL;
 	struct store_runtime rt = {0};
 	struct vm_status vs;
@@ -42,7 +53,18 @@ int cmd_start(int argc, char **argv)
 	pid_t pid;
 	int r, fd;
 
-	r = cli_vm_parse(argc, argv, start_usage, &name);
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(start_usage, stdout);
+			return 0;
+		}
+		if (opt != 'd')
+			return cli_vm_usage("start", "unknown option '%s'", argv[optind - 1]);
+		discard = true;
+	}
+	r = cli_vm_name_arg("start", argc, argv, &name);
 	if (r < 0)
 		r = cli_vm_open_store("start", &st);
 	if (r >= 0)
@@ -73,6 +95,10 @@ int cmd_start(int argc, char **argv)
 		}
 		return cli_vm_error("start", "%s", err.msg);
 	}
+	if (discard && store_saved_remove(&st, name, &err) < 0) {
+		store_lock_release(fd);
+		return cli_vm_error("start", "%s", err.msg);
+	}
 	/* "starting" from now on, for anyone who looks before the monitor runs. */
 	rt.started = time(NULL);
 	snprintf(rt.state, sizeof(rt.state), "starting");
@@ -98,9 +124,8 @@ int cmd_start(int argc, char **argv)
 	return 0;
 }
 
-/* Connect to a VM that must be up; prints why not otherwise. */
-static int power_connect(const char *cmd, const struct store *st, const char *name,
-                         struct client *c, bool off_ok)
+int cli_vm_connect(const char *cmd, const struct store *st, const char *name, struct client *c,
+                   bool off_ok)
 {
 	struct vm_status vs;
 	struct mgr_err err;
@@ -129,8 +154,7 @@ static int power_connect(const char *cmd, const struct store *st, const char *na
 	return -1;
 }
 
-/* After the monitor closed the connection: wait for it to be gone, say how the VM ended. */
-static int power_report_off(const char *cmd, const struct store *st, const char *name)
+int cli_vm_report_off(const char *cmd, const struct store *st, const char *name)
 {
 	struct vm_status vs;
 	struct mgr_err err;
@@ -204,7 +228,7 @@ int cmd_stop(int argc, char **argv)
 	if (r < 0)
 		r = cli_vm_open_store("stop", &st);
 	if (r < 0)
-		r = power_connect("stop", &st, name, &c, true);
+		r = cli_vm_connect("stop", &st, name, &c, true);
 	if (r >= 0)
 		return r;
 	args = json_pack("{s:i, s:b}", "timeout", (int)timeout, "force", force);
@@ -241,7 +265,7 @@ int cmd_stop(int argc, char **argv)
 		r = cli_vm_error("stop", "VM '%s': the monitor did not end the VM", name);
 		goto out;
 	}
-	r = power_report_off("stop", &st, name);
+	r = cli_vm_report_off("stop", &st, name);
 out:
 	json_decref(res);
 	client_close(&c);
@@ -266,7 +290,7 @@ int cmd_kill(int argc, char **argv)
 	if (r < 0)
 		r = cli_vm_open_store("kill", &st);
 	if (r < 0)
-		r = power_connect("kill", &st, name, &c, true);
+		r = cli_vm_connect("kill", &st, name, &c, true);
 	if (r >= 0)
 		return r;
 	if (client_call(&c, "kill", NULL, CLIENT_TIMEOUT_MS, &res, &err) < 0)
@@ -274,7 +298,7 @@ int cmd_kill(int argc, char **argv)
 	else if (client_wait_closed(&c, KILL_WAIT_MS) < 0)
 		r = cli_vm_error("kill", "VM '%s': the monitor did not end the VM", name);
 	else
-		r = power_report_off("kill", &st, name);
+		r = cli_vm_report_off("kill", &st, name);
 	json_decref(res);
 	client_close(&c);
 	return r;
@@ -293,7 +317,7 @@ static int power_simple(int argc, char **argv, const char *usage, const char *cm
 	if (r < 0)
 		r = cli_vm_open_store(cmd, &st);
 	if (r < 0)
-		r = power_connect(cmd, &st, name, &c, false);
+		r = cli_vm_connect(cmd, &st, name, &c, false);
 	if (r >= 0)
 		return r;
 	if (client_call(&c, cmd, NULL, CLIENT_TIMEOUT_MS, &res, &err) < 0) {

@@ -23,6 +23,8 @@ static const struct cli_command cli_commands[] = {
 	{"kill", "turn a VM off at once", cmd_kill},
 	{"pause", "pause a running VM's vCPUs", cmd_pause},
 	{"resume", "resume a paused VM", cmd_resume},
+	{"save", "save a running VM's state to disk and stop it; start resumes it", cmd_save},
+	{"checkpoint", "take, list, restore or remove a VM's checkpoints", cmd_checkpoint},
 	{"console", "attach to a running VM's serial console (Ctrl-] detaches)", cmd_console},
 	{"remove", "delete a VM that is off", cmd_remove},
 	{"nested", "nested virtualization: 'nested status' checks this host, "

@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -308,4 +310,63 @@ const char *fs_strerror(int err)
 	default:
 		return strerror(-err);
 	}
+}
+
+/* Copy @len bytes at @off of @in into @out at the same offset. */
+static int fs_copy_range(int in, int out, off_t off, off_t len)
+{
+	char buf[65536];
+
+	while (len > 0) {
+		loff_t ioff = off, ooff = off;
+		ssize_t n = copy_file_range(in, &ioff, out, &ooff, (size_t)len, 0);
+
+		/* Across file systems on old kernels, or where it is not supported. */
+		if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+		              errno == EOPNOTSUPP || errno == EPERM)) {
+			n = pread(in, buf, (size_t)len < sizeof(buf) ? (size_t)len : sizeof(buf), off);
+			if (n > 0 && pwrite(out, buf, (size_t)n, off) != n)
+				return errno ? -errno : -EIO;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO; /* the file shrank under us */
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int fs_copy_sparse(int in, int out)
+{
+	struct stat sb;
+	off_t off = 0, data, hole;
+	int r;
+
+	if (fstat(in, &sb) < 0)
+		return -errno;
+	if (ioctl(out, FICLONE, in) == 0)
+		return fsync(out) < 0 ? -errno : 0;
+	if (ftruncate(out, 0) < 0 || ftruncate(out, sb.st_size) < 0)
+		return -errno;
+	while (off < sb.st_size) {
+		data = lseek(in, off, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break; /* only a hole is left */
+		if (data < 0)
+			return -errno;
+		hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		if (hole > sb.st_size)
+			hole = sb.st_size;
+		r = fs_copy_range(in, out, data, hole - data);
+		if (r < 0)
+			return r;
+		off = hole;
+	}
+	return fsync(out) < 0 ? -errno : 0;
 }

@@ -80,6 +80,14 @@ int unix_listen(const char *path, mode_t mode, int backlog) __attribute__((warn_
  */
 int unix_connect_owned(const char *path, int sock_flags) __attribute__((warn_unused_result));
 
+/*
+ * fs_copy_sparse - make the regular file @out a copy of @in: a reflink
+ * (FICLONE: shared extents, instant) where the file system can, else the
+ * data ranges only (SEEK_DATA/SEEK_HOLE, copy_file_range()), so holes stay
+ * holes; @out ends up @in's size. Both descriptors stay open. 0 or -errno.
+ */
+int fs_copy_sparse(int in, int out) __attribute__((warn_unused_result));
+
 /* fs_strerror - a message for @err (negative errno) as the functions above use it. */
 const char *fs_strerror(int err);
 

@@ -35,6 +35,7 @@ int guest_mem_init(struct guest_mem *mem, uint64_t ram_size, int hugepages)
 	mem->mapping = base;
 	mem->mapping_size = map_size;
 	mem->ram_size = ram_size;
+	mem->ram = aligned;
 	mem->regions[0] = (struct guest_mem_region){0, low, aligned};
 	mem->nr_regions = 1;
 	if (ram_size > low) {
@@ -42,6 +43,17 @@ int guest_mem_init(struct guest_mem *mem, uint64_t ram_size, int hugepages)
 		    (struct guest_mem_region){LAYOUT_HIGHMEM_BASE, ram_size - low, aligned + low};
 		mem->nr_regions = 2;
 	}
+	return 0;
+}
+
+int guest_mem_map_file(struct guest_mem *mem, int fd)
+{
+	void *p = mmap(mem->ram, mem->ram_size, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	mem->file_backed = true;
 	return 0;
 }
 

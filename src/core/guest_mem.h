@@ -2,6 +2,7 @@
 #ifndef NESTVM_CORE_GUEST_MEM_H
 #define NESTVM_CORE_GUEST_MEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,8 @@ struct guest_mem {
 	uint64_t ram_size; /* total bytes of RAM */
 	void *mapping;     /* the one host mapping that backs all regions */
 	size_t mapping_size;
+	uint8_t *ram;      /* regions[0].host: all RAM, ram_size bytes, in gpa order */
+	bool file_backed;  /* RAM is a private mapping of a snapshot's memory file */
 };
 
 /*
@@ -34,6 +37,15 @@ struct guest_mem {
  */
 int guest_mem_init(struct guest_mem *mem, uint64_t ram_size, int hugepages)
     __attribute__((warn_unused_result));
+
+/*
+ * guest_mem_map_file - replace all of guest RAM by a private, copy-on-write
+ * mapping of @fd (ram_size bytes, RAM in gpa order as guest_mem.ram holds
+ * it): pages are read from the file when first touched, and guest writes
+ * never reach it. Before the memory is given to KVM. The caller keeps @fd;
+ * the mapping holds its own reference. Returns 0 or -errno.
+ */
+int guest_mem_map_file(struct guest_mem *mem, int fd) __attribute__((warn_unused_result));
 
 /* guest_mem_destroy - unmap guest RAM; safe on a zeroed or destroyed struct. */
 void guest_mem_destroy(struct guest_mem *mem);

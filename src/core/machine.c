@@ -8,11 +8,12 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/layout.h"
+#include "backends/console_in.h"
 #include "core/exit_status.h"
 #include "core/fsutil.h"
 #include "core/irq.h"
+#include "core/device.h"
 #include "core/log.h"
-#include "core/sandbox.h"
 #include "devices/legacy/acpi_pm.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/rtc.h"
@@ -21,8 +22,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -117,55 +116,25 @@ static void machine_uart_rx_ready(void *opaque)
 }
 
 /*
- * The console input thread: copies stdin (or console_in_fd) into the UART's
- * receive FIFO. It polls its input and console_wake_fd, which is written when
- * the FIFO has room again and when the VM is torn down (console_stop set).
- * Ends at EOF too.
+ * COM1 and its input, two devices: "com1", the UART, then "console-in", the
+ * thread that copies stdin (or console_in_fd) into it, registered after it
+ * so that the list destroys (joins) it first. console-in exists without
+ * input too (no thread), so that the device list does not depend on the
+ * console's kind. vm->console_wake_fd is the eventfd the thread polls; the
+ * UART writes it when its FIFO has room again.
  */
-static void *machine_console_input(void *arg)
-{
-	struct vm *vm = arg;
-	int in_fd = vm->cfg.console == VM_CONSOLE_FD ? vm->cfg.console_in_fd : STDIN_FILENO;
-	uint8_t buf[64];
-
-	sandbox_enter(SANDBOX_DEVICE, "console-in");
-	while (!atomic_load(&vm->console_stop)) {
-		size_t room = uart_16550_rx_room(vm->uart);
-		struct pollfd fds[2] = {
-			{.fd = vm->console_wake_fd, .events = POLLIN},
-			{.fd = in_fd, .events = POLLIN},
-		};
-		uint64_t v;
-		ssize_t n;
-
-		/* With the FIFO full, wait only for the wake-up. */
-		if (poll(fds, room ? 2 : 1, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if ((fds[0].revents & POLLIN) && read(vm->console_wake_fd, &v, sizeof(v)) < 0)
-			break;
-		if (!room || !(fds[1].revents & (POLLIN | POLLHUP)))
-			continue;
-		n = read(in_fd, buf, room < sizeof(buf) ? room : sizeof(buf));
-		if (n <= 0)
-			break;
-		uart_16550_receive(vm->uart, buf, n);
-	}
-	return NULL;
-}
-
 static int machine_create_console(struct vm *vm)
 {
 	struct irq_line irq = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_COM1};
-	struct uart_16550_config cfg = {
-		.out_fd = -1, .irq = &irq, .rx_ready = machine_uart_rx_ready, .rx_ready_opaque = vm};
-	int r;
+	struct uart_16550_config cfg = {.out_fd = -1, .irq = &irq};
+	struct uart_16550 *uart;
+	struct console_in *ci;
+	int in_fd = -1, r;
 
 	switch (vm->cfg.console) {
 	case VM_CONSOLE_STDIO:
 		cfg.out_fd = STDOUT_FILENO;
+		in_fd = STDIN_FILENO;
 		break;
 	case VM_CONSOLE_FILE:
 		/* Emptied only if it is ours: never through a symlink or into another's file. */
@@ -179,25 +148,93 @@ static int machine_create_console(struct vm *vm)
 		break;
 	case VM_CONSOLE_FD:
 		cfg.out_fd = vm->cfg.console_out_fd;
+		in_fd = vm->cfg.console_in_fd;
 		break;
 	case VM_CONSOLE_NONE:
 		break;
 	}
-	r = uart_16550_create(&cfg, &vm->uart);
+	if (in_fd >= 0) {
+		vm->console_wake_fd = eventfd(0, EFD_CLOEXEC);
+		if (vm->console_wake_fd < 0)
+			return -errno;
+		cfg.rx_ready = machine_uart_rx_ready;
+		cfg.rx_ready_opaque = vm;
+	}
+	r = uart_16550_create(&cfg, &uart);
+	if (r == 0)
+		r = device_register(&vm->devices, "com1", &uart_16550_device_ops, uart);
 	if (r < 0)
 		return r;
-	r = machine_add(&vm->pio, PORT_COM1, 8, uart_16550_io, vm->uart, "com1");
-	if (r < 0 || !(vm->cfg.console == VM_CONSOLE_STDIO ||
-		       (vm->cfg.console == VM_CONSOLE_FD && vm->cfg.console_in_fd >= 0)))
+	vm->uart = uart;
+	r = console_in_create(uart, in_fd, vm->console_wake_fd, &ci);
+	if (r == 0)
+		r = device_register(&vm->devices, "console-in", &console_in_device_ops, ci);
+	if (r == 0)
+		r = machine_add(&vm->pio, PORT_COM1, UART_16550_NR_REGS, uart_16550_io, uart,
+				"com1");
+	return r;
+}
+
+/* The i8042 at 0x60/0x64: its reset line reboots the VM. */
+static int machine_create_i8042(struct vm *vm)
+{
+	struct irq_line kbd = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_I8042_KBD};
+	struct i8042_config cfg = {
+		.reset = machine_i8042_reset, .reset_opaque = vm, .kbd_irq = &kbd};
+	struct i8042 *kbc;
+	int r;
+
+	r = i8042_create(&cfg, &kbc);
+	if (r == 0)
+		r = device_register(&vm->devices, "i8042", &i8042_device_ops, kbc);
+	if (r < 0)
 		return r;
-	vm->console_wake_fd = eventfd(0, EFD_CLOEXEC);
-	if (vm->console_wake_fd < 0)
-		return -errno;
-	if (pthread_create(&vm->console_thread, NULL, machine_console_input, vm) == 0)
-		vm->console_thread_started = true;
-	else
-		log_warn("no console input: cannot start the input thread");
-	return 0;
+	vm->i8042 = kbc;
+	r = machine_add(&vm->pio, PORT_I8042_DATA, I8042_DATA_PORT_LEN, i8042_data_io, kbc,
+			"i8042");
+	if (r == 0)
+		r = machine_add(&vm->pio, PORT_I8042_CMD, I8042_CMD_PORT_LEN, i8042_cmd_io, kbc,
+				"i8042");
+	return r;
+}
+
+static int machine_create_rtc(struct vm *vm)
+{
+	struct rtc *rtc;
+	int r;
+
+	r = rtc_create(NULL, &rtc);
+	if (r == 0)
+		r = device_register(&vm->devices, "rtc", &rtc_device_ops, rtc);
+	if (r < 0)
+		return r;
+	vm->rtc = rtc;
+	return machine_add(&vm->pio, PORT_RTC, RTC_PORT_LEN, rtc_io, rtc, "rtc");
+}
+
+/* The ACPI PM1a event and control blocks and the PM timer; S5 powers off. */
+static int machine_create_pm(struct vm *vm)
+{
+	struct irq_line sci = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_ACPI_SCI};
+	struct acpi_pm_config cfg = {.sci = &sci, .sleep = machine_acpi_sleep, .opaque = vm};
+	struct acpi_pm *pm;
+	int r;
+
+	r = acpi_pm_create(&cfg, &pm);
+	if (r == 0)
+		r = device_register(&vm->devices, "acpi-pm", &acpi_pm_device_ops, pm);
+	if (r < 0)
+		return r;
+	vm->pm = pm;
+	r = machine_add(&vm->pio, PORT_ACPI_PM1A_EVT, ACPI_PM1_EVT_BLK_LEN, acpi_pm_evt_io, pm,
+			"pm1a-evt");
+	if (r == 0)
+		r = machine_add(&vm->pio, PORT_ACPI_PM1A_CNT, ACPI_PM1_CNT_BLK_LEN, acpi_pm_cnt_io,
+				pm, "pm1a-cnt");
+	if (r == 0)
+		r = machine_add(&vm->pio, PORT_ACPI_PM_TMR, ACPI_PM_TMR_BLK_LEN, acpi_pm_tmr_io, pm,
+				"pm-tmr");
+	return r;
 }
 
 /*
@@ -208,21 +245,26 @@ static int machine_create_pci(struct vm *vm)
 {
 	struct pci_host_config cfg = {
 		.cf9_io = machine_reset_io, .cf9_opaque = vm, .mmio_base = LAYOUT_PCI_MMIO32};
+	struct pci_host *pci;
 	int r;
 
-	r = pci_host_create(&cfg, &vm->pci);
+	r = pci_host_create(&cfg, &pci);
 	if (r == 0)
-		r = machine_add(&vm->pio, PORT_PCI_CONFIG_ADDR, PCI_CONFIG_PORT_LEN,
-				  pci_host_cf8_io, vm->pci, "pci-cf8");
+		r = device_register(&vm->devices, "pci-host", &pci_host_device_ops, pci);
+	if (r < 0)
+		return r;
+	vm->pci = pci;
+	r = machine_add(&vm->pio, PORT_PCI_CONFIG_ADDR, PCI_CONFIG_PORT_LEN, pci_host_cf8_io, pci,
+			"pci-cf8");
 	if (r == 0)
 		r = machine_add(&vm->pio, PORT_PCI_CONFIG_DATA, PCI_CONFIG_PORT_LEN,
-				  pci_host_cfc_io, vm->pci, "pci-cfc");
+				pci_host_cfc_io, pci, "pci-cfc");
 	if (r == 0)
-		r = machine_add(&vm->mmio, LAYOUT_PCI_ECAM, LAYOUT_PCI_ECAM_SIZE,
-				  pci_host_ecam_io, vm->pci, "pci-ecam");
+		r = machine_add(&vm->mmio, LAYOUT_PCI_ECAM, LAYOUT_PCI_ECAM_SIZE, pci_host_ecam_io,
+				pci, "pci-ecam");
 	if (r == 0)
 		r = machine_add(&vm->mmio, LAYOUT_PCI_MMIO32, LAYOUT_PCI_MMIO32_SIZE,
-				  pci_host_mmio_io, vm->pci, "pci-mmio32");
+				pci_host_mmio_io, pci, "pci-mmio32");
 	return r;
 }
 
@@ -248,34 +290,23 @@ uint64_t machine_write_acpi(struct vm *vm)
 	return LAYOUT_ACPI;
 }
 
+/*
+ * Devices that have state or threads go into vm->devices in creation order
+ * (com1, console-in, i8042, rtc, acpi-pm, pci-host, then the virtio
+ * functions), which is the order their state is saved and restored in: keep
+ * it stable, a snapshot's devices must match the list name for name.
+ */
 int machine_create_devices(struct vm *vm)
 {
-	struct irq_line kbd = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_I8042_KBD};
-	struct i8042_config kbc = {
-		.reset = machine_i8042_reset, .reset_opaque = vm, .kbd_irq = &kbd};
-	struct irq_line sci = {.set = machine_irq_set, .opaque = vm, .gsi = IRQ_ACPI_SCI};
-	struct acpi_pm_config pm = {.sci = &sci, .sleep = machine_acpi_sleep, .opaque = vm};
 	int r;
 
 	r = machine_create_console(vm);
 	if (r == 0)
-		r = i8042_create(&kbc, &vm->i8042);
+		r = machine_create_i8042(vm);
 	if (r == 0)
-		r = machine_add(&vm->pio, PORT_I8042_DATA, 1, i8042_data_io, vm->i8042, "i8042");
+		r = machine_create_rtc(vm);
 	if (r == 0)
-		r = machine_add(&vm->pio, PORT_I8042_CMD, 1, i8042_cmd_io, vm->i8042, "i8042");
-	if (r == 0)
-		r = rtc_create(NULL, &vm->rtc);
-	if (r == 0)
-		r = machine_add(&vm->pio, PORT_RTC, 2, rtc_io, vm->rtc, "rtc");
-	if (r == 0)
-		r = acpi_pm_create(&pm, &vm->pm);
-	if (r == 0)
-		r = machine_add(&vm->pio, PORT_ACPI_PM1A_EVT, 4, acpi_pm_evt_io, vm->pm, "pm1a-evt");
-	if (r == 0)
-		r = machine_add(&vm->pio, PORT_ACPI_PM1A_CNT, 2, acpi_pm_cnt_io, vm->pm, "pm1a-cnt");
-	if (r == 0)
-		r = machine_add(&vm->pio, PORT_ACPI_PM_TMR, 4, acpi_pm_tmr_io, vm->pm, "pm-tmr");
+		r = machine_create_pm(vm);
 	if (r == 0)
 		r = machine_add(&vm->pio, PORT_DEBUG_EXIT, 4, machine_debug_exit_io, vm, "debug-exit");
 	if (r == 0)
@@ -294,23 +325,22 @@ void machine_stop_devices(struct vm *vm)
 
 void machine_destroy_devices(struct vm *vm)
 {
-	if (vm->console_thread_started) {
-		uint64_t one = 1;
-
-		atomic_store(&vm->console_stop, true);
-		if (write(vm->console_wake_fd, &one, sizeof(one)) < 0)
-			log_debug("console wake-up lost");
-		pthread_join(vm->console_thread, NULL);
-		vm->console_thread_started = false;
-	}
+	/*
+	 * The list owns what is registered and destroys it last created first,
+	 * so console-in (its thread joined) goes before the UART it feeds.
+	 */
+	device_list_destroy(&vm->devices);
+	vm->uart = NULL;
+	vm->i8042 = NULL;
+	vm->rtc = NULL;
+	vm->pm = NULL;
+	vm->pci = NULL;
+	/* What is not in the list yet: the virtio functions (they do not use the host). */
+	machine_destroy_virtio(vm);
 	if (vm->console_wake_fd >= 0)
 		close(vm->console_wake_fd);
-	uart_16550_destroy(vm->uart);
-	i8042_destroy(vm->i8042);
-	rtc_destroy(vm->rtc);
-	acpi_pm_destroy(vm->pm);
-	machine_destroy_virtio(vm);
-	pci_host_destroy(vm->pci);
+	vm->console_wake_fd = -1;
 	if (vm->console_fd >= 0)
 		close(vm->console_fd);
+	vm->console_fd = -1;
 }

@@ -24,6 +24,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <linux/fs.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -220,7 +221,9 @@ static const char *const sandbox_main[] = {
     "chmod", "fchmod", "fchmodat", "flock", "dup", "dup2", "dup3", "pipe2", "getdents64",
     "timerfd_settime", "timerfd_gettime", "eventfd2", "rt_sigtimedwait", "rt_sigpending",
     "wait4", "waitid", "umask", "getuid", "geteuid", "getgid", "getegid", "getcwd", "uname",
-    "sysinfo", "prlimit64", "set_robust_list", "sched_getaffinity", NULL,
+    "sysinfo", "prlimit64", "set_robust_list", "sched_getaffinity",
+    /* save and checkpoint: memory scan, hard links, sparse copies */
+    "mincore", "linkat", "copy_file_range", NULL,
 };
 /* clang-format on */
 
@@ -255,7 +258,12 @@ static const unsigned long sandbox_device_ioctls[] = {
 /* clang-format off */
 static const unsigned long sandbox_main_ioctls[] = {
     KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_NESTED_STATE, KVM_IOEVENTFD, KVM_SIGNAL_MSI,
-    KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, TCGETS, TIOCGWINSZ, 0,
+    KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, TCGETS, TIOCGWINSZ,
+    /* save and checkpoint (snapshot/vm_snapshot.c): read the KVM state, reflink disks */
+    KVM_GET_MP_STATE, KVM_GET_SREGS2, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_GET_FPU,
+    KVM_GET_XCRS, KVM_GET_LAPIC, KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_MSRS,
+    KVM_GET_CPUID2, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK, KVM_GET_SUPPORTED_CPUID,
+    FICLONE, 0,
 };
 /* clang-format on */
 

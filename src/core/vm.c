@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -136,6 +137,45 @@ int vm_resume(struct vm *vm)
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
+}
+
+int vm_quiesce(struct vm *vm)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->quiesce_lock);
+	if (!vm->quiesced) {
+		r = vm_pause(vm);
+		if (r == 0) {
+			r = device_list_quiesce(&vm->devices);
+			if (r < 0)
+				vm_resume(vm);
+		}
+		vm->quiesced = r == 0;
+	}
+	pthread_mutex_unlock(&vm->quiesce_lock);
+	return r;
+}
+
+void vm_unquiesce(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->quiesce_lock);
+	if (vm->quiesced) {
+		device_list_resume(&vm->devices);
+		vm_resume(vm);
+		vm->quiesced = false;
+	}
+	pthread_mutex_unlock(&vm->quiesce_lock);
+}
+
+bool vm_is_quiesced(struct vm *vm)
+{
+	bool q;
+
+	pthread_mutex_lock(&vm->quiesce_lock);
+	q = vm->quiesced;
+	pthread_mutex_unlock(&vm->quiesce_lock);
+	return q;
 }
 
 bool vm_is_paused(struct vm *vm)
@@ -272,7 +312,7 @@ static int vm_create_irqchip(struct vm *vm)
 	return r;
 }
 
-static int vm_create_vcpu(struct vm *vm, unsigned int id)
+static int vm_create_vcpu(struct vm *vm, unsigned int id, bool boot)
 {
 	struct vcpu *vcpu = &vm->vcpus[id];
 	struct kvm_cpuid2 *cpuid;
@@ -323,7 +363,7 @@ static int vm_create_vcpu(struct vm *vm, unsigned int id)
 		}
 	}
 	/* Only the boot vCPU gets registers; the others wait for INIT/SIPI in KVM. */
-	if (id == 0) {
+	if (id == 0 && boot) {
 		struct kvm_regs regs;
 		struct kvm_sregs sregs;
 
@@ -392,6 +432,9 @@ static int vm_create_kvm(struct vm *vm)
 		log_error("KVM_CREATE_VM failed: %s", strerror(-vm->fd));
 		return vm->fd;
 	}
+	r = vcpu_state_caps_probe(vm->sys.fd, vm->fd, &vm->state_caps);
+	if (r < 0)
+		log_warn("cannot tell what KVM can save: %s; this VM cannot be saved", strerror(-r));
 	/* Needed by VMX for real-mode emulation; harmless elsewhere. */
 	if (kvm_ioctl(vm->fd, KVM_SET_TSS_ADDR, (void *)(uintptr_t)LAYOUT_KVM_TSS) < 0)
 		log_debug("KVM_SET_TSS_ADDR not supported");
@@ -418,7 +461,11 @@ static int vm_create_kvm(struct vm *vm)
 	return r;
 }
 
-int vm_create(const struct vm_config *cfg, struct vm **out)
+/*
+ * vm_build - vm_create() and vm_create_restored(): the same VM either way,
+ * booting @cfg's kernel (@rs NULL) or loaded with @rs's state.
+ */
+static int vm_build(const struct vm_config *cfg, struct vm_restore *rs, struct vm **out)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 	struct boot_config bc;
@@ -436,6 +483,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	atomic_init(&vm->exit_status, -1);
 	atomic_init(&vm->stopping, false);
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->quiesce_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&vm->cond, &ca);
@@ -444,31 +492,43 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	r = vm_create_kvm(vm);
 	if (r < 0)
 		goto err;
-	r = guest_mem_init(&vm->mem, cfg->memory, cfg->hugepages);
+	r = guest_mem_init(&vm->mem, cfg->memory, cfg->hugepages && !rs);
 	if (r < 0) {
 		log_error("cannot reserve %llu MiB of guest memory: %s",
 			  (unsigned long long)(cfg->memory >> 20), strerror(-r));
 		goto err;
 	}
+	if (rs) {
+		r = guest_mem_map_file(&vm->mem, rs->memory_fd);
+		if (r < 0) {
+			snprintf(rs->why, sizeof(rs->why), "cannot map its memory file: %s",
+				 strerror(-r));
+			goto err;
+		}
+	}
 	r = vm_add_memory(vm);
 	if (r == 0)
 		r = vm_create_irqchip(vm);
+	if (r == 0)
+		r = vm_state_register_early(vm);
 	if (r < 0)
 		goto err;
-	bc = (struct boot_config){
-		.kernel_path = cfg->kernel,
-		.initrd_path = cfg->initrd,
-		.cmdline = cfg->cmdline,
-		.rsdp_gpa = machine_write_acpi(vm),
-	};
-	if (!bc.rsdp_gpa) {
-		r = -ENOSPC;
-		log_error("cannot build ACPI tables");
-		goto err;
+	if (!rs) {
+		bc = (struct boot_config){
+			.kernel_path = cfg->kernel,
+			.initrd_path = cfg->initrd,
+			.cmdline = cfg->cmdline,
+			.rsdp_gpa = machine_write_acpi(vm),
+		};
+		if (!bc.rsdp_gpa) {
+			r = -ENOSPC;
+			log_error("cannot build ACPI tables");
+			goto err;
+		}
+		r = boot_load(&vm->mem, &bc, &vm->boot);
+		if (r < 0)
+			goto err;
 	}
-	r = boot_load(&vm->mem, &bc, &vm->boot);
-	if (r < 0)
-		goto err;
 	r = machine_create_devices(vm);
 	if (r < 0)
 		goto err;
@@ -480,15 +540,33 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	for (unsigned int i = 0; i < cfg->cpus; i++) {
 		vm->vcpus[i].fd = -1;
 		vm->nr_vcpus++;
-		r = vm_create_vcpu(vm, i);
+		r = vm_create_vcpu(vm, i, !rs);
 		if (r < 0)
 			goto err;
 	}
+	r = vm_state_register_late(vm);
+	if (r == 0 && rs)
+		r = device_list_restore(&vm->devices, rs->state, rs->why, sizeof(rs->why));
+	if (r < 0)
+		goto err;
 	*out = vm;
 	return 0;
 err:
+	if (rs && !rs->why[0])
+		snprintf(rs->why, sizeof(rs->why), "cannot build its VM: %s", strerror(-r));
 	vm_destroy(vm);
 	return r;
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **out)
+{
+	return vm_build(cfg, NULL, out);
+}
+
+int vm_create_restored(const struct vm_config *cfg, struct vm_restore *rs, struct vm **out)
+{
+	rs->why[0] = 0;
+	return vm_build(cfg, rs, out);
 }
 
 int vm_run(struct vm *vm)
@@ -614,9 +692,11 @@ void vm_destroy(struct vm *vm)
 	bus_destroy(&vm->mmio);
 	guest_mem_destroy(&vm->mem);
 	free(vm->cpuid);
+	vcpu_state_caps_release(&vm->state_caps);
 	if (vm->fd >= 0)
 		close(vm->fd);
 	kvm_sys_close(&vm->sys);
+	pthread_mutex_destroy(&vm->quiesce_lock);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);

@@ -4,6 +4,7 @@
 
 #include "arch/x86/boot.h"
 #include "arch/x86/nested.h"
+#include "arch/x86/vcpu_state.h"
 #include "core/bus.h"
 #include "core/device.h"
 #include "core/guest_mem.h"
@@ -104,6 +105,7 @@ struct vm {
 	struct bus mmio;
 	struct kvm_cpuid2 *cpuid;
 	int nested_state_size;		 /* KVM_CAP_NESTED_STATE, 0 if none */
+	struct vcpu_state_caps state_caps; /* what KVM can save and restore */
 	struct nested_vmx_msrs vmx_msrs; /* --nested on, Intel: VMX capability MSRs */
 	struct boot_info boot;
 	struct vcpu *vcpus;
@@ -122,10 +124,7 @@ struct vm {
 	struct pci_host *pci;
 	struct machine_virtio *virtio; /* core/machine_virtio.c */
 	int console_fd;	     /* --console file:PATH */
-	int console_wake_fd; /* eventfd: the UART has room for input, or stop */
-	pthread_t console_thread;
-	bool console_thread_started;
-	atomic_bool console_stop;
+	int console_wake_fd; /* eventfd of the console-in device: UART room, park or stop */
 
 	pthread_t main_thread;
 	atomic_bool stopping;
@@ -134,6 +133,8 @@ struct vm {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool pause_requested; /* under lock */
+	bool quiesced;	      /* vm_quiesce() done, devices included; under quiesce_lock */
+	pthread_mutex_t quiesce_lock; /* serializes vm_quiesce() and vm_unquiesce() */
 	unsigned int nr_parked; /* under lock */
 	bool running;		/* vCPU threads exist; under lock */
 	struct vm_guest_hv guest_hv;	/* last vm_guest_hypervisor() sample; under lock */
@@ -144,6 +145,30 @@ struct vm {
 
 /* vm_create - build the VM described by @cfg. Errors are logged; returns 0 or -errno. */
 int vm_create(const struct vm_config *cfg, struct vm **out) __attribute__((warn_unused_result));
+
+/* A saved state to build a VM from, instead of booting a kernel (snapshot/vm_snapshot.h). */
+struct vm_restore {
+	int memory_fd;		  /* RAM, mapped private (guest_mem_map_file()) */
+	struct snap_reader *state; /* every device's state, KVM's included */
+	char why[320];		  /* why vm_create_restored() failed */
+};
+
+/*
+ * vm_create_restored - build the VM of @cfg (the configuration it was saved
+ * with) in the state @rs holds: no kernel is loaded, no firmware table
+ * written; each device is created as for a boot, then restored in list
+ * order. Returns 0 or -errno with the reason in rs->why.
+ */
+int vm_create_restored(const struct vm_config *cfg, struct vm_restore *rs, struct vm **out)
+	__attribute__((warn_unused_result));
+
+/*
+ * vm_state_register_early, vm_state_register_late - put the KVM state in the
+ * device list (core/vm_state.c): the irqchip and PIT before the machine's
+ * devices, the vCPUs and the clock after them. 0 or -errno.
+ */
+int vm_state_register_early(struct vm *vm) __attribute__((warn_unused_result));
+int vm_state_register_late(struct vm *vm) __attribute__((warn_unused_result));
 
 /*
  * vm_run - run the VM until the guest powers off or resets, a vCPU fails,
@@ -169,6 +194,17 @@ void vm_request_stop(struct vm *vm, int status, const char *why);
 int vm_pause(struct vm *vm) __attribute__((warn_unused_result));
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
+
+/*
+ * vm_quiesce - the VM-wide quiesce: park the vCPUs (vm_pause()), then every
+ * device (device_list_quiesce(): device threads parked, disks drained).
+ * Nothing changes guest memory or device state until vm_unquiesce(). Both
+ * are idempotent; the user's `pause` is a quiesce. Returns 0, or an error of
+ * vm_pause() or of a device, with everything running again.
+ */
+int vm_quiesce(struct vm *vm) __attribute__((warn_unused_result));
+void vm_unquiesce(struct vm *vm);
+bool vm_is_quiesced(struct vm *vm);
 
 /* A vm_guest_hypervisor() sample younger than this is reused. */
 #define VM_GUEST_HV_MAX_AGE_MS 1000

@@ -5,6 +5,7 @@
  * answering", never hang the CLI.
  */
 #include "manager/client.h"
+#include "manager/store_snap.h"
 
 #include "core/exit_status.h"
 #include "core/fsutil.h"
@@ -142,6 +143,31 @@ static int client_wait_readable(int fd, int64_t deadline)
 int client_call(struct client *c, const char *cmd, json_t *args, int timeout_ms, json_t **result,
                 struct mgr_err *err)
 {
+	return client_call_progress(c, cmd, args, timeout_ms, NULL, NULL, result, err);
+}
+
+/* A {"progress": {...}} line: handed to @fn, which restarts the reply's timeout. */
+static bool client_progress_line(const char *line, size_t len, client_progress_fn fn,
+                                 void *opaque)
+{
+	json_t *root, *p;
+	bool is_progress = false;
+
+	if (!fn)
+		return false;
+	root = json_loadb(line, len, 0, NULL);
+	p = json_object_get(root, "progress");
+	if (json_is_object(p)) {
+		fn(opaque, p);
+		is_progress = true;
+	}
+	json_decref(root);
+	return is_progress;
+}
+
+int client_call_progress(struct client *c, const char *cmd, json_t *args, int timeout_ms,
+                         client_progress_fn fn, void *opaque, json_t **result, struct mgr_err *err)
+{
 	int64_t deadline = client_now_ms() + timeout_ms;
 	json_t *req = args ? args : json_object();
 	struct api_error aerr;
@@ -176,6 +202,10 @@ int client_call(struct client *c, const char *cmd, json_t *args, int timeout_ms,
 
 		switch (api_framer_next(c->in, &line, &len)) {
 		case API_FRAME_LINE:
+			if (client_progress_line(line, len, fn, opaque)) {
+				deadline = client_now_ms() + timeout_ms;
+				continue;
+			}
 			r = api_reply_parse(line, len, result, &aerr);
 			if (r == -EREMOTEIO)
 				return mgr_err_set(err, r, "%s", aerr.message);
@@ -268,6 +298,8 @@ static void client_status_ended(const struct store *st, const char *name, struct
 	out->have_exit = store_exit_read(st, name, &out->last_exit) == 0;
 	if (out->have_exit && out->last_exit.crashed)
 		out->state = API_STATE_CRASHED;
+	else if (store_has_saved(st, name))
+		out->state = API_STATE_SAVED;
 }
 
 /* The lock is held but the monitor did not answer: trust runtime.json. */

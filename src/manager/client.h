@@ -51,6 +51,16 @@ int client_connect(const struct store *st, const char *name, struct client *c, s
 int client_call(struct client *c, const char *cmd, json_t *args, int timeout_ms, json_t **result,
                 struct mgr_err *err) __attribute__((warn_unused_result));
 
+/*
+ * client_call_progress - client_call() for a request sent with "progress":
+ * true: each progress line before the reply goes to @fn with its
+ * "progress" object, and restarts the @timeout_ms wait.
+ */
+typedef void (*client_progress_fn)(void *opaque, json_t *progress);
+int client_call_progress(struct client *c, const char *cmd, json_t *args, int timeout_ms,
+                         client_progress_fn fn, void *opaque, json_t **result, struct mgr_err *err)
+    __attribute__((warn_unused_result));
+
 /* client_wait_closed - wait until the monitor closes the connection; 0 or -ETIMEDOUT. */
 int client_wait_closed(struct client *c, int timeout_ms) __attribute__((warn_unused_result));
 

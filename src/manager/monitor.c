@@ -23,6 +23,8 @@
 #include "core/vm.h"
 #include "manager/client.h"
 #include "manager/protocol.h"
+#include "manager/store_snap.h"
+#include "snapshot/vm_snapshot.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -434,6 +436,127 @@ static void monitor_stop_deadline(struct monitor *m)
 	}
 }
 
+/* Progress of a save or checkpoint, as lines to the client that asked for them. */
+struct monitor_progress {
+	struct monitor_client *cl;
+	json_t *id;
+	const char *op;
+};
+
+static void monitor_progress_line(void *opaque, const char *phase, uint64_t done, uint64_t total)
+{
+	struct monitor_progress *p = opaque;
+	json_t *line;
+	char *text;
+
+	if (p->cl->fd < 0)
+		return;
+	line = json_pack("{s:{s:s, s:s, s:I, s:I}}", "progress", "op", p->op, "phase", phase,
+	                 "done", (json_int_t)done, "total", (json_int_t)total);
+	if (line && p->id)
+		json_object_set(line, "id", p->id);
+	text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+	json_decref(line);
+	if (text) {
+		char *nl = realloc(text, strlen(text) + 2);
+
+		if (nl) {
+			strcat(nl, "\n");
+			(void)monitor_reply(p->cl, nl);
+		} else {
+			free(text);
+		}
+	}
+}
+
+/*
+ * save and checkpoint: quiesce the VM, write its state, memory and
+ * definition (and for a checkpoint its disks) into the store, put it in
+ * place. A save then ends the VM; a checkpoint lets it run on, unless the
+ * user had paused it. Returns the reply.
+ */
+static char *monitor_do_snapshot(struct monitor *m, struct monitor_client *cl,
+                                 const struct api_request *req, enum api_state state)
+{
+	bool save = req->cmd == API_CMD_SAVE, was_paused = state == API_STATE_PAUSED;
+	struct monitor_progress mp = {cl, req->id, save ? "save" : "checkpoint"};
+	struct snapshot_progress progress = {req->progress ? monitor_progress_line : NULL, &mp};
+	struct store_snap_tmp t = {.vm_fd = -1, .fd = -1};
+	char dest[STORE_CHECKPOINT_NAME_MAX + 16], cp[STORE_CHECKPOINT_NAME_MAX + 1];
+	char why[384] = "";
+	struct mgr_err err = {""};
+	struct timespec t0, t1;
+	int64_t ms;
+	int r;
+
+	if (state != API_STATE_RUNNING && state != API_STATE_PAUSED)
+		return api_reply_error(req->id, API_ERR_STATE, "only a running or paused VM can be saved");
+	if (save) {
+		snprintf(dest, sizeof(dest), "%s", STORE_SAVED);
+	} else {
+		time_t now = time(NULL);
+		struct tm tm;
+
+		if (req->name[0])
+			snprintf(cp, sizeof(cp), "%s", req->name);
+		else
+			strftime(cp, sizeof(cp), "%Y%m%d-%H%M%S", gmtime_r(&now, &tm));
+		if (store_check_checkpoint_name(cp, &err) < 0)
+			return api_reply_error(req->id, API_ERR_INVALID, err.msg);
+		snprintf(dest, sizeof(dest), "%s/%s", STORE_CHECKPOINTS, cp);
+		r = store_snap_open(m->st, m->name, cp, &err);
+		if (r >= 0) {
+			close(r);
+			snprintf(why, sizeof(why), "checkpoint '%s' exists: remove it first, or give "
+			         "another name", cp);
+			return api_reply_error(req->id, API_ERR_STATE, why);
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = vm_snapshot_quiesce(m->vm);
+	if (r < 0)
+		return api_reply_error(req->id, API_ERR_STATE,
+		                       r == -ETIMEDOUT ? "the VM did not stop in time; it keeps running"
+		                                       : "the VM could not be quiesced; it keeps running");
+	r = store_snap_begin(m->st, m->name, &t, &err);
+	if (r == 0) {
+		r = vm_snapshot_save(m->vm, t.fd, &progress, why, sizeof(why));
+		if (r < 0)
+			mgr_err_set(&err, r, "%s", why);
+	}
+	if (r == 0)
+		r = store_snap_write_def(&t, &m->def, &err);
+	if (r == 0 && !save)
+		r = store_snap_copy_disks(&t, &m->def, &err);
+	if (r == 0)
+		r = store_snap_commit(&t, dest, &err);
+	else if (t.vm_fd >= 0)
+		store_snap_abort(&t);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	if (r < 0) {
+		monitor_log(m, "%s failed: %s", mp.op, err.msg);
+		if (!was_paused)
+			vm_unquiesce(m->vm);
+		return api_reply_error(req->id, API_ERR_FAILED, err.msg);
+	}
+	if (save) {
+		monitor_log(m, "saved in %lld ms", (long long)ms);
+		pthread_mutex_lock(&m->lock);
+		snprintf(m->stop_reason, sizeof(m->stop_reason), "saved (nestvm save)");
+		pthread_mutex_unlock(&m->lock);
+		vm_request_stop(m->vm, NESTVM_EXIT_SIGNAL_BASE + SIGKILL, "saved");
+		monitor_set_state(m, API_STATE_STOPPING);
+		cl->awaits_end = true;
+		return api_reply_ok(req->id, json_pack("{s:s, s:I}", "state", "saved", "ms",
+		                                       (json_int_t)ms));
+	}
+	if (!was_paused)
+		vm_unquiesce(m->vm);
+	monitor_log(m, "checkpoint '%s' taken in %lld ms", cp, (long long)ms);
+	return api_reply_ok(req->id, json_pack("{s:s, s:I}", "checkpoint", cp, "ms", (json_int_t)ms));
+}
+
 /* One request line; returns the reply line (malloc'd). */
 static char *monitor_request(struct monitor *m, struct monitor_client *cl, const char *line,
                              size_t len)
@@ -441,6 +564,7 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 	enum api_state state = monitor_get_state(m);
 	struct api_request req;
 	struct api_error aerr;
+	struct timespec t0, t1;
 	char *reply;
 	char msg[160];
 	int r;
@@ -481,22 +605,26 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 			reply = api_reply_ok(req.id, json_pack("{s:s}", "state", "paused"));
 			break;
 		}
-		r = vm_pause(m->vm);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		r = vm_quiesce(m->vm);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (r < 0) {
 			reply = api_reply_error(req.id, API_ERR_STATE,
-			                        r == -ETIMEDOUT ? "the vCPUs did not stop in time; "
-			                                          "the VM keeps running"
+			                        r == -ETIMEDOUT ? "the VM did not stop in time; "
+			                                          "it keeps running"
 			                                        : "the VM is stopping");
 			break;
 		}
 		monitor_set_state(m, API_STATE_PAUSED);
 		monitor_log(m, "paused");
-		reply = api_reply_ok(req.id, json_pack("{s:s}", "state", "paused"));
+		/* How long parking the vCPUs and devices took: the pause latency. */
+		reply = api_reply_ok(req.id, json_pack("{s:s, s:I}", "state", "paused", "quiesce_us",
+		                                       (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+		                                                    (t1.tv_nsec - t0.tv_nsec) / 1000)));
 		break;
 	case API_CMD_RESUME:
 		if (state == API_STATE_PAUSED) {
-			r = vm_resume(m->vm);
-			(void)r;
+			vm_unquiesce(m->vm);
 			monitor_set_state(m, API_STATE_RUNNING);
 			monitor_log(m, "resumed");
 		}
@@ -504,6 +632,10 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 		break;
 	case API_CMD_STOP:
 		reply = monitor_do_stop(m, &req, state);
+		break;
+	case API_CMD_SAVE:
+	case API_CMD_CHECKPOINT:
+		reply = monitor_do_snapshot(m, cl, &req, state);
 		break;
 	case API_CMD_KILL:
 		monitor_kill_vm(m, "killed (nestvm kill)");
@@ -936,11 +1068,42 @@ static void monitor_ready(struct monitor *m)
 	monitor_close_fd(&m->ready_fd);
 }
 
+/*
+ * A saved state to start from: its snapshot opened and checked into @snap,
+ * its definition (the one it was saved with) in m->def. 0 or -errno.
+ */
+static int monitor_open_saved(struct monitor *m, struct vm_snapshot *snap, struct mgr_err *err)
+{
+	struct vm_def def = {0};
+	char why[384];
+	int fd, r;
+
+	fd = store_snap_open(m->st, m->name, NULL, err);
+	if (fd < 0)
+		return fd;
+	r = store_snap_read_def(fd, "the saved state's vm.json", &def, err);
+	if (r == 0) {
+		r = vm_snapshot_open(fd, "the saved state", "/dev/kvm", snap, why, sizeof(why));
+		if (r < 0)
+			mgr_err_set(err, r, "cannot start from the saved state: %s; it is kept "
+			            "(nestvm start --discard-saved starts the VM afresh)", why);
+	}
+	close(fd);
+	if (r < 0) {
+		vm_def_clear(&def);
+		return r;
+	}
+	vm_def_clear(&m->def);
+	m->def = def;
+	return 0;
+}
+
 int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd)
 {
 	struct monitor *m;
 	struct mgr_err err;
 	struct vm_config cfg;
+	struct vm_snapshot snap = {.memory_fd = -1};
 	char prefix[STORE_NAME_MAX + 16];
 	int r, status = NESTVM_EXIT_ERROR;
 
@@ -1003,6 +1166,8 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	store_exit_clear(st, name);
 	monitor_set_state(m, API_STATE_STARTING);
 	r = store_load(st, name, &m->def, &err);
+	if (r == 0 && store_has_saved(st, name))
+		r = monitor_open_saved(m, &snap, &err);
 	if (r < 0) {
 		log_error("%s", err.msg);
 		goto failed;
@@ -1049,7 +1214,23 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		         m->def.nr_nics);
 	monitor_log(m, "creating the VM: %u vCPU(s), %llu MiB, nested %s, kernel %s", cfg.cpus,
 	            (unsigned long long)m->def.memory_mib, cfg.nested ? "on" : "off", cfg.kernel);
-	r = vm_create(&cfg, &m->vm);
+	if (snap.memory_fd >= 0) {
+		char why[384];
+
+		r = vm_snapshot_restore(&snap, &cfg, &m->vm, why, sizeof(why));
+		vm_snapshot_close(&snap);
+		if (r < 0) {
+			log_error("cannot restore the saved state: %s; it is kept (nestvm start "
+			          "--discard-saved starts the VM afresh)", why);
+			goto failed;
+		}
+		/* It runs now: the saved state is spent (its memory stays mapped). */
+		if (store_saved_remove(st, name, &err) < 0)
+			log_warn("%s", err.msg);
+		monitor_log(m, "restored from the saved state");
+	} else {
+		r = vm_create(&cfg, &m->vm);
+	}
 	if (r < 0)
 		goto failed;
 	pthread_mutex_lock(&m->lock);
@@ -1071,6 +1252,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	monitor_teardown(m);
 	goto out;
 failed:
+	vm_snapshot_close(&snap);
 	monitor_record_exit(m, NESTVM_EXIT_ERROR, true);
 	monitor_teardown(m);
 	status = NESTVM_EXIT_ERROR;

@@ -16,6 +16,7 @@ static const char *const api_state_names[] = {
     [API_STATE_OFF] = "off",           [API_STATE_STARTING] = "starting",
     [API_STATE_RUNNING] = "running",   [API_STATE_PAUSED] = "paused",
     [API_STATE_STOPPING] = "stopping", [API_STATE_CRASHED] = "crashed",
+    [API_STATE_SAVED] = "saved",
 };
 
 #define API_NR_STATES (sizeof(api_state_names) / sizeof(api_state_names[0]))
@@ -30,6 +31,8 @@ static const struct api_cmd_desc api_cmds[] = {
     [API_CMD_STATUS] = {"status", {NULL}}, [API_CMD_PAUSE] = {"pause", {NULL}},
     [API_CMD_RESUME] = {"resume", {NULL}}, [API_CMD_STOP] = {"stop", {"timeout", "force", NULL}},
     [API_CMD_KILL] = {"kill", {NULL}},     [API_CMD_CONSOLE] = {"console", {"replay", NULL}},
+    [API_CMD_SAVE] = {"save", {"progress", NULL}},
+    [API_CMD_CHECKPOINT] = {"checkpoint", {"name", "progress", NULL}},
 };
 
 #define API_NR_CMDS (sizeof(api_cmds) / sizeof(api_cmds[0]))
@@ -110,13 +113,24 @@ static int api_parse_fields(json_t *root, struct api_request *req, struct api_er
 				    "'timeout' must be an integer from 0 to %d (seconds)",
 				    API_MAX_STOP_TIMEOUT);
 			req->timeout_s = (unsigned int)t;
+		} else if (!strcmp(key, "name")) {
+			const char *n = json_is_string(v) ? json_string_value(v) : NULL;
+
+			/* Its characters are the store's to judge (store_check_checkpoint_name). */
+			if (!n || json_string_length(v) >= sizeof(req->name) || strlen(n) != json_string_length(v))
+				return api_fail(err, API_ERR_INVALID,
+				                "'name' must be a string of at most %zu bytes",
+				                sizeof(req->name) - 1);
+			memcpy(req->name, n, json_string_length(v) + 1);
 		} else {
-			/* "force", "replay": booleans. */
+			/* "force", "replay", "progress": booleans. */
 			if (!json_is_boolean(v))
 				return api_fail(err, API_ERR_INVALID, "'%s' must be true or false",
 				                q);
 			if (!strcmp(key, "force"))
 				req->force = json_is_true(v);
+			else if (!strcmp(key, "progress"))
+				req->progress = json_is_true(v);
 			else
 				req->replay = json_is_true(v);
 		}
@@ -274,7 +288,7 @@ int api_reply_parse(const char *line, size_t len, json_t **result, struct api_er
 		/* Known codes only: err->code must outlive the reply object. */
 		static const char *const codes[] = {
 		    API_ERR_PARSE, API_ERR_INVALID, API_ERR_UNKNOWN, API_ERR_TOO_LONG,
-		    API_ERR_STATE, API_ERR_BUSY,    API_ERR_IDLE};
+		    API_ERR_STATE, API_ERR_BUSY,    API_ERR_IDLE,     API_ERR_FAILED};
 		for (unsigned int i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 			if (!strcmp(code, codes[i]))
 				err->code = codes[i];

@@ -36,6 +36,7 @@
 #define API_ERR_BUSY "busy"                 /* e.g. the console is attached elsewhere */
 #define API_ERR_INTERNAL "internal-error"   /* the monitor failed to do it */
 #define API_ERR_IDLE "idle-timeout"         /* no complete request in time: closing */
+#define API_ERR_FAILED "failed"             /* tried and failed (a full disk); nothing changed */
 
 /* The states a VM is reported in. */
 enum api_state {
@@ -45,6 +46,7 @@ enum api_state {
 	API_STATE_PAUSED,
 	API_STATE_STOPPING,
 	API_STATE_CRASHED,
+	API_STATE_SAVED, /* off, with a saved state that `start` carries on from */
 };
 
 enum api_cmd {
@@ -54,6 +56,8 @@ enum api_cmd {
 	API_CMD_STOP,
 	API_CMD_KILL,
 	API_CMD_CONSOLE,
+	API_CMD_SAVE,
+	API_CMD_CHECKPOINT,
 };
 
 struct api_request {
@@ -62,6 +66,8 @@ struct api_request {
 	unsigned int timeout_s; /* stop: seconds to wait for the guest, 0 = no limit */
 	bool force;             /* stop: kill the VM if it is still up after timeout_s */
 	bool replay;            /* console: send the recent output first */
+	bool progress;          /* save, checkpoint: send progress lines before the reply */
+	char name[65];          /* checkpoint: its name ("" = one made of the time) */
 };
 
 struct api_error {

@@ -716,8 +716,14 @@ int store_vm_open(const struct store *st, const char *name, const char *file, in
 	return fd;
 }
 
-/* Write @data to a new temporary file in @dirfd, then rename it over @file. */
-static int store_write_atomic_at(int dirfd, const char *file, const char *data, size_t len)
+/*
+ * Write @data to a new temporary file in @dirfd, then rename it over @file;
+ * @durable: fsync the file and the directory, so it survives a crash of the
+ * machine (not needed for runtime.json, which describes a live monitor and
+ * changes on every pause and resume).
+ */
+static int store_write_file_at(int dirfd, const char *file, const char *data, size_t len,
+                               bool durable)
 {
 	char tmp[NAME_MAX + 1];
 	unsigned int rnd = 0;
@@ -745,7 +751,7 @@ static int store_write_atomic_at(int dirfd, const char *file, const char *data, 
 		}
 		done += n;
 	}
-	if (r == 0 && fsync(fd) < 0)
+	if (r == 0 && durable && fsync(fd) < 0)
 		r = -errno;
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
@@ -757,7 +763,12 @@ static int store_write_atomic_at(int dirfd, const char *file, const char *data, 
 		return r;
 	}
 	/* The rename itself must survive a crash: fsync the directory. */
-	return fsync(dirfd) < 0 ? -errno : 0;
+	return durable && fsync(dirfd) < 0 ? -errno : 0;
+}
+
+static int store_write_atomic_at(int dirfd, const char *file, const char *data, size_t len)
+{
+	return store_write_file_at(dirfd, file, data, len, true);
 }
 
 int store_write_atomic(const char *path, const char *data, size_t len)
@@ -1170,7 +1181,7 @@ void store_lock_release(int fd)
 /* ---- runtime and exit records ---- */
 
 static int store_record_write(const struct store *st, const char *name, const char *file,
-                              json_t *obj)
+                              json_t *obj, bool durable)
 {
 	char *text;
 	int r, dfd;
@@ -1182,7 +1193,7 @@ static int store_record_write(const struct store *st, const char *name, const ch
 	if (!text)
 		return -ENOMEM;
 	dfd = store_vm_dir(st, name, NULL);
-	r = dfd < 0 ? dfd : store_write_atomic_at(dfd, file, text, strlen(text));
+	r = dfd < 0 ? dfd : store_write_file_at(dfd, file, text, strlen(text), durable);
 	if (dfd >= 0)
 		close(dfd);
 	free(text);
@@ -1219,7 +1230,8 @@ int store_runtime_write(const struct store *st, const char *name, const struct s
 {
 	return store_record_write(st, name, STORE_RUNTIME_FILE,
 	                          json_pack("{s:i, s:I, s:s}", "pid", (int)rt->pid, "started",
-	                                    (json_int_t)rt->started, "state", rt->state));
+	                                    (json_int_t)rt->started, "state", rt->state),
+	                          false);
 }
 
 int store_runtime_read(const struct store *st, const char *name, struct store_runtime *rt)
@@ -1266,7 +1278,8 @@ int store_exit_write(const struct store *st, const char *name, const struct stor
 	                          json_pack("{s:i, s:I, s:b, s:b, s:s}", "status", ex->status, "at",
 	                                    (json_int_t)ex->at, "crashed", ex->crashed,
 	                                    "start_failed", ex->start_failed, "reason",
-	                                    ex->reason));
+	                                    ex->reason),
+	                          true);
 }
 
 int store_exit_read(const struct store *st, const char *name, struct store_exit *ex)

@@ -4,12 +4,15 @@
  * decoders on arbitrary bytes. A snapshot is untrusted input: whatever it
  * holds, parsing must fail with a message or yield sections that lie inside
  * the file, and what decodes must write back into a snapshot that parses
- * again. Each input is tried twice: as it is (the checksums must catch
+ * again. The same bytes go through the whole-VM schema too (the machine
+ * section and the devices' sections, snapshot/vm_snapshot.h), whose
+ * refusals must explain themselves as well. Each input is tried twice: as it is (the checksums must catch
  * damage) and with every checksum recomputed (so that the fuzzer reaches the
  * bounds, schema and decoder checks behind them).
  */
 #include "arch/x86/vcpu_state.h"
 #include "snapshot/format.h"
+#include "snapshot/vm_snapshot.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -74,6 +77,21 @@ static void fuzz_reseal(uint8_t *b, size_t size)
 	put32(b + size - 4, crc32c(0, b, size - 4));
 }
 
+/* The whole-VM schema: a refusal explains itself; what parses has its machine decoded. */
+static void fuzz_vm(const uint8_t *data, size_t size)
+{
+	struct snapshot_machine m;
+	struct snap_reader r;
+
+	if (vm_snapshot_parse(&r, data, size, "fuzz", &m) < 0) {
+		if (strncmp(r.error, "snapshot fuzz: ", 15) != 0 || !r.error[15])
+			abort();
+	} else if (m.nr_vcpus != r.nr_vcpus || !m.ram_size || m.nr_devices > DEVICE_LIST_MAX) {
+		abort();
+	}
+	snap_reader_release(&r);
+}
+
 static void fuzz_one(const uint8_t *data, size_t size)
 {
 	struct snap_reader r;
@@ -82,6 +100,7 @@ static void fuzz_one(const uint8_t *data, size_t size)
 	uint32_t n = 0;
 	int err;
 
+	fuzz_vm(data, size);
 	err = snap_reader_parse(&r, data, size, &vcpu_state_schema, "fuzz");
 	if (err) {
 		/* Every refusal explains itself. */

@@ -3,7 +3,9 @@
 # /dev/kvm, booted once as the PVH ELF and once as the bzImage. Each check
 # looks at the exit status (the probe's debug-exit value, or 0 poweroff,
 # 3 reset, 4 triple fault), at the probe's result line and at stderr for
-# sanitizer reports. One line per check, then "N passed, N failed".
+# sanitizer reports; test=memgen's result line must also be the one
+# build/guest/memgen-expect computes on the host. One line per check, then
+# "N passed, N failed".
 # Exit status: 0 all passed, 1 a check failed, 77 no usable /dev/kvm.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -23,7 +25,8 @@ if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 	echo "skip: /dev/kvm is not readable and writable by $(id -un)"
 	exit 77
 fi
-for f in "$NESTVM" build/guest/probe.elf build/guest/probe.bzImage; do
+MEMGEN_EXPECT=build/guest/memgen-expect
+for f in "$NESTVM" build/guest/probe.elf build/guest/probe.bzImage "$MEMGEN_EXPECT"; do
 	if [ ! -e "$f" ]; then
 		echo "FAIL missing $f (build it: make asan guests)"
 		echo "0 passed, 1 failed"
@@ -66,6 +69,36 @@ check() {
 	fi
 }
 
+# memgen IMAGE PASSES CPUS: an uninterrupted test=memgen run passes and prints
+# the result line memgen-expect computes for PASSES and CPUS.
+memgen() {
+	check "$1" 0 PASS "test=memgen passes=$2" --cpus "$3"
+	got=$(grep -a "^probe: test=memgen: result=" "$T/out")
+	want="probe: test=memgen: $("$MEMGEN_EXPECT" "$2" "$3")"
+	if [ "$got" = "$want" ]; then
+		pass=$((pass + 1))
+		echo "ok   $1 memgen passes=$2 cpus=$3: the result line is memgen-expect's"
+	else
+		fail=$((fail + 1))
+		echo "FAIL $1 memgen passes=$2 cpus=$3: result line \"$got\", memgen-expect says \"$want\""
+	fi
+}
+
+# memgen_inject KIND: a page damaged between two passes must FAIL the test,
+# naming that page and the pass after the damage.
+memgen_inject() {
+	check elf 10 FAIL "test=memgen passes=20 inject=$1" --cpus 2
+	at=$(sed -n "s/^probe: memgen: inject=$1 at page \(0x[0-9a-f]*\) after pass 10\$/\1/p" "$T/out")
+	if [ -n "$at" ] && grep -a -q "^probe: test=memgen: FAIL page $at before pass 11:" "$T/out"; then
+		pass=$((pass + 1))
+		echo "ok   memgen inject=$1: the FAIL names the damaged page $at"
+	else
+		fail=$((fail + 1))
+		echo "FAIL memgen inject=$1: no FAIL naming the damaged page ${at:-(none injected)}"
+		grep -a "memgen" "$T/out" | tail -n 3 | sed 's/^/     | /'
+	fi
+}
+
 for img in elf bzImage; do
 	check $img 0 quiet "test=exit"
 	check $img 0 PASS "console=ttyS0 test=exit"
@@ -95,6 +128,15 @@ for img in elf bzImage; do
 	else
 		skip_case "$img test=vmmcall" "$HOSTCAP_WHY"
 	fi
+	memgen $img 100 2
+done
+# test=memgen (guest/probe/README.md): 1, 2 and 4 vCPUs give different
+# results, each the same in every run; then the damage it must catch.
+memgen elf 100 1
+memgen elf 100 4
+memgen elf 1 2
+for kind in zero torn stale moved; do
+	memgen_inject $kind
 done
 echo "$pass passed, $fail failed, $skipped skipped"
 [ "$fail" -eq 0 ]

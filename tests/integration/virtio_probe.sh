@@ -10,7 +10,10 @@
 #    lengths, bad queue sizes and ring addresses): each ends in
 #    DEVICE_NEEDS_RESET or a failed request, disk 1 keeps working, disk 0
 #    works again after a reset, and nestvm logs one warning per reset;
-#  - test=virtio-bench briefly: every pattern at depths 1 and 32 completes.
+#  - test=virtio-bench briefly: every pattern at depths 1 and 32 completes;
+#  - test=memgen disk=on: its write stream's requests each complete once and
+#    read back, on a disk that wraps the stream and one that does not, and
+#    its result line is still memgen-expect's (the disk does not change it).
 # One line per check, then "N passed, N failed".
 # Exit status: 0 all passed, 1 a check failed, 77 no usable /dev/kvm.
 set -u
@@ -27,7 +30,7 @@ if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 	echo "skip: /dev/kvm is missing or not usable by $(id -un)"
 	exit 77
 fi
-for f in "$NESTVM" build/guest/probe.elf build/guest/probe.bzImage; do
+for f in "$NESTVM" build/guest/probe.elf build/guest/probe.bzImage build/guest/memgen-expect; do
 	if [ ! -e "$f" ]; then
 		echo "FAIL missing $f (build it: make asan guests)"
 		echo "0 passed, 1 failed"
@@ -173,6 +176,29 @@ else
 	bad "virtio-bench: exit $rc, $lines of 8 pattern lines without errors"
 	show
 fi
+
+# --- test=memgen disk=on ------------------------------------------------------
+# A 16 MiB disk (the stream's 4096 sectors fit) on 2 vCPUs, and an 8-sector
+# one on 1 vCPU (more writes: no AP competes with nestvm's I/O thread),
+# rewritten over and over: each sector must end with its last write.
+for spec in 16M:2 4K:1; do
+	size=${spec%:*} cpus=${spec#*:}
+	rm -f "$T/d0.img"
+	dd if=/dev/zero of="$T/d0.img" bs=1 count=0 seek=$size 2>/dev/null
+	run elf "test=memgen passes=300 disk=on" --cpus "$cpus" --memory 64M --disk "$T/d0.img"
+	name="memgen disk=on, $size disk, $cpus vCPUs"
+	expect_pass "$name"
+	got=$(grep -a "^probe: test=memgen: result=" "$T/out")
+	want="probe: test=memgen: $(build/guest/memgen-expect 300 "$cpus")"
+	writes=$(sed -n 's/^probe: memgen: disk: \([0-9]*\) writes .*each completed once, read back$/\1/p' "$T/out")
+	if [ "$got" = "$want" ] && [ "${writes:-0}" -gt 0 ] &&
+		[ "$(dd if="$T/d0.img" bs=8 count=1 2>/dev/null)" = mgendisk ]; then
+		ok "$name: $writes writes, the result line is memgen-expect's, sector 0 holds a memgen block"
+	else
+		bad "$name: result \"$got\" (want \"$want\"), ${writes:-no} writes, or sector 0 is no memgen block"
+		show
+	fi
+done
 
 echo "$pass passed, $fail failed, $skipped skipped"
 [ "$fail" -eq 0 ]

@@ -8,6 +8,8 @@
 #include "arch/x86/layout.h"
 #include "devices/legacy/acpi_pm.h"
 
+#include "device_state_test.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +278,109 @@ static void test_save_restore(void **state)
 	assert_int_equal(acpi_pm_create(NULL, &none), -EINVAL);
 }
 
+/* The power button pressed with its event enabled (SCI up), and SLP_TYP and BM_RLD set. */
+static void pm_busy_state(struct fixture *f)
+{
+	wr16(f, acpi_pm_evt_io, 2, ACPI_PM1_PWRBTN_EN | ACPI_PM1_RTC_EN);
+	acpi_pm_press_power_button(f->pm);
+	wr16(f, acpi_pm_cnt_io, 0,
+	     5 << ACPI_PM1_CNT_SLP_TYP_SHIFT | ACPI_PM1_CNT_BM_RLD | ACPI_PM1_CNT_SCI_EN);
+}
+
+static void test_device_save_restore(void **state)
+{
+	const struct device_ops *ops = &acpi_pm_device_ops;
+	struct fixture *f = fixture_new(), *g = fixture_new();
+	struct dev_state s;
+	uint32_t saved, t;
+	char why[160];
+
+	(void)state;
+	pm_busy_state(f);
+	assert_int_equal(f->sci_level, 1);
+	dst_save(ops, f->pm, &s);
+	assert_int_equal(s.len, 2 + 2 + 2 + 4);
+	saved = (uint32_t)s.buf[6] | (uint32_t)s.buf[7] << 8 | (uint32_t)s.buf[8] << 16 |
+	        (uint32_t)s.buf[9] << 24;
+
+	assert_int_equal(dst_restore(ops, g->pm, s.buf, s.len, why, sizeof(why)), 0);
+	assert_int_equal(g->sci_calls, 0); /* a restore raises nothing */
+	for (uint64_t off = 0; off < ACPI_PM1_EVT_BLK_LEN; off += 2)
+		assert_int_equal(rd16(g, acpi_pm_evt_io, off), rd16(f, acpi_pm_evt_io, off));
+	assert_int_equal(rd16(g, acpi_pm_cnt_io, 0), rd16(f, acpi_pm_cnt_io, 0));
+	/* The timer counts on from the saved count (not from the new host's uptime). */
+	t = rd32(g, acpi_pm_tmr_io, 0);
+	assert_true(tmr_diff(saved, t) < ACPI_PM_TIMER_HZ / 4);
+	assert_true(tmr_diff(t, rd32(g, acpi_pm_tmr_io, 0)) < ACPI_PM_TIMER_HZ / 4);
+	/* The restored device knows the SCI is up: clearing the status lowers it. */
+	wr16(g, acpi_pm_evt_io, 0, ACPI_PM1_PWRBTN_STS);
+	assert_int_equal(g->sci_calls, 1);
+	assert_int_equal(g->sci_level, 0);
+	ds_release(&s);
+
+	/* Whatever count was saved, even one about to wrap. */
+	{
+		uint8_t near_wrap[10] = {0, 0, 0, 0, 0, 0, 0xf0, 0xff, 0xff, 0};
+
+		assert_int_equal(
+		    dst_restore(ops, g->pm, near_wrap, sizeof(near_wrap), why, sizeof(why)), 0);
+		assert_true(tmr_diff(0xfffff0, acpi_pm_timer_read(g->pm)) < ACPI_PM_TIMER_HZ / 4);
+		assert_int_equal(rd16(g, acpi_pm_evt_io, 2), 0);
+	}
+
+	/* A guest reset: PM1 registers cleared, SCI down, the timer runs on. */
+	pm_busy_state(g);
+	assert_int_equal(g->sci_level, 1);
+	t = acpi_pm_timer_read(g->pm);
+	ops->reset(g->pm);
+	assert_int_equal(g->sci_level, 0);
+	assert_int_equal(rd16(g, acpi_pm_evt_io, 0), 0);
+	assert_int_equal(rd16(g, acpi_pm_evt_io, 2), 0);
+	assert_int_equal(rd16(g, acpi_pm_cnt_io, 0), ACPI_PM1_CNT_SCI_EN);
+	assert_true(tmr_diff(t, acpi_pm_timer_read(g->pm)) < ACPI_PM_TIMER_HZ / 4);
+	fixture_free(f);
+	fixture_free(g);
+}
+
+static void pm_expect_bad(struct fixture *g, const struct dev_state *s, size_t off, uint32_t val,
+                          size_t len, const char *why)
+{
+	uint8_t buf[10];
+
+	assert_int_equal(s->len, sizeof(buf));
+	memcpy(buf, s->buf, sizeof(buf));
+	for (size_t i = 0; i < len; i++)
+		buf[off + i] = (uint8_t)(val >> (8 * i));
+	/* The timer runs: compare the PM1 registers only. */
+	dst_expect_refused(&acpi_pm_device_ops, g->pm, buf, sizeof(buf), why, 6);
+}
+
+static void test_device_restore_refused(void **state)
+{
+	const struct device_ops *ops = &acpi_pm_device_ops;
+	struct fixture *f = fixture_new(), *g = fixture_new();
+	struct dev_state s;
+
+	(void)state;
+	pm_busy_state(f);
+	dst_save(ops, f->pm, &s);
+	wr16(g, acpi_pm_evt_io, 2, ACPI_PM1_SLPBTN_EN); /* g's own state */
+
+	dst_expect_exact(ops, g->pm, &s, 6);
+	pm_expect_bad(g, &s, 0, ACPI_PM1_PWRBTN_STS | ACPI_PM1_TMR_STS, 2,
+	              "PM1_STS holds a status bit that nothing here sets");
+	pm_expect_bad(g, &s, 0, ACPI_PM1_WAK_STS, 2, "PM1_STS");
+	pm_expect_bad(g, &s, 2, 0x8000, 2, "PM1_EN holds reserved bits");
+	pm_expect_bad(g, &s, 4, ACPI_PM1_CNT_SLP_EN, 2, "PM1_CNT holds bits that are fixed");
+	pm_expect_bad(g, &s, 4, ACPI_PM1_CNT_SCI_EN, 2, "PM1_CNT");
+	pm_expect_bad(g, &s, 6, 0x1000000, 4, "more than 24 bits");
+	assert_int_equal(rd16(g, acpi_pm_evt_io, 2), ACPI_PM1_SLPBTN_EN);
+	assert_int_equal(g->sci_calls, 0);
+	ds_release(&s);
+	fixture_free(f);
+	fixture_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -285,6 +390,8 @@ int main(void)
 	    cmocka_unit_test(test_pm_timer),
 	    cmocka_unit_test(test_odd_accesses),
 	    cmocka_unit_test(test_save_restore),
+	    cmocka_unit_test(test_device_save_restore),
+	    cmocka_unit_test(test_device_restore_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

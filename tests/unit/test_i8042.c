@@ -7,6 +7,8 @@
 
 #include "devices/legacy/i8042.h"
 
+#include "device_state_test.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,6 +355,133 @@ static void test_save_restore(void **state)
 	i8042_destroy(NULL);
 }
 
+/*
+ * A controller with a bit of everything: a RAM byte written, A20 off, the
+ * keyboard queue partly read (its head moved) with a keyboard command
+ * waiting for its parameter, and a controller reply waiting to be read.
+ */
+static void i8042_busy_state(struct fixture *f)
+{
+	command(f, I8042_CMD_WRITE_RAM + 5);
+	write_data(f, 0x42);
+	command(f, I8042_CMD_A20_DISABLE);
+	write_data(f, PS2_KBD_CMD_GET_ID);
+	write_data(f, PS2_KBD_CMD_GET_ID);
+	assert_int_equal(read_data(f), PS2_KBD_REPLY_ACK);
+	write_data(f, PS2_KBD_CMD_SET_LEDS);
+	command(f, I8042_CMD_READ_RAM + 5);
+}
+
+/* Status and output buffer of @f and @g, read in lockstep, must agree. */
+static void i8042_compare_reads(struct fixture *f, struct fixture *g, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		assert_int_equal(status(g), status(f));
+		assert_int_equal(read_data(g), read_data(f));
+		assert_int_equal(g->irq_level, f->irq_level);
+	}
+}
+
+static void test_device_save_restore(void **state)
+{
+	const struct device_ops *ops = &i8042_device_ops;
+	struct fixture *f = fixture_new(true), *g = fixture_new(true);
+	struct dev_state s, s2;
+	char why[160];
+	int raised;
+
+	(void)state;
+	i8042_busy_state(f);
+	raised = f->irq_raises;
+	dst_save(ops, f->kbc, &s);
+	/* RAM, 8 bytes of registers, the count and 6 queued bytes. */
+	assert_int_equal(s.len, I8042_RAM_SIZE + 8 + 6);
+	assert_int_equal(s.buf[I8042_RAM_SIZE + 7], 6);
+	assert_int_equal(s.buf[I8042_RAM_SIZE + 8], PS2_KBD_ID_0); /* oldest first */
+
+	assert_int_equal(dst_restore(ops, g->kbc, s.buf, s.len, why, sizeof(why)), 0);
+	assert_int_equal(g->irq_calls, 0); /* a restore raises nothing */
+	dst_save(ops, g->kbc, &s2);
+	assert_int_equal(s2.len, s.len);
+	assert_memory_equal(s2.buf, s.buf, s.len);
+	ds_release(&s2);
+	ds_release(&s);
+
+	/* The reply, the queue, then the last byte again; then the LED parameter. */
+	i8042_compare_reads(f, g, 8);
+	write_data(f, 0x02);
+	write_data(g, 0x02);
+	i8042_compare_reads(f, g, 3);
+	for (unsigned int i = 0; i < I8042_RAM_SIZE; i++)
+		assert_int_equal(command_reply(g, (uint8_t)(I8042_CMD_READ_RAM + i)),
+		                 command_reply(f, (uint8_t)(I8042_CMD_READ_RAM + i)));
+	assert_int_equal(command_reply(g, I8042_CMD_READ_OUTPORT),
+	                 command_reply(f, I8042_CMD_READ_OUTPORT));
+	/* Every edge since the save, on both. */
+	assert_true(g->irq_raises > 0);
+	assert_int_equal(g->irq_raises, f->irq_raises - raised);
+
+	/* A guest reset: the controller as created, nothing to read, the line down. */
+	i8042_busy_state(g);
+	assert_int_equal(g->irq_level, 1);
+	ops->reset(g->kbc);
+	assert_int_equal(g->irq_level, 0);
+	assert_int_equal(status(g) & I8042_STR_OBF, 0);
+	assert_int_equal(command_reply(g, I8042_CMD_READ_RAM),
+	                 I8042_CTR_XLATE | I8042_CTR_AUXDIS | I8042_CTR_SYSFLAG | I8042_CTR_KBDINT);
+	assert_int_equal(command_reply(g, I8042_CMD_READ_RAM + 5), 0);
+	assert_int_equal(command_reply(g, I8042_CMD_READ_OUTPORT),
+	                 I8042_OUTPORT_RESET | I8042_OUTPORT_A20);
+	fixture_free(f);
+	fixture_free(g);
+}
+
+static void i8042_expect_bad_byte(struct fixture *g, const struct dev_state *s, size_t off,
+                                  uint8_t val, const char *why)
+{
+	uint8_t buf[128];
+
+	assert_true(s->len <= sizeof(buf));
+	memcpy(buf, s->buf, s->len);
+	buf[off] = val;
+	dst_expect_refused(&i8042_device_ops, g->kbc, buf, s->len, why, SIZE_MAX);
+}
+
+static void test_device_restore_refused(void **state)
+{
+	const struct device_ops *ops = &i8042_device_ops;
+	struct fixture *f = fixture_new(true), *g = fixture_new(true);
+	struct dev_state s;
+	uint8_t buf[128];
+
+	(void)state;
+	i8042_busy_state(f);
+	dst_save(ops, f->kbc, &s);
+	write_data(g, PS2_KBD_CMD_ECHO); /* g's own state: one byte queued */
+	g->irq_calls = 0;
+
+	dst_expect_exact(ops, g->kbc, &s, SIZE_MAX);
+	i8042_expect_bad_byte(g, &s, I8042_RAM_SIZE + 1, 2, "a flag holds 2");
+	i8042_expect_bad_byte(g, &s, I8042_RAM_SIZE + 2, I8042_CMD_SELF_TEST,
+	                      "pending controller command takes no data byte");
+	i8042_expect_bad_byte(g, &s, I8042_RAM_SIZE + 3, 0x80, "a flag holds 128");
+	i8042_expect_bad_byte(g, &s, I8042_RAM_SIZE + 6, PS2_KBD_CMD_GET_ID,
+	                      "pending keyboard command takes no parameter");
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, s.buf, s.len);
+	buf[I8042_RAM_SIZE + 7] = I8042_KBD_QUEUE_SIZE + 1;
+	dst_expect_refused(ops, g->kbc, buf, I8042_RAM_SIZE + 8 + I8042_KBD_QUEUE_SIZE + 1,
+	                   "keyboard queue holds 17 bytes, more than 16", SIZE_MAX);
+	buf[I8042_RAM_SIZE + 7] = 0xff;
+	dst_expect_refused(ops, g->kbc, buf, sizeof(buf), "more than 16", SIZE_MAX);
+
+	assert_int_equal(g->irq_calls, 0);
+	assert_int_equal(read_data(g), PS2_KBD_CMD_ECHO);
+	ds_release(&s);
+	fixture_free(f);
+	fixture_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +493,8 @@ int main(void)
 	    cmocka_unit_test(test_disabled_keyboard_holds_data),
 	    cmocka_unit_test(test_odd_accesses),
 	    cmocka_unit_test(test_save_restore),
+	    cmocka_unit_test(test_device_save_restore),
+	    cmocka_unit_test(test_device_restore_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,8 @@
 #include "arch/x86/layout.h"
 #include "devices/pci/pci_host.h"
 
+#include "device_state_test.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,6 +516,138 @@ static void test_odd_accesses(void **state)
 	fixture_free(f);
 }
 
+#define PCI_STATE_LEN (4 + PCI_CFG_SPACE_SIZE)
+
+/*
+ * What a guest leaves in the host: the bridge's writable registers set, a
+ * status error bit (as if a master abort had been seen), and the address
+ * register pointing at the bridge's command register.
+ */
+static void pci_busy_state(struct fixture *f)
+{
+	conf1_write(f, 0, PCI_CFG_COMMAND, 2, PCI_CMD_MEMORY | PCI_CMD_MASTER | PCI_CMD_SERR);
+	conf1_write(f, 0, PCI_CFG_CACHE_LINE_SIZE, 1, 0x10);
+	conf1_write(f, 0, PCI_CFG_LATENCY_TIMER, 1, 0x40);
+	conf1_write(f, 0, PCI_CFG_INTERRUPT_LINE, 1, 0x0b);
+	cf8_write(f, conf1_addr(0, 0, PCI_CFG_COMMAND));
+}
+
+static void test_device_save_restore(void **state)
+{
+	const struct device_ops *ops = &pci_host_device_ops;
+	struct fixture *f = fixture_new(), *g = fixture_new();
+	struct pci_device fn_f, fn_g;
+	struct dev_state s, s2;
+	uint8_t b[4];
+	char why[160];
+
+	(void)state;
+	/* A function of another owner on both buses: not the host's to save. */
+	pci_device_init(&fn_f, 0x1af4, 0x1042, 0x010000, 1);
+	pci_device_init(&fn_g, 0x1af4, 0x1042, 0x010000, 1);
+	fn_f.devfn = fn_g.devfn = PCI_DEVFN(1, 0);
+	assert_int_equal(pci_host_add_device(f->host, &fn_f), 0);
+	assert_int_equal(pci_host_add_device(g->host, &fn_g), 0);
+	ecam_write(f, PCI_DEVFN(1, 0), PCI_CFG_COMMAND, 2, PCI_CMD_IO);
+
+	pci_busy_state(f);
+	dst_save(ops, f->host, &s);
+	assert_int_equal(s.len, PCI_STATE_LEN);
+	/* Set a status error bit by hand, as hardware would, and restore that. */
+	s.buf[4 + PCI_CFG_STATUS + 1] |= 0x20; /* received master abort, W1C */
+	assert_int_equal(dst_restore(ops, g->host, s.buf, s.len, why, sizeof(why)), 0);
+
+	/* The address register first (the helpers below rewrite it). */
+	assert_int_equal(cf8_read(g), cf8_read(f));
+	pci_host_cfc_io(g->host, 0, b, 2, false);
+	assert_int_equal(pci_cfg_get16(b, 0), PCI_CMD_MEMORY | PCI_CMD_MASTER | PCI_CMD_SERR);
+	for (unsigned int reg = 0; reg < PCI_CFG_SPACE_EXP_SIZE; reg += 4) {
+		uint32_t want = ecam_read(f, 0, reg, 4);
+
+		if (reg == PCI_CFG_COMMAND)
+			want |= 0x20000000; /* the status bit set above */
+		assert_int_equal(ecam_read(g, 0, reg, 4), want);
+	}
+	/* The guest clears the error bit as on hardware. */
+	ecam_write(g, 0, PCI_CFG_STATUS, 2, 0x2000);
+	assert_int_equal(ecam_read(g, 0, PCI_CFG_STATUS, 2), 0);
+	/* The other function is as its owner left it on g. */
+	assert_int_equal(ecam_read(g, PCI_DEVFN(1, 0), PCI_CFG_COMMAND, 2), 0);
+	ds_release(&s);
+
+	/* A round trip is exact. */
+	pci_busy_state(g);
+	dst_save(ops, g->host, &s);
+	assert_int_equal(dst_restore(ops, g->host, s.buf, s.len, why, sizeof(why)), 0);
+	dst_save(ops, g->host, &s2);
+	assert_memory_equal(s.buf, s2.buf, PCI_STATE_LEN);
+	ds_release(&s);
+	ds_release(&s2);
+
+	/* A guest reset: no address, the bridge's header as at power-on, IDs intact. */
+	ops->reset(g->host);
+	assert_int_equal(cf8_read(g), 0);
+	assert_int_equal(ecam_read(g, 0, PCI_CFG_COMMAND, 4), 0);
+	assert_int_equal(ecam_read(g, 0, PCI_CFG_CACHE_LINE_SIZE, 4), 0);
+	assert_int_equal(ecam_read(g, 0, PCI_CFG_INTERRUPT_LINE, 1), 0);
+	assert_int_equal(ecam_read(g, 0, PCI_CFG_VENDOR_ID, 4),
+	                 PCI_HOST_BRIDGE_DEVICE << 16 | PCI_HOST_BRIDGE_VENDOR);
+	assert_int_equal(ecam_read(g, 0, PCI_CFG_REVISION_ID, 4) >> 8, PCI_HOST_BRIDGE_CLASS);
+	fixture_free(f);
+	fixture_free(g);
+}
+
+static void pci_expect_bad(struct fixture *g, const struct dev_state *s, size_t off, uint8_t val,
+                           const char *why)
+{
+	uint8_t buf[PCI_STATE_LEN];
+
+	memcpy(buf, s->buf, sizeof(buf));
+	buf[off] = val;
+	dst_expect_refused(&pci_host_device_ops, g->host, buf, sizeof(buf), why, SIZE_MAX);
+}
+
+static void test_device_restore_refused(void **state)
+{
+	const struct device_ops *ops = &pci_host_device_ops;
+	struct fixture *f = fixture_new(), *g = fixture_new(), *h = fixture_new();
+	struct pci_device fn1;
+	struct dev_state s;
+
+	(void)state;
+	pci_busy_state(f);
+	dst_save(ops, f->host, &s);
+	assert_int_equal(s.len, PCI_STATE_LEN);
+	ecam_write(g, 0, PCI_CFG_LATENCY_TIMER, 1, 0x77); /* g's own state */
+	cf8_write(g, conf1_addr(0, PCI_DEVFN(2, 1), 0x40));
+
+	dst_expect_exact(ops, g->host, &s, SIZE_MAX);
+	pci_expect_bad(g, &s, 0, 0x01, "config address register holds 0x80000001");
+	pci_expect_bad(g, &s, 3, 0x81, "bits 30:24 or 1:0 set");
+	pci_expect_bad(g, &s, 4 + PCI_CFG_VENDOR_ID, 0x87,
+	               "the host bridge's read-only config byte 0 is 0x87, not 0x86");
+	pci_expect_bad(g, &s, 4 + PCI_CFG_CLASS_DEVICE + 1, 0x01, "read-only config byte 0xb");
+	pci_expect_bad(g, &s, 4 + PCI_CFG_BAR0, 0xf0, "read-only config byte 0x10");
+	pci_expect_bad(g, &s, 4 + 0xff, 0x01, "read-only config byte 0xff");
+	/* Command bit 3 (special cycles) is not writable on this bridge. */
+	pci_expect_bad(g, &s, 4 + PCI_CFG_COMMAND, 0x08 | 0x06, "read-only config byte 0x4");
+	assert_int_equal(ecam_read(g, 0, PCI_CFG_LATENCY_TIMER, 1), 0x77);
+	assert_int_equal(cf8_read(g), conf1_addr(0, PCI_DEVFN(2, 1), 0x40));
+
+	/* A host whose slot 0 has a second function: its bridge says multi-function. */
+	pci_device_init(&fn1, 0x1234, 1, 0xff0000, 0);
+	fn1.devfn = PCI_DEVFN(0, 1);
+	assert_int_equal(pci_host_add_device(h->host, &fn1), 0);
+	pci_expect_bad(h, &s, 4 + PCI_CFG_HEADER_TYPE, 0,
+	               "read-only config byte 0xe is 0x00, not 0x80");
+	ops->reset(h->host); /* and keeps saying it after a reset */
+	assert_int_equal(ecam_read(h, 0, PCI_CFG_HEADER_TYPE, 1), PCI_HEADER_TYPE_MULTIFUNCTION);
+	ds_release(&s);
+	fixture_free(f);
+	fixture_free(g);
+	fixture_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -526,6 +660,8 @@ int main(void)
 	    cmocka_unit_test(test_add_device_errors),
 	    cmocka_unit_test(test_mmio_routing),
 	    cmocka_unit_test(test_odd_accesses),
+	    cmocka_unit_test(test_device_save_restore),
+	    cmocka_unit_test(test_device_restore_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

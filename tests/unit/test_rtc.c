@@ -7,6 +7,8 @@
 
 #include "devices/legacy/rtc.h"
 
+#include "device_state_test.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +268,124 @@ static void test_save_restore(void **state)
 	rtc_destroy(NULL);
 }
 
+/* The data port at the current index, as a guest that set it earlier reads it. */
+static uint8_t data_read(struct fixture *f)
+{
+	uint8_t v = 0;
+
+	rtc_io(f->rtc, 1, &v, 1, false);
+	return v;
+}
+
+/*
+ * A clock the guest set (binary, 24-hour, with interrupt enables that a
+ * reset clears), a RAM byte, and the index left at that byte.
+ */
+static void rtc_busy_state(struct fixture *f)
+{
+	cmos_write(f, RTC_REG_B, RTC_B_SET | RTC_B_24H | RTC_B_DM_BINARY);
+	cmos_write(f, RTC_REG_SECONDS, 5);
+	cmos_write(f, RTC_REG_MINUTES, 4);
+	cmos_write(f, RTC_REG_HOURS, 3);
+	cmos_write(f, RTC_REG_DAY_OF_MONTH, 2);
+	cmos_write(f, RTC_REG_MONTH, 1);
+	cmos_write(f, RTC_REG_YEAR, 30);
+	cmos_write(f, RTC_REG_CENTURY, 20);
+	cmos_write(f, RTC_REG_B, RTC_B_24H | RTC_B_DM_BINARY | RTC_B_PIE | RTC_B_SQWE);
+	cmos_write(f, 0x40, 0x99);
+}
+
+static void test_device_save_restore(void **state)
+{
+	const struct device_ops *ops = &rtc_device_ops;
+	struct fixture *f = fixture_new(), *g = fixture_new();
+	struct dev_state s, s2;
+	char why[160];
+
+	(void)state;
+	rtc_busy_state(f);
+	dst_save(ops, f->rtc, &s);
+	assert_int_equal(s.len, 1 + RTC_CMOS_SIZE + 8);
+	assert_int_equal(s.buf[0], 0x40);
+
+	/* Restored an hour later (on the host's clock): the guest's clock went on too. */
+	g->now = f->now + 3600;
+	assert_int_equal(dst_restore(ops, g->rtc, s.buf, s.len, why, sizeof(why)), 0);
+	dst_save(ops, g->rtc, &s2);
+	assert_memory_equal(s2.buf, s.buf, s.len);
+	ds_release(&s2);
+	assert_int_equal(data_read(g), 0x99); /* the index came along */
+	assert_int_equal(cmos_read(g, RTC_REG_SECONDS), 5);
+	assert_int_equal(cmos_read(g, RTC_REG_MINUTES), 4);
+	assert_int_equal(cmos_read(g, RTC_REG_HOURS), 4);
+	assert_int_equal(cmos_read(g, RTC_REG_DAY_OF_MONTH), 2);
+	assert_int_equal(cmos_read(g, RTC_REG_YEAR), 30);
+	assert_int_equal(cmos_read(g, RTC_REG_CENTURY), 20);
+	/* And it reads as f does at the same host time, every byte of it. */
+	f->now = g->now;
+	for (unsigned int i = 0; i < RTC_CMOS_SIZE; i++)
+		assert_int_equal(cmos_read(g, (uint8_t)i), cmos_read(f, (uint8_t)i));
+	ds_release(&s);
+
+	/* Saved while the guest holds SET: the fields it wrote stay frozen. */
+	cmos_write(f, RTC_REG_B, RTC_B_SET | RTC_B_24H);
+	cmos_write(f, RTC_REG_MINUTES, 0x59);
+	dst_save(ops, f->rtc, &s);
+	g->now += 86400;
+	assert_int_equal(dst_restore(ops, g->rtc, s.buf, s.len, why, sizeof(why)), 0);
+	assert_int_equal(cmos_read(g, RTC_REG_MINUTES), 0x59);
+	assert_int_equal(cmos_read(g, RTC_REG_SECONDS), cmos_read(f, RTC_REG_SECONDS));
+	ds_release(&s);
+
+	/* A guest reset: RESET clears the interrupt enables, the clock and RAM stay. */
+	rtc_busy_state(g);
+	ops->reset(g->rtc);
+	assert_int_equal(cmos_read(g, RTC_REG_B), RTC_B_24H | RTC_B_DM_BINARY);
+	assert_int_equal(cmos_read(g, RTC_REG_MINUTES), 4);
+	assert_int_equal(cmos_read(g, RTC_REG_YEAR), 30);
+	assert_int_equal(cmos_read(g, 0x40), 0x99);
+	fixture_free(f);
+	fixture_free(g);
+}
+
+static void rtc_expect_bad(struct fixture *g, const struct dev_state *s, size_t off,
+                           const void *val, size_t len, const char *why)
+{
+	uint8_t buf[1 + RTC_CMOS_SIZE + 8];
+
+	assert_int_equal(s->len, sizeof(buf));
+	memcpy(buf, s->buf, sizeof(buf));
+	memcpy(buf + off, val, len);
+	dst_expect_refused(&rtc_device_ops, g->rtc, buf, sizeof(buf), why, SIZE_MAX);
+}
+
+static void test_device_restore_refused(void **state)
+{
+	const struct device_ops *ops = &rtc_device_ops;
+	struct fixture *f = fixture_new(), *g = fixture_new();
+	/* Little-endian offsets of +2^41 s and -2^41 s. */
+	static const uint8_t far_ahead[8] = {0, 0, 0, 0, 0, 2, 0, 0};
+	static const uint8_t far_behind[8] = {0, 0, 0, 0, 0, 0xfe, 0xff, 0xff};
+	struct dev_state s;
+
+	(void)state;
+	rtc_busy_state(f);
+	dst_save(ops, f->rtc, &s);
+	cmos_write(g, 0x41, 0x17); /* g's own state */
+
+	dst_expect_exact(ops, g->rtc, &s, SIZE_MAX);
+	rtc_expect_bad(g, &s, 0, "\x80", 1, "index register is past the CMOS RAM");
+	rtc_expect_bad(g, &s, 1 + RTC_REG_A, "\xa6", 1, "UIP");
+	rtc_expect_bad(g, &s, 1 + RTC_REG_C, "\x10", 1, "registers C and D hold 0x10");
+	rtc_expect_bad(g, &s, 1 + RTC_REG_D, "\x00", 1, "registers C and D");
+	rtc_expect_bad(g, &s, 1 + RTC_CMOS_SIZE, far_ahead, 8, "2^40 seconds");
+	rtc_expect_bad(g, &s, 1 + RTC_CMOS_SIZE, far_behind, 8, "2^40 seconds");
+	assert_int_equal(cmos_read(g, 0x41), 0x17);
+	ds_release(&s);
+	fixture_free(f);
+	fixture_free(g);
+}
+
 /* Without a clock hook the host's time() is used. */
 static void test_host_clock(void **state)
 {
@@ -283,10 +403,16 @@ static void test_host_clock(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bcd_time),         cmocka_unit_test(test_binary_and_12h),
-	    cmocka_unit_test(test_status_registers), cmocka_unit_test(test_cmos_ram),
-	    cmocka_unit_test(test_set_time),         cmocka_unit_test(test_port_accesses),
-	    cmocka_unit_test(test_save_restore),     cmocka_unit_test(test_host_clock),
+	    cmocka_unit_test(test_bcd_time),
+	    cmocka_unit_test(test_binary_and_12h),
+	    cmocka_unit_test(test_status_registers),
+	    cmocka_unit_test(test_cmos_ram),
+	    cmocka_unit_test(test_set_time),
+	    cmocka_unit_test(test_port_accesses),
+	    cmocka_unit_test(test_save_restore),
+	    cmocka_unit_test(test_host_clock),
+	    cmocka_unit_test(test_device_save_restore),
+	    cmocka_unit_test(test_device_restore_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

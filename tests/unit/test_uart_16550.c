@@ -7,6 +7,8 @@
 
 #include "devices/legacy/uart_16550.h"
 
+#include "device_state_test.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -578,6 +580,156 @@ static void test_save_restore(void **state)
 	fixture_free(f);
 }
 
+/*
+ * A UART with a bit of everything: FIFOs on with trigger 4, an overrun from
+ * loopback, bytes read out of the FIFO (its head moved), modem status deltas
+ * from leaving loopback, every interrupt enabled, a divisor, a word format
+ * and a scratch byte.
+ */
+static void uart_busy_state(struct uart_16550 *u)
+{
+	out8(u, UART_REG_FCR, UART_FCR_ENABLE_FIFO | UART_FCR_TRIGGER_4);
+	out8(u, UART_REG_MCR, UART_MCR_LOOP | UART_MCR_OUT2 | UART_MCR_RTS);
+	for (unsigned int i = 0; i < UART_16550_FIFO_SIZE + 1; i++)
+		out8(u, UART_REG_THR, (uint8_t)('a' + i));
+	for (unsigned int i = 0; i < 3; i++)
+		in8(u, UART_REG_RBR);
+	out8(u, UART_REG_MCR, UART_MCR_OUT2 | UART_MCR_DTR);
+	out8(u, UART_REG_IER, UART_IER_RDI | UART_IER_THRI | UART_IER_RLSI | UART_IER_MSI);
+	out8(u, UART_REG_LCR, UART_LCR_DLAB);
+	out8(u, UART_REG_DLL, 0x0c);
+	out8(u, UART_REG_DLM, 0x01);
+	out8(u, UART_REG_LCR, 0x1b);
+	out8(u, UART_REG_SCR, 0x5a);
+}
+
+/* Read the same registers of @f and @g in the same order: the guest must see no difference. */
+static void uart_compare_reads(struct fixture *f, struct fixture *g)
+{
+	static const unsigned int regs[] = {UART_REG_IIR, UART_REG_LSR, UART_REG_MSR, UART_REG_IER,
+	                                    UART_REG_LCR, UART_REG_MCR, UART_REG_SCR, UART_REG_IIR,
+	                                    UART_REG_LSR, UART_REG_MSR, UART_REG_IIR};
+
+	for (unsigned int i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+		assert_int_equal(in8(g->uart, regs[i]), in8(f->uart, regs[i]));
+	out8(f->uart, UART_REG_LCR, 0x1b | UART_LCR_DLAB);
+	out8(g->uart, UART_REG_LCR, 0x1b | UART_LCR_DLAB);
+	assert_int_equal(in8(g->uart, UART_REG_DLL), in8(f->uart, UART_REG_DLL));
+	assert_int_equal(in8(g->uart, UART_REG_DLM), in8(f->uart, UART_REG_DLM));
+	out8(f->uart, UART_REG_LCR, 0x1b);
+	out8(g->uart, UART_REG_LCR, 0x1b);
+	/* The FIFO, byte for byte, then empty on both. */
+	for (unsigned int i = 0; i < UART_16550_FIFO_SIZE + 2; i++) {
+		uint8_t lsr = in8(f->uart, UART_REG_LSR);
+
+		assert_int_equal(in8(g->uart, UART_REG_LSR), lsr);
+		assert_int_equal(in8(g->uart, UART_REG_IIR), in8(f->uart, UART_REG_IIR));
+		assert_int_equal(in8(g->uart, UART_REG_RBR), in8(f->uart, UART_REG_RBR));
+	}
+	assert_int_equal(g->irq.level, f->irq.level);
+}
+
+static void test_device_save_restore(void **state)
+{
+	const struct device_ops *ops = &uart_16550_device_ops;
+	struct fixture *f = fixture_new(false), *g = fixture_new(false);
+	struct dev_state s, s2;
+	char why[160];
+
+	(void)state;
+	uart_busy_state(f->uart);
+	assert_int_equal(f->irq.level, 1);
+	dst_save(ops, f->uart, &s);
+	/* 9 registers, the THRE flag, the count and 13 bytes. */
+	assert_int_equal(s.len, 9 + 1 + 1 + 13);
+	assert_int_equal(s.buf[10], 13);
+	assert_int_equal(s.buf[11], 'a' + 3); /* oldest first */
+
+	assert_int_equal(dst_restore(ops, g->uart, s.buf, s.len, why, sizeof(why)), 0);
+	assert_int_equal(g->irq.calls, 0); /* a restore raises nothing */
+	dst_save(ops, g->uart, &s2);
+	assert_int_equal(s2.len, s.len);
+	assert_memory_equal(s2.buf, s.buf, s.len);
+	ds_release(&s2);
+
+	/* The restored UART knows its line is up: draining it lowers the line. */
+	uart_compare_reads(f, g);
+	assert_int_equal(g->irq.level, 0);
+	assert_int_equal(g->irq.calls, 1);
+	ds_release(&s);
+
+	/* A guest reset: power-on registers, the line down. */
+	uart_busy_state(g->uart);
+	assert_int_equal(g->irq.level, 1);
+	ops->reset(g->uart);
+	assert_int_equal(g->irq.level, 0);
+	assert_int_equal(in8(g->uart, UART_REG_IER), 0);
+	assert_int_equal(in8(g->uart, UART_REG_IIR), UART_IIR_NO_INT);
+	assert_int_equal(in8(g->uart, UART_REG_LCR), 0);
+	assert_int_equal(in8(g->uart, UART_REG_LSR), UART_LSR_THRE | UART_LSR_TEMT);
+	assert_int_equal(in8(g->uart, UART_REG_MSR), UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS);
+	assert_int_equal(in8(g->uart, UART_REG_SCR), 0);
+	fixture_free(f);
+	fixture_free(g);
+}
+
+/* Restore @s with byte @off set to @val: refused for @why, @g unchanged. */
+static void uart_expect_bad_byte(struct fixture *g, const struct dev_state *s, size_t off,
+                                 uint8_t val, const char *why)
+{
+	uint8_t buf[64];
+
+	assert_true(s->len <= sizeof(buf));
+	memcpy(buf, s->buf, s->len);
+	buf[off] = val;
+	dst_expect_refused(&uart_16550_device_ops, g->uart, buf, s->len, why, SIZE_MAX);
+}
+
+static void test_device_restore_refused(void **state)
+{
+	const struct device_ops *ops = &uart_16550_device_ops;
+	struct fixture *f = fixture_new(false), *g = fixture_new(false);
+	struct dev_state s;
+	uint8_t buf[64];
+
+	(void)state;
+	uart_busy_state(f->uart);
+	dst_save(ops, f->uart, &s);
+	/* g holds a state of its own, which every refusal must leave as it is. */
+	out8(g->uart, UART_REG_SCR, 0x77);
+	out8(g->uart, UART_REG_FCR, UART_FCR_ENABLE_FIFO);
+	assert_int_equal(uart_16550_receive(g->uart, "xy", 2), 2);
+
+	dst_expect_exact(ops, g->uart, &s, SIZE_MAX);
+	uart_expect_bad_byte(g, &s, 0, 0xf0, "IER has reserved bits");
+	uart_expect_bad_byte(g, &s, 2, 0xe0, "MCR has reserved bits");
+	uart_expect_bad_byte(g, &s, 3, UART_LSR_THRE, "LSR holds more than its error bits");
+	uart_expect_bad_byte(g, &s, 4, 0, "MSR's line status disagrees with MCR");
+	uart_expect_bad_byte(g, &s, 8, UART_FCR_ENABLE_FIFO | UART_FCR_CLEAR_RCVR,
+	                     "FCR holds bits that are write-only");
+	uart_expect_bad_byte(g, &s, 8, UART_FCR_TRIGGER_4, "FIFO settings with the FIFOs off");
+	/* FIFOs off: one byte of room, and the state has 13. */
+	uart_expect_bad_byte(g, &s, 8, 0, "more bytes than it has room for");
+	uart_expect_bad_byte(g, &s, 9, 2, "a flag holds 2");
+	/* Counts past the FIFO, whatever follows. */
+	memcpy(buf, s.buf, s.len);
+	buf[10] = UART_16550_FIFO_SIZE + 1;
+	dst_expect_refused(ops, g->uart, buf, s.len, "RX FIFO holds 17 bytes, more than 16",
+	                   SIZE_MAX);
+	memset(buf + s.len, 0, sizeof(buf) - s.len);
+	dst_expect_refused(ops, g->uart, buf, 11 + UART_16550_FIFO_SIZE + 1, "more than 16",
+	                   SIZE_MAX);
+	buf[10] = 0xff;
+	dst_expect_refused(ops, g->uart, buf, sizeof(buf), "more than 16", SIZE_MAX);
+
+	assert_int_equal(in8(g->uart, UART_REG_SCR), 0x77);
+	assert_int_equal(in8(g->uart, UART_REG_RBR), 'x');
+	assert_int_equal(g->irq.calls, 0);
+	ds_release(&s);
+	fixture_free(f);
+	fixture_free(g);
+}
+
 /* The monitor's pattern: an input thread feeds receive(), waiting on rx_ready when full. */
 #define STRESS_BYTES 100000
 
@@ -664,6 +816,8 @@ int main(void)
 	    cmocka_unit_test(test_linux_autoconfig_16550a),
 	    cmocka_unit_test(test_wide_and_odd_accesses),
 	    cmocka_unit_test(test_save_restore),
+	    cmocka_unit_test(test_device_save_restore),
+	    cmocka_unit_test(test_device_restore_refused),
 	    cmocka_unit_test(test_concurrent_receive),
 	};
 

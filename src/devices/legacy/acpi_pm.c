@@ -5,6 +5,8 @@
  */
 #include "devices/legacy/acpi_pm.h"
 
+#include "core/device.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -45,9 +47,14 @@ static uint32_t acpi_pm_timer_locked(const struct acpi_pm *pm)
 	return (uint32_t)(acpi_pm_ticks() - pm->tmr_base) & ACPI_PM_TIMER_MASK;
 }
 
+static bool acpi_pm_sci_level(const struct acpi_pm_state *s)
+{
+	return s->sts & s->en & ACPI_PM1_SCI_EVENTS;
+}
+
 static void acpi_pm_update_sci(struct acpi_pm *pm)
 {
-	bool level = pm->s.sts & pm->s.en & ACPI_PM1_SCI_EVENTS;
+	bool level = acpi_pm_sci_level(&pm->s);
 
 	if (level == pm->sci_level)
 		return;
@@ -217,15 +224,107 @@ void acpi_pm_save(struct acpi_pm *pm, struct acpi_pm_state *state)
 	pthread_mutex_unlock(&pm->lock);
 }
 
-int acpi_pm_restore(struct acpi_pm *pm, const struct acpi_pm_state *state)
+/* acpi_pm_state_problem - why @s is not a state these registers can be in, or NULL. */
+static const char *acpi_pm_state_problem(const struct acpi_pm_state *s)
 {
-	if (state->en & ~ACPI_PM1_EN_MASK || state->cnt & ~ACPI_PM1_CNT_STORED ||
-	    state->tmr & ~ACPI_PM_TIMER_MASK)
-		return -EINVAL;
+	if (s->sts & ~ACPI_PM1_SCI_EVENTS)
+		return "PM1_STS holds a status bit that nothing here sets";
+	if (s->en & ~ACPI_PM1_EN_MASK)
+		return "PM1_EN holds reserved bits";
+	if (s->cnt & ~ACPI_PM1_CNT_STORED)
+		return "PM1_CNT holds bits that are fixed or write-only";
+	if (s->tmr & ~ACPI_PM_TIMER_MASK)
+		return "the PM timer holds more than 24 bits";
+	return NULL;
+}
+
+/*
+ * acpi_pm_load - replace the state with the checked @state; the timer goes
+ * on counting from state->tmr. With @drive the SCI follows the new state;
+ * without, only the device's idea of its level does (a restore).
+ */
+static void acpi_pm_load(struct acpi_pm *pm, const struct acpi_pm_state *state, bool drive)
+{
 	pthread_mutex_lock(&pm->lock);
 	pm->s = *state;
 	pm->tmr_base = acpi_pm_ticks() - state->tmr;
-	acpi_pm_update_sci(pm);
+	if (drive)
+		acpi_pm_update_sci(pm);
+	else
+		pm->sci_level = acpi_pm_sci_level(&pm->s);
 	pthread_mutex_unlock(&pm->lock);
+}
+
+int acpi_pm_restore(struct acpi_pm *pm, const struct acpi_pm_state *state)
+{
+	if (acpi_pm_state_problem(state))
+		return -EINVAL;
+	acpi_pm_load(pm, state, true);
 	return 0;
 }
+
+/* ---- the device lifecycle (core/device.h) ---- */
+
+/* State version 1, byte by byte (see acpi_pm.h). */
+static int acpi_pm_device_save(void *dev, struct dev_state *out)
+{
+	struct acpi_pm_state s;
+
+	acpi_pm_save(dev, &s);
+	ds_put_u16(out, s.sts);
+	ds_put_u16(out, s.en);
+	ds_put_u16(out, s.cnt);
+	ds_put_u32(out, s.tmr);
+	return 0;
+}
+
+static int acpi_pm_device_restore(void *dev, struct dev_state_in *in, uint32_t version)
+{
+	struct acpi_pm_state s;
+	const char *why;
+	int r;
+
+	(void)version; /* 1, the only one so far */
+	memset(&s, 0, sizeof(s));
+	s.sts = dsi_get_u16(in);
+	s.en = dsi_get_u16(in);
+	s.cnt = dsi_get_u16(in);
+	s.tmr = dsi_get_u32(in);
+	why = acpi_pm_state_problem(&s);
+	dsi_check(in, !why, "%s", why ? why : "");
+	r = dsi_finish(in);
+	if (r < 0)
+		return r;
+	acpi_pm_load(dev, &s, false);
+	return 0;
+}
+
+/*
+ * A guest reset: PM1 status, enable and control as at power-on (SCI down).
+ * The timer is free-running (ACPI 6.5 §4.8.3.3) and runs on.
+ */
+static void acpi_pm_device_reset(void *dev)
+{
+	struct acpi_pm *pm = dev;
+
+	pthread_mutex_lock(&pm->lock);
+	pm->s.sts = 0;
+	pm->s.en = 0;
+	pm->s.cnt = 0;
+	acpi_pm_update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+}
+
+static void acpi_pm_device_destroy(void *dev)
+{
+	acpi_pm_destroy(dev);
+}
+
+const struct device_ops acpi_pm_device_ops = {
+    .kind = "acpi-pm",
+    .version = 1,
+    .reset = acpi_pm_device_reset,
+    .save = acpi_pm_device_save,
+    .restore = acpi_pm_device_restore,
+    .destroy = acpi_pm_device_destroy,
+};

@@ -117,4 +117,20 @@ void acpi_pm_save(struct acpi_pm *pm, struct acpi_pm_state *state);
 int acpi_pm_restore(struct acpi_pm *pm, const struct acpi_pm_state *state)
     __attribute__((warn_unused_result));
 
+/*
+ * The PM registers as a device of the lifecycle layer (core/device.h); dev
+ * is a struct acpi_pm *. No threads. State version 1 is
+ *
+ *   u16 PM1_STS, u16 PM1_EN, u16 PM1_CNT (BM_RLD and SLP_TYP), u32 PM timer
+ *
+ * The timer is saved as the count it showed; a restored timer counts on
+ * from there on the restoring host's monotonic clock, so what the guest
+ * reads after the restore follows on from what it read before, however long
+ * the VM stayed saved and whatever the new host's uptime.
+ * restore() leaves the SCI alone; reset() clears PM1 status, enable and
+ * control, and the timer runs on.
+ */
+struct device_ops;
+extern const struct device_ops acpi_pm_device_ops;
+
 #endif

@@ -7,6 +7,7 @@
  */
 #include "devices/legacy/i8042.h"
 
+#include "core/device.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -55,9 +56,14 @@ static void i8042_set_irq(struct i8042 *k, bool level)
  * The 8042 drives IRQ 1 from OBF when CTR.KBDINT is set; it never holds aux
  * data, so IRQ 12 never fires and is not modelled.
  */
+static bool i8042_irq_level(const struct i8042_state *s)
+{
+	return (s->ram[0] & I8042_CTR_KBDINT) && i8042_obf(s);
+}
+
 static void i8042_update_irq(struct i8042 *k)
 {
-	i8042_set_irq(k, (k->s.ram[0] & I8042_CTR_KBDINT) && i8042_obf(&k->s));
+	i8042_set_irq(k, i8042_irq_level(&k->s));
 }
 
 static uint8_t i8042_status(const struct i8042_state *s)
@@ -316,6 +322,14 @@ void i8042_cmd_io(void *opaque, uint64_t offset, void *data, uint32_t len, bool 
 		i8042_do_reset(k);
 }
 
+/* i8042_reset_state - the controller as firmware leaves it (see i8042_create). */
+static void i8042_reset_state(struct i8042_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->ram[0] = I8042_CTR_DEFAULT;
+	s->outport = I8042_OUTPORT_DEFAULT;
+}
+
 int i8042_create(const struct i8042_config *cfg, struct i8042 **out)
 {
 	struct i8042 *k;
@@ -332,8 +346,7 @@ int i8042_create(const struct i8042_config *cfg, struct i8042 **out)
 		free(k);
 		return -r;
 	}
-	k->s.ram[0] = I8042_CTR_DEFAULT;
-	k->s.outport = I8042_OUTPORT_DEFAULT;
+	i8042_reset_state(&k->s);
 	if (cfg->kbd_irq) {
 		k->kbd_irq = *cfg->kbd_irq;
 		k->has_kbd_irq = true;
@@ -359,27 +372,117 @@ void i8042_save(struct i8042 *kbc, struct i8042_state *state)
 	pthread_mutex_unlock(&kbc->lock);
 }
 
-static bool i8042_state_valid(const struct i8042_state *s)
+/* i8042_state_problem - why @s is not a state this controller can be in, or NULL. */
+static const char *i8042_state_problem(const struct i8042_state *s)
 {
 	uint8_t c = s->pending_cmd, k = s->kbd_pending_cmd;
 
 	if (c && !(c >= I8042_CMD_WRITE_RAM && c < I8042_CMD_WRITE_RAM + I8042_RAM_SIZE) &&
 	    !(c >= I8042_CMD_WRITE_OUTPORT && c <= I8042_CMD_AUX_SEND))
-		return false;
+		return "the pending controller command takes no data byte";
 	if (k && k != PS2_KBD_CMD_SET_LEDS && k != PS2_KBD_CMD_SCANSET && k != PS2_KBD_CMD_SET_REP)
-		return false;
-	if (s->cmddat & ~I8042_STR_CMDDAT || s->ctl_out_valid > 1)
-		return false;
-	return s->kbd_head < I8042_KBD_QUEUE_SIZE && s->kbd_count <= I8042_KBD_QUEUE_SIZE;
+		return "the pending keyboard command takes no parameter";
+	if (s->cmddat & ~I8042_STR_CMDDAT)
+		return "the command/data flag holds other status bits";
+	if (s->ctl_out_valid > 1)
+		return "the reply-valid flag is neither 0 nor 1";
+	if (s->kbd_head >= I8042_KBD_QUEUE_SIZE || s->kbd_count > I8042_KBD_QUEUE_SIZE)
+		return "the keyboard queue's head or count is out of range";
+	return NULL;
+}
+
+/* i8042_load - replace the state with the checked @state; see uart_load(). */
+static void i8042_load(struct i8042 *k, const struct i8042_state *state, bool drive)
+{
+	pthread_mutex_lock(&k->lock);
+	k->s = *state;
+	if (drive)
+		i8042_update_irq(k);
+	else
+		k->irq_level = i8042_irq_level(&k->s);
+	pthread_mutex_unlock(&k->lock);
 }
 
 int i8042_restore(struct i8042 *kbc, const struct i8042_state *state)
 {
-	if (!i8042_state_valid(state))
+	if (i8042_state_problem(state))
 		return -EINVAL;
-	pthread_mutex_lock(&kbc->lock);
-	kbc->s = *state;
-	i8042_update_irq(kbc);
-	pthread_mutex_unlock(&kbc->lock);
+	i8042_load(kbc, state, true);
 	return 0;
 }
+
+/* ---- the device lifecycle (core/device.h) ---- */
+
+/* State version 1, byte by byte (see i8042.h). */
+static int i8042_device_save(void *dev, struct dev_state *out)
+{
+	struct i8042_state s;
+
+	i8042_save(dev, &s);
+	ds_put_bytes(out, s.ram, sizeof(s.ram));
+	ds_put_u8(out, s.outport);
+	ds_put_bool(out, s.cmddat);
+	ds_put_u8(out, s.pending_cmd);
+	ds_put_bool(out, s.ctl_out_valid);
+	ds_put_u8(out, s.ctl_out);
+	ds_put_u8(out, s.last_out);
+	ds_put_u8(out, s.kbd_pending_cmd);
+	ds_put_u8(out, s.kbd_count);
+	for (unsigned int i = 0; i < s.kbd_count; i++)
+		ds_put_u8(out, s.kbd_queue[(s.kbd_head + i) % I8042_KBD_QUEUE_SIZE]);
+	return 0;
+}
+
+static int i8042_device_restore(void *dev, struct dev_state_in *in, uint32_t version)
+{
+	struct i8042_state s;
+	const char *why;
+	int r;
+
+	(void)version; /* 1, the only one so far */
+	memset(&s, 0, sizeof(s));
+	dsi_get_bytes(in, s.ram, sizeof(s.ram));
+	s.outport = dsi_get_u8(in);
+	s.cmddat = dsi_get_bool(in) ? I8042_STR_CMDDAT : 0;
+	s.pending_cmd = dsi_get_u8(in);
+	s.ctl_out_valid = dsi_get_bool(in);
+	s.ctl_out = dsi_get_u8(in);
+	s.last_out = dsi_get_u8(in);
+	s.kbd_pending_cmd = dsi_get_u8(in);
+	s.kbd_count = dsi_get_u8(in);
+	if (!dsi_check(in, s.kbd_count <= I8042_KBD_QUEUE_SIZE,
+	               "its keyboard queue holds %u bytes, more than %u", s.kbd_count,
+	               I8042_KBD_QUEUE_SIZE))
+		return -EBADMSG;
+	dsi_get_bytes(in, s.kbd_queue, s.kbd_count);
+	why = i8042_state_problem(&s);
+	dsi_check(in, !why, "%s", why ? why : "");
+	r = dsi_finish(in);
+	if (r < 0)
+		return r;
+	i8042_load(dev, &s, false);
+	return 0;
+}
+
+/* A guest reset: the controller as firmware leaves it; the line follows (down). */
+static void i8042_device_reset(void *dev)
+{
+	struct i8042_state s;
+
+	i8042_reset_state(&s);
+	i8042_load(dev, &s, true);
+}
+
+static void i8042_device_destroy(void *dev)
+{
+	i8042_destroy(dev);
+}
+
+const struct device_ops i8042_device_ops = {
+    .kind = "i8042",
+    .version = 1,
+    .reset = i8042_device_reset,
+    .save = i8042_device_save,
+    .restore = i8042_device_restore,
+    .destroy = i8042_device_destroy,
+};

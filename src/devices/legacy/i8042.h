@@ -158,4 +158,20 @@ void i8042_save(struct i8042 *kbc, struct i8042_state *state);
 int i8042_restore(struct i8042 *kbc, const struct i8042_state *state)
     __attribute__((warn_unused_result));
 
+/*
+ * The controller as a device of the lifecycle layer (core/device.h); dev is
+ * a struct i8042 *. No threads. State version 1 is
+ *
+ *   32 bytes controller RAM (byte 0: the command byte)
+ *   u8 output port, u8 STR.CMDDAT (0 or 1), u8 pending controller command
+ *   u8 reply valid (0 or 1), u8 reply, u8 last byte read from port 0x60
+ *   u8 pending keyboard command
+ *   u8 keyboard queue count, then that many bytes, oldest first
+ *
+ * restore() refuses what i8042_restore() refuses, with a reason, and leaves
+ * the keyboard line alone; reset() puts back the controller as created.
+ */
+struct device_ops;
+extern const struct device_ops i8042_device_ops;
+
 #endif

@@ -6,6 +6,8 @@
  */
 #include "devices/legacy/rtc.h"
 
+#include "core/device.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -267,14 +269,93 @@ void rtc_save(struct rtc *rtc, struct rtc_state *state)
 	pthread_mutex_unlock(&rtc->lock);
 }
 
+/* rtc_state_problem - why @s is not a state this clock can be in, or NULL. */
+static const char *rtc_state_problem(const struct rtc_state *s)
+{
+	if (s->index >= RTC_CMOS_SIZE)
+		return "the index register is past the CMOS RAM";
+	if (s->cmos[RTC_REG_A] & RTC_A_UIP)
+		return "register A holds the read-only UIP bit";
+	if (s->offset > RTC_MAX_OFFSET || s->offset < -RTC_MAX_OFFSET)
+		return "the clock is more than 2^40 seconds away from the host's";
+	return NULL;
+}
+
 int rtc_restore(struct rtc *rtc, const struct rtc_state *state)
 {
-	if (state->index >= RTC_CMOS_SIZE || state->cmos[RTC_REG_A] & RTC_A_UIP)
-		return -EINVAL;
-	if (state->offset > RTC_MAX_OFFSET || state->offset < -RTC_MAX_OFFSET)
+	if (rtc_state_problem(state))
 		return -EINVAL;
 	pthread_mutex_lock(&rtc->lock);
 	rtc->s = *state;
 	pthread_mutex_unlock(&rtc->lock);
 	return 0;
 }
+
+/* ---- the device lifecycle (core/device.h) ---- */
+
+/* State version 1, byte by byte (see rtc.h). */
+static int rtc_device_save(void *dev, struct dev_state *out)
+{
+	struct rtc_state s;
+
+	rtc_save(dev, &s);
+	ds_put_u8(out, s.index);
+	ds_put_bytes(out, s.cmos, sizeof(s.cmos));
+	ds_put_u64(out, (uint64_t)s.offset);
+	return 0;
+}
+
+static int rtc_device_restore(void *dev, struct dev_state_in *in, uint32_t version)
+{
+	struct rtc *rtc = dev;
+	struct rtc_state s;
+	const char *why;
+	int r;
+
+	(void)version; /* 1, the only one so far */
+	memset(&s, 0, sizeof(s));
+	s.index = dsi_get_u8(in);
+	dsi_get_bytes(in, s.cmos, sizeof(s.cmos));
+	s.offset = (int64_t)dsi_get_u64(in);
+	why = rtc_state_problem(&s);
+	dsi_check(in, !why, "%s", why ? why : "");
+	/* Registers C and D ignore writes: they hold what rtc_create() put there. */
+	dsi_check(in, s.cmos[RTC_REG_C] == 0 && s.cmos[RTC_REG_D] == RTC_D_VRT,
+	          "registers C and D hold 0x%02x and 0x%02x, not 0 and 0x%02x", s.cmos[RTC_REG_C],
+	          s.cmos[RTC_REG_D], RTC_D_VRT);
+	r = dsi_finish(in);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&rtc->lock);
+	rtc->s = s;
+	pthread_mutex_unlock(&rtc->lock);
+	return 0;
+}
+
+/*
+ * A guest reset reaches the MC146818A's RESET pin, which clears PIE, AIE,
+ * UIE and SQWE in register B and the flags in register C (datasheet,
+ * "RESET"); the time, the calendar and the RAM stay, as on battery.
+ */
+static void rtc_device_reset(void *dev)
+{
+	struct rtc *r = dev;
+
+	pthread_mutex_lock(&r->lock);
+	r->s.cmos[RTC_REG_B] &= (uint8_t) ~(RTC_B_PIE | RTC_B_AIE | RTC_B_UIE | RTC_B_SQWE);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void rtc_device_destroy(void *dev)
+{
+	rtc_destroy(dev);
+}
+
+const struct device_ops rtc_device_ops = {
+    .kind = "mc146818-rtc",
+    .version = 1,
+    .reset = rtc_device_reset,
+    .save = rtc_device_save,
+    .restore = rtc_device_restore,
+    .destroy = rtc_device_destroy,
+};

@@ -105,4 +105,22 @@ void rtc_save(struct rtc *rtc, struct rtc_state *state);
 /* rtc_restore - replace the state after checking it. Returns 0 or -EINVAL. */
 int rtc_restore(struct rtc *rtc, const struct rtc_state *state) __attribute__((warn_unused_result));
 
+/*
+ * The clock as a device of the lifecycle layer (core/device.h); dev is a
+ * struct rtc *. No threads. State version 1 is
+ *
+ *   u8 index register, 128 bytes CMOS RAM (registers 0x00-0x0d included)
+ *   s64 the guest clock minus the host's UTC clock, in seconds
+ *
+ * Saving the offset from the host's wall clock rather than the time keeps
+ * the guest's clock in step with real time across a save and restore, as
+ * QEMU's RTC does (its default clock=host): a guest restored an hour later
+ * reads a time an hour later, as it would after a host suspend. While
+ * register B's SET bit is 1 the clock fields in the CMOS bytes are what the
+ * guest wrote, and they are restored as such. reset() is the chip's RESET
+ * pin: interrupt enables off, time and RAM kept.
+ */
+struct device_ops;
+extern const struct device_ops rtc_device_ops;
+
 #endif

@@ -196,4 +196,19 @@ void uart_16550_save(struct uart_16550 *uart, struct uart_16550_state *state);
 int uart_16550_restore(struct uart_16550 *uart, const struct uart_16550_state *state)
     __attribute__((warn_unused_result));
 
+/*
+ * The UART as a device of the lifecycle layer (core/device.h); dev is a
+ * struct uart_16550 *. It has no threads (the console input that feeds it
+ * is a device of its own, backends/console_in.h). State version 1 is
+ *
+ *   u8 IER, LCR, MCR, LSR (error bits), MSR, SCR, DLL, DLM, FCR (as kept)
+ *   u8 THR-empty interrupt pending (0 or 1)
+ *   u8 RX FIFO count, then that many bytes, oldest first
+ *
+ * restore() refuses what uart_16550_restore() refuses, with a reason, and
+ * leaves the line alone; reset() is a power-on reset of the registers.
+ */
+struct device_ops;
+extern const struct device_ops uart_16550_device_ops;
+
 #endif

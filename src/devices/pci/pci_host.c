@@ -5,6 +5,8 @@
  */
 #include "devices/pci/pci_host.h"
 
+#include "core/device.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -450,6 +452,16 @@ out:
 	return r;
 }
 
+/* pci_host_init_bridge - function 00:00.0 as at power-on. Host lock held or not yet shared. */
+static void pci_host_init_bridge(struct pci_host *h)
+{
+	pci_device_init(&h->bridge, PCI_HOST_BRIDGE_VENDOR, PCI_HOST_BRIDGE_DEVICE,
+	                PCI_HOST_BRIDGE_CLASS, 0);
+	h->bridge.name = "host-bridge";
+	h->bridge.devfn = PCI_DEVFN(0, 0);
+	pci_host_update_multifunction(h, 0);
+}
+
 int pci_host_create(const struct pci_host_config *cfg, struct pci_host **out)
 {
 	struct pci_host *h;
@@ -466,11 +478,8 @@ int pci_host_create(const struct pci_host_config *cfg, struct pci_host **out)
 		free(h);
 		return -r;
 	}
-	pci_device_init(&h->bridge, PCI_HOST_BRIDGE_VENDOR, PCI_HOST_BRIDGE_DEVICE,
-	                PCI_HOST_BRIDGE_CLASS, 0);
-	h->bridge.name = "host-bridge";
-	h->bridge.devfn = PCI_DEVFN(0, 0);
 	h->devs[0] = &h->bridge;
+	pci_host_init_bridge(h);
 	h->cf9_io = cfg->cf9_io;
 	h->cf9_opaque = cfg->cf9_opaque;
 	h->mmio_base = cfg->mmio_base;
@@ -485,3 +494,87 @@ void pci_host_destroy(struct pci_host *host)
 	pthread_mutex_destroy(&host->lock);
 	free(host);
 }
+
+/* ---- the device lifecycle (core/device.h) ---- */
+
+/* State version 1 (see pci_host.h): the address register, then the bridge's header. */
+static int pci_host_device_save(void *dev, struct dev_state *out)
+{
+	struct pci_host *h = dev;
+
+	pthread_mutex_lock(&h->lock);
+	ds_put_u32(out, h->config_addr);
+	ds_put_bytes(out, h->bridge.config, PCI_CFG_SPACE_SIZE);
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+/*
+ * pci_host_check_bridge - whether @config could be this host bridge's: only
+ * bits the guest can write (or clear) may differ from what it holds now.
+ */
+static bool pci_host_check_bridge(struct pci_host *h, const uint8_t *config,
+                                  struct dev_state_in *in)
+{
+	const struct pci_device *b = &h->bridge;
+
+	for (unsigned int i = 0; i < PCI_CFG_SPACE_SIZE; i++) {
+		uint8_t fixed = (uint8_t) ~(b->wmask[i] | b->w1cmask[i]);
+
+		if ((config[i] ^ b->config[i]) & fixed)
+			return dsi_check(in, false,
+			                 "the host bridge's read-only config byte %#x is 0x%02x, "
+			                 "not 0x%02x",
+			                 i, config[i], b->config[i]);
+	}
+	return true;
+}
+
+static int pci_host_device_restore(void *dev, struct dev_state_in *in, uint32_t version)
+{
+	struct pci_host *h = dev;
+	uint8_t config[PCI_CFG_SPACE_SIZE];
+	uint32_t addr;
+	int r;
+
+	(void)version; /* 1, the only one so far */
+	addr = dsi_get_u32(in);
+	dsi_get_bytes(in, config, sizeof(config));
+	dsi_check(in, !(addr & ~PCI_CONFIG_ADDR_MASK),
+	          "the config address register holds %#x, with bits 30:24 or 1:0 set", addr);
+	pthread_mutex_lock(&h->lock);
+	if (!in->bad)
+		pci_host_check_bridge(h, config, in);
+	r = dsi_finish(in);
+	if (r == 0) {
+		h->config_addr = addr;
+		memcpy(h->bridge.config, config, sizeof(config));
+	}
+	pthread_mutex_unlock(&h->lock);
+	return r;
+}
+
+/* A guest reset: no address selected, the bridge's header as at power-on. */
+static void pci_host_device_reset(void *dev)
+{
+	struct pci_host *h = dev;
+
+	pthread_mutex_lock(&h->lock);
+	h->config_addr = 0;
+	pci_host_init_bridge(h);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void pci_host_device_destroy(void *dev)
+{
+	pci_host_destroy(dev);
+}
+
+const struct device_ops pci_host_device_ops = {
+    .kind = "pci-host",
+    .version = 1,
+    .reset = pci_host_device_reset,
+    .save = pci_host_device_save,
+    .restore = pci_host_device_restore,
+    .destroy = pci_host_device_destroy,
+};

@@ -265,4 +265,22 @@ void pci_host_cfc_io(void *opaque, uint64_t offset, void *data, uint32_t len, bo
 void pci_host_ecam_io(void *opaque, uint64_t offset, void *data, uint32_t len, bool is_write);
 void pci_host_mmio_io(void *opaque, uint64_t offset, void *data, uint32_t len, bool is_write);
 
+/*
+ * The host as a device of the lifecycle layer (core/device.h); dev is a
+ * struct pci_host *. Its state is its own: the other functions on the bus
+ * are devices of their own, saved and restored by their owners (the
+ * virtio PCI transports), and the MMIO routing follows from their BARs.
+ * No threads. State version 1 is
+ *
+ *   u32 the 0xCF8 address register
+ *   256 bytes the host bridge's configuration space (all of it that is not
+ *       zero and read-only)
+ *
+ * restore() refuses a bridge whose read-only bits (IDs, class, header type,
+ * BAR types) differ from this one's: the guest saw another bridge. reset()
+ * clears the address register and puts the bridge's header back.
+ */
+struct device_ops;
+extern const struct device_ops pci_host_device_ops;
+
 #endif
