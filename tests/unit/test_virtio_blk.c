@@ -4,7 +4,10 @@
  * raw image, with each I/O engine (io_uring where the kernel allows it, and
  * the thread pool): read, write, flush, get-id, discard and write-zeroes on
  * a sparse file, requests out of range or malformed, a read-only disk
- * refusing writes, many requests in flight, a reset with I/O in flight.
+ * refusing writes, many requests in flight, a reset with I/O in flight;
+ * save and restore: writes in flight at a quiesce complete there, a write
+ * made available while quiesced completes exactly once in the restored
+ * device, and a state is refused on another image.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -121,6 +124,11 @@ static struct blk_result blk_request(struct vd *d, uint32_t type, uint64_t secto
 	res.status = *(uint8_t *)vd_gpa(d, status, 1);
 	res.used_len = e.len;
 	return res;
+}
+
+static uint16_t used_idx_of(struct vd *d)
+{
+	return __atomic_load_n(&d->q[0].used->idx, __ATOMIC_ACQUIRE);
 }
 
 static void test_config(void **state)
@@ -481,6 +489,156 @@ static void test_image_locked(void **state)
 	assert_true(disk_open(f->path, false, DISK_ENGINE_THREADS, &other) < 0);
 }
 
+/* ------------------------------------------------------------- save/restore */
+
+#define SR_WRITES 32
+#define SR_LEN 65536
+
+static unsigned int disk_inflight(struct virtio_blk *blk)
+{
+	unsigned int n;
+
+	virtio_device_lock(virtio_blk_vdev(blk));
+	n = virtio_blk_disk(blk)->inflight;
+	virtio_device_unlock(virtio_blk_vdev(blk));
+	return n;
+}
+
+static void expect_on_disk(struct fixture *f, uint64_t sector, uint8_t pattern, size_t len)
+{
+	uint8_t *buf = malloc(len);
+
+	assert_non_null(buf);
+	assert_int_equal(pread(f->fd, buf, len, (off_t)(sector * 512)), (ssize_t)len);
+	for (size_t i = 0; i < len; i += 512)
+		if (buf[i] != pattern || buf[i + 511] != pattern)
+			fail_msg("sector %llu: 0x%02x, not 0x%02x",
+			         (unsigned long long)(sector + i / 512), buf[i], pattern);
+	free(buf);
+}
+
+/* The fixture's device and transport replaced by new ones on @path (its image). */
+static struct vd *reopen(struct fixture *f, const char *path, const char *serial)
+{
+	struct virtio_blk_params p = {
+	    .path = path, .readonly = f->readonly, .engine = f->engine, .serial = serial};
+
+	vd_destroy(f->d);
+	virtio_blk_destroy(f->blk);
+	assert_int_equal(virtio_blk_create(&p, &f->blk), 0);
+	f->d = vd_create_at(virtio_blk_vdev(f->blk), true, 0, false);
+	vd_set_guest_stopped(f->d, true);
+	return f->d;
+}
+
+static void test_save_restore_write_once(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	uint64_t st[SR_WRITES + 1], late, rd;
+	uint16_t heads_seen[SR_WRITES + 1];
+	struct virtq_used_elem e;
+	struct vd_saved s;
+	unsigned int msi, seen_in_flight = 0;
+
+	/* Without VIRTIO_BLK_F_FLUSH each write is made durable before it completes: slower. */
+	vd_bring_up(d, VIRTIO_BIT(VIRTIO_F_RING_INDIRECT_DESC), 1, QSIZE);
+	for (int i = 0; i < SR_WRITES; i++) {
+		uint64_t b = vd_alloc(d, SR_LEN);
+
+		memset(vd_gpa(d, b, SR_LEN), i + 1, SR_LEN);
+		st[i] = blk_start(d, VIRTIO_BLK_T_OUT, (uint64_t)i * (SR_LEN / 512), b, SR_LEN,
+		                  false);
+	}
+	vd_kick(d, 0);
+	/* Catch the writes on the disk (they are in flight for a millisecond or so). */
+	for (int spin = 0; spin < 200000 && !seen_in_flight; spin++) {
+		seen_in_flight = disk_inflight(f->blk);
+		if (used_idx_of(d) == SR_WRITES)
+			break;
+	}
+	msi = vd_msi_count(d);
+	assert_int_equal(virtio_pci_quiesce(d->vp), 0);
+	/* Quiesced: every write taken is done, on the disk, used, its interrupt sent. */
+	assert_true(seen_in_flight > 0);
+	assert_int_equal(disk_inflight(f->blk), 0);
+	assert_int_equal(used_idx_of(d), SR_WRITES);
+	if (seen_in_flight)
+		assert_true(vd_msi_count(d) > msi);
+	for (int i = 0; i < SR_WRITES; i++) {
+		assert_true(vd_wait_used(d, 0, &e, 0));
+		heads_seen[i] = (uint16_t)e.id;
+		assert_int_equal(*(uint8_t *)vd_gpa(d, st[i], 1), VIRTIO_BLK_S_OK);
+	}
+	/* A write made available (and kicked) while quiesced: not taken. */
+	late = vd_alloc(d, 8192);
+	memset(vd_gpa(d, late, 8192), 0xab, 8192);
+	st[SR_WRITES] = blk_start(d, VIRTIO_BLK_T_OUT, 6000, late, 8192, false);
+	vd_kick(d, 0);
+	usleep(50 * 1000);
+	assert_int_equal(used_idx_of(d), SR_WRITES);
+	vd_save(d, &s);
+
+	/* A new process: the same image, a new device, the guest moved over. */
+	d = reopen(f, f->path, SERIAL);
+	vd_load_guest(d, &s);
+	vd_restore(d, &s);
+	usleep(20 * 1000);
+	assert_int_equal(used_idx_of(d), SR_WRITES); /* nothing before the guest runs */
+	vd_set_guest_stopped(d, false);
+	assert_true(vd_wait_used(d, 0, &e, 5000));
+	heads_seen[SR_WRITES] = (uint16_t)e.id;
+	assert_int_equal(*(uint8_t *)vd_gpa(d, st[SR_WRITES], 1), VIRTIO_BLK_S_OK);
+	assert_true(vd_wait_msi(d, 1, 2000) >= 1);
+	usleep(100 * 1000);
+	/* Exactly once each: 33 used entries, 33 different chains, the data in the image. */
+	assert_int_equal(used_idx_of(d), SR_WRITES + 1);
+	for (int i = 0; i <= SR_WRITES; i++)
+		for (int j = 0; j < i; j++)
+			assert_int_not_equal(heads_seen[i], heads_seen[j]);
+	for (int i = 0; i < SR_WRITES; i++)
+		expect_on_disk(f, (uint64_t)i * (SR_LEN / 512), (uint8_t)(i + 1), SR_LEN);
+	expect_on_disk(f, 6000, 0xab, 8192);
+	/* And the restored device goes on serving requests. */
+	rd = vd_alloc(d, 4096);
+	{
+		struct blk_result r = blk_request(d, VIRTIO_BLK_T_IN, 6000, rd, 4096, true);
+
+		assert_int_equal(r.status, VIRTIO_BLK_S_OK);
+		assert_int_equal(((uint8_t *)vd_gpa(d, rd, 4096))[4095], 0xab);
+	}
+	vd_saved_release(&s);
+}
+
+static void test_restore_refused_on_another_image(void **state)
+{
+	struct fixture *f = *state;
+	char other[64], why[160];
+	struct vd_saved s;
+	struct vd *d;
+	int fd;
+
+	vd_save(f->d, &s);
+	snprintf(other, sizeof(other), "/tmp/nestvm-test-blk2.XXXXXX");
+	fd = mkstemp(other);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, IMG_SIZE / 2), 0);
+	close(fd);
+	d = reopen(f, other, SERIAL);
+	vd_load_guest(d, &s);
+	assert_int_equal(vd_restore_bytes(d, s.state.buf, s.state.len, why, sizeof(why)),
+	                 -EBADMSG);
+	assert_non_null(strstr(why, "not the same image"));
+	d = reopen(f, f->path, "another serial");
+	assert_int_equal(vd_restore_bytes(d, s.state.buf, s.state.len, why, sizeof(why)),
+	                 -EBADMSG);
+	assert_non_null(strstr(why, "serial"));
+	d = reopen(f, f->path, SERIAL);
+	assert_int_equal(vd_restore_bytes(d, s.state.buf, s.state.len, why, sizeof(why)), 0);
+	unlink(other);
+	vd_saved_release(&s);
+}
+
 #define BLK_TESTS(setup_fn)                                                                        \
 	cmocka_unit_test_setup_teardown(test_config, setup_fn, teardown),                          \
 	    cmocka_unit_test_setup_teardown(test_read, setup_fn, teardown),                        \
@@ -496,7 +654,8 @@ static void test_image_locked(void **state)
 	    cmocka_unit_test_setup_teardown(test_many_in_flight, setup_fn, teardown),              \
 	    cmocka_unit_test_setup_teardown(test_reset_with_io_in_flight, setup_fn, teardown),     \
 	    cmocka_unit_test_setup_teardown(test_malformed_chain, setup_fn, teardown),             \
-	    cmocka_unit_test_setup_teardown(test_image_locked, setup_fn, teardown)
+	    cmocka_unit_test_setup_teardown(test_image_locked, setup_fn, teardown),                \
+	    cmocka_unit_test_setup_teardown(test_save_restore_write_once, setup_fn, teardown)
 
 int main(void)
 {
@@ -506,6 +665,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_config, setup_readonly, teardown),
 	    cmocka_unit_test_setup_teardown(test_readonly_refuses_writes, setup_readonly, teardown),
 	    cmocka_unit_test_setup_teardown(test_read, setup_readonly, teardown),
+	    cmocka_unit_test_setup_teardown(test_restore_refused_on_another_image, setup_threads,
+	                                    teardown),
 	};
 	char path[] = "/tmp/nestvm-test-uring.XXXXXX";
 	int fd = mkstemp(path), failed = 0;

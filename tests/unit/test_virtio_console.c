@@ -4,7 +4,10 @@
  * test playing the guest's driver on synthetic rings and the host programs
  * on the ports' UNIX sockets: the multiport control protocol, a console port
  * and a named port with data both ways, host programs coming and going,
- * emergency write, a single-port driver.
+ * emergency write, a single-port driver; save and restore into a new
+ * device: a transmit chain held for a slow host program goes, whole and
+ * once, to the new process's program, the guest hears that the old one is
+ * gone, pending control messages survive, corrupt ones are refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,20 +134,27 @@ static ssize_t host_read(int fd, void *buf, size_t len, int ms)
 	return read(fd, buf, len);
 }
 
-static int setup_common(void **state, bool multiport)
+/* The console with its two ports on @f's sockets, on a transport at @bar (0: unassigned). */
+static void create_console(struct fixture *f, uint64_t bar)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
 	struct virtio_console_params p = {.nr_ports = 1};
 
-	assert_non_null(f);
-	snprintf(f->con_path, sizeof(f->con_path), "/tmp/nestvm-test-hvc.%d", (int)getpid());
-	snprintf(f->port_path, sizeof(f->port_path), "/tmp/nestvm-test-port.%d", (int)getpid());
 	p.console.socket = f->con_path;
 	p.ports[0].name = NAME;
 	p.ports[0].socket = f->port_path;
 	assert_int_equal(virtio_console_create(&p, &f->con), 0);
-	f->d = vd_create(virtio_console_vdev(f->con), true);
+	f->d = vd_create_at(virtio_console_vdev(f->con), true, bar, bar != 0);
 	assert_int_equal(virtio_console_start(f->con), 0);
+}
+
+static int setup_common(void **state, bool multiport)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	snprintf(f->con_path, sizeof(f->con_path), "/tmp/nestvm-test-hvc.%d", (int)getpid());
+	snprintf(f->port_path, sizeof(f->port_path), "/tmp/nestvm-test-port.%d", (int)getpid());
+	create_console(f, VD_BAR);
 	if (multiport) {
 		vd_bring_up(f->d, VIRTIO_BIT(VIRTIO_CONSOLE_F_MULTIPORT), 6, QSIZE);
 		post_many(f, Q_CRX, 16, CTRL_BUF);
@@ -313,6 +323,118 @@ static void test_create_checks(void **state)
 	assert_true(virtio_console_create(&p, &con) < 0);
 }
 
+/* ------------------------------------------------------------- save/restore */
+
+#define BIG (1 << 20) /* more than a UNIX socket buffers */
+
+/* A new process: a new console on the same sockets, the guest moved over, restored. */
+static void restore_into_new(struct fixture *f, struct vd_saved *s, bool guest_stopped)
+{
+	vd_destroy(f->d);
+	virtio_console_destroy(f->con);
+	create_console(f, 0);
+	vd_set_guest_stopped(f->d, guest_stopped);
+	vd_load_guest(f->d, s);
+	vd_restore(f->d, s);
+}
+
+static void test_save_restore_ports(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq_used_elem e;
+	struct vd_buf b;
+	struct vd_saved s;
+	uint8_t *buf = malloc(BIG);
+	size_t got = 0;
+	int old, fd;
+	uint16_t head;
+
+	assert_non_null(buf);
+	handshake(f);
+	old = host_connect(f->port_path);
+	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1, NULL);
+	send_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	/* A chain too big for the socket: the device holds it, partly written. */
+	b = (struct vd_buf){vd_alloc(f->d, BIG), BIG, false};
+	for (size_t i = 0; i < BIG; i++)
+		((uint8_t *)vd_gpa(f->d, b.gpa, BIG))[i] = (uint8_t)(i % 251);
+	head = vd_submit(f->d, Q_TX1, &b, 1);
+	vd_kick(f->d, Q_TX1);
+	assert_true(host_read(old, buf, 1, 2000) == 1);
+	usleep(20000);
+	assert_int_equal(f->d->q[Q_TX1].used->idx, 0);
+	vd_save(f->d, &s);
+	close(old);
+
+	restore_into_new(f, &s, true);
+	fd = host_connect(f->port_path); /* waits until the guest runs */
+	usleep(20000);
+	assert_int_equal(f->d->q[Q_TX1].used->idx, 0);
+	vd_set_guest_stopped(f->d, false);
+	/* The guest hears that its old host program left, then that a new one came. */
+	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 0, NULL);
+	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1, NULL);
+	/* The new program gets the whole chain, and the chain comes back once. */
+	while (got < BIG) {
+		ssize_t n = host_read(fd, buf + got, BIG - got, 2000);
+
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	for (size_t i = 0; i < BIG; i++)
+		if (buf[i] != (uint8_t)(i % 251))
+			fail_msg("byte %zu differs", i);
+	assert_true(vd_wait_used(f->d, Q_TX1, &e, 2000));
+	assert_int_equal(e.id, head);
+	assert_int_equal(host_read(fd, buf, 1, 50), -1);
+	assert_int_equal(f->d->q[Q_TX1].used->idx, 1);
+	/* Both ports work on: the guest's open port takes input, the console output. */
+	assert_int_equal(write(fd, "hi", 2), 2);
+	assert_int_equal(take(f, Q_RX1, buf, DATA_BUF, 2000), 2);
+	assert_memory_equal(buf, "hi", 2);
+	send_data(f, Q_TX0, "console");
+	close(fd);
+	free(buf);
+	vd_saved_release(&s);
+}
+
+static void test_save_restore_pending_control(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_saved s;
+	uint8_t *bad;
+	char why[160];
+
+	/* The driver again, with no control receive buffers posted this time. */
+	vd_bring_up(f->d, VIRTIO_BIT(VIRTIO_CONSOLE_F_MULTIPORT), 6, QSIZE);
+	send_ctrl(f, 0, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	vd_save(f->d, &s);
+
+	restore_into_new(f, &s, true);
+	/* Two DEVICE_ADD of 9 bytes each end the state: corrupt them. */
+	bad = malloc(s.state.len);
+	assert_non_null(bad);
+	memcpy(bad, s.state.buf, s.state.len);
+	bad[s.state.len - 18 + 4] = 99; /* the first one's event */
+	assert_int_equal(vd_restore_bytes(f->d, bad, s.state.len, why, sizeof(why)), -EBADMSG);
+	assert_non_null(strstr(why, "control message"));
+	memcpy(bad, s.state.buf, s.state.len);
+	bad[s.state.len - 19] = 65; /* how many */
+	assert_int_equal(vd_restore_bytes(f->d, bad, s.state.len, why, sizeof(why)), -EBADMSG);
+	free(bad);
+	vd_restore(f->d, &s);
+	vd_set_guest_stopped(f->d, false);
+	post_many(f, Q_CRX, 4, CTRL_BUF);
+	expect_ctrl(f, 0, VIRTIO_CONSOLE_DEVICE_ADD, 0, NULL);
+	expect_ctrl(f, 1, VIRTIO_CONSOLE_DEVICE_ADD, 0, NULL);
+	{
+		uint8_t buf[CTRL_BUF];
+
+		assert_int_equal(take(f, Q_CRX, buf, sizeof(buf), 100), -1);
+	}
+	vd_saved_release(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +443,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_named_port, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_control, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_single_port, setup_single, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_restore_ports, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_restore_pending_control, setup, teardown),
 	    cmocka_unit_test(test_create_checks),
 	};
 

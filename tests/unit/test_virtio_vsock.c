@@ -5,7 +5,9 @@
  * on real UNIX sockets (no KVM): host-initiated and guest-initiated
  * connections with data both ways, half-close and close, refused
  * connections, flow control by credit, bad commands, hostile packets,
- * device reset, control packets waiting for receive buffers.
+ * device reset, control packets waiting for receive buffers; quiesce holds
+ * host data back until resume; a restore into a new device starts with no
+ * connections and, once the guest runs, sends one TRANSPORT_RESET event.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -649,6 +651,108 @@ static void test_create_checks(void **state)
 	assert_true(virtio_vsock_create(&p, &vs) < 0);
 }
 
+/* ------------------------------------------------------------- save/restore */
+
+static void post_event(struct fixture *f)
+{
+	struct vd_buf b = {vd_alloc(f->d, VIRTIO_VSOCK_EVENT_SIZE), VIRTIO_VSOCK_EVENT_SIZE, true};
+
+	vd_submit(f->d, Q_EVENT, &b, 1);
+	vd_kick(f->d, Q_EVENT);
+}
+
+static void expect_transport_reset(struct fixture *f)
+{
+	struct virtq_used_elem e;
+	struct vd_queue *q = &f->d->q[Q_EVENT];
+	uint32_t id;
+
+	assert_true(vd_wait_used(f->d, Q_EVENT, &e, 2000));
+	assert_int_equal(e.len, VIRTIO_VSOCK_EVENT_SIZE);
+	memcpy(&id, vd_gpa(f->d, q->desc[e.id].addr, 4), 4);
+	assert_int_equal(id, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
+}
+
+/* A new process: a new device on the same socket, the guest moved over, restored. */
+static void restore_into_new(struct fixture *f, struct vd_saved *s)
+{
+	struct virtio_vsock_params p = {.guest_cid = GUEST_CID, .socket = f->path};
+
+	vd_destroy(f->d);
+	virtio_vsock_destroy(f->vs);
+	assert_int_equal(virtio_vsock_create(&p, &f->vs), 0);
+	f->d = vd_create_at(virtio_vsock_vdev(f->vs), true, 0, false);
+	vd_set_guest_stopped(f->d, true);
+	assert_int_equal(virtio_vsock_start(f->vs), 0);
+	vd_load_guest(f->d, s);
+	vd_restore(f->d, s);
+}
+
+static void test_quiesce_save_restore(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_vsock_hdr h;
+	struct vd_saved s;
+	struct dev_state early = {0};
+	uint8_t buf[4096];
+	uint16_t rx_used;
+	uint32_t local;
+	int fd = connect_from_host(f, 1234, &local), fd2;
+
+	post_event(f);
+	post_event(f);
+	/* Quiesced: what the host sends waits in its socket. */
+	assert_int_equal(virtio_pci_quiesce(f->d->vp), 0);
+	rx_used = f->d->q[Q_RX].used->idx;
+	host_write(fd, "late");
+	usleep(50000);
+	assert_int_equal(f->d->q[Q_RX].used->idx, rx_used);
+	assert_int_equal(virtio_pci_save(f->d->vp, &early), 0);
+	virtio_pci_resume(f->d->vp);
+	assert_true(guest_recv(f, &h, buf, sizeof(buf), 2000));
+	assert_int_equal(h.op, VIRTIO_VSOCK_OP_RW);
+	assert_memory_equal(buf, "late", 4);
+	ds_release(&early);
+	f->guest_fwd_cnt += 4;
+
+	vd_save(f->d, &s);
+	restore_into_new(f, &s);
+	assert_int_equal(host_read(fd, buf, 1, 2000), 0); /* the old process is gone */
+	close(fd);
+	usleep(20000);
+	assert_int_equal(f->d->q[Q_EVENT].used->idx, 0); /* not before the guest runs */
+	vd_set_guest_stopped(f->d, false);
+	expect_transport_reset(f);
+	usleep(50000);
+	assert_int_equal(f->d->q[Q_EVENT].used->idx, 1); /* once */
+	/* The old connection is unknown to the new device: reset. */
+	guest_send(f, 1234, local, VIRTIO_VSOCK_OP_RW, 0, "x", 1, GUEST_CID);
+	expect_op(f, VIRTIO_VSOCK_OP_RST, &h);
+	/* New connections work. */
+	f->guest_fwd_cnt = 0; /* a new connection's count */
+	fd2 = connect_from_host(f, 5678, &local);
+	host_write(fd2, "new");
+	assert_true(guest_recv(f, &h, buf, sizeof(buf), 2000));
+	assert_memory_equal(buf, "new", 3);
+	close(fd2);
+	vd_saved_release(&s);
+}
+
+static void test_reset_event_waits_for_a_buffer(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_saved s;
+
+	vd_save(f->d, &s);
+	restore_into_new(f, &s);
+	vd_set_guest_stopped(f->d, false);
+	usleep(50000);
+	assert_int_equal(f->d->q[Q_EVENT].used->idx, 0);
+	post_event(f);
+	expect_transport_reset(f);
+	vd_saved_release(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -667,6 +771,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reset_closes_connections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_controls_wait_for_rx_buffers, setup_no_rx,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_quiesce_save_restore, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_event_waits_for_a_buffer, setup, teardown),
 	    cmocka_unit_test(test_create_checks),
 	};
 

@@ -588,8 +588,13 @@ static void test_state_round_trip(void **state)
 	assert_int_equal(f->req.head, 1);
 	virtq_push(&q2, 1, 16);
 	assert_int_equal(used(f)->idx, 2);
-	/* A stopped queue keeps only what the driver wrote. */
+	/* A stopped queue keeps only what the driver wrote, even a size it cannot start with. */
 	virtq_init(&q2, QSIZE);
+	q2.size = QSIZE * 4;
+	virtq_save(&q2, &st);
+	virtq_init(&q2, QSIZE);
+	assert_int_equal(virtq_restore(&q2, &f->mem, &st, why, sizeof(why)), 0);
+	assert_int_equal(q2.size, QSIZE * 4);
 	q2.size = 4;
 	q2.desc_gpa = 0x1234;
 	virtq_save(&q2, &st);

@@ -345,9 +345,7 @@ static void vp_common_set(struct virtio_pci *vp, uint32_t off, uint32_t v)
 		return;
 	switch (off) {
 	case VIRTIO_PCI_COMMON_Q_SIZE:
-		/* The driver may only lower it (§4.1.4.3): a larger size is not kept. */
-		if (v <= q->max_size)
-			q->size = (uint16_t)v;
+		q->size = (uint16_t)v;
 		break;
 	case VIRTIO_PCI_COMMON_Q_DESCLO:
 	case VIRTIO_PCI_COMMON_Q_DESCHI:

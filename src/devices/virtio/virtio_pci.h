@@ -87,11 +87,13 @@
  *   save     the transport's state, then the model's (ops->save). A chain the
  *            model still holds and will take again (ops->held) is saved as
  *            not yet taken; any other chain in flight makes the save fail
- *            (-EBUSY): quiesce first.
+ *            (-EBUSY): quiesce first. (A device waiting for a reset may have
+ *            dropped the chain that broke it: that one is saved as it is.)
  *   restore  into a device just created with the same configuration, before
  *            any vCPU runs: parks the thread, checks the whole state, resets
  *            the device, loads the model's state (ops->restore), then the
- *            transport's, and moves the ioeventfds to the restored BAR0. It
+ *            transport's, starts the model again if the driver had
+ *            (ops->activate), and moves the ioeventfds to the restored BAR0. It
  *            touches no guest memory and sends no interrupt. A restored device
  *            needs no resume: its I/O thread waits until cfg->guest_running
  *            says the vCPUs run (memory and the interrupt controller are
@@ -200,7 +202,8 @@ struct virtio_device_ops {
 	/*
 	 * The driver set DRIVER_OK: the negotiated features are in vdev->acked
 	 * and the enabled queues are started. Return 0, or -errno to have the
-	 * device ask for a reset.
+	 * device ask for a reset. Also called when a device the driver had
+	 * started is restored: it must not touch guest memory nor interrupt.
 	 */
 	int (*activate)(struct virtio_device *vdev);
 	/* Queue @q has (or may have) new buffers; called on the I/O thread. */

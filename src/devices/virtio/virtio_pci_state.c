@@ -86,7 +86,9 @@ void virtio_pci_resume(struct virtio_pci *vp)
 /*
  * One queue: a chain the model holds and will take again is saved as not
  * taken (the driver cannot reuse its slot or descriptors before it is
- * used); any other chain in flight means the device was not quiesced.
+ * used). Any other chain in flight means the device was not quiesced,
+ * unless it waits for a reset: it dropped the chain that broke it, and the
+ * driver's reset forgets it.
  */
 static int vp_save_queue(struct virtio_pci *vp, unsigned int q, struct dev_state *out)
 {
@@ -103,7 +105,7 @@ static int vp_save_queue(struct virtio_pci *vp, unsigned int q, struct dev_state
 		return -EIO;
 	}
 	st.last_avail = (uint16_t)(st.last_avail - held);
-	if (in_flight != held) {
+	if (in_flight != held && !(vdev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)) {
 		log_error("%s: queue %u has %u requests in flight; quiesce it first", vdev->name, q,
 		          in_flight - held);
 		return -EBUSY;
@@ -225,7 +227,10 @@ static void vp_read_pci(struct virtio_pci *vp, struct dev_state_in *in, struct v
 	}
 }
 
-/* Each queue: a state virtq_restore() accepts, vectors in range, nothing in flight. */
+/*
+ * Each queue: a state virtq_restore() accepts, vectors in range, nothing in
+ * flight (but what a device waiting for a reset dropped).
+ */
 static void vp_read_queues(struct virtio_pci *vp, struct dev_state_in *in, struct vp_state *st)
 {
 	struct virtio_device *vdev = vp->vdev;
@@ -246,7 +251,9 @@ static void vp_read_queues(struct virtio_pci *vp, struct dev_state_in *in, struc
 		          (!qs->event_idx || (acked & VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX))) &&
 		              (!qs->indirect || (acked & VIRTIO_BIT(VIRTIO_F_RING_INDIRECT_DESC))),
 		          "queue %u uses ring features the driver did not negotiate", q);
-		dsi_check(in, qs->last_avail == qs->used_idx,
+		dsi_check(in,
+		          qs->last_avail == qs->used_idx ||
+		              (st->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET),
 		          "queue %u has %u requests in flight: saved from a device not quiesced", q,
 		          (uint16_t)(qs->last_avail - qs->used_idx));
 		dsi_check(in, vp_vector_ok(vp, st->queue_vector[q]),
@@ -308,6 +315,15 @@ static int vp_restore_parked(struct virtio_pci *vp, struct dev_state_in *in, str
 	if (r < 0)
 		return r;
 	vp_apply(vp, st);
+	/* A device the driver had started gets what it set up then (virtio-blk: its disk's events). */
+	if (virtio_device_is_live(vdev) && vdev->ops->activate) {
+		r = vdev->ops->activate(vdev);
+		if (r < 0) {
+			dsi_check(in, false, "the device cannot start again: %s", strerror(-r));
+			vp_reset(vp);
+			return r;
+		}
+	}
 	vp_update_ioeventfds(vp);
 	/* The I/O thread waits for the guest to run, then looks at every queue. */
 	vp->until_run = true;

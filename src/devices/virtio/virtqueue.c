@@ -290,7 +290,8 @@ int virtq_restore(struct virtq *vq, const struct guest_mem *mem, const struct vi
 {
 	struct virtq q;
 
-	if (st->size > vq->max_size) {
+	/* A stopped queue's size is whatever the driver wrote: checked when it starts. */
+	if (st->started && st->size > vq->max_size) {
 		snprintf(why, why_len, "size %u is above the device's %u", st->size, vq->max_size);
 		return -EINVAL;
 	}

@@ -230,11 +230,12 @@ void virtq_save(const struct virtq *vq, struct virtq_state *st);
 
 /*
  * virtq_restore - make @vq, whose max_size is the device's, what @st says,
- * over @mem. Checks first, and changes nothing on failure: size at most
- * max_size; a stopped queue otherwise in virtq_reset()'s state (only its
- * size and addresses are the driver's); a started one passing
- * virtq_start()'s checks, with at most size chains between used_idx and
- * last_avail. Returns 0, or -EINVAL with the reason in @why.
+ * over @mem. Checks first, and changes nothing on failure: a stopped queue
+ * is in virtq_reset()'s state but for its size and addresses (the driver's
+ * writes, checked when it starts); a started one passes virtq_start()'s
+ * checks (size a power of two at most max_size, rings aligned in guest
+ * RAM) and has at most size chains between used_idx and last_avail.
+ * Returns 0, or -EINVAL with the reason in @why.
  */
 int virtq_restore(struct virtq *vq, const struct guest_mem *mem, const struct virtq_state *st,
                   char *why, size_t why_len) __attribute__((warn_unused_result));
