@@ -6,7 +6,7 @@ CLANG ?= clang
 BUILD := build
 WARN := -Wall -Wextra -Werror
 CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread
-LDLIBS := -ljansson -pthread
+LDLIBS := -ljansson -lcrypto -pthread
 
 # io_uring for disk I/O where liburing is installed (the thread pool otherwise).
 HAVE_LIBURING := $(shell pkg-config --exists liburing 2>/dev/null && echo 1)
@@ -145,7 +145,7 @@ bench-blk: $(BUILD)/release/bench/virtio_blk
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined
-FUZZ_LIBS := -ljansson -pthread
+FUZZ_LIBS := -ljansson -lcrypto -pthread
 ifeq ($(HAVE_LIBURING),1)
 FUZZ_CFLAGS += -DHAVE_LIBURING
 FUZZ_LIBS += -luring

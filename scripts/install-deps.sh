@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # runtimes for `make fuzz`: only recommended by clang), bc (tests/lab/demo.sh).
 PKGS="build-essential clang libclang-rt-dev libcmocka-dev libjansson-dev qemu-system-x86
 busybox-static linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev
-libseccomp-dev pkg-config bc procps $*"
+libseccomp-dev libssl-dev pkg-config bc procps $*"
 
 missing=""
 for p in $PKGS; do
