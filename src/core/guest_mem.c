@@ -4,6 +4,7 @@
 #include "arch/x86/layout.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -61,6 +62,7 @@ void guest_mem_destroy(struct guest_mem *mem)
 {
 	if (mem->mapping)
 		munmap(mem->mapping, mem->mapping_size);
+	free(mem->dirty);
 	memset(mem, 0, sizeof(*mem));
 }
 
@@ -82,4 +84,80 @@ void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 uint64_t guest_mem_lowmem_end(const struct guest_mem *mem)
 {
 	return mem->nr_regions ? mem->regions[0].size : 0;
+}
+
+uint64_t guest_mem_pages(const struct guest_mem *mem)
+{
+	return mem->ram_size / GUEST_MEM_PAGE_SIZE;
+}
+
+size_t guest_mem_dirty_words(const struct guest_mem *mem)
+{
+	return (size_t)((guest_mem_pages(mem) + GUEST_MEM_BITS_PER_WORD - 1) /
+	                GUEST_MEM_BITS_PER_WORD);
+}
+
+uint64_t guest_mem_ram_gpa(const struct guest_mem *mem, uint64_t off)
+{
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		const struct guest_mem_region *r = &mem->regions[i];
+		uint64_t start = (uint64_t)(r->host - mem->ram);
+
+		if (off >= start && off - start < r->size)
+			return r->gpa + (off - start);
+	}
+	return ~0ULL;
+}
+
+int guest_mem_dirty_start(struct guest_mem *mem)
+{
+	size_t words = guest_mem_dirty_words(mem);
+
+	if (!mem->dirty) {
+		mem->dirty = calloc(words, sizeof(*mem->dirty));
+		if (!mem->dirty)
+			return -ENOMEM;
+	} else {
+		for (size_t i = 0; i < words; i++)
+			__atomic_store_n(&mem->dirty[i], 0, __ATOMIC_RELAXED);
+	}
+	/* Release: a device that sees marking on sees the bitmap. */
+	__atomic_store_n(&mem->dirty_on, true, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void guest_mem_dirty_stop(struct guest_mem *mem)
+{
+	__atomic_store_n(&mem->dirty_on, false, __ATOMIC_RELEASE);
+}
+
+void guest_mem_mark_dirty(const struct guest_mem *mem, const void *host, uint64_t len)
+{
+	uint64_t off, first, last;
+
+	if (!__atomic_load_n(&mem->dirty_on, __ATOMIC_ACQUIRE) || !len)
+		return;
+	if ((const uint8_t *)host < mem->ram)
+		return;
+	off = (uint64_t)((const uint8_t *)host - mem->ram);
+	if (off >= mem->ram_size || len > mem->ram_size - off)
+		return;
+	first = off / GUEST_MEM_PAGE_SIZE;
+	last = (off + len - 1) / GUEST_MEM_PAGE_SIZE;
+	/* Release: the device's writes to the page before the bit the migration reads. */
+	for (uint64_t p = first; p <= last; p++)
+		__atomic_fetch_or(&mem->dirty[p / GUEST_MEM_BITS_PER_WORD],
+		                  1UL << (p % GUEST_MEM_BITS_PER_WORD), __ATOMIC_RELEASE);
+}
+
+void guest_mem_dirty_take(struct guest_mem *mem, unsigned long *bitmap)
+{
+	size_t words = guest_mem_dirty_words(mem);
+
+	if (!mem->dirty)
+		return;
+	for (size_t i = 0; i < words; i++) {
+		if (__atomic_load_n(&mem->dirty[i], __ATOMIC_RELAXED))
+			bitmap[i] |= __atomic_exchange_n(&mem->dirty[i], 0, __ATOMIC_ACQUIRE);
+	}
 }

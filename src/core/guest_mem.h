@@ -28,7 +28,21 @@ struct guest_mem {
 	size_t mapping_size;
 	uint8_t *ram;      /* regions[0].host: all RAM, ram_size bytes, in gpa order */
 	bool file_backed;  /* RAM is a private mapping of a snapshot's memory file */
+
+	/*
+	 * Pages nestvm's own devices wrote through host pointers while a live
+	 * migration runs (KVM's dirty log sees only the guest's writes): one
+	 * bit per page of ram, set atomically by guest_mem_mark_dirty(), taken
+	 * by guest_mem_dirty_take(). Allocated on the first
+	 * guest_mem_dirty_start() and kept until guest_mem_destroy(), so a
+	 * device thread never marks into freed memory.
+	 */
+	unsigned long *dirty;
+	bool dirty_on; /* atomic: marking is on */
 };
+
+#define GUEST_MEM_PAGE_SIZE 4096ULL
+#define GUEST_MEM_BITS_PER_WORD (8 * sizeof(unsigned long))
 
 /*
  * guest_mem_init - reserve @ram_size bytes of guest RAM laid out around the
@@ -56,6 +70,39 @@ void guest_mem_destroy(struct guest_mem *mem);
  * monitor should reach guest memory.
  */
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+
+/* guest_mem_pages - pages of RAM; guest_mem_dirty_words - words of a bitmap over them. */
+uint64_t guest_mem_pages(const struct guest_mem *mem);
+size_t guest_mem_dirty_words(const struct guest_mem *mem);
+
+/*
+ * guest_mem_ram_gpa - the guest-physical address of byte @off of ram (RAM
+ * in gpa order, across the PCI hole); @off < ram_size.
+ */
+uint64_t guest_mem_ram_gpa(const struct guest_mem *mem, uint64_t off);
+
+/*
+ * guest_mem_dirty_start - clear the device-dirty bitmap and start marking
+ * (allocating the bitmap the first time). 0 or -ENOMEM.
+ * guest_mem_dirty_stop - stop marking; the bitmap stays allocated.
+ */
+int guest_mem_dirty_start(struct guest_mem *mem) __attribute__((warn_unused_result));
+void guest_mem_dirty_stop(struct guest_mem *mem);
+
+/*
+ * guest_mem_mark_dirty - a device wrote [@host, @host + @len) of guest RAM
+ * (a pointer guest_mem_ptr() gave): mark its pages, if marking is on.
+ * Call it after the write. Cheap when off (one atomic load); any thread.
+ */
+void guest_mem_mark_dirty(const struct guest_mem *mem, const void *host, uint64_t len);
+
+/*
+ * guest_mem_dirty_take - OR the marked pages into @bitmap (one bit per page
+ * of ram, guest_mem_dirty_words() words) and clear them, word by word
+ * atomically: a page marked meanwhile is either taken now or left for next
+ * time, never lost.
+ */
+void guest_mem_dirty_take(struct guest_mem *mem, unsigned long *bitmap);
 
 /* guest_mem_lowmem_end - end of the RAM region that starts at 0. */
 uint64_t guest_mem_lowmem_end(const struct guest_mem *mem);

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef int (*vcpu_exit_fn)(struct vcpu *vcpu);
 
@@ -135,6 +137,8 @@ void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 	/* Confined before the guest's first instruction on this vCPU. */
 	snprintf(name, sizeof(name), "vcpu%u", vcpu->id);
+	/* For the throttle's timer (core/vm_dirty.c), which signals this thread. */
+	__atomic_store_n(&vcpu->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	sandbox_enter(SANDBOX_VCPU, name);
 	/* A VM paused before it started (vm_pause() before vm_run()) parks here. */
 	vcpu_park_if_requested(vcpu);
@@ -145,6 +149,7 @@ void *vcpu_thread(void *arg)
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu_park_if_requested(vcpu);
+				vcpu_throttle(vcpu);
 				continue;
 			}
 			log_error("vCPU %u: KVM_RUN failed: %s", vcpu->id, strerror(errno));

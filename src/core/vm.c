@@ -482,6 +482,7 @@ static int vm_build(const struct vm_config *cfg, struct vm_restore *rs, struct v
 	vm->main_thread = pthread_self();
 	atomic_init(&vm->exit_status, -1);
 	atomic_init(&vm->stopping, false);
+	atomic_init(&vm->throttle_pct, 0);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->quiesce_lock, NULL);
 	pthread_condattr_init(&ca);
@@ -492,13 +493,26 @@ static int vm_build(const struct vm_config *cfg, struct vm_restore *rs, struct v
 	r = vm_create_kvm(vm);
 	if (r < 0)
 		goto err;
-	r = guest_mem_init(&vm->mem, cfg->memory, cfg->hugepages && !rs);
-	if (r < 0) {
-		log_error("cannot reserve %llu MiB of guest memory: %s",
-			  (unsigned long long)(cfg->memory >> 20), strerror(-r));
-		goto err;
+	if (rs && rs->ram) {
+		/* A migration's RAM, filled from the stream: the VM takes it over. */
+		if (rs->ram->ram_size != cfg->memory) {
+			r = -EINVAL;
+			snprintf(rs->why, sizeof(rs->why), "its RAM holds %llu bytes, not %llu",
+				 (unsigned long long)rs->ram->ram_size,
+				 (unsigned long long)cfg->memory);
+			goto err;
+		}
+		vm->mem = *rs->ram;
+		memset(rs->ram, 0, sizeof(*rs->ram));
+	} else {
+		r = guest_mem_init(&vm->mem, cfg->memory, cfg->hugepages && !rs);
+		if (r < 0) {
+			log_error("cannot reserve %llu MiB of guest memory: %s",
+				  (unsigned long long)(cfg->memory >> 20), strerror(-r));
+			goto err;
+		}
 	}
-	if (rs) {
+	if (rs && !rs->ram) {
 		r = guest_mem_map_file(&vm->mem, rs->memory_fd);
 		if (r < 0) {
 			snprintf(rs->why, sizeof(rs->why), "cannot map its memory file: %s",
@@ -680,6 +694,9 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	/* A migration leaves no throttle behind, but a timer must never outlive its vCPU. */
+	if (vm->vcpus && vm_set_throttle(vm, 0) < 0)
+		log_debug("throttle timers not deleted");
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].run)
 			munmap(vm->vcpus[i].run, vm->sys.vcpu_mmap_size);

@@ -99,6 +99,9 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	pid_t tid;		 /* its thread's, once running (atomic) */
+	timer_t throttle_timer;	 /* kicks it while throttled (vm_set_throttle()) */
+	bool throttle_timer_set; /* the timer exists */
 };
 
 /*
@@ -150,6 +153,10 @@ struct vm {
 	struct timespec guest_hv_time; /* when it was taken (CLOCK_MONOTONIC) */
 	bool guest_hv_valid;
 	atomic_int exit_status; /* -1 until the first stop request */
+
+	/* Live migration (core/vm_dirty.c): dirty logging on, vCPU throttle in percent. */
+	bool dirty_logging;
+	atomic_uint throttle_pct;
 };
 
 /* vm_create - build the VM described by @cfg. Errors are logged; returns 0 or -errno. */
@@ -157,7 +164,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out) __attribute__((warn_
 
 /* A saved state to build a VM from, instead of booting a kernel (snapshot/vm_snapshot.h). */
 struct vm_restore {
-	int memory_fd;		  /* RAM, mapped private (guest_mem_map_file()) */
+	int memory_fd;		  /* RAM, mapped private (guest_mem_map_file()), or -1: */
+	struct guest_mem *ram;	  /* RAM already filled (a live migration's); taken, even on failure */
 	struct snap_reader *state; /* every device's state, KVM's included */
 	char why[320];		  /* why vm_create_restored() failed */
 };
@@ -247,6 +255,38 @@ void vm_destroy(struct vm *vm);
  * caller must exit soon after; its exit status is not delayed.
  */
 void vm_destroy_at_exit(struct vm *vm);
+
+/*
+ * Dirty page tracking for live migration (core/vm_dirty.c). Guest RAM is
+ * tracked in pages of GUEST_MEM_PAGE_SIZE, numbered by their offset in
+ * vm->mem.ram (RAM in gpa order across the PCI hole).
+ *
+ * vm_dirty_log_start - turn on KVM's dirty log on every memory slot
+ * (KVM_MEM_LOG_DIRTY_PAGES) and the device-dirty bitmap
+ * (guest_mem_dirty_start()). 0 or -errno, with both off again on failure.
+ * vm_dirty_log_stop - turn both off; safe when off.
+ * vm_dirty_log_collect - the pages written since the last collect (or the
+ * start), the guest's (KVM_GET_DIRTY_LOG, which also write-protects them
+ * again) merged with the devices', into @bitmap (guest_mem_dirty_words()
+ * words, overwritten). 0 or -errno.
+ */
+int vm_dirty_log_start(struct vm *vm) __attribute__((warn_unused_result));
+void vm_dirty_log_stop(struct vm *vm);
+int vm_dirty_log_collect(struct vm *vm, unsigned long *bitmap) __attribute__((warn_unused_result));
+
+/*
+ * vm_set_throttle - let each vCPU run only (100 - @pct)% of the time: a
+ * timer per vCPU thread kicks it out of KVM_RUN every VM_THROTTLE_PERIOD_US
+ * and the thread sleeps @pct% of that period (vcpu_throttle()). 0 stops
+ * and deletes the timers. Returns 0 or -errno (nothing changed).
+ * Not thread-safe against itself: one migration at a time calls it.
+ */
+#define VM_THROTTLE_PERIOD_US 5000
+#define VM_THROTTLE_MAX 99
+int vm_set_throttle(struct vm *vm, unsigned int pct) __attribute__((warn_unused_result));
+
+/* vcpu_throttle - a vCPU thread back from KVM_RUN with EINTR: sleep its share if throttled. */
+void vcpu_throttle(struct vcpu *vcpu);
 
 /* vcpu_thread - a vCPU's run loop (core/vcpu.c). */
 void *vcpu_thread(void *arg);

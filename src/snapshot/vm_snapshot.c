@@ -258,16 +258,22 @@ static int create_file(int dirfd, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
-static int state_write(struct vm *vm, int fd)
+int vm_snapshot_machine(struct vm *vm, struct snapshot_machine *m)
 {
-	struct snapshot_machine m = {
+	*m = (struct snapshot_machine){
 	    .ram_size = vm->mem.ram_size,
 	    .nr_vcpus = vm->nr_vcpus,
 	    .nested = vm->cfg.nested,
 	    .nr_devices = vm->devices.nr,
 	};
+	return host_cpu(&vm->sys, m);
+}
+
+int vm_snapshot_write_state(struct vm *vm, int fd)
+{
+	struct snapshot_machine m;
 	struct snap_writer w;
-	int r = host_cpu(&vm->sys, &m);
+	int r = vm_snapshot_machine(vm, &m);
 
 	if (r == 0)
 		r = snap_writer_begin(&w, fd, vm->nr_vcpus);
@@ -288,7 +294,7 @@ int vm_snapshot_save(struct vm *vm, int dirfd, const struct snapshot_progress *p
 	int fd, r;
 
 	fd = create_file(dirfd, SNAPSHOT_STATE_FILE);
-	r = fd < 0 ? fd : state_write(vm, fd);
+	r = fd < 0 ? fd : vm_snapshot_write_state(vm, fd);
 	if (fd >= 0)
 		close(fd);
 	if (r < 0) {
@@ -311,11 +317,35 @@ int vm_snapshot_save(struct vm *vm, int dirfd, const struct snapshot_progress *p
 	return r;
 }
 
-int vm_snapshot_open(int dirfd, const char *name, const char *kvm_path, struct vm_snapshot *s,
-                     char *why, size_t len)
+int vm_snapshot_check_cpu(const struct snapshot_machine *m, const char *kvm_path,
+                          const char *name, const char *verb, char *why, size_t len)
 {
 	struct snapshot_machine host = {0};
 	struct kvm_sys sys = {.fd = -1};
+	int r = kvm_sys_open(&sys, kvm_path);
+
+	if (r == 0)
+		r = host_cpu(&sys, &host);
+	kvm_sys_close(&sys);
+	if (r < 0) {
+		snprintf(why, len, "cannot ask %s about this CPU: %s", kvm_path, strerror(-r));
+		return r;
+	}
+	if (strcmp(host.cpu_vendor, m->cpu_vendor) != 0 ||
+	    host.cpu_signature != m->cpu_signature) {
+		snprintf(why, len,
+		         "%s was %s on another CPU model (%.12s, signature 0x%x); this host has "
+		         "%s, signature 0x%x",
+		         name, verb, m->cpu_vendor, m->cpu_signature, host.cpu_vendor,
+		         host.cpu_signature);
+		return -EXDEV;
+	}
+	return 0;
+}
+
+int vm_snapshot_open(int dirfd, const char *name, const char *kvm_path, struct vm_snapshot *s,
+                     char *why, size_t len)
+{
 	struct stat sb;
 	int fd, r;
 
@@ -349,24 +379,9 @@ int vm_snapshot_open(int dirfd, const char *name, const char *kvm_path, struct v
 		         (long long)sb.st_size, (unsigned long long)s->machine.ram_size);
 		goto fail;
 	}
-	r = kvm_sys_open(&sys, kvm_path);
-	if (r == 0)
-		r = host_cpu(&sys, &host);
-	kvm_sys_close(&sys);
-	if (r < 0) {
-		snprintf(why, len, "cannot ask %s about this CPU: %s", kvm_path, strerror(-r));
+	r = vm_snapshot_check_cpu(&s->machine, kvm_path, name, "saved", why, len);
+	if (r < 0)
 		goto fail;
-	}
-	if (strcmp(host.cpu_vendor, s->machine.cpu_vendor) != 0 ||
-	    host.cpu_signature != s->machine.cpu_signature) {
-		r = -EXDEV;
-		snprintf(why, len,
-		         "%s was saved on another CPU model (%.12s, signature 0x%x); this host has "
-		         "%s, signature 0x%x",
-		         name, s->machine.cpu_vendor, s->machine.cpu_signature, host.cpu_vendor,
-		         host.cpu_signature);
-		goto fail;
-	}
 	return 0;
 fail:
 	vm_snapshot_close(s);

@@ -64,6 +64,31 @@ int vm_snapshot_quiesce(struct vm *vm) __attribute__((warn_unused_result));
 int vm_snapshot_save(struct vm *vm, int dirfd, const struct snapshot_progress *progress,
                      char *why, size_t len) __attribute__((warn_unused_result));
 
+/*
+ * vm_snapshot_machine - what the machine section of @vm's state says: RAM,
+ * vCPUs, nesting, devices, and this host's CPU as its KVM shows it
+ * (vendor, signature). 0 or -errno.
+ */
+int vm_snapshot_machine(struct vm *vm, struct snapshot_machine *m)
+    __attribute__((warn_unused_result));
+
+/*
+ * vm_snapshot_write_state - the quiesced @vm's state file (the machine
+ * section, then every device's) into @fd with write(2), then fsync.
+ * vm_snapshot_save() writes it into a directory; a live migration into a
+ * memfd it sends. 0 or -errno.
+ */
+int vm_snapshot_write_state(struct vm *vm, int fd) __attribute__((warn_unused_result));
+
+/*
+ * vm_snapshot_check_cpu - was @m (of the VM @name, "saved" or "migrated"
+ * as @verb says) taken on this host's CPU model (@kvm_path is asked)?
+ * 0, or -EXDEV with both sides named in @why, or -errno.
+ */
+int vm_snapshot_check_cpu(const struct snapshot_machine *m, const char *kvm_path,
+                          const char *name, const char *verb, char *why, size_t len)
+    __attribute__((warn_unused_result));
+
 /* An opened snapshot: its state parsed and checked, its memory file open. */
 struct vm_snapshot {
 	struct snap_reader reader;

@@ -73,6 +73,7 @@ static void blk_req_complete(struct virtio_blk *blk, struct blk_req *req, uint8_
 		if (req->status)
 			*req->status = status;
 		virtq_push(&blk->vq, req->vr.head, status == VIRTIO_BLK_S_OK ? req->used_len : 1);
+		virtq_mark_written(&blk->vq, &req->vr);
 		blk->need_notify = true;
 	}
 	blk_req_put(blk, req);

@@ -126,6 +126,7 @@ static void con_ctrl_flush(struct virtio_console *con)
 		iov_from_buf(req.iov, req.nr_in, 0, &m->c, sizeof(m->c));
 		iov_from_buf(req.iov, req.nr_in, sizeof(m->c), m->name, m->name_len);
 		con_push(con, CON_CTRL_RX, req.head, (uint32_t)(sizeof(m->c) + m->name_len));
+		virtq_mark_written(vq, &req);
 		con->ctrl_head = (con->ctrl_head + 1) % CON_CTRL_PENDING;
 		con->ctrl_len--;
 	}
@@ -269,6 +270,7 @@ static void con_port_rx(struct con_port *p)
 		}
 		n = readv(p->client_fd, req.iov, (int)req.nr_in);
 		con_push(con, q, req.head, n > 0 ? (uint32_t)n : 0);
+		virtq_mark_written(vq, &req);
 	}
 }
 

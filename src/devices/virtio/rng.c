@@ -58,6 +58,7 @@ static void rng_queue_notify(struct virtio_device *vdev, unsigned int q)
 			want = req.in_len < VIRTIO_RNG_MAX_REQUEST ? (uint32_t)req.in_len
 			                                           : VIRTIO_RNG_MAX_REQUEST;
 			virtq_push(&rng->vq, req.head, rng_fill(req.iov, req.nr_in, want));
+			virtq_mark_written(&rng->vq, &req);
 			pushed = true;
 		}
 		if (r < 0) {

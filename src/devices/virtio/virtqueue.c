@@ -213,6 +213,13 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
 	vq->used_idx++;
 	/* Release: the element (and the data written to the buffers) before idx. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	guest_mem_mark_dirty(vq->mem, vq->used, VIRTQ_USED_SIZE(vq->size));
+}
+
+void virtq_mark_written(const struct virtq *vq, const struct virtq_req *req)
+{
+	for (unsigned int i = req->nr_out; i < req->nr_out + req->nr_in; i++)
+		guest_mem_mark_dirty(vq->mem, req->iov[i].iov_base, req->iov[i].iov_len);
 }
 
 /* vring_need_event (§2.7.10): has new_idx passed event since old? */
@@ -251,6 +258,7 @@ bool virtq_enable_notify(struct virtq *vq)
 		__atomic_store_n(virtq_avail_event(vq), vq->last_avail, __ATOMIC_RELAXED);
 	else
 		__atomic_store_n(&vq->used->flags, 0, __ATOMIC_RELAXED);
+	guest_mem_mark_dirty(vq->mem, vq->used, VIRTQ_USED_SIZE(vq->size));
 	/* Our flag/event store before the re-read of avail.idx (§2.7.10 race). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return virtq_load_avail_idx(vq) != vq->last_avail;
@@ -258,8 +266,10 @@ bool virtq_enable_notify(struct virtq *vq)
 
 void virtq_disable_notify(struct virtq *vq)
 {
-	if (vq->started && !vq->event_idx)
+	if (vq->started && !vq->event_idx) {
 		__atomic_store_n(&vq->used->flags, VIRTQ_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+		guest_mem_mark_dirty(vq->mem, vq->used, VIRTQ_USED_SIZE(vq->size));
+	}
 }
 
 bool virtq_has_avail(struct virtq *vq)

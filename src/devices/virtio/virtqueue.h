@@ -181,6 +181,14 @@ int virtq_pop(struct virtq *vq, struct virtq_req *req) __attribute__((warn_unuse
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
 
 /*
+ * virtq_mark_written - the device wrote into @req's device-writable buffers
+ * (data, status): mark their pages for a live migration, which KVM's dirty
+ * log does not see (guest_mem_mark_dirty()). Call it after the writes. The
+ * used ring is marked by virtq_push() and the notification calls.
+ */
+void virtq_mark_written(const struct virtq *vq, const struct virtq_req *req);
+
+/*
  * virtq_should_notify - after one or more pushes: does the driver want an
  * interrupt now? (avail.flags NO_INTERRUPT, or used_event with event idx,
  * §2.7.10). Records the notification when it says yes.

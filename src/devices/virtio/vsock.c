@@ -169,6 +169,7 @@ static void vs_send(struct virtio_vsock *vs, const struct virtio_vsock_hdr *h)
 	if (!vs->pending_len && !vs->rx_starved && vs_rx_pop(vs, &req) > 0) {
 		iov_from_buf(req.iov, req.nr_in, 0, h, sizeof(*h));
 		virtq_push(&vs->vqs[VSOCK_Q_RX], req.head, sizeof(*h));
+		virtq_mark_written(&vs->vqs[VSOCK_Q_RX], &req);
 		vs->rx_pushed = true;
 		return;
 	}
@@ -209,6 +210,7 @@ static void vs_flush_pending(struct virtio_vsock *vs)
 
 		iov_from_buf(req.iov, req.nr_in, 0, h, sizeof(*h));
 		virtq_push(&vs->vqs[VSOCK_Q_RX], req.head, sizeof(*h));
+		virtq_mark_written(&vs->vqs[VSOCK_Q_RX], &req);
 		vs->rx_pushed = true;
 		vs->pending_head = (vs->pending_head + 1) % VSOCK_PENDING_MAX;
 		vs->pending_len--;
@@ -449,6 +451,7 @@ static int vs_conn_read_once(struct virtio_vsock *vs, struct vsock_conn *c)
 	}
 	iov_from_buf(req.iov, req.nr_in, 0, &h, sizeof(h));
 	virtq_push(&vs->vqs[VSOCK_Q_RX], req.head, (uint32_t)(sizeof(h) + (n > 0 ? n : 0)));
+	virtq_mark_written(&vs->vqs[VSOCK_Q_RX], &req);
 	vs->rx_pushed = true;
 	if (h.op == VIRTIO_VSOCK_OP_RST) {
 		vs_conn_free(vs, c);
@@ -766,6 +769,7 @@ static void vs_send_event(struct virtio_vsock *vs)
 	}
 	iov_from_buf(req.iov, req.nr_in, 0, &id, sizeof(id));
 	virtq_push(vq, req.head, VIRTIO_VSOCK_EVENT_SIZE);
+	virtq_mark_written(vq, &req);
 	vs->reset_event = false;
 	virtio_device_notify_queue(&vs->vdev, VSOCK_Q_EVENT);
 }
