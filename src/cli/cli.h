@@ -34,6 +34,8 @@ int cmd_console(int argc, char **argv);
 int cmd_api(int argc, char **argv);
 int cmd_save(int argc, char **argv);	   /* cmd_snapshot.c */
 int cmd_checkpoint(int argc, char **argv); /* cmd_snapshot.c */
+int cmd_migrate(int argc, char **argv);	   /* cmd_migrate.c */
+int cmd_receive(int argc, char **argv);	   /* cmd_migrate.c */
 
 /*
  * cli_parse_size - "512M", "4G", "1024K", "2T" or a bare number of MiB into

@@ -352,10 +352,12 @@ int cmd_resume(int argc, char **argv)
 }
 
 static const char monitor_usage[] =
-    "usage: nestvm monitor [--home DIR] [--lock-fd N] [--ready-fd N] NAME\n"
+    "usage: nestvm monitor [--home DIR] [--lock-fd N] [--ready-fd N]\n"
+    "                      [--incoming-fd N --session-fd N [--incoming-from ADDR] [--created]] NAME\n"
     "\n"
     "Internal: the monitor process of VM NAME, which 'nestvm start' spawns\n"
-    "detached. Run by hand it stays in the foreground (logging to stderr) until\n"
+    "detached ('nestvm receive' too, handing over an incoming migration).\n"
+    "Run by hand it stays in the foreground (logging to stderr) until\n"
     "the VM ends, and its exit status is the VM's, as for 'nestvm run'.\n";
 
 int cmd_monitor(int argc, char **argv)
@@ -364,11 +366,16 @@ int cmd_monitor(int argc, char **argv)
 	    {"home", required_argument, NULL, 'H'},
 	    {"lock-fd", required_argument, NULL, 'l'},
 	    {"ready-fd", required_argument, NULL, 'r'},
+	    {"incoming-fd", required_argument, NULL, 'i'},
+	    {"session-fd", required_argument, NULL, 's'},
+	    {"incoming-from", required_argument, NULL, 'f'},
+	    {"created", no_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *home = NULL, *name = NULL;
-	unsigned long lock_fd = ~0UL, ready_fd = ~0UL;
+	unsigned long lock_fd = ~0UL, ready_fd = ~0UL, in_fd = ~0UL, session_fd = ~0UL;
+	struct monitor_incoming in = {.conn_fd = -1, .session_fd = -1};
 	struct mgr_err err;
 	struct store st;
 	int opt, r;
@@ -388,6 +395,20 @@ int cmd_monitor(int argc, char **argv)
 			if (cli_parse_uint(optarg, 0, 65535, &ready_fd) < 0)
 				return cli_vm_usage("monitor", "--ready-fd '%s'", optarg);
 			break;
+		case 'i':
+			if (cli_parse_uint(optarg, 0, 65535, &in_fd) < 0)
+				return cli_vm_usage("monitor", "--incoming-fd '%s'", optarg);
+			break;
+		case 's':
+			if (cli_parse_uint(optarg, 0, 65535, &session_fd) < 0)
+				return cli_vm_usage("monitor", "--session-fd '%s'", optarg);
+			break;
+		case 'f':
+			in.from = optarg;
+			break;
+		case 'c':
+			in.created = true;
+			break;
 		case 'h':
 			fputs(monitor_usage, stdout);
 			return 0;
@@ -404,6 +425,10 @@ int cmd_monitor(int argc, char **argv)
 			close((int)ready_fd);
 		return cli_vm_error("monitor", "%s", err.msg);
 	}
+	if ((in_fd == ~0UL) != (session_fd == ~0UL))
+		return cli_vm_usage("monitor", "--incoming-fd and --session-fd go together");
+	in.conn_fd = (int)in_fd;
+	in.session_fd = (int)session_fd;
 	return monitor_run(&st, name, lock_fd == ~0UL ? -1 : (int)lock_fd,
-	                   ready_fd == ~0UL ? -1 : (int)ready_fd);
+	                   ready_fd == ~0UL ? -1 : (int)ready_fd, in_fd == ~0UL ? NULL : &in);
 }

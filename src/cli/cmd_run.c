@@ -11,11 +11,13 @@
 #include "core/vm_limits.h"
 #include "manager/store.h"
 #include "manager/store_snap.h"
+#include "snapshot/migrate.h"
 #include "snapshot/vm_snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,8 @@ _Static_assert(VM_MAX_CPUS == ACPI_MAX_CPUS, "the vCPU limit is the MADT's");
 static const char run_usage[] =
     "usage: nestvm run --kernel PATH [options]\n"
     "       nestvm run --restore DIR [--console WHERE] [--kvm PATH] [--sandbox on|off]\n"
+    "       nestvm run --incoming tcp:HOST:PORT|unix:PATH --secret-file FILE [--console WHERE]\n"
+    "                  [--kvm PATH] [--sandbox on|off]\n"
     "\n"
     "Boot a kernel (Linux bzImage, or an ELF vmlinux with a PVH entry) in a new VM\n"
     "and run it in the foreground until the guest powers off. The options that say\n"
@@ -37,6 +41,11 @@ static const char run_usage[] =
     "                       user only)\n"
     "  --restore DIR        carry on from the snapshot in DIR (a VM's saved/ or\n"
     "                       checkpoints/CP/ directory): the VM is the one it records\n"
+    "  --incoming ADDR      wait on ADDR for a VM migrating here ('nestvm migrate NAME\n"
+    "                       --to ADDR' on the source) and run it: the VM is the one\n"
+    "                       that comes (tcp:HOST:PORT, or unix:PATH in a directory only\n"
+    "                       you control)\n"
+    "  --secret-file FILE   with --incoming: the secret both ends were given\n"
     "  --console WHERE      serial console: stdio (default), none, file:PATH\n"
     "  --kvm PATH           KVM device (default /dev/kvm)\n"
     "  --sandbox on|off     seccomp filters on the monitor's threads (default on; off\n"
@@ -97,6 +106,8 @@ struct run_opts {
 	const char *console_path; /* VM_CONSOLE_FILE */
 	const char *kvm_path;
 	const char *restore; /* --restore DIR */
+	const char *incoming; /* --incoming ADDR */
+	const char *secret_file;
 	bool def_options;    /* a definition option was given */
 	int sandbox;
 	int verbose;
@@ -124,13 +135,15 @@ static int run_console_arg(const char *arg, struct run_opts *ro)
  */
 static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts *ro)
 {
-	enum { OPT_CONSOLE = CLI_DEF_END, OPT_KVM, OPT_SANDBOX, OPT_RESTORE };
+	enum { OPT_CONSOLE = CLI_DEF_END, OPT_KVM, OPT_SANDBOX, OPT_RESTORE, OPT_INCOMING, OPT_SECRET };
 	static const struct option opts[] = {
 	    CLI_DEF_OPTIONS,
 	    {"console", required_argument, NULL, OPT_CONSOLE},
 	    {"kvm", required_argument, NULL, OPT_KVM},
 	    {"sandbox", required_argument, NULL, OPT_SANDBOX},
 	    {"restore", required_argument, NULL, OPT_RESTORE},
+	    {"incoming", required_argument, NULL, OPT_INCOMING},
+	    {"secret-file", required_argument, NULL, OPT_SECRET},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -161,6 +174,12 @@ static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts 
 		case OPT_RESTORE:
 			ro->restore = optarg;
 			break;
+		case OPT_INCOMING:
+			ro->incoming = optarg;
+			break;
+		case OPT_SECRET:
+			ro->secret_file = optarg;
+			break;
 		case OPT_SANDBOX:
 			if (cli_parse_on_off(optarg, &ro->sandbox) < 0)
 				r = run_usage_error("--sandbox '%s': give on or off", optarg);
@@ -183,7 +202,12 @@ static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts 
 	if (r < 0 && ro->restore && ro->def_options)
 		r = run_usage_error("%s", "--restore: the VM is the one the snapshot records; give no "
 		                          "definition options");
-	if (r < 0 && !ro->restore && !def->kernel)
+	if (r < 0 && ro->incoming && (ro->def_options || ro->restore))
+		r = run_usage_error("%s", "--incoming: the VM is the one that migrates here; give no "
+		                          "definition options or --restore");
+	if (r < 0 && !!ro->incoming != !!ro->secret_file)
+		r = run_usage_error("%s", "--incoming and --secret-file go together");
+	if (r < 0 && !ro->restore && !ro->incoming && !def->kernel)
 		r = run_usage_error("%s", "--kernel PATH is required; see --help");
 	return r;
 }
@@ -246,6 +270,90 @@ static int run_open_snapshot(const struct run_opts *ro, struct vm_def *def,
 	return -1;
 }
 
+static void run_refused(void *opaque, const char *why)
+{
+	(void)opaque;
+	fprintf(stderr, "nestvm run: --incoming: %s; still waiting\n", why);
+}
+
+/*
+ * --incoming ADDR: wait for a source that knows the secret, take the
+ * definition it sends into @def (judged as vm.json is) and tell it whether
+ * this host takes the machine. Returns -1 with @d accepted, or an exit
+ * status having said why.
+ */
+static int run_incoming_accept(const struct run_opts *ro, struct vm_def *def,
+                               struct migrate_dest *d)
+{
+	uint8_t secret[MIG_SECRET_MAX];
+	struct mig_addr addr;
+	struct mgr_err err;
+	char why[512], where[200];
+	int n, lfd, r;
+
+	if (mig_addr_parse(ro->incoming, true, &addr, why, sizeof(why)) < 0)
+		return run_usage_error("--incoming %s", why);
+	n = mig_secret_read(ro->secret_file, secret, sizeof(secret), why, sizeof(why));
+	if (n < 0) {
+		fprintf(stderr, "nestvm run: %s\n", why);
+		return NESTVM_EXIT_ERROR;
+	}
+	lfd = mig_listen(&addr, why, sizeof(why));
+	if (lfd >= 0) {
+		mig_addr_format(&addr, where, sizeof(where));
+		fprintf(stderr, "nestvm run: waiting for a VM to migrate here on %s\n", where);
+		r = migrate_dest_accept(lfd, secret, (size_t)n, -1, -1, run_refused, NULL, d, why,
+		                        sizeof(why));
+		close(lfd);
+		if (addr.is_unix)
+			unlink(addr.path);
+	} else {
+		r = lfd;
+	}
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (r < 0) {
+		fprintf(stderr, "nestvm run: --incoming: %s\n", why);
+		return NESTVM_EXIT_ERROR;
+	}
+	vm_def_clear(def);
+	if (vm_def_parse((const char *)d->def, d->hello.def_len, "the migrating VM's definition",
+	                 def, &err) < 0) {
+		mig_send_error(&d->conn, EINVAL, err.msg);
+		fprintf(stderr, "nestvm run: --incoming: refused: %s\n", err.msg);
+		return NESTVM_EXIT_ERROR;
+	}
+	return -1;
+}
+
+/* Receive the VM @cfg describes, and tell the source it runs here. -1, or an exit status. */
+static int run_incoming_receive(struct migrate_dest *d, const struct vm_config *cfg,
+                                struct vm **vm)
+{
+	struct timespec ts;
+	char why[512];
+	int r = migrate_dest_check_hello(d, cfg->kvm_path, cfg, why, sizeof(why));
+
+	if (r < 0) {
+		mig_send_error(&d->conn, -r, why);
+		fprintf(stderr, "nestvm run: --incoming: refused: %s\n", why);
+		return NESTVM_EXIT_ERROR;
+	}
+	r = migrate_dest_answer(d, 0, NULL);
+	if (r == 0)
+		r = migrate_dest_receive(d, cfg, cfg->kvm_path, NULL, NULL, vm, why, sizeof(why));
+	else
+		snprintf(why, sizeof(why), "%s", d->conn.error);
+	if (r < 0) {
+		fprintf(stderr, "nestvm run: --incoming: the migration failed: %s\n", why);
+		return NESTVM_EXIT_ERROR;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	log_info("migration: the VM runs here from %lld.%06ld (CLOCK_REALTIME)",
+	         (long long)ts.tv_sec, ts.tv_nsec / 1000);
+	migrate_dest_running(d);
+	return -1;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_opts ro = {
@@ -255,6 +363,7 @@ int cmd_run(int argc, char **argv)
 	};
 	char vsock_path[STORE_PATH_MAX] = "", why[384];
 	struct vm_snapshot snap = {.memory_fd = -1};
+	struct migrate_dest incoming = {.conn.fd = -1};
 	struct vm_config cfg;
 	struct vm_def def;
 	struct vm *vm;
@@ -272,6 +381,11 @@ int cmd_run(int argc, char **argv)
 		if (r >= 0)
 			goto out;
 	}
+	if (ro.incoming) {
+		r = run_incoming_accept(&ro, &def, &incoming);
+		if (r >= 0)
+			goto out;
+	}
 	r = run_config(&def, &ro, vsock_path, sizeof(vsock_path), &cfg);
 	if (r >= 0)
 		goto out;
@@ -283,13 +397,22 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "nestvm run: --restore: %s\n", why);
 		goto out;
 	}
-	if (!ro.restore && vm_create(&cfg, &vm) < 0)
+	if (ro.incoming) {
+		r = run_incoming_receive(&incoming, &cfg, &vm);
+		migrate_dest_release(&incoming);
+		if (r >= 0)
+			goto out;
+	} else if (!ro.restore && vm_create(&cfg, &vm) < 0) {
 		goto out;
+	}
 	vm_snapshot_close(&snap);
 	r = vm_run(vm);
 	vm_destroy_at_exit(vm);
 out:
 	vm_snapshot_close(&snap);
+	/* A source still waiting for an answer hears why not, and keeps its VM. */
+	mig_send_error(&incoming.conn, EIO, "the destination could not set the VM up");
+	migrate_dest_release(&incoming);
 	/* @cfg, and so the VM, pointed into it. */
 	vm_def_clear(&def);
 	return r;

@@ -108,8 +108,9 @@ int cli_vm_open_store(const char *cmd, struct store *st)
 	struct mgr_err err;
 	int r;
 
-	/* Only `new` creates the store; the other commands look at what is there. */
-	r = strcmp(cmd, "new") ? store_open_existing(st, NULL, &err) : store_open(st, NULL, &err);
+	/* Only `new` and `receive` create the store; the others look at what is there. */
+	r = strcmp(cmd, "new") && strcmp(cmd, "receive") ? store_open_existing(st, NULL, &err)
+	                                                 : store_open(st, NULL, &err);
 	if (r == -ENOENT)
 		return cli_vm_error(cmd, "%s: there are no VMs ('nestvm new' creates one)",
 		                    err.msg);

@@ -25,6 +25,8 @@ static const struct cli_command cli_commands[] = {
 	{"resume", "resume a paused VM", cmd_resume},
 	{"save", "save a running VM's state to disk and stop it; start resumes it", cmd_save},
 	{"checkpoint", "take, list, restore or remove a VM's checkpoints", cmd_checkpoint},
+	{"migrate", "move a running VM, live, to another nestvm (receive there)", cmd_migrate},
+	{"receive", "wait for a VM migrating here, and run it", cmd_receive},
 	{"console", "attach to a running VM's serial console (Ctrl-] detaches)", cmd_console},
 	{"remove", "delete a VM that is off", cmd_remove},
 	{"nested", "nested virtualization: 'nested status' checks this host, "

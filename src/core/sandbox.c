@@ -94,7 +94,8 @@ void sandbox_get_state(struct sandbox_state *out)
 	out->landlock = sandbox.seccomp && sandbox.landlock_fd >= 0;
 }
 
-#define SANDBOX_SECCOMP_ON "seccomp on (per-thread filters: main, control, vcpu, device, vsock)"
+#define SANDBOX_SECCOMP_ON                                                                         \
+	"seccomp on (per-thread filters: main, control, vcpu, device, vsock, migrate)"
 
 const char *sandbox_describe(void)
 {
@@ -109,7 +110,7 @@ const char *sandbox_describe(void)
 
 static const char *const sandbox_kind_names[SANDBOX_NR_KINDS] = {
     [SANDBOX_MAIN] = "main",     [SANDBOX_CONTROL] = "control", [SANDBOX_VCPU] = "vcpu",
-    [SANDBOX_DEVICE] = "device", [SANDBOX_VSOCK] = "vsock",
+    [SANDBOX_DEVICE] = "device", [SANDBOX_VSOCK] = "vsock",     [SANDBOX_MIGRATE] = "migrate",
 };
 
 /* The calling thread's name and kind, for the SIGSYS handler. */
@@ -223,7 +224,21 @@ static const char *const sandbox_main[] = {
     "wait4", "waitid", "umask", "getuid", "geteuid", "getgid", "getegid", "getcwd", "uname",
     "sysinfo", "prlimit64", "set_robust_list", "sched_getaffinity",
     /* save and checkpoint: memory scan, hard links, sparse copies */
-    "mincore", "linkat", "copy_file_range", NULL,
+    "mincore", "linkat", "copy_file_range",
+    /* vm_destroy(): a throttle timer a migration left (it should not) */
+    "timer_delete", NULL,
+};
+/* clang-format on */
+
+/*
+ * The migration thread, on top of the main set: it connects the stream
+ * (TCP or UNIX; unix_connect_owned() checks the socket's owner), arms the
+ * throttle's per-vCPU timers, and writes the state file into a memfd.
+ */
+/* clang-format off */
+static const char *const sandbox_migrate[] = {
+    "connect", "setsockopt", "getsockname", "getpeername", "timer_create", "timer_settime",
+    "timer_delete", "memfd_create", NULL,
 };
 /* clang-format on */
 
@@ -252,6 +267,12 @@ static const unsigned long sandbox_vcpu_ioctls[] = {
 /* clang-format off */
 static const unsigned long sandbox_device_ioctls[] = {
     KVM_SIGNAL_MSI, KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, 0,
+};
+/* clang-format on */
+
+/* clang-format off */
+static const unsigned long sandbox_migrate_ioctls[] = {
+    KVM_GET_DIRTY_LOG, KVM_SET_USER_MEMORY_REGION, 0,
 };
 /* clang-format on */
 
@@ -316,6 +337,13 @@ static int sandbox_allow_common(scmp_filter_ctx ctx, enum sandbox_kind kind)
 #else
 	(void)signals;
 #endif
+	/* The migration stream: TCP (IPv4 or IPv6) or UNIX, nothing else. */
+	for (int i = 0; r == 0 && kind == SANDBOX_MIGRATE && i < 3; i++)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+		                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)(i == 0   ? AF_INET
+		                                                         : i == 1 ? AF_INET6
+		                                                                  : AF_UNIX),
+		                             0));
 	/* Only vsock opens connections: the guest's to PATH_PORT on the host. */
 	if (r == 0 && kind == SANDBOX_VSOCK)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 0);
@@ -358,9 +386,14 @@ static int sandbox_build(enum sandbox_kind kind)
 		switch (kind) {
 		case SANDBOX_MAIN:
 		case SANDBOX_CONTROL:
+		case SANDBOX_MIGRATE:
 			r = sandbox_allow_names(ctx, sandbox_main);
 			if (r == 0)
 				r = sandbox_allow_ioctls(ctx, sandbox_main_ioctls);
+			if (r == 0 && kind == SANDBOX_MIGRATE)
+				r = sandbox_allow_names(ctx, sandbox_migrate);
+			if (r == 0 && kind == SANDBOX_MIGRATE)
+				r = sandbox_allow_ioctls(ctx, sandbox_migrate_ioctls);
 			break;
 		case SANDBOX_VCPU:
 			r = sandbox_allow_names(ctx, sandbox_vcpu);
@@ -559,10 +592,11 @@ int sandbox_init(bool enabled)
 	sandbox_read_selftest();
 	sandbox.seccomp = true;
 	log_debug("sandbox: %s", sandbox_describe());
-	log_debug("sandbox: BPF instructions: main %u, control %u, vcpu %u, device %u, vsock %u",
+	log_debug("sandbox: BPF instructions: main %u, control %u, vcpu %u, device %u, vsock %u, "
+	          "migrate %u",
 	          sandbox.prog[SANDBOX_MAIN].len, sandbox.prog[SANDBOX_CONTROL].len,
 	          sandbox.prog[SANDBOX_VCPU].len, sandbox.prog[SANDBOX_DEVICE].len,
-	          sandbox.prog[SANDBOX_VSOCK].len);
+	          sandbox.prog[SANDBOX_VSOCK].len, sandbox.prog[SANDBOX_MIGRATE].len);
 	if (sandbox.log_only)
 		log_warn("sandbox: NESTVM_SANDBOX=log: forbidden system calls are allowed and "
 		         "logged by the kernel (dmesg), not stopped");

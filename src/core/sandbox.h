@@ -39,6 +39,9 @@ enum sandbox_kind {
 	SANDBOX_DEVICE,  /* device I/O threads, disk workers, console input */
 	SANDBOX_VSOCK,   /* virtio-vsock's I/O thread: a device that also connects to
 	                    the host's UNIX sockets (socket(AF_UNIX), connect) */
+	SANDBOX_MIGRATE, /* the managed monitor's live migration thread: the main set, plus
+	                    TCP and UNIX sockets it connects, KVM's dirty log, the throttle's
+	                    timers and a memfd for the state */
 	SANDBOX_NR_KINDS,
 };
 

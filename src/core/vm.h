@@ -267,8 +267,8 @@ void vm_destroy_at_exit(struct vm *vm);
  * vm_dirty_log_stop - turn both off; safe when off.
  * vm_dirty_log_collect - the pages written since the last collect (or the
  * start), the guest's (KVM_GET_DIRTY_LOG, which also write-protects them
- * again) merged with the devices', into @bitmap (guest_mem_dirty_words()
- * words, overwritten). 0 or -errno.
+ * again) merged with the devices', ORed into @bitmap (guest_mem_dirty_words()
+ * words): pages collected before and not sent yet stay in it. 0 or -errno.
  */
 int vm_dirty_log_start(struct vm *vm) __attribute__((warn_unused_result));
 void vm_dirty_log_stop(struct vm *vm);

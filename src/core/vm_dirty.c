@@ -86,7 +86,6 @@ int vm_dirty_log_collect(struct vm *vm, unsigned long *bitmap)
 	unsigned long *slot_bits = NULL;
 	int r = 0;
 
-	memset(bitmap, 0, guest_mem_dirty_words(&vm->mem) * sizeof(*bitmap));
 	for (unsigned int i = 0; i < vm->mem.nr_regions && r == 0; i++) {
 		const struct guest_mem_region *reg = &vm->mem.regions[i];
 		uint64_t pages = reg->size / GUEST_MEM_PAGE_SIZE;

@@ -15,6 +15,7 @@
  * sends can stop the VM except the documented commands.
  */
 #include "manager/monitor.h"
+#include "manager/monitor_internal.h"
 
 #include "core/exit_status.h"
 #include "core/fsutil.h"
@@ -45,56 +46,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#define MONITOR_CONSOLE_PIPE_SIZE (1 << 20)
-
-#define MONITOR_CONSOLE_PENDING 4096
-#define MONITOR_LOG_TAIL_LINES 12
-
-struct monitor_client {
-	int fd; /* -1: a free slot */
-	struct api_framer *in;
-	bool console;
-	bool awaits_end;   /* sent kill, or a stop that waits: it waits for the close */
-	int64_t active_ms; /* when it connected or last completed a request */
-	char pending[MONITOR_CONSOLE_PENDING]; /* console input the UART pipe has not taken */
-	size_t pending_len;
-};
-
-struct monitor {
-	const struct store *st;
-	const char *name;
-	struct vm_def def;
-	struct vm *vm;
-	int lock_fd, ready_fd;
-	int listen_fd, wake_fd, timer_fd;
-	int con_out[2]; /* UART -> monitor */
-	int con_in[2];  /* monitor -> UART */
-	int con_log_fd;
-	uint64_t con_log_size;
-	int log_fd;             /* monitor.log, if it is our stderr; -1 otherwise */
-	int64_t log_checked_ms; /* when monitor.log's size was last looked at */
-	char con_log_path[STORE_PATH_MAX];
-	char sock_path[STORE_PATH_MAX];
-	char ring[MONITOR_CONSOLE_RING];
-	size_t ring_head, ring_len;
-	struct monitor_client clients[MONITOR_MAX_CLIENTS];
-	pthread_t thread;
-	bool thread_started;
-	atomic_bool quit;
-	int64_t started;
-	/* Control thread only: what the stop deadline does. */
-	bool stop_force;
-	unsigned int stop_timeout;
-
-	pthread_mutex_t lock;
-	enum api_state state;  /* under lock */
-	bool abort_start;      /* under lock: killed while starting */
-	char stop_reason[160]; /* under lock: set when the monitor kills the VM */
-};
-
-/* A lifecycle line in monitor.log (the logger adds the timestamp and prefix). */
-#define monitor_log(m, ...) ((void)(m), log_event(__VA_ARGS__))
 
 static int64_t monitor_now_ms(void)
 {
@@ -161,7 +112,7 @@ static void monitor_log_rotate(struct monitor *m)
 }
 
 /* Set the state and mirror it into runtime.json for clients that cannot reach us. */
-static void monitor_set_state(struct monitor *m, enum api_state state)
+void monitor_set_state(struct monitor *m, enum api_state state)
 {
 	struct store_runtime rt = {.pid = getpid(), .started = m->started};
 
@@ -173,7 +124,7 @@ static void monitor_set_state(struct monitor *m, enum api_state state)
 		log_warn("cannot update runtime.json; 'nestvm list' may show a stale state");
 }
 
-static enum api_state monitor_get_state(struct monitor *m)
+enum api_state monitor_get_state(struct monitor *m)
 {
 	enum api_state s;
 
@@ -206,6 +157,7 @@ static void monitor_client_close(struct monitor_client *cl)
 	cl->in = NULL;
 	cl->console = false;
 	cl->awaits_end = false;
+	cl->awaits_migration = false;
 	cl->pending_len = 0;
 }
 
@@ -313,7 +265,7 @@ static void monitor_console_input(struct monitor *m, struct monitor_client *cl, 
 
 /* ---- requests ---- */
 
-static int monitor_reply(struct monitor_client *cl, char *line)
+int monitor_reply(struct monitor_client *cl, char *line)
 {
 	size_t len, done = 0;
 
@@ -359,6 +311,15 @@ static json_t *monitor_status(struct monitor *m, enum api_state state)
 	if (res)
 		json_object_set_new(res, "sandbox", json_pack("{s:b, s:b}", "seccomp", sb.seccomp,
 		                                              "landlock", sb.landlock));
+	if (res)
+		json_object_set_new(res, "migration", monitor_migrate_status(m));
+	pthread_mutex_lock(&m->lock);
+	if (res && m->incoming.active)
+		json_object_set_new(res, "incoming",
+		                    json_pack("{s:s, s:i, s:I}", "from", m->incoming.from, "pass",
+		                              (int)m->incoming.pass, "received_bytes",
+		                              (json_int_t)(m->incoming.pages * MIG_PAGE_SIZE)));
+	pthread_mutex_unlock(&m->lock);
 	return res;
 }
 
@@ -578,6 +539,9 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 		pthread_mutex_lock(&m->lock);
 		m->abort_start = true;
 		snprintf(m->stop_reason, sizeof(m->stop_reason), "killed while starting");
+		if (m->incoming.cancel_fd >= 0 &&
+		    write(m->incoming.cancel_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0)
+			log_debug("the incoming migration missed the kill");
 		pthread_mutex_unlock(&m->lock);
 		cl->awaits_end = true;
 		reply = api_reply_ok(req.id, json_pack("{s:s}", "action", "killed"));
@@ -595,7 +559,29 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 		api_request_clear(&req);
 		return reply;
 	}
+	/* A migration under way has the VM: what would pause, save or move it again waits. */
+	if ((req.cmd == API_CMD_PAUSE || req.cmd == API_CMD_RESUME || req.cmd == API_CMD_SAVE ||
+	     req.cmd == API_CMD_CHECKPOINT || req.cmd == API_CMD_MIGRATE) &&
+	    monitor_migrating(m)) {
+		snprintf(msg, sizeof(msg),
+		         "'%s' is not possible while the VM migrates (nestvm migrate --cancel %s)",
+		         api_cmd_name(req.cmd), m->name);
+		reply = api_reply_error(req.id, API_ERR_STATE, msg);
+		api_request_clear(&req);
+		return reply;
+	}
 	switch (req.cmd) {
+	case API_CMD_MIGRATE:
+		reply = monitor_do_migrate(m, cl, &req, state);
+		if (!reply) {
+			/* The reply comes when it is over (monitor_migrate_events()). */
+			api_request_clear(&req);
+			return NULL;
+		}
+		break;
+	case API_CMD_MIGRATE_CANCEL:
+		reply = monitor_do_migrate_cancel(m, &req);
+		break;
 	case API_CMD_STATUS:
 		reply = api_reply_ok(req.id, monitor_status(m, state));
 		break;
@@ -775,7 +761,7 @@ static void monitor_clients_expire(struct monitor *m)
 	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++) {
 		struct monitor_client *cl = &m->clients[i];
 
-		if (cl->fd >= 0 && !cl->console && !cl->awaits_end &&
+		if (cl->fd >= 0 && !cl->console && !cl->awaits_end && !cl->awaits_migration &&
 		    now - cl->active_ms >= MONITOR_IDLE_TIMEOUT_MS)
 			monitor_client_drop(cl, API_ERR_IDLE,
 			                    "no complete request within 10 s: disconnected");
@@ -806,8 +792,10 @@ static void monitor_accept(struct monitor *m)
 		if (cl->in) {
 			api_framer_init(cl->in);
 			cl->fd = fd;
+			cl->gen++;
 			cl->console = false;
 			cl->awaits_end = false;
+			cl->awaits_migration = false;
 			cl->pending_len = 0;
 			cl->active_ms = monitor_now_ms();
 			return;
@@ -824,7 +812,7 @@ static void monitor_accept(struct monitor *m)
 /* The control thread: everything but running the VM. */
 static void *monitor_control_thread(void *arg)
 {
-	enum { P_WAKE, P_LISTEN, P_CONSOLE, P_TIMER, P_CONIN, P_FIXED };
+	enum { P_WAKE, P_LISTEN, P_CONSOLE, P_TIMER, P_CONIN, P_MIGRATE, P_FIXED };
 	struct pollfd fds[P_FIXED + MONITOR_MAX_CLIENTS];
 	int owner[P_FIXED + MONITOR_MAX_CLIENTS];
 	struct monitor *m = arg;
@@ -840,6 +828,7 @@ static void *monitor_control_thread(void *arg)
 		fds[P_TIMER] = (struct pollfd){.fd = m->timer_fd, .events = POLLIN};
 		fds[P_CONIN] = (struct pollfd){.fd = con && con->pending_len ? m->con_in[1] : -1,
 		                               .events = POLLOUT};
+		fds[P_MIGRATE] = (struct pollfd){.fd = m->mig.event_fd, .events = POLLIN};
 		for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++) {
 			struct monitor_client *cl = &m->clients[i];
 
@@ -860,6 +849,8 @@ static void *monitor_control_thread(void *arg)
 			monitor_console_output(m);
 		if (fds[P_TIMER].revents & POLLIN)
 			monitor_stop_deadline(m);
+		if (fds[P_MIGRATE].revents & POLLIN)
+			monitor_migrate_events(m);
 		if (con && (fds[P_CONIN].revents & (POLLOUT | POLLERR)))
 			monitor_console_input_flush(m, con);
 		for (unsigned int i = P_FIXED; i < n; i++) {
@@ -1097,7 +1088,74 @@ static int monitor_open_saved(struct monitor *m, struct vm_snapshot *snap, struc
 	return 0;
 }
 
-int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd)
+/* An incoming migration's monitor says how it ended on the ready pipe: "error WHY". */
+static void monitor_ready_error(struct monitor *m, const char *why)
+{
+	char line[600];
+	int n = snprintf(line, sizeof(line), "error %s\n", why);
+
+	if (m->ready_fd >= 0 && n > 0 && write(m->ready_fd, line, (size_t)n) != n)
+		log_debug("the receiving command is gone");
+}
+
+/*
+ * Build m->vm as @cfg says: from the incoming migration @in, from the saved
+ * state @snap (then spent), or by booting. 0 or -errno, having logged why.
+ */
+static int monitor_build_vm(struct monitor *m, const struct monitor_incoming *in,
+                            struct vm_snapshot *snap, const struct vm_config *cfg)
+{
+	struct mgr_err err;
+	char why[512];
+	int r;
+
+	if (in) {
+		r = monitor_receive(m, in, cfg, why, sizeof(why));
+		if (r < 0) {
+			log_error("migration from %s failed: %s", in->from ? in->from : "?", why);
+			monitor_ready_error(m, why);
+		}
+		return r;
+	}
+	if (snap->memory_fd < 0)
+		return vm_create(cfg, &m->vm);
+	r = vm_snapshot_restore(snap, cfg, &m->vm, why, sizeof(why));
+	vm_snapshot_close(snap);
+	if (r < 0) {
+		log_error("cannot restore the saved state: %s; it is kept (nestvm start "
+		          "--discard-saved starts the VM afresh)", why);
+		return r;
+	}
+	/* It runs now: the saved state is spent (its memory stays mapped). */
+	if (store_saved_remove(m->st, m->name, &err) < 0)
+		log_warn("%s", err.msg);
+	monitor_log(m, "restored from the saved state");
+	return 0;
+}
+
+/* A VM `receive` created for a migration that failed goes again: nothing is left behind. */
+static void monitor_remove_created(struct monitor *m)
+{
+	struct mgr_err err;
+	int def = store_lock_acquire(m->st, m->name, STORE_LOCK_DEF, 5000, &err);
+
+	if (def < 0 || store_remove(m->st, m->name, &err) < 0)
+		log_warn("the VM created for the migration stays: %s", err.msg);
+	store_lock_release(def);
+}
+
+/* The moment the VM first runs here, for a migration's downtime (CLOCK_REALTIME). */
+static void monitor_log_first_run(struct monitor *m)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	monitor_log(m, "migration: the VM runs here from %lld.%06ld (CLOCK_REALTIME)",
+	            (long long)ts.tv_sec, ts.tv_nsec / 1000);
+}
+
+int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd,
+                const struct monitor_incoming *in)
 {
 	struct monitor *m;
 	struct mgr_err err;
@@ -1112,9 +1170,10 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	 * is not ours to keep: only the lock and the ready pipe go on.
 	 */
 	{
-		const int keep[] = {lock_fd, ready_fd};
+		const int keep[] = {lock_fd, ready_fd, in ? in->conn_fd : -1,
+		                    in ? in->session_fd : -1};
 
-		r = monitor_close_fds(STDERR_FILENO + 1, keep, 2);
+		r = monitor_close_fds(STDERR_FILENO + 1, keep, 4);
 		if (r < 0)
 			log_warn("cannot close inherited descriptors: %s", strerror(-r));
 	}
@@ -1129,6 +1188,8 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	m->name = name;
 	m->ready_fd = ready_fd;
 	m->listen_fd = m->wake_fd = m->timer_fd = m->con_log_fd = m->log_fd = -1;
+	m->mig.cancel_fd = m->mig.event_fd = m->mig.client = -1;
+	m->incoming.cancel_fd = -1;
 	m->con_out[0] = m->con_out[1] = m->con_in[0] = m->con_in[1] = -1;
 	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++)
 		m->clients[i].fd = -1;
@@ -1165,7 +1226,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	store_exit_clear(st, name);
 	monitor_set_state(m, API_STATE_STARTING);
 	r = store_load(st, name, &m->def, &err);
-	if (r == 0 && store_has_saved(st, name))
+	if (r == 0 && !in && store_has_saved(st, name))
 		r = monitor_open_saved(m, &snap, &err);
 	if (r < 0) {
 		log_error("%s", err.msg);
@@ -1182,6 +1243,9 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		r = monitor_listen(m);
 	if (r < 0)
 		goto failed;
+	/* The migration worker confines itself as it starts, like the control thread. */
+	if (monitor_migrate_init(m) < 0)
+		log_warn("cannot start the migration thread: this VM cannot migrate away");
 	if (pthread_create(&m->thread, NULL, monitor_control_thread, m) != 0) {
 		log_error("cannot start the control thread");
 		goto failed;
@@ -1207,23 +1271,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		         m->def.nr_nics);
 	monitor_log(m, "creating the VM: %u vCPU(s), %llu MiB, nested %s, kernel %s", cfg.cpus,
 	            (unsigned long long)m->def.memory_mib, cfg.nested ? "on" : "off", cfg.kernel);
-	if (snap.memory_fd >= 0) {
-		char why[384];
-
-		r = vm_snapshot_restore(&snap, &cfg, &m->vm, why, sizeof(why));
-		vm_snapshot_close(&snap);
-		if (r < 0) {
-			log_error("cannot restore the saved state: %s; it is kept (nestvm start "
-			          "--discard-saved starts the VM afresh)", why);
-			goto failed;
-		}
-		/* It runs now: the saved state is spent (its memory stays mapped). */
-		if (store_saved_remove(st, name, &err) < 0)
-			log_warn("%s", err.msg);
-		monitor_log(m, "restored from the saved state");
-	} else {
-		r = vm_create(&cfg, &m->vm);
-	}
+	r = monitor_build_vm(m, in, &snap, &cfg);
 	if (r < 0)
 		goto failed;
 	pthread_mutex_lock(&m->lock);
@@ -1234,6 +1282,8 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		monitor_set_state(m, API_STATE_RUNNING);
 		monitor_log(m, "running");
 		monitor_ready(m);
+		if (in)
+			monitor_log_first_run(m);
 		status = vm_run(m->vm);
 	} else {
 		monitor_log(m, "killed while starting: the VM does not run");
@@ -1249,7 +1299,11 @@ failed:
 	monitor_record_exit(m, NESTVM_EXIT_ERROR, true);
 	monitor_teardown(m);
 	status = NESTVM_EXIT_ERROR;
+	if (in && in->created)
+		monitor_remove_created(m);
 out:
+	/* The VM stopped (or never ran): a migration of it ends before it goes. */
+	monitor_migrate_fini(m);
 	store_runtime_clear(st, name);
 	monitor_close_fd(&m->ready_fd);
 	/* Before vm_destroy_at_exit() forks: its child must not hold the lock. */
@@ -1300,26 +1354,45 @@ static void monitor_log_since(const char *path, off_t offset, char *buf, size_t 
 
 /* In the grandchild: become the monitor. Never returns. */
 static void monitor_exec(const struct store *st, const char *name, const char *exe, int lock_fd,
-                         int ready_fd, int log_fd)
+                         int ready_fd, int log_fd, const struct monitor_incoming *in)
 {
-	char lock_arg[16], ready_arg[16];
-	char *argv[] = {"nestvm",     "monitor", "--home", (char *)st->home, "--lock-fd", lock_arg,
-	                "--ready-fd", ready_arg, "--",     (char *)name,     NULL};
-	const int keep[] = {lock_fd, ready_fd};
-	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	char lock_arg[16], ready_arg[16], in_arg[16], session_arg[16];
+	char *argv[16] = {"nestvm", "monitor", "--home", (char *)st->home, "--lock-fd", lock_arg,
+	                  "--ready-fd", ready_arg};
+	const int keep[] = {lock_fd, ready_fd, in ? in->conn_fd : -1, in ? in->session_fd : -1};
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC), n = 8;
 
 	if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 ||
 	    dup2(log_fd, STDERR_FILENO) < 0)
 		_exit(127);
 	/*
-	 * Only these two descriptors go on to the monitor: not even those the
+	 * Only these descriptors go on to the monitor: not even those the
 	 * caller of `nestvm start` opened without O_CLOEXEC (`7>&1`).
 	 */
-	if (monitor_close_fds(STDERR_FILENO + 1, keep, 2) < 0 || fcntl(lock_fd, F_SETFD, 0) < 0 ||
+	if (monitor_close_fds(STDERR_FILENO + 1, keep, 4) < 0 || fcntl(lock_fd, F_SETFD, 0) < 0 ||
 	    fcntl(ready_fd, F_SETFD, 0) < 0)
 		_exit(127);
 	snprintf(lock_arg, sizeof(lock_arg), "%d", lock_fd);
 	snprintf(ready_arg, sizeof(ready_arg), "%d", ready_fd);
+	if (in) {
+		if (fcntl(in->conn_fd, F_SETFD, 0) < 0 || fcntl(in->session_fd, F_SETFD, 0) < 0)
+			_exit(127);
+		snprintf(in_arg, sizeof(in_arg), "%d", in->conn_fd);
+		snprintf(session_arg, sizeof(session_arg), "%d", in->session_fd);
+		argv[n++] = "--incoming-fd";
+		argv[n++] = in_arg;
+		argv[n++] = "--session-fd";
+		argv[n++] = session_arg;
+		if (in->from) {
+			argv[n++] = "--incoming-from";
+			argv[n++] = (char *)in->from;
+		}
+		if (in->created)
+			argv[n++] = "--created";
+	}
+	argv[n++] = "--";
+	argv[n++] = (char *)name;
+	argv[n] = NULL;
 	execv(exe, argv);
 	fprintf(stderr, "nestvm[%s]: cannot run the monitor '%s': %s\n", name, exe,
 	        strerror(errno));
@@ -1329,7 +1402,13 @@ static void monitor_exec(const struct store *st, const char *name, const char *e
 int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *pid,
                   struct mgr_err *err)
 {
-	char exe[PATH_MAX], log_path[STORE_PATH_MAX], msg[64] = "", lines[1800];
+	return monitor_spawn_incoming(st, name, lock_fd, NULL, pid, err);
+}
+
+int monitor_spawn_incoming(const struct store *st, const char *name, int lock_fd,
+                           const struct monitor_incoming *in, pid_t *pid, struct mgr_err *err)
+{
+	char exe[PATH_MAX], log_path[STORE_PATH_MAX], msg[640] = "", lines[1800];
 	int ready[2] = {-1, -1}, log_fd = -1, r = 0;
 	size_t got = 0;
 	ssize_t len;
@@ -1374,17 +1453,21 @@ int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *
 			_exit(127);
 		child = fork();
 		if (child == 0)
-			monitor_exec(st, name, exe, lock_fd, ready[1], log_fd);
+			monitor_exec(st, name, exe, lock_fd, ready[1], log_fd, in);
 		_exit(child < 0 ? 127 : 0);
 	}
 	close(ready[1]);
 	ready[1] = -1;
 	while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
 		;
-	/* "ok PID\n" once the VM runs; EOF without it if it could not start. */
+	/*
+	 * "ok PID\n" once the VM runs; EOF without it if it could not start. An
+	 * incoming migration takes as long as the source needs (its monitor
+	 * gives up on a silent stream by itself) and may say "error WHY\n".
+	 */
 	for (;;) {
 		struct pollfd p = {.fd = ready[0], .events = POLLIN};
-		int pr = poll(&p, 1, MONITOR_START_TIMEOUT_MS);
+		int pr = poll(&p, 1, in ? -1 : MONITOR_START_TIMEOUT_MS);
 
 		if (pr < 0 && errno == EINTR)
 			continue;
@@ -1404,6 +1487,14 @@ int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *
 	}
 	if (r == 0 && !strncmp(msg, "ok ", 3)) {
 		*pid = (pid_t)atoi(msg + 3);
+		goto out;
+	}
+	if (r == 0 && in && !strncmp(msg, "error ", 6)) {
+		char *nl = strchr(msg, '\n');
+
+		if (nl)
+			*nl = 0;
+		r = mgr_err_set(err, -EIO, "%s", msg + 6);
 		goto out;
 	}
 	monitor_log_since(log_path, offset, lines, sizeof(lines));

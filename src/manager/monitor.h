@@ -17,6 +17,7 @@
 
 #include "manager/store.h"
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /* Console output kept for a newly attached console ("replay"). */
@@ -38,13 +39,28 @@
 #define MONITOR_START_TIMEOUT_MS 60000
 
 /*
+ * An incoming live migration a monitor carries on (`nestvm receive` did the
+ * handshake, read HELLO, and accepted): the connection, and a file holding
+ * the session (mig_conn_export()), le32 HELLO's length and HELLO.
+ * Its ready line is then "ok PID" once the VM runs here, or "error WHY".
+ */
+struct monitor_incoming {
+	int conn_fd;	  /* taken */
+	int session_fd;	  /* read, then closed */
+	const char *from; /* the source's address, for messages */
+	bool created;	  /* `receive` created the VM: a failure removes it again */
+};
+
+/*
  * monitor_run - be the monitor of VM @name: run it until it ends. @lock_fd
  * is a descriptor already holding STORE_LOCK_RUN (from `start`), or -1 to
  * take the lock here. @ready_fd, if not -1, gets "ok\n" once the VM runs and
  * the control socket listens, or is closed without it if the VM cannot start.
- * Returns the VM's exit status (core/exit_status.h).
+ * With @in (not NULL), the VM comes from an incoming migration instead of a
+ * boot or a saved state. Returns the VM's exit status (core/exit_status.h).
  */
-int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd);
+int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd,
+                const struct monitor_incoming *in);
 
 /*
  * monitor_spawn - start a detached monitor for @name: a grandchild of this
@@ -56,6 +72,16 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
  */
 int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *pid,
                   struct mgr_err *err) __attribute__((warn_unused_result));
+
+/*
+ * monitor_spawn_incoming - monitor_spawn() for `nestvm receive`: the monitor
+ * carries on the incoming migration @in (its descriptors are handed over;
+ * the caller may close its copies afterwards). Waits, without a time
+ * limit, until the VM runs here, or returns the monitor's reason in @err.
+ */
+int monitor_spawn_incoming(const struct store *st, const char *name, int lock_fd,
+                           const struct monitor_incoming *in, pid_t *pid, struct mgr_err *err)
+    __attribute__((warn_unused_result));
 
 /*
  * monitor_close_fds - close every descriptor from @from up, except the @n in

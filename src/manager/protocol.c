@@ -24,7 +24,7 @@ static const char *const api_state_names[] = {
 /* What each command accepts besides "id" and "cmd". */
 struct api_cmd_desc {
 	const char *name;
-	const char *fields[3];
+	const char *fields[6];
 };
 
 static const struct api_cmd_desc api_cmds[] = {
@@ -33,6 +33,8 @@ static const struct api_cmd_desc api_cmds[] = {
     [API_CMD_KILL] = {"kill", {NULL}},     [API_CMD_CONSOLE] = {"console", {"replay", NULL}},
     [API_CMD_SAVE] = {"save", {"progress", NULL}},
     [API_CMD_CHECKPOINT] = {"checkpoint", {"name", "progress", NULL}},
+    [API_CMD_MIGRATE] = {"migrate", {"to", "secret_file", "downtime", "timeout", "progress", NULL}},
+    [API_CMD_MIGRATE_CANCEL] = {"migrate-cancel", {NULL}},
 };
 
 #define API_NR_CMDS (sizeof(api_cmds) / sizeof(api_cmds[0]))
@@ -89,6 +91,60 @@ static bool api_cmd_has_field(const struct api_cmd_desc *d, const char *key)
 	return false;
 }
 
+/* A string field without NUL bytes or control characters, shorter than @cap. */
+static const char *api_string(json_t *v, size_t cap)
+{
+	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+
+	if (!s || json_string_length(v) >= cap || strlen(s) != json_string_length(v))
+		return NULL;
+	for (const char *c = s; *c; c++) {
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			return NULL;
+	}
+	return s;
+}
+
+/* migrate's own fields: "to", "secret_file", "downtime", "timeout". */
+static int api_parse_migrate_field(const char *key, json_t *v, struct api_request *req,
+                                   struct api_error *err)
+{
+	const char *s;
+	json_int_t n;
+
+	if (!strcmp(key, "to")) {
+		s = api_string(v, sizeof(req->to));
+		if (!s || !*s)
+			return api_fail(err, API_ERR_INVALID,
+			                "'to' must be \"tcp:HOST:PORT\" or \"unix:PATH\" (at most %zu "
+			                "bytes)",
+			                sizeof(req->to) - 1);
+		memcpy(req->to, s, strlen(s) + 1);
+	} else if (!strcmp(key, "secret_file")) {
+		s = api_string(v, 4096);
+		if (!s || s[0] != '/')
+			return api_fail(err, API_ERR_INVALID,
+			                "'secret_file' must be an absolute path");
+		free(req->secret_file);
+		req->secret_file = strdup(s);
+		if (!req->secret_file)
+			return api_fail(err, API_ERR_INTERNAL, "out of memory");
+	} else {
+		bool dt = !strcmp(key, "downtime");
+		json_int_t max = dt ? API_MAX_DOWNTIME_MS : API_MAX_MIGRATE_TIMEOUT;
+
+		n = json_is_integer(v) ? json_integer_value(v) : -1;
+		if (n < 1 || n > max)
+			return api_fail(err, API_ERR_INVALID, "'%s' must be an integer from 1 to %lld (%s)",
+			                key, (long long)max, dt ? "milliseconds" : "seconds");
+		if (dt)
+			req->downtime_ms = (unsigned int)n;
+		else
+			req->migrate_timeout_s = (unsigned int)n;
+	}
+	return 0;
+}
+
 static int api_parse_fields(json_t *root, struct api_request *req, struct api_error *err)
 {
 	const struct api_cmd_desc *d = &api_cmds[req->cmd];
@@ -104,7 +160,10 @@ static int api_parse_fields(json_t *root, struct api_request *req, struct api_er
 		if (!api_cmd_has_field(d, key))
 			return api_fail(err, API_ERR_INVALID, "unknown field '%s' for command '%s'",
 			                q, d->name);
-		if (!strcmp(key, "timeout")) {
+		if (req->cmd == API_CMD_MIGRATE && strcmp(key, "progress")) {
+			if (api_parse_migrate_field(key, v, req, err) < 0)
+				return -EINVAL;
+		} else if (!strcmp(key, "timeout")) {
 			json_int_t t = json_is_integer(v) ? json_integer_value(v) : -1;
 
 			if (t < 0 || t > API_MAX_STOP_TIMEOUT)
@@ -192,12 +251,15 @@ int api_request_parse(const char *line, size_t len, struct api_request *req, str
 	if (req->cmd == API_NR_CMDS || strlen(name) != json_string_length(cmd)) {
 		api_quote(name, q, sizeof(q));
 		api_fail(err, API_ERR_UNKNOWN,
-		         "unknown command '%s' (known: status, pause, resume, stop, kill, console)",
+		         "unknown command '%s' (known: status, pause, resume, stop, kill, console, "
+		         "save, checkpoint, migrate, migrate-cancel)",
 		         q);
 		req->cmd = API_CMD_STATUS;
 		goto out;
 	}
 	r = api_parse_fields(root, req, err);
+	if (r == 0 && req->cmd == API_CMD_MIGRATE && (!req->to[0] || !req->secret_file))
+		r = api_fail(err, API_ERR_INVALID, "'migrate' needs 'to' and 'secret_file'");
 out:
 	json_decref(root);
 	return r;
@@ -207,6 +269,8 @@ void api_request_clear(struct api_request *req)
 {
 	json_decref(req->id);
 	req->id = NULL;
+	free(req->secret_file);
+	req->secret_file = NULL;
 }
 
 /* Encode @obj (taken) as one line. */

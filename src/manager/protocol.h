@@ -58,7 +58,13 @@ enum api_cmd {
 	API_CMD_CONSOLE,
 	API_CMD_SAVE,
 	API_CMD_CHECKPOINT,
+	API_CMD_MIGRATE,
+	API_CMD_MIGRATE_CANCEL,
 };
+
+#define API_MIGRATE_TO_MAX 160	       /* "tcp:[v6]:port" or "unix:" and a sun_path */
+#define API_MAX_DOWNTIME_MS 60000      /* migrate: "downtime" */
+#define API_MAX_MIGRATE_TIMEOUT 86400  /* migrate: "timeout", seconds */
 
 struct api_request {
 	enum api_cmd cmd;
@@ -68,6 +74,10 @@ struct api_request {
 	bool replay;            /* console: send the recent output first */
 	bool progress;          /* save, checkpoint: send progress lines before the reply */
 	char name[65];          /* checkpoint: its name ("" = one made of the time) */
+	char to[API_MIGRATE_TO_MAX];   /* migrate: "tcp:HOST:PORT" or "unix:PATH" (required) */
+	char *secret_file;             /* migrate: an absolute path (required); owned */
+	unsigned int downtime_ms;      /* migrate: 0 = the default */
+	unsigned int migrate_timeout_s; /* migrate: 0 = the default */
 };
 
 struct api_error {

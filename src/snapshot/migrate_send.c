@@ -213,13 +213,16 @@ static int pass_full(struct msend *s)
 	return 0;
 }
 
-/* A later pass: the pages in s->dirty. */
+/* A later pass: the pages in s->dirty, which it clears. */
 static int pass_dirty(struct msend *s, bool check)
 {
 	int r;
 
 	for (size_t w = 0; w < s->words; w++) {
 		unsigned long bits = s->dirty[w];
+
+		/* Taken: what a later collect adds comes on top (vm_dirty_log_collect() ORs). */
+		s->dirty[w] = 0;
 
 		if (check && w % 4096 == 0) {
 			r = msend_check(s);
