@@ -46,7 +46,7 @@ ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all release asan static guests test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
+.PHONY: all release asan static guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
 	lab-soak lab-soak-labs stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
@@ -84,6 +84,14 @@ $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $< $(ASAN_LIB_OBJS) -lcmocka $(LDLIBS)
 
+# Helpers the integration tests run (tests/integration/*.c): plain host programs.
+TEST_TOOLS := $(BUILD)/tests/mig_fault
+$(BUILD)/tests/%: tests/integration/%.c
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC  $<"
+	$(Q)$(CC) -std=gnu11 $(WARN) -O2 -g -o $@ $<
+test-tools: $(TEST_TOOLS)
+
 # Guest images (probe guest) add themselves here.
 GUEST_IMAGES :=
 -include guest/*/guest.mk
@@ -98,7 +106,7 @@ test demo:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $@-now
 
-test-now: $(BUILD)/asan/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGES)
+test-now: $(BUILD)/asan/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGES) $(TEST_TOOLS)
 	tests/run-all.sh
 
 demo-now: $(BUILD)/static/nestvm $(GUEST_IMAGES)

@@ -354,11 +354,10 @@ static int receive_judge(struct receive_ctx *rc, struct migrate_dest *d, struct 
 	}
 	snprintf(def->name, sizeof(def->name), "%s", rc->name);
 	if (rc->exists) {
-		receive_def_diff(&rc->here, def, why, len);
-		if (why[0]) {
-			char diff[400];
+		char diff[300];
 
-			snprintf(diff, sizeof(diff), "%s", why);
+		receive_def_diff(&rc->here, def, diff, sizeof(diff));
+		if (diff[0]) {
 			snprintf(why, len, "VM '%s' exists here with another definition: %s",
 			         rc->name, diff);
 			return -1;
