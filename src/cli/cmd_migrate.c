@@ -421,6 +421,28 @@ static int receive_prepare(struct receive_ctx *rc)
 	return -1;
 }
 
+/*
+ * The VM this command created for a migration that failed: removed once no
+ * monitor holds it (the monitor removes it itself unless it was killed).
+ */
+static void receive_remove_created(struct receive_ctx *rc)
+{
+	struct mgr_err err;
+	int def_fd;
+
+	store_lock_release(rc->lock_fd);
+	rc->lock_fd = store_lock_acquire(&rc->st, rc->name, STORE_LOCK_RUN, 5000, &err);
+	if (rc->lock_fd == -ENOENT)
+		return; /* gone already */
+	def_fd = rc->lock_fd < 0 ? rc->lock_fd
+	                         : store_lock_acquire(&rc->st, rc->name, STORE_LOCK_DEF, 5000, &err);
+	if (def_fd < 0 || store_remove(&rc->st, rc->name, &err) < 0) {
+		if (def_fd != -ENOENT)
+			fprintf(stderr, "nestvm receive: %s\n", err.msg);
+	}
+	store_lock_release(def_fd);
+}
+
 /* Hand the accepted stream to a new monitor for NAME, and wait until the VM runs. */
 static int receive_handover(struct receive_ctx *rc, struct migrate_dest *d, struct vm_def *def)
 {
@@ -450,23 +472,22 @@ static int receive_handover(struct receive_ctx *rc, struct migrate_dest *d, stru
 		in.conn_fd = d->conn.fd;
 		r = monitor_spawn_incoming(&rc->st, rc->name, rc->lock_fd, &in, &pid, &err);
 		close(in.session_fd);
-		if (r < 0)
+		if (r < 0) {
+			/* A monitor killed midway could not remove what was created for it. */
+			if (in.created)
+				receive_remove_created(rc);
 			r = cli_vm_error("receive", "VM '%s': the migration from %s failed: %s%s",
 			                 rc->name, d->peer, err.msg,
 			                 in.created ? " (nothing was left here)" : "");
+		}
 		else
 			printf("VM '%s' migrated here from %s: it runs (monitor pid %d); console: "
 			       "nestvm console %s\n",
 			       rc->name, d->peer, (int)pid, rc->name);
 	}
-	if (in.created && in.session_fd < 0) {
-		/* Never handed over: what was created for it goes again. */
-		int def_fd = store_lock_acquire(&rc->st, rc->name, STORE_LOCK_DEF, 5000, &err);
-
-		if (def_fd < 0 || store_remove(&rc->st, rc->name, &err) < 0)
-			fprintf(stderr, "nestvm receive: %s\n", err.msg);
-		store_lock_release(def_fd);
-	}
+	/* Never handed over: what was created for it goes again. */
+	if (in.created && in.session_fd < 0)
+		receive_remove_created(rc);
 	return r;
 }
 

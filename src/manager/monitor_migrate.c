@@ -104,7 +104,7 @@ static void mig_job(struct monitor *m)
 		monitor_set_state(m, API_STATE_PAUSED);
 		break;
 	default:
-		result = !strcmp(why, "cancelled") ? "cancelled" : "failed";
+		result = st.error == -ECANCELED ? "cancelled" : "failed";
 		monitor_log(m, "migration to %s: %s; the VM runs on here", g->to, why);
 		break;
 	}

@@ -59,6 +59,7 @@ struct migrate_stats {
 	unsigned int throttle;		/* percent of vCPU time taken away */
 	uint64_t elapsed_ms;
 	uint64_t downtime_ms;		/* at the end: the VM stopped here until it ran there */
+	int error;			/* at the end: -errno of a failure (-ECANCELED: cancelled) */
 };
 
 struct migrate_source_params {

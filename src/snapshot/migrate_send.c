@@ -72,18 +72,21 @@ static int msend_fail(struct msend *s, int err, const char *fmt, ...)
 
 static int msend_fail(struct msend *s, int err, const char *fmt, ...)
 {
+	char what[256];
 	va_list ap;
 
 	if (s->why[0])
 		return err;
-	if (s->conn.err) {
-		snprintf(s->why, s->why_len, "%s", s->conn.error);
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	/* The stream's own sentence, if it broke, says what happened; @fmt says when. */
+	if (s->conn.err && s->conn.err != -EREMOTEIO) {
+		snprintf(s->why, s->why_len, "%s: %s", what, s->conn.error);
 		return s->conn.err;
 	}
-	va_start(ap, fmt);
-	vsnprintf(s->why, s->why_len, fmt, ap);
-	va_end(ap);
-	return err;
+	snprintf(s->why, s->why_len, "%s", s->conn.err ? s->conn.error : what);
+	return s->conn.err ? s->conn.err : err;
 }
 
 /* Cancelled, out of time, or the VM ending: a reason to stop the passes. */
@@ -558,6 +561,7 @@ enum migrate_outcome migrate_source_run(struct vm *vm, const struct migrate_sour
 	if (out == MIGRATE_FAILED) {
 		/* Tell the destination why, so that it says so too (best effort). */
 		mig_send_error(&s->conn, r < 0 ? -r : EIO, why);
+		st->error = r < 0 ? r : s->conn.err ? s->conn.err : -EIO;
 	}
 out:
 	vm_dirty_log_stop(vm);

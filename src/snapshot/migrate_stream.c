@@ -312,8 +312,17 @@ void mig_conn_release(struct mig_conn *c)
 	free(c->tx);
 	free(c->rx);
 	c->tx = c->rx = NULL;
-	if (c->fd >= 0 && !c->io)
+	if (c->fd >= 0 && !c->io) {
+		/*
+		 * A broken stream is reset, not closed gracefully: data still queued
+		 * to a peer that stopped reading would otherwise hold the FIN back.
+		 */
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+		if (c->err)
+			(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		close(c->fd);
+	}
 	c->fd = -1;
 	c->keyed = false;
 }

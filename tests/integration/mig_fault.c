@@ -16,8 +16,11 @@
  *                  (T: a number or PAGES, PASS, STATE, GO...)
  *   dframe:T:K     the same for frames from the destination (READY, RUNNING)
  *   flip:N         flip one bit of the source's byte N and go on
+ *   stall:N        after N bytes from the source, take nothing more from it
+ *                  (its sends block), until it hangs up
  * It prints what it did on stderr ("cut before frame GO #1 at byte 123").
  */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -49,7 +52,7 @@ struct dir {
 };
 
 struct rule {
-	enum { R_NONE, R_BYTES, R_FRAME, R_DFRAME, R_FLIP } kind;
+	enum { R_NONE, R_BYTES, R_FRAME, R_DFRAME, R_FLIP, R_STALL } kind;
 	uint64_t n;
 	unsigned int type, k;
 };
@@ -145,7 +148,16 @@ static int relay(int lport, int tport, const struct rule *r)
 	}
 	d = connect_to(tport);
 	for (;;) {
-		struct pollfd pf[2] = {{.fd = s, .events = POLLIN}, {.fd = d, .events = POLLIN}};
+		bool stalled = r->kind == R_STALL && ds.total >= r->n;
+		static bool said;
+
+		if (stalled && !said) {
+			fprintf(stderr, "mig_fault: stalling at %llu bytes\n",
+			        (unsigned long long)ds.total);
+			said = true;
+		}
+		struct pollfd pf[2] = {{.fd = s, .events = stalled ? POLLRDHUP : POLLIN},
+		                       {.fd = d, .events = POLLIN}};
 		uint8_t buf[65536];
 
 		if (poll(pf, 2, -1) < 0 && errno != EINTR)
@@ -157,9 +169,16 @@ static int relay(int lport, int tport, const struct rule *r)
 			ssize_t n;
 			size_t pass;
 
-			if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
+			if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)))
 				continue;
-			n = read(in, buf, sizeof(buf));
+			if (from_source && stalled) {
+				fprintf(stderr, "mig_fault: the source hung up, stalled at %llu bytes\n",
+				        (unsigned long long)ds.total);
+				return 0;
+			}
+			n = read(in, buf, from_source && r->kind == R_STALL && r->n - st->total < sizeof(buf)
+			                      ? (size_t)(r->n - st->total)
+			                      : sizeof(buf));
 			if (n <= 0) {
 				fprintf(stderr, "mig_fault: the %s closed after %llu bytes\n",
 				        from_source ? "source" : "destination",
@@ -240,6 +259,9 @@ int main(int argc, char **argv)
 
 		if (!strncmp(spec, "bytes:", 6)) {
 			r.kind = R_BYTES;
+			r.n = strtoull(spec + 6, NULL, 0);
+		} else if (!strncmp(spec, "stall:", 6)) {
+			r.kind = R_STALL;
 			r.n = strtoull(spec + 6, NULL, 0);
 		} else if (!strncmp(spec, "flip:", 5)) {
 			r.kind = R_FLIP;

@@ -1,0 +1,299 @@
+#!/bin/sh
+# Live migration between two nestvm stores on this host (two NESTVM_HOMEs
+# standing for two hosts, A and B), over loopback TCP and UNIX sockets:
+# test=memgen (2 vCPUs, every page holding a generation marker checked
+# each pass) migrated back and forth 20 times while it writes, ending with
+# memgen-expect's result; an idle guest that still answers its console;
+# then faults: the stream cut in the first pass, in a later pass, during
+# the switch-over, before GO, after READY, a flipped bit, a wrong secret,
+# a fake sender, the destination's monitor killed. Each time the source
+# keeps its VM (running, or paused when GO went out and RUNNING never came)
+# and the destination keeps nothing. Prints "N passed, N failed" last;
+# exit 77 without /dev/kvm.
+NAME_OF_TEST=migrate
+. "$(dirname "$0")/../lib/manager.sh"
+CYCLES=${MIGRATE_CYCLES:-20}
+FAULT=build/tests/mig_fault
+if [ ! -x "$FAULT" ] || [ "$FAULT" -ot tests/integration/mig_fault.c ]; then
+	mkdir -p build/tests
+	${CC:-cc} -std=gnu11 -O2 -o "$FAULT" tests/integration/mig_fault.c || {
+		echo "skip: cannot build $FAULT"
+		exit 77
+	}
+fi
+A=$NESTVM_HOME
+B=$T/homeB
+SOCKDIR=$T/s
+mkdir -m 700 "$SOCKDIR"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/secret"
+chmod 600 "$T/secret"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/secret2"
+chmod 600 "$T/secret2"
+PORT=$((20000 + ($$ % 5000) * 4))
+
+# Both stores' monitors go at the end, as manager.sh does for A's.
+cleanup_b() {
+	for rt in "$B"/*/runtime.json; do
+		[ -f "$rt" ] || continue
+		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$rt")
+		[ -n "$pid" ] && [ "$pid" -gt 0 ] && kill -9 "$pid" 2>/dev/null
+	done
+	manager_cleanup
+}
+trap cleanup_b EXIT
+
+# at HOME ARGS...: nestvm with that store, output in $T/out.
+at() {
+	_h=$1
+	shift
+	NESTVM_HOME=$_h timeout 120 "$NESTVM" "$@" >"$T/out" 2>&1 </dev/null
+}
+other() { [ "$1" = "$A" ] && echo "$B" || echo "$A"; }
+state_at() { NESTVM_HOME=$1 timeout 30 "$NESTVM" show "$2" 2>/dev/null | sed -n 's/^state: *\([a-z]*\).*/\1/p'; }
+next_port() { PORT=$((PORT + 1)); }
+
+# receive_bg HOME NAME ADDR [SECRET]: a receive in the background ($RPID), listening when it returns.
+receive_bg() {
+	: >"$T/recv.out"
+	NESTVM_HOME=$1 timeout 60 "$NESTVM" receive "$2" --listen "$3" --secret-file "${4:-$T/secret}" \
+		--wait 30 >"$T/recv.out" 2>&1 </dev/null &
+	RPID=$!
+	_i=0
+	until grep -q "waiting for VM" "$T/recv.out" 2>/dev/null; do
+		_i=$((_i + 1))
+		[ "$_i" -gt 100 ] && return 1
+		sleep 0.05
+	done
+}
+
+# migrate_vm FROM NAME ADDR [ARGS...]: receive on the other store, migrate; 0 if both did.
+migrate_vm() {
+	_from=$1 _name=$2 _addr=$3
+	shift 3
+	receive_bg "$(other "$_from")" "$_name" "$_addr" || return 1
+	at "$_from" migrate "$_name" --to "$_addr" --secret-file "$T/secret" "$@"
+	_mrc=$?
+	wait "$RPID"
+	_rrc=$?
+	[ "$_mrc" -eq 0 ] && [ "$_rrc" -eq 0 ]
+}
+
+addr_for() {
+	if [ $(($1 % 2)) -eq 1 ]; then
+		next_port
+		echo "tcp:127.0.0.1:$PORT"
+	else
+		echo "unix:$SOCKDIR/m$1.sock"
+	fi
+}
+
+# result_of HOME VM: memgen's result line there, once it ended (waits up to 150 s).
+memgen_result() {
+	_i=0
+	until grep -q "test=memgen: \(PASS\|FAIL\)" "$1/$2/console.log" 2>/dev/null; do
+		_i=$((_i + 1))
+		[ "$_i" -gt 1500 ] && return 1
+		sleep 0.1
+	done
+	grep -o "result=0x[0-9a-f]* passes=[0-9]*" "$1/$2/console.log" | head -1
+}
+
+# ---- memgen migrated back and forth while it writes ----
+# If a guest finishes before all cycles are done, another takes over: every
+# one of them must end with memgen-expect's result.
+PASSES=${MIGRATE_PASSES:-15000}
+want=$(build/guest/memgen-expect "$PASSES" 2)
+done_cycles=0 vms=0 good=0 t0=$(date +%s)
+while [ "$done_cycles" -lt "$CYCLES" ] && [ "$vms" -lt 4 ]; do
+	vms=$((vms + 1))
+	vm=mg$vms
+	at "$A" new "$vm" --kernel "$PROBE" --cmdline "test=memgen passes=$PASSES" --cpus 2 \
+		--memory "${MIGRATE_MEMORY:-64M}" || { bad "new $vm"; break; }
+	at "$A" start "$vm" || { bad "start $vm"; break; }
+	sleep 1
+	here=$A
+	while [ "$done_cycles" -lt "$CYCLES" ]; do
+		grep -q "test=memgen: \(PASS\|FAIL\)" "$here/$vm/console.log" 2>/dev/null && break
+		addr=$(addr_for "$done_cycles")
+		if ! migrate_vm "$here" "$vm" "$addr"; then
+			# It may have ended meanwhile; anything else is a failure.
+			grep -q "test=memgen: \(PASS\|FAIL\)" "$here/$vm/console.log" 2>/dev/null && break
+			bad "cycle $((done_cycles + 1)) ($addr): $(cat "$T/recv.out")"
+			break 2
+		fi
+		here=$(other "$here")
+		done_cycles=$((done_cycles + 1))
+		[ "$(state_at "$(other "$here")" "$vm")" = off ] ||
+			bad "cycle $done_cycles: $vm is $(state_at "$(other "$here")" "$vm") at its source"
+	done
+	got=$(memgen_result "$here" "$vm")
+	if [ "$got" = "$want" ] && grep -q "test=memgen: PASS" "$here/$vm/console.log"; then
+		good=$((good + 1))
+	else
+		bad "$vm: result '$got', want '$want': $(grep -m1 'FAIL' "$here/$vm/console.log")"
+	fi
+done
+secs=$(($(date +%s) - t0))
+if [ "$done_cycles" -eq "$CYCLES" ] && [ "$good" -eq "$vms" ]; then
+	ok "memgen: $CYCLES migrations (TCP and UNIX, A<->B) while it wrote, $vms guest(s), each $want as uninterrupted (${secs}s)"
+else
+	bad "memgen: $done_cycles of $CYCLES migrations, $good of $vms guests good"
+fi
+grep -h "migrated to\|completed in" "$A"/mg*/monitor.log "$B"/mg*/monitor.log 2>/dev/null |
+	sed -n 's/.*completed in \([0-9]*\) ms, \([0-9]*\) MiB sent in \([0-9]*\) passes, the VM stopped here for \([0-9]*\) ms.*/\1 \2 \3 \4/p' >"$T/stats"
+if [ -s "$T/stats" ]; then
+	awk '{n++; t+=$1; m+=$2; d+=$4; if ($4>dm) dm=$4} END {printf "     (%d migrations of memgen: mean %d ms, %d MiB, downtime mean %d ms, max %d ms)\n", n, t/n, m/n, d/n, dm}' "$T/stats"
+fi
+[ "$(state_at "$B" mg1)" = off ] && grep -q "migrated to" "$B/mg1/last-exit.json" &&
+	ok "a source's VM is off, its last exit 'migrated to ...'" ||
+	bad "source record: $(cat "$B/mg1/last-exit.json" 2>&1)"
+
+# ---- an idle guest: its console answers after each move ----
+echo_check() {
+	(printf '%s\n' "$3"; sleep 1) | NESTVM_HOME=$1 timeout 5 "$NESTVM" console "$2" >"$T/echo" 2>&1
+	grep -q "probe: echo: $3" "$T/echo"
+}
+at "$A" new idle --kernel "$PROBE" --cmdline "test=idle echo=on" --cpus 2 --memory 256M
+at "$A" start idle
+wait_console idle "test=idle: up" || bad "idle did not come up"
+next_port
+if migrate_vm "$A" idle "tcp:127.0.0.1:$PORT" && echo_check "$B" idle moved1 &&
+	migrate_vm "$B" idle "unix:$SOCKDIR/idle.sock" && echo_check "$A" idle moved2; then
+	ok "idle guest: A->B (TCP) and back (UNIX), its console answers on each side"
+else
+	bad "idle guest: $(cat "$T/out")"
+fi
+[ ! -e "$SOCKDIR/idle.sock" ] && ok "the listening socket is gone afterwards" || bad "idle.sock left behind"
+at "$A" kill idle
+
+# ---- faults: the source keeps its VM, the destination keeps nothing ----
+at "$A" new fv --kernel "$PROBE" --cmdline "test=memgen passes=${MIGRATE_FAULT_PASSES:-15000}" --cpus 2 \
+	--memory 64M
+at "$A" start fv
+sleep 1
+
+# nothing_at_b WHAT: B has no fv, no monitor of it, no socket left.
+nothing_at_b() {
+	if [ -e "$B/fv" ] || ls "$B" 2>/dev/null | grep -q "removing"; then
+		bad "$1: B keeps $(ls -a "$B" "$B/fv" 2>&1 | tr '\n' ' ')"
+		return 1
+	fi
+	return 0
+}
+
+# fault NAME RULE WANT-STATE PATTERN [MIGRATE-ARGS]: migrate fv through a relay that applies RULE.
+fault() {
+	_n=$1 _rule=$2 _want=$3 _pat=$4
+	shift 4
+	next_port
+	_rport=$PORT
+	next_port
+	receive_bg "$B" fv "tcp:127.0.0.1:$_rport" || { bad "$_n: receive did not listen"; return; }
+	"$FAULT" relay "$PORT" "$_rport" "$_rule" 2>"$T/relay.out" &
+	_fpid=$!
+	sleep 0.1
+	at "$A" migrate fv --to "tcp:127.0.0.1:$PORT" --secret-file "$T/secret" "$@"
+	_mrc=$?
+	wait "$RPID"
+	_rrc=$?
+	wait "$_fpid" 2>/dev/null
+	_s=$(state_at "$A" fv)
+	if [ "$_mrc" -ne 0 ] && [ "$_rrc" -ne 0 ] && [ "$_s" = "$_want" ] && grep -q -- "$_pat" "$T/out" &&
+		nothing_at_b "$_n"; then
+		ok "$_n: fv $_s at the source, nothing at B ($(tr '\n' ' ' <"$T/relay.out"))"
+	else
+		bad "$_n: migrate $_mrc, receive $_rrc, fv $_s (want $_want), message should match '$_pat'; relay: $(cat "$T/relay.out"); receive: $(cat "$T/recv.out")"
+	fi
+}
+
+fault "cut in the first pass" bytes:3000000 running "connection was cut\|stream ended"
+fault "cut in a later pass" frame:PASS:2 running "connection was cut\|stream ended" --downtime 1
+grep -q "cut before PASS #2" "$T/relay.out" || bad "the later-pass cut did not happen at PASS #2"
+fault "cut during the switch-over" frame:STATE:1 running "connection was cut\|stream ended"
+fault "READY lost" dframe:READY:1 running "waiting for READY"
+fault "a flipped bit" flip:2500000 running "connection was cut\|stream ended"
+# GO sent, the destination never gets it: the one window where the source cannot know.
+fault "GO lost (the uncertain window)" frame:GO:1 paused "may or may not run there"
+printf '{"cmd":"status"}\n' | NESTVM_HOME=$A timeout 5 "$NESTVM" api fv >"$T/status" 2>&1
+grep -q '"state": *"uncertain"' "$T/status" && ok "status says the migration is uncertain" ||
+	bad "status after an uncertain end: $(cat "$T/status")"
+at "$A" resume fv && [ "$(state_at "$A" fv)" = running ] &&
+	ok "resumed at the source after the uncertain end" || bad "resume after uncertain: $(cat "$T/out")"
+
+# A wrong secret: the source learns it at once; the destination keeps waiting.
+next_port
+receive_bg "$B" fv "tcp:127.0.0.1:$PORT" "$T/secret2"
+at "$A" migrate fv --to "tcp:127.0.0.1:$PORT" --secret-file "$T/secret"
+if [ $? -ne 0 ] && grep -q "does not know the secret" "$T/out" && [ "$(state_at "$A" fv)" = running ]; then
+	ok "wrong secret: refused before anything of the VM went, fv runs on"
+else bad "wrong secret: $(cat "$T/out")"; fi
+# Fake senders: garbage, and a greeting with a forged proof; the receive waits on.
+"$FAULT" garbage "$PORT" 100000 2>/dev/null
+"$FAULT" hello "$PORT" 2>/dev/null
+sleep 0.2
+kill "$RPID" 2>/dev/null
+wait "$RPID" 2>/dev/null
+if [ "$(grep -c "refused a connection" "$T/recv.out")" -ge 3 ] && nothing_at_b "fake senders"; then
+	ok "a wrong secret, garbage and a forged proof: each refused, the receive waited on"
+else bad "fake senders: $(cat "$T/recv.out")"; fi
+
+# The destination's monitor killed while memory flows.
+next_port
+receive_bg "$B" fv "tcp:127.0.0.1:$PORT"
+(NESTVM_HOME=$A timeout 60 "$NESTVM" migrate fv --to "tcp:127.0.0.1:$PORT" --secret-file "$T/secret" \
+	--downtime 1 --timeout 30 >"$T/mig.out" 2>&1) &
+mpid=$!
+i=0
+while [ ! -f "$B/fv/runtime.json" ] && [ "$i" -lt 100 ]; do i=$((i + 1)); sleep 0.02; done
+sleep 0.2
+pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$B/fv/runtime.json" 2>/dev/null)
+[ -n "$pid" ] && kill -9 "$pid"
+wait "$mpid"
+mrc=$?
+wait "$RPID"
+if [ -n "$pid" ] && [ "$mrc" -ne 0 ] && [ "$(state_at "$A" fv)" = running ] && nothing_at_b "killed"; then
+	ok "the destination's monitor killed mid-migration: fv runs on, B keeps nothing"
+else bad "destination killed (pid '$pid'): migrate $mrc, fv $(state_at "$A" fv): $(cat "$T/mig.out")"; fi
+
+# A cancel, while the source is stuck sending (the relay takes no more).
+next_port
+rport=$PORT
+next_port
+receive_bg "$B" fv "tcp:127.0.0.1:$rport"
+"$FAULT" relay "$PORT" "$rport" stall:4000000 2>"$T/relay.out" &
+fpid=$!
+sleep 0.1
+(NESTVM_HOME=$A timeout 60 "$NESTVM" migrate fv --to "tcp:127.0.0.1:$PORT" --secret-file "$T/secret" \
+	>"$T/mig.out" 2>&1) &
+mpid=$!
+i=0
+until grep -q stalling "$T/relay.out" 2>/dev/null || [ "$i" -gt 20 ]; do i=$((i + 1)); sleep 0.1; done
+at "$A" migrate --cancel fv
+crc=$?
+wait "$mpid"
+mrc=$?
+wait "$RPID"
+wait "$fpid"
+printf '{"cmd":"status"}\n' | NESTVM_HOME=$A timeout 5 "$NESTVM" api fv >"$T/status" 2>&1
+if [ "$crc" -eq 0 ] && [ "$mrc" -ne 0 ] && grep -q "cancelled" "$T/mig.out" &&
+	grep -q '"state": *"cancelled"' "$T/status" &&
+	[ "$(state_at "$A" fv)" = running ] && nothing_at_b "cancel"; then
+	ok "migrate --cancel: fv runs on, B keeps nothing"
+else bad "cancel: $crc/$mrc: $(cat "$T/mig.out")"; fi
+
+# After all that, fv still computes the uninterrupted result.
+want=$(build/guest/memgen-expect "${MIGRATE_FAULT_PASSES:-15000}" 2)
+got=$(memgen_result "$A" fv)
+[ "$got" = "$want" ] && grep -q "test=memgen: PASS" "$A/fv/console.log" &&
+	ok "fv after every fault: PASS, $got as uninterrupted" || bad "fv: '$got', want '$want'"
+
+# ---- usage and refusals ----
+expect "migrate without --to" 2 "required" -- migrate fv --secret-file "$T/secret"
+chmod 644 "$T/secret"
+expect "a secret others can read" 1 "chmod 600" -- migrate fv --to tcp:127.0.0.1:1 --secret-file "$T/secret"
+chmod 600 "$T/secret"
+expect "listening in /tmp itself" 1 "only you control" -- receive x --listen unix:/tmp/nestvm-mig.sock \
+	--secret-file "$T/secret"
+expect "cancel of a VM that is off" 1 "is off" -- migrate --cancel fv
+
+summary
