@@ -1357,7 +1357,7 @@ static void monitor_exec(const struct store *st, const char *name, const char *e
                          int ready_fd, int log_fd, const struct monitor_incoming *in)
 {
 	char lock_arg[16], ready_arg[16], in_arg[16], session_arg[16];
-	char *argv[16] = {"nestvm", "monitor", "--home", (char *)st->home, "--lock-fd", lock_arg,
+	char *argv[24] = {"nestvm", "monitor", "--home", (char *)st->home, "--lock-fd", lock_arg,
 	                  "--ready-fd", ready_arg};
 	const int keep[] = {lock_fd, ready_fd, in ? in->conn_fd : -1, in ? in->session_fd : -1};
 	int null = open("/dev/null", O_RDONLY | O_CLOEXEC), n = 8;

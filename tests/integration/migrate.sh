@@ -196,6 +196,7 @@ fault() {
 	_mrc=$?
 	wait "$RPID"
 	_rrc=$?
+	kill "$_fpid" 2>/dev/null
 	wait "$_fpid" 2>/dev/null
 	_s=$(state_at "$A" fv)
 	if [ "$_mrc" -ne 0 ] && [ "$_rrc" -ne 0 ] && [ "$_s" = "$_want" ] && grep -q -- "$_pat" "$T/out" &&
@@ -237,20 +238,26 @@ if [ "$(grep -c "refused a connection" "$T/recv.out")" -ge 3 ] && nothing_at_b "
 	ok "a wrong secret, garbage and a forged proof: each refused, the receive waited on"
 else bad "fake senders: $(cat "$T/recv.out")"; fi
 
-# The destination's monitor killed while memory flows.
+# The destination's monitor killed in the middle (the relay holds the memory back meanwhile).
 next_port
-receive_bg "$B" fv "tcp:127.0.0.1:$PORT"
+rport=$PORT
+next_port
+receive_bg "$B" fv "tcp:127.0.0.1:$rport"
+"$FAULT" relay "$PORT" "$rport" stall:6000000 2>"$T/relay.out" &
+fpid=$!
+sleep 0.1
 (NESTVM_HOME=$A timeout 60 "$NESTVM" migrate fv --to "tcp:127.0.0.1:$PORT" --secret-file "$T/secret" \
-	--downtime 1 --timeout 30 >"$T/mig.out" 2>&1) &
+	>"$T/mig.out" 2>&1) &
 mpid=$!
 i=0
-while [ ! -f "$B/fv/runtime.json" ] && [ "$i" -lt 100 ]; do i=$((i + 1)); sleep 0.02; done
-sleep 0.2
+until grep -q stalling "$T/relay.out" 2>/dev/null || [ "$i" -gt 50 ]; do i=$((i + 1)); sleep 0.1; done
 pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$B/fv/runtime.json" 2>/dev/null)
 [ -n "$pid" ] && kill -9 "$pid"
 wait "$mpid"
 mrc=$?
 wait "$RPID"
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
 if [ -n "$pid" ] && [ "$mrc" -ne 0 ] && [ "$(state_at "$A" fv)" = running ] && nothing_at_b "killed"; then
 	ok "the destination's monitor killed mid-migration: fv runs on, B keeps nothing"
 else bad "destination killed (pid '$pid'): migrate $mrc, fv $(state_at "$A" fv): $(cat "$T/mig.out")"; fi
@@ -273,7 +280,8 @@ crc=$?
 wait "$mpid"
 mrc=$?
 wait "$RPID"
-wait "$fpid"
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
 printf '{"cmd":"status"}\n' | NESTVM_HOME=$A timeout 5 "$NESTVM" api fv >"$T/status" 2>&1
 if [ "$crc" -eq 0 ] && [ "$mrc" -ne 0 ] && grep -q "cancelled" "$T/mig.out" &&
 	grep -q '"state": *"cancelled"' "$T/status" &&
