@@ -278,3 +278,15 @@ void disk_close(struct disk *disk)
 	free(disk->path);
 	free(disk);
 }
+
+int disk_lock(struct disk *disk, bool take)
+{
+	if (take) {
+		if (flock(disk->fd, (disk->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0)
+			return errno == EWOULDBLOCK ? -EBUSY : -errno;
+		return 0;
+	}
+	if (!disk->readonly && fdatasync(disk->fd) < 0)
+		return -errno;
+	return flock(disk->fd, LOCK_UN) < 0 ? -errno : 0;
+}

@@ -122,6 +122,15 @@ int disk_completion_fd(const struct disk *disk);
 /* disk_engine_name - "io_uring" or "threads". */
 const char *disk_engine_name(const struct disk *disk);
 
+/*
+ * disk_lock - hand the image's lock over (live migration: the destination
+ * opens the same image, shared storage): @take false flushes the image
+ * (unless read-only) and drops the lock, with no request in flight; @take
+ * true takes it again as disk_open() did. 0, or -EBUSY (another process
+ * holds it) or -errno.
+ */
+int disk_lock(struct disk *disk, bool take) __attribute__((warn_unused_result));
+
 /* disk_close - drain, flush (unless read-only) and close; NULL is a no-op. */
 void disk_close(struct disk *disk);
 

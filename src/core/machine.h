@@ -29,6 +29,14 @@ int machine_create_virtio(struct vm *vm) __attribute__((warn_unused_result));
 void machine_stop_virtio(struct vm *vm);
 void machine_destroy_virtio(struct vm *vm);
 
+/*
+ * machine_disks_lock - a live migration hands the disk images over: with
+ * @take false (the VM quiesced) flush each and drop its lock so that the
+ * destination may open it; with @take true take them back (the migration
+ * failed). 0 or the first error (-EBUSY: in use elsewhere).
+ */
+int machine_disks_lock(struct vm *vm, bool take) __attribute__((warn_unused_result));
+
 /* machine_destroy_devices - free what machine_create_devices made. */
 void machine_destroy_devices(struct vm *vm);
 

@@ -36,6 +36,8 @@ struct machine_virtio {
 	bool ioeventfd;     /* KVM_CAP_IOEVENTFD */
 	unsigned int nr_pci;
 	char serial[VM_MAX_DISKS][VIRTIO_BLK_ID_BYTES + 1];
+	struct disk *disks[VM_MAX_DISKS]; /* each disk's image, for machine_disks_lock() */
+	unsigned int nr_disks;
 };
 
 /*
@@ -146,6 +148,8 @@ static int machine_create_disks(struct machine_virtio *mv)
 		snprintf(name, sizeof(name), "virtio-blk%u", i % VM_MAX_DISKS);
 		r = virtio_blk_create(&p, &blk);
 		if (r == 0)
+			mv->disks[mv->nr_disks++] = virtio_blk_disk(blk);
+		if (r == 0)
 			r = machine_add_virtio(mv, virtio_blk_vdev(blk), name, cfg->disks[i].pci_slot);
 		if (r < 0)
 			return r;
@@ -237,6 +241,19 @@ static struct virtio_pci *machine_virtio_at(struct vm *vm, unsigned int i)
 	struct device *d = &vm->devices.devs[i];
 
 	return d->ops == &virtio_pci_device_ops ? d->dev : NULL;
+}
+
+int machine_disks_lock(struct vm *vm, bool take)
+{
+	int r = 0;
+
+	for (unsigned int i = 0; vm->virtio && i < vm->virtio->nr_disks; i++) {
+		int e = disk_lock(vm->virtio->disks[i], take);
+
+		if (e < 0 && r == 0)
+			r = e;
+	}
+	return r;
 }
 
 void machine_stop_virtio(struct vm *vm)

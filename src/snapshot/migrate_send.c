@@ -3,6 +3,7 @@
 #include "snapshot/migrate.h"
 
 #include "core/log.h"
+#include "core/machine.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -403,11 +404,29 @@ static void log_realtime(const char *what)
 }
 
 /*
+ * The disk images back from the destination, which lets go of them when its
+ * copy of the VM is discarded: it may take a moment to notice the failure.
+ */
+static int disks_take_back(struct vm *vm)
+{
+	const struct timespec step = {0, 100 * 1000000L};
+	int r = -EBUSY;
+
+	for (int i = 0; i < 50 && r == -EBUSY; i++) {
+		r = machine_disks_lock(vm, true);
+		if (r == -EBUSY)
+			nanosleep(&step, NULL);
+	}
+	return r;
+}
+
+/*
  * Stop the VM, send what is left and the state, and hand over. Returns the
  * outcome; the VM runs again after a failure before GO.
  */
 static enum migrate_outcome switchover(struct msend *s)
 {
+	bool disks_released = false;
 	int64_t t0;
 	int r;
 
@@ -420,6 +439,13 @@ static enum migrate_outcome switchover(struct msend *s)
 		return MIGRATE_FAILED;
 	}
 	log_realtime("switch-over: the VM stopped here");
+	/* Shared storage: the destination opens the same images before GO. */
+	disks_released = true;
+	r = machine_disks_lock(s->vm, false);
+	if (r < 0) {
+		msend_fail(s, r, "cannot hand the disks over: %s", strerror(-r));
+		goto resume;
+	}
 	s->st->pass++;
 	r = vm_dirty_log_collect(s->vm, s->dirty);
 	if (r < 0)
@@ -469,6 +495,17 @@ static enum migrate_outcome switchover(struct msend *s)
 	report(s);
 	return MIGRATE_COMPLETED;
 resume:
+	r = disks_released ? disks_take_back(s->vm) : 0;
+	if (r < 0) {
+		char cause[256];
+
+		snprintf(cause, sizeof(cause), "%s", s->why);
+		snprintf(s->why, s->why_len,
+		         "%s; and the disks could not be taken back (%s): the VM stays paused here "
+		         "until the process holding them lets go (then resume it)",
+		         cause, strerror(-r));
+		return MIGRATE_UNCERTAIN;
+	}
 	vm_unquiesce(s->vm);
 	log_event("migration: the VM runs on here");
 	return MIGRATE_FAILED;
