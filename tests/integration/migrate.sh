@@ -320,6 +320,31 @@ got=$(memgen_result "$A" fv)
 [ "$got" = "$want" ] && grep -q "test=memgen: PASS" "$A/fv/console.log" &&
 	ok "fv after every fault: PASS, $got as uninterrupted" || bad "fv: '$got', want '$want'"
 
+# ---- a guest that writes faster than the link: throttled until it converges ----
+at "$A" new tv --kernel "$PROBE" --cmdline "test=memgen passes=1000000" --cpus 2 --memory 32M
+at "$A" start tv
+sleep 1
+next_port
+rport=$PORT
+next_port
+receive_bg "$B" tv "tcp:127.0.0.1:$rport"
+"$FAULT" relay "$PORT" "$rport" rate:${MIGRATE_SLOW_RATE:-30000000} 2>"$T/relay.out" &
+fpid=$!
+sleep 0.1
+t0=$(date +%s)
+at "$A" migrate tv --to "tcp:127.0.0.1:$PORT" --secret-file "$T/secret" --timeout 90
+mrc=$?
+wait "$RPID"
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
+thr=$(grep -o "throttled to [0-9]*%" "$A/tv/monitor.log" | tail -1)
+if [ "$mrc" -eq 0 ] && [ -n "$thr" ] && [ "$(state_at "$B" tv)" = running ]; then
+	ok "a guest writing faster than a 30 MB/s link: vCPUs $thr, converged in $(($(date +%s) - t0)) s"
+else
+	bad "throttle: migrate $mrc, '$thr', tv at B $(state_at "$B" tv): $(grep 'migration' "$A/tv/monitor.log" | tail -3)"
+fi
+at "$B" kill tv
+
 # ---- usage and refusals ----
 expect "migrate without --to" 2 "required" -- migrate fv --secret-file "$T/secret"
 chmod 644 "$T/secret"
