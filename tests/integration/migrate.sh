@@ -153,7 +153,7 @@ fi
 # checks that every write completes exactly once, its status byte and the
 # used ring written by nestvm's device (marked dirty by it, not by KVM).
 dd if=/dev/zero of="$T/mgd.img" bs=1M count=0 seek=16 2>/dev/null
-at "$A" new mgd --kernel "$PROBE" --cmdline "test=memgen passes=40000 disk=on" --cpus 2 --memory 64M \
+at "$A" new mgd --kernel "$PROBE" --cmdline "test=memgen passes=20000 disk=on" --cpus 2 --memory 64M \
 	--disk "$T/mgd.img"
 at "$A" start mgd
 sleep 0.5
@@ -164,7 +164,7 @@ while [ "$n" -lt "${MIGRATE_DISK_CYCLES:-6}" ]; do
 	here=$(other "$here")
 	n=$((n + 1))
 done
-want=$(build/guest/memgen-expect 40000 2)
+want=$(build/guest/memgen-expect 20000 2)
 got=$(memgen_result "$here" mgd)
 if [ "$n" -ge 2 ] && [ "$got" = "$want" ] && grep -q "each completed once" "$here/mgd/console.log" &&
 	grep -q "test=memgen: PASS" "$here/mgd/console.log"; then
