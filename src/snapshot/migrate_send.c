@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCAN_CHUNK (2u << 20)	      /* mincore() granule of the first pass */
-#define PROGRESS_STEP (64ull << 20)   /* a progress report every this many bytes sent */
-#define MIGRATE_ACK_TIMEOUT_MS 30000  /* READY after the state, RUNNING after GO */
+#define SCAN_CHUNK (2u << 20)        /* mincore() granule of the first pass */
+#define PROGRESS_STEP (64ull << 20)  /* a progress report every this many bytes sent */
+#define MIGRATE_ACK_TIMEOUT_MS 30000 /* READY after the state, RUNNING after GO */
 #define BITS GUEST_MEM_BITS_PER_WORD
 
 struct msend {
@@ -198,7 +198,8 @@ static int pass_full(struct msend *s)
 	int r;
 
 	for (uint64_t off = 0; off < mem->ram_size; off += SCAN_CHUNK) {
-		uint64_t chunk = mem->ram_size - off < SCAN_CHUNK ? mem->ram_size - off : SCAN_CHUNK;
+		uint64_t chunk =
+		    mem->ram_size - off < SCAN_CHUNK ? mem->ram_size - off : SCAN_CHUNK;
 		unsigned int pages = (unsigned int)(chunk / MIG_PAGE_SIZE);
 
 		r = msend_check(s);
@@ -389,8 +390,8 @@ static int expect(struct msend *s, enum mig_msg want, int timeout_ms)
 	if (r < 0)
 		return msend_fail(s, r, "waiting for %s", mig_msg_name(want));
 	if (t != want)
-		return msend_fail(s, -EPROTO, "the destination sent %s instead of %s", mig_msg_name(t),
-		                  mig_msg_name(want));
+		return msend_fail(s, -EPROTO, "the destination sent %s instead of %s",
+		                  mig_msg_name(t), mig_msg_name(want));
 	return 0;
 }
 
@@ -435,7 +436,8 @@ static enum migrate_outcome switchover(struct msend *s)
 	t0 = now_ms();
 	r = vm_snapshot_quiesce(s->vm);
 	if (r < 0) {
-		msend_fail(s, r, "the VM could not be stopped for the switch-over: %s", strerror(-r));
+		msend_fail(s, r, "the VM could not be stopped for the switch-over: %s",
+		           strerror(-r));
 		return MIGRATE_FAILED;
 	}
 	log_realtime("switch-over: the VM stopped here");
@@ -521,8 +523,8 @@ static int offer(struct msend *s)
 
 	s->st->phase = "connecting";
 	mig_addr_format(&s->p->to, to, sizeof(to));
-	fd = mig_connect(&s->p->to, MIGRATE_CONNECT_TIMEOUT_MS, s->p->cancel_fd, s->why,
-	                 s->why_len);
+	fd =
+	    mig_connect(&s->p->to, MIGRATE_CONNECT_TIMEOUT_MS, s->p->cancel_fd, s->why, s->why_len);
 	if (fd < 0)
 		return fd;
 	r = mig_conn_init(&s->conn, fd, NULL, NULL, true);
@@ -549,7 +551,8 @@ static int offer(struct msend *s)
 	    .def_len = (uint32_t)s->p->def_len,
 	};
 	memcpy(h.cpu_vendor, m.cpu_vendor, sizeof(h.cpu_vendor));
-	r = mig_send_built(&s->conn, MIG_MSG_HELLO, mig_hello_encode(&h, mig_frame_payload(&s->conn)));
+	r = mig_send_built(&s->conn, MIG_MSG_HELLO,
+	                   mig_hello_encode(&h, mig_frame_payload(&s->conn)));
 	if (r == 0)
 		r = expect(s, MIG_MSG_ACCEPT, MIGRATE_ACK_TIMEOUT_MS);
 	if (r < 0)
