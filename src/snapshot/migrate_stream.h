@@ -46,8 +46,8 @@
 #define MIG_NONCE_SIZE 32
 #define MIG_TAG_SIZE 32 /* HMAC-SHA256 */
 #define MIG_KEY_SIZE 32
-#define MIG_SECRET_MIN 16 /* bytes of a secret file */
-#define MIG_SECRET_MAX 4096
+#define MIG_SECRET_MIN 16u /* bytes of a secret file */
+#define MIG_SECRET_MAX 4096u
 #define MIG_HELLO0_SIZE (8 + 4 + 4 + MIG_NONCE_SIZE)
 #define MIG_HELLO1_SIZE (8 + 4 + 4 + MIG_NONCE_SIZE + MIG_TAG_SIZE)
 #define MIG_HELLO2_SIZE MIG_TAG_SIZE
