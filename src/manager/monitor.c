@@ -295,9 +295,14 @@ static json_t *monitor_status(struct monitor *m, enum api_state state)
 	struct vm_guest_hv g;
 	struct sandbox_state sb;
 
+	/*
+	 * Not while a migration runs: its thread quiesces the VM on its own, and
+	 * a sample's pause and resume must not cross that (it would resume the
+	 * vCPUs in the middle of the switch-over).
+	 */
 	if ((state == API_STATE_RUNNING || state == API_STATE_PAUSED ||
 	     state == API_STATE_STOPPING) &&
-	    vm_guest_hypervisor(m->vm, &g) == 0)
+	    !monitor_migrating(m) && vm_guest_hypervisor(m->vm, &g) == 0)
 		hv = json_pack("{s:b, s:i, s:i, s:i}", "active", g.active, "vcpus_svme",
 		               (int)g.vcpus_svme, "vcpus_vmxe", (int)g.vcpus_vmxe,
 		               "vcpus_guest_mode", (int)g.vcpus_guest_mode);
