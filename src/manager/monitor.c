@@ -1097,7 +1097,7 @@ static int monitor_open_saved(struct monitor *m, struct vm_snapshot *snap, struc
 	return 0;
 }
 
-int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd)
+int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd, bool paused)
 {
 	struct monitor *m;
 	struct mgr_err err;
@@ -1230,7 +1230,13 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	if (!m->abort_start)
 		m->state = API_STATE_RUNNING;
 	pthread_mutex_unlock(&m->lock);
-	if (monitor_get_state(m) == API_STATE_RUNNING) {
+	/* --paused: parked before the first instruction (the vCPU threads park as they start). */
+	if (paused && monitor_get_state(m) == API_STATE_RUNNING && vm_quiesce(m->vm) == 0) {
+		monitor_set_state(m, API_STATE_PAUSED);
+		monitor_log(m, "paused before it runs (start --paused)");
+		monitor_ready(m);
+		status = vm_run(m->vm);
+	} else if (monitor_get_state(m) == API_STATE_RUNNING) {
 		monitor_set_state(m, API_STATE_RUNNING);
 		monitor_log(m, "running");
 		monitor_ready(m);
@@ -1300,11 +1306,12 @@ static void monitor_log_since(const char *path, off_t offset, char *buf, size_t 
 
 /* In the grandchild: become the monitor. Never returns. */
 static void monitor_exec(const struct store *st, const char *name, const char *exe, int lock_fd,
-                         int ready_fd, int log_fd)
+                         int ready_fd, int log_fd, bool paused)
 {
 	char lock_arg[16], ready_arg[16];
-	char *argv[] = {"nestvm",     "monitor", "--home", (char *)st->home, "--lock-fd", lock_arg,
-	                "--ready-fd", ready_arg, "--",     (char *)name,     NULL};
+	char *argv[12] = {"nestvm",    "monitor", "--home",   (char *)st->home,
+	                  "--lock-fd", lock_arg,  "--ready-fd", ready_arg};
+	unsigned int n = 8;
 	const int keep[] = {lock_fd, ready_fd};
 	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
@@ -1320,13 +1327,18 @@ static void monitor_exec(const struct store *st, const char *name, const char *e
 		_exit(127);
 	snprintf(lock_arg, sizeof(lock_arg), "%d", lock_fd);
 	snprintf(ready_arg, sizeof(ready_arg), "%d", ready_fd);
+	if (paused)
+		argv[n++] = "--paused";
+	argv[n++] = "--";
+	argv[n++] = (char *)name;
+	argv[n] = NULL;
 	execv(exe, argv);
 	fprintf(stderr, "nestvm[%s]: cannot run the monitor '%s': %s\n", name, exe,
 	        strerror(errno));
 	_exit(127);
 }
 
-int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *pid,
+int monitor_spawn(const struct store *st, const char *name, int lock_fd, bool paused, pid_t *pid,
                   struct mgr_err *err)
 {
 	char exe[PATH_MAX], log_path[STORE_PATH_MAX], msg[64] = "", lines[1800];
@@ -1374,7 +1386,7 @@ int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *
 			_exit(127);
 		child = fork();
 		if (child == 0)
-			monitor_exec(st, name, exe, lock_fd, ready[1], log_fd);
+			monitor_exec(st, name, exe, lock_fd, ready[1], log_fd, paused);
 		_exit(child < 0 ? 127 : 0);
 	}
 	close(ready[1]);

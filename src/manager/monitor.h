@@ -44,7 +44,7 @@
  * the control socket listens, or is closed without it if the VM cannot start.
  * Returns the VM's exit status (core/exit_status.h).
  */
-int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd);
+int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd, bool paused);
 
 /*
  * monitor_spawn - start a detached monitor for @name: a grandchild of this
@@ -54,7 +54,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
  * monitor reports the VM running. Returns 0 and the monitor's pid, or -errno
  * with the reason in @err, including the monitor's own log lines.
  */
-int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *pid,
+int monitor_spawn(const struct store *st, const char *name, int lock_fd, bool paused, pid_t *pid,
                   struct mgr_err *err) __attribute__((warn_unused_result));
 
 /*

@@ -118,7 +118,7 @@ done
 
 # ---- latency: CYCLES pause/resume pairs on a busy guest ----
 if grep -q "test=memgen" guest/probe/*.c 2>/dev/null; then
-	busy="test=memgen passes=100000000"
+	busy="test=memgen passes=16000000"
 else
 	busy="test=idle echo=on" # polls its UART: exits all the time
 fi
