@@ -51,8 +51,8 @@ struct con_port {
 	int listen_fd;
 	int client_fd;
 
-	bool guest_ready; /* PORT_READY seen */
-	bool guest_open;  /* the guest has the port open */
+	bool guest_ready;        /* PORT_READY seen */
+	bool guest_open;         /* the guest has the port open */
 	bool host_open_restored; /* restored: the host side the guest last heard of */
 
 	/* A transmit chain being written to the client. */
@@ -481,8 +481,9 @@ static void con_read_ctrl(struct virtio_console *con, struct dev_state_in *in,
 	m->c.event = dsi_get_u16(in);
 	m->c.value = dsi_get_u16(in);
 	m->name_len = dsi_get_u8(in);
-	dsi_check(in, m->c.id < con->nr_ports && m->c.event <= VIRTIO_CONSOLE_PORT_NAME &&
-	                  m->name_len <= VIRTIO_CONSOLE_NAME_MAX,
+	dsi_check(in,
+	          m->c.id < con->nr_ports && m->c.event <= VIRTIO_CONSOLE_PORT_NAME &&
+	              m->name_len <= VIRTIO_CONSOLE_NAME_MAX,
 	          "a control message (port %u, event %u, name of %u bytes) is not one the "
 	          "device sends",
 	          m->c.id, m->c.event, m->name_len);
@@ -504,8 +505,8 @@ static int con_restore(struct virtio_device *vdev, struct dev_state_in *in, uint
 		for (unsigned int k = 0; k < 3; k++)
 			flags[i][k] = dsi_get_bool(in);
 	nctrl = dsi_get_u8(in);
-	dsi_check(in, nctrl <= CON_CTRL_PENDING, "%u control messages pending, at most %u",
-	          nctrl, CON_CTRL_PENDING);
+	dsi_check(in, nctrl <= CON_CTRL_PENDING, "%u control messages pending, at most %u", nctrl,
+	          CON_CTRL_PENDING);
 	for (unsigned int i = 0; i < nctrl && !in->bad; i++)
 		con_read_ctrl(con, in, &ctrl[i]);
 	if (!virtio_state_end(in)) {
