@@ -48,7 +48,7 @@ $(PROBE_BZIMAGE): $(PROBE_ELF) $(PROBE_OUT)/setup.bin $(PROBE_OUT)/mkbzimage
 
 # The host's side of test=memgen: the result line a run must print.
 PROBE_MEMGEN_EXPECT := $(BUILD)/guest/memgen-expect
-$(PROBE_MEMGEN_EXPECT): $(PROBE_DIR)/memgen_expect.c $(PROBE_DIR)/memgen_chain.h
+$(PROBE_MEMGEN_EXPECT): $(PROBE_DIR)/memgen_expect.c $(PROBE_DIR)/memgen_chain.h $(PROBE_DIR)/arch.h
 	@mkdir -p $(dir $@)
 	@echo "  HOSTCC  $<"
 	$(Q)$(CC) -std=gnu11 $(WARN) -O2 -g -o $@ $<

@@ -12,9 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "arch.h"
 #include "memgen_chain.h"
 
-#define CPUS_MAX 17 /* MEMGEN_CPUS_MAX: AP_SLOTS + 1 */
+#define CPUS_MAX (AP_SLOTS + 1) /* test_memgen.c's MEMGEN_CPUS_MAX */
 
 static int parse(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {

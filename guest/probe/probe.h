@@ -171,7 +171,6 @@ int paging_map_high(uint64_t base, uint64_t end);
 struct smp_cpus {
 	uint32_t bsp;       /* the BSP's local APIC ID */
 	unsigned int count; /* CPUs in the MADT, the BSP included; all of them started */
-	unsigned int slots; /* APs that took a slot and run the entry function */
 };
 
 /* Runs at CPL3 on an AP, with its slot (0 .. AP_SLOTS - 1); must not return. */

@@ -116,6 +116,10 @@ static bool walk_chunk(uint64_t base, uint64_t end, uint64_t pass, bool check_on
 	return true;
 }
 
+/*
+ * FAIL naming the page, what its two ends held (decoded into pass and page)
+ * and what they should have held. Pass N + 1 is the final, check-only pass.
+ */
 static int memgen_fault_report(const struct memgen_fault *f, uint64_t pass)
 {
 	return probe_fail("page 0x%lx before pass %lu: first/last 8 bytes 0x%016lx/0x%016lx "
@@ -233,11 +237,11 @@ static void memgen_wait_aps(struct memgen *mg)
 }
 
 /*
- * Carve the arena (the vCPUs' tables, the disk read buffer) from the RAM
- * just above the image and put the pages above it in mg->walk. Returns the
- * disk buffer, or NULL with the FAIL printed.
+ * Carve the arena (the vCPUs' tables, then the disk read buffer, in
+ * *disk_buf) from the RAM just above the image and put the pages above it
+ * in mg->walk. Returns PROBE_PASS or the FAIL printed.
  */
-static uint8_t *memgen_layout(struct memgen *mg, int *status)
+static int memgen_layout(struct memgen *mg, uint8_t **disk_buf)
 {
 	uint64_t arena = ((uintptr_t)__image_end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
 	uint64_t floor = arena + mg->cpus * MEMGEN_TABLE_WORDS * 8 + MEMGEN_DISK_READ_BYTES;
@@ -251,26 +255,21 @@ static uint8_t *memgen_layout(struct memgen *mg, int *status)
 		base = (base + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
 		if (base >= end)
 			continue;
-		if (end > 4 * GIB && paging_map_high(base > 4 * GIB ? base : 4 * GIB, end) < 0) {
-			*status = probe_fail("cannot map RAM [0x%lx, 0x%lx): out of page tables",
-			                     base, end);
-			return NULL;
-		}
+		if (end > 4 * GIB && paging_map_high(base > 4 * GIB ? base : 4 * GIB, end) < 0)
+			return probe_fail("cannot map RAM [0x%lx, 0x%lx): out of page tables", base,
+			                  end);
 		mg->walk[mg->nr_walk++] = (struct mem_range){base, end};
 		mg->pages += (end - base) / PAGE_SIZE;
 	}
-	if (!arena_in_ram || !mg->pages) {
-		*status = probe_fail("no RAM for the arena [0x%lx, 0x%lx) and pages above it",
-		                     arena, floor);
-		return NULL;
-	}
-	if (mg->inject && mg->walk[0].end - mg->walk[0].base < 4 * PAGE_SIZE) {
-		*status = probe_fail("inject= needs 4 pages in the first RAM range walked");
-		return NULL;
-	}
+	if (!arena_in_ram || !mg->pages)
+		return probe_fail("no RAM for the arena [0x%lx, 0x%lx) and pages above it", arena,
+		                  floor);
+	if (mg->inject && mg->walk[0].end - mg->walk[0].base < 4 * PAGE_SIZE)
+		return probe_fail("inject= needs 4 pages in the first RAM range walked");
 	mg->floor = mg->walk[0].base;
 	mg->tables = (uint64_t *)(uintptr_t)arena;
-	return (uint8_t *)(uintptr_t)(floor - MEMGEN_DISK_READ_BYTES);
+	*disk_buf = (uint8_t *)(uintptr_t)(floor - MEMGEN_DISK_READ_BYTES);
+	return PROBE_PASS;
 }
 
 /* An on/off parameter into *@on (false when absent); false if malformed. */
@@ -356,7 +355,7 @@ int test_memgen(void)
 	static struct memgen_disk disk;
 	uint64_t values[MEMGEN_CPUS_MAX], want_cpus, result;
 	struct smp_cpus cpus;
-	uint8_t *disk_buf;
+	uint8_t *disk_buf = NULL;
 	bool disk_on = false;
 	int r;
 
@@ -372,8 +371,8 @@ int test_memgen(void)
 	if (want_cpus && want_cpus != cpus.count)
 		return probe_fail("%u CPUs running, cpus=%lu", cpus.count, want_cpus);
 	mg.cpus = cpus.count;
-	disk_buf = memgen_layout(&mg, &r);
-	if (!disk_buf)
+	r = memgen_layout(&mg, &disk_buf);
+	if (r != PROBE_PASS)
 		return r;
 	if (disk_on && memgen_disk_start(&disk) < 0)
 		return probe_fail("disk: %s", disk.why);

@@ -215,8 +215,6 @@ int smp_start(ap_entry_fn entry, void *arg, struct smp_cpus *cpus)
 		return probe_fail("%u of %u APs report a CPUID.1 APIC ID other than their local "
 		                  "APIC ID",
 		                  ap_cpuid_mismatch, ap_count);
-	if (entry)
-		cpus->slots = n - 1 < AP_SLOTS ? n - 1 : AP_SLOTS;
 	return PROBE_PASS;
 }
 

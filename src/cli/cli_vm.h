@@ -3,8 +3,8 @@
 #define NESTVM_CLI_CLI_VM_H
 
 /*
- * Helpers shared by the VM manager's command files (cmd_vm.c, cmd_power.c,
- * cmd_console.c, cmd_nested.c), implemented in cmd_vm.c. Each prints its own
+ * Helpers shared by the VM manager's command files (cmd_vm.c, cmd_set.c,
+ * cmd_power.c, cmd_console.c, cmd_nested.c), implemented in cmd_vm.c. Each prints its own
  * error as "nestvm CMD: ..." and returns the exit status to use, so command
  * code reads as a sequence of steps.
  *
@@ -59,9 +59,14 @@ int cli_vm_open_store(const char *cmd, struct store *st);
  */
 int cli_vm_lock_off(const char *cmd, const struct store *st, const char *name, const char *what);
 
-/* cli_vm_parse_memory - a --memory value into MiB, checked like `run` does; -1 or an exit status.
+/*
+ * cli_vm_def_option - cli_def_option() (opts_virtio.h) with CLI_DEF_RESOLVE,
+ * for `new` and `set`: -1, or an exit status after printing why not.
  */
-int cli_vm_parse_memory(const char *cmd, const char *arg, uint64_t *mib);
+int cli_vm_def_option(const char *cmd, struct vm_def *def, int opt, const char *arg);
+
+/* cli_vm_nic_arg - --nic auto|MAC[,network=NAME] added to @def; -1 or an exit status. */
+int cli_vm_nic_arg(const char *cmd, const char *arg, struct vm_def *def);
 
 /*
  * cli_vm_connect - connect @c to NAME's monitor, which must be up (give it a

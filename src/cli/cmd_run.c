@@ -10,53 +10,42 @@
 #include "core/vm.h"
 #include "core/vm_limits.h"
 #include "manager/store.h"
+#include "manager/store_snap.h"
+#include "snapshot/vm_snapshot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-
 _Static_assert(VM_MAX_CPUS == ACPI_MAX_CPUS, "the vCPU limit is the MADT's");
 
 static const char run_usage[] =
-	"usage: nestvm run --kernel PATH [options]\n"
-	"\n"
-	"Boot a kernel (Linux bzImage, or an ELF vmlinux with a PVH entry) in a new VM\n"
-	"and run it in the foreground until the guest powers off.\n"
-	"\n"
-	"  --kernel PATH        kernel image (required)\n"
-	"  --initrd PATH        initial ramdisk\n"
-	"  --cmdline STRING     kernel command line\n"
-	"  --cpus N             number of vCPUs, 1 to 254 (default 1)\n"
-	"  --memory SIZE        guest RAM, whole MiB: 512M, 4G; a bare number is MiB (default 512M)\n"
-	"  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n"
-	"  --console WHERE      serial console: stdio (default), none, file:PATH\n"
-	"  --hugepages on|off   back guest RAM with transparent huge pages (default on)\n"
-	"  --pit on|off         in-kernel i8254 timer (default on; Linux on KVM runs without)\n"
-	"  --kvm PATH           KVM device (default /dev/kvm)\n"
-	"  --disk PATH[,readonly][,io=uring|threads]\n"
-	"                       raw disk image as a virtio-blk device (repeatable, up to 8)\n"
-	"  --rng                virtio-rng entropy device (from the host's getrandom)\n"
-	"  --vsock CID[,socket=PATH]\n"
-	"                       virtio-vsock with guest CID (3 or more); host programs reach the\n"
-	"                       guest through the UNIX socket PATH (default\n"
-	"                       $XDG_RUNTIME_DIR/nestvm/vsock-CID.sock, else\n"
-	"                       .run/vsock-CID.sock in the VM store), guests reach PATH_PORT\n"
-	"                       (a socket of this user only)\n"
-	"  --virtio-console PATH\n"
-	"                       a second console (the guest's hvc0) on UNIX socket PATH\n"
-	"  --console-port NAME,socket=PATH\n"
-	"                       a named virtio-console port on UNIX socket PATH (up to 8)\n"
-	"  --sandbox on|off     seccomp filters on the monitor's threads (default on; off\n"
-	"                       only for debugging)\n"
-	"  -v, --verbose        say what the monitor does; twice for debug output\n"
-	"\n"
-	"Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
-	"crashed (triple fault), 128+N killed by signal N; a value the guest writes to\n"
-	"the debug-exit port 0xf4 is returned as is.\n";
+    "usage: nestvm run --kernel PATH [options]\n"
+    "       nestvm run --restore DIR [--console WHERE] [--kvm PATH] [--sandbox on|off]\n"
+    "\n"
+    "Boot a kernel (Linux bzImage, or an ELF vmlinux with a PVH entry) in a new VM\n"
+    "and run it in the foreground until the guest powers off. The options that say\n"
+    "what the VM is are those of 'nestvm new' and mean the same.\n"
+    "\n"
+    "  --kernel PATH        kernel image (required)\n" CLI_DEF_OPTIONS_HELP
+    "                       (--vsock's default socket: $XDG_RUNTIME_DIR/nestvm/vsock-CID.sock,\n"
+    "                       else .run/vsock-CID.sock in the VM store; a socket of this\n"
+    "                       user only)\n"
+    "  --restore DIR        carry on from the snapshot in DIR (a VM's saved/ or\n"
+    "                       checkpoints/CP/ directory): the VM is the one it records\n"
+    "  --console WHERE      serial console: stdio (default), none, file:PATH\n"
+    "  --kvm PATH           KVM device (default /dev/kvm)\n"
+    "  --sandbox on|off     seccomp filters on the monitor's threads (default on; off\n"
+    "                       only for debugging)\n"
+    "  -v, --verbose        say what the monitor does; twice for debug output\n"
+    "\n"
+    "Exit status: 0 guest powered off, 1 error, 2 usage, 3 guest reset, 4 guest\n"
+    "crashed (triple fault), 128+N killed by signal N; a value the guest writes to\n"
+    "the debug-exit port 0xf4 is returned as is.\n";
 
 static int run_usage_error(const char *fmt, const char *arg)
 {
@@ -92,177 +81,216 @@ static int run_default_vsock_path(uint32_t cid, char *buf, size_t len)
 	}
 	r = n < 0 || (size_t)n >= sizeof(dir) ? -ENAMETOOLONG : fs_private_dir(dir);
 	if (r < 0) {
-		fprintf(stderr,
-		        "nestvm run: --vsock: cannot use '%s' for its socket: %s; give socket=PATH\n",
-		        dir, r == -EPERM ? "another user could write to it" : fs_strerror(r));
+		fprintf(
+		    stderr,
+		    "nestvm run: --vsock: cannot use '%s' for its socket: %s; give socket=PATH\n",
+		    dir, r == -EPERM ? "another user could write to it" : fs_strerror(r));
 		return r;
 	}
 	n = snprintf(buf, len, "%s/vsock-%u.sock", dir, cid);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* A --cpus or --memory value judged by core/vm_limits.h, as `new` and vm.json are. */
-static int run_limits_error(const char *opt, const char *arg, const char *why)
+/* What `run` takes besides the definition: the per-run plumbing. */
+struct run_opts {
+	enum vm_console console;
+	const char *console_path; /* VM_CONSOLE_FILE */
+	const char *kvm_path;
+	const char *restore; /* --restore DIR */
+	bool def_options;    /* a definition option was given */
+	int sandbox;
+	int verbose;
+};
+
+/* --console stdio|none|file:PATH */
+static int run_console_arg(const char *arg, struct run_opts *ro)
 {
-	fprintf(stderr, "nestvm run: %s '%s': %s\n", opt, arg, why);
-	return NESTVM_EXIT_USAGE;
+	if (!strcmp(arg, "stdio")) {
+		ro->console = VM_CONSOLE_STDIO;
+	} else if (!strcmp(arg, "none")) {
+		ro->console = VM_CONSOLE_NONE;
+	} else if (!strncmp(arg, "file:", 5) && arg[5]) {
+		ro->console = VM_CONSOLE_FILE;
+		ro->console_path = arg + 5;
+	} else {
+		return run_usage_error("--console '%s': give stdio, none or file:PATH", arg);
+	}
+	return -1;
+}
+
+/*
+ * The command line into @def (through cli_def_option(), as `new` reads it)
+ * and @ro. Returns -1 to go on, or the exit status (0 after --help).
+ */
+static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts *ro)
+{
+	enum { OPT_CONSOLE = CLI_DEF_END, OPT_KVM, OPT_SANDBOX, OPT_RESTORE };
+	static const struct option opts[] = {
+	    CLI_DEF_OPTIONS,
+	    {"console", required_argument, NULL, OPT_CONSOLE},
+	    {"kvm", required_argument, NULL, OPT_KVM},
+	    {"sandbox", required_argument, NULL, OPT_SANDBOX},
+	    {"restore", required_argument, NULL, OPT_RESTORE},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct mgr_err err;
+	int opt, r = -1;
+
+	optind = 1;
+	opterr = 0;
+	while (r < 0 && (opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		if (opt >= CLI_DEF_KERNEL && opt < CLI_DEF_END) {
+			ro->def_options = true;
+			r = cli_def_option(def, opt, optarg, 0, &err);
+			if (r < 0)
+				r = r == -ENOMEM ? NESTVM_EXIT_ERROR
+				                 : run_usage_error("%s", err.msg);
+			else
+				r = -1;
+			continue;
+		}
+		switch (opt) {
+		case OPT_CONSOLE:
+			r = run_console_arg(optarg, ro);
+			break;
+		case OPT_KVM:
+			ro->kvm_path = optarg;
+			break;
+		case OPT_RESTORE:
+			ro->restore = optarg;
+			break;
+		case OPT_SANDBOX:
+			if (cli_parse_on_off(optarg, &ro->sandbox) < 0)
+				r = run_usage_error("--sandbox '%s': give on or off", optarg);
+			break;
+		case 'v':
+			ro->verbose++;
+			break;
+		case 'h':
+			fputs(run_usage, stdout);
+			r = 0;
+			break;
+		default:
+			r = run_usage_error("unknown or incomplete option '%s'; see --help",
+			                    argv[optind - 1]);
+			break;
+		}
+	}
+	if (r < 0 && optind < argc)
+		r = run_usage_error("unexpected argument '%s'; see --help", argv[optind]);
+	if (r < 0 && ro->restore && ro->def_options)
+		r = run_usage_error("%s", "--restore: the VM is the one the snapshot records; give no "
+		                          "definition options");
+	if (r < 0 && !ro->restore && !def->kernel)
+		r = run_usage_error("%s", "--kernel PATH is required; see --help");
+	return r;
+}
+
+/*
+ * The VM @def describes, judged by vm_def_validate() as vm.json is, with
+ * every device at the slot `new` would record, and @ro's plumbing. Returns
+ * -1 with @cfg filled (pointing into @def and @vsock_path), or an exit status.
+ */
+static int run_config(struct vm_def *def, const struct run_opts *ro, char *vsock_path, size_t len,
+                      struct vm_config *cfg)
+{
+	struct mgr_err err;
+
+	if (vm_def_assign_slots(def) < 0)
+		return run_usage_error("%s", "too many devices for PCI bus 0");
+	if (vm_def_validate(def, &err) < 0)
+		return run_usage_error("%s", err.msg);
+	if (def->vsock.cid && !def->vsock.socket &&
+	    run_default_vsock_path(def->vsock.cid, vsock_path, len) < 0)
+		return NESTVM_EXIT_ERROR;
+	if (vm_def_to_config(def, vsock_path[0] ? vsock_path : NULL, cfg, &err) < 0) {
+		fprintf(stderr, "nestvm run: %s\n", err.msg);
+		return NESTVM_EXIT_ERROR;
+	}
+	cfg->console = ro->console;
+	cfg->console_path = ro->console_path;
+	cfg->kvm_path = ro->kvm_path;
+	return -1;
+}
+
+/*
+ * --restore DIR: the definition DIR holds into @def, and its snapshot opened
+ * and checked into @snap. Returns -1, or an exit status having said why.
+ */
+static int run_open_snapshot(const struct run_opts *ro, struct vm_def *def,
+                             struct vm_snapshot *snap)
+{
+	char why[384];
+	struct mgr_err err;
+	int fd = open(ro->restore, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+	if (fd < 0) {
+		fprintf(stderr, "nestvm run: --restore '%s': %s\n", ro->restore, strerror(errno));
+		return NESTVM_EXIT_ERROR;
+	}
+	vm_def_clear(def);
+	r = store_snap_read_def(fd, ro->restore, def, &err);
+	if (r < 0) {
+		close(fd);
+		fprintf(stderr, "nestvm run: --restore: %s\n", err.msg);
+		return NESTVM_EXIT_ERROR;
+	}
+	r = vm_snapshot_open(fd, ro->restore, ro->kvm_path, snap, why, sizeof(why));
+	close(fd);
+	if (r < 0) {
+		fprintf(stderr, "nestvm run: --restore: %s\n", why);
+		return NESTVM_EXIT_ERROR;
+	}
+	return -1;
 }
 
 int cmd_run(int argc, char **argv)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NESTED,
-	       OPT_CONSOLE, OPT_HUGEPAGES, OPT_KVM, OPT_PIT, OPT_DISK, OPT_RNG,
-	       OPT_VSOCK, OPT_VIRTIO_CONSOLE, OPT_CONSOLE_PORT, OPT_SANDBOX };
-	static const struct option opts[] = {
-		{"kernel", required_argument, NULL, OPT_KERNEL},
-		{"initrd", required_argument, NULL, OPT_INITRD},
-		{"cmdline", required_argument, NULL, OPT_CMDLINE},
-		{"cpus", required_argument, NULL, OPT_CPUS},
-		{"memory", required_argument, NULL, OPT_MEMORY},
-		{"nested", required_argument, NULL, OPT_NESTED},
-		{"console", required_argument, NULL, OPT_CONSOLE},
-		{"hugepages", required_argument, NULL, OPT_HUGEPAGES},
-		{"kvm", required_argument, NULL, OPT_KVM},
-		{"pit", required_argument, NULL, OPT_PIT},
-		{"disk", required_argument, NULL, OPT_DISK},
-		{"rng", no_argument, NULL, OPT_RNG},
-		{"vsock", required_argument, NULL, OPT_VSOCK},
-		{"virtio-console", required_argument, NULL, OPT_VIRTIO_CONSOLE},
-		{"console-port", required_argument, NULL, OPT_CONSOLE_PORT},
-		{"sandbox", required_argument, NULL, OPT_SANDBOX},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	struct run_opts ro = {
+	    .console = VM_CONSOLE_STDIO,
+	    .kvm_path = "/dev/kvm",
+	    .sandbox = 1,
 	};
-	struct vm_config cfg = {
-		.cpus = 1,
-		.memory = 512ULL << 20,
-		.hugepages = true,
-		.pit = true,
-		.console = VM_CONSOLE_STDIO,
-		.kvm_path = "/dev/kvm",
-	};
-	char vsock_path[STORE_PATH_MAX];
-	char why[VM_LIMITS_WHY_LEN];
-	uint64_t mib;
-	int opt, flag, verbose = 0, sandbox = 1, r;
+	char vsock_path[STORE_PATH_MAX] = "", why[384];
+	struct vm_snapshot snap = {.memory_fd = -1};
+	struct vm_config cfg;
+	struct vm_def def;
 	struct vm *vm;
+	int r;
 
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_KERNEL:
-			cfg.kernel = optarg;
-			break;
-		case OPT_INITRD:
-			cfg.initrd = optarg;
-			break;
-		case OPT_CMDLINE:
-			cfg.cmdline = optarg;
-			break;
-		case OPT_CPUS:
-			if (vm_limits_parse_cpus(optarg, &cfg.cpus, why, sizeof(why)) < 0)
-				return run_limits_error("--cpus", optarg, why);
-			break;
-		case OPT_MEMORY:
-			if (vm_limits_parse_memory(optarg, &mib, why, sizeof(why)) < 0)
-				return run_limits_error("--memory", optarg, why);
-			cfg.memory = mib << 20;
-			break;
-		case OPT_NESTED:
-			if (cli_parse_on_off(optarg, &flag) < 0)
-				return run_usage_error("--nested '%s': give on or off", optarg);
-			cfg.nested = flag;
-			break;
-		case OPT_HUGEPAGES:
-			if (cli_parse_on_off(optarg, &flag) < 0)
-				return run_usage_error("--hugepages '%s': give on or off", optarg);
-			cfg.hugepages = flag;
-			break;
-		case OPT_PIT:
-			if (cli_parse_on_off(optarg, &flag) < 0)
-				return run_usage_error("--pit '%s': give on or off", optarg);
-			cfg.pit = flag;
-			break;
-		case OPT_CONSOLE:
-			if (!strcmp(optarg, "stdio")) {
-				cfg.console = VM_CONSOLE_STDIO;
-			} else if (!strcmp(optarg, "none")) {
-				cfg.console = VM_CONSOLE_NONE;
-			} else if (!strncmp(optarg, "file:", 5) && optarg[5]) {
-				cfg.console = VM_CONSOLE_FILE;
-				cfg.console_path = optarg + 5;
-			} else {
-				return run_usage_error(
-					"--console '%s': give stdio, none or file:PATH", optarg);
-			}
-			break;
-		case OPT_KVM:
-			cfg.kvm_path = optarg;
-			break;
-		case OPT_DISK:
-			if (cfg.nr_disks == VM_MAX_DISKS)
-				return run_usage_error("--disk '%s': at most 8 disks", optarg);
-			if (cli_parse_disk(optarg, &cfg.disks[cfg.nr_disks]) < 0)
-				return run_usage_error(
-					"--disk '%s': give PATH[,readonly][,io=uring|threads]", optarg);
-			cfg.nr_disks++;
-			break;
-		case OPT_RNG:
-			cfg.rng = true;
-			break;
-		case OPT_VSOCK:
-			if (cli_parse_vsock(optarg, &cfg.vsock_cid, &cfg.vsock_socket) < 0)
-				return run_usage_error(
-					"--vsock '%s': give CID[,socket=PATH], CID from 3 to 4294967294",
-					optarg);
-			break;
-		case OPT_VIRTIO_CONSOLE:
-			cfg.hvc_socket = optarg;
-			break;
-		case OPT_CONSOLE_PORT:
-			if (cfg.nr_console_ports == VM_MAX_CONSOLE_PORTS)
-				return run_usage_error("--console-port '%s': at most 8 ports", optarg);
-			if (cli_parse_console_port(optarg,
-						   &cfg.console_ports[cfg.nr_console_ports]) < 0)
-				return run_usage_error(
-					"--console-port '%s': give NAME,socket=PATH", optarg);
-			cfg.nr_console_ports++;
-			break;
-		case OPT_SANDBOX:
-			if (cli_parse_on_off(optarg, &sandbox) < 0)
-				return run_usage_error("--sandbox '%s': give on or off", optarg);
-			break;
-		case 'v':
-			verbose++;
-			break;
-		case 'h':
-			fputs(run_usage, stdout);
-			return 0;
-		default:
-			return run_usage_error("unknown or incomplete option '%s'; see --help",
-					       argv[optind - 1]);
-		}
+	vm_def_init(&def);
+	/* A definition has a name; a run's VM has none that anyone sees. */
+	snprintf(def.name, sizeof(def.name), "run");
+	r = run_parse(argc, argv, &def, &ro);
+	if (r >= 0)
+		goto out;
+	log_set_level(ro.verbose >= 2 ? LOG_DEBUG : ro.verbose ? LOG_INFO : LOG_WARN);
+	if (ro.restore) {
+		r = run_open_snapshot(&ro, &def, &snap);
+		if (r >= 0)
+			goto out;
 	}
-	if (optind < argc)
-		return run_usage_error("unexpected argument '%s'; see --help", argv[optind]);
-	if (!cfg.kernel)
-		return run_usage_error("%s", "--kernel PATH is required; see --help");
-	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_WARN);
-	if (cfg.vsock_cid && !cfg.vsock_socket) {
-		if (run_default_vsock_path(cfg.vsock_cid, vsock_path, sizeof(vsock_path)) < 0)
-			return NESTVM_EXIT_ERROR;
-		cfg.vsock_socket = vsock_path;
-	}
+	r = run_config(&def, &ro, vsock_path, sizeof(vsock_path), &cfg);
+	if (r >= 0)
+		goto out;
 	/* Before vm_create() starts the first device thread. */
-	if (sandbox_init(sandbox) < 0)
-		return NESTVM_EXIT_ERROR;
-
-	r = vm_create(&cfg, &vm);
-	if (r < 0)
-		return NESTVM_EXIT_ERROR;
+	r = NESTVM_EXIT_ERROR;
+	if (sandbox_init(ro.sandbox) < 0)
+		goto out;
+	if (ro.restore && vm_snapshot_restore(&snap, &cfg, &vm, why, sizeof(why)) < 0) {
+		fprintf(stderr, "nestvm run: --restore: %s\n", why);
+		goto out;
+	}
+	if (!ro.restore && vm_create(&cfg, &vm) < 0)
+		goto out;
+	vm_snapshot_close(&snap);
 	r = vm_run(vm);
 	vm_destroy_at_exit(vm);
+out:
+	vm_snapshot_close(&snap);
+	/* @cfg, and so the VM, pointed into it. */
+	vm_def_clear(&def);
 	return r;
 }

@@ -93,6 +93,17 @@ static int snapshot_call(struct client *c, const char *cmd, const char *what, js
 
 /* ---- save ---- */
 
+/* Wait until NAME's monitor has let go of the run lock: `start` may follow at once. */
+static bool monitor_gone(const struct store *st, const char *name)
+{
+	for (int waited = 0; waited < SAVE_END_WAIT_MS; waited += 10) {
+		if (store_lock_held(st, name, STORE_LOCK_RUN) == 0)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
 static const char save_usage[] =
     "usage: nestvm save NAME\n"
     "\n"
@@ -120,7 +131,7 @@ int cmd_save(int argc, char **argv)
 		return r;
 	if (snapshot_call(&c, "save", "saving", NULL, &res, &err) < 0) {
 		r = cli_vm_error("save", "VM '%s': %s", name, err.msg);
-	} else if (client_wait_closed(&c, SAVE_END_WAIT_MS) < 0) {
+	} else if (client_wait_closed(&c, SAVE_END_WAIT_MS) < 0 || !monitor_gone(&st, name)) {
 		r = cli_vm_error("save", "VM '%s': saved, but the monitor did not end", name);
 	} else {
 		json_unpack(res, "{s?I}", "ms", &ms);

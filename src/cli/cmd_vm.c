@@ -1,13 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The VM manager's definition commands: `nestvm new`, `list`, `show`, `set`
- * and `remove` (Hyper-V's New-VM, Get-VM, Set-VM/Set-VMProcessor/
- * Set-VMMemory, Remove-VM), and the helpers the other manager commands
- * share (cli_vm.h).
- *
- * Hyper-V's rules for a VM's settings: the vCPU count, the memory size and
- * nested virtualization change only while the VM is off; the kernel, initrd
- * and command line may change at any time and apply at the next start.
+ * The VM manager's definition commands: `nestvm new`, `list`, `show` and
+ * `remove` (Hyper-V's New-VM, Get-VM, Remove-VM; `set` is cmd_set.c), and
+ * the helpers the other manager commands share (cli_vm.h).
  */
 #include "cli/cli.h"
 #include "cli/cli_vm.h"
@@ -156,83 +151,22 @@ int cli_vm_lock_off(const char *cmd, const struct store *st, const char *name, c
 	return fd;
 }
 
-int cli_vm_parse_memory(const char *cmd, const char *arg, uint64_t *mib)
-{
-	char why[VM_LIMITS_WHY_LEN];
-
-	if (vm_limits_parse_memory(arg, mib, why, sizeof(why)) < 0)
-		return cli_vm_usage(cmd, "--memory '%s': %s", arg, why);
-	return -1;
-}
-
 /* ---- option values shared by new and set ---- */
 
-/* An existing regular file, made absolute. */
-static int cli_vm_file_arg(const char *cmd, const char *opt, const char *arg, char **out)
+int cli_vm_def_option(const char *cmd, struct vm_def *def, int opt, const char *arg)
 {
-	char abs[PATH_MAX];
-	struct stat sb;
+	struct mgr_err err;
+	int r = cli_def_option(def, opt, arg, CLI_DEF_RESOLVE, &err);
 
-	if (!realpath(arg, abs) || stat(abs, &sb) < 0)
-		return cli_vm_usage(cmd, "%s '%s': %s", opt, arg, strerror(errno));
-	if (!S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode))
-		return cli_vm_usage(cmd, "%s '%s': not a regular file", opt, arg);
-	if (vm_def_set_str(out, abs) < 0)
-		return cli_vm_error(cmd, "out of memory");
-	return -1;
-}
-
-static int cli_vm_cpus_arg(const char *cmd, const char *arg, unsigned int *cpus)
-{
-	char why[VM_LIMITS_WHY_LEN];
-
-	if (vm_limits_parse_cpus(arg, cpus, why, sizeof(why)) < 0)
-		return cli_vm_usage(cmd, "--cpus '%s': %s", arg, why);
-	return -1;
-}
-
-static int cli_vm_nested_arg(const char *cmd, const char *arg, bool *nested)
-{
-	int flag;
-
-	if (cli_parse_on_off(arg, &flag) < 0)
-		return cli_vm_usage(cmd, "--nested '%s': give on or off", arg);
-	*nested = flag;
-	return -1;
-}
-
-/* --disk PATH[,ro]: parsed as `run --disk` is (",," is a comma in PATH), without io=. */
-static int cli_vm_disk_arg(const char *cmd, const char *arg, struct vm_def *def)
-{
-	struct vm_disk_config cfg;
-	char copy[PATH_MAX + 16];
-	struct vm_disk *d;
-	int r;
-
-	if (def->nr_disks == STORE_MAX_DISKS)
-		return cli_vm_usage(cmd, "at most %d disks", STORE_MAX_DISKS);
-	if (strlen(arg) >= sizeof(copy) || (strcpy(copy, arg), cli_parse_disk(copy, &cfg) < 0) ||
-	    cfg.engine != DISK_ENGINE_AUTO)
-		return cli_vm_usage(
-		    cmd, "--disk '%s': give PATH or PATH,ro (a comma in PATH is ,,)", arg);
-	d = &def->disks[def->nr_disks];
-	r = cli_vm_file_arg(cmd, "--disk", cfg.path, &d->path);
-	if (r >= 0)
-		return r;
-	for (unsigned int i = 0; i < def->nr_disks; i++) {
-		if (!strcmp(def->disks[i].path, d->path)) {
-			free(d->path);
-			d->path = NULL;
-			return cli_vm_usage(cmd, "--disk '%s': the VM already has this disk", arg);
-		}
-	}
-	d->readonly = cfg.readonly;
-	def->nr_disks++;
+	if (r == -ENOMEM)
+		return cli_vm_error(cmd, "%s", err.msg);
+	if (r < 0)
+		return cli_vm_usage(cmd, "%s", err.msg);
 	return -1;
 }
 
 /* --nic auto|MAC[,network=NAME] */
-static int cli_vm_nic_arg(const char *cmd, const char *arg, struct vm_def *def)
+int cli_vm_nic_arg(const char *cmd, const char *arg, struct vm_def *def)
 {
 	const char *comma = strchr(arg, ',');
 	size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
@@ -271,95 +205,55 @@ static const char new_usage[] =
     "usage: nestvm new NAME --kernel PATH [options]\n"
     "\n"
     "Define a VM (it starts off; see 'nestvm start'). Its definition is kept in\n"
-    "$NESTVM_HOME/NAME/vm.json.\n"
+    "$NESTVM_HOME/NAME/vm.json. The options that say what the VM is are those of\n"
+    "'nestvm run' and mean the same.\n"
     "\n"
-    "  --kernel PATH        kernel image (required): bzImage or PVH ELF\n"
-    "  --initrd PATH        initial ramdisk\n"
-    "  --cmdline STRING     kernel command line\n"
-    "  --cpus N             vCPUs, 1 to 254 (default 1)\n"
-    "  --memory SIZE        RAM, e.g. 512M, 4G; a bare number is MiB (default 512M)\n"
-    "  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n"
-    "  --disk PATH[,ro]     a disk image (repeatable; a comma in PATH is written ,,)\n"
+    "  --kernel PATH        kernel image (required): bzImage or PVH ELF\n" CLI_DEF_OPTIONS_HELP
+    "                       (--vsock's default socket: vsock.sock in the VM's directory)\n"
     "  --nic auto|MAC[,network=NAME]\n"
-    "                       a network interface (repeatable)\n"
+    "                       a network interface (repeatable; recorded, not attached yet)\n"
     "\n"
+    "Each PCI device gets the first free slot on bus 0 (disks, rng, vsock,\n"
+    "virtio-console in that order) and keeps it: 'nestvm set' never moves it.\n"
     "NAME: 1 to 64 letters, digits, '.', '_', '-', starting with a letter or digit.\n";
 
 int cmd_new(int argc, char **argv)
 {
-	enum {
-		OPT_KERNEL = 256,
-		OPT_INITRD,
-		OPT_CMDLINE,
-		OPT_CPUS,
-		OPT_MEMORY,
-		OPT_NESTED,
-		OPT_DISK,
-		OPT_NIC
-	};
+	enum { OPT_NIC = CLI_DEF_END };
 	static const struct option opts[] = {
-	    {"kernel", required_argument, NULL, OPT_KERNEL},
-	    {"initrd", required_argument, NULL, OPT_INITRD},
-	    {"cmdline", required_argument, NULL, OPT_CMDLINE},
-	    {"cpus", required_argument, NULL, OPT_CPUS},
-	    {"memory", required_argument, NULL, OPT_MEMORY},
-	    {"nested", required_argument, NULL, OPT_NESTED},
-	    {"disk", required_argument, NULL, OPT_DISK},
+	    CLI_DEF_OPTIONS,
 	    {"nic", required_argument, NULL, OPT_NIC},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct vm_def def = {.cpus = 1, .memory_mib = 512};
 	const char *name = NULL;
 	struct mgr_err err;
+	struct vm_def def;
 	struct store st;
 	int opt, r = -1;
 
+	vm_def_init(&def);
 	optind = 1;
 	opterr = 0;
 	while (r < 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_KERNEL:
-			r = cli_vm_file_arg("new", "--kernel", optarg, &def.kernel);
-			break;
-		case OPT_INITRD:
-			r = cli_vm_file_arg("new", "--initrd", optarg, &def.initrd);
-			break;
-		case OPT_CMDLINE:
-			if (vm_def_set_str(&def.cmdline, optarg) < 0)
-				r = cli_vm_error("new", "out of memory");
-			break;
-		case OPT_CPUS:
-			r = cli_vm_cpus_arg("new", optarg, &def.cpus);
-			break;
-		case OPT_MEMORY:
-			r = cli_vm_parse_memory("new", optarg, &def.memory_mib);
-			break;
-		case OPT_NESTED:
-			r = cli_vm_nested_arg("new", optarg, &def.nested);
-			break;
-		case OPT_DISK:
-			r = cli_vm_disk_arg("new", optarg, &def);
-			break;
-		case OPT_NIC:
+		if (opt >= CLI_DEF_KERNEL && opt < CLI_DEF_END) {
+			r = cli_vm_def_option("new", &def, opt, optarg);
+		} else if (opt == OPT_NIC) {
 			r = cli_vm_nic_arg("new", optarg, &def);
-			break;
-		case 'h':
+		} else if (opt == 'h') {
 			fputs(new_usage, stdout);
 			r = 0;
-			break;
-		default:
+		} else {
 			r = cli_vm_usage("new", "unknown or incomplete option '%s'",
 			                 argv[optind - 1]);
-			break;
 		}
 	}
 	if (r < 0)
 		r = cli_vm_name_arg("new", argc, argv, &name);
-	if (r < 0 && store_check_name(name, &err) < 0)
-		r = cli_vm_usage("new", "%s", err.msg);
 	if (r < 0 && !def.kernel)
 		r = cli_vm_usage("new", "--kernel PATH is required");
+	if (r < 0 && vm_def_assign_slots(&def) < 0)
+		r = cli_vm_usage("new", "too many devices for PCI bus 0");
 	if (r < 0)
 		r = cli_vm_open_store("new", &st);
 	if (r >= 0)
@@ -564,6 +458,46 @@ static void cli_vm_format_time(int64_t t, char *buf, size_t len)
 		snprintf(buf, len, "?");
 }
 
+/*
+ * The devices of @def, each PCI device with its address on bus 0, which
+ * stays what it is as long as the device is defined.
+ */
+static void cli_vm_show_devices(const struct store *st, const struct vm_def *def)
+{
+	const struct vm_def_console *con = &def->console;
+	char sock[STORE_PATH_MAX];
+
+	for (unsigned int i = 0; i < def->nr_disks; i++)
+		printf("disk %u:       %s%s at 00:%02x.0, io %s\n", i, def->disks[i].path,
+		       def->disks[i].readonly ? " (read-only)" : "", def->disks[i].pci_slot,
+		       def->disks[i].io == DISK_ENGINE_URING     ? "uring"
+		       : def->disks[i].io == DISK_ENGINE_THREADS ? "threads"
+		                                                 : "auto");
+	for (unsigned int i = 0; i < def->nr_nics; i++)
+		printf("nic %u:        %s%s%s (not attached: no network device yet)\n", i,
+		       def->nics[i].mac, def->nics[i].network ? " network " : "",
+		       def->nics[i].network ? def->nics[i].network : "");
+	if (def->rng.enabled)
+		printf("rng:          virtio-rng at 00:%02x.0\n", def->rng.pci_slot);
+	if (def->vsock.cid) {
+		if (def->vsock.socket)
+			snprintf(sock, sizeof(sock), "%s", def->vsock.socket);
+		else if (store_path(st, def->name, STORE_VSOCK_SOCKET, sock, sizeof(sock)) < 0)
+			snprintf(sock, sizeof(sock), "?");
+		printf("vsock:        CID %u, socket %s%s at 00:%02x.0\n", def->vsock.cid, sock,
+		       def->vsock.socket ? "" : " (default)", def->vsock.pci_slot);
+	}
+	if (vm_def_has_console(def))
+		printf("virtio-console: hvc0 %s, %u port%s at 00:%02x.0\n",
+		       con->socket ? con->socket : "not connected", con->nr_ports,
+		       con->nr_ports == 1 ? "" : "s", con->pci_slot);
+	for (unsigned int i = 0; i < con->nr_ports; i++)
+		printf("port %u:       %s on %s\n", i, con->ports[i].name, con->ports[i].socket);
+	if (!def->nr_disks && !def->nr_nics && !def->rng.enabled && !def->vsock.cid &&
+	    !vm_def_has_console(def))
+		printf("devices:      (none)\n");
+}
+
 static void cli_vm_show_text(const struct store *st, const char *name, const struct vm_def *def,
                              bool def_ok, const struct vm_status *vs)
 {
@@ -598,18 +532,12 @@ static void cli_vm_show_text(const struct store *st, const char *name, const str
 		printf("cpus:         %u\n", def->cpus);
 		printf("memory:       %s\n", mem);
 		printf("nested:       %s\n", def->nested ? "on" : "off");
+		printf("hugepages:    %s\n", def->hugepages ? "on" : "off");
+		printf("pit:          %s\n", def->pit ? "on" : "off");
 		printf("kernel:       %s\n", def->kernel);
 		printf("initrd:       %s\n", def->initrd ? def->initrd : "-");
 		printf("cmdline:      %s\n", def->cmdline ? def->cmdline : "");
-		for (unsigned int i = 0; i < def->nr_disks; i++)
-			printf("disk %u:       %s%s\n", i, def->disks[i].path,
-			       def->disks[i].readonly ? " (read-only)" : "");
-		for (unsigned int i = 0; i < def->nr_nics; i++)
-			printf("nic %u:        %s%s%s\n", i, def->nics[i].mac,
-			       def->nics[i].network ? " network " : "",
-			       def->nics[i].network ? def->nics[i].network : "");
-		if (!def->nr_disks && !def->nr_nics)
-			printf("devices:      (no disks, no NICs)\n");
+		cli_vm_show_devices(st, def);
 	}
 	if (vs->have_exit) {
 		cli_vm_format_time(vs->last_exit.at, buf, sizeof(buf));
@@ -726,269 +654,6 @@ int cmd_show(int argc, char **argv)
 	vm_def_clear(&def);
 	client_vm_status_clear(&vs);
 	return dr < 0 ? NESTVM_EXIT_ERROR : 0;
-}
-
-/* ---- set ---- */
-
-static const char set_usage[] =
-    "usage: nestvm set NAME [options]\n"
-    "\n"
-    "Change a VM's settings. As in Hyper-V, --cpus, --memory, --nested and the\n"
-    "devices change only while the VM is off; --kernel, --initrd and --cmdline may\n"
-    "change at any time and apply at the next start.\n"
-    "\n"
-    "  --cpus N                 vCPUs, 1 to 254            (VM off)\n"
-    "  --memory SIZE            RAM, e.g. 1G               (VM off)\n"
-    "  --nested on|off          expose AMD-V/VT-x          (VM off)\n"
-    "  --add-disk PATH[,ro]     add a disk image           (VM off)\n"
-    "  --remove-disk PATH       remove a disk              (VM off)\n"
-    "  --add-nic auto|MAC[,network=NAME]                   (VM off)\n"
-    "  --remove-nic MAC         remove a NIC               (VM off)\n"
-    "  --kernel PATH            kernel image\n"
-    "  --initrd PATH|none       initial ramdisk, or none\n"
-    "  --cmdline STRING         kernel command line\n";
-
-/* The changes `set` was asked for; cleared fields mean "leave as is". */
-struct set_request {
-	struct vm_def want; /* cpus/memory_mib 0 = unchanged; kernel etc. NULL = unchanged */
-	bool set_nested, clear_initrd, set_cmdline;
-	struct vm_def add; /* disks and NICs to add */
-	const char *remove_disk[STORE_MAX_DISKS];
-	const char *remove_nic[STORE_MAX_NICS];
-	unsigned int nr_remove_disk, nr_remove_nic;
-};
-
-/* Apply @req to @def; says in @offending which change needs the VM off, if any. */
-static int set_apply(const char *cmd, const struct set_request *req, struct vm_def *def,
-                     const char **offending)
-{
-	*offending = NULL;
-	if (req->want.cpus && req->want.cpus != def->cpus) {
-		def->cpus = req->want.cpus;
-		*offending = "--cpus";
-	}
-	if (req->want.memory_mib && req->want.memory_mib != def->memory_mib) {
-		def->memory_mib = req->want.memory_mib;
-		*offending = "--memory";
-	}
-	if (req->set_nested && req->want.nested != def->nested) {
-		def->nested = req->want.nested;
-		*offending = "--nested";
-	}
-	for (unsigned int i = 0; i < req->nr_remove_disk; i++) {
-		char abs[PATH_MAX];
-		const char *p = realpath(req->remove_disk[i], abs) ? abs : req->remove_disk[i];
-		unsigned int j;
-
-		for (j = 0; j < def->nr_disks && strcmp(def->disks[j].path, p); j++)
-			;
-		if (j == def->nr_disks)
-			return cli_vm_usage(cmd, "--remove-disk '%s': VM '%s' has no such disk",
-			                    req->remove_disk[i], def->name);
-		free(def->disks[j].path);
-		memmove(&def->disks[j], &def->disks[j + 1],
-		        (def->nr_disks - j - 1) * sizeof(def->disks[0]));
-		def->nr_disks--;
-		memset(&def->disks[def->nr_disks], 0, sizeof(def->disks[0]));
-		*offending = "--remove-disk";
-	}
-	for (unsigned int i = 0; i < req->nr_remove_nic; i++) {
-		unsigned int j;
-
-		for (j = 0; j < def->nr_nics && strcasecmp(def->nics[j].mac, req->remove_nic[i]);
-		     j++)
-			;
-		if (j == def->nr_nics)
-			return cli_vm_usage(cmd, "--remove-nic '%s': VM '%s' has no such NIC",
-			                    req->remove_nic[i], def->name);
-		free(def->nics[j].network);
-		memmove(&def->nics[j], &def->nics[j + 1],
-		        (def->nr_nics - j - 1) * sizeof(def->nics[0]));
-		def->nr_nics--;
-		memset(&def->nics[def->nr_nics], 0, sizeof(def->nics[0]));
-		*offending = "--remove-nic";
-	}
-	for (unsigned int i = 0; i < req->add.nr_disks; i++) {
-		if (def->nr_disks == STORE_MAX_DISKS)
-			return cli_vm_usage(cmd, "at most %d disks", STORE_MAX_DISKS);
-		for (unsigned int j = 0; j < def->nr_disks; j++) {
-			if (!strcmp(def->disks[j].path, req->add.disks[i].path))
-				return cli_vm_usage(cmd, "--add-disk '%s': the VM already has it",
-				                    req->add.disks[i].path);
-		}
-		def->disks[def->nr_disks] = req->add.disks[i];
-		def->disks[def->nr_disks].path = strdup(req->add.disks[i].path);
-		if (!def->disks[def->nr_disks++].path)
-			return cli_vm_error(cmd, "out of memory");
-		*offending = "--add-disk";
-	}
-	for (unsigned int i = 0; i < req->add.nr_nics; i++) {
-		if (def->nr_nics == STORE_MAX_NICS)
-			return cli_vm_usage(cmd, "at most %d NICs", STORE_MAX_NICS);
-		def->nics[def->nr_nics] = req->add.nics[i];
-		def->nics[def->nr_nics].network = NULL;
-		if (vm_def_set_str(&def->nics[def->nr_nics++].network, req->add.nics[i].network) <
-		    0)
-			return cli_vm_error(cmd, "out of memory");
-		*offending = "--add-nic";
-	}
-	if ((req->want.kernel && vm_def_set_str(&def->kernel, req->want.kernel) < 0) ||
-	    (req->want.initrd && vm_def_set_str(&def->initrd, req->want.initrd) < 0) ||
-	    (req->clear_initrd && vm_def_set_str(&def->initrd, NULL) < 0) ||
-	    (req->set_cmdline && vm_def_set_str(&def->cmdline, req->want.cmdline) < 0))
-		return cli_vm_error(cmd, "out of memory");
-	return -1;
-}
-
-static int set_parse(int argc, char **argv, struct set_request *req)
-{
-	enum {
-		OPT_CPUS = 256,
-		OPT_MEMORY,
-		OPT_NESTED,
-		OPT_KERNEL,
-		OPT_INITRD,
-		OPT_CMDLINE,
-		OPT_ADD_DISK,
-		OPT_REMOVE_DISK,
-		OPT_ADD_NIC,
-		OPT_REMOVE_NIC
-	};
-	static const struct option opts[] = {
-	    {"cpus", required_argument, NULL, OPT_CPUS},
-	    {"memory", required_argument, NULL, OPT_MEMORY},
-	    {"nested", required_argument, NULL, OPT_NESTED},
-	    {"kernel", required_argument, NULL, OPT_KERNEL},
-	    {"initrd", required_argument, NULL, OPT_INITRD},
-	    {"cmdline", required_argument, NULL, OPT_CMDLINE},
-	    {"add-disk", required_argument, NULL, OPT_ADD_DISK},
-	    {"remove-disk", required_argument, NULL, OPT_REMOVE_DISK},
-	    {"add-nic", required_argument, NULL, OPT_ADD_NIC},
-	    {"remove-nic", required_argument, NULL, OPT_REMOVE_NIC},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	int opt, r = -1, changes = 0;
-
-	optind = 1;
-	opterr = 0;
-	while (r < 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		changes++;
-		switch (opt) {
-		case OPT_CPUS:
-			r = cli_vm_cpus_arg("set", optarg, &req->want.cpus);
-			break;
-		case OPT_MEMORY:
-			r = cli_vm_parse_memory("set", optarg, &req->want.memory_mib);
-			break;
-		case OPT_NESTED:
-			r = cli_vm_nested_arg("set", optarg, &req->want.nested);
-			req->set_nested = true;
-			break;
-		case OPT_KERNEL:
-			r = cli_vm_file_arg("set", "--kernel", optarg, &req->want.kernel);
-			break;
-		case OPT_INITRD:
-			if (!strcmp(optarg, "none"))
-				req->clear_initrd = true;
-			else
-				r = cli_vm_file_arg("set", "--initrd", optarg, &req->want.initrd);
-			break;
-		case OPT_CMDLINE:
-			req->set_cmdline = true;
-			if (vm_def_set_str(&req->want.cmdline, optarg) < 0)
-				r = cli_vm_error("set", "out of memory");
-			break;
-		case OPT_ADD_DISK:
-			r = cli_vm_disk_arg("set", optarg, &req->add);
-			break;
-		case OPT_REMOVE_DISK:
-			if (req->nr_remove_disk == STORE_MAX_DISKS)
-				r = cli_vm_usage("set", "too many --remove-disk");
-			else
-				req->remove_disk[req->nr_remove_disk++] = optarg;
-			break;
-		case OPT_ADD_NIC:
-			r = cli_vm_nic_arg("set", optarg, &req->add);
-			break;
-		case OPT_REMOVE_NIC:
-			if (req->nr_remove_nic == STORE_MAX_NICS)
-				r = cli_vm_usage("set", "too many --remove-nic");
-			else
-				req->remove_nic[req->nr_remove_nic++] = optarg;
-			break;
-		case 'h':
-			fputs(set_usage, stdout);
-			r = 0;
-			break;
-		default:
-			r = cli_vm_usage("set", "unknown or incomplete option '%s'",
-			                 argv[optind - 1]);
-			break;
-		}
-	}
-	if (r < 0 && !changes)
-		r = cli_vm_usage("set", "nothing to change");
-	return r;
-}
-
-int cmd_set(int argc, char **argv)
-{
-	struct set_request req;
-	struct vm_def def = {0};
-	char what[64];
-	const char *name = NULL, *offending;
-	struct mgr_err err;
-	struct store st;
-	int r, def_fd = -1, run_fd = -1;
-	bool up = false;
-
-	memset(&req, 0, sizeof(req));
-	r = set_parse(argc, argv, &req);
-	if (r < 0)
-		r = cli_vm_name_arg("set", argc, argv, &name);
-	if (r < 0)
-		r = cli_vm_open_store("set", &st);
-	if (r >= 0)
-		goto out;
-	def_fd = store_lock_acquire(&st, name, STORE_LOCK_DEF, 5000, &err);
-	if (def_fd < 0) {
-		r = cli_vm_error("set", "%s", err.msg);
-		goto out;
-	}
-	if (store_load(&st, name, &def, &err) < 0) {
-		r = cli_vm_error("set", "%s", err.msg);
-		goto out;
-	}
-	r = set_apply("set", &req, &def, &offending);
-	if (r >= 0)
-		goto out;
-	if (offending) {
-		snprintf(what, sizeof(what), "%s can be changed", offending);
-		run_fd = cli_vm_lock_off("set", &st, name, what);
-		if (run_fd < 0) {
-			r = NESTVM_EXIT_ERROR;
-			goto out;
-		}
-	} else {
-		up = store_lock_held(&st, name, STORE_LOCK_RUN) > 0;
-	}
-	if (store_save(&st, &def, &err) < 0) {
-		r = cli_vm_error("set", "%s", err.msg);
-		goto out;
-	}
-	printf("VM '%s': cpus %u, memory %llu MiB, nested %s, %u disk(s), %u NIC(s)%s\n", name,
-	       def.cpus, (unsigned long long)def.memory_mib, def.nested ? "on" : "off",
-	       def.nr_disks, def.nr_nics,
-	       up ? "; the kernel, initrd and cmdline apply at the next start" : "");
-	r = 0;
-out:
-	store_lock_release(run_fd);
-	store_lock_release(def_fd);
-	vm_def_clear(&def);
-	vm_def_clear(&req.want);
-	vm_def_clear(&req.add);
-	return r;
 }
 
 /* ---- remove ---- */

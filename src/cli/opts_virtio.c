@@ -1,16 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `nestvm run` options for virtio devices: --disk, --vsock, --console-port.
- * See opts_virtio.h. Words are separated by single commas; ",," is a comma
- * inside a word, as in QEMU, so that any path can be given.
+ * The options that say what a VM is, shared by `nestvm run`, `new` and `set`
+ * (opts_virtio.h): cli_def_option() applies one to a struct vm_def, on top
+ * of the parsers of the virtio devices' option syntax (--disk, --vsock,
+ * --console-port), where words are separated by single commas and ",," is a
+ * comma inside a word, as in QEMU, so that any path can be given.
  */
 #include "cli/opts_virtio.h"
 
 #include "backends/disk.h"
+#include "cli/cli.h"
+#include "core/vm_limits.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* The words of an argument being split in place, and its original for errors. */
 struct opts_split {
@@ -146,4 +154,253 @@ int cli_parse_console_port(char *arg, struct vm_console_port *out)
 	if (!out->socket)
 		return opts_fail(&sp);
 	return opts_done(&sp);
+}
+
+/* ---- the options, applied to a definition ---- */
+
+/* An option's name for messages: "--disk". */
+static const char *const def_opt_names[CLI_DEF_END - CLI_DEF_KERNEL] = {
+    [CLI_DEF_KERNEL - CLI_DEF_KERNEL] = "--kernel",
+    [CLI_DEF_INITRD - CLI_DEF_KERNEL] = "--initrd",
+    [CLI_DEF_CMDLINE - CLI_DEF_KERNEL] = "--cmdline",
+    [CLI_DEF_CPUS - CLI_DEF_KERNEL] = "--cpus",
+    [CLI_DEF_MEMORY - CLI_DEF_KERNEL] = "--memory",
+    [CLI_DEF_NESTED - CLI_DEF_KERNEL] = "--nested",
+    [CLI_DEF_HUGEPAGES - CLI_DEF_KERNEL] = "--hugepages",
+    [CLI_DEF_PIT - CLI_DEF_KERNEL] = "--pit",
+    [CLI_DEF_DISK - CLI_DEF_KERNEL] = "--disk",
+    [CLI_DEF_RNG - CLI_DEF_KERNEL] = "--rng",
+    [CLI_DEF_VSOCK - CLI_DEF_KERNEL] = "--vsock",
+    [CLI_DEF_VIRTIO_CONSOLE - CLI_DEF_KERNEL] = "--virtio-console",
+    [CLI_DEF_CONSOLE_PORT - CLI_DEF_KERNEL] = "--console-port",
+};
+
+/*
+ * @path made absolute into *@out (owned): with @resolve, by realpath() of an
+ * existing regular file or block device; otherwise by prefixing the working
+ * directory, for a file that need not exist yet (a socket) or that the VM's
+ * creation checks (`run`'s kernel and disks, whose errors are its own).
+ */
+static int def_path(const char *opt, const char *arg, const char *path, bool resolve, char **out,
+                    struct mgr_err *err)
+{
+	char abs[PATH_MAX], cwd[PATH_MAX];
+	struct stat sb;
+	int n;
+
+	if (!path[0])
+		return mgr_err_set(err, -EINVAL, "%s '%s': give a path", opt, arg);
+	if (resolve) {
+		if (!realpath(path, abs) || stat(abs, &sb) < 0)
+			return mgr_err_set(err, -EINVAL, "%s '%s': %s", opt, path, strerror(errno));
+		if (!S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode))
+			return mgr_err_set(err, -EINVAL, "%s '%s': not a regular file", opt, path);
+	} else if (path[0] == '/') {
+		n = snprintf(abs, sizeof(abs), "%s", path);
+		if (n < 0 || (size_t)n >= sizeof(abs))
+			return mgr_err_set(err, -EINVAL, "%s '%s': path too long", opt, arg);
+	} else {
+		if (!getcwd(cwd, sizeof(cwd)))
+			return mgr_err_set(err, -EINVAL,
+			                   "%s '%s': cannot tell the working directory: %s", opt,
+			                   arg, strerror(errno));
+		n = snprintf(abs, sizeof(abs), "%s/%s", strcmp(cwd, "/") ? cwd : "", path);
+		if (n < 0 || (size_t)n >= sizeof(abs))
+			return mgr_err_set(err, -EINVAL, "%s '%s': path too long", opt, arg);
+	}
+	if (vm_def_set_str(out, abs) < 0)
+		return mgr_err_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+/* A writable copy of @arg for the in-place parsers. */
+static char *def_copy(const char *arg, struct mgr_err *err)
+{
+	char *copy = strdup(arg);
+
+	if (!copy)
+		mgr_err_set(err, -ENOMEM, "out of memory");
+	return copy;
+}
+
+static int def_disk(struct vm_def *def, const char *arg, unsigned int flags, struct mgr_err *err)
+{
+	struct vm_disk_config cfg;
+	struct vm_disk *d;
+	char *copy;
+	int r;
+
+	if (def->nr_disks == STORE_MAX_DISKS)
+		return mgr_err_set(err, -EINVAL, "--disk '%s': at most %d disks", arg,
+		                   STORE_MAX_DISKS);
+	copy = def_copy(arg, err);
+	if (!copy)
+		return -ENOMEM;
+	r = cli_parse_disk(copy, &cfg);
+	if (r < 0) {
+		mgr_err_set(err, r,
+		            "--disk '%s': give PATH[,readonly][,io=auto|uring|threads] (a comma in "
+		            "PATH is written ,,)",
+		            arg);
+		goto out;
+	}
+	d = &def->disks[def->nr_disks];
+	r = def_path("--disk", arg, cfg.path, flags & CLI_DEF_RESOLVE, &d->path, err);
+	if (r < 0)
+		goto out;
+	for (unsigned int i = 0; i < def->nr_disks; i++) {
+		if (!strcmp(def->disks[i].path, d->path)) {
+			r = mgr_err_set(err, -EINVAL, "--disk '%s': the VM already has this disk",
+			                arg);
+			free(d->path);
+			d->path = NULL;
+			goto out;
+		}
+	}
+	d->readonly = cfg.readonly;
+	d->io = (enum disk_engine)cfg.engine;
+	d->pci_slot = 0;
+	def->nr_disks++;
+out:
+	free(copy);
+	return r;
+}
+
+static int def_vsock(struct vm_def *def, const char *arg, struct mgr_err *err)
+{
+	const char *socket;
+	uint32_t cid;
+	char *copy;
+	int r;
+
+	copy = def_copy(arg, err);
+	if (!copy)
+		return -ENOMEM;
+	r = cli_parse_vsock(copy, &cid, &socket);
+	if (r < 0)
+		r = mgr_err_set(err, r, "--vsock '%s': give CID[,socket=PATH], CID from %u to %u",
+		                arg, VM_DEF_VSOCK_CID_MIN, VM_DEF_VSOCK_CID_MAX);
+	else if (socket)
+		r = def_path("--vsock", arg, socket, false, &def->vsock.socket, err);
+	else
+		r = vm_def_set_str(&def->vsock.socket, NULL);
+	/* A vsock device that was there keeps its slot. */
+	if (r == 0)
+		def->vsock.cid = cid;
+	free(copy);
+	return r;
+}
+
+static int def_console_port(struct vm_def *def, const char *arg, struct mgr_err *err)
+{
+	struct vm_def_console *con = &def->console;
+	struct vm_console_port port;
+	struct vm_def_port *p;
+	char *copy;
+	int r;
+
+	if (con->nr_ports == STORE_MAX_CONSOLE_PORTS)
+		return mgr_err_set(err, -EINVAL, "--console-port '%s': at most %d ports", arg,
+		                   STORE_MAX_CONSOLE_PORTS);
+	copy = def_copy(arg, err);
+	if (!copy)
+		return -ENOMEM;
+	r = cli_parse_console_port(copy, &port);
+	if (r < 0) {
+		mgr_err_set(err, r,
+		            "--console-port '%s': give NAME,socket=PATH (NAME 1 to %d bytes)", arg,
+		            VM_DEF_PORT_NAME_MAX);
+		goto out;
+	}
+	for (unsigned int i = 0; i < con->nr_ports; i++) {
+		if (!strcmp(con->ports[i].name, port.name)) {
+			r = mgr_err_set(err, -EINVAL,
+			                "--console-port '%s': the VM has a port named '%s' already",
+			                arg, port.name);
+			goto out;
+		}
+	}
+	p = &con->ports[con->nr_ports];
+	r = def_path("--console-port", arg, port.socket, false, &p->socket, err);
+	if (r == 0 && vm_def_set_str(&p->name, port.name) < 0)
+		r = mgr_err_set(err, -ENOMEM, "out of memory");
+	if (r < 0) {
+		free(p->socket);
+		free(p->name);
+		memset(p, 0, sizeof(*p));
+		goto out;
+	}
+	con->nr_ports++;
+out:
+	free(copy);
+	return r;
+}
+
+/* --nested, --hugepages, --pit, and --rng's optional value. */
+static int def_on_off(const char *opt, const char *arg, bool *out, struct mgr_err *err)
+{
+	int flag;
+
+	if (cli_parse_on_off(arg, &flag) < 0)
+		return mgr_err_set(err, -EINVAL, "%s '%s': give on or off", opt, arg);
+	*out = flag;
+	return 0;
+}
+
+int cli_def_option(struct vm_def *def, int opt, const char *arg, unsigned int flags,
+                   struct mgr_err *err)
+{
+	char why[VM_LIMITS_WHY_LEN];
+	bool resolve = flags & CLI_DEF_RESOLVE;
+	const char *name;
+
+	if (opt < CLI_DEF_KERNEL || opt >= CLI_DEF_END)
+		return mgr_err_set(err, -EINVAL, "not an option of a VM's definition");
+	name = def_opt_names[opt - CLI_DEF_KERNEL];
+	if (!arg && opt != CLI_DEF_RNG)
+		return mgr_err_set(err, -EINVAL, "%s needs a value", name);
+	switch (opt) {
+	case CLI_DEF_KERNEL:
+		return def_path(name, arg, arg, resolve, &def->kernel, err);
+	case CLI_DEF_INITRD:
+		return def_path(name, arg, arg, resolve, &def->initrd, err);
+	case CLI_DEF_CMDLINE:
+		return vm_def_set_str(&def->cmdline, arg) < 0
+		           ? mgr_err_set(err, -ENOMEM, "out of memory")
+		           : 0;
+	case CLI_DEF_CPUS:
+		if (vm_limits_parse_cpus(arg, &def->cpus, why, sizeof(why)) < 0)
+			return mgr_err_set(err, -EINVAL, "--cpus '%s': %s", arg, why);
+		return 0;
+	case CLI_DEF_MEMORY:
+		if (vm_limits_parse_memory(arg, &def->memory_mib, why, sizeof(why)) < 0)
+			return mgr_err_set(err, -EINVAL, "--memory '%s': %s", arg, why);
+		return 0;
+	case CLI_DEF_NESTED:
+		return def_on_off(name, arg, &def->nested, err);
+	case CLI_DEF_HUGEPAGES:
+		return def_on_off(name, arg, &def->hugepages, err);
+	case CLI_DEF_PIT:
+		return def_on_off(name, arg, &def->pit, err);
+	case CLI_DEF_DISK:
+		return def_disk(def, arg, flags, err);
+	case CLI_DEF_RNG: {
+		bool on = true;
+
+		if (arg && def_on_off(name, arg, &on, err) < 0)
+			return -EINVAL;
+		/* An rng that was there keeps its slot; one turned off gives it up. */
+		if (!on)
+			def->rng.pci_slot = 0;
+		def->rng.enabled = on;
+		return 0;
+	}
+	case CLI_DEF_VSOCK:
+		return def_vsock(def, arg, err);
+	case CLI_DEF_VIRTIO_CONSOLE:
+		return def_path(name, arg, arg, false, &def->console.socket, err);
+	case CLI_DEF_CONSOLE_PORT:
+		return def_console_port(def, arg, err);
+	}
+	return mgr_err_set(err, -EINVAL, "not an option of a VM's definition");
 }

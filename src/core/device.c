@@ -133,6 +133,16 @@ int device_list_save(struct device_list *dl, struct snap_writer *w)
 	return 0;
 }
 
+/* Every byte after the name's NUL is NUL too. */
+static bool device_name_padded(const char *name)
+{
+	for (size_t i = strlen(name); i < DEVICE_NAME_MAX; i++) {
+		if (name[i])
+			return false;
+	}
+	return true;
+}
+
 static int device_restore_one(struct device *d, unsigned int index, struct snap_reader *r,
                               char *why, size_t len)
 {
@@ -156,7 +166,9 @@ static int device_restore_one(struct device *d, unsigned int index, struct snap_
 		return -EBADMSG;
 	}
 	memcpy(name, s->data, sizeof(name));
-	if (memchr(name, 0, sizeof(name)) == NULL || strcmp(name, d->name) != 0) {
+	/* Exactly the name, NUL-padded: no junk after it. */
+	if (memchr(name, 0, sizeof(name)) == NULL || strcmp(name, d->name) != 0 ||
+	    !device_name_padded(name)) {
 		name[sizeof(name) - 1] = 0;
 		snprintf(why, len, "its device %u is '%.31s' where this configuration has '%s'",
 		         index, name, d->name);
@@ -185,10 +197,17 @@ int device_list_restore(struct device_list *dl, struct snap_reader *r, char *why
 		if (err < 0)
 			return err;
 	}
-	/* A saved device this configuration lacks would be silently dropped: refuse. */
-	if (snap_reader_find(r, DEVICE_SEC_STATE, dl->nr)) {
-		snprintf(why, len, "it has more devices than this configuration's %u", dl->nr);
-		return -EBADMSG;
+	/* A saved state no device here takes would be silently dropped: refuse. */
+	for (unsigned int i = 0; i < r->nr_sections; i++) {
+		const struct snap_section *s = &r->sections[i];
+
+		if (s->type != DEVICE_SEC_STATE)
+			continue;
+		if (s->instance >= dl->nr || !dl->devs[s->instance].ops->restore) {
+			snprintf(why, len, "it has state for device %u, which this configuration %s",
+			         s->instance, s->instance >= dl->nr ? "lacks" : "keeps no state for");
+			return -EBADMSG;
+		}
 	}
 	return 0;
 }

@@ -335,7 +335,7 @@ void machine_destroy_devices(struct vm *vm)
 	vm->rtc = NULL;
 	vm->pm = NULL;
 	vm->pci = NULL;
-	/* What is not in the list yet: the virtio functions (they do not use the host). */
+	/* The virtio functions went with the list; this frees machine_virtio's own record. */
 	machine_destroy_virtio(vm);
 	if (vm->console_wake_fd >= 0)
 		close(vm->console_wake_fd);

@@ -79,11 +79,13 @@ static bool machine_guest_running(void *opaque)
 
 /*
  * Wrap @vdev in a virtio PCI function with its BAR placed, register it in
- * vm->devices as @name and put it on the bus. Takes @vdev: on any failure
- * it is destroyed (by the device list once registered).
+ * vm->devices as @name and put it on the bus: at function 0 of device @slot
+ * (vm_config's *pci_slot), or of the first free device number if @slot is 0.
+ * Takes @vdev: on any failure it is destroyed (by the device list once
+ * registered).
  */
 static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *vdev,
-                              const char *name)
+                              const char *name, unsigned int slot)
 {
 	struct virtio_pci_config cfg = {
 	    .mem = &mv->vm->mem,
@@ -95,6 +97,8 @@ static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *v
 	struct virtio_pci *vp;
 	int r = 0;
 
+	if (slot >= PCI_MAX_DEVICES)
+		return -EINVAL;
 	if (mv->nr_pci == MACHINE_VIRTIO_MAX ||
 	    mv->mmio_next + VIRTIO_PCI_BAR_SIZE > LAYOUT_PCI_MMIO32 + LAYOUT_PCI_MMIO32_SIZE)
 		r = -ENOSPC;
@@ -110,9 +114,11 @@ static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *v
 	r = device_register(&mv->vm->devices, name, &virtio_pci_device_ops, vp);
 	if (r < 0)
 		return r;
+	virtio_pci_device(vp)->devfn = slot ? PCI_DEVFN(slot, 0) : PCI_DEVFN_AUTO;
 	r = pci_host_add_device(mv->vm->pci, virtio_pci_device(vp));
 	if (r < 0) {
-		log_error("cannot put %s on PCI bus 0: %s", vdev->name, strerror(-r));
+		log_error("cannot put %s on PCI bus 0%s: %s", vdev->name,
+		          r == -EEXIST ? " at its slot" : "", strerror(-r));
 		return r;
 	}
 	mv->mmio_next += VIRTIO_PCI_BAR_SIZE;
@@ -140,7 +146,7 @@ static int machine_create_disks(struct machine_virtio *mv)
 		snprintf(name, sizeof(name), "virtio-blk%u", i % VM_MAX_DISKS);
 		r = virtio_blk_create(&p, &blk);
 		if (r == 0)
-			r = machine_add_virtio(mv, virtio_blk_vdev(blk), name);
+			r = machine_add_virtio(mv, virtio_blk_vdev(blk), name, cfg->disks[i].pci_slot);
 		if (r < 0)
 			return r;
 	}
@@ -161,7 +167,7 @@ static int machine_create_vsock(struct machine_virtio *mv)
 	}
 	r = virtio_vsock_create(&p, &vs);
 	if (r == 0)
-		r = machine_add_virtio(mv, virtio_vsock_vdev(vs), "virtio-vsock");
+		r = machine_add_virtio(mv, virtio_vsock_vdev(vs), "virtio-vsock", cfg->vsock_pci_slot);
 	if (r == 0)
 		r = virtio_vsock_start(vs);
 	if (r == 0)
@@ -183,7 +189,8 @@ static int machine_create_console(struct machine_virtio *mv)
 	}
 	r = virtio_console_create(&p, &con);
 	if (r == 0)
-		r = machine_add_virtio(mv, virtio_console_vdev(con), "virtio-console");
+		r = machine_add_virtio(mv, virtio_console_vdev(con), "virtio-console",
+		                       cfg->console_pci_slot);
 	if (r == 0)
 		r = virtio_console_start(con);
 	return r;
@@ -214,7 +221,8 @@ int machine_create_virtio(struct vm *vm)
 
 		r = virtio_rng_create(&rng);
 		if (r == 0)
-			r = machine_add_virtio(mv, virtio_rng_vdev(rng), "virtio-rng");
+			r = machine_add_virtio(mv, virtio_rng_vdev(rng), "virtio-rng",
+			                       vm->cfg.rng_pci_slot);
 	}
 	if (r == 0 && vm->cfg.vsock_cid)
 		r = machine_create_vsock(mv);

@@ -53,11 +53,17 @@ struct vm_config {
 	int console_out_fd;	  /* VM_CONSOLE_FD; not owned */
 	const char *kvm_path;	  /* default /dev/kvm */
 
-	/* Virtio devices on PCI (core/machine_virtio.c). */
+	/*
+	 * Virtio devices on PCI (core/machine_virtio.c). Each *pci_slot is the
+	 * device's number on bus 0 (1 to 31), or 0 for the first free one in
+	 * creation order (disks, rng, vsock, console); manager/vm_def.c's
+	 * vm_def_to_config() always gives them.
+	 */
 	struct vm_disk_config {
 		const char *path;
 		bool readonly;
 		int engine; /* enum disk_engine (backends/disk.h): 0 auto */
+		unsigned int pci_slot;
 	} disks[VM_MAX_DISKS];
 	unsigned int nr_disks;
 	bool rng;		  /* --rng */
@@ -69,6 +75,9 @@ struct vm_config {
 		const char *socket;
 	} console_ports[VM_MAX_CONSOLE_PORTS]; /* --console-port NAME,socket=PATH */
 	unsigned int nr_console_ports;
+	unsigned int rng_pci_slot;
+	unsigned int vsock_pci_slot;
+	unsigned int console_pci_slot; /* the virtio-console device: hvc0 and the ports */
 };
 
 /*

@@ -48,7 +48,6 @@
 
 #define MONITOR_CONSOLE_PIPE_SIZE (1 << 20)
 
-_Static_assert(STORE_MAX_DISKS <= VM_MAX_DISKS, "a definition may list more disks than a VM takes");
 #define MONITOR_CONSOLE_PENDING 4096
 #define MONITOR_LOG_TAIL_LINES 12
 
@@ -1104,7 +1103,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	struct mgr_err err;
 	struct vm_config cfg;
 	struct vm_snapshot snap = {.memory_fd = -1};
-	char prefix[STORE_NAME_MAX + 16];
+	char prefix[STORE_NAME_MAX + 16], vsock_path[STORE_PATH_MAX] = "";
 	int r, status = NESTVM_EXIT_ERROR;
 
 	umask(077);
@@ -1189,25 +1188,19 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	}
 	m->thread_started = true;
 
-	cfg = (struct vm_config){
-	    .kernel = m->def.kernel,
-	    .initrd = m->def.initrd,
-	    .cmdline = m->def.cmdline ? m->def.cmdline : "",
-	    .cpus = m->def.cpus,
-	    .memory = m->def.memory_mib << 20,
-	    .nested = m->def.nested,
-	    .hugepages = true,
-	    .pit = true,
-	    .console = VM_CONSOLE_FD,
-	    .console_in_fd = m->con_in[0],
-	    .console_out_fd = m->con_out[1],
-	    .kvm_path = "/dev/kvm",
-	};
-	for (unsigned int i = 0; i < m->def.nr_disks; i++) {
-		cfg.disks[i].path = m->def.disks[i].path;
-		cfg.disks[i].readonly = m->def.disks[i].readonly;
+	/* The definition says what the VM is; the console is this monitor's plumbing. */
+	if (m->def.vsock.cid && !m->def.vsock.socket &&
+	    store_vsock_default(st, name, vsock_path, sizeof(vsock_path), &err) < 0) {
+		log_error("%s", err.msg);
+		goto failed;
 	}
-	cfg.nr_disks = m->def.nr_disks;
+	if (vm_def_to_config(&m->def, vsock_path[0] ? vsock_path : NULL, &cfg, &err) < 0) {
+		log_error("%s", err.msg);
+		goto failed;
+	}
+	cfg.console = VM_CONSOLE_FD;
+	cfg.console_in_fd = m->con_in[0];
+	cfg.console_out_fd = m->con_out[1];
 	if (m->def.nr_nics)
 		log_warn("the definition lists %u NIC(s); this nestvm has no network device yet, "
 		         "the VM runs without",

@@ -15,6 +15,9 @@
  *   NAME/monitor.log     the monitor's log, appended to on every start; moved
  *                        to monitor.log.1 past MONITOR_LOG_MAX (monitor.h)
  *   NAME/console.log     the serial console of the current or last run
+ *   NAME/vsock.sock      the vsock device's host socket, unless vm.json names
+ *                        another (and NAME/vsock.sock_PORT, where host
+ *                        programs listen for the guest's connections)
  *
  * Locks are open file description locks (fcntl F_OFD_SETLK) on two bytes of
  * NAME/lock. The kernel drops them when the last descriptor goes, so a
@@ -36,66 +39,18 @@
  * struct mgr_err naming the VM, the file and the field concerned.
  */
 
-#include "core/vm_limits.h"
+#include "manager/mgr_err.h"
+#include "manager/vm_def.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define STORE_NAME_MAX 64
-#define STORE_PATH_MAX 4096
-#define STORE_MAX_CPUS VM_MAX_CPUS /* core/vm_limits.h judges cpus and memory_mib */
-#define STORE_MIN_MEMORY_MIB VM_MIN_MEMORY_MIB
-#define STORE_MAX_MEMORY_MIB VM_MAX_MEMORY_MIB
-#define STORE_MAX_DISKS 8 /* VM_MAX_DISKS */
-#define STORE_MAX_NICS 8
-#define STORE_MAX_FILE (1 << 20) /* a definition or state file larger than this is broken */
-#define STORE_FORMAT 1
-#define STORE_MAC_LEN 17 /* "xx:xx:xx:xx:xx:xx" */
+#define STORE_MAX_FILE (1 << 20)        /* a definition or state file larger than this is broken */
+#define STORE_VSOCK_SOCKET "vsock.sock" /* a managed VM's default vsock socket */
 
 struct stat;
-
-/* An error message for the user: what failed, where, and what to do. */
-struct mgr_err {
-	char msg[2048];
-};
-
-/* mgr_err_set - format a message into @err (NULL is allowed); returns @code. */
-int mgr_err_set(struct mgr_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/*
- * mgr_escape - @s for a message: control characters, DEL, bytes above 0x7f
- * and '\\' as \xHH / \\\\, so that a name cannot drive the user's terminal.
- * Truncated to fit @len; returns @buf.
- */
-const char *mgr_escape(const char *s, char *buf, size_t len);
-
-struct vm_disk {
-	char *path; /* absolute */
-	bool readonly;
-};
-
-struct vm_nic {
-	char mac[STORE_MAC_LEN + 1];
-	char *network; /* NULL: not connected to a named network */
-};
-
-/* A VM definition: what vm.json holds. Strings are owned (vm_def_clear). */
-struct vm_def {
-	char name[STORE_NAME_MAX + 1];
-	unsigned int cpus;
-	uint64_t memory_mib;
-	bool nested;
-	char *kernel;  /* absolute path */
-	char *initrd;  /* absolute path or NULL */
-	char *cmdline; /* NULL: empty */
-	struct vm_disk disks[STORE_MAX_DISKS];
-	unsigned int nr_disks;
-	struct vm_nic nics[STORE_MAX_NICS];
-	unsigned int nr_nics;
-};
 
 struct store {
 	char home[STORE_PATH_MAX];
@@ -172,25 +127,13 @@ int store_path(const struct store *st, const char *name, const char *file, char 
     __attribute__((warn_unused_result));
 
 /*
- * vm_def_parse - parse and validate a definition. @file names the source in
- * messages ("…/vm.json: field 'cpus': …"). On error *@def is left cleared.
- * Returns 0 or -EINVAL.
+ * store_vsock_default - "@home/NAME/vsock.sock" into @buf, the host socket of
+ * a managed VM's vsock device when its definition names none, once NAME's
+ * directory is known to be one only this user controls (fs_private_dir()).
+ * 0, or -errno with @err set.
  */
-int vm_def_parse(const char *text, size_t len, const char *file, struct vm_def *def,
-                 struct mgr_err *err) __attribute__((warn_unused_result));
-
-/* vm_def_validate - the rules vm_def_parse() applies, for a definition built in code. */
-int vm_def_validate(const struct vm_def *def, struct mgr_err *err)
-    __attribute__((warn_unused_result));
-
-/* vm_def_format - the definition as indented JSON (malloc'd), or NULL. */
-char *vm_def_format(const struct vm_def *def);
-
-/* vm_def_set_str - replace an owned string (@value NULL clears it); 0 or -ENOMEM. */
-int vm_def_set_str(char **field, const char *value) __attribute__((warn_unused_result));
-
-/* vm_def_clear - free the strings and zero @def. */
-void vm_def_clear(struct vm_def *def);
+int store_vsock_default(const struct store *st, const char *name, char *buf, size_t len,
+                        struct mgr_err *err) __attribute__((warn_unused_result));
 
 /* store_create - make NAME/ and its vm.json; -EEXIST if the VM exists. */
 int store_create(const struct store *st, const struct vm_def *def, struct mgr_err *err)

@@ -166,6 +166,102 @@ expect "start with a missing disk image" 1 "did not start.*\|disk.raw" -- start 
 check_state "a VM whose disk is missing" disky off
 nv remove disky
 
+# ---- devices: one schema for run and new; every PCI device at its recorded slot ----
+# pci_of FILE: the probe's PCI functions (test=pci), one "00:SS.0 VVVV:DDDD" per line.
+pci_of() { sed -n 's/^probe: pci: \(00:[0-9a-f]*\.[0-7]\) \([0-9a-f:]*\) .*/\1 \2/p' "$1"; }
+# run_pci OUT ARGS: `nestvm run` of the probe's test=pci with ARGS; its functions into OUT.
+run_pci() {
+	out=$1
+	shift
+	timeout 60 "$NESTVM" run --kernel "$PROBE" --cmdline test=pci --memory 32M \
+		--console file:"$T/run-console" "$@" </dev/null >"$T/out" 2>&1
+	pci_of "$T/run-console" >"$out"
+}
+# start_pci VM OUT: start VM (test=pci), wait for it to end, its functions into OUT.
+start_pci() {
+	nv start "$1" || bad "start $1 (test=pci)"
+	wait_state "$1" off 20 || bad "$1 did not end"
+	pci_of "$NESTVM_HOME/$1/console.log" >"$2"
+}
+dd if=/dev/zero of="$T/dev0.img" bs=1M count=0 seek=1 2>/dev/null
+expect "new with a disk, rng, vsock and a console port" 0 "created VM 'devs'" -- \
+	new devs --kernel "$PROBE" --cmdline test=pci --memory 32M --disk "$T/dev0.img,io=threads" \
+	--rng --vsock 7 --console-port org.nestvm.test,socket="$T/port.sock" --hugepages off --pit off
+expect "show: each device at its slot" 0 "^rng: *virtio-rng at 00:02.0" -- show devs
+grep -q "^disk 0: *$T/dev0.img at 00:01.0, io threads" "$T/out" &&
+	grep -q "^vsock: *CID 7, socket $NESTVM_HOME/devs/vsock.sock (default) at 00:03.0" "$T/out" &&
+	grep -q "^virtio-console: .*1 port at 00:04.0" "$T/out" &&
+	grep -q "^port 0: *org.nestvm.test on $T/port.sock" "$T/out" &&
+	grep -q "^hugepages: *off" "$T/out" && grep -q "^pit: *off" "$T/out" &&
+	ok "show: disk, vsock, virtio-console, port, hugepages, pit" || bad "show: the devices"
+expect "show --json: the devices" 0 '"virtio_console": {' -- show --json devs
+grep -q '"cid": 7' "$T/out" && grep -q '"io": "threads"' "$T/out" && grep -q '"pci_slot": 4' "$T/out" &&
+	ok "show --json: cid, io, pci_slot" || bad "show --json: the devices' fields"
+start_pci devs "$T/pci-managed"
+run_pci "$T/pci-run" --disk "$T/dev0.img,io=threads" --rng --vsock 7,socket="$T/run-vsock.sock" \
+	--console-port org.nestvm.test,socket="$T/port.sock" --hugepages off --pit off
+virtio=$(grep -c " 1af4:" "$T/pci-managed")
+if [ "$virtio" -eq 4 ] && cmp -s "$T/pci-managed" "$T/pci-run"; then
+	ok "a managed VM's guest sees its 4 virtio devices at the slots 'run' gives: $(tr '\n' ' ' <"$T/pci-managed")"
+else
+	{ echo "managed:"; cat "$T/pci-managed"; echo "run:"; cat "$T/pci-run"; } >"$T/out"
+	bad "managed and run PCI functions differ ($virtio virtio functions)"
+fi
+# The disk removed: the others stay where they are; added again, it takes the free slot.
+expect "set --remove-disk" 0 "0 disk(s)" -- set devs --remove-disk "$T/dev0.img"
+start_pci devs "$T/pci-removed"
+if ! grep -q "^00:01.0" "$T/pci-removed" && [ "$(grep -v '^00:01.0' "$T/pci-managed")" = "$(cat "$T/pci-removed")" ]; then
+	ok "a disk removed: rng, vsock and console keep 00:02.0, 00:03.0, 00:04.0"
+else
+	cat "$T/pci-removed" >"$T/out"
+	bad "devices moved when the disk was removed"
+fi
+# Turned off, the rng gives up 00:02.0; turned on, it takes the lowest free slot, then the disk.
+expect "set --rng off" 0 "0 disk(s), 0 NIC(s), vsock, virtio-console" -- set devs --rng off
+nv set devs --rng on
+expect "set --rng on: the lowest free slot" 0 "^rng: *virtio-rng at 00:01.0" -- show devs
+nv set devs --disk "$T/dev0.img,io=threads"
+expect "set --disk: the next free slot" 0 "^disk 0: .* at 00:02.0, io threads" -- show devs
+grep -q "^vsock: .* at 00:03.0" "$T/out" && grep -q "^virtio-console: .* at 00:04.0" "$T/out" &&
+	ok "vsock and console stayed at 00:03.0 and 00:04.0" || bad "vsock or console moved"
+expect "set: --rng needs on or off" 2 "rng 'yes please'" -- set devs --rng "yes please"
+expect "set: bad --vsock" 2 "vsock '2'" -- set devs --vsock 2
+expect "set: a port name twice" 2 "port named 'org.nestvm.test' already" -- \
+	set devs --console-port org.nestvm.test,socket="$T/p2.sock"
+expect "set: no such port" 2 "no such port" -- set devs --remove-console-port nosuch
+# Running: the vsock socket is in the VM's directory, mode 0600; devices change only while off.
+nv set devs --cmdline "test=idle"
+nv start devs
+vs="$NESTVM_HOME/devs/vsock.sock"
+if [ -S "$vs" ] && [ "$(stat -c %a "$vs")" = 600 ] && [ -S "$T/port.sock" ]; then
+	ok "vsock socket $vs (mode 0600) and the port's socket while running"
+else
+	ls -la "$NESTVM_HOME/devs" "$T" >"$T/out" 2>&1
+	bad "vsock or port socket missing while running"
+fi
+expect "set --rng while running" 1 "--rng can be changed only while it is off" -- set devs --rng off
+expect "set --vsock none while running" 1 "--vsock can be changed only while it is off" -- set devs --vsock none
+nv kill devs
+# `kill` returns when the monitor has closed its connections; the devices go just after.
+for _ in $(seq 50); do [ -e "$vs" ] || break; sleep 0.1; done
+[ ! -e "$vs" ] && ok "the vsock socket is removed at exit" || bad "vsock socket left behind"
+expect "set --vsock none --remove-console-port" 0 "0 NIC(s), rng, virtio-console$" -- \
+	set devs --vsock none --remove-console-port org.nestvm.test --virtio-console "$T/hvc.sock"
+expect "show: the console device keeps its slot with hvc0 alone" 0 "^virtio-console: hvc0 $T/hvc.sock, 0 ports at 00:04.0" -- show devs
+nv remove devs
+
+# A format 1 vm.json (before devices and slots) reads as it ran, and is rewritten as format 2.
+nv new old --kernel "$PROBE" --memory 32M
+printf '{"format": 1, "name": "old", "cpus": 1, "memory_mib": 32, "nested": false, "kernel": "%s",\n "initrd": null, "cmdline": "test=pci", "disks": [{"path": "%s", "readonly": true}], "nics": []}\n' \
+	"$PROBE" "$T/dev0.img" >"$NESTVM_HOME/old/vm.json"
+expect "show a format 1 definition" 0 "^disk 0: .*(read-only) at 00:01.0, io auto" -- show old
+grep -q "^hugepages: *on" "$T/out" && grep -q "^pit: *on" "$T/out" && ok "format 1: hugepages and pit on" ||
+	bad "format 1 defaults"
+expect "set --rng on a format 1 definition" 0 "rng" -- set old --rng on
+grep -q '"format": 2' "$NESTVM_HOME/old/vm.json" && grep -q '"pci_slot": 2' "$NESTVM_HOME/old/vm.json" &&
+	ok "rewritten as format 2 with the disk at slot 1, the rng at 2" || bad "format 1 rewritten"
+nv remove old
+
 # A guest that listens for the button but does not power off: the timeout, then --force.
 nv new deaf --kernel "$PROBE" --cmdline "test=idle button=ignore" --memory 32M
 nv start deaf

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests for the VM manager: definition parsing and its error messages,
- * the store (create, list, load, save, remove, locks, records), the control
+ * the schema's devices and PCI slots, the translation into a vm_config, the
+ * store (create, list, load, save, remove, locks, records), the control
  * protocol's request validation, replies and line framing.
  */
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "core/vm.h"
 #include "manager/protocol.h"
 #include "manager/store.h"
 
@@ -122,10 +124,354 @@ static void test_def_parse_errors(void **state)
 			 "\"cmdline\":\"a\\nb\"}",
 			 "'cmdline'", "control character", NULL);
 	expect_def_error("{\"name\":\"a\",\"kernel\":\"/k\\u0000x\"}", "not valid JSON", NULL);
-	expect_def_error("{\"format\":2,\"name\":\"a\"}", "'format'", "newer", NULL);
+	expect_def_error("{\"format\":3,\"name\":\"a\"}", "'format'", "newer", NULL);
 	expect_def_error("{\"name\":\"a\",\"cpus\":1.5}", "'cpus'", NULL);
 	expect_def_error("{\"name\":\"a\",\"nested\":\"yes\"}", "'nested'", "true or false", NULL);
 	expect_def_error("{\"name\":\"a\",\"disks\":{}}", "'disks'", "array", NULL);
+}
+
+/* A format 2 definition with every field set to something other than its default. */
+static const char full_def[] =
+    "{\n"
+    "  \"format\": 2,\n"
+    "  \"name\": \"full\",\n"
+    "  \"cpus\": 2,\n"
+    "  \"memory_mib\": 256,\n"
+    "  \"nested\": true,\n"
+    "  \"hugepages\": false,\n"
+    "  \"pit\": false,\n"
+    "  \"kernel\": \"/boot/vmlinuz\",\n"
+    "  \"initrd\": \"/boot/initrd.img\",\n"
+    "  \"cmdline\": \"console=ttyS0\",\n"
+    "  \"disks\": [{\"path\": \"/img/a.raw\", \"readonly\": false, \"io\": \"threads\", "
+    "\"pci_slot\": 5},\n"
+    "            {\"path\": \"/img/b.raw\", \"readonly\": true, \"io\": \"uring\", \"pci_slot\": 2}],\n"
+    "  \"nics\": [{\"mac\": \"02:4e:56:00:00:01\", \"network\": null}],\n"
+    "  \"rng\": {\"pci_slot\": 9},\n"
+    "  \"vsock\": {\"cid\": 42, \"socket\": \"/run/vm/v.sock\", \"pci_slot\": 3},\n"
+    "  \"virtio_console\": {\"socket\": \"/run/vm/hvc.sock\", \"ports\": [{\"name\": "
+    "\"org.nestvm.agent\", \"socket\": \"/run/vm/agent.sock\"}, {\"name\": \"log\", \"socket\": "
+    "\"/run/vm/log.sock\"}], \"pci_slot\": 31}\n"
+    "}\n";
+
+static void assert_full_def(const struct vm_def *def)
+{
+	assert_string_equal(def->name, "full");
+	assert_int_equal(def->cpus, 2);
+	assert_int_equal(def->memory_mib, 256);
+	assert_true(def->nested);
+	assert_false(def->hugepages);
+	assert_false(def->pit);
+	assert_string_equal(def->initrd, "/boot/initrd.img");
+	assert_int_equal(def->nr_disks, 2);
+	assert_string_equal(def->disks[0].path, "/img/a.raw");
+	assert_int_equal(def->disks[0].io, DISK_ENGINE_THREADS);
+	assert_int_equal(def->disks[0].pci_slot, 5);
+	assert_true(def->disks[1].readonly);
+	assert_int_equal(def->disks[1].io, DISK_ENGINE_URING);
+	assert_int_equal(def->disks[1].pci_slot, 2);
+	assert_int_equal(def->nr_nics, 1);
+	assert_null(def->nics[0].network);
+	assert_true(def->rng.enabled);
+	assert_int_equal(def->rng.pci_slot, 9);
+	assert_int_equal(def->vsock.cid, 42);
+	assert_string_equal(def->vsock.socket, "/run/vm/v.sock");
+	assert_int_equal(def->vsock.pci_slot, 3);
+	assert_string_equal(def->console.socket, "/run/vm/hvc.sock");
+	assert_int_equal(def->console.nr_ports, 2);
+	assert_string_equal(def->console.ports[0].name, "org.nestvm.agent");
+	assert_string_equal(def->console.ports[1].socket, "/run/vm/log.sock");
+	assert_int_equal(def->console.pci_slot, 31);
+}
+
+/* Every field survives vm_def_format() and vm_def_parse(), and the text is stable. */
+static void test_def_round_trip_every_field(void **state)
+{
+	struct vm_def def, again;
+	struct mgr_err err;
+	char *text, *text2;
+
+	(void)state;
+	assert_int_equal(vm_def_parse(full_def, strlen(full_def), "f", &def, &err), 0);
+	assert_full_def(&def);
+	assert_int_equal(vm_def_validate(&def, &err), 0);
+	text = vm_def_format(&def);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "\"format\": 2"));
+	assert_int_equal(vm_def_parse(text, strlen(text), "f", &again, &err), 0);
+	assert_full_def(&again);
+	text2 = vm_def_format(&again);
+	assert_string_equal(text, text2);
+	free(text);
+	free(text2);
+	vm_def_clear(&def);
+	vm_def_clear(&again);
+}
+
+/* A format 1 file (before the devices and slots): it reads as it always ran. */
+static void test_def_old_format(void **state)
+{
+	static const char old[] =
+	    "{\"format\": 1, \"name\": \"old\", \"cpus\": 1, \"memory_mib\": 64, \"nested\": false,"
+	    " \"kernel\": \"/k\", \"initrd\": null, \"cmdline\": null,"
+	    " \"disks\": [{\"path\": \"/a\", \"readonly\": false}, {\"path\": \"/b\", \"readonly\": true}],"
+	    " \"nics\": []}";
+	static const char oldest[] = "{\"name\": \"old\", \"cpus\": 1, \"memory_mib\": 64, \"kernel\": \"/k\"}";
+	struct vm_def def;
+	struct mgr_err err;
+	char *text;
+
+	(void)state;
+	assert_int_equal(vm_def_parse(old, strlen(old), "f", &def, &err), 0);
+	assert_true(def.hugepages);
+	assert_true(def.pit);
+	assert_int_equal(def.disks[0].io, DISK_ENGINE_AUTO);
+	/* The slots the machine gave them before slots were recorded: 00:01.0 onwards. */
+	assert_int_equal(def.disks[0].pci_slot, 1);
+	assert_int_equal(def.disks[1].pci_slot, 2);
+	assert_false(def.rng.enabled);
+	assert_int_equal(def.vsock.cid, 0);
+	assert_false(vm_def_has_console(&def));
+	/* Written back, it records them. */
+	text = vm_def_format(&def);
+	assert_non_null(strstr(text, "\"pci_slot\": 2"));
+	free(text);
+	vm_def_clear(&def);
+	assert_int_equal(vm_def_parse(oldest, strlen(oldest), "f", &def, &err), 0);
+	assert_true(def.hugepages && def.pit);
+	assert_int_equal(def.nr_disks, 0);
+	vm_def_clear(&def);
+}
+
+#define DEF_HEAD "{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
+
+/* Bad device fields are refused, the message naming the file and the field. */
+static void test_def_device_errors(void **state)
+{
+	(void)state;
+	expect_def_error(DEF_HEAD "\"hugepages\":1}", "/x/vm.json", "field 'hugepages'",
+			 "true or false", NULL);
+	expect_def_error(DEF_HEAD "\"pit\":\"off\"}", "field 'pit'", NULL);
+	expect_def_error(DEF_HEAD "\"disks\":[{\"path\":\"/d\",\"io\":\"aio\"}]}", "'disks[0].io'",
+			 "\"threads\"", "got \"aio\"", NULL);
+	expect_def_error(DEF_HEAD "\"disks\":[{\"path\":\"/d\",\"pci_slot\":0}]}",
+			 "'disks[0].pci_slot'", "1 to 31", NULL);
+	expect_def_error(DEF_HEAD "\"disks\":[{\"path\":\"/d\",\"pci_slot\":32}]}",
+			 "'disks[0].pci_slot'", "got 32", NULL);
+	expect_def_error(DEF_HEAD "\"disks\":[{\"path\":\"/d\",\"pci_slot\":\"3\"}]}",
+			 "'disks[0].pci_slot'", NULL);
+	expect_def_error(DEF_HEAD "\"disks\":[{\"path\":\"/d\",\"pci_slot\":4}],"
+			 "\"rng\":{\"pci_slot\":4}}",
+			 "'rng.pci_slot'", "PCI slot 4 is disks[0]'s already", NULL);
+	expect_def_error(DEF_HEAD "\"disks\":[{\"path\":\"/d\",\"pci_slot\":6},"
+			 "{\"path\":\"/e\",\"pci_slot\":6}]}",
+			 "'disks[1].pci_slot'", "disks[0]'s", NULL);
+	expect_def_error(DEF_HEAD "\"rng\":true}", "field 'rng'", "null or an object", NULL);
+	expect_def_error(DEF_HEAD "\"rng\":{\"slot\":1}}", "field 'rng'", "unknown field 'slot'",
+			 NULL);
+	expect_def_error(DEF_HEAD "\"vsock\":{\"cid\":2}}", "'vsock.cid'", "3 to 4294967294",
+			 "got 2", NULL);
+	expect_def_error(DEF_HEAD "\"vsock\":{\"cid\":4294967295}}", "'vsock.cid'", NULL);
+	expect_def_error(DEF_HEAD "\"vsock\":{\"socket\":\"/s\"}}", "'vsock.cid'", "missing", NULL);
+	expect_def_error(DEF_HEAD "\"vsock\":{\"cid\":3,\"socket\":\"v.sock\"}}", "'vsock.socket'",
+			 "absolute", NULL);
+	expect_def_error(DEF_HEAD "\"vsock\":{\"cid\":3,\"pci_slot\":31},"
+			 "\"virtio_console\":{\"socket\":\"/h\",\"pci_slot\":31}}",
+			 "'virtio_console.pci_slot'", "vsock's", NULL);
+	expect_def_error(DEF_HEAD "\"virtio_console\":{}}", "field 'virtio_console'",
+			 "a socket (hvc0), ports, or both", NULL);
+	expect_def_error(DEF_HEAD "\"virtio_console\":{\"ports\":[{\"name\":\"p\"}]}}",
+			 "'virtio_console.ports[0].socket'", "missing", NULL);
+	expect_def_error(DEF_HEAD "\"virtio_console\":{\"ports\":[{\"name\":\"\",\"socket\":\"/s\"}]}}",
+			 "'virtio_console.ports[0].name'", "1 to 64 bytes", NULL);
+	expect_def_error(DEF_HEAD "\"virtio_console\":{\"ports\":[{\"name\":\"p\",\"socket\":\"/s\"},"
+			 "{\"name\":\"p\",\"socket\":\"/t\"}]}}",
+			 "'virtio_console.ports[1].name'", "ports[0]", NULL);
+	expect_def_error(DEF_HEAD "\"virtio_console\":{\"ports\":[{\"name\":\"a\\tb\",\"socket\":\"/s\"}]}}",
+			 "'virtio_console.ports[0].name'", "control character", NULL);
+	expect_def_error(DEF_HEAD "\"virtio_console\":{\"ports\":"
+			 "[{},{},{},{},{},{},{},{},{}]}}",
+			 "'virtio_console.ports'", "at most 8", NULL);
+	expect_def_error(DEF_HEAD "\"serial\":\"stdio\"}", "field 'serial'", "unknown field", NULL);
+}
+
+/* A definition built in code is judged by the same rules: unassigned slots are refused. */
+static void test_def_validate_built(void **state)
+{
+	struct vm_def def;
+	struct mgr_err err;
+
+	(void)state;
+	vm_def_init(&def);
+	snprintf(def.name, sizeof(def.name), "built");
+	assert_int_equal(vm_def_set_str(&def.kernel, "/k"), 0);
+	def.rng.enabled = true;
+	assert_int_equal(vm_def_validate(&def, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "definition: field 'rng.pci_slot'"));
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	assert_int_equal(vm_def_validate(&def, &err), 0);
+	def.vsock.cid = 1;
+	def.vsock.pci_slot = 2;
+	assert_int_equal(vm_def_validate(&def, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "'vsock.cid'"));
+	vm_def_clear(&def);
+}
+
+/* Add @path as a disk without a slot, as `set --disk` does. */
+static void add_disk(struct vm_def *def, const char *path)
+{
+	assert_int_equal(vm_def_set_str(&def->disks[def->nr_disks].path, path), 0);
+	def->nr_disks++;
+}
+
+/* A device keeps its slot whatever is removed or added around it. */
+static void test_def_slots_stable(void **state)
+{
+	struct vm_def def, again;
+	struct mgr_err err;
+	char *text;
+
+	(void)state;
+	vm_def_init(&def);
+	snprintf(def.name, sizeof(def.name), "slots");
+	assert_int_equal(vm_def_set_str(&def.kernel, "/k"), 0);
+	add_disk(&def, "/d0");
+	add_disk(&def, "/d1");
+	add_disk(&def, "/d2");
+	def.rng.enabled = true;
+	def.vsock.cid = 3;
+	/* As `run` places them: disks, rng, vsock from 00:01.0. */
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	assert_int_equal(def.disks[0].pci_slot, 1);
+	assert_int_equal(def.disks[2].pci_slot, 3);
+	assert_int_equal(def.rng.pci_slot, 4);
+	assert_int_equal(def.vsock.pci_slot, 5);
+
+	/* Remove the middle disk: nothing moves, slot 2 is free. */
+	vm_def_remove_disk(&def, 1);
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	assert_string_equal(def.disks[1].path, "/d2");
+	assert_int_equal(def.disks[0].pci_slot, 1);
+	assert_int_equal(def.disks[1].pci_slot, 3);
+	assert_int_equal(def.rng.pci_slot, 4);
+	assert_int_equal(def.vsock.pci_slot, 5);
+
+	/* A console added takes the free slot 2; a disk added after it the next free, 6. */
+	assert_int_equal(vm_def_set_str(&def.console.socket, "/h"), 0);
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	assert_int_equal(def.console.pci_slot, 2);
+	add_disk(&def, "/d3");
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	assert_int_equal(def.disks[2].pci_slot, 6);
+	assert_int_equal(def.rng.pci_slot, 4);
+
+	/* The rng off and on again: it gets the lowest free slot, the others stay. */
+	def.rng.enabled = false;
+	def.rng.pci_slot = 0;
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	def.rng.enabled = true;
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	assert_int_equal(def.rng.pci_slot, 4);
+
+	/* And the recorded slots are what a later load gives. */
+	text = vm_def_format(&def);
+	assert_non_null(text);
+	assert_int_equal(vm_def_parse(text, strlen(text), "f", &again, &err), 0);
+	assert_int_equal(again.disks[0].pci_slot, 1);
+	assert_int_equal(again.disks[1].pci_slot, 3);
+	assert_int_equal(again.disks[2].pci_slot, 6);
+	assert_int_equal(again.console.pci_slot, 2);
+	assert_int_equal(again.vsock.pci_slot, 5);
+	free(text);
+	vm_def_clear(&again);
+
+	/* A port removed keeps the device (and its slot) while hvc0 remains. */
+	assert_int_equal(vm_def_set_str(&def.console.ports[0].name, "p"), 0);
+	assert_int_equal(vm_def_set_str(&def.console.ports[0].socket, "/p"), 0);
+	def.console.nr_ports = 1;
+	vm_def_remove_port(&def, 0);
+	assert_int_equal(def.console.pci_slot, 2);
+	vm_def_clear(&def);
+}
+
+/* Bus 0 holds 31 devices; the 32nd has no slot. */
+static void test_def_slots_full(void **state)
+{
+	struct vm_def def;
+
+	(void)state;
+	vm_def_init(&def);
+	def.disks[0].pci_slot = 31;
+	def.nr_disks = 1;
+	def.rng.enabled = true;
+	def.rng.pci_slot = 0;
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	assert_int_equal(def.rng.pci_slot, 1);
+	memset(&def, 0, sizeof(def));
+	/* 8 disks at 24..31, the vsock at 1..23 would fit: check the search runs past them. */
+	for (unsigned int i = 0; i < STORE_MAX_DISKS; i++)
+		def.disks[i].pci_slot = 24 + i;
+	def.nr_disks = STORE_MAX_DISKS;
+	def.vsock.cid = 3;
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	assert_int_equal(def.vsock.pci_slot, 1);
+}
+
+/* vm_def_to_config(): what the monitor and `run` hand to vm_create(). */
+static void test_def_to_config(void **state)
+{
+	struct vm_config cfg;
+	struct vm_def def;
+	struct mgr_err err;
+
+	(void)state;
+	assert_int_equal(vm_def_parse(full_def, strlen(full_def), "f", &def, &err), 0);
+	assert_int_equal(vm_def_to_config(&def, "/default.sock", &cfg, &err), 0);
+	assert_string_equal(cfg.kernel, "/boot/vmlinuz");
+	assert_string_equal(cfg.cmdline, "console=ttyS0");
+	assert_int_equal(cfg.cpus, 2);
+	assert_int_equal(cfg.memory, 256ULL << 20);
+	assert_true(cfg.nested);
+	assert_false(cfg.hugepages);
+	assert_false(cfg.pit);
+	assert_int_equal(cfg.console, VM_CONSOLE_NONE);
+	assert_string_equal(cfg.kvm_path, "/dev/kvm");
+	assert_int_equal(cfg.nr_disks, 2);
+	assert_int_equal(cfg.disks[0].engine, DISK_ENGINE_THREADS);
+	assert_int_equal(cfg.disks[0].pci_slot, 5);
+	assert_true(cfg.disks[1].readonly);
+	assert_int_equal(cfg.disks[1].pci_slot, 2);
+	assert_true(cfg.rng);
+	assert_int_equal(cfg.rng_pci_slot, 9);
+	assert_int_equal(cfg.vsock_cid, 42);
+	/* The definition's own socket wins over the default. */
+	assert_string_equal(cfg.vsock_socket, "/run/vm/v.sock");
+	assert_int_equal(cfg.vsock_pci_slot, 3);
+	assert_string_equal(cfg.hvc_socket, "/run/vm/hvc.sock");
+	assert_int_equal(cfg.nr_console_ports, 2);
+	assert_string_equal(cfg.console_ports[0].name, "org.nestvm.agent");
+	assert_string_equal(cfg.console_ports[1].socket, "/run/vm/log.sock");
+	assert_int_equal(cfg.console_pci_slot, 31);
+
+	/* No socket in the definition: the caller's default; none at all is an error. */
+	free(def.vsock.socket);
+	def.vsock.socket = NULL;
+	assert_int_equal(vm_def_to_config(&def, "/default.sock", &cfg, &err), 0);
+	assert_string_equal(cfg.vsock_socket, "/default.sock");
+	assert_int_equal(vm_def_to_config(&def, NULL, &cfg, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "vsock"));
+	vm_def_clear(&def);
+
+	/* An empty command line is "", as the monitor always gave. */
+	vm_def_init(&def);
+	assert_int_equal(vm_def_to_config(&def, NULL, &cfg, &err), 0);
+	assert_string_equal(cfg.cmdline, "");
+	assert_true(cfg.hugepages && cfg.pit);
+	assert_int_equal(cfg.nr_disks, 0);
+	assert_false(cfg.rng);
+	assert_int_equal(cfg.vsock_cid, 0);
+	assert_null(cfg.hvc_socket);
+	vm_def_clear(&def);
 }
 
 static void test_names(void **state)
@@ -471,6 +817,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_def_parse_good),
 		cmocka_unit_test(test_def_parse_errors),
+		cmocka_unit_test(test_def_round_trip_every_field),
+		cmocka_unit_test(test_def_old_format),
+		cmocka_unit_test(test_def_device_errors),
+		cmocka_unit_test(test_def_validate_built),
+		cmocka_unit_test(test_def_slots_stable),
+		cmocka_unit_test(test_def_slots_full),
+		cmocka_unit_test(test_def_to_config),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test_setup_teardown(test_store_crud, store_setup, store_teardown),
 		cmocka_unit_test_setup_teardown(test_store_locks, store_setup, store_teardown),

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests: `nestvm run`'s --disk, --vsock and --console-port option parsers. */
+/*
+ * Unit tests: the option parsers `nestvm run`, `new` and `set` share: the
+ * syntax of --disk, --vsock and --console-port, and cli_def_option(), which
+ * applies every option that says what a VM is to a struct vm_def.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,7 +13,12 @@
 #include "cli/opts_virtio.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void test_disk(void **state)
 {
@@ -141,6 +150,164 @@ static void test_console_port(void **state)
 	assert_string_equal(d, "x,socket=/y,bogus=1");
 }
 
+/* cli_def_option() on @def; expect -EINVAL and a message holding @want. */
+static void expect_opt_error(struct vm_def *def, int opt, const char *arg, unsigned int flags,
+			     const char *want)
+{
+	struct mgr_err err = {{0}};
+
+	assert_int_equal(cli_def_option(def, opt, arg, flags, &err), -EINVAL);
+	if (!strstr(err.msg, want))
+		fail_msg("error '%s' lacks '%s'", err.msg, want);
+}
+
+static void test_def_sizes_and_switches(void **state)
+{
+	struct vm_def def;
+	struct mgr_err err;
+
+	(void)state;
+	vm_def_init(&def);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_CPUS, "4", 0, &err), 0);
+	assert_int_equal(def.cpus, 4);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_MEMORY, "1G", 0, &err), 0);
+	assert_int_equal(def.memory_mib, 1024);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_HUGEPAGES, "off", 0, &err), 0);
+	assert_false(def.hugepages);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_PIT, "no", 0, &err), 0);
+	assert_false(def.pit);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_NESTED, "on", 0, &err), 0);
+	assert_true(def.nested);
+	expect_opt_error(&def, CLI_DEF_CPUS, "0", 0, "--cpus '0'");
+	expect_opt_error(&def, CLI_DEF_MEMORY, "1M", 0, "--memory '1M'");
+	expect_opt_error(&def, CLI_DEF_PIT, "maybe", 0, "--pit 'maybe': give on or off");
+	expect_opt_error(&def, CLI_DEF_HUGEPAGES, "", 0, "--hugepages");
+	expect_opt_error(&def, CLI_DEF_KERNEL, NULL, 0, "--kernel needs a value");
+	vm_def_clear(&def);
+}
+
+/* Relative paths are made absolute from the working directory. */
+static void test_def_paths(void **state)
+{
+	char cwd[PATH_MAX], want[PATH_MAX + 32];
+	struct vm_def def;
+	struct mgr_err err;
+
+	(void)state;
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	vm_def_init(&def);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_KERNEL, "k/bzImage", 0, &err), 0);
+	snprintf(want, sizeof(want), "%s/k/bzImage", cwd);
+	assert_string_equal(def.kernel, want);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_DISK, "d,,1.img,ro,io=threads", 0, &err), 0);
+	snprintf(want, sizeof(want), "%s/d,1.img", cwd);
+	assert_string_equal(def.disks[0].path, want);
+	assert_true(def.disks[0].readonly);
+	assert_int_equal(def.disks[0].io, DISK_ENGINE_THREADS);
+	assert_int_equal(def.disks[0].pci_slot, 0);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_VIRTIO_CONSOLE, "hvc.sock", 0, &err), 0);
+	snprintf(want, sizeof(want), "%s/hvc.sock", cwd);
+	assert_string_equal(def.console.socket, want);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_CONSOLE_PORT, "p,socket=/run/p.sock", 0, &err),
+			 0);
+	assert_string_equal(def.console.ports[0].socket, "/run/p.sock");
+	vm_def_clear(&def);
+}
+
+static void test_def_devices(void **state)
+{
+	char arg[64];
+	struct vm_def def;
+	struct mgr_err err;
+
+	(void)state;
+	vm_def_init(&def);
+	/* --disk: the same image twice, more than 8, bad words. */
+	assert_int_equal(cli_def_option(&def, CLI_DEF_DISK, "/img/a", 0, &err), 0);
+	expect_opt_error(&def, CLI_DEF_DISK, "/img/a,ro", 0, "--disk '/img/a,ro': the VM already has");
+	expect_opt_error(&def, CLI_DEF_DISK, "/img/b,fast", 0, "--disk '/img/b,fast': give PATH");
+	for (int i = 1; i < STORE_MAX_DISKS; i++) {
+		snprintf(arg, sizeof(arg), "/img/%d", i);
+		assert_int_equal(cli_def_option(&def, CLI_DEF_DISK, arg, 0, &err), 0);
+	}
+	expect_opt_error(&def, CLI_DEF_DISK, "/img/x", 0, "at most 8 disks");
+	assert_int_equal(def.nr_disks, STORE_MAX_DISKS);
+
+	/* --rng, and --rng off gives up the slot; --rng on again keeps an assigned one. */
+	assert_int_equal(cli_def_option(&def, CLI_DEF_RNG, NULL, 0, &err), 0);
+	assert_true(def.rng.enabled);
+	def.rng.pci_slot = 12;
+	assert_int_equal(cli_def_option(&def, CLI_DEF_RNG, "on", 0, &err), 0);
+	assert_int_equal(def.rng.pci_slot, 12);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_RNG, "off", 0, &err), 0);
+	assert_false(def.rng.enabled);
+	assert_int_equal(def.rng.pci_slot, 0);
+	expect_opt_error(&def, CLI_DEF_RNG, "maybe", 0, "--rng 'maybe'");
+
+	/* --vsock: a new CID keeps the device's slot; no socket= is the default. */
+	assert_int_equal(cli_def_option(&def, CLI_DEF_VSOCK, "7,socket=/run/v.sock", 0, &err), 0);
+	assert_int_equal(def.vsock.cid, 7);
+	assert_string_equal(def.vsock.socket, "/run/v.sock");
+	def.vsock.pci_slot = 13;
+	assert_int_equal(cli_def_option(&def, CLI_DEF_VSOCK, "8", 0, &err), 0);
+	assert_int_equal(def.vsock.cid, 8);
+	assert_null(def.vsock.socket);
+	assert_int_equal(def.vsock.pci_slot, 13);
+	expect_opt_error(&def, CLI_DEF_VSOCK, "2", 0, "--vsock '2': give CID[,socket=PATH]");
+	assert_int_equal(def.vsock.cid, 8);
+
+	/* --console-port: names are unique, at most 8. */
+	assert_int_equal(cli_def_option(&def, CLI_DEF_CONSOLE_PORT, "p0,socket=/s0", 0, &err), 0);
+	expect_opt_error(&def, CLI_DEF_CONSOLE_PORT, "p0,socket=/s9", 0,
+			 "the VM has a port named 'p0' already");
+	expect_opt_error(&def, CLI_DEF_CONSOLE_PORT, "agent", 0, "--console-port 'agent'");
+	for (int i = 1; i < STORE_MAX_CONSOLE_PORTS; i++) {
+		snprintf(arg, sizeof(arg), "p%d,socket=/s%d", i, i);
+		assert_int_equal(cli_def_option(&def, CLI_DEF_CONSOLE_PORT, arg, 0, &err), 0);
+	}
+	expect_opt_error(&def, CLI_DEF_CONSOLE_PORT, "p9,socket=/s9", 0, "at most 8 ports");
+	assert_int_equal(def.console.nr_ports, STORE_MAX_CONSOLE_PORTS);
+
+	/* What the options built passes the validator once the slots are given. */
+	snprintf(def.name, sizeof(def.name), "opts");
+	assert_int_equal(cli_def_option(&def, CLI_DEF_KERNEL, "/k", 0, &err), 0);
+	def.vsock.pci_slot = 0;
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	assert_int_equal(vm_def_validate(&def, &err), 0);
+	assert_int_equal(def.vsock.pci_slot, 9);
+	assert_int_equal(def.console.pci_slot, 10);
+	vm_def_clear(&def);
+}
+
+/* CLI_DEF_RESOLVE (`new`, `set`): the file must exist and is made canonical. */
+static void test_def_resolve(void **state)
+{
+	char dir[] = "/tmp/nestvm-test-opts.XXXXXX", file[PATH_MAX], rel[PATH_MAX + 8];
+	struct vm_def def;
+	struct mgr_err err;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s/disk.img", dir);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	vm_def_init(&def);
+	snprintf(rel, sizeof(rel), "%s/../%s/disk.img,ro", dir, strrchr(dir, '/') + 1);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_DISK, rel, CLI_DEF_RESOLVE, &err), 0);
+	assert_string_equal(def.disks[0].path, file);
+	expect_opt_error(&def, CLI_DEF_DISK, file, CLI_DEF_RESOLVE, "already has this disk");
+	snprintf(rel, sizeof(rel), "%s/none.img", dir);
+	expect_opt_error(&def, CLI_DEF_DISK, rel, CLI_DEF_RESOLVE, "No such file");
+	expect_opt_error(&def, CLI_DEF_KERNEL, dir, CLI_DEF_RESOLVE, "not a regular file");
+	/* Without it (`run`), a missing file is the VM's creation's to report. */
+	assert_int_equal(cli_def_option(&def, CLI_DEF_DISK, rel, 0, &err), 0);
+	vm_def_clear(&def);
+	assert_int_equal(unlink(file), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -151,6 +318,10 @@ int main(void)
 	    cmocka_unit_test(test_console_port),
 	    cmocka_unit_test(test_disk_comma_escape),
 	    cmocka_unit_test(test_socket_comma_escape),
+	    cmocka_unit_test(test_def_sizes_and_switches),
+	    cmocka_unit_test(test_def_paths),
+	    cmocka_unit_test(test_def_devices),
+	    cmocka_unit_test(test_def_resolve),
 	};
 
 	return cmocka_run_group_tests_name("opts_virtio", tests, NULL, NULL);
