@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 NESTVM=${NESTVM:-build/asan/nestvm}
 case $NESTVM in /*) ;; *) NESTVM=$(pwd)/$NESTVM ;; esac
 PROBE=$(pwd)/build/guest/probe.elf
-SECONDS_EACH=${PAUSE_STRESS_SECONDS:-20}
+SECONDS_EACH=${PAUSE_STRESS_SECONDS:-8}
 CYCLES=${PAUSE_STRESS_CYCLES:-1000}
 CLIENTS=${PAUSE_STRESS_CLIENTS:-3}
 BATCH=100

@@ -152,8 +152,8 @@ memgen_cycles() {
 	done
 	wait_console "$1" "test=memgen: \(PASS\|FAIL\)" 120 || bad "$1: memgen did not finish"
 }
-want=$(build/guest/memgen-expect 40000 2)
-memgen_cycles mg 40000 "$CYCLES" ""
+want=$(build/guest/memgen-expect 30000 2)
+memgen_cycles mg 30000 "$CYCLES" ""
 got=$(grep -o "result=0x[0-9a-f]* passes=[0-9]*" "$NESTVM_HOME/mg/console.log" | head -1)
 if [ "$cycles_done" -eq "$CYCLES" ] && [ "$got" = "$want" ] &&
 	grep -q "test=memgen: PASS" "$NESTVM_HOME/mg/console.log"; then
@@ -197,7 +197,7 @@ mount -t tmpfs -o size=40M,mode=0700 tmpfs "$1" || exit 77
 export NESTVM_HOME="$1/home"
 # The monitor lives in this namespace only: it goes when this script does.
 trap 'timeout 10 "$NESTVM" kill full >/dev/null 2>&1' EXIT
-"$NESTVM" new full --kernel "$PROBE" --cmdline "test=memgen passes=20000" --memory 64M \
+"$NESTVM" new full --kernel "$PROBE" --cmdline "test=memgen passes=4000" --memory 64M \
 	--cpus 2 >"$2" 2>&1 || exit 1
 "$NESTVM" checkpoint full off1 >>"$2" 2>&1 || exit 2
 "$NESTVM" start full >>"$2" 2>&1 || exit 3
