@@ -481,8 +481,8 @@ handle_line() {
 	fi
 	[ -z "$line" ] && return
 	# The longest silence of the console while a scenario runs, heartbeat
-	# included: what SILENCE_S must stay well above.
-	if [ -n "$current" ] && [ $((us - line_us)) -gt "${silence[ci]:-0}" ]; then
+	# included: what SILENCE_S must stay well above (until a cut).
+	if [ -n "$current" ] && [ -z "$killed_why" ] && [ $((us - line_us)) -gt "${silence[ci]:-0}" ]; then
 		silence[ci]=$((us - line_us))
 	fi
 	line_us=$us
