@@ -21,7 +21,8 @@
 #                 build/lab/NAME.results (default: from the scenarios)
 #
 # One lab boot runs all the scenarios in order, each under two limits: its
-# own inside the lab ("# lab-timeout: SECS" in the scenario, default 300 s),
+# own inside the lab ("# lab-timeout: SECS" in the scenario, or "# lab-timeout
+# ARG: SECS" for SCENARIO:ARG; default 300 s),
 # after which the lab kills it and reports a test failure, and a budget on
 # the host counted from its LAB-BEGIN line ("# lab-budget: SECS", default
 # the lab's limit + 30 s) for a lab that wedges: then lab.sh dumps the lab's
@@ -409,18 +410,20 @@ fmt_us() {
 	printf '%d.%d' $((ds / 10)) $((ds % 10))
 }
 
-# The host's budget in seconds for scenario file $1: its "# lab-budget: SECS"
-# line, else its limit inside the lab ("# lab-timeout: SECS", else
+# The host's budget in seconds for scenario file $1 run with argument $2: its
+# "# lab-budget: SECS" line, else its limit inside the lab ("# lab-timeout
+# ARG: SECS" for argument ARG, else "# lab-timeout: SECS", else
 # $SCENARIO_TIMEOUT) plus $BUDGET_GRACE, the time the lab needs to kill a
-# scenario at its own limit and report it.
+# scenario at its own limit and report it. root/init reads the limit alike.
 scenario_budget() {
-	local b t
+	local b t=''
 	b=$(sed -n 's/^# lab-budget: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
 	if [ -n "$b" ]; then
 		echo "$b"
 		return
 	fi
-	t=$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
+	[ -n "$2" ] && t=$(sed -n "s/^# lab-timeout ${2//./\\.}: *\([0-9][0-9]*\).*/\1/p" "$1" | head -n 1)
+	[ -n "$t" ] || t=$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
 	echo $((${t:-$SCENARIO_TIMEOUT} + BUDGET_GRACE))
 }
 
@@ -433,7 +436,9 @@ scenario_budget() {
 # run and that run's boot.
 declare -a result rtime metrics hbegin hend lwhy sboot budget silence rwhy rboot
 for i in "${!scenarios[@]}"; do
-	budget[i]=$(scenario_budget "$LAB_SRC/scenarios/${scenarios[i]%%:*}.sh")
+	arg=
+	[[ ${scenarios[i]} == *:* ]] && arg=${scenarios[i]#*:}
+	budget[i]=$(scenario_budget "$LAB_SRC/scenarios/${scenarios[i]%%:*}.sh" "$arg")
 done
 ci=-1 # position of the scenario that began last
 boot=0
