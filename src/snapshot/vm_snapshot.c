@@ -251,6 +251,23 @@ static int memory_write(struct vm *vm, int fd, const struct snapshot_progress *p
 	return fsync(fd) < 0 ? -errno : 0;
 }
 
+/*
+ * Write the memory file past the page cache (O_DIRECT) where the file
+ * system allows: guest RAM is page-aligned and every write is whole pages at
+ * page offsets, so the disk reads straight from guest memory. Buffered, each
+ * page was first copied into a new page-cache page, ~2 s of CPU per GiB on
+ * the development host, which left a save CPU-bound at a fraction of the
+ * disk's speed (bench/snapshot.sh), and a saved VM's memory a second time in
+ * host RAM. A restore reads the pages the guest touches from the disk.
+ */
+static void memory_file_direct(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_DIRECT) < 0)
+		log_debug("the memory file goes through the page cache: %s", strerror(errno));
+}
+
 static int create_file(int dirfd, const char *name)
 {
 	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -297,6 +314,8 @@ int vm_snapshot_save(struct vm *vm, int dirfd, const struct snapshot_progress *p
 	}
 	progress_report(progress, "state", 1, 1);
 	fd = create_file(dirfd, SNAPSHOT_MEMORY_FILE);
+	if (fd >= 0)
+		memory_file_direct(fd);
 	r = fd < 0 ? fd : memory_write(vm, fd, progress);
 	if (fd >= 0)
 		close(fd);
