@@ -119,19 +119,18 @@ wait_for() {
 	die "no '$2' in $1 after $TIMEOUT_S s"
 }
 
-# runstat_ok OUTVAR LOG CMD...: run CMD under runstat, which must say exit:0;
-# the wall time in ns goes to OUTVAR.
+# runstat_ok LOG CMD...: run CMD under runstat, which must say exit:0;
+# prints its wall time in ns (an error ends the script: set -e).
 runstat_ok() {
-	local -n out_=$1
-	local log=$2 wall rss status
-	shift 2
-	read -r wall rss status < <("$RUNSTAT" --timeout $TIMEOUT_S --log "$log" -- "$@")
+	local log=$1 wall status
+	shift
+	read -r wall _ status < <("$RUNSTAT" --timeout $TIMEOUT_S --log "$log" -- "$@")
 	if [[ $status != exit:0 ]]; then
 		echo "bench/snapshot.sh: '$*' ended with $status; its output:" >&2
 		head -c 4000 "$log" >&2
 		exit 1
 	fi
-	out_=$wall
+	echo "$wall"
 }
 
 disk_bytes() { # PATH -> "allocated apparent" bytes
@@ -158,12 +157,12 @@ nestvm_run() {
 	}
 	wait_for "$dir/console.log" "probe: test=idle: up"
 	sync
-	runstat_ok save_ns "$log" "$NESTVM" save "$name"
+	save_ns=$(runstat_ok "$log" "$NESTVM" save "$name")
 	ms=$(sed -n 's/^saved VM .* in \([0-9]*\) ms;.*/\1/p' "$log")
 	[[ -n $ms ]] || die "no 'in N ms' in nestvm save's output: $(cat "$log")"
 	sizes=$(disk_bytes "$dir/saved")
 	lines=$(wc -l <"$dir/monitor.log")
-	runstat_ok start_ns "$log" "$NESTVM" start "$name"
+	start_ns=$(runstat_ok "$log" "$NESTVM" start "$name")
 	restored=$(tail -n +$((lines + 1)) "$dir/monitor.log" |
 		sed -n 's/.*restored from the saved state in \([0-9.]*\) ms.*/\1/p')
 	[[ -n $restored ]] || die "no restore line in $dir/monitor.log"
@@ -227,7 +226,7 @@ qemu_end() { # quit, and wait for the process
 # measure, restore in a new QEMU, quit; appends one result line.
 qemu_run() {
 	local mib=$1 cmdline=$2 res=$3 file=$WORK/qemu.state
-	local t0 t1 t2 t3 sizes
+	local t0 t1 t2 sizes
 
 	rm -f "$WORK/qemu.console" "$file"
 	qemu_spawn "$mib" "$cmdline"
@@ -265,8 +264,8 @@ qemu_run() {
 dd_run() {
 	local ns
 	sync
-	runstat_ok ns "$WORK/dd.log" dd if=/dev/zero of="$WORK/dd.img" bs=1M count="$1" \
-		conv=fsync status=none
+	ns=$(runstat_ok "$WORK/dd.log" dd if=/dev/zero of="$WORK/dd.img" bs=1M count="$1" \
+		conv=fsync status=none)
 	rm -f "$WORK/dd.img"
 	echo "$ns" >>"$2"
 }
