@@ -8,11 +8,11 @@
 # do), side by side in one run, on the same probe guest (test=idle), with
 # 256 MiB and 2 GiB of memory, left untouched by the guest and fully written
 # (test=idle fill=on: every word above the probe, no zero page). In the same
-# run, dd writes as many bytes with oflag=direct conv=fsync, 2 MiB a write
-# (as a save's largest): the disk's write speed that a save of written
-# memory is held against; and once more through the page cache (conv=fsync
-# alone), which on a host where copying into new page-cache pages is slow
-# (as on the development VM) is well below the disk's speed.
+# run, the disk's write speed for as many bytes, which a save of written
+# memory is held against: bench/diskwrite.c writes them as a save does
+# (O_DIRECT, 2 MiB writes from a huge page, fsync); and dd conv=fsync writes
+# them through the page cache, for comparison (on the development VM,
+# copying into new page-cache pages made that the slower way).
 #
 # Per case and side, the median of RUNS runs (interleaved: nestvm and QEMU
 # take turns going first) of:
@@ -34,7 +34,7 @@
 # Wall times of commands come from bench/runstat.c; QEMU's from bash's
 # EPOCHREALTIME around the QMP exchange (QMP on QEMU's stdin/stdout, a bash
 # coprocess: no socat or python needed). All files (the VM store, QEMU's
-# state files, dd's file) live in a temporary directory under $BUILD/bench,
+# state files, the disk test's file) live in a temporary directory under $BUILD/bench,
 # on the file system of the worktree, removed at exit with every VM and
 # QEMU this script started. The page cache is not dropped: restores read a
 # file that was just written, for both sides.
@@ -61,7 +61,7 @@ TIMEOUT_S=600 # one fill, save or restore of the largest size, on a busy host
 # fully written memory as a share of the disk's write speed.
 TARGET_RESTORE_MS=10
 TARGET_RESTORE_MIB=256
-TARGET_SAVE_SHARE=90 # percent of dd oflag=direct's MiB/s
+TARGET_SAVE_SHARE=90 # percent of bench/diskwrite's MiB/s
 
 die() {
 	echo "bench/snapshot.sh: $*" >&2
@@ -70,7 +70,8 @@ die() {
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number, not '$RUNS'"
 for mib in $SIZES; do
-	[[ $mib =~ ^[1-9][0-9]*$ ]] || die "SIZES must be numbers of MiB, not '$SIZES'"
+	[[ $mib =~ ^[1-9][0-9]*$ && $((mib % 2)) == 0 ]] ||
+		die "SIZES must be even numbers of MiB, not '$SIZES'"
 done
 [[ -x $NESTVM ]] || die "$NESTVM is missing: run 'make release'"
 [[ -f $ELF ]] || die "$ELF is missing: run 'make guests'"
@@ -79,12 +80,20 @@ command -v "$QEMU" >/dev/null || die "$QEMU not found: run scripts/install-deps.
 command -v cc >/dev/null || die "cc not found: run scripts/install-deps.sh"
 ((BASH_VERSINFO[0] >= 5)) || die "needs bash 5 (EPOCHREALTIME)"
 
+# The helpers, rebuilt when their sources change (runstat static, as in bench/boot.sh).
 RUNSTAT=$BUILD/bench/runstat
-if [[ ! -x $RUNSTAT || bench/runstat.c -nt $RUNSTAT ]]; then
-	mkdir -p "$(dirname "$RUNSTAT")"
-	cc -std=gnu11 -O2 -Wall -Wextra -Werror -static -o "$RUNSTAT" bench/runstat.c ||
-		die "cannot build $RUNSTAT"
-fi
+DISKWRITE=$BUILD/bench/diskwrite
+build_helper() { # OUTPUT SOURCE FLAGS...
+	local out=$1 src=$2
+	shift 2
+	if [[ ! -x $out || $src -nt $out ]]; then
+		mkdir -p "$(dirname "$out")"
+		cc -std=gnu11 -O2 -Wall -Wextra -Werror "$@" -o "$out" "$src" ||
+			die "cannot build $out"
+	fi
+}
+build_helper "$RUNSTAT" bench/runstat.c -static
+build_helper "$DISKWRITE" bench/diskwrite.c
 
 mkdir -p "$BUILD/bench"
 WORK=$(mktemp -d "$BUILD/bench/snapshot.XXXXXX")
@@ -263,19 +272,17 @@ qemu_run() {
 		"$(awk -v u=$((t2 - t1)) 'BEGIN { printf "%.2f", u / 1000 }') $sizes" >>"$res"
 }
 
-# dd_run MiB RESULTS: the disk's write speed for that many bytes, fsynced:
-# appends "direct_ns buffered_ns".
-dd_run() {
-	local direct buffered bs=2M count=$(($1 / 2))
-	((count * 2 == $1)) || bs=1M count=$1
+# disk_run MiB RESULTS: the disk's write speed for that many bytes, synced:
+# appends "diskwrite_ns dd_ns".
+disk_run() {
+	local direct buffered
 	sync
-	direct=$(runstat_ok "$WORK/dd.log" dd if=/dev/zero of="$WORK/dd.img" bs=$bs count="$count" \
-		oflag=direct conv=fsync status=none)
-	rm -f "$WORK/dd.img"
+	direct=$(runstat_ok "$WORK/disk.log" "$DISKWRITE" "$WORK/disk.img" "$1")
+	rm -f "$WORK/disk.img"
 	sync
-	buffered=$(runstat_ok "$WORK/dd.log" dd if=/dev/zero of="$WORK/dd.img" bs=1M count="$1" \
-		conv=fsync status=none)
-	rm -f "$WORK/dd.img"
+	buffered=$(runstat_ok "$WORK/disk.log" dd if=/dev/zero of="$WORK/disk.img" bs=1M \
+		count="$1" conv=fsync status=none)
+	rm -f "$WORK/disk.img"
 	echo "$direct $buffered" >>"$2"
 }
 
@@ -310,7 +317,7 @@ START_S=$(date +%s.%N)
 for ((r = 0; r < RUNS; r++)); do
 	echo "run $((r + 1))/$RUNS ..." >&2
 	for mib in $SIZES; do
-		dd_run "$mib" "$WORK/dd-$mib.txt"
+		disk_run "$mib" "$WORK/disk-$mib.txt"
 		for fill in untouched written; do
 			c=$mib-$fill
 			cmdline=test=idle
@@ -360,7 +367,7 @@ echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "machine: $cpu_model, $(nproc) CPUs," \
 	"$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
 	"Linux $(uname -r), KVM via $kvm_kind"
-echo "disk:    $(df -T "$WORK" | awk 'NR == 2 { print $1 ", " $2 }') (the store, QEMU's files and dd's, in $BUILD/bench)"
+echo "disk:    $(df -T "$WORK" | awk 'NR == 2 { print $1 ", " $2 }') (the store, QEMU's files and the disk test's, in $BUILD/bench)"
 echo "load:    CPUs ${BUSY_BEFORE}% busy just before the runs, ${BUSY_AFTER}% just after$(awk \
 	-v a="$BUSY_BEFORE" -v b="$BUSY_AFTER" \
 	'BEGIN { if (a > 10 || b > 10) print " (other work is running: figures inflated)" }')"
@@ -374,9 +381,9 @@ row() { # LABEL NESTVM QEMU UNIT
 
 declare -A RESTORE_MS SAVE_SHARE
 for mib in $SIZES; do
-	dd_mibs=$(awk -v m="$mib" -v s="$(median "$WORK/dd-$mib.txt" 1 1e9)" \
+	disk_mibs=$(awk -v m="$mib" -v s="$(median "$WORK/disk-$mib.txt" 1 1e9)" \
 		'BEGIN { printf "%.0f", m / s }')
-	dd_buffered=$(awk -v m="$mib" -v s="$(median "$WORK/dd-$mib.txt" 2 1e9)" \
+	dd_mibs=$(awk -v m="$mib" -v s="$(median "$WORK/disk-$mib.txt" 2 1e9)" \
 		'BEGIN { printf "%.0f", m / s }')
 	for fill in untouched written; do
 		c=$mib-$fill n=$WORK/nestvm-$c.txt q=$WORK/qemu-$c.txt
@@ -399,12 +406,12 @@ for mib in $SIZES; do
 		nt=$(fmt "$(rate "$n")" 0) qt=$(fmt "$(rate "$q")" 0)
 		row "save throughput (allocated)" "$nt" "$qt" MiB/s
 		printf '  %-28s %10s MiB/s: nestvm at %s%%, QEMU at %s%%\n' \
-			"disk, dd oflag=direct" "$dd_mibs" "$(share "$nt" "$dd_mibs")" \
-			"$(share "$qt" "$dd_mibs")"
+			"disk (bench/diskwrite)" "$disk_mibs" "$(share "$nt" "$disk_mibs")" \
+			"$(share "$qt" "$disk_mibs")"
 		printf '  %-28s %10s MiB/s: nestvm at %s%%, QEMU at %s%%\n' \
-			"disk, dd via the page cache" "$dd_buffered" "$(share "$nt" "$dd_buffered")" \
-			"$(share "$qt" "$dd_buffered")"
-		SAVE_SHARE[$c]=$(share "$nt" "$dd_mibs")
+			"disk, dd conv=fsync" "$dd_mibs" "$(share "$nt" "$dd_mibs")" \
+			"$(share "$qt" "$dd_mibs")"
+		SAVE_SHARE[$c]=$(share "$nt" "$disk_mibs")
 	done
 done
 echo
@@ -428,7 +435,7 @@ for c in "${CASES[@]}"; do
 			v=MISSED
 			missed=1
 		fi
-		echo "target, $c: save at the disk's write speed (>= $TARGET_SAVE_SHARE% of dd oflag=direct) $v" \
+		echo "target, $c: save at the disk's write speed (>= $TARGET_SAVE_SHARE% of diskwrite's) $v" \
 			"(${SAVE_SHARE[$c]}%)"
 	fi
 done
