@@ -186,13 +186,13 @@ nestvm_run() {
 
 QMP_EVENTS=
 qmp_read() { # one line from QEMU into QMP_LINE; events are kept in QMP_EVENTS
-	IFS= read -r -t $TIMEOUT_S -u "${QMP[0]}" QMP_LINE ||
+	IFS= read -r -t $TIMEOUT_S -u "$QMP_OUT" QMP_LINE ||
 		die "QEMU said nothing for $TIMEOUT_S s, or ended (stderr: $(cat "$WORK/qemu.err"))"
 	[[ $QMP_LINE != *'"event"'* ]] || QMP_EVENTS+=$QMP_LINE$'\n'
 }
 
 qmp_cmd() { # JSON: send it, wait for its reply, which must not be an error
-	printf '%s\n' "$1" >&"${QMP[1]}"
+	printf '%s\n' "$1" >&"$QMP_IN"
 	while qmp_read; do
 		case $QMP_LINE in
 		*'"return"'*) return 0 ;;
@@ -220,6 +220,9 @@ qemu_spawn() {
 			-kernel "$ELF" -append "$cmdline" "$@" 2>"$WORK/qemu.err"
 	}
 	QPID=$QMP_PID
+	# Copies of its pipes: bash drops QMP[] as soon as the process is reaped.
+	[[ -n ${QMP[0]-} ]] || die "QEMU ended at once: $(cat "$WORK/qemu.err")"
+	exec {QMP_OUT}<&"${QMP[0]}" {QMP_IN}>&"${QMP[1]}"
 	QMP_EVENTS=
 	qmp_read # the greeting
 	qmp_cmd '{"execute":"qmp_capabilities"}'
@@ -231,6 +234,7 @@ qemu_spawn() {
 qemu_end() { # quit, and wait for the process
 	qmp_cmd '{"execute":"quit"}'
 	wait "$QPID" 2>/dev/null || true
+	exec {QMP_OUT}<&- {QMP_IN}>&-
 	QPID=
 }
 
