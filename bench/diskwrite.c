@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * diskwrite: the disk's write speed for bench/snapshot.sh, in the pattern a
- * nestvm save writes its memory file: a new file, O_DIRECT, whole 2 MiB
- * pwrite()s at increasing offsets from memory backed by a transparent huge
- * page, then fsync(). The source matters: O_DIRECT from 4 KiB pages (dd's
- * buffer) reached about half the speed on the development host, where each
- * page is one more segment of the request.
+ * nestvm save writes the memory file of a fully written guest: a new file,
+ * O_DIRECT, 8 MiB pwrite()s (WRITE_RUN_MAX in snapshot/vm_snapshot.c) at
+ * increasing offsets from memory backed by transparent huge pages, then
+ * fsync(). The source matters: O_DIRECT from 4 KiB pages (dd's buffer)
+ * reached about half the speed on the development host, where each page is
+ * one more segment of the request. One buffer is written again and again,
+ * where a save reads each page of guest RAM once: if anything, this is
+ * faster than a save can be.
  *
  *   diskwrite FILE MiB
  *
@@ -22,7 +25,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define CHUNK (2u << 20)
+#define CHUNK (8u << 20)
+#define HUGE_PAGE (2u << 20)
 #define FILL_BYTE 0x5a
 
 static int fail(const char *what, const char *file)
@@ -38,24 +42,26 @@ int main(int argc, char **argv)
 	char *end;
 	int fd;
 
-	if (argc != 3 || (mib = strtoul(argv[2], &end, 10)) == 0 || *end || mib % 2) {
-		fprintf(stderr, "usage: diskwrite FILE MiB (an even number)\n");
+	if (argc != 3 || (mib = strtoul(argv[2], &end, 10)) == 0 || *end || mib > (1ul << 30)) {
+		fprintf(stderr, "usage: diskwrite FILE MiB\n");
 		return 1;
 	}
-	/* Twice the size, to start on a 2 MiB boundary: one huge page. */
-	map = mmap(NULL, 2 * CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* One huge page more, to start on a huge page boundary. */
+	map = mmap(NULL, CHUNK + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	           -1, 0);
 	if (map == MAP_FAILED)
 		return fail("mmap for", argv[1]);
-	buf = (uint8_t *)(((uintptr_t)map + CHUNK - 1) & ~(uintptr_t)(CHUNK - 1));
+	buf = (uint8_t *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
 	madvise(buf, CHUNK, MADV_HUGEPAGE);
 	memset(buf, FILL_BYTE, CHUNK);
 	fd = open(argv[1], O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_DIRECT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return fail("cannot create", argv[1]);
-	for (unsigned long i = 0; i < mib / 2; i++) {
-		ssize_t n = pwrite(fd, buf, CHUNK, (off_t)i * CHUNK);
+	for (uint64_t off = 0, size = (uint64_t)mib << 20; off < size; off += CHUNK) {
+		size_t len = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
 
-		if (n != (ssize_t)CHUNK) {
+		if (n != (ssize_t)len) {
 			if (n >= 0)
 				errno = EIO; /* short: the disk is full */
 			return fail("cannot write", argv[1]);

@@ -10,7 +10,7 @@
 # (test=idle fill=on: every word above the probe, no zero page). In the same
 # run, the disk's write speed for as many bytes, which a save of written
 # memory is held against: bench/diskwrite.c writes them as a save does
-# (O_DIRECT, 2 MiB writes from a huge page, fsync); and dd conv=fsync writes
+# (O_DIRECT, 8 MiB writes from huge pages, fsync); and dd conv=fsync writes
 # them through the page cache, for comparison (on the development VM,
 # copying into new page-cache pages made that the slower way).
 #
@@ -70,8 +70,7 @@ die() {
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number, not '$RUNS'"
 for mib in $SIZES; do
-	[[ $mib =~ ^[1-9][0-9]*$ && $((mib % 2)) == 0 ]] ||
-		die "SIZES must be even numbers of MiB, not '$SIZES'"
+	[[ $mib =~ ^[1-9][0-9]*$ ]] || die "SIZES must be numbers of MiB, not '$SIZES'"
 done
 [[ -x $NESTVM ]] || die "$NESTVM is missing: run 'make release'"
 [[ -f $ELF ]] || die "$ELF is missing: run 'make guests'"
