@@ -47,8 +47,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* One huge page more, to start on a huge page boundary. */
-	map = mmap(NULL, CHUNK + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-	           -1, 0);
+	map = mmap(NULL, CHUNK + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+	           0);
 	if (map == MAP_FAILED)
 		return fail("mmap for", argv[1]);
 	buf = (uint8_t *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));

@@ -1236,7 +1236,8 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		if (store_saved_remove(st, name, &err) < 0)
 			log_warn("%s", err.msg);
 		t2 = monitor_now_us();
-		monitor_log(m, "restored from the saved state in %.2f ms (opening and checking it "
+		monitor_log(m,
+		            "restored from the saved state in %.2f ms (opening and checking it "
 		            "%.2f ms, building the VM %.2f ms, removing it %.2f ms)",
 		            (double)(open_us + t2 - t0) / 1000, (double)open_us / 1000,
 		            (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000);
