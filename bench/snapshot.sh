@@ -34,10 +34,12 @@
 # Wall times of commands come from bench/runstat.c; QEMU's from bash's
 # EPOCHREALTIME around the QMP exchange (QMP on QEMU's stdin/stdout, a bash
 # coprocess: no socat or python needed). All files (the VM store, QEMU's
-# state files, the disk test's file) live in a temporary directory under $BUILD/bench,
-# on the file system of the worktree, removed at exit with every VM and
-# QEMU this script started. The page cache is not dropped: restores read a
-# file that was just written, for both sides.
+# state files, the disk test's file) live in a temporary directory under
+# $BUILD/bench, on the file system of the worktree, removed at exit with
+# every VM and QEMU this script started. The page cache is not dropped:
+# QEMU restores from a file it has just written through the page cache;
+# nestvm's memory file was written with O_DIRECT, but a restore reads none
+# of it (the guest does, page by page, once it runs).
 #
 # Usage: bench/snapshot.sh            (or `make bench-snapshot`)
 # Environment: RUNS (5), SIZES (MiB, "256 2048"), BUILD (build), NESTVM,
