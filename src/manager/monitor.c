@@ -104,6 +104,14 @@ static int64_t monitor_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t monitor_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /*
  * Move NAME/@file to @file.1 (replacing it) and open a new, empty @file, if
  * @fd (an open descriptor of @file) holds more than @max bytes. Returns the
@@ -1104,6 +1112,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	struct vm_config cfg;
 	struct vm_snapshot snap = {.memory_fd = -1};
 	char prefix[STORE_NAME_MAX + 16], vsock_path[STORE_PATH_MAX] = "";
+	int64_t open_us = 0; /* opening and checking the saved state (bench/snapshot.sh) */
 	int r, status = NESTVM_EXIT_ERROR;
 
 	umask(077);
@@ -1165,8 +1174,11 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	store_exit_clear(st, name);
 	monitor_set_state(m, API_STATE_STARTING);
 	r = store_load(st, name, &m->def, &err);
-	if (r == 0 && store_has_saved(st, name))
+	if (r == 0 && store_has_saved(st, name)) {
+		open_us = monitor_now_us();
 		r = monitor_open_saved(m, &snap, &err);
+		open_us = monitor_now_us() - open_us;
+	}
 	if (r < 0) {
 		log_error("%s", err.msg);
 		goto failed;
@@ -1208,9 +1220,11 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	monitor_log(m, "creating the VM: %u vCPU(s), %llu MiB, nested %s, kernel %s", cfg.cpus,
 	            (unsigned long long)m->def.memory_mib, cfg.nested ? "on" : "off", cfg.kernel);
 	if (snap.memory_fd >= 0) {
+		int64_t t0 = monitor_now_us(), t1, t2;
 		char why[384];
 
 		r = vm_snapshot_restore(&snap, &cfg, &m->vm, why, sizeof(why));
+		t1 = monitor_now_us();
 		vm_snapshot_close(&snap);
 		if (r < 0) {
 			log_error("cannot restore the saved state: %s; it is kept (nestvm start "
@@ -1220,7 +1234,12 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		/* It runs now: the saved state is spent (its memory stays mapped). */
 		if (store_saved_remove(st, name, &err) < 0)
 			log_warn("%s", err.msg);
-		monitor_log(m, "restored from the saved state");
+		t2 = monitor_now_us();
+		monitor_log(m,
+		            "restored from the saved state in %.2f ms (opening and checking it "
+		            "%.2f ms, building the VM %.2f ms, removing it %.2f ms)",
+		            (double)(open_us + t2 - t0) / 1000, (double)open_us / 1000,
+		            (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000);
 	} else {
 		r = vm_create(&cfg, &m->vm);
 	}

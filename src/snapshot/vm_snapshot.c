@@ -210,11 +210,14 @@ static int write_all_at(int fd, const uint8_t *p, size_t len, uint64_t off)
  * Guest RAM into @fd: a sparse file of ram_size bytes whose non-zero pages
  * are written. Anonymous memory the guest never touched is skipped without
  * reading it (mincore()); a file-backed RAM (a restored VM) is read whole.
+ * A run of non-zero pages goes on across scan chunks, up to WRITE_RUN_MAX a
+ * write: with O_DIRECT, 8 MiB writes were 10-20% faster than 2 MiB ones on
+ * the development host.
  */
 static int memory_write(struct vm *vm, int fd, const struct snapshot_progress *p)
 {
 	const uint8_t *ram = vm->mem.ram;
-	uint64_t size = vm->mem.ram_size, next_report = 0;
+	uint64_t size = vm->mem.ram_size, next_report = 0, run_start = 0, run_len = 0;
 	unsigned char vec[SCAN_CHUNK / PAGE_SIZE_4K];
 	int r;
 
@@ -223,14 +226,14 @@ static int memory_write(struct vm *vm, int fd, const struct snapshot_progress *p
 	for (uint64_t off = 0; off < size; off += SCAN_CHUNK) {
 		uint64_t chunk = size - off < SCAN_CHUNK ? size - off : SCAN_CHUNK;
 		unsigned int pages = (unsigned int)(chunk / PAGE_SIZE_4K);
-		uint64_t run_start = 0, run_len = 0;
 
 		if (vm->mem.file_backed || mincore((void *)(ram + off), chunk, vec) < 0)
 			memset(vec, 1, sizeof(vec));
-		for (unsigned int i = 0; i <= pages; i++) {
+		for (unsigned int i = 0; i < pages; i++) {
 			uint64_t at = off + (uint64_t)i * PAGE_SIZE_4K;
-			bool data = i < pages && (vec[i] & 1) && !page_is_zero(ram + at);
+			bool data = (vec[i] & 1) && !page_is_zero(ram + at);
 
+			/* A run is contiguous: a page without data ends it. */
 			if (data && run_len && run_len < WRITE_RUN_MAX) {
 				run_len += PAGE_SIZE_4K;
 				continue;
@@ -248,7 +251,29 @@ static int memory_write(struct vm *vm, int fd, const struct snapshot_progress *p
 			next_report = off + chunk + PROGRESS_STEP;
 		}
 	}
+	if (run_len) {
+		r = write_all_at(fd, ram + run_start, run_len, run_start);
+		if (r < 0)
+			return r;
+	}
 	return fsync(fd) < 0 ? -errno : 0;
+}
+
+/*
+ * Write the memory file past the page cache (O_DIRECT) where the file
+ * system allows: guest RAM is page-aligned and every write is whole pages at
+ * page offsets, so the disk reads straight from guest memory. Buffered, each
+ * page was first copied into a new page-cache page, ~2 s of CPU per GiB on
+ * the development host, which left a save CPU-bound at a fraction of the
+ * disk's speed (bench/snapshot.sh), and a saved VM's memory a second time in
+ * host RAM. A restore reads the pages the guest touches from the disk.
+ */
+static void memory_file_direct(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_DIRECT) < 0)
+		log_debug("the memory file goes through the page cache: %s", strerror(errno));
 }
 
 static int create_file(int dirfd, const char *name)
@@ -297,6 +322,8 @@ int vm_snapshot_save(struct vm *vm, int dirfd, const struct snapshot_progress *p
 	}
 	progress_report(progress, "state", 1, 1);
 	fd = create_file(dirfd, SNAPSHOT_MEMORY_FILE);
+	if (fd >= 0)
+		memory_file_direct(fd);
 	r = fd < 0 ? fd : memory_write(vm, fd, progress);
 	if (fd >= 0)
 		close(fd);
