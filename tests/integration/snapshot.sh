@@ -197,7 +197,7 @@ mount -t tmpfs -o size=40M,mode=0700 tmpfs "$1" || exit 77
 export NESTVM_HOME="$1/home"
 # The monitor lives in this namespace only: it goes when this script does.
 trap 'timeout 10 "$NESTVM" kill full >/dev/null 2>&1' EXIT
-"$NESTVM" new full --kernel "$PROBE" --cmdline "test=memgen passes=4000" --memory 64M \
+"$NESTVM" new full --kernel "$PROBE" --cmdline "test=memgen passes=16000" --memory 64M \
 	--cpus 2 >"$2" 2>&1 || exit 1
 "$NESTVM" checkpoint full off1 >>"$2" 2>&1 || exit 2
 "$NESTVM" start full >>"$2" 2>&1 || exit 3
