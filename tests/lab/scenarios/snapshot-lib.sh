@@ -108,20 +108,26 @@ snap_save_cycle() {
 	return 0
 }
 
+# snap_pause: sleeps 0.2 to 1.1 s, so that a save lands at no fixed point.
+snap_pause() {
+	_d=$(($(lab_now_cs) % 10 + 2))
+	sleep "$((_d / 10)).$((_d % 10))"
+}
+
 # snap_checkpoint_take PREFIX TRIES: `nestvm checkpoint VM PREFIXn` until one
 # catches an L2 running (a vCPU saved in guest mode; the others are
-# removed), at most TRIES times, each after new progress. Sets snap_cp (its
-# name, empty if none did), snap_cp_ms, snap_cp_pre and snap_cp_post (the
-# progress seen before and after it), snap_cp_tries. Returns 1 when no
+# removed), at most TRIES times, the first after new progress. Sets snap_cp
+# (its name, empty if none did), snap_cp_ms, snap_cp_pre and snap_cp_post
+# (the progress seen before and after it), snap_cp_tries. Returns 1 when no
 # checkpoint caught the L2 running or one failed (lab_fail).
 snap_checkpoint_take() {
 	snap_cp=
 	snap_cp_tries=0
+	_p=$(snap_last "$con")
+	snap_wait_gt "$_p" 300 || { lab_fail "checkpoint: no progress past $_p"; snap_show; return 1; }
 	while [ $snap_cp_tries -lt "$2" ]; do
 		snap_cp_tries=$((snap_cp_tries + 1))
-		_p=$(snap_last "$con")
-		snap_wait_gt "$_p" 300 || { lab_fail "checkpoint: no progress past $_p"; snap_show; return 1; }
-		sleep "0.$(($(lab_now_cs) % 10))"
+		snap_pause
 		snap_cp_pre=$(snap_last "$con")
 		_m0=$(snap_mon_lines)
 		_out=$($NV checkpoint "$VM" "$1$snap_cp_tries" 2>&1)

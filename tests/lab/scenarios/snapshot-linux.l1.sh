@@ -6,8 +6,9 @@
 # in the L1 VM's console.log). nestlab.l2=WORKLOAD on the kernel command line:
 #   memgen-PASSES   test=memgen passes=PASSES ("probe: memgen: pass P/N",
 #                   "probe: test=memgen: result=0x... passes=N")
-#   svm-ROUNDS      test=svm l2work=ROUNDS under --nested on: the L2 is
-#                   itself a hypervisor, its L3 computes ("l2work round R/N")
+#   svm-ROUNDS[-BLOCKS]  test=svm l2work=ROUNDS l2blocks=BLOCKS under
+#                   --nested on: the L2 is itself a hypervisor, its L3
+#                   computes ("l2work round R/N")
 # Prints "L1-L2-BEGIN" before the L2 starts and "L1-L2 rc=N secs=S" after.
 
 cpus=$(grep -c ^processor /proc/cpuinfo)
@@ -37,8 +38,12 @@ for w in $(cat /proc/cmdline); do
 done
 case "$work" in
 memgen-[0-9]*) opts= cl="test=memgen passes=${work#memgen-}" ;;
+svm-[0-9]*-[0-9]*)
+	r=${work#svm-}
+	opts="--nested on" cl="test=svm iterations=0 l2work=${r%-*} l2blocks=${r#*-}"
+	;;
 svm-[0-9]*) opts="--nested on" cl="test=svm iterations=0 l2work=${work#svm-}" ;;
-*) echo "L1: nestlab.l2='$work': want memgen-PASSES or svm-ROUNDS"; exit 2 ;;
+*) echo "L1: nestlab.l2='$work': want memgen-PASSES or svm-ROUNDS[-BLOCKS]"; exit 2 ;;
 esac
 echo "L1: nestvm run $opts --kernel /l1/guest/probe.elf --memory 64M --cmdline \"$cl\""
 echo "L1-L2-BEGIN"

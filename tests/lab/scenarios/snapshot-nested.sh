@@ -75,7 +75,7 @@ while [ $gm_cycles -lt "$cycles" ] && [ $c -le $((2 * cycles)) ]; do
 	# A round or so of running between two saves, ending at no fixed point.
 	r=$(snap_last $con)
 	snap_wait_gt "$r" 60 || { lab_fail "cycle $c: the L2 made no progress (all $rounds rounds done? rN)"; snap_show; fin; }
-	sleep "0.$(($(lab_now_cs) % 10))"
+	snap_pause
 	saves=$((saves + 1))
 	snap_save_cycle "cycle $c" || fin
 	[ "${snap_save_ms:-0}" -gt $save_ms_max ] && save_ms_max=$snap_save_ms
