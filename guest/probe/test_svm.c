@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test=svm [nested=on|off] [npt=on|off] [iterations=N] [l2work=N [l2blocks=B]]:
- * the probe as an AMD-V (SVM) L1 hypervisor (AMD APM vol. 2 ch. 15).
+ * test=svm [nested=on|off] [npt=on|off] [iterations=N] [l2work=N]: the probe
+ * as an AMD-V (SVM) L1 hypervisor (AMD APM vol. 2 ch. 15).
  *
  * nested=off: PASS if SVM is hidden: CPUID.80000001h:ECX[2] clear and
  * setting EFER.SVME raises #GP.
@@ -19,11 +19,10 @@
  * by L1 (VMRUN, the L2's VMMCALL, #VMEXIT; RIP advanced between round
  * trips) over N round trips after 16 unmeasured ones (hv_round_trip_report()).
  *
- * l2work=N: before the round trips, N more rounds of the L2's work (B
- * blocks each, l2blocks=B, default 16), each seeded with the result of the
- * one before (svm_l2work()): an L2 that computes for long with few exits,
- * whose end result depends on every round, for the lab's save/restore
- * tests of a guest hypervisor.
+ * l2work=N: before the round trips, N more rounds of the L2's work, each
+ * seeded with the result of the one before (svm_l2work()): an L2 that
+ * computes for long with few exits, whose end result depends on every
+ * round, for the lab's save/restore tests of a guest hypervisor.
  *
  * Without SVM: SKIP (FAIL with nested=on, which says SVM must be there).
  */
@@ -85,8 +84,7 @@
 #define MSRPM_SIZE (2 * 4096)
 #define SVM_EXITS_MAX 5
 #define SVM_L2WORK_MAX 100000
-#define SVM_L2WORK_BLOCKS 16 /* hv_l2_expect() calls per l2work round, by default */
-#define SVM_L2WORK_BLOCKS_MAX 4096
+#define SVM_L2WORK_BLOCKS 16 /* hv_l2_expect() calls per l2work round */
 
 struct vmcb_seg {
 	uint16_t selector;
@@ -192,7 +190,6 @@ static struct svm_memory {
 } mem __attribute__((aligned(4096)));
 
 static struct hv_gprs l2_gprs;
-static uint32_t l2work_blocks = SVM_L2WORK_BLOCKS; /* read by the L2 (svm_l2_chain()) */
 static uint64_t expect_buf[HV_L2_BUF_QWORDS];
 static bool has_nrips;
 
@@ -418,7 +415,7 @@ static int svm_run_work(uint64_t seed, uint64_t *result, bool quiet)
 /*
  * The L2 of l2work: the exits of hv_l2_svm_work (hv.h: IN of the seed, OUT
  * of the result's two halves, HLT, VMMCALL with HV_L2_DONE), but in between
- * l2work_blocks blocks of the L2's work, chained: hv_l2_expect() itself,
+ * SVM_L2WORK_BLOCKS blocks of the L2's work, chained: hv_l2_expect() itself,
  * run by the L2 at CPL0 on its buffer at RDI. Entered as if called, on the
  * L2's stack; never returns.
  */
@@ -428,7 +425,7 @@ static void __attribute__((noreturn)) svm_l2_chain(uint64_t *buf)
 
 	/* L1 puts the whole 64-bit seed in RAX (svm_run_work()). */
 	__asm__ volatile("inl %%dx, %%eax" : "=a"(x) : "d"(HV_L2_PORT_SEED));
-	for (uint32_t i = 0; i < l2work_blocks; i++)
+	for (unsigned int i = 0; i < SVM_L2WORK_BLOCKS; i++)
 		x = hv_l2_expect(x, buf);
 	__asm__ volatile("outl %%eax, %%dx" : : "a"((uint32_t)x), "d"(HV_L2_PORT_RESULT));
 	__asm__ volatile("outl %%eax, %%dx" : : "a"((uint32_t)(x >> 32)), "d"(HV_L2_PORT_RESULT));
@@ -453,7 +450,7 @@ static int svm_l2work(const struct hv_cpu_state *cpu, bool npt, uint64_t rounds,
 	int r;
 
 	printf("probe: svm: l2work: %lu rounds of %u x %u xorshift64 steps in the L2\n", rounds,
-	       l2work_blocks, HV_L2_ITERATIONS);
+	       SVM_L2WORK_BLOCKS, HV_L2_ITERATIONS);
 	for (uint64_t i = 1; i <= rounds; i++) {
 		svm_vmcb_init(cpu, npt, (void *)svm_l2_chain, buf_pa);
 		mem.vmcb.rsp -= 8; /* where a call would have put its return address */
@@ -464,7 +461,7 @@ static int svm_l2work(const struct hv_cpu_state *cpu, bool npt, uint64_t rounds,
 		printf("probe: svm: l2work round %lu/%lu\n", i, rounds);
 	}
 	printf("probe: svm: l2work: the L2 is done; checking its chain at CPL3\n");
-	for (uint64_t i = 0; i < rounds * l2work_blocks; i++)
+	for (uint64_t i = 0; i < rounds * SVM_L2WORK_BLOCKS; i++)
 		expect = hv_l2_expect(expect, expect_buf);
 	if (x != expect)
 		return probe_fail("l2work=%lu: the L2's last result 0x%lx, expected 0x%lx", rounds, x,
@@ -528,7 +525,7 @@ int test_svm(void)
 	struct cpuid_regs f;
 	struct hv_cpu_state cpu;
 	struct hv_round_trip rt = {0};
-	uint64_t efer, result = 0, expect, iterations, l2work = 0, blocks = SVM_L2WORK_BLOCKS;
+	uint64_t efer, result = 0, expect, iterations, l2work = 0;
 	char timing[128] = "";
 	int r;
 
@@ -547,11 +544,6 @@ int test_svm(void)
 		return probe_fail("bad iterations=%s", param_get("iterations"));
 	if (param_get("l2work") && (!param_u64("l2work", &l2work) || l2work > SVM_L2WORK_MAX))
 		return probe_fail("bad l2work=%s (0 to %u)", param_get("l2work"), SVM_L2WORK_MAX);
-	if (param_get("l2blocks") &&
-	    (!param_u64("l2blocks", &blocks) || !blocks || blocks > SVM_L2WORK_BLOCKS_MAX))
-		return probe_fail("bad l2blocks=%s (1 to %u)", param_get("l2blocks"),
-		                  SVM_L2WORK_BLOCKS_MAX);
-	l2work_blocks = (uint32_t)blocks;
 
 	f = cpuid(CPUID_SVM_FEATURES, 0);
 	has_nrips = f.edx & CPUID_8000000A_EDX_NRIPS;
