@@ -1,14 +1,11 @@
 # SPDX-License-Identifier: MIT
 #
 # L1 part of snapshot-linux: a Linux guest hypervisor whose own nestvm runs
-# one L2 probe that computes for a while and prints a deterministic result,
-# its console straight to the L1's (so the lab sees the L2's progress lines
-# in the L1 VM's console.log). nestlab.l2=WORKLOAD on the kernel command line:
-#   memgen-PASSES   test=memgen passes=PASSES ("probe: memgen: pass P/N",
-#                   "probe: test=memgen: result=0x... passes=N")
-#   svm-ROUNDS[-BLOCKS]  test=svm l2work=ROUNDS l2blocks=BLOCKS under
-#                   --nested on: the L2 is itself a hypervisor, its L3
-#                   computes ("l2work round R/N")
+# one L2 probe with test=memgen (every page of its RAM rewritten each pass,
+# a deterministic result at the end), its console straight to the L1's, so
+# that the lab reads the L2's "probe: memgen: pass P/N" lines in the L1
+# VM's console.log. nestlab.l2=PASSES-CPUS-MIB on the kernel command line:
+# test=memgen passes=PASSES on CPUS vCPUs and MIB MiB.
 # Prints "L1-L2-BEGIN" before the L2 starts and "L1-L2 rc=N secs=S" after.
 
 cpus=$(grep -c ^processor /proc/cpuinfo)
@@ -37,19 +34,17 @@ for w in $(cat /proc/cmdline); do
 	case "$w" in nestlab.l2=*) work=${w#*=} ;; esac
 done
 case "$work" in
-memgen-[0-9]*) opts= cl="test=memgen passes=${work#memgen-}" ;;
-svm-[0-9]*-[0-9]*)
-	r=${work#svm-}
-	opts="--nested on" cl="test=svm iterations=0 l2work=${r%-*} l2blocks=${r#*-}"
-	;;
-svm-[0-9]*) opts="--nested on" cl="test=svm iterations=0 l2work=${work#svm-}" ;;
-*) echo "L1: nestlab.l2='$work': want memgen-PASSES or svm-ROUNDS[-BLOCKS]"; exit 2 ;;
+[0-9]*-[0-9]*-[0-9]*) ;;
+*) echo "L1: nestlab.l2='$work': want PASSES-CPUS-MIB"; exit 2 ;;
 esac
-echo "L1: nestvm run $opts --kernel /l1/guest/probe.elf --memory 64M --cmdline \"$cl\""
+passes=${work%%-*} mib=${work##*-}
+l2cpus=${work#*-}
+l2cpus=${l2cpus%-*}
+echo "L1: nestvm run --kernel /l1/guest/probe.elf --cpus $l2cpus --memory ${mib}M --cmdline \"test=memgen passes=$passes\""
 echo "L1-L2-BEGIN"
 read -r u0 _ </proc/uptime
-# shellcheck disable=SC2086 # $opts: words
-/l1/bin/nestvm run $opts --kernel /l1/guest/probe.elf --memory 64M --cmdline "$cl" </dev/null
+/l1/bin/nestvm run --kernel /l1/guest/probe.elf --cpus "$l2cpus" --memory "${mib}M" \
+	--cmdline "test=memgen passes=$passes" </dev/null
 rc=$?
 read -r u1 _ </proc/uptime
 echo "L1-L2 rc=$rc secs=$(awk -v a="$u0" -v b="$u1" 'BEGIN { printf "%.2f", b - a }')"
