@@ -35,15 +35,26 @@ snap_state() {
 	$NV list 2>/dev/null | awk -v n="$VM" '$1 == n { print $2 }'
 }
 # snap_wait_gt P SECONDS: until console.log shows progress above P; 1 if the
-# time ran out or the VM stopped running.
+# time ran out or the VM stopped running. With SNAP_STREAM set, shows the
+# new "probe:" lines of console.log as they come (where a slow guest is).
 snap_wait_gt() {
 	_end=$(($(lab_now_cs) + $2 * 100))
 	while [ "$(lab_now_cs)" -lt $_end ]; do
+		[ -n "${SNAP_STREAM:-}" ] && snap_stream
 		[ "$(snap_last "$con")" -gt "$1" ] && return 0
 		[ "$(snap_state)" = running ] || return 1
 		sleep 0.5
 	done
 	return 1
+}
+# The "probe:" lines of console.log not shown yet (complete lines only).
+snap_stream() {
+	[ -r "$con" ] || return 0
+	_n=$(wc -l <"$con")
+	[ "$_n" -lt "${snap_shown:-0}" ] && snap_shown=0 # a new console.log
+	[ "$_n" -gt "${snap_shown:-0}" ] &&
+		sed -n "$((${snap_shown:-0} + 1)),${_n}p" "$con" | tr -d '\r' | grep 'probe:' | sed 's/^/  L2| /'
+	snap_shown=$_n
 }
 snap_mon_lines() {
 	wc -l <"$mon"
