@@ -34,8 +34,9 @@
 # in that fresh lab boot: its verdict is the retry's, noted "retried after a
 # LAB FAILURE: REASON" (at most one such retry per run). The lab initramfs
 # (build/lab/lab.cpio) is rebuilt only when one of its inputs changed: busybox,
-# the kernel and its kvm modules, build/static/nestvm, build/guest/*, and the
-# files under tests/lab/.
+# the kernel and its kvm modules, build/static/nestvm, build/guest/*,
+# guest/probe/memgen_expect.c (built static as /lab/bin/memgen-expect), and
+# the files under tests/lab/.
 #
 # Exit status:
 #   0    every scenario passed or was skipped
