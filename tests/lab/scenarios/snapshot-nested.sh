@@ -34,7 +34,7 @@ lab_need_nestvm
 probe=/lab/guest/probe.elf
 [ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
 
-ROUNDS_DEFAULT=200
+ROUNDS_DEFAULT=300
 cycles=5
 rounds=$ROUNDS_DEFAULT
 for w in $(echo "${1:-}" | tr '.' ' '); do
@@ -97,6 +97,9 @@ done_cycles=$((c - 1))
 	{ lab_fail "only $gm_cycles of $done_cycles saves caught the L2 running, want $cycles"; fin; }
 
 # The checkpoint: taken while the L2 runs, then more rounds, then restored.
+r=$(snap_last $con)
+[ $((rounds - r)) -ge 60 ] ||
+	{ lab_fail "only $((rounds - r)) rounds left for the checkpoint (the cycles took more): raise rN"; fin; }
 snap_checkpoint_take cp 3 || fin
 saves=$((saves + snap_cp_tries))
 gm_saves=$((gm_saves + 1))
