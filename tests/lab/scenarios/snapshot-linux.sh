@@ -31,7 +31,7 @@
 # counters every 20 s; the run fails past FIRST_MAX_S.
 #
 # An L1 that crashes before the first snapshot (the lab's open L1 triple
-# fault, README "The lab's wedge" and "Snapshots": 3 in 10 L1 boots with a
+# fault, README "The lab's wedge" and "Snapshots": 3 in 11 L1 boots with a
 # 2-vCPU L2, in its slow start) is booted once more; the L2 has 1 vCPU, so
 # that one L1 vCPU only enters and leaves it.
 #
