@@ -34,8 +34,9 @@
 # in that fresh lab boot: its verdict is the retry's, noted "retried after a
 # LAB FAILURE: REASON" (at most one such retry per run). The lab initramfs
 # (build/lab/lab.cpio) is rebuilt only when one of its inputs changed: busybox,
-# the kernel and its kvm modules, build/static/nestvm, build/guest/*, and the
-# files under tests/lab/.
+# the kernel and its kvm modules, build/static/nestvm, build/guest/*,
+# guest/probe/memgen_expect.c (built static as /lab/bin/memgen-expect), and
+# the files under tests/lab/.
 #
 # Exit status:
 #   0    every scenario passed or was skipped
@@ -72,6 +73,7 @@ QEMU=${LAB_QEMU:-qemu-system-x86_64}
 BUSYBOX=${LAB_BUSYBOX:-/bin/busybox}
 NESTVM=${LAB_NESTVM:-$TOP/build/static/nestvm}
 GUEST_DIR=$TOP/build/guest
+MEMGEN_EXPECT_SRC=$TOP/guest/probe/memgen_expect.c
 
 # What the lab machine is (tests/lab/README.md).
 # shellcheck disable=SC2054 # the commas belong to QEMU's option values
@@ -318,6 +320,7 @@ build_initramfs() {
 
 	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${vmods[@]}" ${loop_mod:+"$loop_mod"} "${BASH_SOURCE[0]}")
 	[ -f "$NESTVM" ] && inputs+=("$NESTVM")
+	[ -f "$MEMGEN_EXPECT_SRC" ] && inputs+=("$MEMGEN_EXPECT_SRC" "$TOP/guest/probe/memgen_chain.h")
 	# build/guest/: the images, not the object files in its subdirectories.
 	[ -d "$GUEST_DIR" ] && while IFS= read -r f; do inputs+=("$f"); done \
 		< <(find "$GUEST_DIR" -maxdepth 1 -type f | sort)
@@ -368,6 +371,12 @@ build_initramfs() {
 	install_module "${mods[2]}" "$stage/lab/modules/kvm-amd.ko"
 	[ -n "$loop_mod" ] && install_module "$loop_mod" "$stage/lab/modules/loop.ko"
 	[ -f "$NESTVM" ] && install -m 755 "$NESTVM" "$stage/lab/bin/nestvm"
+	# What an uninterrupted test=memgen prints (the snapshot scenarios): the
+	# host's build/guest/memgen-expect, linked statically for the lab.
+	if [ -f "$MEMGEN_EXPECT_SRC" ]; then
+		"${CC:-cc}" -std=gnu11 -O2 -static -o "$stage/lab/bin/memgen-expect" "$MEMGEN_EXPECT_SRC" ||
+			lab_abort "cannot build a static memgen-expect from $MEMGEN_EXPECT_SRC"
+	fi
 	[ -d "$GUEST_DIR" ] && find "$GUEST_DIR" -maxdepth 1 -type f -exec cp {} "$stage/lab/guest/" \;
 	cp "$KERNEL" "$stage/lab/kernel/bzImage"
 	cp "$vmlinux" "$stage/lab/kernel/vmlinux"
