@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #define PAGE_SIZE_4K 4096u
-#define SCAN_CHUNK (2u << 20)        /* mincore() and zero-scan granule */
+#define SCAN_CHUNK (2u << 20)        /* pagemap and zero-scan granule */
+#define PAGEMAP_PRESENT (1ull << 63) /* Documentation/admin-guide/mm/pagemap.rst */
+#define PAGEMAP_SWAPPED (1ull << 62)
 #define WRITE_RUN_MAX (8u << 20)     /* largest single pwrite() */
 #define PROGRESS_STEP (64ull << 20)  /* report every this many bytes */
 #define QUIESCE_TRIES 100
@@ -237,10 +239,34 @@ static void file_data_pages(int fd, uint64_t off, uint64_t len, unsigned char *v
 }
 
 /*
+ * Marks in @vec (a byte per page of [addr, addr + len), len <= SCAN_CHUNK)
+ * the pages that have memory of their own, in RAM or swapped out, from
+ * /proc/self/pagemap (@pagemap_fd). mincore() would not do: it says "not in
+ * RAM" of a swapped-out page, which would then be saved as zero. Returns 0,
+ * or -errno when it cannot tell (the caller then reads every page).
+ */
+static int mapped_pages(int pagemap_fd, const uint8_t *addr, uint64_t len, unsigned char *vec)
+{
+	uint64_t entries[SCAN_CHUNK / PAGE_SIZE_4K];
+	size_t n = (size_t)(len / PAGE_SIZE_4K);
+	off_t at = (off_t)((uintptr_t)addr / PAGE_SIZE_4K * sizeof(entries[0]));
+	ssize_t got;
+
+	if (pagemap_fd < 0)
+		return -EBADF;
+	got = pread(pagemap_fd, entries, n * sizeof(entries[0]), at);
+	if (got != (ssize_t)(n * sizeof(entries[0])))
+		return got < 0 ? -errno : -EIO;
+	for (size_t i = 0; i < n; i++)
+		vec[i] = (entries[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) != 0;
+	return 0;
+}
+
+/*
  * Guest RAM into @fd: a sparse file of ram_size bytes whose non-zero pages
- * are written. Only pages that may hold data are read: for anonymous RAM
- * those mincore() shows resident; for a file-backed RAM (a restored VM)
- * also those its file has data for, which may have left the page cache.
+ * are written. Only pages that may hold data are read: those with memory of
+ * their own (mapped_pages()) and, for a file-backed RAM (a restored VM),
+ * those its file has data for, which may have left the page cache.
  * A hole of the file the guest never wrote to is not read: through the
  * private mapping that would allocate the page in the file (on tmpfs, past
  * the file system's size: SIGBUS, and the monitor dies mid-save).
@@ -253,15 +279,19 @@ static int memory_write(struct vm *vm, int fd, const struct snapshot_progress *p
 	const uint8_t *ram = vm->mem.ram;
 	uint64_t size = vm->mem.ram_size, next_report = 0, run_start = 0, run_len = 0;
 	unsigned char vec[SCAN_CHUNK / PAGE_SIZE_4K];
-	int r;
+	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), r;
 
-	if (ftruncate(fd, (off_t)size) < 0)
-		return -errno;
+	if (pagemap < 0)
+		log_debug("no /proc/self/pagemap (%s): every page of RAM is read", strerror(errno));
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = -errno;
+		goto out;
+	}
 	for (uint64_t off = 0; off < size; off += SCAN_CHUNK) {
 		uint64_t chunk = size - off < SCAN_CHUNK ? size - off : SCAN_CHUNK;
 		unsigned int pages = (unsigned int)(chunk / PAGE_SIZE_4K);
 
-		if (mincore((void *)(ram + off), chunk, vec) < 0)
+		if (mapped_pages(pagemap, ram + off, chunk, vec) < 0)
 			memset(vec, 1, sizeof(vec));
 		else if (vm->mem.file_backed)
 			file_data_pages(vm->mem.file_fd, off, chunk, vec);
@@ -277,7 +307,7 @@ static int memory_write(struct vm *vm, int fd, const struct snapshot_progress *p
 			if (run_len) {
 				r = write_all_at(fd, ram + run_start, run_len, run_start);
 				if (r < 0)
-					return r;
+					goto out;
 			}
 			run_start = at;
 			run_len = data ? PAGE_SIZE_4K : 0;
@@ -287,12 +317,13 @@ static int memory_write(struct vm *vm, int fd, const struct snapshot_progress *p
 			next_report = off + chunk + PROGRESS_STEP;
 		}
 	}
-	if (run_len) {
-		r = write_all_at(fd, ram + run_start, run_len, run_start);
-		if (r < 0)
-			return r;
-	}
-	return fsync(fd) < 0 ? -errno : 0;
+	r = run_len ? write_all_at(fd, ram + run_start, run_len, run_start) : 0;
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+out:
+	if (pagemap >= 0)
+		close(pagemap);
+	return r;
 }
 
 /*
