@@ -6,6 +6,7 @@
 #include "core/machine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCAN_CHUNK (2u << 20)        /* mincore() granule of the first pass */
 #define PROGRESS_STEP (64ull << 20)  /* a progress report every this many bytes sent */
 #define MIGRATE_ACK_TIMEOUT_MS 30000 /* READY after the state, RUNNING after GO */
 #define BITS GUEST_MEM_BITS_PER_WORD
@@ -190,32 +190,34 @@ static int pass_end(struct msend *s, uint64_t dirty_left)
 	return r < 0 ? msend_fail(s, r, "sending") : 0;
 }
 
-/* The first pass: every page that is not zero. Untouched anonymous memory is not even read. */
+/*
+ * The first pass: every page that is not zero. Only pages that may hold
+ * data are read (vm_snapshot_data_pages(), as a save does): untouched
+ * memory is not, nor the holes of a restored VM's memory file.
+ */
 static int pass_full(struct msend *s)
 {
 	const struct guest_mem *mem = &s->vm->mem;
-	unsigned char vec[SCAN_CHUNK / MIG_PAGE_SIZE];
-	int r;
+	unsigned char vec[VM_SNAPSHOT_SCAN_CHUNK / MIG_PAGE_SIZE];
+	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), r = 0;
 
-	for (uint64_t off = 0; off < mem->ram_size; off += SCAN_CHUNK) {
-		uint64_t chunk =
-		    mem->ram_size - off < SCAN_CHUNK ? mem->ram_size - off : SCAN_CHUNK;
+	for (uint64_t off = 0; off < mem->ram_size && r == 0; off += VM_SNAPSHOT_SCAN_CHUNK) {
+		uint64_t left = mem->ram_size - off;
+		uint64_t chunk = left < VM_SNAPSHOT_SCAN_CHUNK ? left : VM_SNAPSHOT_SCAN_CHUNK;
 		unsigned int pages = (unsigned int)(chunk / MIG_PAGE_SIZE);
 
 		r = msend_check(s);
 		if (r < 0)
-			return r;
-		if (mem->file_backed || mincore(mem->ram + off, chunk, vec) < 0)
-			memset(vec, 1, sizeof(vec));
-		for (unsigned int i = 0; i < pages; i++) {
-			if (!(vec[i] & 1))
-				continue;
-			r = page_add(s, off + (uint64_t)i * MIG_PAGE_SIZE, true);
-			if (r < 0)
-				return r;
+			break;
+		vm_snapshot_data_pages(s->vm, pagemap, off, chunk, vec);
+		for (unsigned int i = 0; i < pages && r == 0; i++) {
+			if (vec[i] & 1)
+				r = page_add(s, off + (uint64_t)i * MIG_PAGE_SIZE, true);
 		}
 	}
-	return 0;
+	if (pagemap >= 0)
+		close(pagemap);
+	return r;
 }
 
 /* A later pass: the pages in s->dirty, which it clears. */
