@@ -262,6 +262,15 @@ static int mapped_pages(int pagemap_fd, const uint8_t *addr, uint64_t len, unsig
 	return 0;
 }
 
+void vm_snapshot_data_pages(const struct vm *vm, int pagemap_fd, uint64_t off, uint64_t len,
+                            unsigned char *vec)
+{
+	if (mapped_pages(pagemap_fd, vm->mem.ram + off, len, vec) < 0)
+		memset(vec, 1, len / PAGE_SIZE_4K);
+	else if (vm->mem.file_backed)
+		file_data_pages(vm->mem.file_fd, off, len, vec);
+}
+
 /*
  * Guest RAM into @fd: a sparse file of ram_size bytes whose non-zero pages
  * are written. Only pages that may hold data are read: those with memory of
@@ -291,10 +300,7 @@ static int memory_write(struct vm *vm, int fd, const struct snapshot_progress *p
 		uint64_t chunk = size - off < SCAN_CHUNK ? size - off : SCAN_CHUNK;
 		unsigned int pages = (unsigned int)(chunk / PAGE_SIZE_4K);
 
-		if (mapped_pages(pagemap, ram + off, chunk, vec) < 0)
-			memset(vec, 1, sizeof(vec));
-		else if (vm->mem.file_backed)
-			file_data_pages(vm->mem.file_fd, off, chunk, vec);
+		vm_snapshot_data_pages(vm, pagemap, off, chunk, vec);
 		for (unsigned int i = 0; i < pages; i++) {
 			uint64_t at = off + (uint64_t)i * PAGE_SIZE_4K;
 			bool data = (vec[i] & 1) && !page_is_zero(ram + at);

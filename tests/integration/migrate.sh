@@ -189,7 +189,15 @@ else
 	bad "idle guest: $(cat "$T/out")"
 fi
 [ ! -e "$SOCKDIR/idle.sock" ] && ok "the listening socket is gone afterwards" || bad "idle.sock left behind"
-at "$A" kill idle
+# A VM restored from a saved state (its RAM a private mapping of the memory file) migrates too.
+next_port
+if at "$A" save idle && at "$A" start idle && migrate_vm "$A" idle "tcp:127.0.0.1:$PORT" &&
+	echo_check "$B" idle restored; then
+	ok "a VM restored from a saved state migrates, its console answers"
+else
+	bad "restored VM: $(cat "$T/out")"
+fi
+at "$B" kill idle
 
 # ---- faults: the source keeps its VM, the destination keeps nothing ----
 at "$A" new fv --kernel "$PROBE" --cmdline "test=memgen passes=${MIGRATE_FAULT_PASSES:-15000}" --cpus 2 \
