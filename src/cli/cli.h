@@ -34,6 +34,9 @@ int cmd_console(int argc, char **argv);
 int cmd_api(int argc, char **argv);
 int cmd_save(int argc, char **argv);	   /* cmd_snapshot.c */
 int cmd_checkpoint(int argc, char **argv); /* cmd_snapshot.c */
+int cmd_exec(int argc, char **argv);       /* cmd_exec.c: the guest agent's client */
+int cmd_cp(int argc, char **argv);         /* cmd_exec.c */
+int cmd_agent_relay(int argc, char **argv); /* cmd_exec.c */
 
 /*
  * cli_parse_size - "512M", "4G", "1024K", "2T" or a bare number of MiB into
