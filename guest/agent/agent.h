@@ -21,6 +21,7 @@
 #define AGENT_MAX_SESSIONS 64
 #define AGENT_KILL_GRACE_MS 2000 /* SIGTERM (or SIGHUP) to SIGKILL */
 #define AGENT_DRAIN_IDLE_MS 1000 /* after the command exits: output idle this long ends it */
+#define AGENT_LINGER_MS 2000     /* after the last frame: waiting for the host to close */
 
 struct agent_opts {
 	unsigned int port;     /* vsock port */

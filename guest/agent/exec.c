@@ -187,33 +187,44 @@ static void agent_env_set(char **env, unsigned int *n, char *s)
 	env[(*n)++] = s;
 }
 
+/* The environment the command gets, and room for the entries the agent makes. */
+struct agent_env {
+	char **env;
+	char own[5][320];
+};
+
 /*
  * The command's environment: PATH, HOME, USER, LOGNAME, SHELL (what a login
  * would give; nothing of the agent's own), TERM=xterm with a pty, then what
- * the request sets. The strings are the request's or leaked in the child.
+ * the request sets. 0 or -ENOMEM; free @ev->env.
  */
-static char **agent_env_build(const struct agent_exec *e, const struct agent_user *u)
+static int agent_env_build(const struct agent_exec *e, const struct agent_user *u,
+                           struct agent_env *ev)
 {
-	char **env = calloc(e->envc + 8, sizeof(*env)), *s;
-	unsigned int n = 0;
+	unsigned int n = 0, k = 0;
 
-	if (!env)
-		return NULL;
-	env[n++] = (char *)"PATH=" AGENT_DEFAULT_PATH;
-	if (asprintf(&s, "HOME=%s", u->home[0] ? u->home : "/") > 0)
-		env[n++] = s;
-	if (u->name[0] && asprintf(&s, "USER=%s", u->name) > 0)
-		env[n++] = s;
-	if (u->name[0] && asprintf(&s, "LOGNAME=%s", u->name) > 0)
-		env[n++] = s;
-	if (u->shell[0] && asprintf(&s, "SHELL=%s", u->shell) > 0)
-		env[n++] = s;
+	ev->env = calloc(e->envc + 8, sizeof(*ev->env));
+	if (!ev->env)
+		return -ENOMEM;
+	ev->env[n++] = (char *)"PATH=" AGENT_DEFAULT_PATH;
+	snprintf(ev->own[k], sizeof(ev->own[k]), "HOME=%s", u->home[0] ? u->home : "/");
+	ev->env[n++] = ev->own[k++];
+	if (u->name[0]) {
+		snprintf(ev->own[k], sizeof(ev->own[k]), "USER=%s", u->name);
+		ev->env[n++] = ev->own[k++];
+		snprintf(ev->own[k], sizeof(ev->own[k]), "LOGNAME=%s", u->name);
+		ev->env[n++] = ev->own[k++];
+	}
+	if (u->shell[0]) {
+		snprintf(ev->own[k], sizeof(ev->own[k]), "SHELL=%s", u->shell);
+		ev->env[n++] = ev->own[k++];
+	}
 	if (e->pty)
-		env[n++] = (char *)"TERM=xterm";
+		ev->env[n++] = (char *)"TERM=xterm";
 	for (unsigned int i = 0; i < e->envc; i++)
-		agent_env_set(env, &n, (char *)e->envp[i]);
-	env[n] = NULL;
-	return env;
+		agent_env_set(ev->env, &n, (char *)e->envp[i]);
+	ev->env[n] = NULL;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- child */
@@ -312,6 +323,26 @@ static void agent_stdin_close(struct agent_run *x)
 	x->in_fd = -1;
 }
 
+/*
+ * The host's stdin ended and all of it is written: close the pipe, or type
+ * VEOF on a pty, which ends a read at the start of a line in canonical mode.
+ * A program that reads its terminal raw (readline, an editor) gets nothing:
+ * it sees the end when the host's user types it.
+ */
+static void agent_stdin_eof(struct agent_run *x)
+{
+	struct termios t;
+
+	if (!x->pty || x->in_fd < 0) {
+		agent_stdin_close(x);
+		return;
+	}
+	if (tcgetattr(x->in_fd, &t) == 0 && (t.c_lflag & ICANON) &&
+	    write(x->in_fd, &t.c_cc[VEOF], 1) < 0) {
+		/* The terminal is gone: the command ends anyway. */
+	}
+}
+
 /* STDIN from the host. */
 static int agent_on_stdin(struct agent_run *x, const struct agent_frame *f)
 {
@@ -320,7 +351,7 @@ static int agent_on_stdin(struct agent_run *x, const struct agent_frame *f)
 	if (!f->len) {
 		x->in_eof = true;
 		if (x->in_off == x->in_len)
-			agent_stdin_close(x);
+			agent_stdin_eof(x);
 		return 0;
 	}
 	if (f->len > AGENT_WINDOW - x->in_outstanding)
@@ -415,19 +446,8 @@ static int agent_to_stdin(struct agent_run *x)
 	x->in_off += (size_t)n;
 	if (x->in_off == x->in_len) {
 		x->in_off = x->in_len = 0;
-		if (x->in_eof) {
-			if (x->pty) {
-				struct termios t;
-
-				/* EOF on a terminal is its VEOF character at the start of a line. */
-				if (tcgetattr(x->in_fd, &t) == 0 && (t.c_lflag & ICANON) &&
-				    write(x->in_fd, &t.c_cc[VEOF], 1) < 0) {
-					/* Gone already: the command ends anyway. */
-				}
-			} else {
-				agent_stdin_close(x);
-			}
-		}
+		if (x->in_eof)
+			agent_stdin_eof(x);
 	}
 	return agent_stdin_done(x, (uint32_t)n);
 }
@@ -639,24 +659,27 @@ static int agent_spawn(struct agent_run *x, const struct agent_exec *e)
 {
 	int child[3] = {-1, -1, -1}, mine[3] = {-1, -1, -1}, rp[2] = {-1, -1}, r;
 	struct agent_child_err ce;
+	struct agent_env ev = {NULL};
 	struct agent_user u;
-	char slave[128], **env = NULL;
+	char slave[128];
 	ssize_t n;
 
 	r = agent_user_resolve(e->user, &u);
 	if (r < 0)
-		return agent_send(x->c, agent_msg_error(&x->c->tx, -r, "user '%s': %s", e->user,
-		                                        r == -ENOENT ? "no such user in /etc/passwd"
-		                                                     : strerror(-r)))
+		return agent_send(x->c, agent_msg_notrun(&x->c->tx, -r, 126, "user '%s': %s",
+		                                         e->user,
+		                                         r == -ENOENT ? "no such user in /etc/passwd"
+		                                                      : strerror(-r)))
 		           ?: r;
-	env = agent_env_build(e, &u);
-	r = env ? agent_stdio(e, child, mine, slave, sizeof(slave)) : -ENOMEM;
+	r = agent_env_build(e, &u, &ev);
+	if (r == 0)
+		r = agent_stdio(e, child, mine, slave, sizeof(slave));
 	if (r == 0 && pipe2(rp, O_CLOEXEC) < 0)
 		r = -errno;
 	if (r == 0) {
 		x->pid = fork();
 		if (x->pid == 0)
-			agent_child(e, &u, env, child, e->pty ? slave : NULL, rp[1]);
+			agent_child(e, &u, ev.env, child, e->pty ? slave : NULL, rp[1]);
 		if (x->pid < 0)
 			r = -errno;
 	}
@@ -671,22 +694,24 @@ static int agent_spawn(struct agent_run *x, const struct agent_exec *e)
 		while (n < 0 && errno == EINTR);
 		if (n == sizeof(ce)) {
 			waitpid(x->pid, NULL, 0);
-			r = -ce.err;
-			r = agent_send(x->c, agent_msg_error(&x->c->tx, ce.err, "%s '%s': %s",
-			                                     agent_stage_names[ce.stage & 3],
-			                                     ce.stage == 2 ? (e->cwd ? e->cwd : "~")
-			                                                   : e->argv[0],
-			                                     strerror(ce.err)))
-			        ?: r;
+			/* As a shell says: 127 for a command not found, 126 for the rest. */
+			unsigned int st = ce.stage == 3 && ce.err == ENOENT ? 127 : 126;
+
+			r = agent_send(x->c, agent_msg_notrun(&x->c->tx, ce.err, st, "%s '%s': %s",
+			                                      agent_stage_names[ce.stage & 3],
+			                                      ce.stage == 2 ? (e->cwd ? e->cwd : "~")
+			                                                    : e->argv[0],
+			                                      strerror(ce.err)))
+			        ?: -ce.err;
 		}
 	} else {
-		r = agent_send(x->c, agent_msg_error(&x->c->tx, -r, "cannot start the command: %s",
-		                                     strerror(-r)))
+		r = agent_send(x->c, agent_msg_notrun(&x->c->tx, -r, 126,
+		                                      "cannot start the command: %s", strerror(-r)))
 		        ?: r;
 	}
 	if (rp[0] >= 0)
 		close(rp[0]);
-	free(env);
+	free(ev.env);
 	x->in_fd = mine[0];
 	x->out_fd = mine[1];
 	x->err_fd = mine[2];

@@ -9,8 +9,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 int agent_send(struct agent_conn *c, int r)
@@ -116,6 +118,28 @@ static int agent_dispatch(struct agent_conn *c, const struct agent_frame *f, uin
 	}
 }
 
+/*
+ * End the connection gently: no more from us, then read (and drop) what the
+ * host still sends until it closes, for at most AGENT_LINGER_MS. Closing
+ * with unread data would reset the connection, and the host could lose the
+ * last frames we sent.
+ */
+static void agent_linger(struct agent_conn *c)
+{
+	int64_t end = agent_now_ms() + AGENT_LINGER_MS;
+	uint8_t buf[4096];
+
+	if (shutdown(c->fd, SHUT_WR) < 0)
+		return;
+	for (;;) {
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		int64_t left = end - agent_now_ms();
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0 || read(c->fd, buf, sizeof(buf)) <= 0)
+			return;
+	}
+}
+
 int agent_session(int fd, const struct agent_opts *o)
 {
 	struct agent_hello h, mine = {AGENT_VERSION_MIN, AGENT_VERSION, AGENT_WINDOW};
@@ -163,6 +187,8 @@ int agent_session(int fd, const struct agent_opts *o)
 	}
 	r = agent_dispatch(&c, &f, h.window, o);
 out:
+	if (r == 0)
+		agent_linger(&c);
 	if (r < 0 && r != -ETIMEDOUT && o->verbose)
 		agent_log("session ended: %s", strerror(-r));
 	agent_conn_destroy(&c);

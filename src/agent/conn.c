@@ -138,8 +138,13 @@ int agent_conn_recv(struct agent_conn *c, struct agent_frame *f, int timeout_ms)
 		if (r)
 			return r;
 		r = agent_conn_flush(c);
-		if (r < 0 && r != -EAGAIN)
-			return r;
+		if (r < 0 && r != -EAGAIN) {
+			/*
+			 * The peer closed its end: what it sent before is still to
+			 * be read (its last answer, then EOF). What we queued is lost.
+			 */
+			c->tx.len = c->tx_off = 0;
+		}
 		n = agent_conn_fill(c);
 		if (n == 0)
 			return 0;

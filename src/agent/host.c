@@ -161,8 +161,8 @@ static int agent_host_greet(struct agent_host *h, struct mgr_err *err)
 {
 	struct agent_hello mine = {AGENT_VERSION_MIN, AGENT_VERSION, AGENT_WINDOW}, theirs;
 	struct agent_frame f;
-	char msg[AGENT_MSG_MAX];
-	int r, code;
+	struct agent_error e;
+	int r;
 
 	r = agent_msg_hello(&h->c.tx, &mine);
 	if (r == 0)
@@ -172,9 +172,9 @@ static int agent_host_greet(struct agent_host *h, struct mgr_err *err)
 	if (r < 0)
 		return mgr_err_set(err, r, "%s: no HELLO from the agent: %s", h->what,
 		                   r == -ETIMEDOUT ? "it did not answer" : strerror(-r));
-	if (f.type == AGENT_ERROR && agent_parse_error(&f, &code, msg, sizeof(msg)) == 0)
-		return mgr_err_set(err, -(code > 0 ? code : EPROTO), "%s: the agent refused: %s",
-		                   h->what, msg);
+	if (f.type == AGENT_ERROR && agent_parse_error(&f, &e) == 0)
+		return mgr_err_set(err, -(e.code > 0 ? e.code : EPROTO), "%s: the agent refused: %s",
+		                   h->what, e.msg);
 	if (agent_parse_hello(&f, &theirs) < 0 || agent_version_pick(&mine, &theirs) == 0 ||
 	    theirs.version_min != theirs.version_max)
 		return mgr_err_set(err, -EPROTO,
@@ -189,10 +189,10 @@ static int agent_host_relay_to(struct agent_host *h, const char *vm, struct mgr_
 {
 	struct agent_file_req req = {.vm = vm};
 	struct agent_frame f;
-	char msg[AGENT_MSG_MAX];
+	struct agent_error e;
 	size_t n = strlen(h->what);
 	uint64_t ok;
-	int r, code;
+	int r;
 
 	r = agent_msg_file_req(&h->c.tx, AGENT_RELAY, &req);
 	if (r == 0)
@@ -200,9 +200,9 @@ static int agent_host_relay_to(struct agent_host *h, const char *vm, struct mgr_
 	if (r <= 0)
 		return mgr_err_set(err, r ? r : -ECONNRESET, "%s: no answer to the relay to '%s'",
 		                   h->what, vm);
-	if (f.type == AGENT_ERROR && agent_parse_error(&f, &code, msg, sizeof(msg)) == 0)
-		return mgr_err_set(err, -(code > 0 ? code : EPROTO), "%s: relay to '%s': %s",
-		                   h->what, vm, msg);
+	if (f.type == AGENT_ERROR && agent_parse_error(&f, &e) == 0)
+		return mgr_err_set(err, -(e.code > 0 ? e.code : EPROTO), "%s: relay to '%s': %s",
+		                   h->what, vm, e.msg);
 	if (agent_parse_ok(&f, &ok) < 0)
 		return mgr_err_set(err, -EPROTO, "%s: unexpected %s after RELAY", h->what,
 		                   agent_type_name(f.type));

@@ -22,6 +22,7 @@
 
 #define HOST_PIPE_CHUNK 4096 /* PIPE_BUF: what a pipe reported writable takes without blocking */
 #define HOST_HANGUP_MS 1000  /* after a hangup: time to tell the agent */
+#define HOST_TERM_MS 3000    /* after our SIGTERM: time the command has to end */
 
 /* One of the command's output streams on its way to ours. */
 struct host_out {
@@ -40,13 +41,15 @@ struct host_run {
 	int sfd;
 	bool tty; /* our terminal on stdin, made raw */
 	bool started, stdin_open;
+	bool closed; /* the agent closed the connection (after EXIT: fine) */
 	uint32_t credit;        /* stdin bytes the agent still takes */
 	uint32_t outstanding;   /* output received and not yet credited back */
 	uint32_t done;          /* output written since the last CREDIT */
 	struct host_out out[2]; /* stdout, stderr */
 	bool have_exit;
 	struct agent_exit exit;
-	int status; /* >= 0: end with it */
+	int status;         /* >= 0: end with it */
+	int64_t give_up_at; /* after a SIGTERM: end then, whatever the command does */
 };
 
 static int host_fail(struct host_run *x, int r, const char *what)
@@ -80,19 +83,15 @@ static int host_on_output(struct host_run *x, struct host_out *o, const struct a
 	return 0;
 }
 
-/* An ERROR from the agent: before the command started it could not run (126/127). */
+/* An ERROR from the agent: a command that could not run (126, 127), or a failed session. */
 static int host_on_error(struct host_run *x, const struct agent_frame *f)
 {
-	char msg[AGENT_MSG_MAX];
-	int code;
+	struct agent_error e;
 
-	if (agent_parse_error(f, &code, msg, sizeof(msg)) < 0)
+	if (agent_parse_error(f, &e) < 0)
 		return -EPROTO;
-	mgr_err_set(x->err, -EREMOTEIO, "%s: %s", x->h->what, msg);
-	if (!x->started)
-		x->status = code == ENOENT ? 127 : 126;
-	else
-		x->status = AGENT_HOST_EXIT_ERROR;
+	mgr_err_set(x->err, -EREMOTEIO, "%s: %s", x->h->what, e.msg);
+	x->status = !x->started && e.status ? (int)e.status : AGENT_HOST_EXIT_ERROR;
 	return 0;
 }
 
@@ -144,6 +143,11 @@ static int host_from_agent(struct host_run *x)
 		n = agent_conn_fill(&x->h->c);
 		if (n == -EAGAIN)
 			return 0;
+		if (n <= 0 && x->have_exit) {
+			/* Done; a reset only says it did not read our last CREDIT. */
+			x->closed = true;
+			return 0;
+		}
 		if (n <= 0)
 			return n ? (int)n : -ECONNRESET;
 	}
@@ -243,6 +247,9 @@ static int host_on_signals(struct host_run *x)
 		r = agent_msg_u32(&x->h->c.tx, AGENT_SIGNAL, (uint32_t)sig);
 		if (sig == SIGHUP)
 			x->status = 128 + SIGHUP;
+		/* We are asked to end: the command gets the signal and a moment to end too. */
+		if (sig == SIGTERM && !x->give_up_at)
+			x->give_up_at = agent_now_ms() + HOST_TERM_MS;
 	}
 	return r;
 }
@@ -263,17 +270,27 @@ static int host_loop(struct host_run *x)
 
 	for (;;) {
 		struct pollfd p[5] = {
-		    {.fd = c->fd, .events = POLLIN | (agent_conn_queued(c) ? POLLOUT : 0)},
+		    {.fd = x->closed ? -1 : c->fd,
+		     .events = POLLIN | (agent_conn_queued(c) ? POLLOUT : 0)},
 		    {.fd = x->sfd, .events = POLLIN},
-		    {.fd = x->started && x->stdin_open && x->credit ? STDIN_FILENO : -1,
+		    {.fd = x->started && x->stdin_open && !x->have_exit && x->credit ? STDIN_FILENO : -1,
 		     .events = POLLIN},
 		    {.fd = x->out[0].off < x->out[0].len ? x->out[0].fd : -1, .events = POLLOUT},
 		    {.fd = x->out[1].off < x->out[1].len ? x->out[1].fd : -1, .events = POLLOUT},
 		};
 
+		int timeout = -1;
+
+		if (x->give_up_at) {
+			int64_t left = x->give_up_at - agent_now_ms();
+
+			if (left <= 0)
+				x->status = 128 + SIGTERM;
+			timeout = left <= 0 ? 0 : (int)left;
+		}
 		if (x->status >= 0 || host_done(x))
 			return 0;
-		if (poll(p, 5, -1) < 0 && errno != EINTR)
+		if (poll(p, 5, timeout) < 0 && errno != EINTR)
 			return host_fail(x, -errno, "poll");
 		r = p[1].revents ? host_on_signals(x) : 0;
 		if (r == 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -283,9 +300,9 @@ static int host_loop(struct host_run *x)
 		for (int i = 0; i < 2 && r == 0; i++)
 			if (p[3 + i].revents)
 				r = host_to_output(x, &x->out[i]);
-		if (r == 0) {
+		if (r == 0 && !x->closed) {
 			r = agent_conn_flush(c);
-			r = r == -EAGAIN ? 0 : r;
+			r = r == -EAGAIN || (r == -EPIPE && x->have_exit) ? 0 : r;
 		}
 		if (r == -ECONNRESET || r == -EPIPE)
 			return mgr_err_set(x->err, r,
@@ -368,8 +385,8 @@ int agent_host_exec(struct agent_host *h, const struct agent_exec *req, struct m
 		tcsetattr(STDIN_FILENO, TCSADRAIN, &raw);
 	}
 	r = host_loop(&x);
-	if (r == 0 && x.status == 128 + SIGHUP) {
-		/* Hung up: tell the agent (a SIGHUP is queued), then leave. */
+	if (r == 0 && (x.status == 128 + SIGHUP || x.status == 128 + SIGTERM)) {
+		/* Hung up or told to end: tell the agent (the signal is queued), then leave. */
 		if (agent_conn_send_all(&h->c, HOST_HANGUP_MS) < 0) {
 			/* The agent hangs the command up when the connection closes anyway. */
 		}

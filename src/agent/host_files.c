@@ -23,11 +23,10 @@
 static int host_file_error(struct agent_host *h, const struct agent_frame *f, const char *what,
                            struct mgr_err *err)
 {
-	char msg[AGENT_MSG_MAX];
-	int code;
+	struct agent_error e;
 
-	if (f->type == AGENT_ERROR && agent_parse_error(f, &code, msg, sizeof(msg)) == 0)
-		return mgr_err_set(err, -(code > 0 ? code : EPROTO), "%s: %s", h->what, msg);
+	if (f->type == AGENT_ERROR && agent_parse_error(f, &e) == 0)
+		return mgr_err_set(err, -(e.code > 0 ? e.code : EPROTO), "%s: %s", h->what, e.msg);
 	return mgr_err_set(err, -EPROTO, "%s: %s: unexpected %s frame from the agent", h->what, what,
 	                   agent_type_name(f->type));
 }

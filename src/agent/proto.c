@@ -191,18 +191,39 @@ int agent_msg_exit(struct agent_buf *b, const struct agent_exit *x)
 	return agent_frame_end(b);
 }
 
-int agent_msg_error(struct agent_buf *b, int code, const char *fmt, ...)
+static int agent_msg_verror(struct agent_buf *b, int code, unsigned int status, const char *fmt,
+                            va_list ap)
 {
 	char msg[AGENT_MSG_MAX];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	agent_frame_begin(b, AGENT_ERROR);
 	agent_put_u32(b, (uint32_t)code);
+	agent_put_u32(b, status);
 	agent_put_bytes(b, msg, strlen(msg) + 1);
 	return agent_frame_end(b);
+}
+
+int agent_msg_error(struct agent_buf *b, int code, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = agent_msg_verror(b, code, 0, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int agent_msg_notrun(struct agent_buf *b, int code, unsigned int status, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = agent_msg_verror(b, code, status, fmt, ap);
+	va_end(ap);
+	return r;
 }
 
 int agent_msg_file(struct agent_buf *b, uint32_t mode, uint64_t size)
@@ -383,22 +404,22 @@ int agent_parse_exit(const struct agent_frame *f, struct agent_exit *x)
 	return 0;
 }
 
-int agent_parse_error(const struct agent_frame *f, int *code, char *msg, size_t len)
+int agent_parse_error(const struct agent_frame *f, struct agent_error *e)
 {
 	size_t n;
 
-	if (f->type != AGENT_ERROR || f->len < 5 || f->len > 4 + AGENT_MSG_MAX ||
+	if (f->type != AGENT_ERROR || f->len < 9 || f->len > 8 + AGENT_MSG_MAX ||
 	    f->payload[f->len - 1] != '\0')
 		return -EPROTO;
-	*code = (int)le32(f->payload);
-	n = strnlen((const char *)f->payload + 4, f->len - 4);
-	if (n != f->len - 5)
+	e->code = (int)le32(f->payload);
+	e->status = le32(f->payload + 4);
+	n = strnlen((const char *)f->payload + 8, f->len - 8);
+	if (n != f->len - 9 || e->code < 0 || e->code > 4095 || e->status > 255)
 		return -EPROTO;
-	if (len) {
-		n = n < len - 1 ? n : len - 1;
-		memcpy(msg, f->payload + 4, n);
-		msg[n] = '\0';
-	}
+	memcpy(e->msg, f->payload + 8, n + 1);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)e->msg[i] < 0x20 || e->msg[i] == 0x7f)
+			e->msg[i] = '?';
 	return 0;
 }
 

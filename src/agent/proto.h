@@ -70,7 +70,8 @@ enum agent_type {
 	AGENT_STDOUT = 0x21,  /* output; empty: EOF */
 	AGENT_STDERR = 0x22,
 	AGENT_EXIT = 0x23,  /* u32 how (enum agent_exit_how), i32 code */
-	AGENT_ERROR = 0x24, /* i32 errno, then a message with its NUL; the session ends */
+	AGENT_ERROR = 0x24, /* u32 errno, u32 exit status (EXEC that could not run: 126,
+	                     * 127; else 0), a message with its NUL; the session ends */
 	AGENT_FILE = 0x25,  /* GET: u32 mode, u64 size; DATA frames follow */
 	AGENT_OK = 0x26,    /* PUT, GET, RELAY done: u64 bytes (0 for RELAY) */
 };
@@ -131,6 +132,12 @@ struct agent_file_req {
 	const char *vm;   /* RELAY */
 };
 
+struct agent_error {
+	int code;            /* an errno value */
+	unsigned int status; /* 0, or the exit status for an EXEC that could not run */
+	char msg[AGENT_MSG_MAX];
+};
+
 struct agent_exit {
 	uint32_t how; /* enum agent_exit_how */
 	int32_t code;
@@ -184,6 +191,9 @@ int agent_msg_exit(struct agent_buf *b, const struct agent_exit *x)
     __attribute__((warn_unused_result));
 int agent_msg_error(struct agent_buf *b, int code, const char *fmt, ...)
     __attribute__((warn_unused_result, format(printf, 3, 4)));
+/* agent_msg_notrun - the ERROR for an EXEC whose command could not run (@status 126 or 127). */
+int agent_msg_notrun(struct agent_buf *b, int code, unsigned int status, const char *fmt, ...)
+    __attribute__((warn_unused_result, format(printf, 4, 5)));
 int agent_msg_file(struct agent_buf *b, uint32_t mode, uint64_t size)
     __attribute__((warn_unused_result));
 int agent_msg_ok(struct agent_buf *b, uint64_t bytes) __attribute__((warn_unused_result));
@@ -210,8 +220,11 @@ int agent_parse_resize(const struct agent_frame *f, uint16_t *rows, uint16_t *co
     __attribute__((warn_unused_result));
 int agent_parse_exit(const struct agent_frame *f, struct agent_exit *x)
     __attribute__((warn_unused_result));
-/* agent_parse_error - @msg gets the message (escaped by the caller before printing). */
-int agent_parse_error(const struct agent_frame *f, int *code, char *msg, size_t len)
+/*
+ * agent_parse_error - ERROR into @e; control characters in the message are
+ * replaced by '?', so that a guest cannot drive the host's terminal with it.
+ */
+int agent_parse_error(const struct agent_frame *f, struct agent_error *e)
     __attribute__((warn_unused_result));
 int agent_parse_file(const struct agent_frame *f, uint32_t *mode, uint64_t *size)
     __attribute__((warn_unused_result));

@@ -117,27 +117,28 @@ static int exec_common_opt(const char *cmd, int opt, struct agent_target *t)
 	}
 }
 
-/* --env KEY=VALUE, or KEY for its value here. */
+/* --env KEY=VALUE, or KEY for its value here. Every entry is malloc'd (exec_env_free). */
 static int exec_env_opt(struct agent_exec *e, const char *arg)
 {
-	const char *eq = strchr(arg, '=');
+	const char *v = getenv(arg);
 	char *s;
 
 	if (!arg[0] || arg[0] == '=')
 		return exec_usage_error("exec", "--env '%s': KEY=VALUE or KEY", arg);
 	if (e->envc == AGENT_MAX_ENV)
 		return exec_usage_error("exec", "--env '%s': too many variables", arg);
-	if (!eq) {
-		const char *v = getenv(arg);
-
-		if (!v)
-			return -1; /* not set here: not set there */
-		if (asprintf(&s, "%s=%s", arg, v) < 0)
-			return NESTVM_EXIT_ERROR;
-		arg = s; /* freed at exit */
-	}
-	e->envp[e->envc++] = arg;
+	if (!strchr(arg, '=') && !v)
+		return -1; /* not set here: not set there */
+	if (strchr(arg, '=') ? !(s = strdup(arg)) : asprintf(&s, "%s=%s", arg, v) < 0)
+		return NESTVM_EXIT_ERROR;
+	e->envp[e->envc++] = s;
 	return -1;
+}
+
+static void exec_env_free(struct agent_exec *e)
+{
+	for (unsigned int i = 0; i < e->envc; i++)
+		free((char *)e->envp[i]);
 }
 
 static int exec_parse_opts(int argc, char **argv, struct agent_exec *e, struct agent_target *t)
@@ -229,15 +230,16 @@ int cmd_exec(int argc, char **argv)
 		r = exec_parse_words(argc, argv, e, &t);
 	if (r >= 0)
 		goto out;
-	if (e->pty && !getenv("NESTVM_EXEC_NO_TERM") && getenv("TERM") &&
-	    e->envc < AGENT_MAX_ENV) {
+	if (e->pty && getenv("TERM")) {
 		/* The terminal type of ours, unless --env set one. */
 		bool set = false;
 
 		for (unsigned int i = 0; i < e->envc; i++)
 			set |= !strncmp(e->envp[i], "TERM=", 5);
-		if (!set && asprintf((char **)&e->envp[e->envc], "TERM=%s", getenv("TERM")) > 0)
-			e->envp[++e->envc] = NULL;
+		if (!set && exec_env_opt(e, "TERM") >= 0) {
+			r = NESTVM_EXIT_USAGE;
+			goto out;
+		}
 	}
 	if (agent_host_open(&t, &h, &err) < 0) {
 		fprintf(stderr, "nestvm exec: %s\n", err.msg);
@@ -252,6 +254,7 @@ int cmd_exec(int argc, char **argv)
 		r = AGENT_HOST_EXIT_ERROR;
 	agent_host_close(&h);
 out:
+	exec_env_free(e);
 	free(e);
 	return r;
 }
