@@ -6,7 +6,10 @@
  *   nestvm-agent [--port N] [--nestvm PATH] [--max-sessions N] [-v]
  *   nestvm-agent --unix PATH ...     tests only: a UNIX socket (mode 0600,
  *                                    peers of the agent's own user) instead
- *                                    of vsock
+ *                                    of vsock; with --vsock-connect it also
+ *                                    plays a VM's vsock socket (README,
+ *                                    "vsock from the host"): "CONNECT PORT"
+ *                                    first, answered "OK 1"
  *
  * The main process only accepts: a peer that is not the host (vsock CID 2;
  * on --unix, a process of another user) is closed at once, and so is one
@@ -58,6 +61,10 @@ static int agent_parse_args(int argc, char **argv, struct agent_opts *o)
 
 		if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
 			o->verbose++;
+			continue;
+		}
+		if (!strcmp(a, "--vsock-connect")) {
+			o->vsock_connect = true;
 			continue;
 		}
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -203,7 +210,7 @@ int main(int argc, char **argv)
 	sigset_t mask, old;
 	int lfd, sfd;
 
-	if (agent_parse_args(argc, argv, &o) < 0) {
+	if (agent_parse_args(argc, argv, &o) < 0 || (o.vsock_connect && !o.unix_path)) {
 		fputs(agent_usage, stderr);
 		return 2;
 	}

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -140,6 +141,30 @@ static void agent_linger(struct agent_conn *c)
 	}
 }
 
+/*
+ * Tests (--unix --vsock-connect): read "CONNECT PORT\n" as nestvm's vsock
+ * device does and answer "OK 1\n" for our port; 0, or -ECONNREFUSED.
+ */
+static int agent_fake_vsock(int fd, const struct agent_opts *o)
+{
+	char line[64], want[32];
+	size_t n = 0;
+
+	while (n < sizeof(line) - 1) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		if (poll(&p, 1, AGENT_HANDSHAKE_MS) <= 0 || read(fd, line + n, 1) != 1)
+			return -ECONNREFUSED;
+		if (line[n++] == '\n')
+			break;
+	}
+	line[n] = '\0';
+	snprintf(want, sizeof(want), "CONNECT %u\n", o->port);
+	if (strcmp(line, want) || write(fd, "OK 1\n", 5) != 5)
+		return -ECONNREFUSED;
+	return 0;
+}
+
 int agent_session(int fd, const struct agent_opts *o)
 {
 	struct agent_hello h, mine = {AGENT_VERSION_MIN, AGENT_VERSION, AGENT_WINDOW};
@@ -148,7 +173,7 @@ int agent_session(int fd, const struct agent_opts *o)
 	unsigned int v;
 	int r;
 
-	if (agent_conn_init(&c, fd) < 0) {
+	if ((o->vsock_connect && agent_fake_vsock(fd, o) < 0) || agent_conn_init(&c, fd) < 0) {
 		close(fd);
 		return 1;
 	}

@@ -144,8 +144,9 @@ int agent_host_dial_vm(const char *name, uint32_t port, struct mgr_err *err)
 	vm_def_clear(&def);
 	if (r < 0)
 		return mgr_err_set(err, r, "VM '%s': vsock socket path too long", name);
+	r = agent_dial_socket(path, port, what, err);
 	/* Not running is the usual reason there is no socket: say so. */
-	if (client_vm_status(&st, name, &vs, NULL) == 0) {
+	if ((r == -ENOENT || r == -ECONNREFUSED) && client_vm_status(&st, name, &vs, NULL) == 0) {
 		bool up = vs.state == API_STATE_RUNNING || vs.state == API_STATE_PAUSED;
 
 		client_vm_status_clear(&vs);
@@ -153,7 +154,7 @@ int agent_host_dial_vm(const char *name, uint32_t port, struct mgr_err *err)
 			return mgr_err_set(err, -ENOTCONN, "VM '%s' is %s, not running (nestvm start %s)",
 			                   name, api_state_name(vs.state), name);
 	}
-	return agent_dial_socket(path, port, what, err);
+	return r;
 }
 
 /* Send our HELLO and take the agent's. */

@@ -7,8 +7,9 @@
 # apart, stdin, 100 MiB in and out with checksums, a signal ending `sleep`,
 # a hangup ending the remote command, --timeout, --user, --cwd, --env, a pty
 # session (script(1) as the terminal: window size, Ctrl-C), cp both ways
-# with checksums and into directories, 20 sessions at once, the socket's
-# mode and another user refused. Garbage, oversized frames and half-open
+# with checksums and into directories, 20 sessions at once, through the
+# levels (L1/L2 relayed by the first agent's `nestvm agent-relay`, and the
+# chained form), the socket's mode and another user refused. Garbage, oversized frames and half-open
 # connections are tests/unit/test_agent_serve.c. Prints "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
@@ -201,6 +202,50 @@ for i in $(seq 1 20); do
 	[ "$(cat "$T/par.$i")" = "session-$i" ] && [ "$(cat "$T/par.$i.rc")" = "$i" ] && good=$((good + 1))
 done
 check "20 sessions at once, each its own output and status ($good of 20)" '[ $good -eq 20 ]'
+
+# ---- through the levels: two managed VMs (in a store of their own) whose
+# vsock sockets are agents playing a VM's vsock socket (--vsock-connect); the
+# first one relays to the second with `nestvm agent-relay` (our nestvm).
+export NESTVM_HOME="$T/home"
+PROBE=$(pwd)/build/guest/probe.elf
+"$NESTVM" new l1 --kernel "$PROBE" --vsock 5,socket="$T/l1.sock" >/dev/null &&
+	"$NESTVM" new l2 --kernel "$PROBE" --vsock 6,socket="$T/l2.sock" >/dev/null
+check "nestvm new with --vsock for the relay VMs" '[ $? -eq 0 ]'
+"$AGENT" --unix "$T/l1.sock" --vsock-connect --nestvm "$NESTVM" -v 2>"$T/l1.log" &
+l1_pid=$!
+"$AGENT" --unix "$T/l2.sock" --vsock-connect -v 2>"$T/l2.log" &
+l2_pid=$!
+for i in $(seq 1 100); do
+	[ -S "$T/l1.sock" ] && [ -S "$T/l2.sock" ] && break
+	sleep 0.05
+done
+timeout 60 "$NESTVM" exec l1 -- echo level-one </dev/null >"$T/out" 2>"$T/err"
+check "exec l1: through the VM's vsock socket (CONNECT)" '[ $? -eq 0 ] && [ "$(cat $T/out)" = level-one ]'
+timeout 60 "$NESTVM" exec l1/l2 -- sh -c 'echo level-two; exit 4' </dev/null >"$T/out" 2>"$T/err"
+rc=$?
+check "exec l1/l2: relayed, status 4, served by l2's agent" \
+	'[ $rc -eq 4 ] && [ "$(cat $T/out)" = level-two ] && grep -q "relay to VM .l2." $T/l1.log && grep -q "command .*: sh" $T/l2.log'
+timeout 60 "$NESTVM" exec l1/l2 -- sha256sum <"$T/small" >"$T/out" 2>"$T/err"
+check "exec l1/l2: stdin through the relay" '[ "$(cut -c1-64 $T/out)" = "$(sum $T/small)" ]'
+timeout 60 "$NESTVM" exec l1/l3 -- true </dev/null >"$T/out" 2>"$T/err"
+rc=$?
+check "exec l1/l3: no such VM in l1, 255 and why" '[ $rc -eq 255 ] && grep -q "no VM named .l3." $T/err'
+head -c 10485760 /dev/urandom >"$T/ten"
+timeout 60 "$NESTVM" cp "$T/ten" "l1/l2:$T/ten.l2" 2>"$T/err" &&
+	timeout 60 "$NESTVM" cp "l1/l2:$T/ten.l2" "$T/ten.back" 2>>"$T/err"
+check "cp through l1 into l2 and back (10 MiB), checksum" '[ $? -eq 0 ] && [ "$(sum $T/ten.back)" = "$(sum $T/ten)" ]'
+echo chained | timeout 60 "$NESTVM" exec -e NESTVM_HOME="$NESTVM_HOME" l1 -- "$NESTVM" exec l2 -- cat >"$T/out" 2>"$T/err"
+check "the chained form: exec l1 -- nestvm exec l2 -- cat" '[ $? -eq 0 ] && [ "$(cat $T/out)" = chained ]'
+"$NESTVM" new l9 --kernel "$PROBE" >/dev/null
+timeout 60 "$NESTVM" exec l9 -- true </dev/null >"$T/out" 2>"$T/err"
+check "a VM without vsock: 255 and how to add it" '[ $? -eq 255 ] && grep -q -- "--vsock CID" $T/err'
+timeout 60 "$NESTVM" exec --vsock-socket "$T/l2.sock" -- echo by-socket </dev/null >"$T/out" 2>"$T/err"
+check "--vsock-socket PATH (a nestvm run VM)" '[ $? -eq 0 ] && [ "$(cat $T/out)" = by-socket ]'
+kill "$l1_pid" "$l2_pid"
+wait "$l1_pid" "$l2_pid" 2>/dev/null
+timeout 60 "$NESTVM" exec l1 -- true </dev/null >"$T/out" 2>"$T/err"
+check "exec into a VM that is off: 255, says so" '[ $? -eq 255 ] && grep -q "is off" $T/err'
+unset NESTVM_HOME
 
 # ---- who may connect
 check "the agent's socket is mode 0600" '[ "$(stat -c %a $SOCK)" = 600 ]'
