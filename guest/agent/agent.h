@@ -26,8 +26,9 @@
 struct agent_opts {
 	unsigned int port;     /* vsock port */
 	const char *unix_path; /* tests: listen on this UNIX socket instead of vsock */
-	bool vsock_connect;    /* tests, with unix_path: answer "CONNECT PORT" as a VM's vsock socket does */
-	const char *nestvm;    /* the nestvm a RELAY runs; NULL: "nestvm" on PATH */
+	bool vsock_connect; /* tests, with unix_path: answer "CONNECT PORT" as a VM's vsock socket
+	                       does */
+	const char *nestvm; /* the nestvm a RELAY runs; NULL: "nestvm" on PATH */
 	unsigned int max_sessions;
 	int verbose;
 };

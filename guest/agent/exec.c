@@ -402,7 +402,8 @@ static int agent_on_frame(struct agent_run *x, const struct agent_frame *f)
 	}
 }
 
-/* Read what the host sent and act on every complete frame. 0, or -errno (host gone: -ECONNRESET). */
+/* Read what the host sent and act on every complete frame. 0, or -errno (host gone: -ECONNRESET).
+ */
 static int agent_from_host(struct agent_run *x)
 {
 	struct agent_frame f;
@@ -623,7 +624,8 @@ static int agent_stdio(const struct agent_exec *e, int child[3], int mine[3], ch
                        size_t len)
 {
 	if (e->pty) {
-		struct winsize ws = {.ws_row = e->rows ? e->rows : 24, .ws_col = e->cols ? e->cols : 80};
+		struct winsize ws = {.ws_row = e->rows ? e->rows : 24,
+		                     .ws_col = e->cols ? e->cols : 80};
 		int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 
 		if (m < 0)
@@ -651,7 +653,8 @@ static int agent_stdio(const struct agent_exec *e, int child[3], int mine[3], ch
 	return 0;
 }
 
-static const char *const agent_stage_names[] = {"cannot set up the command", "cannot become the user",
+static const char *const agent_stage_names[] = {"cannot set up the command",
+                                                "cannot become the user",
                                                 "cannot change to the directory", "cannot run"};
 
 /* Fork and exec the command; 0 with x->pid set, or an ERROR sent and -errno. */
@@ -666,10 +669,10 @@ static int agent_spawn(struct agent_run *x, const struct agent_exec *e)
 
 	r = agent_user_resolve(e->user, &u);
 	if (r < 0)
-		return agent_send(x->c, agent_msg_notrun(&x->c->tx, -r, 126, "user '%s': %s",
-		                                         e->user,
-		                                         r == -ENOENT ? "no such user in /etc/passwd"
-		                                                      : strerror(-r)))
+		return agent_send(x->c,
+		                  agent_msg_notrun(&x->c->tx, -r, 126, "user '%s': %s", e->user,
+		                                   r == -ENOENT ? "no such user in /etc/passwd"
+		                                                : strerror(-r)))
 		           ?: r;
 	r = agent_env_build(e, &u, &ev);
 	if (r == 0)
@@ -697,11 +700,12 @@ static int agent_spawn(struct agent_run *x, const struct agent_exec *e)
 			/* As a shell says: 127 for a command not found, 126 for the rest. */
 			unsigned int st = ce.stage == 3 && ce.err == ENOENT ? 127 : 126;
 
-			r = agent_send(x->c, agent_msg_notrun(&x->c->tx, ce.err, st, "%s '%s': %s",
-			                                      agent_stage_names[ce.stage & 3],
-			                                      ce.stage == 2 ? (e->cwd ? e->cwd : "~")
-			                                                    : e->argv[0],
-			                                      strerror(ce.err)))
+			r = agent_send(x->c,
+			               agent_msg_notrun(&x->c->tx, ce.err, st, "%s '%s': %s",
+			                                agent_stage_names[ce.stage & 3],
+			                                ce.stage == 2 ? (e->cwd ? e->cwd : "~")
+			                                              : e->argv[0],
+			                                strerror(ce.err)))
 			        ?: -ce.err;
 		}
 	} else {
@@ -732,8 +736,14 @@ static int agent_spawn(struct agent_run *x, const struct agent_exec *e)
 int agent_exec_run(struct agent_conn *c, const struct agent_exec *req, uint32_t host_window,
                    const struct agent_opts *o)
 {
-	struct agent_run x = {.c = c, .o = o, .sfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1,
-	                      .out_credit = host_window, .host_window = host_window};
+	struct agent_run x = {.c = c,
+	                      .o = o,
+	                      .sfd = -1,
+	                      .in_fd = -1,
+	                      .out_fd = -1,
+	                      .err_fd = -1,
+	                      .out_credit = host_window,
+	                      .host_window = host_window};
 	sigset_t mask, old;
 	int r;
 

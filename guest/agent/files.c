@@ -119,10 +119,11 @@ int agent_file_put(struct agent_conn *c, const struct agent_file_req *req, uint3
 		if (r == -ECONNRESET)
 			return r;
 		if (r == -EPIPE)
-			return agent_send(c, agent_msg_error(&c->tx, EPIPE,
-			                                     "PUT '%s': %llu bytes received, %llu announced",
-			                                     target, (unsigned long long)total,
-			                                     (unsigned long long)req->size))
+			return agent_send(c, agent_msg_error(
+			                         &c->tx, EPIPE,
+			                         "PUT '%s': %llu bytes received, %llu announced",
+			                         target, (unsigned long long)total,
+			                         (unsigned long long)req->size))
 			           ?: r;
 		if (r == -EPROTO || r == -EMSGSIZE)
 			return agent_refuse_frame(c, r);

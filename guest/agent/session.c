@@ -77,9 +77,9 @@ static int agent_relay(struct agent_conn *c, const struct agent_file_req *req,
 	r = -errno;
 	agent_log("relay: cannot run %s: %s", nestvm, strerror(-r));
 	fcntl(c->fd, F_SETFL, fl);
-	return agent_send(c, agent_msg_error(&c->tx, -r,
-	                                     "RELAY: this guest cannot run '%s' to reach VM '%s': %s",
-	                                     nestvm, req->vm, strerror(-r)));
+	return agent_send(
+	    c, agent_msg_error(&c->tx, -r, "RELAY: this guest cannot run '%s' to reach VM '%s': %s",
+	                       nestvm, req->vm, strerror(-r)));
 }
 
 /* The request after HELLO: EXEC, PUT, GET or RELAY. */
@@ -192,10 +192,11 @@ int agent_session(int fd, const struct agent_opts *o)
 	}
 	v = agent_version_pick(&h, &mine);
 	if (!v) {
-		r = agent_send(&c, agent_msg_error(&c.tx, EPROTONOSUPPORT,
-		                                   "protocol versions %u-%u: this agent speaks %u-%u",
-		                                   h.version_min, h.version_max, mine.version_min,
-		                                   mine.version_max));
+		r = agent_send(&c,
+		               agent_msg_error(&c.tx, EPROTONOSUPPORT,
+		                               "protocol versions %u-%u: this agent speaks %u-%u",
+		                               h.version_min, h.version_max, mine.version_min,
+		                               mine.version_max));
 		r = r ? r : -EPROTONOSUPPORT;
 		goto out;
 	}

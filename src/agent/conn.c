@@ -84,7 +84,8 @@ int agent_conn_flush(struct agent_conn *c)
 	int r = 0;
 
 	while (c->tx_off < c->tx.len) {
-		ssize_t n = send(c->fd, c->tx.data + c->tx_off, c->tx.len - c->tx_off, MSG_NOSIGNAL);
+		ssize_t n =
+		    send(c->fd, c->tx.data + c->tx_off, c->tx.len - c->tx_off, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -20,7 +20,7 @@ struct agent_conn {
 	uint8_t *rx;
 	size_t rx_len, rx_off, rx_cap;
 	struct agent_buf tx;
-	size_t tx_off; /* bytes of @tx already sent */
+	size_t tx_off;      /* bytes of @tx already sent */
 	uint32_t frame_max; /* the largest payload accepted */
 };
 
@@ -30,7 +30,8 @@ struct agent_conn {
  */
 int agent_conn_init(struct agent_conn *c, int fd) __attribute__((warn_unused_result));
 
-/* agent_conn_destroy - close the socket and free the buffers; a destroyed or zeroed conn is a no-op. */
+/* agent_conn_destroy - close the socket and free the buffers; a destroyed or zeroed conn is a
+ * no-op. */
 void agent_conn_destroy(struct agent_conn *c);
 
 /*
@@ -45,7 +46,8 @@ ssize_t agent_conn_fill(struct agent_conn *c) __attribute__((warn_unused_result)
  * payload valid until the next call on @c), 0 if none is complete yet, or
  * -EPROTO / -EMSGSIZE (agent_frame_parse) for a frame to refuse.
  */
-int agent_conn_next(struct agent_conn *c, struct agent_frame *f) __attribute__((warn_unused_result));
+int agent_conn_next(struct agent_conn *c, struct agent_frame *f)
+    __attribute__((warn_unused_result));
 
 /* agent_conn_flush - write what is queued: 0 when all is out, -EAGAIN if some is left, -errno. */
 int agent_conn_flush(struct agent_conn *c) __attribute__((warn_unused_result));

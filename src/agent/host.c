@@ -42,7 +42,8 @@ static int agent_unix_connect(const char *path)
 	if (dfd < 0)
 		return -errno;
 	n = snprintf(alt, sizeof(alt), "/proc/self/fd/%d/%s", dfd, slash + 1);
-	r = n < 0 || (size_t)n >= sizeof(alt) ? -ENAMETOOLONG : unix_connect_owned(alt, SOCK_CLOEXEC);
+	r = n < 0 || (size_t)n >= sizeof(alt) ? -ENAMETOOLONG
+	                                      : unix_connect_owned(alt, SOCK_CLOEXEC);
 	close(dfd);
 	return r;
 }
@@ -76,8 +77,7 @@ static int agent_read_answer(int fd, char *line, size_t len)
 }
 
 /* "CONNECT @port" through the vsock socket @path; the socket, or -errno with @err set. */
-static int agent_dial_socket(const char *path, uint32_t port, const char *what,
-                             struct mgr_err *err)
+static int agent_dial_socket(const char *path, uint32_t port, const char *what, struct mgr_err *err)
 {
 	char line[64];
 	int fd, r, n;
@@ -151,8 +151,9 @@ int agent_host_dial_vm(const char *name, uint32_t port, struct mgr_err *err)
 
 		client_vm_status_clear(&vs);
 		if (!up)
-			return mgr_err_set(err, -ENOTCONN, "VM '%s' is %s, not running (nestvm start %s)",
-			                   name, api_state_name(vs.state), name);
+			return mgr_err_set(err, -ENOTCONN,
+			                   "VM '%s' is %s, not running (nestvm start %s)", name,
+			                   api_state_name(vs.state), name);
 	}
 	return r;
 }
@@ -169,18 +170,20 @@ static int agent_host_greet(struct agent_host *h, struct mgr_err *err)
 	if (r == 0)
 		r = agent_conn_recv(&h->c, &f, AGENT_HOST_HELLO_MS);
 	if (r == 0)
-		return mgr_err_set(err, -ECONNRESET, "%s: the agent closed the connection", h->what);
+		return mgr_err_set(err, -ECONNRESET, "%s: the agent closed the connection",
+		                   h->what);
 	if (r < 0)
 		return mgr_err_set(err, r, "%s: no HELLO from the agent: %s", h->what,
 		                   r == -ETIMEDOUT ? "it did not answer" : strerror(-r));
 	if (f.type == AGENT_ERROR && agent_parse_error(&f, &e) == 0)
-		return mgr_err_set(err, -(e.code > 0 ? e.code : EPROTO), "%s: the agent refused: %s",
-		                   h->what, e.msg);
+		return mgr_err_set(err, -(e.code > 0 ? e.code : EPROTO),
+		                   "%s: the agent refused: %s", h->what, e.msg);
 	if (agent_parse_hello(&f, &theirs) < 0 || agent_version_pick(&mine, &theirs) == 0 ||
 	    theirs.version_min != theirs.version_max)
-		return mgr_err_set(err, -EPROTO,
-		                   "%s: the agent does not speak this nestvm's protocol (version %u)",
-		                   h->what, AGENT_VERSION);
+		return mgr_err_set(
+		    err, -EPROTO,
+		    "%s: the agent does not speak this nestvm's protocol (version %u)", h->what,
+		    AGENT_VERSION);
 	h->window = theirs.window;
 	return 0;
 }
@@ -320,7 +323,8 @@ static int agent_splice(int in, int out, int fd)
 	while (in_open || fd_open || up_len || down_len) {
 		struct pollfd p[3] = {
 		    {.fd = in_open && !up_len ? in : -1, .events = POLLIN},
-		    {.fd = fd, .events = (fd_open && !down_len ? POLLIN : 0) | (up_len ? POLLOUT : 0)},
+		    {.fd = fd,
+		     .events = (fd_open && !down_len ? POLLIN : 0) | (up_len ? POLLOUT : 0)},
 		    {.fd = down_len ? out : -1, .events = POLLOUT},
 		};
 		ssize_t n;

@@ -15,8 +15,8 @@
 
 #include <stdint.h>
 
-#define AGENT_HOST_HELLO_MS 30000  /* the agent's HELLO, a relay's answer */
-#define AGENT_HOST_EXIT_ERROR 255  /* nestvm exec: the agent could not be reached or was lost */
+#define AGENT_HOST_HELLO_MS 30000   /* the agent's HELLO, a relay's answer */
+#define AGENT_HOST_EXIT_ERROR 255   /* nestvm exec: the agent could not be reached or was lost */
 #define AGENT_HOST_EXIT_TIMEOUT 124 /* nestvm exec --timeout ran out (as timeout(1)) */
 #define AGENT_HOST_MAX_LEVELS 8
 
@@ -24,9 +24,9 @@
 struct agent_target {
 	const char *agent_socket; /* tests: the agent's own UNIX socket (nestvm-agent --unix) */
 	const char *vsock_socket; /* a VM's vsock socket (nestvm run --vsock CID,socket=PATH) */
-	const char *vms;          /* "NAME[/NAME...]": the first a managed VM unless a socket is given */
-	uint32_t port;            /* the agents' vsock port */
-	unsigned int wait_s;      /* keep trying this long while the first agent does not answer */
+	const char *vms;     /* "NAME[/NAME...]": the first a managed VM unless a socket is given */
+	uint32_t port;       /* the agents' vsock port */
+	unsigned int wait_s; /* keep trying this long while the first agent does not answer */
 };
 
 /* A greeted agent connection. */
@@ -80,8 +80,8 @@ int agent_host_put(struct agent_host *h, int fd, unsigned int mode, uint64_t siz
  * is a directory), through a temporary file renamed into place when
  * complete. 0 or -errno with @err set.
  */
-int agent_host_get(struct agent_host *h, const char *remote, const char *local,
-                   struct mgr_err *err) __attribute__((warn_unused_result));
+int agent_host_get(struct agent_host *h, const char *remote, const char *local, struct mgr_err *err)
+    __attribute__((warn_unused_result));
 
 /*
  * agent_host_relay - `nestvm agent-relay NAME` inside a guest, run by its

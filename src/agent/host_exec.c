@@ -41,7 +41,7 @@ struct host_run {
 	int sfd;
 	bool tty; /* our terminal on stdin, made raw */
 	bool started, stdin_open;
-	bool closed; /* the agent closed the connection (after EXIT: fine) */
+	bool closed;            /* the agent closed the connection (after EXIT: fine) */
 	uint32_t credit;        /* stdin bytes the agent still takes */
 	uint32_t outstanding;   /* output received and not yet credited back */
 	uint32_t done;          /* output written since the last CREDIT */
@@ -107,7 +107,8 @@ static int host_on_frame(struct host_run *x, const struct agent_frame *f)
 		return 0;
 	case AGENT_STDOUT:
 	case AGENT_STDERR:
-		return x->started ? host_on_output(x, &x->out[f->type == AGENT_STDERR], f) : -EPROTO;
+		return x->started ? host_on_output(x, &x->out[f->type == AGENT_STDERR], f)
+		                  : -EPROTO;
 	case AGENT_CREDIT:
 		if (agent_parse_u32(f, &v) < 0 || v > x->h->window - x->credit)
 			return -EPROTO;
@@ -219,7 +220,8 @@ static void host_winsize(uint16_t *rows, uint16_t *cols)
 
 	*rows = 24;
 	*cols = 80;
-	if ((ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 || ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0) &&
+	if ((ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 ||
+	     ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0) &&
 	    ws.ws_row && ws.ws_col) {
 		*rows = ws.ws_row;
 		*cols = ws.ws_col;
@@ -273,7 +275,8 @@ static int host_loop(struct host_run *x)
 		    {.fd = x->closed ? -1 : c->fd,
 		     .events = POLLIN | (agent_conn_queued(c) ? POLLOUT : 0)},
 		    {.fd = x->sfd, .events = POLLIN},
-		    {.fd = x->started && x->stdin_open && !x->have_exit && x->credit ? STDIN_FILENO : -1,
+		    {.fd = x->started && x->stdin_open && !x->have_exit && x->credit ? STDIN_FILENO
+		                                                                     : -1,
 		     .events = POLLIN},
 		    {.fd = x->out[0].off < x->out[0].len ? x->out[0].fd : -1, .events = POLLOUT},
 		    {.fd = x->out[1].off < x->out[1].len ? x->out[1].fd : -1, .events = POLLOUT},
@@ -305,12 +308,14 @@ static int host_loop(struct host_run *x)
 			r = r == -EAGAIN || (r == -EPIPE && x->have_exit) ? 0 : r;
 		}
 		if (r == -ECONNRESET || r == -EPIPE)
-			return mgr_err_set(x->err, r,
-			                   "%s: the connection to the agent was lost before the command "
-			                   "ended",
-			                   x->h->what);
+			return mgr_err_set(
+			    x->err, r,
+			    "%s: the connection to the agent was lost before the command "
+			    "ended",
+			    x->h->what);
 		if (r == -EPROTO || r == -EMSGSIZE)
-			return mgr_err_set(x->err, r, "%s: malformed frame from the agent", x->h->what);
+			return mgr_err_set(x->err, r, "%s: malformed frame from the agent",
+			                   x->h->what);
 		if (r < 0)
 			return host_fail(x, r, "session");
 	}
@@ -327,8 +332,9 @@ static int host_status(struct host_run *x)
 	case AGENT_SIGNALED:
 		return 128 + x->exit.code;
 	default:
-		mgr_err_set(x->err, -ETIMEDOUT, "%s: the command timed out after %u s and was killed",
-		            x->h->what, x->req->timeout_s);
+		mgr_err_set(x->err, -ETIMEDOUT,
+		            "%s: the command timed out after %u s and was killed", x->h->what,
+		            x->req->timeout_s);
 		return AGENT_HOST_EXIT_TIMEOUT;
 	}
 }
@@ -345,8 +351,13 @@ static void host_signal_set(sigset_t *set)
 
 int agent_host_exec(struct agent_host *h, const struct agent_exec *req, struct mgr_err *err)
 {
-	struct host_run x = {.h = h, .req = req, .err = err, .sfd = -1, .stdin_open = true,
-	                     .credit = h->window, .status = -1};
+	struct host_run x = {.h = h,
+	                     .req = req,
+	                     .err = err,
+	                     .sfd = -1,
+	                     .stdin_open = true,
+	                     .credit = h->window,
+	                     .status = -1};
 	struct agent_exec *sent = NULL;
 	struct termios saved, raw;
 	sigset_t set, old;
@@ -373,8 +384,9 @@ int agent_host_exec(struct agent_host *h, const struct agent_exec *req, struct m
 		host_winsize(&sent->rows, &sent->cols);
 	r = agent_msg_exec(&h->c.tx, sent);
 	if (r < 0) {
-		r = mgr_err_set(err, r, "the command and its environment are too large (at most %u "
-		                        "bytes, %u arguments)",
+		r = mgr_err_set(err, r,
+		                "the command and its environment are too large (at most %u "
+		                "bytes, %u arguments)",
 		                (unsigned int)AGENT_FRAME_MAX, (unsigned int)AGENT_MAX_ARGS);
 		goto out;
 	}

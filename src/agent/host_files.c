@@ -27,8 +27,8 @@ static int host_file_error(struct agent_host *h, const struct agent_frame *f, co
 
 	if (f->type == AGENT_ERROR && agent_parse_error(f, &e) == 0)
 		return mgr_err_set(err, -(e.code > 0 ? e.code : EPROTO), "%s: %s", h->what, e.msg);
-	return mgr_err_set(err, -EPROTO, "%s: %s: unexpected %s frame from the agent", h->what, what,
-	                   agent_type_name(f->type));
+	return mgr_err_set(err, -EPROTO, "%s: %s: unexpected %s frame from the agent", h->what,
+	                   what, agent_type_name(f->type));
 }
 
 static int host_recv(struct agent_host *h, struct agent_frame *f, const char *what,
@@ -94,7 +94,8 @@ static int host_put_frames(struct agent_host *h, uint32_t *credit, struct mgr_er
 int agent_host_put(struct agent_host *h, int fd, unsigned int mode, uint64_t size,
                    const char *remote, const char *name, struct mgr_err *err)
 {
-	struct agent_file_req req = {.path = remote, .name = name, .mode = mode & 0777, .size = size};
+	struct agent_file_req req = {
+	    .path = remote, .name = name, .mode = mode & 0777, .size = size};
 	uint8_t *buf = malloc(AGENT_DATA_MAX);
 	uint32_t credit = h->window;
 	uint64_t sent = 0, got;
@@ -201,7 +202,8 @@ static int host_get_receive(struct agent_host *h, int fd, uint64_t *total, struc
 		if (!f.len)
 			return 0;
 		if (f.len > AGENT_WINDOW - outstanding)
-			return mgr_err_set(err, -EPROTO, "%s: the agent overran its credit", h->what);
+			return mgr_err_set(err, -EPROTO, "%s: the agent overran its credit",
+			                   h->what);
 		outstanding += f.len;
 		r = host_write_all(fd, f.payload, f.len);
 		if (r < 0)
@@ -218,8 +220,7 @@ static int host_get_receive(struct agent_host *h, int fd, uint64_t *total, struc
 	}
 }
 
-int agent_host_get(struct agent_host *h, const char *remote, const char *local,
-                   struct mgr_err *err)
+int agent_host_get(struct agent_host *h, const char *remote, const char *local, struct mgr_err *err)
 {
 	char target[PATH_MAX], tmp[PATH_MAX], db[PATH_MAX], bb[PATH_MAX];
 	struct agent_file_req req = {.path = remote};

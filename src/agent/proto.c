@@ -313,24 +313,42 @@ static uint64_t le64(const uint8_t *p)
 const char *agent_type_name(uint8_t type)
 {
 	switch (type) {
-	case AGENT_HELLO: return "HELLO";
-	case AGENT_CREDIT: return "CREDIT";
-	case AGENT_DATA: return "DATA";
-	case AGENT_EXEC: return "EXEC";
-	case AGENT_STDIN: return "STDIN";
-	case AGENT_SIGNAL: return "SIGNAL";
-	case AGENT_RESIZE: return "RESIZE";
-	case AGENT_PUT: return "PUT";
-	case AGENT_GET: return "GET";
-	case AGENT_RELAY: return "RELAY";
-	case AGENT_STARTED: return "STARTED";
-	case AGENT_STDOUT: return "STDOUT";
-	case AGENT_STDERR: return "STDERR";
-	case AGENT_EXIT: return "EXIT";
-	case AGENT_ERROR: return "ERROR";
-	case AGENT_FILE: return "FILE";
-	case AGENT_OK: return "OK";
-	default: return "?";
+	case AGENT_HELLO:
+		return "HELLO";
+	case AGENT_CREDIT:
+		return "CREDIT";
+	case AGENT_DATA:
+		return "DATA";
+	case AGENT_EXEC:
+		return "EXEC";
+	case AGENT_STDIN:
+		return "STDIN";
+	case AGENT_SIGNAL:
+		return "SIGNAL";
+	case AGENT_RESIZE:
+		return "RESIZE";
+	case AGENT_PUT:
+		return "PUT";
+	case AGENT_GET:
+		return "GET";
+	case AGENT_RELAY:
+		return "RELAY";
+	case AGENT_STARTED:
+		return "STARTED";
+	case AGENT_STDOUT:
+		return "STDOUT";
+	case AGENT_STDERR:
+		return "STDERR";
+	case AGENT_EXIT:
+		return "EXIT";
+	case AGENT_ERROR:
+		return "ERROR";
+	case AGENT_FILE:
+		return "FILE";
+	case AGENT_OK:
+		return "OK";
+	default:
+		return "?";
 	}
 }
 

@@ -98,7 +98,8 @@ static int exec_common_opt(const char *cmd, int opt, struct agent_target *t)
 	switch (opt) {
 	case OPT_WAIT:
 		if (cli_parse_uint(optarg, 0, 86400, &v) < 0)
-			return exec_usage_error(cmd, "--wait '%s': seconds from 0 to 86400", optarg);
+			return exec_usage_error(cmd, "--wait '%s': seconds from 0 to 86400",
+			                        optarg);
 		t->wait_s = (unsigned int)v;
 		return 0;
 	case OPT_PORT:
@@ -166,8 +167,8 @@ static int exec_parse_opts(int argc, char **argv, struct agent_exec *e, struct a
 			break;
 		case OPT_TIMEOUT:
 			if (cli_parse_uint(optarg, 1, 0xffffffffUL, &v) < 0)
-				return exec_usage_error("exec", "--timeout '%s': seconds, at least 1",
-				                        optarg);
+				return exec_usage_error(
+				    "exec", "--timeout '%s': seconds, at least 1", optarg);
 			e->timeout_s = (uint32_t)v;
 			break;
 		case 'h':
@@ -176,7 +177,8 @@ static int exec_parse_opts(int argc, char **argv, struct agent_exec *e, struct a
 		default:
 			r = exec_common_opt("exec", opt, t);
 			if (r == 1)
-				return exec_usage_error("exec", "unknown option '%s'", argv[optind - 1]);
+				return exec_usage_error("exec", "unknown option '%s'",
+				                        argv[optind - 1]);
 			if (r)
 				return r;
 		}
@@ -338,8 +340,8 @@ int cmd_cp(int argc, char **argv)
 	src_remote = cp_remote(argv[optind], socket, &src_vms, &src_path);
 	dst_remote = cp_remote(argv[optind + 1], socket, &dst_vms, &dst_path);
 	if (src_remote == dst_remote)
-		return exec_usage_error("cp", "%s",
-		                        "one of source and destination must be in a VM (NAME:PATH)");
+		return exec_usage_error(
+		    "cp", "%s", "one of source and destination must be in a VM (NAME:PATH)");
 	t.vms = src_remote ? src_vms : dst_vms;
 	if ((src_remote ? src_path : dst_path)[0] == '\0')
 		return exec_usage_error("cp", "%s", "empty path in the VM");

@@ -167,30 +167,52 @@ static void test_exec_malformed(void **state)
 	                                    FIELD(AGENT_F_ENV, 2), 'A', 0};
 	static const uint8_t env_eq_first[] = {FIELD(AGENT_F_ARG, 3), 's', 'h', 0,
 	                                       FIELD(AGENT_F_ENV, 3), '=', 'A', 0};
-	static const uint8_t two_cwd[] = {FIELD(AGENT_F_ARG, 3), 's', 'h', 0,
-	                                  FIELD(AGENT_F_CWD, 2), '/', 0, FIELD(AGENT_F_CWD, 2), '/', 0};
-	static const uint8_t two_pty[] = {FIELD(AGENT_F_ARG, 3), 's', 'h', 0, FIELD(AGENT_F_PTY, 4),
-	                                  1, 0, 1, 0, FIELD(AGENT_F_PTY, 4), 1, 0, 1, 0};
-	static const uint8_t pty_short[] = {FIELD(AGENT_F_ARG, 3), 's', 'h', 0, FIELD(AGENT_F_PTY, 3),
-	                                    1, 0, 1};
+	static const uint8_t two_cwd[] = {
+	    FIELD(AGENT_F_ARG, 3), 's', 'h', 0, FIELD(AGENT_F_CWD, 2), '/', 0,
+	    FIELD(AGENT_F_CWD, 2), '/', 0};
+	static const uint8_t two_pty[] = {FIELD(AGENT_F_ARG, 3),
+	                                  's',
+	                                  'h',
+	                                  0,
+	                                  FIELD(AGENT_F_PTY, 4),
+	                                  1,
+	                                  0,
+	                                  1,
+	                                  0,
+	                                  FIELD(AGENT_F_PTY, 4),
+	                                  1,
+	                                  0,
+	                                  1,
+	                                  0};
+	static const uint8_t pty_short[] = {FIELD(AGENT_F_ARG, 3), 's', 'h', 0,
+	                                    FIELD(AGENT_F_PTY, 3), 1,   0,   1};
 	static const uint8_t unknown[] = {FIELD(AGENT_F_ARG, 3), 's', 'h', 0, FIELD(99, 0)};
-	static const uint8_t big_tag[] = {FIELD(AGENT_F_ARG, 3), 's', 'h', 0, 0x00, 0x80, 0, 0, 0, 0};
+	static const uint8_t big_tag[] = {
+	    FIELD(AGENT_F_ARG, 3), 's', 'h', 0, 0x00, 0x80, 0, 0, 0, 0};
 	static const uint8_t overrun[] = {FIELD(AGENT_F_ARG, 30), 's', 'h', 0};
 	static const uint8_t half_hdr[] = {FIELD(AGENT_F_ARG, 3), 's', 'h', 0, 1, 0, 0};
-	static const uint8_t empty_user[] = {FIELD(AGENT_F_ARG, 3), 's', 'h', 0,
+	static const uint8_t empty_user[] = {FIELD(AGENT_F_ARG, 3),  's', 'h', 0,
 	                                     FIELD(AGENT_F_USER, 1), 0};
 	static const struct {
 		const uint8_t *p;
 		size_t n;
 	} bad[] = {
-	    {no_arg, sizeof(no_arg)},         {empty_cmd, sizeof(empty_cmd)},
-	    {no_nul, sizeof(no_nul)},         {inner_nul, sizeof(inner_nul)},
-	    {zero_len, sizeof(zero_len)},     {env_no_eq, sizeof(env_no_eq)},
-	    {env_eq_first, sizeof(env_eq_first)}, {two_cwd, sizeof(two_cwd)},
-	    {two_pty, sizeof(two_pty)},       {pty_short, sizeof(pty_short)},
-	    {unknown, sizeof(unknown)},       {big_tag, sizeof(big_tag)},
-	    {overrun, sizeof(overrun)},       {half_hdr, sizeof(half_hdr)},
-	    {empty_user, sizeof(empty_user)}, {NULL, 0},
+	    {no_arg, sizeof(no_arg)},
+	    {empty_cmd, sizeof(empty_cmd)},
+	    {no_nul, sizeof(no_nul)},
+	    {inner_nul, sizeof(inner_nul)},
+	    {zero_len, sizeof(zero_len)},
+	    {env_no_eq, sizeof(env_no_eq)},
+	    {env_eq_first, sizeof(env_eq_first)},
+	    {two_cwd, sizeof(two_cwd)},
+	    {two_pty, sizeof(two_pty)},
+	    {pty_short, sizeof(pty_short)},
+	    {unknown, sizeof(unknown)},
+	    {big_tag, sizeof(big_tag)},
+	    {overrun, sizeof(overrun)},
+	    {half_hdr, sizeof(half_hdr)},
+	    {empty_user, sizeof(empty_user)},
+	    {NULL, 0},
 	};
 	struct agent_exec *d = malloc(sizeof(*d));
 	struct agent_frame f = {AGENT_STDIN, 0, NULL};

@@ -122,7 +122,8 @@ static void assert_refused(const void *p, size_t len, int code)
 
 static int setup(void **state)
 {
-	const char *bin = getenv("NESTVM_AGENT") ? getenv("NESTVM_AGENT") : "build/asan/nestvm-agent";
+	const char *bin =
+	    getenv("NESTVM_AGENT") ? getenv("NESTVM_AGENT") : "build/asan/nestvm-agent";
 
 	(void)state;
 	if (access(bin, X_OK) != 0)
@@ -393,10 +394,14 @@ static void test_other_user(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_serves),           cmocka_unit_test(test_garbage),
-	    cmocka_unit_test(test_oversized),        cmocka_unit_test(test_bad_hello),
-	    cmocka_unit_test(test_bad_requests),     cmocka_unit_test(test_stdin_overrun),
-	    cmocka_unit_test(test_half_open_and_limit), cmocka_unit_test(test_other_user),
+	    cmocka_unit_test(test_serves),
+	    cmocka_unit_test(test_garbage),
+	    cmocka_unit_test(test_oversized),
+	    cmocka_unit_test(test_bad_hello),
+	    cmocka_unit_test(test_bad_requests),
+	    cmocka_unit_test(test_stdin_overrun),
+	    cmocka_unit_test(test_half_open_and_limit),
+	    cmocka_unit_test(test_other_user),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
