@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -657,23 +658,53 @@ static const char *const agent_stage_names[] = {"cannot set up the command",
                                                 "cannot become the user",
                                                 "cannot change to the directory", "cannot run"};
 
-/* Fork and exec the command; 0 with x->pid set, or an ERROR sent and -errno. */
+/* Tell the host the command could not run (@status 126 or 127); returns -@err. */
+static int agent_notrun(struct agent_run *x, int err, unsigned int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int agent_notrun(struct agent_run *x, int err, unsigned int status, const char *fmt, ...)
+{
+	char msg[AGENT_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (agent_send(x->c, agent_msg_notrun(&x->c->tx, err, status, "%s", msg)) < 0) {
+		/* The host is gone: nobody to tell. */
+	}
+	return -err;
+}
+
+/* Wait for the child's exec: 0, or its failure reported to the host and -errno. */
+static int agent_spawn_wait(struct agent_run *x, const struct agent_exec *e, int rfd)
+{
+	struct agent_child_err ce;
+	ssize_t n;
+
+	do
+		n = read(rfd, &ce, sizeof(ce));
+	while (n < 0 && errno == EINTR);
+	if (n != sizeof(ce))
+		return 0; /* closed by the exec */
+	waitpid(x->pid, NULL, 0);
+	/* As a shell says: 127 for a command not found, 126 for the rest. */
+	return agent_notrun(x, ce.err, ce.stage == 3 && ce.err == ENOENT ? 127 : 126, "%s '%s': %s",
+	                    agent_stage_names[ce.stage & 3],
+	                    ce.stage == 2 ? (e->cwd ? e->cwd : "~") : e->argv[0], strerror(ce.err));
+}
+
+/* Fork and exec the command; 0 with x->pid and its descriptors set, or an ERROR sent and -errno. */
 static int agent_spawn(struct agent_run *x, const struct agent_exec *e)
 {
 	int child[3] = {-1, -1, -1}, mine[3] = {-1, -1, -1}, rp[2] = {-1, -1}, r;
-	struct agent_child_err ce;
 	struct agent_env ev = {NULL};
 	struct agent_user u;
 	char slave[128];
-	ssize_t n;
 
 	r = agent_user_resolve(e->user, &u);
 	if (r < 0)
-		return agent_send(x->c,
-		                  agent_msg_notrun(&x->c->tx, -r, 126, "user '%s': %s", e->user,
-		                                   r == -ENOENT ? "no such user in /etc/passwd"
-		                                                : strerror(-r)))
-		           ?: r;
+		return agent_notrun(x, -r, 126, "user '%s': %s", e->user,
+		                    r == -ENOENT ? "no such user in /etc/passwd" : strerror(-r));
 	r = agent_env_build(e, &u, &ev);
 	if (r == 0)
 		r = agent_stdio(e, child, mine, slave, sizeof(slave));
@@ -691,42 +722,23 @@ static int agent_spawn(struct agent_run *x, const struct agent_exec *e)
 			close(child[i]);
 	if (rp[1] >= 0)
 		close(rp[1]);
-	if (r == 0) {
-		do
-			n = read(rp[0], &ce, sizeof(ce));
-		while (n < 0 && errno == EINTR);
-		if (n == sizeof(ce)) {
-			waitpid(x->pid, NULL, 0);
-			/* As a shell says: 127 for a command not found, 126 for the rest. */
-			unsigned int st = ce.stage == 3 && ce.err == ENOENT ? 127 : 126;
-
-			r = agent_send(x->c,
-			               agent_msg_notrun(&x->c->tx, ce.err, st, "%s '%s': %s",
-			                                agent_stage_names[ce.stage & 3],
-			                                ce.stage == 2 ? (e->cwd ? e->cwd : "~")
-			                                              : e->argv[0],
-			                                strerror(ce.err)))
-			        ?: -ce.err;
-		}
-	} else {
-		r = agent_send(x->c, agent_msg_notrun(&x->c->tx, -r, 126,
-		                                      "cannot start the command: %s", strerror(-r)))
-		        ?: r;
-	}
+	if (r == 0)
+		r = agent_spawn_wait(x, e, rp[0]);
+	else
+		r = agent_notrun(x, -r, 126, "cannot start the command: %s", strerror(-r));
 	if (rp[0] >= 0)
 		close(rp[0]);
 	free(ev.env);
-	x->in_fd = mine[0];
-	x->out_fd = mine[1];
-	x->err_fd = mine[2];
-	x->pty = e->pty;
 	if (r < 0) {
 		for (int i = 0; i < 3; i++)
 			if (mine[i] >= 0 && (i == 0 || mine[i] != mine[0]))
 				close(mine[i]);
-		x->in_fd = x->out_fd = x->err_fd = -1;
 		return r;
 	}
+	x->in_fd = mine[0];
+	x->out_fd = mine[1];
+	x->err_fd = mine[2];
+	x->pty = e->pty;
 	for (int i = 0; i < 3; i++)
 		if (mine[i] >= 0)
 			fcntl(mine[i], F_SETFL, fcntl(mine[i], F_GETFL) | O_NONBLOCK);
@@ -754,6 +766,7 @@ int agent_exec_run(struct agent_conn *c, const struct agent_exec *req, uint32_t 
 	x.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (!x.in || x.sfd < 0) {
 		r = agent_send(c, agent_msg_error(&c->tx, ENOMEM, "cannot set up the session"));
+		r = r < 0 ? r : -ENOMEM;
 		goto out;
 	}
 	r = agent_spawn(&x, req);

@@ -118,13 +118,15 @@ int agent_file_put(struct agent_conn *c, const struct agent_file_req *req, uint3
 		unlink(tmp);
 		if (r == -ECONNRESET)
 			return r;
-		if (r == -EPIPE)
-			return agent_send(c, agent_msg_error(
-			                         &c->tx, EPIPE,
-			                         "PUT '%s': %llu bytes received, %llu announced",
-			                         target, (unsigned long long)total,
-			                         (unsigned long long)req->size))
-			           ?: r;
+		if (r == -EPIPE) {
+			int s = agent_send(
+			    c, agent_msg_error(&c->tx, EPIPE,
+			                       "PUT '%s': %llu bytes received, %llu announced",
+			                       target, (unsigned long long)total,
+			                       (unsigned long long)req->size));
+
+			return s < 0 ? s : r;
+		}
 		if (r == -EPROTO || r == -EMSGSIZE)
 			return agent_refuse_frame(c, r);
 		return agent_put_fail(c, r, "PUT", target);
