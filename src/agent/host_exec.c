@@ -69,6 +69,9 @@ static int host_on_output(struct host_run *x, struct host_out *o, const struct a
 	if (f->len > AGENT_WINDOW - x->outstanding)
 		return -EPROTO;
 	x->outstanding += f->len;
+	x->h->bytes_out += f->len;
+	if (!x->h->first_out_ms)
+		x->h->first_out_ms = agent_now_ms();
 	if (o->broken) {
 		x->done += f->len;
 		return 0;
@@ -211,6 +214,7 @@ static int host_from_stdin(struct host_run *x)
 		return agent_msg_data(&x->h->c.tx, AGENT_STDIN, NULL, 0);
 	}
 	x->credit -= (uint32_t)n;
+	x->h->bytes_in += (uint64_t)n;
 	return agent_msg_data(&x->h->c.tx, AGENT_STDIN, buf, (size_t)n);
 }
 

@@ -41,6 +41,8 @@ static const char exec_usage[] =
     "      --port N         the agent's vsock port (default 1000)\n"
     "      --vsock-socket PATH  the VM's vsock socket: a `nestvm run --vsock\n"
     "                       CID,socket=PATH` VM; NAME/... are then VMs inside it\n"
+    "      --stats          at the end, one line on stderr: time to connect, to the\n"
+    "                       first output byte, bytes each way and the rate\n"
     "\n"
     "Exit status: the command's; 128+N if a signal N ended it; 124 timed out; 126\n"
     "it could not run, 127 not found; 255 the agent could not be reached or was\n"
@@ -66,6 +68,7 @@ enum {
 	OPT_PORT,
 	OPT_VSOCK_SOCKET,
 	OPT_AGENT_SOCKET,
+	OPT_STATS,
 };
 
 static const struct option exec_opts[] = {
@@ -78,6 +81,7 @@ static const struct option exec_opts[] = {
     {"port", required_argument, NULL, OPT_PORT},
     {"vsock-socket", required_argument, NULL, OPT_VSOCK_SOCKET},
     {"agent-socket", required_argument, NULL, OPT_AGENT_SOCKET}, /* tests: nestvm-agent --unix */
+    {"stats", no_argument, NULL, OPT_STATS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -142,7 +146,8 @@ static void exec_env_free(struct agent_exec *e)
 		free((char *)e->envp[i]);
 }
 
-static int exec_parse_opts(int argc, char **argv, struct agent_exec *e, struct agent_target *t)
+static int exec_parse_opts(int argc, char **argv, struct agent_exec *e, struct agent_target *t,
+                           bool *stats)
 {
 	unsigned long v;
 	int opt, r;
@@ -170,6 +175,9 @@ static int exec_parse_opts(int argc, char **argv, struct agent_exec *e, struct a
 				return exec_usage_error(
 				    "exec", "--timeout '%s': seconds, at least 1", optarg);
 			e->timeout_s = (uint32_t)v;
+			break;
+		case OPT_STATS:
+			*stats = true;
 			break;
 		case 'h':
 			fputs(exec_usage, stdout);
@@ -217,17 +225,34 @@ static int exec_parse_words(int argc, char **argv, struct agent_exec *e, struct 
 	return -1;
 }
 
+/* --stats: one line about the session, for measurements. */
+static void exec_print_stats(const struct agent_host *h, int64_t t0, int64_t t_open)
+{
+	int64_t t_end = agent_now_ms(), ms = t_end - t0;
+	uint64_t bytes = h->bytes_in + h->bytes_out;
+
+	fprintf(stderr,
+	        "nestvm exec: stats connect_ms=%lld first_byte_ms=%lld total_ms=%lld "
+	        "bytes_in=%llu bytes_out=%llu MBps=%.2f\n",
+	        (long long)(t_open - t0),
+	        h->first_out_ms ? (long long)(h->first_out_ms - t0) : -1LL, (long long)ms,
+	        (unsigned long long)h->bytes_in, (unsigned long long)h->bytes_out,
+	        ms > 0 ? (double)bytes / 1e3 / (double)ms : 0.0);
+}
+
 int cmd_exec(int argc, char **argv)
 {
 	struct agent_target t = {.port = AGENT_VSOCK_PORT};
 	struct agent_exec *e = calloc(1, sizeof(*e));
+	int64_t t0 = agent_now_ms(), t_open;
 	struct agent_host h;
 	struct mgr_err err;
+	bool stats = false;
 	int r;
 
 	if (!e)
 		return NESTVM_EXIT_ERROR;
-	r = exec_parse_opts(argc, argv, e, &t);
+	r = exec_parse_opts(argc, argv, e, &t, &stats);
 	if (r < 0)
 		r = exec_parse_words(argc, argv, e, &t);
 	if (r >= 0)
@@ -248,7 +273,10 @@ int cmd_exec(int argc, char **argv)
 		r = AGENT_HOST_EXIT_ERROR;
 		goto out;
 	}
+	t_open = agent_now_ms();
 	r = agent_host_exec(&h, e, &err);
+	if (stats)
+		exec_print_stats(&h, t0, t_open);
 	if (r < 0 || err.msg[0])
 		fprintf(stderr, "%snestvm exec: %s\n", e->pty && isatty(STDERR_FILENO) ? "\r" : "",
 		        err.msg);
