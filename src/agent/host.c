@@ -92,7 +92,10 @@ static int agent_dial_socket(const char *path, uint32_t port, const char *what, 
 		goto fail;
 	}
 	r = agent_read_answer(fd, line, sizeof(line));
-	if (r == 0 && strncmp(line, "OK ", 3))
+	/* "ERROR": the guest has not set the device up (yet): no vsock driver. */
+	if (r == 0 && !strcmp(line, "ERROR\n"))
+		r = -ENOTCONN;
+	else if (r == 0 && strncmp(line, "OK ", 3))
 		r = -EPROTO;
 	if (r == 0)
 		return fd;
@@ -103,6 +106,11 @@ fail:
 		                   "%s: nothing listens on vsock port %u in the guest (is "
 		                   "nestvm-agent running there? docs/agent.md)",
 		                   what, port);
+	if (r == -ENOTCONN)
+		return mgr_err_set(err, r,
+		                   "%s: the guest has not set up its vsock device (yet): is its "
+		                   "vsock driver loaded (vmw_vsock_virtio_transport)?",
+		                   what);
 	if (r == -ETIMEDOUT)
 		return mgr_err_set(err, r,
 		                   "%s: the guest did not answer a vsock connection to port %u "

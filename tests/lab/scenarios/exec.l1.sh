@@ -11,7 +11,12 @@
 # and kills l2 when the lab is done.
 
 echo "L1-INFO cpus=$(grep -c ^processor /proc/cpuinfo) uptime=$L1_INIT_UPTIME"
-limit=${EXEC_L1_LIMIT:-6000} # tenths of a second the lab has to finish
+# nestexec.limit=SECS: how long the lab has to finish (default 150 s).
+limit=150
+for w in $(cat /proc/cmdline); do
+	case $w in nestexec.limit=*) limit=${w#*=} ;; esac
+done
+limit=$((limit * 10)) # tenths of a second
 l2=no
 grep -qw nestexec.l2=1 /proc/cmdline && l2=yes
 
@@ -28,14 +33,13 @@ if [ $l2 = yes ]; then
 	NV=/l1/bin/nestvm
 	export NESTVM_HOME=/tmp/nestvm
 	$NV new l2 --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio --cpus 1 --memory 192M \
-		--vsock 3 --cmdline "console=ttyS0 quiet panic=-1 nestlab.l1=exec nestlab.agent=1" ||
+		--vsock 3 --cmdline "console=ttyS0 quiet panic=-1 nestlab.l1=exec nestlab.agent=1 nestexec.limit=900" ||
 		exit 1
 	$NV start l2 || {
 		tail -n 20 $NESTVM_HOME/l2/monitor.log
 		exit 1
 	}
 	echo "L1-L2-STARTED"
-	limit=$((limit * 2))
 fi
 
 n=0
