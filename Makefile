@@ -47,7 +47,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all release asan static guests test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
-	lab-soak lab-soak-labs stress-pause \
+	lab-soak lab-soak-labs lab-exec stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
 
@@ -118,6 +118,12 @@ lab-soak: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 		nested-soak:$(LAB_SOAK_RUNS).s$(LAB_SOAK_SECONDS)$(LAB_SOAK_SPEC)
 lab-soak-labs: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 	tests/lab/soak.sh -n $(LAB_SOAK_LABS) $(LAB_SOAK_SCENARIOS)
+
+# The long cases of nestvm exec/cp, outside `make test`: 1 GiB each way into a
+# Linux L1, and exec, cp and a pty into an L2 Linux through the L1's agent
+# (tests/lab/scenarios/exec.sh heavy).
+lab-exec: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+	tests/lab/lab.sh --name exec --timeout 2400 exec:heavy
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh

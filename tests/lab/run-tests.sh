@@ -25,7 +25,7 @@ RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 # nested: a Linux L1 running the probe L2s (2-vCPU ones too). nested:linux,
 # which adds an L2 Linux, is in `make demo`, not here: its L2 Linux still
 # triple-faults now and then (tests/lab/README.md, "The lab's wedge").
-LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state nested"}
+LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state nested exec"}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
 # shellcheck disable=SC2206 # word splitting of the list is intended
 tests=(${*:-$LAB_TESTS})
