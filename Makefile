@@ -47,7 +47,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all release asan static guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk bench-snapshot \
-	lab-soak lab-soak-labs lab-snapshot stress-pause \
+	lab-soak lab-soak-labs lab-snapshot lab-exec stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
 
@@ -131,6 +131,12 @@ lab-soak-labs: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 # (tests/lab/README.md, "Snapshots"): snapshot-nested and snapshot-linux.
 lab-snapshot: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name snapshot --timeout 1500 snapshot-nested snapshot-linux
+
+# The long cases of nestvm exec/cp, outside `make test`: 1 GiB each way into a
+# Linux L1, and exec, cp and a pty into an L2 Linux through the L1's agent
+# (tests/lab/scenarios/exec.sh heavy).
+lab-exec: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+	tests/lab/lab.sh --name exec --timeout 2400 exec:heavy
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh

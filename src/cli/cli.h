@@ -36,6 +36,9 @@ int cmd_save(int argc, char **argv);	   /* cmd_snapshot.c */
 int cmd_checkpoint(int argc, char **argv); /* cmd_snapshot.c */
 int cmd_migrate(int argc, char **argv);	   /* cmd_migrate.c */
 int cmd_receive(int argc, char **argv);	   /* cmd_migrate.c */
+int cmd_exec(int argc, char **argv);       /* cmd_exec.c: the guest agent's client */
+int cmd_cp(int argc, char **argv);         /* cmd_exec.c */
+int cmd_agent_relay(int argc, char **argv); /* cmd_exec.c */
 
 /*
  * cli_parse_size - "512M", "4G", "1024K", "2T" or a bare number of MiB into

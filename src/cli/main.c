@@ -28,6 +28,8 @@ static const struct cli_command cli_commands[] = {
 	{"migrate", "move a running VM, live, to another nestvm (receive there)", cmd_migrate},
 	{"receive", "wait for a VM migrating here, and run it", cmd_receive},
 	{"console", "attach to a running VM's serial console (Ctrl-] detaches)", cmd_console},
+	{"exec", "run a command in a running VM through its agent (vsock, no network)", cmd_exec},
+	{"cp", "copy a file into or out of a running VM through its agent", cmd_cp},
 	{"remove", "delete a VM that is off", cmd_remove},
 	{"nested", "nested virtualization: 'nested status' checks this host, "
 		   "'nested enable NAME' a VM",
@@ -42,6 +44,8 @@ static const struct cli_command cli_commands[] = {
 static const struct cli_command cli_hidden_commands[] = {
 	{"monitor", "the monitor process 'start' spawns", cmd_monitor},
 	{"api", "send raw control-protocol requests to a VM's monitor", cmd_api},
+	{"agent-relay", "run by a guest's agent: carry a connection on to a VM's agent",
+	 cmd_agent_relay},
 };
 
 #define NR_HIDDEN_COMMANDS (sizeof(cli_hidden_commands) / sizeof(cli_hidden_commands[0]))

@@ -38,7 +38,9 @@
 #ifdef HAVE_LIBSECCOMP
 #include <linux/filter.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/kvm.h>
+#include <malloc.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -586,6 +588,14 @@ int sandbox_init(bool enabled)
 	 * gmtime_r() (the RTC, monitor.log's timestamps) reads /etc/localtime.
 	 */
 	tzset();
+	/*
+	 * glibc shrinks a thread's malloc heap after large frees, and the first
+	 * time reads /proc/sys/vm/overcommit_memory to decide how: an openat()
+	 * that a device thread's filter forbids (vsock's, with many host
+	 * connections coming and going). A trim threshold no heap reaches: heaps
+	 * are never shrunk, only unmapped whole when empty.
+	 */
+	mallopt(M_TRIM_THRESHOLD, INT_MAX);
 	sigfillset(&sa.sa_mask);
 	if (sigaction(SIGSYS, &sa, NULL) < 0)
 		return -errno;

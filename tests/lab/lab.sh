@@ -358,6 +358,7 @@ build_initramfs() {
 		install_module "$vm" "$l1/virtio/modules/${f%%.ko*}.ko"
 	done
 	[ -x "$GUEST_DIR/nestvm-vsock" ] && install -m 755 "$GUEST_DIR/nestvm-vsock" "$l1/bin/nestvm-vsock"
+	[ -x "$GUEST_DIR/nestvm-agent" ] && install -m 755 "$GUEST_DIR/nestvm-agent" "$l1/bin/nestvm-agent"
 	for f in "$LAB_SRC"/scenarios/*.l1.sh; do
 		[ -f "$f" ] && cp "$f" "$l1/l1parts/$(basename "$f" .l1.sh).sh"
 	done

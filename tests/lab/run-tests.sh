@@ -30,7 +30,7 @@ RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 # L1 whose own nestvm runs an L2; 1.5-6 min, and at the mercy of the lab's
 # L1 triple faults) is in `make lab-snapshot` (tests/lab/README.md,
 # "Snapshots").
-LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state snapshot-nested nested"}
+LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state snapshot-nested nested exec"}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
 # shellcheck disable=SC2206 # word splitting of the list is intended
 tests=(${*:-$LAB_TESTS})

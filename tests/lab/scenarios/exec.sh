@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: MIT
+# lab-timeout: 240
+# lab-timeout heavy: 1500
+#
+# exec[:heavy] — nestvm exec and nestvm cp into a Debian guest through its
+# agent over vsock (docs/agent.md). The guest is a `nestvm run --vsock
+# 3,socket=SOCK` L1 whose init starts nestvm-agent (nestlab.agent=1); its
+# part (exec.l1.sh) only waits until the lab is done. Meanwhile the lab,
+# through SOCK (`--vsock-socket`):
+#   waits for the agent (--wait), then checks an exit status with stdout and
+#   stderr apart, 127 for a missing command, 4 MiB in through stdin and out
+#   through stdout (checksums), cp in and back (checksums), a signal ending
+#   a sleep (SIGUSR1, 138), a pty (tty says /dev/pts/N), 4 sessions at once;
+#   measures the time from `nestvm exec` to its first output byte (median of
+#   5 `echo`s) and the rate each way, and the same over the lab's own
+#   loopback: the agent on the lab host with --unix, driven the same way
+#   (no ssh in the lab: what differs is vsock and the guest).
+# heavy (make lab-exec): a --nested on L1 that starts its own managed VM l2
+# (a Linux guest with the agent, exec.l1.sh again), and 1 GiB each way into
+# the L1, then exec, stdin, cp and a pty into l2 through the L1's agent
+# (`nestvm exec --vsock-socket SOCK l2 -- ...`), and the chained form
+# (`nestvm exec L1 -- nestvm exec l2 -- ...`).
+#
+# Metrics: first_contact_s; vm_first_byte_ms, vm_in_MBps, vm_out_MBps and
+# lo_* the same over the loopback; heavy: gib_in_MBps, gib_out_MBps, l2_first_contact_s,
+# l2_first_byte_ms, l2_in_MBps.
+
+. /lab/lib.sh
+
+lab_need_nestvm
+AGENT=/lab/guest/nestvm-agent
+[ -x $AGENT ] || lab_skip "no $AGENT in the lab (make guests)"
+NV=$LAB_NESTVM
+SOCK=/tmp/exec-vm.sock
+D=/tmp/exec-lab
+RES=$D/results
+rm -rf $D $SOCK
+mkdir -p $D
+
+case ${1:-} in
+"")
+	mode=basic l1_limit=200 size=4194304
+	run_args="--initrd /l1/initrd.cpio --memory 256M"
+	cmdline="console=ttyS0 quiet panic=-1 nestlab.l1=exec nestlab.agent=1 nestexec.limit=170"
+	;;
+heavy)
+	[ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
+	mode=heavy l1_limit=1400 size=4194304
+	run_args="--nested on --initrd /l1/initrd-nested.cpio --memory 512M"
+	cmdline="console=ttyS0 quiet panic=-1 nestlab.l1=exec nestlab.agent=1 nestexec.l2=1"
+	cmdline="$cmdline nestexec.limit=1300"
+	;;
+*)
+	lab_fail "unknown argument '$1' (none, or heavy)"
+	lab_finish
+	;;
+esac
+
+# say ok|fail CHECK DETAIL...: one result line, read back after the VM.
+say() {
+	echo "EXEC-CHECK $*" >>$RES
+	echo "exec: $*"
+}
+
+# x ARGS: nestvm exec through the VM's vsock socket.
+x() {
+	"$NV" exec --vsock-socket $SOCK "$@"
+}
+
+# stat_of FILE KEY: KEY's value in the --stats line of FILE.
+stat_of() {
+	lab_word_value "$2" "$(grep 'nestvm exec: stats' "$1" | tail -n 1)"
+}
+
+# median FILE KEY: the median of KEY over the --stats lines in FILE.
+median() {
+	grep 'nestvm exec: stats' "$1" | while read -r line; do
+		lab_word_value "$2" "$line"
+	done | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+
+# probe NAME FILE CMD...: with CMD (`nestvm exec` and its way to the agent),
+# five `echo`s for the time to the first output byte, $D/data in through
+# stdin (checksum) and FILE (the same bytes, over there) out through stdout
+# into $D/NAME.out; the median and both rates as metrics NAME_*.
+probe() {
+	_p=$1 _f=$2
+	shift 2
+	for _i in 1 2 3 4 5; do
+		"$@" --stats -- echo hi </dev/null >/dev/null 2>>$D/$_p.lat
+	done
+	"$@" --stats -- sha256sum <$D/data >$D/$_p.in 2>$D/$_p.in.stats
+	[ "$(cut -c1-64 $D/$_p.in)" = "$want" ] || say fail "$_p-stdin" "checksum of $size bytes differs"
+	"$@" --stats -- cat "$_f" >$D/$_p.out 2>$D/$_p.out.stats </dev/null
+	lab_metrics "${_p}_first_byte_ms=$(median $D/$_p.lat first_byte_ms)" \
+		"${_p}_in_MBps=$(stat_of $D/$_p.in.stats MBps)" \
+		"${_p}_out_MBps=$(stat_of $D/$_p.out.stats MBps)"
+}
+
+# The checks against the L1 (basic and heavy).
+drive_l1() {
+	t0=$(lab_now_cs)
+	if ! x --wait 150 -- true </dev/null 2>$D/err; then
+		say fail first-contact "$(cat $D/err)"
+		return 1
+	fi
+	say ok first-contact "after $(lab_secs $(($(lab_now_cs) - t0))) s"
+	lab_metric first_contact_s "$(lab_secs $(($(lab_now_cs) - t0)))"
+
+	x -- sh -c 'echo to-out; echo to-err >&2; exit 7' </dev/null >$D/o 2>$D/e
+	rc=$?
+	if [ $rc = 7 ] && [ "$(cat $D/o)" = to-out ] && [ "$(cat $D/e)" = to-err ]; then
+		say ok status "7, stdout and stderr apart"
+	else
+		say fail status "rc=$rc out='$(cat $D/o)' err='$(cat $D/e)'"
+	fi
+	x -- /no/such/command </dev/null >/dev/null 2>$D/e
+	rc=$?
+	[ $rc = 127 ] && say ok not-found 127 || say fail not-found "rc=$rc $(cat $D/e)"
+
+	# cp in, checked in the guest; out through stdout; cp back.
+	if "$NV" cp --vsock-socket $SOCK $D/data :/tmp/data 2>$D/e &&
+		[ "$(x -- sha256sum /tmp/data </dev/null | cut -c1-64)" = "$want" ]; then
+		say ok cp-in "$size bytes"
+	else
+		say fail cp-in "$(cat $D/e)"
+	fi
+	probe vm /tmp/data x
+	[ "$(sha256sum <$D/vm.out | cut -c1-64)" = "$want" ] && say ok stdout "$size bytes" ||
+		say fail stdout "checksum of $size bytes differs"
+	rm -f $D/back
+	"$NV" cp --vsock-socket $SOCK :/tmp/data $D/back 2>$D/e
+	[ "$(sha256sum <$D/back | cut -c1-64)" = "$want" ] && say ok cp-out "$size bytes" ||
+		say fail cp-out "$(cat $D/e)"
+
+	# A background job of this shell ignores SIGINT (and nestvm exec leaves
+	# an ignored signal ignored, as ssh does): SIGUSR1 shows the forwarding.
+	x -- sleep 30 </dev/null >/dev/null 2>&1 &
+	p=$!
+	sleep 2
+	kill -USR1 $p
+	wait $p
+	rc=$?
+	[ $rc = 138 ] && say ok signal "SIGUSR1 ended sleep: 138" || say fail signal "rc=$rc"
+
+	x -t -- tty </dev/null >$D/o 2>$D/e
+	grep -q '^/dev/pts/' $D/o && say ok pty "$(tr -d '\r' <$D/o)" || say fail pty "$(cat $D/o $D/e)"
+
+	pids=
+	for i in 1 2 3 4; do
+		x -- sh -c "sleep 1; echo s$i" </dev/null >$D/par.$i 2>&1 &
+		pids="$pids $!"
+	done
+	# shellcheck disable=SC2086 # the list of pids
+	wait $pids
+	good=0
+	for i in 1 2 3 4; do [ "$(cat $D/par.$i)" = "s$i" ] && good=$((good + 1)); done
+	[ $good = 4 ] && say ok sessions "4 at once" || say fail sessions "$good of 4 right"
+}
+
+# heavy: 1 GiB each way into the L1; then l2 through the L1's agent.
+drive_heavy() {
+	gib=1073741824
+	zero=$(head -c $gib /dev/zero | sha256sum | cut -c1-64)
+	head -c $gib /dev/zero | x --stats -- sha256sum >$D/o 2>$D/gin.stats
+	[ "$(cut -c1-64 $D/o)" = "$zero" ] && say ok gib-in "$(stat_of $D/gin.stats MBps) MB/s" ||
+		say fail gib-in "checksum: $(cat $D/o)"
+	x --stats -- head -c $gib /dev/zero </dev/null 2>$D/gout.stats | sha256sum >$D/o
+	[ "$(cut -c1-64 $D/o)" = "$zero" ] && say ok gib-out "$(stat_of $D/gout.stats MBps) MB/s" ||
+		say fail gib-out "checksum: $(cat $D/o)"
+	lab_metrics "gib_in_MBps=$(stat_of $D/gin.stats MBps)" "gib_out_MBps=$(stat_of $D/gout.stats MBps)"
+
+	for _ in $(seq 1 600); do
+		grep -q L1-L2-STARTED /tmp/l1-exec.out 2>/dev/null && break
+		sleep 1
+	done
+	t0=$(lab_now_cs)
+	if ! x --wait 400 l2 -- true </dev/null 2>$D/err; then
+		say fail l2-first-contact "$(cat $D/err)"
+		return 1
+	fi
+	say ok l2-first-contact "after $(lab_secs $(($(lab_now_cs) - t0))) s"
+	lab_metric l2_first_contact_s "$(lab_secs $(($(lab_now_cs) - t0)))"
+	x l2 -- sh -c 'echo l2-out; exit 5' </dev/null >$D/o 2>$D/e
+	rc=$?
+	[ $rc = 5 ] && [ "$(cat $D/o)" = l2-out ] && say ok l2-status 5 || say fail l2-status "rc=$rc $(cat $D/e)"
+	for _i in 1 2 3 4 5; do
+		x --stats l2 -- echo hi </dev/null >/dev/null 2>>$D/l2.lat
+	done
+	x --stats l2 -- sha256sum <$D/data >$D/o 2>$D/l2in.stats
+	[ "$(cut -c1-64 $D/o)" = "$want" ] && say ok l2-stdin "$size bytes" || say fail l2-stdin "$(cat $D/o)"
+	lab_metrics "l2_first_byte_ms=$(median $D/l2.lat first_byte_ms)" "l2_in_MBps=$(stat_of $D/l2in.stats MBps)"
+	rm -f $D/back
+	"$NV" cp --vsock-socket $SOCK $D/data l2:/tmp/data 2>$D/e &&
+		"$NV" cp --vsock-socket $SOCK l2:/tmp/data $D/back 2>>$D/e
+	[ "$(sha256sum <$D/back | cut -c1-64)" = "$want" ] && say ok l2-cp "in and back" || say fail l2-cp "$(cat $D/e)"
+	x -t l2 -- tty </dev/null >$D/o 2>$D/e
+	grep -q '^/dev/pts/' $D/o && say ok l2-pty "$(tr -d '\r' <$D/o)" || say fail l2-pty "$(cat $D/o $D/e)"
+	x -e NESTVM_HOME=/tmp/nestvm -- /l1/bin/nestvm exec l2 -- sha256sum <$D/data >$D/o 2>$D/e
+	[ "$(cut -c1-64 $D/o)" = "$want" ] && say ok l2-chained "exec L1 -- nestvm exec l2" ||
+		say fail l2-chained "$(cat $D/o $D/e)"
+	x l2 -- touch /tmp/exec-done </dev/null
+}
+
+drive() {
+	drive_l1 && [ $mode = heavy ] && drive_heavy
+	x -- touch /tmp/exec-done </dev/null 2>/dev/null
+}
+
+head -c $size /dev/urandom >$D/data
+want=$(sha256sum <$D/data | cut -c1-64)
+drive >$D/drive.log 2>&1 &
+driver=$!
+lab_info "nestvm run $run_args --vsock 3,socket=$SOCK --cmdline \"$cmdline\""
+# shellcheck disable=SC2086 # run_args is a list of words
+lab_l1_run exec $l1_limit --kernel /lab/kernel/bzImage --cpus 2 $run_args --vsock 3,socket=$SOCK \
+	--cmdline "$cmdline"
+kill $driver 2>/dev/null
+wait $driver 2>/dev/null
+sed 's/^/  drive| /' $D/drive.log
+
+[ "$l1_rc" -eq 0 ] || lab_fail "nestvm exit status $l1_rc ($(lab_exit_status_name $l1_rc)), want 0"
+[ -s $RES ] || lab_fail "no check ran"
+grep '^EXEC-CHECK fail' $RES | while read -r _ _ line; do lab_fail "$line"; done
+grep -q '^EXEC-CHECK fail' $RES && lab_failed=1
+for c in first-contact status not-found cp-in stdout cp-out signal pty sessions; do
+	grep -q "^EXEC-CHECK ok $c" $RES || lab_fail "check $c did not pass"
+done
+if [ $mode = heavy ]; then
+	for c in gib-in gib-out l2-first-contact l2-status l2-stdin l2-cp l2-pty l2-chained; do
+		grep -q "^EXEC-CHECK ok $c" $RES || lab_fail "check $c did not pass"
+	done
+fi
+
+# The same over the lab's own loopback: the agent on this host, a UNIX socket.
+if [ $mode = basic ]; then
+	$AGENT --unix $D/lo.sock </dev/null 2>$D/lo.log &
+	lo=$!
+	for _ in $(seq 1 50); do
+		[ -S $D/lo.sock ] && break
+		sleep 0.1
+	done
+	cp $D/data $D/lo-data
+	probe lo $D/lo-data "$NV" exec --agent-socket $D/lo.sock
+	[ "$(sha256sum <$D/lo.out | cut -c1-64)" = "$want" ] || lab_fail "loopback: stdout checksum differs"
+	kill $lo
+	wait $lo 2>/dev/null
+fi
+rm -rf $D
+lab_finish
