@@ -336,7 +336,7 @@ next_port
 rport=$PORT
 next_port
 receive_bg "$B" tv "tcp:127.0.0.1:$rport"
-"$FAULT" relay "$PORT" "$rport" rate:${MIGRATE_SLOW_RATE:-30000000} 2>"$T/relay.out" &
+"$FAULT" relay "$PORT" "$rport" rate:${MIGRATE_SLOW_RATE:-10000000} 2>"$T/relay.out" &
 fpid=$!
 sleep 0.1
 t0=$(date +%s)
@@ -347,7 +347,7 @@ kill "$fpid" 2>/dev/null
 wait "$fpid" 2>/dev/null
 thr=$(grep -o "throttled to [0-9]*%" "$A/tv/monitor.log" | tail -1)
 if [ "$mrc" -eq 0 ] && [ -n "$thr" ] && [ "$(state_at "$B" tv)" = running ]; then
-	ok "a guest writing faster than a 30 MB/s link: vCPUs $thr, converged in $(($(date +%s) - t0)) s"
+	ok "a guest writing faster than a 10 MB/s link: vCPUs $thr, converged in $(($(date +%s) - t0)) s"
 else
 	bad "throttle: migrate $mrc, '$thr', tv at B $(state_at "$B" tv): $(grep 'migration' "$A/tv/monitor.log" | tail -3)"
 fi
