@@ -47,7 +47,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all release asan static guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
-	lab-soak lab-soak-labs stress-pause \
+	lab-soak lab-soak-labs lab-snapshot stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
 
@@ -126,6 +126,11 @@ lab-soak: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 		nested-soak:$(LAB_SOAK_RUNS).s$(LAB_SOAK_SECONDS)$(LAB_SOAK_SPEC)
 lab-soak-labs: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 	tests/lab/soak.sh -n $(LAB_SOAK_LABS) $(LAB_SOAK_SCENARIOS)
+
+# The lab's save/restore tests of guest hypervisors, too long for make test
+# (tests/lab/README.md, "Snapshots"): snapshot-nested and snapshot-linux.
+lab-snapshot: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+	tests/lab/lab.sh --name snapshot --timeout 1500 snapshot-nested snapshot-linux
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh
