@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: MIT
+# lab-timeout: 240
+# lab-budget: 270
+#
+# migrate-nested[:SPEC] — live migration of a guest hypervisor while its L2
+# runs, back and forth between two hosts in one lab (migrate-lib.sh: two
+# network namespaces joined by a veth pair, a nestvm store each, TCP
+# between them). A managed VM (`nestvm new --nested on`, 64 MiB) runs the
+# probe as an L1 hypervisor whose L2 computes a long chain (test=svm
+# iterations=0 l2work=ROUNDS: "l2work round R/N" after each round, the
+# chain checked by the L1 at the end), as in snapshot-nested. While the L2
+# runs, `nestvm receive` on the other host and `nestvm migrate` on this
+# one, again and again: each time the VM must be off at the source and run
+# at the destination, the source's monitor.log must say the migration
+# completed, and when it says "vCPU N saved in guest mode" (the switch-over
+# caught the L2 running) the destination's must say "restored in guest
+# mode". Until MOVES migrations caught the L2 running (at most 2 x MOVES
+# migrations; the others are checked all the same). Then the L2 runs to the
+# end on the last host: the console.logs of all the monitors that ran the
+# VM, end to end, must show every round once, in order, up to ROUNDS, the
+# L1 must PASS (its own check of the whole chain) and the VM end with exit
+# status 0 there.
+#
+# SPEC: words joined by '.', mN migrations in guest mode (4), rN rounds
+# (ROUNDS_DEFAULT). Metrics: net (netns or loopback), round_ms (one L2
+# round), migrate_ms (the slowest migrate command), downtime_ms (the
+# longest, the source's monitor.log), mib (the most sent), guest_mode
+# (migrations in guest mode / all), total_s.
+
+. /lab/lib.sh
+
+lab_need_nestvm
+probe=/lab/guest/probe.elf
+[ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
+grep -q l2work $probe || lab_skip "the probe has no l2work"
+
+ROUNDS_DEFAULT=200
+moves=4
+rounds=$ROUNDS_DEFAULT
+for w in $(echo "${1:-}" | tr '.' ' '); do
+	case $w in
+	m[0-9]*) moves=${w#m} ;;
+	r[0-9]*) rounds=${w#r} ;;
+	*) lab_fail "unknown word '$w' in '$1' (mN, rN)"; lab_finish ;;
+	esac
+done
+
+NV=/lab/bin/nestvm
+VM=mn
+export NESTVM_HOME=/tmp/nestvm-migA
+. /lab/scenarios/snapshot-lib.sh
+. /lab/scenarios/migrate-lib.sh
+
+fin() {
+	mig_net_down
+	lab_finish
+}
+
+mig_net_up
+mig_here A
+mig_at A new $VM --kernel $probe --memory 64M --nested on \
+	--cmdline "test=svm iterations=0 l2work=$rounds" >/dev/null || { lab_fail "nestvm new failed"; fin; }
+lab_info "test=svm iterations=0 l2work=$rounds under a managed VM, --nested on, 64 MiB, on host A;" \
+	"$moves migrations in guest mode wanted"
+t_start=$(lab_now_cs)
+mig_at A start $VM >/dev/null || { lab_fail "nestvm start failed"; snap_show; fin; }
+snap_wait_gt 0 60 || { lab_fail "no L2 round within 60 s"; snap_show; fin; }
+t1=$(lab_now_cs)
+r1=$(snap_last $con)
+snap_wait_gt $((r1 + 1)) 60 || { lab_fail "the L2 did not get past round $((r1 + 1))"; snap_show; fin; }
+round_ms=$(((($(lab_now_cs) - t1) * 10) / ($(snap_last $con) - r1)))
+lab_info "an L2 round (16 x 1M xorshift64 steps and 5 exits) takes about $round_ms ms"
+
+gm=0 n=0 ms_max=0 down_max=0 mib_max=0
+while [ $gm -lt "$moves" ] && [ $n -lt $((2 * moves)) ]; do
+	n=$((n + 1))
+	r=$(snap_last $con)
+	[ $((rounds - r)) -ge 10 ] ||
+		{ lab_fail "migration $n: the L2 is at round $r of $rounds already (raise rN)"; fin; }
+	# A round or so of running on this host, ending at no fixed point.
+	snap_wait_gt "$r" 60 || { lab_fail "migration $n: the L2 made no progress on $here"; snap_show; fin; }
+	snap_pause
+	from=$here
+	mig_move "migration $n" || fin
+	[ $mig_ms -gt $ms_max ] && ms_max=$mig_ms
+	[ "${mig_down_ms:-0}" -gt $down_max ] && down_max=$mig_down_ms
+	[ "${mig_mib:-0}" -gt $mib_max ] && mib_max=$mig_mib
+	if [ $mig_gm -eq 1 ]; then
+		gm=$((gm + 1))
+		how="in guest mode"
+	else
+		how="while the L1 ran between two L2 entries (not counted)"
+	fi
+	snap_wait_gt 0 60 || { lab_fail "migration $n: no L2 round on $here after it"; snap_show; fin; }
+	lab_info "migration $n: $from -> $here after round $mig_at_progress, $how: ${mig_ms} ms" \
+		"(${mig_mib:-?} MiB in ${mig_passes:-?} passes, stopped for ${mig_down_ms:-?} ms);" \
+		"on to round $(snap_first $con) on $here"
+done
+[ $gm -eq "$moves" ] || { lab_fail "only $gm of $n migrations caught the L2 running, want $moves"; fin; }
+
+# Run to the end on the last host: the rounds left, then the L1's check.
+r=$(snap_last $con)
+left=$((rounds - r))
+limit=$((left * round_ms * 3 / 1000 + 60))
+lab_info "waiting on $here for the $left rounds left and the L1's check (at most $limit s)"
+end=$(($(lab_now_cs) + limit * 100))
+while [ "$(snap_state)" = running ] && [ "$(lab_now_cs)" -lt $end ]; do
+	sleep 0.5
+done
+[ "$(snap_state)" = off ] || { lab_fail "the VM is '$(snap_state)' on $here after $limit s, want off"; snap_show; fin; }
+total_s=$(lab_secs $(($(lab_now_cs) - t_start)))
+cat $con >>"$all"
+tr -d '\r' <$con | grep -E 'l2work(=|: the)|test=svm' | sed 's/^/  console| /'
+snap_check_sequence "$all" "the rounds across the migrations" ||
+	lab_fail "the rounds across the migrations are not each once, in order"
+[ "$(snap_first "$all")" = 1 ] || lab_fail "the first round seen is $(snap_first "$all"), want 1"
+[ "$(snap_last "$all")" = "$rounds" ] || lab_fail "the last round is $(snap_last "$all"), want $rounds"
+result=$(tr -d '\r' <$con | sed -n "s/.*l2work=$rounds result=\(0x[0-9a-f]*\).*/\1/p")
+[ -n "$result" ] || lab_fail "no 'l2work=$rounds result=' line on $here"
+tr -d '\r' <$con | grep -q 'test=svm: PASS' ||
+	lab_fail "the L1 did not PASS: $(tr -d '\r' <$con | grep 'test=svm' | tail -n 1)"
+mig_at $here show $VM --json | grep -q '"status": *0' ||
+	lab_fail "the VM did not end with exit status 0 on $here: $(mig_at $here show $VM | grep -i 'last exit')"
+lab_info "$n migrations ($gm in guest mode) over $MIG_NET passed; every round once;" \
+	"the L1 PASSed on $here with result $result; $total_s s"
+lab_metrics "net=$MIG_NET" "round_ms=$round_ms" "migrate_ms=$ms_max" "downtime_ms=$down_max" \
+	"mib=$mib_max" "guest_mode=$gm/$n" "total_s=$total_s"
+mig_at A remove $VM >/dev/null || lab_fail "nestvm remove on A failed"
+mig_at B remove $VM >/dev/null || lab_fail "nestvm remove on B failed"
+fin
