@@ -118,6 +118,12 @@ mig_net_down() {
 	mig_pid_A= mig_pid_B=
 }
 
+# mig_pause: sleeps 0.1 to 0.6 s, so that a migration starts at no fixed point.
+mig_pause() {
+	_d=$(($(lab_now_cs) % 6 + 1))
+	sleep "0.$_d"
+}
+
 # mig_move LABEL: migrates the VM from $here to the other host: `nestvm
 # receive` there in the background, `nestvm migrate` here, and the checks:
 # both succeed, the VM is off here and runs there, the source's monitor.log
