@@ -23,7 +23,7 @@ MIG_HOME_B=/tmp/nestvm-migB
 MIG_SECRET=/tmp/nestvm-mig.secret
 MIG_IP_A=10.77.0.1
 MIG_IP_B=10.77.0.2
-mig_pid_A= mig_pid_B= mig_port=47000 MIG_NET=loopback
+mig_pid_A='' mig_pid_B='' mig_port=47000 MIG_NET=loopback
 here=A
 
 # The other host.
@@ -102,7 +102,7 @@ mig_net_up() {
 		kill -KILL "$mig_pid_A" "$mig_pid_B" 2>/dev/null
 		ip link del mig-a 2>/dev/null
 	fi
-	mig_pid_A= mig_pid_B=
+	mig_pid_A='' mig_pid_B=''
 	MIG_NET=loopback MIG_IP_A=127.0.0.1 MIG_IP_B=127.0.0.1
 	ip link set lo up 2>/dev/null
 	lab_info "hosts A and B: no veth pair or network namespace in this lab; TCP over the lab's" \
@@ -115,7 +115,7 @@ mig_net_down() {
 	mig_at A kill "$VM" >/dev/null 2>&1
 	mig_at B kill "$VM" >/dev/null 2>&1
 	[ -n "$mig_pid_A" ] && kill -KILL "$mig_pid_A" "$mig_pid_B" 2>/dev/null
-	mig_pid_A= mig_pid_B=
+	mig_pid_A='' mig_pid_B=''
 }
 
 # mig_pause: sleeps 0.1 to 0.6 s, so that a migration starts at no fixed point.
@@ -132,7 +132,8 @@ mig_pause() {
 # mig_here's the destination. Sets mig_gm (1: a vCPU was saved in guest
 # mode, running an L2), mig_ms (the migrate command's wall time), mig_down_ms,
 # mig_mib, mig_passes (from the source's monitor.log), mig_at_progress (the
-# last progress before the switch). Returns 1 after lab_fail.
+# last progress before the switch). MIG_MIGRATE_ARGS: more arguments for
+# nestvm migrate (--downtime, --timeout). Returns 1 after lab_fail.
 mig_move() {
 	_from=$here
 	_to=$(mig_other "$here")
@@ -158,7 +159,8 @@ mig_move() {
 		sleep 0.1
 	done
 	_t0=$(lab_now_cs)
-	mig_at "$_from" migrate "$VM" --to "$_addr" --secret-file $MIG_SECRET \
+	# shellcheck disable=SC2086 # MIG_MIGRATE_ARGS: more words for nestvm migrate
+	mig_at "$_from" migrate "$VM" --to "$_addr" --secret-file $MIG_SECRET ${MIG_MIGRATE_ARGS:-} \
 		</dev/null >/tmp/mig-send.out 2>&1
 	_rc=$?
 	mig_ms=$((($(lab_now_cs) - _t0) * 10))
