@@ -26,7 +26,13 @@
 # "Snapshots") comes before any migration; an L1 that crashes in it (the
 # lab's open L1 triple fault) is booted once more, as in snapshot-linux.
 #
-# SPEC: words joined by '.': nN passes (80000), mN migrations at least
+# A migration of the L1 takes 15 to 25 s in the lab (150 MiB or so at
+# about 10 MiB/s: HMAC-SHA256 and copies under TCG; the vCPUs throttled
+# to converge), during which the L2 slows down with its L1. Past its slow
+# start a tenth of 80000 passes took about 3 s: 200000 passes leave room
+# for several migrations.
+#
+# SPEC: words joined by '.': nN passes (200000), mN migrations at least
 # (2: A -> B -> A), tN TRIES (6), dN the migrations' --downtime in ms (the
 # default, 100, unless given). Metrics: net, l1_boot_s, first_s (L2 start
 # to its first tenth), step_s (a tenth), migrate_ms (the slowest migrate
@@ -41,7 +47,7 @@ lab_need_nestvm
 grep -q memgen /lab/guest/probe.elf || lab_skip "the probe has no test=memgen"
 [ -x /lab/bin/memgen-expect ] || lab_skip "no /lab/bin/memgen-expect (tests/lab/lab.sh builds it)"
 
-passes=80000 moves=2 tries=6 downtime= l1_crashes=0
+passes=200000 moves=2 tries=6 downtime='' l1_crashes=0
 FIRST_MAX_S=420 # L2 start to its first tenth
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
@@ -140,10 +146,11 @@ show_space "before the migrations"
 gm=0 n=0 ms_max=0 down_max=0 mib_max=0 passes_max=0
 while { [ $n -lt "$moves" ] || [ $gm -eq 0 ]; } && [ $n -lt "$tries" ]; do
 	n=$((n + 1))
+	# The L2 has made progress on this host (a tenth since the VM came,
+	# below): a little more, then the migration, at no fixed point.
 	p=$(snap_last $con)
-	[ $((passes - p)) -ge $((2 * step)) ] ||
+	[ $((passes - p)) -ge $((3 * step)) ] ||
 		{ lab_fail "migration $n: the L2 is at pass $p of $passes already (raise nN)"; fin; }
-	snap_wait_gt "$p" "$wait_s" || { lab_fail "migration $n: no progress past pass $p on $here"; snap_show; fin; }
 	mig_pause
 	from=$here
 	mig_move "migration $n" || { show_space "migration $n"; fin; }
