@@ -47,7 +47,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all release asan static guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
-	lab-soak lab-soak-labs lab-snapshot stress-pause \
+	lab-soak lab-soak-labs lab-snapshot lab-migrate stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
 
@@ -131,6 +131,11 @@ lab-soak-labs: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 # (tests/lab/README.md, "Snapshots"): snapshot-nested and snapshot-linux.
 lab-snapshot: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name snapshot --timeout 1500 snapshot-nested snapshot-linux
+
+# The lab's live migrations of guest hypervisors (tests/lab/README.md,
+# "Migration"): migrate-nested (also in make test) and migrate-linux.
+lab-migrate: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+	tests/lab/lab.sh --name migrate --timeout 1500 migrate-nested migrate-linux
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh

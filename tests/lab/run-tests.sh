@@ -27,8 +27,10 @@ RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 # triple-faults now and then (tests/lab/README.md, "The lab's wedge").
 # snapshot-nested (35-85 s) and snapshot-linux (3-6 min) are in `make
 # lab-snapshot`: make test already takes more than its 12 minutes on a busy
-# host (tests/lab/README.md, "Snapshots").
-LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state nested"}
+# host (tests/lab/README.md, "Snapshots"). migrate-nested (about a minute:
+# its L2's work is sized to the lab's speed) is the live migration's
+# headline test; migrate-linux (2-7 min) is in `make lab-migrate`.
+LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state nested migrate-nested"}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
 # shellcheck disable=SC2206 # word splitting of the list is intended
 tests=(${*:-$LAB_TESTS})
