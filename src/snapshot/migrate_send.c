@@ -6,6 +6,7 @@
 #include "core/machine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,9 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCAN_CHUNK (2u << 20)	      /* mincore() granule of the first pass */
-#define PROGRESS_STEP (64ull << 20)   /* a progress report every this many bytes sent */
-#define MIGRATE_ACK_TIMEOUT_MS 30000  /* READY after the state, RUNNING after GO */
+#define PROGRESS_STEP (64ull << 20)  /* a progress report every this many bytes sent */
+#define MIGRATE_ACK_TIMEOUT_MS 30000 /* READY after the state, RUNNING after GO */
 #define BITS GUEST_MEM_BITS_PER_WORD
 
 struct msend {
@@ -190,31 +190,34 @@ static int pass_end(struct msend *s, uint64_t dirty_left)
 	return r < 0 ? msend_fail(s, r, "sending") : 0;
 }
 
-/* The first pass: every page that is not zero. Untouched anonymous memory is not even read. */
+/*
+ * The first pass: every page that is not zero. Only pages that may hold
+ * data are read (vm_snapshot_data_pages(), as a save does): untouched
+ * memory is not, nor the holes of a restored VM's memory file.
+ */
 static int pass_full(struct msend *s)
 {
 	const struct guest_mem *mem = &s->vm->mem;
-	unsigned char vec[SCAN_CHUNK / MIG_PAGE_SIZE];
-	int r;
+	unsigned char vec[VM_SNAPSHOT_SCAN_CHUNK / MIG_PAGE_SIZE];
+	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), r = 0;
 
-	for (uint64_t off = 0; off < mem->ram_size; off += SCAN_CHUNK) {
-		uint64_t chunk = mem->ram_size - off < SCAN_CHUNK ? mem->ram_size - off : SCAN_CHUNK;
+	for (uint64_t off = 0; off < mem->ram_size && r == 0; off += VM_SNAPSHOT_SCAN_CHUNK) {
+		uint64_t left = mem->ram_size - off;
+		uint64_t chunk = left < VM_SNAPSHOT_SCAN_CHUNK ? left : VM_SNAPSHOT_SCAN_CHUNK;
 		unsigned int pages = (unsigned int)(chunk / MIG_PAGE_SIZE);
 
 		r = msend_check(s);
 		if (r < 0)
-			return r;
-		if (mem->file_backed || mincore(mem->ram + off, chunk, vec) < 0)
-			memset(vec, 1, sizeof(vec));
-		for (unsigned int i = 0; i < pages; i++) {
-			if (!(vec[i] & 1))
-				continue;
-			r = page_add(s, off + (uint64_t)i * MIG_PAGE_SIZE, true);
-			if (r < 0)
-				return r;
+			break;
+		vm_snapshot_data_pages(s->vm, pagemap, off, chunk, vec);
+		for (unsigned int i = 0; i < pages && r == 0; i++) {
+			if (vec[i] & 1)
+				r = page_add(s, off + (uint64_t)i * MIG_PAGE_SIZE, true);
 		}
 	}
-	return 0;
+	if (pagemap >= 0)
+		close(pagemap);
+	return r;
 }
 
 /* A later pass: the pages in s->dirty, which it clears. */
@@ -389,8 +392,8 @@ static int expect(struct msend *s, enum mig_msg want, int timeout_ms)
 	if (r < 0)
 		return msend_fail(s, r, "waiting for %s", mig_msg_name(want));
 	if (t != want)
-		return msend_fail(s, -EPROTO, "the destination sent %s instead of %s", mig_msg_name(t),
-		                  mig_msg_name(want));
+		return msend_fail(s, -EPROTO, "the destination sent %s instead of %s",
+		                  mig_msg_name(t), mig_msg_name(want));
 	return 0;
 }
 
@@ -435,7 +438,8 @@ static enum migrate_outcome switchover(struct msend *s)
 	t0 = now_ms();
 	r = vm_snapshot_quiesce(s->vm);
 	if (r < 0) {
-		msend_fail(s, r, "the VM could not be stopped for the switch-over: %s", strerror(-r));
+		msend_fail(s, r, "the VM could not be stopped for the switch-over: %s",
+		           strerror(-r));
 		return MIGRATE_FAILED;
 	}
 	log_realtime("switch-over: the VM stopped here");
@@ -521,8 +525,8 @@ static int offer(struct msend *s)
 
 	s->st->phase = "connecting";
 	mig_addr_format(&s->p->to, to, sizeof(to));
-	fd = mig_connect(&s->p->to, MIGRATE_CONNECT_TIMEOUT_MS, s->p->cancel_fd, s->why,
-	                 s->why_len);
+	fd =
+	    mig_connect(&s->p->to, MIGRATE_CONNECT_TIMEOUT_MS, s->p->cancel_fd, s->why, s->why_len);
 	if (fd < 0)
 		return fd;
 	r = mig_conn_init(&s->conn, fd, NULL, NULL, true);
@@ -549,7 +553,8 @@ static int offer(struct msend *s)
 	    .def_len = (uint32_t)s->p->def_len,
 	};
 	memcpy(h.cpu_vendor, m.cpu_vendor, sizeof(h.cpu_vendor));
-	r = mig_send_built(&s->conn, MIG_MSG_HELLO, mig_hello_encode(&h, mig_frame_payload(&s->conn)));
+	r = mig_send_built(&s->conn, MIG_MSG_HELLO,
+	                   mig_hello_encode(&h, mig_frame_payload(&s->conn)));
 	if (r == 0)
 		r = expect(s, MIG_MSG_ACCEPT, MIGRATE_ACK_TIMEOUT_MS);
 	if (r < 0)

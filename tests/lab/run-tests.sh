@@ -25,12 +25,15 @@ RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 # nested: a Linux L1 running the probe L2s (2-vCPU ones too). nested:linux,
 # which adds an L2 Linux, is in `make demo`, not here: its L2 Linux still
 # triple-faults now and then (tests/lab/README.md, "The lab's wedge").
-# snapshot-nested (35-85 s) and snapshot-linux (3-6 min) are in `make
-# lab-snapshot`: make test already takes more than its 12 minutes on a busy
-# host (tests/lab/README.md, "Snapshots"). migrate-nested (about a minute:
-# its L2's work is sized to the lab's speed) is the live migration's
-# headline test; migrate-linux (2-7 min) is in `make lab-migrate`.
-LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state nested migrate-nested"}
+# snapshot-nested (the probe as a guest hypervisor saved, restored and
+# checkpointed while its L2 runs; 28-85 s) is here; snapshot-linux (a Linux
+# L1 whose own nestvm runs an L2; 1.5-6 min, and at the mercy of the lab's
+# L1 triple faults) is in `make lab-snapshot` (tests/lab/README.md,
+# "Snapshots"). So is migrate-nested, the same guest hypervisor live-migrated
+# back and forth while its L2 runs (about a minute: its L2's work is sized
+# to the lab's speed); migrate-linux (2-7 min) is in `make lab-migrate`
+# (README, "Migration").
+LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state snapshot-nested nested migrate-nested"}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
 # shellcheck disable=SC2206 # word splitting of the list is intended
 tests=(${*:-$LAB_TESTS})
