@@ -39,10 +39,10 @@ grep -q l2work $probe || lab_skip "the probe has no l2work"
 # The L2's rounds: ROUNDS_FIRST, or on a fast lab as many as it runs in
 # about L2_TARGET_MS (a round took 53 to 278 ms of L1 time: the host's
 # load), so that the migrations have room: a migration with its checks
-# takes 2 to 4 s (20 to 50 rounds on a fast lab), up to 12 of them, about
-# one in two catching the L2 running. Never fewer: a first round measured
-# once took 538 ms, the next ones 161 ms; others 88 and 145 ms (the L1's check of the chain at
-# the end takes about 0.4 times the L2's run).
+# takes 2 to 4 s (20 to 50 rounds on a fast lab), up to 12 of them, two
+# in three catching the L2 running. Never fewer: a first round measured
+# once took 538 ms, the next ones 161 ms, another 88 ms then 145 ms (the
+# L1's check of the chain at the end takes about 0.4 times the L2's run).
 L2_TARGET_MS=30000
 ROUNDS_FIRST=200 ROUNDS_MAX=800
 moves=3
