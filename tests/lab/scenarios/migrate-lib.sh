@@ -164,6 +164,13 @@ mig_move() {
 		</dev/null >/tmp/mig-send.out 2>&1
 	_rc=$?
 	mig_ms=$((($(lab_now_cs) - _t0) * 10))
+	# A migrate that failed before it reached the destination leaves the
+	# receive waiting: 5 s more, then it goes.
+	if [ $_rc -ne 0 ]; then
+		_i=0
+		while lab_alive $_rpid && [ $_i -lt 50 ]; do sleep 0.1; _i=$((_i + 1)); done
+		kill $_rpid 2>/dev/null
+	fi
 	wait $_rpid
 	_rrc=$?
 	sed "s/^/  migrate $1| /" /tmp/mig-send.out
