@@ -14,15 +14,17 @@
 # at the destination, the source's monitor.log must say the migration
 # completed, and when it says "vCPU N saved in guest mode" (the switch-over
 # caught the L2 running) the destination's must say "restored in guest
-# mode". Until MOVES migrations caught the L2 running (at most 4 x MOVES
-# migrations; the others, which caught the L1 between two L2 entries, are
-# checked all the same: about one in two in the lab). Then the L2 runs to the
+# mode". MOVES migrations (A -> B -> A -> B -> A), and more until GM of
+# them caught the L2 running (at most MAX_MOVES): 48 of 81 did in the lab,
+# the others caught the L1 between two L2 entries and are checked all the
+# same (README, "Migration", on why fewer than saves). Then the L2 runs to the
 # end on the last host: the console.logs of all the monitors that ran the
 # VM, end to end, must show every round once, in order, up to ROUNDS, the
 # L1 must PASS (its own check of the whole chain) and the VM end with exit
 # status 0 there.
 #
-# SPEC: words joined by '.', mN migrations in guest mode (3), rN rounds
+# SPEC: words joined by '.', mN migrations at least (4), gN of them in
+# guest mode (2), rN rounds
 # (default: as many as take L2_TARGET_MS, below). Metrics: net (netns or
 # loopback), rounds, round_ms (one L2 round), migrate_ms (the slowest
 # migrate command), downtime_ms (the longest, the source's monitor.log),
@@ -39,19 +41,19 @@ grep -q l2work $probe || lab_skip "the probe has no l2work"
 # The L2's rounds: ROUNDS_FIRST, or on a fast lab as many as it runs in
 # about L2_TARGET_MS (a round took 53 to 278 ms of L1 time: the host's
 # load), so that the migrations have room: a migration with its checks
-# takes 2 to 4 s (20 to 50 rounds on a fast lab), up to 12 of them, two
-# in three catching the L2 running. Never fewer: a first round measured
+# takes 2 to 4 s (20 to 50 rounds on a fast lab), 4 to 12 of them. Never fewer: a first round measured
 # once took 538 ms, the next ones 161 ms, another 88 ms then 145 ms (the
 # L1's check of the chain at the end takes about 0.4 times the L2's run).
 L2_TARGET_MS=30000
 ROUNDS_FIRST=200 ROUNDS_MAX=800
-moves=3
+moves=4 want_gm=2 MAX_MOVES=12
 rounds=
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	m[0-9]*) moves=${w#m} ;;
+	g[0-9]*) want_gm=${w#g} ;;
 	r[0-9]*) rounds=${w#r} ;;
-	*) lab_fail "unknown word '$w' in '$1' (mN, rN)"; lab_finish ;;
+	*) lab_fail "unknown word '$w' in '$1' (mN, gN, rN)"; lab_finish ;;
 	esac
 done
 fixed=${rounds:+yes}
@@ -104,11 +106,11 @@ if [ -z "$fixed" ]; then
 	fi
 fi
 lab_info "test=svm iterations=0 l2work=$rounds under a managed VM, --nested on, 64 MiB, on host A;" \
-	"$moves migrations in guest mode wanted"
+	"$moves migrations at least, $want_gm in guest mode"
 lab_info "an L2 round (16 x 1M xorshift64 steps and 5 exits) takes about $round_ms ms"
 
 gm=0 n=0 ms_max=0 down_max=0 mib_max=0
-while [ $gm -lt "$moves" ] && [ $n -lt $((4 * moves)) ]; do
+while { [ $n -lt "$moves" ] || [ $gm -lt "$want_gm" ]; } && [ $n -lt $MAX_MOVES ]; do
 	n=$((n + 1))
 	r=$(snap_last $con)
 	[ $((rounds - r)) -ge 10 ] ||
@@ -132,7 +134,7 @@ while [ $gm -lt "$moves" ] && [ $n -lt $((4 * moves)) ]; do
 		"(${mig_mib:-?} MiB in ${mig_passes:-?} passes, stopped for ${mig_down_ms:-?} ms);" \
 		"on to round $(snap_first $con) on $here"
 done
-[ $gm -eq "$moves" ] || { lab_fail "only $gm of $n migrations caught the L2 running, want $moves"; fin; }
+[ $gm -ge "$want_gm" ] || { lab_fail "only $gm of $n migrations caught the L2 running, want $want_gm"; fin; }
 
 # Run to the end on the last host: the rounds left, then the L1's check.
 r=$(snap_last $con)
