@@ -44,7 +44,7 @@ grep -q l2work $probe || lab_skip "the probe has no l2work"
 # takes 2 to 4 s (20 to 50 rounds on a fast lab), 4 to 12 of them. Never fewer: a first round measured
 # once took 538 ms, the next ones 161 ms, another 88 ms then 145 ms (the
 # L1's check of the chain at the end takes about 0.4 times the L2's run).
-L2_TARGET_MS=30000
+L2_TARGET_MS=25000
 ROUNDS_FIRST=200 ROUNDS_MAX=800
 moves=4 want_gm=2 MAX_MOVES=12
 rounds=
