@@ -47,7 +47,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all release asan static guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk bench-snapshot \
-	lab-soak lab-soak-labs lab-snapshot lab-exec stress-pause \
+	lab-soak lab-soak-labs lab-snapshot lab-exec lab-migrate stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
 
@@ -137,6 +137,11 @@ lab-snapshot: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 # (tests/lab/scenarios/exec.sh heavy).
 lab-exec: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name exec --timeout 2400 exec:heavy
+
+# The lab's live migrations of guest hypervisors (tests/lab/README.md,
+# "Migration"): migrate-nested (also in make test) and migrate-linux.
+lab-migrate: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+	tests/lab/lab.sh --name migrate --timeout 1500 migrate-nested migrate-linux
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh

@@ -879,6 +879,8 @@ static void *monitor_control_thread(void *arg)
 	}
 	/* The vCPUs are gone: whatever the guest printed last goes to the log. */
 	monitor_console_output(m);
+	/* A migration that completed ended the VM: its client hears so before the close. */
+	monitor_migrate_events(m);
 	return NULL;
 }
 

@@ -95,7 +95,7 @@ static void mig_job(struct monitor *m)
 		pthread_mutex_lock(&m->lock);
 		snprintf(m->stop_reason, sizeof(m->stop_reason), "migrated to %s", g->to);
 		pthread_mutex_unlock(&m->lock);
-		vm_request_stop(m->vm, NESTVM_EXIT_SIGNAL_BASE + SIGKILL, "migrated");
+		/* Stopping before the outcome is out: no second migrate is taken. */
 		monitor_set_state(m, API_STATE_STOPPING);
 		break;
 	case MIGRATE_UNCERTAIN:
@@ -118,6 +118,13 @@ static void mig_job(struct monitor *m)
 	g->done_news = true;
 	pthread_mutex_unlock(&m->lock);
 	mig_wake(g->event_fd);
+	/*
+	 * Only once the outcome is out: the VM's end stops the control thread,
+	 * whose last act is to send it (monitor_migrate_events()), so the
+	 * client that asked hears "migrated" before the connection closes.
+	 */
+	if (out == MIGRATE_COMPLETED)
+		vm_request_stop(m->vm, NESTVM_EXIT_SIGNAL_BASE + SIGKILL, "migrated");
 }
 
 static void *mig_thread(void *arg)

@@ -29,8 +29,11 @@ RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 # checkpointed while its L2 runs; 28-85 s) is here; snapshot-linux (a Linux
 # L1 whose own nestvm runs an L2; 1.5-6 min, and at the mercy of the lab's
 # L1 triple faults) is in `make lab-snapshot` (tests/lab/README.md,
-# "Snapshots").
-LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state snapshot-nested nested exec"}
+# "Snapshots"). So is migrate-nested, the same guest hypervisor live-migrated
+# back and forth while its L2 runs (about a minute: its L2's work is sized
+# to the lab's speed); migrate-linux (2-7 min) is in `make lab-migrate`
+# (README, "Migration").
+LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state snapshot-nested nested exec migrate-nested"}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
 # shellcheck disable=SC2206 # word splitting of the list is intended
 tests=(${*:-$LAB_TESTS})
