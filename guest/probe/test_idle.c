@@ -13,6 +13,10 @@
  *                           guest that listens and does not power off.
  *   test=idle echo=on       echoes console input back, one line at a time, as
  *                           "probe: echo: <line>".
+ *   test=idle fill=on       first writes every word of RAM above the probe
+ *                           (as test=mem does, with no zero word) and prints
+ *                           how much, so that a save has all of memory to
+ *                           write (bench/snapshot.sh); then idles as above.
  *
  * With button=on or echo=on the probe polls: it has no interrupt handlers,
  * so it busy-waits at CPL3 (natively, even where CPL0 is emulated) between
@@ -32,6 +36,7 @@
 
 #define IDLE_SPIN 2000000 /* CPL3 loop iterations between polls, ~2 ms natively */
 #define IDLE_LINE_MAX 120
+#define IDLE_FILL_PATTERN 0x3c96a5e85a17c3e9ULL /* XOR an address: never 0 in RAM */
 
 static uint16_t idle_pm1_evt_port(void)
 {
@@ -48,6 +53,27 @@ static void idle_spin(void)
 {
 	for (volatile uint32_t i = 0; i < IDLE_SPIN; i++)
 		;
+}
+
+/* fill=on: every word of RAM above the probe image written once; bytes written, or 0 on failure. */
+static uint64_t idle_fill(void)
+{
+	uint64_t floor = (uintptr_t)__image_end, filled = 0;
+
+	for (unsigned int i = 0; i < boot.nr_ram; i++) {
+		uint64_t base = boot.ram[i].base > floor ? boot.ram[i].base : floor;
+		uint64_t end = boot.ram[i].end & ~7ULL;
+
+		base = (base + 7) & ~7ULL;
+		if (base >= end)
+			continue;
+		if (end > 4 * GIB && paging_map_high(base > 4 * GIB ? base : 4 * GIB, end) < 0)
+			return 0;
+		for (uint64_t a = base; a < end; a += 8)
+			*(volatile uint64_t *)(uintptr_t)a = a ^ IDLE_FILL_PATTERN;
+		filled += end - base;
+	}
+	return filled;
 }
 
 /* Read what the console has; print a line once it ends. */
@@ -71,6 +97,7 @@ static void idle_echo_poll(char *line, unsigned int *len)
 int test_idle(void)
 {
 	const char *button = param_get("button"), *echo = param_get("echo");
+	const char *fill = param_get("fill");
 	bool want_button = button && strcmp(button, "on") == 0;
 	bool ignore_button = button && strcmp(button, "ignore") == 0;
 	bool want_echo = echo && strcmp(echo, "on") == 0;
@@ -78,6 +105,13 @@ int test_idle(void)
 	char line[IDLE_LINE_MAX + 1];
 	unsigned int len = 0;
 
+	if (fill && strcmp(fill, "on") == 0) {
+		uint64_t filled = idle_fill();
+
+		if (!filled)
+			return probe_fail("fill=on: no RAM above the probe, or out of page tables");
+		printf("probe: test=idle: filled %lu MiB\n", filled / MIB);
+	}
 	if (want_button || ignore_button) {
 		pm1 = idle_pm1_evt_port();
 		if (!pm1)
