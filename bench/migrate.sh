@@ -59,6 +59,14 @@
 # writing for a second without a FAIL on its console (memgen checks every
 # page's markers before each pass: a page lost or stale fails at once).
 #
+# The destination fills fresh memory. On a virtual machine with free page
+# reporting (this development VM) fresh memory costs 1-3 s per GiB more
+# when the host took it back, which it does a few seconds after it was
+# freed, so the monitor that ran second in a run was several times faster
+# (the same memory, still warm). Right before each migration
+# bench/memwarm.c touches and frees the destination's memory size plus
+# 128 MiB, so that both start warm (WARM=0: not; see memwarm.c).
+#
 # QMP goes over FIFOs to QEMU's stdin and stdout (no socat or python
 # needed). All files (the two stores, the secret, the FIFOs, QEMU's
 # consoles) live in a temporary directory under $BUILD/bench, removed at
@@ -67,7 +75,7 @@
 # Usage: bench/migrate.sh            (or `make bench-migrate`)
 # Environment: RUNS (3), SIZES (MiB, "256 1024"), CASES ("idle memgen"),
 #   DOWNTIME (ms, 100: nestvm's default), PASSES (memgen, 1000000),
-#   MIG_TIMEOUT (s, 300), BUILD (build), NESTVM, QEMU; BENCH_STRICT=1 makes
+#   MIG_TIMEOUT (s, 300), WARM (1), BUILD (build), NESTVM, QEMU; BENCH_STRICT=1 makes
 #   a missed target exit with status 1.
 # Installs nothing: the monitor and the guest come from `make`, QEMU from
 # scripts/install-deps.sh. Needs read-write access to /dev/kvm.
@@ -82,6 +90,7 @@ KINDS=${CASES:-idle memgen}
 DOWNTIME=${DOWNTIME:-100}
 PASSES=${PASSES:-1000000}
 MIG_TIMEOUT=${MIG_TIMEOUT:-300}
+WARM=${WARM:-1}
 BUILD=${BUILD:-build}
 NESTVM=${NESTVM:-$BUILD/release/nestvm}
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -111,12 +120,21 @@ done
 [[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm is not usable by $(id -un)"
 command -v "$QEMU" >/dev/null || die "$QEMU not found: run scripts/install-deps.sh"
 command -v ss >/dev/null || die "ss (iproute2) not found: it finds free ports"
+command -v cc >/dev/null || die "cc not found: run scripts/install-deps.sh"
 ((BASH_VERSINFO[0] >= 5)) || die "needs bash 5 (EPOCHREALTIME)"
+
+MEMWARM=$BUILD/bench/memwarm
+if [[ ! -x $MEMWARM || bench/memwarm.c -nt $MEMWARM ]]; then
+	mkdir -p "$BUILD/bench"
+	cc -std=gnu11 -O2 -Wall -Wextra -Werror -o "$MEMWARM" bench/memwarm.c ||
+		die "cannot build $MEMWARM"
+fi
 
 mkdir -p "$BUILD/bench"
 WORK=$(mktemp -d "$BUILD/bench/migrate.XXXXXX")
 WORK=$(cd "$WORK" && pwd)
 # It goes into QMP's JSON unquoted.
+[[ $WARM == 0 || $WARM == 1 ]] || die "WARM is 0 or 1, not '$WARM'"
 [[ $WORK =~ ^[A-Za-z0-9/._+-]+$ ]] || die "the path $WORK needs quoting: use a plainer BUILD"
 HOME_A=$WORK/a
 HOME_B=$WORK/b
@@ -179,6 +197,11 @@ next_port() { # a port nobody listens on, in PORT
 	die "no free TCP port found"
 }
 
+warm() { # MiB: the destination's memory, warm (see above)
+	[[ $WARM == 1 ]] || return 0
+	"$MEMWARM" $(($1 + 128)) || die "memwarm failed"
+}
+
 cmdline_of() { # KIND -> the guest's command line
 	case $1 in
 	idle) echo "test=idle fill=on" ;;
@@ -210,9 +233,10 @@ nestvm_define() { # NAME MiB CMDLINE, in store A (B gets it with the first migra
 # nestvm_run NAME KIND RESULTS: start in A, receive in B, migrate, check, kill
 # in B; appends one result line.
 nestvm_run() {
-	local name=$1 kind=$2 res=$3 a=$HOME_A/$1 b=$HOME_B/$1
+	local name=$1 kind=$2 res=$3 a=$HOME_A/$1 b=$HOME_B/$1 mib=${1#bench-}
+	mib=${mib%-*}
 	local out=$WORK/nestvm.out recv=$WORK/recv.out alines=0 blines=0
-	local t0 t1 ms down mib passes stop run thr
+	local t0 t1 ms down sent passes stop run thr
 
 	NESTVM_HOME=$HOME_A "$NESTVM" start "$name" >"$out" 2>&1 || {
 		cat "$out" "$a/monitor.log" >&2
@@ -227,6 +251,7 @@ nestvm_run() {
 	RPID=$!
 	wait_for "$recv" "waiting for VM"
 
+	warm "$mib"
 	now_us && t0=$REPLY
 	NESTVM_HOME=$HOME_A timeout $((MIG_TIMEOUT + 60)) "$NESTVM" migrate "$name" \
 		--to "tcp:127.0.0.1:$PORT" --secret-file "$SECRET" --downtime "$DOWNTIME" \
@@ -236,7 +261,7 @@ nestvm_run() {
 	wait "$RPID" || die "nestvm receive $name failed: $(cat "$recv")"
 	RPID=
 
-	read -r ms mib passes down < <(sed -n \
+	read -r ms sent passes down < <(sed -n \
 		's/.* in \([0-9]*\) ms: \([0-9]*\) MiB in \([0-9]*\) passes, stopped for \([0-9]*\) ms$/\1 \2 \3 \4/p' "$out") || true
 	[[ -n $down ]] || die "cannot read nestvm migrate's output: $(cat "$out")"
 	stop=$(tail -n +$((alines + 1)) "$a/monitor.log" |
@@ -257,7 +282,7 @@ nestvm_run() {
 	NESTVM_HOME=$HOME_B "$NESTVM" show "$name" | grep -q '^state: *running' ||
 		die "nestvm: $name does not run on the destination: $(tail -n 5 "$b/monitor.log")"
 	NESTVM_HOME=$HOME_B "$NESTVM" kill "$name" >/dev/null || die "nestvm kill $name failed"
-	echo "$((run - t0)) $ms $((t1 - t0)) $((run - stop)) $down $((mib * 1048576)) $passes" \
+	echo "$((run - t0)) $ms $((t1 - t0)) $((run - stop)) $down $((sent * 1048576)) $passes" \
 		"${thr:-0}" >>"$res"
 }
 
@@ -351,6 +376,7 @@ qemu_run() {
 	next_port
 	qmp_cmd 1 "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:$PORT\"}}"
 
+	warm "$mib"
 	now_us && t0=$REPLY
 	qmp_cmd 0 "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:$PORT\"}}"
 	# Until completed; meanwhile the throttle, every 0.2 s.
