@@ -433,6 +433,8 @@ static enum migrate_outcome switchover(struct msend *s)
 	s->st->phase = "switch-over";
 	report(s);
 	t0 = now_ms();
+	/* With the line below, the span in which the guest's last instruction here ran. */
+	log_realtime("switch-over: stopping the VM");
 	r = vm_snapshot_quiesce(s->vm);
 	if (r < 0) {
 		msend_fail(s, r, "the VM could not be stopped for the switch-over: %s", strerror(-r));
