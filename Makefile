@@ -46,8 +46,8 @@ ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all release asan static guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk \
-	lab-soak lab-soak-labs stress-pause \
+.PHONY: all release asan static guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk bench-snapshot \
+	lab-soak lab-soak-labs lab-snapshot stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
 
@@ -127,6 +127,11 @@ lab-soak: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 lab-soak-labs: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 	tests/lab/soak.sh -n $(LAB_SOAK_LABS) $(LAB_SOAK_SCENARIOS)
 
+# The lab's save/restore tests of guest hypervisors, too long for make test
+# (tests/lab/README.md, "Snapshots"): snapshot-nested and snapshot-linux.
+lab-snapshot: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+	tests/lab/lab.sh --name snapshot --timeout 1500 snapshot-nested snapshot-linux
+
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh
 
@@ -150,6 +155,10 @@ $(BUILD)/release/bench/virtio_blk: bench/virtio_blk.c $(REL_LIB_OBJS)
 bench-blk: $(BUILD)/release/bench/virtio_blk
 	$(BUILD)/release/bench/virtio_blk $${BENCH_SECONDS:+-s $$BENCH_SECONDS} \
 		$${BENCH_IMAGE:-/var/tmp/nestvm-bench-blk.img}
+
+# Save and restore against QEMU's migrate to a file (bench/snapshot.sh; RUNS=5, SIZES="256 2048" MiB).
+bench-snapshot: $(BUILD)/release/nestvm $(GUEST_IMAGES)
+	BUILD=$(BUILD) bench/snapshot.sh
 
 # libFuzzer targets (clang): build/fuzz/fuzz_*, linked against one sanitizer+fuzzer build of
 # the library in build/fuzz/obj/. `make fuzz FUZZ_SECONDS=600` runs each for that long;

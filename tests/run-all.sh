@@ -45,7 +45,7 @@ for t in tests/integration/*.sh; do
 done
 # A short run of every fuzz target (a longer one: make fuzz FUZZ_SECONDS=600).
 if command -v clang >/dev/null; then
-	run_suite fuzz-smoke sh -c 'make -s fuzz FUZZ_SECONDS="${NESTVM_FUZZ_SECONDS:-5}" \
+	run_suite fuzz-smoke sh -c 'make -s fuzz FUZZ_SECONDS="${NESTVM_FUZZ_SECONDS:-3}" \
 		>build/fuzz-smoke.log 2>&1; rc=$?; grep -E "^Done|ERROR|SUMMARY" build/fuzz-smoke.log; exit $rc'
 fi
 if [ "${NESTVM_SKIP_LAB:-0}" = 1 ]; then

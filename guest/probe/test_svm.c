@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test=svm [nested=on|off] [npt=on|off] [iterations=N]: the probe as an
- * AMD-V (SVM) L1 hypervisor (AMD APM vol. 2 ch. 15).
+ * test=svm [nested=on|off] [npt=on|off] [iterations=N] [l2work=N]: the probe
+ * as an AMD-V (SVM) L1 hypervisor (AMD APM vol. 2 ch. 15).
  *
  * nested=off: PASS if SVM is hidden: CPUID.80000001h:ECX[2] clear and
  * setting EFER.SVME raises #GP.
@@ -18,6 +18,11 @@
  * with its exit code and EXITINFO. Then the cost of an L2 VMMCALL handled
  * by L1 (VMRUN, the L2's VMMCALL, #VMEXIT; RIP advanced between round
  * trips) over N round trips after 16 unmeasured ones (hv_round_trip_report()).
+ *
+ * l2work=N: before the round trips, N more rounds of the L2's work, each
+ * seeded with the result of the one before (svm_l2work()): an L2 that
+ * computes for long with few exits, whose end result depends on every
+ * round, for the lab's save/restore tests of a guest hypervisor.
  *
  * Without SVM: SKIP (FAIL with nested=on, which says SVM must be there).
  */
@@ -78,6 +83,8 @@
 #define IOPM_SIZE (3 * 4096)
 #define MSRPM_SIZE (2 * 4096)
 #define SVM_EXITS_MAX 5
+#define SVM_L2WORK_MAX 100000
+#define SVM_L2WORK_BLOCKS 16 /* hv_l2_expect() calls per l2work round */
 
 struct vmcb_seg {
 	uint16_t selector;
@@ -343,10 +350,11 @@ static uint64_t svm_next_rip(unsigned int len)
 }
 
 /*
- * Run the L2's work (hv.h) and check each exit. Returns PROBE_PASS with
- * the L2's result in *result, or PROBE_FAIL after printing why.
+ * Run the L2's work (hv.h) and check each exit, printing each one unless
+ * @quiet. Returns PROBE_PASS with the L2's result in *result, or
+ * PROBE_FAIL after printing why.
  */
-static int svm_run_work(uint64_t seed, uint64_t *result)
+static int svm_run_work(uint64_t seed, uint64_t *result, bool quiet)
 {
 	struct vmcb *v = &mem.vmcb;
 	static const uint64_t want[SVM_EXITS_MAX] = {SVM_EXIT_IOIO, SVM_EXIT_IOIO, SVM_EXIT_IOIO,
@@ -392,14 +400,77 @@ static int svm_run_work(uint64_t seed, uint64_t *result)
 				                  v->rax, HV_L2_DONE);
 			break;
 		}
-		printf(
-		    "probe: svm: exit %u: %s, EXITINFO1 0x%lx, EXITINFO2 0x%lx, next rip 0x%lx\n",
-		    n + 1, svm_exit_name(v->exit_code), v->exit_info1, v->exit_info2,
-		    has_nrips ? v->next_rip : 0);
+		if (!quiet)
+			printf("probe: svm: exit %u: %s, EXITINFO1 0x%lx, EXITINFO2 0x%lx, next "
+			       "rip 0x%lx\n",
+			       n + 1, svm_exit_name(v->exit_code), v->exit_info1, v->exit_info2,
+			       has_nrips ? v->next_rip : 0);
 		v->clean = SVM_CLEAN_ALL;
 		v->tlb_control = 0;
 	}
 	*result = hi << 32 | lo;
+	return PROBE_PASS;
+}
+
+/*
+ * The L2 of l2work: the exits of hv_l2_svm_work (hv.h: IN of the seed, OUT
+ * of the result's two halves, HLT, VMMCALL with HV_L2_DONE), but in between
+ * SVM_L2WORK_BLOCKS blocks of the L2's work, chained: hv_l2_expect() itself,
+ * run by the L2 at CPL0 on its buffer at RDI. Entered as if called, on the
+ * L2's stack; never returns.
+ */
+static void __attribute__((noreturn)) svm_l2_chain(uint64_t *buf)
+{
+	uint64_t x;
+
+	/* L1 puts the whole 64-bit seed in RAX (svm_run_work()). */
+	__asm__ volatile("inl %%dx, %%eax" : "=a"(x) : "d"(HV_L2_PORT_SEED));
+	for (unsigned int i = 0; i < SVM_L2WORK_BLOCKS; i++)
+		x = hv_l2_expect(x, buf);
+	__asm__ volatile("outl %%eax, %%dx" : : "a"((uint32_t)x), "d"(HV_L2_PORT_RESULT));
+	__asm__ volatile("outl %%eax, %%dx" : : "a"((uint32_t)(x >> 32)), "d"(HV_L2_PORT_RESULT));
+	__asm__ volatile("hlt");
+	__asm__ volatile("vmmcall" : : "a"(HV_L2_DONE));
+	for (;;)
+		__asm__ volatile("ud2"); /* L1 does not resume it here */
+}
+
+/*
+ * l2work=N: N rounds of svm_l2_chain(), round R seeded with the result of
+ * round R - 1 (round 0's is @seed), each on a fresh VMCB, so that the L2
+ * computes for long between few exits. "probe: svm: l2work round R/N"
+ * after each round shows from outside how far the L2 has come (a restored
+ * checkpoint sets it back). Then the same chain computed at CPL3 must give
+ * the L2's last result and buffer; prints "probe: svm: l2work=N
+ * result=0x..." (the same for every run with the same N and seed).
+ */
+static int svm_l2work(const struct hv_cpu_state *cpu, bool npt, uint64_t rounds, uint64_t seed)
+{
+	uint64_t x = seed, expect = seed, buf_pa = npt ? PA(mem.decoy) : PA(mem.buf);
+	int r;
+
+	printf("probe: svm: l2work: %lu rounds of %u x %u xorshift64 steps in the L2\n", rounds,
+	       SVM_L2WORK_BLOCKS, HV_L2_ITERATIONS);
+	for (uint64_t i = 1; i <= rounds; i++) {
+		svm_vmcb_init(cpu, npt, (void *)svm_l2_chain, buf_pa);
+		mem.vmcb.rsp -= 8; /* where a call would have put its return address */
+		if ((r = svm_run_work(x, &x, true)) != PROBE_PASS) {
+			printf("probe: svm: l2work: round %lu of %lu failed\n", i, rounds);
+			return r;
+		}
+		printf("probe: svm: l2work round %lu/%lu\n", i, rounds);
+	}
+	printf("probe: svm: l2work: the L2 is done; checking its chain at CPL3\n");
+	for (uint64_t i = 0; i < rounds * SVM_L2WORK_BLOCKS; i++)
+		expect = hv_l2_expect(expect, expect_buf);
+	if (x != expect)
+		return probe_fail("l2work=%lu: the L2's last result 0x%lx, expected 0x%lx", rounds, x,
+		                  expect);
+	for (unsigned int i = 0; i < HV_L2_BUF_QWORDS; i++)
+		if (mem.buf[i] != expect_buf[i])
+			return probe_fail("l2work=%lu: L2 buffer word %u: 0x%lx, expected 0x%lx",
+			                  rounds, i, mem.buf[i], expect_buf[i]);
+	printf("probe: svm: l2work=%lu result=0x%016lx\n", rounds, x);
 	return PROBE_PASS;
 }
 
@@ -454,7 +525,7 @@ int test_svm(void)
 	struct cpuid_regs f;
 	struct hv_cpu_state cpu;
 	struct hv_round_trip rt = {0};
-	uint64_t efer, result = 0, expect, iterations;
+	uint64_t efer, result = 0, expect, iterations, l2work = 0;
 	char timing[128] = "";
 	int r;
 
@@ -471,6 +542,8 @@ int test_svm(void)
 		                  "--nested on offers it on an AMD-V host");
 	if (!hv_param_iterations(&iterations))
 		return probe_fail("bad iterations=%s", param_get("iterations"));
+	if (param_get("l2work") && (!param_u64("l2work", &l2work) || l2work > SVM_L2WORK_MAX))
+		return probe_fail("bad l2work=%s (0 to %u)", param_get("l2work"), SVM_L2WORK_MAX);
 
 	f = cpuid(CPUID_SVM_FEATURES, 0);
 	has_nrips = f.edx & CPUID_8000000A_EDX_NRIPS;
@@ -504,7 +577,7 @@ int test_svm(void)
 		       "its buffer at 0x%lx\n",
 		       PA(mem.buf));
 	svm_vmcb_init(&cpu, npt, hv_l2_svm_work, npt ? PA(mem.decoy) : PA(mem.buf));
-	if ((r = svm_run_work(HV_L2_SEED, &result)) != PROBE_PASS)
+	if ((r = svm_run_work(HV_L2_SEED, &result, false)) != PROBE_PASS)
 		return r;
 	if (result != expect)
 		return probe_fail("L2 result 0x%lx, expected 0x%lx", result, expect);
@@ -519,6 +592,8 @@ int test_svm(void)
 			                  "guest-physical page, not where nCR3 maps it",
 			                  i);
 	printf("probe: svm: L2 result 0x%lx as expected, buffer as expected\n", result);
+	if (l2work && (r = svm_l2work(&cpu, npt, l2work, result)) != PROBE_PASS)
+		return r;
 
 	if (iterations) {
 		const uint64_t warmup = 16;
@@ -535,7 +610,8 @@ int test_svm(void)
 		hv_round_trip_report("svm", "l2 vmmcall", &rt, timing, sizeof(timing));
 	}
 	wrmsr_safe(MSR_EFER, efer);
-	return probe_pass("L2 ran (%s, %u exits as expected)%s%s",
+	return probe_pass("L2 ran (%s, %u exits as expected)%s%s%s",
 	                  npt ? "nested paging" : "no nested paging", SVM_EXITS_MAX,
-	                  timing[0] ? "; " : "", timing);
+	                  l2work ? "; l2work chain as expected" : "", timing[0] ? "; " : "",
+	                  timing);
 }

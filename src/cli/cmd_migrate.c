@@ -71,7 +71,8 @@ static void bytes_human(uint64_t b, char *buf, size_t len)
 		snprintf(buf, len, "%llu MiB", (unsigned long long)(b >> 20));
 }
 
-/* "pass 3: 312 MiB sent, 12 MiB left, guest writes 40 MiB/s, link 500 MiB/s, ~24 ms down, throttle 30%" */
+/* "pass 3: 312 MiB sent, 12 MiB left, guest writes 40 MiB/s, link 500 MiB/s, ~24 ms down, throttle
+ * 30%" */
 static void migrate_draw(void *opaque, json_t *p)
 {
 	struct migrate_bar *bar = opaque;
@@ -89,8 +90,8 @@ static void migrate_draw(void *opaque, json_t *p)
 	fprintf(stderr,
 	        "\rmigrating to %s: %s, pass %lld: %s sent, %s left, guest writes %lld MiB/s, "
 	        "link %lld MiB/s, ~%lld ms down, throttle %lld%%   ",
-	        bar->to, phase, (long long)pass, s, l, (long long)(rate >> 20), (long long)(bw >> 20),
-	        (long long)down, (long long)thr);
+	        bar->to, phase, (long long)pass, s, l, (long long)(rate >> 20),
+	        (long long)(bw >> 20), (long long)down, (long long)thr);
 	bar->drawn = true;
 }
 
@@ -159,13 +160,14 @@ static int migrate_parse(int argc, char **argv, struct migrate_args *a)
 			break;
 		case 'd':
 			if (cli_parse_uint(optarg, 1, API_MAX_DOWNTIME_MS, &a->downtime_ms) < 0)
-				return cli_vm_usage("migrate", "--downtime '%s': milliseconds, 1 to %d",
+				return cli_vm_usage("migrate",
+				                    "--downtime '%s': milliseconds, 1 to %d",
 				                    optarg, API_MAX_DOWNTIME_MS);
 			break;
 		case 'T':
 			if (cli_parse_uint(optarg, 1, API_MAX_MIGRATE_TIMEOUT, &a->timeout_s) < 0)
-				return cli_vm_usage("migrate", "--timeout '%s': seconds, 1 to %d", optarg,
-				                    API_MAX_MIGRATE_TIMEOUT);
+				return cli_vm_usage("migrate", "--timeout '%s': seconds, 1 to %d",
+				                    optarg, API_MAX_MIGRATE_TIMEOUT);
 			break;
 		case 'c':
 			a->cancel = true;
@@ -262,8 +264,10 @@ int cmd_migrate(int argc, char **argv)
 		fflush(stdout);
 		if (client_wait_closed(&c, MIGRATE_END_WAIT_MS) < 0 ||
 		    !migrate_monitor_gone(&st, a.name))
-			r = cli_vm_error("migrate", "VM '%s': migrated, but its monitor here did not "
-			                 "end", a.name);
+			r = cli_vm_error("migrate",
+			                 "VM '%s': migrated, but its monitor here did not "
+			                 "end",
+			                 a.name);
 		else
 			r = 0;
 	}
@@ -304,14 +308,16 @@ static void receive_def_diff(const struct vm_def *here, const struct vm_def *the
 	if (!ja || !jb) {
 		snprintf(buf, len, "cannot compare the definitions (out of memory)");
 	} else {
-		json_object_foreach(ja, key, v) {
+		json_object_foreach(ja, key, v)
+		{
 			json_t *w = json_object_get(jb, key);
 
 			if (!w || !json_equal(v, w)) {
 				char *x = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 				char *y = w ? json_dumps(w, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 
-				snprintf(buf, len, "field '%s' is %.80s here, %.80s in the one migrating",
+				snprintf(buf, len,
+				         "field '%s' is %.80s here, %.80s in the one migrating",
 				         key, x ? x : "?", y ? y : "absent");
 				free(x);
 				free(y);
@@ -416,8 +422,10 @@ static int receive_prepare(struct receive_ctx *rc)
 	if (rc->lock_fd < 0)
 		return NESTVM_EXIT_ERROR;
 	if (store_has_saved(&rc->st, rc->name))
-		return cli_vm_error("receive", "VM '%s' has a saved state here; 'nestvm start "
-		                    "--discard-saved' or 'nestvm remove' it first", rc->name);
+		return cli_vm_error("receive",
+		                    "VM '%s' has a saved state here; 'nestvm start "
+		                    "--discard-saved' or 'nestvm remove' it first",
+		                    rc->name);
 	return -1;
 }
 
@@ -434,8 +442,9 @@ static void receive_remove_created(struct receive_ctx *rc)
 	rc->lock_fd = store_lock_acquire(&rc->st, rc->name, STORE_LOCK_RUN, 5000, &err);
 	if (rc->lock_fd == -ENOENT)
 		return; /* gone already */
-	def_fd = rc->lock_fd < 0 ? rc->lock_fd
-	                         : store_lock_acquire(&rc->st, rc->name, STORE_LOCK_DEF, 5000, &err);
+	def_fd = rc->lock_fd < 0
+	             ? rc->lock_fd
+	             : store_lock_acquire(&rc->st, rc->name, STORE_LOCK_DEF, 5000, &err);
 	if (def_fd < 0 || store_remove(&rc->st, rc->name, &err) < 0) {
 		if (def_fd != -ENOENT)
 			fprintf(stderr, "nestvm receive: %s\n", err.msg);
@@ -479,8 +488,7 @@ static int receive_handover(struct receive_ctx *rc, struct migrate_dest *d, stru
 			r = cli_vm_error("receive", "VM '%s': the migration from %s failed: %s%s",
 			                 rc->name, d->peer, err.msg,
 			                 in.created ? " (nothing was left here)" : "");
-		}
-		else
+		} else
 			printf("VM '%s' migrated here from %s: it runs (monitor pid %d); console: "
 			       "nestvm console %s\n",
 			       rc->name, d->peer, (int)pid, rc->name);

@@ -26,23 +26,26 @@
 #define START_CONNECT_WAIT_MS 5000
 
 static const char start_usage[] =
-    "usage: nestvm start [--discard-saved] NAME\n"
+    "usage: nestvm start [--discard-saved] [--paused] NAME\n"
     "\n"
     "Start a VM that is off (or crashed): spawn its monitor, detached, and wait\n"
     "until the VM runs. A saved VM carries on from its saved state. The serial\n"
     "console is kept in console.log and reachable with 'nestvm console NAME';\n"
     "the monitor logs to monitor.log.\n"
     "\n"
-    "  --discard-saved   delete the saved state first and boot afresh\n";
+    "  --discard-saved   delete the saved state first and boot afresh\n"
+    "  --paused          build (or restore) the VM but keep it paused before its\n"
+    "                    first instruction; 'nestvm resume' lets it run\n";
 
 int cmd_start(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"discard-saved", no_argument, NULL, 'd'},
+	    {"paused", no_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	bool discard = false;
+	bool discard = false, paused = false;
 	int opt;
 	const char *name = NULL;
 	struct store_runtime rt = {0};
@@ -60,9 +63,12 @@ int cmd_start(int argc, char **argv)
 			fputs(start_usage, stdout);
 			return 0;
 		}
-		if (opt != 'd')
+		if (opt == 'd')
+			discard = true;
+		else if (opt == 'p')
+			paused = true;
+		else
 			return cli_vm_usage("start", "unknown option '%s'", argv[optind - 1]);
-		discard = true;
 	}
 	r = cli_vm_name_arg("start", argc, argv, &name);
 	if (r < 0)
@@ -108,7 +114,7 @@ int cmd_start(int argc, char **argv)
 		return cli_vm_error("start", "cannot write VM '%s''s runtime record: %s", name,
 		                    strerror(-r));
 	}
-	r = monitor_spawn(&st, name, fd, &pid, &err);
+	r = monitor_spawn(&st, name, fd, paused, &pid, &err);
 	if (r < 0) {
 		struct store_runtime now;
 
@@ -119,8 +125,8 @@ int cmd_start(int argc, char **argv)
 		return cli_vm_error("start", "%s", err.msg);
 	}
 	store_lock_release(fd);
-	printf("started VM '%s' (monitor pid %d); console: nestvm console %s\n", name, (int)pid,
-	       name);
+	printf("started VM '%s'%s (monitor pid %d); console: nestvm console %s\n", name,
+	       paused ? ", paused" : "", (int)pid, name);
 	return 0;
 }
 
@@ -352,7 +358,7 @@ int cmd_resume(int argc, char **argv)
 }
 
 static const char monitor_usage[] =
-    "usage: nestvm monitor [--home DIR] [--lock-fd N] [--ready-fd N]\n"
+    "usage: nestvm monitor [--home DIR] [--lock-fd N] [--ready-fd N] [--paused]\n"
     "                      [--incoming-fd N --session-fd N [--incoming-from ADDR] [--created]] NAME\n"
     "\n"
     "Internal: the monitor process of VM NAME, which 'nestvm start' spawns\n"
@@ -366,6 +372,7 @@ int cmd_monitor(int argc, char **argv)
 	    {"home", required_argument, NULL, 'H'},
 	    {"lock-fd", required_argument, NULL, 'l'},
 	    {"ready-fd", required_argument, NULL, 'r'},
+	    {"paused", no_argument, NULL, 'p'},
 	    {"incoming-fd", required_argument, NULL, 'i'},
 	    {"session-fd", required_argument, NULL, 's'},
 	    {"incoming-from", required_argument, NULL, 'f'},
@@ -376,6 +383,7 @@ int cmd_monitor(int argc, char **argv)
 	const char *home = NULL, *name = NULL;
 	unsigned long lock_fd = ~0UL, ready_fd = ~0UL, in_fd = ~0UL, session_fd = ~0UL;
 	struct monitor_incoming in = {.conn_fd = -1, .session_fd = -1};
+	bool paused = false;
 	struct mgr_err err;
 	struct store st;
 	int opt, r;
@@ -394,6 +402,9 @@ int cmd_monitor(int argc, char **argv)
 		case 'r':
 			if (cli_parse_uint(optarg, 0, 65535, &ready_fd) < 0)
 				return cli_vm_usage("monitor", "--ready-fd '%s'", optarg);
+			break;
+		case 'p':
+			paused = true;
 			break;
 		case 'i':
 			if (cli_parse_uint(optarg, 0, 65535, &in_fd) < 0)
@@ -430,5 +441,6 @@ int cmd_monitor(int argc, char **argv)
 	in.conn_fd = (int)in_fd;
 	in.session_fd = (int)session_fd;
 	return monitor_run(&st, name, lock_fd == ~0UL ? -1 : (int)lock_fd,
-	                   ready_fd == ~0UL ? -1 : (int)ready_fd, in_fd == ~0UL ? NULL : &in);
+	                   ready_fd == ~0UL ? -1 : (int)ready_fd, paused,
+	                   in_fd == ~0UL ? NULL : &in);
 }

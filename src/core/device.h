@@ -42,7 +42,7 @@
 
 struct vm;
 
-/* A growing little-endian byte buffer for save(). Errors are sticky. */
+/* A growing little-endian byte buffer for save(); starts zeroed ({0}). Errors are sticky. */
 struct dev_state {
 	uint8_t *buf;
 	size_t len, cap;

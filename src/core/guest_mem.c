@@ -4,9 +4,11 @@
 #include "arch/x86/layout.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define SZ_2M 0x200000ULL
 
@@ -17,6 +19,7 @@ int guest_mem_init(struct guest_mem *mem, uint64_t ram_size, int hugepages)
 	uint8_t *base, *aligned;
 
 	memset(mem, 0, sizeof(*mem));
+	mem->file_fd = -1;
 	if (ram_size == 0 || ram_size > (1ULL << 46))
 		return -EINVAL;
 	/* Over-allocate by 2 MiB so guest RAM starts on a huge-page boundary. */
@@ -49,12 +52,21 @@ int guest_mem_init(struct guest_mem *mem, uint64_t ram_size, int hugepages)
 
 int guest_mem_map_file(struct guest_mem *mem, int fd)
 {
-	void *p = mmap(mem->ram, mem->ram_size, PROT_READ | PROT_WRITE,
-	               MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
+	int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	void *p;
 
-	if (p == MAP_FAILED)
+	if (dup_fd < 0)
 		return -errno;
+	p = mmap(mem->ram, mem->ram_size, PROT_READ | PROT_WRITE,
+	         MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
+	if (p == MAP_FAILED) {
+		int r = -errno;
+
+		close(dup_fd);
+		return r;
+	}
 	mem->file_backed = true;
+	mem->file_fd = dup_fd;
 	return 0;
 }
 
@@ -62,6 +74,8 @@ void guest_mem_destroy(struct guest_mem *mem)
 {
 	if (mem->mapping)
 		munmap(mem->mapping, mem->mapping_size);
+	if (mem->file_backed && mem->file_fd >= 0)
+		close(mem->file_fd);
 	free(mem->dirty);
 	memset(mem, 0, sizeof(*mem));
 }

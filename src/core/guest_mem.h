@@ -28,6 +28,7 @@ struct guest_mem {
 	size_t mapping_size;
 	uint8_t *ram;      /* regions[0].host: all RAM, ram_size bytes, in gpa order */
 	bool file_backed;  /* RAM is a private mapping of a snapshot's memory file */
+	int file_fd;       /* file_backed: that file, for its holes (-1 otherwise) */
 
 	/*
 	 * Pages nestvm's own devices wrote through host pointers while a live
@@ -57,7 +58,9 @@ int guest_mem_init(struct guest_mem *mem, uint64_t ram_size, int hugepages)
  * mapping of @fd (ram_size bytes, RAM in gpa order as guest_mem.ram holds
  * it): pages are read from the file when first touched, and guest writes
  * never reach it. Before the memory is given to KVM. The caller keeps @fd;
- * the mapping holds its own reference. Returns 0 or -errno.
+ * the mapping holds its own reference, and guest_mem.file_fd a duplicate
+ * (closed by guest_mem_destroy()) through which a save finds the file's
+ * holes. Returns 0 or -errno.
  */
 int guest_mem_map_file(struct guest_mem *mem, int fd) __attribute__((warn_unused_result));
 

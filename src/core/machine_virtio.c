@@ -100,9 +100,9 @@ static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *v
 	int r = 0;
 
 	if (slot >= PCI_MAX_DEVICES)
-		return -EINVAL;
-	if (mv->nr_pci == MACHINE_VIRTIO_MAX ||
-	    mv->mmio_next + VIRTIO_PCI_BAR_SIZE > LAYOUT_PCI_MMIO32 + LAYOUT_PCI_MMIO32_SIZE)
+		r = -EINVAL;
+	else if (mv->nr_pci == MACHINE_VIRTIO_MAX ||
+	         mv->mmio_next + VIRTIO_PCI_BAR_SIZE > LAYOUT_PCI_MMIO32 + LAYOUT_PCI_MMIO32_SIZE)
 		r = -ENOSPC;
 	cfg.bar_addr = mv->mmio_next;
 	if (r == 0)

@@ -223,8 +223,8 @@ static const char *const sandbox_main[] = {
     "timerfd_settime", "timerfd_gettime", "eventfd2", "rt_sigtimedwait", "rt_sigpending",
     "wait4", "waitid", "umask", "getuid", "geteuid", "getgid", "getegid", "getcwd", "uname",
     "sysinfo", "prlimit64", "set_robust_list", "sched_getaffinity",
-    /* save and checkpoint: memory scan, hard links, sparse copies */
-    "mincore", "linkat", "copy_file_range",
+    /* save and checkpoint: hard links, sparse copies */
+    "linkat", "copy_file_range",
     /* vm_destroy(): a throttle timer a migration left (it should not) */
     "timer_delete", NULL,
 };

@@ -102,6 +102,7 @@ struct vcpu {
 	pid_t tid;		 /* its thread's, once running (atomic) */
 	timer_t throttle_timer;	 /* kicks it while throttled (vm_set_throttle()) */
 	bool throttle_timer_set; /* the timer exists */
+	int64_t throttle_mark_ns; /* its thread's: when it last went back to the guest */
 };
 
 /*
@@ -291,12 +292,13 @@ int vm_dirty_log_collect(struct vm *vm, unsigned long *bitmap) __attribute__((wa
 
 /*
  * vm_set_throttle - let each vCPU run only (100 - @pct)% of the time: a
- * timer per vCPU thread kicks it out of KVM_RUN every VM_THROTTLE_PERIOD_US
- * and the thread sleeps @pct% of that period (vcpu_throttle()). 0 stops
- * and deletes the timers. Returns 0 or -errno (nothing changed).
- * Not thread-safe against itself: one migration at a time calls it.
+ * timer per vCPU thread kicks it out of KVM_RUN every VM_THROTTLE_PERIOD_US,
+ * and the thread then sleeps in proportion to how long it ran since it last
+ * slept (vcpu_throttle()). 0 stops and deletes the timers. Returns 0 or
+ * -errno (nothing changed). Not thread-safe against itself: one migration
+ * at a time calls it.
  */
-#define VM_THROTTLE_PERIOD_US 5000
+#define VM_THROTTLE_PERIOD_US 1000
 #define VM_THROTTLE_MAX 99
 int vm_set_throttle(struct vm *vm, unsigned int pct) __attribute__((warn_unused_result));
 

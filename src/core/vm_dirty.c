@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define VM_THROTTLE_MAX_SLEEP_NS 500000000LL /* half a second: a pause waits no longer */
+
 /* Set (or clear) KVM_MEM_LOG_DIRTY_PAGES on every slot; vm_add_memory()'s slots. */
 static int vm_dirty_set_slots(struct vm *vm, bool on)
 {
@@ -187,21 +189,42 @@ int vm_set_throttle(struct vm *vm, unsigned int pct)
 	return 0;
 }
 
+static int64_t throttle_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * The sleep is proportional to the time run since the last one, not a share
+ * of the timer's period: a kick that lands while the thread sleeps is lost
+ * (the sleep goes on to its deadline), and a fixed share would then let the
+ * vCPU run a whole period free, capping any throttle near 50%.
+ */
 void vcpu_throttle(struct vcpu *vcpu)
 {
-	unsigned int pct = atomic_load(&vcpu->vm->throttle_pct);
+	struct vm *vm = vcpu->vm;
+	unsigned int pct = atomic_load(&vm->throttle_pct);
+	int64_t now = throttle_now_ns(), sleep_ns;
 	struct timespec until;
 
-	if (!pct || atomic_load(&vcpu->vm->stopping))
+	if (!pct || atomic_load(&vm->stopping)) {
+		vcpu->throttle_mark_ns = 0;
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += (long)VM_THROTTLE_PERIOD_US * 1000L * pct / 100;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
 	}
-	/* An absolute deadline: a kick during the sleep does not lengthen it. */
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR &&
-	       !atomic_load(&vcpu->vm->stopping))
-		;
+	if (vcpu->throttle_mark_ns) {
+		sleep_ns = (now - vcpu->throttle_mark_ns) * pct / (100 - pct);
+		if (sleep_ns > VM_THROTTLE_MAX_SLEEP_NS)
+			sleep_ns = VM_THROTTLE_MAX_SLEEP_NS;
+		now += sleep_ns;
+		until.tv_sec = now / 1000000000LL;
+		until.tv_nsec = now % 1000000000LL;
+		/* Cut short by a stop or a pause (the quiesce of a switch-over). */
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR &&
+		       !atomic_load(&vm->stopping) && !vm_is_paused(vm))
+			;
+	}
+	vcpu->throttle_mark_ns = throttle_now_ns();
 }

@@ -55,6 +55,14 @@ static int64_t monitor_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t monitor_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /*
  * Move NAME/@file to @file.1 (replacing it) and open a new, empty @file, if
  * @fd (an open descriptor of @file) holds more than @max bytes. Returns the
@@ -295,9 +303,14 @@ static json_t *monitor_status(struct monitor *m, enum api_state state)
 	struct vm_guest_hv g;
 	struct sandbox_state sb;
 
+	/*
+	 * Not while a migration runs: its thread quiesces the VM on its own, and
+	 * a sample's pause and resume must not cross that (it would resume the
+	 * vCPUs in the middle of the switch-over).
+	 */
 	if ((state == API_STATE_RUNNING || state == API_STATE_PAUSED ||
 	     state == API_STATE_STOPPING) &&
-	    vm_guest_hypervisor(m->vm, &g) == 0)
+	    !monitor_migrating(m) && vm_guest_hypervisor(m->vm, &g) == 0)
 		hv = json_pack("{s:b, s:i, s:i, s:i}", "active", g.active, "vcpus_svme",
 		               (int)g.vcpus_svme, "vcpus_vmxe", (int)g.vcpus_vmxe,
 		               "vcpus_guest_mode", (int)g.vcpus_guest_mode);
@@ -1103,9 +1116,10 @@ static void monitor_ready_error(struct monitor *m, const char *why)
  * state @snap (then spent), or by booting. 0 or -errno, having logged why.
  */
 static int monitor_build_vm(struct monitor *m, const struct monitor_incoming *in,
-                            struct vm_snapshot *snap, const struct vm_config *cfg)
+                            struct vm_snapshot *snap, const struct vm_config *cfg, int64_t open_us)
 {
 	struct mgr_err err;
+	int64_t t0, t1, t2;
 	char why[512];
 	int r;
 
@@ -1119,7 +1133,9 @@ static int monitor_build_vm(struct monitor *m, const struct monitor_incoming *in
 	}
 	if (snap->memory_fd < 0)
 		return vm_create(cfg, &m->vm);
+	t0 = monitor_now_us();
 	r = vm_snapshot_restore(snap, cfg, &m->vm, why, sizeof(why));
+	t1 = monitor_now_us();
 	vm_snapshot_close(snap);
 	if (r < 0) {
 		log_error("cannot restore the saved state: %s; it is kept (nestvm start "
@@ -1129,7 +1145,12 @@ static int monitor_build_vm(struct monitor *m, const struct monitor_incoming *in
 	/* It runs now: the saved state is spent (its memory stays mapped). */
 	if (store_saved_remove(m->st, m->name, &err) < 0)
 		log_warn("%s", err.msg);
-	monitor_log(m, "restored from the saved state");
+	t2 = monitor_now_us();
+	monitor_log(m,
+	            "restored from the saved state in %.2f ms (opening and checking it "
+	            "%.2f ms, building the VM %.2f ms, removing it %.2f ms)",
+	            (double)(open_us + t2 - t0) / 1000, (double)open_us / 1000,
+	            (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000);
 	return 0;
 }
 
@@ -1154,7 +1175,7 @@ static void monitor_log_first_run(struct monitor *m)
 	            (long long)ts.tv_sec, ts.tv_nsec / 1000);
 }
 
-int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd,
+int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd, bool paused,
                 const struct monitor_incoming *in)
 {
 	struct monitor *m;
@@ -1162,6 +1183,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	struct vm_config cfg;
 	struct vm_snapshot snap = {.memory_fd = -1};
 	char prefix[STORE_NAME_MAX + 16], vsock_path[STORE_PATH_MAX] = "";
+	int64_t open_us = 0; /* opening and checking the saved state (bench/snapshot.sh) */
 	int r, status = NESTVM_EXIT_ERROR;
 
 	umask(077);
@@ -1226,8 +1248,11 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	store_exit_clear(st, name);
 	monitor_set_state(m, API_STATE_STARTING);
 	r = store_load(st, name, &m->def, &err);
-	if (r == 0 && !in && store_has_saved(st, name))
+	if (r == 0 && !in && store_has_saved(st, name)) {
+		open_us = monitor_now_us();
 		r = monitor_open_saved(m, &snap, &err);
+		open_us = monitor_now_us() - open_us;
+	}
 	if (r < 0) {
 		log_error("%s", err.msg);
 		goto failed;
@@ -1271,14 +1296,20 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		         m->def.nr_nics);
 	monitor_log(m, "creating the VM: %u vCPU(s), %llu MiB, nested %s, kernel %s", cfg.cpus,
 	            (unsigned long long)m->def.memory_mib, cfg.nested ? "on" : "off", cfg.kernel);
-	r = monitor_build_vm(m, in, &snap, &cfg);
+	r = monitor_build_vm(m, in, &snap, &cfg, open_us);
 	if (r < 0)
 		goto failed;
 	pthread_mutex_lock(&m->lock);
 	if (!m->abort_start)
 		m->state = API_STATE_RUNNING;
 	pthread_mutex_unlock(&m->lock);
-	if (monitor_get_state(m) == API_STATE_RUNNING) {
+	/* --paused: parked before the first instruction (the vCPU threads park as they start). */
+	if (paused && monitor_get_state(m) == API_STATE_RUNNING && vm_quiesce(m->vm) == 0) {
+		monitor_set_state(m, API_STATE_PAUSED);
+		monitor_log(m, "paused before it runs (start --paused)");
+		monitor_ready(m);
+		status = vm_run(m->vm);
+	} else if (monitor_get_state(m) == API_STATE_RUNNING) {
 		monitor_set_state(m, API_STATE_RUNNING);
 		monitor_log(m, "running");
 		monitor_ready(m);
@@ -1354,7 +1385,8 @@ static void monitor_log_since(const char *path, off_t offset, char *buf, size_t 
 
 /* In the grandchild: become the monitor. Never returns. */
 static void monitor_exec(const struct store *st, const char *name, const char *exe, int lock_fd,
-                         int ready_fd, int log_fd, const struct monitor_incoming *in)
+                         int ready_fd, int log_fd, bool paused,
+                         const struct monitor_incoming *in)
 {
 	char lock_arg[16], ready_arg[16], in_arg[16], session_arg[16];
 	char *argv[24] = {"nestvm", "monitor", "--home", (char *)st->home, "--lock-fd", lock_arg,
@@ -1374,6 +1406,8 @@ static void monitor_exec(const struct store *st, const char *name, const char *e
 		_exit(127);
 	snprintf(lock_arg, sizeof(lock_arg), "%d", lock_fd);
 	snprintf(ready_arg, sizeof(ready_arg), "%d", ready_fd);
+	if (paused)
+		argv[n++] = "--paused";
 	if (in) {
 		if (fcntl(in->conn_fd, F_SETFD, 0) < 0 || fcntl(in->session_fd, F_SETFD, 0) < 0)
 			_exit(127);
@@ -1399,14 +1433,24 @@ static void monitor_exec(const struct store *st, const char *name, const char *e
 	_exit(127);
 }
 
-int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *pid,
+static int monitor_spawn_ex(const struct store *st, const char *name, int lock_fd, bool paused,
+                            const struct monitor_incoming *in, pid_t *pid, struct mgr_err *err);
+
+int monitor_spawn(const struct store *st, const char *name, int lock_fd, bool paused, pid_t *pid,
                   struct mgr_err *err)
 {
-	return monitor_spawn_incoming(st, name, lock_fd, NULL, pid, err);
+	return monitor_spawn_ex(st, name, lock_fd, paused, NULL, pid, err);
 }
 
 int monitor_spawn_incoming(const struct store *st, const char *name, int lock_fd,
                            const struct monitor_incoming *in, pid_t *pid, struct mgr_err *err)
+{
+	return monitor_spawn_ex(st, name, lock_fd, false, in, pid, err);
+}
+
+/* monitor_spawn() and monitor_spawn_incoming(): the spawn, and the wait for the ready line. */
+static int monitor_spawn_ex(const struct store *st, const char *name, int lock_fd, bool paused,
+                            const struct monitor_incoming *in, pid_t *pid, struct mgr_err *err)
 {
 	char exe[PATH_MAX], log_path[STORE_PATH_MAX], msg[640] = "", lines[1800];
 	int ready[2] = {-1, -1}, log_fd = -1, r = 0;
@@ -1453,7 +1497,7 @@ int monitor_spawn_incoming(const struct store *st, const char *name, int lock_fd
 			_exit(127);
 		child = fork();
 		if (child == 0)
-			monitor_exec(st, name, exe, lock_fd, ready[1], log_fd, in);
+			monitor_exec(st, name, exe, lock_fd, ready[1], log_fd, paused, in);
 		_exit(child < 0 ? 127 : 0);
 	}
 	close(ready[1]);

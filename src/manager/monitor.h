@@ -59,7 +59,7 @@ struct monitor_incoming {
  * With @in (not NULL), the VM comes from an incoming migration instead of a
  * boot or a saved state. Returns the VM's exit status (core/exit_status.h).
  */
-int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd,
+int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd, bool paused,
                 const struct monitor_incoming *in);
 
 /*
@@ -70,7 +70,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
  * monitor reports the VM running. Returns 0 and the monitor's pid, or -errno
  * with the reason in @err, including the monitor's own log lines.
  */
-int monitor_spawn(const struct store *st, const char *name, int lock_fd, pid_t *pid,
+int monitor_spawn(const struct store *st, const char *name, int lock_fd, bool paused, pid_t *pid,
                   struct mgr_err *err) __attribute__((warn_unused_result));
 
 /*

@@ -25,13 +25,13 @@
 #define MONITOR_LOG_TAIL_LINES 12
 
 struct monitor_client {
-	int fd; /* -1: a free slot */
+	int fd;           /* -1: a free slot */
 	unsigned int gen; /* counts the clients this slot has had */
 	struct api_framer *in;
 	bool console;
-	bool awaits_end;   /* sent kill, or a stop that waits: it waits for the close */
+	bool awaits_end;       /* sent kill, or a stop that waits: it waits for the close */
 	bool awaits_migration; /* sent migrate: its reply comes when it ends */
-	int64_t active_ms; /* when it connected or last completed a request */
+	int64_t active_ms;     /* when it connected or last completed a request */
 	char pending[MONITOR_CONSOLE_PENDING]; /* console input the UART pipe has not taken */
 	size_t pending_len;
 };
@@ -43,29 +43,29 @@ struct monitor_client {
  * progress lines and the reply. Fields under monitor.lock unless noted.
  */
 struct monitor_migration {
-	pthread_t thread;	 /* main thread: created before the VM runs, joined after */
+	pthread_t thread; /* main thread: created before the VM runs, joined after */
 	bool thread_started;
-	int cancel_fd;		 /* eventfd: stop the running migration */
-	int event_fd;		 /* eventfd: news for the control thread */
-	pthread_cond_t cond;	 /* a job, or quit, for the worker */
+	int cancel_fd;       /* eventfd: stop the running migration */
+	int event_fd;        /* eventfd: news for the control thread */
+	pthread_cond_t cond; /* a job, or quit, for the worker */
 	bool quit;
-	bool pending;		 /* a job waits for the worker */
-	bool active;		 /* requested and not over */
-	bool had_one;		 /* status shows the last one */
+	bool pending; /* a job waits for the worker */
+	bool active;  /* requested and not over */
+	bool had_one; /* status shows the last one */
 	char to[API_MIGRATE_TO_MAX];
 	struct mig_addr addr;
 	uint8_t secret[MIG_SECRET_MAX];
 	size_t secret_len;
 	unsigned int downtime_ms, timeout_s;
-	char *def;		 /* the definition sent in HELLO; owned */
+	char *def; /* the definition sent in HELLO; owned */
 	struct migrate_stats stats;
-	const char *result;	 /* "completed", "failed", "cancelled", "uncertain"; NULL while active */
+	const char *result; /* "completed", "failed", "cancelled", "uncertain"; NULL while active */
 	char error[512];
 	/* The client that waits for the reply: its slot and the slot's generation. */
 	int client;
 	unsigned int client_gen;
 	json_t *id;
-	bool progress;		 /* it asked for progress lines */
+	bool progress; /* it asked for progress lines */
 	bool progress_news, done_news;
 };
 

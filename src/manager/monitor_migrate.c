@@ -202,13 +202,15 @@ char *monitor_do_migrate(struct monitor *m, struct monitor_client *cl,
 	int n;
 
 	if (!g->thread_started)
-		return api_reply_error(req->id, API_ERR_STATE, "this monitor cannot migrate its VM");
+		return api_reply_error(req->id, API_ERR_STATE,
+		                       "this monitor cannot migrate its VM");
 	if (monitor_migrating(m))
 		return api_reply_error(req->id, API_ERR_STATE,
 		                       "a migration of this VM is already under way");
 	if (state != API_STATE_RUNNING)
-		return api_reply_error(req->id, API_ERR_STATE,
-		                       "only a running VM migrates (a paused one: resume it first)");
+		return api_reply_error(
+		    req->id, API_ERR_STATE,
+		    "only a running VM migrates (a paused one: resume it first)");
 	if (mig_addr_parse(req->to, false, &addr, why, sizeof(why)) < 0)
 		return api_reply_error(req->id, API_ERR_INVALID, why);
 	n = mig_secret_read(req->secret_file, secret, sizeof(secret), why, sizeof(why));
@@ -257,14 +259,14 @@ char *monitor_do_migrate_cancel(struct monitor *m, const struct api_request *req
 
 static json_t *mig_stats_json(const struct migrate_stats *st)
 {
-	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:i, s:I}", "phase",
-	                 st->phase ? st->phase : "connecting", "pass", (int)st->pass, "bytes_sent",
-	                 (json_int_t)st->bytes_sent, "remaining_bytes",
-	                 (json_int_t)st->remaining_bytes, "dirty_rate", (json_int_t)st->dirty_rate,
-	                 "bandwidth", (json_int_t)st->bandwidth, "expected_downtime_ms",
-	                 (json_int_t)(st->expected_downtime_ms > 86400000 ? 86400000
-	                                                                  : st->expected_downtime_ms),
-	                 "throttle", (int)st->throttle, "elapsed_ms", (json_int_t)st->elapsed_ms);
+	return json_pack(
+	    "{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:i, s:I}", "phase",
+	    st->phase ? st->phase : "connecting", "pass", (int)st->pass, "bytes_sent",
+	    (json_int_t)st->bytes_sent, "remaining_bytes", (json_int_t)st->remaining_bytes,
+	    "dirty_rate", (json_int_t)st->dirty_rate, "bandwidth", (json_int_t)st->bandwidth,
+	    "expected_downtime_ms",
+	    (json_int_t)(st->expected_downtime_ms > 86400000 ? 86400000 : st->expected_downtime_ms),
+	    "throttle", (int)st->throttle, "elapsed_ms", (json_int_t)st->elapsed_ms);
 }
 
 json_t *monitor_migrate_status(struct monitor *m)
@@ -355,10 +357,10 @@ void monitor_migrate_events(struct monitor *m)
 
 		if (!strcmp(result, "completed"))
 			reply = api_reply_ok(
-			    id, json_pack("{s:s, s:s, s:I, s:I, s:I, s:i}", "state", "migrated", "to",
-			                  to, "ms", (json_int_t)st.elapsed_ms, "downtime_ms",
-			                  (json_int_t)st.downtime_ms, "bytes", (json_int_t)st.bytes_sent,
-			                  "passes", (int)st.pass));
+			    id, json_pack("{s:s, s:s, s:I, s:I, s:I, s:i}", "state", "migrated",
+			                  "to", to, "ms", (json_int_t)st.elapsed_ms, "downtime_ms",
+			                  (json_int_t)st.downtime_ms, "bytes",
+			                  (json_int_t)st.bytes_sent, "passes", (int)st.pass));
 		else
 			reply = api_reply_error(id, API_ERR_FAILED, error);
 		if (slot >= 0 && m->clients[slot].fd >= 0 && m->clients[slot].gen == gen &&
@@ -368,7 +370,8 @@ void monitor_migrate_events(struct monitor *m)
 			(void)monitor_reply(cl, reply);
 			if (cl->fd >= 0) {
 				cl->awaits_migration = false;
-				/* Its VM ends here: such a client waits for the close, as after save. */
+				/* Its VM ends here: such a client waits for the close, as after
+				 * save. */
 				cl->awaits_end = !strcmp(result, "completed");
 			}
 		} else {

@@ -48,18 +48,18 @@
 
 /* Where a migration stands, for progress lines and `status`. */
 struct migrate_stats {
-	const char *phase;		/* "connecting", "memory", "switch-over", "done" */
-	unsigned int pass;		/* 1 = the first, full one */
-	uint64_t bytes_sent;		/* on the wire */
+	const char *phase;   /* "connecting", "memory", "switch-over", "done" */
+	unsigned int pass;   /* 1 = the first, full one */
+	uint64_t bytes_sent; /* on the wire */
 	uint64_t pages_sent;
-	uint64_t remaining_bytes;	/* dirty at the last look */
-	uint64_t dirty_rate;		/* bytes/s written by the guest in the last pass */
-	uint64_t bandwidth;		/* bytes/s measured */
-	uint64_t expected_downtime_ms;	/* what is left at that bandwidth */
-	unsigned int throttle;		/* percent of vCPU time taken away */
+	uint64_t remaining_bytes;      /* dirty at the last look */
+	uint64_t dirty_rate;           /* bytes/s written by the guest in the last pass */
+	uint64_t bandwidth;            /* bytes/s measured */
+	uint64_t expected_downtime_ms; /* what is left at that bandwidth */
+	unsigned int throttle;         /* percent of vCPU time taken away */
 	uint64_t elapsed_ms;
-	uint64_t downtime_ms;		/* at the end: the VM stopped here until it ran there */
-	int error;			/* at the end: -errno of a failure (-ECANCELED: cancelled) */
+	uint64_t downtime_ms; /* at the end: the VM stopped here until it ran there */
+	int error;            /* at the end: -errno of a failure (-ECANCELED: cancelled) */
 };
 
 struct migrate_source_params {
@@ -68,15 +68,15 @@ struct migrate_source_params {
 	size_t secret_len;
 	unsigned int downtime_ms;
 	unsigned int timeout_s;
-	const char *def;    /* the definition (vm.json) */
+	const char *def; /* the definition (vm.json) */
 	size_t def_len;
-	int cancel_fd;	    /* an eventfd: readable = cancel (before GO); or -1 */
+	int cancel_fd; /* an eventfd: readable = cancel (before GO); or -1 */
 	void (*progress)(void *opaque, const struct migrate_stats *st);
 	void *opaque;
 };
 
 enum migrate_outcome {
-	MIGRATE_FAILED,	   /* nothing moved: the VM runs on here */
+	MIGRATE_FAILED,    /* nothing moved: the VM runs on here */
 	MIGRATE_COMPLETED, /* it runs on the destination: stop it here for good */
 	MIGRATE_UNCERTAIN, /* GO sent, RUNNING never came: paused here, the user decides */
 };
@@ -97,9 +97,9 @@ enum migrate_outcome migrate_source_run(struct vm *vm, const struct migrate_sour
 struct migrate_dest {
 	struct mig_conn conn;
 	struct mig_hello hello; /* its def points into def below */
-	uint8_t *def;		/* the definition from HELLO, def_len bytes, NUL-terminated */
+	uint8_t *def;           /* the definition from HELLO, def_len bytes, NUL-terminated */
 	char peer[160];
-	uint64_t pages;		/* received so far */
+	uint64_t pages; /* received so far */
 	unsigned int pass;
 	int64_t started_ms;
 };
@@ -142,8 +142,8 @@ int migrate_dest_answer(struct migrate_dest *d, int err, const char *msg)
  * and freed everything.
  */
 int migrate_dest_receive(struct migrate_dest *d, const struct vm_config *cfg, const char *kvm_path,
-                         void (*progress)(void *opaque, const struct migrate_dest *d),
-                         void *opaque, struct vm **out, char *why, size_t len)
+                         void (*progress)(void *opaque, const struct migrate_dest *d), void *opaque,
+                         struct vm **out, char *why, size_t len)
     __attribute__((warn_unused_result));
 
 /* migrate_dest_running - tell the source the VM runs here (best effort: GO decided it). */
@@ -169,7 +169,8 @@ struct migrate_sink {
 	unsigned int pass;
 };
 
-/* migrate_sink_frame - one frame: 0 (more to come), 1 (the state is complete), -EPROTO with @why. */
+/* migrate_sink_frame - one frame: 0 (more to come), 1 (the state is complete), -EPROTO with @why.
+ */
 int migrate_sink_frame(struct migrate_sink *s, enum mig_msg type, const uint8_t *p, size_t len,
                        char *why, size_t why_len) __attribute__((warn_unused_result));
 

@@ -54,7 +54,8 @@ int mig_secret_read(const char *path, uint8_t *buf, size_t cap, char *why, size_
 	} else if (st.st_size < MIG_SECRET_MIN || st.st_size > MIG_SECRET_MAX ||
 	           (size_t)st.st_size > cap) {
 		r = -EINVAL;
-		snprintf(why, why_len, "secret file '%s' holds %lld bytes; give %u to %u "
+		snprintf(why, why_len,
+		         "secret file '%s' holds %lld bytes; give %u to %u "
 		         "(e.g. head -c 32 /dev/urandom | base64 >FILE)",
 		         path, (long long)st.st_size, MIG_SECRET_MIN, MIG_SECRET_MAX);
 	}
@@ -96,8 +97,10 @@ int mig_addr_parse(const char *s, bool resolve, struct mig_addr *a, char *why, s
 			return -EINVAL;
 		}
 		if (strlen(s + 5) >= sizeof(a->path)) {
-			snprintf(why, why_len, "'%s': the path is longer than a UNIX socket takes "
-			         "(%zu bytes)", s, sizeof(a->path) - 1);
+			snprintf(why, why_len,
+			         "'%s': the path is longer than a UNIX socket takes "
+			         "(%zu bytes)",
+			         s, sizeof(a->path) - 1);
 			return -EINVAL;
 		}
 		strcpy(a->path, s + 5);
@@ -112,8 +115,10 @@ int mig_addr_parse(const char *s, bool resolve, struct mig_addr *a, char *why, s
 		const char *close = strchr(hs, ']');
 
 		if (!close || close[1] != ':') {
-			snprintf(why, why_len, "'%s': an IPv6 address goes in brackets: "
-			         "tcp:[::1]:PORT", s);
+			snprintf(why, why_len,
+			         "'%s': an IPv6 address goes in brackets: "
+			         "tcp:[::1]:PORT",
+			         s);
 			return -EINVAL;
 		}
 		hl = (size_t)(close - hs - 1);
@@ -227,8 +232,7 @@ static int mig_poll_one(int fd, short events, int timeout_ms, int cancel_fd)
 	}
 }
 
-int mig_connect(const struct mig_addr *a, int timeout_ms, int cancel_fd, char *why,
-                size_t why_len)
+int mig_connect(const struct mig_addr *a, int timeout_ms, int cancel_fd, char *why, size_t why_len)
 {
 	char name[160];
 	int64_t deadline = mig_now_ms() + timeout_ms;
@@ -254,8 +258,8 @@ int mig_connect(const struct mig_addr *a, int timeout_ms, int cancel_fd, char *w
 		r = -errno;
 		goto fail;
 	}
-	r = mig_poll_one(fd, POLLOUT, (int)(deadline - mig_now_ms() > 0 ? deadline - mig_now_ms()
-	                                                                   : 0),
+	r = mig_poll_one(fd, POLLOUT,
+	                 (int)(deadline - mig_now_ms() > 0 ? deadline - mig_now_ms() : 0),
 	                 cancel_fd);
 	if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
 		r = -errno;
@@ -271,7 +275,9 @@ int mig_connect(const struct mig_addr *a, int timeout_ms, int cancel_fd, char *w
 fail:
 	close(fd);
 	snprintf(why, why_len, "cannot connect to %s: %s", name,
-	         r == -ETIMEDOUT ? "no answer in time" : r == -ECANCELED ? "cancelled" : strerror(-r));
+	         r == -ETIMEDOUT   ? "no answer in time"
+	         : r == -ECANCELED ? "cancelled"
+	                           : strerror(-r));
 	return r;
 }
 

@@ -26,7 +26,7 @@ int mig_secret_read(const char *path, uint8_t *buf, size_t cap, char *why, size_
 /* Where a stream goes: "tcp:HOST:PORT" (HOST an IPv4 or [IPv6] address) or "unix:PATH". */
 struct mig_addr {
 	bool is_unix;
-	char path[108];			/* sun_path */
+	char path[108];             /* sun_path */
 	struct sockaddr_storage sa; /* TCP */
 	socklen_t sa_len;
 };
@@ -47,8 +47,8 @@ void mig_addr_format(const struct mig_addr *a, char *buf, size_t len);
  * and its listener are the caller's: unix_connect_owned()). @cancel_fd as
  * in struct mig_conn. Returns the socket or -errno with @why.
  */
-int mig_connect(const struct mig_addr *a, int timeout_ms, int cancel_fd, char *why,
-                size_t why_len) __attribute__((warn_unused_result));
+int mig_connect(const struct mig_addr *a, int timeout_ms, int cancel_fd, char *why, size_t why_len)
+    __attribute__((warn_unused_result));
 
 /*
  * mig_listen - listen on @a: TCP with SO_REUSEADDR; a UNIX socket of mode

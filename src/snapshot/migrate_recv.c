@@ -121,8 +121,10 @@ int migrate_sink_frame(struct migrate_sink *s, enum mig_msg type, const uint8_t 
 	case MIG_MSG_STATE_END:
 		if (len != MIG_STATE_END_SIZE || s->state_done)
 			break;
-		if (get_le64(p) != s->state_len || get_le32(p + 8) != crc32c(0, s->state, s->state_len)) {
-			snprintf(why, why_len, "the state does not match its end (%zu bytes received, "
+		if (get_le64(p) != s->state_len ||
+		    get_le32(p + 8) != crc32c(0, s->state, s->state_len)) {
+			snprintf(why, why_len,
+			         "the state does not match its end (%zu bytes received, "
 			         "%llu announced, or its CRC)",
 			         s->state_len, (unsigned long long)get_le64(p));
 			return -EPROTO;
@@ -195,13 +197,14 @@ int migrate_dest_accept(int lfd, const uint8_t *secret, size_t len, int timeout_
 	memset(d, 0, sizeof(*d));
 	d->conn.fd = -1;
 	for (;;) {
-		int left = deadline < 0 ? -1 : (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 0);
+		int left =
+		    deadline < 0 ? -1 : (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 0);
 		int fd = mig_accept(lfd, left, cancel_fd, d->peer, sizeof(d->peer)), r;
 		char reason[256];
 
 		if (fd < 0) {
 			snprintf(why, why_len, "%s",
-			         fd == -ETIMEDOUT ? "no source connected in time"
+			         fd == -ETIMEDOUT   ? "no source connected in time"
 			         : fd == -ECANCELED ? "cancelled"
 			                            : strerror(-fd));
 			return fd;
@@ -290,8 +293,7 @@ static int dest_fill(struct migrate_dest *d, struct migrate_sink *s,
 
 /* The state as a snapshot: parsed, and the machine it names is the one announced. */
 static int dest_state(struct migrate_dest *d, struct migrate_sink *s, const char *kvm_path,
-                      const struct vm_config *cfg, struct vm_snapshot *snap, char *why,
-                      size_t len)
+                      const struct vm_config *cfg, struct vm_snapshot *snap, char *why, size_t len)
 {
 	const struct snapshot_machine *m = &snap->machine;
 	int r = vm_snapshot_parse(&snap->reader, s->state, s->state_len, "the migrated state",
@@ -314,8 +316,8 @@ static int dest_state(struct migrate_dest *d, struct migrate_sink *s, const char
 }
 
 int migrate_dest_receive(struct migrate_dest *d, const struct vm_config *cfg, const char *kvm_path,
-                         void (*progress)(void *opaque, const struct migrate_dest *d),
-                         void *opaque, struct vm **out, char *why, size_t len)
+                         void (*progress)(void *opaque, const struct migrate_dest *d), void *opaque,
+                         struct vm **out, char *why, size_t len)
 {
 	struct guest_mem mem;
 	struct migrate_sink s = {.mem = &mem};
@@ -369,8 +371,9 @@ int migrate_dest_receive(struct migrate_dest *d, const struct vm_config *cfg, co
 		if (r == 0 && t != MIG_MSG_GO)
 			r = -EPROTO;
 		if (r < 0)
-			snprintf(why, len, "%s", d->conn.err ? d->conn.error
-			                                     : "the source sent something else than GO");
+			snprintf(why, len, "%s",
+			         d->conn.err ? d->conn.error
+			                     : "the source sent something else than GO");
 	}
 	if (r < 0) {
 		mig_send_error(&d->conn, -r, why);

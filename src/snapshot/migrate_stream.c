@@ -2,7 +2,6 @@
 /* The live migration stream: handshake, frames, addresses (snapshot/migrate_stream.h). */
 #include "snapshot/migrate_stream.h"
 
-
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -263,7 +262,8 @@ static int mig_read_all(struct mig_conn *c, uint8_t *p, size_t len, const char *
 		}
 		if (n == 0)
 			return mig_fail(c, -ECONNRESET,
-			                "receiving %s: the stream ended (the connection was cut)", what);
+			                "receiving %s: the stream ended (the connection was cut)",
+			                what);
 		if (n < 0)
 			return mig_fail(c, (int)n, "receiving %s: %s", what, mig_io_what((int)n));
 		p += n;
@@ -630,8 +630,8 @@ int mig_recv(struct mig_conn *c, enum mig_msg *type, const uint8_t **payload, si
 	c->seq_rx++;
 	if (t == MIG_MSG_ERROR) {
 		mig_error_text(c->rx + 4, n - 4, text, sizeof(text));
-		return mig_fail(c, -EREMOTEIO, "the %s: %s", c->is_source ? "destination" : "source",
-		                text);
+		return mig_fail(c, -EREMOTEIO, "the %s: %s",
+		                c->is_source ? "destination" : "source", text);
 	}
 	*type = (enum mig_msg)t;
 	*payload = c->rx;

@@ -46,19 +46,19 @@
 #define MIG_NONCE_SIZE 32
 #define MIG_TAG_SIZE 32 /* HMAC-SHA256 */
 #define MIG_KEY_SIZE 32
-#define MIG_SECRET_MIN 16 /* bytes of a secret file */
-#define MIG_SECRET_MAX 4096
+#define MIG_SECRET_MIN 16u /* bytes of a secret file */
+#define MIG_SECRET_MAX 4096u
 #define MIG_HELLO0_SIZE (8 + 4 + 4 + MIG_NONCE_SIZE)
 #define MIG_HELLO1_SIZE (8 + 4 + 4 + MIG_NONCE_SIZE + MIG_TAG_SIZE)
 #define MIG_HELLO2_SIZE MIG_TAG_SIZE
 
 #define MIG_PAGE_SIZE 4096u
-#define MIG_PAGES_MAX 256u    /* pages in one PAGES frame: 1 MiB */
-#define MIG_PAGES_HEADER 16u  /* le64 gpa, le32 count, le32 flags */
-#define MIG_PAGES_F_ZERO 1u   /* the pages are zero: no data follows */
+#define MIG_PAGES_MAX 256u   /* pages in one PAGES frame: 1 MiB */
+#define MIG_PAGES_HEADER 16u /* le64 gpa, le32 count, le32 flags */
+#define MIG_PAGES_F_ZERO 1u  /* the pages are zero: no data follows */
 #define MIG_FRAME_HEADER 8u
 #define MIG_FRAME_MAX (MIG_PAGES_HEADER + MIG_PAGES_MAX * MIG_PAGE_SIZE)
-#define MIG_DEF_MAX 65536u    /* bytes of the definition (vm.json) in HELLO */
+#define MIG_DEF_MAX 65536u /* bytes of the definition (vm.json) in HELLO */
 #define MIG_ERROR_TEXT_MAX 255u
 
 /* Message types; the direction each may travel in is checked on receipt. */
@@ -105,21 +105,21 @@ struct mig_io_ops {
 struct mig_mac; /* an HMAC-SHA256 context, keyed once */
 
 struct mig_conn {
-	int fd;		 /* the socket (non-blocking), or -1 with io set */
+	int fd; /* the socket (non-blocking), or -1 with io set */
 	const struct mig_io_ops *io;
 	void *io_opaque;
-	int cancel_fd;	 /* an eventfd that, once readable, cuts every wait short; or -1 */
-	int timeout_ms;	 /* how long a read or write may make no progress */
+	int cancel_fd;  /* an eventfd that, once readable, cuts every wait short; or -1 */
+	int timeout_ms; /* how long a read or write may make no progress */
 	bool is_source;
-	bool keyed;	 /* the handshake is done */
+	bool keyed; /* the handshake is done */
 	struct mig_mac *mac_tx, *mac_rx;
 	uint8_t key_s2d[MIG_KEY_SIZE], key_d2s[MIG_KEY_SIZE]; /* for mig_conn_export() */
 	uint64_t seq_tx, seq_rx;
 	uint64_t bytes_tx, bytes_rx; /* on the wire, handshake included */
-	uint8_t *tx;	 /* a frame being built: header, payload, tag */
-	uint8_t *rx;	 /* the payload and tag of the last frame received */
-	int err;	 /* sticky: the first error */
-	char error[256]; /* and its sentence */
+	uint8_t *tx;                 /* a frame being built: header, payload, tag */
+	uint8_t *rx;                 /* the payload and tag of the last frame received */
+	int err;                     /* sticky: the first error */
+	char error[256];             /* and its sentence */
 };
 
 /*
@@ -205,7 +205,7 @@ const char *mig_msg_name(unsigned int type);
  * with @why.
  */
 size_t mig_hello_encode(const struct mig_hello *h, uint8_t *buf);
-int mig_hello_decode(const uint8_t *p, size_t len, struct mig_hello *h, char *why,
-                     size_t why_len) __attribute__((warn_unused_result));
+int mig_hello_decode(const uint8_t *p, size_t len, struct mig_hello *h, char *why, size_t why_len)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -81,6 +81,19 @@ int vm_snapshot_machine(struct vm *vm, struct snapshot_machine *m)
 int vm_snapshot_write_state(struct vm *vm, int fd) __attribute__((warn_unused_result));
 
 /*
+ * vm_snapshot_data_pages - mark in @vec (a byte per page) the pages of RAM
+ * [@off, @off + @len) (page-aligned, @len at most VM_SNAPSHOT_SCAN_CHUNK)
+ * that may hold data: those with memory of their own, in RAM or swapped
+ * out (/proc/self/pagemap, open as @pagemap_fd; -1: every page), and for a
+ * file-backed RAM those its file has data for. The others read as zero, and
+ * reading a hole of a file-backed RAM would allocate it. What a save and a
+ * live migration's first pass read.
+ */
+#define VM_SNAPSHOT_SCAN_CHUNK (2u << 20)
+void vm_snapshot_data_pages(const struct vm *vm, int pagemap_fd, uint64_t off, uint64_t len,
+                            unsigned char *vec);
+
+/*
  * vm_snapshot_check_cpu - was @m (of the VM @name, "saved" or "migrated"
  * as @verb says) taken on this host's CPU model (@kvm_path is asked)?
  * 0, or -EXDEV with both sides named in @why, or -errno.

@@ -25,7 +25,14 @@ static void fuzz_request(const char *buf, size_t len)
 	char *reply;
 
 	if (api_request_parse(buf, len, &req, &err) == 0) {
-		if ((unsigned int)req.cmd > API_CMD_CONSOLE || req.timeout_s > API_MAX_STOP_TIMEOUT)
+		if ((unsigned int)req.cmd > API_CMD_MIGRATE_CANCEL ||
+		    req.timeout_s > API_MAX_STOP_TIMEOUT)
+			abort();
+		/* migrate: both required fields, an absolute path, bounded numbers. */
+		if (req.cmd == API_CMD_MIGRATE &&
+		    (!req.to[0] || !req.secret_file || req.secret_file[0] != '/' ||
+		     req.downtime_ms > API_MAX_DOWNTIME_MS ||
+		     req.migrate_timeout_s > API_MAX_MIGRATE_TIMEOUT))
 			abort();
 		reply = api_reply_ok(req.id, json_pack("{s:s}", "cmd", api_cmd_name(req.cmd)));
 		if (!reply || api_reply_parse(reply, strlen(reply), &res, &err) != 0)

@@ -143,7 +143,8 @@ static void fuzz_destination(struct membuf *in, struct guest_mem *mem)
 			struct vm_def def;
 			struct mgr_err err;
 
-			if (t != MIG_MSG_HELLO || mig_hello_decode(p, len, &h, why, sizeof(why)) < 0)
+			if (t != MIG_MSG_HELLO ||
+			    mig_hello_decode(p, len, &h, why, sizeof(why)) < 0)
 				break;
 			if (vm_def_parse((const char *)h.def, h.def_len, "fuzz", &def, &err) == 0)
 				vm_def_clear(&def);

@@ -126,6 +126,7 @@ struct fz {
 	bool out_of_memory;
 	struct fz_queue q[FZ_MAX_QUEUES];
 	unsigned int nr_msi; /* atomic */
+	bool guest_stopped;  /* atomic: what the transport's guest_running answers, negated */
 
 	int barrier_fd;
 	pthread_mutex_t lock;
@@ -142,6 +143,13 @@ static inline int fz_msi_send(void *opaque, uint64_t addr, uint32_t data)
 	(void)data;
 	__atomic_add_fetch(&f->nr_msi, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+static inline bool fz_guest_running(void *opaque)
+{
+	struct fz *f = opaque;
+
+	return !__atomic_load_n(&f->guest_stopped, __ATOMIC_ACQUIRE);
 }
 
 static inline void fz_barrier_cb(struct virtio_device *vdev, int fd, uint32_t revents, void *arg)
@@ -195,7 +203,10 @@ static inline uint64_t fz_alloc(struct fz *f, uint64_t len)
 static inline void fz_create(struct fz *f, struct virtio_device *vdev)
 {
 	struct pci_host_config hc = {.mmio_base = LAYOUT_PCI_MMIO32};
-	struct virtio_pci_config cfg = {.bar_addr = FZ_BAR, .msi_send = fz_msi_send, .opaque = f};
+	struct virtio_pci_config cfg = {.bar_addr = FZ_BAR,
+	                                .msi_send = fz_msi_send,
+	                                .guest_running = fz_guest_running,
+	                                .opaque = f};
 
 	memset(f, 0, sizeof(*f));
 	f->mem = fz_guest_mem();

@@ -11,60 +11,10 @@
 #      no "final flush failed" for a rejected image; monitor.log rotates;
 #      ",," is a comma in a --disk path
 # Prints "N passed, N failed" last; exit 77 without /dev/kvm.
-set -u
-cd "$(dirname "$0")/../.."
-NESTVM=${NESTVM:-build/asan/nestvm}
-case $NESTVM in /*) ;; *) NESTVM=$(pwd)/$NESTVM ;; esac
-PROBE=$(pwd)/build/guest/probe.elf
-T=$(mktemp -d /tmp/nestvm-hardening.XXXXXX)
-export NESTVM_HOME="$T/home"
-pass=0
-fail=0
-
-if [ ! -w /dev/kvm ] || [ ! -x "$NESTVM" ] || [ ! -f "$PROBE" ]; then
-	echo "skip: needs a writable /dev/kvm, $NESTVM and $PROBE"
-	rm -rf "$T"
-	exit 77
-fi
-
-# Kill the monitors this test started (by pid, from their runtime records).
-cleanup() {
-	for rt in "$T"/*/*/runtime.json; do
-		[ -f "$rt" ] || continue
-		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$rt")
-		[ -n "$pid" ] && [ "$pid" -gt 0 ] && kill -9 "$pid" 2>/dev/null
-	done
-	for p in $HOLDERS; do kill "$p" 2>/dev/null; done
-	chmod -R u+rwx "$T" 2>/dev/null
-	rm -rf "$T"
-}
+NAME_OF_TEST=hardening
+. "$(dirname "$0")/../lib/manager.sh"
 HOLDERS=
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() {
-	fail=$((fail + 1))
-	echo "FAIL $1"
-	[ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | head -20
-}
-
-nv() { timeout 60 "$NESTVM" "$@" >"$T/out" 2>&1 </dev/null; }
-
-# expect NAME STATUS PATTERN -- ARGS: exit status and a line matching PATTERN.
-expect() {
-	name=$1 want=$2 pattern=$3
-	shift 4
-	nv "$@"
-	rc=$?
-	if [ "$rc" -eq "$want" ] && grep -q -- "$pattern" "$T/out"; then
-		ok "$name (exit $rc)"
-	else
-		bad "$name: exit $rc (want $want), output should match '$pattern':"
-	fi
-}
-
-state_of() { timeout 30 "$NESTVM" show "$1" 2>/dev/null | sed -n 's/^state: *\([a-z]*\).*/\1/p'; }
+manager_cleanup_extra() { for p in $HOLDERS; do kill "$p" 2>/dev/null; done; }
 monitor_pid() { sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$NESTVM_HOME/$1/runtime.json" 2>/dev/null; }
 
 victim_intact() { # NAME: $T/victim still holds what it held

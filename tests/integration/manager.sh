@@ -5,87 +5,10 @@
 # rules (CPUs, memory, nesting change only while off), two CLIs racing on one
 # VM, a monitor killed with SIGKILL, malformed control requests, and broken
 # definitions. Prints "N passed, N failed" last; exit 77 without /dev/kvm.
-set -u
-cd "$(dirname "$0")/../.."
-NESTVM=${NESTVM:-build/asan/nestvm}
-case $NESTVM in /*) ;; *) NESTVM=$(pwd)/$NESTVM ;; esac
-PROBE=$(pwd)/build/guest/probe.elf
+NAME_OF_TEST=manager
+. "$(dirname "$0")/../lib/manager.sh"
 LINUX=$(ls /boot/vmlinuz-* 2>/dev/null | head -1)
-T=$(mktemp -d /tmp/nestvm-manager.XXXXXX)
-export NESTVM_HOME="$T/home"
-pass=0
-fail=0
-
-if [ ! -w /dev/kvm ] || [ ! -x "$NESTVM" ] || [ ! -f "$PROBE" ]; then
-	echo "skip: needs a writable /dev/kvm, $NESTVM and $PROBE"
-	rm -rf "$T"
-	exit 77
-fi
-
-# Kill the monitors this test started (by pid, from their runtime records).
-cleanup() {
-	for rt in "$T"/home/*/runtime.json "$T"/long*/*/*/*/runtime.json; do
-		[ -f "$rt" ] || continue
-		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$rt")
-		[ -n "$pid" ] && [ "$pid" -gt 0 ] && kill -9 "$pid" 2>/dev/null
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() {
-	fail=$((fail + 1))
-	echo "FAIL $1"
-	[ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | head -30
-}
-
-# nv ARGS: run nestvm (stdout and stderr to $T/out), return its status.
-nv() { timeout 60 "$NESTVM" "$@" >"$T/out" 2>&1 </dev/null; }
-
-# expect NAME STATUS PATTERN -- ARGS: exit status and a line matching PATTERN.
-expect() {
-	name=$1 want=$2 pattern=$3
-	shift 4
-	nv "$@"
-	rc=$?
-	if [ "$rc" -eq "$want" ] && grep -q -- "$pattern" "$T/out"; then
-		ok "$name (exit $rc)"
-	else
-		bad "$name: exit $rc (want $want), output should match '$pattern':"
-	fi
-}
-
-state_of() { timeout 30 "$NESTVM" show "$1" 2>/dev/null | sed -n 's/^state: *\([a-z]*\).*/\1/p'; }
 monitor_pid() { timeout 30 "$NESTVM" show "$1" 2>/dev/null | sed -n 's/^state:.*monitor pid \([0-9]*\).*/\1/p'; }
-
-# wait_state VM STATE [SECONDS]
-wait_state() {
-	i=0
-	while [ "$i" -lt $((${3:-10} * 10)) ]; do
-		[ "$(state_of "$1")" = "$2" ] && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-# wait_console VM PATTERN: until the guest has printed PATTERN (10 s at most).
-wait_console() {
-	i=0
-	while [ "$i" -lt 100 ]; do
-		grep -q -- "$2" "$NESTVM_HOME/$1/console.log" 2>/dev/null && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-check_state() { # NAME VM STATE
-	s=$(state_of "$2")
-	if [ "$s" = "$3" ]; then ok "$1: $2 is $3"; else bad "$1: $2 is '$s', want $3"; fi
-}
 
 # ---- every verb has --help ----
 for verb in new list show set start stop kill pause resume console remove; do

@@ -18,6 +18,7 @@
  *   flip:N         flip one bit of the source's byte N and go on
  *   stall:N        after N bytes from the source, take nothing more from it
  *                  (its sends block), until it hangs up
+ *   rate:N         pass everything, the source's bytes at N bytes/s at most
  * It prints what it did on stderr ("cut before frame GO #1 at byte 123").
  */
 #define _GNU_SOURCE /* POLLRDHUP */
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HELLO0 48 /* source's greeting, then its 32-byte proof */
@@ -52,7 +54,7 @@ struct dir {
 };
 
 struct rule {
-	enum { R_NONE, R_BYTES, R_FRAME, R_DFRAME, R_FLIP, R_STALL } kind;
+	enum { R_NONE, R_BYTES, R_FRAME, R_DFRAME, R_FLIP, R_STALL, R_RATE } kind;
 	uint64_t n;
 	unsigned int type, k;
 };
@@ -136,6 +138,27 @@ static size_t scan(struct dir *d, const uint8_t *p, size_t n, const struct rule 
 	return n;
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Hold back until @total bytes are due at @rate bytes/s since the first call. */
+static void pace(uint64_t total, uint64_t rate)
+{
+	static double start;
+	double due;
+
+	if (!start)
+		start = now_s();
+	due = start + (double)total / (double)rate - now_s();
+	if (due > 0)
+		usleep((useconds_t)(due * 1e6));
+}
+
 static int relay(int lport, int tport, const struct rule *r)
 {
 	int l = listen_on(lport), s, d;
@@ -195,6 +218,8 @@ static int relay(int lport, int tport, const struct rule *r)
 			if (pass && write(out, buf, pass) != (ssize_t)pass)
 				return 0;
 			st->total += pass;
+			if (from_source && r->kind == R_RATE)
+				pace(st->total, r->n);
 			if (fire) {
 				if (r->kind == R_BYTES)
 					fprintf(stderr, "mig_fault: cut after %llu bytes\n",
@@ -260,6 +285,9 @@ int main(int argc, char **argv)
 		if (!strncmp(spec, "bytes:", 6)) {
 			r.kind = R_BYTES;
 			r.n = strtoull(spec + 6, NULL, 0);
+		} else if (!strncmp(spec, "rate:", 5)) {
+			r.kind = R_RATE;
+			r.n = strtoull(spec + 5, NULL, 0);
 		} else if (!strncmp(spec, "stall:", 6)) {
 			r.kind = R_STALL;
 			r.n = strtoull(spec + 6, NULL, 0);

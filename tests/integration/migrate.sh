@@ -153,7 +153,7 @@ fi
 # checks that every write completes exactly once, its status byte and the
 # used ring written by nestvm's device (marked dirty by it, not by KVM).
 dd if=/dev/zero of="$T/mgd.img" bs=1M count=0 seek=16 2>/dev/null
-at "$A" new mgd --kernel "$PROBE" --cmdline "test=memgen passes=40000 disk=on" --cpus 2 --memory 64M \
+at "$A" new mgd --kernel "$PROBE" --cmdline "test=memgen passes=20000 disk=on" --cpus 2 --memory 64M \
 	--disk "$T/mgd.img"
 at "$A" start mgd
 sleep 0.5
@@ -164,7 +164,7 @@ while [ "$n" -lt "${MIGRATE_DISK_CYCLES:-6}" ]; do
 	here=$(other "$here")
 	n=$((n + 1))
 done
-want=$(build/guest/memgen-expect 40000 2)
+want=$(build/guest/memgen-expect 20000 2)
 got=$(memgen_result "$here" mgd)
 if [ "$n" -ge 2 ] && [ "$got" = "$want" ] && grep -q "each completed once" "$here/mgd/console.log" &&
 	grep -q "test=memgen: PASS" "$here/mgd/console.log"; then
@@ -189,7 +189,15 @@ else
 	bad "idle guest: $(cat "$T/out")"
 fi
 [ ! -e "$SOCKDIR/idle.sock" ] && ok "the listening socket is gone afterwards" || bad "idle.sock left behind"
-at "$A" kill idle
+# A VM restored from a saved state (its RAM a private mapping of the memory file) migrates too.
+next_port
+if at "$A" save idle && at "$A" start idle && migrate_vm "$A" idle "tcp:127.0.0.1:$PORT" &&
+	echo_check "$B" idle restored; then
+	ok "a VM restored from a saved state migrates, its console answers"
+else
+	bad "restored VM: $(cat "$T/out")"
+fi
+at "$B" kill idle
 
 # ---- faults: the source keeps its VM, the destination keeps nothing ----
 at "$A" new fv --kernel "$PROBE" --cmdline "test=memgen passes=${MIGRATE_FAULT_PASSES:-15000}" --cpus 2 \
@@ -319,6 +327,31 @@ want=$(build/guest/memgen-expect "${MIGRATE_FAULT_PASSES:-15000}" 2)
 got=$(memgen_result "$A" fv)
 [ "$got" = "$want" ] && grep -q "test=memgen: PASS" "$A/fv/console.log" &&
 	ok "fv after every fault: PASS, $got as uninterrupted" || bad "fv: '$got', want '$want'"
+
+# ---- a guest that writes faster than the link: throttled until it converges ----
+at "$A" new tv --kernel "$PROBE" --cmdline "test=memgen passes=1000000" --cpus 2 --memory 32M
+at "$A" start tv
+sleep 1
+next_port
+rport=$PORT
+next_port
+receive_bg "$B" tv "tcp:127.0.0.1:$rport"
+"$FAULT" relay "$PORT" "$rport" rate:${MIGRATE_SLOW_RATE:-30000000} 2>"$T/relay.out" &
+fpid=$!
+sleep 0.1
+t0=$(date +%s)
+at "$A" migrate tv --to "tcp:127.0.0.1:$PORT" --secret-file "$T/secret" --timeout 90
+mrc=$?
+wait "$RPID"
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
+thr=$(grep -o "throttled to [0-9]*%" "$A/tv/monitor.log" | tail -1)
+if [ "$mrc" -eq 0 ] && [ -n "$thr" ] && [ "$(state_at "$B" tv)" = running ]; then
+	ok "a guest writing faster than a 30 MB/s link: vCPUs $thr, converged in $(($(date +%s) - t0)) s"
+else
+	bad "throttle: migrate $mrc, '$thr', tv at B $(state_at "$B" tv): $(grep 'migration' "$A/tv/monitor.log" | tail -3)"
+fi
+at "$B" kill tv
 
 # ---- usage and refusals ----
 expect "migrate without --to" 2 "required" -- migrate fv --secret-file "$T/secret"

@@ -21,35 +21,45 @@
 #                 build/lab/NAME.results (default: from the scenarios)
 #
 # One lab boot runs all the scenarios in order, each under two limits: its
-# own inside the lab ("# lab-timeout: SECS" in the scenario, default 300 s),
+# own inside the lab ("# lab-timeout: SECS" in the scenario, or "# lab-timeout
+# ARG: SECS" for SCENARIO:ARG; default 300 s),
 # after which the lab kills it and reports a test failure, and a budget on
 # the host counted from its LAB-BEGIN line ("# lab-budget: SECS", default
 # the lab's limit + 30 s) for a lab that wedges: then lab.sh dumps the lab's
 # vCPUs (registers in the log, RIPs resolved to the lab kernel's symbols),
 # kills QEMU, reports that scenario as a lab failure and runs the ones after
-# it in a fresh lab boot. A lab that dies during a scenario is handled the
-# same way. The lab initramfs
+# it in a fresh lab boot. A lab that dies during a scenario, or goes silent
+# (no console line, not even the heartbeat, for SILENCE_S), is handled the
+# same way. The first scenario cut by a lab failure is run once more, first
+# in that fresh lab boot: its verdict is the retry's, noted "retried after a
+# LAB FAILURE: REASON" (at most one such retry per run). The lab initramfs
 # (build/lab/lab.cpio) is rebuilt only when one of its inputs changed: busybox,
-# the kernel and its kvm modules, build/static/nestvm, build/guest/*, and the
-# files under tests/lab/.
+# the kernel and its kvm modules, build/static/nestvm, build/guest/*,
+# guest/probe/memgen_expect.c (built static as /lab/bin/memgen-expect), and
+# the files under tests/lab/.
 #
 # Exit status:
 #   0    every scenario passed or was skipped
 #   1    a scenario failed (a test failure)
 #   2    bad command line
 #   125  lab failure: the initramfs could not be built, QEMU died or timed
-#        out, a scenario overran its budget, or a lab boot never reached
-#        LAB-READY or LAB-END. A lab boot in which no scenario began is
-#        retried once (lab runs are not perfectly repeatable).
+#        out, a scenario overran its budget, the lab went silent, or a lab
+#        boot never reached LAB-READY or LAB-END. A lab boot in which no
+#        scenario began is retried once, and so is the first scenario cut by
+#        a lab failure (lab runs are not perfectly repeatable): when its
+#        retry gets a verdict, that lab failure no longer counts here.
 #
 # Results (build/lab/NAME.results): a line "SCENARIO VERDICT SECONDS [WHY]"
 # per scenario, VERDICT pass, fail, skip, lab (a lab failure: SECONDS on the
 # host from LAB-BEGIN to the cut, WHY with the vCPUs' places) or none (did
-# not run), then "lab ok" or "lab failure REASON | REASON...".
+# not run), WHY ending "retried after a LAB FAILURE: REASON" for a retried
+# scenario, then "lab ok" or "lab failure REASON | REASON...".
 #
 # Environment: LAB_KERNEL (default the newest /boot/vmlinuz-*), LAB_QEMU,
 # LAB_BUSYBOX (a static busybox, default /bin/busybox), LAB_NESTVM (default
-# build/static/nestvm), LAB_BUILD_DIR (default build/lab).
+# build/static/nestvm), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
+# (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
+# SILENCE_S / 5 s apart, at most 5 s).
 
 set -u -o pipefail
 export LC_ALL=C
@@ -63,6 +73,7 @@ QEMU=${LAB_QEMU:-qemu-system-x86_64}
 BUSYBOX=${LAB_BUSYBOX:-/bin/busybox}
 NESTVM=${LAB_NESTVM:-$TOP/build/static/nestvm}
 GUEST_DIR=$TOP/build/guest
+MEMGEN_EXPECT_SRC=$TOP/guest/probe/memgen_expect.c
 
 # What the lab machine is (tests/lab/README.md).
 # shellcheck disable=SC2054 # the commas belong to QEMU's option values
@@ -72,6 +83,25 @@ SCENARIO_TIMEOUT=300 # default limit of one scenario inside the lab
 BUDGET_GRACE=30      # default budget on the host: the lab's limit + this
 GAP_S=30             # LAB-READY or LAB-RESULT to the next LAB-BEGIN or LAB-END
 END_GRACE=30         # LAB-END to QEMU exit
+# While a scenario runs, the lab's /init prints "LAB-ALIVE UPTIME" every
+# HEARTBEAT_S s, and a lab that shows no console line at all for SILENCE_S s
+# is cut like one that overran its budget. A lab can go silent with both
+# vCPUs halted (IF=1, in native_safe_halt: its timer interrupts lost in
+# QEMU's TCG), which only the budget (510 s for nested then) ended. The
+# heartbeat keeps time with the host even on a busy one: on 2 cores at load
+# 7 to 12 (run-tests.sh's eight tests twice, nested four times more) the
+# longest gap between console lines during a scenario was 5.6 s, and 7.2 s
+# between heartbeats with both lab vCPUs spinning in the kernel (lab-flaky).
+# SILENCE_S is eight times that: it never fires while the lab runs, and it
+# costs a silent lab 60 s instead of its budget.
+HEARTBEAT_S=5
+SILENCE_S=60
+if [ -n "${LAB_SILENCE_S:-}" ]; then
+	[[ $LAB_SILENCE_S =~ ^[0-9]+$ && $LAB_SILENCE_S -ge 5 ]] ||
+		{ echo "lab: LAB_SILENCE_S must be 5 or more seconds" >&2; exit $EXIT_USAGE; }
+	SILENCE_S=$LAB_SILENCE_S
+	HEARTBEAT_S=$((SILENCE_S / 5 < 5 ? SILENCE_S / 5 : 5))
+fi
 
 timeout_s=900
 boot_timeout_s=60
@@ -290,6 +320,7 @@ build_initramfs() {
 
 	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${vmods[@]}" ${loop_mod:+"$loop_mod"} "${BASH_SOURCE[0]}")
 	[ -f "$NESTVM" ] && inputs+=("$NESTVM")
+	[ -f "$MEMGEN_EXPECT_SRC" ] && inputs+=("$MEMGEN_EXPECT_SRC" "$TOP/guest/probe/memgen_chain.h")
 	# build/guest/: the images, not the object files in its subdirectories.
 	[ -d "$GUEST_DIR" ] && while IFS= read -r f; do inputs+=("$f"); done \
 		< <(find "$GUEST_DIR" -maxdepth 1 -type f | sort)
@@ -340,6 +371,12 @@ build_initramfs() {
 	install_module "${mods[2]}" "$stage/lab/modules/kvm-amd.ko"
 	[ -n "$loop_mod" ] && install_module "$loop_mod" "$stage/lab/modules/loop.ko"
 	[ -f "$NESTVM" ] && install -m 755 "$NESTVM" "$stage/lab/bin/nestvm"
+	# What an uninterrupted test=memgen prints (the snapshot scenarios): the
+	# host's build/guest/memgen-expect, linked statically for the lab.
+	if [ -f "$MEMGEN_EXPECT_SRC" ]; then
+		"${CC:-cc}" -std=gnu11 -O2 -static -o "$stage/lab/bin/memgen-expect" "$MEMGEN_EXPECT_SRC" ||
+			lab_abort "cannot build a static memgen-expect from $MEMGEN_EXPECT_SRC"
+	fi
 	[ -d "$GUEST_DIR" ] && find "$GUEST_DIR" -maxdepth 1 -type f -exec cp {} "$stage/lab/guest/" \;
 	cp "$KERNEL" "$stage/lab/kernel/bzImage"
 	cp "$vmlinux" "$stage/lab/kernel/vmlinux"
@@ -385,36 +422,42 @@ fmt_us() {
 	printf '%d.%d' $((ds / 10)) $((ds % 10))
 }
 
-# The host's budget in seconds for scenario file $1: its "# lab-budget: SECS"
-# line, else its limit inside the lab ("# lab-timeout: SECS", else
+# The host's budget in seconds for scenario file $1 run with argument $2: its
+# "# lab-budget: SECS" line, else its limit inside the lab ("# lab-timeout
+# ARG: SECS" for argument ARG, else "# lab-timeout: SECS", else
 # $SCENARIO_TIMEOUT) plus $BUDGET_GRACE, the time the lab needs to kill a
-# scenario at its own limit and report it.
+# scenario at its own limit and report it. root/init reads the limit alike.
 scenario_budget() {
-	local b t
+	local b t=''
 	b=$(sed -n 's/^# lab-budget: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
 	if [ -n "$b" ]; then
 		echo "$b"
 		return
 	fi
-	t=$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
+	[ -n "$2" ] && t=$(sed -n "s/^# lab-timeout ${2//./\\.}: *\([0-9][0-9]*\).*/\1/p" "$1" | head -n 1)
+	[ -n "$t" ] || t=$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
 	echo $((${t:-$SCENARIO_TIMEOUT} + BUDGET_GRACE))
 }
 
 # Per scenario, by its position in $scenarios (a scenario may run twice):
 # verdict (pass, fail, skip, or lab for a lab failure), the lab's seconds,
 # metrics, host microseconds of LAB-BEGIN and of LAB-RESULT (or of the cut)
-# since its boot's QEMU start, why it was a lab failure, its lab boot, and
-# its budget in seconds.
-declare -a result rtime metrics hbegin hend lwhy sboot budget
+# since its boot's QEMU start, why it was a lab failure, its lab boot, its
+# budget in seconds, the longest console silence while it ran
+# (microseconds), and for a retried scenario the lab failure of its first
+# run and that run's boot.
+declare -a result rtime metrics hbegin hend lwhy sboot budget silence rwhy rboot
 for i in "${!scenarios[@]}"; do
-	budget[i]=$(scenario_budget "$LAB_SRC/scenarios/${scenarios[i]%%:*}.sh")
+	arg=
+	[[ ${scenarios[i]} == *:* ]] && arg=${scenarios[i]#*:}
+	budget[i]=$(scenario_budget "$LAB_SRC/scenarios/${scenarios[i]%%:*}.sh" "$arg")
 done
 ci=-1 # position of the scenario that began last
 boot=0
 # Per lab boot (run_lab_once resets them).
 saw_ready=0 saw_end=0 lab_error='' qemu_rc='' ready_us='' end_us='' exit_us=''
 ready_uptime='' end_uptime='' killed_why='' panic='' current='' saw_init=0
-kallsyms_tmp='' mark_us='' cut_us='' kill_us='' dump_summary=''
+kallsyms_tmp='' mark_us='' cut_us='' kill_us='' dump_summary='' line_us=0 timed_out=0
 
 # Handles one line of the lab console: shows it, logs it, follows markers.
 # $1: the line, $2: microseconds since QEMU start.
@@ -454,11 +497,18 @@ handle_line() {
 		return
 	fi
 	[ -z "$line" ] && return
+	# The longest silence of the console while a scenario runs, heartbeat
+	# included: what SILENCE_S must stay well above (until a cut).
+	if [ -n "$current" ] && [ -z "$killed_why" ] && [ $((us - line_us)) -gt "${silence[ci]:-0}" ]; then
+		silence[ci]=$((us - line_us))
+	fi
+	line_us=$us
 	echo "$stamp $line" >>"$LOG"
 	[[ $line == *LAB-INIT* ]] && saw_init=1
 	# The log keeps the lab kernel's boot messages (shown when the lab does
 	# not become ready) and the EPYC features TCG lacks, listed twice by QEMU.
-	if [[ $line == *"TCG doesn't support requested feature"* ]]; then
+	# The heartbeat (LAB-ALIVE) goes to the log only.
+	if [[ $line == *"TCG doesn't support requested feature"* || $line == LAB-ALIVE* ]]; then
 		:
 	elif [ $saw_init -eq 1 ] || [[ $line == qemu-system* ]]; then
 		echo "$stamp $line"
@@ -473,6 +523,7 @@ handle_line() {
 		current=${BASH_REMATCH[1]}
 		hbegin[ci]=$us
 		sboot[ci]=$boot
+		silence[ci]=0
 		[ "$current" = "${scenarios[ci]}" ] ||
 			echo "lab: warning: the lab began '$current', expected '${scenarios[ci]}'"
 	fi
@@ -483,6 +534,8 @@ handle_line() {
 		hend[ci]=$us
 		current=
 		mark_us=$us
+		echo "$stamp (longest console silence during ${scenarios[ci]}: $(fmt_us "${silence[ci]}") s;" \
+			"SILENCE_S $SILENCE_S s)" >>"$LOG"
 	fi
 	re='LAB-METRIC ([^ ]+) (.*)'
 	if [[ $line =~ $re ]] && [ $ci -ge 0 ] && [ "${BASH_REMATCH[1]}" = "${scenarios[ci]}" ]; then
@@ -582,12 +635,14 @@ run_lab_once() {
 	ci=$((first - 1))
 	saw_ready=0 saw_end=0 lab_error='' qemu_rc='' ready_us='' end_us='' exit_us=''
 	ready_uptime='' end_uptime='' killed_why='' panic='' current='' saw_init=0
-	mark_us='' cut_us='' kill_us='' dump_summary=''
+	mark_us='' cut_us='' kill_us='' dump_summary='' line_us=0 timed_out=0
 	# Not quiet: the boot messages go to the log, to show where a lab that
 	# never becomes ready stopped (the lab's /init quietens the console).
 	# No KASLR: the RIPs of a hung lab then match the symbols of any boot.
 	cmdline="console=ttyS0 nokaslr panic=-1 nestlab.run=$(IFS=,; echo "${scenarios[*]:first}")"
-	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT"
+	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT nestlab.heartbeat=$HEARTBEAT_S"
+	# The first scenario of this boot is the retry of one a lab failure cut.
+	[ "$first" -eq "$retry_pos" ] && cmdline+=" nestlab.retry=1"
 	KALLSYMS=$OUT/symbols-${KERNEL##*/vmlinuz-}
 	boot_limit=$boot_timeout_s
 	if [ ! -s "$KALLSYMS" ]; then
@@ -634,6 +689,7 @@ run_lab_once() {
 			break
 		else
 			buf+=$line # read timed out, maybe in the middle of a line
+			[ -n "$line" ] && line_us=$us # which is not silence
 		fi
 		el=$((us / 1000000))
 		if [ -n "$killed_why" ]; then
@@ -645,9 +701,13 @@ run_lab_once() {
 			grep -v "TCG doesn't support" "$LOG" | tail -n 15 | sed 's/^/lab:   /'
 			lab_stop "no LAB-READY within the boot timeout of $boot_limit s" $us
 		elif [ $saw_end -eq 0 ] && [ $el -ge "$limit" ]; then
+			timed_out=1
 			lab_stop "the run's timeout of $timeout_s s${current:+ during scenario $current}" $us
 		elif [ -n "$current" ] && [ $((us - hbegin[ci])) -ge $((budget[ci] * 1000000)) ]; then
 			lab_stop "scenario $current overran its budget of ${budget[ci]} s" $us
+		elif [ -n "$current" ] && [ $((us - line_us)) -ge $((SILENCE_S * 1000000)) ]; then
+			silence[ci]=$((us - line_us))
+			lab_stop "the lab went silent (no heartbeat for $SILENCE_S s) during scenario $current" $us
 		elif [ $saw_ready -eq 1 ] && [ $saw_end -eq 0 ] && [ -z "$current" ] &&
 			[ $((us - mark_us)) -ge $((GAP_S * 1000000)) ]; then
 			lab_stop "no LAB-BEGIN or LAB-END within $GAP_S s of the previous marker" $us
@@ -661,7 +721,10 @@ run_lab_once() {
 	rm -f "$PIDFILE" "$mon.in" "$mon.out"
 	[ -z "$qemu_rc" ] && qemu_rc=unknown
 	[ -z "$exit_us" ] && exit_us=$((${EPOCHREALTIME/[.,]/} - t0))
-	[ "$qemu_rc" = 124 ] && [ -z "$killed_why" ] && killed_why="the run's timeout of $timeout_s s"
+	if [ "$qemu_rc" = 124 ] && [ -z "$killed_why" ]; then
+		killed_why="the run's timeout of $timeout_s s"
+		timed_out=1
+	fi
 	echo "# QEMU exit status $qemu_rc after $(fmt_us "$exit_us") s${killed_why:+ ($killed_why)}" >>"$LOG"
 }
 
@@ -702,11 +765,16 @@ lab_failure_reason() {
 build_initramfs
 [ $build_only -eq 1 ] && exit 0
 
-# Lab boots until every scenario ran: a scenario that wedges or kills its lab
-# is a lab failure, and the scenarios after it run in a fresh lab. A boot in
-# which no scenario began is retried once. --timeout bounds them all.
+# Lab boots until every scenario ran: a scenario that wedges, silences or
+# kills its lab is a lab failure, and the scenarios after it run in a fresh
+# lab. A boot in which no scenario began is retried once, and so is the first
+# scenario a lab failure cut (not the run's timeout): it runs first in that
+# fresh lab, and once it has a verdict there, that lab failure is reported
+# with it (rwhy) instead of failing the run. --timeout bounds them all.
 t_start=${EPOCHREALTIME/[.,]/}
 first=0 retried=0
+retry_pos=-1      # position of the scenario retried, once per run
+retry_failure=''  # the lab failure that its retry may make up for
 lab_failures=() boot_notes=()
 while [ "$first" -lt ${#scenarios[@]} ]; do
 	left=$((timeout_s - (${EPOCHREALTIME/[.,]/} - t_start) / 1000000))
@@ -734,24 +802,49 @@ while [ "$first" -lt ${#scenarios[@]} ]; do
 		lab_failures+=("boot $boot: $failure")
 		break
 	fi
-	lab_failures+=("boot $boot: $failure")
-	if [ -z "${result[ci]:-}" ]; then # the scenario that was running
-		result[ci]=lab
-		hend[ci]=${cut_us:-$exit_us}
-		lwhy[ci]=${killed_why:-$failure}
-		[ -n "$cut_us" ] && lwhy[ci]+=", cut $(fmt_us $((cut_us - hbegin[ci]))) s after its LAB-BEGIN"
-		[ -n "$dump_summary" ] && lwhy[ci]+="; $dump_summary"
+	if [ -n "${result[ci]:-}" ]; then # the lab failed between scenarios
+		lab_failures+=("boot $boot: $failure")
+		first=$((ci + 1))
+		[ "$first" -lt ${#scenarios[@]} ] && log "the remaining scenarios run in a fresh lab: ${scenarios[*]:first}"
+		continue
 	fi
+	# The scenario that was running.
+	result[ci]=lab
+	hend[ci]=${cut_us:-$exit_us}
+	lwhy[ci]=${killed_why:-$failure}
+	[ -n "$cut_us" ] && lwhy[ci]+=", cut $(fmt_us $((cut_us - hbegin[ci]))) s after its LAB-BEGIN"
+	[ -n "$dump_summary" ] && lwhy[ci]+="; $dump_summary"
+	if [ "$retry_pos" -lt 0 ] && [ $timed_out -eq 0 ]; then
+		# Once per run: the lab, not the scenario, may be at fault.
+		retry_pos=$ci
+		retry_failure="boot $boot: $failure"
+		rwhy[ci]=${lwhy[ci]}
+		rboot[ci]=$boot
+		unset 'result[ci]' 'rtime[ci]' 'metrics[ci]' 'hbegin[ci]' 'hend[ci]' 'lwhy[ci]'
+		first=$ci
+		log "LAB FAILURE (not a test failure): retrying ${scenarios[ci]} once, in a fresh lab with the scenarios after it"
+		continue
+	fi
+	lab_failures+=("boot $boot: $failure")
 	first=$((ci + 1))
 	[ "$first" -lt ${#scenarios[@]} ] && log "the remaining scenarios run in a fresh lab: ${scenarios[*]:first}"
 done
+# A retry that got no verdict of its own makes up for nothing.
+if [ "$retry_pos" -ge 0 ]; then
+	case ${result[retry_pos]:-} in
+	pass | fail | skip) ;;
+	*) lab_failures=("$retry_failure" "${lab_failures[@]}") ;;
+	esac
+fi
 
 # ---------------------------------------------------------------- summary
 
 echo
 log "---- summary of '$name' (log: build/lab/$name.log, $boot lab boot(s)) ----"
 for note in "${boot_notes[@]}"; do log "$note"; done
-printf 'lab: %-28s %-6s %9s %9s\n' scenario result "lab s" "host s"
+# "silent s": the longest gap between console lines while it ran (the
+# heartbeat keeps it near HEARTBEAT_S; SILENCE_S cuts the lab).
+printf 'lab: %-28s %-6s %9s %9s %9s\n' scenario result "lab s" "host s" "silent s"
 npass=0 nfail=0 nskip=0 nlab=0 nnone=0
 : >"$RESULTS.tmp"
 for i in "${!scenarios[@]}"; do
@@ -766,17 +859,29 @@ for i in "${!scenarios[@]}"; do
 	lab) nlab=$((nlab + 1)) ;;
 	*) nnone=$((nnone + 1)) ;;
 	esac
-	printf 'lab: %-28s %-6s %9s %9s\n' "$s" "${r/none/-}" "${rtime[i]:--}" "$hs"
+	qs=-
+	[ -n "${silence[i]:-}" ] && [ -n "${hbegin[i]:-}" ] && qs=$(fmt_us "${silence[i]}")
+	printf 'lab: %-28s %-6s %9s %9s %9s\n' "$s" "${r/none/-}" "${rtime[i]:--}" "$hs" "$qs"
 	# SCENARIO VERDICT SECONDS [WHY]: the lab's seconds, or for a lab
-	# failure the host's from LAB-BEGIN to the cut.
+	# failure the host's from LAB-BEGIN to the cut; a retried scenario's
+	# WHY ends with the lab failure of its first run.
+	why=
+	[ "$r" = lab ] && why=${lwhy[i]}
+	if [ "$i" -eq "$retry_pos" ]; then
+		why+="${why:+; }retried after a LAB FAILURE: ${rwhy[i]}"
+	fi
 	if [ "$r" = lab ]; then
-		echo "$s lab $hs ${lwhy[i]}" >>"$RESULTS.tmp"
+		echo "$s lab $hs $why" >>"$RESULTS.tmp"
 	else
-		echo "$s $r ${rtime[i]:--}" >>"$RESULTS.tmp"
+		echo "$s $r ${rtime[i]:--}${why:+ $why}" >>"$RESULTS.tmp"
 	fi
 	[ -n "${metrics[i]:-}" ] && print_metrics "${metrics[i]}"
 done
 for i in "${!scenarios[@]}"; do
+	if [ "$i" -eq "$retry_pos" ]; then
+		log "${scenarios[i]}: LAB FAILURE (not a test failure) in boot ${rboot[i]}: ${rwhy[i]}"
+		log "${scenarios[i]}: retried once, in boot ${sboot[i]:-?}: ${result[i]:-no result}"
+	fi
 	[ "${result[i]:-}" = lab ] &&
 		log "${scenarios[i]}: LAB FAILURE (not a test failure) in boot ${sboot[i]:-?}: ${lwhy[i]}"
 done
@@ -814,9 +919,12 @@ if [ ${#lab_failures[@]} -gt 0 ]; then
 fi
 echo "lab ok" >>"$RESULTS.tmp"
 mv "$RESULTS.tmp" "$RESULTS"
+retry_note=
+[ "$retry_pos" -ge 0 ] &&
+	retry_note=" (${scenarios[retry_pos]}: ${result[retry_pos]:-none} on its retry after a LAB FAILURE, see above)"
 if [ $nfail -gt 0 ] || [ $nnone -gt 0 ]; then
-	log "FAIL: $npass passed, $((nfail + nnone)) failed, $nskip skipped; exit $EXIT_FAIL"
+	log "FAIL: $npass passed, $((nfail + nnone)) failed, $nskip skipped$retry_note; exit $EXIT_FAIL"
 	exit $EXIT_FAIL
 fi
-log "PASS: $npass passed, $nskip skipped; exit $EXIT_PASS"
+log "PASS: $npass passed, $nskip skipped$retry_note; exit $EXIT_PASS"
 exit $EXIT_PASS

@@ -9,7 +9,8 @@
 #   -t SECS   limit of one lab boot (lab.sh --timeout; default 900)
 #
 # Each lab's log is kept as build/lab/soak-I.log. Prints one line per lab,
-# the per-scenario tally, and "soak: N passed, N failed, N lab failures".
+# the per-scenario tally, and "soak: N passed, N failed, N lab failures"
+# (a lab failure that lab.sh's one retry made up for counts there too).
 # Exit status 0 if every lab passed, 1 otherwise.
 
 set -u
@@ -36,14 +37,17 @@ for i in $(seq 1 "$labs"); do
 	timeout -k 10 $((limit + 120)) "$LAB_SRC/lab.sh" --name "soak-$i" --timeout "$limit" "$@" \
 		>"$OUT/soak-$i.out" 2>&1
 	rc=$?
-	while read -r name verdict _; do
+	retried=0
+	while read -r name verdict _ why; do
 		[ "$name" = lab ] && continue
+		[[ $why == *"retried after a LAB FAILURE"* ]] && retried=1
 		case $verdict in
 		pass) pass[$name]=$((${pass[$name]:-0} + 1)) ;;
 		fail) fail[$name]=$((${fail[$name]:-0} + 1)) ;;
 		*) none[$name]=$((${none[$name]:-0} + 1)) ;;
 		esac
 	done < <(cat "$OUT/soak-$i.results" 2>/dev/null)
+	[ "$rc" = 0 ] && [ $retried -eq 1 ] && rc=125 # a wedge the retry hid
 	case $rc in
 	0) npass=$((npass + 1)); what=pass ;;
 	125) nlab=$((nlab + 1)); what="LAB FAILURE" ;;

@@ -1,22 +1,35 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# watchdog-test.sh — lab.sh's watchdog of each scenario. Runs
-# `lab.sh lab-wedge lab-selftest`: lab-wedge spins both lab vCPUs in the
-# kernel and never ends (its limit inside the lab is an hour, its budget on
-# the host 10 s). Asserts that lab.sh cut it near its budget, not at the
-# run's timeout; reported it as a lab failure (exit 125, verdict "lab" in the
-# results, "lab failure" last) with the vCPUs' registers in the log and their
-# RIPs named by kernel symbols that the lab itself listed; and ran
-# lab-selftest afterwards, in a second, fresh lab boot, to a pass.
+# watchdog-test.sh — lab.sh's watchdogs of each scenario, and its one retry
+# of a scenario a lab failure cut. Two runs:
+#
+# 1. `lab.sh lab-flaky lab-selftest`: lab-flaky's first run spins both lab
+#    vCPUs in the kernel and never ends (its limit inside the lab is an hour,
+#    its budget on the host 10 s; the heartbeat goes on). Asserts that lab.sh
+#    cut it near its budget, not at the run's timeout, with the vCPUs'
+#    registers in the log and their RIPs named by kernel symbols that the lab
+#    itself listed; then ran it again, first in a second, fresh lab boot
+#    (nestlab.retry=1: LAB_RETRY=1, and lab-flaky passes), and lab-selftest
+#    after it. Verdicts: lab-flaky pass noting "retried after a LAB FAILURE:
+#    ... overran its budget", lab-selftest pass, "lab ok", exit 0.
+# 2. `LAB_SILENCE_S=10 lab.sh lab-silent lab-selftest`: lab-silent stops the
+#    heartbeat and prints nothing more. Asserts that lab.sh cut it for its
+#    silence within 10 to 14 s of its LAB-BEGIN, twice (its retry goes silent
+#    too), then ran lab-selftest in a third lab boot to a pass: lab-silent
+#    verdict lab, "lab failure" naming both silences, exit 125.
+#
+# run-tests.sh's counting of both runs' results is checked too, with a stub
+# for lab.sh (no lab).
 #
 # usage: tests/lab/watchdog-test.sh [--fresh]
 #   --fresh  a new build directory (mktemp -d) instead of build/lab: the lab
 #            then builds its initramfs and sends its kernel symbols first
 #            (about 25 s more)
 #
-# About 40 s (60 s with --fresh). Prints "N passed, N failed" last; exit 0
-# pass, 1 fail, 77 skip (no QEMU, kernel, kvm-amd module or busybox-static).
+# 5 lab boots: about 80 s on a quiet host, 140 s on a busy one (20 s more
+# with --fresh). Prints "N passed, N failed" last; exit 0 pass, 1 fail,
+# 77 skip (no QEMU, kernel, kvm-amd module or busybox-static).
 
 set -u -o pipefail
 export LC_ALL=C
@@ -25,6 +38,7 @@ TOP=$(cd "$LAB_SRC/../.." && pwd)
 QEMU=${LAB_QEMU:-qemu-system-x86_64}
 BUSYBOX=${LAB_BUSYBOX:-/bin/busybox}
 RUN_TIMEOUT=240 # lab.sh --timeout: far from the budget, so a cut there shows
+SILENCE=10      # LAB_SILENCE_S of run 2 (the heartbeat then beats every 2 s)
 
 fresh=0
 case ${1:-} in
@@ -52,8 +66,8 @@ for c in "$QEMU" cpio lz4; do
 	command -v "$c" >/dev/null || skip "$c not installed (scripts/install-deps.sh)"
 done
 [ -x "$BUSYBOX" ] || skip "no $BUSYBOX (busybox-static)"
-budget=$(sed -n 's/^# lab-budget: *\([0-9][0-9]*\).*/\1/p' "$LAB_SRC/scenarios/lab-wedge.sh")
-[ -n "$budget" ] || { echo "FAIL: no '# lab-budget:' in scenarios/lab-wedge.sh"; echo "0 passed, 1 failed"; exit 1; }
+budget=$(sed -n 's/^# lab-budget: *\([0-9][0-9]*\).*/\1/p' "$LAB_SRC/scenarios/lab-flaky.sh")
+[ -n "$budget" ] || { echo "FAIL: no '# lab-budget:' in scenarios/lab-flaky.sh"; echo "0 passed, 1 failed"; exit 1; }
 
 T=$(mktemp -d)
 cleanup() { rm -rf "$T"; }
@@ -76,65 +90,167 @@ verdict() {
 	fi
 }
 
-# ------------------------------------------------------------------- the run
+# ------------------------------------------------------------------ the runs
 
-echo "watchdog-test: lab.sh lab-wedge lab-selftest (lab-wedge budget $budget s, run timeout $RUN_TIMEOUT s)"
-t0=${EPOCHREALTIME/[.,]/}
-timeout -k 10 $((RUN_TIMEOUT + 60)) "$LAB_SRC/lab.sh" --name watchdog-test --timeout $RUN_TIMEOUT \
-	lab-wedge lab-selftest >"$T/lab.out" 2>&1
-rc=$?
-t1=${EPOCHREALTIME/[.,]/}
-wall=$(((t1 - t0) / 1000000))
-sed 's/^/  | /' "$T/lab.out"
-results=$OUT/watchdog-test.results
-log=$OUT/watchdog-test.log
+# lab_run NAME SCENARIO...: runs lab.sh (with the environment of the caller)
+# into $T/NAME.out, shown indented. Sets rc, wall (seconds), results (its
+# result lines), log (its console log).
+lab_run() {
+	local n=$1 t0 t1
+	shift
+	t0=${EPOCHREALTIME/[.,]/}
+	timeout -k 10 $((RUN_TIMEOUT + 60)) "$LAB_SRC/lab.sh" --name "$n" --timeout $RUN_TIMEOUT \
+		"$@" >"$T/$n.out" 2>&1
+	rc=$?
+	t1=${EPOCHREALTIME/[.,]/}
+	wall=$(((t1 - t0) / 1000000))
+	sed 's/^/  | /' "$T/$n.out"
+	cp "$OUT/$n.results" "$T/$n.results" 2>/dev/null
+	results=()
+	[ -f "$OUT/$n.results" ] && mapfile -t results <"$OUT/$n.results"
+	log=$OUT/$n.log
+}
 
-[ $rc -eq 125 ]
-verdict "lab.sh exits 125, a lab failure (got $rc)" $?
-lines=()
-[ -f "$results" ] && mapfile -t lines <"$results"
-[ ${#lines[@]} -eq 3 ]
-verdict "results: 3 lines (got ${#lines[@]})" $?
-read -r w_name w_verdict _ w_why <<<"${lines[0]:-}"
-[[ ${w_name:-} == lab-wedge && ${w_verdict:-} == lab ]]
-verdict "results: lab-wedge has verdict 'lab' (a lab failure)" $?
-[[ ${w_why:-} == *"overran its budget of $budget s"* ]]
-verdict "results: lab-wedge overran its budget of $budget s" $?
+# cuts_within WHY LOW HIGH: every "cut S s after its LAB-BEGIN" in WHY is in
+# [LOW, HIGH) seconds; echoes the cuts. lab.sh looks at least once a second;
+# the register dump (1 to 3 s before QEMU is killed) is not counted.
+cuts_within() {
+	local c ds ok=0 all
+	all=$(grep -o 'cut [0-9]*\.[0-9] s after its LAB-BEGIN' <<<"$1" | cut -d' ' -f2)
+	echo "${all//$'\n'/ }"
+	[ -n "$all" ] || return 1
+	for c in $all; do
+		ds=${c/./}
+		[ $((10#$ds)) -ge $(($2 * 10)) ] && [ $((10#$ds)) -lt $(($3 * 10)) ] || ok=1
+	done
+	return $ok
+}
 
-# Cut near its budget: lab.sh looks at least once a second; the register
-# dump (1 to 3 s before QEMU is killed) is not counted here.
-cut=$(sed -n 's/.*, cut \([0-9]*\.[0-9]\) s after its LAB-BEGIN.*/\1/p' <<<"${w_why:-}")
-cut_ds=${cut/./}
-cut_ds=${cut_ds:-0}
-[[ -n $cut && $((10#$cut_ds)) -ge $((budget * 10)) && $((10#$cut_ds)) -lt $(((budget + 3) * 10)) ]]
-verdict "lab-wedge cut ${cut:-?} s after its LAB-BEGIN: within [$budget, $((budget + 3))) s" $?
-[ $wall -lt $((RUN_TIMEOUT / 2)) ]
-verdict "whole run ${wall} s: well under the run's timeout of $RUN_TIMEOUT s" $?
+# boot_cmdline N: the kernel command line of lab boot N in $log.
+boot_cmdline() {
+	sed -n "/^# .* lab boot $1:/{n;p;q}" "$log" 2>/dev/null
+}
+
+# run_tests_counts RESULTS RC TEST...: run-tests.sh's summary of a lab.sh
+# run that ended with status RC and wrote RESULTS, with lab.sh stubbed;
+# into $T/rt.out. Sets rt_rc.
+run_tests_counts() {
+	local res=$1 labrc=$2
+	shift 2
+	rm -rf "$T/rt"
+	mkdir -p "$T/rt/src"
+	cp "$LAB_SRC/run-tests.sh" "$T/rt/src/"
+	# shellcheck disable=SC2016 # $LAB_BUILD_DIR is the stub's
+	printf '#!/bin/sh\ncp "%s" "$LAB_BUILD_DIR/tests.results"\nexit %d\n' "$res" "$labrc" >"$T/rt/src/lab.sh"
+	chmod +x "$T/rt/src/lab.sh"
+	LAB_BUILD_DIR=$T/rt "$T/rt/src/run-tests.sh" "$@" >"$T/rt.out" 2>&1
+	rt_rc=$?
+	sed 's/^/  rt| /' "$T/rt.out"
+}
+
+# ------------------------------------------ run 1: a wedge, its retry passes
+
+echo "watchdog-test: lab.sh lab-flaky lab-selftest (lab-flaky budget $budget s, run timeout $RUN_TIMEOUT s)"
+lab_run watchdog-test lab-flaky lab-selftest
+wall1=$wall
+[ $rc -eq 0 ]
+verdict "run 1: lab.sh exits 0: the retry made up for the lab failure (got $rc)" $?
+[ ${#results[@]} -eq 3 ]
+verdict "run 1: results: 3 lines (got ${#results[@]})" $?
+read -r f_name f_verdict _ f_why <<<"${results[0]:-}"
+[[ ${f_name:-} == lab-flaky && ${f_verdict:-} == pass ]]
+verdict "run 1: results: lab-flaky has the retry's verdict 'pass' (got '${f_verdict:-}')" $?
+[[ ${f_why:-} == "retried after a LAB FAILURE: scenario lab-flaky overran its budget of $budget s"* ]]
+verdict "run 1: results: lab-flaky 'retried after a LAB FAILURE: ... overran its budget of $budget s'" $?
+cut=$(cuts_within "${f_why:-}" "$budget" $((budget + 3)))
+verdict "run 1: lab-flaky cut ${cut:-?} s after its LAB-BEGIN: within [$budget, $((budget + 3))) s" $?
+[ "$wall" -lt $((RUN_TIMEOUT / 2)) ]
+verdict "run 1: whole run ${wall} s: well under the run's timeout of $RUN_TIMEOUT s" $?
 
 # The registers: in the log, and each vCPU's RIP in the results, at least
 # one named by a kernel symbol that the lab listed.
 [ "$(grep -c '^#   RIP=' "$log" 2>/dev/null)" = 2 ]
-verdict "log: QEMU's 'info registers -a' of 2 vCPUs" $?
-[ "$(grep -o 'vCPU [0-9] at RIP [0-9a-f]\{16\}' <<<"${w_why:-}" | wc -l)" = 2 ]
-verdict "results: both vCPUs' RIPs" $?
-sym=$(grep -o 'at RIP ffff[0-9a-f]\{12\} in [A-Za-z0-9_.]*+0x[0-9a-f]*' <<<"${w_why:-}" |
+verdict "run 1: log: QEMU's 'info registers -a' of 2 vCPUs" $?
+[ "$(grep -o 'vCPU [0-9] at RIP [0-9a-f]\{16\}' <<<"${f_why:-}" | wc -l)" = 2 ]
+verdict "run 1: results: both vCPUs' RIPs" $?
+sym=$(grep -o 'at RIP ffff[0-9a-f]\{12\} in [A-Za-z0-9_.]*+0x[0-9a-f]*' <<<"${f_why:-}" |
 	head -n 1 | sed 's/.* in \([^+]*\)+.*/\1/')
 symfile=$OUT/symbols-$kver
 [ -n "$sym" ] && grep -q " $sym\( \|\$\)" "$symfile"
-verdict "a vCPU's RIP named by kernel symbol '${sym:-none}', one of the lab's $(wc -l 2>/dev/null <"$symfile" || echo no) symbols" $?
+verdict "run 1: a vCPU's RIP named by kernel symbol '${sym:-none}', one of the lab's $(wc -l 2>/dev/null <"$symfile" || echo no) symbols" $?
+# The heartbeat went on while the vCPUs spun: only the budget cut it.
+[ "$(sed -n '/LAB-BEGIN lab-flaky/,/^# QEMU monitor/p;/^# QEMU monitor/q' "$log" 2>/dev/null | grep -c ' LAB-ALIVE ')" -ge 1 ]
+verdict "run 1: log: LAB-ALIVE heartbeats while lab-flaky spun" $?
 
-# The next scenario, in a fresh lab.
-read -r s_name s_verdict _ <<<"${lines[1]:-}"
+# The retry, first in a fresh lab, then the next scenario.
+read -r s_name s_verdict _ <<<"${results[1]:-}"
 [[ ${s_name:-} == lab-selftest && ${s_verdict:-} == pass ]]
-verdict "results: lab-selftest passed" $?
-[[ ${lines[2]:-} == "lab failure boot 1: "*"lab-wedge overran its budget"* ]]
-verdict "results: last line 'lab failure' naming the budget" $?
+verdict "run 1: results: lab-selftest passed" $?
+[[ ${results[2]:-} == "lab ok" ]]
+verdict "run 1: results: last line 'lab ok' (got '${results[2]:-}')" $?
 [[ $(grep -c '^# .* lab boot [0-9]*:' "$log" 2>/dev/null) == 2 && $(grep -c ' LAB-READY ' "$log") == 2 ]]
-verdict "log: 2 lab boots, 2 LAB-READY" $?
-sed -n '/^# .* lab boot 2:/,$p' "$log" 2>/dev/null | grep -q 'LAB-BEGIN lab-selftest'
-verdict "log: lab-selftest began in lab boot 2" $?
-boot2=$(sed -n 's/^lab: boot 2: QEMU start to LAB-READY \([0-9.]*\) s.*/\1/p' "$T/lab.out")
+verdict "run 1: log: 2 lab boots, 2 LAB-READY" $?
+[[ $(boot_cmdline 1) != *nestlab.retry=* && $(boot_cmdline 2) == *" nestlab.retry=1"* ]]
+verdict "run 1: log: nestlab.retry=1 on lab boot 2's command line only" $?
+[ "$(sed -n '/^# .* lab boot 2:/,$p' "$log" 2>/dev/null | grep -E -o 'LAB-BEGIN lab-[a-z]+' | tr '\n' ' ')" = \
+	"LAB-BEGIN lab-flaky LAB-BEGIN lab-selftest " ]
+verdict "run 1: log: lab-flaky, then lab-selftest, began in lab boot 2" $?
+grep -q "lab-flaky: LAB FAILURE (not a test failure) in boot 1: scenario lab-flaky overran" "$T/watchdog-test.out"
+verdict "run 1: lab.sh prints lab-flaky's LAB FAILURE" $?
+boot2=$(sed -n 's/^lab: boot 2: QEMU start to LAB-READY \([0-9.]*\) s.*/\1/p' "$T/watchdog-test.out")
+cut1=$cut
 
-echo "watchdog-test: budget $budget s, cut after ${cut:-?} s; fresh lab ready in ${boot2:-?} s; whole run $wall s"
+run_tests_counts "$T/watchdog-test.results" $rc lab-flaky lab-selftest
+[ $rt_rc -eq 0 ] &&
+	grep -q "^lab test lab-flaky: PASS, retried after a LAB FAILURE (not a test failure): scenario lab-flaky overran" "$T/rt.out" &&
+	grep -q "^LAB FAILURE (not a test failure), the test then retried to a verdict: lab-flaky: " "$T/rt.out" &&
+	grep -q "^lab: 2 passed, 0 failed, 0 skipped" "$T/rt.out"
+verdict "run 1: run-tests.sh: exit 0, lab-flaky a PASS with its LAB FAILURE, 2 passed (exit $rt_rc)" $?
+
+# ---------------------------------- run 2: a silent lab, silent again on retry
+
+echo "watchdog-test: LAB_SILENCE_S=$SILENCE lab.sh lab-silent lab-selftest (run timeout $RUN_TIMEOUT s)"
+LAB_SILENCE_S=$SILENCE lab_run watchdog-silent lab-silent lab-selftest
+silent="the lab went silent (no heartbeat for $SILENCE s) during scenario lab-silent"
+[ $rc -eq 125 ]
+verdict "run 2: lab.sh exits 125, a lab failure (got $rc)" $?
+[ ${#results[@]} -eq 3 ]
+verdict "run 2: results: 3 lines (got ${#results[@]})" $?
+read -r l_name l_verdict _ l_why <<<"${results[0]:-}"
+[[ ${l_name:-} == lab-silent && ${l_verdict:-} == lab ]]
+verdict "run 2: results: lab-silent has verdict 'lab' (got '${l_verdict:-}')" $?
+[[ ${l_why:-} == "$silent, cut "*"; retried after a LAB FAILURE: $silent, cut "* ]]
+verdict "run 2: results: lab-silent went silent, was retried, went silent again" $?
+cut=$(cuts_within "${l_why:-}" $SILENCE $((SILENCE + 4)))
+within=$?
+[ $within -eq 0 ] && [ "$(wc -w <<<"$cut")" = 2 ]
+verdict "run 2: lab-silent cut ${cut:-?} s after its LAB-BEGIN: within [$SILENCE, $((SILENCE + 4))) s, twice" $?
+[ "$wall" -lt $((RUN_TIMEOUT * 3 / 4)) ]
+verdict "run 2: whole run ${wall} s: well under the run's timeout of $RUN_TIMEOUT s" $?
+read -r s_name s_verdict _ <<<"${results[1]:-}"
+[[ ${s_name:-} == lab-selftest && ${s_verdict:-} == pass ]]
+verdict "run 2: results: lab-selftest passed" $?
+[[ ${results[2]:-} == "lab failure boot 1: "*"$silent"*" | boot 2: "*"$silent"* ]]
+verdict "run 2: results: last line 'lab failure' naming both silences" $?
+[[ $(grep -c '^# .* lab boot [0-9]*:' "$log" 2>/dev/null) == 3 && $(grep -c ' LAB-READY ' "$log") == 3 ]]
+verdict "run 2: log: 3 lab boots, 3 LAB-READY" $?
+[[ $(boot_cmdline 1) == *" nestlab.heartbeat=2"* && $(boot_cmdline 1) != *nestlab.retry=* &&
+	$(boot_cmdline 2) == *" nestlab.retry=1"* && $(boot_cmdline 3) != *nestlab.retry=* ]]
+verdict "run 2: log: heartbeat every 2 s; nestlab.retry=1 on lab boot 2's command line only" $?
+[ "$(grep -E -o 'lab boot [0-9]+:|LAB-BEGIN lab-[a-z]+' "$log" 2>/dev/null | tr '\n' ' ')" = \
+	"lab boot 1: LAB-BEGIN lab-silent lab boot 2: LAB-BEGIN lab-silent lab boot 3: LAB-BEGIN lab-selftest " ]
+verdict "run 2: log: lab-silent began in boots 1 and 2, lab-selftest in boot 3" $?
+[ "$(grep -c "LAB FAILURE (not a test failure) in boot [12]: $silent" "$T/watchdog-silent.out")" = 2 ]
+verdict "run 2: lab.sh prints both LAB FAILUREs of lab-silent" $?
+
+run_tests_counts "$T/watchdog-silent.results" $rc lab-silent lab-selftest
+[ $rt_rc -eq 125 ] &&
+	grep -q "^lab test lab-silent: FAIL: LAB FAILURE (not a test failure): $silent.*; retried after a LAB FAILURE: $silent" "$T/rt.out" &&
+	grep -q "^LAB FAILURE (not a test failure): boot 1: " "$T/rt.out" &&
+	grep -q "^lab: 1 passed, 1 failed, 0 skipped" "$T/rt.out"
+verdict "run 2: run-tests.sh: exit 125, lab-silent a LAB FAILURE twice, 1 passed, 1 failed (exit $rt_rc)" $?
+
+echo "watchdog-test: budget $budget s, cut after ${cut1:-?} s, retry passed (fresh lab ready in ${boot2:-?} s," \
+	"run $wall1 s); silence $SILENCE s, cut after ${cut:-?} s (run $wall s)"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -28,13 +28,16 @@ if [ ! -w /dev/kvm ] || [ ! -x "$NESTVM" ] || [ ! -f "$PROBE" ]; then
 	exit 77
 fi
 
-# Kill the monitors this test started (by pid, from their runtime records).
+# Kill the monitors this test started (by pid, from their runtime records,
+# in any store under $T), run the script's own manager_cleanup_extra if it
+# has one, and remove $T (made writable first: tests take permissions away).
 manager_cleanup() {
-	for rt in "$T"/home/*/runtime.json; do
-		[ -f "$rt" ] || continue
+	for rt in $(find "$T" -name runtime.json 2>/dev/null); do
 		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$rt")
 		[ -n "$pid" ] && [ "$pid" -gt 0 ] && kill -9 "$pid" 2>/dev/null
 	done
+	command -v manager_cleanup_extra >/dev/null && manager_cleanup_extra
+	chmod -R u+rwx "$T" 2>/dev/null
 	rm -rf "$T"
 }
 trap manager_cleanup EXIT

@@ -218,8 +218,8 @@ static void test_frame_headers(void **state)
 
 	(void)state;
 	/* Type, direction, flags and each type's bounds. */
-	assert_int_equal(mig_frame_header_check(MIG_MSG_PAGES, 0, MIG_PAGES_HEADER, false, why,
-	                                        sizeof(why)), 0);
+	assert_int_equal(
+	    mig_frame_header_check(MIG_MSG_PAGES, 0, MIG_PAGES_HEADER, false, why, sizeof(why)), 0);
 	assert_int_equal(mig_frame_header_check(0, 0, 0, false, why, sizeof(why)), -EPROTO);
 	assert_int_equal(mig_frame_header_check(MIG_MSG_MAX + 1, 0, 0, false, why, sizeof(why)),
 	                 -EPROTO);
@@ -227,20 +227,22 @@ static void test_frame_headers(void **state)
 	assert_int_equal(mig_frame_header_check(MIG_MSG_READY, 0, 0, false, why, sizeof(why)),
 	                 -EPROTO);
 	assert_non_null(strstr(why, "only the destination sends"));
-	assert_int_equal(mig_frame_header_check(MIG_MSG_GO, 0, 0, true, why, sizeof(why)),
-	                 -EPROTO);
+	assert_int_equal(mig_frame_header_check(MIG_MSG_GO, 0, 0, true, why, sizeof(why)), -EPROTO);
 	assert_int_equal(mig_frame_header_check(MIG_MSG_GO, 1, 0, false, why, sizeof(why)),
 	                 -EPROTO);
 	assert_int_equal(mig_frame_header_check(MIG_MSG_GO, 0, 1, false, why, sizeof(why)),
 	                 -EPROTO);
-	assert_int_equal(mig_frame_header_check(MIG_MSG_PAGES, 0, MIG_FRAME_MAX + 1, false, why,
-	                                        sizeof(why)), -EPROTO);
-	assert_int_equal(mig_frame_header_check(MIG_MSG_PAGES, 0, MIG_PAGES_HEADER - 1, false, why,
-	                                        sizeof(why)), -EPROTO);
+	assert_int_equal(
+	    mig_frame_header_check(MIG_MSG_PAGES, 0, MIG_FRAME_MAX + 1, false, why, sizeof(why)),
+	    -EPROTO);
+	assert_int_equal(
+	    mig_frame_header_check(MIG_MSG_PAGES, 0, MIG_PAGES_HEADER - 1, false, why, sizeof(why)),
+	    -EPROTO);
 	assert_int_equal(mig_frame_header_check(MIG_MSG_ERROR, 0, 4, true, why, sizeof(why)), 0);
 	assert_int_equal(mig_frame_header_check(MIG_MSG_ERROR, 0, 4, false, why, sizeof(why)), 0);
-	assert_int_equal(mig_frame_header_check(MIG_MSG_PASS, 0, MIG_PASS_SIZE + 1, false, why,
-	                                        sizeof(why)), -EPROTO);
+	assert_int_equal(
+	    mig_frame_header_check(MIG_MSG_PASS, 0, MIG_PASS_SIZE + 1, false, why, sizeof(why)),
+	    -EPROTO);
 }
 
 /* A 4 GiB length in a header is refused before anything is read (or allocated) for it. */
@@ -456,9 +458,13 @@ static void test_session_handover(void **state)
 static void test_hello(void **state)
 {
 	static const char def[] = "{\"name\": \"x\"}";
-	struct mig_hello h = {.page_size = 4096, .ram_size = 64 << 20, .nr_vcpus = 2,
-	                      .nested = true, .cpu_vendor = "AuthenticAMD",
-	                      .cpu_signature = 0x830f10, .def = (const uint8_t *)def,
+	struct mig_hello h = {.page_size = 4096,
+	                      .ram_size = 64 << 20,
+	                      .nr_vcpus = 2,
+	                      .nested = true,
+	                      .cpu_vendor = "AuthenticAMD",
+	                      .cpu_signature = 0x830f10,
+	                      .def = (const uint8_t *)def,
 	                      .def_len = sizeof(def) - 1};
 	uint8_t buf[MIG_HELLO_FIXED + sizeof(def)];
 	struct mig_hello out;
@@ -584,8 +590,8 @@ static void test_listen_connect(void **state)
 
 	(void)state;
 	/* A socket directly in /tmp is one others could reach first: refused. */
-	assert_int_equal(mig_addr_parse("unix:/tmp/nestvm-mig-test.sock", false, &a, why,
-	                                sizeof(why)), 0);
+	assert_int_equal(
+	    mig_addr_parse("unix:/tmp/nestvm-mig-test.sock", false, &a, why, sizeof(why)), 0);
 	assert_true(mig_listen(&a, why, sizeof(why)) < 0);
 	assert_non_null(strstr(why, "only you control"));
 	/* In a private directory: mode 0600, and a connection goes through. */

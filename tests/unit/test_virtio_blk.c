@@ -547,8 +547,8 @@ static void test_save_restore_write_once(void **state)
 		uint64_t b = vd_alloc(d, SR_LEN);
 
 		memset(vd_gpa(d, b, SR_LEN), i + 1, SR_LEN);
-		st[i] = blk_start(d, VIRTIO_BLK_T_OUT, (uint64_t)i * (SR_LEN / 512), b, SR_LEN,
-		                  false);
+		st[i] =
+		    blk_start(d, VIRTIO_BLK_T_OUT, (uint64_t)i * (SR_LEN / 512), b, SR_LEN, false);
 	}
 	vd_kick(d, 0);
 	/* Catch the writes on the disk (they are in flight for a millisecond or so). */
@@ -626,12 +626,10 @@ static void test_restore_refused_on_another_image(void **state)
 	close(fd);
 	d = reopen(f, other, SERIAL);
 	vd_load_guest(d, &s);
-	assert_int_equal(vd_restore_bytes(d, s.state.buf, s.state.len, why, sizeof(why)),
-	                 -EBADMSG);
+	assert_int_equal(vd_restore_bytes(d, s.state.buf, s.state.len, why, sizeof(why)), -EBADMSG);
 	assert_non_null(strstr(why, "not the same image"));
 	d = reopen(f, f->path, "another serial");
-	assert_int_equal(vd_restore_bytes(d, s.state.buf, s.state.len, why, sizeof(why)),
-	                 -EBADMSG);
+	assert_int_equal(vd_restore_bytes(d, s.state.buf, s.state.len, why, sizeof(why)), -EBADMSG);
 	assert_non_null(strstr(why, "serial"));
 	d = reopen(f, f->path, SERIAL);
 	assert_int_equal(vd_restore_bytes(d, s.state.buf, s.state.len, why, sizeof(why)), 0);

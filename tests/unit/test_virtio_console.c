@@ -435,6 +435,26 @@ static void test_save_restore_pending_control(void **state)
 	vd_saved_release(&s);
 }
 
+/* Restored, saved again before the guest ran, restored: the guest still hears the news. */
+static void test_save_before_the_guest_runs(void **state)
+{
+	struct fixture *f = *state;
+	struct vd_saved s, s2;
+	int old;
+
+	handshake(f);
+	old = host_connect(f->port_path);
+	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1, NULL);
+	vd_save(f->d, &s);
+	close(old);
+	restore_into_new(f, &s, true);
+	vd_save(f->d, &s2);
+	restore_into_new(f, &s2, false);
+	expect_ctrl(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 0, NULL);
+	vd_saved_release(&s);
+	vd_saved_release(&s2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -445,6 +465,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_single_port, setup_single, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_restore_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_restore_pending_control, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_before_the_guest_runs, setup, teardown),
 	    cmocka_unit_test(test_create_checks),
 	};
 

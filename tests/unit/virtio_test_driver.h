@@ -141,8 +141,8 @@ static inline uint64_t vd_alloc(struct vd *d, uint64_t len)
  * vd_create_at - @vdev on a transport on a PCI host, BAR0 at @bar (0: not
  * assigned), memory decoding on if @decode.
  */
-static inline struct vd *vd_create_at(struct virtio_device *vdev, bool use_ioeventfd,
-                                      uint64_t bar, bool decode)
+static inline struct vd *vd_create_at(struct virtio_device *vdev, bool use_ioeventfd, uint64_t bar,
+                                      bool decode)
 {
 	struct vd *d = calloc(1, sizeof(*d));
 	struct pci_host_config hc = {.mmio_base = LAYOUT_PCI_MMIO32};
@@ -417,7 +417,7 @@ static inline void vd_bring_up(struct vd *d, uint64_t features, unsigned int nq,
 /* What vd_save() keeps: the device's saved state and the guest side. */
 struct vd_saved {
 	struct dev_state state;
-	uint8_t *mem; /* all of guest memory */
+	uint8_t *mem;       /* all of guest memory */
 	uintptr_t mem_base; /* where it was mapped, to rebase the ring pointers */
 	uint64_t buf_next;
 	struct vd_queue q[8];

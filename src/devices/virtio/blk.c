@@ -366,8 +366,8 @@ static int blk_quiesce(struct virtio_device *vdev, const struct timespec *deadli
 
 	blk_flush_notify(blk);
 	if (r < 0)
-		log_warn("%s: %u requests still on the disk: %s", vdev->name,
-		         blk->disk->inflight, strerror(-r));
+		log_warn("%s: %u requests still on the disk: %s", vdev->name, blk->disk->inflight,
+		         strerror(-r));
 	return r;
 }
 
@@ -404,7 +404,8 @@ static int blk_restore(struct virtio_device *vdev, struct dev_state_in *in, uint
 	          "the disk had %llu sectors, this one has %llu: not the same image",
 	          (unsigned long long)capacity, (unsigned long long)blk->capacity);
 	dsi_check(in, readonly == blk->readonly, "the disk was %s, this one is %s",
-	          readonly ? "read-only" : "read-write", blk->readonly ? "read-only" : "read-write");
+	          readonly ? "read-only" : "read-write",
+	          blk->readonly ? "read-only" : "read-write");
 	dsi_check(in, memcmp(id, blk->id, sizeof(id)) == 0, "the disk had another serial");
 	return virtio_state_end(in) ? 0 : -EBADMSG;
 }

@@ -16,6 +16,14 @@
  * write-zeroes with VIRTIO_BLK_S_IOERR. A request that is malformed in
  * itself (header too short, data not a whole number of sectors, beyond the
  * end of the disk) fails with IOERR; a malformed ring sets needs-reset.
+ *
+ * Save and restore (virtio_pci.h, "Lifecycle"): a quiesce waits, on the
+ * device's I/O thread, until every request taken from the queue is done on
+ * the disk, in the used ring and interrupted for; requests the guest made
+ * available meanwhile stay in the ring for the resumed or restored device.
+ * So nothing is in flight in a saved state and no request runs twice. The
+ * device's own saved state is its capacity, read-only flag and serial: a
+ * restore onto another image is refused.
  */
 
 #define VIRTIO_BLK_QUEUE_SIZE 256

@@ -51,8 +51,8 @@ struct con_port {
 	int listen_fd;
 	int client_fd;
 
-	bool guest_ready; /* PORT_READY seen */
-	bool guest_open;  /* the guest has the port open */
+	bool guest_ready;        /* PORT_READY seen */
+	bool guest_open;         /* the guest has the port open */
 	bool host_open_restored; /* restored: the host side the guest last heard of */
 
 	/* A transmit chain being written to the client. */
@@ -74,7 +74,8 @@ struct virtio_console {
 	unsigned int ctrl_head;
 	unsigned int ctrl_len;
 	struct iovec ctrl_iov[VIRTIO_CONSOLE_QUEUE_SIZE];
-	uint64_t notify; /* bit per queue with something pushed */
+	uint64_t notify;      /* bit per queue with something pushed */
+	bool restart_pending; /* restored; the guest has not run since (host_open_restored) */
 };
 
 static unsigned int con_rxq(unsigned int port)
@@ -404,6 +405,7 @@ static void con_reset(struct virtio_device *vdev)
 	}
 	con->ctrl_head = con->ctrl_len = 0;
 	con->notify = 0;
+	con->restart_pending = false;
 }
 
 static void con_config_read(struct virtio_device *vdev, uint32_t offset, void *data, uint32_t len)
@@ -458,9 +460,12 @@ static int con_save(struct virtio_device *vdev, struct dev_state *out)
 
 	ds_put_u8(out, (uint8_t)con->nr_ports);
 	for (unsigned int i = 0; i < con->nr_ports; i++) {
-		ds_put_bool(out, con->ports[i].guest_ready);
-		ds_put_bool(out, con->ports[i].guest_open);
-		ds_put_bool(out, con_host_open(&con->ports[i]));
+		const struct con_port *p = &con->ports[i];
+
+		ds_put_bool(out, p->guest_ready);
+		ds_put_bool(out, p->guest_open);
+		/* Restored and not run yet: the guest still believes what it was told before. */
+		ds_put_bool(out, con->restart_pending ? p->host_open_restored : con_host_open(p));
 	}
 	ds_put_u8(out, (uint8_t)con->ctrl_len);
 	for (unsigned int i = 0; i < con->ctrl_len; i++) {
@@ -483,8 +488,9 @@ static void con_read_ctrl(struct virtio_console *con, struct dev_state_in *in,
 	m->c.event = dsi_get_u16(in);
 	m->c.value = dsi_get_u16(in);
 	m->name_len = dsi_get_u8(in);
-	dsi_check(in, m->c.id < con->nr_ports && m->c.event <= VIRTIO_CONSOLE_PORT_NAME &&
-	                  m->name_len <= VIRTIO_CONSOLE_NAME_MAX,
+	dsi_check(in,
+	          m->c.id < con->nr_ports && m->c.event <= VIRTIO_CONSOLE_PORT_NAME &&
+	              m->name_len <= VIRTIO_CONSOLE_NAME_MAX,
 	          "a control message (port %u, event %u, name of %u bytes) is not one the "
 	          "device sends",
 	          m->c.id, m->c.event, m->name_len);
@@ -506,8 +512,8 @@ static int con_restore(struct virtio_device *vdev, struct dev_state_in *in, uint
 		for (unsigned int k = 0; k < 3; k++)
 			flags[i][k] = dsi_get_bool(in);
 	nctrl = dsi_get_u8(in);
-	dsi_check(in, nctrl <= CON_CTRL_PENDING, "%u control messages pending, at most %u",
-	          nctrl, CON_CTRL_PENDING);
+	dsi_check(in, nctrl <= CON_CTRL_PENDING, "%u control messages pending, at most %u", nctrl,
+	          CON_CTRL_PENDING);
 	for (unsigned int i = 0; i < nctrl && !in->bad; i++)
 		con_read_ctrl(con, in, &ctrl[i]);
 	if (!virtio_state_end(in)) {
@@ -522,6 +528,7 @@ static int con_restore(struct virtio_device *vdev, struct dev_state_in *in, uint
 	memcpy(con->ctrl, ctrl, nctrl * sizeof(*ctrl));
 	con->ctrl_head = 0;
 	con->ctrl_len = nctrl;
+	con->restart_pending = true;
 	free(ctrl);
 	return 0;
 }
@@ -535,6 +542,9 @@ static void con_restarted(struct virtio_device *vdev)
 {
 	struct virtio_console *con = container_of(vdev, struct virtio_console, vdev);
 
+	con->restart_pending = false;
+	if (!virtio_device_is_live(vdev))
+		return;
 	for (unsigned int i = 0; i < con->nr_ports; i++) {
 		struct con_port *p = &con->ports[i];
 

@@ -21,6 +21,13 @@
  * VIRTIO_CONSOLE_F_EMERG_WRITE is offered: a byte written to emerg_wr goes
  * to port 0. A malformed queue sets needs-reset; a malformed control message
  * is ignored.
+ *
+ * Save and restore (virtio_pci.h, "Lifecycle"): the guest's side of each
+ * port (ready, open) and the control messages not yet delivered are saved;
+ * host programs are not, they stay with the old process. Once a restored
+ * guest runs it hears which host sides changed (PORT_OPEN), and a transmit
+ * chain that was being written to a slow program is taken again from the
+ * ring, whole, for whichever program is connected then.
  */
 
 #define VIRTIO_CONSOLE_MAX_NAMED 8

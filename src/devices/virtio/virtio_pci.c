@@ -801,7 +801,7 @@ static void vp_restart(struct virtio_pci *vp)
 	for (unsigned int q = 0; q < vdev->nr_queues; q++)
 		if (vdev->vqs[q].started)
 			virtio_device_kick(vdev, q);
-	if (vdev->ops->restarted && virtio_device_is_live(vdev))
+	if (vdev->ops->restarted)
 		vdev->ops->restarted(vdev);
 }
 

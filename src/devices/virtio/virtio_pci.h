@@ -239,8 +239,9 @@ struct virtio_device_ops {
 	int (*restore)(struct virtio_device *vdev, struct dev_state_in *in, uint32_t version);
 	/*
 	 * On the I/O thread, once the guest runs after a restore: what the
-	 * device owes the driver (vsock's transport reset). Every enabled
-	 * queue is then looked at as if notified.
+	 * device owes the driver (vsock's transport reset), if it is live
+	 * (virtio_device_is_live()). Every enabled queue is then looked at
+	 * as if notified.
 	 */
 	void (*restarted)(struct virtio_device *vdev);
 	/* virtio_pci_stop(): let go of what must not outlive the VM (an image and its lock). */

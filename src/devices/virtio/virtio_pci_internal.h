@@ -40,7 +40,7 @@ struct virtio_pci {
 	uint8_t config_generation;
 	uint8_t isr;
 	bool needs_reset_logged;
-	bool stopped; /* virtio_pci_stop(): no queue runs again */
+	bool stopped;                            /* virtio_pci_stop(): no queue runs again */
 	uint8_t config_init[PCI_CFG_SPACE_SIZE]; /* the configuration space as created */
 
 	/* MSI-X: table, pending bits, and the capability's enable and mask bits. */

@@ -182,10 +182,9 @@ static void vp_read_header(struct virtio_pci *vp, struct dev_state_in *in, struc
 	st->isr = dsi_get_u8(in);
 	dsi_check(in, !(st->status & ~VP_STATUS_KNOWN), "device status 0x%02x has unknown bits",
 	          st->status);
-	dsi_check(in,
-	          !(st->status & VIRTIO_STATUS_DRIVER_OK) ||
-	              (st->status & VIRTIO_STATUS_FEATURES_OK),
-	          "device status 0x%02x has DRIVER_OK without FEATURES_OK", st->status);
+	dsi_check(
+	    in, !(st->status & VIRTIO_STATUS_DRIVER_OK) || (st->status & VIRTIO_STATUS_FEATURES_OK),
+	    "device status 0x%02x has DRIVER_OK without FEATURES_OK", st->status);
 	/* What vp_accept_features() would have refused. */
 	dsi_check(in,
 	          !(st->status & VIRTIO_STATUS_FEATURES_OK) ||
@@ -315,7 +314,7 @@ static int vp_restore_parked(struct virtio_pci *vp, struct dev_state_in *in, str
 	if (r < 0)
 		return r;
 	vp_apply(vp, st);
-	/* A device the driver had started gets what it set up then (virtio-blk: its disk's events). */
+	/* What a started device set up then (virtio-blk: it watches its disk's completions). */
 	if (virtio_device_is_live(vdev) && vdev->ops->activate) {
 		r = vdev->ops->activate(vdev);
 		if (r < 0) {

@@ -312,8 +312,8 @@ int virtq_restore(struct virtq *vq, const struct guest_mem *mem, const struct vi
 	q.used_gpa = st->used_gpa;
 	if (!st->started) {
 		/* What virtq_reset() and the driver's register writes can leave. */
-		if (st->broken || st->event_idx || st->indirect || st->last_avail ||
-		    st->used_idx || st->signalled_used || st->signalled_valid) {
+		if (st->broken || st->event_idx || st->indirect || st->last_avail || st->used_idx ||
+		    st->signalled_used || st->signalled_valid) {
 			snprintf(why, why_len, "it is not enabled but has ring state");
 			return -EINVAL;
 		}

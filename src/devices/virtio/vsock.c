@@ -818,7 +818,8 @@ static int vs_restore(struct virtio_device *vdev, struct dev_state_in *in, uint3
 
 static void vs_restarted(struct virtio_device *vdev)
 {
-	vs_send_event(container_of(vdev, struct virtio_vsock, vdev));
+	if (virtio_device_is_live(vdev))
+		vs_send_event(container_of(vdev, struct virtio_vsock, vdev));
 }
 
 static void vs_destroy(struct virtio_device *vdev)
