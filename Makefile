@@ -146,6 +146,12 @@ lab-migrate: $(BUILD)/static/nestvm $(GUEST_IMAGES)
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	bench/boot.sh
 
+# Live migration against QEMU's, over loopback TCP (bench/migrate.sh; RUNS=3, SIZES="256 1024"
+# MiB, CASES="idle memgen", DOWNTIME=50 ms).
+.PHONY: bench-migrate
+bench-migrate: $(BUILD)/release/nestvm $(GUEST_IMAGES)
+	BUILD=$(BUILD) bench/migrate.sh
+
 # The issue's pause stress: 100,000 pause/resume cycles on a busy guest, latency reported.
 stress-pause: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	PAUSE_STRESS_SECONDS=5 PAUSE_STRESS_CYCLES=100000 NESTVM=$(BUILD)/release/nestvm \

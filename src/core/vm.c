@@ -462,13 +462,13 @@ static int vm_create_kvm(struct vm *vm)
 }
 
 /*
- * vm_build - vm_create() and vm_create_restored(): the same VM either way,
- * booting @cfg's kernel (@rs NULL) or loaded with @rs's state.
+ * vm_build_base - the first half of vm_build(): the KVM VM, its RAM in
+ * memory slots, the irqchip and PIT. Nothing of it depends on a saved
+ * state. 0, or -errno with the VM destroyed.
  */
-static int vm_build(const struct vm_config *cfg, struct vm_restore *rs, struct vm **out)
+static int vm_build_base(const struct vm_config *cfg, struct vm_restore *rs, struct vm **out)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
-	struct boot_config bc;
 	pthread_condattr_t ca;
 	int r;
 
@@ -527,6 +527,25 @@ static int vm_build(const struct vm_config *cfg, struct vm_restore *rs, struct v
 		r = vm_state_register_early(vm);
 	if (r < 0)
 		goto err;
+	*out = vm;
+	return 0;
+err:
+	if (rs && !rs->why[0])
+		snprintf(rs->why, sizeof(rs->why), "cannot build its VM: %s", strerror(-r));
+	vm_destroy(vm);
+	return r;
+}
+
+/*
+ * vm_build_rest - the second half: the kernel (booting, @rs NULL), the
+ * devices, the vCPUs, and @rs's state. 0, or -errno with the VM destroyed.
+ */
+static int vm_build_rest(struct vm *vm, struct vm_restore *rs)
+{
+	const struct vm_config *cfg = &vm->cfg;
+	struct boot_config bc;
+	int r;
+
 	if (!rs) {
 		bc = (struct boot_config){
 			.kernel_path = cfg->kernel,
@@ -563,12 +582,27 @@ static int vm_build(const struct vm_config *cfg, struct vm_restore *rs, struct v
 		r = device_list_restore(&vm->devices, rs->state, rs->why, sizeof(rs->why));
 	if (r < 0)
 		goto err;
-	*out = vm;
 	return 0;
 err:
 	if (rs && !rs->why[0])
 		snprintf(rs->why, sizeof(rs->why), "cannot build its VM: %s", strerror(-r));
 	vm_destroy(vm);
+	return r;
+}
+
+/*
+ * vm_build - vm_create() and vm_create_restored(): the same VM either way,
+ * booting @cfg's kernel (@rs NULL) or loaded with @rs's state.
+ */
+static int vm_build(const struct vm_config *cfg, struct vm_restore *rs, struct vm **out)
+{
+	struct vm *vm;
+	int r = vm_build_base(cfg, rs, &vm);
+
+	if (r == 0)
+		r = vm_build_rest(vm, rs);
+	if (r == 0)
+		*out = vm;
 	return r;
 }
 
@@ -581,6 +615,18 @@ int vm_create_restored(const struct vm_config *cfg, struct vm_restore *rs, struc
 {
 	rs->why[0] = 0;
 	return vm_build(cfg, rs, out);
+}
+
+int vm_create_incoming(const struct vm_config *cfg, struct vm_restore *rs, struct vm **out)
+{
+	rs->why[0] = 0;
+	return vm_build_base(cfg, rs, out);
+}
+
+int vm_finish_restored(struct vm *vm, struct vm_restore *rs)
+{
+	rs->why[0] = 0;
+	return vm_build_rest(vm, rs);
 }
 
 int vm_run(struct vm *vm)

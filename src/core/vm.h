@@ -181,6 +181,21 @@ int vm_create_restored(const struct vm_config *cfg, struct vm_restore *rs, struc
 	__attribute__((warn_unused_result));
 
 /*
+ * vm_create_incoming, vm_finish_restored - vm_create_restored() in two
+ * steps, for a live migration's destination: the first builds what needs
+ * no saved state (the KVM VM, rs->ram in its memory slots, the irqchip and
+ * PIT) before memory arrives; the second, once the state is there, the
+ * devices and vCPUs in the state rs->state holds. The KVM calls of the
+ * first wait for SRCU grace periods (milliseconds each, more on a busy
+ * host), which the guest would otherwise spend stopped. Each returns 0 or
+ * -errno with the reason in rs->why; a failed vm_finish_restored() has
+ * destroyed @vm.
+ */
+int vm_create_incoming(const struct vm_config *cfg, struct vm_restore *rs, struct vm **out)
+	__attribute__((warn_unused_result));
+int vm_finish_restored(struct vm *vm, struct vm_restore *rs) __attribute__((warn_unused_result));
+
+/*
  * vm_state_register_early, vm_state_register_late - put the KVM state in the
  * device list (core/vm_state.c): the irqchip and PIT before the machine's
  * devices, the vCPUs and the clock after them. 0 or -errno.

@@ -134,7 +134,8 @@ int migrate_dest_answer(struct migrate_dest *d, int err, const char *msg)
 
 /*
  * migrate_dest_receive - after ACCEPT: receive memory and state, check and
- * restore the VM of @cfg (vm_create_restored() on the received RAM), tell
+ * restore the VM of @cfg (vm_create_incoming() around the RAM before the
+ * memory comes, vm_finish_restored() once the state is there), tell
  * the source READY, and wait for GO. @progress (may be NULL) hears of each
  * pass. Returns 0 and the VM, which the caller runs (after
  * migrate_dest_running()); or -errno with @why, having told the source

@@ -337,18 +337,30 @@ int migrate_dest_receive(struct migrate_dest *d, const struct vm_config *cfg, co
 		mig_send_error(&d->conn, -r, why);
 		return r;
 	}
-	r = dest_fill(d, &s, progress, opaque, why, len);
+	/*
+	 * The VM around that RAM now, the pages going into it: its memory
+	 * slots and irqchip cost KVM's grace periods here, not in the downtime.
+	 */
+	r = vm_create_incoming(cfg, &rs, &vm);
+	if (r < 0)
+		snprintf(why, len, "cannot build the VM: %s", rs.why);
+	/* The VM owns the RAM now, or it went with the failed build. */
+	if (rs.ram && rs.ram->mapping)
+		guest_mem_destroy(&mem);
+	if (r == 0) {
+		s.mem = &vm->mem;
+		r = dest_fill(d, &s, progress, opaque, why, len);
+	}
 	if (r == 0)
 		r = dest_state(d, &s, kvm_path, cfg, &snap, why, len);
 	if (r == 0) {
 		rs.state = &snap.reader;
-		r = vm_create_restored(cfg, &rs, &vm);
-		if (r < 0)
+		r = vm_finish_restored(vm, &rs);
+		if (r < 0) {
+			vm = NULL; /* destroyed */
 			snprintf(why, len, "cannot restore the VM: %s", rs.why);
+		}
 	}
-	/* The VM owns the RAM now, or it went with the failed build. */
-	if (rs.ram && rs.ram->mapping)
-		guest_mem_destroy(&mem);
 	snap_reader_release(&snap.reader);
 	migrate_sink_release(&s);
 	if (r == 0)

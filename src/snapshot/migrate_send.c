@@ -439,6 +439,8 @@ static enum migrate_outcome switchover(struct msend *s)
 	s->st->phase = "switch-over";
 	report(s);
 	t0 = now_ms();
+	/* With the line below, the span in which the guest's last instruction here ran. */
+	log_realtime("switch-over: stopping the VM");
 	r = vm_snapshot_quiesce(s->vm);
 	if (r < 0) {
 		msend_fail(s, r, "the VM could not be stopped for the switch-over: %s",
@@ -466,10 +468,12 @@ static enum migrate_outcome switchover(struct msend *s)
 	if (r == 0)
 		r = pass_end(s, 0);
 	t[1] = now_ms();
-	/* Nothing writes guest memory now: tracking is no longer needed. */
-	vm_dirty_log_stop(s->vm);
-	if (vm_set_throttle(s->vm, 0) < 0)
-		log_warn("migration: the throttle could not be lifted");
+	/*
+	 * Dirty tracking and the throttle stay on until the VM runs there (or
+	 * here again): turning KVM's log off changes every memory slot, each
+	 * change waiting for an SRCU grace period (1 to 15 ms seen), which the
+	 * guest would spend stopped. migrate_source_run() turns them off.
+	 */
 	if (r == 0)
 		r = state_send(s);
 	t[2] = now_ms();
@@ -526,6 +530,9 @@ resume:
 		         cause, strerror(-r));
 		return MIGRATE_UNCERTAIN;
 	}
+	vm_dirty_log_stop(s->vm);
+	if (vm_set_throttle(s->vm, 0) < 0)
+		log_warn("migration: the throttle could not be lifted");
 	vm_unquiesce(s->vm);
 	log_event("migration: the VM runs on here");
 	return MIGRATE_FAILED;
