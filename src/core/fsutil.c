@@ -187,7 +187,7 @@ static int unix_addr(const char *path, struct sockaddr_un *sa)
  * Make room at @path for a new socket: nothing there, or a stale socket of
  * ours that is removed. Anything else stays as it is.
  */
-static int unix_clear_stale(const struct sockaddr_un *sa)
+static int unix_clear_stale(const struct sockaddr_un *sa, int type)
 {
 	struct stat st;
 	int fd, r;
@@ -198,7 +198,7 @@ static int unix_clear_stale(const struct sockaddr_un *sa)
 		return S_ISLNK(st.st_mode) ? -ELOOP : -EEXIST;
 	if (st.st_uid != geteuid())
 		return -EPERM;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 ? -errno : 0;
@@ -215,7 +215,7 @@ static int unix_clear_stale(const struct sockaddr_un *sa)
 	}
 }
 
-int unix_listen(const char *path, mode_t mode, int backlog)
+int unix_listen_type(const char *path, int type, mode_t mode, int backlog)
 {
 	struct sockaddr_un sa;
 	int fd, r;
@@ -223,10 +223,10 @@ int unix_listen(const char *path, mode_t mode, int backlog)
 	r = unix_addr(path, &sa);
 	if (r < 0)
 		return r;
-	r = unix_clear_stale(&sa);
+	r = unix_clear_stale(&sa, type);
 	if (r < 0)
 		return r;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	/*
@@ -253,7 +253,7 @@ err:
 	return r;
 }
 
-int unix_connect_owned(const char *path, int sock_flags)
+int unix_connect_owned_type(const char *path, int type, int sock_flags)
 {
 	struct sockaddr_un sa;
 	struct ucred cred;
@@ -270,7 +270,7 @@ int unix_connect_owned(const char *path, int sock_flags)
 		return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTSOCK;
 	if (st.st_uid != geteuid())
 		return -EPERM;
-	fd = socket(AF_UNIX, SOCK_STREAM | sock_flags, 0);
+	fd = socket(AF_UNIX, type | sock_flags, 0);
 	if (fd < 0)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -290,6 +290,16 @@ int unix_connect_owned(const char *path, int sock_flags)
 err:
 	close(fd);
 	return r;
+}
+
+int unix_listen(const char *path, mode_t mode, int backlog)
+{
+	return unix_listen_type(path, SOCK_STREAM, mode, backlog);
+}
+
+int unix_connect_owned(const char *path, int sock_flags)
+{
+	return unix_connect_owned_type(path, SOCK_STREAM, sock_flags);
 }
 
 const char *fs_strerror(int err)

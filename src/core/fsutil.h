@@ -71,6 +71,10 @@ int fs_private_dir(const char *path) __attribute__((warn_unused_result));
  */
 int unix_listen(const char *path, mode_t mode, int backlog) __attribute__((warn_unused_result));
 
+/* unix_listen_type - unix_listen() for a socket of @type (SOCK_SEQPACKET, ...). */
+int unix_listen_type(const char *path, int type, mode_t mode, int backlog)
+    __attribute__((warn_unused_result));
+
 /*
  * unix_connect_owned - connect a SOCK_STREAM UNIX socket (socket(2) flags
  * @sock_flags, e.g. SOCK_NONBLOCK | SOCK_CLOEXEC) to @path, only if @path is
@@ -79,6 +83,10 @@ int unix_listen(const char *path, mode_t mode, int backlog) __attribute__((warn_
  * descriptor or -errno (-ENOENT, -ECONNREFUSED as connect() says).
  */
 int unix_connect_owned(const char *path, int sock_flags) __attribute__((warn_unused_result));
+
+/* unix_connect_owned_type - unix_connect_owned() for a socket of @type (SOCK_SEQPACKET, ...). */
+int unix_connect_owned_type(const char *path, int type, int sock_flags)
+    __attribute__((warn_unused_result));
 
 /*
  * fs_copy_sparse - make the regular file @out a copy of @in: a reflink
