@@ -24,6 +24,17 @@ CFLAGS_COMMON += -DHAVE_LIBSECCOMP
 LDLIBS += -lseccomp
 endif
 
+# NAT switches (src/switch/nat.c) use libslirp (its .pc needs glib's, so
+# libglib2.0-dev too, though nestvm does not use glib). Debian ships no libslirp.a:
+# the static build (for the lab) has no NAT switches (nat.c's stub, built
+# without HAVE_LIBSLIRP), like the fuzz targets.
+HAVE_LIBSLIRP := $(shell pkg-config --exists slirp 2>/dev/null && echo 1)
+ifeq ($(HAVE_LIBSLIRP),1)
+CFLAGS_COMMON += -DHAVE_LIBSLIRP
+LDLIBS += -lslirp
+endif
+STATIC_LDLIBS := $(filter-out -lslirp,$(LDLIBS))
+
 # `make V=1` shows the full commands.
 ifeq ($(V),1)
 Q :=
@@ -73,10 +84,15 @@ $(BUILD)/asan/nestvm: $(ASAN_OBJS)
 	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # A static monitor for the lab's initramfs, which has no shared libraries.
-$(BUILD)/static/nestvm: $(REL_OBJS)
+STATIC_OBJS := $(filter-out $(BUILD)/release/src/switch/nat.o,$(REL_OBJS)) $(BUILD)/static/nat.o
+$(BUILD)/static/nat.o: src/switch/nat.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (static: no libslirp)"
+	$(Q)$(CC) $(REL_CFLAGS) -UHAVE_LIBSLIRP -c -o $@ $<
+$(BUILD)/static/nestvm: $(STATIC_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(REL_CFLAGS) -static -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(REL_CFLAGS) -static -o $@ $^ $(STATIC_LDLIBS)
 static: $(BUILD)/static/nestvm
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
