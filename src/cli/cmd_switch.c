@@ -472,6 +472,39 @@ static int sw_stop_or_remove(int argc, char **argv, bool remove)
 	return 0;
 }
 
+/*
+ * `nestvm switch link NAME [VM]`: join switch NAME as adapter 0 of VM (default
+ * "link-PID") the way a VM's adapter does (switch_link_connect(): starting
+ * the switch if needed), print the port, and leave. For tests and for
+ * checking a switch by hand.
+ */
+static int sw_link(int argc, char **argv)
+{
+	struct netport_hello h = {.dhcp_guard = true, .router_guard = true};
+	char home[STORE_PATH_MAX], why[2200];
+	struct store sws;
+	unsigned int port;
+	int r, fd;
+
+	if (argc < 2 || argc > 3)
+		return cli_vm_usage("switch link", "usage: nestvm switch link NAME [VM]");
+	r = sw_open(false, &sws);
+	if (r >= 0)
+		return r;
+	if (argc == 3)
+		snprintf(h.vm, sizeof(h.vm), "%s", argv[2]);
+	else
+		snprintf(h.vm, sizeof(h.vm), "link-%d", (int)getpid());
+	netport_mac_derive(h.vm, 0, h.mac);
+	fd = switch_link_connect(sw_home(&sws, home, sizeof(home)), argv[1], &h, &port, why,
+	                         sizeof(why));
+	if (fd < 0)
+		return sw_err("%s", why);
+	printf("joined switch '%s' as port %u\n", argv[1], port);
+	close(fd);
+	return 0;
+}
+
 /* `nestvm switch serve --home HOME [--ready-fd N] -- NAME`: what switch_spawn() runs. */
 static int sw_serve(int argc, char **argv)
 {
@@ -501,7 +534,7 @@ int cmd_switch(int argc, char **argv)
 		int (*fn)(int argc, char **argv);
 	} subs[] = {
 	    {"new", sw_new},     {"list", sw_list}, {"show", sw_show},
-	    {"start", sw_start}, {"serve", sw_serve},
+	    {"start", sw_start}, {"serve", sw_serve}, {"link", sw_link},
 	};
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||

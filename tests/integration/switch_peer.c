@@ -16,6 +16,8 @@
  *                                       a fake guest at IP behind NAT: the host connects
  *                                       to 127.0.0.1:HOSTPORT, the SYN must reach IP:GUESTPORT,
  *                                       the tool answers it, and data flows host -> guest
+ *   switch_peer hold PORTS.SOCK VM MAC SECONDS
+ *                                       an adapter that stays connected (until killed)
  *   switch_peer arp PORTS.SOCK MAC IP TARGET
  *                                       ARP for TARGET (the host on an internal switch)
  *
@@ -722,6 +724,17 @@ int main(int argc, char **argv)
 		return do_dhcp(argv[2], argv[3]);
 	if (argc >= 6 && !strcmp(argv[1], "arp"))
 		return do_arp(argv[2], argv[3], argv[4], argv[5]);
+	if (argc >= 6 && !strcmp(argv[1], "hold")) {
+		uint8_t mac[6];
+		int fd;
+
+		mac_parse(argv[4], mac);
+		fd = adapter(argv[2], argv[3], mac, 0);
+		printf("connected\n");
+		sleep((unsigned int)atoi(argv[5]));
+		close(fd);
+		return 0;
+	}
 	if (argc >= 8 && !strcmp(argv[1], "syn"))
 		return do_syn(argv);
 	fprintf(stderr, "usage: see the head of tests/integration/switch_peer.c\n");
