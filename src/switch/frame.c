@@ -26,6 +26,7 @@ static void frame_parse_l4(const uint8_t *f, struct frame_info *fi)
 		fi->have_ports = true;
 		fi->sport = frame_be16(l4);
 		fi->dport = frame_be16(l4 + 2);
+		fi->guard_end = fi->l4_off + 4;
 		break;
 	case IP_PROTO_ICMPV6:
 		if (fi->l4_len < 4) {
@@ -34,6 +35,7 @@ static void frame_parse_l4(const uint8_t *f, struct frame_info *fi)
 		}
 		fi->have_icmp6 = true;
 		fi->icmp6_type = l4[0];
+		fi->guard_end = fi->l4_off + 1;
 		break;
 	}
 }
@@ -56,6 +58,7 @@ static void frame_parse_ipv4(const uint8_t *f, size_t len, struct frame_info *fi
 		fi->l3_bad = true;
 		return;
 	}
+	fi->guard_end = fi->l3_off + ihl;
 	frag = frame_be16(ip + 6);
 	if (frag & IPV4_FRAG_OFFSET_MASK)
 		return; /* a later fragment: no L4 header here */
@@ -84,6 +87,7 @@ static void frame_parse_ipv6(const uint8_t *f, size_t len, struct frame_info *fi
 	}
 	nh = ip[6];
 	off = fi->l3_off + IPV6_HDR;
+	fi->guard_end = off;
 	end = fi->l3_off + IPV6_HDR + payload;
 	for (int i = 0;; i++) {
 		unsigned int hlen;
@@ -109,6 +113,7 @@ static void frame_parse_ipv6(const uint8_t *f, size_t len, struct frame_info *fi
 		}
 		nh = f[off];
 		off += hlen;
+		fi->guard_end = off;
 	}
 	if (nh == IPV6_NH_NONE)
 		return;
@@ -149,6 +154,7 @@ int frame_parse(const uint8_t *f, size_t len, struct frame_info *fi)
 		fi->ethertype = frame_be16(f + off);
 	}
 	fi->l3_off = off + 2;
+	fi->guard_end = fi->l3_off;
 	switch (fi->ethertype) {
 	case ETH_TYPE_IPV4:
 		frame_parse_ipv4(f, len, fi);

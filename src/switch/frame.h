@@ -54,6 +54,13 @@ struct frame_info {
 	uint16_t sport, dport;
 	bool have_icmp6;
 	uint8_t icmp6_type;
+	/*
+	 * The end of the bytes the switch decides on (addresses, L3 headers,
+	 * ports, ICMPv6 type): a checksum that a port asks the switch to
+	 * complete must be written past it, or completing it would change a
+	 * frame after the guards passed it.
+	 */
+	unsigned int guard_end;
 };
 
 /*

@@ -534,9 +534,15 @@ static void swd_control_accept(struct swd *s)
 	for (;;) {
 		struct swd_client *slot = NULL, *idle = NULL;
 		int fd = accept4(s->control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
 
 		if (fd < 0)
 			return;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != geteuid()) {
+			close(fd);
+			continue;
+		}
 		for (unsigned int i = 0; i < SWD_MAX_CLIENTS && !slot; i++) {
 			struct swd_client *c = &s->clients[i];
 

@@ -155,10 +155,16 @@ void sw_input_msg(struct sw_core *sw, unsigned int num, uint8_t *msg, size_t len
 	hdr.csum_offset = le16toh(hdr.csum_offset);
 	frame = msg + sizeof(hdr);
 	flen = len - sizeof(hdr);
+	/*
+	 * A checksum to complete lies within the frame and past what the guards
+	 * read: else completing it after the guards would rewrite a source MAC
+	 * or a UDP port they passed (found by fuzz_switch_frame).
+	 */
 	if ((hdr.flags & ~NETPORT_F_NEEDS_CSUM) || hdr.reserved0 || hdr.reserved1 ||
+	    frame_parse(frame, flen, &fi) < 0 || fi.l3_bad || frame_mac_is_multicast(fi.src) ||
 	    ((hdr.flags & NETPORT_F_NEEDS_CSUM) &&
-	     (size_t)hdr.csum_start + hdr.csum_offset + 2 > flen) ||
-	    frame_parse(frame, flen, &fi) < 0 || fi.l3_bad || frame_mac_is_multicast(fi.src)) {
+	     ((size_t)hdr.csum_start + hdr.csum_offset + 2 > flen ||
+	      (size_t)hdr.csum_start + hdr.csum_offset < fi.guard_end))) {
 		p->c.drop_malformed++;
 		return;
 	}

@@ -12,7 +12,9 @@
  * order, each drop counted on the port:
  *
  *   malformed     the message breaks netport.h (size, header), a source MAC
- *                 that is a group address, an ARP/IP header that lies
+ *                 that is a group address, an ARP/IP header that lies, a
+ *                 checksum to complete that would land in the headers the
+ *                 guards read
  *   spoofed_mac   the source MAC is not the adapter's (unless mac_spoofing)
  *   dhcp_guard    a DHCP/DHCPv6 server message (unless the guard is off)
  *   router_guard  an ICMPv6 router advertisement or redirect (idem)

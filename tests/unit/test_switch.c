@@ -317,6 +317,20 @@ static void test_malformed(void **state)
 	msg[2] = 58;
 	msg[4] = 1;
 	sw_input_msg(sw, (unsigned int)a, msg, n, 0);
+	/* A checksum to complete that would land on the source MAC, after the guards. */
+	n = tf_msg(msg, f, 60);
+	msg[0] = NETPORT_F_NEEDS_CSUM;
+	msg[2] = 1;
+	msg[4] = 6;
+	sw_input_msg(sw, (unsigned int)a, msg, n, 0);
+	/* ... or on a UDP source port (to make it 67 past the DHCP guard). */
+	n = tf_udp4(f, tf_bcast, mac_a, 1234, 5678, 8);
+	n = tf_msg(msg, f, n);
+	msg[0] = NETPORT_F_NEEDS_CSUM;
+	msg[2] = 34;
+	msg[4] = 0;
+	sw_input_msg(sw, (unsigned int)a, msg, n, 0);
+	tf_eth(f, tf_bcast, mac_a, 0x88b5);
 	/* A group address as the source (A's own, with the group bit). */
 	tf_eth(f, tf_bcast, (const uint8_t[]){0x03, 0, 0, 0, 0, 0xa}, 0x88b5);
 	sw_input_msg(sw, (unsigned int)a, msg, tf_msg(msg, f, 60), 0);
@@ -328,11 +342,11 @@ static void test_malformed(void **state)
 	tf_ipv4(f + n, IP_PROTO_UDP, 1, 2, 4);
 	f[n + 6] = 0x20; /* MF */
 	sw_input_msg(sw, (unsigned int)a, msg, tf_msg(msg, f, n + 24), 0);
-	assert_int_equal(sw->ports[a].c.drop_malformed, 7);
+	assert_int_equal(sw->ports[a].c.drop_malformed, 9);
 	assert_int_equal(nr_sent, 0);
 	/* A message longer than netport.h allows. */
 	sw_input_msg(sw, (unsigned int)a, msg, NETPORT_MSG_MAX + 1, 0);
-	assert_int_equal(sw->ports[a].c.drop_malformed, 8);
+	assert_int_equal(sw->ports[a].c.drop_malformed, 10);
 }
 
 /* A frame that needs its checksum done gets it before it leaves for the uplink. */
