@@ -78,9 +78,9 @@ static const char *sw_home(const struct store *sws, char *buf, size_t len)
 static int sw_new(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"type", required_argument, NULL, 't'},  {"subnet", required_argument, NULL, 's'},
-	    {"tap", required_argument, NULL, 'T'},   {"forward", required_argument, NULL, 'f'},
-	    {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+	    {"type", required_argument, NULL, 't'}, {"subnet", required_argument, NULL, 's'},
+	    {"tap", required_argument, NULL, 'T'},  {"forward", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
 	};
 	struct switch_def d = {0};
 	bool have_type = false;
@@ -97,13 +97,15 @@ static int sw_new(int argc, char **argv)
 			return 0;
 		case 't':
 			if (switch_type_parse(optarg, &d.type) < 0)
-				return cli_vm_usage("switch new", "--type is private, internal or nat");
+				return cli_vm_usage("switch new",
+				                    "--type is private, internal or nat");
 			have_type = true;
 			break;
 		case 's':
 			if (switch_subnet_parse(optarg, &d.net, &d.prefix) < 0)
-				return cli_vm_usage("switch new", "--subnet '%s' is not A.B.C.D/N (N 8 to "
-				                                  "30, no host bits)",
+				return cli_vm_usage("switch new",
+				                    "--subnet '%s' is not A.B.C.D/N (N 8 to "
+				                    "30, no host bits)",
 				                    optarg);
 			break;
 		case 'T':
@@ -168,7 +170,9 @@ static unsigned int sw_vm_ports(json_t *status)
 	json_t *p;
 
 	json_array_foreach(json_object_get(status, "ports"), i, p)
-	    n += !strcmp(json_string_value(json_object_get(p, "kind")) ?: "", "vm");
+	{
+		n += !strcmp(json_string_value(json_object_get(p, "kind")) ?: "", "vm");
+	}
 	return n;
 }
 
@@ -216,11 +220,11 @@ static int sw_list(int argc, char **argv)
 		if (json)
 			json_array_append_new(
 			    all, json_pack("{s:s, s:s, s:s, s:b, s:i}", "name", d.name, "type",
-			                   switch_type_name(d.type), "subnet", subnet, "running", st != NULL,
-			                   "ports", (int)sw_vm_ports(st)));
+			                   switch_type_name(d.type), "subnet", subnet, "running",
+			                   st != NULL, "ports", (int)sw_vm_ports(st)));
 		else
-			printf("%-20s %-9s %-18s %-8s %u\n", d.name, switch_type_name(d.type), subnet,
-			       st ? "running" : "stopped", sw_vm_ports(st));
+			printf("%-20s %-9s %-18s %-8s %u\n", d.name, switch_type_name(d.type),
+			       subnet, st ? "running" : "stopped", sw_vm_ports(st));
 		json_decref(st);
 	}
 	if (json) {
@@ -287,10 +291,13 @@ static void sw_show_text(const struct switch_def *d, json_t *st)
 			snprintf(who, sizeof(who), "(%s)", kind);
 			snprintf(guards, sizeof(guards), "-");
 		}
-		printf("  %-4d %-24s %-17s %-8s %10llu %12llu %10llu %12llu  %llu/%llu/%llu/%llu/%llu\n",
-		       (int)sw_u(e, "port"), who, json_string_value(json_object_get(e, "mac")) ?: "-",
-		       guards, (unsigned long long)sw_u(c, "frames_in"),
-		       (unsigned long long)sw_u(c, "bytes_in"), (unsigned long long)sw_u(c, "frames_out"),
+		printf("  %-4d %-24s %-17s %-8s %10llu %12llu %10llu %12llu  "
+		       "%llu/%llu/%llu/%llu/%llu\n",
+		       (int)sw_u(e, "port"), who,
+		       json_string_value(json_object_get(e, "mac")) ?: "-", guards,
+		       (unsigned long long)sw_u(c, "frames_in"),
+		       (unsigned long long)sw_u(c, "bytes_in"),
+		       (unsigned long long)sw_u(c, "frames_out"),
 		       (unsigned long long)sw_u(c, "bytes_out"),
 		       (unsigned long long)sw_u(dr, "spoofed_mac"),
 		       (unsigned long long)sw_u(dr, "dhcp_guard"),
@@ -302,13 +309,18 @@ static void sw_show_text(const struct switch_def *d, json_t *st)
 	printf("MAC table (%zu of %d):\n", json_array_size(json_object_get(st, "mac_table")),
 	       (int)sw_u(st, "mac_table_capacity"));
 	json_array_foreach(json_object_get(st, "mac_table"), i, e)
-	    printf("  %s  port %d  %llu s ago\n", json_string_value(json_object_get(e, "mac")) ?: "?",
-	           (int)sw_u(e, "port"), (unsigned long long)sw_u(e, "age_s"));
+	{
+		printf("  %s  port %d  %llu s ago\n",
+		       json_string_value(json_object_get(e, "mac")) ?: "?", (int)sw_u(e, "port"),
+		       (unsigned long long)sw_u(e, "age_s"));
+	}
 	if (json_array_size(json_object_get(st, "leases")))
 		printf("DHCP leases:\n");
 	json_array_foreach(json_object_get(st, "leases"), i, e)
-	    printf("  %s  %s\n", json_string_value(json_object_get(e, "mac")) ?: "?",
-	           json_string_value(json_object_get(e, "ip")) ?: "?");
+	{
+		printf("  %s  %s\n", json_string_value(json_object_get(e, "mac")) ?: "?",
+		       json_string_value(json_object_get(e, "ip")) ?: "?");
+	}
 }
 
 static int sw_show(int argc, char **argv)
@@ -327,7 +339,8 @@ static int sw_show(int argc, char **argv)
 		else if (!name && argv[i][0] != '-')
 			name = argv[i];
 		else
-			return cli_vm_usage("switch show", "usage: nestvm switch show NAME [--json]");
+			return cli_vm_usage("switch show",
+			                    "usage: nestvm switch show NAME [--json]");
 	}
 	if (!name)
 		return cli_vm_usage("switch show", "give a switch NAME");
@@ -340,8 +353,8 @@ static int sw_show(int argc, char **argv)
 	if (json) {
 		char *def = switch_def_format(&d), *t;
 		json_t *o = json_pack("{s:o, s:b, s:o}", "definition",
-		                      def ? json_loads(def, 0, NULL) : json_null(), "running", st != NULL,
-		                      "status", st ? json_incref(st) : json_null());
+		                      def ? json_loads(def, 0, NULL) : json_null(), "running",
+		                      st != NULL, "status", st ? json_incref(st) : json_null());
 
 		free(def);
 		t = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
@@ -404,8 +417,8 @@ static int sw_stop_running(const struct store *sws, const char *name, bool force
 			const char *vm = json_string_value(json_object_get(p, "vm"));
 
 			if (vm && o < sizeof(vms))
-				o += (size_t)snprintf(vms + o, sizeof(vms) - o, "%s'%s'", o ? ", " : "",
-				                      vm);
+				o += (size_t)snprintf(vms + o, sizeof(vms) - o, "%s'%s'",
+				                      o ? ", " : "", vm);
 		}
 		json_decref(st);
 		return cli_vm_error(cmd,
@@ -519,8 +532,9 @@ static int sw_serve(int argc, char **argv)
 		else if (!strcmp(argv[i], "--") && i + 2 == argc)
 			name = argv[++i];
 		else
-			return cli_vm_usage("switch serve", "usage: nestvm switch serve --home HOME "
-			                                    "[--ready-fd N] -- NAME");
+			return cli_vm_usage("switch serve",
+			                    "usage: nestvm switch serve --home HOME "
+			                    "[--ready-fd N] -- NAME");
 	}
 	if (!home || !name)
 		return cli_vm_usage("switch serve", "--home HOME and -- NAME are required");
@@ -533,7 +547,7 @@ int cmd_switch(int argc, char **argv)
 		const char *name;
 		int (*fn)(int argc, char **argv);
 	} subs[] = {
-	    {"new", sw_new},     {"list", sw_list}, {"show", sw_show},
+	    {"new", sw_new},     {"list", sw_list},   {"show", sw_show},
 	    {"start", sw_start}, {"serve", sw_serve}, {"link", sw_link},
 	};
 

@@ -126,8 +126,8 @@ static bool dhcp_in_pool(const struct dhcp_server *s, uint32_t ip)
  * first free address, else the address of the lease seen least recently if
  * that is older than a lease time. NULL when the pool is all in use.
  */
-static struct dhcp_lease *dhcp_lease_get(struct dhcp_server *s, const uint8_t mac[6],
-                                         uint32_t want, int64_t now)
+static struct dhcp_lease *dhcp_lease_get(struct dhcp_server *s, const uint8_t mac[6], uint32_t want,
+                                         int64_t now)
 {
 	struct dhcp_lease *l = (struct dhcp_lease *)dhcp_lease_find(s, mac);
 	uint32_t ip = 0;
@@ -308,7 +308,8 @@ int dhcp_leases_parse(struct dhcp_server *s, const char *text, size_t len)
 
 		if (s->nr_leases == DHCP_MAX_LEASES)
 			break;
-		if (json_unpack(e, "{s:s, s:s, s?I}", "mac", &mac_s, "ip", &ip_s, "seen", &seen) < 0 ||
+		if (json_unpack(e, "{s:s, s:s, s?I}", "mac", &mac_s, "ip", &ip_s, "seen", &seen) <
+		        0 ||
 		    netport_mac_parse(mac_s, mac) < 0 || (mac[0] & 1) ||
 		    inet_pton(AF_INET, ip_s, &in) != 1)
 			continue;

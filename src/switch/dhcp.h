@@ -44,9 +44,9 @@ struct dhcp_lease {
 };
 
 struct dhcp_server {
-	uint32_t net, mask;           /* the subnet */
-	uint32_t server_ip;           /* ours (also the server identifier) */
-	uint32_t router, dns;         /* 0: not offered */
+	uint32_t net, mask;            /* the subnet */
+	uint32_t server_ip;            /* ours (also the server identifier) */
+	uint32_t router, dns;          /* 0: not offered */
 	uint32_t pool_start, pool_end; /* inclusive */
 	uint8_t server_mac[6];
 	struct dhcp_lease leases[DHCP_MAX_LEASES];
@@ -60,8 +60,8 @@ struct dhcp_msg {
 	uint32_t xid, ciaddr;
 	uint16_t flags;
 	uint8_t chaddr[6];
-	int type;          /* option 53, 0 if missing */
-	uint32_t req_ip;   /* option 50, 0 if missing */
+	int type;           /* option 53, 0 if missing */
+	uint32_t req_ip;    /* option 50, 0 if missing */
 	uint32_t server_id; /* option 54, 0 if missing */
 };
 

@@ -71,7 +71,8 @@ void fdb_learn(struct fdb *t, const uint8_t mac[6], unsigned int port, int64_t n
 	if (mac[0] & 1)
 		return; /* a group address is never a source */
 	if (idx != FDB_NONE) {
-		t->entries[idx].port = port; /* a VM that moved, or a spoofer: the last frame wins */
+		t->entries[idx].port =
+		    port; /* a VM that moved, or a spoofer: the last frame wins */
 		t->entries[idx].seen_ms = now_ms;
 		return;
 	}

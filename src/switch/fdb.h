@@ -35,7 +35,8 @@ struct fdb {
 };
 
 /* fdb_init - a table of @capacity entries ageing after @ageing_ms; 0 or -ENOMEM. */
-int fdb_init(struct fdb *t, uint32_t capacity, int64_t ageing_ms) __attribute__((warn_unused_result));
+int fdb_init(struct fdb *t, uint32_t capacity, int64_t ageing_ms)
+    __attribute__((warn_unused_result));
 void fdb_destroy(struct fdb *t);
 
 /* fdb_learn - @mac (unicast) was seen on @port at @now_ms. */

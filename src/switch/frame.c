@@ -18,7 +18,8 @@ static void frame_parse_l4(const uint8_t *f, struct frame_info *fi)
 	switch (fi->l4_proto) {
 	case IP_PROTO_UDP:
 	case IP_PROTO_TCP:
-		/* A first fragment too small for the ports hides them: RFC 1858's tiny fragments. */
+		/* A first fragment too small for the ports hides them: RFC 1858's tiny fragments.
+		 */
 		if (fi->l4_len < (fi->l4_proto == IP_PROTO_UDP ? 8u : 20u)) {
 			fi->l3_bad = true;
 			return;
@@ -142,8 +143,8 @@ int frame_parse(const uint8_t *f, size_t len, struct frame_info *fi)
 	fi->dst = f;
 	fi->src = f + 6;
 	fi->ethertype = frame_be16(f + 12);
-	for (int tags = 0; tags < 2 && (fi->ethertype == ETH_TYPE_VLAN ||
-	                                fi->ethertype == ETH_TYPE_QINQ);
+	for (int tags = 0;
+	     tags < 2 && (fi->ethertype == ETH_TYPE_VLAN || fi->ethertype == ETH_TYPE_QINQ);
 	     tags++) {
 		off += 4;
 		if (len < off + 2u) {

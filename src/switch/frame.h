@@ -34,8 +34,8 @@
 #define IPV6_NH_NONE 59
 #define FRAME_IPV6_MAX_EXT 8
 
-#define UDP_PORT_BOOTPS 67   /* DHCP server */
-#define UDP_PORT_BOOTPC 68   /* DHCP client */
+#define UDP_PORT_BOOTPS 67 /* DHCP server */
+#define UDP_PORT_BOOTPC 68 /* DHCP client */
 #define UDP_PORT_DHCP6_CLIENT 546
 #define UDP_PORT_DHCP6_SERVER 547
 #define ICMPV6_ROUTER_ADVERT 134

@@ -192,7 +192,8 @@ int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switc
 		    0) {
 			switch_forward_format(f, text, sizeof(text));
 			snprintf(why, why_size,
-			         "port forward %s: cannot listen on the host's port (in use?)", text);
+			         "port forward %s: cannot listen on the host's port (in use?)",
+			         text);
 			switch_nat_destroy(n);
 			return -EADDRINUSE;
 		}
@@ -306,8 +307,9 @@ int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switc
 	(void)opaque;
 	*out = NULL;
 	snprintf(why, why_size,
-	         "this nestvm was built without libslirp, which NAT switches need: install "
-	         "libslirp-dev (scripts/install-deps.sh) and rebuild");
+	         "this nestvm was built without libslirp, which NAT switches need (the static "
+	         "build never has it; otherwise install libslirp-dev and libglib2.0-dev, "
+	         "scripts/install-deps.sh, and rebuild)");
 	return -ENOTSUP;
 }
 

@@ -45,9 +45,9 @@ enum {
 	SWD_OWN_CONTROL_LISTEN = -3,
 	SWD_OWN_TAP = -4,
 	SWD_OWN_NAT = -5,
-	SWD_OWN_PENDING = 1000,  /* + index */
-	SWD_OWN_CLIENT = 2000,   /* + index */
-	/* 0..SW_MAX_PORTS-1: a port */
+	SWD_OWN_PENDING = 1000, /* + index */
+	SWD_OWN_CLIENT = 2000,  /* + index */
+	                        /* 0..SW_MAX_PORTS-1: a port */
 };
 
 struct swd_pending {
@@ -215,8 +215,9 @@ static void swd_pending_read(struct swd *s, struct swd_pending *pd)
 	for (unsigned int i = 1; i < SW_MAX_PORTS; i++)
 		if (s->core.ports[i].used && !strcmp(s->core.ports[i].hello.vm, h.vm) &&
 		    s->core.ports[i].hello.adapter == h.adapter) {
-			snprintf(why, sizeof(why), "VM '%s' adapter %u is already connected (port %u)",
-			         h.vm, h.adapter, i);
+			snprintf(why, sizeof(why),
+			         "VM '%s' adapter %u is already connected (port %u)", h.vm,
+			         h.adapter, i);
 			swd_hello_reply(pd->fd, why, -1);
 			swd_pending_close(pd);
 			return;
@@ -232,8 +233,8 @@ static void swd_pending_read(struct swd *s, struct swd_pending *pd)
 	pd->fd = -1;
 	swd_hello_reply(s->core.ports[num].fd, NULL, num);
 	log_info("port %d: VM '%s' adapter %u, %s%s%s%s", num, h.vm, h.adapter, mac,
-	         h.mac_spoofing ? ", MAC spoofing allowed" : "", h.dhcp_guard ? "" : ", no DHCP guard",
-	         h.router_guard ? "" : ", no router guard");
+	         h.mac_spoofing ? ", MAC spoofing allowed" : "",
+	         h.dhcp_guard ? "" : ", no DHCP guard", h.router_guard ? "" : ", no router guard");
 }
 
 static void swd_port_read(struct swd *s, unsigned int num)
@@ -270,7 +271,8 @@ static void swd_accept(struct swd *s)
 		if (fd < 0)
 			return;
 		/* The socket is 0600 in a private directory; a peer of another uid cannot be. */
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != geteuid()) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+		    cred.uid != geteuid()) {
 			close(fd);
 			continue;
 		}
@@ -304,15 +306,13 @@ static void swd_tap_read(struct swd *s)
 
 static json_t *swd_counters(const struct sw_counters *c)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "frames_in",
-	                 (json_int_t)c->frames_in, "bytes_in", (json_int_t)c->bytes_in,
-	                 "frames_out", (json_int_t)c->frames_out, "bytes_out",
-	                 (json_int_t)c->bytes_out, "drops", "spoofed_mac",
-	                 (json_int_t)c->drop_spoofed_mac, "dhcp_guard",
-	                 (json_int_t)c->drop_dhcp_guard, "router_guard",
-	                 (json_int_t)c->drop_router_guard, "malformed",
-	                 (json_int_t)c->drop_malformed, "congested",
-	                 (json_int_t)c->drop_congested);
+	return json_pack(
+	    "{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "frames_in",
+	    (json_int_t)c->frames_in, "bytes_in", (json_int_t)c->bytes_in, "frames_out",
+	    (json_int_t)c->frames_out, "bytes_out", (json_int_t)c->bytes_out, "drops",
+	    "spoofed_mac", (json_int_t)c->drop_spoofed_mac, "dhcp_guard",
+	    (json_int_t)c->drop_dhcp_guard, "router_guard", (json_int_t)c->drop_router_guard,
+	    "malformed", (json_int_t)c->drop_malformed, "congested", (json_int_t)c->drop_congested);
 }
 
 static json_t *swd_status(struct swd *s)
@@ -327,20 +327,20 @@ static json_t *swd_status(struct swd *s)
 		if (!p->used)
 			continue;
 		if (p->uplink) {
-			json_array_append_new(
-			    ports, json_pack("{s:i, s:s, s:o}", "port", 0, "kind",
-			                     s->def.type == SWITCH_NAT ? "nat" : "host",
-			                     "counters", swd_counters(&p->c)));
+			json_array_append_new(ports,
+			                      json_pack("{s:i, s:s, s:o}", "port", 0, "kind",
+			                                s->def.type == SWITCH_NAT ? "nat" : "host",
+			                                "counters", swd_counters(&p->c)));
 			continue;
 		}
 		netport_mac_format(p->hello.mac, mac);
 		json_array_append_new(
-		    ports, json_pack("{s:i, s:s, s:s, s:i, s:s, s:b, s:b, s:b, s:I, s:o}", "port", i,
-		                     "kind", "vm", "vm", p->hello.vm, "adapter", (int)p->hello.adapter,
-		                     "mac", mac, "mac_spoofing", p->hello.mac_spoofing, "dhcp_guard",
-		                     p->hello.dhcp_guard, "router_guard", p->hello.router_guard,
-		                     "connected", (json_int_t)p->since, "counters",
-		                     swd_counters(&p->c)));
+		    ports,
+		    json_pack("{s:i, s:s, s:s, s:i, s:s, s:b, s:b, s:b, s:I, s:o}", "port", i,
+		              "kind", "vm", "vm", p->hello.vm, "adapter", (int)p->hello.adapter,
+		              "mac", mac, "mac_spoofing", p->hello.mac_spoofing, "dhcp_guard",
+		              p->hello.dhcp_guard, "router_guard", p->hello.router_guard,
+		              "connected", (json_int_t)p->since, "counters", swd_counters(&p->c)));
 	}
 	for (uint32_t i = 0; i < s->core.fdb.capacity; i++) {
 		const struct fdb_entry *e = &s->core.fdb.entries[i];
@@ -349,17 +349,18 @@ static json_t *swd_status(struct swd *s)
 		if (!e->used || now - e->seen_ms > s->core.fdb.ageing_ms)
 			continue;
 		netport_mac_format(e->mac, mac);
-		json_array_append_new(macs, json_pack("{s:s, s:i, s:I}", "mac", mac, "port",
-		                                      (int)e->port, "age_s",
-		                                      (json_int_t)((now - e->seen_ms) / 1000)));
+		json_array_append_new(macs,
+		                      json_pack("{s:s, s:i, s:I}", "mac", mac, "port", (int)e->port,
+		                                "age_s", (json_int_t)((now - e->seen_ms) / 1000)));
 	}
 	for (unsigned int i = 0; s->core.dhcp && i < s->dhcp.nr_leases; i++) {
 		char mac[18], ip[INET_ADDRSTRLEN];
 
 		netport_mac_format(s->dhcp.leases[i].mac, mac);
 		swd_ip(s->dhcp.leases[i].ip, ip);
-		json_array_append_new(leases, json_pack("{s:s, s:s, s:I}", "mac", mac, "ip", ip,
-		                                        "seen", (json_int_t)s->dhcp.leases[i].seen));
+		json_array_append_new(leases,
+		                      json_pack("{s:s, s:s, s:I}", "mac", mac, "ip", ip, "seen",
+		                                (json_int_t)s->dhcp.leases[i].seen));
 	}
 	o = json_pack("{s:s, s:s, s:i, s:I, s:o, s:o, s:i, s:o}", "name", s->def.name, "type",
 	              switch_type_name(s->def.type), "pid", (int)getpid(), "started",
@@ -425,7 +426,8 @@ static char *swd_request(struct swd *s, const char *line, size_t len)
 		reply = json_pack("{s:b, s:o}", "ok", 1, "result", result);
 	else
 		reply = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code",
-		                  code ? code : "internal-error", "message", why ? why : "out of memory");
+		                  code ? code : "internal-error", "message",
+		                  why ? why : "out of memory");
 	if (reply && id)
 		json_object_set(reply, "id", id);
 	text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
@@ -539,7 +541,8 @@ static void swd_control_accept(struct swd *s)
 
 		if (fd < 0)
 			return;
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != geteuid()) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+		    cred.uid != geteuid()) {
 			close(fd);
 			continue;
 		}
@@ -690,7 +693,9 @@ static void swd_build_pollset(struct swd *s, int *timeout_ms)
 			continue;
 		switch_pollset_add(&s->ps, s->pending[i].fd, POLLIN, SWD_OWN_PENDING + (int)i);
 		if (s->pending[i].deadline_ms - now < *timeout_ms)
-			*timeout_ms = (int)(s->pending[i].deadline_ms > now ? s->pending[i].deadline_ms - now : 0);
+			*timeout_ms =
+			    (int)(s->pending[i].deadline_ms > now ? s->pending[i].deadline_ms - now
+			                                          : 0);
 	}
 	for (unsigned int i = 1; i < SW_MAX_PORTS; i++)
 		if (s->core.ports[i].used)
@@ -760,14 +765,16 @@ static void swd_loop(struct swd *s)
 				}
 			} else if (own == SWD_OWN_TAP) {
 				swd_tap_read(s);
-			} else if (own >= SWD_OWN_CLIENT) {
+			} else if (own >= SWD_OWN_CLIENT &&
+			           own < SWD_OWN_CLIENT + SWD_MAX_CLIENTS) {
 				struct swd_client *c = &s->clients[own - SWD_OWN_CLIENT];
 
 				if (c->fd >= 0 && (re & POLLOUT))
 					swd_client_flush(c);
 				if (c->fd >= 0 && (re & (POLLIN | POLLHUP | POLLERR)))
 					swd_client_read(s, c);
-			} else if (own >= SWD_OWN_PENDING) {
+			} else if (own >= SWD_OWN_PENDING &&
+			           own < SWD_OWN_PENDING + SWD_MAX_PENDING) {
 				struct swd_pending *pd = &s->pending[own - SWD_OWN_PENDING];
 
 				if (pd->fd >= 0)

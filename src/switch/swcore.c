@@ -96,8 +96,8 @@ static void sw_deliver(struct sw_core *sw, unsigned int num, const struct netpor
  * every other one. The uplink wants complete checksums: a frame that goes
  * there gets its checksum done first, and then goes to everyone complete.
  */
-static void sw_forward(struct sw_core *sw, unsigned int in, struct netport_hdr *hdr,
-                       uint8_t *frame, size_t len, int64_t now_ms)
+static void sw_forward(struct sw_core *sw, unsigned int in, struct netport_hdr *hdr, uint8_t *frame,
+                       size_t len, int64_t now_ms)
 {
 	int out = frame_mac_is_multicast(frame) ? -1 : fdb_lookup(&sw->fdb, frame, now_ms);
 

@@ -57,13 +57,13 @@ typedef int (*sw_port_send_fn)(struct sw_port *p, const struct netport_hdr *hdr,
 
 struct sw_port {
 	bool used;
-	bool uplink;  /* port 0: no guards, wants complete checksums */
-	bool broken;  /* a send failed with other than -EAGAIN: the owner closes it */
+	bool uplink;                /* port 0: no guards, wants complete checksums */
+	bool broken;                /* a send failed with other than -EAGAIN: the owner closes it */
 	struct netport_hello hello; /* VM ports */
 	struct sw_counters c;
 	sw_port_send_fn send;
-	void *opaque; /* the owner's */
-	int fd;       /* the owner's */
+	void *opaque;  /* the owner's */
+	int fd;        /* the owner's */
 	int64_t since; /* connected at, seconds since the epoch */
 };
 

@@ -171,25 +171,28 @@ int switch_def_validate(struct switch_def *d, struct mgr_err *err)
 		                   "a private switch has no subnet: its VMs pick their own "
 		                   "addresses (no DHCP, no host); use --type internal or nat");
 	if (d->type == SWITCH_INTERNAL && !d->net)
-		return mgr_err_set(err, -EINVAL,
-		                   "an internal switch needs --subnet CIDR: the host takes its first "
-		                   "address (e.g. --subnet 10.77.0.0/24 puts the host at 10.77.0.1)");
+		return mgr_err_set(
+		    err, -EINVAL,
+		    "an internal switch needs --subnet CIDR: the host takes its first "
+		    "address (e.g. --subnet 10.77.0.0/24 puts the host at 10.77.0.1)");
 	if (d->net && (d->prefix < 8 || d->prefix > 30 || (d->net & ~(~0u << (32 - d->prefix)))))
-		return mgr_err_set(err, -EINVAL, "the subnet must be A.B.C.D/N, N from 8 to 30, "
-		                                 "without host bits");
+		return mgr_err_set(err, -EINVAL,
+		                   "the subnet must be A.B.C.D/N, N from 8 to 30, "
+		                   "without host bits");
 	/* .15 upwards must exist for DHCP: a /28 has 14 hosts. */
 	if (d->net && d->prefix > 27)
-		return mgr_err_set(err, -EINVAL, "the subnet is too small: at most /27 (DHCP hands "
-		                                 "out addresses from .%d)",
+		return mgr_err_set(err, -EINVAL,
+		                   "the subnet is too small: at most /27 (DHCP hands "
+		                   "out addresses from .%d)",
 		                   SWITCH_DHCP_FIRST);
 	if (d->type != SWITCH_INTERNAL && d->tap[0])
 		return mgr_err_set(err, -EINVAL, "only an internal switch has a tap device");
 	if (d->type == SWITCH_INTERNAL && !d->tap[0])
 		switch_tap_default(d->name, d->tap);
 	if (d->tap[0] && !switch_tap_valid(d->tap))
-		return mgr_err_set(err, -EINVAL,
-		                   "invalid tap device name: 1 to %d letters, digits, '-', '_', '.'",
-		                   SWITCH_TAP_MAX);
+		return mgr_err_set(
+		    err, -EINVAL, "invalid tap device name: 1 to %d letters, digits, '-', '_', '.'",
+		    SWITCH_TAP_MAX);
 	if (d->nr_forwards && d->type != SWITCH_NAT)
 		return mgr_err_set(err, -EINVAL, "only a NAT switch has port forwards");
 	if (d->nr_forwards > SWITCH_MAX_FORWARDS)
@@ -203,16 +206,18 @@ int switch_def_validate(struct switch_def *d, struct mgr_err *err)
 		switch_forward_format(f, text, sizeof(text));
 		if ((f->guest_ip & mask) != d->net || host == 0 || host == ~mask ||
 		    host == SWITCH_NAT_GATEWAY || host == SWITCH_NAT_DNS)
-			return mgr_err_set(err, -EINVAL,
-			                   "port forward %s: the guest address must be a VM's address "
-			                   "in the switch's subnet",
-			                   text);
+			return mgr_err_set(
+			    err, -EINVAL,
+			    "port forward %s: the guest address must be a VM's address "
+			    "in the switch's subnet",
+			    text);
 		for (unsigned int j = 0; j < i; j++)
-			if (d->forwards[j].udp == f->udp && d->forwards[j].host_port == f->host_port &&
+			if (d->forwards[j].udp == f->udp &&
+			    d->forwards[j].host_port == f->host_port &&
 			    d->forwards[j].host_addr == f->host_addr)
-				return mgr_err_set(err, -EINVAL,
-				                   "port forward %s: the host port is forwarded twice",
-				                   text);
+				return mgr_err_set(
+				    err, -EINVAL,
+				    "port forward %s: the host port is forwarded twice", text);
 	}
 	return 0;
 }
@@ -271,7 +276,8 @@ int switch_def_parse(const char *text, size_t len, const char *file, struct swit
 
 		if (!strcmp(key, "name")) {
 			if (!s || strlen(s) > SWITCH_NAME_MAX)
-				r = mgr_err_set(err, -EINVAL, "%s: field 'name': not a switch name", file);
+				r = mgr_err_set(err, -EINVAL, "%s: field 'name': not a switch name",
+				                file);
 			else
 				strcpy(d->name, s);
 		} else if (!strcmp(key, "type")) {
@@ -281,10 +287,12 @@ int switch_def_parse(const char *text, size_t len, const char *file, struct swit
 			have_type = true;
 		} else if (!strcmp(key, "subnet")) {
 			if (!s || switch_subnet_parse(s, &d->net, &d->prefix) < 0)
-				r = mgr_err_set(err, -EINVAL, "%s: field 'subnet': not A.B.C.D/N", file);
+				r = mgr_err_set(err, -EINVAL, "%s: field 'subnet': not A.B.C.D/N",
+				                file);
 		} else if (!strcmp(key, "tap")) {
 			if (!s || strlen(s) > SWITCH_TAP_MAX)
-				r = mgr_err_set(err, -EINVAL, "%s: field 'tap': not a device name", file);
+				r = mgr_err_set(err, -EINVAL, "%s: field 'tap': not a device name",
+				                file);
 			else
 				strcpy(d->tap, s);
 		} else if (!strcmp(key, "forwards")) {
@@ -292,8 +300,9 @@ int switch_def_parse(const char *text, size_t len, const char *file, struct swit
 			json_t *e;
 
 			if (!json_is_array(v) || json_array_size(v) > SWITCH_MAX_FORWARDS)
-				r = mgr_err_set(err, -EINVAL, "%s: field 'forwards': at most %d strings",
-				                file, SWITCH_MAX_FORWARDS);
+				r = mgr_err_set(err, -EINVAL,
+				                "%s: field 'forwards': at most %d strings", file,
+				                SWITCH_MAX_FORWARDS);
 			json_array_foreach(v, i, e)
 			{
 				if (r < 0)
@@ -301,10 +310,11 @@ int switch_def_parse(const char *text, size_t len, const char *file, struct swit
 				if (!json_is_string(e) ||
 				    switch_forward_parse(json_string_value(e),
 				                         &d->forwards[d->nr_forwards++]) < 0)
-					r = mgr_err_set(err, -EINVAL,
-					                "%s: field 'forwards': entry %zu is not "
-					                "tcp|udp:[HOSTADDR:]HOSTPORT:GUESTIP:GUESTPORT",
-					                file, i);
+					r = mgr_err_set(
+					    err, -EINVAL,
+					    "%s: field 'forwards': entry %zu is not "
+					    "tcp|udp:[HOSTADDR:]HOSTPORT:GUESTIP:GUESTPORT",
+					    file, i);
 			}
 		} else {
 			r = mgr_err_set(err, -EINVAL, "%s: unknown field '%.32s'", file, key);

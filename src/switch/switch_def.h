@@ -44,8 +44,8 @@ struct switch_forward {
 struct switch_def {
 	char name[SWITCH_NAME_MAX + 1];
 	enum switch_type type;
-	uint32_t net;        /* host byte order; 0 for a private switch */
-	unsigned int prefix; /* 8..30 */
+	uint32_t net;                 /* host byte order; 0 for a private switch */
+	unsigned int prefix;          /* 8..30 */
 	char tap[SWITCH_TAP_MAX + 1]; /* internal: the host's device */
 	struct switch_forward forwards[SWITCH_MAX_FORWARDS];
 	unsigned int nr_forwards;
@@ -60,7 +60,8 @@ int switch_subnet_parse(const char *s, uint32_t *net, unsigned int *prefix)
     __attribute__((warn_unused_result));
 
 /* switch_forward_parse - "tcp|udp:[HOSTADDR:]HOSTPORT:GUESTIP:GUESTPORT"; 0 or -EINVAL. */
-int switch_forward_parse(const char *s, struct switch_forward *f) __attribute__((warn_unused_result));
+int switch_forward_parse(const char *s, struct switch_forward *f)
+    __attribute__((warn_unused_result));
 /* switch_forward_format - the canonical text of @f (with the host address) into @buf. */
 void switch_forward_format(const struct switch_forward *f, char *buf, size_t len);
 
@@ -73,7 +74,8 @@ void switch_tap_default(const char *name, char tap[SWITCH_TAP_MAX + 1]);
  * guest addresses in the subnet other than the gateway's and DNS's; a tap
  * name only on internal (default filled in). 0 or -EINVAL with @err set.
  */
-int switch_def_validate(struct switch_def *d, struct mgr_err *err) __attribute__((warn_unused_result));
+int switch_def_validate(struct switch_def *d, struct mgr_err *err)
+    __attribute__((warn_unused_result));
 
 /* switch_def_format - @d as switch.json text (malloc'd) or NULL. */
 char *switch_def_format(const struct switch_def *d);

@@ -24,7 +24,10 @@
 
 int switch_store_open(const char *home, struct store *sws, bool create, struct mgr_err *err)
 {
-	int n = snprintf(sws->home, sizeof(sws->home), "%s/%s", home, SWITCH_DIR), r;
+	int n, r;
+
+	memset(sws, 0, sizeof(*sws));
+	n = snprintf(sws->home, sizeof(sws->home), "%s/%s", home, SWITCH_DIR);
 
 	if (n < 0 || (size_t)n >= sizeof(sws->home))
 		return mgr_err_set(err, -ENAMETOOLONG, "the switch store path is too long");
@@ -73,8 +76,8 @@ int switch_store_create(const struct store *sws, struct switch_def *d, struct mg
 		return -ENAMETOOLONG; /* shorter than control.sock's: cannot happen */
 	/* mkdir is the atomic step: of two racing `switch new`s, one gets EEXIST. */
 	if (mkdir(dir, 0700) < 0)
-		return errno == EEXIST ? mgr_err_set(err, -EEXIST, "a switch named '%s' already exists",
-		                                     d->name)
+		return errno == EEXIST ? mgr_err_set(err, -EEXIST,
+		                                     "a switch named '%s' already exists", d->name)
 		                       : mgr_err_set(err, -errno, "cannot create '%s': %s", dir,
 		                                     strerror(errno));
 	text = switch_def_format(d);
@@ -155,8 +158,8 @@ static void switch_exec(const char *exe, const char *home, const char *name, int
                         int log_fd)
 {
 	char ready_arg[16];
-	char *argv[] = {"nestvm", "switch", "serve", "--home", (char *)home, "--ready-fd",
-	                ready_arg, "--", (char *)name, NULL};
+	char *argv[] = {"nestvm",     "switch",  "serve", "--home",     (char *)home,
+	                "--ready-fd", ready_arg, "--",    (char *)name, NULL};
 	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 ||
@@ -176,7 +179,7 @@ int switch_spawn(const char *home, const char *name, pid_t *pid, struct mgr_err 
 	char exe[PATH_MAX], msg[128] = "", log[STORE_PATH_MAX], tail[1024];
 	int ready[2] = {-1, -1}, log_fd, r = 0;
 	struct switch_def d;
-	struct store sws;
+	struct store sws = {0};
 	size_t got = 0;
 	ssize_t len;
 	pid_t child;
@@ -193,7 +196,8 @@ int switch_spawn(const char *home, const char *name, pid_t *pid, struct mgr_err 
 		return 0;
 	len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (len < 0)
-		return mgr_err_set(err, -errno, "cannot find the nestvm binary: %s", strerror(errno));
+		return mgr_err_set(err, -errno, "cannot find the nestvm binary: %s",
+		                   strerror(errno));
 	exe[len] = '\0';
 	log_fd = switch_log_open(&sws, name, err);
 	if (log_fd < 0)
@@ -326,8 +330,8 @@ json_t *switch_request(const struct store *sws, const char *name, json_t *req, s
 	if (json_is_true(json_object_get(reply, "ok"))) {
 		result = json_incref(json_object_get(reply, "result"));
 	} else {
-		const char *m = json_string_value(
-		    json_object_get(json_object_get(reply, "error"), "message"));
+		const char *m =
+		    json_string_value(json_object_get(json_object_get(reply, "error"), "message"));
 
 		mgr_err_set(err, -EIO, "switch '%s': %s", name, m ? m : "bad reply");
 	}

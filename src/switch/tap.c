@@ -71,8 +71,9 @@ int switch_tap_open(const struct switch_def *d, uint8_t mac[6], char *why, size_
 	if (fd < 0) {
 		r = -errno;
 		snprintf(why, why_size,
-		         errno == ENOENT ? "an internal switch needs /dev/net/tun, which this host "
-		                           "lacks (modprobe tun; in a container, pass the device in)"
+		         errno == ENOENT
+		             ? "an internal switch needs /dev/net/tun, which this host "
+		               "lacks (modprobe tun; in a container, pass the device in)"
 		         : errno == EACCES || errno == EPERM
 		             ? "an internal switch needs to open /dev/net/tun: permission denied "
 		               "(run the switch as root, or with CAP_NET_ADMIN and access to the "
@@ -87,17 +88,19 @@ int switch_tap_open(const struct switch_def *d, uint8_t mac[6], char *why, size_
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		r = -errno;
 		if (errno == EPERM)
-			snprintf(why, why_size,
-			         "an internal switch creates tap device '%s' for the host, which needs "
-			         "CAP_NET_ADMIN: this process lacks it (start the switch as root: "
-			         "'sudo nestvm switch start NAME', or give the nestvm binary "
-			         "cap_net_admin: 'sudo setcap cap_net_admin+ep $(which nestvm)')",
-			         d->tap);
+			snprintf(
+			    why, why_size,
+			    "an internal switch creates tap device '%s' for the host, which needs "
+			    "CAP_NET_ADMIN: this process lacks it (start the switch as root: "
+			    "'sudo nestvm switch start NAME', or give the nestvm binary "
+			    "cap_net_admin: 'sudo setcap cap_net_admin+ep $(which nestvm)')",
+			    d->tap);
 		else if (errno == EBUSY)
-			snprintf(why, why_size, "tap device '%s' is in use by another program", d->tap);
+			snprintf(why, why_size, "tap device '%s' is in use by another program",
+			         d->tap);
 		else
-			snprintf(why, why_size, "cannot create tap device '%s' (TUNSETIFF): %s", d->tap,
-			         strerror(errno));
+			snprintf(why, why_size, "cannot create tap device '%s' (TUNSETIFF): %s",
+			         d->tap, strerror(errno));
 		close(fd);
 		return r;
 	}

@@ -58,7 +58,8 @@ void switch_nat_mac(const struct switch_nat *n, uint8_t mac[6]);
 /* switch_nat_input - a frame from the switch to the NAT. */
 void switch_nat_input(struct switch_nat *n, const uint8_t *frame, size_t len);
 
-/* switch_nat_fill - add the NAT's sockets to @ps (owner @owner), lower *@timeout_ms to its timers'. */
+/* switch_nat_fill - add the NAT's sockets to @ps (owner @owner), lower *@timeout_ms to its timers'.
+ */
 void switch_nat_fill(struct switch_nat *n, struct switch_pollset *ps, int owner, int *timeout_ms);
 
 /* switch_nat_poll - after poll(): let the NAT serve its sockets and timers. */

@@ -213,7 +213,8 @@ static void test_flood_learn_hairpin(void **state)
 static void test_congestion_and_broken(void **state)
 {
 	struct sw_core *sw = *state;
-	int a = add_vm(sw, mac_a, false), b = add_vm(sw, mac_b, false), c = add_vm(sw, mac_c, false);
+	int a = add_vm(sw, mac_a, false), b = add_vm(sw, mac_b, false),
+	    c = add_vm(sw, mac_c, false);
 
 	send_result[b] = -EAGAIN;
 	send_result[c] = -EPIPE;
@@ -504,7 +505,8 @@ static void test_switch_def(void **state)
 	assert_int_equal(PARSE("{\"name\":\"x\"}"), -EINVAL);
 	assert_int_equal(PARSE("{\"name\":\"x\",\"type\":\"private\",\"subnet\":\"10.0.0.0/24\"}"),
 	                 -EINVAL);
-	assert_int_equal(PARSE("{\"name\":\"x\",\"type\":\"nat\",\"forwards\":[\"tcp:1\"]}"), -EINVAL);
+	assert_int_equal(PARSE("{\"name\":\"x\",\"type\":\"nat\",\"forwards\":[\"tcp:1\"]}"),
+	                 -EINVAL);
 	assert_int_equal(PARSE("{\"name\":\"x\",\"type\":\"private\"}"), 0);
 #undef PARSE
 }

@@ -89,11 +89,21 @@ static void parse_reply(const uint8_t *f, int len, const uint8_t client[6], stru
 		uint32_t v = b[i + 1] == 4 ? frame_be32(b + i + 2) : 0;
 
 		switch (b[i]) {
-		case 53: r->type = b[i + 2]; break;
-		case 54: r->server_id = v; break;
-		case 1: r->mask = v; break;
-		case 3: r->router = v; break;
-		case 6: r->dns = v; break;
+		case 53:
+			r->type = b[i + 2];
+			break;
+		case 54:
+			r->server_id = v;
+			break;
+		case 1:
+			r->mask = v;
+			break;
+		case 3:
+			r->router = v;
+			break;
+		case 6:
+			r->dns = v;
+			break;
 		}
 	}
 }
@@ -103,7 +113,8 @@ static struct dhcp_server *new_server(uint32_t last)
 	struct dhcp_server *s = malloc(sizeof(*s));
 
 	assert_non_null(s);
-	assert_int_equal(dhcp_server_init(s, NET, 24, GW, GW, DNS, NET | 15, NET | last, server_mac), 0);
+	assert_int_equal(
+	    dhcp_server_init(s, NET, 24, GW, GW, DNS, NET | 15, NET | last, server_mac), 0);
 	return s;
 }
 
@@ -232,12 +243,13 @@ static void test_malformed_requests(void **state)
 	/* leases.json that is not one, or with bad entries skipped. */
 	assert_int_equal(dhcp_leases_parse(s, "[]", 2), -EINVAL);
 	{
-		const char *text = "{\"leases\":[{\"mac\":\"02:00:00:00:00:01\",\"ip\":\"10.0.2.20\"},"
-		                   "{\"mac\":\"02:00:00:00:00:02\",\"ip\":\"10.0.2.20\"},"
-		                   "{\"mac\":\"03:00:00:00:00:03\",\"ip\":\"10.0.2.21\"},"
-		                   "{\"mac\":\"02:00:00:00:00:04\",\"ip\":\"10.0.3.1\"},"
-		                   "{\"mac\":\"02:00:00:00:00:05\",\"ip\":7},"
-		                   "{\"mac\":\"02:00:00:00:00:06\",\"ip\":\"10.0.2.22\"}]}";
+		const char *text =
+		    "{\"leases\":[{\"mac\":\"02:00:00:00:00:01\",\"ip\":\"10.0.2.20\"},"
+		    "{\"mac\":\"02:00:00:00:00:02\",\"ip\":\"10.0.2.20\"},"
+		    "{\"mac\":\"03:00:00:00:00:03\",\"ip\":\"10.0.2.21\"},"
+		    "{\"mac\":\"02:00:00:00:00:04\",\"ip\":\"10.0.3.1\"},"
+		    "{\"mac\":\"02:00:00:00:00:05\",\"ip\":7},"
+		    "{\"mac\":\"02:00:00:00:00:06\",\"ip\":\"10.0.2.22\"}]}";
 
 		assert_int_equal(dhcp_leases_parse(s, text, strlen(text)), 2);
 	}
