@@ -130,6 +130,8 @@ else
 	if [ "$a3" = "$a2" ]; then ok "the same MAC gets the same address after a restart ($a3)"; else bad "after a restart: $a3, before: $a2"; fi
 	peer "nat: a host connection to the forwarded port reaches a fake guest (SYN, data)" \
 		syn "$SW/lan/ports.sock" 02:00:00:00:01:01 10.0.2.15 10.0.2.2 "$hp" 80
+	peer "nat: a fake guest connects out to the host's loopback through NAT (TCP, both ways)" \
+		outbound "$SW/lan/ports.sock" 02:00:00:00:01:02 10.0.2.16 10.0.2.2
 	expect "show: the NAT port and the leases" 0 "02:00:00:00:01:02  10.0.2.16" -- switch show lan
 	expect "remove (no VM connected)" 0 "switch 'lan' removed" -- switch remove lan
 fi

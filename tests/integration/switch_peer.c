@@ -18,6 +18,9 @@
  *                                       the tool answers it, and data flows host -> guest
  *   switch_peer hold PORTS.SOCK VM MAC SECONDS
  *                                       an adapter that stays connected (until killed)
+ *   switch_peer outbound PORTS.SOCK MAC IP GW
+ *                                       a fake guest at IP connects out through NAT to
+ *                                       GW (the host's loopback), where the tool listens
  *   switch_peer arp PORTS.SOCK MAC IP TARGET
  *                                       ARP for TARGET (the host on an internal switch)
  *
@@ -598,10 +601,11 @@ static int do_arp(const char *path, const char *mac_s, const char *ip_s, const c
 }
 
 /* A TCP segment from @src:sport to @dst:dport into @f (after Ethernet); the frame's length. */
-static size_t tcp_seg(uint8_t *f, const uint8_t *dmac, const uint8_t *smac, uint32_t src,
-                      uint32_t dst, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
-                      uint8_t flags)
+static size_t tcp_seg_data(uint8_t *f, const uint8_t *dmac, const uint8_t *smac, uint32_t src,
+                           uint32_t dst, uint16_t sport, uint16_t dport, uint32_t seq,
+                           uint32_t ack, uint8_t flags, const char *data)
 {
+	size_t dlen = data ? strlen(data) : 0;
 	size_t n = eth(f, dmac, smac, 0x0800);
 	uint8_t *t = f + n + 20;
 	uint32_t sum = 0;
@@ -620,12 +624,112 @@ static size_t tcp_seg(uint8_t *f, const uint8_t *dmac, const uint8_t *smac, uint
 	t[13] = flags;
 	t[14] = 0xff;
 	t[15] = 0xff;
-	ipv4(f + n, 6, src, dst, 20);
-	sum = (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + 6 + 20;
-	c = csum(t, 20, sum);
+	memcpy(t + 20, data ? data : "", dlen);
+	ipv4(f + n, 6, src, dst, 20 + dlen);
+	sum = (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + 6 + 20 + (uint32_t)dlen;
+	c = csum(t, 20 + dlen, sum);
 	t[16] = (uint8_t)(c >> 8);
 	t[17] = (uint8_t)c;
-	return n + 40;
+	return n + 40 + dlen;
+}
+
+static size_t tcp_seg(uint8_t *f, const uint8_t *dmac, const uint8_t *smac, uint32_t src,
+                      uint32_t dst, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
+                      uint8_t flags)
+{
+	return tcp_seg_data(f, dmac, smac, src, dst, sport, dport, seq, ack, flags, NULL);
+}
+
+/* The TCP segment in frame @f (@n bytes) from @src to @ip:@dport, if it is one: its header. */
+static const uint8_t *tcp_of(const uint8_t *f, int n, uint32_t ip, uint16_t dport, int *dlen)
+{
+	const uint8_t *t = f + 14 + (f[14] & 0xf) * 4;
+
+	if (n < 54 || f[12] != 8 || f[13] != 0 || f[23] != 6)
+		return NULL;
+	if (((uint32_t)f[30] << 24 | (uint32_t)f[31] << 16 | (uint32_t)f[32] << 8 | f[33]) != ip ||
+	    (uint16_t)(t[2] << 8 | t[3]) != dport)
+		return NULL;
+	*dlen = (f[16] << 8 | f[17]) - (f[14] & 0xf) * 4 - (t[12] >> 4) * 4;
+	return t;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * A fake guest behind NAT connects out to the gateway's address, which
+ * libslirp maps to the host's loopback, where the tool itself listens: SYN,
+ * SYN-ACK, data both ways.
+ */
+static int do_outbound(char **argv)
+{
+	uint8_t mac[6], f[MAXMSG], r[256], gwmac[6];
+	uint32_t ip = ip_parse(argv[4]), gw = ip_parse(argv[5]), seq = 5000, peer = 0;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	socklen_t sl = sizeof(sa);
+	time_t until = time(NULL) + 10;
+	int fd, ls, conn = -1, n, dlen, state = 0;
+	uint16_t port;
+	const uint8_t *t;
+
+	mac_parse(argv[3], mac);
+	ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 1) < 0 ||
+	    getsockname(ls, (struct sockaddr *)&sa, &sl) < 0)
+		die("listen on loopback");
+	port = ntohs(sa.sin_port);
+	fd = adapter(argv[2], "outbound", mac, 0);
+	send_frame(fd, f, arp_request(f, mac, ip, gw));
+	while (state == 0 && time(NULL) < until && (n = recv_frame(fd, f, 1000)) >= 0)
+		if (n >= 42 && f[12] == 8 && f[13] == 6 && f[21] == 2) {
+			memcpy(gwmac, f + 22, 6);
+			state = 1;
+		}
+	CHECK(state == 1, "the NAT gateway %s answers ARP", argv[5]);
+	if (state != 1)
+		return 1;
+	send_frame(fd, r, tcp_seg(r, gwmac, mac, ip, gw, 40000, port, seq, 0, 0x02));
+	while (time(NULL) < until && state < 5) {
+		if (conn < 0 && (conn = accept(ls, NULL, NULL)) >= 0)
+			CHECK(1, "the host's listener on 127.0.0.1:%u accepted the NAT's connection", port);
+		if (conn >= 0 && state == 3) {
+			char buf[16] = {0};
+
+			if (recv(conn, buf, sizeof(buf) - 1, MSG_DONTWAIT) > 0) {
+				CHECK(!strcmp(buf, "hello"), "the guest's data reached the host: '%s'", buf);
+				send(conn, "world", 5, MSG_NOSIGNAL);
+				state = 4;
+			}
+		}
+		if ((n = recv_frame(fd, f, 100)) < 0)
+			continue;
+		if (arp_answer(fd, f, n, mac, ip))
+			continue;
+		t = tcp_of(f, n, ip, 40000, &dlen);
+		if (!t)
+			continue;
+		if (state == 1 && (t[13] & 0x12) == 0x12 && be32(t + 8) == seq + 1) {
+			CHECK(1, "SYN to %s:%u answered with a SYN-ACK", argv[5], port);
+			peer = be32(t + 4) + 1;
+			seq++;
+			send_frame(fd, r, tcp_seg(r, gwmac, mac, ip, gw, 40000, port, seq, peer, 0x10));
+			send_frame(fd, r, tcp_seg_data(r, gwmac, mac, ip, gw, 40000, port, seq, peer,
+			                               0x18, "hello"));
+			seq += 5;
+			state = 3;
+		} else if (state == 4 && dlen == 5 && !memcmp(t + (t[12] >> 4) * 4, "world", 5)) {
+			state = 5; /* the host's reply came back through the NAT */
+		}
+	}
+	CHECK(state == 5, "the host's reply reached the guest (state %d)", state);
+	if (conn >= 0)
+		close(conn);
+	close(ls);
+	close(fd);
+	return failures ? 1 : 0;
 }
 
 static int do_syn(char **argv)
@@ -735,6 +839,8 @@ int main(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
+	if (argc >= 6 && !strcmp(argv[1], "outbound"))
+		return do_outbound(argv);
 	if (argc >= 8 && !strcmp(argv[1], "syn"))
 		return do_syn(argv);
 	fprintf(stderr, "usage: see the head of tests/integration/switch_peer.c\n");
