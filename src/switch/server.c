@@ -37,6 +37,7 @@
 #define SWD_BATCH 64 /* messages read from one socket per turn: fairness between ports */
 #define SWD_AGE_EVERY_MS 10000
 #define SWD_LEASES_EVERY_MS 1000
+#define SWD_PORT_SNDBUF (1 << 20)
 
 /* Who handles a poll entry. */
 enum {
@@ -284,6 +285,8 @@ static void swd_accept(struct swd *s)
 			close(fd);
 			continue;
 		}
+		/* Room for a few 64 KiB frames (the kernel caps it at net.core.wmem_max). */
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){SWD_PORT_SNDBUF}, sizeof(int));
 		slot->fd = fd;
 		slot->deadline_ms = swd_now_ms() + SWD_HELLO_TIMEOUT_MS;
 	}

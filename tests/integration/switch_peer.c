@@ -16,6 +16,8 @@
  *                                       a fake guest at IP behind NAT: the host connects
  *                                       to 127.0.0.1:HOSTPORT, the SYN must reach IP:GUESTPORT,
  *                                       the tool answers it, and data flows host -> guest
+ *   switch_peer bench PORTS.SOCK SECONDS SIZE
+ *                                       frames/s and Gbit/s from one adapter to another
  *   switch_peer hold PORTS.SOCK VM MAC SECONDS
  *                                       an adapter that stays connected (until killed)
  *   switch_peer outbound PORTS.SOCK MAC IP GW
@@ -815,6 +817,57 @@ static int do_syn(char **argv)
 	return failures ? 1 : 0;
 }
 
+/*
+ * How fast the switch forwards between two adapters: A sends frames of
+ * @size bytes to B (learned) for @secs seconds, as fast as its socket takes
+ * them, while a child process reads B. Prints frames/s and Gbit/s received.
+ */
+static int do_bench(const char *path, int secs, int size)
+{
+	int a = adapter(path, "bench-a", mac_a, 0), b = adapter(path, "bench-b", mac_b, 0);
+	uint8_t f[MAXMSG];
+	int p[2];
+	pid_t child;
+	struct timespec t0, t1;
+	long long got = 0, sent = 0;
+	double el;
+
+	if (size < 60 || size > 65535 || pipe(p) < 0)
+		return 2;
+	/* B announces itself, so that A's frames are unicast to it. */
+	send_frame(b, f, test_frame(f, bcast, mac_b, 1));
+	(void)count_tag(a, 1, 200);
+	child = fork();
+	if (child == 0) {
+		struct timeval tv = {.tv_sec = 1};
+
+		setsockopt(b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		while (recv(b, f, sizeof(f), 0) > 0)
+			got++;
+		if (write(p[1], &got, sizeof(got)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	memset(f, 0, sizeof(f));
+	test_frame(f + HDR, mac_b, mac_a, 2);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		for (int i = 0; i < 256; i++)
+			if (send(a, f, HDR + (size_t)size, 0) > 0)
+				sent++;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		el = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	} while (el < secs);
+	if (read(p[0], &got, sizeof(got)) != sizeof(got))
+		got = -1;
+	printf("bench: %d-byte frames for %.1f s: sent %lld, received %lld: %.0f frames/s, "
+	       "%.2f Gbit/s\n",
+	       size, el, sent, got, got / el, got * size * 8 / el / 1e9);
+	close(a);
+	close(b);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -839,6 +892,8 @@ int main(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
+	if (argc >= 5 && !strcmp(argv[1], "bench"))
+		return do_bench(argv[2], atoi(argv[3]), atoi(argv[4]));
 	if (argc >= 6 && !strcmp(argv[1], "outbound"))
 		return do_outbound(argv);
 	if (argc >= 8 && !strcmp(argv[1], "syn"))
