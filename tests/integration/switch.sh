@@ -5,7 +5,9 @@
 # and build/tests/switch_peer playing VM adapters: forwarding and learning
 # on a private switch, 10,000 spoofed frames and the other guards dropped and
 # counted, a peer that never reads, DHCP leases on a NAT switch (stable across
-# a restart), a TCP port forward into a fake guest, and an internal switch's
+# a restart), a TCP port forward into a fake guest, a fake guest's connection
+# out through NAT, DNS forwarding (to a resolver of the tool's, in namespaces
+# of its own), and an internal switch's
 # tap (in a network namespace of its own, when root). Traffic stays on this
 # machine: loopback and that namespace. Prints "N passed, N failed" last.
 set -u
@@ -132,6 +134,33 @@ else
 		syn "$SW/lan/ports.sock" 02:00:00:00:01:01 10.0.2.15 10.0.2.2 "$hp" 80
 	peer "nat: a fake guest connects out to the host's loopback through NAT (TCP, both ways)" \
 		outbound "$SW/lan/ports.sock" 02:00:00:00:01:02 10.0.2.16 10.0.2.2
+	# DNS forwarding: .3 goes to the host's resolver; in namespaces of our own,
+	# that is a DNS server of the tool's on 127.0.0.1 (resolv.conf bind-mounted).
+	if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null; then
+		skip "nat-dns" "needs root and unshare for a resolver in a namespace of its own"
+	else
+		echo "nameserver 127.0.0.1" >"$T/resolv.conf"
+		timeout 30 unshare -n -m sh -c '
+			N=$1 P=$2 T=$3
+			mount --bind "$T/resolv.conf" /etc/resolv.conf || exit 1
+			"$P" lo-up || exit 1
+			"$P" dns-server 192.0.2.7 20 & srv=$!
+			sleep 0.2
+			"$N" switch new dn --type nat >/dev/null &&
+			"$N" switch start dn >/dev/null &&
+			"$P" dns "$NESTVM_HOME/.switches/dn/ports.sock" 02:00:00:00:03:01 10.0.2.15 \
+				10.0.2.2 10.0.2.3 example.test
+			rc=$?
+			"$N" switch remove dn --force >/dev/null
+			kill $srv
+			exit $rc
+		' sh "$NESTVM" "$PEER" "$T" >"$T/out" 2>&1
+		rc=$?
+		sed 's/^/    /' "$T/out"
+		if [ $rc -eq 0 ] && grep -q "^answer 192.0.2.7" "$T/out"; then
+			ok "nat: a guest's DNS question to .3 is forwarded to the host's resolver and answered"
+		else bad "nat: DNS forwarding (exit $rc)"; fi
+	fi
 	expect "show: the NAT port and the leases" 0 "02:00:00:00:01:02  10.0.2.16" -- switch show lan
 	expect "remove (no VM connected)" 0 "switch 'lan' removed" -- switch remove lan
 fi

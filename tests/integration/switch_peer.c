@@ -16,6 +16,10 @@
  *                                       a fake guest at IP behind NAT: the host connects
  *                                       to 127.0.0.1:HOSTPORT, the SYN must reach IP:GUESTPORT,
  *                                       the tool answers it, and data flows host -> guest
+ *   switch_peer dns PORTS.SOCK MAC IP GW DNS NAME
+ *                                       a fake guest's DNS question to the NAT's DNS address
+ *   switch_peer dns-server ADDR SECONDS a DNS server on 127.0.0.1:53 answering ADDR
+ *   switch_peer lo-up                   bring up lo (in a fresh network namespace)
  *   switch_peer bench PORTS.SOCK SECONDS SIZE
  *                                       frames/s and Gbit/s from one adapter to another
  *   switch_peer hold PORTS.SOCK VM MAC SECONDS
@@ -37,6 +41,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -868,6 +874,122 @@ static int do_bench(const char *path, int secs, int size)
 	return 0;
 }
 
+/* Bring up "lo" in a fresh network namespace (no ip(8) needed). */
+static int do_lo_up(void)
+{
+	struct ifreq ifr = {0};
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		die("lo");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		die("lo up");
+	close(s);
+	return 0;
+}
+
+/* A DNS server on 127.0.0.1:53 answering every question with one A record @addr. */
+static int do_dns_server(const char *addr, int secs)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(53)}, from;
+	uint32_t a = ip_parse(addr);
+	uint8_t q[512];
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	time_t until = time(NULL) + secs;
+
+	sa.sin_addr.s_addr = htonl(0x7f000001);
+	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("bind 127.0.0.1:53");
+	printf("listening\n");
+	while (time(NULL) < until) {
+		struct pollfd p = {.fd = s, .events = POLLIN};
+		socklen_t fl = sizeof(from);
+		ssize_t n;
+
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		n = recvfrom(s, q, sizeof(q) - 16, 0, (struct sockaddr *)&from, &fl);
+		if (n < 12)
+			continue;
+		q[2] = 0x81; /* a response, recursion desired and available */
+		q[3] = 0x80;
+		q[7] = 1; /* one answer */
+		memcpy(q + n, (const uint8_t[]){0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4}, 12);
+		for (int i = 0; i < 4; i++)
+			q[n + 12 + i] = (uint8_t)(a >> (24 - 8 * i));
+		sendto(s, q, (size_t)n + 16, 0, (struct sockaddr *)&from, fl);
+	}
+	return 0;
+}
+
+/* A fake guest asks DNS server @dns (the NAT's .3) for @name's address. */
+static int do_dns(char **argv)
+{
+	uint8_t mac[6], f[MAXMSG], r[512], *u, *d;
+	uint32_t ip = ip_parse(argv[4]), gw = ip_parse(argv[5]), dns = ip_parse(argv[6]);
+	const char *name = argv[7];
+	size_t n, qlen = 12;
+	int fd, got = 0, len;
+	time_t until = time(NULL) + 10;
+
+	mac_parse(argv[3], mac);
+	fd = adapter(argv[2], "dnsguest", mac, 0);
+	/* The gateway's MAC first (and the NAT learns ours). */
+	send_frame(fd, f, arp_request(f, mac, ip, gw));
+	while (!got && time(NULL) < until && (len = recv_frame(fd, f, 1000)) >= 0)
+		if (len >= 42 && f[12] == 8 && f[13] == 6 && f[21] == 2) {
+			memcpy(r, f + 22, 6);
+			got = 1;
+		}
+	CHECK(got, "the NAT gateway answers ARP");
+	if (!got)
+		return 1;
+	n = eth(f, r, mac, 0x0800);
+	u = f + n + 20;
+	d = u + 8;
+	memset(d, 0, 12);
+	d[0] = 0x12;
+	d[1] = 0x34;
+	d[2] = 0x01; /* recursion desired */
+	d[5] = 1;    /* one question */
+	for (const char *p = name, *dot; *p; p = dot + (*dot == '.')) {
+		dot = strchr(p, '.');
+		if (!dot)
+			dot = p + strlen(p);
+		d[qlen++] = (uint8_t)(dot - p);
+		memcpy(d + qlen, p, (size_t)(dot - p));
+		qlen += (size_t)(dot - p);
+	}
+	d[qlen++] = 0;
+	memcpy(d + qlen, (const uint8_t[]){0, 1, 0, 1}, 4);
+	qlen += 4;
+	memset(u, 0, 8);
+	u[0] = 0x14; /* source port 5353 */
+	u[1] = 0xe9;
+	u[3] = 53;
+	u[4] = (uint8_t)((8 + qlen) >> 8);
+	u[5] = (uint8_t)(8 + qlen); /* checksum 0: none (RFC 768) */
+	ipv4(f + n, 17, ip, dns, 8 + qlen);
+	send_frame(fd, f, n + 20 + 8 + qlen);
+	got = 0;
+	while (!got && time(NULL) < until && (len = recv_frame(fd, f, 1000)) >= 0) {
+		if (arp_answer(fd, f, len, mac, ip))
+			continue;
+		if (len < 42 + 12 || f[12] != 8 || f[13] != 0 || f[23] != 17 || f[34] != 0 ||
+		    f[35] != 53 || f[36] != 0x14 || f[37] != 0xe9)
+			continue;
+		d = f + 42;
+		got = d[0] == 0x12 && d[1] == 0x34 && (d[2] & 0x80) && d[7] >= 1;
+		if (got)
+			printf("answer %u.%u.%u.%u\n", f[len - 4], f[len - 3], f[len - 2], f[len - 1]);
+	}
+	CHECK(got, "a DNS question to %s for %s is answered through the NAT", argv[6], name);
+	close(fd);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -892,6 +1014,12 @@ int main(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
+	if (argc >= 2 && !strcmp(argv[1], "lo-up"))
+		return do_lo_up();
+	if (argc >= 4 && !strcmp(argv[1], "dns-server"))
+		return do_dns_server(argv[2], atoi(argv[3]));
+	if (argc >= 8 && !strcmp(argv[1], "dns"))
+		return do_dns(argv);
 	if (argc >= 5 && !strcmp(argv[1], "bench"))
 		return do_bench(argv[2], atoi(argv[3]), atoi(argv[4]));
 	if (argc >= 6 && !strcmp(argv[1], "outbound"))
