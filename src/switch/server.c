@@ -34,7 +34,9 @@
 #define SWD_CLIENT_IDLE_MS 10000
 #define SWD_CLIENT_LINE_MAX 65536
 #define SWD_CLIENT_OUT_MAX (16 << 20)
-#define SWD_BATCH 64 /* messages read from one socket per turn: fairness between ports */
+#define SWD_BATCH 64 /* frames read from the tap per turn: fairness between ports */
+#define SWD_RX_BATCH 32 /* messages per recvmmsg() from a port */
+#define SWD_RX_ROUNDS 2 /* recvmmsg() calls per port per turn */
 #define SWD_AGE_EVERY_MS 10000
 #define SWD_LEASES_EVERY_MS 1000
 #define SWD_PORT_SNDBUF (1 << 20)
@@ -80,7 +82,8 @@ struct swd {
 	char leases_path[STORE_PATH_MAX], runtime_path[STORE_PATH_MAX];
 	int64_t started, next_age_ms, leases_saved_ms;
 	bool quit;
-	uint8_t buf[NETPORT_MSG_MAX + 1];
+	uint8_t buf[NETPORT_MSG_MAX + 1];                 /* the tap's frames */
+	uint8_t rx[SWD_RX_BATCH][NETPORT_MSG_MAX + 1]; /* the ports' messages (2 MiB) */
 };
 
 static int64_t swd_now_ms(void)
@@ -238,26 +241,44 @@ static void swd_pending_read(struct swd *s, struct swd_pending *pd)
 	         h.dhcp_guard ? "" : ", no DHCP guard", h.router_guard ? "" : ", no router guard");
 }
 
+/*
+ * Up to SWD_RX_ROUNDS * SWD_RX_BATCH messages from port @num, SWD_RX_BATCH
+ * per recvmmsg(): the switch's time goes to system calls, one per frame
+ * received is the half of them that batching removes.
+ */
 static void swd_port_read(struct swd *s, unsigned int num)
 {
 	struct sw_port *p = &s->core.ports[num];
+	struct mmsghdr mm[SWD_RX_BATCH];
+	struct iovec iov[SWD_RX_BATCH];
 
-	for (int i = 0; i < SWD_BATCH && p->used && !p->broken; i++) {
-		struct iovec iov = {.iov_base = s->buf, .iov_len = sizeof(s->buf)};
-		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-		ssize_t n = recvmsg(p->fd, &msg, MSG_DONTWAIT);
+	for (int round = 0; round < SWD_RX_ROUNDS && p->used && !p->broken; round++) {
+		int n;
 
+		for (int i = 0; i < SWD_RX_BATCH; i++) {
+			iov[i] = (struct iovec){.iov_base = s->rx[i], .iov_len = sizeof(s->rx[i])};
+			mm[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+		}
+		n = recvmmsg(p->fd, mm, SWD_RX_BATCH, MSG_DONTWAIT, NULL);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
-		if (n <= 0) {
-			swd_port_close(s, num, n == 0 ? "closed by the adapter" : strerror(errno));
+		if (n < 0) {
+			swd_port_close(s, num, strerror(errno));
 			return;
 		}
-		if (msg.msg_flags & MSG_TRUNC) {
-			sw_count_malformed(&s->core, num);
-			continue;
+		for (int i = 0; i < n && p->used; i++) {
+			/* SOCK_SEQPACKET: 0 bytes is the end (and an empty message is no frame). */
+			if (mm[i].msg_len == 0) {
+				swd_port_close(s, num, "closed by the adapter");
+				return;
+			}
+			if (mm[i].msg_hdr.msg_flags & MSG_TRUNC)
+				sw_count_malformed(&s->core, num);
+			else
+				sw_input_msg(&s->core, num, s->rx[i], mm[i].msg_len, swd_now_ms());
 		}
-		sw_input_msg(&s->core, num, s->buf, (size_t)n, swd_now_ms());
+		if (n < SWD_RX_BATCH)
+			return;
 	}
 }
 
