@@ -31,6 +31,7 @@ static const char switch_usage[] =
     "  stop NAME [--force] stop it (--force: even with VMs connected)\n"
     "  remove NAME [--force]\n"
     "                      delete a switch (--force: even with VMs connected)\n"
+    "  link NAME [VM]      join it as a VM adapter would (starting it if needed), and leave\n"
     "\n"
     "Types: private (VMs reach each other only), internal (and the host, on a tap\n"
     "device at the subnet's first address; needs CAP_NET_ADMIN), nat (and the\n"

@@ -34,7 +34,7 @@
 #define SWD_CLIENT_IDLE_MS 10000
 #define SWD_CLIENT_LINE_MAX 65536
 #define SWD_CLIENT_OUT_MAX (16 << 20)
-#define SWD_BATCH 64 /* frames read from the tap per turn: fairness between ports */
+#define SWD_BATCH 64    /* frames read from the tap per turn: fairness between ports */
 #define SWD_RX_BATCH 32 /* messages per recvmmsg() from a port */
 #define SWD_RX_ROUNDS 2 /* recvmmsg() calls per port per turn */
 #define SWD_AGE_EVERY_MS 10000
@@ -82,7 +82,7 @@ struct swd {
 	char leases_path[STORE_PATH_MAX], runtime_path[STORE_PATH_MAX];
 	int64_t started, next_age_ms, leases_saved_ms;
 	bool quit;
-	uint8_t buf[NETPORT_MSG_MAX + 1];                 /* the tap's frames */
+	uint8_t buf[NETPORT_MSG_MAX + 1];              /* the tap's frames */
 	uint8_t rx[SWD_RX_BATCH][NETPORT_MSG_MAX + 1]; /* the ports' messages (2 MiB) */
 };
 
@@ -606,18 +606,21 @@ static int swd_leases_save(struct swd *s)
 
 static void swd_leases_load(struct swd *s)
 {
+	struct mgr_err err;
 	char *text = NULL;
 	size_t len;
-	int r = store_read_file(s->leases_path, STORE_MAX_FILE, &text, &len);
+	int r = switch_store_read(&s->sws, s->name, SWITCH_LEASES_FILE, &text, &len, &err);
 
 	if (r == -ENOENT)
 		return;
-	if (r == 0)
-		r = dhcp_leases_parse(&s->dhcp, text, len);
+	if (r < 0) {
+		log_warn("%s: starting with no leases", err.msg);
+		return;
+	}
+	r = dhcp_leases_parse(&s->dhcp, text, len);
 	free(text);
 	if (r < 0)
-		log_warn("%s: %s: starting with no leases", s->leases_path,
-		         r == -EINVAL ? "not a leases file" : strerror(-r));
+		log_warn("%s: not a leases file: starting with no leases", s->leases_path);
 	else
 		log_info("DHCP: %d leases from %s", r, s->leases_path);
 }

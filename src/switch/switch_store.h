@@ -54,6 +54,14 @@ int switch_store_dir(const struct store *sws, const char *name, struct mgr_err *
 int switch_store_create(const struct store *sws, struct switch_def *d, struct mgr_err *err)
     __attribute__((warn_unused_result));
 
+/*
+ * switch_store_read - all of NAME/@file (at most STORE_MAX_FILE bytes,
+ * NUL-terminated, malloc'd into *@text), opened by the store's rules
+ * (store_openat()). 0, or -errno with @err set (-ENOENT: no such file).
+ */
+int switch_store_read(const struct store *sws, const char *name, const char *file, char **text,
+                      size_t *len, struct mgr_err *err) __attribute__((warn_unused_result));
+
 /* switch_store_load - read and validate NAME/switch.json. */
 int switch_store_load(const struct store *sws, const char *name, struct switch_def *d,
                       struct mgr_err *err) __attribute__((warn_unused_result));

@@ -77,6 +77,14 @@ expect "new: forward outside the subnet" 1 "must be a VM's address in the switch
 expect "list" 0 "^p  *private  *-  *stopped  *0" -- switch list
 expect "show: stopped" 0 "^state: stopped" -- switch show p
 expect "show: no such switch" 1 "no switch named 'nosuch'" -- switch show nosuch
+# The store's rules: no links followed, only the user's own regular files.
+nv switch new q --type private
+echo '{"name":"q","type":"private"}' >"$T/elsewhere.json"
+mv "$SW/q/switch.json" "$T/q.json" && ln -s "$T/elsewhere.json" "$SW/q/switch.json"
+expect "switch.json as a symbolic link is refused" 1 "is a symbolic link" -- switch show q
+rm "$SW/q/switch.json" && ln "$T/elsewhere.json" "$SW/q/switch.json"
+expect "switch.json with two hard links is refused" 1 "has 2 hard links" -- switch show q
+expect "a broken switch can be removed" 0 "switch 'q' removed" -- switch remove q
 if [ "$(stat -c %a "$SW/p")" = 700 ] && [ "$(stat -c %a "$SW/p/switch.json")" = 600 ]; then
 	ok "the switch's directory is 0700, switch.json 0600"
 else bad "modes: $(stat -c %a "$SW/p" "$SW/p/switch.json" | tr '\n' ' ')"; fi
