@@ -256,6 +256,11 @@ static void sw_show_text(const struct switch_def *d, json_t *st)
 
 		inet_ntop(AF_INET, &in, ip, sizeof(ip));
 		printf(", subnet %s/%u", ip, d->prefix);
+		if (d->type == SWITCH_NAT)
+			printf(" (gateway .%d, DNS .%d, DHCP from .%d)", SWITCH_NAT_GATEWAY,
+			       SWITCH_NAT_DNS, SWITCH_DHCP_FIRST);
+		else
+			printf(" (the host .1, DHCP from .%d)", SWITCH_DHCP_FIRST);
 	}
 	if (d->tap[0])
 		printf(", host on tap '%s'", d->tap);
