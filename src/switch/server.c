@@ -177,6 +177,21 @@ static void swd_hello_reply(int fd, const char *error, int port)
 		(void)!send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/*
+ * Refuse a connection whose hello was not read: read what it sent first, or
+ * closing with unread data makes the kernel report ECONNRESET to the peer
+ * instead of the reason (AF_UNIX), then answer and close.
+ */
+static void swd_refuse(int fd, const char *why)
+{
+	char buf[NETPORT_HELLO_MAX];
+
+	for (int i = 0; i < 4 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
+		;
+	swd_hello_reply(fd, why, -1);
+	close(fd);
+}
+
 static void swd_pending_read(struct swd *s, struct swd_pending *pd)
 {
 	char buf[NETPORT_HELLO_MAX + 1], why[256], mac[18];
@@ -302,8 +317,7 @@ static void swd_accept(struct swd *s)
 			if (s->pending[i].fd < 0)
 				slot = &s->pending[i];
 		if (!slot) {
-			swd_hello_reply(fd, "too many adapters connecting at once", -1);
-			close(fd);
+			swd_refuse(fd, "too many adapters connecting at once");
 			continue;
 		}
 		/* Room for a few 64 KiB frames (the kernel caps it at net.core.wmem_max). */

@@ -103,6 +103,7 @@ peer "private: flooding, learning, no hairpin, 1000 frames in order" forward "$S
 peer "private: 10,000 spoofed frames dropped and counted, DHCP and router guards, malformed" \
 	guards "$SW/p/ports.sock" 10000
 peer "private: a peer that never reads does not wedge the switch" stuck "$SW/p/ports.sock" 2000
+peer "private: silent adapters and bad hellos are refused with a reason" hostile "$SW/p/ports.sock"
 nv switch show p --json
 if grep -q '"running": true' "$T/out"; then ok "the switch survived the hostile peers"; else bad "switch gone"; fi
 

@@ -19,6 +19,7 @@
  *   switch_peer dns PORTS.SOCK MAC IP GW DNS NAME
  *                                       a fake guest's DNS question to the NAT's DNS address
  *   switch_peer dns-server ADDR SECONDS a DNS server on 127.0.0.1:53 answering ADDR
+ *   switch_peer hostile PORTS.SOCK      silent adapters, bad hellos: refused, the switch lives on
  *   switch_peer lo-up                   bring up lo (in a fresh network namespace)
  *   switch_peer bench PORTS.SOCK SECONDS SIZE
  *                                       frames/s and Gbit/s from one adapter to another
@@ -44,6 +45,7 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -874,6 +876,78 @@ static int do_bench(const char *path, int secs, int size)
 	return 0;
 }
 
+/* Connect a SOCK_SEQPACKET socket to @path, nothing sent. */
+static int raw_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("connect");
+	return fd;
+}
+
+/* Send @hello (@len bytes, or its strlen if 0) on a new connection; the answer in @reply. */
+static void hello_answer(const char *path, const char *hello, size_t len, char *reply, size_t size)
+{
+	int fd = raw_connect(path);
+	struct timeval tv = {.tv_sec = 3};
+	ssize_t n;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	send(fd, hello, len ? len : strlen(hello), MSG_NOSIGNAL);
+	n = recv(fd, reply, size - 1, 0);
+	reply[n > 0 ? n : 0] = 0;
+	close(fd);
+}
+
+/*
+ * Adapters that break the protocol before they are ports: silent ones that
+ * fill every pending slot, hellos that are not JSON, too long, or lie; the
+ * switch refuses each with a reason and a good adapter still gets in.
+ */
+static int do_hostile(const char *path)
+{
+	static char big[2000];
+	char reply[512];
+	int silent[12], fd;
+
+	for (int i = 0; i < 12; i++)
+		silent[i] = raw_connect(path);
+	usleep(200000); /* the switch has taken them all */
+	hello_answer(path, "{\"netport\":1", 0, reply, sizeof(reply));
+	CHECK(strstr(reply, "error") != NULL, "with every hello slot taken, a new adapter is "
+	                                      "answered, not left hanging: %s",
+	      reply);
+	for (int i = 0; i < 12; i++)
+		close(silent[i]);
+	usleep(100000);
+	hello_answer(path, "not json", 0, reply, sizeof(reply));
+	CHECK(strstr(reply, "not JSON") != NULL, "a hello that is not JSON: %s", reply);
+	memset(big, ' ', sizeof(big));
+	big[0] = '{';
+	big[sizeof(big) - 1] = '}';
+	hello_answer(path, big, sizeof(big), reply, sizeof(reply));
+	CHECK(strstr(reply, "too long") != NULL, "a 2000-byte hello: %s", reply);
+	hello_answer(path,
+	             "{\"netport\":1,\"vm\":\"x\",\"adapter\":0,\"mac\":\"ff:ff:ff:ff:ff:ff\"}",
+	             0, reply, sizeof(reply));
+	CHECK(strstr(reply, "unicast") != NULL, "a broadcast MAC: %s", reply);
+	hello_answer(path, "{\"netport\":1,\"vm\":\"x\",\"adapter\":0,\"mac\":\"02:00:00:00:00:0a\","
+	                   "\"frob\":1}",
+	             0, reply, sizeof(reply));
+	CHECK(strstr(reply, "unknown field") != NULL, "an unknown field: %s", reply);
+	fd = adapter(path, "good", mac_a, 0);
+	hello_answer(path, "{\"netport\":1,\"vm\":\"y\",\"adapter\":0,\"mac\":\"02:00:00:00:00:0a\"}",
+	             0, reply, sizeof(reply));
+	CHECK(strstr(reply, "already on this switch") != NULL, "a second adapter with a MAC in use: %s",
+	      reply);
+	CHECK(1, "a good adapter still gets a port");
+	close(fd);
+	return failures ? 1 : 0;
+}
+
 /* Bring up "lo" in a fresh network namespace (no ip(8) needed). */
 static int do_lo_up(void)
 {
@@ -1014,6 +1088,8 @@ int main(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
+	if (argc >= 3 && !strcmp(argv[1], "hostile"))
+		return do_hostile(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "lo-up"))
 		return do_lo_up();
 	if (argc >= 4 && !strcmp(argv[1], "dns-server"))
