@@ -106,6 +106,19 @@ peer "private: a peer that never reads does not wedge the switch" stuck "$SW/p/p
 peer "private: silent adapters and bad hellos are refused with a reason" hostile "$SW/p/ports.sock"
 nv switch show p --json
 if grep -q '"running": true' "$T/out"; then ok "the switch survived the hostile peers"; else bad "switch gone"; fi
+# api NAME LINE PATTERN: the control socket answers LINE with a reply matching PATTERN.
+api() {
+	timeout 10 "$PEER" api "$SW/p/control.sock" "$2" >"$T/out" 2>&1
+	if grep -q -- "$3" "$T/out"; then ok "api: $1"; else bad "api: $1"; fi
+}
+api "status, id echoed" '{"id":7,"cmd":"status"}' '"ok":true,"result":{"name":"p","type":"private".*"id":7'
+api "not JSON" 'status' '"code":"parse-error"'
+api "no cmd" '{"id":"x"}' '"code":"invalid-request".*"id":"x"'
+api "unknown command" '{"cmd":"frob"}' '"code":"unknown-command"'
+api "unknown field" '{"cmd":"status","x":1}' '"code":"invalid-request"'
+api "a repeated key" '{"cmd":"status","cmd":"stop"}' '"code":"parse-error"'
+if switch_running=$(timeout 10 "$NESTVM" switch list | grep -c "^p .*running"); [ "$switch_running" = 1 ]; then
+	ok "api: a bad request changes nothing"; else bad "api: the switch stopped"; fi
 
 # ---- stop and remove refuse while VMs are connected ----
 "$PEER" hold "$SW/p/ports.sock" held-vm 02:00:00:00:00:77 30 >"$T/hold" 2>&1 &

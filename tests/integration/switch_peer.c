@@ -19,6 +19,7 @@
  *   switch_peer dns PORTS.SOCK MAC IP GW DNS NAME
  *                                       a fake guest's DNS question to the NAT's DNS address
  *   switch_peer dns-server ADDR SECONDS a DNS server on 127.0.0.1:53 answering ADDR
+ *   switch_peer api CONTROL.SOCK LINE   one request to a switch's control socket; prints the reply
  *   switch_peer hostile PORTS.SOCK      silent adapters, bad hellos: refused, the switch lives on
  *   switch_peer lo-up                   bring up lo (in a fresh network namespace)
  *   switch_peer bench PORTS.SOCK SECONDS SIZE
@@ -948,6 +949,33 @@ static int do_hostile(const char *path)
 	return failures ? 1 : 0;
 }
 
+/* Send @line (and a newline) to a control socket; print the reply line. */
+static int do_api(const char *path, const char *line)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	static char buf[1 << 20];
+	struct timeval tv = {.tv_sec = 5};
+	size_t got = 0;
+	ssize_t n;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("connect");
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(fd, line, strlen(line), MSG_NOSIGNAL) < 0 || send(fd, "\n", 1, MSG_NOSIGNAL) < 0)
+		die("send");
+	while (got < sizeof(buf) - 1 && (n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) > 0) {
+		got += (size_t)n;
+		if (buf[got - 1] == '\n')
+			break;
+	}
+	buf[got] = 0;
+	fputs(buf, stdout);
+	close(fd);
+	return got ? 0 : 1;
+}
+
 /* Bring up "lo" in a fresh network namespace (no ip(8) needed). */
 static int do_lo_up(void)
 {
@@ -1088,6 +1116,8 @@ int main(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
+	if (argc >= 4 && !strcmp(argv[1], "api"))
+		return do_api(argv[2], argv[3]);
 	if (argc >= 3 && !strcmp(argv[1], "hostile"))
 		return do_hostile(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "lo-up"))
