@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "switch/frame.h"
 #include "switch/swcore.h"
+#include "switch/switch_api.h"
 #include "switch/switch_store.h"
 #include "switch/uplink.h"
 
@@ -419,36 +420,14 @@ static json_t *swd_status(struct swd *s)
 /* One request line into one reply line (malloc'd, with its newline). */
 static char *swd_request(struct swd *s, const char *line, size_t len)
 {
-	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL), *reply, *id;
-	const char *cmd = json_string_value(json_object_get(req, "cmd"));
-	const char *code = NULL, *why = NULL, *key;
-	json_t *result = NULL, *v;
+	struct switch_api_req req;
+	json_t *result = NULL;
 	char *text;
 
-	id = json_object_get(req, "id");
-	json_object_foreach(req, key, v)
-	{
-		if (strcmp(key, "cmd") && strcmp(key, "id")) {
-			code = "invalid-request";
-			why = "unknown field";
-		}
-	}
-	if (!req) {
-		code = "parse-error";
-		why = "the line is not JSON";
-	} else if (!json_is_object(req) || !cmd) {
-		code = "invalid-request";
-		why = "a request is an object with a string 'cmd'";
-	} else if (id && !json_is_integer(id) &&
-	           !(json_is_string(id) && json_string_length(id) <= 128)) {
-		code = "invalid-request";
-		why = "'id' must be an integer or a string of at most 128 bytes";
-		id = NULL;
-	} else if (code) {
-		/* set above */
-	} else if (!strcmp(cmd, "status")) {
+	switch_api_parse(line, len, &req);
+	if (!req.code && req.cmd == SWITCH_API_STATUS) {
 		result = swd_status(s);
-	} else if (!strcmp(cmd, "stop")) {
+	} else if (!req.code && req.cmd == SWITCH_API_STOP) {
 		unsigned int n = 0;
 
 		for (unsigned int i = 1; i < SW_MAX_PORTS; i++)
@@ -456,33 +435,9 @@ static char *swd_request(struct swd *s, const char *line, size_t len)
 		result = json_pack("{s:i}", "ports_disconnected", (int)n);
 		s->quit = true;
 		log_info("stopping: asked through the control socket (%u ports connected)", n);
-	} else {
-		code = "unknown-command";
-		why = "commands: status, stop";
 	}
-	if (result)
-		reply = json_pack("{s:b, s:o}", "ok", 1, "result", result);
-	else
-		reply = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code",
-		                  code ? code : "internal-error", "message",
-		                  why ? why : "out of memory");
-	if (reply && id)
-		json_object_set(reply, "id", id);
-	text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
-	json_decref(reply);
-	json_decref(req);
-	if (text) {
-		size_t n = strlen(text);
-		char *t = realloc(text, n + 2);
-
-		if (!t) {
-			free(text);
-			return NULL;
-		}
-		t[n] = '\n';
-		t[n + 1] = '\0';
-		text = t;
-	}
+	text = switch_api_reply(&req, result);
+	switch_api_req_clear(&req);
 	return text;
 }
 
