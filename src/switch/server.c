@@ -910,6 +910,19 @@ static void swd_teardown(struct swd *s)
 	unlink(s->runtime_path);
 }
 
+/* runtime.json: {"pid": N, "started": T}, for `switch list` and tests' clean-up. */
+static void swd_runtime_write(struct swd *s)
+{
+	json_t *o =
+	    json_pack("{s:i, s:I}", "pid", (int)getpid(), "started", (json_int_t)s->started);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (!text || store_write_atomic(s->runtime_path, text, strlen(text)) < 0)
+		log_warn("cannot write %s", s->runtime_path);
+	free(text);
+}
+
 static void swd_ready(int *ready_fd, const char *line)
 {
 	if (*ready_fd < 0)
@@ -924,7 +937,7 @@ int switch_serve(const char *home, const char *name, int ready_fd)
 	struct mgr_err err;
 	struct swd *s = calloc(1, sizeof(*s));
 	int lock_fd = -1, status = 1;
-	char line[64], *rt;
+	char line[64];
 
 	log_set_timestamps(true);
 	log_set_level(LOG_INFO); /* port connections are worth a line in switch.log */
@@ -969,17 +982,7 @@ int switch_serve(const char *home, const char *name, int ready_fd)
 	s->started = time(NULL);
 	if (swd_setup(s) < 0)
 		goto teardown;
-	rt = NULL;
-	{
-		json_t *o = json_pack("{s:i, s:I}", "pid", (int)getpid(), "started",
-		                      (json_int_t)s->started);
-
-		rt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-		json_decref(o);
-		if (!rt || store_write_atomic(s->runtime_path, rt, strlen(rt)) < 0)
-			log_warn("cannot write %s", s->runtime_path);
-		free(rt);
-	}
+	swd_runtime_write(s);
 	log_event("switch '%s' (%s) started, pid %d", name, switch_type_name(s->def.type),
 	          (int)getpid());
 	snprintf(line, sizeof(line), "ok %d\n", (int)getpid());
