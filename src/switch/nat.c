@@ -41,6 +41,7 @@ int switch_pollset_add(struct switch_pollset *ps, int fd, short events, int owne
 #include <time.h>
 
 #define NAT_MAX_TIMERS 8
+#define NAT_LOG_BURST 10
 
 struct nat_timer {
 	bool used;
@@ -58,6 +59,8 @@ struct switch_nat {
 	struct nat_timer timers[NAT_MAX_TIMERS];
 	struct switch_pollset *ps; /* during fill and poll */
 	int owner;
+	int64_t log_window; /* seconds: the minute nat_guest_error() counts in */
+	unsigned int log_count, log_suppressed;
 };
 
 static int64_t nat_clock_ns(void *opaque)
@@ -77,10 +80,22 @@ static ssize_t nat_send_packet(const void *buf, size_t len, void *opaque)
 	return (ssize_t)len;
 }
 
+/* A guest that libslirp finds at fault: logged, at most NAT_LOG_BURST lines a minute. */
 static void nat_guest_error(const char *msg, void *opaque)
 {
-	(void)opaque;
-	log_warn("NAT: a guest's packet was refused: %s", msg);
+	struct switch_nat *n = opaque;
+	int64_t now = nat_clock_ns(NULL) / 1000000000;
+
+	if (now - n->log_window >= 60) {
+		if (n->log_suppressed)
+			log_warn("NAT: %u more refused packets not logged", n->log_suppressed);
+		n->log_window = now;
+		n->log_count = n->log_suppressed = 0;
+	}
+	if (n->log_count++ < NAT_LOG_BURST)
+		log_warn("NAT: a guest's packet was refused: %s", msg);
+	else
+		n->log_suppressed++;
 }
 
 static struct nat_timer *nat_timer_alloc(struct switch_nat *n)
