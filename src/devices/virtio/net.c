@@ -22,6 +22,7 @@
 #include "net/netport.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -44,6 +45,7 @@ struct virtio_net {
 	uint8_t config[VIRTIO_NET_CFG_SIZE];
 	uint8_t mac[6];
 	uint16_t mtu;
+	char name[DEVICE_NAME_MAX];
 	int fd;
 	uint32_t events; /* what fd is watched for */
 	bool watched;
@@ -587,6 +589,7 @@ int virtio_net_create(const struct virtio_net_params *params, struct virtio_net 
 		return -ENOMEM;
 	}
 	net->fd = params->fd;
+	snprintf(net->name, sizeof(net->name), "%s", params->name ? params->name : "virtio-net");
 	net->mtu = (uint16_t)mtu;
 	memcpy(net->mac, params->mac, sizeof(net->mac));
 	memcpy(net->config + VIRTIO_NET_CFG_MAC, net->mac, sizeof(net->mac));
@@ -597,7 +600,7 @@ int virtio_net_create(const struct virtio_net_params *params, struct virtio_net 
 		virtq_init(&net->vqs[q], VIRTIO_NET_QUEUE_SIZE);
 	net->vdev = (struct virtio_device){
 	    .ops = &virtio_net_ops,
-	    .name = params->name ? params->name : "virtio-net",
+	    .name = net->name,
 	    .device_id = VIRTIO_ID_NET,
 	    .class_code = NET_PCI_CLASS,
 	    .features = VIRTIO_BIT(VIRTIO_NET_F_CSUM) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) |

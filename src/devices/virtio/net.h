@@ -92,7 +92,7 @@ struct virtio_net_params {
 	uint8_t mac[6];
 	unsigned int mtu; /* VIRTIO_NET_MTU_MIN..MAX; 0: VIRTIO_NET_MTU_DEFAULT */
 	int fd;           /* the connected port socket (taken, even on failure), or -1: no link */
-	const char *name; /* "virtio-net0", for messages; NULL: "virtio-net" */
+	const char *name; /* "virtio-net0", for messages (copied); NULL: "virtio-net" */
 };
 
 /* What the device counted; read under the device lock (virtio_net_get_stats()). */
