@@ -13,7 +13,8 @@
  * dropped because no other port was connected. The counts go to STATS,
  * rewritten at every connection, disconnection and at exit (SIGTERM,
  * SIGINT), as lines
- *   port N vm NAME mac MAC connections C frames F bytes B partial P spoofed S bad X dropped D
+ *   port N vm NAME mac MAC connections C frames F bytes B partial P spoofed S bad X dropped D up U
+ * (U: 1 while the port is connected).
  *
  * Never blocks on one port: a message for a port whose socket is full waits
  * (one per direction) and its source is not read meanwhile, so back-pressure
@@ -72,9 +73,9 @@ static void write_stats(void)
 
 		fprintf(f,
 		        "port %d vm %s mac %s connections %lu frames %lu bytes %lu partial %lu "
-		        "spoofed %lu bad %lu dropped %lu\n",
+		        "spoofed %lu bad %lu dropped %lu up %d\n",
 		        i, p->vm[0] ? p->vm : "-", p->mac[0] ? p->mac : "-", p->connections,
-		        p->frames, p->bytes, p->partial, p->spoofed, p->bad, p->dropped);
+		        p->frames, p->bytes, p->partial, p->spoofed, p->bad, p->dropped, p->fd >= 0);
 	}
 	fclose(f);
 	rename(tmp, stats_path);

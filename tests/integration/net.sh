@@ -14,7 +14,10 @@
 #  - a switch that is not there: the VM does not start, the error names it;
 #  - a managed VM: `new --nic` records MAC and slot, `set` adds and removes
 #    NICs while it is off; it runs as the receiver, is saved and restored in
-#    a new monitor that joins the switch again, and then gets every frame.
+#    a new monitor that joins the switch again, and then gets every frame;
+#  - a live migration of a receiving VM to a second store (another "host",
+#    its own switch lan): its adapter leaves the first switch and joins the
+#    second, where it then gets every frame.
 # Prints "N passed, N failed" last; exit 77 without /dev/kvm.
 NAME_OF_TEST=net
 . "$(dirname "$0")/../lib/manager.sh"
@@ -24,7 +27,17 @@ SWITCH=$(pwd)/build/tests/fake_switch
 SW_DIR=$NESTVM_HOME/.switches/lan
 STATS=$T/switch.stats
 sw_pid=
-manager_cleanup_extra() { [ -n "$sw_pid" ] && kill "$sw_pid" 2>/dev/null; }
+sw2_pid=
+B=$T/homeB
+manager_cleanup_extra() {
+	[ -n "$sw_pid" ] && kill "$sw_pid" 2>/dev/null
+	[ -n "$sw2_pid" ] && kill "$sw2_pid" 2>/dev/null
+	for rt in "$B"/*/runtime.json; do
+		[ -f "$rt" ] || continue
+		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$rt")
+		[ -n "$pid" ] && [ "$pid" -gt 0 ] && kill -9 "$pid" 2>/dev/null
+	done
+}
 
 # switch_start: a fresh fake switch (counters at zero).
 switch_start() {
@@ -160,5 +173,48 @@ else
 	bad "after restore: sender exit $src: $(result managed-send); receiver: $(grep -a 'probe: net\|test=net' "$NESTVM_HOME/rx/console.log" | tail -2)"
 fi
 nv stop rx
+
+# ---- live migration to another store, onto its own switch ----
+mkdir -p "$B/.switches/lan" "$T/s"
+chmod 700 "$B" "$B/.switches" "$B/.switches/lan" "$T/s"
+"$SWITCH" "$B/.switches/lan" "$T/switchB.stats" 2>>"$T/switch.err" &
+sw2_pid=$!
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/secret"
+chmod 600 "$T/secret"
+expect "new mv" 0 "created VM 'mv'" -- new mv --kernel "$PROBE" --memory 64M \
+	--cmdline "test=net role=recv count=2000 echo=1" --nic switch=lan
+expect "start mv" 0 "started VM 'mv'" -- start mv
+wait_console mv "role recv" 10 || bad "mv did not come up"
+: >"$T/recv.out"
+NESTVM_HOME=$B timeout 60 "$NESTVM" receive mv --listen "unix:$T/s/m.sock" --secret-file "$T/secret" \
+	--wait 30 >"$T/recv.out" 2>&1 </dev/null &
+rpid=$!
+for _i in $(seq 100); do grep -q "waiting for VM" "$T/recv.out" && break; sleep 0.05; done
+nv migrate mv --to "unix:$T/s/m.sock" --secret-file "$T/secret"
+mrc=$?
+wait "$rpid"
+rrc=$?
+sleep 0.3
+b_up=$(awk '$4 == "mv" { for (i = 1; i < NF; i++) if ($i == "up") print $(i + 1) }' "$T/switchB.stats")
+if [ "$mrc" -eq 0 ] && [ "$rrc" -eq 0 ] && [ "$b_up" = 1 ] && [ "$(stat mv up)" = 0 ]; then
+	ok "migrated: the adapter left the source's switch and joined the destination's"
+else
+	bad "migrate exit $mrc, receive exit $rrc; A's switch: $(cat "$STATS"); B's: $(cat "$T/switchB.stats"); $(cat "$T/recv.out")"
+fi
+NESTVM_HOME=$B probe migrated-send "role=send count=2000 size=800 echo=1" --nic switch=lan
+wait $!
+src=$?
+i=0
+until grep -q "test=net: \(PASS\|FAIL\)" "$B/mv/console.log" 2>/dev/null || [ $i -gt 200 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+if [ "$src" -eq 0 ] && result migrated-send | grep -q PASS &&
+	grep -q "test=net: PASS received 2000 frames intact and echoed them" "$B/mv/console.log"; then
+	ok "migrated receiver: $(grep -a 'test=net: PASS' "$B/mv/console.log" | sed 's/.*PASS //')"
+else
+	bad "after migration: sender exit $src: $(result migrated-send); receiver: $(grep -a 'probe: net\|test=net' "$B/mv/console.log" | tail -2)"
+fi
+NESTVM_HOME=$B timeout 30 "$NESTVM" stop mv >/dev/null 2>&1
 
 summary
