@@ -207,11 +207,12 @@ static int net_up(struct net *n, uint64_t extra, const char **why)
 	virtio_set_status(&n->d, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER | VIRTIO_S_FEATURES_OK |
 	                             VIRTIO_S_DRIVER_OK);
 	*why = "the device refused DRIVER_OK or needs a reset";
-	if ((virtio_status(&n->d) & (VIRTIO_S_DRIVER_OK | VIRTIO_S_NEEDS_RESET | VIRTIO_S_FAILED)) !=
-	    VIRTIO_S_DRIVER_OK)
+	if ((virtio_status(&n->d) &
+	     (VIRTIO_S_DRIVER_OK | VIRTIO_S_NEEDS_RESET | VIRTIO_S_FAILED)) != VIRTIO_S_DRIVER_OK)
 		return -1;
 	for (uint16_t i = 0; i < QSIZE; i++) {
-		n->rx.desc[i] = (struct vring_desc){(uintptr_t)rx_bufs[i], RXBUF, VRING_DESC_F_WRITE, 0};
+		n->rx.desc[i] =
+		    (struct vring_desc){(uintptr_t)rx_bufs[i], RXBUF, VRING_DESC_F_WRITE, 0};
 		vq_publish(&n->rx, i);
 	}
 	vq_kick(&n->rx);
@@ -324,8 +325,9 @@ static long rx_frame(struct net *n)
 			n->bad++;
 			return -1;
 		}
-		put16(frame_in + h.csum_start + h.csum_offset,
-		      (uint16_t)~csum_fold(csum_add(0, frame_in + h.csum_start, at - h.csum_start)));
+		put16(
+		    frame_in + h.csum_start + h.csum_offset,
+		    (uint16_t)~csum_fold(csum_add(0, frame_in + h.csum_start, at - h.csum_start)));
 	}
 	return r;
 }
@@ -473,8 +475,8 @@ static const char *hostile_case(struct net *n, unsigned int c)
 	*h = (struct net_hdr){0};
 	switch (c) {
 	case 0:
-		d[0] = (struct vring_desc){(uintptr_t)hostile_buf, NET_HDR + 100, VRING_DESC_F_WRITE,
-		                           0};
+		d[0] = (struct vring_desc){(uintptr_t)hostile_buf, NET_HDR + 100,
+		                           VRING_DESC_F_WRITE, 0};
 		return "a device-writable buffer in a transmit chain";
 	case 1:
 		d[0] = (struct vring_desc){(uintptr_t)hostile_buf, NET_HDR - 2, 0, 0};
@@ -517,8 +519,8 @@ static int role_hostile(struct net *n, size_t size)
 			                  w == VQ_USED ? "the device used it" : "nothing happened");
 		printf("probe: net: %s: DEVICE_NEEDS_RESET\n", what);
 		if (net_up(n, n->offload ? VIRTIO_FEATURE(NET_F_CSUM) : 0, &why) < 0)
-			return probe_fail("%s: the device does not come back after a reset: %s", what,
-			                  why);
+			return probe_fail("%s: the device does not come back after a reset: %s",
+			                  what, why);
 		if (send_one(n, MAGIC_DATA, c, size) < 0)
 			return probe_fail("%s: cannot send after the reset", what);
 		w = VQ_TIMEOUT;

@@ -27,11 +27,7 @@
 #define SET_BIT(opt) (1u << ((opt)-CLI_DEF_KERNEL))
 
 /* `set`'s own options, after the CLI_DEF_* ones it shares with `new` and `run`. */
-enum {
-	SET_OPT_REMOVE_DISK = CLI_DEF_END,
-	SET_OPT_REMOVE_PORT,
-	SET_OPT_REMOVE_NIC
-};
+enum { SET_OPT_REMOVE_DISK = CLI_DEF_END, SET_OPT_REMOVE_PORT, SET_OPT_REMOVE_NIC };
 
 static const char set_usage[] =
     "usage: nestvm set NAME [options]\n"

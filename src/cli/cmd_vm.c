@@ -441,9 +441,9 @@ static void cli_vm_show_devices(const struct store *st, const struct vm_def *def
 
 		printf("nic %u:        %s %s%s, mac-spoofing %s, dhcp-guard %s, router-guard %s at "
 		       "00:%02x.0\n",
-		       i, n->mac, n->network ? "switch " : "no switch", n->network ? n->network : "",
-		       n->mac_spoofing ? "on" : "off", n->dhcp_guard ? "on" : "off",
-		       n->router_guard ? "on" : "off", n->pci_slot);
+		       i, n->mac, n->network ? "switch " : "no switch",
+		       n->network ? n->network : "", n->mac_spoofing ? "on" : "off",
+		       n->dhcp_guard ? "on" : "off", n->router_guard ? "on" : "off", n->pci_slot);
 	}
 	if (def->rng.enabled)
 		printf("rng:          virtio-rng at 00:%02x.0\n", def->rng.pci_slot);

@@ -420,8 +420,9 @@ static int def_nic(struct vm_def *def, const char *arg, struct mgr_err *err)
 		netport_mac_format(mac, nic->mac);
 	for (unsigned int i = 0; cn.mac && i < def->nr_nics; i++) {
 		if (!strcasecmp(def->nics[i].mac, nic->mac)) {
-			r = mgr_err_set(err, -EINVAL, "--nic '%s': the VM has a NIC with MAC %s already",
-			                arg, nic->mac);
+			r = mgr_err_set(err, -EINVAL,
+			                "--nic '%s': the VM has a NIC with MAC %s already", arg,
+			                nic->mac);
 			goto out;
 		}
 	}

@@ -260,7 +260,8 @@ static int machine_create_nics(struct machine_virtio *mv)
 		p.name = name;
 		r = virtio_net_create(&p, &net);
 		if (r == 0)
-			r = machine_add_virtio(mv, virtio_net_vdev(net), name, cfg->nics[i].pci_slot);
+			r = machine_add_virtio(mv, virtio_net_vdev(net), name,
+			                       cfg->nics[i].pci_slot);
 		if (r == 0)
 			r = virtio_net_start(net);
 		if (r < 0)

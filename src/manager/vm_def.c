@@ -251,8 +251,9 @@ static int def_parse_nic_field(const char *key, const json_t *v, const char *fil
 
 	if (!strcmp(key, "mac")) {
 		if (!json_is_string(v) || !def_mac_valid(json_string_value(v)))
-			return def_fail(err, file, field, v,
-			                "expected a unicast MAC address like \"02:00:00:12:34:56\"");
+			return def_fail(
+			    err, file, field, v,
+			    "expected a unicast MAC address like \"02:00:00:12:34:56\"");
 		strcpy(nic->mac, json_string_value(v));
 		return 0;
 	}
@@ -315,8 +316,8 @@ static int def_parse_nics(const json_t *a, const char *file, struct vm_def *def,
 		for (unsigned int j = 0; j + 1 < def->nr_nics; j++) {
 			if (!strcasecmp(def->nics[j].mac, nic->mac)) {
 				snprintf(field, sizeof(field), "nics[%zu].mac", i);
-				return def_fail(err, file, field, NULL, "%s is the MAC of nics[%u] already",
-				                nic->mac, j);
+				return def_fail(err, file, field, NULL,
+				                "%s is the MAC of nics[%u] already", nic->mac, j);
 			}
 		}
 	}
@@ -741,8 +742,8 @@ static json_t *def_format_nics(const struct vm_def *def)
 	for (unsigned int i = 0; a && i < def->nr_nics; i++) {
 		const struct vm_nic *n = &def->nics[i];
 
-		if (json_array_append_new(a, json_pack("{s:s, s:s?, s:b, s:b, s:b, s:i}", "mac", n->mac,
-		                                       "switch", n->network, "mac_spoofing",
+		if (json_array_append_new(a, json_pack("{s:s, s:s?, s:b, s:b, s:b, s:i}", "mac",
+		                                       n->mac, "switch", n->network, "mac_spoofing",
 		                                       n->mac_spoofing, "dhcp_guard", n->dhcp_guard,
 		                                       "router_guard", n->router_guard, "pci_slot",
 		                                       (int)n->pci_slot)) < 0) {

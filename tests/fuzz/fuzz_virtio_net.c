@@ -225,7 +225,8 @@ static bool step_tx(struct adapter *a, struct fz_in *in, bool indirect)
 
 		memcpy(&nh, msg, sizeof(nh));
 		FZ_CHECK(nh.flags == (h.flags ? NETPORT_F_NEEDS_CSUM : 0));
-		FZ_CHECK(!h.flags || (nh.csum_start == h.csum_start && nh.csum_offset == h.csum_offset));
+		FZ_CHECK(!h.flags ||
+		         (nh.csum_start == h.csum_start && nh.csum_offset == h.csum_offset));
 		FZ_CHECK(!nh.reserved0 && !nh.reserved1);
 	}
 	FZ_CHECK(memcmp(msg + sizeof(struct netport_hdr), p + hdr_len, len) == 0);
@@ -304,7 +305,8 @@ static void step_send(struct adapter *a, struct fz_in *in)
 		nh.reserved1 = fz_u8(in) & 1;
 	}
 	good = len >= 14 && len <= max && !(nh.flags & ~NETPORT_F_NEEDS_CSUM) && !nh.reserved1 &&
-	       (!(nh.flags & NETPORT_F_NEEDS_CSUM) || (size_t)nh.csum_start + nh.csum_offset + 2 <= len);
+	       (!(nh.flags & NETPORT_F_NEEDS_CSUM) ||
+	        (size_t)nh.csum_start + nh.csum_offset + 2 <= len);
 	if (good && nr_expect == MAX_EXPECT)
 		return; /* too many to follow: nothing more until the guest catches up */
 	memcpy(msg, &nh, sizeof(nh));
@@ -321,8 +323,8 @@ static void step_send(struct adapter *a, struct fz_in *in)
 		x->len = len;
 		x->nh = nh;
 		if ((nh.flags & NETPORT_F_NEEDS_CSUM) && !has(a, VIRTIO_NET_F_GUEST_CSUM)) {
-			FZ_CHECK(netport_csum_complete(x->frame, len, nh.csum_start, nh.csum_offset) ==
-			         0);
+			FZ_CHECK(netport_csum_complete(x->frame, len, nh.csum_start,
+			                               nh.csum_offset) == 0);
 			x->nh = (struct netport_hdr){0};
 		}
 		nr_expect++;
@@ -349,7 +351,8 @@ static void collect(struct adapter *a)
 		at = e.len - sizeof(h);
 		memcpy(frame_in, fz_gpa(&a->f, c->gpa + sizeof(h), at), at);
 		for (unsigned int b = 1; b < h.num_buffers; b++) {
-			FZ_CHECK(fz_used(&a->f, 0, &e, &cookie)); /* a frame's chains come together */
+			FZ_CHECK(
+			    fz_used(&a->f, 0, &e, &cookie)); /* a frame's chains come together */
 			c = &rx[cookie];
 			FZ_CHECK(cookie < nr_rx && !c->bad && e.len <= c->len && e.len > 0);
 			FZ_CHECK(at + e.len <= sizeof(frame_in));
@@ -388,7 +391,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t op = fz_u8(&in);
 		bool ok = true;
 
-		indirect = has(a, VIRTIO_F_RING_INDIRECT_DESC); /* a step may have reset the device */
+		indirect =
+		    has(a, VIRTIO_F_RING_INDIRECT_DESC); /* a step may have reset the device */
 
 		if (op < 0x60) {
 			ok = step_tx(a, &in, indirect);

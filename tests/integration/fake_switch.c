@@ -75,7 +75,8 @@ static void write_stats(void)
 		        "port %d vm %s mac %s connections %lu frames %lu bytes %lu partial %lu "
 		        "spoofed %lu bad %lu dropped %lu up %d\n",
 		        i, p->vm[0] ? p->vm : "-", p->mac[0] ? p->mac : "-", p->connections,
-		        p->frames, p->bytes, p->partial, p->spoofed, p->bad, p->dropped, p->fd >= 0);
+		        p->frames, p->bytes, p->partial, p->spoofed, p->bad, p->dropped,
+		        p->fd >= 0);
 	}
 	fclose(f);
 	rename(tmp, stats_path);
@@ -246,7 +247,8 @@ int main(int argc, char **argv)
 				flush(&ports[i]);
 			if (ports[i].fd < 0)
 				continue;
-			if ((r & POLLIN) || ((r & (POLLHUP | POLLERR)) && !ports[1 - i].pending_len))
+			if ((r & POLLIN) ||
+			    ((r & (POLLHUP | POLLERR)) && !ports[1 - i].pending_len))
 				read_port(i);
 			else if (r & (POLLHUP | POLLERR))
 				port_close(&ports[i]); /* gone, with its message still waiting */

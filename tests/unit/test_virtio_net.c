@@ -29,7 +29,7 @@ enum { Q_RX = VIRTIO_NET_Q_RX, Q_TX = VIRTIO_NET_Q_TX };
 struct fixture {
 	struct virtio_net *net;
 	struct vd *d;
-	int peer; /* the switch's end */
+	int peer;               /* the switch's end */
 	uint64_t rx_gpa[QSIZE]; /* by descriptor head */
 	uint32_t rx_size[QSIZE];
 };
@@ -98,8 +98,8 @@ static void guest_tx(struct fixture *f, const struct virtio_net_hdr *h, const ui
 {
 	size_t half = len / 2;
 	uint64_t hg = vd_alloc(f->d, HDR), a = vd_alloc(f->d, half), b = vd_alloc(f->d, len - half);
-	struct vd_buf bufs[3] = {{hg, HDR, false}, {a, (uint32_t)half, false},
-	                         {b, (uint32_t)(len - half), false}};
+	struct vd_buf bufs[3] = {
+	    {hg, HDR, false}, {a, (uint32_t)half, false}, {b, (uint32_t)(len - half), false}};
 
 	memcpy(vd_gpa(f->d, hg, HDR), h, HDR);
 	memcpy(vd_gpa(f->d, a, half ? half : 1), frame, half);
@@ -149,8 +149,9 @@ static struct virtio_net_stats stats(struct fixture *f)
 	return s;
 }
 
-#define BASE_FEATURES (VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_STATUS) | \
-                       VIRTIO_BIT(VIRTIO_NET_F_MTU) | VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX))
+#define BASE_FEATURES                                                                              \
+	(VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_STATUS) |                          \
+	 VIRTIO_BIT(VIRTIO_NET_F_MTU) | VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX))
 #define MRG VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF)
 
 static void test_config(void **state)
@@ -204,8 +205,8 @@ static void test_tx_frames(void **state)
 static void test_tx_csum(void **state)
 {
 	struct fixture *f = fixture_new(1500, BASE_FEATURES | VIRTIO_BIT(VIRTIO_NET_F_CSUM));
-	struct virtio_net_hdr h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 34,
-	                           .csum_offset = 6};
+	struct virtio_net_hdr h = {
+	    .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 34, .csum_offset = 6};
 	uint8_t frame[100], got[200];
 	struct netport_hdr nh;
 
@@ -524,7 +525,7 @@ static void test_rx_bad_messages(void **state)
 	(void)state;
 	post_rx(f, 4, 2048);
 	assert_int_equal(send(f->peer, msg, 8 + 13, 0), 8 + 13); /* too short */
-	msg[0] = 0x80;                                            /* unknown flag */
+	msg[0] = 0x80;                                           /* unknown flag */
 	assert_int_equal(send(f->peer, msg, sizeof(msg), 0), (ssize_t)sizeof(msg));
 	msg[0] = 0;
 	msg[1] = 1; /* reserved */

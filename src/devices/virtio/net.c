@@ -60,8 +60,8 @@ struct virtio_net {
 	bool tx_held;
 
 	/* Receive: a frame read from the port, and the chains taken for it. */
-	uint8_t *rxbuf; /* netport header then frame, NETPORT_MSG_MAX bytes */
-	size_t rx_len;  /* bytes of the pending message; 0: none */
+	uint8_t *rxbuf;               /* netport header then frame, NETPORT_MSG_MAX bytes */
+	size_t rx_len;                /* bytes of the pending message; 0: none */
 	struct net_rx_chain *rx_held; /* a ring of VIRTIO_NET_QUEUE_SIZE */
 	unsigned int rx_head, rx_nheld;
 	bool rx_starved; /* the guest posted no buffer the last time one was wanted */

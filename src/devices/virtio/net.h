@@ -98,13 +98,13 @@ struct virtio_net_params {
 /* What the device counted; read under the device lock (virtio_net_get_stats()). */
 struct virtio_net_stats {
 	uint64_t tx_frames, tx_bytes;
-	uint64_t tx_dropped;      /* too short or long, or no link */
+	uint64_t tx_dropped; /* too short or long, or no link */
 	uint64_t rx_frames, rx_bytes;
 	uint64_t rx_dropped_bad;  /* broke netport.h's rules, or a checksum request out of range */
 	uint64_t rx_dropped_mtu;  /* longer than the MTU */
 	uint64_t rx_dropped_room; /* fit in no receive buffer the guest posted */
 	uint64_t rx_dropped_lifecycle; /* in the device's buffer at a reset or restore */
-	uint64_t resets_asked;    /* malformed rings or headers */
+	uint64_t resets_asked;         /* malformed rings or headers */
 	bool link_up;
 };
 
