@@ -30,8 +30,8 @@ sw_pid=
 sw2_pid=
 B=$T/homeB
 manager_cleanup_extra() {
-	[ -n "$sw_pid" ] && kill "$sw_pid" 2>/dev/null
-	[ -n "$sw2_pid" ] && kill "$sw2_pid" 2>/dev/null
+	# Waited for: a switch writes its counters as it goes.
+	for p in $sw_pid $sw2_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	for rt in "$B"/*/runtime.json; do
 		[ -f "$rt" ] || continue
 		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$rt")
@@ -50,8 +50,8 @@ switch_start() {
 	return 1
 }
 
-# stat VM FIELD: FIELD of the switch port VM's adapter was on ("-": none).
-stat() { awk -v vm="$1" -v f="$2" '$4 == vm { for (i = 1; i < NF; i++) if ($i == f) print $(i + 1) }' "$STATS"; }
+# swstat VM FIELD: FIELD of the switch port VM's adapter was on ("-": none).
+swstat() { awk -v vm="$1" -v f="$2" '$4 == vm { for (i = 1; i < NF; i++) if ($i == f) print $(i + 1) }' "$STATS"; }
 
 # probe NAME CMDLINE [nestvm run options]: a run VM in the background, output in $T/NAME.*
 probe() {
@@ -91,9 +91,9 @@ chmod 700 "$NESTVM_HOME" "$NESTVM_HOME/.switches" "$SW_DIR"
 switch_start
 pair echo "count=2000 size=1000 echo=1" "count=2000 echo=1"
 sender=$(sed -n 's/.*vm \(run-[0-9]*\) mac .* partial \([0-9]*\).*/\1/p' "$STATS" | while read -r vm; do
-	[ "$(stat "$vm" partial)" -ge 2000 ] && echo "$vm"; done | head -1)
-if [ -n "$sender" ] && [ "$(stat "$sender" frames)" -eq 2000 ] &&
-	[ "$(stat "$sender" bytes)" -eq 2000000 ] && [ "$(stat "$sender" spoofed)" -eq 0 ] &&
+	[ "$(swstat "$vm" partial)" -ge 2000 ] && echo "$vm"; done | head -1)
+if [ -n "$sender" ] && [ "$(swstat "$sender" frames)" -eq 2000 ] &&
+	[ "$(swstat "$sender" bytes)" -eq 2000000 ] && [ "$(swstat "$sender" spoofed)" -eq 0 ] &&
 	! grep -q "spoofed [1-9]" "$STATS" && ! grep -q "bad [1-9]" "$STATS"; then
 	ok "the switch saw 2000 frames, 2000000 bytes, each with NEEDS_CSUM, none spoofed or malformed"
 else
@@ -161,7 +161,7 @@ expect "set --nic while running" 1 "only while it is off" -- set rx --nic switch
 expect "save" 0 "saved VM 'rx'" -- save rx
 expect "start restores" 0 "started VM 'rx'" -- start rx
 sleep 0.5
-if [ "$(stat rx connections)" = 2 ]; then ok "the restored VM's adapter joined the switch again"
+if [ "$(swstat rx connections)" = 2 ]; then ok "the restored VM's adapter joined the switch again"
 else bad "switch connections of rx: '$(stat rx connections)': $(cat "$STATS")"; fi
 probe managed-send "role=send count=3000 size=600 echo=1" --nic switch=lan
 wait $!
@@ -196,7 +196,7 @@ wait "$rpid"
 rrc=$?
 sleep 0.3
 b_up=$(awk '$4 == "mv" { for (i = 1; i < NF; i++) if ($i == "up") print $(i + 1) }' "$T/switchB.stats")
-if [ "$mrc" -eq 0 ] && [ "$rrc" -eq 0 ] && [ "$b_up" = 1 ] && [ "$(stat mv up)" = 0 ]; then
+if [ "$mrc" -eq 0 ] && [ "$rrc" -eq 0 ] && [ "$b_up" = 1 ] && [ "$(swstat mv up)" = 0 ]; then
 	ok "migrated: the adapter left the source's switch and joined the destination's"
 else
 	bad "migrate exit $mrc, receive exit $rrc; A's switch: $(cat "$STATS"); B's: $(cat "$T/switchB.stats"); $(cat "$T/recv.out")"
