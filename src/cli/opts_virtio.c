@@ -188,6 +188,8 @@ int cli_parse_nic(char *arg, struct cli_nic *out)
 			out->switch_name = word + 7;
 		else if (!strncmp(word, "mac=", 4) && word[4])
 			out->mac = word + 4;
+		else if (!strncmp(word, "mtu=", 4) && word[4])
+			out->mtu = word + 4;
 		else if (!opts_flag(word, "mac-spoofing=", &out->mac_spoofing) &&
 		         !opts_flag(word, "dhcp-guard=", &out->dhcp_guard) &&
 		         !opts_flag(word, "router-guard=", &out->router_guard))
@@ -396,7 +398,7 @@ static int def_nic(struct vm_def *def, const char *arg, struct mgr_err *err)
 	r = cli_parse_nic(copy, &cn);
 	if (r < 0) {
 		mgr_err_set(err, r,
-		            "--nic '%s': give switch=NAME[,mac=MAC][,mac-spoofing=on|off]"
+		            "--nic '%s': give switch=NAME[,mac=MAC][,mtu=N][,mac-spoofing=on|off]"
 		            "[,dhcp-guard=on|off][,router-guard=on|off]",
 		            arg);
 		goto out;
@@ -416,6 +418,20 @@ static int def_nic(struct vm_def *def, const char *arg, struct mgr_err *err)
 	}
 	nic = &def->nics[def->nr_nics];
 	vm_def_init_nic(nic);
+	if (cn.mtu) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(cn.mtu, &end, 10);
+		if (errno || *end || cn.mtu[0] < '0' || cn.mtu[0] > '9' || v < VM_DEF_MTU_MIN ||
+		    v > VM_DEF_MTU_MAX) {
+			r = mgr_err_set(err, -EINVAL, "--nic '%s': mtu=%s: give %d to %d", arg,
+			                cn.mtu, VM_DEF_MTU_MIN, VM_DEF_MTU_MAX);
+			goto out;
+		}
+		nic->mtu = (unsigned int)v;
+	}
 	if (cn.mac)
 		netport_mac_format(mac, nic->mac);
 	for (unsigned int i = 0; cn.mac && i < def->nr_nics; i++) {

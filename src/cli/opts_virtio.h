@@ -71,11 +71,11 @@ enum cli_def_opt {
 	"                       a second console (the guest's hvc0) on UNIX socket PATH\n" \
 	"  --console-port NAME,socket=PATH\n" \
 	"                       a named virtio-console port on UNIX socket PATH (up to 8)\n" \
-	"  --nic switch=NAME[,mac=MAC][,mac-spoofing=on|off][,dhcp-guard=on|off]\n" \
+	"  --nic switch=NAME[,mac=MAC][,mtu=N][,mac-spoofing=on|off][,dhcp-guard=on|off]\n" \
 	"        [,router-guard=on|off]\n" \
 	"                       a virtio-net adapter on a port of switch NAME (up to 8);\n" \
-	"                       MAC defaults to one derived from the VM's name; spoofing\n" \
-	"                       off, the guards on by default\n"
+	"                       MAC defaults to one derived from the VM's name, MTU to 1500\n" \
+	"                       (68 to 65520); spoofing off, the guards on by default\n"
 /* clang-format on */
 
 /* cli_def_option() flags. */
@@ -127,11 +127,12 @@ int cli_parse_console_port(char *arg, struct vm_console_port *out)
 struct cli_nic {
 	const char *switch_name;
 	const char *mac; /* NULL: derived */
+	const char *mtu; /* NULL: the default */
 	bool mac_spoofing, dhcp_guard, router_guard;
 };
 
 /*
- * cli_parse_nic - "switch=NAME[,mac=MAC][,mac-spoofing=on|off]
+ * cli_parse_nic - "switch=NAME[,mac=MAC][,mtu=N][,mac-spoofing=on|off]
  * [,dhcp-guard=on|off][,router-guard=on|off]" (--nic). Returns 0 or
  * -EINVAL (no switch, an unknown word or value).
  */

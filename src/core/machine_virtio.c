@@ -256,6 +256,7 @@ static int machine_create_nics(struct machine_virtio *mv)
 			return r;
 		snprintf(name, sizeof(name), "virtio-net%u", i);
 		memcpy(p.mac, cfg->nics[i].mac, sizeof(p.mac));
+		p.mtu = cfg->nics[i].mtu;
 		p.fd = fd;
 		p.name = name;
 		r = virtio_net_create(&p, &net);

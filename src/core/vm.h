@@ -84,6 +84,7 @@ struct vm_config {
 		const char *switch_name; /* NULL: no switch, the link is down */
 		uint8_t mac[6];
 		bool mac_spoofing, dhcp_guard, router_guard;
+		unsigned int mtu; /* 0: the device's default (1500) */
 		unsigned int pci_slot;
 	} nics[VM_MAX_NICS];
 	unsigned int nr_nics;

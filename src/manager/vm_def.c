@@ -271,11 +271,18 @@ static int def_parse_nic_field(const char *key, const json_t *v, const char *fil
 		return def_get_bool(v, file, field, &nic->dhcp_guard, err);
 	if (!strcmp(key, "router_guard"))
 		return def_get_bool(v, file, field, &nic->router_guard, err);
+	if (!strcmp(key, "mtu")) {
+		uint64_t mtu = 0;
+
+		r = def_get_uint(v, file, field, VM_DEF_MTU_MIN, VM_DEF_MTU_MAX, &mtu, err);
+		nic->mtu = (unsigned int)mtu;
+		return r;
+	}
 	if (!strcmp(key, "pci_slot"))
 		return def_get_slot(v, file, field, owner, slots, &nic->pci_slot, err);
 	return def_fail(err, file, field, NULL,
 	                "unknown field (known: mac, switch, mac_spoofing, dhcp_guard, "
-	                "router_guard, pci_slot)");
+	                "router_guard, mtu, pci_slot)");
 }
 
 static int def_parse_nics(const json_t *a, const char *file, struct vm_def *def,
@@ -690,6 +697,7 @@ void vm_def_init_nic(struct vm_nic *nic)
 	memset(nic, 0, sizeof(*nic));
 	nic->dhcp_guard = true;
 	nic->router_guard = true;
+	nic->mtu = VM_DEF_MTU_DEFAULT;
 }
 
 void vm_def_assign_macs(struct vm_def *def)
@@ -742,11 +750,11 @@ static json_t *def_format_nics(const struct vm_def *def)
 	for (unsigned int i = 0; a && i < def->nr_nics; i++) {
 		const struct vm_nic *n = &def->nics[i];
 
-		if (json_array_append_new(a, json_pack("{s:s, s:s?, s:b, s:b, s:b, s:i}", "mac",
-		                                       n->mac, "switch", n->network, "mac_spoofing",
-		                                       n->mac_spoofing, "dhcp_guard", n->dhcp_guard,
-		                                       "router_guard", n->router_guard, "pci_slot",
-		                                       (int)n->pci_slot)) < 0) {
+		if (json_array_append_new(
+		        a, json_pack("{s:s, s:s?, s:b, s:b, s:b, s:i, s:i}", "mac", n->mac,
+		                     "switch", n->network, "mac_spoofing", n->mac_spoofing,
+		                     "dhcp_guard", n->dhcp_guard, "router_guard", n->router_guard,
+		                     "mtu", (int)n->mtu, "pci_slot", (int)n->pci_slot)) < 0) {
 			json_decref(a);
 			return NULL;
 		}
@@ -959,6 +967,7 @@ int vm_def_to_config(const struct vm_def *def, const char *vsock_default, struct
 		c->mac_spoofing = n->mac_spoofing;
 		c->dhcp_guard = n->dhcp_guard;
 		c->router_guard = n->router_guard;
+		c->mtu = n->mtu;
 		c->pci_slot = n->pci_slot;
 	}
 	cfg->nr_nics = def->nr_nics;

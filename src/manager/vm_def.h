@@ -51,6 +51,9 @@
 #define VM_DEF_PORT_NAME_MAX 64 /* VIRTIO_CONSOLE_NAME_MAX */
 #define VM_DEF_VSOCK_CID_MIN 3  /* 0-2 are reserved, 2 is the host (virtio 1.2 §5.10.4) */
 #define VM_DEF_VSOCK_CID_MAX 0xfffffffeU
+#define VM_DEF_MTU_MIN 68 /* VIRTIO_NET_MTU_MIN: IPv4's minimum */
+#define VM_DEF_MTU_MAX 65520
+#define VM_DEF_MTU_DEFAULT 1500
 
 struct vm_config;
 
@@ -62,7 +65,7 @@ struct vm_disk {
 };
 
 /*
- * A network adapter (--nic switch=NAME[,mac=MAC][,mac-spoofing=on|off]
+ * A network adapter (--nic switch=NAME[,mac=MAC][,mtu=N][,mac-spoofing=on|off]
  * [,dhcp-guard=on|off][,router-guard=on|off]): virtio-net on a port of
  * switch NAME (net/switch_link.h). vm.json calls the switch "switch"; a
  * format 1 or 2 file's "network" reads as the same.
@@ -73,6 +76,7 @@ struct vm_nic {
 	bool mac_spoofing;           /* frames from other source MACs pass (default off) */
 	bool dhcp_guard;             /* DHCP server messages from the VM dropped (default on) */
 	bool router_guard;           /* IPv6 router advertisements dropped (default on) */
+	unsigned int mtu;            /* VM_DEF_MTU_MIN..VM_DEF_MTU_MAX (default 1500) */
 	unsigned int pci_slot;
 };
 
@@ -163,7 +167,7 @@ int vm_def_assign_slots(struct vm_def *def) __attribute__((warn_unused_result));
  */
 void vm_def_assign_macs(struct vm_def *def);
 
-/* vm_def_init_nic - a NIC with the guards' defaults (dhcp and router guards on). */
+/* vm_def_init_nic - a NIC with the defaults (dhcp and router guards on, MTU 1500). */
 void vm_def_init_nic(struct vm_nic *nic);
 
 /* vm_def_format - the definition as indented JSON (malloc'd), or NULL. */

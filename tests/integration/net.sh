@@ -63,12 +63,13 @@ probe() {
 
 result() { grep -a "^probe: test=net: " "$T/$1.out" | tail -1; }
 
-# pair NAME SENDER_ARGS RECEIVER_ARGS: receiver and sender on the switch; both must pass.
+# pair NAME SENDER_ARGS RECEIVER_ARGS [SENDER_NIC_OPTIONS]: receiver and sender on the
+# switch; both must pass.
 pair() {
 	probe "$1-recv" "role=recv $3" --nic switch=lan
 	rpid=$!
 	sleep 0.3
-	probe "$1-send" "role=send $2" --nic switch=lan
+	probe "$1-send" "role=send $2" --nic "switch=lan${4:-}"
 	spid=$!
 	wait "$spid"
 	src=$?
@@ -100,9 +101,14 @@ else
 	bad "switch counters: $(cat "$STATS")"
 fi
 
-# ---- full-size frames, checksums done by the guest ----
+# ---- full-size frames, checksums done by the guest; a larger MTU ----
 switch_start
-pair full "count=1000 size=1514 csum=0" "count=1000"
+pair full "count=1000 size=1514 csum=0" "count=1000" ,mtu=9000
+if grep -q "MTU 9000" "$T/full-send.out" && grep -q "MTU 1500" "$T/full-recv.out"; then
+	ok "mtu=9000: the guest's adapter says MTU 9000 (the other's 1500)"
+else
+	bad "MTU: $(grep -h 'probe: net:' "$T/full-send.out" "$T/full-recv.out")"
+fi
 if ! grep -q "partial [1-9][0-9][0-9]" "$STATS"; then
 	ok "csum=0: frames leave without NEEDS_CSUM"
 else

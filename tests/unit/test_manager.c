@@ -222,7 +222,7 @@ static void test_def_nics(void **state)
 	static const char text[] =
 	    "{\"format\": 3, \"name\": \"n\", \"cpus\": 1, \"memory_mib\": 64, \"kernel\": \"/k\","
 	    " \"nics\": [{\"mac\": \"02:00:00:00:00:01\", \"switch\": \"lan\", \"mac_spoofing\": true,"
-	    " \"dhcp_guard\": false, \"router_guard\": false, \"pci_slot\": 7},"
+	    " \"dhcp_guard\": false, \"router_guard\": false, \"mtu\": 9000, \"pci_slot\": 7},"
 	    " {\"mac\": \"02:00:00:00:00:02\", \"network\": \"old\"}]}";
 	struct vm_def def, d2;
 	struct vm_config cfg;
@@ -237,6 +237,8 @@ static void test_def_nics(void **state)
 	assert_false(def.nics[0].dhcp_guard);
 	assert_false(def.nics[0].router_guard);
 	assert_int_equal(def.nics[0].pci_slot, 7);
+	assert_int_equal(def.nics[0].mtu, 9000);
+	assert_int_equal(def.nics[1].mtu, 1500);
 	assert_string_equal(def.nics[1].network, "old");
 	assert_true(def.nics[1].dhcp_guard);
 	assert_int_equal(def.nics[1].pci_slot, 1);
@@ -246,6 +248,7 @@ static void test_def_nics(void **state)
 	assert_int_equal(cfg.nics[0].mac[5], 1);
 	assert_true(cfg.nics[0].mac_spoofing);
 	assert_int_equal(cfg.nics[0].pci_slot, 7);
+	assert_int_equal(cfg.nics[0].mtu, 9000);
 	assert_string_equal(cfg.vm_name, "n");
 
 	/* Derived MACs: the same for the same name and index, distinct per index. */
@@ -282,6 +285,9 @@ static void test_def_nics(void **state)
 	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
 			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"pci_slot\":0}]}",
 			 "nics[0].pci_slot", NULL);
+	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
+			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"mtu\":65521}]}",
+			 "nics[0].mtu", "68 to 65520", NULL);
 }
 
 /* A format 1 file (before the devices and slots): it reads as it always ran. */

@@ -294,15 +294,21 @@ static void test_def_nic(void **state)
 	assert_false(def.nics[0].mac_spoofing);
 	assert_true(def.nics[0].dhcp_guard);
 	assert_true(def.nics[0].router_guard);
+	assert_int_equal(def.nics[0].mtu, 1500);
 	assert_int_equal(cli_def_option(&def, CLI_DEF_NIC,
 	                                "mac=02:AB:00:00:00:01,switch=nat,mac-spoofing=on,"
-	                                "dhcp-guard=off,router-guard=off",
+	                                "dhcp-guard=off,router-guard=off,mtu=65520",
 	                                0, &err),
 	                 0);
 	assert_string_equal(def.nics[1].mac, "02:ab:00:00:00:01");
 	assert_true(def.nics[1].mac_spoofing);
 	assert_false(def.nics[1].dhcp_guard);
 	assert_false(def.nics[1].router_guard);
+	assert_int_equal(def.nics[1].mtu, 65520);
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mtu=67", 0, "mtu=67: give 68 to 65520");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mtu=65521", 0, "give 68 to 65520");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mtu=-1500", 0, "give 68 to 65520");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mtu=9k", 0, "give 68 to 65520");
 	expect_opt_error(&def, CLI_DEF_NIC, "mac=02:ab:00:00:00:01", 0, "--nic 'mac=02:ab");
 	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mac=02:ab:00:00:00:01", 0, "already");
 	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mac=03:00:00:00:00:01", 0, "unicast");

@@ -32,6 +32,7 @@
 #define NET_PCI_CLASS 0x020000 /* network controller, Ethernet */
 #define NET_RX_CHAIN_IOV 64    /* buffers of one receive chain (Linux's big packets use 19) */
 #define NET_RX_BATCH 64        /* frames read per socket event, so transmit gets its turn */
+#define NET_TX_BATCH 256       /* frames sent per notification, so receive gets its turn */
 #define NET_VLAN_LEN 4
 
 struct net_rx_chain {
@@ -221,15 +222,24 @@ static int net_tx_prepare(struct virtio_net *net)
 	return 1;
 }
 
-/* Send what the guest queued until the queue is empty or the socket full. */
+/*
+ * Send what the guest queued until the queue is empty or the socket full,
+ * or NET_TX_BATCH frames went: then the thread kicks itself, so that the
+ * port's input gets its turn against a guest that never stops sending.
+ */
 static void net_process_tx(struct virtio_net *net)
 {
 	struct virtq *vq = &net->vqs[VIRTIO_NET_Q_TX];
 
 	if (net->tx_held && net_tx_send(net) == 0)
 		return; /* EPOLLOUT brings us back */
-	for (;;) {
+	for (unsigned int n = 0;; n++) {
 		int r;
+
+		if (n == NET_TX_BATCH) {
+			virtio_device_kick(&net->vdev, VIRTIO_NET_Q_TX);
+			return;
+		}
 
 		net->tx_req = (struct virtq_req){.iov = net->tx_iov, .cap = VIRTIO_NET_QUEUE_SIZE};
 		r = virtq_pop(vq, &net->tx_req);
