@@ -259,6 +259,9 @@ static int def_parse_nic_field(const char *key, const json_t *v, const char *fil
 	}
 	/* "network" is what format 1 and 2 called the switch. */
 	if (!strcmp(key, "switch") || !strcmp(key, "network")) {
+		if (nic->network)
+			return def_fail(err, file, field, NULL,
+			                "the switch is given already ('network' is its old name)");
 		r = def_get_str(v, file, field, false, true, &nic->network, err);
 		if (r == 0 && nic->network && store_check_name(nic->network, NULL) < 0)
 			r = def_fail(err, file, field, v,

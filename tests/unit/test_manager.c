@@ -286,6 +286,9 @@ static void test_def_nics(void **state)
 			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"pci_slot\":0}]}",
 			 "nics[0].pci_slot", NULL);
 	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
+			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"switch\":\"a\",\"network\":\"b\"}]}",
+			 "nics[0].network", "given already", NULL);
+	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
 			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"mtu\":65521}]}",
 			 "nics[0].mtu", "68 to 65520", NULL);
 }
