@@ -562,6 +562,44 @@ static void test_link_down(void **state)
 	fixture_free(f);
 }
 
+/* A new port for an adapter whose switch went away: the link comes back, frames flow. */
+static void test_attach(void **state)
+{
+	struct fixture *f = fixture_new(1500, BASE_FEATURES);
+	struct virtio_net_hdr h = {0};
+	struct netport_hdr nh = {0};
+	uint8_t fr[200], got[300];
+	unsigned int msis;
+	uint32_t used;
+	uint8_t *b;
+	int sv[2];
+
+	(void)state;
+	post_rx(f, 2, 2048);
+	close(f->peer);
+	for (int i = 0; i < 2000 && cfg16(f, VIRTIO_NET_CFG_STATUS); i++)
+		usleep(1000);
+	assert_int_equal(cfg16(f, VIRTIO_NET_CFG_STATUS), 0);
+	msis = vd_msi_count(f->d);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	virtio_net_attach(f->net, sv[0]);
+	f->peer = sv[1];
+	assert_int_equal(cfg16(f, VIRTIO_NET_CFG_STATUS), VIRTIO_NET_S_LINK_UP);
+	assert_true(vd_wait_msi(f->d, msis + 1, 2000) > msis); /* the configuration change */
+	fill_frame(fr, sizeof(fr), 4);
+	guest_tx(f, &h, fr, sizeof(fr));
+	assert_int_equal(peer_recv(f, got, sizeof(got), 2000), (ssize_t)(sizeof(nh) + sizeof(fr)));
+	assert_memory_equal(got + sizeof(nh), fr, sizeof(fr));
+	peer_send(f, &nh, fr, sizeof(fr));
+	b = rx_used(f, &used, 2000);
+	assert_non_null(b);
+	assert_memory_equal(b + HDR, fr, sizeof(fr));
+	/* Detached: link down, sends dropped. */
+	virtio_net_attach(f->net, -1);
+	assert_int_equal(cfg16(f, VIRTIO_NET_CFG_STATUS), 0);
+	fixture_free(f);
+}
+
 /*
  * Save with receive buffers posted (one used) and restore into a new
  * device on a new port: the guest's remaining buffers are taken there,
@@ -698,19 +736,13 @@ static void test_save_restore_held_tx(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_config),
-	    cmocka_unit_test(test_tx_frames),
-	    cmocka_unit_test(test_tx_csum),
-	    cmocka_unit_test(test_rx_csum),
-	    cmocka_unit_test(test_rx_mergeable),
-	    cmocka_unit_test(test_rx_single_buffer),
-	    cmocka_unit_test(test_rx_backpressure),
-	    cmocka_unit_test(test_mtu),
-	    cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_rx_bad_messages),
-	    cmocka_unit_test(test_link_down),
-	    cmocka_unit_test(test_save_restore),
-	    cmocka_unit_test(test_save_restore_held_tx),
+	    cmocka_unit_test(test_config),          cmocka_unit_test(test_tx_frames),
+	    cmocka_unit_test(test_tx_csum),         cmocka_unit_test(test_rx_csum),
+	    cmocka_unit_test(test_rx_mergeable),    cmocka_unit_test(test_rx_single_buffer),
+	    cmocka_unit_test(test_rx_backpressure), cmocka_unit_test(test_mtu),
+	    cmocka_unit_test(test_malformed),       cmocka_unit_test(test_rx_bad_messages),
+	    cmocka_unit_test(test_link_down),       cmocka_unit_test(test_attach),
+	    cmocka_unit_test(test_save_restore),    cmocka_unit_test(test_save_restore_held_tx),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

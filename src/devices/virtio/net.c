@@ -640,6 +640,28 @@ int virtio_net_start(struct virtio_net *net)
 	return net->fd < 0 || net->watched ? 0 : -ENOMEM;
 }
 
+void virtio_net_attach(struct virtio_net *net, int fd)
+{
+	virtio_device_lock(&net->vdev);
+	if (net->fd >= 0) {
+		if (net->watched)
+			virtio_device_unwatch(&net->vdev, net->fd);
+		net->watched = false;
+		close(net->fd);
+	}
+	net->fd = fd;
+	net_set_link(net, fd >= 0);
+	if (fd < 0 && net->tx_held) {
+		virtq_push(&net->vqs[VIRTIO_NET_Q_TX], net->tx_req.head, 0);
+		net->tx_held = false;
+		net->tx_pushed = true;
+		net->stats.tx_dropped++;
+	}
+	net_update_watch(net);
+	net_notify(net);
+	virtio_device_unlock(&net->vdev);
+}
+
 void virtio_net_get_stats(struct virtio_net *net, struct virtio_net_stats *out)
 {
 	virtio_device_lock(&net->vdev);

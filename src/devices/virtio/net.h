@@ -127,6 +127,16 @@ struct virtio_device *virtio_net_vdev(struct virtio_net *net);
  */
 int virtio_net_start(struct virtio_net *net) __attribute__((warn_unused_result));
 
+/*
+ * virtio_net_attach - put the adapter on another port: @fd (a connected
+ * port socket, taken; -1: none) replaces the current one, which is closed.
+ * The link goes up (or down) with a configuration change; a frame waiting
+ * for room is sent on the new port. For a switch that came back or another
+ * switch while the VM runs. From any thread but the device's own; takes
+ * the device lock.
+ */
+void virtio_net_attach(struct virtio_net *net, int fd);
+
 /* virtio_net_get_stats - a copy of the counters (takes the device lock). */
 void virtio_net_get_stats(struct virtio_net *net, struct virtio_net_stats *out);
 
