@@ -106,7 +106,7 @@ test demo:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $@-now
 
-test-now: $(BUILD)/asan/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGES) $(TEST_TOOLS)
+test-now: $(BUILD)/asan/nestvm $(BUILD)/release/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGES) $(TEST_TOOLS)
 	tests/run-all.sh
 
 demo-now: $(BUILD)/static/nestvm $(GUEST_IMAGES)

@@ -298,18 +298,21 @@ build_initramfs() {
 	done
 	# The L1's virtio drivers, in load order (virtio-devices scenario), and
 	# the loop driver with which the lab mounts a disk image afterwards.
-	local vmods=() vm loop_mod veth_mod
+	local vmods=() vm loop_mod veth_mod tun_mod
 	for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev \
 		drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci drivers/block/virtio_blk \
 		drivers/char/hw_random/virtio-rng net/vmw_vsock/vsock \
 		net/vmw_vsock/vmw_vsock_virtio_transport_common net/vmw_vsock/vmw_vsock_virtio_transport \
-		drivers/char/virtio_console; do
+		drivers/char/virtio_console net/core/failover drivers/net/net_failover drivers/net/virtio_net \
+		net/llc/llc net/802/stp net/bridge/bridge; do
 		f=$(find_module "$kver" "$m") && vmods+=("$f")
 	done
 	loop_mod=$(find_module "$kver" drivers/block/loop) || loop_mod=
 	# The veth pair between the two network namespaces that stand for two
 	# hosts in the migration scenarios (scenarios/migrate-lib.sh).
 	veth_mod=$(find_module "$kver" drivers/net/veth) || veth_mod=
+	# The tap device of an internal switch (scenarios/net.sh).
+	tun_mod=$(find_module "$kver" drivers/net/tun) || tun_mod=
 	# The ACPI power button as an input device, for `nestvm stop` (manager-nested).
 	for m in drivers/acpi/button drivers/input/evdev; do
 		f=$(find_module "$kver" "$m") && vmods+=("$f")
@@ -321,7 +324,7 @@ build_initramfs() {
 		command -v "$m" >/dev/null || lab_abort "$m not installed (scripts/install-deps.sh)"
 	done
 
-	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${vmods[@]}" ${loop_mod:+"$loop_mod"} ${veth_mod:+"$veth_mod"}
+	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${vmods[@]}" ${loop_mod:+"$loop_mod"} ${veth_mod:+"$veth_mod"} ${tun_mod:+"$tun_mod"}
 		"${BASH_SOURCE[0]}")
 	[ -f "$NESTVM" ] && inputs+=("$NESTVM")
 	[ -f "$MEMGEN_EXPECT_SRC" ] && inputs+=("$MEMGEN_EXPECT_SRC" "$TOP/guest/probe/memgen_chain.h")
@@ -376,6 +379,7 @@ build_initramfs() {
 	install_module "${mods[2]}" "$stage/lab/modules/kvm-amd.ko"
 	[ -n "$loop_mod" ] && install_module "$loop_mod" "$stage/lab/modules/loop.ko"
 	[ -n "$veth_mod" ] && install_module "$veth_mod" "$stage/lab/modules/veth.ko"
+	[ -n "$tun_mod" ] && install_module "$tun_mod" "$stage/lab/modules/tun.ko"
 	[ -f "$NESTVM" ] && install -m 755 "$NESTVM" "$stage/lab/bin/nestvm"
 	# What an uninterrupted test=memgen prints (the snapshot scenarios): the
 	# host's build/guest/memgen-expect, linked statically for the lab.
