@@ -15,8 +15,7 @@ CFLAGS_COMMON += -DHAVE_LIBURING
 LDLIBS += -luring
 endif
 
-# seccomp filters for the monitor's threads (src/core/sandbox.c); Debian's
-# libseccomp-dev ships libseccomp.a too, for build/static/nestvm. The fuzz
+# seccomp filters for the monitor's threads (src/core/sandbox.c). The fuzz
 # targets build without it (the sandbox is then a no-op).
 HAVE_LIBSECCOMP := $(shell pkg-config --exists libseccomp 2>/dev/null && echo 1)
 ifeq ($(HAVE_LIBSECCOMP),1)
@@ -46,7 +45,7 @@ ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all release asan static guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk bench-snapshot \
+.PHONY: all release asan guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk bench-snapshot \
 	lab-soak lab-soak-labs lab-snapshot lab-exec lab-migrate stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
@@ -72,12 +71,6 @@ $(BUILD)/asan/nestvm: $(ASAN_OBJS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
 
-# A static monitor for the lab's initramfs, which has no shared libraries.
-$(BUILD)/static/nestvm: $(REL_OBJS)
-	@mkdir -p $(dir $@)
-	@echo "  LD      $@"
-	$(Q)$(CC) $(REL_CFLAGS) -static -o $@ $^ $(LDLIBS)
-static: $(BUILD)/static/nestvm
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -106,10 +99,10 @@ test demo:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $@-now
 
-test-now: $(BUILD)/asan/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGES) $(TEST_TOOLS)
+test-now: $(BUILD)/asan/nestvm $(BUILD)/release/nestvm $(UNIT_BINS) $(GUEST_IMAGES) $(TEST_TOOLS)
 	tests/run-all.sh
 
-demo-now: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+demo-now: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/demo.sh
 
 # Long lab soaks, outside `make test` (tests/lab/README.md, "Soaks"):
@@ -121,26 +114,26 @@ LAB_SOAK_SECONDS ?= 3600
 LAB_SOAK_SPEC ?=
 LAB_SOAK_LABS ?= 10
 LAB_SOAK_SCENARIOS ?= nested-probe manager-nested nested nested:linux
-lab-soak: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-soak: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name soak --timeout $$(($(LAB_SOAK_SECONDS) + 300)) \
 		nested-soak:$(LAB_SOAK_RUNS).s$(LAB_SOAK_SECONDS)$(LAB_SOAK_SPEC)
-lab-soak-labs: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-soak-labs: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/soak.sh -n $(LAB_SOAK_LABS) $(LAB_SOAK_SCENARIOS)
 
 # The lab's save/restore tests of guest hypervisors, too long for make test
 # (tests/lab/README.md, "Snapshots"): snapshot-nested and snapshot-linux.
-lab-snapshot: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-snapshot: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name snapshot --timeout 1500 snapshot-nested snapshot-linux
 
 # The long cases of nestvm exec/cp, outside `make test`: 1 GiB each way into a
 # Linux L1, and exec, cp and a pty into an L2 Linux through the L1's agent
 # (tests/lab/scenarios/exec.sh heavy).
-lab-exec: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-exec: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name exec --timeout 2400 exec:heavy
 
 # The lab's live migrations of guest hypervisors (tests/lab/README.md,
 # "Migration"): migrate-nested (also in make test) and migrate-linux.
-lab-migrate: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-migrate: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name migrate --timeout 1500 migrate-nested migrate-linux
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)
