@@ -18,6 +18,8 @@
  *   csum=0      compute the UDP checksums here instead of leaving them to
  *               be completed (VIRTIO_NET_F_CSUM, NEEDS_CSUM)
  *   spoof=1     send from 02:99:99:99:99:99 rather than the adapter's MAC
+ *   ready=0     role=send starts at once, not waiting for a peer's READY
+ *               (a sender alone on a switch, e.g. for its spoofing guard)
  *
  * Frames are Ethernet/IPv4/UDP broadcasts carrying a magic, a sequence
  * number and a pattern derived from both. A receiver checks the UDP
@@ -379,10 +381,10 @@ static void rx_poll(struct net *n, bool echo, bool *ready)
 	}
 }
 
-static int role_send(struct net *n, uint64_t count, size_t size, bool echo)
+static int role_send(struct net *n, uint64_t count, size_t size, bool echo, bool wait_ready)
 {
 	uint64_t end = virtio_now_us() + TIMEOUT_US, start;
-	bool ready = false;
+	bool ready = !wait_ready;
 
 	while (!ready) {
 		rx_poll(n, false, &ready);
@@ -543,6 +545,7 @@ int test_net(void)
 {
 	static struct net n;
 	uint64_t nic = 0, count = 1000, size = 1000, csum = 1, spoof = 0, echo = 0, gcsum = 0;
+	uint64_t wait_ready = 1;
 	const char *role = param_get("role"), *why;
 	uint64_t end;
 
@@ -553,6 +556,7 @@ int test_net(void)
 	param_u64("spoof", &spoof);
 	param_u64("echo", &echo);
 	param_u64("gcsum", &gcsum);
+	param_u64("ready", &wait_ready);
 	if (!role)
 		role = "send";
 	if (size < FRAME_MIN || size > FRAME_MAX)
@@ -583,7 +587,7 @@ int test_net(void)
 	if (!(cfg16(&n, 6) & NET_S_LINK_UP))
 		return probe_fail("the link is down");
 	if (!strcmp(role, "send"))
-		return role_send(&n, count, size, echo);
+		return role_send(&n, count, size, echo, wait_ready);
 	if (!strcmp(role, "recv"))
 		return role_recv(&n, count, echo);
 	return probe_fail("role=%s: give send, recv or hostile", role);
