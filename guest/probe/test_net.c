@@ -20,6 +20,8 @@
  *   spoof=1     send from 02:99:99:99:99:99 rather than the adapter's MAC
  *   ready=0     role=send starts at once, not waiting for a peer's READY
  *               (a sender alone on a switch, e.g. for its spoofing guard)
+ *   linger=MS   stay on the switch MS milliseconds after the result, so
+ *               that the switch's counters for the port can be read
  *
  * Frames are Ethernet/IPv4/UDP broadcasts carrying a magic, a sequence
  * number and a pattern derived from both. A receiver checks the UDP
@@ -545,7 +547,8 @@ int test_net(void)
 {
 	static struct net n;
 	uint64_t nic = 0, count = 1000, size = 1000, csum = 1, spoof = 0, echo = 0, gcsum = 0;
-	uint64_t wait_ready = 1;
+	uint64_t wait_ready = 1, linger = 0;
+	int r;
 	const char *role = param_get("role"), *why;
 	uint64_t end;
 
@@ -557,6 +560,7 @@ int test_net(void)
 	param_u64("echo", &echo);
 	param_u64("gcsum", &gcsum);
 	param_u64("ready", &wait_ready);
+	param_u64("linger", &linger);
 	if (!role)
 		role = "send";
 	if (size < FRAME_MIN || size > FRAME_MAX)
@@ -587,8 +591,12 @@ int test_net(void)
 	if (!(cfg16(&n, 6) & NET_S_LINK_UP))
 		return probe_fail("the link is down");
 	if (!strcmp(role, "send"))
-		return role_send(&n, count, size, echo, wait_ready);
-	if (!strcmp(role, "recv"))
-		return role_recv(&n, count, echo);
-	return probe_fail("role=%s: give send, recv or hostile", role);
+		r = role_send(&n, count, size, echo, wait_ready);
+	else if (!strcmp(role, "recv"))
+		r = role_recv(&n, count, echo);
+	else
+		return probe_fail("role=%s: give send, recv or hostile", role);
+	for (end = virtio_now_us() + linger * 1000; virtio_now_us() < end;)
+		cpu_relax();
+	return r;
 }
