@@ -60,6 +60,7 @@
 #define MAGIC_READY 0x2159445eU /* "^DY!" */
 #define MAGIC_END 0x21444e45U   /* "END!" */
 #define END_FRAMES 3
+#define KICK_BATCH 16      /* buffers made available per notification (each one is a VM exit) */
 #define QUIET_US 500000ULL /* lossy echo: no more echoes for this long ends the wait */
 #define TIMEOUT_US 20000000ULL
 #define READY_EVERY_US 200000ULL
@@ -83,9 +84,10 @@ struct net {
 	bool drain;     /* read what arrives while waiting for transmit room (role=send) */
 	uint64_t sent, completed;
 	uint64_t got, bad, misordered, lost, echoed;
-	bool lossy;          /* lossy=1 */
-	bool end_seen;       /* the sender's END arrived */
-	uint64_t last_rx_us; /* when the last data frame arrived */
+	bool lossy;                            /* lossy=1 */
+	bool end_seen;                         /* the sender's END arrived */
+	uint64_t last_rx_us;                   /* when the last data frame arrived */
+	unsigned int tx_unkicked, rx_unkicked; /* buffers made available since the last kick */
 	uint64_t next_seq;
 };
 
@@ -231,6 +233,7 @@ static int net_up(struct net *n, uint64_t extra, const char **why)
 	}
 	vq_kick(&n->rx);
 	n->sent = n->completed = 0;
+	n->tx_unkicked = n->rx_unkicked = 0;
 	return 0;
 }
 
@@ -251,6 +254,15 @@ static bool tx_reap(struct net *n)
 
 static void rx_poll(struct net *n, bool echo, bool *ready);
 
+/* Notify the transmit queue of what was queued since the last notification. */
+static void tx_flush(struct net *n)
+{
+	if (n->tx_unkicked) {
+		vq_kick(&n->tx);
+		n->tx_unkicked = 0;
+	}
+}
+
 /*
  * Queue @f (@len bytes) for transmission; false if the ring stayed full.
  * A sender reads meanwhile (echoes could otherwise fill the switch both
@@ -265,6 +277,7 @@ static bool tx_frame(struct net *n, const uint8_t *f, size_t len, bool partial)
 	while (!tx_reap(n)) {
 		bool ready;
 
+		tx_flush(n);
 		if (virtio_now_us() > end || (virtio_status(&n->d) & VIRTIO_S_NEEDS_RESET))
 			return false;
 		if (n->drain)
@@ -283,7 +296,8 @@ static bool tx_frame(struct net *n, const uint8_t *f, size_t len, bool partial)
 	n->tx.desc[slot] =
 	    (struct vring_desc){(uintptr_t)tx_bufs[slot], (uint32_t)(NET_HDR + len), 0, 0};
 	vq_publish(&n->tx, slot);
-	vq_kick(&n->tx);
+	if (++n->tx_unkicked >= KICK_BATCH)
+		tx_flush(n);
 	n->sent++;
 	return true;
 }
@@ -292,6 +306,10 @@ static bool tx_frame(struct net *n, const uint8_t *f, size_t len, bool partial)
 static void rx_repost(struct net *n, uint32_t id)
 {
 	vq_publish(&n->rx, (uint16_t)id);
+	if (++n->rx_unkicked >= KICK_BATCH) {
+		vq_kick(&n->rx);
+		n->rx_unkicked = 0;
+	}
 }
 
 /*
@@ -327,7 +345,6 @@ static long rx_frame(struct net *n)
 		at += e.len;
 		rx_repost(n, e.id);
 	}
-	vq_kick(&n->rx);
 	r = (long)at;
 	if (h.num_buffers == 0) {
 		n->bad++;
@@ -398,6 +415,11 @@ static void rx_poll(struct net *n, bool echo, bool *ready)
 				n->echoed++;
 		}
 	}
+	if (n->rx_unkicked) {
+		vq_kick(&n->rx);
+		n->rx_unkicked = 0;
+	}
+	tx_flush(n);
 }
 
 /* Whether the frames that came through make a pass (see lossy=1 at the top). */
@@ -432,6 +454,7 @@ static int role_send(struct net *n, uint64_t count, size_t size, bool echo, bool
 	for (unsigned int i = 0; n->lossy && i < END_FRAMES; i++)
 		if (send_one(n, MAGIC_END, (uint32_t)count, FRAME_MIN) < 0)
 			return probe_fail("cannot send END (status 0x%x)", virtio_status(&n->d));
+	tx_flush(n);
 	end = virtio_now_us() + TIMEOUT_US;
 	n->last_rx_us = virtio_now_us();
 	while ((n->completed < n->sent || (echo && n->got < count)) && virtio_now_us() < end) {
@@ -478,6 +501,7 @@ static int role_recv(struct net *n, uint64_t count, bool echo)
 				return probe_fail("cannot send READY (status 0x%x)",
 				                  virtio_status(&n->d));
 			next_ready = now + READY_EVERY_US;
+			tx_flush(n);
 		}
 		rx_poll(n, echo, &ready);
 		tx_reap(n);
@@ -570,6 +594,7 @@ static int role_hostile(struct net *n, size_t size)
 			                  what, why);
 		if (send_one(n, MAGIC_DATA, c, size) < 0)
 			return probe_fail("%s: cannot send after the reset", what);
+		tx_flush(n);
 		w = VQ_TIMEOUT;
 		for (uint64_t end = virtio_now_us() + 2000000; virtio_now_us() < end;) {
 			tx_reap(n);
