@@ -88,7 +88,7 @@ $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
 	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $< $(ASAN_LIB_OBJS) -lcmocka $(LDLIBS)
 
 # Helpers the integration tests run (tests/integration/*.c): plain host programs.
-TEST_TOOLS := $(BUILD)/tests/mig_fault $(BUILD)/tests/switch_peer
+TEST_TOOLS := $(BUILD)/tests/mig_fault $(BUILD)/tests/switch_peer $(BUILD)/tests/fake_switch
 $(BUILD)/tests/%: tests/integration/%.c
 	@mkdir -p $(dir $@)
 	@echo "  HOSTCC  $<"
