@@ -141,7 +141,7 @@ else bad "hostile counters: $(cat "$STATS")"; fi
 probe nosuch "role=send count=1" --nic switch=nosuch
 wait $!
 nrc=$?
-if [ "$nrc" -ne 0 ] && grep -q "switch 'nosuch'" "$T/nosuch.err" && ! grep -q "test=net" "$T/nosuch.out"; then
+if [ "$nrc" -ne 0 ] && grep -q "switch named 'nosuch'" "$T/nosuch.err" && ! grep -q "test=net" "$T/nosuch.out"; then
 	ok "no switch 'nosuch': the VM does not start (exit $nrc) and says why"
 else
 	bad "no switch: exit $nrc, $(tail -2 "$T/nosuch.err")"
