@@ -34,7 +34,8 @@ static const char switch_usage[] =
     "  link NAME [VM]      join it as a VM adapter would (starting it if needed), and leave\n"
     "\n"
     "Types: private (VMs reach each other only), internal (and the host, on a tap\n"
-    "device at the subnet's first address; needs CAP_NET_ADMIN), nat (and the\n"
+    "device at the subnet's first address, with DHCP; without --subnet a bare tap\n"
+    "for a bridge; needs CAP_NET_ADMIN), nat (and the\n"
     "host's networks through NAT, unprivileged: gateway .2, DNS .3, DHCP from .15;\n"
     "default subnet 10.0.2.0/24). A forward's HOSTADDR defaults to 127.0.0.1.\n";
 

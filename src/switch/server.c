@@ -661,6 +661,8 @@ static int swd_uplink(struct swd *s)
 		s->tap_fd = r;
 		r = sw_port_add(&s->core, SW_UPLINK, NULL, swd_send_tap, NULL);
 		s->core.ports[SW_UPLINK].fd = s->tap_fd;
+		if (!s->def.net)
+			return r < 0 ? r : 0; /* a bare tap: no address, no DHCP */
 		server = switch_addr(&s->def, 1);
 	} else {
 		r = switch_nat_create(&s->nat, &s->def, swd_nat_rx, s, why, sizeof(why));
