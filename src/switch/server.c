@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "switch/frame.h"
 #include "switch/swcore.h"
+#include "switch/switch_api.h"
 #include "switch/switch_store.h"
 #include "switch/uplink.h"
 
@@ -67,6 +68,14 @@ struct swd_client {
 	int64_t last_ms;
 };
 
+/* Messages queued for one VM port, sent with one sendmmsg(). */
+struct swd_txq {
+	unsigned int n;
+	struct netport_hdr hdr[SWD_RX_BATCH]; /* little-endian, as sent */
+	struct iovec iov[SWD_RX_BATCH][2];
+	struct mmsghdr mm[SWD_RX_BATCH];
+};
+
 struct swd {
 	struct store sws;
 	const char *name;
@@ -84,6 +93,7 @@ struct swd {
 	bool quit;
 	uint8_t buf[NETPORT_MSG_MAX + 1];              /* the tap's frames */
 	uint8_t rx[SWD_RX_BATCH][NETPORT_MSG_MAX + 1]; /* the ports' messages (2 MiB) */
+	struct swd_txq txq[SW_MAX_PORTS];              /* frames from rx[] for each port */
 };
 
 static int64_t swd_now_ms(void)
@@ -103,9 +113,59 @@ static void swd_ip(uint32_t ip, char buf[INET_ADDRSTRLEN])
 
 /* ---- port transmit ---- */
 
+/*
+ * Send @p's queued messages with sendmmsg(). They were counted as sent when
+ * queued: those the socket does not take now are counted as congested
+ * instead; any other error breaks the port (its owner closes it).
+ */
+static void swd_txq_flush(struct swd *s, unsigned int num)
+{
+	struct swd_txq *q = &s->txq[num];
+	struct sw_port *p = &s->core.ports[num];
+	unsigned int sent = 0;
+
+	while (sent < q->n) {
+		int r = sendmmsg(p->fd, q->mm + sent, q->n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (r > 0) {
+			sent += (unsigned int)r;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno != EAGAIN && errno != ENOBUFS)
+			p->broken = true;
+		break;
+	}
+	for (unsigned int i = sent; i < q->n; i++) {
+		p->c.frames_out--;
+		p->c.bytes_out -= q->iov[i][1].iov_len;
+		if (!p->broken)
+			p->c.drop_congested++;
+	}
+	q->n = 0;
+}
+
+static void swd_txq_flush_all(struct swd *s)
+{
+	for (unsigned int i = 1; i < SW_MAX_PORTS; i++)
+		if (s->txq[i].n && s->core.ports[i].used)
+			swd_txq_flush(s, i);
+}
+
+/*
+ * To a VM port: a frame in the ports' receive buffers (s->rx, stable until
+ * the next recvmmsg(), before which the queues are flushed) is queued; the
+ * others (DHCP replies, the uplink's frames) are sent now, after what is
+ * queued for the port, to keep the order.
+ */
 static int swd_send_vm(struct sw_port *p, const struct netport_hdr *hdr, const uint8_t *frame,
                        size_t len)
 {
+	struct swd *s = p->opaque;
+	unsigned int num = (unsigned int)(p - s->core.ports);
+	struct swd_txq *q = &s->txq[num];
+	const uint8_t *rx = (const uint8_t *)s->rx;
 	struct netport_hdr wire = *hdr;
 	struct iovec iov[2] = {
 	    {.iov_base = &wire, .iov_len = sizeof(wire)},
@@ -115,6 +175,24 @@ static int swd_send_vm(struct sw_port *p, const struct netport_hdr *hdr, const u
 
 	wire.csum_start = htole16(hdr->csum_start);
 	wire.csum_offset = htole16(hdr->csum_offset);
+	if (frame >= rx && frame < rx + sizeof(s->rx)) {
+		if (q->n == SWD_RX_BATCH)
+			swd_txq_flush(s, num);
+		if (p->broken)
+			return -EPIPE;
+		q->hdr[q->n] = wire;
+		q->iov[q->n][0] =
+		    (struct iovec){.iov_base = &q->hdr[q->n], .iov_len = sizeof(wire)};
+		q->iov[q->n][1] = iov[1];
+		q->mm[q->n] =
+		    (struct mmsghdr){.msg_hdr = {.msg_iov = q->iov[q->n], .msg_iovlen = 2}};
+		q->n++;
+		return 0;
+	}
+	if (q->n)
+		swd_txq_flush(s, num);
+	if (p->broken)
+		return -EPIPE;
 	if (sendmsg(p->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	return 0;
@@ -155,6 +233,7 @@ static void swd_port_close(struct swd *s, unsigned int num, const char *why)
 	log_info("port %u (VM '%s' adapter %u, %s) disconnected: %s", num, p->hello.vm,
 	         p->hello.adapter, mac, why);
 	close(p->fd);
+	s->txq[num].n = 0;
 	sw_port_remove(&s->core, num);
 }
 
@@ -242,7 +321,7 @@ static void swd_pending_read(struct swd *s, struct swd_pending *pd)
 			return;
 		}
 	s->core.wall_now = time(NULL);
-	num = sw_port_add(&s->core, 1, &h, swd_send_vm, NULL);
+	num = sw_port_add(&s->core, 1, &h, swd_send_vm, s);
 	if (num < 0) {
 		swd_hello_reply(pd->fd, "the switch has no free port", -1);
 		swd_pending_close(pd);
@@ -284,6 +363,7 @@ static void swd_port_read(struct swd *s, unsigned int num)
 		for (int i = 0; i < n && p->used; i++) {
 			/* SOCK_SEQPACKET: 0 bytes is the end (and an empty message is no frame). */
 			if (mm[i].msg_len == 0) {
+				swd_txq_flush_all(s);
 				swd_port_close(s, num, "closed by the adapter");
 				return;
 			}
@@ -292,6 +372,8 @@ static void swd_port_read(struct swd *s, unsigned int num)
 			else
 				sw_input_msg(&s->core, num, s->rx[i], mm[i].msg_len, swd_now_ms());
 		}
+		/* Before s->rx is reused. */
+		swd_txq_flush_all(s);
 		if (n < SWD_RX_BATCH)
 			return;
 	}
@@ -422,36 +504,14 @@ static json_t *swd_status(struct swd *s)
 /* One request line into one reply line (malloc'd, with its newline). */
 static char *swd_request(struct swd *s, const char *line, size_t len)
 {
-	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL), *reply, *id;
-	const char *cmd = json_string_value(json_object_get(req, "cmd"));
-	const char *code = NULL, *why = NULL, *key;
-	json_t *result = NULL, *v;
+	struct switch_api_req req;
+	json_t *result = NULL;
 	char *text;
 
-	id = json_object_get(req, "id");
-	json_object_foreach(req, key, v)
-	{
-		if (strcmp(key, "cmd") && strcmp(key, "id")) {
-			code = "invalid-request";
-			why = "unknown field";
-		}
-	}
-	if (!req) {
-		code = "parse-error";
-		why = "the line is not JSON";
-	} else if (!json_is_object(req) || !cmd) {
-		code = "invalid-request";
-		why = "a request is an object with a string 'cmd'";
-	} else if (id && !json_is_integer(id) &&
-	           !(json_is_string(id) && json_string_length(id) <= 128)) {
-		code = "invalid-request";
-		why = "'id' must be an integer or a string of at most 128 bytes";
-		id = NULL;
-	} else if (code) {
-		/* set above */
-	} else if (!strcmp(cmd, "status")) {
+	switch_api_parse(line, len, &req);
+	if (!req.code && req.cmd == SWITCH_API_STATUS) {
 		result = swd_status(s);
-	} else if (!strcmp(cmd, "stop")) {
+	} else if (!req.code && req.cmd == SWITCH_API_STOP) {
 		unsigned int n = 0;
 
 		for (unsigned int i = 1; i < SW_MAX_PORTS; i++)
@@ -459,33 +519,9 @@ static char *swd_request(struct swd *s, const char *line, size_t len)
 		result = json_pack("{s:i}", "ports_disconnected", (int)n);
 		s->quit = true;
 		log_info("stopping: asked through the control socket (%u ports connected)", n);
-	} else {
-		code = "unknown-command";
-		why = "commands: status, stop";
 	}
-	if (result)
-		reply = json_pack("{s:b, s:o}", "ok", 1, "result", result);
-	else
-		reply = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code",
-		                  code ? code : "internal-error", "message",
-		                  why ? why : "out of memory");
-	if (reply && id)
-		json_object_set(reply, "id", id);
-	text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
-	json_decref(reply);
-	json_decref(req);
-	if (text) {
-		size_t n = strlen(text);
-		char *t = realloc(text, n + 2);
-
-		if (!t) {
-			free(text);
-			return NULL;
-		}
-		t[n] = '\n';
-		t[n + 1] = '\0';
-		text = t;
-	}
+	text = switch_api_reply(&req, result);
+	switch_api_req_clear(&req);
 	return text;
 }
 
@@ -879,6 +915,19 @@ static void swd_teardown(struct swd *s)
 	unlink(s->runtime_path);
 }
 
+/* runtime.json: {"pid": N, "started": T}, for `switch list` and tests' clean-up. */
+static void swd_runtime_write(struct swd *s)
+{
+	json_t *o =
+	    json_pack("{s:i, s:I}", "pid", (int)getpid(), "started", (json_int_t)s->started);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (!text || store_write_atomic(s->runtime_path, text, strlen(text)) < 0)
+		log_warn("cannot write %s", s->runtime_path);
+	free(text);
+}
+
 static void swd_ready(int *ready_fd, const char *line)
 {
 	if (*ready_fd < 0)
@@ -893,7 +942,7 @@ int switch_serve(const char *home, const char *name, int ready_fd)
 	struct mgr_err err;
 	struct swd *s = calloc(1, sizeof(*s));
 	int lock_fd = -1, status = 1;
-	char line[64], *rt;
+	char line[64];
 
 	log_set_timestamps(true);
 	log_set_level(LOG_INFO); /* port connections are worth a line in switch.log */
@@ -938,17 +987,7 @@ int switch_serve(const char *home, const char *name, int ready_fd)
 	s->started = time(NULL);
 	if (swd_setup(s) < 0)
 		goto teardown;
-	rt = NULL;
-	{
-		json_t *o = json_pack("{s:i, s:I}", "pid", (int)getpid(), "started",
-		                      (json_int_t)s->started);
-
-		rt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-		json_decref(o);
-		if (!rt || store_write_atomic(s->runtime_path, rt, strlen(rt)) < 0)
-			log_warn("cannot write %s", s->runtime_path);
-		free(rt);
-	}
+	swd_runtime_write(s);
 	log_event("switch '%s' (%s) started, pid %d", name, switch_type_name(s->def.type),
 	          (int)getpid());
 	snprintf(line, sizeof(line), "ok %d\n", (int)getpid());

@@ -13,14 +13,18 @@
  *   - switch_def_parse() accepts only what switch_def_validate() accepts,
  *     and that survives switch_def_format() and back;
  *   - netport_hello_parse() gives a hello with a unicast MAC and a name, or
- *     a reason.
+ *     a reason;
+ *   - switch_api_parse() gives a command or an error code, and the reply is
+ *     one line of JSON with the request's id.
  *
- * The first byte picks the parser. Seeds: tests/fuzz/seeds/fuzz_switch_dhcp/.
+ * The first byte picks the parser (4 in its low 3 bits: the control API). Seeds:
+ * tests/fuzz/seeds/fuzz_switch_dhcp/.
  */
 #include "fuzz_common.h"
 #include "net/netport.h"
 #include "switch/dhcp.h"
 #include "switch/frame.h"
+#include "switch/switch_api.h"
 #include "switch/switch_def.h"
 
 #include <stdint.h>
@@ -132,10 +136,39 @@ static void fuzz_hello(const uint8_t *data, size_t size)
 	FZ_CHECK(h.vm[0] && !(h.mac[0] & 1) && h.adapter <= 255);
 }
 
+static void fuzz_api(const uint8_t *data, size_t size)
+{
+	struct switch_api_req req;
+	json_t *reply, *result = NULL;
+	char *text;
+	size_t n;
+
+	switch_api_parse((const char *)data, size, &req);
+	FZ_CHECK(req.code ? req.why != NULL : req.cmd <= SWITCH_API_STOP);
+	if (!req.code)
+		result = json_pack("{s:s}", "echo", "x");
+	text = switch_api_reply(&req, result);
+	FZ_CHECK(text);
+	/* One line: JSON, then the newline, nothing after it. */
+	n = strlen(text);
+	FZ_CHECK(n >= 2 && text[n - 1] == '\n' && !memchr(text, '\n', n - 1));
+	reply = json_loadb(text, n - 1, 0, NULL);
+	FZ_CHECK(json_is_object(reply));
+	FZ_CHECK(json_is_boolean(json_object_get(reply, "ok")));
+	FZ_CHECK(!req.id || json_equal(json_object_get(reply, "id"), req.id));
+	json_decref(reply);
+	free(text);
+	switch_api_req_clear(&req);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
+	if ((data[0] & 7) == 4) {
+		fuzz_api(data + 1, size - 1);
+		return 0;
+	}
 	switch (data[0] & 3) {
 	case 0:
 		fuzz_request(data + 1, size - 1);
