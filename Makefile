@@ -23,6 +23,16 @@ CFLAGS_COMMON += -DHAVE_LIBSECCOMP
 LDLIBS += -lseccomp
 endif
 
+# NAT switches (src/switch/nat.c) use libslirp (its .pc needs glib's, so
+# libglib2.0-dev too, though nestvm does not use glib). Debian ships no
+# libslirp.a, so the lab runs the release build with its shared libraries
+# (tests/lab/lab.sh). The fuzz targets build without it (nat.c's stub).
+HAVE_LIBSLIRP := $(shell pkg-config --exists slirp 2>/dev/null && echo 1)
+ifeq ($(HAVE_LIBSLIRP),1)
+CFLAGS_COMMON += -DHAVE_LIBSLIRP
+LDLIBS += -lslirp
+endif
+
 # `make V=1` shows the full commands.
 ifeq ($(V),1)
 Q :=
@@ -78,7 +88,7 @@ $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
 	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $< $(ASAN_LIB_OBJS) -lcmocka $(LDLIBS)
 
 # Helpers the integration tests run (tests/integration/*.c): plain host programs.
-TEST_TOOLS := $(BUILD)/tests/mig_fault $(BUILD)/tests/fake_switch
+TEST_TOOLS := $(BUILD)/tests/mig_fault $(BUILD)/tests/switch_peer $(BUILD)/tests/fake_switch
 $(BUILD)/tests/%: tests/integration/%.c
 	@mkdir -p $(dir $@)
 	@echo "  HOSTCC  $<"

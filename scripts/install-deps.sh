@@ -11,10 +11,11 @@ cd "$(dirname "$0")/.."
 # A fresh Debian 12 (debootstrap minbase + build-essential git ca-certificates:
 # scripts/check-fresh-root.sh) lacks all of these. Not obvious: procps (ps, in
 # tests/integration/manager.sh), libclang-rt-dev (clang's libFuzzer and ASan
-# runtimes for `make fuzz`: only recommended by clang), bc (tests/lab/demo.sh).
+# runtimes for `make fuzz`: only recommended by clang), bc (tests/lab/demo.sh),
+# libglib2.0-dev (libslirp's pkg-config file requires glib-2.0's).
 PKGS="build-essential clang libclang-rt-dev libcmocka-dev libjansson-dev qemu-system-x86
 busybox-static linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev
-libseccomp-dev libssl-dev pkg-config bc procps $*"
+libseccomp-dev libssl-dev libslirp-dev libglib2.0-dev pkg-config bc procps $*"
 
 missing=""
 for p in $PKGS; do

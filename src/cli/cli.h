@@ -17,6 +17,7 @@ struct cli_command {
 
 int cmd_run(int argc, char **argv);
 int cmd_nested(int argc, char **argv);
+int cmd_switch(int argc, char **argv); /* cmd_switch.c: virtual switches */
 
 /* The VM manager (cmd_vm.c: definitions; cmd_power.c: the monitor; cmd_console.c). */
 int cmd_new(int argc, char **argv);

@@ -31,6 +31,7 @@ static const struct cli_command cli_commands[] = {
 	{"exec", "run a command in a running VM through its agent (vsock, no network)", cmd_exec},
 	{"cp", "copy a file into or out of a running VM through its agent", cmd_cp},
 	{"remove", "delete a VM that is off", cmd_remove},
+	{"switch", "virtual switches: new, list, show, start, stop, remove", cmd_switch},
 	{"nested", "nested virtualization: 'nested status' checks this host, "
 		   "'nested enable NAME' a VM",
 	 cmd_nested},

@@ -3,6 +3,7 @@
 #include "net/switch_link.h"
 
 #include "core/fsutil.h"
+#include "switch/switch_store.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -62,6 +63,18 @@ int switch_link_connect(const char *home, const char *name, const struct netport
 		return n;
 	}
 	fd = unix_connect_owned_type(path, SOCK_SEQPACKET, SOCK_CLOEXEC);
+	/* Not running (no socket, or a stale one): start it, once, and connect again. */
+	if (fd == -ENOENT || fd == -ECONNREFUSED) {
+		struct mgr_err err;
+		pid_t pid;
+
+		r = switch_spawn(home, name, &pid, &err);
+		if (r < 0) {
+			snprintf(why, why_size, "%s", err.msg);
+			return r;
+		}
+		fd = unix_connect_owned_type(path, SOCK_SEQPACKET, SOCK_CLOEXEC);
+	}
 	if (fd < 0) {
 		snprintf(why, why_size, "switch '%s' (%s): %s", name, path, fs_strerror(fd));
 		return fd;

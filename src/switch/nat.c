@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A NAT switch's uplink: libslirp (uplink.h). libslirp is a user-mode
+ * TCP/IP stack: what the guests send to the gateway's MAC it carries on
+ * through ordinary sockets of this process, so NAT needs no privilege.
+ * It runs in the switch's single thread: its sockets join the switch's
+ * poll set, its timers the loop's timeout.
+ */
+#include "switch/uplink.h"
+
+#include "core/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int switch_pollset_add(struct switch_pollset *ps, int fd, short events, int owner)
+{
+	if (ps->n == ps->cap) {
+		unsigned int cap = ps->cap ? ps->cap * 2 : 64;
+		struct pollfd *fds = realloc(ps->fds, cap * sizeof(*fds));
+		int *own;
+
+		if (!fds)
+			return -1;
+		ps->fds = fds;
+		own = realloc(ps->owner, cap * sizeof(*own));
+		if (!own)
+			return -1;
+		ps->owner = own;
+		ps->cap = cap;
+	}
+	ps->fds[ps->n] = (struct pollfd){.fd = fd, .events = events};
+	ps->owner[ps->n] = owner;
+	return (int)ps->n++;
+}
+
+#ifdef HAVE_LIBSLIRP
+#include <slirp/libslirp.h>
+#include <time.h>
+
+#define NAT_MAX_TIMERS 8
+
+struct nat_timer {
+	bool used;
+	int64_t expire_ms; /* -1: not armed */
+	SlirpTimerId id;
+	void *cb_opaque;
+	SlirpTimerCb cb; /* the older timer_new() interface */
+};
+
+struct switch_nat {
+	Slirp *slirp;
+	switch_nat_rx_fn rx;
+	void *opaque;
+	uint8_t mac[6];
+	struct nat_timer timers[NAT_MAX_TIMERS];
+	struct switch_pollset *ps; /* during fill and poll */
+	int owner;
+};
+
+static int64_t nat_clock_ns(void *opaque)
+{
+	struct timespec ts;
+
+	(void)opaque;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static ssize_t nat_send_packet(const void *buf, size_t len, void *opaque)
+{
+	struct switch_nat *n = opaque;
+
+	n->rx(n->opaque, buf, len);
+	return (ssize_t)len;
+}
+
+static void nat_guest_error(const char *msg, void *opaque)
+{
+	(void)opaque;
+	log_warn("NAT: a guest's packet was refused: %s", msg);
+}
+
+static struct nat_timer *nat_timer_alloc(struct switch_nat *n)
+{
+	for (unsigned int i = 0; i < NAT_MAX_TIMERS; i++)
+		if (!n->timers[i].used) {
+			n->timers[i] = (struct nat_timer){.used = true, .expire_ms = -1};
+			return &n->timers[i];
+		}
+	return NULL;
+}
+
+static void *nat_timer_new(SlirpTimerCb cb, void *cb_opaque, void *opaque)
+{
+	struct nat_timer *t = nat_timer_alloc(opaque);
+
+	if (t) {
+		t->cb = cb;
+		t->cb_opaque = cb_opaque;
+	}
+	return t;
+}
+
+static void *nat_timer_new_opaque(SlirpTimerId id, void *cb_opaque, void *opaque)
+{
+	struct nat_timer *t = nat_timer_alloc(opaque);
+
+	if (t) {
+		t->id = id;
+		t->cb_opaque = cb_opaque;
+	}
+	return t;
+}
+
+static void nat_timer_free(void *timer, void *opaque)
+{
+	(void)opaque;
+	if (timer)
+		((struct nat_timer *)timer)->used = false;
+}
+
+static void nat_timer_mod(void *timer, int64_t expire_ms, void *opaque)
+{
+	(void)opaque;
+	if (timer)
+		((struct nat_timer *)timer)->expire_ms = expire_ms;
+}
+
+static void nat_poll_fd_noop(int fd, void *opaque)
+{
+	(void)fd;
+	(void)opaque;
+}
+
+static void nat_notify_noop(void *opaque)
+{
+	(void)opaque;
+}
+
+static const SlirpCb nat_callbacks = {
+    .send_packet = nat_send_packet,
+    .guest_error = nat_guest_error,
+    .clock_get_ns = nat_clock_ns,
+    .timer_new = nat_timer_new,
+    .timer_free = nat_timer_free,
+    .timer_mod = nat_timer_mod,
+    .register_poll_fd = nat_poll_fd_noop,
+    .unregister_poll_fd = nat_poll_fd_noop,
+    .notify = nat_notify_noop,
+    .timer_new_opaque = nat_timer_new_opaque,
+};
+
+int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switch_nat_rx_fn rx,
+                      void *opaque, char *why, size_t why_size)
+{
+	uint32_t mask = ~0u << (32 - d->prefix), gw = switch_addr(d, SWITCH_NAT_GATEWAY);
+	SlirpConfig cfg = {
+	    .version = 4,
+	    .in_enabled = true,
+	    .vnetwork = {.s_addr = htonl(d->net)},
+	    .vnetmask = {.s_addr = htonl(mask)},
+	    .vhost = {.s_addr = htonl(gw)},
+	    .vdhcp_start = {.s_addr = htonl(switch_addr(d, SWITCH_DHCP_FIRST))},
+	    .vnameserver = {.s_addr = htonl(switch_addr(d, SWITCH_NAT_DNS))},
+	    .vhostname = "nestvm",
+	    .disable_dhcp = true, /* the switch's own server gives stable leases (dhcp.h) */
+	};
+	struct switch_nat *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		snprintf(why, why_size, "out of memory");
+		return -ENOMEM;
+	}
+	n->rx = rx;
+	n->opaque = opaque;
+	n->slirp = slirp_new(&cfg, &nat_callbacks, n);
+	if (!n->slirp) {
+		free(n);
+		snprintf(why, why_size, "libslirp refused the configuration");
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < d->nr_forwards; i++) {
+		const struct switch_forward *f = &d->forwards[i];
+		struct in_addr host = {.s_addr = htonl(f->host_addr)};
+		struct in_addr guest = {.s_addr = htonl(f->guest_ip)};
+		char text[96];
+
+		if (slirp_add_hostfwd(n->slirp, f->udp, host, f->host_port, guest, f->guest_port) <
+		    0) {
+			switch_forward_format(f, text, sizeof(text));
+			snprintf(why, why_size,
+			         "port forward %s: cannot listen on the host's port (in use?)",
+			         text);
+			switch_nat_destroy(n);
+			return -EADDRINUSE;
+		}
+	}
+	/* libslirp's MAC: 52:55 and its IPv4 address (slirp's special_ethaddr). */
+	n->mac[0] = 0x52;
+	n->mac[1] = 0x55;
+	n->mac[2] = (uint8_t)(gw >> 24);
+	n->mac[3] = (uint8_t)(gw >> 16);
+	n->mac[4] = (uint8_t)(gw >> 8);
+	n->mac[5] = (uint8_t)gw;
+	log_info("NAT: libslirp %s, gateway %u.%u.%u.%u", slirp_version_string(), gw >> 24,
+	         (gw >> 16) & 0xff, (gw >> 8) & 0xff, gw & 0xff);
+	*out = n;
+	return 0;
+}
+
+void switch_nat_destroy(struct switch_nat *n)
+{
+	if (!n)
+		return;
+	if (n->slirp)
+		slirp_cleanup(n->slirp);
+	free(n);
+}
+
+void switch_nat_mac(const struct switch_nat *n, uint8_t mac[6])
+{
+	memcpy(mac, n->mac, 6);
+}
+
+void switch_nat_input(struct switch_nat *n, const uint8_t *frame, size_t len)
+{
+	slirp_input(n->slirp, frame, (int)len);
+}
+
+static int nat_add_poll(int fd, int events, void *opaque)
+{
+	struct switch_nat *n = opaque;
+	short ev = (short)((events & SLIRP_POLL_IN ? POLLIN : 0) |
+	                   (events & SLIRP_POLL_OUT ? POLLOUT : 0) |
+	                   (events & SLIRP_POLL_PRI ? POLLPRI : 0));
+
+	return switch_pollset_add(n->ps, fd, ev, n->owner);
+}
+
+static int nat_get_revents(int idx, void *opaque)
+{
+	struct switch_nat *n = opaque;
+	short r;
+
+	if (idx < 0 || (unsigned int)idx >= n->ps->n)
+		return 0;
+	r = n->ps->fds[idx].revents;
+	return (r & POLLIN ? SLIRP_POLL_IN : 0) | (r & POLLOUT ? SLIRP_POLL_OUT : 0) |
+	       (r & POLLPRI ? SLIRP_POLL_PRI : 0) | (r & POLLERR ? SLIRP_POLL_ERR : 0) |
+	       (r & POLLHUP ? SLIRP_POLL_HUP : 0);
+}
+
+void switch_nat_fill(struct switch_nat *n, struct switch_pollset *ps, int owner, int *timeout_ms)
+{
+	uint32_t t = *timeout_ms < 0 ? UINT32_MAX : (uint32_t)*timeout_ms;
+	int64_t now = nat_clock_ns(NULL) / 1000000;
+
+	n->ps = ps;
+	n->owner = owner;
+	slirp_pollfds_fill(n->slirp, &t, nat_add_poll, n);
+	for (unsigned int i = 0; i < NAT_MAX_TIMERS; i++) {
+		const struct nat_timer *tm = &n->timers[i];
+
+		if (tm->used && tm->expire_ms >= 0) {
+			int64_t left = tm->expire_ms > now ? tm->expire_ms - now : 0;
+
+			if (left < (int64_t)t)
+				t = (uint32_t)left;
+		}
+	}
+	*timeout_ms = t == UINT32_MAX ? -1 : (int)(t > 1000000 ? 1000000 : t);
+}
+
+void switch_nat_poll(struct switch_nat *n, struct switch_pollset *ps, bool poll_failed)
+{
+	int64_t now = nat_clock_ns(NULL) / 1000000;
+
+	n->ps = ps;
+	slirp_pollfds_poll(n->slirp, poll_failed, nat_get_revents, n);
+	for (unsigned int i = 0; i < NAT_MAX_TIMERS; i++) {
+		struct nat_timer *tm = &n->timers[i];
+
+		if (!tm->used || tm->expire_ms < 0 || tm->expire_ms > now)
+			continue;
+		tm->expire_ms = -1;
+		if (tm->cb)
+			tm->cb(tm->cb_opaque);
+		else
+			slirp_handle_timer(n->slirp, tm->id, tm->cb_opaque);
+	}
+}
+
+#else /* !HAVE_LIBSLIRP */
+
+struct switch_nat {
+	int unused;
+};
+
+int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switch_nat_rx_fn rx,
+                      void *opaque, char *why, size_t why_size)
+{
+	(void)d;
+	(void)rx;
+	(void)opaque;
+	*out = NULL;
+	snprintf(why, why_size,
+	         "this nestvm was built without libslirp, which NAT switches need (the static "
+	         "build never has it; otherwise install libslirp-dev and libglib2.0-dev, "
+	         "scripts/install-deps.sh, and rebuild)");
+	return -ENOTSUP;
+}
+
+void switch_nat_destroy(struct switch_nat *n)
+{
+	(void)n;
+}
+
+void switch_nat_mac(const struct switch_nat *n, uint8_t mac[6])
+{
+	(void)n;
+	memset(mac, 0, 6);
+}
+
+void switch_nat_input(struct switch_nat *n, const uint8_t *frame, size_t len)
+{
+	(void)n;
+	(void)frame;
+	(void)len;
+}
+
+void switch_nat_fill(struct switch_nat *n, struct switch_pollset *ps, int owner, int *timeout_ms)
+{
+	(void)n;
+	(void)ps;
+	(void)owner;
+	(void)timeout_ms;
+}
+
+void switch_nat_poll(struct switch_nat *n, struct switch_pollset *ps, bool poll_failed)
+{
+	(void)n;
+	(void)ps;
+	(void)poll_failed;
+}
+
+#endif
