@@ -15,8 +15,7 @@ CFLAGS_COMMON += -DHAVE_LIBURING
 LDLIBS += -luring
 endif
 
-# seccomp filters for the monitor's threads (src/core/sandbox.c); Debian's
-# libseccomp-dev ships libseccomp.a too, for build/static/nestvm. The fuzz
+# seccomp filters for the monitor's threads (src/core/sandbox.c). The fuzz
 # targets build without it (the sandbox is then a no-op).
 HAVE_LIBSECCOMP := $(shell pkg-config --exists libseccomp 2>/dev/null && echo 1)
 ifeq ($(HAVE_LIBSECCOMP),1)
@@ -25,15 +24,14 @@ LDLIBS += -lseccomp
 endif
 
 # NAT switches (src/switch/nat.c) use libslirp (its .pc needs glib's, so
-# libglib2.0-dev too, though nestvm does not use glib). Debian ships no libslirp.a:
-# the static build (for the lab) has no NAT switches (nat.c's stub, built
-# without HAVE_LIBSLIRP), like the fuzz targets.
+# libglib2.0-dev too, though nestvm does not use glib). Debian ships no
+# libslirp.a, so the lab runs the release build with its shared libraries
+# (tests/lab/lab.sh). The fuzz targets build without it (nat.c's stub).
 HAVE_LIBSLIRP := $(shell pkg-config --exists slirp 2>/dev/null && echo 1)
 ifeq ($(HAVE_LIBSLIRP),1)
 CFLAGS_COMMON += -DHAVE_LIBSLIRP
 LDLIBS += -lslirp
 endif
-STATIC_LDLIBS := $(filter-out -lslirp,$(LDLIBS))
 
 # `make V=1` shows the full commands.
 ifeq ($(V),1)
@@ -57,7 +55,7 @@ ASAN_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
-.PHONY: all release asan static guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk bench-snapshot \
+.PHONY: all release asan guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk bench-snapshot \
 	lab-soak lab-soak-labs lab-snapshot lab-exec lab-migrate stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
@@ -83,17 +81,6 @@ $(BUILD)/asan/nestvm: $(ASAN_OBJS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
 
-# A static monitor for the lab's initramfs, which has no shared libraries.
-STATIC_OBJS := $(filter-out $(BUILD)/release/src/switch/nat.o,$(REL_OBJS)) $(BUILD)/static/nat.o
-$(BUILD)/static/nat.o: src/switch/nat.c
-	@mkdir -p $(dir $@)
-	@echo "  CC      $< (static: no libslirp)"
-	$(Q)$(CC) $(REL_CFLAGS) -UHAVE_LIBSLIRP -c -o $@ $<
-$(BUILD)/static/nestvm: $(STATIC_OBJS)
-	@mkdir -p $(dir $@)
-	@echo "  LD      $@"
-	$(Q)$(CC) $(REL_CFLAGS) -static -o $@ $^ $(STATIC_LDLIBS)
-static: $(BUILD)/static/nestvm
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -101,7 +88,7 @@ $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
 	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $< $(ASAN_LIB_OBJS) -lcmocka $(LDLIBS)
 
 # Helpers the integration tests run (tests/integration/*.c): plain host programs.
-TEST_TOOLS := $(BUILD)/tests/mig_fault $(BUILD)/tests/switch_peer
+TEST_TOOLS := $(BUILD)/tests/mig_fault $(BUILD)/tests/switch_peer $(BUILD)/tests/fake_switch
 $(BUILD)/tests/%: tests/integration/%.c
 	@mkdir -p $(dir $@)
 	@echo "  HOSTCC  $<"
@@ -122,10 +109,10 @@ test demo:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $@-now
 
-test-now: $(BUILD)/asan/nestvm $(BUILD)/static/nestvm $(UNIT_BINS) $(GUEST_IMAGES) $(TEST_TOOLS)
+test-now: $(BUILD)/asan/nestvm $(BUILD)/release/nestvm $(UNIT_BINS) $(GUEST_IMAGES) $(TEST_TOOLS)
 	tests/run-all.sh
 
-demo-now: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+demo-now: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/demo.sh
 
 # Long lab soaks, outside `make test` (tests/lab/README.md, "Soaks"):
@@ -137,26 +124,26 @@ LAB_SOAK_SECONDS ?= 3600
 LAB_SOAK_SPEC ?=
 LAB_SOAK_LABS ?= 10
 LAB_SOAK_SCENARIOS ?= nested-probe manager-nested nested nested:linux
-lab-soak: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-soak: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name soak --timeout $$(($(LAB_SOAK_SECONDS) + 300)) \
 		nested-soak:$(LAB_SOAK_RUNS).s$(LAB_SOAK_SECONDS)$(LAB_SOAK_SPEC)
-lab-soak-labs: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-soak-labs: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/soak.sh -n $(LAB_SOAK_LABS) $(LAB_SOAK_SCENARIOS)
 
 # The lab's save/restore tests of guest hypervisors, too long for make test
 # (tests/lab/README.md, "Snapshots"): snapshot-nested and snapshot-linux.
-lab-snapshot: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-snapshot: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name snapshot --timeout 1500 snapshot-nested snapshot-linux
 
 # The long cases of nestvm exec/cp, outside `make test`: 1 GiB each way into a
 # Linux L1, and exec, cp and a pty into an L2 Linux through the L1's agent
 # (tests/lab/scenarios/exec.sh heavy).
-lab-exec: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-exec: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name exec --timeout 2400 exec:heavy
 
 # The lab's live migrations of guest hypervisors (tests/lab/README.md,
 # "Migration"): migrate-nested (also in make test) and migrate-linux.
-lab-migrate: $(BUILD)/static/nestvm $(GUEST_IMAGES)
+lab-migrate: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name migrate --timeout 1500 migrate-nested migrate-linux
 
 bench: $(BUILD)/release/nestvm $(GUEST_IMAGES)

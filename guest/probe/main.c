@@ -310,7 +310,7 @@ static const struct probe_test {
     {"idle", test_idle},         {"svm", test_svm},       {"vmx", test_vmx},
     {"vmmcall", test_vmmcall},   {"virtio-blk", test_virtio_blk},
     {"virtio-hostile", test_virtio_hostile}, {"virtio-bench", test_virtio_bench},
-    {"memgen", test_memgen},
+    {"memgen", test_memgen},     {"net", test_net},
 };
 
 /*
@@ -336,5 +336,5 @@ __attribute__((noreturn)) void probe_main(uint32_t kind, uint64_t info)
 			probe_exit(probe_tests[i].run());
 	probe_exit(probe_fail("unknown test; use test=exit|cpuid|mem|smp|uart|pci|poweroff|"
 	                      "reboot|triplefault|idle|svm|vmx|vmmcall|virtio-blk|"
-	                      "virtio-hostile|virtio-bench|memgen"));
+	                      "virtio-hostile|virtio-bench|memgen|net"));
 }

@@ -344,12 +344,12 @@ int vq_init(struct vq *vq, unsigned int slot, uint16_t size)
 	return 0;
 }
 
-void virtio_queue_setup(struct vdev *d, struct vq *vq, uint16_t size, uint64_t desc, uint64_t avail,
-                        uint64_t used)
+static void queue_setup_at(struct vdev *d, uint16_t q, struct vq *vq, uint16_t size, uint64_t desc,
+                           uint64_t avail, uint64_t used)
 {
 	uint16_t noff;
 
-	REG16(d->common + COMMON_Q_SELECT) = 0;
+	REG16(d->common + COMMON_Q_SELECT) = q;
 	REG16(d->common + COMMON_Q_SIZE) = size;
 	REG32(d->common + COMMON_Q_DESC) = (uint32_t)desc;
 	REG32(d->common + COMMON_Q_DESC + 4) = (uint32_t)(desc >> 32);
@@ -364,6 +364,22 @@ void virtio_queue_setup(struct vdev *d, struct vq *vq, uint16_t size, uint64_t d
 	/* Polling: no interrupts wanted (§2.7.10). */
 	vq->avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
 	REG16(d->common + COMMON_Q_ENABLE) = 1;
+}
+
+void virtio_queue_setup(struct vdev *d, struct vq *vq, uint16_t size, uint64_t desc, uint64_t avail,
+                        uint64_t used)
+{
+	queue_setup_at(d, 0, vq, size, desc, avail, used);
+}
+
+int virtio_queue_start(struct vdev *d, uint16_t q, struct vq *vq, unsigned int slot, uint16_t size)
+{
+	REG16(d->common + COMMON_Q_SELECT) = q;
+	if (REG16(d->common + COMMON_Q_SIZE) < size || vq_init(vq, slot, size) < 0)
+		return -1;
+	queue_setup_at(d, q, vq, size, (uintptr_t)vq->desc, (uintptr_t)vq->avail,
+	               (uintptr_t)vq->used);
+	return 0;
 }
 
 int virtio_start(struct vdev *d, struct vq *vq, unsigned int slot, uint16_t size, uint64_t want,

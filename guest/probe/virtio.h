@@ -14,7 +14,8 @@
  * mistake on the other.
  *
  * Used by test=virtio-blk, test=virtio-hostile (which also builds rings by
- * hand, so the queue's areas are exposed) and test=virtio-bench.
+ * hand, so the queue's areas are exposed), test=virtio-bench and test=net
+ * (virtio-net, two queues).
  */
 
 #include "probe.h"
@@ -153,6 +154,13 @@ void virtio_queue_setup(struct vdev *d, struct vq *vq, uint16_t size, uint64_t d
 int vq_init(struct vq *vq, unsigned int slot, uint16_t size);
 
 /*
+ * virtio_queue_start - queue @q of @size entries laid out in slot @slot
+ * (vq_init()), set up and enabled as virtio_queue_setup() does. Returns 0,
+ * or -1 if the device's queue is smaller or the slot does not exist.
+ */
+int virtio_queue_start(struct vdev *d, uint16_t q, struct vq *vq, unsigned int slot, uint16_t size);
+
+/*
  * virtio_start - negotiate @want, set up queue 0 of @size entries in slot
  * @slot and set DRIVER_OK. Returns 0, or -1 with *why set.
  */
@@ -191,5 +199,6 @@ uint64_t virtio_now_us(void);
 int test_virtio_blk(void);
 int test_virtio_hostile(void);
 int test_virtio_bench(void);
+int test_net(void);
 
 #endif

@@ -65,8 +65,6 @@ int cli_vm_lock_off(const char *cmd, const struct store *st, const char *name, c
  */
 int cli_vm_def_option(const char *cmd, struct vm_def *def, int opt, const char *arg);
 
-/* cli_vm_nic_arg - --nic auto|MAC[,network=NAME] added to @def; -1 or an exit status. */
-int cli_vm_nic_arg(const char *cmd, const char *arg, struct vm_def *def);
 
 /*
  * cli_vm_connect - connect @c to NAME's monitor, which must be up (give it a

@@ -218,12 +218,16 @@ static int run_parse(int argc, char **argv, struct vm_def *def, struct run_opts 
  * -1 with @cfg filled (pointing into @def and @vsock_path), or an exit status.
  */
 static int run_config(struct vm_def *def, const struct run_opts *ro, char *vsock_path, size_t len,
-                      struct vm_config *cfg)
+                      char *switch_home, size_t home_len, struct vm_config *cfg)
 {
 	struct mgr_err err;
 
 	if (vm_def_assign_slots(def) < 0)
 		return run_usage_error("%s", "too many devices for PCI bus 0");
+	/* Its switches know the VM by a name of its own: "run-PID" (MACs derive from it). */
+	if (def->nr_nics && !strcmp(def->name, "run"))
+		snprintf(def->name, sizeof(def->name), "run-%d", (int)getpid());
+	vm_def_assign_macs(def);
 	if (vm_def_validate(def, &err) < 0)
 		return run_usage_error("%s", err.msg);
 	if (def->vsock.cid && !def->vsock.socket &&
@@ -236,6 +240,17 @@ static int run_config(struct vm_def *def, const struct run_opts *ro, char *vsock
 	cfg->console = ro->console;
 	cfg->console_path = ro->console_path;
 	cfg->kvm_path = ro->kvm_path;
+	/* The switches are the store's (NESTVM_HOME or its default), as for managed VMs. */
+	if (def->nr_nics) {
+		struct store st;
+
+		if (store_open(&st, NULL, &err) < 0) {
+			fprintf(stderr, "nestvm run: --nic: %s\n", err.msg);
+			return NESTVM_EXIT_ERROR;
+		}
+		snprintf(switch_home, home_len, "%s", st.home);
+		cfg->switch_home = switch_home;
+	}
 	return -1;
 }
 
@@ -361,7 +376,7 @@ int cmd_run(int argc, char **argv)
 	    .kvm_path = "/dev/kvm",
 	    .sandbox = 1,
 	};
-	char vsock_path[STORE_PATH_MAX] = "", why[384];
+	char vsock_path[STORE_PATH_MAX] = "", switch_home[STORE_PATH_MAX] = "", why[384];
 	struct vm_snapshot snap = {.memory_fd = -1};
 	struct migrate_dest incoming = {.conn.fd = -1};
 	struct vm_config cfg;
@@ -386,7 +401,8 @@ int cmd_run(int argc, char **argv)
 		if (r >= 0)
 			goto out;
 	}
-	r = run_config(&def, &ro, vsock_path, sizeof(vsock_path), &cfg);
+	r = run_config(&def, &ro, vsock_path, sizeof(vsock_path), switch_home, sizeof(switch_home),
+	               &cfg);
 	if (r >= 0)
 		goto out;
 	/* Before vm_create() starts the first device thread. */

@@ -27,12 +27,7 @@
 #define SET_BIT(opt) (1u << ((opt)-CLI_DEF_KERNEL))
 
 /* `set`'s own options, after the CLI_DEF_* ones it shares with `new` and `run`. */
-enum {
-	SET_OPT_REMOVE_DISK = CLI_DEF_END,
-	SET_OPT_REMOVE_PORT,
-	SET_OPT_ADD_NIC,
-	SET_OPT_REMOVE_NIC
-};
+enum { SET_OPT_REMOVE_DISK = CLI_DEF_END, SET_OPT_REMOVE_PORT, SET_OPT_REMOVE_NIC };
 
 static const char set_usage[] =
     "usage: nestvm set NAME [options]\n"
@@ -59,7 +54,9 @@ static const char set_usage[] =
     "  --console-port, --add-console-port NAME,socket=PATH\n"
     "                           add a named console port           (VM off)\n"
     "  --remove-console-port NAME                                  (VM off)\n"
-    "  --add-nic auto|MAC[,network=NAME]                           (VM off)\n"
+    "  --nic, --add-nic switch=NAME[,mac=MAC][,mac-spoofing=on|off]\n"
+    "        [,dhcp-guard=on|off][,router-guard=on|off]\n"
+    "                           add a network adapter              (VM off)\n"
     "  --remove-nic MAC         remove a NIC                       (VM off)\n"
     "  --kernel PATH            kernel image\n"
     "  --initrd PATH|none       initial ramdisk, or none\n"
@@ -255,13 +252,23 @@ static int set_add_devices(const char *cmd, const struct set_request *req, struc
 		*offending = opt;
 	}
 	for (unsigned int i = 0; i < w->nr_nics; i++) {
+		struct vm_nic *n = &def->nics[def->nr_nics];
+
+		set_seen(req, CLI_DEF_NIC, &opt);
 		if (def->nr_nics == STORE_MAX_NICS)
 			return cli_vm_usage(cmd, "at most %d NICs", STORE_MAX_NICS);
-		def->nics[def->nr_nics] = w->nics[i];
-		def->nics[def->nr_nics].network = NULL;
-		if (vm_def_set_str(&def->nics[def->nr_nics++].network, w->nics[i].network) < 0)
+		for (unsigned int j = 0; w->nics[i].mac[0] && j < def->nr_nics; j++) {
+			if (!strcasecmp(def->nics[j].mac, w->nics[i].mac))
+				return cli_vm_usage(cmd, "%s: the VM has a NIC with MAC %s already",
+				                    opt, w->nics[i].mac);
+		}
+		*n = w->nics[i];
+		n->network = NULL;
+		n->pci_slot = 0;
+		def->nr_nics++;
+		if (vm_def_set_str(&n->network, w->nics[i].network) < 0)
 			return cli_vm_error(cmd, "out of memory");
-		*offending = "--add-nic";
+		*offending = opt;
 	}
 	return -1;
 }
@@ -297,6 +304,7 @@ static int set_apply(const char *cmd, const struct set_request *req, struct vm_d
 		def->console.pci_slot = console_slot;
 	if (vm_def_assign_slots(def) < 0)
 		return cli_vm_usage(cmd, "too many devices for PCI bus 0");
+	vm_def_assign_macs(def);
 	if ((set_seen(req, CLI_DEF_KERNEL, NULL) && vm_def_set_str(&def->kernel, w->kernel) < 0) ||
 	    (set_seen(req, CLI_DEF_INITRD, NULL) && vm_def_set_str(&def->initrd, w->initrd) < 0) ||
 	    (req->clear_initrd && vm_def_set_str(&def->initrd, NULL) < 0) ||
@@ -342,8 +350,6 @@ static int set_option(struct set_request *req, int opt, const char *name, const 
 	case SET_OPT_REMOVE_PORT:
 		return set_remember("--remove-console-port", arg, req->remove_port,
 		                    &req->nr_remove_port, STORE_MAX_CONSOLE_PORTS);
-	case SET_OPT_ADD_NIC:
-		return cli_vm_nic_arg("set", arg, &req->want);
 	case SET_OPT_REMOVE_NIC:
 		return set_remember("--remove-nic", arg, req->remove_nic, &req->nr_remove_nic,
 		                    STORE_MAX_NICS);
@@ -372,7 +378,8 @@ static int set_parse(int argc, char **argv, struct set_request *req)
 	    {"console-port", required_argument, NULL, CLI_DEF_CONSOLE_PORT},
 	    {"add-console-port", required_argument, NULL, CLI_DEF_CONSOLE_PORT},
 	    {"remove-console-port", required_argument, NULL, SET_OPT_REMOVE_PORT},
-	    {"add-nic", required_argument, NULL, SET_OPT_ADD_NIC},
+	    {"nic", required_argument, NULL, CLI_DEF_NIC},
+	    {"add-nic", required_argument, NULL, CLI_DEF_NIC},
 	    {"remove-nic", required_argument, NULL, SET_OPT_REMOVE_NIC},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},

@@ -34,7 +34,8 @@ static const char switch_usage[] =
     "  link NAME [VM]      join it as a VM adapter would (starting it if needed), and leave\n"
     "\n"
     "Types: private (VMs reach each other only), internal (and the host, on a tap\n"
-    "device at the subnet's first address; needs CAP_NET_ADMIN), nat (and the\n"
+    "device at the subnet's first address, with DHCP; without --subnet a bare tap\n"
+    "for a bridge; needs CAP_NET_ADMIN), nat (and the\n"
     "host's networks through NAT, unprivileged: gateway .2, DNS .3, DHCP from .15;\n"
     "default subnet 10.0.2.0/24). A forward's HOSTADDR defaults to 127.0.0.1.\n";
 
@@ -244,6 +245,21 @@ static uint64_t sw_u(json_t *o, const char *k)
 	return (uint64_t)json_integer_value(json_object_get(o, k));
 }
 
+/* One row of `switch show`'s port table: a port's counters (docs/api.md). */
+static void show_counters(const char *port, const char *who, const char *mac, const char *guards,
+                          json_t *c)
+{
+	json_t *dr = json_object_get(c, "drops");
+
+	printf("  %-4s %-24s %-17s %-8s %10llu %12llu %10llu %12llu  %llu/%llu/%llu/%llu/%llu\n",
+	       port, who, mac, guards, (unsigned long long)sw_u(c, "frames_in"),
+	       (unsigned long long)sw_u(c, "bytes_in"), (unsigned long long)sw_u(c, "frames_out"),
+	       (unsigned long long)sw_u(c, "bytes_out"), (unsigned long long)sw_u(dr, "spoofed_mac"),
+	       (unsigned long long)sw_u(dr, "dhcp_guard"),
+	       (unsigned long long)sw_u(dr, "router_guard"),
+	       (unsigned long long)sw_u(dr, "malformed"), (unsigned long long)sw_u(dr, "congested"));
+}
+
 static void sw_show_text(const struct switch_def *d, json_t *st)
 {
 	size_t i;
@@ -281,9 +297,8 @@ static void sw_show_text(const struct switch_def *d, json_t *st)
 	       "DROPS spoofed/dhcp/router/malformed/congested");
 	json_array_foreach(json_object_get(st, "ports"), i, e)
 	{
-		json_t *c = json_object_get(e, "counters"), *dr = json_object_get(c, "drops");
 		const char *kind = json_string_value(json_object_get(e, "kind")) ?: "?";
-		char who[80], guards[16];
+		char who[80], guards[16], port[16];
 
 		if (!strcmp(kind, "vm")) {
 			snprintf(who, sizeof(who), "%s/%d",
@@ -297,20 +312,11 @@ static void sw_show_text(const struct switch_def *d, json_t *st)
 			snprintf(who, sizeof(who), "(%s)", kind);
 			snprintf(guards, sizeof(guards), "-");
 		}
-		printf("  %-4d %-24s %-17s %-8s %10llu %12llu %10llu %12llu  "
-		       "%llu/%llu/%llu/%llu/%llu\n",
-		       (int)sw_u(e, "port"), who,
-		       json_string_value(json_object_get(e, "mac")) ?: "-", guards,
-		       (unsigned long long)sw_u(c, "frames_in"),
-		       (unsigned long long)sw_u(c, "bytes_in"),
-		       (unsigned long long)sw_u(c, "frames_out"),
-		       (unsigned long long)sw_u(c, "bytes_out"),
-		       (unsigned long long)sw_u(dr, "spoofed_mac"),
-		       (unsigned long long)sw_u(dr, "dhcp_guard"),
-		       (unsigned long long)sw_u(dr, "router_guard"),
-		       (unsigned long long)sw_u(dr, "malformed"),
-		       (unsigned long long)sw_u(dr, "congested"));
+		snprintf(port, sizeof(port), "%d", (int)sw_u(e, "port"));
+		show_counters(port, who, json_string_value(json_object_get(e, "mac")) ?: "-", guards,
+		              json_object_get(e, "counters"));
 	}
+	show_counters("all", "(since the switch started)", "", "", json_object_get(st, "totals"));
 	printf("  (guards: M MAC spoofing guard, D DHCP guard, R router guard)\n");
 	printf("MAC table (%zu of %d):\n", json_array_size(json_object_get(st, "mac_table")),
 	       (int)sw_u(st, "mac_table_capacity"));

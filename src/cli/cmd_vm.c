@@ -166,40 +166,6 @@ int cli_vm_def_option(const char *cmd, struct vm_def *def, int opt, const char *
 	return -1;
 }
 
-/* --nic auto|MAC[,network=NAME] */
-int cli_vm_nic_arg(const char *cmd, const char *arg, struct vm_def *def)
-{
-	const char *comma = strchr(arg, ',');
-	size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
-	struct vm_nic *nic;
-	uint8_t rnd[3] = {0};
-
-	if (def->nr_nics == STORE_MAX_NICS)
-		return cli_vm_usage(cmd, "at most %d NICs", STORE_MAX_NICS);
-	nic = &def->nics[def->nr_nics];
-	if (len == 4 && !strncmp(arg, "auto", 4)) {
-		if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
-			return cli_vm_error(cmd, "no random bytes for a MAC address");
-		/* 02: locally administered, unicast; 4e:56 is "NV". */
-		snprintf(nic->mac, sizeof(nic->mac), "02:4e:56:%02x:%02x:%02x", rnd[0], rnd[1],
-		         rnd[2]);
-	} else if (len == STORE_MAC_LEN) {
-		memcpy(nic->mac, arg, len);
-		nic->mac[len] = '\0';
-	} else {
-		return cli_vm_usage(cmd, "--nic '%s': give auto or a MAC like 02:00:00:12:34:56",
-		                    arg);
-	}
-	if (comma) {
-		if (strncmp(comma, ",network=", 9) || store_check_name(comma + 9, NULL) < 0)
-			return cli_vm_usage(cmd, "--nic '%s': the option is network=NAME", arg);
-		if (vm_def_set_str(&nic->network, comma + 9) < 0)
-			return cli_vm_error(cmd, "out of memory");
-	}
-	def->nr_nics++;
-	return -1;
-}
-
 /* ---- new ---- */
 
 static const char new_usage[] =
@@ -211,19 +177,16 @@ static const char new_usage[] =
     "\n"
     "  --kernel PATH        kernel image (required): bzImage or PVH ELF\n" CLI_DEF_OPTIONS_HELP
     "                       (--vsock's default socket: vsock.sock in the VM's directory)\n"
-    "  --nic auto|MAC[,network=NAME]\n"
-    "                       a network interface (repeatable; recorded, not attached yet)\n"
     "\n"
     "Each PCI device gets the first free slot on bus 0 (disks, rng, vsock,\n"
-    "virtio-console in that order) and keeps it: 'nestvm set' never moves it.\n"
+    "virtio-console, NICs in that order) and keeps it: 'nestvm set' never moves it.\n"
+    "A NIC's MAC, given or derived, is recorded too.\n"
     "NAME: 1 to 64 letters, digits, '.', '_', '-', starting with a letter or digit.\n";
 
 int cmd_new(int argc, char **argv)
 {
-	enum { OPT_NIC = CLI_DEF_END };
 	static const struct option opts[] = {
 	    CLI_DEF_OPTIONS,
-	    {"nic", required_argument, NULL, OPT_NIC},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -239,8 +202,6 @@ int cmd_new(int argc, char **argv)
 	while (r < 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (opt >= CLI_DEF_KERNEL && opt < CLI_DEF_END) {
 			r = cli_vm_def_option("new", &def, opt, optarg);
-		} else if (opt == OPT_NIC) {
-			r = cli_vm_nic_arg("new", optarg, &def);
 		} else if (opt == 'h') {
 			fputs(new_usage, stdout);
 			r = 0;
@@ -260,6 +221,7 @@ int cmd_new(int argc, char **argv)
 	if (r >= 0)
 		goto out;
 	snprintf(def.name, sizeof(def.name), "%s", name);
+	vm_def_assign_macs(&def);
 	if (store_create(&st, &def, &err) < 0) {
 		r = cli_vm_error("new", "%s", err.msg);
 		goto out;
@@ -474,10 +436,15 @@ static void cli_vm_show_devices(const struct store *st, const struct vm_def *def
 		       def->disks[i].io == DISK_ENGINE_URING     ? "uring"
 		       : def->disks[i].io == DISK_ENGINE_THREADS ? "threads"
 		                                                 : "auto");
-	for (unsigned int i = 0; i < def->nr_nics; i++)
-		printf("nic %u:        %s%s%s (not attached: no network device yet)\n", i,
-		       def->nics[i].mac, def->nics[i].network ? " network " : "",
-		       def->nics[i].network ? def->nics[i].network : "");
+	for (unsigned int i = 0; i < def->nr_nics; i++) {
+		const struct vm_nic *n = &def->nics[i];
+
+		printf("nic %u:        %s %s%s, mac-spoofing %s, dhcp-guard %s, router-guard %s at "
+		       "00:%02x.0\n",
+		       i, n->mac, n->network ? "switch " : "no switch",
+		       n->network ? n->network : "", n->mac_spoofing ? "on" : "off",
+		       n->dhcp_guard ? "on" : "off", n->router_guard ? "on" : "off", n->pci_slot);
+	}
 	if (def->rng.enabled)
 		printf("rng:          virtio-rng at 00:%02x.0\n", def->rng.pci_slot);
 	if (def->vsock.cid) {

@@ -11,12 +11,15 @@
 #include "backends/disk.h"
 #include "cli/cli.h"
 #include "core/vm_limits.h"
+#include "manager/store.h"
+#include "net/netport.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -156,6 +159,47 @@ int cli_parse_console_port(char *arg, struct vm_console_port *out)
 	return opts_done(&sp);
 }
 
+/* "on" or "off" after @prefix ("dhcp-guard="); false if @word is not that. */
+static bool opts_flag(const char *word, const char *prefix, bool *out)
+{
+	size_t n = strlen(prefix);
+
+	if (strncmp(word, prefix, n))
+		return false;
+	if (!strcmp(word + n, "on"))
+		*out = true;
+	else if (!strcmp(word + n, "off"))
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+int cli_parse_nic(char *arg, struct cli_nic *out)
+{
+	struct opts_split sp;
+	char *word;
+
+	*out = (struct cli_nic){.dhcp_guard = true, .router_guard = true};
+	if (opts_begin(&sp, arg) < 0)
+		return -ENOMEM;
+	while ((word = opts_word(&sp))) {
+		if (!strncmp(word, "switch=", 7) && word[7])
+			out->switch_name = word + 7;
+		else if (!strncmp(word, "mac=", 4) && word[4])
+			out->mac = word + 4;
+		else if (!strncmp(word, "mtu=", 4) && word[4])
+			out->mtu = word + 4;
+		else if (!opts_flag(word, "mac-spoofing=", &out->mac_spoofing) &&
+		         !opts_flag(word, "dhcp-guard=", &out->dhcp_guard) &&
+		         !opts_flag(word, "router-guard=", &out->router_guard))
+			return opts_fail(&sp);
+	}
+	if (!out->switch_name)
+		return opts_fail(&sp);
+	return opts_done(&sp);
+}
+
 /* ---- the options, applied to a definition ---- */
 
 /* An option's name for messages: "--disk". */
@@ -173,6 +217,7 @@ static const char *const def_opt_names[CLI_DEF_END - CLI_DEF_KERNEL] = {
     [CLI_DEF_VSOCK - CLI_DEF_KERNEL] = "--vsock",
     [CLI_DEF_VIRTIO_CONSOLE - CLI_DEF_KERNEL] = "--virtio-console",
     [CLI_DEF_CONSOLE_PORT - CLI_DEF_KERNEL] = "--console-port",
+    [CLI_DEF_NIC - CLI_DEF_KERNEL] = "--nic",
 };
 
 /*
@@ -336,6 +381,80 @@ out:
 	return r;
 }
 
+static int def_nic(struct vm_def *def, const char *arg, struct mgr_err *err)
+{
+	struct cli_nic cn;
+	struct vm_nic *nic;
+	uint8_t mac[6];
+	char *copy;
+	int r;
+
+	if (def->nr_nics == STORE_MAX_NICS)
+		return mgr_err_set(err, -EINVAL, "--nic '%s': at most %d NICs", arg,
+		                   STORE_MAX_NICS);
+	copy = def_copy(arg, err);
+	if (!copy)
+		return -ENOMEM;
+	r = cli_parse_nic(copy, &cn);
+	if (r < 0) {
+		mgr_err_set(err, r,
+		            "--nic '%s': give switch=NAME[,mac=MAC][,mtu=N][,mac-spoofing=on|off]"
+		            "[,dhcp-guard=on|off][,router-guard=on|off]",
+		            arg);
+		goto out;
+	}
+	if (store_check_name(cn.switch_name, NULL) < 0) {
+		r = mgr_err_set(err, -EINVAL,
+		                "--nic '%s': '%s' is not a switch name (letters, digits, '.', '_', "
+		                "'-')",
+		                arg, cn.switch_name);
+		goto out;
+	}
+	if (cn.mac && (netport_mac_parse(cn.mac, mac) < 0 || (mac[0] & 1))) {
+		r = mgr_err_set(err, -EINVAL,
+		                "--nic '%s': '%s' is not a unicast MAC like 02:00:00:12:34:56", arg,
+		                cn.mac);
+		goto out;
+	}
+	nic = &def->nics[def->nr_nics];
+	vm_def_init_nic(nic);
+	if (cn.mtu) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(cn.mtu, &end, 10);
+		if (errno || *end || cn.mtu[0] < '0' || cn.mtu[0] > '9' || v < VM_DEF_MTU_MIN ||
+		    v > VM_DEF_MTU_MAX) {
+			r = mgr_err_set(err, -EINVAL, "--nic '%s': mtu=%s: give %d to %d", arg,
+			                cn.mtu, VM_DEF_MTU_MIN, VM_DEF_MTU_MAX);
+			goto out;
+		}
+		nic->mtu = (unsigned int)v;
+	}
+	if (cn.mac)
+		netport_mac_format(mac, nic->mac);
+	for (unsigned int i = 0; cn.mac && i < def->nr_nics; i++) {
+		if (!strcasecmp(def->nics[i].mac, nic->mac)) {
+			r = mgr_err_set(err, -EINVAL,
+			                "--nic '%s': the VM has a NIC with MAC %s already", arg,
+			                nic->mac);
+			goto out;
+		}
+	}
+	if (vm_def_set_str(&nic->network, cn.switch_name) < 0) {
+		r = mgr_err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	nic->mac_spoofing = cn.mac_spoofing;
+	nic->dhcp_guard = cn.dhcp_guard;
+	nic->router_guard = cn.router_guard;
+	def->nr_nics++;
+out:
+	free(copy);
+	return r;
+}
+
 /* --nested, --hugepages, --pit, and --rng's optional value. */
 static int def_on_off(const char *opt, const char *arg, bool *out, struct mgr_err *err)
 {
@@ -401,6 +520,8 @@ int cli_def_option(struct vm_def *def, int opt, const char *arg, unsigned int fl
 		return def_path(name, arg, arg, false, &def->console.socket, err);
 	case CLI_DEF_CONSOLE_PORT:
 		return def_console_port(def, arg, err);
+	case CLI_DEF_NIC:
+		return def_nic(def, arg, err);
 	}
 	return mgr_err_set(err, -EINVAL, "not an option of a VM's definition");
 }

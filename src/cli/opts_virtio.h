@@ -29,6 +29,7 @@ enum cli_def_opt {
 	CLI_DEF_VSOCK,
 	CLI_DEF_VIRTIO_CONSOLE,
 	CLI_DEF_CONSOLE_PORT,
+	CLI_DEF_NIC,
 	CLI_DEF_END
 };
 
@@ -46,7 +47,8 @@ enum cli_def_opt {
 	{"rng", no_argument, NULL, CLI_DEF_RNG},			\
 	{"vsock", required_argument, NULL, CLI_DEF_VSOCK},		\
 	{"virtio-console", required_argument, NULL, CLI_DEF_VIRTIO_CONSOLE}, \
-	{"console-port", required_argument, NULL, CLI_DEF_CONSOLE_PORT}
+	{"console-port", required_argument, NULL, CLI_DEF_CONSOLE_PORT}, \
+	{"nic", required_argument, NULL, CLI_DEF_NIC}
 
 /* The help text of CLI_DEF_OPTIONS but --kernel, for the commands' usage. */
 #define CLI_DEF_OPTIONS_HELP \
@@ -68,7 +70,12 @@ enum cli_def_opt {
 	"  --virtio-console PATH\n" \
 	"                       a second console (the guest's hvc0) on UNIX socket PATH\n" \
 	"  --console-port NAME,socket=PATH\n" \
-	"                       a named virtio-console port on UNIX socket PATH (up to 8)\n"
+	"                       a named virtio-console port on UNIX socket PATH (up to 8)\n" \
+	"  --nic switch=NAME[,mac=MAC][,mtu=N][,mac-spoofing=on|off][,dhcp-guard=on|off]\n" \
+	"        [,router-guard=on|off]\n" \
+	"                       a virtio-net adapter on a port of switch NAME (up to 8);\n" \
+	"                       MAC defaults to one derived from the VM's name, MTU to 1500\n" \
+	"                       (68 to 65520); spoofing off, the guards on by default\n"
 /* clang-format on */
 
 /* cli_def_option() flags. */
@@ -115,5 +122,20 @@ int cli_parse_vsock(char *arg, uint32_t *cid, const char **socket)
  */
 int cli_parse_console_port(char *arg, struct vm_console_port *out)
     __attribute__((warn_unused_result));
+
+/* What --nic says, before it goes into a definition. */
+struct cli_nic {
+	const char *switch_name;
+	const char *mac; /* NULL: derived */
+	const char *mtu; /* NULL: the default */
+	bool mac_spoofing, dhcp_guard, router_guard;
+};
+
+/*
+ * cli_parse_nic - "switch=NAME[,mac=MAC][,mtu=N][,mac-spoofing=on|off]
+ * [,dhcp-guard=on|off][,router-guard=on|off]" (--nic). Returns 0 or
+ * -EINVAL (no switch, an unknown word or value).
+ */
+int cli_parse_nic(char *arg, struct cli_nic *out) __attribute__((warn_unused_result));
 
 #endif

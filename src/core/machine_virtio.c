@@ -1,15 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The VM's virtio devices on PCI bus 0: one virtio PCI function per --disk,
- * and one each for --rng, --vsock and the virtio consoles (--virtio-console,
- * --console-port). Each gets a 32 KiB BAR0 placed, as firmware would, in the
+ * one each for --rng, --vsock and the virtio consoles (--virtio-console,
+ * --console-port), and one per --nic. Each gets a 32 KiB BAR0 placed, as firmware would, in the
  * 32-bit MMIO window (LAYOUT_PCI_MMIO32, upwards from its start), MSI-X
  * interrupts sent with KVM_SIGNAL_MSI, and its queue notifications as
  * KVM ioeventfds.
  *
  * Each function (transport and device model) is a device of vm->devices,
  * named "virtio-blk0".."virtio-blk7", "virtio-rng", "virtio-vsock",
- * "virtio-console" in creation order; the list owns it.
+ * "virtio-console", "virtio-net0".."virtio-net7" in creation order; the list
+ * owns it.
+ *
+ * A NIC joins its switch as it is created (net/switch_link.h), so a VM
+ * restored or migrated here has its adapters on their switches again before
+ * it runs. A switch that cannot be reached fails the VM's creation, with
+ * the reason.
  */
 #include "core/machine.h"
 
@@ -18,16 +24,18 @@
 #include "devices/pci/pci_host.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"
+#include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_pci.h"
 #include "devices/virtio/vsock.h"
+#include "net/switch_link.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MACHINE_VIRTIO_MAX (VM_MAX_DISKS + 4)
+#define MACHINE_VIRTIO_MAX (VM_MAX_DISKS + 4 + VM_MAX_NICS)
 
 /* Creation-time bookkeeping; the functions themselves belong to vm->devices. */
 struct machine_virtio {
@@ -200,13 +208,76 @@ static int machine_create_console(struct machine_virtio *mv)
 	return r;
 }
 
+/* Connect NIC @i to its switch: the port socket into *@fd (-1: no switch); 0 or -errno. */
+static int machine_nic_connect(const struct vm_config *cfg, unsigned int i, int *fd)
+{
+	const struct vm_nic_config *n = &cfg->nics[i];
+	struct netport_hello h = {
+	    .adapter = i,
+	    .mac_spoofing = n->mac_spoofing,
+	    .dhcp_guard = n->dhcp_guard,
+	    .router_guard = n->router_guard,
+	};
+	unsigned int port = 0;
+	char why[256];
+
+	*fd = -1;
+	if (!n->switch_name)
+		return 0;
+	if (!cfg->switch_home || !cfg->vm_name) {
+		log_error("NIC %u: no store to find switch '%s' in", i, n->switch_name);
+		return -EINVAL;
+	}
+	snprintf(h.vm, sizeof(h.vm), "%s", cfg->vm_name);
+	memcpy(h.mac, n->mac, sizeof(h.mac));
+	*fd = switch_link_connect(cfg->switch_home, n->switch_name, &h, &port, why, sizeof(why));
+	if (*fd < 0) {
+		int r = *fd;
+
+		log_error("NIC %u: cannot join %s", i, why);
+		*fd = -1;
+		return r;
+	}
+	log_info("NIC %u: on port %u of switch '%s'", i, port, n->switch_name);
+	return 0;
+}
+
+static int machine_create_nics(struct machine_virtio *mv)
+{
+	const struct vm_config *cfg = &mv->vm->cfg;
+
+	for (unsigned int i = 0; i < cfg->nr_nics && i < VM_MAX_NICS; i++) {
+		struct virtio_net_params p = {0};
+		struct virtio_net *net;
+		char name[DEVICE_NAME_MAX];
+		int fd, r = machine_nic_connect(cfg, i, &fd);
+
+		if (r < 0)
+			return r;
+		snprintf(name, sizeof(name), "virtio-net%u", i);
+		memcpy(p.mac, cfg->nics[i].mac, sizeof(p.mac));
+		p.mtu = cfg->nics[i].mtu;
+		p.fd = fd;
+		p.name = name;
+		r = virtio_net_create(&p, &net);
+		if (r == 0)
+			r = machine_add_virtio(mv, virtio_net_vdev(net), name,
+			                       cfg->nics[i].pci_slot);
+		if (r == 0)
+			r = virtio_net_start(net);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int machine_create_virtio(struct vm *vm)
 {
 	struct machine_virtio *mv;
 	int r;
 
 	if (!vm->cfg.nr_disks && !vm->cfg.rng && !vm->cfg.vsock_cid && !vm->cfg.hvc_socket &&
-	    !vm->cfg.nr_console_ports)
+	    !vm->cfg.nr_console_ports && !vm->cfg.nr_nics)
 		return 0;
 	if (!kvm_check_cap(vm->fd, KVM_CAP_SIGNAL_MSI)) {
 		log_error("this KVM cannot inject MSIs (no KVM_CAP_SIGNAL_MSI): no virtio devices");
@@ -232,6 +303,8 @@ int machine_create_virtio(struct vm *vm)
 		r = machine_create_vsock(mv);
 	if (r == 0 && (vm->cfg.hvc_socket || vm->cfg.nr_console_ports))
 		r = machine_create_console(mv);
+	if (r == 0)
+		r = machine_create_nics(mv);
 	return r;
 }
 

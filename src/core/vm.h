@@ -30,6 +30,7 @@ struct machine_virtio;
 
 #define VM_MAX_DISKS 8	       /* --disk */
 #define VM_MAX_CONSOLE_PORTS 8 /* --console-port */
+#define VM_MAX_NICS 8	       /* --nic */
 
 /*
  * Where COM1 goes: the monitor's stdin/stdout, a file (output only), nowhere,
@@ -56,7 +57,7 @@ struct vm_config {
 	/*
 	 * Virtio devices on PCI (core/machine_virtio.c). Each *pci_slot is the
 	 * device's number on bus 0 (1 to 31), or 0 for the first free one in
-	 * creation order (disks, rng, vsock, console); manager/vm_def.c's
+	 * creation order (disks, rng, vsock, console, NICs); manager/vm_def.c's
 	 * vm_def_to_config() always gives them.
 	 */
 	struct vm_disk_config {
@@ -78,6 +79,17 @@ struct vm_config {
 	unsigned int rng_pci_slot;
 	unsigned int vsock_pci_slot;
 	unsigned int console_pci_slot; /* the virtio-console device: hvc0 and the ports */
+	/* --nic: virtio-net devices, each on a port of a switch (net/switch_link.h). */
+	struct vm_nic_config {
+		const char *switch_name; /* NULL: no switch, the link is down */
+		uint8_t mac[6];
+		bool mac_spoofing, dhcp_guard, router_guard;
+		unsigned int mtu; /* 0: the device's default (1500) */
+		unsigned int pci_slot;
+	} nics[VM_MAX_NICS];
+	unsigned int nr_nics;
+	const char *vm_name;	 /* what the NICs tell their switches ("run-PID" for `run`) */
+	const char *switch_home; /* the store whose .switches/ the NICs' switches are in */
 };
 
 /*

@@ -1292,10 +1292,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	cfg.console = VM_CONSOLE_FD;
 	cfg.console_in_fd = m->con_in[0];
 	cfg.console_out_fd = m->con_out[1];
-	if (m->def.nr_nics)
-		log_warn("the definition lists %u NIC(s); this nestvm has no network device yet, "
-		         "the VM runs without",
-		         m->def.nr_nics);
+	cfg.switch_home = st->home;
 	monitor_log(m, "creating the VM: %u vCPU(s), %llu MiB, nested %s, kernel %s", cfg.cpus,
 	            (unsigned long long)m->def.memory_mib, cfg.nested ? "on" : "off", cfg.kernel);
 	r = monitor_build_vm(m, in, &snap, &cfg, open_us);

@@ -14,6 +14,7 @@
 
 #include "core/vm.h"
 #include "manager/store.h"
+#include "net/netport.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -23,13 +24,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 _Static_assert(STORE_MAX_DISKS <= VM_MAX_DISKS, "a definition may list more disks than a VM takes");
 _Static_assert(STORE_MAX_CONSOLE_PORTS <= VM_MAX_CONSOLE_PORTS,
                "a definition may list more console ports than a VM takes");
+_Static_assert(STORE_MAX_NICS <= VM_MAX_NICS, "a definition may list more NICs than a VM takes");
 
-/* Every PCI device a definition can hold: the disks, rng, vsock, virtio-console. */
-#define VM_DEF_MAX_PCI (STORE_MAX_DISKS + 3)
+/* Every PCI device a definition can hold: the disks, rng, vsock, virtio-console, the NICs. */
+#define VM_DEF_MAX_PCI (STORE_MAX_DISKS + 3 + STORE_MAX_NICS)
 #define VM_DEF_OWNER_LEN 32
 
 /* Which field holds each PCI slot, while a definition is parsed. */
@@ -239,10 +242,56 @@ static int def_parse_disks(const json_t *a, const char *file, struct vm_def *def
 	return 0;
 }
 
-static int def_parse_nics(const json_t *a, const char *file, struct vm_def *def,
-                          struct mgr_err *err)
+/* One NIC's field @key. */
+static int def_parse_nic_field(const char *key, const json_t *v, const char *file,
+                               const char *field, const char *owner, struct vm_nic *nic,
+                               struct def_slots *slots, struct mgr_err *err)
 {
-	char field[64];
+	int r;
+
+	if (!strcmp(key, "mac")) {
+		if (!json_is_string(v) || !def_mac_valid(json_string_value(v)))
+			return def_fail(
+			    err, file, field, v,
+			    "expected a unicast MAC address like \"02:00:00:12:34:56\"");
+		strcpy(nic->mac, json_string_value(v));
+		return 0;
+	}
+	/* "network" is what format 1 and 2 called the switch. */
+	if (!strcmp(key, "switch") || !strcmp(key, "network")) {
+		if (nic->network)
+			return def_fail(err, file, field, NULL,
+			                "the switch is given already ('network' is its old name)");
+		r = def_get_str(v, file, field, false, true, &nic->network, err);
+		if (r == 0 && nic->network && store_check_name(nic->network, NULL) < 0)
+			r = def_fail(err, file, field, v,
+			             "expected a switch name (letters, digits, '.', '_', '-')");
+		return r;
+	}
+	if (!strcmp(key, "mac_spoofing"))
+		return def_get_bool(v, file, field, &nic->mac_spoofing, err);
+	if (!strcmp(key, "dhcp_guard"))
+		return def_get_bool(v, file, field, &nic->dhcp_guard, err);
+	if (!strcmp(key, "router_guard"))
+		return def_get_bool(v, file, field, &nic->router_guard, err);
+	if (!strcmp(key, "mtu")) {
+		uint64_t mtu = 0;
+
+		r = def_get_uint(v, file, field, VM_DEF_MTU_MIN, VM_DEF_MTU_MAX, &mtu, err);
+		nic->mtu = (unsigned int)mtu;
+		return r;
+	}
+	if (!strcmp(key, "pci_slot"))
+		return def_get_slot(v, file, field, owner, slots, &nic->pci_slot, err);
+	return def_fail(err, file, field, NULL,
+	                "unknown field (known: mac, switch, mac_spoofing, dhcp_guard, "
+	                "router_guard, mtu, pci_slot)");
+}
+
+static int def_parse_nics(const json_t *a, const char *file, struct vm_def *def,
+                          struct def_slots *slots, struct mgr_err *err)
+{
+	char field[64], owner[VM_DEF_OWNER_LEN];
 	size_t i;
 	json_t *n;
 
@@ -253,41 +302,33 @@ static int def_parse_nics(const json_t *a, const char *file, struct vm_def *def,
 	json_array_foreach(a, i, n)
 	{
 		struct vm_nic *nic = &def->nics[def->nr_nics];
-		bool have_mac = false;
 		const char *key;
 		json_t *v;
-		int r = 0;
+		int r;
 
 		snprintf(field, sizeof(field), "nics[%zu]", i);
+		snprintf(owner, sizeof(owner), "nics[%u]", (unsigned int)i);
 		if (!json_is_object(n))
 			return def_fail(err, file, field, n, "expected an object {\"mac\": ...}");
+		vm_def_init_nic(nic);
 		def->nr_nics++;
 		json_object_foreach(n, key, v)
 		{
 			snprintf(field, sizeof(field), "nics[%zu].%.20s", i, key);
-			if (!strcmp(key, "mac")) {
-				if (!json_is_string(v) || !def_mac_valid(json_string_value(v)))
-					return def_fail(err, file, field, v,
-					                "expected a unicast MAC address "
-					                "like \"02:00:00:12:34:56\"");
-				strcpy(nic->mac, json_string_value(v));
-				have_mac = true;
-			} else if (!strcmp(key, "network")) {
-				r = def_get_str(v, file, field, false, true, &nic->network, err);
-				if (r == 0 && nic->network &&
-				    store_check_name(nic->network, NULL) < 0)
-					r = def_fail(err, file, field, v,
-					             "expected a network name (letters, digits, "
-					             "'.', '_', '-')");
-			} else {
-				r = def_fail(err, file, field, NULL, "unknown field");
-			}
+			r = def_parse_nic_field(key, v, file, field, owner, nic, slots, err);
 			if (r < 0)
 				return r;
 		}
-		if (!have_mac) {
+		if (!nic->mac[0]) {
 			snprintf(field, sizeof(field), "nics[%zu].mac", i);
 			return def_fail(err, file, field, NULL, "missing");
+		}
+		for (unsigned int j = 0; j + 1 < def->nr_nics; j++) {
+			if (!strcasecmp(def->nics[j].mac, nic->mac)) {
+				snprintf(field, sizeof(field), "nics[%zu].mac", i);
+				return def_fail(err, file, field, NULL,
+				                "%s is the MAC of nics[%u] already", nic->mac, j);
+			}
 		}
 	}
 	return 0;
@@ -520,7 +561,7 @@ static int def_parse_field(const char *key, const json_t *v, const char *file, s
 	if (!strcmp(key, "disks"))
 		return def_parse_disks(v, file, def, slots, err);
 	if (!strcmp(key, "nics"))
-		return def_parse_nics(v, file, def, err);
+		return def_parse_nics(v, file, def, slots, err);
 	if (!strcmp(key, "rng"))
 		return def_parse_rng(v, file, def, slots, err);
 	if (!strcmp(key, "vsock"))
@@ -626,6 +667,8 @@ static unsigned int def_pci_slots(struct vm_def *def, unsigned int *slots[VM_DEF
 		slots[n++] = &def->vsock.pci_slot;
 	if (vm_def_has_console(def))
 		slots[n++] = &def->console.pci_slot;
+	for (unsigned int i = 0; i < def->nr_nics && i < STORE_MAX_NICS; i++)
+		slots[n++] = &def->nics[i].pci_slot;
 	return n;
 }
 
@@ -650,6 +693,35 @@ int vm_def_assign_slots(struct vm_def *def)
 		used[next] = true;
 	}
 	return 0;
+}
+
+void vm_def_init_nic(struct vm_nic *nic)
+{
+	memset(nic, 0, sizeof(*nic));
+	nic->dhcp_guard = true;
+	nic->router_guard = true;
+	nic->mtu = VM_DEF_MTU_DEFAULT;
+}
+
+void vm_def_assign_macs(struct vm_def *def)
+{
+	for (unsigned int i = 0; i < def->nr_nics && i < STORE_MAX_NICS; i++) {
+		struct vm_nic *nic = &def->nics[i];
+
+		/* Another index where a NIC given its MAC by hand has this one's. */
+		for (unsigned int idx = i; !nic->mac[0]; idx += STORE_MAX_NICS) {
+			uint8_t mac[6];
+
+			netport_mac_derive(def->name, idx, mac);
+			netport_mac_format(mac, nic->mac);
+			for (unsigned int j = 0; j < def->nr_nics; j++) {
+				if (j != i && !strcasecmp(def->nics[j].mac, nic->mac)) {
+					nic->mac[0] = '\0';
+					break;
+				}
+			}
+		}
+	}
 }
 
 /* ---- formatting ---- */
@@ -679,8 +751,13 @@ static json_t *def_format_nics(const struct vm_def *def)
 	json_t *a = json_array();
 
 	for (unsigned int i = 0; a && i < def->nr_nics; i++) {
-		if (json_array_append_new(a, json_pack("{s:s, s:s?}", "mac", def->nics[i].mac,
-		                                       "network", def->nics[i].network)) < 0) {
+		const struct vm_nic *n = &def->nics[i];
+
+		if (json_array_append_new(
+		        a, json_pack("{s:s, s:s?, s:b, s:b, s:b, s:i, s:i}", "mac", n->mac,
+		                     "switch", n->network, "mac_spoofing", n->mac_spoofing,
+		                     "dhcp_guard", n->dhcp_guard, "router_guard", n->router_guard,
+		                     "mtu", (int)n->mtu, "pci_slot", (int)n->pci_slot)) < 0) {
 			json_decref(a);
 			return NULL;
 		}
@@ -850,7 +927,8 @@ int vm_def_to_config(const struct vm_def *def, const char *vsock_default, struct
 	    .console_out_fd = -1,
 	    .kvm_path = "/dev/kvm",
 	};
-	if (def->nr_disks > STORE_MAX_DISKS || def->console.nr_ports > STORE_MAX_CONSOLE_PORTS)
+	if (def->nr_disks > STORE_MAX_DISKS || def->console.nr_ports > STORE_MAX_CONSOLE_PORTS ||
+	    def->nr_nics > STORE_MAX_NICS)
 		return mgr_err_set(err, -EINVAL, "VM '%s': too many devices", def->name);
 	for (unsigned int i = 0; i < def->nr_disks; i++) {
 		cfg->disks[i] = (struct vm_disk_config){
@@ -880,5 +958,21 @@ int vm_def_to_config(const struct vm_def *def, const char *vsock_default, struct
 	}
 	cfg->nr_console_ports = def->console.nr_ports;
 	cfg->console_pci_slot = def->console.pci_slot;
+	cfg->vm_name = def->name;
+	for (unsigned int i = 0; i < def->nr_nics; i++) {
+		const struct vm_nic *n = &def->nics[i];
+		struct vm_nic_config *c = &cfg->nics[i];
+
+		if (netport_mac_parse(n->mac, c->mac) < 0)
+			return mgr_err_set(err, -EINVAL, "VM '%s': NIC %u has no MAC address",
+			                   def->name, i);
+		c->switch_name = n->network;
+		c->mac_spoofing = n->mac_spoofing;
+		c->dhcp_guard = n->dhcp_guard;
+		c->router_guard = n->router_guard;
+		c->mtu = n->mtu;
+		c->pci_slot = n->pci_slot;
+	}
+	cfg->nr_nics = def->nr_nics;
 	return 0;
 }

@@ -13,7 +13,7 @@
  *
  * Every PCI device has a slot (its device number on bus 0) recorded when it
  * is added: vm_def_assign_slots() gives a device without one the first free
- * slot, in a fixed order (disks, rng, vsock, virtio-console), so that a
+ * slot, in a fixed order (disks, rng, vsock, virtio-console, NICs), so that a
  * device keeps its guest-visible address when others are removed or added.
  * A definition without slots (`run`, a format 1 vm.json) gets the slots
  * today's machine gives: 00:01.0 onwards in that order.
@@ -38,10 +38,12 @@
 
 /*
  * The format written into vm.json. 2 added hugepages, pit, the disks' io and
- * pci_slot, rng, vsock and virtio_console; a format 1 file reads as it
- * always ran (hugepages and pit on, disks from 00:01.0 in order).
+ * pci_slot, rng, vsock and virtio_console; 3 the NICs' switch, guards and
+ * pci_slot. A format 1 file reads as it always ran (hugepages and pit on,
+ * disks from 00:01.0 in order); a NIC of an older file gets the guards'
+ * defaults and the first free slot.
  */
-#define STORE_FORMAT 2
+#define STORE_FORMAT 3
 
 /* PCI device numbers a device may have on bus 0: 0 is the host bridge's. */
 #define VM_DEF_PCI_SLOT_MIN 1
@@ -49,6 +51,9 @@
 #define VM_DEF_PORT_NAME_MAX 64 /* VIRTIO_CONSOLE_NAME_MAX */
 #define VM_DEF_VSOCK_CID_MIN 3  /* 0-2 are reserved, 2 is the host (virtio 1.2 §5.10.4) */
 #define VM_DEF_VSOCK_CID_MAX 0xfffffffeU
+#define VM_DEF_MTU_MIN 68 /* VIRTIO_NET_MTU_MIN: IPv4's minimum */
+#define VM_DEF_MTU_MAX 65520
+#define VM_DEF_MTU_DEFAULT 1500
 
 struct vm_config;
 
@@ -59,9 +64,20 @@ struct vm_disk {
 	unsigned int pci_slot; /* 0 until vm_def_assign_slots() */
 };
 
+/*
+ * A network adapter (--nic switch=NAME[,mac=MAC][,mtu=N][,mac-spoofing=on|off]
+ * [,dhcp-guard=on|off][,router-guard=on|off]): virtio-net on a port of
+ * switch NAME (net/switch_link.h). vm.json calls the switch "switch"; a
+ * format 1 or 2 file's "network" reads as the same.
+ */
 struct vm_nic {
-	char mac[STORE_MAC_LEN + 1];
-	char *network; /* NULL: not connected to a named network */
+	char mac[STORE_MAC_LEN + 1]; /* "": not given yet (vm_def_assign_macs()) */
+	char *network;               /* the switch's name; NULL: no switch, the link is down */
+	bool mac_spoofing;           /* frames from other source MACs pass (default off) */
+	bool dhcp_guard;             /* DHCP server messages from the VM dropped (default on) */
+	bool router_guard;           /* IPv6 router advertisements dropped (default on) */
+	unsigned int mtu;            /* VM_DEF_MTU_MIN..VM_DEF_MTU_MAX (default 1500) */
+	unsigned int pci_slot;
 };
 
 /* virtio-rng (--rng). */
@@ -138,10 +154,21 @@ int vm_def_validate(const struct vm_def *def, struct mgr_err *err)
 /*
  * vm_def_assign_slots - give each PCI device of @def without a slot the
  * lowest free one, devices taken in the order disks, rng, vsock,
- * virtio-console; slots already given are kept. 0, or -ENOSPC if bus 0 is
- * full.
+ * virtio-console, NICs; slots already given are kept. 0, or -ENOSPC if bus 0
+ * is full.
  */
 int vm_def_assign_slots(struct vm_def *def) __attribute__((warn_unused_result));
+
+/*
+ * vm_def_assign_macs - give each NIC of @def without a MAC the one
+ * netport_mac_derive() makes of the VM's name and the NIC's index (another
+ * index if that one is taken). `new` and `set` record it, so it never
+ * changes afterwards.
+ */
+void vm_def_assign_macs(struct vm_def *def);
+
+/* vm_def_init_nic - a NIC with the defaults (dhcp and router guards on, MTU 1500). */
+void vm_def_init_nic(struct vm_nic *nic);
 
 /* vm_def_format - the definition as indented JSON (malloc'd), or NULL. */
 char *vm_def_format(const struct vm_def *def);
@@ -166,7 +193,8 @@ void vm_def_clear(struct vm_def *def);
  * host socket when @def names none (`run`: in $XDG_RUNTIME_DIR, a managed
  * VM: in its directory, store_vsock_default()); it may be NULL when there is
  * no vsock device. The per-run plumbing is left for the caller to set: the
- * serial console (VM_CONSOLE_NONE here) and kvm_path ("/dev/kvm").
+ * serial console (VM_CONSOLE_NONE here), kvm_path ("/dev/kvm") and the
+ * store the NICs' switches live in (switch_home, NULL here).
  * Returns 0 or -EINVAL with @err set.
  */
 int vm_def_to_config(const struct vm_def *def, const char *vsock_default, struct vm_config *cfg,

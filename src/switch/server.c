@@ -439,6 +439,7 @@ static json_t *swd_status(struct swd *s)
 {
 	json_t *o, *ports = json_array(), *macs = json_array(), *leases = json_array();
 	int64_t now = swd_now_ms();
+	struct sw_counters totals;
 
 	for (unsigned int i = 0; i < SW_MAX_PORTS; i++) {
 		const struct sw_port *p = &s->core.ports[i];
@@ -482,10 +483,12 @@ static json_t *swd_status(struct swd *s)
 		                      json_pack("{s:s, s:s, s:I}", "mac", mac, "ip", ip, "seen",
 		                                (json_int_t)s->dhcp.leases[i].seen));
 	}
-	o = json_pack("{s:s, s:s, s:i, s:I, s:o, s:o, s:i, s:o}", "name", s->def.name, "type",
+	sw_core_totals(&s->core, &totals);
+	o = json_pack("{s:s, s:s, s:i, s:I, s:o, s:o, s:o, s:i, s:o}", "name", s->def.name, "type",
 	              switch_type_name(s->def.type), "pid", (int)getpid(), "started",
-	              (json_int_t)s->started, "ports", ports, "mac_table", macs,
-	              "mac_table_capacity", (int)s->core.fdb.capacity, "leases", leases);
+	              (json_int_t)s->started, "totals", swd_counters(&totals), "ports", ports,
+	              "mac_table", macs, "mac_table_capacity", (int)s->core.fdb.capacity, "leases",
+	              leases);
 	if (o && s->def.net) {
 		char ip[INET_ADDRSTRLEN], subnet[40];
 
@@ -694,6 +697,8 @@ static int swd_uplink(struct swd *s)
 		s->tap_fd = r;
 		r = sw_port_add(&s->core, SW_UPLINK, NULL, swd_send_tap, NULL);
 		s->core.ports[SW_UPLINK].fd = s->tap_fd;
+		if (!s->def.net)
+			return r < 0 ? r : 0; /* a bare tap: no address, no DHCP */
 		server = switch_addr(&s->def, 1);
 	} else {
 		r = switch_nat_create(&s->nat, &s->def, swd_nat_rx, s, why, sizeof(why));

@@ -48,11 +48,33 @@ int sw_port_add(struct sw_core *sw, unsigned int num, const struct netport_hello
 	return (int)num;
 }
 
+static void counters_add(struct sw_counters *t, const struct sw_counters *c)
+{
+	t->frames_in += c->frames_in;
+	t->bytes_in += c->bytes_in;
+	t->frames_out += c->frames_out;
+	t->bytes_out += c->bytes_out;
+	t->drop_malformed += c->drop_malformed;
+	t->drop_spoofed_mac += c->drop_spoofed_mac;
+	t->drop_dhcp_guard += c->drop_dhcp_guard;
+	t->drop_router_guard += c->drop_router_guard;
+	t->drop_congested += c->drop_congested;
+}
+
+void sw_core_totals(const struct sw_core *sw, struct sw_counters *t)
+{
+	*t = sw->departed;
+	for (unsigned int i = 0; i < SW_MAX_PORTS; i++)
+		if (sw->ports[i].used)
+			counters_add(t, &sw->ports[i].c);
+}
+
 void sw_port_remove(struct sw_core *sw, unsigned int num)
 {
 	if (num >= SW_MAX_PORTS || !sw->ports[num].used)
 		return;
 	fdb_forget_port(&sw->fdb, num);
+	counters_add(&sw->departed, &sw->ports[num].c);
 	memset(&sw->ports[num], 0, sizeof(sw->ports[num]));
 	sw->ports[num].fd = -1;
 }

@@ -70,6 +70,7 @@ struct sw_port {
 struct sw_core {
 	struct sw_port ports[SW_MAX_PORTS];
 	struct fdb fdb;
+	struct sw_counters departed; /* what ports that have left counted */
 	struct dhcp_server *dhcp; /* NULL: no DHCP server on this switch */
 	int64_t wall_now;         /* seconds since the epoch, for DHCP leases; set by the owner */
 };
@@ -78,6 +79,9 @@ struct sw_core {
 int sw_core_init(struct sw_core *sw, uint32_t fdb_capacity, int64_t ageing_ms)
     __attribute__((warn_unused_result));
 void sw_core_destroy(struct sw_core *sw);
+
+/* sw_core_totals - every port's counters since the switch started, ports that left included. */
+void sw_core_totals(const struct sw_core *sw, struct sw_counters *t);
 
 /*
  * sw_port_add - take port @num (SW_UPLINK for the uplink, else 0 picks the

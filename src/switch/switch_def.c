@@ -170,11 +170,6 @@ int switch_def_validate(struct switch_def *d, struct mgr_err *err)
 		return mgr_err_set(err, -EINVAL,
 		                   "a private switch has no subnet: its VMs pick their own "
 		                   "addresses (no DHCP, no host); use --type internal or nat");
-	if (d->type == SWITCH_INTERNAL && !d->net)
-		return mgr_err_set(
-		    err, -EINVAL,
-		    "an internal switch needs --subnet CIDR: the host takes its first "
-		    "address (e.g. --subnet 10.77.0.0/24 puts the host at 10.77.0.1)");
 	if (d->net && (d->prefix < 8 || d->prefix > 30 || (d->net & ~(~0u << (32 - d->prefix)))))
 		return mgr_err_set(err, -EINVAL,
 		                   "the subnet must be A.B.C.D/N, N from 8 to 30, "

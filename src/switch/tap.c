@@ -22,7 +22,7 @@ static void tap_sin(struct sockaddr *sa, uint32_t addr)
 	sin->sin_addr.s_addr = htonl(addr);
 }
 
-/* The host's address on the tap, the netmask, up; the MAC read back. */
+/* The host's address on the tap and the netmask (if it has a subnet), up; the MAC read back. */
 static int tap_configure(const struct switch_def *d, uint8_t mac[6], char *why, size_t why_size)
 {
 	struct ifreq ifr;
@@ -33,14 +33,17 @@ static int tap_configure(const struct switch_def *d, uint8_t mac[6], char *why, 
 		goto fail;
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", d->tap);
-	step = "set its address (SIOCSIFADDR)";
-	tap_sin(&ifr.ifr_addr, switch_addr(d, 1));
-	if (ioctl(s, SIOCSIFADDR, &ifr) < 0)
-		goto fail;
-	step = "set its netmask (SIOCSIFNETMASK)";
-	tap_sin(&ifr.ifr_netmask, ~0u << (32 - d->prefix));
-	if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0)
-		goto fail;
+	/* Without a subnet the tap stays a bare link, for a bridge to take. */
+	if (d->net) {
+		step = "set its address (SIOCSIFADDR)";
+		tap_sin(&ifr.ifr_addr, switch_addr(d, 1));
+		if (ioctl(s, SIOCSIFADDR, &ifr) < 0)
+			goto fail;
+		step = "set its netmask (SIOCSIFNETMASK)";
+		tap_sin(&ifr.ifr_netmask, ~0u << (32 - d->prefix));
+		if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0)
+			goto fail;
+	}
 	step = "read its flags (SIOCGIFFLAGS)";
 	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
 		goto fail;

@@ -34,8 +34,8 @@ expect "new: --memory 64T" 2 "more than this host" -- new x --kernel "$PROBE" --
 expect "new: bad --nic" 2 "nic 'xx'" -- new x --kernel "$PROBE" --nic xx
 expect "new: unknown option" 2 "unknown or incomplete option '--frob'" -- new x --kernel "$PROBE" --frob
 expect "new with a disk and NICs" 0 "created VM 'dev'" -- \
-	new dev --kernel "$PROBE" --memory 32M --disk "$PROBE,ro" --nic auto --nic 02:00:00:00:00:01,network=lan
-expect "show lists devices" 0 "nic 1: *02:00:00:00:00:01 network lan" -- show dev
+	new dev --kernel "$PROBE" --memory 32M --disk "$PROBE,ro" --nic switch=lan --nic switch=lan,mac=02:00:00:00:00:01,mac-spoofing=on
+expect "show lists devices" 0 "nic 1: *02:00:00:00:00:01 switch lan, mac-spoofing on" -- show dev
 expect "list: off" 0 "^vm1 *off *2 *64 MiB *off *-" -- list
 expect "list --json" 0 '"state": "off"' -- list --json
 expect "show: off" 0 "^state: *off" -- show vm1
@@ -181,7 +181,7 @@ expect "show a format 1 definition" 0 "^disk 0: .*(read-only) at 00:01.0, io aut
 grep -q "^hugepages: *on" "$T/out" && grep -q "^pit: *on" "$T/out" && ok "format 1: hugepages and pit on" ||
 	bad "format 1 defaults"
 expect "set --rng on a format 1 definition" 0 "rng" -- set old --rng on
-grep -q '"format": 2' "$NESTVM_HOME/old/vm.json" && grep -q '"pci_slot": 2' "$NESTVM_HOME/old/vm.json" &&
+grep -q '"format": 3' "$NESTVM_HOME/old/vm.json" && grep -q '"pci_slot": 2' "$NESTVM_HOME/old/vm.json" &&
 	ok "rewritten as format 2 with the disk at slot 1, the rng at 2" || bad "format 1 rewritten"
 nv remove old
 

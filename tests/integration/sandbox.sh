@@ -4,7 +4,7 @@
 #      virtio-vsock, a virtio-blk disk on the thread pool) has every thread in seccomp filter
 #      mode ("Seccomp: 2" in /proc/PID/task/*/status), each under exactly one
 #      filter (no thread stacks the main thread's under its own), and the
-#      expected thread kinds exist; the same for the static build the lab uses;
+#      expected thread kinds exist; the same for the release build the lab uses;
 #  (b) with --sandbox off (and NESTVM_SANDBOX=off) no thread is filtered;
 #  (c) a forbidden system call from a device thread, and one from a vCPU
 #      thread (NESTVM_SANDBOX_SELFTEST, read only by the ASan build), ends the
@@ -18,7 +18,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 NESTVM=${NESTVM:-build/asan/nestvm}
 case $NESTVM in /*) ;; *) NESTVM=$(pwd)/$NESTVM ;; esac
-STATIC=$(pwd)/build/static/nestvm
+RELEASE=$(pwd)/build/release/nestvm
 PROBE=$(pwd)/build/guest/probe.elf
 T=$(mktemp -d /tmp/nestvm-sandbox.XXXXXX)
 export NESTVM_HOME="$T/home"
@@ -128,7 +128,7 @@ check_filtered() {
 	fi
 }
 check_filtered "asan run" "$NESTVM"
-check_filtered "static run" "$STATIC"
+check_filtered "release run" "$RELEASE"
 
 # (b) --sandbox off, NESTVM_SANDBOX=off: nothing filtered.
 check_off() {

@@ -69,7 +69,7 @@ expect "new: bad name" 2 "invalid switch name" -- switch new ../x --type private
 expect "new: no type" 2 "--type private|internal|nat is required" -- switch new x
 expect "new: private with a subnet" 1 "a private switch has no subnet" -- \
 	switch new x --type private --subnet 10.9.0.0/24
-expect "new: internal without a subnet" 1 "needs --subnet CIDR" -- switch new x --type internal
+expect "new: internal without a subnet (a bare tap)" 0 "created" -- switch new bare --type internal
 expect "new: bad subnet" 2 "is not A.B.C.D/N" -- switch new x --type nat --subnet 10.0.2.5/24
 expect "new: bad forward" 2 "is not tcp|udp" -- switch new x --type nat --forward tcp:1:2
 expect "new: forward outside the subnet" 1 "must be a VM's address in the switch's subnet" -- \
@@ -217,6 +217,10 @@ else
 		r "$P" dhcp "$S/hn/ports.sock" 02:00:00:00:02:01
 		r "$N" switch stop hn
 		echo "tap after stop: $(ls /sys/class/net | grep -c nestvm-hn)"
+		r "$N" switch start bare
+		echo "bare tap: $(cat /sys/class/net/nestvm-bare/operstate 2>&1)," \
+			"$(ip -4 -o addr show dev nestvm-bare 2>/dev/null | wc -l) address(es)"
+		r "$N" switch stop bare
 		} >"$out" 2>&1
 	' sh "$NESTVM" "$PEER" "$SW" "$T/ns" 
 	sed 's/^/    /' "$T/ns"
@@ -226,6 +230,7 @@ else
 	if grep -q "^ok: ARP for 10.77.0.1 answered" "$T/ns"; then ok "internal: the host (10.77.0.1) answers ARP through the switch"; else bad "internal: ARP to the host"; fi
 	if grep -q "^address 10.77.0.15" "$T/ns"; then ok "internal: DHCP hands out .15"; else bad "internal: DHCP"; fi
 	if grep -q "tap after stop: 0" "$T/ns"; then ok "internal: the tap goes with the switch"; else bad "internal: tap left"; fi
+	if grep -q "^bare tap: \(up\|unknown\), 0 address" "$T/ns"; then ok "internal without a subnet: a bare tap, up, no address"; else bad "internal: bare tap"; fi
 fi
 
 echo "time: $(($(date +%s) - start_time)) s"

@@ -13,7 +13,7 @@
 set -u
 LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$LAB_SRC/../.." && pwd)
-NESTVM=$ROOT/build/static/nestvm
+NESTVM=$ROOT/build/release/nestvm
 
 echo "demo: L0 is $(uname -n), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
 STATUS=$ROOT/build/demo-nested-status.txt

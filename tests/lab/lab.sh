@@ -34,7 +34,8 @@
 # in that fresh lab boot: its verdict is the retry's, noted "retried after a
 # LAB FAILURE: REASON" (at most one such retry per run). The lab initramfs
 # (build/lab/lab.cpio) is rebuilt only when one of its inputs changed: busybox,
-# the kernel and its kvm modules, build/static/nestvm, build/guest/*,
+# the kernel and its kvm modules, build/release/nestvm and the shared
+# libraries it needs, build/guest/*,
 # guest/probe/memgen_expect.c (built static as /lab/bin/memgen-expect), and
 # the files under tests/lab/.
 #
@@ -57,7 +58,7 @@
 #
 # Environment: LAB_KERNEL (default the newest /boot/vmlinuz-*), LAB_QEMU,
 # LAB_BUSYBOX (a static busybox, default /bin/busybox), LAB_NESTVM (default
-# build/static/nestvm), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
+# build/release/nestvm), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
 # (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
 # SILENCE_S / 5 s apart, at most 5 s).
 
@@ -71,7 +72,7 @@ TOP=$(cd "$LAB_SRC/../.." && pwd)
 OUT=${LAB_BUILD_DIR:-$TOP/build/lab}
 QEMU=${LAB_QEMU:-qemu-system-x86_64}
 BUSYBOX=${LAB_BUSYBOX:-/bin/busybox}
-NESTVM=${LAB_NESTVM:-$TOP/build/static/nestvm}
+NESTVM=${LAB_NESTVM:-$TOP/build/release/nestvm}
 GUEST_DIR=$TOP/build/guest
 MEMGEN_EXPECT_SRC=$TOP/guest/probe/memgen_expect.c
 
@@ -283,6 +284,22 @@ stage_busybox() {
 	done
 }
 
+# The shared libraries of program $1 (its ELF interpreter included), one
+# path a line, as this machine's loader finds them. A static program has none.
+shared_libs() {
+	ldd "$1" 2>/dev/null | sed -n 's|.*=> \(/[^ ]*\) .*|\1|p; s|^[[:space:]]*\(/[^ ]*\) (0x.*|\1|p'
+}
+
+# Installs nestvm as $2 under root $1, with its shared libraries at the same
+# paths as here (Debian has no static libslirp: the lab runs the release build).
+stage_nestvm() {
+	local lib
+	install -D -m 755 "$NESTVM" "$1/$2"
+	while IFS= read -r lib; do
+		[ -e "$1$lib" ] || install -D -m 755 "$(readlink -f "$lib")" "$1$lib"
+	done < <(shared_libs "$NESTVM")
+}
+
 # Builds $OUT/lab.cpio unless it is up to date. Sets KERNEL.
 build_initramfs() {
 	local kver m f mods=() inputs=() key vmlinux stage l1 l1n t0 lockfd
@@ -298,18 +315,21 @@ build_initramfs() {
 	done
 	# The L1's virtio drivers, in load order (virtio-devices scenario), and
 	# the loop driver with which the lab mounts a disk image afterwards.
-	local vmods=() vm loop_mod veth_mod
+	local vmods=() vm loop_mod veth_mod tun_mod
 	for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev \
 		drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci drivers/block/virtio_blk \
 		drivers/char/hw_random/virtio-rng net/vmw_vsock/vsock \
 		net/vmw_vsock/vmw_vsock_virtio_transport_common net/vmw_vsock/vmw_vsock_virtio_transport \
-		drivers/char/virtio_console; do
+		drivers/char/virtio_console net/core/failover drivers/net/net_failover drivers/net/virtio_net \
+		net/llc/llc net/802/stp net/bridge/bridge; do
 		f=$(find_module "$kver" "$m") && vmods+=("$f")
 	done
 	loop_mod=$(find_module "$kver" drivers/block/loop) || loop_mod=
 	# The veth pair between the two network namespaces that stand for two
 	# hosts in the migration scenarios (scenarios/migrate-lib.sh).
 	veth_mod=$(find_module "$kver" drivers/net/veth) || veth_mod=
+	# The tap device of an internal switch (scenarios/net.sh).
+	tun_mod=$(find_module "$kver" drivers/net/tun) || tun_mod=
 	# The ACPI power button as an input device, for `nestvm stop` (manager-nested).
 	for m in drivers/acpi/button drivers/input/evdev; do
 		f=$(find_module "$kver" "$m") && vmods+=("$f")
@@ -321,9 +341,12 @@ build_initramfs() {
 		command -v "$m" >/dev/null || lab_abort "$m not installed (scripts/install-deps.sh)"
 	done
 
-	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${vmods[@]}" ${loop_mod:+"$loop_mod"} ${veth_mod:+"$veth_mod"}
+	inputs=("$BUSYBOX" "$KERNEL" "${mods[@]}" "${vmods[@]}" ${loop_mod:+"$loop_mod"} ${veth_mod:+"$veth_mod"} ${tun_mod:+"$tun_mod"}
 		"${BASH_SOURCE[0]}")
-	[ -f "$NESTVM" ] && inputs+=("$NESTVM")
+	if [ -f "$NESTVM" ]; then
+		inputs+=("$NESTVM")
+		while IFS= read -r f; do inputs+=("$f"); done < <(shared_libs "$NESTVM")
+	fi
 	[ -f "$MEMGEN_EXPECT_SRC" ] && inputs+=("$MEMGEN_EXPECT_SRC" "$TOP/guest/probe/memgen_chain.h")
 	# build/guest/: the images, not the object files in its subdirectories.
 	[ -d "$GUEST_DIR" ] && while IFS= read -r f; do inputs+=("$f"); done \
@@ -376,7 +399,8 @@ build_initramfs() {
 	install_module "${mods[2]}" "$stage/lab/modules/kvm-amd.ko"
 	[ -n "$loop_mod" ] && install_module "$loop_mod" "$stage/lab/modules/loop.ko"
 	[ -n "$veth_mod" ] && install_module "$veth_mod" "$stage/lab/modules/veth.ko"
-	[ -f "$NESTVM" ] && install -m 755 "$NESTVM" "$stage/lab/bin/nestvm"
+	[ -n "$tun_mod" ] && install_module "$tun_mod" "$stage/lab/modules/tun.ko"
+	[ -f "$NESTVM" ] && stage_nestvm "$stage" lab/bin/nestvm
 	# What an uninterrupted test=memgen prints (the snapshot scenarios): the
 	# host's build/guest/memgen-expect, linked statically for the lab.
 	if [ -f "$MEMGEN_EXPECT_SRC" ]; then
@@ -400,7 +424,7 @@ build_initramfs() {
 		cp -a "$l1" "$l1n"
 		mkdir -p "$l1n"/l1/{modules,bin,guest,l2}
 		cp "$stage"/lab/modules/*.ko "$l1n/l1/modules/"
-		cp "$stage/lab/bin/nestvm" "$l1n/l1/bin/"
+		stage_nestvm "$l1n" l1/bin/nestvm
 		cp -a "$stage/lab/guest/." "$l1n/l1/guest/"
 		cp "$KERNEL" "$l1n/l1/l2/bzImage"
 		cp "$stage/l1/initrd.cpio" "$l1n/l1/l2/initrd.cpio"
@@ -416,7 +440,7 @@ build_initramfs() {
 
 	local t1=${EPOCHREALTIME/[.,]/}
 	log "initramfs: built build/lab/lab.cpio ($(($(stat -c %s "$OUT/lab.cpio") >> 20)) MiB) in" \
-		"$(fmt_us $((t1 - t0))) s: kernel $kver, nestvm $([ -f "$NESTVM" ] && echo yes || echo "no (make static)")," \
+		"$(fmt_us $((t1 - t0))) s: kernel $kver, nestvm $([ -f "$NESTVM" ] && echo yes || echo "no (make release)")," \
 		"$(find "$GUEST_DIR" -maxdepth 1 -type f 2>/dev/null | wc -l) guest image(s)"
 }
 

@@ -124,7 +124,7 @@ static void test_def_parse_errors(void **state)
 			 "\"cmdline\":\"a\\nb\"}",
 			 "'cmdline'", "control character", NULL);
 	expect_def_error("{\"name\":\"a\",\"kernel\":\"/k\\u0000x\"}", "not valid JSON", NULL);
-	expect_def_error("{\"format\":3,\"name\":\"a\"}", "'format'", "newer", NULL);
+	expect_def_error("{\"format\":4,\"name\":\"a\"}", "'format'", "newer", NULL);
 	expect_def_error("{\"name\":\"a\",\"cpus\":1.5}", "'cpus'", NULL);
 	expect_def_error("{\"name\":\"a\",\"nested\":\"yes\"}", "'nested'", "true or false", NULL);
 	expect_def_error("{\"name\":\"a\",\"disks\":{}}", "'disks'", "array", NULL);
@@ -172,6 +172,11 @@ static void assert_full_def(const struct vm_def *def)
 	assert_int_equal(def->disks[1].pci_slot, 2);
 	assert_int_equal(def->nr_nics, 1);
 	assert_null(def->nics[0].network);
+	/* A format 2 NIC: the guards' defaults and the first free slot. */
+	assert_false(def->nics[0].mac_spoofing);
+	assert_true(def->nics[0].dhcp_guard);
+	assert_true(def->nics[0].router_guard);
+	assert_int_equal(def->nics[0].pci_slot, 1);
 	assert_true(def->rng.enabled);
 	assert_int_equal(def->rng.pci_slot, 9);
 	assert_int_equal(def->vsock.cid, 42);
@@ -197,7 +202,7 @@ static void test_def_round_trip_every_field(void **state)
 	assert_int_equal(vm_def_validate(&def, &err), 0);
 	text = vm_def_format(&def);
 	assert_non_null(text);
-	assert_non_null(strstr(text, "\"format\": 2"));
+	assert_non_null(strstr(text, "\"format\": 3"));
 	assert_int_equal(vm_def_parse(text, strlen(text), "f", &again, &err), 0);
 	assert_full_def(&again);
 	text2 = vm_def_format(&again);
@@ -206,6 +211,86 @@ static void test_def_round_trip_every_field(void **state)
 	free(text2);
 	vm_def_clear(&def);
 	vm_def_clear(&again);
+}
+
+/*
+ * NICs: format 3's fields, "network" read as the switch, MACs unique, a
+ * derived MAC stable and distinct per adapter, and the translation.
+ */
+static void test_def_nics(void **state)
+{
+	static const char text[] =
+	    "{\"format\": 3, \"name\": \"n\", \"cpus\": 1, \"memory_mib\": 64, \"kernel\": \"/k\","
+	    " \"nics\": [{\"mac\": \"02:00:00:00:00:01\", \"switch\": \"lan\", \"mac_spoofing\": true,"
+	    " \"dhcp_guard\": false, \"router_guard\": false, \"mtu\": 9000, \"pci_slot\": 7},"
+	    " {\"mac\": \"02:00:00:00:00:02\", \"network\": \"old\"}]}";
+	struct vm_def def, d2;
+	struct vm_config cfg;
+	struct mgr_err err;
+	char mac0[18];
+
+	(void)state;
+	assert_int_equal(vm_def_parse(text, strlen(text), "f", &def, &err), 0);
+	assert_int_equal(def.nr_nics, 2);
+	assert_string_equal(def.nics[0].network, "lan");
+	assert_true(def.nics[0].mac_spoofing);
+	assert_false(def.nics[0].dhcp_guard);
+	assert_false(def.nics[0].router_guard);
+	assert_int_equal(def.nics[0].pci_slot, 7);
+	assert_int_equal(def.nics[0].mtu, 9000);
+	assert_int_equal(def.nics[1].mtu, 1500);
+	assert_string_equal(def.nics[1].network, "old");
+	assert_true(def.nics[1].dhcp_guard);
+	assert_int_equal(def.nics[1].pci_slot, 1);
+	assert_int_equal(vm_def_to_config(&def, NULL, &cfg, &err), 0);
+	assert_int_equal(cfg.nr_nics, 2);
+	assert_string_equal(cfg.nics[1].switch_name, "old");
+	assert_int_equal(cfg.nics[0].mac[5], 1);
+	assert_true(cfg.nics[0].mac_spoofing);
+	assert_int_equal(cfg.nics[0].pci_slot, 7);
+	assert_int_equal(cfg.nics[0].mtu, 9000);
+	assert_string_equal(cfg.vm_name, "n");
+
+	/* Derived MACs: the same for the same name and index, distinct per index. */
+	vm_def_init(&d2);
+	snprintf(d2.name, sizeof(d2.name), "vm1");
+	d2.nr_nics = 3;
+	for (unsigned int i = 0; i < 3; i++)
+		vm_def_init_nic(&d2.nics[i]);
+	vm_def_assign_macs(&d2);
+	snprintf(mac0, sizeof(mac0), "%s", d2.nics[0].mac);
+	assert_int_equal(strlen(mac0), 17);
+	assert_string_not_equal(d2.nics[0].mac, d2.nics[1].mac);
+	assert_string_not_equal(d2.nics[1].mac, d2.nics[2].mac);
+	d2.nics[0].mac[0] = '\0';
+	vm_def_assign_macs(&d2);
+	assert_string_equal(d2.nics[0].mac, mac0);
+	/* A MAC given by hand that a derived one would take: another is derived. */
+	snprintf(d2.nics[1].mac, sizeof(d2.nics[1].mac), "%s", mac0);
+	d2.nics[0].mac[0] = '\0';
+	vm_def_assign_macs(&d2);
+	assert_string_not_equal(d2.nics[0].mac, mac0);
+	vm_def_clear(&d2);
+	vm_def_clear(&def);
+
+	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
+			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\"},{\"mac\":\"02:00:00:00:00:01\"}]}",
+			 "nics[1].mac", "already", NULL);
+	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
+			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"switch\":\"a b\"}]}",
+			 "nics[0].switch", "switch name", NULL);
+	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
+			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"dhcp_guard\":1}]}",
+			 "nics[0].dhcp_guard", "true or false", NULL);
+	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
+			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"pci_slot\":0}]}",
+			 "nics[0].pci_slot", NULL);
+	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
+			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"switch\":\"a\",\"network\":\"b\"}]}",
+			 "nics[0].network", "given already", NULL);
+	expect_def_error("{\"name\":\"a\",\"cpus\":1,\"memory_mib\":64,\"kernel\":\"/k\","
+			 "\"nics\":[{\"mac\":\"02:00:00:00:00:01\",\"mtu\":65521}]}",
+			 "nics[0].mtu", "68 to 65520", NULL);
 }
 
 /* A format 1 file (before the devices and slots): it reads as it always ran. */
@@ -819,6 +904,7 @@ int main(void)
 		cmocka_unit_test(test_def_parse_errors),
 		cmocka_unit_test(test_def_round_trip_every_field),
 		cmocka_unit_test(test_def_old_format),
+		cmocka_unit_test(test_def_nics),
 		cmocka_unit_test(test_def_device_errors),
 		cmocka_unit_test(test_def_validate_built),
 		cmocka_unit_test(test_def_slots_stable),

@@ -279,6 +279,59 @@ static void test_def_devices(void **state)
 	vm_def_clear(&def);
 }
 
+/* --nic: the switch required, MAC and guards optional, MACs unique, at most 8. */
+static void test_def_nic(void **state)
+{
+	struct vm_def def;
+	struct mgr_err err;
+	char arg[64];
+
+	(void)state;
+	vm_def_init(&def);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_NIC, "switch=lan", 0, &err), 0);
+	assert_string_equal(def.nics[0].network, "lan");
+	assert_string_equal(def.nics[0].mac, "");
+	assert_false(def.nics[0].mac_spoofing);
+	assert_true(def.nics[0].dhcp_guard);
+	assert_true(def.nics[0].router_guard);
+	assert_int_equal(def.nics[0].mtu, 1500);
+	assert_int_equal(cli_def_option(&def, CLI_DEF_NIC,
+	                                "mac=02:AB:00:00:00:01,switch=nat,mac-spoofing=on,"
+	                                "dhcp-guard=off,router-guard=off,mtu=65520",
+	                                0, &err),
+	                 0);
+	assert_string_equal(def.nics[1].mac, "02:ab:00:00:00:01");
+	assert_true(def.nics[1].mac_spoofing);
+	assert_false(def.nics[1].dhcp_guard);
+	assert_false(def.nics[1].router_guard);
+	assert_int_equal(def.nics[1].mtu, 65520);
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mtu=67", 0, "mtu=67: give 68 to 65520");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mtu=65521", 0, "give 68 to 65520");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mtu=-1500", 0, "give 68 to 65520");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mtu=9k", 0, "give 68 to 65520");
+	expect_opt_error(&def, CLI_DEF_NIC, "mac=02:ab:00:00:00:01", 0, "--nic 'mac=02:ab");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mac=02:ab:00:00:00:01", 0, "already");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mac=03:00:00:00:00:01", 0, "unicast");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mac=02:00:00:00:01", 0, "unicast");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=a/b", 0, "not a switch name");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,mac-spoofing=yes", 0, "give switch=NAME");
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=x,speed=10", 0, "give switch=NAME");
+	for (int i = 2; i < STORE_MAX_NICS; i++) {
+		snprintf(arg, sizeof(arg), "switch=s%d", i);
+		assert_int_equal(cli_def_option(&def, CLI_DEF_NIC, arg, 0, &err), 0);
+	}
+	expect_opt_error(&def, CLI_DEF_NIC, "switch=s9", 0, "at most 8 NICs");
+	/* Once named, the VM's NICs get derived MACs and pass the validator. */
+	snprintf(def.name, sizeof(def.name), "opts");
+	assert_int_equal(cli_def_option(&def, CLI_DEF_KERNEL, "/k", 0, &err), 0);
+	assert_int_equal(vm_def_assign_slots(&def), 0);
+	vm_def_assign_macs(&def);
+	assert_int_equal(vm_def_validate(&def, &err), 0);
+	assert_int_equal(def.nics[0].pci_slot, 1);
+	assert_int_equal(def.nics[7].pci_slot, 8);
+	vm_def_clear(&def);
+}
+
 /* CLI_DEF_RESOLVE (`new`, `set`): the file must exist and is made canonical. */
 static void test_def_resolve(void **state)
 {
@@ -321,6 +374,7 @@ int main(void)
 	    cmocka_unit_test(test_def_sizes_and_switches),
 	    cmocka_unit_test(test_def_paths),
 	    cmocka_unit_test(test_def_devices),
+	    cmocka_unit_test(test_def_nic),
 	    cmocka_unit_test(test_def_resolve),
 	};
 

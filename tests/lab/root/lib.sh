@@ -110,7 +110,7 @@ LAB_NESTVM=/lab/bin/nestvm
 # Skips the scenario when the lab has no nestvm.
 lab_need_nestvm() {
 	[ -x "$LAB_NESTVM" ] ||
-		lab_skip "no $LAB_NESTVM in the lab (make static, then tests/lab/lab.sh)"
+		lab_skip "no $LAB_NESTVM in the lab (make release, then tests/lab/lab.sh)"
 }
 
 # Meaning of nestvm's exit status $1 (src/core/exit_status.h).
