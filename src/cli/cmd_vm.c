@@ -425,6 +425,29 @@ static void cli_vm_format_time(int64_t t, char *buf, size_t len)
  * The devices of @def, each PCI device with its address on bus 0, which
  * stays what it is as long as the device is defined.
  */
+/* A running VM's adapters: link and counters, as its monitor reports them. */
+static void cli_vm_show_nics(const struct vm_status *vs)
+{
+	json_t *nics = json_object_get(vs->info, "nics"), *n;
+	size_t i;
+
+	json_array_foreach(nics, i, n)
+	{
+		json_int_t txf = 0, txd = 0, rxf = 0, bad = 0, mtu = 0, room = 0, reset = 0;
+		int link = 0;
+
+		json_unpack(n, "{s?b, s?{s?I, s?I}, s?{s?I, s?{s?I, s?I, s?I, s?I}}}", "link",
+		            &link, "tx", "frames", &txf, "dropped", &txd, "rx", "frames", &rxf,
+		            "dropped", "malformed", &bad, "mtu", &mtu, "no_buffer", &room, "reset",
+		            &reset);
+		printf(
+		    "nic %zu link:   %s, sent %lld (dropped %lld), received %lld (dropped: "
+		    "%lld malformed, %lld over the MTU, %lld without a buffer, %lld at a reset)\n",
+		    i, link ? "up" : "down", (long long)txf, (long long)txd, (long long)rxf,
+		    (long long)bad, (long long)mtu, (long long)room, (long long)reset);
+	}
+}
+
 static void cli_vm_show_devices(const struct store *st, const struct vm_def *def)
 {
 	const struct vm_def_console *con = &def->console;
@@ -492,6 +515,7 @@ static void cli_vm_show_text(const struct store *st, const char *name, const str
 		printf("sandbox:      seccomp %s, landlock %s\n",
 		       seccomp < 0 ? "?" : seccomp ? "on" : "off",
 		       landlock < 0 ? "?" : landlock ? "on" : "off");
+		cli_vm_show_nics(vs);
 	}
 	if (def_ok) {
 		char mem[24];

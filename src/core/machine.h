@@ -37,6 +37,16 @@ void machine_destroy_virtio(struct vm *vm);
  */
 int machine_disks_lock(struct vm *vm, bool take) __attribute__((warn_unused_result));
 
+struct virtio_net_stats;
+
+/*
+ * machine_nic_stats - the counters and link state of NIC @i (vm->cfg.nics[i])
+ * into @out. 0, or -ENOENT when the VM has no such NIC (or its devices are
+ * gone). Any thread; takes that device's lock.
+ */
+int machine_nic_stats(struct vm *vm, unsigned int i, struct virtio_net_stats *out)
+    __attribute__((warn_unused_result));
+
 /* machine_destroy_devices - free what machine_create_devices made. */
 void machine_destroy_devices(struct vm *vm);
 

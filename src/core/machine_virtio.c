@@ -46,6 +46,8 @@ struct machine_virtio {
 	char serial[VM_MAX_DISKS][VIRTIO_BLK_ID_BYTES + 1];
 	struct disk *disks[VM_MAX_DISKS]; /* each disk's image, for machine_disks_lock() */
 	unsigned int nr_disks;
+	struct virtio_net *nets[VM_MAX_NICS]; /* each NIC, for machine_nic_stats() */
+	unsigned int nr_nets;
 };
 
 /*
@@ -261,6 +263,8 @@ static int machine_create_nics(struct machine_virtio *mv)
 		p.name = name;
 		r = virtio_net_create(&p, &net);
 		if (r == 0)
+			mv->nets[mv->nr_nets++] = net;
+		if (r == 0)
 			r = machine_add_virtio(mv, virtio_net_vdev(net), name,
 			                       cfg->nics[i].pci_slot);
 		if (r == 0)
@@ -327,6 +331,15 @@ int machine_disks_lock(struct vm *vm, bool take)
 			r = e;
 	}
 	return r;
+}
+
+int machine_nic_stats(struct vm *vm, unsigned int i, struct virtio_net_stats *out)
+{
+	/* The NICs live as long as vm->virtio (machine_destroy_virtio() frees both). */
+	if (!vm->virtio || i >= vm->virtio->nr_nets)
+		return -ENOENT;
+	virtio_net_get_stats(vm->virtio->nets[i], out);
+	return 0;
 }
 
 void machine_stop_virtio(struct vm *vm)

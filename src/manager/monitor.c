@@ -20,8 +20,10 @@
 #include "core/exit_status.h"
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "core/machine.h"
 #include "core/sandbox.h"
 #include "core/vm.h"
+#include "devices/virtio/net.h"
 #include "manager/client.h"
 #include "manager/protocol.h"
 #include "manager/store_snap.h"
@@ -297,6 +299,33 @@ int monitor_reply(struct monitor_client *cl, char *line)
 	return 0;
 }
 
+/* The NICs as they run: each adapter's link and counters (devices/virtio/net.h). */
+static json_t *monitor_nics(struct monitor *m)
+{
+	json_t *a = json_array();
+
+	for (unsigned int i = 0; a && i < m->def.nr_nics; i++) {
+		const struct vm_nic *n = &m->def.nics[i];
+		struct virtio_net_stats s;
+		json_t *tx, *rx;
+
+		if (machine_nic_stats(m->vm, i, &s) < 0)
+			break;
+		tx = json_pack("{s:I, s:I, s:I}", "frames", (json_int_t)s.tx_frames, "bytes",
+		               (json_int_t)s.tx_bytes, "dropped", (json_int_t)s.tx_dropped);
+		rx = json_pack(
+		    "{s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "frames", (json_int_t)s.rx_frames,
+		    "bytes", (json_int_t)s.rx_bytes, "dropped", "malformed",
+		    (json_int_t)s.rx_dropped_bad, "mtu", (json_int_t)s.rx_dropped_mtu, "no_buffer",
+		    (json_int_t)s.rx_dropped_room, "reset", (json_int_t)s.rx_dropped_lifecycle);
+		json_array_append_new(a,
+		                      json_pack("{s:s, s:s?, s:b, s:o?, s:o?, s:I}", "mac", n->mac,
+		                                "switch", n->network, "link", s.link_up, "tx", tx,
+		                                "rx", rx, "resets", (json_int_t)s.resets_asked));
+	}
+	return a;
+}
+
 static json_t *monitor_status(struct monitor *m, enum api_state state)
 {
 	json_t *res, *hv = json_null();
@@ -326,6 +355,11 @@ static json_t *monitor_status(struct monitor *m, enum api_state state)
 		                                              "landlock", sb.landlock));
 	if (res)
 		json_object_set_new(res, "migration", monitor_migrate_status(m));
+	/* The devices exist in these states, as for guest_hypervisor above. */
+	if (res && m->def.nr_nics &&
+	    (state == API_STATE_RUNNING || state == API_STATE_PAUSED ||
+	     state == API_STATE_STOPPING))
+		json_object_set_new(res, "nics", monitor_nics(m));
 	pthread_mutex_lock(&m->lock);
 	if (res && m->incoming.active)
 		json_object_set_new(res, "incoming",

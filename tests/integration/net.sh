@@ -157,7 +157,7 @@ expect "run: --nic without switch=" 2 "give switch=NAME" -- run --kernel "$PROBE
 # ---- a managed VM: definition, set, save and restore on the switch ----
 switch_start
 expect "new --nic" 0 "created VM 'rx'" -- new rx --kernel "$PROBE" --memory 64M \
-	--cmdline "test=net role=recv count=3000 echo=1" --disk "$PROBE,ro" --nic switch=lan
+	--cmdline "test=net role=recv count=3000 echo=1 linger=5000" --disk "$PROBE,ro" --nic switch=lan
 mac=$(sed -n 's/.*"mac": "\([0-9a-f:]*\)".*/\1/p' "$NESTVM_HOME/rx/vm.json")
 slot=$(tr -d '\n ' <"$NESTVM_HOME/rx/vm.json" | sed -n 's/.*"switch":"lan".*"pci_slot":\([0-9]*\)}.*/\1/p')
 if [ -n "$mac" ] && [ "$slot" = 2 ]; then ok "vm.json records the NIC's MAC $mac and slot 2"
@@ -183,6 +183,21 @@ if [ "$src" -eq 0 ] && result managed-send | grep -q PASS &&
 	ok "restored receiver: $(grep -a 'test=net: PASS' "$NESTVM_HOME/rx/console.log" | sed 's/.*PASS //')"
 else
 	bad "after restore: sender exit $src: $(result managed-send); receiver: $(grep -a 'probe: net\|test=net' "$NESTVM_HOME/rx/console.log" | tail -2)"
+fi
+# The adapter's counters through the API, while the probe lingers after its result.
+nv show rx --json
+if grep -q '"link": true' "$T/out" && python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+n = d["monitor"]["nics"][0]
+sys.exit(not (n["rx"]["frames"] >= 3000 and n["tx"]["frames"] >= 3000 and n["resets"] == 0))
+' "$T/out" 2>/dev/null; then
+	ok "show --json: rx, link up, 3000 frames or more each way, no resets"
+	expect "show: the adapter's counters" 0 "nic 0 link: *up, sent [0-9]*" -- show rx
+elif [ "$(state_of rx)" = off ]; then
+	echo "skip show-nics: the probe VM had stopped before show"
+else
+	bad "show --json has no adapter counters: $(head -c 600 "$T/out")"
 fi
 nv stop rx
 
