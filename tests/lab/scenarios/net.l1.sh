@@ -26,8 +26,10 @@ limit=$((limit * 10)) # tenths of a second
 for m in irqbypass kvm kvm-amd tun; do
 	insmod /l1/modules/$m.ko || { echo "L1: insmod $m.ko failed"; exit 1; }
 done
+# (the lab's g.sh may be loading the first three at the same time)
 for m in failover net_failover virtio_net llc stp bridge; do
-	insmod /virtio/modules/$m.ko || { echo "L1: insmod $m.ko failed"; exit 1; }
+	[ -d /sys/module/$m ] || insmod /virtio/modules/$m.ko || [ -d /sys/module/$m ] ||
+		{ echo "L1: insmod $m.ko failed"; exit 1; }
 done
 
 # ifname MAC: the interface with that address.
@@ -54,7 +56,9 @@ $NV new l2 --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio --cpus 1 --memory
 	exit 1
 $NV start l2 || { tail -n 20 $NESTVM_HOME/l2/monitor.log; exit 1; }
 
-brctl addbr br0 && brctl setfd br0 0 && brctl addif br0 nestvm-br && brctl addif br0 "$spoof_off" ||
+# (busybox's brctl has no setfd: the forward delay through sysfs)
+brctl addbr br0 && echo 0 >/sys/class/net/br0/bridge/forward_delay &&
+	brctl addif br0 nestvm-br && brctl addif br0 "$spoof_off" ||
 	{ echo "L1: br0 could not be made"; exit 1; }
 for i in br0 nestvm-br "$spoof_on" "$spoof_off"; do ip link set "$i" up; done
 echo "L1-L2-STARTED"
