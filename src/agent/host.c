@@ -274,20 +274,20 @@ int agent_host_open(const struct agent_target *t, struct agent_host *h, struct m
 	}
 	if (!socket && !n)
 		return mgr_err_set(err, -EINVAL, "no VM named");
+	/* --wait covers every level: an L2 whose L1 answers may still be booting. */
 	for (;;) {
 		r = agent_host_first(t, socket ? NULL : levels[0], h, err);
-		if (r == 0 || agent_now_ms() >= end ||
+		for (unsigned int i = socket ? 0 : 1; r == 0 && i < n; i++)
+			r = agent_host_relay_to(h, levels[i], err);
+		if (r == 0)
+			return 0;
+		agent_host_close(h);
+		if (agent_now_ms() >= end ||
 		    (r != -ECONNREFUSED && r != -ENOENT && r != -ETIMEDOUT && r != -ECONNRESET &&
 		     r != -ENOTCONN))
-			break;
-		agent_host_close(h);
+			return r;
 		usleep(AGENT_RETRY_MS * 1000);
 	}
-	for (unsigned int i = socket ? 0 : 1; r == 0 && i < n; i++)
-		r = agent_host_relay_to(h, levels[i], err);
-	if (r < 0)
-		agent_host_close(h);
-	return r;
 }
 
 void agent_host_close(struct agent_host *h)
