@@ -322,8 +322,19 @@ static json_t *monitor_status(struct monitor *m, enum api_state state)
 	                "console_attached", monitor_console_client(m) != NULL);
 	sandbox_get_state(&sb);
 	if (res)
-		json_object_set_new(res, "sandbox", json_pack("{s:b, s:b}", "seccomp", sb.seccomp,
-		                                              "landlock", sb.landlock));
+		json_object_set_new(res, "sandbox",
+		                    json_pack("{s:b, s:b, s:b}", "seccomp", sb.seccomp, "landlock",
+		                              sb.landlock, "landlock_files", sb.landlock_files));
+	if (res && m->jail.active)
+		json_object_set_new(res, "jail",
+		                    json_pack("{s:b, s:I, s:I, s:b, s:s, s:b}", "active", true, "uid",
+		                              (json_int_t)m->jail.uid, "gid", (json_int_t)m->jail.gid,
+		                              "mount_namespace", true, "root",
+		                              m->jail.pivoted ? "pivot_root" : "chroot",
+		                              "no_new_privs", true));
+	else if (res)
+		json_object_set_new(res, "jail", json_pack("{s:b, s:s}", "active", false, "reason",
+		                                           m->jail.off_reason));
 	if (res)
 		json_object_set_new(res, "migration", monitor_migrate_status(m));
 	pthread_mutex_lock(&m->lock);
@@ -1087,6 +1098,8 @@ static int monitor_open_saved(struct monitor *m, struct vm_snapshot *snap, struc
 	if (fd < 0)
 		return fd;
 	r = store_snap_read_def(fd, "the saved state's vm.json", &def, err);
+	if (r == 0)
+		r = store_snap_def_trusted(fd, "the saved state's vm.json", &def, &m->def, err);
 	if (r == 0) {
 		r = vm_snapshot_open(fd, "the saved state", "/dev/kvm", snap, why, sizeof(why));
 		if (r < 0)
@@ -1175,6 +1188,87 @@ static void monitor_log_first_run(struct monitor *m)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	monitor_log(m, "migration: the VM runs here from %lld.%06ld (CLOCK_REALTIME)",
 	            (long long)ts.tv_sec, ts.tv_nsec / 1000);
+}
+
+/* Add the directory of socket @path to @dirs unless the VM's directory @vm_dir holds it. */
+static void monitor_add_socket_dir(const char *path, const char *vm_dir, const char **dirs,
+                                   char (*bufs)[STORE_PATH_MAX], unsigned int *n)
+{
+	size_t vlen = strlen(vm_dir);
+	char *slash;
+
+	if (!path || *n >= JAIL_MAX_DIRS - 1)
+		return;
+	snprintf(bufs[*n], STORE_PATH_MAX, "%s", path);
+	slash = strrchr(bufs[*n], '/');
+	if (!slash || slash == bufs[*n])
+		return; /* relative, or in "/": not bound, and the device says why it fails */
+	*slash = '\0';
+	if (!strncmp(bufs[*n], vm_dir, vlen) && (bufs[*n][vlen] == '\0' || bufs[*n][vlen] == '/'))
+		return;
+	for (unsigned int i = 0; i < *n; i++) {
+		if (!strcmp(dirs[i], bufs[*n]))
+			return;
+	}
+	dirs[*n] = bufs[*n];
+	(*n)++;
+}
+
+/*
+ * Before the first thread (monitor_run): keep the descriptors the VM needs
+ * (core/fsutil.h's fs_preopen()), enter the jail when started as root
+ * (manager/jail.h), then limit this thread, and so every later one, to the
+ * VM's directory and those of its sockets (Landlock). 0 or -errno, logged.
+ */
+static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
+{
+	static char bufs[JAIL_MAX_DIRS][STORE_PATH_MAX];
+	const char *dirs[JAIL_MAX_DIRS + 1] = {0}, *all[JAIL_MAX_DIRS + 2] = {0};
+	char vm_dir[STORE_PATH_MAX];
+	unsigned int n = 0;
+	struct mgr_err err;
+	int r;
+
+	if (store_path(m->st, m->name, NULL, vm_dir, sizeof(vm_dir)) < 0)
+		return -ENAMETOOLONG;
+	/*
+	 * A file that cannot be opened now is left to the code that opens it,
+	 * which says why (a kernel a restore does not need, say).
+	 */
+	if (fs_preopen(cfg->kvm_path, O_RDWR | FS_PREOPEN_ANY) < 0 ||
+	    fs_preopen(cfg->kernel, O_RDONLY) < 0 ||
+	    (cfg->initrd && fs_preopen(cfg->initrd, O_RDONLY) < 0))
+		log_debug("jail: not every input opened beforehand");
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		if (fs_preopen(cfg->disks[i].path, cfg->disks[i].readonly ? O_RDONLY : O_RDWR) < 0)
+			log_debug("jail: disk '%s' not opened beforehand", cfg->disks[i].path);
+	}
+	/* save and live migration skip never-touched pages with it (no /proc in the jail). */
+	if (fs_preopen("/proc/self/pagemap", O_RDONLY | FS_PREOPEN_ANY) < 0)
+		log_debug("no /proc/self/pagemap");
+	monitor_add_socket_dir(cfg->vsock_socket, vm_dir, dirs, bufs, &n);
+	monitor_add_socket_dir(cfg->hvc_socket, vm_dir, dirs, bufs, &n);
+	for (unsigned int i = 0; i < cfg->nr_console_ports; i++)
+		monitor_add_socket_dir(cfg->console_ports[i].socket, vm_dir, dirs, bufs, &n);
+	if (jail_wanted(&m->jail)) {
+		r = jail_enter(m->st, m->name, dirs, &m->jail, &err);
+		if (r < 0) {
+			log_error("%s (nestvm start --jail off runs it unjailed)", err.msg);
+			return r;
+		}
+		monitor_log(m, "jail: uid %u gid %u, own mount namespace (%s), no_new_privs",
+		            (unsigned int)m->jail.uid, (unsigned int)m->jail.gid,
+		            m->jail.pivoted ? "pivot_root" : "chroot");
+	} else {
+		monitor_log(m, "jail: off (%s)", m->jail.off_reason);
+	}
+	all[0] = vm_dir;
+	for (unsigned int i = 0; i < n; i++)
+		all[i + 1] = dirs[i];
+	r = sandbox_restrict_files(all);
+	if (r < 0)
+		log_error("landlock: cannot limit the monitor to '%s': %s", vm_dir, strerror(-r));
+	return r;
 }
 
 int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd, bool paused,
@@ -1270,15 +1364,6 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		r = monitor_listen(m);
 	if (r < 0)
 		goto failed;
-	/* The migration worker confines itself as it starts, like the control thread. */
-	if (monitor_migrate_init(m) < 0)
-		log_warn("cannot start the migration thread: this VM cannot migrate away");
-	if (pthread_create(&m->thread, NULL, monitor_control_thread, m) != 0) {
-		log_error("cannot start the control thread");
-		goto failed;
-	}
-	m->thread_started = true;
-
 	/* The definition says what the VM is; the console is this monitor's plumbing. */
 	if (m->def.vsock.cid && !m->def.vsock.socket &&
 	    store_vsock_default(st, name, vsock_path, sizeof(vsock_path), &err) < 0) {
@@ -1292,6 +1377,18 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	cfg.console = VM_CONSOLE_FD;
 	cfg.console_in_fd = m->con_in[0];
 	cfg.console_out_fd = m->con_out[1];
+	/* The last step as root, before the first thread. */
+	if (monitor_confine(m, &cfg) < 0)
+		goto failed;
+	/* The migration worker confines itself as it starts, like the control thread. */
+	if (monitor_migrate_init(m) < 0)
+		log_warn("cannot start the migration thread: this VM cannot migrate away");
+	if (pthread_create(&m->thread, NULL, monitor_control_thread, m) != 0) {
+		log_error("cannot start the control thread");
+		goto failed;
+	}
+	m->thread_started = true;
+
 	if (m->def.nr_nics)
 		log_warn("the definition lists %u NIC(s); this nestvm has no network device yet, "
 		         "the VM runs without",

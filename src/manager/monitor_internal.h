@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "core/vm.h"
+#include "manager/jail.h"
 #include "manager/monitor.h"
 #include "manager/protocol.h"
 #include "snapshot/migrate.h"
@@ -96,6 +97,7 @@ struct monitor {
 	char ring[MONITOR_CONSOLE_RING];
 	size_t ring_head, ring_len;
 	struct monitor_client clients[MONITOR_MAX_CLIENTS];
+	struct jail jail; /* set before the first thread, read-only afterwards */
 	pthread_t thread;
 	bool thread_started;
 	atomic_bool quit;

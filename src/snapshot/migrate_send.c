@@ -2,6 +2,7 @@
 /* Live migration, the source's side (snapshot/migrate.h). */
 #include "snapshot/migrate.h"
 
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/machine.h"
 
@@ -200,7 +201,7 @@ static int pass_full(struct msend *s)
 {
 	const struct guest_mem *mem = &s->vm->mem;
 	unsigned char vec[VM_SNAPSHOT_SCAN_CHUNK / MIG_PAGE_SIZE];
-	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), r = 0;
+	int pagemap = fs_reopen("/proc/self/pagemap", O_RDONLY), r = 0;
 
 	for (uint64_t off = 0; off < mem->ram_size && r == 0; off += VM_SNAPSHOT_SCAN_CHUNK) {
 		uint64_t left = mem->ram_size - off;
