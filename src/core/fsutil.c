@@ -33,6 +33,14 @@ static struct fs_preopened {
 } fs_preopened[FS_PREOPEN_MAX];
 static unsigned int fs_nr_preopened;
 
+/* Listeners made before the jail (fs_prelisten()): path and type, as for fs_preopened. */
+static struct fs_prelistener {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int type;
+	int fd;
+} fs_prelisteners[FS_PREOPEN_MAX];
+static unsigned int fs_nr_prelisteners;
+
 static struct {
 	uid_t first;
 	unsigned int count;
@@ -113,6 +121,40 @@ int fs_preopen(const char *path, int flags)
 	p->accmode = flags & O_ACCMODE;
 	fs_nr_preopened++;
 	return 0;
+}
+
+int fs_prelisten(const char *path, int type, mode_t mode, int backlog)
+{
+	struct fs_prelistener *p = &fs_prelisteners[fs_nr_prelisteners];
+	int fd;
+
+	if (fs_nr_prelisteners == FS_PREOPEN_MAX)
+		return -ENFILE;
+	if (strlen(path) >= sizeof(p->path))
+		return -ENAMETOOLONG;
+	fd = unix_listen_type(path, type, mode, backlog);
+	if (fd < 0)
+		return fd;
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	p->type = type;
+	p->fd = fd;
+	fs_nr_prelisteners++;
+	return 0;
+}
+
+/* A duplicate of the listener fs_prelisten() made for @path, or -ENOENT. */
+static int fs_prelistener_dup(const char *path, int type)
+{
+	for (unsigned int i = 0; i < fs_nr_prelisteners; i++) {
+		const struct fs_prelistener *p = &fs_prelisteners[i];
+
+		if (p->type == type && !strcmp(p->path, path)) {
+			int fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 3);
+
+			return fd < 0 ? -errno : fd;
+		}
+	}
+	return -ENOENT;
 }
 
 int fs_reopen(const char *path, int flags)
@@ -332,6 +374,9 @@ int unix_listen_type(const char *path, int type, mode_t mode, int backlog)
 	struct sockaddr_un sa;
 	int fd, r;
 
+	fd = fs_prelistener_dup(path, type);
+	if (fd != -ENOENT)
+		return fd;
 	r = unix_addr(path, &sa);
 	if (r < 0)
 		return r;

@@ -110,6 +110,15 @@ int fs_copy_sparse(int in, int out) __attribute__((warn_unused_result));
 int fs_preopen(const char *path, int flags) __attribute__((warn_unused_result));
 
 /*
+ * fs_prelisten - unix_listen_type() now, for a later unix_listen*() of the
+ * same @path and @type, which then gets a duplicate: a listener made before
+ * the jail, where the jail's user could not make it (a directory of
+ * root's). Same thread rules as fs_preopen(). Returns 0 or -errno.
+ */
+int fs_prelisten(const char *path, int type, mode_t mode, int backlog)
+    __attribute__((warn_unused_result));
+
+/*
  * fs_reopen - a duplicate of the descriptor fs_preopen() kept for @path, if
  * one with access @flags allows (O_RDONLY is served by an O_RDWR one), else
  * open(@path, @flags | O_CLOEXEC). Returns the descriptor or -errno.

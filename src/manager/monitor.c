@@ -689,7 +689,62 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 }
 
 /* Bytes from a client: requests, or console input once it attached. */
+/* Close the descriptors a client passed that no request took. */
+static void monitor_client_drop_fds(struct monitor_client *cl)
+{
+	for (unsigned int i = 0; i < cl->nr_fds; i++) {
+		if (cl->fds[i] >= 0)
+			close(cl->fds[i]);
+	}
+	cl->nr_fds = 0;
+}
+
+/*
+ * recv() of a request, and the descriptors passed with it (SCM_RIGHTS, at
+ * most MONITOR_CLIENT_FDS: more are closed, and MSG_CMSG_CLOEXEC keeps them
+ * from any child).
+ */
+static ssize_t monitor_client_recv(struct monitor_client *cl, char *buf, size_t len)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 8)];
+	} ctl;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+	                     .msg_controllen = sizeof(ctl.buf)};
+	ssize_t n = recvmsg(cl->fd, &msg, MSG_CMSG_CLOEXEC);
+
+	if (n < 0)
+		return n;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		size_t nfd;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < nfd; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (cl->nr_fds < MONITOR_CLIENT_FDS)
+				cl->fds[cl->nr_fds++] = fd;
+			else
+				close(fd);
+		}
+	}
+	return n;
+}
+
+static void monitor_client_read_requests(struct monitor *m, struct monitor_client *cl);
+
 static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
+{
+	monitor_client_read_requests(m, cl);
+	monitor_client_drop_fds(cl);
+}
+
+static void monitor_client_read_requests(struct monitor *m, struct monitor_client *cl)
 {
 	char *where;
 	size_t space;
@@ -709,7 +764,7 @@ static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 		return;
 	}
 	space = api_framer_space(cl->in, &where);
-	n = recv(cl->fd, where, space, 0);
+	n = monitor_client_recv(cl, where, space);
 	if (n <= 0) {
 		if (n == 0 || (errno != EINTR && errno != EAGAIN))
 			monitor_client_close(cl);
@@ -833,6 +888,28 @@ static void monitor_accept(struct monitor *m)
 	close(fd);
 }
 
+/*
+ * Sanitizer and debug builds: NESTVM_JAIL_SELFTEST=PATH makes the control
+ * thread, confined, try to open PATH and log what happened
+ * (tests/integration/jail.sh): in the jail a host file is not there, under
+ * Landlock alone it is refused.
+ */
+static void monitor_jail_selftest(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(NESTVM_DEBUG)
+	const char *path = getenv("NESTVM_JAIL_SELFTEST");
+	int fd;
+
+	if (!path)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	log_warn("jail self-test: the control thread opens '%s': %s", path,
+	         fd >= 0 ? "opened" : strerror(errno));
+	if (fd >= 0)
+		close(fd);
+#endif
+}
+
 /* The control thread: everything but running the VM. */
 static void *monitor_control_thread(void *arg)
 {
@@ -842,6 +919,7 @@ static void *monitor_control_thread(void *arg)
 	struct monitor *m = arg;
 
 	sandbox_enter(SANDBOX_CONTROL, "control");
+	monitor_jail_selftest();
 	while (!atomic_load(&m->quit)) {
 		struct monitor_client *con = monitor_console_client(m);
 		unsigned int n = P_FIXED;
@@ -1246,12 +1324,26 @@ static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
 	/* save and live migration skip never-touched pages with it (no /proc in the jail). */
 	if (fs_preopen("/proc/self/pagemap", O_RDONLY | FS_PREOPEN_ANY) < 0)
 		log_debug("no /proc/self/pagemap");
+	/*
+	 * The device sockets, made now: a jailed monitor could not make one in
+	 * a directory of root's. Their directories stay out of the jail (a
+	 * guest's connections to PATH_PORT reach only the VM's directory
+	 * there), but in Landlock's rules, so that an unjailed monitor removes
+	 * them at exit.
+	 */
+	if ((cfg->vsock_socket && fs_prelisten(cfg->vsock_socket, SOCK_STREAM, 0600, 64) < 0) ||
+	    (cfg->hvc_socket && fs_prelisten(cfg->hvc_socket, SOCK_STREAM, 0600, 4) < 0))
+		log_debug("jail: a device socket not made beforehand");
+	for (unsigned int i = 0; i < cfg->nr_console_ports; i++) {
+		if (fs_prelisten(cfg->console_ports[i].socket, SOCK_STREAM, 0600, 4) < 0)
+			log_debug("jail: console port socket not made beforehand");
+	}
 	monitor_add_socket_dir(cfg->vsock_socket, vm_dir, dirs, bufs, &n);
 	monitor_add_socket_dir(cfg->hvc_socket, vm_dir, dirs, bufs, &n);
 	for (unsigned int i = 0; i < cfg->nr_console_ports; i++)
 		monitor_add_socket_dir(cfg->console_ports[i].socket, vm_dir, dirs, bufs, &n);
 	if (jail_wanted(&m->jail)) {
-		r = jail_enter(m->st, m->name, dirs, &m->jail, &err);
+		r = jail_enter(m->st, m->name, NULL, &m->jail, &err);
 		if (r < 0) {
 			log_error("%s (nestvm start --jail off runs it unjailed)", err.msg);
 			return r;
@@ -1263,8 +1355,8 @@ static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
 		monitor_log(m, "jail: off (%s)", m->jail.off_reason);
 	}
 	all[0] = vm_dir;
-	for (unsigned int i = 0; i < n; i++)
-		all[i + 1] = dirs[i];
+	for (unsigned int i = 0; i < n && !m->jail.active; i++)
+		all[i + 1] = dirs[i]; /* not in the jail's tree */
 	r = sandbox_restrict_files(all);
 	if (r < 0)
 		log_error("landlock: cannot limit the monitor to '%s': %s", vm_dir, strerror(-r));
@@ -1306,7 +1398,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	m->name = name;
 	m->ready_fd = ready_fd;
 	m->listen_fd = m->wake_fd = m->timer_fd = m->con_log_fd = m->log_fd = -1;
-	m->mig.cancel_fd = m->mig.event_fd = m->mig.client = -1;
+	m->mig.cancel_fd = m->mig.event_fd = m->mig.client = m->mig.conn_fd = -1;
 	m->incoming.cancel_fd = -1;
 	m->con_out[0] = m->con_out[1] = m->con_in[0] = m->con_in[1] = -1;
 	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++)

@@ -549,8 +549,10 @@ static int offer(struct msend *s)
 
 	s->st->phase = "connecting";
 	mig_addr_format(&s->p->to, to, sizeof(to));
-	fd =
-	    mig_connect(&s->p->to, MIGRATE_CONNECT_TIMEOUT_MS, s->p->cancel_fd, s->why, s->why_len);
+	/* Connected by `nestvm migrate` for a monitor that cannot reach the path (a jail). */
+	fd = s->p->connected ? s->p->conn_fd
+	                     : mig_connect(&s->p->to, MIGRATE_CONNECT_TIMEOUT_MS, s->p->cancel_fd,
+	                                   s->why, s->why_len);
 	if (fd < 0)
 		return fd;
 	r = mig_conn_init(&s->conn, fd, NULL, NULL, true);
@@ -600,6 +602,8 @@ enum migrate_outcome migrate_source_run(struct vm *vm, const struct migrate_sour
 	st->phase = "connecting";
 	why[0] = 0;
 	if (!s) {
+		if (p->connected)
+			close(p->conn_fd);
 		snprintf(why, len, "out of memory");
 		return MIGRATE_FAILED;
 	}
@@ -610,10 +614,12 @@ enum migrate_outcome migrate_source_run(struct vm *vm, const struct migrate_sour
 	s->words = guest_mem_dirty_words(&vm->mem);
 	s->dirty = calloc(s->words ? s->words : 1, sizeof(*s->dirty));
 	if (!s->dirty) {
+		if (p->connected)
+			close(p->conn_fd);
 		snprintf(why, len, "out of memory");
 		goto out;
 	}
-	r = offer(s);
+	r = offer(s); /* takes p->conn_fd */
 	if (r == 0) {
 		r = vm_dirty_log_start(vm);
 		if (r < 0)
