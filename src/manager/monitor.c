@@ -890,7 +890,8 @@ static void monitor_accept(struct monitor *m)
 
 /*
  * Sanitizer and debug builds: NESTVM_JAIL_SELFTEST=PATH makes the control
- * thread, confined, try to open PATH and log what happened
+ * thread, confined, try to open PATH for reading, then for writing, and log
+ * what happened
  * (tests/integration/jail.sh): in the jail a host file is not there, under
  * Landlock alone it is refused.
  */
@@ -904,6 +905,12 @@ static void monitor_jail_selftest(void)
 		return;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	log_warn("jail self-test: the control thread opens '%s': %s", path,
+	         fd >= 0 ? "opened" : strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	/* Sanitizer builds may read anything under Landlock (a report's symbolizer): write too. */
+	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+	log_warn("jail self-test: the control thread opens '%s' for writing: %s", path,
 	         fd >= 0 ? "opened" : strerror(errno));
 	if (fd >= 0)
 		close(fd);
