@@ -1258,8 +1258,12 @@ static int monitor_build_vm(struct monitor *m, const struct monitor_incoming *in
 static void monitor_remove_created(struct monitor *m)
 {
 	struct mgr_err err;
-	int def = store_lock_acquire(m->st, m->name, STORE_LOCK_DEF, 5000, &err);
+	int def;
 
+	/* The store is out of a jailed monitor's reach: `nestvm receive` removes it once we end. */
+	if (m->jail.active)
+		return;
+	def = store_lock_acquire(m->st, m->name, STORE_LOCK_DEF, 5000, &err);
 	if (def < 0 || store_remove(m->st, m->name, &err) < 0)
 		log_warn("the VM created for the migration stays: %s", err.msg);
 	store_lock_release(def);
@@ -1320,10 +1324,12 @@ static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
 	 * A file that cannot be opened now is left to the code that opens it,
 	 * which says why (a kernel a restore does not need, say).
 	 */
-	if (fs_preopen(cfg->kvm_path, O_RDWR | FS_PREOPEN_ANY) < 0 ||
-	    fs_preopen(cfg->kernel, O_RDONLY) < 0 ||
-	    (cfg->initrd && fs_preopen(cfg->initrd, O_RDONLY) < 0))
-		log_debug("jail: not every input opened beforehand");
+	if (fs_preopen(cfg->kvm_path, O_RDWR | FS_PREOPEN_ANY) < 0)
+		log_debug("jail: %s not opened beforehand", cfg->kvm_path);
+	if (fs_preopen(cfg->kernel, O_RDONLY) < 0)
+		log_debug("jail: kernel '%s' not opened beforehand", cfg->kernel);
+	if (cfg->initrd && fs_preopen(cfg->initrd, O_RDONLY) < 0)
+		log_debug("jail: initrd '%s' not opened beforehand", cfg->initrd);
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		if (fs_preopen(cfg->disks[i].path, cfg->disks[i].readonly ? O_RDONLY : O_RDWR) < 0)
 			log_debug("jail: disk '%s' not opened beforehand", cfg->disks[i].path);
