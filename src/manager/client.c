@@ -221,11 +221,17 @@ int client_call_progress(struct client *c, const char *cmd, json_t *args, int ti
 	if (obj)
 		text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(obj);
+	if (text) {
+		/* One send, the newline included. */
+		char *line = realloc(text, strlen(text) + 2);
+
+		if (!line)
+			free(text);
+		text = line ? strcat(line, "\n") : NULL;
+	}
 	if (!text)
 		return mgr_err_set(err, -ENOMEM, "out of memory");
 	r = client_send_request(c, text, strlen(text));
-	if (r == 0)
-		r = client_send_all(c->fd, "\n", 1);
 	free(text);
 	if (r < 0)
 		return mgr_err_set(err, r, "cannot send '%s' to the monitor: %s", cmd,

@@ -156,6 +156,22 @@ static void monitor_kill_vm(struct monitor *m, const char *reason)
 
 /* ---- console ---- */
 
+/* Close the descriptors a client passed that no request took. */
+static void monitor_client_drop_fds(struct monitor_client *cl)
+{
+	for (unsigned int i = 0; i < cl->nr_fds; i++) {
+		if (cl->fds[i] >= 0)
+			close(cl->fds[i]);
+	}
+	cl->nr_fds = 0;
+}
+
+/*
+ * recv() of a request, and the descriptors passed with it (SCM_RIGHTS, at
+ * most MONITOR_CLIENT_FDS: more are closed, and MSG_CMSG_CLOEXEC keeps them
+ * from any child). They stay with the client until its next request line
+ * is complete, which may take more than one read.
+ */
 static void monitor_client_close(struct monitor_client *cl)
 {
 	if (cl->fd >= 0)
@@ -167,6 +183,7 @@ static void monitor_client_close(struct monitor_client *cl)
 	cl->awaits_end = false;
 	cl->awaits_migration = false;
 	cl->pending_len = 0;
+	monitor_client_drop_fds(cl);
 }
 
 static struct monitor_client *monitor_console_client(struct monitor *m)
@@ -689,21 +706,6 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 }
 
 /* Bytes from a client: requests, or console input once it attached. */
-/* Close the descriptors a client passed that no request took. */
-static void monitor_client_drop_fds(struct monitor_client *cl)
-{
-	for (unsigned int i = 0; i < cl->nr_fds; i++) {
-		if (cl->fds[i] >= 0)
-			close(cl->fds[i]);
-	}
-	cl->nr_fds = 0;
-}
-
-/*
- * recv() of a request, and the descriptors passed with it (SCM_RIGHTS, at
- * most MONITOR_CLIENT_FDS: more are closed, and MSG_CMSG_CLOEXEC keeps them
- * from any child).
- */
 static ssize_t monitor_client_recv(struct monitor_client *cl, char *buf, size_t len)
 {
 	union {
@@ -736,15 +738,7 @@ static ssize_t monitor_client_recv(struct monitor_client *cl, char *buf, size_t 
 	return n;
 }
 
-static void monitor_client_read_requests(struct monitor *m, struct monitor_client *cl);
-
 static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
-{
-	monitor_client_read_requests(m, cl);
-	monitor_client_drop_fds(cl);
-}
-
-static void monitor_client_read_requests(struct monitor *m, struct monitor_client *cl)
 {
 	char *where;
 	size_t space;
@@ -787,6 +781,8 @@ static void monitor_client_read_requests(struct monitor *m, struct monitor_clien
 		case API_FRAME_LINE:
 			cl->active_ms = monitor_now_ms();
 			reply = monitor_request(m, cl, line, len);
+			/* Descriptors go with the request they came in (or before the end of). */
+			monitor_client_drop_fds(cl);
 			if (reply)
 				monitor_reply(cl, reply);
 			if (cl->fd >= 0 && cl->console) {
