@@ -233,7 +233,8 @@ static int jail_chown_dirs(int fd, uid_t uid, gid_t gid, int depth)
 	while (r == 0 && (e = readdir(d))) {
 		int sub;
 
-		if (e->d_type != DT_DIR || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+		if ((e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) || !strcmp(e->d_name, ".") ||
+		    !strcmp(e->d_name, ".."))
 			continue;
 		sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub < 0)

@@ -461,6 +461,8 @@ int store_snap_def_trusted(int fd, const char *what, const struct vm_def *snap,
 		field = "initrd";
 	else if (snap->nr_disks != cur->nr_disks)
 		field = "disks";
+	else if (snap->nr_nics != cur->nr_nics)
+		field = "networks";
 	else if (!snap_same_path(snap->vsock.socket, cur->vsock.socket))
 		field = "vsock socket";
 	else if (!snap_same_path(snap->console.socket, cur->console.socket) ||
@@ -469,6 +471,10 @@ int store_snap_def_trusted(int fd, const char *what, const struct vm_def *snap,
 	for (unsigned int i = 0; !field && i < snap->nr_disks; i++) {
 		if (!snap_same_path(snap->disks[i].path, cur->disks[i].path))
 			field = "disks";
+	}
+	for (unsigned int i = 0; !field && i < snap->nr_nics; i++) {
+		if (!snap_same_path(snap->nics[i].network, cur->nics[i].network))
+			field = "networks";
 	}
 	for (unsigned int i = 0; !field && i < snap->console.nr_ports; i++) {
 		if (!snap_same_path(snap->console.ports[i].socket, cur->console.ports[i].socket))

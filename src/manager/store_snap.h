@@ -87,7 +87,7 @@ int store_snap_read_def(int fd, const char *what, struct vm_def *def, struct mgr
  * directory @fd, be used for a VM whose vm.json says @cur? Yes if its file
  * is yours or root's; one a jailed monitor wrote (its VM's user's,
  * manager/jail.h) only if it names the same host files (kernel, initrd,
- * disks, sockets) as @cur: a monitor taken over by its guest must not make
+ * disks, sockets) and networks as @cur: a monitor taken over by its guest must not make
  * root open another file for it. 0 or -EPERM with @err set.
  */
 int store_snap_def_trusted(int fd, const char *what, const struct vm_def *snap,
