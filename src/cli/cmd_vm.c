@@ -521,7 +521,7 @@ static void cli_vm_show_text(const struct store *st, const char *name, const str
 		json_int_t uid = -1, gid = -1;
 		const char *root = "?", *why = NULL;
 
-		/* The monitor's protections (core/sandbox.h, manager/jail.h); an older one tells fewer. */
+		/* The monitor's protections (core/sandbox.h, manager/jail.h); older ones tell less. */
 		json_unpack(vs->info, "{s?{s?b, s?b, s?b}}", "sandbox", "seccomp", &seccomp, "landlock",
 		            &landlock, "landlock_files", &files);
 		printf("sandbox:      seccomp %s, landlock %s\n",

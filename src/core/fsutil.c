@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -28,7 +29,7 @@ static int fs_clear_nonblock(int fd)
 /* Filled by the main thread before other threads exist; read-only afterwards. */
 static struct fs_preopened {
 	char path[PATH_MAX];
-	int fd;
+	int fd; /* or -errno: the open failed, and later ones say so (the path may be gone) */
 	int accmode;
 } fs_preopened[FS_PREOPEN_MAX];
 static unsigned int fs_nr_preopened;
@@ -78,14 +79,20 @@ static const struct fs_preopened *fs_preopened_find(const char *path, int flags)
 	return NULL;
 }
 
-/* fs_preopened_find()'s descriptor, duplicated; -ENOENT if none. */
-static int fs_preopened_dup(const char *path, int flags)
+/*
+ * fs_preopened_find()'s descriptor, duplicated, or the error its open had;
+ * *@kept false (and -ENOENT) if @path was not opened beforehand.
+ */
+static int fs_preopened_dup(const char *path, int flags, bool *kept)
 {
 	const struct fs_preopened *p = fs_preopened_find(path, flags);
 	int fd;
 
+	*kept = p != NULL;
 	if (!p)
 		return -ENOENT;
+	if (p->fd < 0)
+		return p->fd;
 	fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 3);
 	return fd < 0 ? -errno : fd;
 }
@@ -104,23 +111,20 @@ int fs_preopen(const char *path, int flags)
 	if (flags & FS_PREOPEN_ANY) {
 		flags &= ~FS_PREOPEN_ANY;
 		fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		r = fs_clear_nonblock(fd);
-		if (r < 0) {
+		r = fd < 0 ? -errno : fs_clear_nonblock(fd);
+		if (r < 0 && fd >= 0)
 			close(fd);
-			return r;
-		}
+		if (r < 0)
+			fd = r;
 	} else {
 		fd = fs_open_input(path, flags, NULL);
-		if (fd < 0)
-			return fd;
 	}
+	/* A failure is kept too: the later open reports it, as it would have. */
 	snprintf(p->path, sizeof(p->path), "%s", path);
 	p->fd = fd;
 	p->accmode = flags & O_ACCMODE;
 	fs_nr_preopened++;
-	return 0;
+	return fd < 0 ? fd : 0;
 }
 
 int fs_prelisten(const char *path, int type, mode_t mode, int backlog)
@@ -159,9 +163,10 @@ static int fs_prelistener_dup(const char *path, int type)
 
 int fs_reopen(const char *path, int flags)
 {
-	int fd = fs_preopened_dup(path, flags);
+	bool kept;
+	int fd = fs_preopened_dup(path, flags, &kept);
 
-	if (fd != -ENOENT)
+	if (kept)
 		return fd;
 	fd = open(path, flags | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
@@ -258,13 +263,16 @@ int fs_create_file(const char *path, mode_t mode, unsigned int flags)
 int fs_open_input(const char *path, int flags, struct stat *st)
 {
 	struct stat sb;
+	bool kept;
 	int fd, r;
 
 	if (!st)
 		st = &sb;
-	/* Kept from before a privilege drop: checked when it was opened. */
-	fd = fs_preopened_dup(path, flags);
-	if (fd >= 0) {
+	/* Kept from before a privilege drop: checked when it was opened (or failed then). */
+	fd = fs_preopened_dup(path, flags, &kept);
+	if (kept && fd < 0)
+		return fd;
+	if (kept) {
 		if (fstat(fd, st) < 0) {
 			r = -errno;
 			close(fd);

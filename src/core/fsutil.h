@@ -103,8 +103,9 @@ int fs_copy_sparse(int in, int out) __attribute__((warn_unused_result));
  * file or block device, or as a character device (/dev/kvm) or a /proc file
  * when @flags has FS_PREOPEN_ANY; later opens of the same path by
  * fs_open_input() and fs_reopen() get a duplicate (sharing the file offset
- * and locks). Main thread, before other threads exist; the table is
- * read-only afterwards. Returns 0 or -errno.
+ * and locks), or the error this open had (a FIFO's -EINVAL, not the jail's
+ * -ENOENT). Main thread, before other threads exist; the table is read-only
+ * afterwards. Returns 0 or -errno.
  */
 #define FS_PREOPEN_ANY 0x40000000 /* not a kernel O_ flag: any file type */
 int fs_preopen(const char *path, int flags) __attribute__((warn_unused_result));

@@ -37,7 +37,11 @@
 #endif
 #endif
 
-#define JAIL_TREE_DEPTH 8 /* directories below the VM's: checkpoints/NAME/disks */
+#define JAIL_TREE_DEPTH 8
+#define JAIL_MS                                                                                    \
+	(MS_NOSUID | MS_NODEV |                                                                    \
+	 MS_NOEXEC) /* on every mount of the jail */ /* directories below the VM's:                \
+	                                                checkpoints/NAME/disks */
 #define JAIL_TMPFS_OPTS "mode=0755,size=64k,nr_inodes=256"
 
 bool jail_wanted(struct jail *j)
@@ -100,14 +104,14 @@ static int jail_dir_open(const struct store *st, struct mgr_err *err)
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return mgr_err_set(err, -errno, "'%s': %s", path, strerror(errno));
-	r = fstat(fd, &sb) < 0 ? mgr_err_set(err, -errno, "'%s': %s", path, strerror(errno))
-	                       : sb.st_uid != geteuid() || (sb.st_mode & 022)
-	                             ? mgr_err_set(err, -EPERM,
-	                                           "'%s' is not root's alone (uid %u, mode %04o): "
-	                                           "remove it",
-	                                           path, (unsigned int)sb.st_uid,
-	                                           (unsigned int)(sb.st_mode & 07777))
-	                             : 0;
+	if (fstat(fd, &sb) < 0)
+		r = mgr_err_set(err, -errno, "'%s': %s", path, strerror(errno));
+	else if (sb.st_uid != geteuid() || (sb.st_mode & 022))
+		r = mgr_err_set(err, -EPERM,
+		                "'%s' is not root's alone (uid %u, mode %04o): remove it", path,
+		                (unsigned int)sb.st_uid, (unsigned int)(sb.st_mode & 07777));
+	else
+		r = 0;
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -275,9 +279,9 @@ static int jail_bind(int src_fd, const char *path)
 		return r;
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", src_fd);
 	snprintf(dst, sizeof(dst), ".%s", path);
+	/* A bind mount takes its flags in a second step, the remount. */
 	if (mount(src, dst, NULL, MS_BIND, NULL) < 0 ||
-	    mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-	          NULL) < 0)
+	    mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | JAIL_MS, NULL) < 0)
 		return -errno;
 	return 0;
 }
@@ -291,7 +295,7 @@ static int jail_bind(int src_fd, const char *path)
  */
 static int jail_mount(const char *const *dirs, unsigned int n, bool *pivoted, struct mgr_err *err)
 {
-	unsigned long ms = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	unsigned long ms = JAIL_MS;
 	int fds[JAIL_MAX_DIRS];
 	unsigned int nfds = 0;
 	bool mounted = false;
@@ -327,8 +331,7 @@ static int jail_mount(const char *const *dirs, unsigned int n, bool *pivoted, st
 			            strerror(-r));
 	}
 #ifdef JAIL_SANITIZER
-	if (r == 0 && (jail_mkdirs("/proc") < 0 ||
-	               mount("proc", "./proc", "proc", ms, NULL) < 0))
+	if (r == 0 && (jail_mkdirs("/proc") < 0 || mount("proc", "./proc", "proc", ms, NULL) < 0))
 		r = mgr_err_set(err, -errno, "jail: cannot mount /proc (sanitizer build): %s",
 		                strerror(errno));
 #endif
@@ -390,8 +393,8 @@ static int jail_drop(uid_t uid, gid_t gid, struct mgr_err *err)
 	return 0;
 }
 
-int jail_enter(const struct store *st, const char *name, const char *const *dirs_in,
-               struct jail *j, struct mgr_err *err)
+int jail_enter(const struct store *st, const char *name, const char *const *dirs_in, struct jail *j,
+               struct mgr_err *err)
 {
 	const char *dirs[JAIL_MAX_DIRS + 1];
 	char vm_dir[STORE_PATH_MAX];

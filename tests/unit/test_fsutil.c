@@ -446,6 +446,11 @@ static void test_preopen(void **state)
 	put(at("kernel"), "kernel");
 	assert_int_equal(mkfifo(at("fifo"), 0600), 0);
 	assert_int_equal(fs_preopen(at("fifo"), O_RDONLY), -EINVAL);
+	/* The error is kept too: a later open says what it was, whatever the path is now. */
+	assert_int_equal(unlink(at("fifo")), 0);
+	put(at("fifo"), "now a file");
+	assert_int_equal(fs_open_input(at("fifo"), O_RDONLY, NULL), -EINVAL);
+	assert_int_equal(fs_reopen(at("fifo"), O_RDONLY), -EINVAL);
 	assert_int_equal(fs_preopen(at("kernel"), O_RDONLY), 0);
 	assert_int_equal(fs_preopen(at("kernel"), O_RDONLY), 0); /* kept once */
 	/* Gone from the path (as outside a jail's namespace): still there for nestvm. */

@@ -44,8 +44,8 @@ static int teardown(void **state)
 
 static void test_range(void **state)
 {
-	static const char *const bad[] = {"", "abc", "999-2000", "3000-2000", "2000",
-	                                  "2000-", "2000-3000x", "1000-4294967295"};
+	static const char *const bad[] = {"",     "abc",   "999-2000",   "3000-2000",
+	                                  "2000", "2000-", "2000-3000x", "1000-4294967295"};
 	unsigned int count;
 	uid_t first;
 
