@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
@@ -393,12 +394,28 @@ static int jail_drop(uid_t uid, gid_t gid, struct mgr_err *err)
 	return 0;
 }
 
-int jail_enter(const struct store *st, const char *name, const char *const *dirs_in, struct jail *j,
-               struct mgr_err *err)
+int jail_open_pagemap(void)
 {
-	const char *dirs[JAIL_MAX_DIRS + 1];
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct caps[2], lowered[2];
+	int r, r2 = 0;
+
+	if (geteuid() != 0 || syscall(SYS_capget, &hdr, caps) < 0)
+		return fs_preopen("/proc/self/pagemap", O_RDONLY | FS_PREOPEN_ANY);
+	memcpy(lowered, caps, sizeof(caps));
+	lowered[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
+	if (syscall(SYS_capset, &hdr, lowered) < 0)
+		return -errno;
+	r = fs_preopen("/proc/self/pagemap", O_RDONLY | FS_PREOPEN_ANY);
+	if (syscall(SYS_capset, &hdr, caps) < 0)
+		r2 = -errno;
+	return r < 0 ? r : r2;
+}
+
+int jail_enter(const struct store *st, const char *name, struct jail *j, struct mgr_err *err)
+{
+	const char *dirs[2];
 	char vm_dir[STORE_PATH_MAX];
-	unsigned int n = 0;
 	uid_t starter = geteuid();
 	int r, vm_fd;
 
@@ -418,11 +435,9 @@ int jail_enter(const struct store *st, const char *name, const char *const *dirs
 	if (r < 0)
 		return mgr_err_set(err, r, "jail: cannot give '%s' to uid %u: %s", vm_dir,
 		                   (unsigned int)j->uid, strerror(-r));
-	dirs[n++] = vm_dir;
-	for (unsigned int i = 0; dirs_in && dirs_in[i] && n < JAIL_MAX_DIRS; i++)
-		dirs[n++] = dirs_in[i];
-	dirs[n] = NULL;
-	r = jail_mount(dirs, n, &j->pivoted, err);
+	dirs[0] = vm_dir;
+	dirs[1] = NULL;
+	r = jail_mount(dirs, 1, &j->pivoted, err);
 	if (r == 0)
 		r = jail_drop(j->uid, j->gid, err);
 	if (r < 0)

@@ -18,9 +18,8 @@
  *     uid), kept while the VM exists, so its files stay its own across runs;
  *  2. enters a mount namespace of its own whose root is an empty, read-only
  *     tmpfs holding only the VM's directory (bound at its usual path, so
- *     every store path still works) and the directories of any sockets the
- *     definition places elsewhere: pivot_root, or chroot where the current
- *     root cannot be pivoted (an initramfs);
+ *     every store path still works): pivot_root, or chroot where the
+ *     current root cannot be pivoted (an initramfs);
  *  3. drops its supplementary groups, then its gid and uid (real, effective
  *     and saved; with them every capability), and sets no_new_privs.
  *
@@ -47,7 +46,7 @@
 #define JAIL_UIDS_DEFAULT_FIRST 1879048192u
 #define JAIL_UIDS_DEFAULT_COUNT 65536u
 #define JAIL_DIR ".jail"
-#define JAIL_MAX_DIRS 12 /* the VM directory and the directories of its sockets */
+#define JAIL_MAX_DIRS 12 /* Landlock's: the VM directory and those of its sockets */
 
 struct jail {
 	bool active;  /* the monitor runs as uid/gid in its own mount namespace */
@@ -77,12 +76,19 @@ int jail_uid_get(const struct store *st, const char *name, uid_t *uid, struct mg
 void jail_uid_release(const struct store *st, const char *name);
 
 /*
- * jail_enter - steps 1 to 3 above for VM @name, with @dirs (NULL-terminated,
- * absolute, may be NULL) bound into the jail too. The calling thread must be
+ * jail_open_pagemap - fs_preopen() /proc/self/pagemap without
+ * CAP_SYS_ADMIN in effect, so that it shows which pages are present but
+ * never their physical addresses (the kernel decides at open time). 0 or
+ * -errno.
+ */
+int jail_open_pagemap(void) __attribute__((warn_unused_result));
+
+/*
+ * jail_enter - steps 1 to 3 above for VM @name. The calling thread must be
  * the process's only one. 0 with @j filled, or -errno with @err set (the
  * monitor must then not run the VM).
  */
-int jail_enter(const struct store *st, const char *name, const char *const *dirs, struct jail *j,
-               struct mgr_err *err) __attribute__((warn_unused_result));
+int jail_enter(const struct store *st, const char *name, struct jail *j, struct mgr_err *err)
+    __attribute__((warn_unused_result));
 
 #endif

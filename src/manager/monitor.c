@@ -166,12 +166,6 @@ static void monitor_client_drop_fds(struct monitor_client *cl)
 	cl->nr_fds = 0;
 }
 
-/*
- * recv() of a request, and the descriptors passed with it (SCM_RIGHTS, at
- * most MONITOR_CLIENT_FDS: more are closed, and MSG_CMSG_CLOEXEC keeps them
- * from any child). They stay with the client until its next request line
- * is complete, which may take more than one read.
- */
 static void monitor_client_close(struct monitor_client *cl)
 {
 	if (cl->fd >= 0)
@@ -705,7 +699,12 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 	return reply;
 }
 
-/* Bytes from a client: requests, or console input once it attached. */
+/*
+ * recv() of a request, and the descriptors passed with it (SCM_RIGHTS, at
+ * most MONITOR_CLIENT_FDS: more are closed, and MSG_CMSG_CLOEXEC keeps them
+ * from any child). They stay with the client until its next request line
+ * is complete, which may take more than one read.
+ */
 static ssize_t monitor_client_recv(struct monitor_client *cl, char *buf, size_t len)
 {
 	union {
@@ -738,6 +737,7 @@ static ssize_t monitor_client_recv(struct monitor_client *cl, char *buf, size_t 
 	return n;
 }
 
+/* Bytes from a client: requests, or console input once it attached. */
 static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 {
 	char *where;
@@ -1331,7 +1331,7 @@ static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
 			log_debug("jail: disk '%s' not opened beforehand", cfg->disks[i].path);
 	}
 	/* save and live migration skip never-touched pages with it (no /proc in the jail). */
-	if (fs_preopen("/proc/self/pagemap", O_RDONLY | FS_PREOPEN_ANY) < 0)
+	if (jail_open_pagemap() < 0)
 		log_debug("no /proc/self/pagemap");
 	/*
 	 * The device sockets, made now: a jailed monitor could not make one in
@@ -1340,9 +1340,10 @@ static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
 	 * there), but in Landlock's rules, so that an unjailed monitor removes
 	 * them at exit.
 	 */
-	if ((cfg->vsock_socket && fs_prelisten(cfg->vsock_socket, SOCK_STREAM, 0600, 64) < 0) ||
-	    (cfg->hvc_socket && fs_prelisten(cfg->hvc_socket, SOCK_STREAM, 0600, 4) < 0))
-		log_debug("jail: a device socket not made beforehand");
+	if (cfg->vsock_socket && fs_prelisten(cfg->vsock_socket, SOCK_STREAM, 0600, 64) < 0)
+		log_debug("jail: vsock socket not made beforehand");
+	if (cfg->hvc_socket && fs_prelisten(cfg->hvc_socket, SOCK_STREAM, 0600, 4) < 0)
+		log_debug("jail: hvc0 socket not made beforehand");
 	for (unsigned int i = 0; i < cfg->nr_console_ports; i++) {
 		if (fs_prelisten(cfg->console_ports[i].socket, SOCK_STREAM, 0600, 4) < 0)
 			log_debug("jail: console port socket not made beforehand");
@@ -1352,7 +1353,7 @@ static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
 	for (unsigned int i = 0; i < cfg->nr_console_ports; i++)
 		monitor_add_socket_dir(cfg->console_ports[i].socket, vm_dir, dirs, bufs, &n);
 	if (jail_wanted(&m->jail)) {
-		r = jail_enter(m->st, m->name, NULL, &m->jail, &err);
+		r = jail_enter(m->st, m->name, &m->jail, &err);
 		if (r < 0) {
 			log_error("%s (nestvm start --jail off runs it unjailed)", err.msg);
 			return r;
