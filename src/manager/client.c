@@ -223,11 +223,15 @@ int client_call_progress(struct client *c, const char *cmd, json_t *args, int ti
 	json_decref(obj);
 	if (text) {
 		/* One send, the newline included. */
-		char *line = realloc(text, strlen(text) + 2);
+		size_t len = strlen(text);
+		char *line = malloc(len + 2);
 
-		if (!line)
-			free(text);
-		text = line ? strcat(line, "\n") : NULL;
+		if (line) {
+			memcpy(line, text, len);
+			memcpy(line + len, "\n", 2);
+		}
+		free(text);
+		text = line;
 	}
 	if (!text)
 		return mgr_err_set(err, -ENOMEM, "out of memory");

@@ -1300,6 +1300,34 @@ static void monitor_add_socket_dir(const char *path, const char *vm_dir, const c
 }
 
 /*
+ * One image as two disks: a second open of a kept disk shares the first's
+ * open file, and so its lock, which would no longer keep them apart (each
+ * disk's own open did). 0, or -EBUSY logged.
+ */
+static int monitor_check_disks_distinct(const struct vm_config *cfg)
+{
+	struct stat sb[VM_MAX_DISKS];
+	bool known[VM_MAX_DISKS] = {false};
+
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		int fd = fs_open_input(cfg->disks[i].path, O_RDONLY, &sb[i]);
+
+		if (fd < 0)
+			continue; /* its own open says why */
+		close(fd);
+		known[i] = true;
+		for (unsigned int j = 0; j < i; j++) {
+			if (known[j] && sb[j].st_dev == sb[i].st_dev && sb[j].st_ino == sb[i].st_ino) {
+				log_error("disk '%s': the same image as disk %u; give each image once",
+				          cfg->disks[i].path, j);
+				return -EBUSY;
+			}
+		}
+	}
+	return 0;
+}
+
+/*
  * Before the first thread (monitor_run): keep the descriptors the VM needs
  * (core/fsutil.h's fs_preopen()), enter the jail when started as root
  * (manager/jail.h), then limit this thread, and so every later one, to the
@@ -1330,6 +1358,9 @@ static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
 		if (fs_preopen(cfg->disks[i].path, cfg->disks[i].readonly ? O_RDONLY : O_RDWR) < 0)
 			log_debug("jail: disk '%s' not opened beforehand", cfg->disks[i].path);
 	}
+	r = monitor_check_disks_distinct(cfg);
+	if (r < 0)
+		return r;
 	/* save and live migration skip never-touched pages with it (no /proc in the jail). */
 	if (jail_open_pagemap() < 0)
 		log_debug("no /proc/self/pagemap");

@@ -15,7 +15,8 @@
 #      jail, and `checkpoint restore` by root takes the jail-written files;
 #  (d) what a hijacked monitor could leave for root is refused: a vm.json of
 #      the jail's user, a saved state whose definition names another kernel;
-#  (e) `start --jail off` keeps the monitor root and `show` says why.
+#  (e) `start --jail off` keeps the monitor root and `show` says why;
+#  (f) one image given as two disks is still refused.
 # Exit 77 (skip) when not root, without a usable /dev/kvm, or without
 # Landlock. Prints "N passed, N failed" last.
 set -u
@@ -213,6 +214,22 @@ if NESTVM_JAIL_SELFTEST="$T/host-file" nv start j --jail off >"$T/err" 2>&1; the
 else
 	bad "start --jail off"
 fi
+
+# One image as two disks (a hard link): each disk's own open and lock kept them
+# apart; the descriptors kept for the jail must not let both through.
+ln "$T/disk.img" "$T/disk-link.img"
+nv new twice --kernel "$PROBE" --cmdline test=idle --memory 16M --disk "$T/disk.img" \
+	--disk "$T/disk-link.img" >"$T/err" 2>&1
+if nv start twice >"$T/out" 2>&1; then
+	nv kill twice >/dev/null 2>&1
+	bad "one image as two disks was started"
+elif grep -q "the same image as disk 0" "$T/out"; then
+	ok "one image as two disks is refused"
+else
+	cp "$T/out" "$T/err"
+	bad "one image as two disks: unexpected outcome"
+fi
+nv remove twice >/dev/null 2>&1
 
 # remove frees the uid.
 if nv remove j >"$T/err" 2>&1 && [ -z "$(ls -A "$NESTVM_HOME/.jail")" ]; then
