@@ -279,7 +279,8 @@ static int jail_bind(int src_fd, const char *path)
 	if (r < 0)
 		return r;
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", src_fd);
-	snprintf(dst, sizeof(dst), ".%s", path);
+	if (snprintf(dst, sizeof(dst), ".%s", path) >= (int)sizeof(dst))
+		return -ENAMETOOLONG;
 	/* A bind mount takes its flags in a second step, the remount. */
 	if (mount(src, dst, NULL, MS_BIND, NULL) < 0 ||
 	    mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | JAIL_MS, NULL) < 0)
