@@ -273,6 +273,12 @@ void disk_close(struct disk *disk)
 	if (disk->fd >= 0) {
 		if (started && !disk->readonly && fdatasync(disk->fd) < 0)
 			log_warn("disk %s: final flush failed: %s", disk->path, strerror(errno));
+		/*
+		 * Unlocked now, not when the last descriptor of the file goes: a
+		 * jailed monitor keeps one from before the jail (core/fsutil.h).
+		 */
+		if (started)
+			(void)flock(disk->fd, LOCK_UN);
 		close(disk->fd);
 	}
 	free(disk->path);

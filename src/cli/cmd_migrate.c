@@ -14,6 +14,7 @@
 #include "snapshot/migrate.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <openssl/crypto.h>
@@ -133,6 +134,8 @@ struct migrate_args {
 	const char *name, *to, *secret_file;
 	unsigned long downtime_ms, timeout_s;
 	bool cancel;
+	int fds[2]; /* passed with the request: the secret file, a UNIX stream */
+	unsigned int nr_fds;
 };
 
 static int migrate_parse(int argc, char **argv, struct migrate_args *a)
@@ -191,7 +194,7 @@ static int migrate_parse(int argc, char **argv, struct migrate_args *a)
 }
 
 /* The request: a numeric address (the monitor resolves no names) and an absolute secret path. */
-static json_t *migrate_request(const struct migrate_args *a, char *to, size_t to_len)
+static json_t *migrate_request(struct migrate_args *a, char *to, size_t to_len)
 {
 	char why[512], path[PATH_MAX];
 	uint8_t secret[MIG_SECRET_MAX];
@@ -210,6 +213,24 @@ static json_t *migrate_request(const struct migrate_args *a, char *to, size_t to
 	if (n < 0 || !realpath(a->secret_file, path)) {
 		cli_vm_error("migrate", "%s", n < 0 ? why : strerror(errno));
 		return NULL;
+	}
+	/*
+	 * The monitor gets the file open, and a UNIX stream connected: a
+	 * jailed monitor sees neither path (manager/jail.h).
+	 */
+	a->fds[0] = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (a->fds[0] < 0) {
+		cli_vm_error("migrate", "secret file '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	a->nr_fds = 1;
+	if (addr.is_unix) {
+		a->fds[1] = mig_connect(&addr, MIGRATE_CONNECT_TIMEOUT_MS, -1, why, sizeof(why));
+		if (a->fds[1] < 0) {
+			cli_vm_error("migrate", "%s", why);
+			return NULL;
+		}
+		a->nr_fds = 2;
 	}
 	args = json_pack("{s:s, s:s}", "to", to, "secret_file", path);
 	if (args && a->downtime_ms)
@@ -248,8 +269,12 @@ int cmd_migrate(int argc, char **argv)
 		json_decref(args);
 		return r;
 	}
+	c.pass_fds = a.fds;
+	c.nr_pass_fds = a.nr_fds;
 	r = client_call_progress(&c, "migrate", args, MIGRATE_LINE_TIMEOUT_MS, migrate_draw, &bar,
 	                         &res, &err);
+	for (unsigned int i = 0; i < a.nr_fds; i++)
+		close(a.fds[i]);
 	if (bar.drawn)
 		fprintf(stderr, "\r%*s\r", 150, "");
 	if (r < 0) {

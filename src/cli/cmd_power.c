@@ -26,7 +26,7 @@
 #define START_CONNECT_WAIT_MS 5000
 
 static const char start_usage[] =
-    "usage: nestvm start [--discard-saved] [--paused] NAME\n"
+    "usage: nestvm start [--discard-saved] [--paused] [--jail on|off] NAME\n"
     "\n"
     "Start a VM that is off (or crashed): spawn its monitor, detached, and wait\n"
     "until the VM runs. A saved VM carries on from its saved state. The serial\n"
@@ -35,17 +35,22 @@ static const char start_usage[] =
     "\n"
     "  --discard-saved   delete the saved state first and boot afresh\n"
     "  --paused          build (or restore) the VM but keep it paused before its\n"
-    "                    first instruction; 'nestvm resume' lets it run\n";
+    "                    first instruction; 'nestvm resume' lets it run\n"
+    "  --jail on|off     started as root, the monitor drops to the VM's own user in\n"
+    "                    a mount namespace of its own (default on; off only for\n"
+    "                    debugging, as NESTVM_JAIL=off)\n";
 
 int cmd_start(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"discard-saved", no_argument, NULL, 'd'},
 	    {"paused", no_argument, NULL, 'p'},
+	    {"jail", required_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	bool discard = false, paused = false;
+	int jail = -1;
 	int opt;
 	const char *name = NULL;
 	struct store_runtime rt = {0};
@@ -67,9 +72,14 @@ int cmd_start(int argc, char **argv)
 			discard = true;
 		else if (opt == 'p')
 			paused = true;
-		else
+		else if (opt == 'j' && cli_parse_on_off(optarg, &jail) < 0)
+			return cli_vm_usage("start", "--jail '%s': give on or off", optarg);
+		else if (opt != 'j')
 			return cli_vm_usage("start", "unknown option '%s'", argv[optind - 1]);
 	}
+	/* The monitor reads it (manager/jail.h), as it reads NESTVM_SANDBOX. */
+	if (jail >= 0 && setenv("NESTVM_JAIL", jail ? "on" : "off", 1) < 0)
+		return cli_vm_error("start", "cannot set NESTVM_JAIL: %s", strerror(errno));
 	r = cli_vm_name_arg("start", argc, argv, &name);
 	if (r < 0)
 		r = cli_vm_open_store("start", &st);

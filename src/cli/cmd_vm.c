@@ -507,14 +507,28 @@ static void cli_vm_show_text(const struct store *st, const char *name, const str
 	cli_vm_format_hv(vs, true, buf, sizeof(buf));
 	printf("guest hypervisor: %s\n", vs->live ? buf : "- (not running)");
 	if (vs->live) {
-		int seccomp = -1, landlock = -1;
+		int seccomp = -1, landlock = -1, files = 0, jail = 0;
+		json_int_t uid = -1, gid = -1;
+		const char *root = "?", *why = NULL;
 
-		/* The monitor's protections (core/sandbox.h); an older monitor has none to tell. */
-		json_unpack(vs->info, "{s?{s?b, s?b}}", "sandbox", "seccomp", &seccomp, "landlock",
-		            &landlock);
+		/* The monitor's protections (core/sandbox.h, manager/jail.h); older ones tell less. */
+		json_unpack(vs->info, "{s?{s?b, s?b, s?b}}", "sandbox", "seccomp", &seccomp, "landlock",
+		            &landlock, "landlock_files", &files);
 		printf("sandbox:      seccomp %s, landlock %s\n",
 		       seccomp < 0 ? "?" : seccomp ? "on" : "off",
-		       landlock < 0 ? "?" : landlock ? "on" : "off");
+		       landlock < 0 ? "?"
+		       : !landlock ? "off"
+		       : files     ? "on (vcpu and device threads: no files; main and control: "
+		                     "the VM's directory)"
+		                   : "on (vcpu and device threads: no files)");
+		json_unpack(vs->info, "{s?{s?b, s?I, s?I, s?s, s?s}}", "jail", "active", &jail, "uid",
+		            &uid, "gid", &gid, "root", &root, "reason", &why);
+		if (jail)
+			printf("jail:         user %lld, group %lld, own mount namespace (%s), "
+			       "no_new_privs\n",
+			       (long long)uid, (long long)gid, root);
+		else
+			printf("jail:         off%s%s%s\n", why ? " (" : "", why ? why : "", why ? ")" : "");
 		cli_vm_show_nics(vs);
 	}
 	if (def_ok) {

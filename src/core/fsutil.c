@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #define FS_CREATE_TRIES 4 /* a file that comes and goes while we look */
+#define FS_PREOPEN_MAX 16 /* /dev/kvm, kernel, initrd, disks, /proc/self/pagemap */
 
 static int fs_clear_nonblock(int fd)
 {
@@ -21,6 +24,152 @@ static int fs_clear_nonblock(int fd)
 	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
 		return -errno;
 	return 0;
+}
+
+/* Filled by the main thread before other threads exist; read-only afterwards. */
+static struct fs_preopened {
+	char path[PATH_MAX];
+	int fd; /* or -errno: the open failed, and later ones say so (the path may be gone) */
+	int accmode;
+} fs_preopened[FS_PREOPEN_MAX];
+static unsigned int fs_nr_preopened;
+
+/* Listeners made before the jail (fs_prelisten()): path and type, as for fs_preopened. */
+static struct fs_prelistener {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int type;
+	int fd;
+} fs_prelisteners[FS_PREOPEN_MAX];
+static unsigned int fs_nr_prelisteners;
+
+static struct {
+	uid_t first;
+	unsigned int count;
+} fs_trusted[FS_TRUSTED_MAX];
+static unsigned int fs_nr_trusted;
+
+void fs_trust_uids(uid_t uid, unsigned int count)
+{
+	if (fs_nr_trusted < FS_TRUSTED_MAX && count)
+		fs_trusted[fs_nr_trusted++] = (typeof(fs_trusted[0])){uid, count};
+}
+
+int fs_uid_trusted(uid_t uid)
+{
+	if (uid == geteuid())
+		return 1;
+	for (unsigned int i = 0; i < fs_nr_trusted; i++) {
+		if (uid >= fs_trusted[i].first && uid - fs_trusted[i].first < fs_trusted[i].count)
+			return 1;
+	}
+	return 0;
+}
+
+/* The kept descriptor of @path that @flags' access mode allows, or NULL. */
+static const struct fs_preopened *fs_preopened_find(const char *path, int flags)
+{
+	int want = flags & O_ACCMODE;
+
+	for (unsigned int i = 0; i < fs_nr_preopened; i++) {
+		const struct fs_preopened *p = &fs_preopened[i];
+
+		if (!strcmp(p->path, path) && (want == O_RDONLY || p->accmode == O_RDWR))
+			return p;
+	}
+	return NULL;
+}
+
+/*
+ * fs_preopened_find()'s descriptor, duplicated, or the error its open had;
+ * *@kept false (and -ENOENT) if @path was not opened beforehand.
+ */
+static int fs_preopened_dup(const char *path, int flags, bool *kept)
+{
+	const struct fs_preopened *p = fs_preopened_find(path, flags);
+	int fd;
+
+	*kept = p != NULL;
+	if (!p)
+		return -ENOENT;
+	if (p->fd < 0)
+		return p->fd;
+	fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 3);
+	return fd < 0 ? -errno : fd;
+}
+
+int fs_preopen(const char *path, int flags)
+{
+	struct fs_preopened *p = &fs_preopened[fs_nr_preopened];
+	int fd, r;
+
+	if (fs_preopened_find(path, flags & ~FS_PREOPEN_ANY) || !path[0])
+		return 0; /* already kept (a disk given twice is refused later, as before) */
+	if (fs_nr_preopened == FS_PREOPEN_MAX)
+		return -ENFILE;
+	if (strlen(path) >= sizeof(p->path))
+		return -ENAMETOOLONG;
+	if (flags & FS_PREOPEN_ANY) {
+		flags &= ~FS_PREOPEN_ANY;
+		fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		r = fd < 0 ? -errno : fs_clear_nonblock(fd);
+		if (r < 0 && fd >= 0)
+			close(fd);
+		if (r < 0)
+			fd = r;
+	} else {
+		fd = fs_open_input(path, flags, NULL);
+	}
+	/* A failure is kept too: the later open reports it, as it would have. */
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	p->fd = fd;
+	p->accmode = flags & O_ACCMODE;
+	fs_nr_preopened++;
+	return fd < 0 ? fd : 0;
+}
+
+int fs_prelisten(const char *path, int type, mode_t mode, int backlog)
+{
+	struct fs_prelistener *p = &fs_prelisteners[fs_nr_prelisteners];
+	int fd;
+
+	if (fs_nr_prelisteners == FS_PREOPEN_MAX)
+		return -ENFILE;
+	if (strlen(path) >= sizeof(p->path))
+		return -ENAMETOOLONG;
+	fd = unix_listen_type(path, type, mode, backlog);
+	if (fd < 0)
+		return fd;
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	p->type = type;
+	p->fd = fd;
+	fs_nr_prelisteners++;
+	return 0;
+}
+
+/* A duplicate of the listener fs_prelisten() made for @path, or -ENOENT. */
+static int fs_prelistener_dup(const char *path, int type)
+{
+	for (unsigned int i = 0; i < fs_nr_prelisteners; i++) {
+		const struct fs_prelistener *p = &fs_prelisteners[i];
+
+		if (p->type == type && !strcmp(p->path, path)) {
+			int fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 3);
+
+			return fd < 0 ? -errno : fd;
+		}
+	}
+	return -ENOENT;
+}
+
+int fs_reopen(const char *path, int flags)
+{
+	bool kept;
+	int fd = fs_preopened_dup(path, flags, &kept);
+
+	if (kept)
+		return fd;
+	fd = open(path, flags | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 /* May nestvm write into this existing file? 0 or -errno (fsutil.h). */
@@ -114,10 +263,23 @@ int fs_create_file(const char *path, mode_t mode, unsigned int flags)
 int fs_open_input(const char *path, int flags, struct stat *st)
 {
 	struct stat sb;
+	bool kept;
 	int fd, r;
 
 	if (!st)
 		st = &sb;
+	/* Kept from before a privilege drop: checked when it was opened (or failed then). */
+	fd = fs_preopened_dup(path, flags, &kept);
+	if (kept && fd < 0)
+		return fd;
+	if (kept) {
+		if (fstat(fd, st) < 0) {
+			r = -errno;
+			close(fd);
+			return r;
+		}
+		return fd;
+	}
 	/* O_NONBLOCK: opening a FIFO without a writer must not wait for one. */
 	fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
@@ -152,7 +314,7 @@ int fs_private_dir(const char *path)
 		return -errno;
 	if (!S_ISDIR(st.st_mode))
 		return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTDIR;
-	if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
+	if (!fs_uid_trusted(st.st_uid) || (st.st_mode & (S_IWGRP | S_IWOTH)))
 		return -EPERM;
 	/* Whoever may rename entries in the parent can swap this directory. */
 	slash = strrchr(path, '/');
@@ -220,6 +382,9 @@ int unix_listen_type(const char *path, int type, mode_t mode, int backlog)
 	struct sockaddr_un sa;
 	int fd, r;
 
+	fd = fs_prelistener_dup(path, type);
+	if (fd != -ENOENT)
+		return fd;
 	r = unix_addr(path, &sa);
 	if (r < 0)
 		return r;
@@ -268,7 +433,7 @@ int unix_connect_owned_type(const char *path, int type, int sock_flags)
 		return -errno;
 	if (!S_ISSOCK(st.st_mode))
 		return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTSOCK;
-	if (st.st_uid != geteuid())
+	if (!fs_uid_trusted(st.st_uid))
 		return -EPERM;
 	fd = socket(AF_UNIX, type | sock_flags, 0);
 	if (fd < 0)
@@ -282,7 +447,7 @@ int unix_connect_owned_type(const char *path, int type, int sock_flags)
 		r = -errno;
 		goto err;
 	}
-	if (cred.uid != geteuid()) {
+	if (!fs_uid_trusted(cred.uid)) {
 		r = -EPERM;
 		goto err;
 	}

@@ -96,6 +96,48 @@ int unix_connect_owned_type(const char *path, int type, int sock_flags)
  */
 int fs_copy_sparse(int in, int out) __attribute__((warn_unused_result));
 
+/*
+ * Descriptors opened before the monitor gives up access to the file system
+ * (the jail's privilege drop, Landlock on the main thread: manager/jail.h):
+ * fs_preopen() opens @path now, with fs_open_input()'s checks for a regular
+ * file or block device, or as a character device (/dev/kvm) or a /proc file
+ * when @flags has FS_PREOPEN_ANY; later opens of the same path by
+ * fs_open_input() and fs_reopen() get a duplicate (sharing the file offset
+ * and locks), or the error this open had (a FIFO's -EINVAL, not the jail's
+ * -ENOENT). Main thread, before other threads exist; the table is read-only
+ * afterwards. Returns 0 or -errno.
+ */
+#define FS_PREOPEN_ANY 0x40000000 /* not a kernel O_ flag: any file type */
+int fs_preopen(const char *path, int flags) __attribute__((warn_unused_result));
+
+/*
+ * fs_prelisten - unix_listen_type() now, for a later unix_listen*() of the
+ * same @path and @type, which then gets a duplicate: a listener made before
+ * the jail, where the jail's user could not make it (a directory of
+ * root's). Same thread rules as fs_preopen(). Returns 0 or -errno.
+ */
+int fs_prelisten(const char *path, int type, mode_t mode, int backlog)
+    __attribute__((warn_unused_result));
+
+/*
+ * fs_reopen - a duplicate of the descriptor fs_preopen() kept for @path, if
+ * one with access @flags allows (O_RDONLY is served by an O_RDWR one), else
+ * open(@path, @flags | O_CLOEXEC). Returns the descriptor or -errno.
+ */
+int fs_reopen(const char *path, int flags) __attribute__((warn_unused_result));
+
+/*
+ * fs_trust_uid - sockets owned by @uid pass unix_connect_owned()'s owner
+ * checks too (besides the effective user's): a jailed monitor's for the
+ * user who started it, root's for the jail users of its VMs
+ * (manager/jail.h). Up to FS_TRUSTED_MAX ranges; @count uids from @uid.
+ */
+#define FS_TRUSTED_MAX 4
+void fs_trust_uids(uid_t uid, unsigned int count);
+
+/* fs_uid_trusted - @uid is the effective user's or one fs_trust_uids() added. */
+int fs_uid_trusted(uid_t uid);
+
 /* fs_strerror - a message for @err (negative errno) as the functions above use it. */
 const char *fs_strerror(int err);
 

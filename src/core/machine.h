@@ -40,6 +40,14 @@ int machine_disks_lock(struct vm *vm, bool take) __attribute__((warn_unused_resu
 struct virtio_net_stats;
 
 /*
+ * machine_nics_connect - join every NIC of @cfg to its switch now (starting
+ * the switch if it is not running), for a caller about to give up the
+ * rights that takes (the jailed monitor); the machine then uses these ports.
+ * Returns 0 or -errno (logged).
+ */
+int machine_nics_connect(struct vm_config *cfg) __attribute__((warn_unused_result));
+
+/*
  * machine_nic_stats - the counters and link state of NIC @i (vm->cfg.nics[i])
  * into @out. 0, or -ENOENT when the VM has no such NIC (or its devices are
  * gone). Any thread; takes that device's lock.

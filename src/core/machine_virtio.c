@@ -244,6 +244,21 @@ static int machine_nic_connect(const struct vm_config *cfg, unsigned int i, int 
 	return 0;
 }
 
+int machine_nics_connect(struct vm_config *cfg)
+{
+	for (unsigned int i = 0; i < cfg->nr_nics && i < VM_MAX_NICS; i++) {
+		int r;
+
+		if (cfg->nics[i].connected)
+			continue;
+		r = machine_nic_connect(cfg, i, &cfg->nics[i].fd);
+		if (r < 0)
+			return r;
+		cfg->nics[i].connected = true;
+	}
+	return 0;
+}
+
 static int machine_create_nics(struct machine_virtio *mv)
 {
 	const struct vm_config *cfg = &mv->vm->cfg;
@@ -252,7 +267,10 @@ static int machine_create_nics(struct machine_virtio *mv)
 		struct virtio_net_params p = {0};
 		struct virtio_net *net;
 		char name[DEVICE_NAME_MAX];
-		int fd, r = machine_nic_connect(cfg, i, &fd);
+		int fd = cfg->nics[i].fd, r = 0;
+
+		if (!cfg->nics[i].connected)
+			r = machine_nic_connect(cfg, i, &fd);
 
 		if (r < 0)
 			return r;

@@ -82,6 +82,7 @@ static struct {
 	bool log_only;   /* NESTVM_SANDBOX=log: forbidden calls go on, logged by the kernel */
 	int landlock_fd; /* ruleset for vCPU and device threads; -1: no Landlock */
 	int landlock_abi;
+	bool landlock_files; /* sandbox_restrict_files() done */
 #ifdef HAVE_LIBSECCOMP
 	struct sock_fprog prog[SANDBOX_NR_KINDS];
 #endif
@@ -94,6 +95,7 @@ void sandbox_get_state(struct sandbox_state *out)
 {
 	out->seccomp = sandbox.seccomp;
 	out->landlock = sandbox.seccomp && sandbox.landlock_fd >= 0;
+	out->landlock_files = sandbox.landlock_files;
 }
 
 #define SANDBOX_SECCOMP_ON                                                                         \
@@ -105,6 +107,9 @@ const char *sandbox_describe(void)
 		return "seccomp off, landlock off";
 	if (sandbox.landlock_fd < 0)
 		return SANDBOX_SECCOMP_ON ", landlock off (not in this kernel)";
+	if (sandbox.landlock_files)
+		return SANDBOX_SECCOMP_ON ", landlock on (vcpu and device threads open no file, "
+		                          "main and control threads only the VM's directory)";
 	return SANDBOX_SECCOMP_ON ", landlock on (vcpu and device threads open no file)";
 }
 
@@ -455,6 +460,20 @@ static bool sandbox_kernel_has_seccomp(void)
 	        errno != EINVAL);
 }
 
+/* The rights the kernel's Landlock ABI @abi knows. */
+static uint64_t sandbox_landlock_rights(int abi)
+{
+	uint64_t rights = SANDBOX_LL_V1;
+
+	if (abi >= 2)
+		rights |= SANDBOX_LL_REFER;
+	if (abi >= 3)
+		rights |= SANDBOX_LL_TRUNCATE;
+	if (abi >= 5)
+		rights |= SANDBOX_LL_IOCTL_DEV;
+	return rights;
+}
+
 /*
  * The Landlock ruleset of the threads the guest drives: every file-system
  * right the kernel knows is handled and none granted, so a vCPU or device
@@ -472,13 +491,7 @@ static int sandbox_landlock_build(void)
 
 	if (abi < 1)
 		return -ENOTSUP;
-	attr.handled_access_fs = SANDBOX_LL_V1;
-	if (abi >= 2)
-		attr.handled_access_fs |= SANDBOX_LL_REFER;
-	if (abi >= 3)
-		attr.handled_access_fs |= SANDBOX_LL_TRUNCATE;
-	if (abi >= 5)
-		attr.handled_access_fs |= SANDBOX_LL_IOCTL_DEV;
+	attr.handled_access_fs = sandbox_landlock_rights(abi);
 	fd = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
 	if (fd < 0)
 		return -errno;
@@ -504,6 +517,22 @@ static int sandbox_landlock_build(void)
 #endif
 	sandbox.landlock_abi = abi;
 	return fd;
+}
+
+static int sandbox_landlock_allow(int ruleset, const char *dir, uint64_t rights)
+{
+	struct landlock_path_beneath_attr rule = {
+	    .allowed_access = rights,
+	    .parent_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC),
+	};
+	int r = 0;
+
+	if (rule.parent_fd < 0)
+		return -errno;
+	if (syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) < 0)
+		r = -errno;
+	close(rule.parent_fd);
+	return r;
 }
 
 static int sandbox_install(enum sandbox_kind kind)
@@ -610,6 +639,46 @@ int sandbox_init(bool enabled)
 	if (sandbox.log_only)
 		log_warn("sandbox: NESTVM_SANDBOX=log: forbidden system calls are allowed and "
 		         "logged by the kernel (dmesg), not stopped");
+	return 0;
+#endif
+}
+
+int sandbox_restrict_files(const char *const *dirs)
+{
+#ifdef HAVE_LIBSECCOMP
+	struct landlock_ruleset_attr attr = {0};
+	uint64_t rights;
+	int fd, r = 0;
+
+	if (!sandbox.seccomp || sandbox.landlock_fd < 0 || sandbox.log_only)
+		return 0;
+	rights = sandbox_landlock_rights(sandbox.landlock_abi);
+	attr.handled_access_fs = rights;
+	fd = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
+	if (fd < 0)
+		return -errno;
+	/* Everything but running programs, beneath each directory. */
+	for (unsigned int i = 0; dirs && dirs[i] && r == 0; i++) {
+		r = sandbox_landlock_allow(fd, dirs[i], rights & ~LANDLOCK_ACCESS_FS_EXECUTE);
+		if (r < 0)
+			log_error("landlock: cannot allow '%s': %s", dirs[i], strerror(-r));
+	}
+#ifdef SANDBOX_SANITIZER
+	if (r == 0)
+		r = sandbox_landlock_allow(fd, "/",
+		                           LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
+		                               LANDLOCK_ACCESS_FS_EXECUTE);
+#endif
+	if (r == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		r = -errno;
+	if (r == 0 && syscall(SYS_landlock_restrict_self, fd, 0) < 0)
+		r = -errno;
+	close(fd);
+	if (r == 0)
+		sandbox.landlock_files = true;
+	return r;
+#else
+	(void)dirs;
 	return 0;
 #endif
 }

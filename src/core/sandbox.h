@@ -22,8 +22,9 @@
  *
  * Where the kernel has Landlock, vCPU and device threads are also denied
  * every file-system access (open, create, remove, execute); the descriptors
- * opened during setup keep working. The main and control threads keep file
- * access (teardown, the managed VM's store).
+ * opened during setup keep working. A managed monitor's main thread, before
+ * it creates any other, limits itself and so every later thread to the VM's
+ * own directory (sandbox_restrict_files()).
  *
  * `nestvm run --sandbox off` or NESTVM_SANDBOX=off in the environment turn it
  * off, for debugging. Without libseccomp at build time, or without seccomp
@@ -53,6 +54,7 @@ struct sandbox_state {
 	bool seccomp; /* every thread of the VM runs under its kind's filter */
 	bool
 	    landlock; /* vCPU and device threads open no file (Landlock, where the kernel has it) */
+	bool landlock_files; /* every thread limited to sandbox_restrict_files()'s directories */
 };
 
 /*
@@ -71,6 +73,19 @@ int sandbox_init(bool enabled) __attribute__((warn_unused_result));
  * monitor never runs a guest half-sandboxed.
  */
 void sandbox_enter(enum sandbox_kind kind, const char *name);
+
+/*
+ * sandbox_restrict_files - Landlock for the calling thread and every thread
+ * it creates afterwards: files may be opened, created, renamed and removed
+ * only beneath @dirs (NULL-terminated, absolute), and nothing executed
+ * (sanitizer builds may still read and execute anything: a report's
+ * symbolizer). Descriptors opened before (core/fsutil.h's fs_preopen())
+ * keep working. Call it in the main thread before it creates any other:
+ * vCPU and device threads then stack their own, narrower ruleset on it.
+ * A no-op returning 0 while the sandbox is off or without Landlock.
+ * Returns 0 or -errno.
+ */
+int sandbox_restrict_files(const char *const *dirs) __attribute__((warn_unused_result));
 
 /* sandbox_get_state - what sandbox_init() turned on. */
 void sandbox_get_state(struct sandbox_state *out);

@@ -86,6 +86,8 @@ struct vm_config {
 		bool mac_spoofing, dhcp_guard, router_guard;
 		unsigned int mtu; /* 0: the device's default (1500) */
 		unsigned int pci_slot;
+		bool connected; /* @fd is its switch port, joined beforehand (machine_nics_connect) */
+		int fd;
 	} nics[VM_MAX_NICS];
 	unsigned int nr_nics;
 	const char *vm_name;	 /* what the NICs tell their switches ("run-PID" for `run`) */

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "kvm/kvm.h"
 
+#include "core/fsutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -28,10 +30,14 @@ int kvm_sys_open(struct kvm_sys *sys, const char *path)
 	struct stat st;
 	int r;
 
-	/* O_NONBLOCK: a FIFO given as --kvm must fail, not hang the open. */
-	sys->fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (sys->fd < 0)
-		return -errno;
+	/*
+	 * O_NONBLOCK: a FIFO given as --kvm must fail, not hang the open. A
+	 * jailed monitor gets the descriptor it kept (core/fsutil.h).
+	 */
+	r = fs_reopen(path, O_RDWR | O_NONBLOCK | O_NOCTTY);
+	sys->fd = r < 0 ? -1 : r;
+	if (r < 0)
+		return r;
 	if (fstat(sys->fd, &st) < 0 || !S_ISCHR(st.st_mode)) {
 		r = -ENODEV;
 		goto err;

@@ -62,6 +62,8 @@ int client_connect(const struct store *st, const char *name, struct client *c, s
 
 	c->fd = -1;
 	c->in = NULL;
+	c->pass_fds = NULL;
+	c->nr_pass_fds = 0;
 	r = client_socket_addr(st, name, &sa, &len, &dirfd);
 	if (r < 0)
 		return mgr_err_set(err, r, "VM '%s': control socket path: %s", name, strerror(-r));
@@ -118,6 +120,40 @@ static int client_send_all(int fd, const char *buf, size_t len)
 		len -= n;
 	}
 	return 0;
+}
+
+/* The first bytes of a request, with c->pass_fds attached; then plain sends. */
+static int client_send_request(struct client *c, const char *buf, size_t len)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} ctl;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	if (!c->nr_pass_fds)
+		return client_send_all(c->fd, buf, len);
+	if (c->nr_pass_fds > 4)
+		return -EINVAL;
+	memset(&ctl, 0, sizeof(ctl));
+	msg.msg_control = ctl.buf;
+	msg.msg_controllen = CMSG_SPACE(sizeof(int) * c->nr_pass_fds);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * c->nr_pass_fds);
+	memcpy(CMSG_DATA(cm), c->pass_fds, sizeof(int) * c->nr_pass_fds);
+	do
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	c->pass_fds = NULL;
+	c->nr_pass_fds = 0;
+	return client_send_all(c->fd, buf + n, len - (size_t)n);
 }
 
 /* Wait for readable data until @deadline; 0, -ETIMEDOUT or -errno. */
@@ -185,11 +221,21 @@ int client_call_progress(struct client *c, const char *cmd, json_t *args, int ti
 	if (obj)
 		text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(obj);
+	if (text) {
+		/* One send, the newline included. */
+		size_t len = strlen(text);
+		char *line = malloc(len + 2);
+
+		if (line) {
+			memcpy(line, text, len);
+			memcpy(line + len, "\n", 2);
+		}
+		free(text);
+		text = line;
+	}
 	if (!text)
 		return mgr_err_set(err, -ENOMEM, "out of memory");
-	r = client_send_all(c->fd, text, strlen(text));
-	if (r == 0)
-		r = client_send_all(c->fd, "\n", 1);
+	r = client_send_request(c, text, strlen(text));
 	free(text);
 	if (r < 0)
 		return mgr_err_set(err, r, "cannot send '%s' to the monitor: %s", cmd,

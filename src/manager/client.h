@@ -29,6 +29,13 @@
 struct client {
 	int fd;
 	struct api_framer *in;
+	/*
+	 * Descriptors to pass (SCM_RIGHTS) with the next request, then
+	 * forgotten (not closed): what a monitor cannot open itself (a
+	 * migrate's secret file and stream, manager/jail.h).
+	 */
+	const int *pass_fds;
+	unsigned int nr_pass_fds;
 };
 
 /*

@@ -158,6 +158,16 @@ static void monitor_kill_vm(struct monitor *m, const char *reason)
 
 /* ---- console ---- */
 
+/* Close the descriptors a client passed that no request took. */
+static void monitor_client_drop_fds(struct monitor_client *cl)
+{
+	for (unsigned int i = 0; i < cl->nr_fds; i++) {
+		if (cl->fds[i] >= 0)
+			close(cl->fds[i]);
+	}
+	cl->nr_fds = 0;
+}
+
 static void monitor_client_close(struct monitor_client *cl)
 {
 	if (cl->fd >= 0)
@@ -169,6 +179,7 @@ static void monitor_client_close(struct monitor_client *cl)
 	cl->awaits_end = false;
 	cl->awaits_migration = false;
 	cl->pending_len = 0;
+	monitor_client_drop_fds(cl);
 }
 
 static struct monitor_client *monitor_console_client(struct monitor *m)
@@ -351,8 +362,19 @@ static json_t *monitor_status(struct monitor *m, enum api_state state)
 	                "console_attached", monitor_console_client(m) != NULL);
 	sandbox_get_state(&sb);
 	if (res)
-		json_object_set_new(res, "sandbox", json_pack("{s:b, s:b}", "seccomp", sb.seccomp,
-		                                              "landlock", sb.landlock));
+		json_object_set_new(res, "sandbox",
+		                    json_pack("{s:b, s:b, s:b}", "seccomp", sb.seccomp, "landlock",
+		                              sb.landlock, "landlock_files", sb.landlock_files));
+	if (res && m->jail.active)
+		json_object_set_new(res, "jail",
+		                    json_pack("{s:b, s:I, s:I, s:b, s:s, s:b}", "active", true, "uid",
+		                              (json_int_t)m->jail.uid, "gid", (json_int_t)m->jail.gid,
+		                              "mount_namespace", true, "root",
+		                              m->jail.pivoted ? "pivot_root" : "chroot",
+		                              "no_new_privs", true));
+	else if (res)
+		json_object_set_new(res, "jail", json_pack("{s:b, s:s}", "active", false, "reason",
+		                                           m->jail.off_reason));
 	if (res)
 		json_object_set_new(res, "migration", monitor_migrate_status(m));
 	/* The devices exist in these states, as for guest_hypervisor above. */
@@ -711,6 +733,44 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 	return reply;
 }
 
+/*
+ * recv() of a request, and the descriptors passed with it (SCM_RIGHTS, at
+ * most MONITOR_CLIENT_FDS: more are closed, and MSG_CMSG_CLOEXEC keeps them
+ * from any child). They stay with the client until its next request line
+ * is complete, which may take more than one read.
+ */
+static ssize_t monitor_client_recv(struct monitor_client *cl, char *buf, size_t len)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 8)];
+	} ctl;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+	                     .msg_controllen = sizeof(ctl.buf)};
+	ssize_t n = recvmsg(cl->fd, &msg, MSG_CMSG_CLOEXEC);
+
+	if (n < 0)
+		return n;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		size_t nfd;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < nfd; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (cl->nr_fds < MONITOR_CLIENT_FDS)
+				cl->fds[cl->nr_fds++] = fd;
+			else
+				close(fd);
+		}
+	}
+	return n;
+}
+
 /* Bytes from a client: requests, or console input once it attached. */
 static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 {
@@ -732,7 +792,7 @@ static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 		return;
 	}
 	space = api_framer_space(cl->in, &where);
-	n = recv(cl->fd, where, space, 0);
+	n = monitor_client_recv(cl, where, space);
 	if (n <= 0) {
 		if (n == 0 || (errno != EINTR && errno != EAGAIN))
 			monitor_client_close(cl);
@@ -755,6 +815,8 @@ static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 		case API_FRAME_LINE:
 			cl->active_ms = monitor_now_ms();
 			reply = monitor_request(m, cl, line, len);
+			/* Descriptors go with the request they came in (or before the end of). */
+			monitor_client_drop_fds(cl);
 			if (reply)
 				monitor_reply(cl, reply);
 			if (cl->fd >= 0 && cl->console) {
@@ -856,6 +918,35 @@ static void monitor_accept(struct monitor *m)
 	close(fd);
 }
 
+/*
+ * Sanitizer and debug builds: NESTVM_JAIL_SELFTEST=PATH makes the control
+ * thread, confined, try to open PATH for reading, then for writing, and log
+ * what happened
+ * (tests/integration/jail.sh): in the jail a host file is not there, under
+ * Landlock alone it is refused.
+ */
+static void monitor_jail_selftest(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(NESTVM_DEBUG)
+	const char *path = getenv("NESTVM_JAIL_SELFTEST");
+	int fd;
+
+	if (!path)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	log_warn("jail self-test: the control thread opens '%s': %s", path,
+	         fd >= 0 ? "opened" : strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	/* Sanitizer builds may read anything under Landlock (a report's symbolizer): write too. */
+	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+	log_warn("jail self-test: the control thread opens '%s' for writing: %s", path,
+	         fd >= 0 ? "opened" : strerror(errno));
+	if (fd >= 0)
+		close(fd);
+#endif
+}
+
 /* The control thread: everything but running the VM. */
 static void *monitor_control_thread(void *arg)
 {
@@ -865,6 +956,7 @@ static void *monitor_control_thread(void *arg)
 	struct monitor *m = arg;
 
 	sandbox_enter(SANDBOX_CONTROL, "control");
+	monitor_jail_selftest();
 	while (!atomic_load(&m->quit)) {
 		struct monitor_client *con = monitor_console_client(m);
 		unsigned int n = P_FIXED;
@@ -1121,6 +1213,8 @@ static int monitor_open_saved(struct monitor *m, struct vm_snapshot *snap, struc
 	if (fd < 0)
 		return fd;
 	r = store_snap_read_def(fd, "the saved state's vm.json", &def, err);
+	if (r == 0)
+		r = store_snap_def_trusted(fd, "the saved state's vm.json", &def, &m->def, err);
 	if (r == 0) {
 		r = vm_snapshot_open(fd, "the saved state", "/dev/kvm", snap, why, sizeof(why));
 		if (r < 0)
@@ -1194,8 +1288,12 @@ static int monitor_build_vm(struct monitor *m, const struct monitor_incoming *in
 static void monitor_remove_created(struct monitor *m)
 {
 	struct mgr_err err;
-	int def = store_lock_acquire(m->st, m->name, STORE_LOCK_DEF, 5000, &err);
+	int def;
 
+	/* The store is out of a jailed monitor's reach: `nestvm receive` removes it once we end. */
+	if (m->jail.active)
+		return;
+	def = store_lock_acquire(m->st, m->name, STORE_LOCK_DEF, 5000, &err);
 	if (def < 0 || store_remove(m->st, m->name, &err) < 0)
 		log_warn("the VM created for the migration stays: %s", err.msg);
 	store_lock_release(def);
@@ -1209,6 +1307,135 @@ static void monitor_log_first_run(struct monitor *m)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	monitor_log(m, "migration: the VM runs here from %lld.%06ld (CLOCK_REALTIME)",
 	            (long long)ts.tv_sec, ts.tv_nsec / 1000);
+}
+
+/* Add the directory of socket @path to @dirs unless the VM's directory @vm_dir holds it. */
+static void monitor_add_socket_dir(const char *path, const char *vm_dir, const char **dirs,
+                                   char (*bufs)[STORE_PATH_MAX], unsigned int *n)
+{
+	size_t vlen = strlen(vm_dir);
+	char *slash;
+
+	if (!path || *n >= JAIL_MAX_DIRS - 1)
+		return;
+	snprintf(bufs[*n], STORE_PATH_MAX, "%s", path);
+	slash = strrchr(bufs[*n], '/');
+	if (!slash || slash == bufs[*n])
+		return; /* relative, or in "/": not bound, and the device says why it fails */
+	*slash = '\0';
+	if (!strncmp(bufs[*n], vm_dir, vlen) && (bufs[*n][vlen] == '\0' || bufs[*n][vlen] == '/'))
+		return;
+	for (unsigned int i = 0; i < *n; i++) {
+		if (!strcmp(dirs[i], bufs[*n]))
+			return;
+	}
+	dirs[*n] = bufs[*n];
+	(*n)++;
+}
+
+/*
+ * One image as two disks: a second open of a kept disk shares the first's
+ * open file, and so its lock, which would no longer keep them apart (each
+ * disk's own open did). 0, or -EBUSY logged.
+ */
+static int monitor_check_disks_distinct(const struct vm_config *cfg)
+{
+	struct stat sb[VM_MAX_DISKS];
+	bool known[VM_MAX_DISKS] = {false};
+
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		int fd = fs_open_input(cfg->disks[i].path, O_RDONLY, &sb[i]);
+
+		if (fd < 0)
+			continue; /* its own open says why */
+		close(fd);
+		known[i] = true;
+		for (unsigned int j = 0; j < i; j++) {
+			if (known[j] && sb[j].st_dev == sb[i].st_dev && sb[j].st_ino == sb[i].st_ino) {
+				log_error("disk '%s': the same image as disk %u; give each image once",
+				          cfg->disks[i].path, j);
+				return -EBUSY;
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * Before the first thread (monitor_run): keep the descriptors the VM needs
+ * (core/fsutil.h's fs_preopen()), enter the jail when started as root
+ * (manager/jail.h), then limit this thread, and so every later one, to the
+ * VM's directory and those of its sockets (Landlock). 0 or -errno, logged.
+ */
+static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
+{
+	static char bufs[JAIL_MAX_DIRS][STORE_PATH_MAX];
+	const char *dirs[JAIL_MAX_DIRS + 1] = {0}, *all[JAIL_MAX_DIRS + 2] = {0};
+	char vm_dir[STORE_PATH_MAX];
+	unsigned int n = 0;
+	struct mgr_err err;
+	int r;
+
+	if (store_path(m->st, m->name, NULL, vm_dir, sizeof(vm_dir)) < 0)
+		return -ENAMETOOLONG;
+	/*
+	 * A file that cannot be opened now is left to the code that opens it,
+	 * which says why (a kernel a restore does not need, say).
+	 */
+	if (fs_preopen(cfg->kvm_path, O_RDWR | FS_PREOPEN_ANY) < 0)
+		log_debug("jail: %s not opened beforehand", cfg->kvm_path);
+	if (fs_preopen(cfg->kernel, O_RDONLY) < 0)
+		log_debug("jail: kernel '%s' not opened beforehand", cfg->kernel);
+	if (cfg->initrd && fs_preopen(cfg->initrd, O_RDONLY) < 0)
+		log_debug("jail: initrd '%s' not opened beforehand", cfg->initrd);
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		if (fs_preopen(cfg->disks[i].path, cfg->disks[i].readonly ? O_RDONLY : O_RDWR) < 0)
+			log_debug("jail: disk '%s' not opened beforehand", cfg->disks[i].path);
+	}
+	r = monitor_check_disks_distinct(cfg);
+	if (r < 0)
+		return r;
+	/* save and live migration skip never-touched pages with it (no /proc in the jail). */
+	if (jail_open_pagemap() < 0)
+		log_debug("no /proc/self/pagemap");
+	/*
+	 * The device sockets, made now: a jailed monitor could not make one in
+	 * a directory of root's. Their directories stay out of the jail (a
+	 * guest's connections to PATH_PORT reach only the VM's directory
+	 * there), but in Landlock's rules, so that an unjailed monitor removes
+	 * them at exit.
+	 */
+	if (cfg->vsock_socket && fs_prelisten(cfg->vsock_socket, SOCK_STREAM, 0600, 64) < 0)
+		log_debug("jail: vsock socket not made beforehand");
+	if (cfg->hvc_socket && fs_prelisten(cfg->hvc_socket, SOCK_STREAM, 0600, 4) < 0)
+		log_debug("jail: hvc0 socket not made beforehand");
+	for (unsigned int i = 0; i < cfg->nr_console_ports; i++) {
+		if (fs_prelisten(cfg->console_ports[i].socket, SOCK_STREAM, 0600, 4) < 0)
+			log_debug("jail: console port socket not made beforehand");
+	}
+	monitor_add_socket_dir(cfg->vsock_socket, vm_dir, dirs, bufs, &n);
+	monitor_add_socket_dir(cfg->hvc_socket, vm_dir, dirs, bufs, &n);
+	for (unsigned int i = 0; i < cfg->nr_console_ports; i++)
+		monitor_add_socket_dir(cfg->console_ports[i].socket, vm_dir, dirs, bufs, &n);
+	if (jail_wanted(&m->jail)) {
+		r = jail_enter(m->st, m->name, &m->jail, &err);
+		if (r < 0) {
+			log_error("%s (nestvm start --jail off runs it unjailed)", err.msg);
+			return r;
+		}
+		monitor_log(m, "jail: uid %u gid %u, own mount namespace (%s), no_new_privs",
+		            (unsigned int)m->jail.uid, (unsigned int)m->jail.gid,
+		            m->jail.pivoted ? "pivot_root" : "chroot");
+	} else {
+		monitor_log(m, "jail: off (%s)", m->jail.off_reason);
+	}
+	all[0] = vm_dir;
+	for (unsigned int i = 0; i < n && !m->jail.active; i++)
+		all[i + 1] = dirs[i]; /* not in the jail's tree */
+	r = sandbox_restrict_files(all);
+	if (r < 0)
+		log_error("landlock: cannot limit the monitor to '%s': %s", vm_dir, strerror(-r));
+	return r;
 }
 
 int monitor_run(const struct store *st, const char *name, int lock_fd, int ready_fd, bool paused,
@@ -1246,7 +1473,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	m->name = name;
 	m->ready_fd = ready_fd;
 	m->listen_fd = m->wake_fd = m->timer_fd = m->con_log_fd = m->log_fd = -1;
-	m->mig.cancel_fd = m->mig.event_fd = m->mig.client = -1;
+	m->mig.cancel_fd = m->mig.event_fd = m->mig.client = m->mig.conn_fd = -1;
 	m->incoming.cancel_fd = -1;
 	m->con_out[0] = m->con_out[1] = m->con_in[0] = m->con_in[1] = -1;
 	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++)
@@ -1304,15 +1531,6 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 		r = monitor_listen(m);
 	if (r < 0)
 		goto failed;
-	/* The migration worker confines itself as it starts, like the control thread. */
-	if (monitor_migrate_init(m) < 0)
-		log_warn("cannot start the migration thread: this VM cannot migrate away");
-	if (pthread_create(&m->thread, NULL, monitor_control_thread, m) != 0) {
-		log_error("cannot start the control thread");
-		goto failed;
-	}
-	m->thread_started = true;
-
 	/* The definition says what the VM is; the console is this monitor's plumbing. */
 	if (m->def.vsock.cid && !m->def.vsock.socket &&
 	    store_vsock_default(st, name, vsock_path, sizeof(vsock_path), &err) < 0) {
@@ -1327,6 +1545,20 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	cfg.console_in_fd = m->con_in[0];
 	cfg.console_out_fd = m->con_out[1];
 	cfg.switch_home = st->home;
+	/* The NICs join their switches (which may start them) while the store is in reach. */
+	if (machine_nics_connect(&cfg) < 0)
+		goto failed;
+	/* The last step as root, before the first thread. */
+	if (monitor_confine(m, &cfg) < 0)
+		goto failed;
+	/* The migration worker confines itself as it starts, like the control thread. */
+	if (monitor_migrate_init(m) < 0)
+		log_warn("cannot start the migration thread: this VM cannot migrate away");
+	if (pthread_create(&m->thread, NULL, monitor_control_thread, m) != 0) {
+		log_error("cannot start the control thread");
+		goto failed;
+	}
+	m->thread_started = true;
 	monitor_log(m, "creating the VM: %u vCPU(s), %llu MiB, nested %s, kernel %s", cfg.cpus,
 	            (unsigned long long)m->def.memory_mib, cfg.nested ? "on" : "off", cfg.kernel);
 	r = monitor_build_vm(m, in, &snap, &cfg, open_us);

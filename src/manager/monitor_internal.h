@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "core/vm.h"
+#include "manager/jail.h"
 #include "manager/monitor.h"
 #include "manager/protocol.h"
 #include "snapshot/migrate.h"
@@ -23,6 +24,7 @@
 
 #define MONITOR_CONSOLE_PENDING 4096
 #define MONITOR_LOG_TAIL_LINES 12
+#define MONITOR_CLIENT_FDS 2
 
 struct monitor_client {
 	int fd;           /* -1: a free slot */
@@ -34,6 +36,13 @@ struct monitor_client {
 	int64_t active_ms;     /* when it connected or last completed a request */
 	char pending[MONITOR_CONSOLE_PENDING]; /* console input the UART pipe has not taken */
 	size_t pending_len;
+	/*
+	 * Descriptors that came with the request being read (SCM_RIGHTS): a
+	 * migrate's secret file and connected stream, for a monitor that cannot
+	 * open them itself. Closed after that read's requests unless taken (-1).
+	 */
+	int fds[MONITOR_CLIENT_FDS];
+	unsigned int nr_fds;
 };
 
 /*
@@ -54,6 +63,8 @@ struct monitor_migration {
 	bool had_one; /* status shows the last one */
 	char to[API_MIGRATE_TO_MAX];
 	struct mig_addr addr;
+	bool connected; /* conn_fd: the stream, connected by the client (taken by the job) */
+	int conn_fd;
 	uint8_t secret[MIG_SECRET_MAX];
 	size_t secret_len;
 	unsigned int downtime_ms, timeout_s;
@@ -96,6 +107,7 @@ struct monitor {
 	char ring[MONITOR_CONSOLE_RING];
 	size_t ring_head, ring_len;
 	struct monitor_client clients[MONITOR_MAX_CLIENTS];
+	struct jail jail; /* set before the first thread, read-only afterwards */
 	pthread_t thread;
 	bool thread_started;
 	atomic_bool quit;

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,6 +73,8 @@ static void mig_job(struct monitor *m)
 	    .def = g->def,
 	    .def_len = strlen(g->def),
 	    .cancel_fd = g->cancel_fd,
+	    .connected = g->connected,
+	    .conn_fd = g->conn_fd,
 	    .progress = mig_progress,
 	    .opaque = m,
 	};
@@ -83,6 +86,10 @@ static void mig_job(struct monitor *m)
 	monitor_log(m, "migration to %s: starting (downtime target %u ms, timeout %u s)", g->to,
 	            p.downtime_ms, p.timeout_s);
 	out = migrate_source_run(m->vm, &p, &st, why, sizeof(why));
+	pthread_mutex_lock(&m->lock);
+	g->connected = false; /* taken */
+	g->conn_fd = -1;
+	pthread_mutex_unlock(&m->lock);
 	switch (out) {
 	case MIGRATE_COMPLETED:
 		result = "completed";
@@ -183,6 +190,9 @@ void monitor_migrate_fini(struct monitor *m)
 	if (g->event_fd >= 0)
 		close(g->event_fd);
 	g->cancel_fd = g->event_fd = -1;
+	if (g->connected)
+		close(g->conn_fd); /* a job that never ran */
+	g->connected = false;
 	free(g->def);
 	g->def = NULL;
 	json_decref(g->id);
@@ -208,6 +218,7 @@ char *monitor_do_migrate(struct monitor *m, struct monitor_client *cl,
 	char why[512], *def;
 	int n;
 
+	why[0] = 0;
 	if (!g->thread_started)
 		return api_reply_error(req->id, API_ERR_STATE,
 		                       "this monitor cannot migrate its VM");
@@ -220,7 +231,25 @@ char *monitor_do_migrate(struct monitor *m, struct monitor_client *cl,
 		    "only a running VM migrates (a paused one: resume it first)");
 	if (mig_addr_parse(req->to, false, &addr, why, sizeof(why)) < 0)
 		return api_reply_error(req->id, API_ERR_INVALID, why);
-	n = mig_secret_read(req->secret_file, secret, sizeof(secret), why, sizeof(why));
+	/*
+	 * `nestvm migrate` passes the secret file open, and a UNIX stream
+	 * connected: a jailed monitor sees neither path, and Landlock keeps
+	 * any monitor out of files beyond its VM's directory. The file must be
+	 * the client's own, as it must be the monitor's user's otherwise.
+	 */
+	if (cl->nr_fds >= 1) {
+		struct ucred peer;
+		socklen_t plen = sizeof(peer);
+
+		n = getsockopt(cl->fd, SOL_SOCKET, SO_PEERCRED, &peer, &plen) < 0
+		        ? -errno
+		        : mig_secret_read_fd(cl->fds[0], req->secret_file, peer.uid, secret,
+		                             sizeof(secret), why, sizeof(why));
+		if (n < 0 && why[0] == 0)
+			snprintf(why, sizeof(why), "who sent the secret: %s", strerror(-n));
+	} else {
+		n = mig_secret_read(req->secret_file, secret, sizeof(secret), why, sizeof(why));
+	}
 	if (n < 0)
 		return api_reply_error(req->id, API_ERR_FAILED, why);
 	def = vm_def_format(&m->def);
@@ -231,6 +260,12 @@ char *monitor_do_migrate(struct monitor *m, struct monitor_client *cl,
 	pthread_mutex_lock(&m->lock);
 	mig_addr_format(&addr, g->to, sizeof(g->to));
 	g->addr = addr;
+	if (g->connected)
+		close(g->conn_fd);
+	g->connected = cl->nr_fds >= 2 && addr.is_unix;
+	g->conn_fd = g->connected ? cl->fds[1] : -1;
+	if (g->connected)
+		cl->fds[1] = -1; /* taken */
 	memcpy(g->secret, secret, (size_t)n);
 	g->secret_len = (size_t)n;
 	g->downtime_ms = req->downtime_ms ? req->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;

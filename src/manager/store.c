@@ -5,6 +5,7 @@
  * it is judged is manager/vm_def.c's.
  */
 #include "manager/store.h"
+#include "manager/jail.h"
 
 #include "core/fsutil.h"
 
@@ -108,7 +109,8 @@ int store_check_owner(const struct stat *sb, const char *path, bool dir, struct 
 {
 	uid_t me = geteuid();
 
-	if (sb->st_uid != me && sb->st_uid != 0)
+	/* Root's store: a jailed monitor's files are its VM's user's (manager/jail.h). */
+	if (sb->st_uid != me && sb->st_uid != 0 && !(me == 0 && jail_uid_trusted(sb->st_uid)))
 		return mgr_err_set(err, -EPERM,
 		                   "'%s' is owned by uid %u, not by you (uid %u) or root: nestvm "
 		                   "does not trust a VM store another user controls; fix: chown "
@@ -206,6 +208,14 @@ static int store_open_home(struct store *st, const char *home, bool create, stru
 	close(fd);
 	if (r == 0)
 		r = store_check_ancestors(st->home, err);
+	/* Root talks to its jailed monitors' sockets (vsock.sock): their users' (jail.h). */
+	if (r == 0 && geteuid() == 0) {
+		uid_t first;
+		unsigned int count;
+
+		if (jail_uid_range(&first, &count) == 0)
+			fs_trust_uids(first, count);
+	}
 	return r;
 }
 
@@ -607,6 +617,13 @@ int store_load(const struct store *st, const char *name, struct vm_def *def, str
 		struct stat sb;
 
 		r = fstat(fd, &sb) < 0 ? -errno : store_check_owner(&sb, file, false, err);
+		/* A definition names the host files root opens for the VM: root's or yours only. */
+		if (r == 0 && sb.st_uid != 0 && sb.st_uid != geteuid())
+			r = mgr_err_set(err, -EPERM,
+			                "%s is owned by uid %u (the VM's jail user?), not by you or "
+			                "root: nestvm does not take a definition from it; restore "
+			                "one of yours (chown 0 after checking it)",
+			                file, (unsigned int)sb.st_uid);
 		if (r < 0) {
 			close(fd);
 			return r == -EPERM ? r : mgr_err_set(err, r, "%s: %s", file, strerror(-r));
@@ -724,6 +741,7 @@ int store_remove(const struct store *st, const char *name, struct mgr_err *err)
 			return mgr_err_set(err, -ENOENT, "no VM named '%s'", name);
 		return mgr_err_set(err, -errno, "cannot remove '%s': %s", dir, strerror(errno));
 	}
+	jail_uid_release(st, name);
 	if (nftw(trash, store_remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
 		return mgr_err_set(err, -errno,
 		                   "VM '%s' is gone, but '%s' could not be deleted: %s", name,

@@ -440,6 +440,54 @@ int store_snap_read_def(int fd, const char *what, struct vm_def *def, struct mgr
 	return r;
 }
 
+static bool snap_same_path(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int store_snap_def_trusted(int fd, const char *what, const struct vm_def *snap,
+                           const struct vm_def *cur, struct mgr_err *err)
+{
+	const char *field = NULL;
+	struct stat sb;
+
+	if (fstatat(fd, STORE_SNAP_DEF, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		return mgr_err_set(err, -errno, "%s: %s", what, strerror(errno));
+	if (sb.st_uid == 0 || sb.st_uid == geteuid())
+		return 0;
+	if (!snap_same_path(snap->kernel, cur->kernel))
+		field = "kernel";
+	else if (!snap_same_path(snap->initrd, cur->initrd))
+		field = "initrd";
+	else if (snap->nr_disks != cur->nr_disks)
+		field = "disks";
+	else if (snap->nr_nics != cur->nr_nics)
+		field = "networks";
+	else if (!snap_same_path(snap->vsock.socket, cur->vsock.socket))
+		field = "vsock socket";
+	else if (!snap_same_path(snap->console.socket, cur->console.socket) ||
+	         snap->console.nr_ports != cur->console.nr_ports)
+		field = "console sockets";
+	for (unsigned int i = 0; !field && i < snap->nr_disks; i++) {
+		if (!snap_same_path(snap->disks[i].path, cur->disks[i].path))
+			field = "disks";
+	}
+	for (unsigned int i = 0; !field && i < snap->nr_nics; i++) {
+		if (!snap_same_path(snap->nics[i].network, cur->nics[i].network))
+			field = "networks";
+	}
+	for (unsigned int i = 0; !field && i < snap->console.nr_ports; i++) {
+		if (!snap_same_path(snap->console.ports[i].socket, cur->console.ports[i].socket))
+			field = "console sockets";
+	}
+	if (!field)
+		return 0;
+	return mgr_err_set(err, -EPERM,
+	                   "%s was written by the VM's jailed monitor (uid %u) and names other "
+	                   "host files (%s) than the VM's vm.json: refused",
+	                   what, (unsigned int)sb.st_uid, field);
+}
+
 int store_checkpoint_apply(const struct store *st, const char *name, const char *cp,
                            struct mgr_err *err)
 {
@@ -454,6 +502,14 @@ int store_checkpoint_apply(const struct store *st, const char *name, const char 
 	if (fd < 0)
 		return fd;
 	r = store_snap_read_def(fd, cp, &def, err);
+	if (r == 0) {
+		struct vm_def cur;
+
+		r = store_load(st, name, &cur, err);
+		if (r == 0)
+			r = store_snap_def_trusted(fd, cp, &def, &cur, err);
+		vm_def_clear(&cur);
+	}
 	if (r == 0 && def.nr_disks)
 		dfd = openat(fd, STORE_SNAP_DISKS, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (r == 0 && def.nr_disks && dfd < 0)

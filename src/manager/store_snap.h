@@ -82,6 +82,18 @@ int store_snap_open(const struct store *st, const char *name, const char *cp, st
 int store_snap_read_def(int fd, const char *what, struct vm_def *def, struct mgr_err *err)
     __attribute__((warn_unused_result));
 
+/*
+ * store_snap_def_trusted - may the definition @snap, read from the snapshot
+ * directory @fd, be used for a VM whose vm.json says @cur? Yes if its file
+ * is yours or root's; one a jailed monitor wrote (its VM's user's,
+ * manager/jail.h) only if it names the same host files (kernel, initrd,
+ * disks, sockets) and networks as @cur: a monitor taken over by its guest must not make
+ * root open another file for it. 0 or -EPERM with @err set.
+ */
+int store_snap_def_trusted(int fd, const char *what, const struct vm_def *snap,
+                           const struct vm_def *cur, struct mgr_err *err)
+    __attribute__((warn_unused_result));
+
 /* store_has_saved - NAME has a saved state. */
 bool store_has_saved(const struct store *st, const char *name);
 

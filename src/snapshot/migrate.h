@@ -71,6 +71,8 @@ struct migrate_source_params {
 	const char *def; /* the definition (vm.json) */
 	size_t def_len;
 	int cancel_fd; /* an eventfd: readable = cancel (before GO); or -1 */
+	bool connected; /* conn_fd is the stream to @to, already connected (taken, even on failure) */
+	int conn_fd;
 	void (*progress)(void *opaque, const struct migrate_stats *st);
 	void *opaque;
 };

@@ -22,29 +22,24 @@
 
 /* ---- the secret ---- */
 
-int mig_secret_read(const char *path, uint8_t *buf, size_t cap, char *why, size_t why_len)
+int mig_secret_read_fd(int fd, const char *path, uid_t owner, uint8_t *buf, size_t cap, char *why,
+                       size_t why_len)
 {
 	struct stat st;
 	ssize_t n;
 	size_t got = 0;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), r = 0;
+	int r = 0;
 
-	if (fd < 0) {
-		r = -errno;
-		snprintf(why, why_len, "secret file '%s': %s", path,
-		         r == -ELOOP ? "a symbolic link (give the file itself)" : strerror(-r));
-		return r;
-	}
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
 		snprintf(why, why_len, "secret file '%s': %s", path, strerror(-r));
 	} else if (!S_ISREG(st.st_mode)) {
 		r = -EINVAL;
 		snprintf(why, why_len, "secret file '%s': not a regular file", path);
-	} else if (st.st_uid != geteuid()) {
+	} else if (st.st_uid != owner) {
 		r = -EPERM;
 		snprintf(why, why_len, "secret file '%s' is owned by uid %u, not by you (uid %u)",
-		         path, (unsigned int)st.st_uid, (unsigned int)geteuid());
+		         path, (unsigned int)st.st_uid, (unsigned int)owner);
 	} else if (st.st_mode & 077) {
 		r = -EPERM;
 		snprintf(why, why_len,
@@ -60,7 +55,7 @@ int mig_secret_read(const char *path, uint8_t *buf, size_t cap, char *why, size_
 		         path, (long long)st.st_size, MIG_SECRET_MIN, MIG_SECRET_MAX);
 	}
 	while (r == 0 && got < (size_t)st.st_size) {
-		n = read(fd, buf + got, (size_t)st.st_size - got);
+		n = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -71,12 +66,26 @@ int mig_secret_read(const char *path, uint8_t *buf, size_t cap, char *why, size_
 		}
 		got += (size_t)n;
 	}
-	close(fd);
 	if (r < 0) {
 		OPENSSL_cleanse(buf, got);
 		return r;
 	}
 	return (int)got;
+}
+
+int mig_secret_read(const char *path, uint8_t *buf, size_t cap, char *why, size_t why_len)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), r;
+
+	if (fd < 0) {
+		r = -errno;
+		snprintf(why, why_len, "secret file '%s': %s", path,
+		         r == -ELOOP ? "a symbolic link (give the file itself)" : strerror(-r));
+		return r;
+	}
+	r = mig_secret_read_fd(fd, path, geteuid(), buf, cap, why, why_len);
+	close(fd);
+	return r;
 }
 
 /* ---- addresses ---- */

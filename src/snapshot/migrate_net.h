@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 /*
  * mig_secret_read - the secret in @path: a regular file of the caller's
@@ -21,6 +22,16 @@
  * length, or -errno with the reason (and the fix) in @why.
  */
 int mig_secret_read(const char *path, uint8_t *buf, size_t cap, char *why, size_t why_len)
+    __attribute__((warn_unused_result));
+
+/*
+ * mig_secret_read_fd - mig_secret_read() from the open file @fd (named
+ * @path in messages), which must belong to @owner: the user whose `nestvm
+ * migrate` passed it to a monitor that cannot open the file itself (jailed,
+ * or under Landlock). @fd stays open.
+ */
+int mig_secret_read_fd(int fd, const char *path, uid_t owner, uint8_t *buf, size_t cap, char *why,
+                       size_t why_len)
     __attribute__((warn_unused_result));
 
 /* Where a stream goes: "tcp:HOST:PORT" (HOST an IPv4 or [IPv6] address) or "unix:PATH". */

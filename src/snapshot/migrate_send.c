@@ -2,6 +2,7 @@
 /* Live migration, the source's side (snapshot/migrate.h). */
 #include "snapshot/migrate.h"
 
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/machine.h"
 
@@ -200,7 +201,7 @@ static int pass_full(struct msend *s)
 {
 	const struct guest_mem *mem = &s->vm->mem;
 	unsigned char vec[VM_SNAPSHOT_SCAN_CHUNK / MIG_PAGE_SIZE];
-	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), r = 0;
+	int pagemap = fs_reopen("/proc/self/pagemap", O_RDONLY), r = 0;
 
 	for (uint64_t off = 0; off < mem->ram_size && r == 0; off += VM_SNAPSHOT_SCAN_CHUNK) {
 		uint64_t left = mem->ram_size - off;
@@ -548,8 +549,10 @@ static int offer(struct msend *s)
 
 	s->st->phase = "connecting";
 	mig_addr_format(&s->p->to, to, sizeof(to));
-	fd =
-	    mig_connect(&s->p->to, MIGRATE_CONNECT_TIMEOUT_MS, s->p->cancel_fd, s->why, s->why_len);
+	/* Connected by `nestvm migrate` for a monitor that cannot reach the path (a jail). */
+	fd = s->p->connected ? s->p->conn_fd
+	                     : mig_connect(&s->p->to, MIGRATE_CONNECT_TIMEOUT_MS, s->p->cancel_fd,
+	                                   s->why, s->why_len);
 	if (fd < 0)
 		return fd;
 	r = mig_conn_init(&s->conn, fd, NULL, NULL, true);
@@ -599,6 +602,8 @@ enum migrate_outcome migrate_source_run(struct vm *vm, const struct migrate_sour
 	st->phase = "connecting";
 	why[0] = 0;
 	if (!s) {
+		if (p->connected)
+			close(p->conn_fd);
 		snprintf(why, len, "out of memory");
 		return MIGRATE_FAILED;
 	}
@@ -609,10 +614,12 @@ enum migrate_outcome migrate_source_run(struct vm *vm, const struct migrate_sour
 	s->words = guest_mem_dirty_words(&vm->mem);
 	s->dirty = calloc(s->words ? s->words : 1, sizeof(*s->dirty));
 	if (!s->dirty) {
+		if (p->connected)
+			close(p->conn_fd);
 		snprintf(why, len, "out of memory");
 		goto out;
 	}
-	r = offer(s);
+	r = offer(s); /* takes p->conn_fd */
 	if (r == 0) {
 		r = vm_dirty_log_start(vm);
 		if (r < 0)

@@ -4,6 +4,7 @@
 
 #include "arch/x86/vcpu_state.h"
 #include "core/device.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "kvm/kvm.h"
 
@@ -288,7 +289,7 @@ static int memory_write(struct vm *vm, int fd, const struct snapshot_progress *p
 	const uint8_t *ram = vm->mem.ram;
 	uint64_t size = vm->mem.ram_size, next_report = 0, run_start = 0, run_len = 0;
 	unsigned char vec[SCAN_CHUNK / PAGE_SIZE_4K];
-	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), r;
+	int pagemap = fs_reopen("/proc/self/pagemap", O_RDONLY), r;
 
 	if (pagemap < 0)
 		log_debug("no /proc/self/pagemap (%s): every page of RAM is read", strerror(errno));

@@ -188,13 +188,13 @@ if timeout 30 "$NESTVM" new sbx --kernel "$PROBE" --cmdline test=idle --cpus 2 -
 	threads=$(wc -l <"$T/tasks")
 	text=$(timeout 30 "$NESTVM" show sbx 2>&1 | grep '^sandbox:')
 	json=$(timeout 30 "$NESTVM" show sbx --json 2>&1 | tr -d ' \n' |
-		grep -o '"sandbox":{"seccomp":true,"landlock":[a-z]*}')
+		grep -o '"sandbox":{"seccomp":true,"landlock":[a-z]*,"landlock_files":[a-z]*}')
 	# Landlock is on where the kernel has it: text and JSON must agree.
 	ll=${json##*\"landlock\":}
-	ll=${ll%\}}
+	ll=${ll%%,*}
 	[ "$ll" = true ] && ll=on || ll=off
 	if [ -n "$pid" ] && [ "$threads" -ge 4 ] && [ "$unfiltered" -eq 0 ] &&
-		[ "$text" = "sandbox:      seccomp on, landlock $ll" ] && [ -n "$json" ]; then
+		[ "${text%% (*}" = "sandbox:      seccomp on, landlock $ll" ] && [ -n "$json" ]; then
 		ok "managed VM: all $threads monitor threads filtered; show says '$text'"
 	else
 		echo "show: '$text' json: '$json'" >>"$T/err"

@@ -435,6 +435,90 @@ static void test_connect_foreign_refused(void **state)
 	assert_int_equal(unix_connect_owned(at("pub/spoof.sock"), SOCK_CLOEXEC), -EPERM);
 }
 
+/* Kept from before a jail: later opens of the path get the same file, checks and all. */
+static void test_preopen(void **state)
+{
+	char buf[8] = "";
+	struct stat st;
+	int fd;
+
+	(void)state;
+	put(at("kernel"), "kernel");
+	assert_int_equal(mkfifo(at("fifo"), 0600), 0);
+	assert_int_equal(fs_preopen(at("fifo"), O_RDONLY), -EINVAL);
+	/* The error is kept too: a later open says what it was, whatever the path is now. */
+	assert_int_equal(unlink(at("fifo")), 0);
+	put(at("fifo"), "now a file");
+	assert_int_equal(fs_open_input(at("fifo"), O_RDONLY, NULL), -EINVAL);
+	assert_int_equal(fs_reopen(at("fifo"), O_RDONLY), -EINVAL);
+	assert_int_equal(fs_preopen(at("kernel"), O_RDONLY), 0);
+	assert_int_equal(fs_preopen(at("kernel"), O_RDONLY), 0); /* kept once */
+	/* Gone from the path (as outside a jail's namespace): still there for nestvm. */
+	assert_int_equal(rename(at("kernel"), at("moved")), 0);
+	fd = fs_open_input(at("kernel"), O_RDONLY, &st);
+	assert_true(fd >= 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(pread(fd, buf, 6, 0), 6);
+	assert_string_equal(buf, "kernel");
+	close(fd);
+	fd = fs_reopen(at("kernel"), O_RDONLY);
+	assert_true(fd >= 0);
+	close(fd);
+	/* Read-only kept: a read-write open goes to the path, which is gone. */
+	assert_int_equal(fs_open_input(at("kernel"), O_RDWR, NULL), -ENOENT);
+	/* A character device or /proc file: FS_PREOPEN_ANY (here a regular file). */
+	put(at("any"), "x");
+	assert_int_equal(fs_preopen(at("any"), O_RDWR | FS_PREOPEN_ANY), 0);
+	assert_int_equal(unlink(at("any")), 0);
+	fd = fs_reopen(at("any"), O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_GETFL) & (O_ACCMODE | O_NONBLOCK), O_RDWR);
+	close(fd);
+}
+
+/* A listener made before a jail serves the later unix_listen() of its path. */
+static void test_prelisten(void **state)
+{
+	int lfd, cfd, afd;
+
+	(void)state;
+	assert_int_equal(fs_prelisten(at("pre.sock"), SOCK_STREAM, 0600, 4), 0);
+	lfd = unix_listen(at("pre.sock"), 0600, 4);
+	assert_true(lfd >= 0);
+	cfd = unix_connect_owned(at("pre.sock"), SOCK_CLOEXEC);
+	assert_true(cfd >= 0);
+	afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(afd >= 0);
+	close(afd);
+	close(cfd);
+	close(lfd);
+	/* Another type at the same path is not the kept one. */
+	assert_int_equal(unix_listen_type(at("pre.sock"), SOCK_SEQPACKET, 0600, 4), -EEXIST);
+}
+
+/* fs_trust_uids(): a jailed monitor's socket, owned by its VM's uid, for root's nestvm. */
+static void test_trust_uids(void **state)
+{
+	const uid_t jailed = 65533;
+	int lfd, fd;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* needs root to give the socket away */
+	lfd = unix_listen(at("jailed.sock"), 0600, 4);
+	assert_true(lfd >= 0);
+	assert_int_equal(chown(at("jailed.sock"), jailed, jailed), 0);
+	assert_int_equal(unix_connect_owned(at("jailed.sock"), SOCK_CLOEXEC), -EPERM);
+	assert_false(fs_uid_trusted(jailed));
+	fs_trust_uids(jailed, 1);
+	assert_true(fs_uid_trusted(jailed));
+	assert_false(fs_uid_trusted(jailed + 1));
+	fd = unix_connect_owned(at("jailed.sock"), SOCK_CLOEXEC);
+	assert_true(fd >= 0);
+	close(fd);
+	close(lfd);
+}
+
 static void test_strerror(void **state)
 {
 	(void)state;
@@ -463,6 +547,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_connect_owned, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_connect_foreign_refused, setup, teardown),
 	    cmocka_unit_test(test_strerror),
+	    cmocka_unit_test_setup_teardown(test_preopen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prelisten, setup, teardown),
+	    /* Last: the trust it adds lasts for the process. */
+	    cmocka_unit_test_setup_teardown(test_trust_uids, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("fsutil", tests, NULL, NULL);

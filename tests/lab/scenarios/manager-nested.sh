@@ -3,7 +3,8 @@
 #
 # manager-nested — the VM manager with a nested Linux VM on the lab's KVM:
 # `nestvm new --nested on` with the Debian kernel, `nestvm start`, the VM
-# shows as running; once the guest has loaded kvm_amd and runs an L2,
+# shows as running, its monitor jailed (chroot: the lab's root is an
+# initramfs); once the guest has loaded kvm_amd and runs an L2,
 # `nestvm list` reports that its guest runs a hypervisor; `nestvm stop`
 # presses the ACPI power button, the guest powers off, the VM is off.
 # The guest's part is manager-nested.l1.sh.
@@ -38,6 +39,10 @@ $NV start l1 || lab_fail "nestvm start failed"
 state=$(list_col 2)
 [ "$state" = running ] || lab_fail "after start the VM is '$state', want running"
 $NV list | sed 's/^/  list| /'
+# The monitor's protections: jailed (root in the lab), chroot on the lab's initramfs.
+$NV show l1 | grep -E '^(sandbox|jail):' | sed 's/^/  show| /'
+$NV show l1 | grep -q '^jail:         user [0-9]*, group [0-9]*, own mount namespace' ||
+	lab_fail "the monitor is not jailed"
 
 # GUEST-HV turns yes once the L1 runs its L2.
 if wait_for 0 yes 120; then
