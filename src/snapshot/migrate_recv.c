@@ -25,6 +25,12 @@ static uint32_t get_le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
 static uint64_t get_le64(const uint8_t *p)
 {
 	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
@@ -282,7 +288,16 @@ static int dest_fill(struct migrate_dest *d, struct migrate_sink *s,
 		if (r < 0)
 			return r;
 		if (t == MIG_MSG_PASS) {
+			uint8_t ack[MIG_PASS_ACK_SIZE];
+
+			/* Every page before it is in RAM: the source judges the pass now. */
 			d->pass = s->pass;
+			put_le32(ack, s->pass);
+			r = mig_send(&d->conn, MIG_MSG_PASS_ACK, ack, sizeof(ack));
+			if (r < 0) {
+				snprintf(why, len, "%s", d->conn.error);
+				return r;
+			}
 			if (progress)
 				progress(opaque, d);
 		}
