@@ -105,7 +105,10 @@ static void mig_job(struct monitor *m)
 		break;
 	default:
 		result = st.error == -ECANCELED ? "cancelled" : "failed";
-		monitor_log(m, "migration to %s: %s; the VM runs on here", g->to, why);
+		if (st.error == -ESHUTDOWN)
+			monitor_log(m, "migration to %s: %s", g->to, why);
+		else
+			monitor_log(m, "migration to %s: %s; the VM runs on here", g->to, why);
 		break;
 	}
 	pthread_mutex_lock(&m->lock);
@@ -163,7 +166,7 @@ int monitor_migrate_init(struct monitor *m)
 	return 0;
 }
 
-void monitor_migrate_fini(struct monitor *m)
+void monitor_migrate_stop(struct monitor *m)
 {
 	struct monitor_migration *g = &m->mig;
 
@@ -177,6 +180,13 @@ void monitor_migrate_fini(struct monitor *m)
 		pthread_cond_destroy(&g->cond);
 		g->thread_started = false;
 	}
+}
+
+void monitor_migrate_fini(struct monitor *m)
+{
+	struct monitor_migration *g = &m->mig;
+
+	monitor_migrate_stop(m);
 	/* The control thread is gone too by now: nothing reads these any more. */
 	if (g->cancel_fd >= 0)
 		close(g->cancel_fd);

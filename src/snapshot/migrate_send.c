@@ -674,6 +674,12 @@ enum migrate_outcome migrate_source_run(struct vm *vm, const struct migrate_sour
 		r = precopy(s);
 	if (r == 0)
 		out = switchover(s);
+	if (out == MIGRATE_FAILED && atomic_load(&vm->stopping)) {
+		/* Whatever cut it short (a check, a cancel, the quiesce), this is why. */
+		snprintf(why, len, "the VM %s during the migration; nothing was migrated",
+		         vm_stop_cause(vm));
+		r = -ESHUTDOWN;
+	}
 	if (out == MIGRATE_FAILED) {
 		/* Tell the destination why, so that it says so too (best effort). */
 		mig_send_error(&s->conn, r < 0 ? -r : EIO, why);
