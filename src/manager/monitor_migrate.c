@@ -503,9 +503,12 @@ int monitor_receive(struct monitor *m, const struct monitor_incoming *in,
 	m->incoming.cancel_fd = -1;
 	pthread_mutex_unlock(&m->lock);
 	if (r == 0) {
-		monitor_log(m, "migration from %s: %llu MiB received in %u passes; GO",
-		            m->incoming.from, (unsigned long long)(d.pages * MIG_PAGE_SIZE >> 20),
-		            d.pass);
+		monitor_log(
+		    m,
+		    "migration from %s: %llu MiB received in %u passes (waiting on the link "
+		    "%llu ms); GO",
+		    m->incoming.from, (unsigned long long)(d.pages * MIG_PAGE_SIZE >> 20), d.pass,
+		    (unsigned long long)((d.conn.wait_us[0] + d.conn.wait_us[1]) / 1000));
 		migrate_dest_running(&d);
 	} else if (m->vm) {
 		vm_destroy(m->vm);

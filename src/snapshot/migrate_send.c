@@ -32,6 +32,7 @@ struct msend {
 	uint32_t run_count;
 	bool run_zero;
 	int64_t start_ms, collect_ms;
+	uint64_t wait0;   /* conn.wait_us at the start of the pass */
 	size_t state_len; /* the state file's bytes, for the switch-over's log line */
 	uint64_t next_report;
 	char *why;
@@ -295,9 +296,10 @@ static int judge(struct msend *s, uint64_t pass_bytes, int64_t pass_ms, bool *do
 	*done = s->st->expected_downtime_ms <= s->p->downtime_ms &&
 	        (s->st->expected_downtime_ms <= MIGRATE_DOWNTIME_FLOOR_MS ||
 	         dirty * 2 > pass_bytes || s->st->pass >= MIGRATE_EXTRA_PASSES_MAX);
-	log_event("migration: pass %u: %llu KiB in %lld ms, %llu MiB/s, then %llu KiB dirty "
-	          "(%llu MiB/s): ~%llu ms down",
+	log_event("migration: pass %u: %llu KiB in %lld ms (waiting on the link %llu ms), %llu "
+	          "MiB/s, then %llu KiB dirty (%llu MiB/s): ~%llu ms down",
 	          s->st->pass, (unsigned long long)(pass_bytes >> 10), (long long)pass_ms,
+	          (unsigned long long)((s->conn.wait_us[0] + s->conn.wait_us[1] - s->wait0) / 1000),
 	          (unsigned long long)(s->st->bandwidth >> 20), (unsigned long long)(dirty >> 10),
 	          (unsigned long long)(s->st->dirty_rate >> 20),
 	          (unsigned long long)(s->st->expected_downtime_ms > 999999
@@ -374,6 +376,7 @@ static int precopy(struct msend *s)
 		uint64_t b0 = s->conn.bytes_tx, pages0 = s->st->pages_sent;
 		int64_t t0 = now_ms();
 
+		s->wait0 = s->conn.wait_us[0] + s->conn.wait_us[1];
 		r = s->st->pass == 1 ? pass_full(s) : pass_dirty(s, true);
 		if (r == 0)
 			r = run_flush(s);

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIG_DEFAULT_TIMEOUT_MS 30000
@@ -263,8 +264,16 @@ static int mig_wait(struct mig_conn *c, short events)
 	struct pollfd p[2] = {{.fd = c->fd, .events = events},
 	                      {.fd = c->cancel_fd, .events = POLLIN}};
 
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		int n = poll(p, c->cancel_fd >= 0 ? 2 : 1, c->timeout_ms);
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		c->wait_us[events == POLLOUT] += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+		                                            (t1.tv_nsec - t0.tv_nsec) / 1000);
+		t0 = t1;
 
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -126,6 +126,7 @@ struct mig_conn {
 	uint8_t key_s2d[MIG_KEY_SIZE], key_d2s[MIG_KEY_SIZE]; /* for mig_conn_export() */
 	uint64_t seq_tx, seq_rx;
 	uint64_t bytes_tx, bytes_rx; /* on the wire, handshake included */
+	uint64_t wait_us[2];         /* waiting for the peer: [0] to read, [1] to write */
 	uint8_t *tx;                 /* a frame being built: header, payload, tag */
 	uint8_t *rx;                 /* the payload and tag of the last frame received */
 	int err;                     /* sticky: the first error */
