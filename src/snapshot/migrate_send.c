@@ -278,8 +278,17 @@ static int judge(struct msend *s, uint64_t pass_bytes, int64_t pass_ms, bool *do
 		return msend_fail(s, r, "cannot read the dirty log: %s", strerror(-r));
 	now = now_ms();
 	dirty = count_bits(s->dirty, s->words) * MIG_PAGE_SIZE;
-	if (pass_ms > 0 && pass_bytes > (1u << 20))
+	/*
+	 * The pass was acknowledged, so its bytes over its time (a round trip
+	 * included) are a lower bound of what the link and the destination
+	 * carry. A small pass is mostly that round trip: it replaces a
+	 * measurement only when there is none yet (a guest with less than a
+	 * MiB of data once needed a pass with nothing dirty to converge).
+	 */
+	if (pass_ms > 0 && (pass_bytes > (1u << 20) || (!s->st->bandwidth && pass_bytes)))
 		s->st->bandwidth = pass_bytes * 1000 / (uint64_t)pass_ms;
+	else if (pass_ms <= 0 && !s->st->bandwidth && pass_bytes)
+		s->st->bandwidth = pass_bytes * 1000; /* within a millisecond */
 	if (now > s->collect_ms)
 		s->st->dirty_rate = dirty * 1000 / (uint64_t)(now - s->collect_ms);
 	s->collect_ms = now;
