@@ -84,7 +84,8 @@
 # Environment: RUNS (3), SIZES (MiB, "256 1024"), CASES ("idle memgen"),
 #   DOWNTIME (ms, 50: the target's; nestvm's default is 100), PASSES (memgen, 1000000),
 #   MIG_TIMEOUT (s, 300), WARM (1), BUILD (build), NESTVM, QEMU; BENCH_STRICT=1 makes
-#   a missed target exit with status 1.
+#   a missed target exit with status 1; DETAILS=FILE appends the source's log
+#   lines on each nestvm migration (where its downtime went, its passes).
 # Installs nothing: the monitor and the guest come from `make`, QEMU from
 # scripts/install-deps.sh. Needs read-write access to /dev/kvm.
 
@@ -280,6 +281,10 @@ nestvm_run() {
 		sed -n 's/.*stopping the VM at \([0-9.]*\) (CLOCK_REALTIME).*/\1/p')
 	thr=$(tail -n +$((alines + 1)) "$a/monitor.log" |
 		sed -n 's/.*vCPUs throttled to \([0-9]*\)%.*/\1/p' | sort -n | tail -n 1)
+	# Where the source's downtime went, and its passes, for whoever wants them shorter.
+	[[ -z ${DETAILS:-} ]] || tail -n +$((alines + 1)) "$a/monitor.log" |
+		grep "switch-over: stopping the VM [0-9]* ms\|pass [0-9]*:\|completed in" |
+		sed "s/^/$name: /" >>"$DETAILS"
 	wait_for "$b/monitor.log" "the VM runs here from" "$blines"
 	run=$(tail -n +$((blines + 1)) "$b/monitor.log" |
 		sed -n 's/.*the VM runs here from \([0-9.]*\) (CLOCK_REALTIME).*/\1/p')

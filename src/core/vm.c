@@ -50,6 +50,26 @@ void vm_request_stop(struct vm *vm, int status, const char *why)
 	}
 }
 
+const char *vm_stop_cause(struct vm *vm)
+{
+	int status = atomic_load(&vm->exit_status);
+
+	switch (status) {
+	case -1:
+		return "is running";
+	case NESTVM_EXIT_POWEROFF:
+		return "powered off";
+	case NESTVM_EXIT_REBOOT:
+		return "asked for a reset";
+	case NESTVM_EXIT_CRASH:
+		return "crashed";
+	case NESTVM_EXIT_ERROR:
+		return "stopped on an error";
+	default:
+		return status > NESTVM_EXIT_SIGNAL_BASE ? "was killed" : "ended";
+	}
+}
+
 /* Make every vCPU leave KVM_RUN soon: immediate_exit plus a signal. */
 static void vm_kick_vcpus(struct vm *vm)
 {

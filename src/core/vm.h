@@ -229,6 +229,12 @@ int vm_run(struct vm *vm);
  */
 void vm_request_stop(struct vm *vm, int status, const char *why);
 
+/*
+ * vm_stop_cause - why a stopping VM stops, for a sentence ("the VM %s"):
+ * "powered off", "crashed", ... from the first stop request's status.
+ */
+const char *vm_stop_cause(struct vm *vm);
+
 /* How long vm_pause() waits for the vCPUs to park before it gives up. */
 #define VM_PAUSE_TIMEOUT_MS 2000
 

@@ -1587,6 +1587,12 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	}
 
 	monitor_set_state(m, API_STATE_STOPPING);
+	/*
+	 * A migration of a VM that ended on its own (powered off, crashed) ends
+	 * now, before the control thread: it still has to tell the client that
+	 * asked, and the destination, that nothing was migrated.
+	 */
+	monitor_migrate_stop(m);
 	monitor_record_exit(m, status, false);
 	monitor_teardown(m);
 	goto out;

@@ -134,11 +134,14 @@ int monitor_reply(struct monitor_client *cl, char *line);
 
 /*
  * monitor_migrate.c. monitor_migrate_init - the worker thread and its
- * eventfds (main thread, before the VM runs); monitor_migrate_fini -
- * cancel and join it (main thread, once the VM has stopped, before it is
- * destroyed). 0 or -errno.
+ * eventfds (main thread, before the VM runs); monitor_migrate_stop - cut
+ * a migration under way short and join the worker (main thread, once the
+ * VM has stopped and before the control thread does, so that the client
+ * that asked hears why); monitor_migrate_fini - the same if not done yet,
+ * then free the rest (after the control thread). 0 or -errno.
  */
 int monitor_migrate_init(struct monitor *m) __attribute__((warn_unused_result));
+void monitor_migrate_stop(struct monitor *m);
 void monitor_migrate_fini(struct monitor *m);
 
 /* Control thread: the migrate and migrate-cancel requests; NULL when the reply comes later. */

@@ -112,7 +112,10 @@ static void mig_job(struct monitor *m)
 		break;
 	default:
 		result = st.error == -ECANCELED ? "cancelled" : "failed";
-		monitor_log(m, "migration to %s: %s; the VM runs on here", g->to, why);
+		if (st.error == -ESHUTDOWN)
+			monitor_log(m, "migration to %s: %s", g->to, why);
+		else
+			monitor_log(m, "migration to %s: %s; the VM runs on here", g->to, why);
 		break;
 	}
 	pthread_mutex_lock(&m->lock);
@@ -170,7 +173,7 @@ int monitor_migrate_init(struct monitor *m)
 	return 0;
 }
 
-void monitor_migrate_fini(struct monitor *m)
+void monitor_migrate_stop(struct monitor *m)
 {
 	struct monitor_migration *g = &m->mig;
 
@@ -184,6 +187,13 @@ void monitor_migrate_fini(struct monitor *m)
 		pthread_cond_destroy(&g->cond);
 		g->thread_started = false;
 	}
+}
+
+void monitor_migrate_fini(struct monitor *m)
+{
+	struct monitor_migration *g = &m->mig;
+
+	monitor_migrate_stop(m);
 	/* The control thread is gone too by now: nothing reads these any more. */
 	if (g->cancel_fd >= 0)
 		close(g->cancel_fd);
@@ -528,9 +538,12 @@ int monitor_receive(struct monitor *m, const struct monitor_incoming *in,
 	m->incoming.cancel_fd = -1;
 	pthread_mutex_unlock(&m->lock);
 	if (r == 0) {
-		monitor_log(m, "migration from %s: %llu MiB received in %u passes; GO",
-		            m->incoming.from, (unsigned long long)(d.pages * MIG_PAGE_SIZE >> 20),
-		            d.pass);
+		monitor_log(
+		    m,
+		    "migration from %s: %llu MiB received in %u passes (waiting on the link "
+		    "%llu ms); GO",
+		    m->incoming.from, (unsigned long long)(d.pages * MIG_PAGE_SIZE >> 20), d.pass,
+		    (unsigned long long)((d.conn.wait_us[0] + d.conn.wait_us[1]) / 1000));
 		migrate_dest_running(&d);
 	} else if (m->vm) {
 		vm_destroy(m->vm);

@@ -45,6 +45,10 @@
 #define MIGRATE_CONNECT_TIMEOUT_MS 10000
 #define MIGRATE_THROTTLE_FIRST 20 /* percent, the first step */
 #define MIGRATE_THROTTLE_STEP 10  /* percent, each later step */
+/* Within the target, passes go on while each halves what is left, down to this, */
+#define MIGRATE_DOWNTIME_FLOOR_MS 5
+/* and up to this many passes (the target alone decides beyond). */
+#define MIGRATE_EXTRA_PASSES_MAX 30
 
 /* Where a migration stands, for progress lines and `status`. */
 struct migrate_stats {

@@ -12,17 +12,32 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/* How far the prefault thread runs ahead of the first pass's pages. */
+#define PREFAULT_AHEAD (4u << 20)
 
 #define MIGRATE_GO_TIMEOUT_MS 30000
 
 static uint32_t get_le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static uint64_t get_le64(const uint8_t *p)
@@ -145,6 +160,100 @@ void migrate_sink_release(struct migrate_sink *s)
 	s->state_len = s->state_cap = 0;
 }
 
+/* ---- faulting RAM in ahead of the first pass ---- */
+
+/*
+ * A fresh page of guest RAM costs its first write a page fault, and the
+ * kernel zeroes it (clear_page: half the destination's CPU in the first
+ * pass, more where the host must back the memory first). The first pass
+ * sends pages in ascending order, mostly in long runs, so a second thread
+ * faults in the next PREFAULT_AHEAD bytes after the last page written,
+ * with MADV_POPULATE_WRITE (which never changes what a page holds), while
+ * the receiving thread reads and decrypts the next frames. It runs only
+ * during the first pass and never more than PREFAULT_AHEAD past a page the
+ * source sent: what a sparse guest does not use stays unallocated, but for
+ * that much after each run of its pages.
+ */
+struct prefault {
+	struct guest_mem *mem;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t want; /* fault in RAM offsets up to here */
+	uint64_t done; /* faulted in, or given up on, up to here */
+	bool quit, started;
+};
+
+static void *prefault_thread(void *arg)
+{
+	struct prefault *pf = arg;
+
+	pthread_mutex_lock(&pf->lock);
+	while (!pf->quit) {
+		uint64_t from, to;
+
+		if (pf->done >= pf->want) {
+			pthread_cond_wait(&pf->cond, &pf->lock);
+			continue;
+		}
+		from = pf->done;
+		to = pf->want;
+		pthread_mutex_unlock(&pf->lock);
+		/* Best effort: a kernel without it, or no memory, is only slower. */
+		(void)madvise(pf->mem->ram + from, to - from, MADV_POPULATE_WRITE);
+		pthread_mutex_lock(&pf->lock);
+		if (pf->done < to)
+			pf->done = to;
+	}
+	pthread_mutex_unlock(&pf->lock);
+	return NULL;
+}
+
+static void prefault_start(struct prefault *pf, struct guest_mem *mem)
+{
+	memset(pf, 0, sizeof(*pf));
+	pf->mem = mem;
+	pthread_mutex_init(&pf->lock, NULL);
+	pthread_cond_init(&pf->cond, NULL);
+	pf->started = pthread_create(&pf->thread, NULL, prefault_thread, pf) == 0;
+	if (!pf->started)
+		log_debug("migration: no prefault thread; the first pass faults RAM in itself");
+}
+
+/* Pages up to RAM offset @end were just written: fault in what follows. */
+static void prefault_after(struct prefault *pf, uint64_t end)
+{
+	uint64_t to = end + PREFAULT_AHEAD;
+
+	if (!pf->started)
+		return;
+	if (to > pf->mem->ram_size)
+		to = pf->mem->ram_size;
+	pthread_mutex_lock(&pf->lock);
+	/* Behind what was written (a new run) starts from there; the written part is in. */
+	if (pf->done < end)
+		pf->done = end;
+	if (to > pf->want) {
+		pf->want = to;
+		pthread_cond_signal(&pf->cond);
+	}
+	pthread_mutex_unlock(&pf->lock);
+}
+
+static void prefault_stop(struct prefault *pf)
+{
+	if (!pf->started)
+		return;
+	pthread_mutex_lock(&pf->lock);
+	pf->quit = true;
+	pthread_cond_signal(&pf->cond);
+	pthread_mutex_unlock(&pf->lock);
+	pthread_join(pf->thread, NULL);
+	pthread_cond_destroy(&pf->cond);
+	pthread_mutex_destroy(&pf->lock);
+	pf->started = false;
+}
+
 /* ---- accepting ---- */
 
 /* One connection: handshake, then HELLO. 0, or -errno with @why. */
@@ -263,9 +372,9 @@ int migrate_dest_answer(struct migrate_dest *d, int err, const char *msg)
 /* ---- receiving ---- */
 
 /* Memory and state until STATE_END: 0 with @s complete, or -errno with @why. */
-static int dest_fill(struct migrate_dest *d, struct migrate_sink *s,
-                     void (*progress)(void *opaque, const struct migrate_dest *d), void *opaque,
-                     char *why, size_t len)
+static int dest_fill_frames(struct migrate_dest *d, struct migrate_sink *s, struct prefault *pf,
+                            void (*progress)(void *opaque, const struct migrate_dest *d),
+                            void *opaque, char *why, size_t len)
 {
 	for (;;) {
 		enum mig_msg t;
@@ -281,14 +390,45 @@ static int dest_fill(struct migrate_dest *d, struct migrate_sink *s,
 		d->pages = s->pages;
 		if (r < 0)
 			return r;
+		if (t == MIG_MSG_PAGES && s->pass == 0) {
+			/* Accepted: the range lies in RAM (sink_pages() checked it). */
+			uint8_t *host = guest_mem_ptr(s->mem, get_le64(p), MIG_PAGE_SIZE);
+
+			if (host)
+				prefault_after(pf, (uint64_t)(host - s->mem->ram) +
+				                       (uint64_t)get_le32(p + 8) * MIG_PAGE_SIZE);
+		}
 		if (t == MIG_MSG_PASS) {
+			prefault_stop(pf);
+			uint8_t ack[MIG_PASS_ACK_SIZE];
+
+			/* Every page before it is in RAM: the source judges the pass now. */
 			d->pass = s->pass;
+			put_le32(ack, s->pass);
+			r = mig_send(&d->conn, MIG_MSG_PASS_ACK, ack, sizeof(ack));
+			if (r < 0) {
+				snprintf(why, len, "%s", d->conn.error);
+				return r;
+			}
 			if (progress)
 				progress(opaque, d);
 		}
 		if (r == 1)
 			return 0;
 	}
+}
+
+static int dest_fill(struct migrate_dest *d, struct migrate_sink *s,
+                     void (*progress)(void *opaque, const struct migrate_dest *d), void *opaque,
+                     char *why, size_t len)
+{
+	struct prefault pf;
+	int r;
+
+	prefault_start(&pf, s->mem);
+	r = dest_fill_frames(d, s, &pf, progress, opaque, why, len);
+	prefault_stop(&pf);
+	return r;
 }
 
 /* The state as a snapshot: parsed, and the machine it names is the one announced. */

@@ -28,12 +28,12 @@ struct msend {
 	struct migrate_stats *st;
 	unsigned long *dirty; /* guest_mem_dirty_words() words */
 	size_t words;
-	uint8_t page[MIG_PAGE_SIZE]; /* a page copied out of guest RAM */
-	/* The run of pages being built in the frame buffer. */
-	uint64_t run_gpa;
+	/* The run of pages the next PAGES frame sends: contiguous in RAM and in guest addresses. */
+	uint64_t run_gpa, run_off;
 	uint32_t run_count;
 	bool run_zero;
 	int64_t start_ms, collect_ms;
+	uint64_t wait0;   /* conn.wait_us at the start of the pass */
 	size_t state_len; /* the state file's bytes, for the switch-over's log line */
 	uint64_t next_report;
 	char *why;
@@ -58,6 +58,11 @@ static void put_le64(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static void report(struct msend *s)
@@ -118,19 +123,27 @@ static bool page_is_zero(const uint8_t *p)
 	return first == 0 && memcmp(p, p + 8, MIG_PAGE_SIZE - 8) == 0;
 }
 
-/* Send the run being built as one PAGES frame. */
+/*
+ * Send the run as one PAGES frame: its pages go from guest RAM straight
+ * into the cipher, which writes the frame (the one copy); a guest writing
+ * a page meanwhile changes what is sent, and the dirty log has the page
+ * for the next pass.
+ */
 static int run_flush(struct msend *s)
 {
-	uint8_t *p = mig_frame_payload(&s->conn);
+	uint8_t hdr[MIG_PAGES_HEADER];
+	struct mig_piece pieces[2] = {
+	    {hdr, sizeof(hdr)},
+	    {s->vm->mem.ram + s->run_off, (size_t)s->run_count * MIG_PAGE_SIZE},
+	};
 	int r;
 
 	if (!s->run_count)
 		return 0;
-	put_le64(p, s->run_gpa);
-	put_le32(p + 8, s->run_count);
-	put_le32(p + 12, s->run_zero ? MIG_PAGES_F_ZERO : 0);
-	r = mig_send_built(&s->conn, MIG_MSG_PAGES,
-	                   MIG_PAGES_HEADER + (s->run_zero ? 0 : s->run_count * MIG_PAGE_SIZE));
+	put_le64(hdr, s->run_gpa);
+	put_le32(hdr + 8, s->run_count);
+	put_le32(hdr + 12, s->run_zero ? MIG_PAGES_F_ZERO : 0);
+	r = mig_sendv(&s->conn, MIG_MSG_PAGES, pieces, s->run_zero ? 1 : 2);
 	if (r < 0)
 		return msend_fail(s, r, "sending pages");
 	s->st->pages_sent += s->run_count;
@@ -143,43 +156,39 @@ static int run_flush(struct msend *s)
 }
 
 /*
- * Add page @off of RAM to the run: a copy, taken once, is what is judged
- * zero and what is sent (the guest may write the page meanwhile: the
- * dirty log has it for the next pass). @skip_zero in the first pass, where
- * the destination's RAM starts zeroed.
+ * Add page @off of RAM to the run. It is judged zero as it is now; if the
+ * guest writes it before it is sent, the dirty log has it for the next
+ * pass either way. @skip_zero in the first pass, where the destination's
+ * RAM starts zeroed.
  */
 static int page_add(struct msend *s, uint64_t off, bool skip_zero)
 {
 	uint64_t gpa = guest_mem_ram_gpa(&s->vm->mem, off);
-	bool zero;
+	uint64_t next = (uint64_t)s->run_count * MIG_PAGE_SIZE;
+	bool zero = page_is_zero(s->vm->mem.ram + off);
 	int r;
 
-	memcpy(s->page, s->vm->mem.ram + off, MIG_PAGE_SIZE);
-	zero = page_is_zero(s->page);
 	if (zero && skip_zero)
 		return 0;
-	if (s->run_count &&
-	    (s->run_zero != zero || gpa != s->run_gpa + (uint64_t)s->run_count * MIG_PAGE_SIZE ||
-	     s->run_count == MIG_PAGES_MAX)) {
+	if (s->run_count && (s->run_zero != zero || gpa != s->run_gpa + next ||
+	                     off != s->run_off + next || s->run_count == MIG_PAGES_MAX)) {
 		r = run_flush(s);
 		if (r < 0)
 			return r;
 	}
 	if (!s->run_count) {
 		s->run_gpa = gpa;
+		s->run_off = off;
 		s->run_zero = zero;
 	}
-	if (!zero)
-		memcpy(mig_frame_payload(&s->conn) + MIG_PAGES_HEADER +
-		           (size_t)s->run_count * MIG_PAGE_SIZE,
-		       s->page, MIG_PAGE_SIZE);
 	s->run_count++;
 	return 0;
 }
 
-static int pass_end(struct msend *s, uint64_t dirty_left)
+/* The end of a pass: PASS with the pass's number and its pages. */
+static int pass_end(struct msend *s, uint64_t pass_pages)
 {
-	uint8_t *p = mig_frame_payload(&s->conn);
+	uint8_t p[MIG_PASS_SIZE];
 	int r = run_flush(s);
 
 	if (r < 0)
@@ -187,8 +196,8 @@ static int pass_end(struct msend *s, uint64_t dirty_left)
 	put_le32(p, s->st->pass);
 	put_le32(p + 4, atomic_load(&s->vm->throttle_pct));
 	put_le64(p + 8, s->st->pages_sent);
-	put_le64(p + 16, dirty_left);
-	r = mig_send_built(&s->conn, MIG_MSG_PASS, MIG_PASS_SIZE);
+	put_le64(p + 16, pass_pages);
+	r = mig_send(&s->conn, MIG_MSG_PASS, p, sizeof(p));
 	return r < 0 ? msend_fail(s, r, "sending") : 0;
 }
 
@@ -270,15 +279,42 @@ static int judge(struct msend *s, uint64_t pass_bytes, int64_t pass_ms, bool *do
 		return msend_fail(s, r, "cannot read the dirty log: %s", strerror(-r));
 	now = now_ms();
 	dirty = count_bits(s->dirty, s->words) * MIG_PAGE_SIZE;
-	if (pass_ms > 0 && pass_bytes > (1u << 20))
+	/*
+	 * The pass was acknowledged, so its bytes over its time (a round trip
+	 * included) are a lower bound of what the link and the destination
+	 * carry. A small pass is mostly that round trip: it replaces a
+	 * measurement only when there is none yet (a guest with less than a
+	 * MiB of data once needed a pass with nothing dirty to converge).
+	 */
+	if (pass_ms > 0 && (pass_bytes > (1u << 20) || (!s->st->bandwidth && pass_bytes)))
 		s->st->bandwidth = pass_bytes * 1000 / (uint64_t)pass_ms;
+	else if (pass_ms <= 0 && !s->st->bandwidth && pass_bytes)
+		s->st->bandwidth = pass_bytes * 1000; /* within a millisecond */
 	if (now > s->collect_ms)
 		s->st->dirty_rate = dirty * 1000 / (uint64_t)(now - s->collect_ms);
 	s->collect_ms = now;
 	s->st->remaining_bytes = dirty;
 	s->st->expected_downtime_ms =
 	    s->st->bandwidth ? dirty * 1000 / s->st->bandwidth : (dirty ? UINT64_MAX / 2 : 0);
-	*done = s->st->expected_downtime_ms <= s->p->downtime_ms;
+	/*
+	 * Within the target, one more pass still pays while the last one left
+	 * less than half of what it sent dirty: the guest runs during a pass
+	 * and stands still during the last one, so a pass of D bytes now turns
+	 * a stop of D into one of about D * D / sent. Down to a floor, and
+	 * never beyond the passes the timeout allows.
+	 */
+	*done = s->st->expected_downtime_ms <= s->p->downtime_ms &&
+	        (s->st->expected_downtime_ms <= MIGRATE_DOWNTIME_FLOOR_MS ||
+	         dirty * 2 > pass_bytes || s->st->pass >= MIGRATE_EXTRA_PASSES_MAX);
+	log_event("migration: pass %u: %llu KiB in %lld ms (waiting on the link %llu ms), %llu "
+	          "MiB/s, then %llu KiB dirty (%llu MiB/s): ~%llu ms down",
+	          s->st->pass, (unsigned long long)(pass_bytes >> 10), (long long)pass_ms,
+	          (unsigned long long)((s->conn.wait_us[0] + s->conn.wait_us[1] - s->wait0) / 1000),
+	          (unsigned long long)(s->st->bandwidth >> 20), (unsigned long long)(dirty >> 10),
+	          (unsigned long long)(s->st->dirty_rate >> 20),
+	          (unsigned long long)(s->st->expected_downtime_ms > 999999
+	                                   ? 999999
+	                                   : s->st->expected_downtime_ms));
 	report(s);
 	return 0;
 }
@@ -304,6 +340,41 @@ static void throttle_step(struct msend *s)
 	          (unsigned long long)(s->st->bandwidth >> 20), next);
 }
 
+/*
+ * The next frame must be @want; anything else (an ERROR, the link gone)
+ * fails. @payload (may be NULL) gets its payload, valid until the next frame.
+ */
+static int expect(struct msend *s, enum mig_msg want, int timeout_ms, const uint8_t **payload)
+{
+	enum mig_msg t;
+	const uint8_t *p;
+	size_t len;
+	int r;
+
+	s->conn.timeout_ms = timeout_ms;
+	r = mig_recv(&s->conn, &t, &p, &len);
+	if (r < 0)
+		return msend_fail(s, r, "waiting for %s", mig_msg_name(want));
+	if (t != want)
+		return msend_fail(s, -EPROTO, "the destination sent %s instead of %s",
+		                  mig_msg_name(t), mig_msg_name(want));
+	if (payload)
+		*payload = p;
+	return 0;
+}
+
+/* The destination's PASS_ACK of the pass just sent: all of it is in its RAM. */
+static int pass_acked(struct msend *s)
+{
+	const uint8_t *p;
+	int r = expect(s, MIG_MSG_PASS_ACK, MIGRATE_ACK_TIMEOUT_MS, &p);
+
+	if (r == 0 && get_le32(p) != s->st->pass)
+		return msend_fail(s, -EPROTO, "the destination acknowledged pass %u, not %u",
+		                  get_le32(p), s->st->pass);
+	return r;
+}
+
 /* The pre-copy passes, until what is left fits the downtime. */
 static int precopy(struct msend *s)
 {
@@ -312,16 +383,24 @@ static int precopy(struct msend *s)
 
 	s->st->phase = "memory";
 	for (s->st->pass = 1; !done; s->st->pass++) {
-		uint64_t b0 = s->conn.bytes_tx;
+		uint64_t b0 = s->conn.bytes_tx, pages0 = s->st->pages_sent;
 		int64_t t0 = now_ms();
 
+		s->wait0 = s->conn.wait_us[0] + s->conn.wait_us[1];
 		r = s->st->pass == 1 ? pass_full(s) : pass_dirty(s, true);
 		if (r == 0)
 			r = run_flush(s);
 		if (r == 0)
-			r = judge(s, s->conn.bytes_tx - b0, now_ms() - t0, &done);
+			r = pass_end(s, s->st->pages_sent - pages0);
+		/*
+		 * Judged once the destination has it all: the bandwidth is then
+		 * what reached its RAM, not what the socket buffers took, and no
+		 * pass is still on its way when the VM stops.
+		 */
 		if (r == 0)
-			r = pass_end(s, s->st->remaining_bytes / MIG_PAGE_SIZE);
+			r = pass_acked(s);
+		if (r == 0)
+			r = judge(s, s->conn.bytes_tx - b0, now_ms() - t0, &done);
 		if (r == 0 && !done)
 			r = msend_check(s);
 		if (r < 0)
@@ -382,24 +461,6 @@ static int state_send(struct msend *s)
 	return r < 0 ? msend_fail(s, r, "sending the state") : 0;
 }
 
-/* The next frame must be @want; anything else (an ERROR, the link gone) fails. */
-static int expect(struct msend *s, enum mig_msg want, int timeout_ms)
-{
-	enum mig_msg t;
-	const uint8_t *p;
-	size_t len;
-	int r;
-
-	s->conn.timeout_ms = timeout_ms;
-	r = mig_recv(&s->conn, &t, &p, &len);
-	if (r < 0)
-		return msend_fail(s, r, "waiting for %s", mig_msg_name(want));
-	if (t != want)
-		return msend_fail(s, -EPROTO, "the destination sent %s instead of %s",
-		                  mig_msg_name(t), mig_msg_name(want));
-	return 0;
-}
-
 static void log_realtime(const char *what)
 {
 	struct timespec ts;
@@ -434,7 +495,7 @@ static enum migrate_outcome switchover(struct msend *s)
 {
 	bool disks_released = false;
 	int64_t t0, t[5] = {0}; /* stopped, last pass sent, state sent, READY, RUNNING */
-	uint64_t last_bytes = 0;
+	uint64_t last_bytes = 0, pages0 = s->st->pages_sent;
 	int r;
 
 	s->st->phase = "switch-over";
@@ -467,7 +528,7 @@ static enum migrate_outcome switchover(struct msend *s)
 		r = pass_dirty(s, false);
 	}
 	if (r == 0)
-		r = pass_end(s, 0);
+		r = pass_end(s, s->st->pages_sent - pages0);
 	t[1] = now_ms();
 	/*
 	 * Dirty tracking and the throttle stay on until the VM runs there (or
@@ -479,7 +540,9 @@ static enum migrate_outcome switchover(struct msend *s)
 		r = state_send(s);
 	t[2] = now_ms();
 	if (r == 0)
-		r = expect(s, MIG_MSG_READY, MIGRATE_ACK_TIMEOUT_MS);
+		r = pass_acked(s);
+	if (r == 0)
+		r = expect(s, MIG_MSG_READY, MIGRATE_ACK_TIMEOUT_MS, NULL);
 	if (r < 0)
 		goto resume;
 	t[3] = now_ms();
@@ -494,7 +557,7 @@ static enum migrate_outcome switchover(struct msend *s)
 		msend_fail(s, r, "sending GO");
 		goto resume;
 	}
-	r = expect(s, MIG_MSG_RUNNING, MIGRATE_ACK_TIMEOUT_MS);
+	r = expect(s, MIG_MSG_RUNNING, MIGRATE_ACK_TIMEOUT_MS, NULL);
 	s->st->downtime_ms = (uint64_t)(now_ms() - t0);
 	s->st->bytes_sent = s->conn.bytes_tx;
 	if (r < 0) {
@@ -582,7 +645,7 @@ static int offer(struct msend *s)
 	r = mig_send_built(&s->conn, MIG_MSG_HELLO,
 	                   mig_hello_encode(&h, mig_frame_payload(&s->conn)));
 	if (r == 0)
-		r = expect(s, MIG_MSG_ACCEPT, MIGRATE_ACK_TIMEOUT_MS);
+		r = expect(s, MIG_MSG_ACCEPT, MIGRATE_ACK_TIMEOUT_MS, NULL);
 	if (r < 0)
 		return msend_fail(s, r, "offering the VM");
 	s->conn.timeout_ms = MIGRATE_ACK_TIMEOUT_MS;
@@ -630,6 +693,12 @@ enum migrate_outcome migrate_source_run(struct vm *vm, const struct migrate_sour
 		r = precopy(s);
 	if (r == 0)
 		out = switchover(s);
+	if (out == MIGRATE_FAILED && atomic_load(&vm->stopping)) {
+		/* Whatever cut it short (a check, a cancel, the quiesce), this is why. */
+		snprintf(why, len, "the VM %s during the migration; nothing was migrated",
+		         vm_stop_cause(vm));
+		r = -ESHUTDOWN;
+	}
 	if (out == MIGRATE_FAILED) {
 		/* Tell the destination why, so that it says so too (best effort). */
 		mig_send_error(&s->conn, r < 0 ? -r : EIO, why);

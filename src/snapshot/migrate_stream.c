@@ -16,17 +16,26 @@
 #include <sys/socket.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIG_DEFAULT_TIMEOUT_MS 30000
-#define MIG_LABEL_DEST "nestvm-migrate-1 dest"
-#define MIG_LABEL_SOURCE "nestvm-migrate-1 source"
-#define MIG_LABEL_S2D "nestvm-migrate-1 key s2d"
-#define MIG_LABEL_D2S "nestvm-migrate-1 key d2s"
+#define MIG_LABEL_DEST "nestvm-migrate-2 dest"
+#define MIG_LABEL_SOURCE "nestvm-migrate-2 source"
+#define MIG_LABEL_S2D "nestvm-migrate-2 key s2d"
+#define MIG_LABEL_D2S "nestvm-migrate-2 key d2s"
+#define MIG_IV_SIZE 12 /* GCM's 96-bit nonce: le64 seq, le32 0 */
 
+/* HMAC-SHA256, for the handshake's proofs and the session keys. */
 struct mig_mac {
 	EVP_MAC *mac;
 	EVP_MAC_CTX *ctx;
+};
+
+/* AES-256-GCM keyed once for one direction of one connection. */
+struct mig_aead {
+	EVP_CIPHER_CTX *ctx;
+	bool encrypt;
 };
 
 /* Which end may send each type, and its payload bounds. */
@@ -47,6 +56,7 @@ static const struct mig_msg_desc mig_msgs[MIG_MSG_MAX + 1] = {
     [MIG_MSG_GO] = {"GO", true, 0, 0},
     [MIG_MSG_RUNNING] = {"RUNNING", false, 0, 0},
     [MIG_MSG_ERROR] = {"ERROR", true, 4, 4 + MIG_ERROR_TEXT_MAX},
+    [MIG_MSG_PASS_ACK] = {"PASS_ACK", false, MIG_PASS_ACK_SIZE, MIG_PASS_ACK_SIZE},
 };
 
 const char *mig_msg_name(unsigned int type)
@@ -137,7 +147,7 @@ static struct mig_mac *mig_mac_new(const uint8_t *key, size_t len)
 
 /* HMAC over the concatenation of @n parts; the context keeps its key. */
 static int mig_mac_parts(struct mig_mac *m, const void *const *parts, const size_t *lens,
-                         unsigned int n, uint8_t out[MIG_TAG_SIZE])
+                         unsigned int n, uint8_t out[MIG_PROOF_SIZE])
 {
 	size_t outl = 0;
 
@@ -147,7 +157,7 @@ static int mig_mac_parts(struct mig_mac *m, const void *const *parts, const size
 		if (lens[i] && !EVP_MAC_update(m->ctx, parts[i], lens[i]))
 			return -EIO;
 	}
-	if (!EVP_MAC_final(m->ctx, out, &outl, MIG_TAG_SIZE) || outl != MIG_TAG_SIZE)
+	if (!EVP_MAC_final(m->ctx, out, &outl, MIG_PROOF_SIZE) || outl != MIG_PROOF_SIZE)
 		return -EIO;
 	return 0;
 }
@@ -155,7 +165,7 @@ static int mig_mac_parts(struct mig_mac *m, const void *const *parts, const size
 /* HMAC(secret, label Ns Nd): the proofs and the session keys. */
 static int mig_derive(const uint8_t *secret, size_t len, const char *label,
                       const uint8_t ns[MIG_NONCE_SIZE], const uint8_t nd[MIG_NONCE_SIZE],
-                      uint8_t out[MIG_TAG_SIZE])
+                      uint8_t out[MIG_PROOF_SIZE])
 {
 	struct mig_mac *m = mig_mac_new(secret, len);
 	const void *parts[] = {label, ns, nd};
@@ -169,6 +179,83 @@ static int mig_derive(const uint8_t *secret, size_t len, const char *label,
 	return r;
 }
 
+/* ---- AES-256-GCM ---- */
+
+static void mig_aead_free(struct mig_aead *a)
+{
+	if (!a)
+		return;
+	EVP_CIPHER_CTX_free(a->ctx);
+	free(a);
+}
+
+/* A context for one direction, keyed with @key (MIG_KEY_SIZE bytes); NULL if OpenSSL fails. */
+static struct mig_aead *mig_aead_new(const uint8_t *key, bool encrypt)
+{
+	struct mig_aead *a = calloc(1, sizeof(*a));
+	int ok;
+
+	if (!a)
+		return NULL;
+	a->encrypt = encrypt;
+	a->ctx = EVP_CIPHER_CTX_new();
+	ok = a->ctx != NULL;
+	/* The key schedule once; each frame then sets only its nonce. */
+	if (ok)
+		ok = EVP_CipherInit_ex(a->ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, encrypt);
+	if (ok)
+		ok = EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_GCM_SET_IVLEN, MIG_IV_SIZE, NULL);
+	if (ok)
+		ok = EVP_CipherInit_ex(a->ctx, NULL, NULL, key, NULL, encrypt);
+	if (!ok) {
+		mig_aead_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* Start frame @seq: its nonce, then the 8-byte header @hdr as additional data. */
+static bool mig_aead_begin(struct mig_aead *a, uint64_t seq, const uint8_t *hdr)
+{
+	uint8_t iv[MIG_IV_SIZE] = {0};
+	int outl;
+
+	for (int i = 0; i < 8; i++)
+		iv[i] = (uint8_t)(seq >> (8 * i));
+	return EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, iv, a->encrypt) == 1 &&
+	       EVP_CipherUpdate(a->ctx, NULL, &outl, hdr, MIG_FRAME_HEADER) == 1;
+}
+
+/* @len bytes of @in through the cipher into @out (the same buffer is fine). */
+static bool mig_aead_update(struct mig_aead *a, uint8_t *out, const uint8_t *in, size_t len)
+{
+	while (len) {
+		int n = len > (1u << 30) ? 1 << 30 : (int)len, outl = 0;
+
+		if (EVP_CipherUpdate(a->ctx, out, &outl, in, n) != 1 || outl != n)
+			return false;
+		out += n;
+		in += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* The sealing end writes the tag to @tag; the opening end checks it. */
+static bool mig_aead_finish(struct mig_aead *a, uint8_t tag[MIG_TAG_SIZE])
+{
+	uint8_t none[16];
+	int outl = 0;
+
+	if (!a->encrypt &&
+	    EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_GCM_SET_TAG, MIG_TAG_SIZE, tag) != 1)
+		return false;
+	if (EVP_CipherFinal_ex(a->ctx, none, &outl) != 1)
+		return false;
+	return !a->encrypt ||
+	       EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_GCM_GET_TAG, MIG_TAG_SIZE, tag) == 1;
+}
+
 /* ---- moving bytes ---- */
 
 /* Wait until @fd is ready for @events, the cancel eventfd fires, or the timeout passes. */
@@ -177,8 +264,16 @@ static int mig_wait(struct mig_conn *c, short events)
 	struct pollfd p[2] = {{.fd = c->fd, .events = events},
 	                      {.fd = c->cancel_fd, .events = POLLIN}};
 
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		int n = poll(p, c->cancel_fd >= 0 ? 2 : 1, c->timeout_ms);
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		c->wait_us[events == POLLOUT] += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+		                                            (t1.tv_nsec - t0.tv_nsec) / 1000);
+		t0 = t1;
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -306,9 +401,9 @@ void mig_conn_release(struct mig_conn *c)
 {
 	OPENSSL_cleanse(c->key_s2d, sizeof(c->key_s2d));
 	OPENSSL_cleanse(c->key_d2s, sizeof(c->key_d2s));
-	mig_mac_free(c->mac_tx);
-	mig_mac_free(c->mac_rx);
-	c->mac_tx = c->mac_rx = NULL;
+	mig_aead_free(c->aead_tx);
+	mig_aead_free(c->aead_rx);
+	c->aead_tx = c->aead_rx = NULL;
 	free(c->tx);
 	free(c->rx);
 	c->tx = c->rx = NULL;
@@ -330,12 +425,12 @@ void mig_conn_release(struct mig_conn *c)
 int mig_conn_set_keys(struct mig_conn *c, const uint8_t s2d[MIG_KEY_SIZE],
                       const uint8_t d2s[MIG_KEY_SIZE])
 {
-	mig_mac_free(c->mac_tx);
-	mig_mac_free(c->mac_rx);
-	c->mac_tx = mig_mac_new(c->is_source ? s2d : d2s, MIG_KEY_SIZE);
-	c->mac_rx = mig_mac_new(c->is_source ? d2s : s2d, MIG_KEY_SIZE);
-	if (!c->mac_tx || !c->mac_rx)
-		return mig_fail(c, -ENOMEM, "cannot set up HMAC-SHA256 (OpenSSL)");
+	mig_aead_free(c->aead_tx);
+	mig_aead_free(c->aead_rx);
+	c->aead_tx = mig_aead_new(c->is_source ? s2d : d2s, true);
+	c->aead_rx = mig_aead_new(c->is_source ? d2s : s2d, false);
+	if (!c->aead_tx || !c->aead_rx)
+		return mig_fail(c, -ENOMEM, "cannot set up AES-256-GCM (OpenSSL)");
 	memcpy(c->key_s2d, s2d, MIG_KEY_SIZE);
 	memcpy(c->key_d2s, d2s, MIG_KEY_SIZE);
 	c->seq_tx = c->seq_rx = 0;
@@ -386,8 +481,10 @@ static int mig_hello_head_check(struct mig_conn *c, const uint8_t *p, const char
 		return mig_fail(c, -EPROTO, "%s did not answer as a nestvm migration stream", who);
 	if (version != MIG_PROTO_VERSION)
 		return mig_fail(c, -EPROTO,
-		                "%s speaks migration protocol version %u, this nestvm %u", who,
-		                version, MIG_PROTO_VERSION);
+		                "%s speaks migration protocol version %u, this nestvm %u (%s "
+		                "nestvm there): both ends need the same version",
+		                who, version, MIG_PROTO_VERSION,
+		                version < MIG_PROTO_VERSION ? "an older" : "a newer");
 	if (get_le32(p + 12) != 0)
 		return mig_fail(c, -EPROTO, "%s sent flags this nestvm does not know", who);
 	return 0;
@@ -410,7 +507,7 @@ static int mig_keys(struct mig_conn *c, const uint8_t *secret, size_t len, const
 
 static int mig_handshake_source(struct mig_conn *c, const uint8_t *secret, size_t len)
 {
-	uint8_t h0[MIG_HELLO0_SIZE], h1[MIG_HELLO1_SIZE], proof[MIG_TAG_SIZE];
+	uint8_t h0[MIG_HELLO0_SIZE], h1[MIG_HELLO1_SIZE], proof[MIG_PROOF_SIZE];
 	const uint8_t *ns = h0 + 16, *nd = h1 + 16;
 	int r;
 
@@ -424,7 +521,7 @@ static int mig_handshake_source(struct mig_conn *c, const uint8_t *secret, size_
 		r = mig_hello_head_check(c, h1, "the destination");
 	if (r == 0 && mig_derive(secret, len, MIG_LABEL_DEST, ns, nd, proof) < 0)
 		r = mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
-	if (r == 0 && CRYPTO_memcmp(proof, h1 + 16 + MIG_NONCE_SIZE, MIG_TAG_SIZE) != 0)
+	if (r == 0 && CRYPTO_memcmp(proof, h1 + 16 + MIG_NONCE_SIZE, MIG_PROOF_SIZE) != 0)
 		r = mig_fail(c, -EACCES,
 		             "the destination does not know the secret (a different secret file?)");
 	if (r == 0 && mig_derive(secret, len, MIG_LABEL_SOURCE, ns, nd, proof) < 0)
@@ -439,7 +536,8 @@ static int mig_handshake_source(struct mig_conn *c, const uint8_t *secret, size_
 
 static int mig_handshake_dest(struct mig_conn *c, const uint8_t *secret, size_t len)
 {
-	uint8_t h0[MIG_HELLO0_SIZE], h1[MIG_HELLO1_SIZE], proof[MIG_TAG_SIZE], want[MIG_TAG_SIZE];
+	uint8_t h0[MIG_HELLO0_SIZE], h1[MIG_HELLO1_SIZE], proof[MIG_PROOF_SIZE],
+	    want[MIG_PROOF_SIZE];
 	const uint8_t *ns = h0 + 16, *nd = h1 + 16;
 	int r = mig_read_all(c, h0, sizeof(h0), "the source's greeting");
 
@@ -464,7 +562,7 @@ static int mig_handshake_dest(struct mig_conn *c, const uint8_t *secret, size_t 
 		r = mig_read_all(c, proof, sizeof(proof), "the source's proof");
 	if (r == 0 && mig_derive(secret, len, MIG_LABEL_SOURCE, ns, nd, want) < 0)
 		r = mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
-	if (r == 0 && CRYPTO_memcmp(proof, want, MIG_TAG_SIZE) != 0)
+	if (r == 0 && CRYPTO_memcmp(proof, want, MIG_PROOF_SIZE) != 0)
 		r = mig_fail(c, -EACCES, "the source does not know the secret");
 	if (r == 0)
 		r = mig_keys(c, secret, len, ns, nd);
@@ -512,22 +610,19 @@ int mig_frame_header_check(uint16_t type, uint16_t flags, uint32_t len, bool at_
 	return 0;
 }
 
-static void mig_seq_bytes(uint64_t seq, uint8_t out[8])
-{
-	put_le64(out, seq);
-}
-
 uint8_t *mig_frame_payload(struct mig_conn *c)
 {
 	return c->tx + MIG_FRAME_HEADER;
 }
 
-int mig_send_built(struct mig_conn *c, enum mig_msg type, size_t len)
+/* Seal @n pieces (NULL: the payload is in place already) as frame @type of @len bytes and send it.
+ */
+static int mig_seal_send(struct mig_conn *c, enum mig_msg type, const struct mig_piece *pieces,
+                         unsigned int n, size_t len)
 {
-	uint8_t seq[8];
-	const void *parts[2];
-	size_t lens[2];
+	uint8_t *out = c->tx + MIG_FRAME_HEADER;
 	char why[128];
+	bool ok;
 	int r;
 
 	if (c->err)
@@ -542,26 +637,46 @@ int mig_send_built(struct mig_conn *c, enum mig_msg type, size_t len)
 	put_le16(c->tx, (uint16_t)type);
 	put_le16(c->tx + 2, 0);
 	put_le32(c->tx + 4, (uint32_t)len);
-	mig_seq_bytes(c->seq_tx, seq);
-	parts[0] = seq;
-	lens[0] = sizeof(seq);
-	parts[1] = c->tx;
-	lens[1] = MIG_FRAME_HEADER + len;
-	if (mig_mac_parts(c->mac_tx, parts, lens, 2, c->tx + MIG_FRAME_HEADER + len) < 0)
-		return mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
+	ok = mig_aead_begin(c->aead_tx, c->seq_tx, c->tx);
+	if (!pieces) {
+		ok = ok && mig_aead_update(c->aead_tx, out, out, len);
+	} else {
+		for (unsigned int i = 0; i < n && ok; i++) {
+			ok = mig_aead_update(c->aead_tx, out, pieces[i].p, pieces[i].len);
+			out += pieces[i].len;
+		}
+	}
+	if (!ok || !mig_aead_finish(c->aead_tx, c->tx + MIG_FRAME_HEADER + len))
+		return mig_fail(c, -EIO, "AES-256-GCM failed (OpenSSL)");
 	r = mig_write_all(c, c->tx, MIG_FRAME_HEADER + len + MIG_TAG_SIZE);
 	if (r == 0)
 		c->seq_tx++;
 	return r;
 }
 
+int mig_send_built(struct mig_conn *c, enum mig_msg type, size_t len)
+{
+	return mig_seal_send(c, type, NULL, 0, len);
+}
+
+int mig_sendv(struct mig_conn *c, enum mig_msg type, const struct mig_piece *pieces, unsigned int n)
+{
+	size_t len = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (pieces[i].len > MIG_FRAME_MAX - len)
+			return mig_fail(c, -EINVAL, "internal error: a frame of more than %u bytes",
+			                MIG_FRAME_MAX);
+		len += pieces[i].len;
+	}
+	return mig_seal_send(c, type, pieces, n, len);
+}
+
 int mig_send(struct mig_conn *c, enum mig_msg type, const void *payload, size_t len)
 {
-	if (len > MIG_FRAME_MAX)
-		return mig_fail(c, -EINVAL, "internal error: a frame of %zu bytes", len);
-	if (len)
-		memcpy(mig_frame_payload(c), payload, len);
-	return mig_send_built(c, type, len);
+	struct mig_piece one = {payload, len};
+
+	return mig_sendv(c, type, &one, len ? 1 : 0);
 }
 
 void mig_send_error(struct mig_conn *c, int code, const char *msg)
@@ -590,9 +705,7 @@ static void mig_error_text(const uint8_t *p, size_t len, char *out, size_t cap)
 
 int mig_recv(struct mig_conn *c, enum mig_msg *type, const uint8_t **payload, size_t *len)
 {
-	uint8_t hdr[MIG_FRAME_HEADER], seq[8], tag[MIG_TAG_SIZE];
-	const void *parts[3];
-	size_t lens[3];
+	uint8_t hdr[MIG_FRAME_HEADER];
 	uint16_t t, flags;
 	uint32_t n;
 	char why[160], text[MIG_ERROR_TEXT_MAX + 1];
@@ -613,16 +726,10 @@ int mig_recv(struct mig_conn *c, enum mig_msg *type, const uint8_t **payload, si
 	r = mig_read_all(c, c->rx, (size_t)n + MIG_TAG_SIZE, mig_msgs[t].name);
 	if (r < 0)
 		return r;
-	mig_seq_bytes(c->seq_rx, seq);
-	parts[0] = seq;
-	lens[0] = sizeof(seq);
-	parts[1] = hdr;
-	lens[1] = sizeof(hdr);
-	parts[2] = c->rx;
-	lens[2] = n;
-	if (mig_mac_parts(c->mac_rx, parts, lens, 3, tag) < 0)
-		return mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
-	if (CRYPTO_memcmp(tag, c->rx + n, MIG_TAG_SIZE) != 0)
+	/* Decrypted in place; nothing of it leaves here unless the tag matches. */
+	if (!mig_aead_begin(c->aead_rx, c->seq_rx, hdr) ||
+	    !mig_aead_update(c->aead_rx, c->rx, c->rx, n) ||
+	    !mig_aead_finish(c->aead_rx, c->rx + n))
 		return mig_fail(c, -EBADMSG,
 		                "frame %llu (%s): authentication failed (corrupt, forged, replayed "
 		                "or out of order)",

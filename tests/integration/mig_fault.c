@@ -39,10 +39,12 @@
 #define HELLO1 80 /* destination's greeting */
 #define PROOF 32
 #define HDR 8
-#define TAG 32
+#define TAG 16 /* AES-256-GCM (protocol version 2) */
+#define VERSION 2
 
-static const char *const names[] = {"", "HELLO", "ACCEPT", "PAGES", "PASS", "STATE",
-                                    "STATE_END", "READY", "GO", "RUNNING", "ERROR"};
+static const char *const names[] = {"",      "HELLO",     "ACCEPT", "PAGES", "PASS",
+                                    "STATE", "STATE_END", "READY",  "GO",    "RUNNING",
+                                    "ERROR", "PASS_ACK"};
 
 /* One direction of the stream, parsed as it goes. */
 struct dir {
@@ -226,7 +228,7 @@ static int relay(int lport, int tport, const struct rule *r)
 					        (unsigned long long)st->total);
 				else
 					fprintf(stderr, "mig_fault: cut before %s #%u from the %s at byte %llu\n",
-					        r->type < 11 ? names[r->type] : "?", r->k,
+					        r->type < sizeof(names) / sizeof(names[0]) ? names[r->type] : "?", r->k,
 					        from_source ? "source" : "destination",
 					        (unsigned long long)st->total);
 				shutdown(s, SHUT_RDWR);
@@ -247,8 +249,9 @@ static int garbage(int port, long n, bool hello)
 	uint32_t x = 0x12345678;
 
 	if (hello) {
-		uint8_t h[HELLO0] = "NESTVMMG\x01";
+		uint8_t h[HELLO0] = "NESTVMMG";
 
+		h[8] = VERSION;
 		if (write(fd, h, sizeof(h)) != sizeof(h))
 			return 1;
 		/* The destination's greeting, then a proof that is not one. */

@@ -6,9 +6,10 @@
 # memgen-expect's result; an idle guest that still answers its console;
 # then faults: the stream cut in the first pass, in a later pass, during
 # the switch-over, before GO, after READY, a flipped bit, a wrong secret,
-# a fake sender, the destination's monitor killed. Each time the source
-# keeps its VM (running, or paused when GO went out and RUNNING never came)
-# and the destination keeps nothing. Prints "N passed, N failed" last;
+# a fake sender, the destination's monitor killed, a cancel, the VM
+# powering off in the middle. Each time the source keeps its VM (running,
+# or paused when GO went out and RUNNING never came; off when it powered
+# off, and the client told so) and the destination keeps nothing. Prints "N passed, N failed" last;
 # exit 77 without /dev/kvm.
 NAME_OF_TEST=migrate
 . "$(dirname "$0")/../lib/manager.sh"
@@ -205,10 +206,10 @@ at "$A" new fv --kernel "$PROBE" --cmdline "test=memgen passes=${MIGRATE_FAULT_P
 at "$A" start fv
 sleep 1
 
-# nothing_at_b WHAT: B has no fv, no monitor of it, no socket left.
+# nothing_at_b WHAT [VM]: B has no VM (fv), no monitor of it, no socket left.
 nothing_at_b() {
-	if [ -e "$B/fv" ] || ls "$B" 2>/dev/null | grep -q "removing"; then
-		bad "$1: B keeps $(ls -a "$B" "$B/fv" 2>&1 | tr '\n' ' ')"
+	if [ -e "$B/${2:-fv}" ] || ls "$B" 2>/dev/null | grep -q "removing"; then
+		bad "$1: B keeps $(ls -a "$B" "$B/${2:-fv}" 2>&1 | tr '\n' ' ')"
 		return 1
 	fi
 	return 0
@@ -327,6 +328,36 @@ want=$(build/guest/memgen-expect "${MIGRATE_FAULT_PASSES:-15000}" 2)
 got=$(memgen_result "$A" fv)
 [ "$got" = "$want" ] && grep -q "test=memgen: PASS" "$A/fv/console.log" &&
 	ok "fv after every fault: PASS, $got as uninterrupted" || bad "fv: '$got', want '$want'"
+
+# ---- the VM powers off while it migrates: nothing moves, and the client hears why ----
+# memgen with a few seconds of work; the relay takes the first pass's start and
+# then nothing more, so the source is stuck sending when the guest ends itself.
+at "$A" new pv --kernel "$PROBE" --cmdline "test=memgen passes=${MIGRATE_POWEROFF_PASSES:-5000}" \
+	--cpus 2 --memory 32M
+at "$A" start pv
+sleep 0.3
+next_port
+rport=$PORT
+next_port
+receive_bg "$B" pv "tcp:127.0.0.1:$rport"
+"$FAULT" relay "$PORT" "$rport" stall:3000000 2>"$T/relay.out" &
+fpid=$!
+sleep 0.1
+at "$A" migrate pv --to "tcp:127.0.0.1:$PORT" --secret-file "$T/secret"
+mrc=$?
+wait "$RPID"
+rrc=$?
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
+if [ "$mrc" -ne 0 ] && [ "$rrc" -ne 0 ] &&
+	grep -q "the VM powered off during the migration; nothing was migrated" "$T/out" &&
+	! grep -q "closed the connection" "$T/out" && grep -q "stalling" "$T/relay.out" &&
+	grep -q "test=memgen: PASS" "$A/pv/console.log" && [ "$(state_at "$A" pv)" = off ] &&
+	nothing_at_b "powered off" pv; then
+	ok "the VM powered off mid-migration: the client says so, pv is off at A, B keeps nothing"
+else
+	bad "powered off mid-migration: migrate $mrc, receive $rrc, pv $(state_at "$A" pv): $(cat "$T/out"); receive: $(cat "$T/recv.out")"
+fi
 
 # ---- a guest that writes faster than the link: throttled until it converges ----
 at "$A" new tv --kernel "$PROBE" --cmdline "test=memgen passes=1000000" --cpus 2 --memory 32M

@@ -133,6 +133,37 @@ static void test_frames_intact(void **state)
 	free(m.buf);
 }
 
+/* A frame gathered from pieces arrives as one payload, and nothing of it crosses in the clear. */
+static void test_frames_pieces(void **state)
+{
+	static uint8_t page[2 * MIG_PAGE_SIZE];
+	uint8_t hdr[MIG_PAGES_HEADER] = {0, 0x10, 0, 0, 0, 0, 0, 0, 2};
+	struct mig_piece pieces[] = {{hdr, sizeof(hdr)}, {page, sizeof(page)}};
+	struct membuf m = {0};
+	struct mig_conn s, d;
+	enum mig_msg t;
+	const uint8_t *p;
+	size_t len;
+
+	(void)state;
+	memset(page, 0x5a, sizeof(page));
+	assert_int_equal(mig_conn_init(&s, -1, &mem_ops, &m, true), 0);
+	assert_int_equal(mig_conn_set_keys(&s, key_s2d, key_d2s), 0);
+	assert_int_equal(mig_sendv(&s, MIG_MSG_PAGES, pieces, 2), 0);
+	assert_int_equal(m.len, MIG_FRAME_HEADER + sizeof(hdr) + sizeof(page) + MIG_TAG_SIZE);
+	assert_null(memmem(m.buf, m.len, page, 64));
+	assert_int_equal(mig_conn_init(&d, -1, &mem_ops, &m, false), 0);
+	assert_int_equal(mig_conn_set_keys(&d, key_s2d, key_d2s), 0);
+	assert_int_equal(mig_recv(&d, &t, &p, &len), 0);
+	assert_int_equal(t, MIG_MSG_PAGES);
+	assert_int_equal(len, sizeof(hdr) + sizeof(page));
+	assert_memory_equal(p, hdr, sizeof(hdr));
+	assert_memory_equal(p + sizeof(hdr), page, sizeof(page));
+	mig_conn_release(&s);
+	mig_conn_release(&d);
+	free(m.buf);
+}
+
 static void test_frames_bit_flips(void **state)
 {
 	struct membuf m;
@@ -376,9 +407,10 @@ static void test_handshake_impostor(void **state)
 	int sv[2];
 	pthread_t th;
 	struct peer d;
-	uint8_t h0[MIG_HELLO0_SIZE] = "NESTVMMG\x01", h1[MIG_HELLO1_SIZE], proof[32] = {0};
+	uint8_t h0[MIG_HELLO0_SIZE] = "NESTVMMG", h1[MIG_HELLO1_SIZE], proof[MIG_PROOF_SIZE] = {0};
 
 	(void)state;
+	h0[8] = MIG_PROTO_VERSION;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	d = (struct peer){.fd = sv[1], .secret = secret_a, .len = 32};
 	assert_int_equal(pthread_create(&th, NULL, dest_thread, &d), 0);
@@ -422,6 +454,20 @@ static void test_handshake_garbage(void **state)
 	close(sv[0]);
 	assert_int_equal(d.r, -EPROTO);
 	assert_non_null(strstr(d.error, "version 9"));
+	assert_non_null(strstr(d.error, "a newer nestvm there"));
+
+	/* Version 1 (HMAC-SHA256 frames, no PASS_ACK): an older source, refused by name. */
+	h0[8] = 1;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	d = (struct peer){.fd = sv[1], .secret = secret_a, .len = 32};
+	assert_int_equal(pthread_create(&th, NULL, dest_thread, &d), 0);
+	assert_int_equal(write(sv[0], h0, sizeof(h0)), sizeof(h0));
+	assert_int_equal(read(sv[0], h1, sizeof(h1)), sizeof(h1));
+	pthread_join(th, NULL);
+	close(sv[0]);
+	assert_int_equal(d.r, -EPROTO);
+	assert_non_null(strstr(d.error, "the source speaks migration protocol version 1, this "
+	                                "nestvm 2 (an older nestvm there)"));
 }
 
 /* The session carries on in a new connection (another process, in nestvm receive). */
@@ -630,6 +676,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_frames_intact),
+	    cmocka_unit_test(test_frames_pieces),
 	    cmocka_unit_test(test_frames_bit_flips),
 	    cmocka_unit_test(test_frames_truncated),
 	    cmocka_unit_test(test_frames_reordered_replayed),
