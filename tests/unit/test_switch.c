@@ -486,11 +486,11 @@ static void test_switch_def(void **state)
 	d.forwards[1].guest_ip = 0x0a000210;
 	d.forwards[1].host_port = 8080;
 	assert_int_equal(switch_def_validate(&d, &err), -EINVAL); /* the host port twice */
-	/* Internal: a subnet is required; the tap name defaults. */
+	/* Internal: without a subnet a bare tap (for a bridge); the tap name defaults. */
 	memset(&d, 0, sizeof(d));
 	strcpy(d.name, "a-rather-long-switch-name");
 	d.type = SWITCH_INTERNAL;
-	assert_int_equal(switch_def_validate(&d, &err), -EINVAL);
+	assert_int_equal(switch_def_validate(&d, &err), 0);
 	d.net = 0x0a4d0000;
 	d.prefix = 24;
 	assert_int_equal(switch_def_validate(&d, &err), 0);
