@@ -83,7 +83,8 @@ for t in build/asan/tests/test_*; do
 	run_suite "unit/$(basename "$t")" "$t"
 done
 for t in tests/integration/*.sh; do
-	[ -x "$t" ] || continue
+	# A suite that cannot run is a failure, not a quiet omission.
+	[ -x "$t" ] || { run_suite "integration/$(basename "$t" .sh)" sh -c "echo '$t is not executable'; exit 1"; continue; }
 	run_suite "integration/$(basename "$t" .sh)" "$t"
 done
 # A short run of every fuzz target (a longer one: make fuzz FUZZ_SECONDS=600).
