@@ -56,7 +56,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 .PHONY: all release asan guests test-tools test test-now demo-now fuzz-build unit-test integration-test lab-test demo bench bench-blk bench-snapshot \
-	lab-soak lab-soak-labs lab-snapshot lab-exec lab-migrate stress-pause \
+	lab-soak lab-soak-labs lab-snapshot lab-exec lab-net lab-migrate stress-pause \
 	fuzz format lint clean deps check-fresh
 all: release guests
 
@@ -138,6 +138,9 @@ lab-snapshot: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 # The long cases of nestvm exec/cp, outside `make test`: 1 GiB each way into a
 # Linux L1, and exec, cp and a pty into an L2 Linux through the L1's agent
 # (tests/lab/scenarios/exec.sh heavy).
+lab-net: $(BUILD)/release/nestvm $(GUEST_IMAGES)
+	tests/lab/lab.sh --name net --timeout 1200 net net:nested
+
 lab-exec: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name exec --timeout 2400 exec:heavy
 
