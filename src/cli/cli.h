@@ -24,6 +24,8 @@ int cmd_new(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_set(int argc, char **argv);
+int cmd_connect(int argc, char **argv);
+int cmd_disconnect(int argc, char **argv);
 int cmd_remove(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_stop(int argc, char **argv);

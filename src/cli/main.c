@@ -32,6 +32,8 @@ static const struct cli_command cli_commands[] = {
 	{"cp", "copy a file into or out of a running VM through its agent", cmd_cp},
 	{"remove", "delete a VM that is off", cmd_remove},
 	{"switch", "virtual switches: new, list, show, start, stop, remove", cmd_switch},
+	{"connect", "put a VM's network adapter on a switch, running or off", cmd_connect},
+	{"disconnect", "take a VM's network adapter off its switch", cmd_disconnect},
 	{"nested", "nested virtualization: 'nested status' checks this host, "
 		   "'nested enable NAME' a VM",
 	 cmd_nested},

@@ -48,6 +48,13 @@ struct virtio_net_stats;
 int machine_nics_connect(struct vm_config *cfg) __attribute__((warn_unused_result));
 
 /*
+ * machine_nic_attach - put NIC @i on the port socket @fd (taken; -1: none,
+ * the link goes down), closing its current one (virtio_net_attach()).
+ * -ENOENT if there is no such NIC (@fd is then not taken).
+ */
+int machine_nic_attach(struct vm *vm, unsigned int i, int fd);
+
+/*
  * machine_nic_stats - the counters and link state of NIC @i (vm->cfg.nics[i])
  * into @out. 0, or -ENOENT when the VM has no such NIC (or its devices are
  * gone). Any thread; takes that device's lock.

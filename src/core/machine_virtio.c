@@ -351,6 +351,14 @@ int machine_disks_lock(struct vm *vm, bool take)
 	return r;
 }
 
+int machine_nic_attach(struct vm *vm, unsigned int i, int fd)
+{
+	if (!vm->virtio || i >= vm->virtio->nr_nets)
+		return -ENOENT;
+	virtio_net_attach(vm->virtio->nets[i], fd);
+	return 0;
+}
+
 int machine_nic_stats(struct vm *vm, unsigned int i, struct virtio_net_stats *out)
 {
 	/* The NICs live as long as vm->virtio (machine_destroy_virtio() frees both). */

@@ -587,6 +587,47 @@ static char *monitor_do_snapshot(struct monitor *m, struct monitor_client *cl,
 }
 
 /* One request line; returns the reply line (malloc'd). */
+/*
+ * nic-connect: NIC req->nic onto the port socket that came with the request
+ * (`nestvm connect` joined the switch for us: this monitor may be jailed),
+ * or onto none. The definition follows, so a save names the new switch.
+ */
+static char *monitor_do_nic_connect(struct monitor *m, struct monitor_client *cl,
+                                    const struct api_request *req)
+{
+	char *name = NULL, *old;
+	int fd = -1;
+
+	if (req->nic >= m->def.nr_nics || req->nic >= m->vm->cfg.nr_nics)
+		return api_reply_error(req->id, API_ERR_INVALID, "the VM has no such NIC");
+	if (req->switch_name[0]) {
+		if (cl->nr_fds < 1 || cl->fds[0] < 0)
+			return api_reply_error(req->id, API_ERR_INVALID,
+			                       "nic-connect to a switch takes the port socket with "
+			                       "the request (SCM_RIGHTS; nestvm connect does this)");
+		name = strdup(req->switch_name);
+		if (!name)
+			return api_reply_error(req->id, API_ERR_INTERNAL, "out of memory");
+		fd = cl->fds[0];
+		cl->fds[0] = -1; /* taken */
+	}
+	if (machine_nic_attach(m->vm, req->nic, fd) < 0) {
+		if (fd >= 0)
+			close(fd);
+		free(name);
+		return api_reply_error(req->id, API_ERR_INVALID, "the VM has no such NIC");
+	}
+	pthread_mutex_lock(&m->lock);
+	old = m->def.nics[req->nic].network;
+	m->def.nics[req->nic].network = name;
+	m->vm->cfg.nics[req->nic].switch_name = name;
+	pthread_mutex_unlock(&m->lock);
+	free(old);
+	monitor_log(m, "NIC %u: %s%s%s", req->nic, name ? "on switch '" : "on no switch",
+	            name ? name : "", name ? "'" : "");
+	return api_reply_ok(req->id, json_pack("{s:i, s:s?}", "nic", (int)req->nic, "switch", name));
+}
+
 static char *monitor_request(struct monitor *m, struct monitor_client *cl, const char *line,
                              size_t len)
 {
@@ -650,6 +691,9 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 		break;
 	case API_CMD_MIGRATE_CANCEL:
 		reply = monitor_do_migrate_cancel(m, &req);
+		break;
+	case API_CMD_NIC_CONNECT:
+		reply = monitor_do_nic_connect(m, cl, &req);
 		break;
 	case API_CMD_STATUS:
 		reply = api_reply_ok(req.id, monitor_status(m, state));

@@ -35,6 +35,7 @@ static const struct api_cmd_desc api_cmds[] = {
     [API_CMD_CHECKPOINT] = {"checkpoint", {"name", "progress", NULL}},
     [API_CMD_MIGRATE] = {"migrate", {"to", "secret_file", "downtime", "timeout", "progress", NULL}},
     [API_CMD_MIGRATE_CANCEL] = {"migrate-cancel", {NULL}},
+    [API_CMD_NIC_CONNECT] = {"nic-connect", {"nic", "switch", NULL}},
 };
 
 #define API_NR_CMDS (sizeof(api_cmds) / sizeof(api_cmds[0]))
@@ -172,6 +173,23 @@ static int api_parse_fields(json_t *root, struct api_request *req, struct api_er
 				    "'timeout' must be an integer from 0 to %d (seconds)",
 				    API_MAX_STOP_TIMEOUT);
 			req->timeout_s = (unsigned int)t;
+		} else if (!strcmp(key, "nic")) {
+			json_int_t n = json_is_integer(v) ? json_integer_value(v) : -1;
+
+			if (n < 0 || n >= API_MAX_NICS)
+				return api_fail(err, API_ERR_INVALID,
+				                "'nic' must be an integer from 0 to %d", API_MAX_NICS - 1);
+			req->nic = (unsigned int)n;
+		} else if (!strcmp(key, "switch")) {
+			const char *n = json_is_string(v) ? json_string_value(v) : NULL;
+
+			/* A name the store accepts, or null: none. */
+			if (!json_is_null(v) && (!n || json_string_length(v) >= sizeof(req->switch_name) ||
+			                         strlen(n) != json_string_length(v) || !*n))
+				return api_fail(err, API_ERR_INVALID,
+				                "'switch' must be a switch name or null");
+			if (n)
+				memcpy(req->switch_name, n, json_string_length(v) + 1);
 		} else if (!strcmp(key, "name")) {
 			const char *n = json_is_string(v) ? json_string_value(v) : NULL;
 

@@ -26,6 +26,7 @@
 #define API_MAX_LINE 65536 /* a request line, newline included */
 #define API_MAX_ID_LEN 128
 #define API_MAX_STOP_TIMEOUT 86400 /* seconds */
+#define API_MAX_NICS 8               /* nic-connect: "nic" below this (VM_MAX_NICS) */
 
 /* Error codes of an error reply. */
 #define API_ERR_PARSE "parse-error"         /* not JSON */
@@ -60,6 +61,7 @@ enum api_cmd {
 	API_CMD_CHECKPOINT,
 	API_CMD_MIGRATE,
 	API_CMD_MIGRATE_CANCEL,
+	API_CMD_NIC_CONNECT,
 };
 
 #define API_MIGRATE_TO_MAX 160	       /* "tcp:[v6]:port" or "unix:" and a sun_path */
@@ -78,6 +80,8 @@ struct api_request {
 	char *secret_file;             /* migrate: an absolute path (required); owned */
 	unsigned int downtime_ms;      /* migrate: 0 = the default */
 	unsigned int migrate_timeout_s; /* migrate: 0 = the default */
+	unsigned int nic;               /* nic-connect: the adapter */
+	char switch_name[65];           /* nic-connect: "" = none (the port socket comes with it) */
 };
 
 struct api_error {

@@ -53,7 +53,7 @@ struct netport_hdr {
 
 /* An adapter as the hello message describes it. */
 struct netport_hello {
-	char vm[64];     /* the VM's name (a foreground VM: "run-PID") */
+	char vm[65];     /* the VM's name, as the store allows (a foreground VM: "run-PID") */
 	unsigned int adapter;
 	uint8_t mac[6];
 	bool mac_spoofing; /* frames from other source MACs pass */

@@ -295,4 +295,22 @@ else
 fi
 nv switch stop priv --force
 
+# ---- nestvm connect / disconnect: a running receiver moved to another switch
+expect "switch new other" 0 "other" -- switch new other --type private
+expect "new mover on priv" 0 "created" -- new mover --kernel "$PROBE" --memory 64M \
+	--cmdline "test=net role=recv count=300" --nic switch=priv
+expect "start mover" 0 "started" -- start mover
+expect "connect: a running VM's NIC onto switch other" 0 "on switch 'other'" -- connect mover other
+grep -q '"switch": "other"' "$NESTVM_HOME/mover/vm.json" && ok "vm.json follows: switch other" ||
+	bad "vm.json: $(grep -A4 nics "$NESTVM_HOME/mover/vm.json")"
+probe moved-sender "role=send count=300" --nic switch=other
+wait $!
+if wait_console mover "test=net: PASS received 300" 20; then
+	ok "the moved VM received 300 frames from switch other"
+else bad "moved VM: $(grep -a test=net "$NESTVM_HOME/mover/console.log")"; fi
+expect "disconnect an off VM's NIC" 0 "on no switch" -- disconnect mover
+expect "connect: no NIC 3" 1 "no NIC 3" -- connect mover other --nic 3
+expect "connect: no such switch" 1 "no switch named 'nosuch'" -- connect mover nosuch
+nv switch stop other --force
+
 summary
