@@ -270,7 +270,7 @@ int api_request_parse(const char *line, size_t len, struct api_request *req, str
 		api_quote(name, q, sizeof(q));
 		api_fail(err, API_ERR_UNKNOWN,
 		         "unknown command '%s' (known: status, pause, resume, stop, kill, console, "
-		         "save, checkpoint, migrate, migrate-cancel)",
+		         "save, checkpoint, migrate, migrate-cancel, nic-connect)",
 		         q);
 		req->cmd = API_CMD_STATUS;
 		goto out;
