@@ -22,7 +22,7 @@
 #   below the rounds seen before the restore) and runs to the end.
 #
 # The L1 must then PASS (its own check of the whole chain), and the VM end
-# with exit status 0. SPEC: words joined by '.', cN cycles (5), rN rounds
+# with exit status 0. SPEC: words joined by '.', cN cycles (3), rN rounds
 # (ROUNDS_DEFAULT). Metrics: round_ms (one L2 round, L1 time), save_ms and
 # restore_s (the slowest of the cycles), checkpoint_ms, cp_restore_s,
 # guest_mode_saves (of the saves and checkpoints), cycles (caught in guest
@@ -34,11 +34,11 @@ lab_need_nestvm
 probe=/lab/guest/probe.elf
 [ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
 
-ROUNDS_DEFAULT=500
+ROUNDS_DEFAULT=320
 # Rounds kept for the checkpoint and the run to the end: the save cycles stop
 # before they eat into these (a fast lab runs an L2 round in under 50 ms).
-ROUNDS_RESERVE=120
-cycles=5
+ROUNDS_RESERVE=100
+cycles=3
 rounds=$ROUNDS_DEFAULT
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
