@@ -21,7 +21,11 @@
  * Both engines report completions the same way: the owner watches
  * disk_completion_fd() and calls disk_complete(), which runs each finished
  * request's done() callback on the caller's thread. That is how virtio-blk
- * completes requests on its own I/O thread with no extra locking.
+ * completes requests on its own I/O thread with no extra locking. A request
+ * may also finish within disk_submit() (the thread pool reads what the page
+ * cache holds at once): the completion fd is not signalled for it, and its
+ * done() runs at the next disk_complete(), which a submitter calls after a
+ * batch of submissions.
  *
  * Discard punches a hole (FALLOC_FL_PUNCH_HOLE), so a sparse image stays
  * sparse; write-zeroes uses FALLOC_FL_ZERO_RANGE, or a hole when the guest
