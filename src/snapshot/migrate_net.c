@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <openssl/crypto.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +72,7 @@ int mig_secret_read(const char *path, uint8_t *buf, size_t cap, char *why, size_
 	}
 	close(fd);
 	if (r < 0) {
-		OPENSSL_cleanse(buf, got);
+		explicit_bzero(buf, got);
 		return r;
 	}
 	return (int)got;
