@@ -135,6 +135,18 @@ int disk_submit(struct disk *disk, struct disk_io *io)
 	return r;
 }
 
+void disk_plug(struct disk *disk)
+{
+	disk->plugged = true;
+}
+
+void disk_unplug(struct disk *disk)
+{
+	disk->plugged = false;
+	if (disk->ops->unplug)
+		disk->ops->unplug(disk);
+}
+
 void disk_complete(struct disk *disk, bool wait)
 {
 	disk->ops->complete(disk, wait && disk->inflight > 0);

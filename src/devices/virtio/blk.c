@@ -374,6 +374,7 @@ static void blk_process(struct virtio_blk *blk)
 
 	blk->starved = false;
 	virtq_disable_notify(vq);
+	disk_plug(blk->disk);
 	for (;;) {
 		struct blk_req *req;
 		int r;
@@ -386,6 +387,7 @@ static void blk_process(struct virtio_blk *blk)
 					virtio_device_set_needs_reset(&blk->vdev,
 					                              "malformed request queue");
 					blk_run_submit(blk);
+					disk_unplug(blk->disk);
 					blk_flush_notify(blk);
 					return;
 				}
@@ -402,6 +404,7 @@ static void blk_process(struct virtio_blk *blk)
 			break;
 	}
 	blk_run_submit(blk);
+	disk_unplug(blk->disk);
 	/*
 	 * Reads from the page cache often complete inside the submission:
 	 * reap them now rather than after another trip through epoll.
