@@ -6,9 +6,7 @@ CLANG ?= clang
 BUILD := build
 WARN := -Wall -Wextra -Werror
 CFLAGS_COMMON := -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP -pthread
-# libcrypto (migration's HMAC) is loaded when a migration needs it
-# (snapshot/migrate_stream.c), except in the static monitor, which links it.
-LDLIBS := -ljansson -pthread
+LDLIBS := -ljansson -lcrypto -pthread
 
 # io_uring for disk I/O where liburing is installed (the thread pool otherwise).
 HAVE_LIBURING := $(shell pkg-config --exists liburing 2>/dev/null && echo 1)
@@ -97,19 +95,11 @@ $(BUILD)/asan/nestvm: $(ASAN_OBJS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
 
-# A static monitor for the lab's initramfs, which has no shared libraries:
-# libcrypto linked in (MIG_CRYPTO_LINKED), not loaded.
-STATIC_MIG_OBJ := $(BUILD)/static/obj/src/snapshot/migrate_stream.o
-STATIC_OBJS := $(filter-out $(BUILD)/release/src/snapshot/migrate_stream.o,$(REL_OBJS)) \
-	$(STATIC_MIG_OBJ)
-$(STATIC_MIG_OBJ): src/snapshot/migrate_stream.c $(BUILD)/release/src/snapshot/migrate_stream.o
-	@mkdir -p $(dir $@)
-	@echo "  CC      $< (static)"
-	$(Q)$(CC) $(REL_CFLAGS) -DMIG_CRYPTO_LINKED -c -o $@ $<
-$(BUILD)/static/nestvm: $(STATIC_OBJS)
+# A static monitor for the lab's initramfs, which has no shared libraries.
+$(BUILD)/static/nestvm: $(REL_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(REL_CFLAGS) -static -o $@ $^ $(LDLIBS) -lcrypto
+	$(Q)$(CC) $(REL_CFLAGS) -static -o $@ $^ $(LDLIBS)
 static: $(BUILD)/static/nestvm
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,7 +206,7 @@ static json_t *migrate_request(const struct migrate_args *a, char *to, size_t to
 	mig_addr_format(&addr, to, to_len);
 	/* Checked here for a plain message; the monitor reads it again. */
 	n = mig_secret_read(a->secret_file, secret, sizeof(secret), why, sizeof(why));
-	explicit_bzero(secret, sizeof(secret));
+	OPENSSL_cleanse(secret, sizeof(secret));
 	if (n < 0 || !realpath(a->secret_file, path)) {
 		cli_vm_error("migrate", "%s", n < 0 ? why : strerror(errno));
 		return NULL;
@@ -396,7 +397,7 @@ static int receive_session_fd(struct migrate_dest *d)
 	n += MIG_SESSION_SIZE + 4;
 	if (write(fd, buf, n) != (ssize_t)n)
 		r = -EIO;
-	explicit_bzero(buf, n);
+	OPENSSL_cleanse(buf, n);
 	free(buf);
 	if (r < 0) {
 		close(fd);
@@ -559,7 +560,7 @@ int cmd_receive(int argc, char **argv)
 		                        receive_refused, &rc, &d, why, sizeof(why)) < 0)
 			r = cli_vm_error("receive", "VM '%s': %s", rc.name, why);
 	}
-	explicit_bzero(secret, sizeof(secret));
+	OPENSSL_cleanse(secret, sizeof(secret));
 	if (lfd >= 0) {
 		close(lfd);
 		if (addr.is_unix)

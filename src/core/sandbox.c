@@ -116,11 +116,6 @@ static struct {
 	atomic_bool selftest_done;
 } sandbox = {.selftest = -1, .landlock_fd = -1};
 
-bool sandbox_active(void)
-{
-	return sandbox.seccomp;
-}
-
 void sandbox_get_state(struct sandbox_state *out)
 {
 	out->seccomp = sandbox.seccomp;

@@ -72,12 +72,6 @@ int sandbox_init(bool enabled) __attribute__((warn_unused_result));
  */
 void sandbox_enter(enum sandbox_kind kind, const char *name);
 
-/*
- * sandbox_active - sandbox_init() built the filters: threads confine
- * themselves from now on (whatever maps code, dlopen(), must be done).
- */
-bool sandbox_active(void);
-
 /* sandbox_get_state - what sandbox_init() turned on. */
 void sandbox_get_state(struct sandbox_state *out);
 

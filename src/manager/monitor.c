@@ -21,7 +21,6 @@
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/sandbox.h"
-#include "snapshot/migrate_stream.h"
 #include "core/vm.h"
 #include "manager/client.h"
 #include "manager/protocol.h"
@@ -1243,9 +1242,6 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	}
 	monitor_find_log(m);
 	monitor_log(m, "monitor pid %d starting", (int)getpid());
-	/* A migration's HMAC comes from libcrypto, which cannot be loaded once sandboxed. */
-	if (mig_crypto_load() < 0)
-		monitor_log(m, "migrations will fail: %s", mig_crypto_error());
 	/* Before the first thread: each confines itself as it starts (core/sandbox.h). */
 	if (sandbox_init(true) < 0)
 		goto failed;

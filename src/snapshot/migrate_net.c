@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ int mig_secret_read(const char *path, uint8_t *buf, size_t cap, char *why, size_
 	}
 	close(fd);
 	if (r < 0) {
-		explicit_bzero(buf, got);
+		OPENSSL_cleanse(buf, got);
 		return r;
 	}
 	return (int)got;

@@ -6,10 +6,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include "core/sandbox.h"
-
-#include <dlfcn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -108,126 +106,29 @@ static int mig_fail(struct mig_conn *c, int err, const char *fmt, ...)
 
 /* ---- HMAC-SHA256 ---- */
 
-/*
- * libcrypto's functions, looked up when first needed (mig_crypto_load()).
- * Linking libcrypto cost every start of the monitor ~1 ms of CPU and 1.6 MiB
- * of RSS (its relocations and initialisation: an empty program linked with
- * it, bench/boot.sh's way), for the migrations alone. The static monitor
- * (the lab's initramfs has no shared libraries) links it in instead:
- * MIG_CRYPTO_LINKED, set by the Makefile for that build.
- */
-#define MIG_LIBCRYPTO "libcrypto.so.3" /* the OpenSSL 3 ABI, whose headers we build with */
-
-static struct {
-	bool loaded;
-	EVP_MAC *(*mac_fetch)(OSSL_LIB_CTX *, const char *, const char *);
-	void (*mac_free)(EVP_MAC *);
-	EVP_MAC_CTX *(*ctx_new)(EVP_MAC *);
-	void (*ctx_free)(EVP_MAC_CTX *);
-	int (*init)(EVP_MAC_CTX *, const unsigned char *, size_t, const OSSL_PARAM *);
-	int (*update)(EVP_MAC_CTX *, const unsigned char *, size_t);
-	int (*final)(EVP_MAC_CTX *, unsigned char *, size_t *, size_t);
-	OSSL_PARAM (*param_utf8)(const char *, char *, size_t);
-	OSSL_PARAM (*param_end)(void);
-	char error[160];
-} mig_ossl;
-
-int mig_crypto_load(void)
-{
-#ifdef MIG_CRYPTO_LINKED
-	mig_ossl.mac_fetch = EVP_MAC_fetch;
-	mig_ossl.mac_free = EVP_MAC_free;
-	mig_ossl.ctx_new = EVP_MAC_CTX_new;
-	mig_ossl.ctx_free = EVP_MAC_CTX_free;
-	mig_ossl.init = EVP_MAC_init;
-	mig_ossl.update = EVP_MAC_update;
-	mig_ossl.final = EVP_MAC_final;
-	mig_ossl.param_utf8 = OSSL_PARAM_construct_utf8_string;
-	mig_ossl.param_end = OSSL_PARAM_construct_end;
-	mig_ossl.loaded = true;
-	return 0;
-#else
-	void *lib;
-
-	if (mig_ossl.loaded)
-		return 0;
-	/* dlopen() maps code: the sandbox's filters forbid it (kill the process). */
-	if (sandbox_active()) {
-		snprintf(mig_ossl.error, sizeof(mig_ossl.error),
-		         "%s was not loaded before the sandbox was set up", MIG_LIBCRYPTO);
-		return -ENOSYS;
-	}
-	lib = dlopen(MIG_LIBCRYPTO, RTLD_NOW | RTLD_LOCAL);
-	if (!lib) {
-		snprintf(mig_ossl.error, sizeof(mig_ossl.error), "cannot load %s: %s",
-		         MIG_LIBCRYPTO, dlerror());
-		return -ENOENT;
-	}
-	/* POSIX's sanctioned way of storing dlsym()'s result in a function pointer. */
-	*(void **)&mig_ossl.mac_fetch = dlsym(lib, "EVP_MAC_fetch");
-	*(void **)&mig_ossl.mac_free = dlsym(lib, "EVP_MAC_free");
-	*(void **)&mig_ossl.ctx_new = dlsym(lib, "EVP_MAC_CTX_new");
-	*(void **)&mig_ossl.ctx_free = dlsym(lib, "EVP_MAC_CTX_free");
-	*(void **)&mig_ossl.init = dlsym(lib, "EVP_MAC_init");
-	*(void **)&mig_ossl.update = dlsym(lib, "EVP_MAC_update");
-	*(void **)&mig_ossl.final = dlsym(lib, "EVP_MAC_final");
-	*(void **)&mig_ossl.param_utf8 = dlsym(lib, "OSSL_PARAM_construct_utf8_string");
-	*(void **)&mig_ossl.param_end = dlsym(lib, "OSSL_PARAM_construct_end");
-	if (!mig_ossl.mac_fetch || !mig_ossl.mac_free || !mig_ossl.ctx_new ||
-	    !mig_ossl.ctx_free || !mig_ossl.init || !mig_ossl.update || !mig_ossl.final ||
-	    !mig_ossl.param_utf8 || !mig_ossl.param_end) {
-		snprintf(mig_ossl.error, sizeof(mig_ossl.error),
-		         "%s lacks the EVP_MAC functions (not OpenSSL 3?)", MIG_LIBCRYPTO);
-		dlclose(lib);
-		return -ENOENT;
-	}
-	mig_ossl.loaded = true; /* never unloaded */
-	return 0;
-#endif
-}
-
-const char *mig_crypto_error(void)
-{
-	return mig_ossl.error[0] ? mig_ossl.error : "HMAC-SHA256 (OpenSSL) failed";
-}
-
-/* Constant-time comparison of two tags (the time must not say where they differ). */
-static bool mig_tag_equal(const uint8_t *a, const uint8_t *b, size_t n)
-{
-	volatile uint8_t diff = 0;
-
-	for (size_t i = 0; i < n; i++)
-		diff |= a[i] ^ b[i];
-	return diff == 0;
-}
-
 static void mig_mac_free(struct mig_mac *m)
 {
 	if (!m)
 		return;
-	if (m->ctx)
-		mig_ossl.ctx_free(m->ctx);
-	if (m->mac)
-		mig_ossl.mac_free(m->mac);
+	EVP_MAC_CTX_free(m->ctx);
+	EVP_MAC_free(m->mac);
 	free(m);
 }
 
 static struct mig_mac *mig_mac_new(const uint8_t *key, size_t len)
 {
 	char digest[] = "SHA256";
-	OSSL_PARAM params[2];
-	struct mig_mac *m;
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+	    OSSL_PARAM_construct_end(),
+	};
+	struct mig_mac *m = calloc(1, sizeof(*m));
 
-	if (mig_crypto_load() < 0)
-		return NULL;
-	params[0] = mig_ossl.param_utf8(OSSL_MAC_PARAM_DIGEST, digest, 0);
-	params[1] = mig_ossl.param_end();
-	m = calloc(1, sizeof(*m));
 	if (!m)
 		return NULL;
-	m->mac = mig_ossl.mac_fetch(NULL, "HMAC", NULL);
-	m->ctx = m->mac ? mig_ossl.ctx_new(m->mac) : NULL;
-	if (!m->ctx || !mig_ossl.init(m->ctx, key, len, params)) {
+	m->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	m->ctx = m->mac ? EVP_MAC_CTX_new(m->mac) : NULL;
+	if (!m->ctx || !EVP_MAC_init(m->ctx, key, len, params)) {
 		mig_mac_free(m);
 		return NULL;
 	}
@@ -240,13 +141,13 @@ static int mig_mac_parts(struct mig_mac *m, const void *const *parts, const size
 {
 	size_t outl = 0;
 
-	if (!mig_ossl.init(m->ctx, NULL, 0, NULL))
+	if (!EVP_MAC_init(m->ctx, NULL, 0, NULL))
 		return -EIO;
 	for (unsigned int i = 0; i < n; i++) {
-		if (lens[i] && !mig_ossl.update(m->ctx, parts[i], lens[i]))
+		if (lens[i] && !EVP_MAC_update(m->ctx, parts[i], lens[i]))
 			return -EIO;
 	}
-	if (!mig_ossl.final(m->ctx, out, &outl, MIG_TAG_SIZE) || outl != MIG_TAG_SIZE)
+	if (!EVP_MAC_final(m->ctx, out, &outl, MIG_TAG_SIZE) || outl != MIG_TAG_SIZE)
 		return -EIO;
 	return 0;
 }
@@ -403,8 +304,8 @@ int mig_conn_init(struct mig_conn *c, int fd, const struct mig_io_ops *io, void 
 
 void mig_conn_release(struct mig_conn *c)
 {
-	explicit_bzero(c->key_s2d, sizeof(c->key_s2d));
-	explicit_bzero(c->key_d2s, sizeof(c->key_d2s));
+	OPENSSL_cleanse(c->key_s2d, sizeof(c->key_s2d));
+	OPENSSL_cleanse(c->key_d2s, sizeof(c->key_d2s));
 	mig_mac_free(c->mac_tx);
 	mig_mac_free(c->mac_rx);
 	c->mac_tx = c->mac_rx = NULL;
@@ -434,7 +335,7 @@ int mig_conn_set_keys(struct mig_conn *c, const uint8_t s2d[MIG_KEY_SIZE],
 	c->mac_tx = mig_mac_new(c->is_source ? s2d : d2s, MIG_KEY_SIZE);
 	c->mac_rx = mig_mac_new(c->is_source ? d2s : s2d, MIG_KEY_SIZE);
 	if (!c->mac_tx || !c->mac_rx)
-		return mig_fail(c, -ENOMEM, "cannot set up HMAC-SHA256: %s", mig_crypto_error());
+		return mig_fail(c, -ENOMEM, "cannot set up HMAC-SHA256 (OpenSSL)");
 	memcpy(c->key_s2d, s2d, MIG_KEY_SIZE);
 	memcpy(c->key_d2s, d2s, MIG_KEY_SIZE);
 	c->seq_tx = c->seq_rx = 0;
@@ -502,8 +403,8 @@ static int mig_keys(struct mig_conn *c, const uint8_t *secret, size_t len, const
 		r = mig_derive(secret, len, MIG_LABEL_D2S, ns, nd, d2s);
 	if (r == 0)
 		r = mig_conn_set_keys(c, s2d, d2s);
-	explicit_bzero(s2d, sizeof(s2d));
-	explicit_bzero(d2s, sizeof(d2s));
+	OPENSSL_cleanse(s2d, sizeof(s2d));
+	OPENSSL_cleanse(d2s, sizeof(d2s));
 	return r < 0 ? mig_fail(c, r, "cannot derive the session keys") : 0;
 }
 
@@ -522,17 +423,17 @@ static int mig_handshake_source(struct mig_conn *c, const uint8_t *secret, size_
 	if (r == 0)
 		r = mig_hello_head_check(c, h1, "the destination");
 	if (r == 0 && mig_derive(secret, len, MIG_LABEL_DEST, ns, nd, proof) < 0)
-		r = mig_fail(c, -EIO, "%s", mig_crypto_error());
-	if (r == 0 && !mig_tag_equal(proof, h1 + 16 + MIG_NONCE_SIZE, MIG_TAG_SIZE))
+		r = mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
+	if (r == 0 && CRYPTO_memcmp(proof, h1 + 16 + MIG_NONCE_SIZE, MIG_TAG_SIZE) != 0)
 		r = mig_fail(c, -EACCES,
 		             "the destination does not know the secret (a different secret file?)");
 	if (r == 0 && mig_derive(secret, len, MIG_LABEL_SOURCE, ns, nd, proof) < 0)
-		r = mig_fail(c, -EIO, "%s", mig_crypto_error());
+		r = mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
 	if (r == 0)
 		r = mig_write_all(c, proof, sizeof(proof));
 	if (r == 0)
 		r = mig_keys(c, secret, len, ns, nd);
-	explicit_bzero(proof, sizeof(proof));
+	OPENSSL_cleanse(proof, sizeof(proof));
 	return r;
 }
 
@@ -556,18 +457,18 @@ static int mig_handshake_dest(struct mig_conn *c, const uint8_t *secret, size_t 
 	if (r == 0 && getrandom(h1 + 16, MIG_NONCE_SIZE, 0) != MIG_NONCE_SIZE)
 		r = mig_fail(c, -EIO, "getrandom: %s", strerror(errno));
 	if (r == 0 && mig_derive(secret, len, MIG_LABEL_DEST, ns, nd, h1 + 16 + MIG_NONCE_SIZE) < 0)
-		r = mig_fail(c, -EIO, "%s", mig_crypto_error());
+		r = mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
 	if (r == 0)
 		r = mig_write_all(c, h1, sizeof(h1));
 	if (r == 0)
 		r = mig_read_all(c, proof, sizeof(proof), "the source's proof");
 	if (r == 0 && mig_derive(secret, len, MIG_LABEL_SOURCE, ns, nd, want) < 0)
-		r = mig_fail(c, -EIO, "%s", mig_crypto_error());
-	if (r == 0 && !mig_tag_equal(proof, want, MIG_TAG_SIZE))
+		r = mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
+	if (r == 0 && CRYPTO_memcmp(proof, want, MIG_TAG_SIZE) != 0)
 		r = mig_fail(c, -EACCES, "the source does not know the secret");
 	if (r == 0)
 		r = mig_keys(c, secret, len, ns, nd);
-	explicit_bzero(want, sizeof(want));
+	OPENSSL_cleanse(want, sizeof(want));
 	return r;
 }
 
@@ -647,7 +548,7 @@ int mig_send_built(struct mig_conn *c, enum mig_msg type, size_t len)
 	parts[1] = c->tx;
 	lens[1] = MIG_FRAME_HEADER + len;
 	if (mig_mac_parts(c->mac_tx, parts, lens, 2, c->tx + MIG_FRAME_HEADER + len) < 0)
-		return mig_fail(c, -EIO, "%s", mig_crypto_error());
+		return mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
 	r = mig_write_all(c, c->tx, MIG_FRAME_HEADER + len + MIG_TAG_SIZE);
 	if (r == 0)
 		c->seq_tx++;
@@ -720,8 +621,8 @@ int mig_recv(struct mig_conn *c, enum mig_msg *type, const uint8_t **payload, si
 	parts[2] = c->rx;
 	lens[2] = n;
 	if (mig_mac_parts(c->mac_rx, parts, lens, 3, tag) < 0)
-		return mig_fail(c, -EIO, "%s", mig_crypto_error());
-	if (!mig_tag_equal(tag, c->rx + n, MIG_TAG_SIZE))
+		return mig_fail(c, -EIO, "HMAC-SHA256 failed (OpenSSL)");
+	if (CRYPTO_memcmp(tag, c->rx + n, MIG_TAG_SIZE) != 0)
 		return mig_fail(c, -EBADMSG,
 		                "frame %llu (%s): authentication failed (corrupt, forged, replayed "
 		                "or out of order)",

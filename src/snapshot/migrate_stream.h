@@ -123,18 +123,6 @@ struct mig_conn {
 };
 
 /*
- * mig_crypto_load - make HMAC-SHA256 available: load libcrypto (dlopen) if
- * it is not yet; a no-op in the static monitor, which links it. The stream
- * loads it when it first needs it, but not once the sandbox is set up (its
- * filters refuse the code mappings): a process that may migrate after
- * sandbox_init() calls this before. 0, or -errno with mig_crypto_error().
- */
-int mig_crypto_load(void) __attribute__((warn_unused_result));
-
-/* mig_crypto_error - why mig_crypto_load() or an HMAC failed. */
-const char *mig_crypto_error(void);
-
-/*
  * mig_conn_init - a connection over the socket @fd (taken: closed by
  * mig_conn_release(); made non-blocking here) or, with @io, over @io_opaque.
  * @is_source: which end this is. Returns 0 or -ENOMEM.
