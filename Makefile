@@ -15,12 +15,14 @@ CFLAGS_COMMON += -DHAVE_LIBURING
 LDLIBS += -luring
 endif
 
-# seccomp filters for the monitor's threads (src/core/sandbox.c). The fuzz
+# seccomp filters for the monitor's threads (src/core/sandbox.c), compiled
+# with libseccomp at build time: sandbox.c built with SANDBOX_GEN prints them
+# as $(BUILD)/VARIANT/gen/sandbox_bpf.h (the sanitizer build's filters allow
+# more), and the monitor links no libseccomp (see the rules below). The fuzz
 # targets build without it (the sandbox is then a no-op).
 HAVE_LIBSECCOMP := $(shell pkg-config --exists libseccomp 2>/dev/null && echo 1)
 ifeq ($(HAVE_LIBSECCOMP),1)
 CFLAGS_COMMON += -DHAVE_LIBSECCOMP
-LDLIBS += -lseccomp
 endif
 
 # NAT switches (src/switch/nat.c) use libslirp (its .pc needs glib's, so
@@ -72,6 +74,28 @@ $(BUILD)/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
 	$(Q)$(CC) $(ASAN_CFLAGS) -c -o $@ $<
+
+ifeq ($(HAVE_LIBSECCOMP),1)
+# sandbox_bpf.h per variant: the generator is sandbox.c and log.c built with
+# that variant's flags (no dependency files of its own), run once.
+SANDBOX_GEN_SRCS := src/core/sandbox.c src/core/log.c
+$(BUILD)/release/gen/sandbox_bpf.h: $(SANDBOX_GEN_SRCS) src/core/sandbox.h src/core/log.h
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	$(Q)$(CC) $(filter-out -MMD -MP,$(REL_CFLAGS)) -DSANDBOX_GEN -o $(dir $@)sandbox-gen \
+		$(SANDBOX_GEN_SRCS) -lseccomp
+	$(Q)$(dir $@)sandbox-gen >$@.tmp && mv $@.tmp $@
+$(BUILD)/asan/gen/sandbox_bpf.h: $(SANDBOX_GEN_SRCS) src/core/sandbox.h src/core/log.h
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	$(Q)$(CC) $(filter-out -MMD -MP,$(ASAN_CFLAGS)) -DSANDBOX_GEN -o $(dir $@)sandbox-gen \
+		$(SANDBOX_GEN_SRCS) -lseccomp
+	$(Q)ASAN_OPTIONS=detect_leaks=0 $(dir $@)sandbox-gen >$@.tmp && mv $@.tmp $@
+$(BUILD)/release/src/core/sandbox.o: $(BUILD)/release/gen/sandbox_bpf.h
+$(BUILD)/release/src/core/sandbox.o: private REL_CFLAGS += -DSANDBOX_BPF_PREBUILT -I$(BUILD)/release/gen
+$(BUILD)/asan/src/core/sandbox.o: $(BUILD)/asan/gen/sandbox_bpf.h
+$(BUILD)/asan/src/core/sandbox.o: private ASAN_CFLAGS += -DSANDBOX_BPF_PREBUILT -I$(BUILD)/asan/gen
+endif
 
 $(BUILD)/release/nestvm: $(REL_OBJS)
 	@echo "  LD      $@"

@@ -15,7 +15,8 @@
 # Environment: BENCH_SECONDS per pattern (2), BENCH_SPAN_MIB (256: image
 # size and the region used), BENCH_QD (1,32), BENCH_ROUNDS (1: each side
 # runs that many times, in turn, and the table shows the best), BENCH_IMAGE
-# (/var/tmp/nestvm-bench-guest.img), NESTVM (build/release/nestvm), QEMU
+# (/var/tmp/nestvm-bench-guest.img), NESTVM (build/release/nestvm), BENCH_IO
+# (nestvm's disk engine: auto, uring or threads; default auto), QEMU
 # (qemu-system-x86_64; BENCH_QEMU=0 leaves it out). Installs nothing.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -24,6 +25,7 @@ SPAN=${BENCH_SPAN_MIB:-256}
 QD=${BENCH_QD:-1,32}
 ROUNDS=${BENCH_ROUNDS:-1}
 IMG=${BENCH_IMAGE:-/var/tmp/nestvm-bench-guest.img}
+IO_OPT=${BENCH_IO:+,io=$BENCH_IO}
 NESTVM=${NESTVM:-build/release/nestvm}
 QEMU=${QEMU:-qemu-system-x86_64}
 PROBE=build/guest/probe.elf
@@ -63,7 +65,7 @@ budget=$((SECONDS_PER * 4 * n_qd + 60))
 args="test=virtio-bench seconds=$SECONDS_PER span_mb=$SPAN qd=$QD"
 
 echo "host: $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); ${SECONDS_PER} s per pattern," \
-	"${SPAN} MiB span, 4 KiB blocks, best of $ROUNDS round(s)"
+	"${SPAN} MiB span, 4 KiB blocks, best of $ROUNDS round(s), nestvm disk engine ${BENCH_IO:-auto}"
 
 # One round: each side once, in turn. Before each side, write back what the
 # previous one dirtied, so that no side pays for another's writeback.
@@ -73,7 +75,7 @@ round() {
 		die "host_rw failed"
 
 	sync
-	timeout "$budget" "$NESTVM" run --kernel "$PROBE" --cmdline "$args" --disk "$IMG" \
+	timeout "$budget" "$NESTVM" run --kernel "$PROBE" --cmdline "$args" --disk "$IMG$IO_OPT" \
 		</dev/null >"$T/nestvm.out" 2>"$T/nestvm.err"
 	rc=$?
 	[ "$rc" -eq 0 ] || {

@@ -135,6 +135,18 @@ int disk_submit(struct disk *disk, struct disk_io *io)
 	return r;
 }
 
+void disk_plug(struct disk *disk)
+{
+	disk->plugged = true;
+}
+
+void disk_unplug(struct disk *disk)
+{
+	disk->plugged = false;
+	if (disk->ops->unplug)
+		disk->ops->unplug(disk);
+}
+
 void disk_complete(struct disk *disk, bool wait)
 {
 	disk->ops->complete(disk, wait && disk->inflight > 0);
@@ -162,18 +174,23 @@ static int disk_ms_left(const struct timespec *deadline)
 
 int disk_drain_until(struct disk *disk, const struct timespec *deadline)
 {
-	/* Both engines signal completion_fd for each finished request (disk_engine.h). */
-	while (disk->inflight > 0) {
+	/*
+	 * completion_fd is signalled for every request finished off the
+	 * caller's thread; those finished at submission need only a look.
+	 */
+	for (;;) {
 		struct pollfd pfd = {.fd = disk->completion_fd, .events = POLLIN};
-		int ms = disk_ms_left(deadline);
+		int ms;
 
+		disk->ops->complete(disk, false);
+		if (disk->inflight == 0)
+			return 0;
+		ms = disk_ms_left(deadline);
 		if (ms == 0)
 			return -ETIMEDOUT;
 		if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
 			return -errno;
-		disk->ops->complete(disk, false);
 	}
-	return 0;
 }
 
 int disk_completion_fd(const struct disk *disk)

@@ -21,7 +21,11 @@
  * Both engines report completions the same way: the owner watches
  * disk_completion_fd() and calls disk_complete(), which runs each finished
  * request's done() callback on the caller's thread. That is how virtio-blk
- * completes requests on its own I/O thread with no extra locking.
+ * completes requests on its own I/O thread with no extra locking. A request
+ * may also finish within disk_submit() (the thread pool reads what the page
+ * cache holds at once): the completion fd is not signalled for it, and its
+ * done() runs at the next disk_complete(), which a submitter calls after a
+ * batch of submissions.
  *
  * Discard punches a hole (FALLOC_FL_PUNCH_HOLE), so a sparse image stays
  * sparse; write-zeroes uses FALLOC_FL_ZERO_RANGE, or a hole when the guest
@@ -74,6 +78,8 @@ struct disk_engine_ops {
 	int (*submit)(struct disk *disk, struct disk_io *io);
 	/* Run done() for every finished request; @wait: block until at least one is. */
 	void (*complete)(struct disk *disk, bool wait);
+	/* Optional: start what submit() queued while disk->plugged (disk_unplug()). */
+	void (*unplug)(struct disk *disk);
 	void (*destroy)(struct disk *disk);
 };
 
@@ -82,6 +88,7 @@ struct disk {
 	bool readonly;
 	uint64_t size;         /* bytes */
 	unsigned int inflight; /* submitted, done() not yet run */
+	bool plugged;          /* between disk_plug() and disk_unplug() */
 	int completion_fd;     /* readable when complete() has work */
 	const struct disk_engine_ops *ops;
 	void *engine;
@@ -101,6 +108,15 @@ int disk_open(const char *path, bool readonly, enum disk_engine engine, struct d
 
 /* disk_submit - start @io (see struct disk_io). Returns 0 or -errno (done() will not run). */
 int disk_submit(struct disk *disk, struct disk_io *io) __attribute__((warn_unused_result));
+
+/*
+ * disk_plug, disk_unplug - the requests submitted in between may wait until
+ * disk_unplug() to be started, together (io_uring: one io_uring_enter() for
+ * the batch instead of one per request). Call disk_unplug() before
+ * disk_complete() or any wait.
+ */
+void disk_plug(struct disk *disk);
+void disk_unplug(struct disk *disk);
 
 /* disk_complete - run the done() callbacks of finished requests; @wait blocks for one. */
 void disk_complete(struct disk *disk, bool wait);

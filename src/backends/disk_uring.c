@@ -12,7 +12,10 @@
  */
 #include "backends/disk_engine.h"
 
+#include "core/log.h"
+
 #include <errno.h>
+#include <string.h>
 
 #ifdef HAVE_LIBURING
 
@@ -92,7 +95,23 @@ static int disk_uring_queue(struct disk *disk, struct disk_io *io)
 		break;
 	}
 	io_uring_sqe_set_data(sqe, io);
+	/* Plugged: disk_uring_unplug() submits the batch. */
+	if (disk->plugged)
+		return 0;
 	return io_uring_submit(&u->ring) < 0 ? -EIO : 0;
+}
+
+static void disk_uring_unplug(struct disk *disk)
+{
+	struct disk_uring *u = disk->engine;
+	int r;
+
+	/* A failed enter leaves the SQEs in the ring, for the next one. */
+	do
+		r = io_uring_submit(&u->ring);
+	while (r == -EINTR || r == -EAGAIN);
+	if (r < 0)
+		log_error("disk %s: io_uring submission: %s", disk->path, strerror(-r));
 }
 
 static int disk_uring_submit(struct disk *disk, struct disk_io *io)
@@ -208,5 +227,8 @@ const struct disk_engine_ops disk_uring_ops = {
     .init = disk_uring_init,
     .submit = disk_uring_submit,
     .complete = disk_uring_complete,
+#ifdef HAVE_LIBURING
+    .unplug = disk_uring_unplug,
+#endif
     .destroy = disk_uring_destroy,
 };

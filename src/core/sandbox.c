@@ -15,6 +15,16 @@
  * thread that confines itself, and libseccomp's state is never shared
  * between threads.
  *
+ * Or they were compiled when nestvm was built (SANDBOX_BPF_PREBUILT, the
+ * Makefile's default with libseccomp): this file built with SANDBOX_GEN is a
+ * program that compiles every kind's filter with libseccomp and prints them,
+ * with the system call names for the SIGSYS line, as sandbox_bpf.h. The
+ * monitor then neither loads nor calls libseccomp: compiling six filters
+ * was about 2 ms of a 5.7 ms start-up (bench/boot.sh, test=exit). At start
+ * a prebuilt program is only adapted to the environment: NESTVM_SANDBOX=log
+ * turns its trap into a log, a kernel before 4.14 kills the thread where
+ * it cannot kill the process (a foreign ABI).
+ *
  * Sanitizer builds add what the ASan/LSan runtimes do at exit or in a report
  * (LeakSanitizer stops the world with clone() and ptrace(), the symbolizer is
  * a child process): the production filters do not have these.
@@ -44,12 +54,17 @@
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#endif
+
+/* Compiling the filters with libseccomp: at start-up, or in the generator. */
+#if defined(HAVE_LIBSECCOMP) && (!defined(SANDBOX_BPF_PREBUILT) || defined(SANDBOX_GEN))
+#define SANDBOX_COMPILE 1
+#include <seccomp.h>
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -71,6 +86,17 @@
 
 #define SANDBOX_MAX_NR 512 /* syscall numbers named in the forbidden-call line */
 
+/*
+ * tgkill() is allowed only at this process: the generator compiles the rule
+ * with this stand-in for the pid (above any pid_max, and no ioctl number
+ * nestvm allows), and sandbox_load_prebuilt() puts getpid() in its place.
+ */
+#define SANDBOX_PID_MARK 0x7e5a1d00U
+
+#if defined(SANDBOX_BPF_PREBUILT) && !defined(SANDBOX_GEN)
+#include "sandbox_bpf.h" /* generated: sandbox_bpf_prog, _len, _names */
+#endif
+
 /* Landlock access rights by ABI version (Debian 12's headers stop at REFER). */
 #define SANDBOX_LL_V1 ((1ULL << 13) - 1)  /* EXECUTE .. MAKE_SYM */
 #define SANDBOX_LL_REFER (1ULL << 13)     /* ABI 2 */
@@ -86,7 +112,7 @@ static struct {
 #ifdef HAVE_LIBSECCOMP
 	struct sock_fprog prog[SANDBOX_NR_KINDS];
 #endif
-	char *names[SANDBOX_MAX_NR];
+	const char *names[SANDBOX_MAX_NR];
 	int selftest; /* a kind, or -1 */
 	atomic_bool selftest_done;
 } sandbox = {.selftest = -1, .landlock_fd = -1};
@@ -184,6 +210,8 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *uctx)
 }
 
 /* ---- building the filters ---- */
+
+#ifdef SANDBOX_COMPILE
 
 /* Every thread: memory, locks, signals between nestvm's own threads, time, exit. */
 /* clang-format off */
@@ -324,6 +352,15 @@ static int sandbox_allow_ioctls(scmp_filter_ctx ctx, const unsigned long *reqs)
 	return 0;
 }
 
+static __attribute__((unused)) pid_t sandbox_pid(void)
+{
+#ifdef SANDBOX_GEN
+	return (pid_t)SANDBOX_PID_MARK;
+#else
+	return getpid();
+#endif
+}
+
 /* The rules with argument checks that several kinds share. */
 static int sandbox_allow_common(scmp_filter_ctx ctx, enum sandbox_kind kind)
 {
@@ -339,7 +376,7 @@ static int sandbox_allow_common(scmp_filter_ctx ctx, enum sandbox_kind kind)
 	/* pthread_kill() between nestvm's threads: vCPU kicks, stop requests, abort(). */
 	for (unsigned int i = 0; i < sizeof(signals) / sizeof(signals[0]) && r == 0; i++)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 2,
-		                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0),
+		                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)sandbox_pid(), 0),
 		                     SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)signals[i], 0));
 #else
 	(void)signals;
@@ -450,6 +487,42 @@ static int sandbox_build(enum sandbox_kind kind)
 		          sandbox_kind_names[kind], strerror(-r));
 	return r;
 }
+
+#endif /* SANDBOX_COMPILE */
+
+#ifdef SANDBOX_BPF_PREBUILT
+/*
+ * Kind @kind's prebuilt program, as sandbox_build() would have made it here:
+ * this process's pid in the tgkill() rule, the default action LOG instead
+ * of TRAP with NESTVM_SANDBOX=log, and a foreign ABI killing the thread
+ * where the kernel cannot kill the process.
+ */
+static int sandbox_load_prebuilt(enum sandbox_kind kind)
+{
+	unsigned short len = sandbox_bpf_len[kind];
+	bool kill_process = syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0,
+	                            &(uint32_t){SECCOMP_RET_KILL_PROCESS}) == 0;
+	struct sock_filter *insns = malloc(len * sizeof(*insns));
+
+	if (!insns)
+		return -ENOMEM;
+	memcpy(insns, sandbox_bpf_prog[kind], len * sizeof(*insns));
+	for (unsigned short i = 0; i < len; i++) {
+		struct sock_filter *f = &insns[i];
+
+		if (f->code == (BPF_JMP | BPF_JEQ | BPF_K) && f->k == SANDBOX_PID_MARK)
+			f->k = (uint32_t)getpid();
+		if (f->code != (BPF_RET | BPF_K))
+			continue;
+		if (sandbox.log_only && f->k == SECCOMP_RET_TRAP)
+			f->k = SECCOMP_RET_LOG;
+		if (!kill_process && f->k == SECCOMP_RET_KILL_PROCESS)
+			f->k = SECCOMP_RET_KILL_THREAD;
+	}
+	sandbox.prog[kind] = (struct sock_fprog){len, insns};
+	return 0;
+}
+#endif
 
 /* Is seccomp filtering there at all? PR_GET_SECCOMP fails without CONFIG_SECCOMP. */
 static bool sandbox_kernel_has_seccomp(void)
@@ -596,13 +669,21 @@ int sandbox_init(bool enabled)
 
 		if (sandbox.prog[k].filter)
 			continue; /* built by an earlier call */
+#ifdef SANDBOX_BPF_PREBUILT
+		r = sandbox_load_prebuilt(k);
+#else
 		r = sandbox_build(k);
+#endif
 		if (r < 0)
 			return r;
 	}
 	for (int nr = 0; nr < SANDBOX_MAX_NR; nr++) {
+#ifdef SANDBOX_BPF_PREBUILT
+		sandbox.names[nr] = sandbox_bpf_names[nr];
+#else
 		if (!sandbox.names[nr])
 			sandbox.names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+#endif
 	}
 	if (sandbox.landlock_fd < 0) {
 		int fd = sandbox_landlock_build();
@@ -719,3 +800,58 @@ void sandbox_enter(enum sandbox_kind kind, const char *name)
 	(void)name;
 #endif
 }
+
+#if defined(SANDBOX_GEN) && defined(HAVE_LIBSECCOMP)
+/*
+ * The generator (see the top of this file): prints sandbox_bpf.h, every
+ * kind's program as sandbox_build() compiles it with the default action
+ * TRAP, and the name of every system call number below SANDBOX_MAX_NR.
+ */
+int main(void)
+{
+	unsigned int marks;
+
+	printf("/* Generated by src/core/sandbox.c built with SANDBOX_GEN (libseccomp %u.%u.%u): "
+	       "do not edit. */\n",
+	       seccomp_version()->major, seccomp_version()->minor, seccomp_version()->micro);
+	for (int k = 0; k < SANDBOX_NR_KINDS; k++) {
+		if (sandbox_build(k) < 0)
+			return 1;
+		marks = 0;
+		for (unsigned short i = 0; i < sandbox.prog[k].len; i++)
+			marks += sandbox.prog[k].filter[i].k == SANDBOX_PID_MARK;
+#ifndef SANDBOX_SANITIZER
+		/* The stand-in pid must be there, and be nothing else. */
+		if (marks == 0 || marks > 3) {
+			fprintf(stderr, "sandbox-gen: %s: the pid stand-in appears %u times\n",
+			        sandbox_kind_names[k], marks);
+			return 1;
+		}
+#endif
+		printf("static const struct sock_filter sandbox_bpf_%s[] = {\n",
+		       sandbox_kind_names[k]);
+		for (unsigned short i = 0; i < sandbox.prog[k].len; i++) {
+			const struct sock_filter *f = &sandbox.prog[k].filter[i];
+
+			printf("    {0x%04x, %u, %u, 0x%08x},\n", f->code, f->jt, f->jf, f->k);
+		}
+		printf("};\n");
+	}
+	printf("static const struct sock_filter *const sandbox_bpf_prog[SANDBOX_NR_KINDS] = {\n");
+	for (int k = 0; k < SANDBOX_NR_KINDS; k++)
+		printf("    sandbox_bpf_%s,\n", sandbox_kind_names[k]);
+	printf("};\nstatic const unsigned short sandbox_bpf_len[SANDBOX_NR_KINDS] = {\n");
+	for (int k = 0; k < SANDBOX_NR_KINDS; k++)
+		printf("    %u,\n", sandbox.prog[k].len);
+	printf("};\nstatic const char *const sandbox_bpf_names[SANDBOX_MAX_NR] = {\n");
+	for (int nr = 0; nr < SANDBOX_MAX_NR; nr++) {
+		char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+
+		if (name)
+			printf("    [%d] = \"%s\",\n", nr, name);
+		free(name);
+	}
+	printf("};\n");
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+#endif

@@ -4,7 +4,8 @@
  * raw image, with each I/O engine (io_uring where the kernel allows it, and
  * the thread pool): read, write, flush, get-id, discard and write-zeroes on
  * a sparse file, requests out of range or malformed, a read-only disk
- * refusing writes, many requests in flight, a reset with I/O in flight;
+ * refusing writes, many requests in flight, adjacent requests merged, a
+ * reset with I/O in flight;
  * save and restore: writes in flight at a quiesce complete there, a write
  * made available while quiesced completes exactly once in the restored
  * device, and a state is refused on another image.
@@ -424,6 +425,132 @@ static void test_many_in_flight(void **state)
 	}
 }
 
+/* The image's byte at @off after fill_image(). */
+static uint8_t image_byte(uint64_t off)
+{
+	return (uint8_t)((off >> 9) * 31 + (off & 511));
+}
+
+static void fill_image(struct fixture *f, uint64_t len)
+{
+	static uint8_t chunk[65536];
+
+	for (uint64_t off = 0; off < len; off += sizeof(chunk)) {
+		for (size_t i = 0; i < sizeof(chunk); i++)
+			chunk[i] = image_byte(off + i);
+		assert_int_equal(pwrite(f->fd, chunk, sizeof(chunk), (off_t)off), sizeof(chunk));
+	}
+}
+
+static void expect_image_bytes(struct vd *d, uint64_t gpa, uint64_t disk_off, size_t len)
+{
+	const uint8_t *p = vd_gpa(d, gpa, len);
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != image_byte(disk_off + i))
+			fail_msg("byte %zu of the read at %llu: 0x%02x, want 0x%02x", i,
+			         (unsigned long long)disk_off, p[i], image_byte(disk_off + i));
+}
+
+struct merge_req {
+	uint32_t type;
+	uint64_t gpa, disk_off;
+	uint32_t len;
+	uint8_t want_status;
+	uint16_t head;
+	uint64_t status_gpa;
+	bool done;
+};
+
+static struct merge_req mreq(uint32_t type, uint64_t gpa, uint64_t disk_off, uint32_t len,
+                             uint8_t want_status)
+{
+	return (struct merge_req){
+	    .type = type, .gpa = gpa, .disk_off = disk_off, .len = len, .want_status = want_status};
+}
+
+/* Make @r available (not kicked), remembering its head. */
+static void merge_start(struct vd *d, struct merge_req *r)
+{
+	r->head = d->q[0].next_desc;
+	r->status_gpa =
+	    blk_start(d, r->type, r->disk_off / 512, r->gpa, r->len, r->type == VIRTIO_BLK_T_IN);
+}
+
+/* Kick, then wait for all @n of @rs: each once, with its status and used length. */
+static void merge_finish(struct vd *d, struct merge_req *rs, int n)
+{
+	struct virtq_used_elem e;
+
+	vd_kick(d, 0);
+	for (int i = 0; i < n; i++) {
+		int k;
+
+		assert_true(vd_wait_used(d, 0, &e, 5000));
+		for (k = 0; k < n && (rs[k].head != e.id || rs[k].done); k++)
+			;
+		assert_true(k < n);
+		rs[k].done = true;
+		assert_int_equal(*(uint8_t *)vd_gpa(d, rs[k].status_gpa, 1), rs[k].want_status);
+		if (rs[k].want_status != VIRTIO_BLK_S_OK)
+			assert_int_equal(e.len, 1);
+		else
+			assert_int_equal(e.len, rs[k].type == VIRTIO_BLK_T_IN ? rs[k].len + 1 : 1);
+	}
+}
+
+/*
+ * Adjacent reads and writes made available together are merged into runs
+ * (blk.c); each request still gets its own data, status and used length.
+ * 40 reads of 32 KiB back to back into one guest area (1.25 MiB: more than
+ * one run), 4 continuing them into separate buffers, a read of the disk's
+ * last 4 KiB followed by one continuing past the end (which fails alone);
+ * then read, write, read at adjacent sectors (a change of direction ends a
+ * run) and the write found in the image.
+ */
+static void test_merged_runs(void **state)
+{
+	struct fixture *f = *state;
+	struct vd *d = f->d;
+	enum { NBIG = 40, BIG = 32768, NSMALL = 4, SMALL = 4096 };
+	struct merge_req rs[NBIG + NSMALL + 2], mixed[3];
+	uint64_t area = vd_alloc(d, NBIG * BIG), last = IMG_SIZE - SMALL;
+	uint8_t host[SMALL];
+	int n = 0;
+
+	fill_image(f, 2ULL << 20);
+	for (int i = 0; i < NBIG; i++)
+		rs[n++] = mreq(VIRTIO_BLK_T_IN, area + (uint64_t)i * BIG, (uint64_t)i * BIG, BIG,
+		               VIRTIO_BLK_S_OK);
+	for (int i = 0; i < NSMALL; i++)
+		rs[n++] = mreq(VIRTIO_BLK_T_IN, vd_alloc(d, SMALL + 512),
+		               (uint64_t)NBIG * BIG + (uint64_t)i * SMALL, SMALL, VIRTIO_BLK_S_OK);
+	rs[n++] = mreq(VIRTIO_BLK_T_IN, vd_alloc(d, SMALL), last, SMALL, VIRTIO_BLK_S_OK);
+	rs[n++] = mreq(VIRTIO_BLK_T_IN, vd_alloc(d, 512), IMG_SIZE, 512, VIRTIO_BLK_S_IOERR);
+	for (int i = 0; i < n; i++)
+		merge_start(d, &rs[i]);
+	merge_finish(d, rs, n);
+	for (int i = 0; i < n - 2; i++)
+		expect_image_bytes(d, rs[i].gpa, rs[i].disk_off, rs[i].len);
+	/* fill_image() wrote only the first 2 MiB: the disk's end reads as zeroes. */
+	memset(host, 0, sizeof(host));
+	assert_memory_equal(vd_gpa(d, rs[n - 2].gpa, SMALL), host, SMALL);
+
+	if (f->readonly)
+		return;
+	mixed[0] = mreq(VIRTIO_BLK_T_IN, vd_alloc(d, SMALL), 0, SMALL, VIRTIO_BLK_S_OK);
+	mixed[1] = mreq(VIRTIO_BLK_T_OUT, vd_alloc(d, SMALL), SMALL, SMALL, VIRTIO_BLK_S_OK);
+	mixed[2] = mreq(VIRTIO_BLK_T_IN, vd_alloc(d, SMALL), 2 * SMALL, SMALL, VIRTIO_BLK_S_OK);
+	memset(vd_gpa(d, mixed[1].gpa, SMALL), 0xa5, SMALL);
+	for (int i = 0; i < 3; i++)
+		merge_start(d, &mixed[i]);
+	merge_finish(d, mixed, 3);
+	expect_image_bytes(d, mixed[0].gpa, 0, SMALL);
+	expect_image_bytes(d, mixed[2].gpa, 2 * SMALL, SMALL);
+	assert_int_equal(pread(f->fd, host, SMALL, SMALL), SMALL);
+	assert_memory_equal(host, vd_gpa(d, mixed[1].gpa, SMALL), SMALL);
+}
+
 static void test_reset_with_io_in_flight(void **state)
 {
 	struct fixture *f = *state;
@@ -667,6 +794,7 @@ static void test_restore_refused_on_another_image(void **state)
 	    cmocka_unit_test_setup_teardown(test_short_header, setup_fn, teardown),                \
 	    cmocka_unit_test_setup_teardown(test_discard_and_write_zeroes, setup_fn, teardown),    \
 	    cmocka_unit_test_setup_teardown(test_many_in_flight, setup_fn, teardown),              \
+	    cmocka_unit_test_setup_teardown(test_merged_runs, setup_fn, teardown),                 \
 	    cmocka_unit_test_setup_teardown(test_reset_with_io_in_flight, setup_fn, teardown),     \
 	    cmocka_unit_test_setup_teardown(test_malformed_chain, setup_fn, teardown),             \
 	    cmocka_unit_test_setup_teardown(test_image_locked, setup_fn, teardown),                \
@@ -680,6 +808,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_config, setup_readonly, teardown),
 	    cmocka_unit_test_setup_teardown(test_readonly_refuses_writes, setup_readonly, teardown),
 	    cmocka_unit_test_setup_teardown(test_read, setup_readonly, teardown),
+	    cmocka_unit_test_setup_teardown(test_merged_runs, setup_readonly, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_refused_on_another_image, setup_threads,
 	                                    teardown),
 	};
