@@ -221,7 +221,8 @@ nv migrate mv --to "unix:$T/s/m.sock" --secret-file "$T/secret"
 mrc=$?
 wait "$rpid"
 rrc=$?
-sleep 0.3
+# The source's monitor leaves its switch as it exits, just after the migration.
+for _i in $(seq 50); do [ "$(swstat mv up)" = 0 ] && break; sleep 0.1; done
 b_up=$(awk '$4 == "mv" { for (i = 1; i < NF; i++) if ($i == "up") print $(i + 1) }' "$T/switchB.stats")
 if [ "$mrc" -eq 0 ] && [ "$rrc" -eq 0 ] && [ "$b_up" = 1 ] && [ "$(swstat mv up)" = 0 ]; then
 	ok "migrated: the adapter left the source's switch and joined the destination's"
