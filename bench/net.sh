@@ -97,10 +97,10 @@ failed() {
 
 vm2vm_nestvm() {
 	nv n-recv "role=recv bench=1" bpriv
-	r=$!
+	rx=$!
 	sleep 0.5
 	nv n-send "role=send bench=1 size=$1 seconds=$SECS" bpriv
-	wait $! $r
+	wait $! $rx
 	pps=$(recv_pps "$T/n-recv.out")
 	[ -n "$pps" ] && record nestvm vm2vm "$1" "$pps" || failed n-recv
 	grep -a "probe: bench: net role=recv" "$T/n-recv.out" | sed 's/.*lost=\([0-9]*\).*/\1/' >>"$T/n-lost.$1"
@@ -111,11 +111,11 @@ vm2vm_qemu() {
 	rm -f "$sock"
 	qv q-recv "role=recv bench=1" "stream,id=n0,server=on,addr.type=unix,addr.path=$sock" \
 		52:54:00:be:00:01
-	r=$!
+	rx=$!
 	for _i in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 	qv q-send "role=send bench=1 size=$1 seconds=$SECS" \
 		"stream,id=n0,server=off,addr.type=unix,addr.path=$sock" 52:54:00:be:00:02
-	wait $! $r
+	wait $! $rx
 	pps=$(recv_pps "$T/q-recv.out")
 	[ -n "$pps" ] && record qemu vm2vm "$1" "$pps" || failed q-recv
 }
@@ -125,7 +125,7 @@ vm2vm_qemu() {
 vm2vm_qemu_retry() {
 	vm2vm_qemu "$1"
 	[ -n "$pps" ] && return
-	echo "qemu vm2vm size $1: receiver $(tail -1 "$T/q-recv.err" | cut -c1-80); running it again" >&2
+	echo "qemu vm2vm size $1: the receiver died ($(grep -a "test=net" "$T/q-recv.out" | tail -1)); running it again" >&2
 	vm2vm_qemu "$1"
 }
 
@@ -165,6 +165,7 @@ awk -v SIZES="$SIZES" '
 {
 	key = $1 " " $2 " " $3
 	if (!(key in pps) || $4 + 0 > pps[key] + 0) { pps[key] = $4; ld[key] = $5 }
+	all[key] = all[key] " " $4
 }
 function show(k) { return (k in pps) ? pps[k] : "-" }
 function gbps(k, size) { return (k in pps) ? sprintf("%.3f", pps[k] * size * 8 / 1e9) : "-" }
@@ -185,6 +186,11 @@ END {
 				((kn in pps) && (kq in pps) && pps[kq] > 0) ? sprintf("%.2f", pps[kn] / pps[kq]) : "-",
 				load(kn) "/" load(kq)
 		}
+	print "every round, frames/s (the spread is the host's other work):"
+	for (i = 1; i <= n; i++)
+		for (j = 1; j <= m; j++)
+			printf "  %-8s %5s  nestvm%s  qemu%s\n", cases[i], sizes[j],
+				all["nestvm " cases[i] " " sizes[j]], all["qemu " cases[i] " " sizes[j]]
 }' "$T/figures"
 for size in $SIZES; do
 	[ -f "$T/n-lost.$size" ] &&
