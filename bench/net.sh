@@ -159,6 +159,7 @@ while [ $r -lt "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 
+cp "$T/figures" build/bench/net.figures # "SIDE CASE SIZE FRAMES/S LOAD" per run, kept
 # One row per case and size: frames/s and Gbit/s (Ethernet frame bytes) of each
 # side, the best of the rounds with the load when it was taken, and nestvm/QEMU.
 awk -v SIZES="$SIZES" '
@@ -186,7 +187,7 @@ END {
 				((kn in pps) && (kq in pps) && pps[kq] > 0) ? sprintf("%.2f", pps[kn] / pps[kq]) : "-",
 				load(kn) "/" load(kq)
 		}
-	print "every round, frames/s (the spread is the host's other work):"
+	print "every round, frames/s (the spread is other work on the host):"
 	for (i = 1; i <= n; i++)
 		for (j = 1; j <= m; j++)
 			printf "  %-8s %5s  nestvm%s  qemu%s\n", cases[i], sizes[j],
