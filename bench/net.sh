@@ -171,6 +171,12 @@ awk -v SIZES="$SIZES" '
 function show(k) { return (k in pps) ? pps[k] : "-" }
 function gbps(k, size) { return (k in pps) ? sprintf("%.3f", pps[k] * size * 8 / 1e9) : "-" }
 function load(k) { return (k in ld) ? ld[k] : "-" }
+function median(list,    v, c, i, j, t) {
+	c = split(list, v, " ")
+	for (i = 2; i <= c; i++)
+		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+	return c ? (c % 2 ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2) : ""
+}
 END {
 	printf "%-8s %5s %10s %8s %10s %8s %12s %11s\n", "case", "size", "nestvm", "nestvm",
 		"qemu", "qemu", "nestvm/qemu", "load"
@@ -187,11 +193,16 @@ END {
 				((kn in pps) && (kq in pps) && pps[kq] > 0) ? sprintf("%.2f", pps[kn] / pps[kq]) : "-",
 				load(kn) "/" load(kq)
 		}
-	print "every round, frames/s (the spread is other work on the host):"
+	print "every round, frames/s (the spread is other work on the host), and the ratio of the medians:"
 	for (i = 1; i <= n; i++)
-		for (j = 1; j <= m; j++)
-			printf "  %-8s %5s  nestvm%s  qemu%s\n", cases[i], sizes[j],
-				all["nestvm " cases[i] " " sizes[j]], all["qemu " cases[i] " " sizes[j]]
+		for (j = 1; j <= m; j++) {
+			an = all["nestvm " cases[i] " " sizes[j]]
+			aq = all["qemu " cases[i] " " sizes[j]]
+			mn = median(an)
+			mq = median(aq)
+			printf "  %-8s %5s  nestvm%s  qemu%s  median nestvm/qemu %s\n", cases[i], sizes[j],
+				an, aq, (mn != "" && mq + 0 > 0) ? sprintf("%.2f", mn / mq) : "-"
+		}
 }' "$T/figures"
 for size in $SIZES; do
 	[ -f "$T/n-lost.$size" ] &&
