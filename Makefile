@@ -197,6 +197,17 @@ bench-blk: $(BUILD)/release/bench/virtio_blk
 	$(BUILD)/release/bench/virtio_blk $${BENCH_SECONDS:+-s $$BENCH_SECONDS} \
 		$${BENCH_IMAGE:-/var/tmp/nestvm-bench-blk.img}
 
+# virtio-net against QEMU: VM to VM (private switch vs. -netdev stream) and VM to host
+# (NAT switch vs. -netdev user), throughput and packet rate (bench/net.sh; BENCH_ROUNDS,
+# BENCH_SECONDS, BENCH_SIZES).
+.PHONY: bench-net
+$(BUILD)/release/bench/udp_sink: bench/udp_sink.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(REL_CFLAGS) -o $@ $<
+bench-net: $(BUILD)/release/nestvm $(GUEST_IMAGES) $(BUILD)/release/bench/udp_sink
+	bench/net.sh
+
 # Save and restore against QEMU's migrate to a file (bench/snapshot.sh; RUNS=5, SIZES="256 2048" MiB).
 bench-snapshot: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	BUILD=$(BUILD) bench/snapshot.sh

@@ -26,6 +26,18 @@
  *               with no frame corrupt or out of order and at least 90% through
  *   linger=MS   stay on the switch MS milliseconds after the result, so
  *               that the switch's counters for the port can be read
+ *   bench=1     a benchmark instead of a check (bench/net.sh): frames
+ *               carry magic and sequence number only (no UDP checksum, no
+ *               pattern), the receiver counts them and times them with the
+ *               TSC from the first to the last, nothing is echoed; the
+ *               sender sends to the MAC its peer's READY came from, for
+ *               seconds=S (default 2) or count frames, whichever ends first,
+ *               then END frames; the receiver ends on END or after 2 s
+ *               without data. Each prints one "probe: bench: net ..." line.
+ *   dst=A.B.C.D with bench=1 and role=send: UDP to that address, port
+ *               dport=N (5001) from src=A.B.C.D (10.0.2.15), to the MAC
+ *               52:55:A:B:C:D (libslirp's gateway), not waiting for a
+ *               READY: a guest sending to the host through NAT
  *
  * Frames are Ethernet/IPv4/UDP broadcasts carrying a magic, a sequence
  * number and a pattern derived from both. A receiver checks the UDP
@@ -611,11 +623,205 @@ static int role_hostile(struct net *n, size_t size)
 	                  HOSTILE_CASES);
 }
 
+/* ---------------------------------------------------------------- bench=1 */
+
+#define BENCH_QUIET_US 2000000ULL /* only when the END frames were dropped too */
+
+struct bench_target {
+	uint8_t mac[6];
+	uint8_t src_ip[4], dst_ip[4];
+	uint16_t dport;
+};
+
+/* Parse dotted-quad @text into @ip; false if it is not one. */
+static bool bench_parse_ip(const char *text, uint8_t ip[4])
+{
+	for (unsigned int i = 0; i < 4; i++) {
+		unsigned int v = 0, digits = 0;
+
+		while (*text >= '0' && *text <= '9' && digits < 4) {
+			v = v * 10 + (unsigned int)(*text++ - '0');
+			digits++;
+		}
+		if (!digits || v > 255 || *text != (i == 3 ? '\0' : '.'))
+			return false;
+		ip[i] = (uint8_t)v;
+		text++;
+	}
+	return true;
+}
+
+/* A bench frame of @len bytes to @t into @f: seq at PAYLOAD_OFF + 4, UDP checksum 0 (none). */
+static void bench_build(const struct net *n, uint8_t *f, size_t len, const struct bench_target *t)
+{
+	memset(f, 0, len);
+	memcpy(f, t->mac, 6);
+	memcpy(f + 6, n->src, 6);
+	put16(f + 12, 0x0800);
+	f[14] = 0x45;
+	put16(f + 16, (uint16_t)(len - 14));
+	f[22] = 64;
+	f[23] = 17;
+	memcpy(f + 26, t->src_ip, 4);
+	memcpy(f + 30, t->dst_ip, 4);
+	put16(f + 24, (uint16_t)~csum_fold(csum_add(0, f + 14, 20)));
+	put16(f + UDP_OFF, 4000);
+	put16(f + UDP_OFF + 2, t->dport);
+	put16(f + UDP_OFF + 4, (uint16_t)(len - UDP_OFF));
+	memcpy(f + PAYLOAD_OFF, &(uint32_t){MAGIC_DATA}, 4);
+}
+
+/* The magic of bench frame @f (0: not one) and its *@seq. */
+static uint32_t bench_check(const uint8_t *f, size_t len, uint32_t *seq)
+{
+	uint32_t magic;
+
+	if (len < PAYLOAD_OFF + 8 || get16(f + 12) != 0x0800 || f[23] != 17)
+		return 0;
+	memcpy(&magic, f + PAYLOAD_OFF, 4);
+	memcpy(seq, f + PAYLOAD_OFF + 4, 4);
+	return magic == MAGIC_DATA || magic == MAGIC_READY || magic == MAGIC_END ? magic : 0;
+}
+
+static void bench_print(const char *role, size_t size, uint64_t frames, uint64_t lost, uint64_t us)
+{
+	uint64_t pps = us ? frames * 1000000 / us : 0;
+
+	printf("probe: bench: net role=%s size=%lu frames=%llu lost=%llu us=%llu pps=%llu "
+	       "mbps=%llu\n",
+	       role, (unsigned long)size, (unsigned long long)frames, (unsigned long long)lost,
+	       (unsigned long long)us, (unsigned long long)pps,
+	       (unsigned long long)(us ? frames * size * 8 / us : 0));
+}
+
+static int bench_send(struct net *n, uint64_t count, size_t size, uint64_t seconds,
+                      const char *dst, uint64_t dport, const char *src)
+{
+	struct bench_target t = {.src_ip = {10, 0, 0, 1}, .dst_ip = {10, 0, 0, 2},
+	                         .dport = (uint16_t)dport};
+	uint64_t end = virtio_now_us() + TIMEOUT_US, start, stop, i;
+
+	if (dst) {
+		if (!bench_parse_ip(dst, t.dst_ip) || !bench_parse_ip(src, t.src_ip))
+			return probe_fail("dst=%s src=%s: give A.B.C.D", dst, src);
+		t.mac[0] = 0x52;
+		t.mac[1] = 0x55;
+		memcpy(t.mac + 2, t.dst_ip, 4);
+	} else {
+		/* The receiver's MAC, from its READY: unicast, as between real VMs. */
+		bool ready = false;
+
+		while (!ready) {
+			long len = rx_frame(n);
+			uint32_t seq;
+
+			if (len > 0 && bench_check(frame_in, (size_t)len, &seq) == MAGIC_READY) {
+				memcpy(t.mac, frame_in + 6, 6);
+				ready = true;
+			}
+			if (n->rx_unkicked) {
+				vq_kick(&n->rx);
+				n->rx_unkicked = 0;
+			}
+			if (virtio_now_us() > end)
+				return probe_fail("no READY from the peer in %llu s",
+				                  (unsigned long long)(TIMEOUT_US / 1000000));
+		}
+	}
+	bench_build(n, frame_out, size, &t);
+	start = virtio_now_us();
+	stop = start + seconds * 1000000;
+	for (i = 0; i < count && (i % 64 || virtio_now_us() < stop); i++) {
+		memcpy(frame_out + PAYLOAD_OFF + 4, &(uint32_t){(uint32_t)i}, 4);
+		if (!tx_frame(n, frame_out, size, false))
+			return probe_fail("transmit ring stuck after %llu frames (status 0x%x)",
+			                  (unsigned long long)i, virtio_status(&n->d));
+	}
+	tx_flush(n);
+	end = virtio_now_us() + TIMEOUT_US;
+	while (n->completed < n->sent && virtio_now_us() < end)
+		tx_reap(n);
+	bench_print("send", size, i, 0, virtio_now_us() - start);
+	/* The host's sink ends on its own, after a quiet while. */
+	bench_build(n, frame_out, FRAME_MIN, &t);
+	memcpy(frame_out + PAYLOAD_OFF, &(uint32_t){MAGIC_END}, 4);
+	for (unsigned int k = 0; !dst && k < END_FRAMES; k++)
+		if (!tx_frame(n, frame_out, FRAME_MIN, false))
+			return probe_fail("cannot send END (status 0x%x)", virtio_status(&n->d));
+	tx_flush(n);
+	end = virtio_now_us() + TIMEOUT_US;
+	while (n->completed < n->sent && virtio_now_us() < end)
+		tx_reap(n);
+	if (n->completed < n->sent)
+		return probe_fail("%llu frames never completed",
+		                  (unsigned long long)(n->sent - n->completed));
+	return probe_pass("bench: sent %llu frames of %lu bytes", (unsigned long long)i,
+	                  (unsigned long)size);
+}
+
+static int bench_recv(struct net *n, uint64_t count)
+{
+	uint64_t end = virtio_now_us() + TIMEOUT_US, next_ready = 0, first = 0, last = 0;
+	uint64_t bytes = 0;
+	size_t size = 0;
+
+	while (n->got < count && !n->end_seen) {
+		uint64_t now = virtio_now_us();
+		long len;
+
+		if (!n->got && now >= next_ready) {
+			if (send_one(n, MAGIC_READY, 0, FRAME_MIN) < 0)
+				return probe_fail("cannot send READY (status 0x%x)",
+				                  virtio_status(&n->d));
+			next_ready = now + READY_EVERY_US;
+			tx_flush(n);
+		}
+		if (n->got ? now - last > BENCH_QUIET_US : now > end)
+			break;
+		while ((len = rx_frame(n)) != 0) {
+			uint32_t seq, magic;
+
+			if (len < 0)
+				continue;
+			magic = bench_check(frame_in, (size_t)len, &seq);
+			if (magic == MAGIC_END)
+				n->end_seen = true;
+			if (magic != MAGIC_DATA)
+				continue;
+			last = virtio_now_us();
+			if (!n->got++)
+				first = last;
+			if (seq < n->next_seq) {
+				n->misordered++;
+			} else {
+				n->lost += seq - n->next_seq;
+				n->next_seq = seq + 1;
+			}
+			bytes += (uint64_t)len;
+			size = (size_t)len;
+		}
+		if (n->rx_unkicked) {
+			vq_kick(&n->rx);
+			n->rx_unkicked = 0;
+		}
+		tx_reap(n);
+	}
+	if (!n->got)
+		return probe_fail("bench: no data in %llu s",
+		                  (unsigned long long)(TIMEOUT_US / 1000000));
+	/* From the first frame's arrival to the last's: n->got - 1 intervals. */
+	bench_print("recv", size, n->got - 1, n->lost, last - first);
+	return probe_pass("bench: received %llu frames (%llu bytes), %llu lost, %llu out of order",
+	                  (unsigned long long)n->got, (unsigned long long)bytes,
+	                  (unsigned long long)n->lost, (unsigned long long)n->misordered);
+}
+
 int test_net(void)
 {
 	static struct net n;
 	uint64_t nic = 0, count = 1000, size = 1000, csum = 1, spoof = 0, echo = 0, gcsum = 0;
 	uint64_t wait_ready = 1, linger = 0, lossy = 0;
+	uint64_t bench = 0, seconds = 2, dport = 5001;
 	int r;
 	const char *role = param_get("role"), *why;
 	uint64_t end;
@@ -630,6 +836,11 @@ int test_net(void)
 	param_u64("ready", &wait_ready);
 	param_u64("linger", &linger);
 	param_u64("lossy", &lossy);
+	param_u64("bench", &bench);
+	param_u64("seconds", &seconds);
+	param_u64("dport", &dport);
+	if (bench && !param_get("count"))
+		count = ~0ULL;
 	if (!role)
 		role = "send";
 	if (size < FRAME_MIN || size > FRAME_MAX)
@@ -660,7 +871,12 @@ int test_net(void)
 		return role_hostile(&n, size);
 	if (!(cfg16(&n, 6) & NET_S_LINK_UP))
 		return probe_fail("the link is down");
-	if (!strcmp(role, "send"))
+	if (bench && !strcmp(role, "send"))
+		r = bench_send(&n, count, size, seconds, param_get("dst"), dport,
+		               param_get("src") ? param_get("src") : "10.0.2.15");
+	else if (bench && !strcmp(role, "recv"))
+		r = bench_recv(&n, count);
+	else if (!strcmp(role, "send"))
 		r = role_send(&n, count, size, echo, wait_ready);
 	else if (!strcmp(role, "recv"))
 		r = role_recv(&n, count, echo);

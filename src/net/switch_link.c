@@ -14,6 +14,13 @@
 #include <unistd.h>
 
 #define SWITCH_LINK_TIMEOUT_S 5
+/*
+ * What the adapter may have in flight to the switch (the kernel caps it at
+ * net.core.wmem_max). The default (~208 KiB) holds ~80 full-size frames: a
+ * switch that waits a few ms for a CPU on a busy host then stops the guest
+ * sending, where the switch's own side of the port already has 1 MiB.
+ */
+#define SWITCH_LINK_SNDBUF (1 << 20)
 
 /* The switch's answer to the hello: {"ok":true,"port":N} or {"error":"..."}. */
 static int link_answer(int fd, unsigned int *port, char *why, size_t why_size)
@@ -97,6 +104,7 @@ int switch_link_connect(const char *home, const char *name, const struct netport
 		goto err;
 	tv.tv_sec = 0;
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){SWITCH_LINK_SNDBUF}, sizeof(int)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
 		r = -errno;
 		goto err;
