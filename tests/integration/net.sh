@@ -173,8 +173,10 @@ expect "set --nic while running" 1 "only while it is off" -- set rx --nic switch
 expect "save" 0 "saved VM 'rx'" -- save rx
 expect "start restores" 0 "started VM 'rx'" -- start rx
 sleep 0.5
-if [ "$(swstat rx connections)" = 2 ]; then ok "the restored VM's adapter joined the switch again"
-else bad "switch connections of rx: '$(stat rx connections)': $(cat "$STATS")"; fi
+# (the fake switch may see the new connection before the old one's end: two port lines)
+if [ "$(swstat rx connections | awk '{ s += $1 } END { print s }')" = 2 ]; then
+	ok "the restored VM's adapter joined the switch again"
+else bad "switch connections of rx: '$(swstat rx connections)': $(cat "$STATS")"; fi
 probe managed-send "role=send count=3000 size=600 echo=1" --nic switch=lan
 wait $!
 src=$?
