@@ -58,7 +58,8 @@
 #
 # Environment: LAB_KERNEL (default the newest /boot/vmlinuz-*), LAB_QEMU,
 # LAB_BUSYBOX (a static busybox, default /bin/busybox), LAB_NESTVM (default
-# build/release/nestvm), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
+# build/release/nestvm), LAB_KVM_AMD (more kvm-amd parameters for the lab,
+# e.g. "vgif=0 vls=0"), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
 # (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
 # SILENCE_S / 5 s apart, at most 5 s).
 
@@ -673,6 +674,8 @@ run_lab_once() {
 	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT nestlab.heartbeat=$HEARTBEAT_S"
 	# The first scenario of this boot is the retry of one a lab failure cut.
 	[ "$first" -eq "$retry_pos" ] && cmdline+=" nestlab.retry=1"
+	# Extra kvm-amd parameters for the lab's KVM (LAB_KVM_AMD="vgif=0 vls=0").
+	[ -n "${LAB_KVM_AMD:-}" ] && cmdline+=" nestlab.kvm_amd=$(echo "$LAB_KVM_AMD" | tr ' ' ',')"
 	KALLSYMS=$OUT/symbols-${KERNEL##*/vmlinuz-}
 	boot_limit=$boot_timeout_s
 	if [ ! -s "$KALLSYMS" ]; then
