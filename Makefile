@@ -26,13 +26,13 @@ CFLAGS_COMMON += -DHAVE_LIBSECCOMP
 endif
 
 # NAT switches (src/switch/nat.c) use libslirp (its .pc needs glib's, so
-# libglib2.0-dev too, though nestvm does not use glib). Debian ships no
-# libslirp.a, so the lab runs the release build with its shared libraries
-# (tests/lab/lab.sh). The fuzz targets build without it (nat.c's stub).
+# libglib2.0-dev too, though nestvm does not use glib), loaded with dlopen()
+# by the switch's process alone: not linked, so a VM monitor's start does
+# not map it and glib. The lab copies it into its initramfs (tests/lab/lab.sh).
+# The fuzz targets build without it (nat.c's stub).
 HAVE_LIBSLIRP := $(shell pkg-config --exists slirp 2>/dev/null && echo 1)
 ifeq ($(HAVE_LIBSLIRP),1)
 CFLAGS_COMMON += -DHAVE_LIBSLIRP
-LDLIBS += -lslirp
 endif
 
 # `make V=1` shows the full commands.

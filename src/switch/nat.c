@@ -37,8 +37,67 @@ int switch_pollset_add(struct switch_pollset *ps, int fd, short events, int owne
 }
 
 #ifdef HAVE_LIBSLIRP
+#include <dlfcn.h>
 #include <slirp/libslirp.h>
 #include <time.h>
+
+/*
+ * libslirp (and glib with it) is loaded by the NAT switch's process only,
+ * when it starts: linked into nestvm, every VM monitor's start paid for
+ * mapping and relocating them (~0.5 ms of CPU, README "Start-up").
+ */
+static struct {
+	void *dl;
+	Slirp *(*new_)(const SlirpConfig *cfg, const SlirpCb *callbacks, void *opaque);
+	void (*cleanup)(Slirp *slirp);
+	void (*input)(Slirp *slirp, const uint8_t *pkt, int pkt_len);
+	void (*pollfds_fill)(Slirp *slirp, uint32_t *timeout, SlirpAddPollCb add_poll,
+	                     void *opaque);
+	void (*pollfds_poll)(Slirp *slirp, int select_error, SlirpGetREventsCb get_revents,
+	                     void *opaque);
+	void (*handle_timer)(Slirp *slirp, SlirpTimerId id, void *cb_opaque);
+	int (*add_hostfwd)(Slirp *slirp, int is_udp, struct in_addr host_addr, int host_port,
+	                   struct in_addr guest_addr, int guest_port);
+	const char *(*version_string)(void);
+} nat_lib;
+
+#define NAT_LIB "libslirp.so.0"
+
+static int nat_lib_load(char *why, size_t why_size)
+{
+	struct {
+		const char *name;
+		void **fn;
+	} syms[] = {
+	    {"slirp_new", (void **)&nat_lib.new_},
+	    {"slirp_cleanup", (void **)&nat_lib.cleanup},
+	    {"slirp_input", (void **)&nat_lib.input},
+	    {"slirp_pollfds_fill", (void **)&nat_lib.pollfds_fill},
+	    {"slirp_pollfds_poll", (void **)&nat_lib.pollfds_poll},
+	    {"slirp_handle_timer", (void **)&nat_lib.handle_timer},
+	    {"slirp_add_hostfwd", (void **)&nat_lib.add_hostfwd},
+	    {"slirp_version_string", (void **)&nat_lib.version_string},
+	};
+
+	if (nat_lib.dl)
+		return 0;
+	nat_lib.dl = dlopen(NAT_LIB, RTLD_NOW | RTLD_LOCAL);
+	if (!nat_lib.dl) {
+		snprintf(why, why_size, "a NAT switch needs %s (Debian: libslirp0): %s", NAT_LIB,
+		         dlerror());
+		return -ENOENT;
+	}
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		*syms[i].fn = dlsym(nat_lib.dl, syms[i].name);
+		if (!*syms[i].fn) {
+			snprintf(why, why_size, "%s has no %s", NAT_LIB, syms[i].name);
+			dlclose(nat_lib.dl);
+			nat_lib.dl = NULL;
+			return -ENOENT;
+		}
+	}
+	return 0;
+}
 
 #define NAT_MAX_TIMERS 8
 #define NAT_LOG_BURST 10
@@ -183,15 +242,19 @@ int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switc
 	    .vhostname = "nestvm",
 	    .disable_dhcp = true, /* the switch's own server gives stable leases (dhcp.h) */
 	};
-	struct switch_nat *n = calloc(1, sizeof(*n));
+	struct switch_nat *n;
+	int r = nat_lib_load(why, why_size);
 
+	if (r < 0)
+		return r;
+	n = calloc(1, sizeof(*n));
 	if (!n) {
 		snprintf(why, why_size, "out of memory");
 		return -ENOMEM;
 	}
 	n->rx = rx;
 	n->opaque = opaque;
-	n->slirp = slirp_new(&cfg, &nat_callbacks, n);
+	n->slirp = nat_lib.new_(&cfg, &nat_callbacks, n);
 	if (!n->slirp) {
 		free(n);
 		snprintf(why, why_size, "libslirp refused the configuration");
@@ -203,7 +266,7 @@ int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switc
 		struct in_addr guest = {.s_addr = htonl(f->guest_ip)};
 		char text[96];
 
-		if (slirp_add_hostfwd(n->slirp, f->udp, host, f->host_port, guest, f->guest_port) <
+		if (nat_lib.add_hostfwd(n->slirp, f->udp, host, f->host_port, guest, f->guest_port) <
 		    0) {
 			switch_forward_format(f, text, sizeof(text));
 			snprintf(why, why_size,
@@ -220,7 +283,7 @@ int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switc
 	n->mac[3] = (uint8_t)(gw >> 16);
 	n->mac[4] = (uint8_t)(gw >> 8);
 	n->mac[5] = (uint8_t)gw;
-	log_info("NAT: libslirp %s, gateway %u.%u.%u.%u", slirp_version_string(), gw >> 24,
+	log_info("NAT: libslirp %s, gateway %u.%u.%u.%u", nat_lib.version_string(), gw >> 24,
 	         (gw >> 16) & 0xff, (gw >> 8) & 0xff, gw & 0xff);
 	*out = n;
 	return 0;
@@ -231,7 +294,7 @@ void switch_nat_destroy(struct switch_nat *n)
 	if (!n)
 		return;
 	if (n->slirp)
-		slirp_cleanup(n->slirp);
+		nat_lib.cleanup(n->slirp);
 	free(n);
 }
 
@@ -242,7 +305,7 @@ void switch_nat_mac(const struct switch_nat *n, uint8_t mac[6])
 
 void switch_nat_input(struct switch_nat *n, const uint8_t *frame, size_t len)
 {
-	slirp_input(n->slirp, frame, (int)len);
+	nat_lib.input(n->slirp, frame, (int)len);
 }
 
 static int nat_add_poll(int fd, int events, void *opaque)
@@ -275,7 +338,7 @@ void switch_nat_fill(struct switch_nat *n, struct switch_pollset *ps, int owner,
 
 	n->ps = ps;
 	n->owner = owner;
-	slirp_pollfds_fill(n->slirp, &t, nat_add_poll, n);
+	nat_lib.pollfds_fill(n->slirp, &t, nat_add_poll, n);
 	for (unsigned int i = 0; i < NAT_MAX_TIMERS; i++) {
 		const struct nat_timer *tm = &n->timers[i];
 
@@ -294,7 +357,7 @@ void switch_nat_poll(struct switch_nat *n, struct switch_pollset *ps, bool poll_
 	int64_t now = nat_clock_ns(NULL) / 1000000;
 
 	n->ps = ps;
-	slirp_pollfds_poll(n->slirp, poll_failed, nat_get_revents, n);
+	nat_lib.pollfds_poll(n->slirp, poll_failed, nat_get_revents, n);
 	for (unsigned int i = 0; i < NAT_MAX_TIMERS; i++) {
 		struct nat_timer *tm = &n->timers[i];
 
@@ -304,7 +367,7 @@ void switch_nat_poll(struct switch_nat *n, struct switch_pollset *ps, bool poll_
 		if (tm->cb)
 			tm->cb(tm->cb_opaque);
 		else
-			slirp_handle_timer(n->slirp, tm->id, tm->cb_opaque);
+			nat_lib.handle_timer(n->slirp, tm->id, tm->cb_opaque);
 	}
 }
 

@@ -291,14 +291,27 @@ shared_libs() {
 	ldd "$1" 2>/dev/null | sed -n 's|.*=> \(/[^ ]*\) .*|\1|p; s|^[[:space:]]*\(/[^ ]*\) (0x.*|\1|p'
 }
 
-# Installs nestvm as $2 under root $1, with its shared libraries at the same
-# paths as here (Debian has no static libslirp: the lab runs the release build).
+# What nestvm loads: its shared libraries, and libslirp with its own, which
+# a NAT switch's process loads with dlopen() (src/switch/nat.c).
+nestvm_libs() {
+	local slirp
+	shared_libs "$NESTVM"
+	slirp=$(ldconfig -p 2>/dev/null | awk '/libslirp\.so\.0 .*x86-64/ { print $NF; exit }')
+	if [ -n "$slirp" ]; then
+		echo "$slirp"
+		shared_libs "$slirp"
+	fi
+}
+
+# Installs nestvm as $2 under root $1, with the libraries it loads at the
+# same paths as here (Debian has no static libslirp: the lab runs the
+# release build).
 stage_nestvm() {
 	local lib
 	install -D -m 755 "$NESTVM" "$1/$2"
 	while IFS= read -r lib; do
 		[ -e "$1$lib" ] || install -D -m 755 "$(readlink -f "$lib")" "$1$lib"
-	done < <(shared_libs "$NESTVM")
+	done < <(nestvm_libs | sort -u)
 }
 
 # Builds $OUT/lab.cpio unless it is up to date. Sets KERNEL.
@@ -346,7 +359,7 @@ build_initramfs() {
 		"${BASH_SOURCE[0]}")
 	if [ -f "$NESTVM" ]; then
 		inputs+=("$NESTVM")
-		while IFS= read -r f; do inputs+=("$f"); done < <(shared_libs "$NESTVM")
+		while IFS= read -r f; do inputs+=("$f"); done < <(nestvm_libs | sort -u)
 	fi
 	[ -f "$MEMGEN_EXPECT_SRC" ] && inputs+=("$MEMGEN_EXPECT_SRC" "$TOP/guest/probe/memgen_chain.h")
 	# build/guest/: the images, not the object files in its subdirectories.
