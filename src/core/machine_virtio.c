@@ -106,7 +106,7 @@ static int machine_add_virtio(struct machine_virtio *mv, struct virtio_device *v
 	    .guest_running = machine_guest_running,
 	    .opaque = mv->vm,
 	};
-	struct virtio_pci *vp;
+	struct virtio_pci *vp = NULL;
 	int r = 0;
 
 	if (slot >= PCI_MAX_DEVICES)
