@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -87,18 +89,53 @@ struct kvm_cpuid2 *kvm_cpuid_alloc(unsigned int nent)
 	return c;
 }
 
+static struct kvm_cpuid2 *kvm_cpuid_dup(const struct kvm_cpuid2 *c)
+{
+	struct kvm_cpuid2 *d = kvm_cpuid_alloc(c->nent);
+
+	if (d)
+		memcpy(d->entries, c->entries, (size_t)c->nent * sizeof(c->entries[0]));
+	return d;
+}
+
+/*
+ * The first answer per KVM device is kept for the process: the question costs
+ * ~0.5 ms, and a restore asks it twice (the snapshot's CPU check, then the new
+ * VM's CPUID).
+ */
+static pthread_mutex_t cpuid_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kvm_cpuid2 *cpuid_cached;
+static dev_t cpuid_cached_rdev;
+
 int kvm_get_supported_cpuid(const struct kvm_sys *sys, struct kvm_cpuid2 **out)
 {
-	struct kvm_cpuid2 *c = kvm_cpuid_alloc(KVM_MAX_CPUID_ENTRIES);
-	int r;
+	struct kvm_cpuid2 *c;
+	struct stat st;
+	int r = 0;
 
+	if (fstat(sys->fd, &st) < 0)
+		return -errno;
+	pthread_mutex_lock(&cpuid_lock);
+	if (!cpuid_cached || cpuid_cached_rdev != st.st_rdev) {
+		c = kvm_cpuid_alloc(KVM_MAX_CPUID_ENTRIES);
+		r = c ? kvm_ioctl(sys->fd, KVM_GET_SUPPORTED_CPUID, c) : -ENOMEM;
+		if (r == 0 && S_ISCHR(st.st_mode)) {
+			free(cpuid_cached);
+			cpuid_cached = c;
+			cpuid_cached_rdev = st.st_rdev;
+		} else {
+			pthread_mutex_unlock(&cpuid_lock);
+			if (r < 0)
+				free(c);
+			else
+				*out = c;
+			return r;
+		}
+	}
+	c = kvm_cpuid_dup(cpuid_cached);
+	pthread_mutex_unlock(&cpuid_lock);
 	if (!c)
 		return -ENOMEM;
-	r = kvm_ioctl(sys->fd, KVM_GET_SUPPORTED_CPUID, c);
-	if (r < 0) {
-		free(c);
-		return r;
-	}
 	*out = c;
 	return 0;
 }
