@@ -225,10 +225,15 @@ int main(int argc, char **argv)
 		struct pollfd pfd[PORTS + 1] = {{.fd = lfd, .events = POLLIN}};
 
 		for (int i = 0; i < PORTS; i++) {
-			pfd[i + 1].fd = ports[i].fd;
 			/* Read a port only while its message has somewhere to wait. */
 			pfd[i + 1].events = (ports[1 - i].pending_len ? 0 : POLLIN) |
 			                    (ports[i].pending_len ? POLLOUT : 0);
+			/*
+			 * Not watched at all meanwhile: a sender that has gone
+			 * (POLLHUP, reported whatever the events) may still have
+			 * frames queued here, read once there is room for them.
+			 */
+			pfd[i + 1].fd = pfd[i + 1].events ? ports[i].fd : -1;
 		}
 		if (poll(pfd, PORTS + 1, 200) < 0) {
 			if (errno == EINTR)
@@ -245,13 +250,10 @@ int main(int argc, char **argv)
 				continue;
 			if (r & POLLOUT)
 				flush(&ports[i]);
-			if (ports[i].fd < 0)
-				continue;
-			if ((r & POLLIN) ||
-			    ((r & (POLLHUP | POLLERR)) && !ports[1 - i].pending_len))
+			/* A port that hung up is read to its end (EOF) before it is closed. */
+			if (ports[i].fd >= 0 && (r & (POLLIN | POLLHUP | POLLERR)) &&
+			    !ports[1 - i].pending_len)
 				read_port(i);
-			else if (r & (POLLHUP | POLLERR))
-				port_close(&ports[i]); /* gone, with its message still waiting */
 		}
 	}
 	write_stats();

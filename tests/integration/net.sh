@@ -86,7 +86,9 @@ pair() {
 		ok "$1: $(result "$1-send" | sed 's/.*PASS //'); $(result "$1-recv" | sed 's/.*PASS //')"
 	else
 		bad "$1: sender exit $src: $(result "$1-send"); receiver exit $rrc: $(result "$1-recv")"
-		tail -3 "$T/$1-send.err" "$T/$1-recv.err" | sed 's/^/     | /'
+		for f in "$T/$1-send.out" "$T/$1-recv.out"; do grep -a "probe: net:" "$f"; done | sed 's/^/     | /'
+		for f in "$T/$1-send.err" "$T/$1-recv.err"; do tail -n 3 "$f"; done | sed 's/^/     | /'
+		sed 's/^/     | switch: /' "$STATS"
 	fi
 	sleep 0.3 # the switch writes its counters as the ports close
 }
