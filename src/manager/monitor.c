@@ -27,6 +27,7 @@
 #include "manager/client.h"
 #include "manager/protocol.h"
 #include "manager/store_snap.h"
+#include "snapshot/migrate_stream.h"
 #include "snapshot/vm_snapshot.h"
 
 #include <dirent.h>
@@ -1547,6 +1548,9 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	}
 	monitor_find_log(m);
 	monitor_log(m, "monitor pid %d starting", (int)getpid());
+	/* A migration, in or out, may come at any time; a confined thread cannot load code. */
+	if (mig_crypto_load() < 0)
+		monitor_log(m, "migrations will fail: %s", mig_crypto_error());
 	/* Before the first thread: each confines itself as it starts (core/sandbox.h). */
 	if (sandbox_init(true) < 0)
 		goto failed;
