@@ -22,11 +22,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -703,9 +705,41 @@ int vm_run(struct vm *vm)
 	return status < 0 ? NESTVM_EXIT_ERROR : status;
 }
 
+/*
+ * The teardown child of vm_destroy_at_exit(). It shares the monitor's memory
+ * (CLONE_VM: a fork() copied the page tables and then took copy-on-write
+ * faults in both processes, 0.1-0.6 ms of a 4 ms start-up on this host), so
+ * it runs on a stack of its own that outlives the monitor's threads, with
+ * every signal blocked, and makes system calls only: it runs with the
+ * monitor's TLS, so no libc state of its own (a failed call sets the
+ * monitor's errno, which no longer matters then).
+ */
+#define VM_TEARDOWN_STACK_SIZE 16384
+static uint8_t vm_teardown_stack[VM_TEARDOWN_STACK_SIZE] __attribute__((aligned(16)));
+static int vm_teardown_pipe[2]; /* written before the clone(), only read after */
+
+__attribute__((no_sanitize_address)) static int vm_teardown_child(void *arg)
+{
+	int null = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDWR);
+	char c;
+
+	(void)arg;
+	/* Hold the VM until the parent is gone (the pipe's write end closes), then let it go. */
+	syscall(SYS_close, vm_teardown_pipe[1]);
+	if (null >= 0) {
+		/* Not the caller's stdout: a `$(nestvm run ...)` would wait for this child. */
+		syscall(SYS_dup2, null, STDIN_FILENO);
+		syscall(SYS_dup2, null, STDOUT_FILENO);
+		syscall(SYS_dup2, null, STDERR_FILENO);
+	}
+	syscall(SYS_read, vm_teardown_pipe[0], &c, 1); /* no signal can interrupt it */
+	syscall(SYS_exit, 0);
+	return 0;
+}
+
 void vm_destroy_at_exit(struct vm *vm)
 {
-	int pipefd[2];
+	sigset_t all, old;
 	pid_t pid;
 
 	if (!vm)
@@ -716,34 +750,23 @@ void vm_destroy_at_exit(struct vm *vm)
 			munmap(vm->vcpus[i].run, vm->sys.vcpu_mmap_size);
 		vm->vcpus[i].run = NULL;
 	}
-	/* Device threads stop and disk images close before memory and the fork below. */
+	/* Device threads stop and disk images close before the clone below. */
 	machine_stop_devices(vm);
-	guest_mem_destroy(&vm->mem);
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
+	if (pipe2(vm_teardown_pipe, O_CLOEXEC) < 0)
 		goto sync;
-	pid = fork();
+	/* The child starts with every signal blocked: no handler may run on shared memory. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid = clone(vm_teardown_child, vm_teardown_stack + sizeof(vm_teardown_stack),
+	            CLONE_VM | SIGCHLD, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
-		close(pipefd[0]);
-		close(pipefd[1]);
+		close(vm_teardown_pipe[0]);
+		close(vm_teardown_pipe[1]);
 		goto sync;
-	}
-	if (pid == 0) {
-		/* Child: hold the VM until the parent is gone, then let it go. */
-		char c;
-		int null = open("/dev/null", O_RDWR);
-
-		close(pipefd[1]);
-		if (null >= 0) {
-			dup2(null, STDIN_FILENO);
-			dup2(null, STDOUT_FILENO);
-			dup2(null, STDERR_FILENO);
-		}
-		while (read(pipefd[0], &c, 1) < 0 && errno == EINTR)
-			;
-		_exit(0);
 	}
 	/* Parent: the write end closes when this process exits. */
-	close(pipefd[0]);
+	close(vm_teardown_pipe[0]);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].fd >= 0)
 			close(vm->vcpus[i].fd);
@@ -752,6 +775,12 @@ void vm_destroy_at_exit(struct vm *vm)
 	close(vm->fd);
 	vm->fd = -1;
 	kvm_sys_close(&vm->sys);
+	/*
+	 * Guest RAM is not unmapped here either: the child's exit does it, with
+	 * the address space it shares (~0.1 ms for 256 MiB of which the probe
+	 * touched 50 pages; more with more memory touched).
+	 */
+	vm->mem.mapping = NULL;
 sync:
 	vm_destroy(vm);
 }

@@ -287,8 +287,9 @@ void vm_destroy(struct vm *vm);
  * vm_destroy_at_exit - like vm_destroy(), for a process about to exit: frees
  * the monitor's own state now, but leaves the kernel's teardown of the KVM VM
  * (tens of ms of SRCU grace periods for the in-kernel irqchip and PIT on some
- * hosts) to a short-lived child that outlives this process by that long. The
- * caller must exit soon after; its exit status is not delayed.
+ * hosts) and the unmapping of guest RAM to a short-lived child that shares
+ * this process's memory and outlives it by that long. The caller must exit
+ * soon after; its exit status is not delayed.
  */
 void vm_destroy_at_exit(struct vm *vm);
 

@@ -1656,7 +1656,7 @@ out:
 	monitor_migrate_fini(m);
 	store_runtime_clear(st, name);
 	monitor_close_fd(&m->ready_fd);
-	/* Before vm_destroy_at_exit() forks: its child must not hold the lock. */
+	/* Before vm_destroy_at_exit()'s child copies the fd table: the copy would hold the lock. */
 	store_lock_release(m->lock_fd);
 	if (m->vm)
 		vm_destroy_at_exit(m->vm);
