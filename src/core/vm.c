@@ -6,7 +6,8 @@
  * Stopping: whoever wants the VM to end (a vCPU exit handler, a device, a
  * signal) calls vm_request_stop(). The first caller's status wins; the main
  * thread, waiting in sigwaitinfo(), then sets immediate_exit on every vCPU and
- * kicks each thread with SIGUSR1 so that KVM_RUN returns, and joins them.
+ * kicks each thread in KVM_RUN with SIGUSR1 so that KVM_RUN returns, and joins
+ * them.
  */
 #include "core/vm.h"
 
@@ -79,8 +80,16 @@ static void vm_kick_vcpus(struct vm *vm)
 		if (vm->vcpus[i].run)
 			vm->vcpus[i].run->immediate_exit = 1;
 	}
+	/* Those stores before the in_run loads below (x86 reorders a store after a load). */
+	atomic_thread_fence(memory_order_seq_cst);
+	/*
+	 * The signal only for a thread in KVM_RUN: one outside it finds
+	 * immediate_exit set when it enters. Not kicking the others spares the
+	 * thread whose guest stopped the VM, on its way out, a wait: glibc's
+	 * pthread_kill() holds the lock that the thread's exit takes.
+	 */
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		if (vm->vcpus[i].started)
+		if (vm->vcpus[i].started && atomic_load(&vm->vcpus[i].in_run))
 			pthread_kill(vm->vcpus[i].thread, SIG_VCPU_KICK);
 	}
 }

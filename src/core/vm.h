@@ -113,6 +113,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	atomic_bool in_run;	 /* its thread is in KVM_RUN, or about to enter it */
 	pid_t tid;		 /* its thread's, once running (atomic) */
 	timer_t throttle_timer;	 /* kicks it while throttled (vm_set_throttle()) */
 	bool throttle_timer_set; /* the timer exists */
