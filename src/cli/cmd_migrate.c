@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,7 +208,7 @@ static json_t *migrate_request(struct migrate_args *a, char *to, size_t to_len)
 	mig_addr_format(&addr, to, to_len);
 	/* Checked here for a plain message; the monitor reads it again. */
 	n = mig_secret_read(a->secret_file, secret, sizeof(secret), why, sizeof(why));
-	OPENSSL_cleanse(secret, sizeof(secret));
+	explicit_bzero(secret, sizeof(secret));
 	if (n < 0 || !realpath(a->secret_file, path)) {
 		cli_vm_error("migrate", "%s", n < 0 ? why : strerror(errno));
 		return NULL;
@@ -422,7 +421,7 @@ static int receive_session_fd(struct migrate_dest *d)
 	n += MIG_SESSION_SIZE + 4;
 	if (write(fd, buf, n) != (ssize_t)n)
 		r = -EIO;
-	OPENSSL_cleanse(buf, n);
+	explicit_bzero(buf, n);
 	free(buf);
 	if (r < 0) {
 		close(fd);
@@ -585,7 +584,7 @@ int cmd_receive(int argc, char **argv)
 		                        receive_refused, &rc, &d, why, sizeof(why)) < 0)
 			r = cli_vm_error("receive", "VM '%s': %s", rc.name, why);
 	}
-	OPENSSL_cleanse(secret, sizeof(secret));
+	explicit_bzero(secret, sizeof(secret));
 	if (lfd >= 0) {
 		close(lfd);
 		if (addr.is_unix)

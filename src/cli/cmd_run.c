@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,7 +324,7 @@ static int run_incoming_accept(const struct run_opts *ro, struct vm_def *def,
 	} else {
 		r = lfd;
 	}
-	OPENSSL_cleanse(secret, sizeof(secret));
+	explicit_bzero(secret, sizeof(secret));
 	if (r < 0) {
 		fprintf(stderr, "nestvm run: --incoming: %s\n", why);
 		return NESTVM_EXIT_ERROR;

@@ -7,8 +7,8 @@
  * process. ioctl() is allowed by request number, mmap()/mprotect() never with
  * PROT_EXEC, tgkill() only at this process with the signals nestvm sends,
  * socket() and connect() only in vsock's thread and only for AF_UNIX (the
- * guest's connections to the host side), clone() only as fork() (the main
- * thread's teardown child), never a thread or a namespace.
+ * guest's connections to the host side), clone() only for a child process
+ * (the main thread's teardown child), never a thread or a namespace.
  *
  * The programs are compiled once, in sandbox_init(), and installed with the
  * seccomp() system call by each thread itself: nothing is allocated in a
@@ -395,14 +395,18 @@ static int sandbox_allow_common(scmp_filter_ctx ctx, enum sandbox_kind kind)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
 		                     SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
 #ifndef SANDBOX_SANITIZER
-	/* fork() only: no threads, no namespaces. */
-	if (r == 0 && (kind == SANDBOX_MAIN || kind == SANDBOX_CONTROL))
+	/*
+	 * A child process only, sharing this one's memory or not (the teardown
+	 * child of vm_destroy_at_exit() does, and inherits this filter): no
+	 * threads, no namespaces.
+	 */
+	for (int i = 0; r == 0 && (kind == SANDBOX_MAIN || kind == SANDBOX_CONTROL) && i < 2; i++)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
 		                     SCMP_A0(SCMP_CMP_MASKED_EQ,
 		                             CLONE_THREAD | CLONE_VM | CLONE_NEWNS | CLONE_NEWUSER |
 		                                 CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
 		                                 CLONE_NEWUTS | CLONE_NEWCGROUP,
-		                             0));
+		                             i == 0 ? 0 : CLONE_VM));
 #endif
 	return r;
 }

@@ -145,8 +145,13 @@ void *vcpu_thread(void *arg)
 	while (!atomic_load(&vm->stopping)) {
 		uint32_t reason;
 		vcpu_exit_fn fn;
+		int r;
 
-		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+		/* Seen by vm_kick_vcpus() after it set immediate_exit (seq_cst both). */
+		atomic_store(&vcpu->in_run, true);
+		r = ioctl(vcpu->fd, KVM_RUN, 0);
+		atomic_store(&vcpu->in_run, false);
+		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu_park_if_requested(vcpu);
 				vcpu_throttle(vcpu);

@@ -113,6 +113,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	atomic_bool in_run;	 /* its thread is in KVM_RUN, or about to enter it */
 	pid_t tid;		 /* its thread's, once running (atomic) */
 	timer_t throttle_timer;	 /* kicks it while throttled (vm_set_throttle()) */
 	bool throttle_timer_set; /* the timer exists */
@@ -287,8 +288,9 @@ void vm_destroy(struct vm *vm);
  * vm_destroy_at_exit - like vm_destroy(), for a process about to exit: frees
  * the monitor's own state now, but leaves the kernel's teardown of the KVM VM
  * (tens of ms of SRCU grace periods for the in-kernel irqchip and PIT on some
- * hosts) to a short-lived child that outlives this process by that long. The
- * caller must exit soon after; its exit status is not delayed.
+ * hosts) and the unmapping of guest RAM to a short-lived child that shares
+ * this process's memory and outlives it by that long. The caller must exit
+ * soon after; its exit status is not delayed.
  */
 void vm_destroy_at_exit(struct vm *vm);
 

@@ -15,7 +15,6 @@
 /* The KVM API version every kernel since 2.6.22 reports. */
 #define KVM_API_VERSION_EXPECTED 12
 /* More than any CPU KVM supports lists; KVM says -E2BIG if too small. */
-#define KVM_MAX_CPUID_ENTRIES 256
 
 int kvm_ioctl(int fd, unsigned long req, void *arg)
 {

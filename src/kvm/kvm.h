@@ -22,6 +22,9 @@ void kvm_sys_close(struct kvm_sys *sys);
 /* kvm_check_cap - KVM_CHECK_EXTENSION on @fd (system or VM fd); 0 if absent. */
 int kvm_check_cap(int fd, long cap);
 
+/* Room for KVM_GET_SUPPORTED_CPUID's table (Linux reports well under 100 entries). */
+#define KVM_MAX_CPUID_ENTRIES 256
+
 /*
  * kvm_get_supported_cpuid - KVM_GET_SUPPORTED_CPUID into a malloc'd table the
  * caller frees. Returns 0 or -errno.

@@ -27,6 +27,7 @@
 #include "manager/client.h"
 #include "manager/protocol.h"
 #include "manager/store_snap.h"
+#include "snapshot/migrate_stream.h"
 #include "snapshot/vm_snapshot.h"
 
 #include <dirent.h>
@@ -1547,6 +1548,9 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	}
 	monitor_find_log(m);
 	monitor_log(m, "monitor pid %d starting", (int)getpid());
+	/* A migration, in or out, may come at any time; a confined thread cannot load code. */
+	if (mig_crypto_load() < 0)
+		monitor_log(m, "migrations will fail: %s", mig_crypto_error());
 	/* Before the first thread: each confines itself as it starts (core/sandbox.h). */
 	if (sandbox_init(true) < 0)
 		goto failed;
@@ -1652,7 +1656,7 @@ out:
 	monitor_migrate_fini(m);
 	store_runtime_clear(st, name);
 	monitor_close_fd(&m->ready_fd);
-	/* Before vm_destroy_at_exit() forks: its child must not hold the lock. */
+	/* Before vm_destroy_at_exit()'s child copies the fd table: the copy would hold the lock. */
 	store_lock_release(m->lock_fd);
 	if (m->vm)
 		vm_destroy_at_exit(m->vm);

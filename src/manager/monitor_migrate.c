@@ -22,7 +22,6 @@
 #include "core/sandbox.h"
 
 #include <errno.h>
-#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,7 +118,7 @@ static void mig_job(struct monitor *m)
 		break;
 	}
 	pthread_mutex_lock(&m->lock);
-	OPENSSL_cleanse(g->secret, sizeof(g->secret));
+	explicit_bzero(g->secret, sizeof(g->secret));
 	g->secret_len = 0;
 	g->stats = st;
 	g->result = result;
@@ -264,7 +263,7 @@ char *monitor_do_migrate(struct monitor *m, struct monitor_client *cl,
 		return api_reply_error(req->id, API_ERR_FAILED, why);
 	def = vm_def_format(&m->def);
 	if (!def) {
-		OPENSSL_cleanse(secret, sizeof(secret));
+		explicit_bzero(secret, sizeof(secret));
 		return api_reply_error(req->id, API_ERR_INTERNAL, "out of memory");
 	}
 	pthread_mutex_lock(&m->lock);
@@ -295,7 +294,7 @@ char *monitor_do_migrate(struct monitor *m, struct monitor_client *cl,
 	g->had_one = g->active = g->pending = true;
 	pthread_cond_broadcast(&g->cond);
 	pthread_mutex_unlock(&m->lock);
-	OPENSSL_cleanse(secret, sizeof(secret));
+	explicit_bzero(secret, sizeof(secret));
 	cl->awaits_migration = true;
 	return NULL;
 }
@@ -498,7 +497,7 @@ static int mig_in_adopt(const struct monitor_incoming *in, struct migrate_dest *
 	d->def[d->hello.def_len] = 0;
 	d->hello.def = d->def;
 out:
-	OPENSSL_cleanse(buf, got < cap ? got : cap);
+	explicit_bzero(buf, got < cap ? got : cap);
 	free(buf);
 	return r;
 }

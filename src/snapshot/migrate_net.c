@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <openssl/crypto.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +66,7 @@ int mig_secret_read_fd(int fd, const char *path, uid_t owner, uint8_t *buf, size
 		got += (size_t)n;
 	}
 	if (r < 0) {
-		OPENSSL_cleanse(buf, got);
+		explicit_bzero(buf, got);
 		return r;
 	}
 	return (int)got;

@@ -145,10 +145,23 @@ int mig_conn_init(struct mig_conn *c, int fd, const struct mig_io_ops *io, void 
 void mig_conn_release(struct mig_conn *c);
 
 /*
+ * mig_crypto_load - load libcrypto (OpenSSL 3: AES-256-GCM, HMAC-SHA256),
+ * which nestvm does not link; mig_handshake() and mig_conn_set_keys() call
+ * it, a managed monitor calls it before sandbox_init() (a confined thread
+ * cannot load code; it is refused then, not tried). Returns 0 (also when
+ * already loaded), -ENOENT (no such library, or not OpenSSL 3) or -ENOSYS
+ * (the sandbox is set up); mig_crypto_error() then says why. Main thread,
+ * before any other thread uses the stream.
+ */
+int mig_crypto_load(void) __attribute__((warn_unused_result));
+const char *mig_crypto_error(void);
+
+/*
  * mig_handshake - authenticate the other end with @secret (@len bytes) and
  * key the connection: as the source or the destination (c->is_source).
  * Returns 0, -EACCES (the other end does not know the secret), -EPROTO (not
- * a nestvm migration stream, or another protocol version), or an I/O error.
+ * a nestvm migration stream, or another protocol version), -ENOSYS or
+ * -ENOENT (no libcrypto: mig_crypto_load()), or an I/O error.
  */
 int mig_handshake(struct mig_conn *c, const uint8_t *secret, size_t len)
     __attribute__((warn_unused_result));

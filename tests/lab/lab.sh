@@ -291,16 +291,19 @@ shared_libs() {
 	ldd "$1" 2>/dev/null | sed -n 's|.*=> \(/[^ ]*\) .*|\1|p; s|^[[:space:]]*\(/[^ ]*\) (0x.*|\1|p'
 }
 
-# What nestvm loads: its shared libraries, and libslirp with its own, which
-# a NAT switch's process loads with dlopen() (src/switch/nat.c).
+# What nestvm loads: its shared libraries, and those it loads with dlopen()
+# with their own: libslirp in a NAT switch's process (src/switch/nat.c),
+# libcrypto for a migration (src/snapshot/migrate_stream.c).
 nestvm_libs() {
-	local slirp
+	local lib
 	shared_libs "$NESTVM"
-	slirp=$(ldconfig -p 2>/dev/null | awk '/libslirp\.so\.0 .*x86-64/ { print $NF; exit }')
-	if [ -n "$slirp" ]; then
-		echo "$slirp"
-		shared_libs "$slirp"
-	fi
+	for lib in libslirp.so.0 libcrypto.so.3; do
+		lib=$(ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l && /x86-64/ { print $NF; exit }')
+		if [ -n "$lib" ]; then
+			echo "$lib"
+			shared_libs "$lib"
+		fi
+	done
 }
 
 # Installs nestvm as $2 under root $1, with the libraries it loads at the
