@@ -153,7 +153,7 @@ int vm_pause(struct vm *vm)
 	} else if (r == -ETIMEDOUT) {
 		/* Give up cleanly: let the vCPUs that did park run again. */
 		log_error("pause: %u of %u vCPUs parked within %u ms; resuming the others",
-			  vm->nr_parked, vm->nr_vcpus, VM_PAUSE_TIMEOUT_MS);
+		          vm->nr_parked, vm->nr_vcpus, VM_PAUSE_TIMEOUT_MS);
 		vm->pause_requested = false;
 		pthread_cond_broadcast(&vm->cond);
 	}
@@ -229,7 +229,7 @@ bool vm_is_paused(struct vm *vm)
  * never is.
  */
 static int vm_vcpu_guest_hv(struct vm *vm, struct vcpu *vcpu, struct kvm_nested_state *ns,
-			    struct vm_guest_hv *out)
+                            struct vm_guest_hv *out)
 {
 	struct kvm_sregs sregs;
 	int r;
@@ -262,10 +262,9 @@ int vm_guest_hypervisor(struct vm *vm, struct vm_guest_hv *out)
 	/* A recent sample answers without parking the guest again. */
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	pthread_mutex_lock(&vm->lock);
-	if (vm->guest_hv_valid &&
-	    (now.tv_sec - vm->guest_hv_time.tv_sec) * 1000 +
-		    (now.tv_nsec - vm->guest_hv_time.tv_nsec) / 1000000 <
-		VM_GUEST_HV_MAX_AGE_MS) {
+	if (vm->guest_hv_valid && (now.tv_sec - vm->guest_hv_time.tv_sec) * 1000 +
+	                                  (now.tv_nsec - vm->guest_hv_time.tv_nsec) / 1000000 <
+	                              VM_GUEST_HV_MAX_AGE_MS) {
 		*out = vm->guest_hv;
 		pthread_mutex_unlock(&vm->lock);
 		return 0;
@@ -309,16 +308,16 @@ static int vm_add_memory(struct vm *vm)
 {
 	for (unsigned int i = 0; i < vm->mem.nr_regions; i++) {
 		struct kvm_userspace_memory_region region = {
-			.slot = i,
-			.guest_phys_addr = vm->mem.regions[i].gpa,
-			.memory_size = vm->mem.regions[i].size,
-			.userspace_addr = (uintptr_t)vm->mem.regions[i].host,
+		    .slot = i,
+		    .guest_phys_addr = vm->mem.regions[i].gpa,
+		    .memory_size = vm->mem.regions[i].size,
+		    .userspace_addr = (uintptr_t)vm->mem.regions[i].host,
 		};
 		int r = kvm_ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &region);
 
 		if (r < 0) {
 			log_error("cannot give %llu MiB of memory to KVM: %s",
-				  (unsigned long long)(region.memory_size >> 20), strerror(-r));
+			          (unsigned long long)(region.memory_size >> 20), strerror(-r));
 			return r;
 		}
 	}
@@ -357,8 +356,8 @@ static int vm_create_vcpu(struct vm *vm, unsigned int id, bool boot)
 		log_error("cannot create vCPU %u: %s", id, strerror(-r));
 		return r;
 	}
-	vcpu->run = mmap(NULL, vm->sys.vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			 vcpu->fd, 0);
+	vcpu->run =
+	    mmap(NULL, vm->sys.vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
 	if (vcpu->run == MAP_FAILED) {
 		vcpu->run = NULL;
 		return -errno;
@@ -389,7 +388,7 @@ static int vm_create_vcpu(struct vm *vm, unsigned int id, bool boot)
 		free(m);
 		if (r != (int)vm->vmx_msrs.nr) {
 			log_error("vCPU %u: KVM refused VMX capability MSRs (%d of %u set)", id, r,
-				  vm->vmx_msrs.nr);
+			          vm->vmx_msrs.nr);
 			return r < 0 ? r : -EINVAL;
 		}
 	}
@@ -420,7 +419,7 @@ static void vm_explain_no_nesting(struct vm *vm)
 	struct nested_host_report report;
 
 	log_error("--nested on: this host's KVM offers neither VT-x nor AMD-V to guests; "
-		  "the VM cannot start with nesting on. Failing checks:");
+	          "the VM cannot start with nesting on. Failing checks:");
 	nested_host_gather(&facts, "", vm->cfg.kvm_path);
 	nested_host_evaluate(&facts, &report);
 	for (unsigned int i = 0; i < report.nr_checks; i++) {
@@ -455,7 +454,7 @@ static void *vm_cpuid_probe_run(void *arg)
 {
 	struct vm_cpuid_probe *p = arg;
 
-	p->r = kvm_ioctl(p->kvm_fd, KVM_GET_SUPPORTED_CPUID, p->table);
+	p->r = kvm_supported_cpuid_fill(p->kvm_fd, p->table);
 	return NULL;
 }
 
@@ -507,22 +506,23 @@ static int vm_create_kvm(struct vm *vm, struct vm_cpuid_probe *probe)
 	r = kvm_sys_open(&vm->sys, vm->cfg.kvm_path);
 	if (r < 0) {
 		log_error("cannot open %s: %s%s", vm->cfg.kvm_path, strerror(-r),
-			  r == -ENOENT ? " (is the kvm module loaded?)"
-			  : r == -EACCES ? " (add yourself to the kvm group or run as root)"
-			  : r == -ENODEV ? " (not the KVM character device)"
-					 : "");
+		          r == -ENOENT   ? " (is the kvm module loaded?)"
+		          : r == -EACCES ? " (add yourself to the kvm group or run as root)"
+		          : r == -ENODEV ? " (not the KVM character device)"
+		                         : "");
 		return r;
 	}
 	if (!kvm_check_cap(vm->sys.fd, KVM_CAP_IMMEDIATE_EXIT) ||
 	    !kvm_check_cap(vm->sys.fd, KVM_CAP_IRQCHIP)) {
-		log_error("this KVM lacks KVM_CAP_IMMEDIATE_EXIT or KVM_CAP_IRQCHIP (Linux >= 4.11 needed)");
+		log_error("this KVM lacks KVM_CAP_IMMEDIATE_EXIT or KVM_CAP_IRQCHIP (Linux >= 4.11 "
+		          "needed)");
 		return -ENOTSUP;
 	}
 	vm->nested_state_size = kvm_check_cap(vm->sys.fd, KVM_CAP_NESTED_STATE);
 	max_vcpus = kvm_check_cap(vm->sys.fd, KVM_CAP_MAX_VCPUS);
 	if (max_vcpus > 0 && vm->cfg.cpus > (unsigned int)max_vcpus) {
 		log_error("--cpus %u: this host's KVM allows at most %d vCPUs", vm->cfg.cpus,
-			  max_vcpus);
+		          max_vcpus);
 		return -EINVAL;
 	}
 	vm_cpuid_probe_start(probe, &vm->sys);
@@ -533,7 +533,8 @@ static int vm_create_kvm(struct vm *vm, struct vm_cpuid_probe *probe)
 	}
 	r = vcpu_state_caps_probe(vm->sys.fd, vm->fd, &vm->state_caps);
 	if (r < 0)
-		log_warn("cannot tell what KVM can save: %s; this VM cannot be saved", strerror(-r));
+		log_warn("cannot tell what KVM can save: %s; this VM cannot be saved",
+		         strerror(-r));
 	/* Needed by VMX for real-mode emulation; harmless elsewhere. */
 	if (kvm_ioctl(vm->fd, KVM_SET_TSS_ADDR, (void *)(uintptr_t)LAYOUT_KVM_TSS) < 0)
 		log_debug("KVM_SET_TSS_ADDR not supported");
@@ -607,8 +608,8 @@ static int vm_build_base(const struct vm_config *cfg, struct vm_restore *rs, str
 		if (rs->ram->ram_size != cfg->memory) {
 			r = -EINVAL;
 			snprintf(rs->why, sizeof(rs->why), "its RAM holds %llu bytes, not %llu",
-				 (unsigned long long)rs->ram->ram_size,
-				 (unsigned long long)cfg->memory);
+			         (unsigned long long)rs->ram->ram_size,
+			         (unsigned long long)cfg->memory);
 			goto err;
 		}
 		vm->mem = *rs->ram;
@@ -617,7 +618,7 @@ static int vm_build_base(const struct vm_config *cfg, struct vm_restore *rs, str
 		r = guest_mem_init(&vm->mem, cfg->memory, cfg->hugepages && !rs);
 		if (r < 0) {
 			log_error("cannot reserve %llu MiB of guest memory: %s",
-				  (unsigned long long)(cfg->memory >> 20), strerror(-r));
+			          (unsigned long long)(cfg->memory >> 20), strerror(-r));
 			goto err;
 		}
 	}
@@ -625,7 +626,7 @@ static int vm_build_base(const struct vm_config *cfg, struct vm_restore *rs, str
 		r = guest_mem_map_file(&vm->mem, rs->memory_fd);
 		if (r < 0) {
 			snprintf(rs->why, sizeof(rs->why), "cannot map its memory file: %s",
-				 strerror(-r));
+			         strerror(-r));
 			goto err;
 		}
 	}
@@ -663,10 +664,10 @@ static int vm_build_rest(struct vm *vm, struct vm_restore *rs)
 
 	if (!rs) {
 		bc = (struct boot_config){
-			.kernel_path = cfg->kernel,
-			.initrd_path = cfg->initrd,
-			.cmdline = cfg->cmdline,
-			.rsdp_gpa = machine_write_acpi(vm),
+		    .kernel_path = cfg->kernel,
+		    .initrd_path = cfg->initrd,
+		    .cmdline = cfg->cmdline,
+		    .rsdp_gpa = machine_write_acpi(vm),
 		};
 		if (!bc.rsdp_gpa) {
 			r = -ENOSPC;
@@ -783,7 +784,8 @@ int vm_run(struct vm *vm)
 
 		if (sig == SIGINT || sig == SIGTERM)
 			vm_request_stop(vm, NESTVM_EXIT_SIGNAL_BASE + sig,
-					sig == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+			                sig == SIGINT ? "interrupted (SIGINT)"
+			                              : "terminated (SIGTERM)");
 	}
 	vm_kick_vcpus(vm);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {

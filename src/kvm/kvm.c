@@ -88,53 +88,58 @@ struct kvm_cpuid2 *kvm_cpuid_alloc(unsigned int nent)
 	return c;
 }
 
-static struct kvm_cpuid2 *kvm_cpuid_dup(const struct kvm_cpuid2 *c)
-{
-	struct kvm_cpuid2 *d = kvm_cpuid_alloc(c->nent);
-
-	if (d)
-		memcpy(d->entries, c->entries, (size_t)c->nent * sizeof(c->entries[0]));
-	return d;
-}
-
 /*
  * The first answer per KVM device is kept for the process: the question costs
- * ~0.5 ms, and a restore asks it twice (the snapshot's CPU check, then the new
- * VM's CPUID).
+ * ~0.3-0.5 ms where the host is itself a guest, and a restore asks it twice
+ * (the snapshot's CPU check, then the new VM's CPUID).
  */
 static pthread_mutex_t cpuid_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kvm_cpuid2 *cpuid_cached;
 static dev_t cpuid_cached_rdev;
 
-int kvm_get_supported_cpuid(const struct kvm_sys *sys, struct kvm_cpuid2 **out)
+int kvm_supported_cpuid_fill(int kvm_fd, struct kvm_cpuid2 *table)
 {
-	struct kvm_cpuid2 *c;
 	struct stat st;
-	int r = 0;
+	int r;
 
-	if (fstat(sys->fd, &st) < 0)
+	if (fstat(kvm_fd, &st) < 0)
 		return -errno;
 	pthread_mutex_lock(&cpuid_lock);
-	if (!cpuid_cached || cpuid_cached_rdev != st.st_rdev) {
-		c = kvm_cpuid_alloc(KVM_MAX_CPUID_ENTRIES);
-		r = c ? kvm_ioctl(sys->fd, KVM_GET_SUPPORTED_CPUID, c) : -ENOMEM;
-		if (r == 0 && S_ISCHR(st.st_mode)) {
-			free(cpuid_cached);
-			cpuid_cached = c;
-			cpuid_cached_rdev = st.st_rdev;
-		} else {
-			pthread_mutex_unlock(&cpuid_lock);
-			if (r < 0)
-				free(c);
-			else
-				*out = c;
-			return r;
-		}
+	if (cpuid_cached && cpuid_cached_rdev == st.st_rdev && table->nent >= cpuid_cached->nent) {
+		table->nent = cpuid_cached->nent;
+		memcpy(table->entries, cpuid_cached->entries,
+		       (size_t)table->nent * sizeof(table->entries[0]));
+		pthread_mutex_unlock(&cpuid_lock);
+		return 0;
 	}
-	c = kvm_cpuid_dup(cpuid_cached);
 	pthread_mutex_unlock(&cpuid_lock);
+	r = kvm_ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, table);
+	return r < 0 ? r : 0;
+}
+
+int kvm_get_supported_cpuid(const struct kvm_sys *sys, struct kvm_cpuid2 **out)
+{
+	struct kvm_cpuid2 *c = kvm_cpuid_alloc(KVM_MAX_CPUID_ENTRIES), *keep;
+	struct stat st;
+	int r;
+
 	if (!c)
 		return -ENOMEM;
+	r = kvm_supported_cpuid_fill(sys->fd, c);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	/* Kept for the next question (a copy: the caller frees its own). */
+	if (fstat(sys->fd, &st) == 0 && S_ISCHR(st.st_mode) &&
+	    (keep = kvm_cpuid_alloc(c->nent)) != NULL) {
+		memcpy(keep->entries, c->entries, (size_t)c->nent * sizeof(c->entries[0]));
+		pthread_mutex_lock(&cpuid_lock);
+		free(cpuid_cached);
+		cpuid_cached = keep;
+		cpuid_cached_rdev = st.st_rdev;
+		pthread_mutex_unlock(&cpuid_lock);
+	}
 	*out = c;
 	return 0;
 }

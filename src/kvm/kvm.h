@@ -31,6 +31,14 @@ int kvm_check_cap(int fd, long cap);
  */
 int kvm_get_supported_cpuid(const struct kvm_sys *sys, struct kvm_cpuid2 **out)
     __attribute__((warn_unused_result));
+/*
+ * kvm_supported_cpuid_fill - KVM_GET_SUPPORTED_CPUID into @table (nent: its
+ * room), from the answer kvm_get_supported_cpuid() kept for this device if
+ * there is one: no allocation, for a thread that must not have a heap of its
+ * own.
+ */
+int kvm_supported_cpuid_fill(int kvm_fd, struct kvm_cpuid2 *table)
+    __attribute__((warn_unused_result));
 
 /* kvm_cpuid_alloc - a zeroed kvm_cpuid2 with room for @nent entries. */
 struct kvm_cpuid2 *kvm_cpuid_alloc(unsigned int nent);
