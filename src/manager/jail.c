@@ -152,7 +152,7 @@ static int jail_uid_reserve(const struct store *st, const char *key, const char 
 	if (target[0]) {
 		char *end;
 		unsigned long u = strtoul(target, &end, 10);
-		/* Before the next read reuses target (an owner of 10 characters or more hid it). */
+		/* Before the next read reuses target (an owner longer than the digits hid their end). */
 		bool number = !*end;
 
 		snprintf(uid_link, sizeof(uid_link), "uid-%lu", u);
