@@ -261,6 +261,12 @@ static void show_counters(const char *port, const char *who, const char *mac, co
 	       (unsigned long long)sw_u(dr, "malformed"), (unsigned long long)sw_u(dr, "congested"));
 }
 
+/* "on", "off", or "?" for a field the switch did not send (-1). */
+static const char *sw_onoff(int v)
+{
+	return v < 0 ? "?" : v ? "on" : "off";
+}
+
 /* The switch process's protections (switch/confine.h); an older switch tells none. */
 static void sw_show_sandbox(json_t *sb)
 {
@@ -275,10 +281,9 @@ static void sw_show_sandbox(json_t *sb)
 	json_unpack(sb, "{s?b, s?b, s?b, s?b, s?I, s?I, s?s}", "seccomp", &seccomp, "landlock",
 	            &landlock, "no_new_privs", &nnp, "own_user", &own, "uid", &uid, "gid", &gid,
 	            "user_reason", &why);
-	printf("sandbox: seccomp %s, landlock %s, no_new_privs %s\n",
-	       seccomp < 0 ? "?" : seccomp ? "on" : "off",
-	       landlock < 0 ? "?" : landlock ? "on (files: the switch's directory)" : "off",
-	       nnp < 0 ? "?" : nnp ? "on" : "off");
+	printf("sandbox: seccomp %s, landlock %s, no_new_privs %s\n", sw_onoff(seccomp),
+	       landlock > 0 ? "on (files: the switch's directory)" : sw_onoff(landlock),
+	       sw_onoff(nnp));
 	if (own)
 		printf("user: %lld, group %lld (its own), no capabilities\n", (long long)uid,
 		       (long long)gid);

@@ -205,8 +205,9 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *uctx)
 		n = sandbox_put(line, sizeof(line), n, ") received SIGSYS from outside");
 	}
 	n = sandbox_put(line, sizeof(line), n,
-	                sandbox_thread_kind == SANDBOX_SWITCH ? "; the switch ends (exit status 159)\n"
-	                                                      : "; the monitor ends (exit status 159)\n");
+	                sandbox_thread_kind == SANDBOX_SWITCH
+	                    ? "; the switch ends (exit status 159)\n"
+	                    : "; the monitor ends (exit status 159)\n");
 	if (write(STDERR_FILENO, line, n) < 0)
 		n = 0;
 	_exit(SANDBOX_EXIT_STATUS);
@@ -419,9 +420,9 @@ static int sandbox_allow_common(scmp_filter_ctx ctx, enum sandbox_kind kind)
 		                             0));
 	/* libslirp's sockets: IPv4 and IPv6 (ICMP too: SOCK_DGRAM, IPPROTO_ICMP). */
 	for (int i = 0; r == 0 && kind == SANDBOX_SWITCH && i < 2; i++)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-		                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)(i == 0 ? AF_INET : AF_INET6),
-		                             0));
+		r = seccomp_rule_add(
+		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+		    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)(i == 0 ? AF_INET : AF_INET6), 0));
 	/* libslirp asks how much a UDP socket holds (FIONREAD) before it reads it. */
 	if (r == 0 && kind == SANDBOX_SWITCH)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,

@@ -49,7 +49,8 @@ enum sandbox_kind {
 	SANDBOX_NR_KINDS,
 };
 
-/* The exit status of a process (monitor or switch) ended by a forbidden system call: 128 + SIGSYS. */
+/* The exit status of a process (monitor or switch) ended by a forbidden system call: 128 + SIGSYS.
+ */
 #define SANDBOX_EXIT_STATUS 159
 
 /* Which protections are in force (for `nestvm show` and the debug log). */

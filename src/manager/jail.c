@@ -132,8 +132,8 @@ static void jail_record_read(int dfd, const char *link, char *buf, size_t len)
  * The uid recorded as @key (HOME/.jail/KEY -> UID, and uid-UID -> @owner),
  * or the first free one of the range, reserved for @owner (jail.h).
  */
-static int jail_uid_reserve(const struct store *st, const char *key, const char *owner,
-                            uid_t *uid, struct mgr_err *err)
+static int jail_uid_reserve(const struct store *st, const char *key, const char *owner, uid_t *uid,
+                            struct mgr_err *err)
 {
 	char uid_link[32], target[STORE_NAME_MAX + 16];
 	unsigned int count;
@@ -152,7 +152,8 @@ static int jail_uid_reserve(const struct store *st, const char *key, const char 
 	if (target[0]) {
 		char *end;
 		unsigned long u = strtoul(target, &end, 10);
-		/* Before the next read reuses target (an owner longer than the digits hid their end). */
+		/* Before the next read reuses target (an owner longer than the digits hid their
+		 * end). */
 		bool number = !*end;
 
 		snprintf(uid_link, sizeof(uid_link), "uid-%lu", u);
@@ -173,14 +174,14 @@ static int jail_uid_reserve(const struct store *st, const char *key, const char 
 		if (symlinkat(owner, dfd, uid_link) < 0) {
 			if (errno == EEXIST)
 				continue;
-			r = mgr_err_set(err, -errno, "cannot reserve a jail uid for '%s': %s", owner,
-			                strerror(errno));
+			r = mgr_err_set(err, -errno, "cannot reserve a jail uid for '%s': %s",
+			                owner, strerror(errno));
 			break;
 		}
 		snprintf(num, sizeof(num), "%u", (unsigned int)(first + i));
 		if (symlinkat(num, dfd, key) < 0) {
-			r = mgr_err_set(err, -errno, "cannot record the jail uid of '%s': %s", owner,
-			                strerror(errno));
+			r = mgr_err_set(err, -errno, "cannot record the jail uid of '%s': %s",
+			                owner, strerror(errno));
 			unlinkat(dfd, uid_link, 0);
 			break;
 		}
@@ -241,8 +242,7 @@ void jail_uid_release(const struct store *st, const char *name)
  * owner no VM name can be (a VM name has no '/'), so a VM and a switch of
  * the same name never share a uid.
  */
-int jail_switch_uid_get(const struct store *st, const char *name, uid_t *uid,
-                        struct mgr_err *err)
+int jail_switch_uid_get(const struct store *st, const char *name, uid_t *uid, struct mgr_err *err)
 {
 	char link[STORE_NAME_MAX + 8], owner[STORE_NAME_MAX + 16];
 

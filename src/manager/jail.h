@@ -80,8 +80,8 @@ void jail_uid_release(const struct store *st, const char *name);
  * (src/switch/confine.c): its own uid of the range, recorded as
  * HOME/.jail/switch-NAME -> UID and uid-UID -> .switches/NAME.
  */
-int jail_switch_uid_get(const struct store *st, const char *name, uid_t *uid,
-                        struct mgr_err *err) __attribute__((warn_unused_result));
+int jail_switch_uid_get(const struct store *st, const char *name, uid_t *uid, struct mgr_err *err)
+    __attribute__((warn_unused_result));
 void jail_switch_uid_release(const struct store *st, const char *name);
 
 /*
