@@ -10,7 +10,7 @@
 # of its own), and an internal switch's
 # tap (in a network namespace of its own, when root). The switch's process
 # runs confined (src/switch/confine.h): seccomp, no_new_privs, its own uid
-# when started as root, Landlock (a sanitizer build's self-test hooks try a
+# when started as root, Landlock (a sanitizer build's self-test hooks try to make a
 # file outside its directory and a forbidden system call). Traffic stays on this
 # machine: loopback and that namespace. Prints "N passed, N failed" last.
 set -u
