@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "cli/cli_vm.h"
 #include "core/exit_status.h"
+#include "manager/jail.h"
 #include "switch/switch_store.h"
 
 #include <arpa/inet.h>
@@ -260,6 +261,37 @@ static void show_counters(const char *port, const char *who, const char *mac, co
 	       (unsigned long long)sw_u(dr, "malformed"), (unsigned long long)sw_u(dr, "congested"));
 }
 
+/* "on", "off", or "?" for a field the switch did not send (-1). */
+static const char *sw_onoff(int v)
+{
+	return v < 0 ? "?" : v ? "on" : "off";
+}
+
+/* The switch process's protections (switch/confine.h); an older switch tells none. */
+static void sw_show_sandbox(json_t *sb)
+{
+	int seccomp = -1, landlock = -1, nnp = -1, own = 0;
+	json_int_t uid = -1, gid = -1;
+	const char *why = NULL;
+
+	if (!sb) {
+		printf("sandbox: ? (this switch does not say)\n");
+		return;
+	}
+	json_unpack(sb, "{s?b, s?b, s?b, s?b, s?I, s?I, s?s}", "seccomp", &seccomp, "landlock",
+	            &landlock, "no_new_privs", &nnp, "own_user", &own, "uid", &uid, "gid", &gid,
+	            "user_reason", &why);
+	printf("sandbox: seccomp %s, landlock %s, no_new_privs %s\n", sw_onoff(seccomp),
+	       landlock > 0 ? "on (files: the switch's directory)" : sw_onoff(landlock),
+	       sw_onoff(nnp));
+	if (own)
+		printf("user: %lld, group %lld (its own), no capabilities\n", (long long)uid,
+		       (long long)gid);
+	else
+		printf("user: %lld, not its own%s%s%s\n", (long long)uid, why ? " (" : "",
+		       why ? why : "", why ? ")" : "");
+}
+
 static void sw_show_text(const struct switch_def *d, json_t *st)
 {
 	size_t i;
@@ -292,6 +324,7 @@ static void sw_show_text(const struct switch_def *d, json_t *st)
 		return;
 	}
 	printf("state: running (pid %d)\n", (int)sw_u(st, "pid"));
+	sw_show_sandbox(json_object_get(st, "sandbox"));
 	printf("ports:\n  %-4s %-24s %-17s %-8s %10s %12s %10s %12s  %s\n", "PORT", "VM/ADAPTER",
 	       "MAC", "GUARDS", "FRAMES-IN", "BYTES-IN", "FRAMES-OUT", "BYTES-OUT",
 	       "DROPS spoofed/dhcp/router/malformed/congested");
@@ -493,6 +526,13 @@ static int sw_stop_or_remove(int argc, char **argv, bool remove)
 	store_lock_release(lock);
 	if (r < 0)
 		return cli_vm_error(cmd, "%s", err.msg);
+	if (geteuid() == 0) {
+		struct store vms = {0};
+
+		/* Its user of the jail range (switch/confine.h) goes with it. */
+		sw_home(&sws, vms.home, sizeof(vms.home));
+		jail_switch_uid_release(&vms, name);
+	}
 	printf("switch '%s' removed\n", name);
 	return 0;
 }

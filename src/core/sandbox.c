@@ -144,6 +144,7 @@ const char *sandbox_describe(void)
 static const char *const sandbox_kind_names[SANDBOX_NR_KINDS] = {
     [SANDBOX_MAIN] = "main",     [SANDBOX_CONTROL] = "control", [SANDBOX_VCPU] = "vcpu",
     [SANDBOX_DEVICE] = "device", [SANDBOX_VSOCK] = "vsock",     [SANDBOX_MIGRATE] = "migrate",
+    [SANDBOX_SWITCH] = "switch",
 };
 
 /* The calling thread's name and kind, for the SIGSYS handler. */
@@ -203,7 +204,10 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *uctx)
 	} else {
 		n = sandbox_put(line, sizeof(line), n, ") received SIGSYS from outside");
 	}
-	n = sandbox_put(line, sizeof(line), n, "; the monitor ends (exit status 159)\n");
+	n = sandbox_put(line, sizeof(line), n,
+	                sandbox_thread_kind == SANDBOX_SWITCH
+	                    ? "; the switch ends (exit status 159)\n"
+	                    : "; the monitor ends (exit status 159)\n");
 	if (write(STDERR_FILENO, line, n) < 0)
 		n = 0;
 	_exit(SANDBOX_EXIT_STATUS);
@@ -274,6 +278,32 @@ static const char *const sandbox_main[] = {
 static const char *const sandbox_migrate[] = {
     "connect", "setsockopt", "getsockname", "getpeername", "timer_create", "timer_settime",
     "timer_delete", "memfd_create", NULL,
+};
+/* clang-format on */
+
+/*
+ * A switch's process (src/switch/server.c), one thread: its ports' and
+ * control clients' UNIX sockets, the tap's reads and writes, the leases
+ * and runtime.json written atomically in its directory (Landlock keeps
+ * every open there), and libslirp's NAT: a socket per guest connection
+ * (AF_INET/AF_INET6 only, below), connected, its options and addresses
+ * read, and /etc/resolv.conf stat()ed and read for DNS forwarding.
+ * Measured with strace over tests/integration/switch.sh (what a switch did
+ * after its sandbox line: poll, recvmmsg, sendmmsg, accept4, close, write,
+ * getsockopt, recvfrom, sendto, getpid, setsockopt, recvmsg, sendmsg,
+ * unlinkat, fsync, munmap, read, openat, renameat, getrandom, mmap, fcntl,
+ * socket, shutdown, getpeername, newfstatat, ioctl FIONREAD, connect,
+ * accept, exit_group) and tests/lab/lab.sh net; the rest are their
+ * siblings (stat, rename, ...). No bind() or listen(): port forwards
+ * listen from before the filter, libslirp's outgoing sockets bind
+ * implicitly.
+ */
+/* clang-format off */
+static const char *const sandbox_switch[] = {
+    "recvmmsg", "sendmmsg", "recvfrom", "sendto", "recvmsg", "sendmsg", "accept4", "accept",
+    "getsockopt", "setsockopt", "shutdown", "getsockname", "getpeername", "connect", "fcntl", "getrandom", "openat", "open", "fstat", "newfstatat", "statx", "stat", "lstat",
+    "fsync", "fdatasync", "rename", "renameat", "renameat2", "unlink", "unlinkat", "fchmod",
+    "lseek", "getuid", "geteuid", "getgid", "getegid", NULL,
 };
 /* clang-format on */
 
@@ -388,6 +418,15 @@ static int sandbox_allow_common(scmp_filter_ctx ctx, enum sandbox_kind kind)
 		                                                         : i == 1 ? AF_INET6
 		                                                                  : AF_UNIX),
 		                             0));
+	/* libslirp's sockets: IPv4 and IPv6 (ICMP too: SOCK_DGRAM, IPPROTO_ICMP). */
+	for (int i = 0; r == 0 && kind == SANDBOX_SWITCH && i < 2; i++)
+		r = seccomp_rule_add(
+		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+		    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)(i == 0 ? AF_INET : AF_INET6), 0));
+	/* libslirp asks how much a UDP socket holds (FIONREAD) before it reads it. */
+	if (r == 0 && kind == SANDBOX_SWITCH)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+		                     SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)FIONREAD, 0));
 	/* Only vsock opens connections: the guest's to PATH_PORT on the host. */
 	if (r == 0 && kind == SANDBOX_VSOCK)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(connect), 0);
@@ -442,6 +481,9 @@ static int sandbox_build(enum sandbox_kind kind)
 				r = sandbox_allow_names(ctx, sandbox_migrate);
 			if (r == 0 && kind == SANDBOX_MIGRATE)
 				r = sandbox_allow_ioctls(ctx, sandbox_migrate_ioctls);
+			break;
+		case SANDBOX_SWITCH:
+			r = sandbox_allow_names(ctx, sandbox_switch);
 			break;
 		case SANDBOX_VCPU:
 			r = sandbox_allow_names(ctx, sandbox_vcpu);
@@ -717,10 +759,11 @@ int sandbox_init(bool enabled)
 	sandbox.seccomp = true;
 	log_debug("sandbox: %s", sandbox_describe());
 	log_debug("sandbox: BPF instructions: main %u, control %u, vcpu %u, device %u, vsock %u, "
-	          "migrate %u",
+	          "migrate %u, switch %u",
 	          sandbox.prog[SANDBOX_MAIN].len, sandbox.prog[SANDBOX_CONTROL].len,
 	          sandbox.prog[SANDBOX_VCPU].len, sandbox.prog[SANDBOX_DEVICE].len,
-	          sandbox.prog[SANDBOX_VSOCK].len, sandbox.prog[SANDBOX_MIGRATE].len);
+	          sandbox.prog[SANDBOX_VSOCK].len, sandbox.prog[SANDBOX_MIGRATE].len,
+	          sandbox.prog[SANDBOX_SWITCH].len);
 	if (sandbox.log_only)
 		log_warn("sandbox: NESTVM_SANDBOX=log: forbidden system calls are allowed and "
 		         "logged by the kernel (dmesg), not stopped");
@@ -728,7 +771,7 @@ int sandbox_init(bool enabled)
 #endif
 }
 
-int sandbox_restrict_files(const char *const *dirs)
+int sandbox_restrict_files(const char *const *dirs, const char *const *read_files)
 {
 #ifdef HAVE_LIBSECCOMP
 	struct landlock_ruleset_attr attr = {0};
@@ -748,6 +791,22 @@ int sandbox_restrict_files(const char *const *dirs)
 		if (r < 0)
 			log_error("landlock: cannot allow '%s': %s", dirs[i], strerror(-r));
 	}
+	/* A rule on a file: Landlock allows it only the rights a file has (reading). */
+	for (unsigned int i = 0; read_files && read_files[i] && r == 0; i++) {
+		struct landlock_path_beneath_attr rule = {
+		    .allowed_access = LANDLOCK_ACCESS_FS_READ_FILE,
+		    .parent_fd = open(read_files[i], O_PATH | O_CLOEXEC),
+		};
+
+		if (rule.parent_fd < 0)
+			continue; /* not there: nothing to read */
+		if (syscall(SYS_landlock_add_rule, fd, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) < 0) {
+			r = -errno;
+			log_error("landlock: cannot allow reading '%s': %s", read_files[i],
+			          strerror(-r));
+		}
+		close(rule.parent_fd);
+	}
 #ifdef SANDBOX_SANITIZER
 	if (r == 0)
 		r = sandbox_landlock_allow(fd, "/",
@@ -764,6 +823,7 @@ int sandbox_restrict_files(const char *const *dirs)
 	return r;
 #else
 	(void)dirs;
+	(void)read_files;
 	return 0;
 #endif
 }
@@ -780,7 +840,7 @@ void sandbox_enter(enum sandbox_kind kind, const char *name)
 	sandbox_thread_kind = kind;
 	sandbox_thread_tid = (pid_t)syscall(SYS_gettid);
 	/* /proc/PID/task/TID/comm says which thread is which (the process keeps its name). */
-	if (kind != SANDBOX_MAIN && kind != SANDBOX_CONTROL)
+	if (kind != SANDBOX_MAIN && kind != SANDBOX_CONTROL && kind != SANDBOX_SWITCH)
 		prctl(PR_SET_NAME, sandbox_thread_name, 0, 0, 0);
 	/* A blocked SIGSYS would kill the process without the handler's line. */
 	sigemptyset(&sys);
@@ -788,8 +848,9 @@ void sandbox_enter(enum sandbox_kind kind, const char *name)
 	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
 	r = sandbox_install(kind);
 	if (r < 0) {
-		log_error("seccomp: cannot confine thread %s (%s): %s; the monitor ends", name,
-		          sandbox_kind_names[kind], strerror(-r));
+		log_error("seccomp: cannot confine thread %s (%s): %s; the %s ends", name,
+		          sandbox_kind_names[kind], strerror(-r),
+		          kind == SANDBOX_SWITCH ? "switch" : "monitor");
 		_exit(1);
 	}
 	if (sandbox.selftest == (int)kind && !atomic_exchange(&sandbox.selftest_done, true)) {

@@ -43,10 +43,14 @@ enum sandbox_kind {
 	SANDBOX_MIGRATE, /* the managed monitor's live migration thread: the main set, plus
 	                    TCP and UNIX sockets it connects, KVM's dirty log, the throttle's
 	                    timers and a memfd for the state */
+	SANDBOX_SWITCH,  /* a switch's process (`nestvm switch serve`, src/switch/): its one
+	                    thread forwards frames, answers DHCP and runs libslirp's NAT
+	                    (AF_INET/AF_INET6 sockets), writes its leases; no KVM */
 	SANDBOX_NR_KINDS,
 };
 
-/* The exit status of a monitor ended by a forbidden system call: 128 + SIGSYS. */
+/* The exit status of a process (monitor or switch) ended by a forbidden system call: 128 + SIGSYS.
+ */
 #define SANDBOX_EXIT_STATUS 159
 
 /* Which protections are in force (for `nestvm show` and the debug log). */
@@ -77,7 +81,9 @@ void sandbox_enter(enum sandbox_kind kind, const char *name);
 /*
  * sandbox_restrict_files - Landlock for the calling thread and every thread
  * it creates afterwards: files may be opened, created, renamed and removed
- * only beneath @dirs (NULL-terminated, absolute), and nothing executed
+ * only beneath @dirs (NULL-terminated, absolute), the existing files
+ * @read_files (NULL-terminated, or NULL; one missing is skipped) only read,
+ * and nothing executed
  * (sanitizer builds may still read and execute anything: a report's
  * symbolizer). Descriptors opened before (core/fsutil.h's fs_preopen())
  * keep working. Call it in the main thread before it creates any other:
@@ -85,7 +91,8 @@ void sandbox_enter(enum sandbox_kind kind, const char *name);
  * A no-op returning 0 while the sandbox is off or without Landlock.
  * Returns 0 or -errno.
  */
-int sandbox_restrict_files(const char *const *dirs) __attribute__((warn_unused_result));
+int sandbox_restrict_files(const char *const *dirs, const char *const *read_files)
+    __attribute__((warn_unused_result));
 
 /* sandbox_get_state - what sandbox_init() turned on. */
 void sandbox_get_state(struct sandbox_state *out);

@@ -128,9 +128,14 @@ static void jail_record_read(int dfd, const char *link, char *buf, size_t len)
 	buf[n > 0 ? n : 0] = '\0';
 }
 
-int jail_uid_get(const struct store *st, const char *name, uid_t *uid, struct mgr_err *err)
+/*
+ * The uid recorded as @key (HOME/.jail/KEY -> UID, and uid-UID -> @owner),
+ * or the first free one of the range, reserved for @owner (jail.h).
+ */
+static int jail_uid_reserve(const struct store *st, const char *key, const char *owner, uid_t *uid,
+                            struct mgr_err *err)
 {
-	char vm_link[STORE_NAME_MAX + 8], uid_link[32], target[STORE_NAME_MAX + 16];
+	char uid_link[32], target[STORE_NAME_MAX + 16];
 	unsigned int count;
 	uid_t first;
 	int dfd, r = -EAGAIN;
@@ -142,39 +147,41 @@ int jail_uid_get(const struct store *st, const char *name, uid_t *uid, struct mg
 	dfd = jail_dir_open(st, err);
 	if (dfd < 0)
 		return dfd;
-	snprintf(vm_link, sizeof(vm_link), "vm-%s", name);
 	/* The uid it had: both records agree. */
-	jail_record_read(dfd, vm_link, target, sizeof(target));
+	jail_record_read(dfd, key, target, sizeof(target));
 	if (target[0]) {
 		char *end;
 		unsigned long u = strtoul(target, &end, 10);
+		/* Before the next read reuses target (an owner longer than the digits hid their
+		 * end). */
+		bool number = !*end;
 
 		snprintf(uid_link, sizeof(uid_link), "uid-%lu", u);
 		jail_record_read(dfd, uid_link, target, sizeof(target));
-		if (!*end && u >= first && u - first < count && !strcmp(target, name)) {
+		if (number && u >= first && u - first < count && !strcmp(target, owner)) {
 			*uid = (uid_t)u;
 			close(dfd);
 			return 0;
 		}
 		/* A record from another range, or half of one: start afresh. */
-		unlinkat(dfd, vm_link, 0);
+		unlinkat(dfd, key, 0);
 	}
 	for (unsigned int i = 0; i < count; i++) {
 		char num[16];
 
 		snprintf(uid_link, sizeof(uid_link), "uid-%u", (unsigned int)(first + i));
 		/* symlinkat() is the reservation: it fails with EEXIST if the uid is taken. */
-		if (symlinkat(name, dfd, uid_link) < 0) {
+		if (symlinkat(owner, dfd, uid_link) < 0) {
 			if (errno == EEXIST)
 				continue;
-			r = mgr_err_set(err, -errno, "cannot reserve a jail uid for '%s': %s", name,
-			                strerror(errno));
+			r = mgr_err_set(err, -errno, "cannot reserve a jail uid for '%s': %s",
+			                owner, strerror(errno));
 			break;
 		}
 		snprintf(num, sizeof(num), "%u", (unsigned int)(first + i));
-		if (symlinkat(num, dfd, vm_link) < 0) {
-			r = mgr_err_set(err, -errno, "cannot record the jail uid of '%s': %s", name,
-			                strerror(errno));
+		if (symlinkat(num, dfd, key) < 0) {
+			r = mgr_err_set(err, -errno, "cannot record the jail uid of '%s': %s",
+			                owner, strerror(errno));
 			unlinkat(dfd, uid_link, 0);
 			break;
 		}
@@ -191,27 +198,66 @@ int jail_uid_get(const struct store *st, const char *name, uid_t *uid, struct mg
 	return r;
 }
 
-void jail_uid_release(const struct store *st, const char *name)
+/* Forget the uid recorded as @key for @owner. */
+static void jail_uid_forget(const struct store *st, const char *key, const char *owner)
 {
-	char vm_link[STORE_NAME_MAX + 8], path[STORE_PATH_MAX + 8], target[32];
+	char path[STORE_PATH_MAX + 8], target[32];
 	int dfd;
 
 	snprintf(path, sizeof(path), "%s/%s", st->home, JAIL_DIR);
 	dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return;
-	snprintf(vm_link, sizeof(vm_link), "vm-%s", name);
-	jail_record_read(dfd, vm_link, target, sizeof(target));
+	jail_record_read(dfd, key, target, sizeof(target));
 	if (target[0] && strlen(target) < 16) {
-		char uid_link[48], owner[STORE_NAME_MAX + 16];
+		char uid_link[48], found[STORE_NAME_MAX + 16];
 
 		snprintf(uid_link, sizeof(uid_link), "uid-%s", target);
-		jail_record_read(dfd, uid_link, owner, sizeof(owner));
-		if (!strcmp(owner, name))
+		jail_record_read(dfd, uid_link, found, sizeof(found));
+		if (!strcmp(found, owner))
 			unlinkat(dfd, uid_link, 0);
 	}
-	unlinkat(dfd, vm_link, 0);
+	unlinkat(dfd, key, 0);
 	close(dfd);
+}
+
+int jail_uid_get(const struct store *st, const char *name, uid_t *uid, struct mgr_err *err)
+{
+	char vm_link[STORE_NAME_MAX + 8];
+
+	snprintf(vm_link, sizeof(vm_link), "vm-%s", name);
+	return jail_uid_reserve(st, vm_link, name, uid, err);
+}
+
+void jail_uid_release(const struct store *st, const char *name)
+{
+	char vm_link[STORE_NAME_MAX + 8];
+
+	snprintf(vm_link, sizeof(vm_link), "vm-%s", name);
+	jail_uid_forget(st, vm_link, name);
+}
+
+/*
+ * A switch's records: switch-NAME -> UID and uid-UID -> .switches/NAME, an
+ * owner no VM name can be (a VM name has no '/'), so a VM and a switch of
+ * the same name never share a uid.
+ */
+int jail_switch_uid_get(const struct store *st, const char *name, uid_t *uid, struct mgr_err *err)
+{
+	char link[STORE_NAME_MAX + 8], owner[STORE_NAME_MAX + 16];
+
+	snprintf(link, sizeof(link), "switch-%s", name);
+	snprintf(owner, sizeof(owner), ".switches/%s", name);
+	return jail_uid_reserve(st, link, owner, uid, err);
+}
+
+void jail_switch_uid_release(const struct store *st, const char *name)
+{
+	char link[STORE_NAME_MAX + 8], owner[STORE_NAME_MAX + 16];
+
+	snprintf(link, sizeof(link), "switch-%s", name);
+	snprintf(owner, sizeof(owner), ".switches/%s", name);
+	jail_uid_forget(st, link, owner);
 }
 
 /*
@@ -369,8 +415,8 @@ out:
 	return r;
 }
 
-/* Step 3: no groups, the VM's gid and uid, no way back. */
-static int jail_drop(uid_t uid, gid_t gid, struct mgr_err *err)
+/* Step 3: no groups, the VM's gid and uid, no way back (jail.h). */
+int jail_drop(uid_t uid, gid_t gid, struct mgr_err *err)
 {
 	uid_t ru, eu, su;
 	gid_t rg, eg, sg;

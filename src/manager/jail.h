@@ -76,6 +76,23 @@ int jail_uid_get(const struct store *st, const char *name, uid_t *uid, struct mg
 void jail_uid_release(const struct store *st, const char *name);
 
 /*
+ * jail_switch_uid_get, jail_switch_uid_release - the same for switch @name
+ * (src/switch/confine.c): its own uid of the range, recorded as
+ * HOME/.jail/switch-NAME -> UID and uid-UID -> .switches/NAME.
+ */
+int jail_switch_uid_get(const struct store *st, const char *name, uid_t *uid, struct mgr_err *err)
+    __attribute__((warn_unused_result));
+void jail_switch_uid_release(const struct store *st, const char *name);
+
+/*
+ * jail_drop - step 3 below for the calling process (its only thread): no
+ * supplementary groups, real, effective and saved gid @gid and uid @uid
+ * (with them every capability), checked, and no_new_privs. 0, or -errno
+ * with @err set.
+ */
+int jail_drop(uid_t uid, gid_t gid, struct mgr_err *err) __attribute__((warn_unused_result));
+
+/*
  * jail_open_pagemap - fs_preopen() /proc/self/pagemap without
  * CAP_SYS_ADMIN in effect, so that it shows which pages are present but
  * never their physical addresses (the kernel decides at open time). 0 or

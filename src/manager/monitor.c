@@ -1477,7 +1477,7 @@ static int monitor_confine(struct monitor *m, const struct vm_config *cfg)
 	all[0] = vm_dir;
 	for (unsigned int i = 0; i < n && !m->jail.active; i++)
 		all[i + 1] = dirs[i]; /* not in the jail's tree */
-	r = sandbox_restrict_files(all);
+	r = sandbox_restrict_files(all, NULL);
 	if (r < 0)
 		log_error("landlock: cannot limit the monitor to '%s': %s", vm_dir, strerror(-r));
 	return r;

@@ -414,7 +414,7 @@ static int store_write_file_at(int dirfd, const char *file, const char *data, si
 	return durable && fsync(dirfd) < 0 ? -errno : 0;
 }
 
-static int store_write_atomic_at(int dirfd, const char *file, const char *data, size_t len)
+int store_write_atomic_at(int dirfd, const char *file, const char *data, size_t len)
 {
 	return store_write_file_at(dirfd, file, data, len, true);
 }

@@ -202,6 +202,14 @@ int store_write_atomic(const char *path, const char *data, size_t len)
     __attribute__((warn_unused_result));
 
 /*
+ * store_write_atomic_at - the same for @file in the directory @dirfd: a
+ * switch that runs as its own user reaches its directory only through the
+ * descriptor it opened before (switch/confine.h).
+ */
+int store_write_atomic_at(int dirfd, const char *file, const char *data, size_t len)
+    __attribute__((warn_unused_result));
+
+/*
  * store_read_file - read a whole regular file of at most @max bytes,
  * NUL-terminated, not through a symbolic link; 0 or -errno.
  */

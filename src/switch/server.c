@@ -9,6 +9,7 @@
  */
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "switch/confine.h"
 #include "switch/frame.h"
 #include "switch/swcore.h"
 #include "switch/switch_api.h"
@@ -83,12 +84,14 @@ struct swd {
 	struct sw_core core;
 	struct dhcp_server dhcp;
 	struct switch_nat *nat;
+	struct switch_confinement conf;
 	int ports_fd, control_fd, tap_fd, sig_fd;
+	int dir_fd; /* its directory: the way in once it runs as its own user (confine.h) */
 	struct swd_pending pending[SWD_MAX_PENDING];
 	struct swd_client clients[SWD_MAX_CLIENTS];
 	struct switch_pollset ps;
 	char ports_path[STORE_PATH_MAX], control_path[STORE_PATH_MAX];
-	char leases_path[STORE_PATH_MAX], runtime_path[STORE_PATH_MAX];
+	char leases_path[STORE_PATH_MAX], runtime_path[STORE_PATH_MAX], dir[STORE_PATH_MAX];
 	int64_t started, next_age_ms, leases_saved_ms;
 	bool quit;
 	uint8_t buf[NETPORT_MSG_MAX + 1];              /* the tap's frames */
@@ -389,9 +392,12 @@ static void swd_accept(struct swd *s)
 
 		if (fd < 0)
 			return;
-		/* The socket is 0600 in a private directory; a peer of another uid cannot be. */
+		/*
+		 * The socket is 0600 in a private directory; a peer of another uid
+		 * cannot be. The starter's uid: the switch may run as its own since.
+		 */
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
-		    cred.uid != geteuid()) {
+		    cred.uid != s->conf.owner) {
 			close(fd);
 			continue;
 		}
@@ -498,6 +504,8 @@ static json_t *swd_status(struct swd *s)
 	}
 	if (o && s->def.tap[0])
 		json_object_set_new(o, "tap", json_string(s->def.tap));
+	if (o)
+		json_object_set_new(o, "sandbox", switch_confine_json(&s->conf));
 	return o;
 }
 
@@ -619,7 +627,7 @@ static void swd_control_accept(struct swd *s)
 		if (fd < 0)
 			return;
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
-		    cred.uid != geteuid()) {
+		    cred.uid != s->conf.owner) {
 			close(fd);
 			continue;
 		}
@@ -646,7 +654,8 @@ static void swd_control_accept(struct swd *s)
 static int swd_leases_save(struct swd *s)
 {
 	char *text = dhcp_leases_format(&s->dhcp);
-	int r = text ? store_write_atomic(s->leases_path, text, strlen(text)) : -ENOMEM;
+	int r = text ? store_write_atomic_at(s->dir_fd, SWITCH_LEASES_FILE, text, strlen(text))
+	             : -ENOMEM;
 
 	free(text);
 	if (r < 0) {
@@ -897,11 +906,11 @@ static void swd_teardown(struct swd *s)
 		}
 	}
 	if (s->ports_fd >= 0) {
-		unlink(s->ports_path);
+		unlinkat(s->dir_fd, SWITCH_PORTS_SOCKET, 0);
 		close(s->ports_fd);
 	}
 	if (s->control_fd >= 0) {
-		unlink(s->control_path);
+		unlinkat(s->dir_fd, SWITCH_CONTROL_SOCKET, 0);
 		close(s->control_fd);
 	}
 	if (s->tap_fd >= 0)
@@ -912,7 +921,7 @@ static void swd_teardown(struct swd *s)
 	sw_core_destroy(&s->core);
 	free(s->ps.fds);
 	free(s->ps.owner);
-	unlink(s->runtime_path);
+	unlinkat(s->dir_fd, SWITCH_RUNTIME_FILE, 0);
 }
 
 /* runtime.json: {"pid": N, "started": T}, for `switch list` and tests' clean-up. */
@@ -923,7 +932,7 @@ static void swd_runtime_write(struct swd *s)
 	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
 	json_decref(o);
-	if (!text || store_write_atomic(s->runtime_path, text, strlen(text)) < 0)
+	if (!text || store_write_atomic_at(s->dir_fd, SWITCH_RUNTIME_FILE, text, strlen(text)) < 0)
 		log_warn("cannot write %s", s->runtime_path);
 	free(text);
 }
@@ -952,7 +961,7 @@ int switch_serve(const char *home, const char *name, int ready_fd)
 		log_error("out of memory");
 		goto out;
 	}
-	s->ports_fd = s->control_fd = s->tap_fd = s->sig_fd = -1;
+	s->ports_fd = s->control_fd = s->tap_fd = s->sig_fd = s->dir_fd = -1;
 	for (unsigned int i = 0; i < SWD_MAX_PENDING; i++)
 		s->pending[i].fd = -1;
 	for (unsigned int i = 0; i < SWD_MAX_CLIENTS; i++)
@@ -980,12 +989,22 @@ int switch_serve(const char *home, const char *name, int ready_fd)
 	    store_path(&s->sws, name, SWITCH_LEASES_FILE, s->leases_path, sizeof(s->leases_path)) <
 	        0 ||
 	    store_path(&s->sws, name, SWITCH_RUNTIME_FILE, s->runtime_path,
-	               sizeof(s->runtime_path)) < 0) {
+	               sizeof(s->runtime_path)) < 0 ||
+	    store_path(&s->sws, name, NULL, s->dir, sizeof(s->dir)) < 0) {
 		log_error("the switch store path is too long");
 		goto out;
 	}
+	s->dir_fd = switch_store_dir(&s->sws, name, &err);
+	if (s->dir_fd < 0) {
+		log_error("%s", err.msg);
+		goto out;
+	}
 	s->started = time(NULL);
+	s->conf.owner = geteuid();
 	if (swd_setup(s) < 0)
+		goto teardown;
+	/* Everything is open: from here on the guests' frames are parsed (confine.h). */
+	if (switch_confine(home, name, s->dir, s->def.type == SWITCH_NAT, &s->conf) < 0)
 		goto teardown;
 	swd_runtime_write(s);
 	log_event("switch '%s' (%s) started, pid %d", name, switch_type_name(s->def.type),
@@ -1001,6 +1020,8 @@ teardown:
 out:
 	swd_ready(&ready_fd, "error\n");
 	store_lock_release(lock_fd);
+	if (s && s->dir_fd >= 0)
+		close(s->dir_fd);
 	free(s);
 	return status;
 }

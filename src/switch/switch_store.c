@@ -110,6 +110,26 @@ int switch_store_read(const struct store *sws, const char *name, const char *fil
 	close(dfd);
 	if (fd < 0)
 		return fd;
+	/*
+	 * Root's switch runs as a user of the jail range (switch/confine.h), who
+	 * owns the directory and could replace switch.json: a definition names
+	 * the tap root makes, so only root's or yours is taken (as vm.json).
+	 */
+	if (!strcmp(file, SWITCH_DEF_FILE)) {
+		struct stat sb;
+
+		if (fstat(fd, &sb) < 0)
+			r = mgr_err_set(err, -errno, "%s/%s: %s", dir, file, strerror(errno));
+		else if (sb.st_uid != 0 && sb.st_uid != geteuid())
+			r = mgr_err_set(err, -EPERM,
+			                "%s/%s is owned by uid %u (the switch's user?), not by you "
+			                "or root: nestvm does not take a definition from it",
+			                dir, file, (unsigned int)sb.st_uid);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+	}
 	for (;;) {
 		ssize_t n;
 

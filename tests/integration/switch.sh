@@ -8,7 +8,10 @@
 # a restart), a TCP port forward into a fake guest, a fake guest's connection
 # out through NAT, DNS forwarding (to a resolver of the tool's, in namespaces
 # of its own), and an internal switch's
-# tap (in a network namespace of its own, when root). Traffic stays on this
+# tap (in a network namespace of its own, when root). The switch's process
+# runs confined (src/switch/confine.h): seccomp, no_new_privs, its own uid
+# when started as root, Landlock (a sanitizer build's self-test hooks try to make a
+# file outside its directory and a forbidden system call). Traffic stays on this
 # machine: loopback and that namespace. Prints "N passed, N failed" last.
 set -u
 cd "$(dirname "$0")/../.."
@@ -97,6 +100,78 @@ if [ "$(stat -c %a "$SW/p/ports.sock")" = 600 ] && [ "$(stat -c %a "$SW/p/contro
 	ok "ports.sock and control.sock are 0600"
 else bad "socket modes: $(stat -c %a "$SW/p/ports.sock" "$SW/p/control.sock" | tr '\n' ' ')"; fi
 expect "an adapter of a switch that does not exist" 1 "no switch named 'nosuch'" -- switch link nosuch
+
+# ---- the switch process's sandbox (src/switch/confine.h) ----
+nv switch show p --json
+swpid=$(sed -n 's/^ *"pid": \([0-9]*\),*$/\1/p' "$T/out" | head -n 1)
+st=/proc/${swpid:-0}/status
+if [ -z "$swpid" ] || [ ! -r "$st" ]; then
+	bad "the running switch's pid (show --json: '$swpid')"
+elif ! grep -q '^Seccomp:' /proc/self/status || ! pkg-config --exists libseccomp 2>/dev/null; then
+	skip "switch-seccomp" "no seccomp in this kernel or no libseccomp at build time"
+else
+	if [ "$(sed -n 's/^Seccomp:[[:space:]]*//p' "$st")" = 2 ] &&
+		[ "$(sed -n 's/^NoNewPrivs:[[:space:]]*//p' "$st")" = 1 ] &&
+		grep -q '"seccomp": true' "$T/out" && grep -q '"no_new_privs": true' "$T/out"; then
+		ok "the switch runs under its seccomp filter (Seccomp: 2), NoNewPrivs 1, and says so"
+	else bad "switch $swpid: $(grep -E '^(Seccomp|NoNewPrivs):' "$st" | tr '\n' ' ')"; fi
+fi
+if [ -n "$swpid" ] && [ "$(id -u)" -eq 0 ]; then
+	# Uid: real, effective, saved, fs; CapEff: none; the uid is the store's record.
+	uids=$(sed -n 's/^Uid:[[:space:]]*//p' "$st" | tr -s '\t ' ' ')
+	u=${uids%% *}
+	rec=$(readlink "$NESTVM_HOME/.jail/switch-p" 2>/dev/null)
+	if [ "$u" != 0 ] && [ "$uids" = "$u $u $u $u" ] && [ "$rec" = "$u" ] &&
+		[ "$(sed -n 's/^CapEff:[[:space:]]*//p' "$st")" = 0000000000000000 ] &&
+		[ "$(sed -n 's/^Groups:[[:space:]]*//p' "$st")" = "" ] &&
+		grep -q "\"uid\": $u" "$T/out" && grep -q '"own_user": true' "$T/out" &&
+		[ "$(stat -c %u "$SW/p")" = "$u" ] && [ "$(stat -c %u "$SW/p/switch.json")" = 0 ]; then
+		ok "started as root, the switch runs as its own uid $u (.jail/switch-p), no capabilities, no groups"
+	else bad "switch user: Uid '$uids', record '$rec', CapEff $(sed -n 's/^CapEff:[[:space:]]*//p' "$st")"; fi
+	expect "show: the protections" 0 "^user: $u, group $u (its own), no capabilities" -- switch show p
+else
+	skip "switch-user" "not root: the switch keeps its starter's uid"
+	expect "show: the protections" 0 "^user: $(id -u), not its own (not started as root)" -- switch show p
+fi
+expect "show: the sandbox line" 0 "^sandbox: seccomp on, landlock \(on (files: the switch's directory)\|off\), no_new_privs on" -- \
+	switch show p
+# Landlock: a switch started with a (sanitizer build's) self-test hook tries to make a file
+# outside its directory, in one its user may write to (1777): only Landlock stands in the way.
+mkdir -m 1777 "$T/open"
+chmod 711 "$T"
+nv switch new ll --type private
+NESTVM_SWITCH_SELFTEST_CREATE="$T/open/made" timeout 30 "$NESTVM" switch start ll >"$T/out" 2>&1
+line=$(grep "sandbox self-test: create" "$SW/ll/switch.log")
+nv switch show ll --json
+if [ -z "$line" ]; then
+	skip "switch-landlock" "this build has no self-test hook (a sanitizer or debug build has)"
+elif grep -q '"landlock": false' "$T/out"; then
+	skip "switch-landlock" "no Landlock in this kernel ($line)"
+elif echo "$line" | grep -q "Permission denied" && [ ! -e "$T/open/made" ]; then
+	ok "the switch cannot make a file outside its directory (Landlock)"
+else bad "Landlock: $line"; fi
+nv switch stop ll
+# A forbidden system call ends the switch with a line naming it (sanitizer builds' self-test).
+NESTVM_SANDBOX_SELFTEST=switch timeout 30 "$NESTVM" switch start ll >"$T/out" 2>&1
+if grep -q "sandbox self-test: thread switch calls personality" "$SW/ll/switch.log"; then
+	if grep -q "made forbidden syscall [0-9]* (personality); the switch ends (exit status 159)" "$T/out" &&
+		! timeout 10 "$NESTVM" switch list | grep -q "^ll .*running"; then
+		ok "a forbidden system call ends the switch, named in switch.log"
+	else bad "forbidden call: $(tail -n 3 "$SW/ll/switch.log")"; fi
+else
+	skip "switch-sigsys" "this build has no self-test hook (a sanitizer or debug build has)"
+fi
+if [ "$(id -u)" -eq 0 ]; then
+	cp "$SW/ll/switch.json" "$T/ll.json"
+	chown 4242 "$SW/ll/switch.json"
+	expect "a switch.json the switch's user could have written is refused" 1 "is owned by uid 4242" -- \
+		switch start ll
+	cp "$T/ll.json" "$SW/ll/switch.json.new" && mv "$SW/ll/switch.json.new" "$SW/ll/switch.json"
+	expect "remove" 0 "switch 'll' removed" -- switch remove ll
+	if [ ! -e "$NESTVM_HOME/.jail/switch-ll" ]; then ok "remove forgets the switch's uid"; else bad "the uid record is left"; fi
+else
+	nv switch remove ll
+fi
 
 # ---- a private switch ----
 peer "private: flooding, learning, no hairpin, 1000 frames in order" forward "$SW/p/ports.sock"

@@ -109,6 +109,35 @@ static void test_uid_records(void **state)
 	}
 }
 
+/*
+ * A name longer than its uid's digits keeps its uid (the check once read the
+ * digits' end after the owner's name overwrote it), and a switch's records
+ * are its own: a switch and a VM of the same name get two uids, and freeing
+ * one leaves the other's.
+ */
+static void test_long_names_and_switches(void **state)
+{
+	struct mgr_err err;
+	uid_t vm, again, sw, sw_again;
+
+	(void)state;
+	setenv("NESTVM_JAIL_UIDS", "5000-5009", 1);
+	assert_int_equal(jail_uid_get(&st, "a-long-vm-name", &vm, &err), 0);
+	assert_int_equal(jail_uid_get(&st, "a-long-vm-name", &again, &err), 0);
+	assert_int_equal(again, vm);
+	assert_int_equal(jail_switch_uid_get(&st, "a-long-vm-name", &sw, &err), 0);
+	assert_int_not_equal(sw, vm);
+	assert_int_equal(jail_switch_uid_get(&st, "a-long-vm-name", &sw_again, &err), 0);
+	assert_int_equal(sw_again, sw);
+	jail_uid_release(&st, "a-long-vm-name");
+	assert_int_equal(jail_switch_uid_get(&st, "a-long-vm-name", &sw_again, &err), 0);
+	assert_int_equal(sw_again, sw);
+	jail_switch_uid_release(&st, "a-long-vm-name");
+	/* Both free: the next VM takes the lowest. */
+	assert_int_equal(jail_uid_get(&st, "next", &again, &err), 0);
+	assert_int_equal(again, 5000);
+}
+
 /* HOME/.jail must be the store owner's alone. */
 static void test_records_dir_checked(void **state)
 {
@@ -129,6 +158,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_uid_records, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_names_and_switches, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_records_dir_checked, setup, teardown),
 	};
 

@@ -246,6 +246,76 @@ static void test_vsock_unix_sockets_only(void **state)
 	assert_non_null(strstr(err, "made forbidden syscall 41 (socket)"));
 }
 
+/*
+ * The switch (src/switch/confine.c): libslirp's IPv4/IPv6 sockets, FIONREAD
+ * and socket options; then an AF_UNIX socket, which it never opens.
+ */
+static void do_switch_sockets(void)
+{
+	int n, fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int fd6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || ioctl(fd, FIONREAD, &n) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){65536}, sizeof(int)) < 0)
+		_exit(8);
+	close(fd);
+	if (fd6 >= 0)
+		close(fd6);
+	socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+}
+
+static void test_switch_inet_sockets_only(void **state)
+{
+	const struct child_case c = {SANDBOX_SWITCH, true, do_switch_sockets};
+	char err[1024];
+
+	(void)state;
+	REQUIRE_SECCOMP();
+	assert_int_equal(run_child(&c, err, sizeof(err)), SANDBOX_EXIT_STATUS);
+	assert_non_null(strstr(err, "nestvm: seccomp: thread tester (switch, tid "));
+	assert_non_null(strstr(err, "made forbidden syscall 41 (socket); the switch ends"));
+}
+
+/* No listening socket of its own: a guest that took the switch over opens no port. */
+static void do_switch_listen(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		_exit(8);
+	listen(fd, 1);
+}
+
+static void test_switch_no_listen(void **state)
+{
+	const struct child_case c = {SANDBOX_SWITCH, true, do_switch_listen};
+	char err[1024];
+
+	(void)state;
+	REQUIRE_SECCOMP();
+	assert_int_equal(run_child(&c, err, sizeof(err)), SANDBOX_EXIT_STATUS);
+	assert_non_null(strstr(err, "made forbidden syscall 50 (listen)"));
+}
+
+/* Nor another ioctl than FIONREAD. */
+static void do_switch_ioctl(void)
+{
+	struct winsize ws;
+
+	ioctl(STDERR_FILENO, TIOCGWINSZ, &ws);
+}
+
+static void test_switch_ioctl_fionread_only(void **state)
+{
+	const struct child_case c = {SANDBOX_SWITCH, true, do_switch_ioctl};
+	char err[1024];
+
+	(void)state;
+	REQUIRE_SECCOMP();
+	assert_int_equal(run_child(&c, err, sizeof(err)), SANDBOX_EXIT_STATUS);
+	assert_non_null(strstr(err, "made forbidden syscall 16 (ioctl)"));
+}
+
 static void test_device_landlock_no_write(void **state)
 {
 	const struct child_case c = {SANDBOX_DEVICE, true, do_open_write};
@@ -304,6 +374,9 @@ int main(void)
 	    cmocka_unit_test(test_device_mmap_exec_forbidden),
 	    cmocka_unit_test(test_device_no_socket),
 	    cmocka_unit_test(test_vsock_unix_sockets_only),
+	    cmocka_unit_test(test_switch_inet_sockets_only),
+	    cmocka_unit_test(test_switch_no_listen),
+	    cmocka_unit_test(test_switch_ioctl_fionread_only),
 	    cmocka_unit_test(test_device_landlock_no_write),
 	    cmocka_unit_test(test_main_may_open_files),
 	    cmocka_unit_test(test_off_allows_everything),

@@ -17,7 +17,9 @@
 #   fetches a's page through the port forward;
 #   private: a and b ping each other; a spoofing its MAC is cut off, and
 #   priv0's counters show the dropped frames;
-#   internal: a gets a lease on int0 and the lab pings it through the tap.
+#   internal: a gets a lease on int0 and the lab pings it through the tap;
+#   sandbox: the three switches ran confined (seccomp, no_new_privs, a user
+#   of their own: src/switch/confine.h).
 # nested: an L1 with --nested on and two adapters on nat0 (mac-spoofing on
 # and off) runs an L2 with an adapter for each of Hyper-V's two recipes
 # (net.l1.sh): the L2 bridged through the L1's spoofing-off adapter gets no
@@ -176,6 +178,17 @@ drive_basic() {
 	esac
 	"$NV" switch show priv0 >$D/priv0.show 2>&1
 	sed 's/^/  priv0| /' $D/priv0.show
+
+	# All three ran confined (src/switch/confine.h) while the checks above passed.
+	bad=
+	for s in nat0 priv0 int0; do
+		"$NV" switch show $s >$D/o 2>&1
+		grep -q "^sandbox: seccomp on, landlock .*, no_new_privs on" $D/o &&
+			grep -q "^user: [0-9]*, group [0-9]* (its own), no capabilities" $D/o ||
+			bad="$bad $s: $(grep -E '^(sandbox|user):' $D/o | tr '\n' ' ')"
+	done
+	[ -z "$bad" ] && say ok sandbox "nat0, priv0, int0: seccomp, no_new_privs, own user" ||
+		say fail sandbox "$bad"
 }
 
 drive_nested() {
@@ -262,7 +275,7 @@ if [ $mode = basic ]; then
 	wait $b
 	b_rc=$?
 	[ $b_rc -eq 0 ] || { lab_fail "L1 b: nestvm exit status $b_rc"; tail -n 20 $D/b.out; }
-	checks="dhcp nat-out forward private spoof-guard internal"
+	checks="dhcp nat-out forward private spoof-guard internal sandbox"
 else
 	# The L2 Linux boot under a Linux L1 is where the lab's open crashes are
 	# (tests/lab/README.md, "net:nested"): on 2026-12-07 the L1 triple faulted
