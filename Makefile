@@ -177,7 +177,7 @@ lab-net: $(BUILD)/release/nestvm $(GUEST_IMAGES)
 	tests/lab/lab.sh --name net --timeout 1200 net net:nested
 
 lab-exec: $(BUILD)/release/nestvm $(GUEST_IMAGES)
-	tests/lab/lab.sh --name exec --timeout 2400 exec:heavy
+	tests/lab/lab.sh --name exec --timeout 2800 exec:ssh exec:heavy
 
 # The lab's live migrations of guest hypervisors (tests/lab/README.md,
 # "Migration"): migrate-nested (also in make test) and migrate-linux.

@@ -317,6 +317,30 @@ stage_nestvm() {
 	done < <(nestvm_libs | sort -u)
 }
 
+# Installs program $2 under root $1 at the same path, with its shared libraries.
+stage_prog() {
+	local lib
+	install -D -m 755 "$2" "$1$2"
+	while IFS= read -r lib; do
+		[ -e "$1$lib" ] || install -D -m 755 "$(readlink -f "$lib")" "$1$lib"
+	done < <(shared_libs "$2")
+}
+
+# Dropbear for exec:ssh (Debian's dropbear-bin; none: no ssh comparison): its
+# client and key tool in the lab, its server for a guest in /lab/ssh/dropbear.cpio
+# (nestvm cp puts it into the guest, so the L1 initramfs stays as small).
+DROPBEAR=/usr/sbin/dropbear DBCLIENT=/usr/bin/dbclient DROPBEARKEY=/usr/bin/dropbearkey
+stage_dropbear() {
+	local root=$OUT/stage/dropbear
+	[ -x $DROPBEAR ] && [ -x $DBCLIENT ] && [ -x $DROPBEARKEY ] || return 0
+	stage_prog "$1" $DBCLIENT
+	stage_prog "$1" $DROPBEARKEY
+	rm -rf "$root"
+	stage_prog "$root" $DROPBEAR
+	mkdir -p "$1/lab/ssh"
+	(cd "$root" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --quiet) >"$1/lab/ssh/dropbear.cpio"
+}
+
 # Builds $OUT/lab.cpio unless it is up to date. Sets KERNEL.
 build_initramfs() {
 	local kver m f mods=() inputs=() key vmlinux stage l1 l1n t0 lockfd
@@ -365,6 +389,7 @@ build_initramfs() {
 		while IFS= read -r f; do inputs+=("$f"); done < <(nestvm_libs | sort -u)
 	fi
 	[ -f "$MEMGEN_EXPECT_SRC" ] && inputs+=("$MEMGEN_EXPECT_SRC" "$TOP/guest/probe/memgen_chain.h")
+	for f in $DROPBEAR $DBCLIENT $DROPBEARKEY; do [ -x "$f" ] && inputs+=("$f"); done
 	# build/guest/: the images, not the object files in its subdirectories.
 	[ -d "$GUEST_DIR" ] && while IFS= read -r f; do inputs+=("$f"); done \
 		< <(find "$GUEST_DIR" -maxdepth 1 -type f | sort)
@@ -418,6 +443,7 @@ build_initramfs() {
 	[ -n "$veth_mod" ] && install_module "$veth_mod" "$stage/lab/modules/veth.ko"
 	[ -n "$tun_mod" ] && install_module "$tun_mod" "$stage/lab/modules/tun.ko"
 	[ -f "$NESTVM" ] && stage_nestvm "$stage" lab/bin/nestvm
+	stage_dropbear "$stage"
 	# What an uninterrupted test=memgen prints (the snapshot scenarios): the
 	# host's build/guest/memgen-expect, linked statically for the lab.
 	if [ -f "$MEMGEN_EXPECT_SRC" ]; then

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 # lab-timeout: 240
 # lab-timeout heavy: 1500
+# lab-timeout ssh: 360
 #
-# exec[:heavy] — nestvm exec and nestvm cp into a Debian guest through its
+# exec[:ssh|:heavy] — nestvm exec and nestvm cp into a Debian guest through its
 # agent over vsock (docs/agent.md). The guest is a `nestvm run --vsock
 # 3,socket=SOCK` L1 whose init starts nestvm-agent (nestlab.agent=1); its
 # part (exec.l1.sh) only waits until the lab is done. Meanwhile the lab,
@@ -15,6 +16,9 @@
 #   5 `echo`s) and the rate each way, and the same over the lab's own
 #   loopback: the agent on the lab host with --unix, driven the same way
 #   (no ssh in the lab: what differs is vsock and the guest).
+# ssh (make lab-exec): the same checks, then the L1 on an internal switch runs
+# dropbear (put in with nestvm cp) and the lab times the same commands over
+# ssh and over nestvm exec, from outside (metrics ssh_* and exec_*).
 # heavy (make lab-exec): a --nested on L1 that starts its own managed VM l2
 # (a Linux guest with the agent, exec.l1.sh again), and 1 GiB each way into
 # the L1, then exec, stdin, cp and a pty into l2 through the L1's agent
@@ -43,6 +47,18 @@ case ${1:-} in
 	run_args="--initrd /l1/initrd.cpio --memory 256M"
 	cmdline="console=ttyS0 quiet panic=-1 nestlab.l1=exec nestlab.agent=1 nestexec.limit=170"
 	;;
+ssh)
+	[ -r /lab/ssh/dropbear.cpio ] && [ -x /usr/bin/dbclient ] ||
+		lab_skip "no dropbear in the lab (Debian's dropbear-bin: scripts/install-deps.sh)"
+	mode=ssh l1_limit=300 size=4194304
+	lsmod | grep -q '^tun ' || insmod /lab/modules/tun.ko || lab_skip "no tun module in the lab"
+	export NESTVM_HOME=/tmp/nestvm-execssh
+	rm -rf $NESTVM_HOME
+	"$NV" switch new ssh0 --type internal --subnet 192.168.78.0/24 >/dev/null ||
+		lab_fail "switch new ssh0 failed"
+	run_args="--initrd /l1/initrd.cpio --memory 256M --nic switch=ssh0,mac=02:00:00:00:0c:01"
+	cmdline="console=ttyS0 quiet panic=-1 nestlab.l1=exec nestlab.agent=1 nestexec.limit=270"
+	;;
 heavy)
 	[ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
 	mode=heavy l1_limit=1400 size=4194304
@@ -51,7 +67,7 @@ heavy)
 	cmdline="$cmdline nestexec.limit=1300"
 	;;
 *)
-	lab_fail "unknown argument '$1' (none, or heavy)"
+	lab_fail "unknown argument '$1' (none, ssh or heavy)"
 	lab_finish
 	;;
 esac
@@ -210,8 +226,61 @@ drive_heavy() {
 	x l2 -- touch /tmp/exec-done </dev/null
 }
 
+# ssh: the same L1 over an internal switch (192.168.78.0/24, the lab's end
+# .1), dropbear started in it through the agent: the time from the command to
+# its output (median of 5 `echo`s, the whole command: ssh's handshake
+# included, as nestvm exec's connection is) and both rates, next to nestvm
+# exec's, timed the same way from outside.
+DBC="/usr/bin/dbclient -y -y -i $D/key root@192.168.78.2"
+drive_ssh() {
+	/usr/bin/dropbearkey -t ed25519 -f $D/key >$D/o 2>&1 || { say fail ssh-setup "dropbearkey: $(cat $D/o)"; return 1; }
+	/usr/bin/dropbearkey -y -f $D/key 2>/dev/null | grep '^ssh-' >$D/key.pub
+	"$NV" cp --vsock-socket $SOCK /lab/ssh/dropbear.cpio :/tmp/dropbear.cpio 2>$D/e ||
+		{ say fail ssh-setup "cp: $(cat $D/e)"; return 1; }
+	x -- sh -c 'for m in failover net_failover virtio_net; do
+			[ -d /sys/module/$m ] || insmod /virtio/modules/$m.ko; done
+		cd / && cpio -idm </tmp/dropbear.cpio 2>/dev/null &&
+		mkdir -p /etc && echo root:x:0:0:root:/root:/bin/sh >/etc/passwd &&
+		mkdir -p /root/.ssh /etc/dropbear && chmod 700 /root /root/.ssh &&
+		cat >/root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys &&
+		ip link set eth0 up && ip addr add 192.168.78.2/24 dev eth0 &&
+		/usr/sbin/dropbear -R -p 22 -P /tmp/dropbear.pid' <$D/key.pub >$D/o 2>&1 ||
+		{ say fail ssh-setup "in the guest: $(cat $D/o)"; return 1; }
+	export HOME=$D
+	for _ in $(seq 1 30); do
+		[ "$($DBC echo up </dev/null 2>/dev/null)" = up ] && break
+		sleep 1
+	done
+	[ "$($DBC echo up </dev/null 2>$D/e)" = up ] || { say fail ssh-setup "no ssh: $(cat $D/e)"; return 1; }
+	line=
+	for way in ssh exec; do
+		case $way in
+		ssh) run() { $DBC "$@"; } ;;
+		exec) run() { x -- "$@"; } ;;
+		esac
+		for _i in 1 2 3 4 5; do
+			t0=$(lab_now_cs)
+			run echo hi </dev/null >/dev/null 2>&1
+			echo $((($(lab_now_cs) - t0) * 10)) >>$D/$way.cmd_ms
+		done
+		t0=$(lab_now_cs)
+		run sha256sum <$D/data >$D/o 2>/dev/null
+		t1=$(lab_now_cs)
+		[ "$(cut -c1-64 $D/o)" = "$want" ] || say fail "$way-stdin" "checksum differs"
+		run cat /tmp/data </dev/null 2>/dev/null | sha256sum >$D/o
+		t2=$(lab_now_cs)
+		[ "$(cut -c1-64 $D/o)" = "$want" ] || say fail "$way-stdout" "checksum differs"
+		ms=$(sort -n $D/$way.cmd_ms | sed -n 3p)
+		in=$(awk -v b=$size -v t=$((t1 - t0)) 'BEGIN { printf "%.2f", t ? b / (t / 100) / 1e6 : 0 }')
+		out=$(awk -v b=$size -v t=$((t2 - t1)) 'BEGIN { printf "%.2f", t ? b / (t / 100) / 1e6 : 0 }')
+		lab_metrics "${way}_cmd_ms=$ms" "${way}_in_MBps=$in" "${way}_out_MBps=$out"
+		line="$line${line:+; }$way: $ms ms a command (median of 5), $in MB/s in, $out MB/s out"
+	done
+	say ok ssh "$line"
+}
+
 drive() {
-	drive_l1 && [ $mode = heavy ] && drive_heavy
+	drive_l1 && case $mode in heavy) drive_heavy ;; ssh) drive_ssh ;; esac
 	x -- touch /tmp/exec-done </dev/null 2>/dev/null
 }
 
@@ -234,6 +303,10 @@ grep -q '^EXEC-CHECK fail' $RES && lab_failed=1
 for c in first-contact status not-found cp-in stdout cp-out signal pty sessions; do
 	grep -q "^EXEC-CHECK ok $c" $RES || lab_fail "check $c did not pass"
 done
+if [ $mode = ssh ]; then
+	grep -q "^EXEC-CHECK ok ssh" $RES || lab_fail "check ssh did not pass"
+	"$NV" switch stop ssh0 >/dev/null 2>&1
+fi
 if [ $mode = heavy ]; then
 	for c in gib-in gib-out l2-first-contact l2-status l2-stdin l2-cp l2-pty l2-chained; do
 		grep -q "^EXEC-CHECK ok $c" $RES || lab_fail "check $c did not pass"
