@@ -76,6 +76,7 @@ BUSYBOX=${LAB_BUSYBOX:-/bin/busybox}
 NESTVM=${LAB_NESTVM:-$TOP/build/release/nestvm}
 GUEST_DIR=$TOP/build/guest
 MEMGEN_EXPECT_SRC=$TOP/guest/probe/memgen_expect.c
+DNS_STUB_SRC=$LAB_SRC/tools/dns_stub.c
 
 # What the lab machine is (tests/lab/README.md).
 # shellcheck disable=SC2054 # the commas belong to QEMU's option values
@@ -394,7 +395,7 @@ build_initramfs() {
 	[ -d "$GUEST_DIR" ] && while IFS= read -r f; do inputs+=("$f"); done \
 		< <(find "$GUEST_DIR" -maxdepth 1 -type f | sort)
 	while IFS= read -r f; do inputs+=("$f"); done \
-		< <(find "$LAB_SRC/root" "$LAB_SRC/l1" "$LAB_SRC/scenarios" -type f | sort)
+		< <(find "$LAB_SRC/root" "$LAB_SRC/l1" "$LAB_SRC/scenarios" "$LAB_SRC/tools" -type f | sort)
 
 	exec {lockfd}>"$OUT/.build.lock"
 	flock "$lockfd"
@@ -450,6 +451,9 @@ build_initramfs() {
 		"${CC:-cc}" -std=gnu11 -O2 -static -o "$stage/lab/bin/memgen-expect" "$MEMGEN_EXPECT_SRC" ||
 			lab_abort "cannot build a static memgen-expect from $MEMGEN_EXPECT_SRC"
 	fi
+	# The lab's name server for the NAT scenario (net.sh: busybox has none).
+	"${CC:-cc}" -std=gnu11 -O2 -static -o "$stage/lab/bin/dns_stub" "$DNS_STUB_SRC" ||
+		lab_abort "cannot build a static dns_stub from $DNS_STUB_SRC"
 	[ -d "$GUEST_DIR" ] && find "$GUEST_DIR" -maxdepth 1 -type f -exec cp {} "$stage/lab/guest/" \;
 	cp "$KERNEL" "$stage/lab/kernel/bzImage"
 	cp "$vmlinux" "$stage/lab/kernel/vmlinux"

@@ -12,8 +12,9 @@
 # net: switches nat0 (nat, 10.0.2.0/24, a port forward 127.0.0.1:18080 ->
 # 10.0.2.15:8080), priv0 (private) and int0 (internal, 192.168.77.0/24 on a
 # tap). L1 a has an adapter on each, L1 b one on priv0:
-#   nat: a's DHCP lease on nat0 is 10.0.2.15 with router and DNS; a fetches
-#   the lab's page through outbound NAT (10.0.2.2 is the host) and the lab
+#   nat: a's DHCP lease on nat0 is 10.0.2.15 with router and DNS; a resolves
+#   lab.test through 10.0.2.3 (libslirp asks the lab's tools/dns_stub.c) and
+#   fetches the lab's page there through outbound NAT (10.0.2.2 is the host), and the lab
 #   fetches a's page through the port forward;
 #   private: a and b ping each other; a spoofing its MAC is cut off, and
 #   priv0's counters show the dropped frames;
@@ -124,6 +125,15 @@ ip link set lo up
 echo hello-from-the-lab >$D/www/hello
 httpd -f -p 127.0.0.1:18000 -h $D/www &
 httpd_pid=$!
+# A name for it: the lab's resolver is a stub on the loopback, which nat0's
+# libslirp asks for its guests' queries to 10.0.2.3.
+dns_pid=
+if [ -x /lab/bin/dns_stub ]; then
+	mkdir -p /etc
+	echo "nameserver 127.0.0.1" >/etc/resolv.conf
+	/lab/bin/dns_stub 127.0.0.1 lab.test 10.0.2.2 &
+	dns_pid=$!
+fi
 
 "$NV" switch new nat0 --type nat --forward tcp:18080:10.0.2.15:8080 >/dev/null ||
 	{ lab_fail "switch new nat0 failed"; lab_finish; }
@@ -142,8 +152,12 @@ drive_basic() {
 	"ip=10.0.2.15 router=10.0.2.2 dns=10.0.2.3") say ok dhcp "$lease" ;;
 	*) say fail dhcp "lease '$lease', want ip=10.0.2.15 router=10.0.2.2 dns=10.0.2.3" ;;
 	esac
-	got=$(x $A -- /tmp/g.sh fetch 10.0.2.2 18000 /hello 2>&1)
-	[ "$got" = hello-from-the-lab ] && say ok nat-out "a fetched the lab's page" ||
+	# The lab's name, through 10.0.2.3, then its page at that address.
+	addr=$(x $A -- nslookup lab.test 10.0.2.3 2>&1 | sed -n '/^Name:/,$ s/^Address: *\([0-9.]*\).*/\1/p' | head -n 1)
+	[ "$addr" = 10.0.2.2 ] && say ok dns "a resolved lab.test to $addr through 10.0.2.3" ||
+		say fail dns "lab.test: '$addr', want 10.0.2.2"
+	got=$(x $A -- /tmp/g.sh fetch "${addr:-10.0.2.2}" 18000 /hello 2>&1)
+	[ "$got" = hello-from-the-lab ] && say ok nat-out "a fetched the lab's page at lab.test" ||
 		say fail nat-out "got '$got'"
 	x $A -- sh -c 'mkdir -p /tmp/www && echo page-of-a >/tmp/www/p && httpd -p 8080 -h /tmp/www'
 	got=$(sh $D/g.sh fetch 127.0.0.1 18080 /p 2>&1)
@@ -275,7 +289,7 @@ if [ $mode = basic ]; then
 	wait $b
 	b_rc=$?
 	[ $b_rc -eq 0 ] || { lab_fail "L1 b: nestvm exit status $b_rc"; tail -n 20 $D/b.out; }
-	checks="dhcp nat-out forward private spoof-guard internal sandbox"
+	checks="dhcp dns nat-out forward private spoof-guard internal sandbox"
 else
 	# The L2 Linux boot under a Linux L1 is where the lab's open crashes are
 	# (tests/lab/README.md, "net:nested"): on 2026-12-07 the L1 triple faulted
@@ -289,7 +303,7 @@ fi
 kill $driver 2>/dev/null
 wait $driver 2>/dev/null
 sed 's/^/  drive| /' $D/drive.log
-kill $httpd_pid 2>/dev/null
+kill $httpd_pid $dns_pid 2>/dev/null
 
 [ "$l1_rc" -eq 0 ] || lab_fail "nestvm exit status $l1_rc ($(lab_exit_status_name $l1_rc)), want 0"
 grep '^NET-CHECK fail' $RES 2>/dev/null | while read -r _ _ line; do lab_fail "$line"; done
