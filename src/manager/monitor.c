@@ -1655,9 +1655,14 @@ out:
 	/* The VM stopped (or never ran): a migration of it ends before it goes. */
 	monitor_migrate_fini(m);
 	store_runtime_clear(st, name);
-	monitor_close_fd(&m->ready_fd);
-	/* Before vm_destroy_at_exit()'s child copies the fd table: the copy would hold the lock. */
+	/*
+	 * Before vm_destroy_at_exit()'s child copies the fd table: the copy would
+	 * hold the lock. And before the ready pipe closes: a 'start' that sees it
+	 * close (the VM could not start) and asks at once must find the VM off,
+	 * not a held lock and no runtime record ("starting").
+	 */
 	store_lock_release(m->lock_fd);
+	monitor_close_fd(&m->ready_fd);
 	if (m->vm)
 		vm_destroy_at_exit(m->vm);
 	monitor_close_fd(&m->con_out[0]);
