@@ -15,7 +15,7 @@
 #   measures the time from `nestvm exec` to its first output byte (median of
 #   5 `echo`s) and the rate each way, and the same over the lab's own
 #   loopback: the agent on the lab host with --unix, driven the same way
-#   (no ssh in the lab: what differs is vsock and the guest).
+#   (what differs is vsock and the guest).
 # ssh (make lab-exec): the same checks, then the L1 on an internal switch runs
 # dropbear (put in with nestvm cp) and the lab times the same commands over
 # ssh and over nestvm exec, from outside (metrics ssh_* and exec_*).
