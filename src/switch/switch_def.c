@@ -66,6 +66,8 @@ int switch_subnet_parse(const char *s, uint32_t *net, unsigned int *prefix)
 		return -EINVAL;
 	if (*net & ~(~0u << (32 - n)))
 		return -EINVAL; /* host bits set: "10.0.2.5/24" is not a subnet */
+	if (!*net)
+		return -EINVAL; /* 0.0.0.0/N is "this network" (and 0 means none here) */
 	*prefix = (unsigned int)n;
 	return 0;
 }
@@ -166,6 +168,8 @@ int switch_def_validate(struct switch_def *d, struct mgr_err *err)
 		d->net = SWITCH_NAT_DEFAULT_NET;
 		d->prefix = SWITCH_NAT_DEFAULT_PREFIX;
 	}
+	if (!d->net && d->prefix)
+		return mgr_err_set(err, -EINVAL, "the subnet must not be 0.0.0.0");
 	if (d->type == SWITCH_PRIVATE && d->net)
 		return mgr_err_set(err, -EINVAL,
 		                   "a private switch has no subnet: its VMs pick their own "

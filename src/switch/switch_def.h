@@ -55,7 +55,7 @@ const char *switch_type_name(enum switch_type t);
 /* switch_type_parse - "private", "internal", "nat"; 0 or -EINVAL. */
 int switch_type_parse(const char *s, enum switch_type *t) __attribute__((warn_unused_result));
 
-/* switch_subnet_parse - "A.B.C.D/N" (N 8..30, no host bits set); 0 or -EINVAL. */
+/* switch_subnet_parse - "A.B.C.D/N" (N 8..30, no host bits set, not 0.0.0.0); 0 or -EINVAL. */
 int switch_subnet_parse(const char *s, uint32_t *net, unsigned int *prefix)
     __attribute__((warn_unused_result));
 

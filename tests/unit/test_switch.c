@@ -467,6 +467,8 @@ static void test_switch_def(void **state)
 	assert_int_equal(switch_subnet_parse("10.0.2.1/24", &d.net, &d.prefix), -EINVAL);
 	assert_int_equal(switch_subnet_parse("10.0.0.0/7", &d.net, &d.prefix), -EINVAL);
 	assert_int_equal(switch_subnet_parse("10.0.0.0/", &d.net, &d.prefix), -EINVAL);
+	/* Found by fuzz_switch_dhcp: 0.0.0.0/28 read as "no subnet" with a prefix. */
+	assert_int_equal(switch_subnet_parse("0.0.0.0/24", &d.net, &d.prefix), -EINVAL);
 	/* A NAT switch gets the default subnet; its forwards must point into it. */
 	memset(&d, 0, sizeof(d));
 	strcpy(d.name, "lan");
