@@ -61,7 +61,8 @@
 # build/release/nestvm), LAB_KVM_AMD (more kvm-amd parameters for the lab,
 # e.g. "vgif=0 vls=0"), LAB_TCG (QEMU's -accel tcg options, default
 # thread=multi; thread=single runs both lab vCPUs on one host thread),
-# LAB_SMP (the lab's vCPUs, default 2), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
+# LAB_SMP (the lab's vCPUs, default 2), LAB_CPU (QEMU's -cpu, default
+# EPYC,+svm,+npt), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
 # (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
 # SILENCE_S / 5 s apart, at most 5 s).
 
@@ -82,11 +83,17 @@ MEMGEN_EXPECT_SRC=$TOP/guest/probe/memgen_expect.c
 # What the lab machine is (tests/lab/README.md). LAB_TCG: QEMU's TCG
 # accelerator options (thread=multi: one host thread per lab vCPU;
 # thread=single: one host thread for all, round-robin); LAB_SMP: the lab's
-# vCPUs.
+# vCPUs; LAB_CPU: QEMU's -cpu (EPYC,+svm,+npt,+vgif gives the lab's KVM
+# vgif=1).
 LAB_TCG=${LAB_TCG:-thread=multi}
 LAB_SMP=${LAB_SMP:-2}
+LAB_CPU=${LAB_CPU:-EPYC,+svm,+npt}
 if [[ ! $LAB_TCG =~ ^[a-z0-9_=,-]+$ ]]; then
 	echo "lab: bad LAB_TCG '$LAB_TCG' (QEMU's -accel tcg options, e.g. thread=single)" >&2
+	exit $EXIT_USAGE
+fi
+if [[ ! $LAB_CPU =~ ^[A-Za-z0-9_.=,+-]+$ ]]; then
+	echo "lab: bad LAB_CPU '$LAB_CPU' (QEMU's -cpu, e.g. EPYC,+svm,+npt,+vgif)" >&2
 	exit $EXIT_USAGE
 fi
 if [[ ! $LAB_SMP =~ ^[1-8]$ ]]; then
@@ -94,7 +101,7 @@ if [[ ! $LAB_SMP =~ ^[1-8]$ ]]; then
 	exit $EXIT_USAGE
 fi
 # shellcheck disable=SC2054 # the commas belong to QEMU's option values
-QEMU_MACHINE=(-accel "tcg,$LAB_TCG" -M q35 -cpu EPYC,+svm,+npt -m 2048 -smp "$LAB_SMP"
+QEMU_MACHINE=(-accel "tcg,$LAB_TCG" -M q35 -cpu "$LAB_CPU" -m 2048 -smp "$LAB_SMP"
 	-nodefaults -display none -serial stdio -no-reboot)
 SCENARIO_TIMEOUT=300 # default limit of one scenario inside the lab
 BUDGET_GRACE=30      # default budget on the host: the lab's limit + this
@@ -719,7 +726,7 @@ run_lab_once() {
 		echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') lab run '$name', lab boot $boot: ${scenarios[*]:first}"
 		echo "# $QEMU ${QEMU_MACHINE[*]} -kernel $KERNEL -initrd $OUT/lab.cpio -append \"$cmdline\""
 	} >>"$LOG"
-	log "lab boot $boot: QEMU TCG ($LAB_TCG), EPYC+svm+npt, $LAB_SMP vCPU(s), 2 GiB; kernel ${KERNEL##*/};" \
+	log "lab boot $boot: QEMU TCG ($LAB_TCG), $LAB_CPU, $LAB_SMP vCPU(s), 2 GiB; kernel ${KERNEL##*/};" \
 		"limit ${limit} s; scenarios: ${scenarios[*]:first}"
 
 	# QEMU's monitor on a pair of FIFOs, opened read-write here so that
