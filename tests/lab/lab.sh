@@ -62,7 +62,8 @@
 # e.g. "vgif=0 vls=0"), LAB_TCG (QEMU's -accel tcg options, default
 # thread=multi; thread=single runs both lab vCPUs on one host thread),
 # LAB_SMP (the lab's vCPUs, default 2), LAB_CPU (QEMU's -cpu, default
-# EPYC,+svm,+npt), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
+# EPYC,+svm,+npt), LAB_CMDLINE (more words for the lab kernel's command
+# line, e.g. tsc=reliable), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
 # (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
 # SILENCE_S / 5 s apart, at most 5 s).
 
@@ -90,6 +91,10 @@ LAB_SMP=${LAB_SMP:-2}
 LAB_CPU=${LAB_CPU:-EPYC,+svm,+npt}
 if [[ ! $LAB_TCG =~ ^[a-z0-9_=,-]+$ ]]; then
 	echo "lab: bad LAB_TCG '$LAB_TCG' (QEMU's -accel tcg options, e.g. thread=single)" >&2
+	exit $EXIT_USAGE
+fi
+if [[ ! ${LAB_CMDLINE:-} =~ ^[A-Za-z0-9_.=,:\ -]*$ ]]; then
+	echo "lab: bad LAB_CMDLINE '$LAB_CMDLINE' (lab kernel words, e.g. tsc=reliable)" >&2
 	exit $EXIT_USAGE
 fi
 if [[ ! $LAB_CPU =~ ^[A-Za-z0-9_.=,+-]+$ ]]; then
@@ -709,6 +714,8 @@ run_lab_once() {
 	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT nestlab.heartbeat=$HEARTBEAT_S"
 	# The first scenario of this boot is the retry of one a lab failure cut.
 	[ "$first" -eq "$retry_pos" ] && cmdline+=" nestlab.retry=1"
+	# More words for the lab kernel's command line (LAB_CMDLINE="tsc=reliable").
+	[ -n "${LAB_CMDLINE:-}" ] && cmdline+=" $LAB_CMDLINE"
 	# Extra kvm-amd parameters for the lab's KVM (LAB_KVM_AMD="vgif=0 vls=0").
 	[ -n "${LAB_KVM_AMD:-}" ] && cmdline+=" nestlab.kvm_amd=$(echo "$LAB_KVM_AMD" | tr ' ' ',')"
 	KALLSYMS=$OUT/symbols-${KERNEL##*/vmlinuz-}
