@@ -16,6 +16,8 @@
 #                booted with less than 60 s left)
 #   trace        trace the lab KVM (kvm:* events, tracefs) and print the
 #                end of the trace ring when an L1 crashes or hangs
+#   mmutrace     with trace, the lab KVM's kvmmmu:* events as well (its
+#                nested page tables for the L1)
 #   nohold       no VM held open, neither in the lab nor in the L1 (the
 #                baseline of the wedge's workaround: lib.sh, lab_kvm_hold_start)
 #   PARAM-VALUE  reload the lab's kvm-amd with PARAM=VALUE (nested=1 kept),
@@ -39,7 +41,7 @@
 lab_need_nestvm
 [ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
 
-runs=100 budget=1500 trace=0 hold=1 kvmopts= l1kvm= l1opts= l2kind= l2args= l2alt= l1trace=0
+runs=100 budget=1500 trace=0 mmutrace=0 hold=1 kvmopts= l1kvm= l1opts= l2kind= l2args= l2alt= l1trace=0
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	*[!0-9]*) ;;
@@ -48,6 +50,7 @@ for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	s[0-9]*) budget=${w#s} ;;
 	trace) trace=1 ;;
+	mmutrace) mmutrace=1 ;;
 	nohold) hold=0 ;;
 	l1kvm-*-*) w=${w#l1kvm-}; l1kvm="$l1kvm${l1kvm:+,}${w%%-*}=${w#*-}" ;;
 	l1-*) l1opts="$l1opts ${w#l1-}" ;;
@@ -88,6 +91,7 @@ if [ $trace -eq 1 ]; then
 		echo 0 >$T/tracing_on
 		echo 16384 >$T/buffer_size_kb
 		echo 1 >$T/events/kvm/enable
+		[ $mmutrace -eq 1 ] && echo 1 >$T/events/kvmmmu/enable
 		lab_info "tracing kvm:* in $T ($(cat $T/buffer_size_kb) KiB per CPU)"
 	else
 		lab_info "no tracefs: tracing off"
@@ -169,7 +173,8 @@ while [ $done_runs -lt "$runs" ]; do
 	esac
 	lab_info "so far: $done_runs L2 runs, $crashes L1 crashes, $hangs L1 hangs, $l2fails L2 failures, $boots L1 boots"
 done
-[ $trace -eq 1 ] && echo 0 >$T/tracing_on && echo 0 >$T/events/kvm/enable
+[ $trace -eq 1 ] && echo 0 >$T/tracing_on && echo 0 >$T/events/kvm/enable &&
+	echo 0 >$T/events/kvmmmu/enable
 lab_kvm_hold_stop
 if [ -n "$kvmopts" ]; then
 	lab_kvm_reload || lab_fail "cannot reload kvm-amd with nested=1"
