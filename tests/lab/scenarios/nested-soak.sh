@@ -103,8 +103,13 @@ fi
 trace_dump() {
 	echo 0 >$T/tracing_on
 	cat $T/trace >/tmp/trace.txt
-	lab_info "trace: $(grep -vc '^#' /tmp/trace.txt) events kept; the last ${TRACE_LINES:-500}:"
-	grep -v '^#' /tmp/trace.txt | tail -n "${TRACE_LINES:-500}" | sed 's/^/  trace| /'
+	# Up to the L1's shutdown when there is one: the VM's teardown after
+	# it floods the ring (with mmutrace, all of the last 500 events).
+	grep -v '^#' /tmp/trace.txt >/tmp/trace.events
+	_end=$(grep -n 'reason shutdown' /tmp/trace.events | tail -n 1 | cut -d: -f1)
+	[ -n "$_end" ] || _end=$(wc -l </tmp/trace.events)
+	lab_info "trace: $(wc -l </tmp/trace.events) events kept; the last ${TRACE_LINES:-500} up to event $_end:"
+	head -n "$_end" /tmp/trace.events | tail -n "${TRACE_LINES:-500}" | sed 's/^/  trace| /'
 	lab_info "trace: the last 20000 events by kind (exit reason, vCPU):"
 	grep -v '^#' /tmp/trace.txt | tail -n 20000 |
 		sed -n 's/.* \(kvm_[a-z_]*\): *\(vcpu [0-9]*\)\{0,1\}[ ,]*\(reason [A-Za-z_]*\)\{0,1\}.*/\1 \2 \3/p' |
