@@ -59,7 +59,11 @@
 # Environment: LAB_KERNEL (default the newest /boot/vmlinuz-*), LAB_QEMU,
 # LAB_BUSYBOX (a static busybox, default /bin/busybox), LAB_NESTVM (default
 # build/release/nestvm), LAB_KVM_AMD (more kvm-amd parameters for the lab,
-# e.g. "vgif=0 vls=0"), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
+# e.g. "vgif=0 vls=0"), LAB_TCG (QEMU's -accel tcg options, default
+# thread=multi; thread=single runs both lab vCPUs on one host thread),
+# LAB_SMP (the lab's vCPUs, default 2), LAB_CPU (QEMU's -cpu, default
+# EPYC,+svm,+npt), LAB_CMDLINE (more words for the lab kernel's command
+# line, e.g. tsc=reliable), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
 # (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
 # SILENCE_S / 5 s apart, at most 5 s).
 
@@ -78,9 +82,32 @@ GUEST_DIR=$TOP/build/guest
 MEMGEN_EXPECT_SRC=$TOP/guest/probe/memgen_expect.c
 DNS_STUB_SRC=$LAB_SRC/tools/dns_stub.c
 
-# What the lab machine is (tests/lab/README.md).
+# What the lab machine is (tests/lab/README.md). LAB_TCG: QEMU's TCG
+# accelerator options (thread=multi: one host thread per lab vCPU;
+# thread=single: one host thread for all, round-robin); LAB_SMP: the lab's
+# vCPUs; LAB_CPU: QEMU's -cpu (QEMU's TCG also offers vgif: +vgif, not
+# tried yet, would give the lab's KVM vgif=1 instead of its emulated GIF).
+LAB_TCG=${LAB_TCG:-thread=multi}
+LAB_SMP=${LAB_SMP:-2}
+LAB_CPU=${LAB_CPU:-EPYC,+svm,+npt}
+if [[ ! $LAB_TCG =~ ^[a-z0-9_=,-]+$ ]]; then
+	echo "lab: bad LAB_TCG '$LAB_TCG' (QEMU's -accel tcg options, e.g. thread=single)" >&2
+	exit $EXIT_USAGE
+fi
+if [[ ! ${LAB_CMDLINE:-} =~ ^[A-Za-z0-9_.=,:\ -]*$ ]]; then
+	echo "lab: bad LAB_CMDLINE '$LAB_CMDLINE' (lab kernel words, e.g. tsc=reliable)" >&2
+	exit $EXIT_USAGE
+fi
+if [[ ! $LAB_CPU =~ ^[A-Za-z0-9_.=,+-]+$ ]]; then
+	echo "lab: bad LAB_CPU '$LAB_CPU' (QEMU's -cpu, e.g. EPYC,+svm,+npt,+vgif)" >&2
+	exit $EXIT_USAGE
+fi
+if [[ ! $LAB_SMP =~ ^[1-8]$ ]]; then
+	echo "lab: bad LAB_SMP '$LAB_SMP' (the lab's vCPUs, 1 to 8)" >&2
+	exit $EXIT_USAGE
+fi
 # shellcheck disable=SC2054 # the commas belong to QEMU's option values
-QEMU_MACHINE=(-accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -m 2048 -smp 2
+QEMU_MACHINE=(-accel "tcg,$LAB_TCG" -M q35 -cpu "$LAB_CPU" -m 2048 -smp "$LAB_SMP"
 	-nodefaults -display none -serial stdio -no-reboot)
 SCENARIO_TIMEOUT=300 # default limit of one scenario inside the lab
 BUDGET_GRACE=30      # default budget on the host: the lab's limit + this
@@ -720,6 +747,8 @@ run_lab_once() {
 	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT nestlab.heartbeat=$HEARTBEAT_S"
 	# The first scenario of this boot is the retry of one a lab failure cut.
 	[ "$first" -eq "$retry_pos" ] && cmdline+=" nestlab.retry=1"
+	# More words for the lab kernel's command line (LAB_CMDLINE="tsc=reliable").
+	[ -n "${LAB_CMDLINE:-}" ] && cmdline+=" $LAB_CMDLINE"
 	# Extra kvm-amd parameters for the lab's KVM (LAB_KVM_AMD="vgif=0 vls=0").
 	[ -n "${LAB_KVM_AMD:-}" ] && cmdline+=" nestlab.kvm_amd=$(echo "$LAB_KVM_AMD" | tr ' ' ',')"
 	KALLSYMS=$OUT/symbols-${KERNEL##*/vmlinuz-}
@@ -737,7 +766,7 @@ run_lab_once() {
 		echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') lab run '$name', lab boot $boot: ${scenarios[*]:first}"
 		echo "# $QEMU ${QEMU_MACHINE[*]} -kernel $KERNEL -initrd $OUT/lab.cpio -append \"$cmdline\""
 	} >>"$LOG"
-	log "lab boot $boot: QEMU TCG, EPYC+svm+npt, 2 vCPUs, 2 GiB; kernel ${KERNEL##*/};" \
+	log "lab boot $boot: QEMU TCG ($LAB_TCG), $LAB_CPU, $LAB_SMP vCPU(s), 2 GiB; kernel ${KERNEL##*/};" \
 		"limit ${limit} s; scenarios: ${scenarios[*]:first}"
 
 	# QEMU's monitor on a pair of FIFOs, opened read-write here so that
