@@ -85,8 +85,8 @@ DNS_STUB_SRC=$LAB_SRC/tools/dns_stub.c
 # What the lab machine is (tests/lab/README.md). LAB_TCG: QEMU's TCG
 # accelerator options (thread=multi: one host thread per lab vCPU;
 # thread=single: one host thread for all, round-robin); LAB_SMP: the lab's
-# vCPUs; LAB_CPU: QEMU's -cpu (QEMU's TCG also offers vgif: +vgif, not
-# tried yet, would give the lab's KVM vgif=1 instead of its emulated GIF).
+# vCPUs; LAB_CPU: QEMU's -cpu (QEMU's TCG also offers vgif: +vgif gives
+# the lab's KVM vgif=1; tried against the L2-Linux crash, no workaround).
 LAB_TCG=${LAB_TCG:-thread=multi}
 LAB_SMP=${LAB_SMP:-2}
 LAB_CPU=${LAB_CPU:-EPYC,+svm,+npt}
