@@ -265,7 +265,9 @@ static const char *const sandbox_main[] = {
     /* save and checkpoint: hard links, sparse copies */
     "linkat", "copy_file_range",
     /* vm_destroy(): a throttle timer a migration left (it should not) */
-    "timer_delete", NULL,
+    "timer_delete",
+    /* vm_destroy_at_exit()'s child: every descriptor but the VM's */
+    "close_range", NULL,
 };
 /* clang-format on */
 

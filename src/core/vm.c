@@ -812,6 +812,18 @@ int vm_run(struct vm *vm)
 #define VM_TEARDOWN_STACK_SIZE 16384
 static uint8_t vm_teardown_stack[VM_TEARDOWN_STACK_SIZE] __attribute__((aligned(16)));
 static int vm_teardown_pipe[2]; /* written before the clone(), only read after */
+/*
+ * What the child closes: every descriptor but the VM's, its vCPUs' and the
+ * pipe's read end, as ranges for close_range() (sorted, set before the
+ * clone()). A copy of a listening socket (a console port, the control
+ * socket) or of a log would otherwise outlive the monitor for as long as the
+ * kernel takes to tear the VM down, and a new monitor could not take the path.
+ */
+#define VM_TEARDOWN_KEEP_MAX 300
+static struct {
+	unsigned int lo, hi;
+} vm_teardown_close[VM_TEARDOWN_KEEP_MAX + 1];
+static unsigned int vm_teardown_nclose;
 
 __attribute__((no_sanitize_address)) static int vm_teardown_child(void *arg)
 {
@@ -827,9 +839,43 @@ __attribute__((no_sanitize_address)) static int vm_teardown_child(void *arg)
 		syscall(SYS_dup2, null, STDOUT_FILENO);
 		syscall(SYS_dup2, null, STDERR_FILENO);
 	}
+	/* null among them, once copied: it is none of those kept. */
+	for (unsigned int i = 0; i < vm_teardown_nclose; i++)
+		syscall(SYS_close_range, vm_teardown_close[i].lo, vm_teardown_close[i].hi, 0);
 	syscall(SYS_read, vm_teardown_pipe[0], &c, 1); /* no signal can interrupt it */
 	syscall(SYS_exit, 0);
 	return 0;
+}
+
+static int vm_fd_cmp(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* Set vm_teardown_close for the child: the gaps between the descriptors it keeps. */
+static void vm_teardown_ranges(const struct vm *vm)
+{
+	int keep[VM_TEARDOWN_KEEP_MAX];
+	unsigned int n = 0, lo = STDERR_FILENO + 1;
+
+	vm_teardown_nclose = 0;
+	if (vm->nr_vcpus + 2 > VM_TEARDOWN_KEEP_MAX)
+		return; /* more than any VM has: close nothing, as before */
+	keep[n++] = vm_teardown_pipe[0];
+	keep[n++] = vm->fd;
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		if (vm->vcpus[i].fd >= 0)
+			keep[n++] = vm->vcpus[i].fd;
+	qsort(keep, n, sizeof(keep[0]), vm_fd_cmp);
+	for (unsigned int i = 0; i < n; i++) {
+		if (keep[i] < (int)lo)
+			continue;
+		if ((unsigned int)keep[i] > lo)
+			vm_teardown_close[vm_teardown_nclose++] =
+			    (typeof(vm_teardown_close[0])){lo, (unsigned int)keep[i] - 1};
+		lo = (unsigned int)keep[i] + 1;
+	}
+	vm_teardown_close[vm_teardown_nclose++] = (typeof(vm_teardown_close[0])){lo, ~0u};
 }
 
 void vm_destroy_at_exit(struct vm *vm)
@@ -849,6 +895,7 @@ void vm_destroy_at_exit(struct vm *vm)
 	machine_stop_devices(vm);
 	if (pipe2(vm_teardown_pipe, O_CLOEXEC) < 0)
 		goto sync;
+	vm_teardown_ranges(vm);
 	/* The child starts with every signal blocked: no handler may run on shared memory. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
