@@ -500,6 +500,21 @@ static int role_send(struct net *n, uint64_t count, size_t size, bool echo, bool
 	                  echo ? ", all echoed back intact" : "");
 }
 
+/*
+ * A receiver announces itself until its first frame: READY every
+ * READY_EVERY_US. Returns false when it cannot be sent.
+ */
+static bool ready_due(struct net *n, uint64_t now, uint64_t *next_ready)
+{
+	if (now < *next_ready)
+		return true;
+	if (send_one(n, MAGIC_READY, 0, FRAME_MIN) < 0)
+		return false;
+	*next_ready = now + READY_EVERY_US;
+	tx_flush(n);
+	return true;
+}
+
 static int role_recv(struct net *n, uint64_t count, bool echo)
 {
 	uint64_t end, next_ready = 0;
@@ -513,13 +528,8 @@ static int role_recv(struct net *n, uint64_t count, bool echo)
 	while (n->got < count && !n->end_seen && virtio_now_us() - n->last_rx_us < TIMEOUT_US) {
 		uint64_t now = virtio_now_us();
 
-		if (!n->got && now >= next_ready) {
-			if (send_one(n, MAGIC_READY, 0, FRAME_MIN) < 0)
-				return probe_fail("cannot send READY (status 0x%x)",
-				                  virtio_status(&n->d));
-			next_ready = now + READY_EVERY_US;
-			tx_flush(n);
-		}
+		if (!n->got && !ready_due(n, now, &next_ready))
+			return probe_fail("cannot send READY (status 0x%x)", virtio_status(&n->d));
 		rx_poll(n, echo, &ready);
 		tx_reap(n);
 		cpu_relax();
@@ -774,13 +784,8 @@ static int bench_recv(struct net *n, uint64_t count)
 		uint64_t now = virtio_now_us();
 		long len;
 
-		if (!n->got && now >= next_ready) {
-			if (send_one(n, MAGIC_READY, 0, FRAME_MIN) < 0)
-				return probe_fail("cannot send READY (status 0x%x)",
-				                  virtio_status(&n->d));
-			next_ready = now + READY_EVERY_US;
-			tx_flush(n);
-		}
+		if (!n->got && !ready_due(n, now, &next_ready))
+			return probe_fail("cannot send READY (status 0x%x)", virtio_status(&n->d));
 		if (n->got ? now - last > BENCH_QUIET_US : now > end)
 			break;
 		while ((len = rx_frame(n)) != 0) {
