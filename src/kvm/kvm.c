@@ -97,23 +97,31 @@ static pthread_mutex_t cpuid_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kvm_cpuid2 *cpuid_cached;
 static dev_t cpuid_cached_rdev;
 
-int kvm_supported_cpuid_fill(int kvm_fd, struct kvm_cpuid2 *table)
+/* Fill @table from the kept answer (1) or from KVM (0); @st: the device's. */
+static int cpuid_fill(int kvm_fd, struct kvm_cpuid2 *table, struct stat *st)
 {
-	struct stat st;
 	int r;
 
-	if (fstat(kvm_fd, &st) < 0)
+	if (fstat(kvm_fd, st) < 0)
 		return -errno;
 	pthread_mutex_lock(&cpuid_lock);
-	if (cpuid_cached && cpuid_cached_rdev == st.st_rdev && table->nent >= cpuid_cached->nent) {
+	if (cpuid_cached && cpuid_cached_rdev == st->st_rdev && table->nent >= cpuid_cached->nent) {
 		table->nent = cpuid_cached->nent;
 		memcpy(table->entries, cpuid_cached->entries,
 		       (size_t)table->nent * sizeof(table->entries[0]));
 		pthread_mutex_unlock(&cpuid_lock);
-		return 0;
+		return 1;
 	}
 	pthread_mutex_unlock(&cpuid_lock);
 	r = kvm_ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, table);
+	return r < 0 ? r : 0;
+}
+
+int kvm_supported_cpuid_fill(int kvm_fd, struct kvm_cpuid2 *table)
+{
+	struct stat st;
+	int r = cpuid_fill(kvm_fd, table, &st);
+
 	return r < 0 ? r : 0;
 }
 
@@ -125,14 +133,13 @@ int kvm_get_supported_cpuid(const struct kvm_sys *sys, struct kvm_cpuid2 **out)
 
 	if (!c)
 		return -ENOMEM;
-	r = kvm_supported_cpuid_fill(sys->fd, c);
+	r = cpuid_fill(sys->fd, c, &st);
 	if (r < 0) {
 		free(c);
 		return r;
 	}
-	/* Kept for the next question (a copy: the caller frees its own). */
-	if (fstat(sys->fd, &st) == 0 && S_ISCHR(st.st_mode) &&
-	    (keep = kvm_cpuid_alloc(c->nent)) != NULL) {
+	/* KVM's answer is kept for the next question (a copy: the caller frees its own). */
+	if (r == 0 && S_ISCHR(st.st_mode) && (keep = kvm_cpuid_alloc(c->nent)) != NULL) {
 		memcpy(keep->entries, c->entries, (size_t)c->nent * sizeof(c->entries[0]));
 		pthread_mutex_lock(&cpuid_lock);
 		free(cpuid_cached);
