@@ -338,20 +338,22 @@ nestvm_libs() {
 # same paths as here (Debian has no static libslirp: the lab runs the
 # release build).
 stage_nestvm() {
-	local lib
 	install -D -m 755 "$NESTVM" "$1/$2"
+	nestvm_libs | sort -u | stage_libs "$1"
+}
+
+# Installs the libraries named on stdin under root $1, at the same paths.
+stage_libs() {
+	local lib
 	while IFS= read -r lib; do
 		[ -e "$1$lib" ] || install -D -m 755 "$(readlink -f "$lib")" "$1$lib"
-	done < <(nestvm_libs | sort -u)
+	done
 }
 
 # Installs program $2 under root $1 at the same path, with its shared libraries.
 stage_prog() {
-	local lib
 	install -D -m 755 "$2" "$1$2"
-	while IFS= read -r lib; do
-		[ -e "$1$lib" ] || install -D -m 755 "$(readlink -f "$lib")" "$1$lib"
-	done < <(shared_libs "$2")
+	shared_libs "$2" | stage_libs "$1"
 }
 
 # Dropbear for exec:ssh (Debian's dropbear-bin; none: no ssh comparison): its
