@@ -36,6 +36,7 @@ static const char *const nested_result_names[] = {
 	[NESTED_CHECK_PASS] = "pass",
 	[NESTED_CHECK_FAIL] = "fail",
 	[NESTED_CHECK_INFO] = "info",
+	[NESTED_CHECK_WARN] = "warn",
 };
 
 static void nested_print_json(const struct nested_host_report *r)
@@ -69,6 +70,7 @@ static void nested_print_text(const struct nested_host_report *r)
 		const struct nested_check *c = &r->checks[i];
 		const char *tag = c->result == NESTED_CHECK_PASS   ? "PASS"
 				  : c->result == NESTED_CHECK_FAIL ? "FAIL"
+				  : c->result == NESTED_CHECK_WARN ? "WARN"
 								   : "INFO";
 
 		printf("  [%s] %-13s %s\n", tag, c->name, c->detail);

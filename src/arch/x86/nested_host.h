@@ -29,9 +29,12 @@ struct nested_host_facts {
 	uint64_t mem_available;           /* bytes, MemAvailable */
 	bool is_vm;                       /* CPUID.1:ECX[31] */
 	char hypervisor[NESTED_HOST_STR]; /* leaf 0x40000000 signature, or "" */
+	char thp[NESTED_HOST_STR];        /* transparent huge pages: "always", "madvise",
+	                                     "never", or "" if unknown */
 };
 
-enum nested_check_result { NESTED_CHECK_PASS, NESTED_CHECK_FAIL, NESTED_CHECK_INFO };
+/* WARN: nesting works, but slower than it could; the check has a fix. */
+enum nested_check_result { NESTED_CHECK_PASS, NESTED_CHECK_FAIL, NESTED_CHECK_INFO, NESTED_CHECK_WARN };
 
 #define NESTED_HOST_MAX_CHECKS 12
 

@@ -14,6 +14,9 @@
 # lines of the L2's console and the L1's kernel messages ("L1-DMESG|").
 # nestlab.l1trace=1: the L1 traces its own KVM (kvm:*, tracefs) during each
 # L2 run and prints the end of that trace ("L1-TRACE|") when the run failed.
+# nestlab.l2prof=1: a profile of each L2 run from the L1's side: the L1 KVM's
+# exits of its L2 counted by reason, port, MSR and exit to user space (tracefs
+# histograms, "L1-PROF|"), and the L2's whole console with its timestamps.
 
 arg() {
 	for w in $(cat /proc/cmdline); do
@@ -26,6 +29,7 @@ l2kind=$(arg nestlab.soakl2)
 l2args=$(arg nestlab.l2args | tr ',' ' ')
 l2alt=$(arg nestlab.l2alt | tr ',' ' ')
 l1trace=$(arg nestlab.l1trace)
+l2prof=$(arg nestlab.l2prof)
 runs=${runs:-100}
 secs=${secs:-600}
 
@@ -86,6 +90,35 @@ l1_trace_dump() {
 		grep -vE 'msr_read|msr_write.*(0x83f|0x838|0x6e0|0x830)' | tail -n 60 | sed 's/^/L1-TRACE| /'
 }
 
+# Histograms of the L1 KVM's events (counts only, cheap enough to leave on
+# for a whole L2 boot): EVENT KEYS per line.
+prof_events='kvm_exit exit_reason.hex
+kvm_pio port.hex,rw
+kvm_msr ecx.hex,write
+kvm_userspace_exit reason
+kvm_page_fault error_code.hex
+kvm_page_fault fault_address.buckets=0x200000'
+if [ "$l2prof" = 1 ]; then
+	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null
+	echo "$prof_events" | while read -r ev keys; do
+		echo "hist:keys=$keys:sort=hitcount.descending:size=256" >$T/events/kvm/$ev/trigger 2>/dev/null ||
+			echo "L1: no histogram on kvm:$ev by $keys (fields: $(grep -o 'field:[^;]*' $T/events/kvm/$ev/format | tr '\n' ' '))"
+	done
+	echo "L1: transparent huge pages $(cat /sys/kernel/mm/transparent_hugepage/enabled)," \
+		"defrag $(cat /sys/kernel/mm/transparent_hugepage/defrag)"
+fi
+prof_dump() {
+	echo "$prof_events" | while read -r ev keys; do
+		# An event with two histograms has them both in one file.
+		case " $shown " in *" $ev "*) ;; *)
+			echo "L1-PROF| kvm:$ev:"
+			grep -v '^#' $T/events/kvm/$ev/hist | grep . | head -n 60 | sed 's/^/L1-PROF| /'
+			shown="$shown $ev" ;;
+		esac
+		echo "hist:keys=$keys:sort=hitcount.descending:size=256:clear" >>$T/events/kvm/$ev/trigger
+	done
+}
+
 probe=/l1/guest/probe.elf
 i=0 extra=
 while [ $i -lt "$runs" ]; do
@@ -103,10 +136,19 @@ while [ $i -lt "$runs" ]; do
 		# shellcheck disable=SC2086 # one word per kernel argument
 		# 95-120 s of L1 time on a loaded host, 300 s at load 6, more than
 		# 420 s at load 12 (nice 10).
+		if [ "$l2prof" = 1 ]; then
+			# The L1's anonymous huge pages while the L2 runs (its RAM).
+			(while :; do grep AnonHugePages /proc/meminfo; sleep 5; done) >/tmp/thp.log 2>&1 &
+			thp_pid=$!
+		fi
 		timeout 900 /l1/bin/nestvm run --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio \
 			--cpus 1 --memory 192M \
 			--cmdline "console=ttyS0 panic=-1 $l2args $extra nestlab.l1=linux-boot" </dev/null >/tmp/l2.out 2>&1
 		rc=$?
+		if [ "$l2prof" = 1 ]; then
+			kill $thp_pid
+			echo "L1-PROF| L1 AnonHugePages during the run: $(sort -u /tmp/thp.log | tr -s ' ' | tr '\n' ' ')"
+		fi
 		# The L2 ran its /init to the end: powered off on its own.
 		[ $rc = 0 ] && ! grep -q '^L1-END rc=0' /tmp/l2.out && rc=99
 	else
@@ -121,11 +163,14 @@ while [ $i -lt "$runs" ]; do
 		tr -d '\r' </tmp/l2.out | tail -n 60 | sed 's/^/L2| /'
 		dmesg | tail -n 20 | sed 's/^/L1-DMESG| /'
 		[ "$l1trace" = 1 ] && l1_trace_dump
+	elif [ "$l2prof" = 1 ]; then
+		tr -d '\r' </tmp/l2.out | sed 's/^/L2| /'
 	elif [ "$l2kind" = linux ]; then
 		# What a good run looks like, for comparison: the L2's uptime at its
 		# /init and any L1 KVM complaints (unhandled MSRs) during the run.
 		tr -d '\r' </tmp/l2.out | grep -m 1 '^L1-INFO ' | sed 's/^/L2| /'
 		dmesg | grep -iE 'unhandled|wrmsr|rdmsr' | tail -n 5 | sed 's/^/L1-DMESG| /'
 	fi
+	[ "$l2prof" = 1 ] && prof_dump
 done
 echo "L1-SOAK-END runs=$i"

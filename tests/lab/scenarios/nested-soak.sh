@@ -29,6 +29,10 @@
 #                nested:linux; a failed L2 run shows the end of its console
 #   l2-OPTION    an L2 kernel command-line word (l2-nowatchdog; no "=" in a SPEC word), with linux
 #   l2alt-OPTION an L2 kernel word on the even-numbered L2 runs only (A/B)
+#   l2prof       a profile of each L2 run: the L1 KVM's exits of its L2 by
+#                reason, port, MSR and exit to user space, the L2's whole
+#                console (nested-soak.l1.sh), and the lab KVM's exits of the
+#                L1 by reason for each L1 boot ("prof|")
 #   l1trace      the L1 traces its own KVM (kvm:*) during each L2 run and
 #                prints the end of that trace when the run failed
 # Example: tests/lab/lab.sh --timeout 3600 nested-soak:500.s3000.trace
@@ -41,7 +45,7 @@
 lab_need_nestvm
 [ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
 
-runs=100 budget=1500 trace=0 mmutrace=0 hold=1 kvmopts= l1kvm= l1opts= l2kind= l2args= l2alt= l1trace=0
+runs=100 budget=1500 trace=0 mmutrace=0 hold=1 kvmopts= l1kvm= l1opts= l2kind= l2args= l2alt= l1trace=0 l2prof=0
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	*[!0-9]*) ;;
@@ -58,6 +62,7 @@ for w in $(echo "${1:-}" | tr '.' ' '); do
 	l2alt-*) l2alt="$l2alt${l2alt:+,}${w#l2alt-}" ;;
 	l2-*) l2args="$l2args${l2args:+,}${w#l2-}" ;;
 	l1trace) l1trace=1 ;;
+	l2prof) l2prof=1 ;;
 	*-*) kvmopts="$kvmopts ${w%%-*}=${w#*-}" ;;
 	*) lab_fail "unknown word '$w' in '$1'"; lab_finish ;;
 	esac
@@ -120,6 +125,24 @@ trace_dump() {
 		tail -n 60 | sed 's/^/  trace| /'
 }
 
+# Histograms of the lab KVM's exits of the L1 over one L1 boot: "start"
+# (cleared) or "dump".
+lab_prof() {
+	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null || return 0
+	for _ev in kvm_exit kvm_nested_vmexit kvm_nested_vmexit_inject; do
+		_keys=exit_reason.hex
+		grep -q 'field:.* exit_reason;' $T/events/kvm/$_ev/format || _keys=exit_code.hex
+		if [ "$1" = start ]; then
+			echo "hist:keys=$_keys:sort=hitcount.descending:size=256" >$T/events/kvm/$_ev/trigger 2>/dev/null ||
+				lab_info "no histogram on kvm:$_ev ($(grep -o 'field:[^;]*' $T/events/kvm/$_ev/format | tr '\n' ' '))"
+			echo "hist:keys=$_keys:sort=hitcount.descending:size=256:clear" >>$T/events/kvm/$_ev/trigger 2>/dev/null
+		else
+			lab_info "prof: lab KVM kvm:$_ev by $_keys over L1 boot $boots:"
+			grep -v '^#' $T/events/kvm/$_ev/hist | grep . | head -n 30 | sed 's/^/  prof| /'
+		fi
+	done
+}
+
 # The L1 prints a line after each L2 run: a probe run takes seconds, an L2
 # Linux boot 95-120 s of L1 time on a loaded host, 300 s at load 6, more
 # than 420 s at load 12, under the L1's own limit of 900 s.
@@ -139,6 +162,7 @@ while [ $done_runs -lt "$runs" ]; do
 	[ -n "$l2args" ] && cmdline="$cmdline nestlab.l2args=$l2args"
 	[ -n "$l2alt" ] && cmdline="$cmdline nestlab.l2alt=$l2alt"
 	[ $l1trace -eq 1 ] && cmdline="$cmdline nestlab.l1trace=1"
+	[ $l2prof -eq 1 ] && cmdline="$cmdline nestlab.l2prof=1" && lab_prof start
 	if [ $trace -eq 1 ]; then
 		echo >$T/trace
 		echo 1 >$T/tracing_on
@@ -176,6 +200,7 @@ while [ $done_runs -lt "$runs" ]; do
 		break
 		;;
 	esac
+	[ $l2prof -eq 1 ] && lab_prof dump
 	lab_info "so far: $done_runs L2 runs, $crashes L1 crashes, $hangs L1 hangs, $l2fails L2 failures, $boots L1 boots"
 done
 [ $trace -eq 1 ] && echo 0 >$T/tracing_on && echo 0 >$T/events/kvm/enable &&
