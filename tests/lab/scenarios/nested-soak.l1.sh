@@ -30,6 +30,8 @@ l2args=$(arg nestlab.l2args | tr ',' ' ')
 l2alt=$(arg nestlab.l2alt | tr ',' ' ')
 l1trace=$(arg nestlab.l1trace)
 l2prof=$(arg nestlab.l2prof)
+dmesg=
+[ "$l2prof" = 1 ] && dmesg=" nestlab.dmesg=1"
 runs=${runs:-100}
 secs=${secs:-600}
 
@@ -143,7 +145,7 @@ while [ $i -lt "$runs" ]; do
 		fi
 		timeout 900 /l1/bin/nestvm run --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio \
 			--cpus 1 --memory 192M \
-			--cmdline "console=ttyS0 panic=-1 $l2args $extra nestlab.l1=linux-boot" </dev/null >/tmp/l2.out 2>&1
+			--cmdline "console=ttyS0 panic=-1 $l2args $extra$dmesg nestlab.l1=linux-boot" </dev/null >/tmp/l2.out 2>&1
 		rc=$?
 		if [ "$l2prof" = 1 ]; then
 			kill $thp_pid

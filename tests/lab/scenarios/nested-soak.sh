@@ -30,9 +30,12 @@
 #   l2-OPTION    an L2 kernel command-line word (l2-nowatchdog; no "=" in a SPEC word), with linux
 #   l2alt-OPTION an L2 kernel word on the even-numbered L2 runs only (A/B)
 #   l2prof       a profile of each L2 run: the L1 KVM's exits of its L2 by
-#                reason, port, MSR and exit to user space, the L2's whole
-#                console (nested-soak.l1.sh), and the lab KVM's exits of the
-#                L1 by reason for each L1 boot ("prof|")
+#                reason, port, MSR, page-fault address and exit to user
+#                space, the L1's huge pages, the L2's whole console and its
+#                kernel log with timestamps (nested-soak.l1.sh; add
+#                l2-initcall_debug for each initcall's time), and the lab
+#                KVM's exits of the L1 by reason and MSR for each L1 boot
+#                ("prof|")
 #   l1trace      the L1 traces its own KVM (kvm:*) during each L2 run and
 #                prints the end of that trace when the run failed
 # Example: tests/lab/lab.sh --timeout 3600 nested-soak:500.s3000.trace
@@ -129,9 +132,10 @@ trace_dump() {
 # (cleared) or "dump".
 lab_prof() {
 	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null || return 0
-	for _ev in kvm_exit kvm_nested_vmexit kvm_nested_vmexit_inject; do
+	for _ev in kvm_exit kvm_nested_vmexit kvm_nested_vmexit_inject kvm_msr; do
 		_keys=exit_reason.hex
 		grep -q 'field:.* exit_reason;' $T/events/kvm/$_ev/format || _keys=exit_code.hex
+		[ $_ev = kvm_msr ] && _keys=ecx.hex,write
 		if [ "$1" = start ]; then
 			echo "hist:keys=$_keys:sort=hitcount.descending:size=256" >$T/events/kvm/$_ev/trigger 2>/dev/null ||
 				lab_info "no histogram on kvm:$_ev ($(grep -o 'field:[^;]*' $T/events/kvm/$_ev/format | tr '\n' ' '))"
