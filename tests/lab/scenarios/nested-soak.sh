@@ -27,13 +27,13 @@
 #   linux        the L2 is the Debian kernel (1 vCPU, 192 MiB, the plain L1
 #                initramfs, no quiet) instead of the probe, as in
 #                nested:linux; a failed L2 run shows the end of its console
-#   l2-OPTION    an L2 kernel command-line word (l2-nowatchdog; no "=" in a SPEC word), with linux
+#   l2-OPTION    an L2 kernel command-line word, with linux (l2-nowatchdog;
+#                "--" for "=": l2-nohz--off)
 #   l2alt-OPTION an L2 kernel word on the even-numbered L2 runs only (A/B)
 #   l2prof       a profile of each L2 run: the L1 KVM's exits of its L2 by
 #                reason, port, MSR, page-fault address and exit to user
 #                space, the L1's huge pages, the L2's whole console and its
-#                kernel log with timestamps (nested-soak.l1.sh; add
-#                l2-initcall_debug for each initcall's time), and the lab
+#                kernel log with timestamps (nested-soak.l1.sh), and the lab
 #                KVM's exits of the L1 by reason and MSR for each L1 boot
 #                ("prof|")
 #   l1trace      the L1 traces its own KVM (kvm:*) during each L2 run and
@@ -62,8 +62,8 @@ for w in $(echo "${1:-}" | tr '.' ' '); do
 	l1kvm-*-*) w=${w#l1kvm-}; l1kvm="$l1kvm${l1kvm:+,}${w%%-*}=${w#*-}" ;;
 	l1-*) l1opts="$l1opts ${w#l1-}" ;;
 	linux) l2kind=linux ;;
-	l2alt-*) l2alt="$l2alt${l2alt:+,}${w#l2alt-}" ;;
-	l2-*) l2args="$l2args${l2args:+,}${w#l2-}" ;;
+	l2alt-*) w=$(echo "${w#l2alt-}" | sed "s/--/=/g"); l2alt="$l2alt${l2alt:+,}$w" ;;
+	l2-*) w=$(echo "${w#l2-}" | sed "s/--/=/g"); l2args="$l2args${l2args:+,}$w" ;;
 	l1trace) l1trace=1 ;;
 	l2prof) l2prof=1 ;;
 	*-*) kvmopts="$kvmopts ${w%%-*}=${w#*-}" ;;
