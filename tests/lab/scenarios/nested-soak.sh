@@ -18,6 +18,10 @@
 #                end of the trace ring when an L1 crashes or hangs
 #   mmutrace     with trace, the lab KVM's kvmmmu:* events as well (its
 #                nested page tables for the L1)
+#   nohuge       no transparent huge pages in the lab (enabled and defrag
+#                never, restored at the end) and the L1's RAM without them
+#                (--hugepages off): no collapses or splits of the L1's RAM
+#                under the lab KVM's nested page tables
 #   nohold       no VM held open, neither in the lab nor in the L1 (the
 #                baseline of the wedge's workaround: lib.sh, lab_kvm_hold_start)
 #   PARAM-VALUE  reload the lab's kvm-amd with PARAM=VALUE (nested=1 kept),
@@ -48,7 +52,7 @@
 lab_need_nestvm
 [ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
 
-runs=100 budget=1500 trace=0 mmutrace=0 hold=1 kvmopts= l1kvm= l1opts= l2kind= l2args= l2alt= l1trace=0 l2prof=0
+runs=100 budget=1500 trace=0 mmutrace=0 hold=1 nohuge=0 kvmopts= l1kvm= l1opts= l2kind= l2args= l2alt= l1trace=0 l2prof=0
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	*[!0-9]*) ;;
@@ -59,6 +63,7 @@ for w in $(echo "${1:-}" | tr '.' ' '); do
 	trace) trace=1 ;;
 	mmutrace) mmutrace=1 ;;
 	nohold) hold=0 ;;
+	nohuge) nohuge=1 ;;
 	l1kvm-*-*) w=${w#l1kvm-}; l1kvm="$l1kvm${l1kvm:+,}${w%%-*}=${w#*-}" ;;
 	l1-*) l1opts="$l1opts ${w#l1-}" ;;
 	linux) l2kind=linux ;;
@@ -79,6 +84,14 @@ lab_kvm_reload() {
 	[ -c /dev/kvm ]
 }
 lab_kvm_hold_stop
+THP=/sys/kernel/mm/transparent_hugepage
+l1huge=
+if [ $nohuge -eq 1 ]; then
+	thp_was="$(sed 's/.*\[\(.*\)\].*/\1/' $THP/enabled) $(sed 's/.*\[\(.*\)\].*/\1/' $THP/defrag)"
+	echo never >$THP/enabled && echo never >$THP/defrag || { lab_fail "cannot turn THP off in the lab"; lab_finish; }
+	l1huge="--hugepages off"
+fi
+lab_info "lab THP: $(cat $THP/enabled), defrag $(cat $THP/defrag)"
 if [ -n "$kvmopts" ]; then
 	lab_kvm_reload $kvmopts || { lab_fail "cannot reload kvm-amd with$kvmopts"; lab_finish; }
 fi
@@ -172,7 +185,8 @@ while [ $done_runs -lt "$runs" ]; do
 		echo 1 >$T/tracing_on
 	fi
 	lab_info "L1 boot $boots: $((runs - done_runs)) L2 runs to go, $left s left"
-	L1_STALL_SECS=$stall lab_l1_run soak $((left + 60)) --nested on --kernel /lab/kernel/vmlinux \
+	# shellcheck disable=SC2086 # $l1huge: two words or none
+	L1_STALL_SECS=$stall lab_l1_run soak $((left + 60)) --nested on $l1huge --kernel /lab/kernel/vmlinux \
 		--initrd /l1/initrd-nested.cpio --cpus 2 --memory 512M --cmdline "$cmdline"
 	tr -d '\r' <"$l1_out" | grep '^L1-SOAK ' >/tmp/soak.lines
 	n=$(wc -l </tmp/soak.lines)
@@ -210,6 +224,11 @@ done
 [ $trace -eq 1 ] && echo 0 >$T/tracing_on && echo 0 >$T/events/kvm/enable &&
 	echo 0 >$T/events/kvmmmu/enable
 lab_kvm_hold_stop
+if [ $nohuge -eq 1 ]; then
+	set -- $thp_was
+	echo "$1" >$THP/enabled
+	echo "$2" >$THP/defrag
+fi
 if [ -n "$kvmopts" ]; then
 	lab_kvm_reload || lab_fail "cannot reload kvm-amd with nested=1"
 fi
