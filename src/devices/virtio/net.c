@@ -305,8 +305,10 @@ static int net_tx_fill(struct virtio_net *net, bool *empty)
 		    (struct virtq_req){.iov = net->tx_iov + iov_used, .cap = VIRTIO_NET_QUEUE_SIZE};
 		r = virtq_pop(vq, &m->req);
 		if (r == 0) {
-			if (virtq_enable_notify(vq))
+			if (virtq_enable_notify(vq)) {
+				virtq_disable_notify(vq);
 				continue;
+			}
 			*empty = true;
 			break;
 		}
@@ -330,10 +332,17 @@ static int net_tx_fill(struct virtio_net *net, bool *empty)
  */
 static void net_process_tx(struct virtio_net *net)
 {
+	struct virtq *vq = &net->vqs[VIRTIO_NET_Q_TX];
 	unsigned int taken = 0;
 
 	if (net_tx_held(net) && net_tx_flush(net) == 0)
 		return; /* EPOLLOUT brings us back */
+	/*
+	 * The guest need not notify while the device works through the queue:
+	 * notifications come back on when it finds the queue empty. A full
+	 * socket or the batch's end leave them off (EPOLLOUT, or the kick).
+	 */
+	virtq_disable_notify(vq);
 	for (;;) {
 		bool empty;
 		int n;
@@ -372,8 +381,11 @@ static int net_rx_take(struct virtio_net *net)
 	c = net_rx_chain(net, net->rx_nheld);
 	c->req = (struct virtq_req){.iov = c->iov, .cap = NET_RX_CHAIN_IOV};
 	r = virtq_pop(vq, &c->req);
-	if (r == 0 && virtq_enable_notify(vq))
+	if (r == 0 && virtq_enable_notify(vq)) {
 		r = virtq_pop(vq, &c->req);
+		if (r != 0)
+			virtq_disable_notify(vq);
+	}
 	if (r == 0) {
 		net->rx_starved = true;
 		return 0;
@@ -596,6 +608,8 @@ static void net_queue_notify(struct virtio_device *vdev, unsigned int q)
 	struct virtio_net *net = container_of(vdev, struct virtio_net, vdev);
 
 	if (q == VIRTIO_NET_Q_RX) {
+		/* Buffers came: no more notifications until the device runs out again. */
+		virtq_disable_notify(&net->vqs[VIRTIO_NET_Q_RX]);
 		net->rx_starved = false;
 		net_rx_drain(net);
 	} else if (q == VIRTIO_NET_Q_TX) {

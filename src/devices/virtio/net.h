@@ -25,6 +25,9 @@
  *     is read only while the guest has receive buffers posted: an empty
  *     receive queue stops the reads (the rest of a batch waits in the
  *     device), and the switch sees the back-pressure.
+ *   notifications: while the device works through a queue the guest's are
+ *     off (VIRTQ_USED_F_NO_NOTIFY without EVENT_IDX), back on once it finds
+ *     the queue empty: a guest that keeps it busy does not exit to notify.
  *
  * Hostile guest: a transmit chain with device-writable buffers, a header
  * that does not fit, unknown header flags, GSO (never offered), or a
