@@ -237,8 +237,8 @@ static const char *const sandbox_vcpu[] = {"epoll_ctl", NULL};
 static const char *const sandbox_device[] = {
     "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "fdatasync", "fsync",
     "fallocate", "io_uring_enter", "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl",
-    "accept4", "accept", "recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown",
-    "getsockopt", "fcntl", "getrandom", "lseek", NULL,
+    "accept4", "accept", "recvfrom", "sendto", "recvmsg", "sendmsg", "recvmmsg", "sendmmsg",
+    "shutdown", "getsockopt", "fcntl", "getrandom", "lseek", NULL,
 };
 /* clang-format on */
 

@@ -6,15 +6,20 @@
  * transmit queue's notifications, the receive queue's (new buffers), and the
  * port socket's readiness. The socket is watched for input while the guest
  * has receive buffers (or no driver is running, when frames are read and
- * dropped as a NIC that is down drops them), and for output only while a
- * transmit chain waits for room.
+ * dropped as a NIC that is down drops them) and no frame read is waiting
+ * in the device, and for output only while transmit chains wait for room.
  *
  * Receive chains are taken from the queue only as a frame needs them and,
  * when the queue runs dry in the middle of a frame, kept (rx_held, in the
  * order popped) with the frame in the device's buffer until the guest posts
  * more. So a frame is written only once all the chains it needs are in
  * hand, and the chains the device holds are always its most recent pops
- * (ops->held).
+ * (ops->held). Transmit chains likewise: a batch is sent in the order
+ * popped, and the chains that wait for room are its last.
+ *
+ * The system calls are batched (recvmmsg, sendmmsg, NET_RX_MMSG and
+ * NET_TX_MMSG messages): per frame, the device's time went mostly to
+ * entering the kernel (README, "virtio-net" under "Benchmark").
  */
 #include "devices/virtio/net.h"
 
@@ -32,12 +37,22 @@
 #define NET_PCI_CLASS 0x020000 /* network controller, Ethernet */
 #define NET_RX_CHAIN_IOV 64    /* buffers of one receive chain (Linux's big packets use 19) */
 #define NET_RX_BATCH 64        /* frames read per socket event, so transmit gets its turn */
+#define NET_RX_MMSG 32         /* messages per recvmmsg() */
 #define NET_TX_BATCH 256       /* frames sent per notification, so receive gets its turn */
+#define NET_TX_MMSG 32         /* messages per sendmmsg() */
+#define NET_TX_IOV (2 * VIRTIO_NET_QUEUE_SIZE) /* a batch's chains' buffers: two of the longest */
 #define NET_VLAN_LEN 4
 
 struct net_rx_chain {
 	struct virtq_req req;
 	struct iovec iov[NET_RX_CHAIN_IOV];
+};
+
+/* A transmit chain taken from the queue and its message. */
+struct net_tx_msg {
+	struct virtq_req req;
+	struct netport_hdr nh;
+	bool drop; /* given back unsent (counted) */
 };
 
 struct virtio_net {
@@ -52,18 +67,28 @@ struct virtio_net {
 	bool watched;
 	bool started;
 
-	/* Transmit: a chain waiting for socket room. */
-	struct virtq_req tx_req;
-	struct iovec tx_iov[VIRTIO_NET_QUEUE_SIZE];
-	struct iovec tx_msg[VIRTIO_NET_QUEUE_SIZE + 1];
-	unsigned int tx_msg_cnt;
-	struct netport_hdr tx_nh;
-	bool tx_held;
+	/*
+	 * Transmit: a batch of chains taken from the queue, sent with
+	 * sendmmsg(); those from tx_sent on wait for socket room (held).
+	 */
+	struct net_tx_msg tx[NET_TX_MMSG];
+	struct mmsghdr tx_mm[NET_TX_MMSG];
+	struct iovec tx_iov[NET_TX_IOV];               /* the chains' buffers */
+	struct iovec tx_msg[NET_TX_IOV + NET_TX_MMSG]; /* each message: header, then the frame */
+	unsigned int tx_n, tx_sent;
 
-	/* Receive: a frame read from the port, and the chains taken for it. */
-	uint8_t *rxbuf;               /* netport header then frame, NETPORT_MSG_MAX bytes */
-	size_t rx_len;                /* bytes of the pending message; 0: none */
-	struct net_rx_chain *rx_held; /* a ring of VIRTIO_NET_QUEUE_SIZE */
+	/*
+	 * Receive: messages read from the port, up to NET_RX_MMSG with one
+	 * system call; the first not yet delivered (pending), and the chains
+	 * taken for it.
+	 */
+	uint8_t *rxbufs;                /* NET_RX_MMSG slots of rx_slot bytes */
+	size_t rx_slot;                 /* a netport header and the longest frame the MTU allows */
+	uint32_t rx_size[NET_RX_MMSG];  /* each message's size before truncation; 0: the end */
+	unsigned int rx_next, rx_count; /* messages rx_next..rx_count-1 are still to be looked at */
+	uint8_t *rxbuf;                 /* the pending message: one of the slots */
+	size_t rx_len;                  /* bytes of the pending message; 0: none */
+	struct net_rx_chain *rx_held;   /* a ring of VIRTIO_NET_QUEUE_SIZE */
 	unsigned int rx_head, rx_nheld;
 	bool rx_starved; /* the guest posted no buffer the last time one was wanted */
 	bool rx_pushed, tx_pushed;
@@ -72,6 +97,7 @@ struct virtio_net {
 };
 
 static void net_port_io(struct virtio_device *vdev, int fd, uint32_t revents, void *arg);
+static void net_tx_drop_held(struct virtio_net *net);
 
 static bool net_live(const struct virtio_net *net)
 {
@@ -93,9 +119,9 @@ static void net_update_watch(struct virtio_net *net)
 
 	if (net->fd < 0 || !net->started)
 		return;
-	if (!net_live(net) || (!net->rx_starved && !net->rx_len))
+	if (!net_live(net) || (!net->rx_starved && !net->rx_len && net->rx_next == net->rx_count))
 		ev |= EPOLLIN;
-	if (net->tx_held)
+	if (net->tx_n > net->tx_sent)
 		ev |= EPOLLOUT;
 	if (net->watched && ev == net->events)
 		return;
@@ -134,12 +160,7 @@ static void net_link_down(struct virtio_net *net, const char *why)
 	net->watched = false;
 	close(net->fd);
 	net->fd = -1;
-	if (net->tx_held) {
-		virtq_push(&net->vqs[VIRTIO_NET_Q_TX], net->tx_req.head, 0);
-		net->tx_pushed = true;
-		net->tx_held = false;
-		net->stats.tx_dropped++;
-	}
+	net_tx_drop_held(net);
 	net_set_link(net, false);
 }
 
@@ -160,37 +181,78 @@ static void net_needs_reset(struct virtio_net *net, const char *why)
 
 /* ------------------------------------------------------------ transmit */
 
-/* Send the held chain's message. Returns 1 sent (or dropped), 0 no room, -1 link down. */
-static int net_tx_send(struct virtio_net *net)
+/* How many chains of the batch wait for socket room (the batch's last pops). */
+static unsigned int net_tx_held(const struct virtio_net *net)
 {
-	struct msghdr msg = {.msg_iov = net->tx_msg, .msg_iovlen = net->tx_msg_cnt};
-	ssize_t n = sendmsg(net->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return net->tx_n - net->tx_sent;
+}
 
-	if (n < 0 && (errno == EAGAIN || errno == ENOBUFS || errno == EINTR))
-		return 0;
-	if (n < 0 && errno != EMSGSIZE) {
-		net_link_down(net, strerror(errno));
-		return -1;
-	}
-	virtq_push(&net->vqs[VIRTIO_NET_Q_TX], net->tx_req.head, 0);
-	net->tx_pushed = true;
-	net->tx_held = false;
-	if (n < 0) {
+/* Give back the chains of the batch not sent, dropped (the link is gone or the device reset). */
+static void net_tx_drop_held(struct virtio_net *net)
+{
+	for (unsigned int i = net->tx_sent; i < net->tx_n; i++) {
+		virtq_push(&net->vqs[VIRTIO_NET_Q_TX], net->tx[i].req.head, 0);
 		net->stats.tx_dropped++;
-	} else {
-		net->stats.tx_frames++;
-		net->stats.tx_bytes += (uint64_t)n - sizeof(struct netport_hdr);
+		net->tx_pushed = true;
 	}
+	net->tx_n = net->tx_sent = 0;
+}
+
+/*
+ * Send the batch in order, a run of messages per sendmmsg(), and give the
+ * chains back. Returns 1 when all went (or were dropped), 0 when the
+ * socket is full (the rest stays held), -1 when the link went down.
+ */
+static int net_tx_flush(struct virtio_net *net)
+{
+	struct virtq *vq = &net->vqs[VIRTIO_NET_Q_TX];
+
+	while (net->tx_sent < net->tx_n) {
+		unsigned int first = net->tx_sent, run = 0;
+		int r;
+
+		if (net->tx[first].drop) {
+			virtq_push(vq, net->tx[first].req.head, 0);
+			net->tx_pushed = true;
+			net->stats.tx_dropped++;
+			net->tx_sent++;
+			continue;
+		}
+		while (first + run < net->tx_n && !net->tx[first + run].drop)
+			run++;
+		r = sendmmsg(net->fd, net->tx_mm + first, run, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r < 0 && (errno == EAGAIN || errno == ENOBUFS || errno == EINTR))
+			return 0;
+		if (r < 0 && errno == EMSGSIZE) {
+			net->tx[first].drop = true; /* too big for the socket: this one only */
+			continue;
+		}
+		if (r < 0) {
+			net_link_down(net, strerror(errno));
+			return -1;
+		}
+		for (unsigned int i = first; i < first + (unsigned int)r; i++) {
+			virtq_push(vq, net->tx[i].req.head, 0);
+			net->stats.tx_frames++;
+			net->stats.tx_bytes += net->tx_mm[i].msg_len - sizeof(struct netport_hdr);
+		}
+		net->tx_pushed = true;
+		net->tx_sent += (unsigned int)r;
+	}
+	net->tx_n = net->tx_sent = 0;
 	return 1;
 }
 
 /*
- * Check the chain just popped into tx_req and build its message in tx_msg.
- * Returns 1 to send, 0 to drop (counted, chain returned), -EIO malformed.
+ * Check the chain just popped into batch entry @m and build its message
+ * (tx_mm, its buffers from tx_msg at *@msg_used). Returns 1 to send, 0 to
+ * drop (counted when it is given back), -EIO malformed.
  */
-static int net_tx_prepare(struct virtio_net *net)
+static int net_tx_prepare(struct virtio_net *net, struct net_tx_msg *m, struct mmsghdr *mm,
+                          unsigned int *msg_used)
 {
-	struct virtq_req *req = &net->tx_req;
+	struct virtq_req *req = &m->req;
+	struct iovec *out = net->tx_msg + *msg_used;
 	struct virtio_net_hdr h;
 	uint64_t len;
 	int cnt;
@@ -207,19 +269,60 @@ static int net_tx_prepare(struct virtio_net *net)
 		return -EIO;
 	if (len < NETPORT_FRAME_MIN || len > net_frame_max(net) || net->fd < 0)
 		return 0;
-	cnt = iov_slice(req->iov, req->nr_out, VIRTIO_NET_HDR_SIZE, len, net->tx_msg + 1,
-	                VIRTIO_NET_QUEUE_SIZE);
+	/* The slice lies in the chain: as many iovecs as it has, or fewer; room was checked. */
+	cnt = iov_slice(req->iov, req->nr_out, VIRTIO_NET_HDR_SIZE, len, out + 1, req->nr_out);
 	if (cnt < 0)
-		return -EIO; /* cannot happen: the slice lies in the chain, as many iovs or fewer */
-	net->tx_nh = (struct netport_hdr){0};
+		return -EIO;
+	m->nh = (struct netport_hdr){0};
 	if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-		net->tx_nh.flags = NETPORT_F_NEEDS_CSUM;
-		net->tx_nh.csum_start = h.csum_start;
-		net->tx_nh.csum_offset = h.csum_offset;
+		m->nh.flags = NETPORT_F_NEEDS_CSUM;
+		m->nh.csum_start = h.csum_start;
+		m->nh.csum_offset = h.csum_offset;
 	}
-	net->tx_msg[0] = (struct iovec){&net->tx_nh, sizeof(net->tx_nh)};
-	net->tx_msg_cnt = (unsigned int)cnt + 1;
+	out[0] = (struct iovec){&m->nh, sizeof(m->nh)};
+	*mm = (struct mmsghdr){.msg_hdr = {.msg_iov = out, .msg_iovlen = (size_t)cnt + 1}};
+	*msg_used += (unsigned int)cnt + 1;
 	return 1;
+}
+
+/*
+ * Take chains from the queue into a new batch, NET_TX_MMSG at most, while
+ * the buffers have room for another chain of the longest kind. Returns the
+ * chains taken, or -EIO (malformed: the device asked for its reset).
+ * *@empty: the queue was found empty (notifications are back on).
+ */
+static int net_tx_fill(struct virtio_net *net, bool *empty)
+{
+	struct virtq *vq = &net->vqs[VIRTIO_NET_Q_TX];
+	unsigned int iov_used = 0, msg_used = 0;
+
+	*empty = false;
+	while (net->tx_n < NET_TX_MMSG && iov_used + VIRTIO_NET_QUEUE_SIZE <= NET_TX_IOV) {
+		struct net_tx_msg *m = &net->tx[net->tx_n];
+		int r;
+
+		m->req =
+		    (struct virtq_req){.iov = net->tx_iov + iov_used, .cap = VIRTIO_NET_QUEUE_SIZE};
+		r = virtq_pop(vq, &m->req);
+		if (r == 0) {
+			if (virtq_enable_notify(vq)) {
+				virtq_disable_notify(vq);
+				continue;
+			}
+			*empty = true;
+			break;
+		}
+		if (r > 0)
+			r = net_tx_prepare(net, m, &net->tx_mm[net->tx_n], &msg_used);
+		if (r < 0) {
+			net_needs_reset(net, "malformed transmit queue or header");
+			return -EIO;
+		}
+		iov_used += m->req.nr_out + m->req.nr_in;
+		m->drop = r == 0;
+		net->tx_n++;
+	}
+	return (int)net->tx_n;
 }
 
 /*
@@ -230,38 +333,28 @@ static int net_tx_prepare(struct virtio_net *net)
 static void net_process_tx(struct virtio_net *net)
 {
 	struct virtq *vq = &net->vqs[VIRTIO_NET_Q_TX];
+	unsigned int taken = 0;
 
-	if (net->tx_held && net_tx_send(net) == 0)
+	if (net_tx_held(net) && net_tx_flush(net) == 0)
 		return; /* EPOLLOUT brings us back */
-	for (unsigned int n = 0;; n++) {
-		int r;
+	/*
+	 * The guest need not notify while the device works through the queue:
+	 * notifications come back on when it finds the queue empty. A full
+	 * socket or the batch's end leave them off (EPOLLOUT, or the kick).
+	 */
+	virtq_disable_notify(vq);
+	for (;;) {
+		bool empty;
+		int n;
 
-		if (n == NET_TX_BATCH) {
+		if (taken >= NET_TX_BATCH) {
 			virtio_device_kick(&net->vdev, VIRTIO_NET_Q_TX);
 			return;
 		}
-
-		net->tx_req = (struct virtq_req){.iov = net->tx_iov, .cap = VIRTIO_NET_QUEUE_SIZE};
-		r = virtq_pop(vq, &net->tx_req);
-		if (r == 0) {
-			if (virtq_enable_notify(vq))
-				continue;
-			return;
-		}
-		if (r > 0)
-			r = net_tx_prepare(net);
-		if (r < 0) {
-			net_needs_reset(net, "malformed transmit queue or header");
-			return;
-		}
-		if (r == 0) {
-			virtq_push(vq, net->tx_req.head, 0);
-			net->tx_pushed = true;
-			net->stats.tx_dropped++;
-			continue;
-		}
-		net->tx_held = true;
-		if (net_tx_send(net) == 0)
+		n = net_tx_fill(net, &empty);
+		taken += n > 0 ? (unsigned int)n : 0;
+		/* A malformed chain was not taken: what came before it goes, as it would have. */
+		if (net_tx_flush(net) == 0 || n <= 0 || empty)
 			return;
 	}
 }
@@ -288,8 +381,11 @@ static int net_rx_take(struct virtio_net *net)
 	c = net_rx_chain(net, net->rx_nheld);
 	c->req = (struct virtq_req){.iov = c->iov, .cap = NET_RX_CHAIN_IOV};
 	r = virtq_pop(vq, &c->req);
-	if (r == 0 && virtq_enable_notify(vq))
+	if (r == 0 && virtq_enable_notify(vq)) {
 		r = virtq_pop(vq, &c->req);
+		if (r != 0)
+			virtq_disable_notify(vq);
+	}
 	if (r == 0) {
 		net->rx_starved = true;
 		return 0;
@@ -414,39 +510,78 @@ static bool net_rx_check(struct virtio_net *net, size_t n)
 	return true;
 }
 
-/* Read frames from the port while the guest takes them. */
-static void net_rx_from_port(struct virtio_net *net)
+/*
+ * Deliver the pending message, then the rest of the batch read, while the
+ * guest takes them. A device waiting for its reset (or not started) drops,
+ * and never spins on, input: the pending message as a lifecycle drop, the
+ * others as a NIC that is down drops them.
+ */
+static void net_rx_drain(struct virtio_net *net)
 {
 	bool live = net_live(net);
 
-	/* A device waiting for its reset (or not started) drops, and never spins on, input. */
-	if (net->rx_len && !live) {
-		net->stats.rx_dropped_lifecycle++;
-		net->rx_len = 0;
-	}
-	if (net->rx_len && !net_rx_deliver(net))
-		return;
-	for (int i = 0; i < NET_RX_BATCH && net->fd >= 0 && !net->rx_starved; i++) {
-		ssize_t n = recv(net->fd, net->rxbuf, NETPORT_MSG_MAX, MSG_DONTWAIT | MSG_TRUNC);
+	for (;;) {
+		uint32_t size;
 
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		if (net->rx_len && !live) {
+			net->stats.rx_dropped_lifecycle++;
+			net->rx_len = 0;
+		}
+		if (net->rx_len && (!net_rx_deliver(net) || !net_live(net)))
+			return; /* no buffers yet, or a malformed ring: it waits for its reset */
+		if (net->rx_next == net->rx_count)
 			return;
-		if (n <= 0) {
-			net_link_down(net, n == 0 ? "the switch closed the port" : strerror(errno));
+		net->rxbuf = net->rxbufs + net->rx_next * net->rx_slot;
+		size = net->rx_size[net->rx_next++];
+		if (size == 0) {
+			/* SOCK_SEQPACKET: 0 bytes is the end (and an empty message is no frame). */
+			net->rx_next = net->rx_count;
+			net_link_down(net, "the switch closed the port");
 			return;
 		}
-		if (!live) {
+		if (!live)
 			net->stats.rx_dropped_room++; /* no driver: the NIC is down */
-			continue;
-		}
-		if (!net_rx_check(net, (size_t)n))
-			continue;
-		net->rx_len = (size_t)n;
-		if (!net_rx_deliver(net))
-			return;
-		if (!net_live(net))
-			return; /* a malformed ring: the device waits for its reset */
+		else if (net_rx_check(net, size))
+			net->rx_len = size;
 	}
+}
+
+/* Read a batch of messages from the port. Returns how many (0: none, or the link went down). */
+static int net_rx_read(struct virtio_net *net)
+{
+	struct mmsghdr mm[NET_RX_MMSG];
+	struct iovec iov[NET_RX_MMSG];
+	int n;
+
+	for (int i = 0; i < NET_RX_MMSG; i++) {
+		iov[i] = (struct iovec){net->rxbufs + i * net->rx_slot, net->rx_slot};
+		mm[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+	}
+	/* MSG_TRUNC: msg_len is the message's size, so an oversized one is told apart. */
+	n = recvmmsg(net->fd, mm, NET_RX_MMSG, MSG_DONTWAIT | MSG_TRUNC, NULL);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n < 0) {
+		net_link_down(net, strerror(errno));
+		return 0;
+	}
+	for (int i = 0; i < n; i++)
+		net->rx_size[i] = mm[i].msg_len;
+	net->rx_next = 0;
+	net->rx_count = (unsigned int)n;
+	return n;
+}
+
+/* Read frames from the port while the guest takes them, NET_RX_BATCH at most per event. */
+static void net_rx_from_port(struct virtio_net *net)
+{
+	for (int i = 0; i < NET_RX_BATCH / NET_RX_MMSG; i++) {
+		net_rx_drain(net);
+		if (net->rx_len || net->rx_next < net->rx_count || net->fd < 0 || net->rx_starved ||
+		    !net_rx_read(net))
+			return;
+	}
+	net_rx_drain(net);
 }
 
 static void net_port_io(struct virtio_device *vdev, int fd, uint32_t revents, void *arg)
@@ -455,7 +590,7 @@ static void net_port_io(struct virtio_device *vdev, int fd, uint32_t revents, vo
 
 	(void)vdev;
 	(void)fd;
-	if ((revents & EPOLLOUT) && net->tx_held && net_live(net))
+	if ((revents & EPOLLOUT) && net_tx_held(net) && net_live(net))
 		net_process_tx(net);
 	if (net->fd >= 0 && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		net_rx_from_port(net);
@@ -473,9 +608,10 @@ static void net_queue_notify(struct virtio_device *vdev, unsigned int q)
 	struct virtio_net *net = container_of(vdev, struct virtio_net, vdev);
 
 	if (q == VIRTIO_NET_Q_RX) {
+		/* Buffers came: no more notifications until the device runs out again. */
+		virtq_disable_notify(&net->vqs[VIRTIO_NET_Q_RX]);
 		net->rx_starved = false;
-		if (net->rx_len)
-			net_rx_deliver(net);
+		net_rx_drain(net);
 	} else if (q == VIRTIO_NET_Q_TX) {
 		net_process_tx(net);
 	}
@@ -498,11 +634,11 @@ static void net_reset(struct virtio_device *vdev)
 {
 	struct virtio_net *net = container_of(vdev, struct virtio_net, vdev);
 
-	if (net->rx_len)
-		net->stats.rx_dropped_lifecycle++;
+	net->stats.rx_dropped_lifecycle += (net->rx_len != 0) + net->rx_count - net->rx_next;
 	net->rx_len = 0;
+	net->rx_next = net->rx_count = 0;
 	net->rx_head = net->rx_nheld = 0;
-	net->tx_held = false;
+	net->tx_n = net->tx_sent = 0;
 	net->rx_starved = false;
 	net->rx_pushed = net->tx_pushed = false;
 	net_update_watch(net);
@@ -514,7 +650,7 @@ static unsigned int net_held(struct virtio_device *vdev, unsigned int q)
 
 	if (q == VIRTIO_NET_Q_RX)
 		return net->rx_nheld;
-	return q == VIRTIO_NET_Q_TX && net->tx_held;
+	return q == VIRTIO_NET_Q_TX ? net_tx_held(net) : 0;
 }
 
 /*
@@ -585,12 +721,13 @@ int virtio_net_create(const struct virtio_net_params *params, struct virtio_net 
 	}
 	net = calloc(1, sizeof(*net));
 	if (net) {
-		net->rxbuf = malloc(NETPORT_MSG_MAX);
+		net->rx_slot = sizeof(struct netport_hdr) + mtu + NETPORT_FRAME_MIN + NET_VLAN_LEN;
+		net->rxbufs = malloc(NET_RX_MMSG * net->rx_slot);
 		net->rx_held = calloc(VIRTIO_NET_QUEUE_SIZE, sizeof(*net->rx_held));
 	}
-	if (!net || !net->rxbuf || !net->rx_held) {
+	if (!net || !net->rxbufs || !net->rx_held) {
 		if (net) {
-			free(net->rxbuf);
+			free(net->rxbufs);
 			free(net->rx_held);
 		}
 		free(net);
@@ -651,12 +788,8 @@ void virtio_net_attach(struct virtio_net *net, int fd)
 	}
 	net->fd = fd;
 	net_set_link(net, fd >= 0);
-	if (fd < 0 && net->tx_held) {
-		virtq_push(&net->vqs[VIRTIO_NET_Q_TX], net->tx_req.head, 0);
-		net->tx_held = false;
-		net->tx_pushed = true;
-		net->stats.tx_dropped++;
-	}
+	if (fd < 0)
+		net_tx_drop_held(net);
 	net_update_watch(net);
 	net_notify(net);
 	virtio_device_unlock(&net->vdev);
@@ -676,7 +809,7 @@ void virtio_net_destroy(struct virtio_net *net)
 	/* The transport is gone, and its watches with it. */
 	if (net->fd >= 0)
 		close(net->fd);
-	free(net->rxbuf);
+	free(net->rxbufs);
 	free(net->rx_held);
 	free(net);
 }

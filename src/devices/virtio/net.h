@@ -12,17 +12,22 @@
  *
  *   transmit (guest -> port): each chain is a struct virtio_net_hdr then a
  *     frame, sent as one message (netport header + frame) straight from
- *     guest memory. A checksum the guest left (VIRTIO_NET_HDR_F_NEEDS_CSUM,
- *     with VIRTIO_NET_F_CSUM) travels as NETPORT_F_NEEDS_CSUM for the
- *     receiver to complete. When the socket is full the chain waits
- *     (held, EPOLLOUT) and nothing more is taken from the queue.
- *   receive (port -> guest): a message is read into the device's buffer,
- *     checked, its checksum completed unless the guest negotiated
- *     VIRTIO_NET_F_GUEST_CSUM (then NEEDS_CSUM is passed on), and written
- *     into one receive chain or, with VIRTIO_NET_F_MRG_RXBUF, as many as it
- *     takes (num_buffers). The socket is read only while the guest has
- *     receive buffers posted: an empty receive queue stops the reads, and
- *     the switch sees the back-pressure.
+ *     guest memory, a batch of chains per sendmmsg(). A checksum the guest
+ *     left (VIRTIO_NET_HDR_F_NEEDS_CSUM, with VIRTIO_NET_F_CSUM) travels as
+ *     NETPORT_F_NEEDS_CSUM for the receiver to complete. When the socket is
+ *     full the chains not sent wait (held, EPOLLOUT) and nothing more is
+ *     taken from the queue.
+ *   receive (port -> guest): messages are read into the device's buffers,
+ *     a batch per recvmmsg(); each is checked, its checksum completed
+ *     unless the guest negotiated VIRTIO_NET_F_GUEST_CSUM (then NEEDS_CSUM
+ *     is passed on), and written into one receive chain or, with
+ *     VIRTIO_NET_F_MRG_RXBUF, as many as it takes (num_buffers). The socket
+ *     is read only while the guest has receive buffers posted: an empty
+ *     receive queue stops the reads (the rest of a batch waits in the
+ *     device), and the switch sees the back-pressure.
+ *   notifications: while the device works through a queue the guest's are
+ *     off (VIRTQ_USED_F_NO_NOTIFY without EVENT_IDX), back on once it finds
+ *     the queue empty: a guest that keeps it busy does not exit to notify.
  *
  * Hostile guest: a transmit chain with device-writable buffers, a header
  * that does not fit, unknown header flags, GSO (never offered), or a
@@ -44,7 +49,7 @@
  * as it was created. Chains the device holds (a frame waiting for socket
  * room, receive buffers taken for a frame not yet complete) are reported
  * through ops->held and taken again after a restore. Frames still in the
- * device's buffer when a device is restored or reset are dropped and
+ * device's buffers when a device is restored or reset are dropped and
  * counted (rx_dropped_lifecycle).
  */
 
