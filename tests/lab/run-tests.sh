@@ -26,7 +26,7 @@ RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 # Debian kernel as an L2. The lab's L1 triple fault while an L2 Linux boots
 # (tests/lab/README.md, "The L2-Linux crash") came in 1 of 4-7 boots while
 # the L1 mapped its L2's RAM 4 KiB at a time; with the L1's huge pages on
-# (tests/lab/l1/init), THPSOAK (README.md, "The L2 Linux boot").
+# (tests/lab/l1/init), 0 in 40 (README.md, "The L2 Linux boot").
 # snapshot-nested (the probe as a guest hypervisor saved, restored and
 # checkpointed while its L2 runs; 28-85 s) and snapshot-linux (a Linux L1
 # whose own nestvm runs an L2, checkpointed and saved; 1.5-6 min while the
