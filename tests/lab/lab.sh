@@ -56,7 +56,8 @@
 # not run), WHY ending "retried after a LAB FAILURE: REASON" for a retried
 # scenario, then "lab ok" or "lab failure REASON | REASON...".
 #
-# Environment: LAB_KERNEL (default the newest /boot/vmlinuz-*), LAB_QEMU,
+# Environment: LAB_KERNEL (default the newest /boot/vmlinuz-*; one unpacked
+# with dpkg -x as ROOT/boot/vmlinuz-R takes its modules from ROOT/lib/modules/R), LAB_QEMU,
 # LAB_BUSYBOX (a static busybox, default /bin/busybox), LAB_NESTVM (default
 # build/release/nestvm), LAB_KVM_AMD (more kvm-amd parameters for the lab,
 # e.g. "vgif=0 vls=0"), LAB_TCG (QEMU's -accel tcg options, default
@@ -210,10 +211,10 @@ find_kernel() {
 }
 
 # Path of module $2 (path below kernel/, without .ko) of kernel release $1,
-# compressed or not.
+# compressed or not, under $MODULES (build_initramfs).
 find_module() {
 	local f
-	for f in "/lib/modules/$1/kernel/$2".ko{,.xz,.zst,.gz}; do
+	for f in "$MODULES/$1/kernel/$2".ko{,.xz,.zst,.gz}; do
 		[ -f "$f" ] && { echo "$f"; return 0; }
 	done
 	return 1
@@ -239,9 +240,10 @@ read_le() {
 # kernel at payload_offset (0x248) from the protected-mode code, which starts
 # after the (setup_sects (0x1f1) + 1) * 512 bytes of real-mode setup, with
 # payload_length (0x24c). The payload's last 4 bytes hold the uncompressed
-# size; Debian compresses it with lz4 (legacy frame format, magic 0x184c2102).
+# size; Debian compresses it with lz4 (legacy frame format, magic 0x184c2102;
+# its 6.12 kernels from bookworm-backports with zstd, magic 0xfd2fb528).
 extract_vmlinux() {
-	local bz=$1 out=$2 sects off len start magic size
+	local bz=$1 out=$2 sects off len start magic size dec=lz4
 	sects=$(read_le "$bz" $((0x1f1)) 1)
 	[ "$sects" -eq 0 ] && sects=4
 	off=$(read_le "$bz" $((0x248)) 4)
@@ -250,6 +252,7 @@ extract_vmlinux() {
 	magic=$(od -An -tx1 -j "$start" -N 4 "$bz" | tr -d ' ')
 	case $magic in
 	02214c18 | 04224d18) ;;
+	28b52ffd) dec=zstd ;; # Debian's 6.12 kernels (bookworm-backports)
 	*)
 		# Not where the header says: look for the first lz4 magic instead.
 		start=$(grep -obUaP '\x02\x21\x4c\x18|\x04\x22\x4d\x18' "$bz" | head -n 1 | cut -d: -f1)
@@ -261,7 +264,7 @@ extract_vmlinux() {
 		;;
 	esac
 	size=$(tail -c +$((start + len - 3)) "$bz" | head -c 4 | od -An -tu4 | tr -d ' ')
-	tail -c +$((start + 1)) "$bz" | head -c $((len - 4)) | lz4 -dc >"$out.tmp" 2>/dev/null
+	tail -c +$((start + 1)) "$bz" | head -c $((len - 4)) | $dec -dc >"$out.tmp" 2>/dev/null
 	if [ "$(head -c 4 "$out.tmp" | od -An -tx1 | tr -d ' ')" != 7f454c46 ]; then
 		log "the payload of $bz at $start does not decompress to an ELF file"
 		rm -f "$out.tmp"
@@ -379,9 +382,13 @@ build_initramfs() {
 		lab_abort "no kernel /boot/vmlinuz-* (scripts/install-deps.sh installs linux-image-cloud-amd64)"
 	fi
 	kver=${KERNEL##*/vmlinuz-}
+	# A kernel unpacked from its Debian package (dpkg -x DEB ROOT, LAB_KERNEL=
+	# ROOT/boot/vmlinuz-R) brings its modules along, in ROOT/lib/modules/R.
+	MODULES=${KERNEL%/boot/vmlinuz-*}/lib/modules
+	[ -d "$MODULES/$kver" ] || MODULES=/lib/modules
 	for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd; do
 		f=$(find_module "$kver" "$m") ||
-			lab_abort "no module $m.ko under /lib/modules/$kver (linux-image-cloud-amd64)"
+			lab_abort "no module $m.ko under $MODULES/$kver (linux-image-cloud-amd64)"
 		mods+=("$f")
 	done
 	# The L1's virtio drivers, in load order (virtio-devices scenario), and

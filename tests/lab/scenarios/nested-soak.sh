@@ -104,6 +104,35 @@ for p in /sys/module/kvm_amd/parameters/*; do
 done
 lab_info "lab kvm-amd:$params"
 
+# The L1's state at its triple fault. On a SHUTDOWN intercept the lab's
+# kvm-amd clears the VMCB before it exits to nestvm (which then shows the
+# reset state), but shutdown_interception() still finds it as it was: a
+# kprobe there prints the L1's RIP, CR2 (the address of the first #PF),
+# CR3, RSP, RFLAGS and GS base from the VMCB (struct vmcb: save area at
+# 0x400, Linux's arch/x86/include/asm/svm.h). The offset of vmcb in struct
+# vcpu_svm depends on the kernel build: objdump -d kvm-amd.ko, the load
+# before shutdown_interception's first call (clear_page(svm->vmcb)).
+shutdown_probe() {
+	case $(uname -r) in
+	6.1.0-57-cloud-amd64) _vmcb=0x1998 ;;
+	*)
+		lab_info "no L1 shutdown probe: the offset of the VMCB is not known for $(uname -r)"
+		return 0
+		;;
+	esac
+	_v="+$_vmcb(%di)"
+	if echo "p:nestlab/l1_shutdown shutdown_interception rip=+0x578($_v):x64" \
+		"cr2=+0x640($_v):x64 cr3=+0x550($_v):x64 rsp=+0x5d8($_v):x64" \
+		"rflags=+0x570($_v):x64 cr0=+0x558($_v):x64 cr4=+0x548($_v):x64" \
+		"efer=+0x4d0($_v):x64 gsbase=+0x458($_v):x64 trbase=+0x498($_v):x64" \
+		"idtbase=+0x488($_v):x64" >>$T/kprobe_events 2>/dev/null &&
+		echo 1 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null; then
+		lab_info "kprobe nestlab/l1_shutdown: the L1's registers at a triple fault"
+	else
+		lab_info "no L1 shutdown probe: kprobe_events refused it"
+	fi
+}
+
 T=/sys/kernel/tracing
 if [ $trace -eq 1 ]; then
 	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null ||
@@ -114,6 +143,7 @@ if [ $trace -eq 1 ]; then
 		echo 1 >$T/events/kvm/enable
 		[ $mmutrace -eq 1 ] && echo 1 >$T/events/kvmmmu/enable
 		lab_info "tracing kvm:* in $T ($(cat $T/buffer_size_kb) KiB per CPU)"
+		shutdown_probe
 	else
 		lab_info "no tracefs: tracing off"
 		trace=0
@@ -131,6 +161,7 @@ trace_dump() {
 	[ -n "$_end" ] || _end=$(wc -l </tmp/trace.events)
 	lab_info "trace: $(wc -l </tmp/trace.events) events kept; the last ${TRACE_LINES:-500} up to event $_end:"
 	head -n "$_end" /tmp/trace.events | tail -n "${TRACE_LINES:-500}" | sed 's/^/  trace| /'
+	grep 'l1_shutdown:' /tmp/trace.events | tail -n 4 | sed 's/^/  trace| /'
 	lab_info "trace: the last 20000 events by kind (exit reason, vCPU):"
 	grep -v '^#' /tmp/trace.txt | tail -n 20000 |
 		sed -n 's/.* \(kvm_[a-z_]*\): *\(vcpu [0-9]*\)\{0,1\}[ ,]*\(reason [A-Za-z_]*\)\{0,1\}.*/\1 \2 \3/p' |
@@ -221,8 +252,14 @@ while [ $done_runs -lt "$runs" ]; do
 	[ $l2prof -eq 1 ] && lab_prof dump
 	lab_info "so far: $done_runs L2 runs, $crashes L1 crashes, $hangs L1 hangs, $l2fails L2 failures, $boots L1 boots"
 done
-[ $trace -eq 1 ] && echo 0 >$T/tracing_on && echo 0 >$T/events/kvm/enable &&
+if [ $trace -eq 1 ]; then
+	echo 0 >$T/tracing_on
+	echo 0 >$T/events/kvm/enable
 	echo 0 >$T/events/kvmmmu/enable
+	# The probe holds kvm-amd's text: off before kvm-amd is reloaded.
+	echo 0 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null
+	echo "-:nestlab/l1_shutdown" >>$T/kprobe_events 2>/dev/null
+fi
 lab_kvm_hold_stop
 if [ $nohuge -eq 1 ]; then
 	set -- $thp_was
