@@ -36,7 +36,7 @@ RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 # back and forth while its L2 runs (about a minute: its L2's work is sized
 # to the lab's speed); migrate-linux (2-7 min) is in `make lab-migrate`
 # (README, "Migration").
-LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state snapshot-nested snapshot-linux nested:linux exec:l2 migrate-nested net"}
+LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state snapshot-nested snapshot-linux nested:linux exec migrate-nested net net:nested"}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
 # shellcheck disable=SC2206 # word splitting of the list is intended
 tests=(${*:-$LAB_TESTS})

@@ -74,7 +74,9 @@ up)
 	done
 	;;
 ifname)
+	# Not a bridge: br0 takes the MAC of a port it has.
 	for f in /sys/class/net/*/address; do
+		[ -d "${f%/address}/bridge" ] && continue
 		[ "$(cat "$f")" = "$2" ] && { basename "${f%/address}"; exit 0; }
 	done
 	exit 1
@@ -231,7 +233,8 @@ drive_nested() {
 	fi
 
 	# Bridged through the spoofing-on adapter: a lease from nat0, the lab's page.
-	x $C -- sh -c "brctl delif br0 $off && brctl addif br0 $on"
+	x $C -- sh -c "brctl delif br0 $off && brctl addif br0 $on" >$D/o 2>&1 ||
+		say fail bridge-swap "'$off' out of br0, '$on' in: $(cat $D/o)"
 	t0=$(lab_now_cs)
 	lease=$(x $C l2 -- /tmp/g.sh dhcp "$i2" 8)
 	lab_metric l2_lease_s "$(lab_secs $(($(lab_now_cs) - t0)))"
