@@ -80,7 +80,7 @@ struct swd_client {
 struct swd_txq {
 	unsigned int n, niov;
 	struct netport_rec rec[SWD_TXQ];
-	size_t size[SWD_TXQ];  /* its bytes on the wire (a batch's record, padding included) */
+	size_t size[SWD_TXQ]; /* its bytes on the wire (a batch's record, padding included) */
 	unsigned int first[SWD_TXQ + 1];
 	struct iovec iov[3 * SWD_TXQ];
 	struct mmsghdr mm[SWD_TXQ];
@@ -104,9 +104,9 @@ struct swd {
 	char leases_path[STORE_PATH_MAX], runtime_path[STORE_PATH_MAX], dir[STORE_PATH_MAX];
 	int64_t started, next_age_ms, leases_saved_ms;
 	bool quit;
-	uint8_t buf[NETPORT_MSG_MAX + 1];              /* the tap's frames */
+	uint8_t buf[NETPORT_MSG_MAX + 1];                    /* the tap's frames */
 	uint8_t rx[SWD_RX_BATCH][NETPORT_BATCH_MSG_MAX + 1]; /* the ports' messages (2 MiB) */
-	struct swd_txq txq[SW_MAX_PORTS];              /* frames from rx[] for each port */
+	struct swd_txq txq[SW_MAX_PORTS];                    /* frames from rx[] for each port */
 };
 
 static int64_t swd_now_ms(void)
@@ -142,7 +142,8 @@ static void swd_txq_flush(struct swd *s, unsigned int num)
 		unsigned int j = i + 1;
 		size_t bytes = q->size[i];
 
-		while (batch && j < q->n && j - i < batch && bytes + q->size[j] <= NETPORT_BATCH_BYTES)
+		while (batch && j < q->n && j - i < batch &&
+		       bytes + q->size[j] <= NETPORT_BATCH_BYTES)
 			bytes += q->size[j++];
 		q->mm[nm] = (struct mmsghdr){.msg_hdr = {.msg_iov = &q->iov[q->first[i]],
 		                                         .msg_iovlen = q->first[j] - q->first[i]}};
@@ -200,7 +201,8 @@ static int swd_send_vm(struct sw_port *p, const struct netport_hdr *hdr, const u
 	    {.iov_base = batch ? (void *)&wire : (void *)&wire.hdr,
 	     .iov_len = batch ? sizeof(wire) : sizeof(wire.hdr)},
 	    {.iov_base = (void *)frame, .iov_len = len},
-	    {.iov_base = (void *)pad, .iov_len = netport_rec_size(msg_len) - NETPORT_REC_HDR - msg_len},
+	    {.iov_base = (void *)pad,
+	     .iov_len = netport_rec_size(msg_len) - NETPORT_REC_HDR - msg_len},
 	};
 	unsigned int niov = batch && iov[2].iov_len ? 3 : 2;
 	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = niov};
@@ -280,7 +282,7 @@ static void swd_pending_close(struct swd_pending *pd)
 static void swd_hello_reply(int fd, const char *error, int port, bool batch)
 {
 	char buf[512];
-	json_t *o = error ? json_pack("{s:s}", "error", error)
+	json_t *o = error   ? json_pack("{s:s}", "error", error)
 	            : batch ? json_pack("{s:b, s:i, s:i}", "ok", 1, "port", port, "batch",
 	                                NETPORT_BATCH_MAX)
 	                    : json_pack("{s:b, s:i}", "ok", 1, "port", port);
@@ -379,10 +381,12 @@ static void swd_port_batch(struct swd *s, unsigned int num, uint8_t *msg, size_t
 	int64_t now = swd_now_ms();
 	int r;
 
-	while ((r = netport_batch_next(msg, len, &off, &count, NETPORT_BATCH_MAX, &rec,
-	                               &rec_len)) > 0 &&
-	       s->core.ports[num].used)
+	for (;;) {
+		r = netport_batch_next(msg, len, &off, &count, NETPORT_BATCH_MAX, &rec, &rec_len);
+		if (r <= 0 || !s->core.ports[num].used)
+			break;
 		sw_input_msg(&s->core, num, (uint8_t *)rec, rec_len, now);
+	}
 	if (r < 0 && s->core.ports[num].used)
 		sw_count_malformed(&s->core, num);
 }

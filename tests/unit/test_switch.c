@@ -604,7 +604,8 @@ static void test_hello_batch(void **state)
 		             "{\"netport\":1,\"vm\":\"a\",\"adapter\":0,"
 		             "\"mac\":\"02:00:00:00:00:01\",\"batch\":%s}",
 		             bad[i]);
-		assert_int_equal(netport_hello_parse(buf, (size_t)n, &g, why, sizeof(why)), -EINVAL);
+		assert_int_equal(netport_hello_parse(buf, (size_t)n, &g, why, sizeof(why)),
+		                 -EINVAL);
 	}
 }
 

@@ -860,7 +860,8 @@ static void test_batch(void **state)
 		assert_true(n > 0);
 		msgs++;
 		off = 0;
-		while ((r = netport_batch_next(msg, (size_t)n, &off, &count, 8, &rec, &rec_len)) > 0) {
+		while ((r = netport_batch_next(msg, (size_t)n, &off, &count, 8, &rec, &rec_len)) >
+		       0) {
 			fill_frame(fr, 60 + got, got + 1);
 			assert_int_equal(rec_len, sizeof(nh) + 60 + got);
 			assert_memory_equal(rec + sizeof(nh), fr, 60 + got);

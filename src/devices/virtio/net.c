@@ -55,11 +55,11 @@ struct net_rx_chain {
 /* A transmit chain taken from the queue and its message (or record of a batch). */
 struct net_tx_msg {
 	struct virtq_req req;
-	struct netport_rec rec;         /* .len: batches only */
+	struct netport_rec rec;       /* .len: batches only */
 	unsigned int iov_first, niov; /* its buffers in tx_msg: header, frame, padding */
-	uint32_t flen;                  /* the frame's bytes */
-	size_t size;                    /* on the wire: a record with its padding in a batch */
-	bool drop;                      /* given back unsent (counted) */
+	uint32_t flen;                /* the frame's bytes */
+	size_t size;                  /* on the wire: a record with its padding in a batch */
+	bool drop;                    /* given back unsent (counted) */
 };
 
 struct virtio_net {
@@ -99,9 +99,9 @@ struct virtio_net {
 	const uint8_t *rx_msg;          /* the batch whose records are being taken; NULL: none */
 	size_t rx_msg_len, rx_msg_off;
 	unsigned int rx_msg_count;
-	uint8_t *rxbuf;                 /* the pending message: one of the slots */
-	size_t rx_len;                  /* bytes of the pending message; 0: none */
-	struct net_rx_chain *rx_held;   /* a ring of VIRTIO_NET_QUEUE_SIZE */
+	uint8_t *rxbuf;               /* the pending message: one of the slots */
+	size_t rx_len;                /* bytes of the pending message; 0: none */
+	struct net_rx_chain *rx_held; /* a ring of VIRTIO_NET_QUEUE_SIZE */
 	unsigned int rx_head, rx_nheld;
 	bool rx_starved; /* the guest posted no buffer the last time one was wanted */
 	bool rx_pushed, tx_pushed;
@@ -126,7 +126,8 @@ static size_t net_frame_max(const struct virtio_net *net)
 /* A receive slot for one message: the header and the longest frame, 4-byte aligned. */
 static size_t net_rx_frame_slot(unsigned int mtu)
 {
-	return (sizeof(struct netport_hdr) + mtu + NETPORT_FRAME_MIN + NET_VLAN_LEN + 3) & ~(size_t)3;
+	return (sizeof(struct netport_hdr) + mtu + NETPORT_FRAME_MIN + NET_VLAN_LEN + 3) &
+	       ~(size_t)3;
 }
 
 /* A receive slot for a batch (records are 4-byte aligned from its start). */
@@ -144,8 +145,8 @@ static void net_update_watch(struct virtio_net *net)
 
 	if (net->fd < 0 || !net->started)
 		return;
-	if (!net_live(net) || (!net->rx_starved && !net->rx_len && !net->rx_msg &&
-	                       net->rx_next == net->rx_count))
+	if (!net_live(net) ||
+	    (!net->rx_starved && !net->rx_len && !net->rx_msg && net->rx_next == net->rx_count))
 		ev |= EPOLLIN;
 	if (net->tx_n > net->tx_sent)
 		ev |= EPOLLOUT;
@@ -249,13 +250,13 @@ static int net_tx_flush(struct virtio_net *net)
 			unsigned int j = i + 1;
 			size_t bytes = net->tx[i].size;
 
-			while (net->batch && j < net->tx_n && !net->tx[j].drop && j - i < net->batch &&
-			       bytes + net->tx[j].size <= NETPORT_BATCH_BYTES)
+			while (net->batch && j < net->tx_n && !net->tx[j].drop &&
+			       j - i < net->batch && bytes + net->tx[j].size <= NETPORT_BATCH_BYTES)
 				bytes += net->tx[j++].size;
 			net->tx_mm[nm] = (struct mmsghdr){
 			    .msg_hdr = {.msg_iov = net->tx_msg + net->tx[i].iov_first,
-			                .msg_iovlen = net->tx[j - 1].iov_first + net->tx[j - 1].niov -
-			                              net->tx[i].iov_first}};
+			                .msg_iovlen = net->tx[j - 1].iov_first +
+			                              net->tx[j - 1].niov - net->tx[i].iov_first}};
 			net->tx_mfirst[nm++] = i;
 			i = j;
 		}
@@ -668,8 +669,7 @@ static void net_rx_from_port(struct virtio_net *net)
 	for (int i = 0; i < NET_RX_BATCH / NET_RX_MMSG; i++) {
 		net_rx_drain(net);
 		if (net->rx_len || net->rx_msg || net->rx_next < net->rx_count || net->fd < 0 ||
-		    net->rx_starved ||
-		    !net_rx_read(net))
+		    net->rx_starved || !net_rx_read(net))
 			return;
 	}
 	net_rx_drain(net);
