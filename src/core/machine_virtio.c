@@ -210,8 +210,12 @@ static int machine_create_console(struct machine_virtio *mv)
 	return r;
 }
 
-/* Connect NIC @i to its switch: the port socket into *@fd (-1: no switch); 0 or -errno. */
-static int machine_nic_connect(const struct vm_config *cfg, unsigned int i, int *fd)
+/*
+ * Connect NIC @i to its switch: the port socket into *@fd (-1: no switch),
+ * the switch's batch count into *@batch (netport.h); 0 or -errno.
+ */
+static int machine_nic_connect(const struct vm_config *cfg, unsigned int i, int *fd,
+                               unsigned int *batch)
 {
 	const struct vm_nic_config *n = &cfg->nics[i];
 	struct netport_hello h = {
@@ -219,11 +223,13 @@ static int machine_nic_connect(const struct vm_config *cfg, unsigned int i, int 
 	    .mac_spoofing = n->mac_spoofing,
 	    .dhcp_guard = n->dhcp_guard,
 	    .router_guard = n->router_guard,
+	    .batch = NETPORT_BATCH_MAX,
 	};
 	unsigned int port = 0;
 	char why[256];
 
 	*fd = -1;
+	*batch = 0;
 	if (!n->switch_name)
 		return 0;
 	if (!cfg->switch_home || !cfg->vm_name) {
@@ -240,7 +246,9 @@ static int machine_nic_connect(const struct vm_config *cfg, unsigned int i, int 
 		*fd = -1;
 		return r;
 	}
-	log_info("NIC %u: on port %u of switch '%s'", i, port, n->switch_name);
+	*batch = h.batch;
+	log_info("NIC %u: on port %u of switch '%s'%s", i, port, n->switch_name,
+	         h.batch ? " (batches)" : "");
 	return 0;
 }
 
@@ -251,7 +259,7 @@ int machine_nics_connect(struct vm_config *cfg)
 
 		if (cfg->nics[i].connected)
 			continue;
-		r = machine_nic_connect(cfg, i, &cfg->nics[i].fd);
+		r = machine_nic_connect(cfg, i, &cfg->nics[i].fd, &cfg->nics[i].batch);
 		if (r < 0)
 			return r;
 		cfg->nics[i].connected = true;
@@ -268,9 +276,10 @@ static int machine_create_nics(struct machine_virtio *mv)
 		struct virtio_net *net;
 		char name[DEVICE_NAME_MAX];
 		int fd = cfg->nics[i].fd, r = 0;
+		unsigned int batch = cfg->nics[i].batch;
 
 		if (!cfg->nics[i].connected)
-			r = machine_nic_connect(cfg, i, &fd);
+			r = machine_nic_connect(cfg, i, &fd, &batch);
 
 		if (r < 0)
 			return r;
@@ -278,6 +287,7 @@ static int machine_create_nics(struct machine_virtio *mv)
 		memcpy(p.mac, cfg->nics[i].mac, sizeof(p.mac));
 		p.mtu = cfg->nics[i].mtu;
 		p.fd = fd;
+		p.batch = batch;
 		p.name = name;
 		r = virtio_net_create(&p, &net);
 		if (r == 0)

@@ -88,6 +88,7 @@ struct vm_config {
 		unsigned int pci_slot;
 		bool connected; /* @fd is its switch port, joined beforehand (machine_nics_connect) */
 		int fd;
+		unsigned int batch; /* @fd's batches (netport.h): the switch's count, 0: none */
 	} nics[VM_MAX_NICS];
 	unsigned int nr_nics;
 	const char *vm_name;	 /* what the NICs tell their switches ("run-PID" for `run`) */

@@ -2,6 +2,7 @@
 /* The adapter-to-switch link: hello messages, MACs, checksums (netport.h). */
 #include "net/netport.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -69,6 +70,11 @@ int netport_hello_format(const struct netport_hello *h, char *buf, size_t size)
 	              h->router_guard);
 	if (!o)
 		return -ENOMEM;
+	/* Only when asked: an old switch refuses the field (netport.h, step 4). */
+	if (h->batch && json_object_set_new(o, "batch", json_integer(h->batch)) < 0) {
+		json_decref(o);
+		return -ENOMEM;
+	}
 	n = json_dumpb(o, buf, size, JSON_COMPACT);
 	json_decref(o);
 	if (n == 0 || n > size || n > NETPORT_HELLO_MAX)
@@ -135,6 +141,13 @@ int netport_hello_parse(const void *msg, size_t len, struct netport_hello *h, ch
 				r = hello_fail(why, why_size, "'%s' must be true or false", key);
 			else
 				*b = json_is_true(v);
+		} else if (!strcmp(key, "batch")) {
+			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+			    json_integer_value(v) > NETPORT_BATCH_MAX)
+				r = hello_fail(why, why_size, "'batch' must be 1 to %d",
+				               NETPORT_BATCH_MAX);
+			else
+				h->batch = (unsigned int)json_integer_value(v);
 		} else {
 			r = hello_fail(why, why_size, "unknown field '%.32s'", key);
 		}
@@ -148,6 +161,27 @@ int netport_hello_parse(const void *msg, size_t len, struct netport_hello *h, ch
 		               !have_vm      ? "'vm'" :
 		               !have_adapter ? "'adapter'" : "'mac'");
 	return r;
+}
+
+int netport_batch_next(const uint8_t *msg, size_t len, size_t *off, unsigned int *count,
+                       unsigned int max, const uint8_t **rec, size_t *rec_len)
+{
+	uint32_t l;
+
+	if (*off >= len)
+		return *count ? 0 : -EINVAL; /* an empty batch is no batch */
+	if (len - *off < NETPORT_REC_HDR || *count >= max)
+		return -EINVAL;
+	memcpy(&l, msg + *off, sizeof(l));
+	l = le32toh(l);
+	if (l == 0 || l > NETPORT_MSG_MAX || l > len - *off - NETPORT_REC_HDR)
+		return -EINVAL;
+	*rec = msg + *off + NETPORT_REC_HDR;
+	*rec_len = l;
+	/* The padding, which the last record may leave off. */
+	*off += netport_rec_size(l) < len - *off ? netport_rec_size(l) : len - *off;
+	(*count)++;
+	return 1;
 }
 
 uint32_t netport_csum_add(uint32_t sum, const void *data, size_t len)

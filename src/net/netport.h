@@ -21,6 +21,22 @@
  *    FCS) of NETPORT_FRAME_MIN to NETPORT_FRAME_MAX bytes. A message that
  *    breaks these rules is dropped and counted by its receiver, never
  *    trusted.
+ * 4. Batches: an adapter may add "batch": N (1 to NETPORT_BATCH_MAX) to its
+ *    hello, the most frames it takes in one message; a switch that batches
+ *    answers with "batch": M (1 to NETPORT_BATCH_MAX), the most it takes. Once both said
+ *    so, every message in both directions is a batch: one or more records,
+ *    each a little-endian uint32_t length L, then L bytes that are a
+ *    message of step 3 (header and frame), then zero padding to a multiple
+ *    of 4 bytes (the last record's padding may be left off). A batch holds
+ *    at most the receiver's count of records and NETPORT_BATCH_BYTES bytes,
+ *    or one record alone when a record is longer than that. An old switch
+ *    refuses the "batch" field (unknown fields are refused): the adapter
+ *    then joins again without it; an old adapter does not ask. Why: per
+ *    frame, the time goes to the kernel's work per message (README,
+ *    "virtio-net" under "Benchmark"). The batch's framing is checked by
+ *    netport_batch_next(); a record that breaks it ends the message (the
+ *    records before it stand), each record's content is checked as a
+ *    message of step 3.
  *
  * Checksum offload: a sender that leaves a TCP/UDP checksum to be done sets
  * NETPORT_F_NEEDS_CSUM with csum_start and csum_offset (virtio-net's
@@ -51,6 +67,27 @@ struct netport_hdr {
 
 #define NETPORT_MSG_MAX (sizeof(struct netport_hdr) + NETPORT_FRAME_MAX)
 
+/* A batch's record header, as sent (little-endian), followed by the frame. */
+struct netport_rec {
+	uint32_t len; /* the header's and the frame's bytes */
+	struct netport_hdr hdr;
+};
+
+#define NETPORT_BATCH_MAX 64             /* records in a batch */
+#define NETPORT_BATCH_BYTES (64 * 1024) /* a batch's size, unless one record alone is longer */
+#define NETPORT_REC_HDR 4                /* a record's length field: netport_rec.len */
+/* The longest batch message: the longest record alone, or a full one. */
+#define NETPORT_BATCH_MSG_MAX                                                                      \
+	(NETPORT_REC_HDR + NETPORT_MSG_MAX + 3 > NETPORT_BATCH_BYTES                               \
+	     ? NETPORT_REC_HDR + NETPORT_MSG_MAX + 3                                               \
+	     : NETPORT_BATCH_BYTES)
+
+/* netport_rec_size - the bytes a record of a message of @len bytes takes, padding included. */
+static inline size_t netport_rec_size(size_t len)
+{
+	return (NETPORT_REC_HDR + len + 3) & ~(size_t)3;
+}
+
 /* An adapter as the hello message describes it. */
 struct netport_hello {
 	char vm[65];     /* the VM's name, as the store allows (a foreground VM: "run-PID") */
@@ -59,6 +96,7 @@ struct netport_hello {
 	bool mac_spoofing; /* frames from other source MACs pass */
 	bool dhcp_guard;   /* DHCP server messages from this port are dropped */
 	bool router_guard; /* IPv6 router advertisements/redirects from this port are dropped */
+	unsigned int batch; /* frames per message it takes (step 4); 0: one, no batches */
 };
 
 /*
@@ -75,6 +113,18 @@ int netport_hello_format(const struct netport_hello *h, char *buf, size_t size);
  */
 int netport_hello_parse(const void *msg, size_t len, struct netport_hello *h, char *why,
                         size_t why_size);
+
+/*
+ * netport_batch_next - the next record of a batch message @msg of @len
+ * bytes, at *@off (0 for the first; moved past it): *@rec and *@rec_len
+ * are its message of step 3 (not checked here). *@count is the records
+ * taken so far, at most @max. Returns 1, 0 at the end, or -EINVAL for a
+ * record that breaks the framing (a length of zero or past the end,
+ * longer than NETPORT_MSG_MAX, more than @max records, an empty batch):
+ * the rest of the message is to be dropped.
+ */
+int netport_batch_next(const uint8_t *msg, size_t len, size_t *off, unsigned int *count,
+                       unsigned int max, const uint8_t **rec, size_t *rec_len);
 
 /* netport_mac_parse - "52:54:00:12:34:56" into @mac. Returns 0 or -EINVAL. */
 int netport_mac_parse(const char *s, uint8_t mac[6]);

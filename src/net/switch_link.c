@@ -23,7 +23,8 @@
 #define SWITCH_LINK_SNDBUF (1 << 20)
 
 /* The switch's answer to the hello: {"ok":true,"port":N} or {"error":"..."}. */
-static int link_answer(int fd, unsigned int *port, char *why, size_t why_size)
+static int link_answer(int fd, unsigned int *port, unsigned int *batch, char *why,
+                       size_t why_size)
 {
 	char buf[NETPORT_HELLO_MAX];
 	json_t *o, *v;
@@ -45,6 +46,16 @@ static int link_answer(int fd, unsigned int *port, char *why, size_t why_size)
 	           json_is_integer(v = json_object_get(o, "port")) && json_integer_value(v) >= 0) {
 		*port = (unsigned int)json_integer_value(v);
 		r = 0;
+		v = json_object_get(o, "batch");
+		if (!*batch || !v) {
+			*batch = 0;
+		} else if (json_is_integer(v) && json_integer_value(v) >= 1 &&
+		           json_integer_value(v) <= NETPORT_BATCH_MAX) {
+			*batch = (unsigned int)json_integer_value(v);
+		} else {
+			snprintf(why, why_size, "the switch's batch is not understood");
+			r = -EPROTO;
+		}
 	} else {
 		snprintf(why, why_size, "the switch's answer is not understood");
 	}
@@ -52,8 +63,8 @@ static int link_answer(int fd, unsigned int *port, char *why, size_t why_size)
 	return r;
 }
 
-int switch_link_connect(const char *home, const char *name, const struct netport_hello *h,
-                        unsigned int *port, char *why, size_t why_size)
+static int link_join(const char *home, const char *name, struct netport_hello *h,
+                     unsigned int *port, char *why, size_t why_size)
 {
 	struct timeval tv = { .tv_sec = SWITCH_LINK_TIMEOUT_S };
 	char path[4096], hello[NETPORT_HELLO_MAX];
@@ -99,7 +110,7 @@ int switch_link_connect(const char *home, const char *name, const struct netport
 		         strerror(errno));
 		goto err;
 	}
-	r = link_answer(fd, port, why, why_size);
+	r = link_answer(fd, port, &h->batch, why, why_size);
 	if (r < 0)
 		goto err;
 	tv.tv_sec = 0;
@@ -113,4 +124,17 @@ int switch_link_connect(const char *home, const char *name, const struct netport
 err:
 	close(fd);
 	return r;
+}
+
+int switch_link_connect(const char *home, const char *name, struct netport_hello *h,
+                        unsigned int *port, char *why, size_t why_size)
+{
+	int fd = link_join(home, name, h, port, why, why_size);
+
+	/* An old switch refuses the "batch" field: one frame per message then. */
+	if (fd == -ECONNREFUSED && h->batch) {
+		h->batch = 0;
+		fd = link_join(home, name, h, port, why, why_size);
+	}
+	return fd;
 }

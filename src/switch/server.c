@@ -69,12 +69,22 @@ struct swd_client {
 	int64_t last_ms;
 };
 
-/* Messages queued for one VM port, sent with one sendmmsg(). */
+#define SWD_TXQ 64 /* frames queued for one VM port */
+
+/*
+ * Frames queued for one VM port, sent with one sendmmsg(): one message
+ * each, or batches of up to the port's count (netport.h, step 4). Entry
+ * i's buffers are iov[first[i]] to iov[first[i + 1]]: its record header,
+ * the frame, the padding.
+ */
 struct swd_txq {
-	unsigned int n;
-	struct netport_hdr hdr[SWD_RX_BATCH]; /* little-endian, as sent */
-	struct iovec iov[SWD_RX_BATCH][2];
-	struct mmsghdr mm[SWD_RX_BATCH];
+	unsigned int n, niov;
+	struct netport_rec rec[SWD_TXQ];
+	size_t size[SWD_TXQ]; /* its bytes on the wire (a batch's record, padding included) */
+	unsigned int first[SWD_TXQ + 1];
+	struct iovec iov[3 * SWD_TXQ];
+	struct mmsghdr mm[SWD_TXQ];
+	unsigned int mfirst[SWD_TXQ + 1]; /* message k: entries mfirst[k] to mfirst[k + 1] */
 };
 
 struct swd {
@@ -94,9 +104,9 @@ struct swd {
 	char leases_path[STORE_PATH_MAX], runtime_path[STORE_PATH_MAX], dir[STORE_PATH_MAX];
 	int64_t started, next_age_ms, leases_saved_ms;
 	bool quit;
-	uint8_t buf[NETPORT_MSG_MAX + 1];              /* the tap's frames */
-	uint8_t rx[SWD_RX_BATCH][NETPORT_MSG_MAX + 1]; /* the ports' messages (2 MiB) */
-	struct swd_txq txq[SW_MAX_PORTS];              /* frames from rx[] for each port */
+	uint8_t buf[NETPORT_MSG_MAX + 1];                    /* the tap's frames */
+	uint8_t rx[SWD_RX_BATCH][NETPORT_BATCH_MSG_MAX + 1]; /* the ports' messages (2 MiB) */
+	struct swd_txq txq[SW_MAX_PORTS];                    /* frames from rx[] for each port */
 };
 
 static int64_t swd_now_ms(void)
@@ -125,10 +135,24 @@ static void swd_txq_flush(struct swd *s, unsigned int num)
 {
 	struct swd_txq *q = &s->txq[num];
 	struct sw_port *p = &s->core.ports[num];
-	unsigned int sent = 0;
+	unsigned int batch = p->hello.batch, nm = 0, sent = 0;
 
-	while (sent < q->n) {
-		int r = sendmmsg(p->fd, q->mm + sent, q->n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+	/* Group the entries into messages: one each, or batches within the port's limits. */
+	for (unsigned int i = 0; i < q->n;) {
+		unsigned int j = i + 1;
+		size_t bytes = q->size[i];
+
+		while (batch && j < q->n && j - i < batch &&
+		       bytes + q->size[j] <= NETPORT_BATCH_BYTES)
+			bytes += q->size[j++];
+		q->mm[nm] = (struct mmsghdr){.msg_hdr = {.msg_iov = &q->iov[q->first[i]],
+		                                         .msg_iovlen = q->first[j] - q->first[i]}};
+		q->mfirst[nm++] = i;
+		i = j;
+	}
+	q->mfirst[nm] = q->n;
+	while (sent < nm) {
+		int r = sendmmsg(p->fd, q->mm + sent, nm - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (r > 0) {
 			sent += (unsigned int)r;
@@ -140,13 +164,13 @@ static void swd_txq_flush(struct swd *s, unsigned int num)
 			p->broken = true;
 		break;
 	}
-	for (unsigned int i = sent; i < q->n; i++) {
+	for (unsigned int i = q->mfirst[sent]; i < q->n; i++) {
 		p->c.frames_out--;
-		p->c.bytes_out -= q->iov[i][1].iov_len;
+		p->c.bytes_out -= q->iov[q->first[i] + 1].iov_len;
 		if (!p->broken)
 			p->c.drop_congested++;
 	}
-	q->n = 0;
+	q->n = q->niov = 0;
 }
 
 static void swd_txq_flush_all(struct swd *s)
@@ -165,31 +189,39 @@ static void swd_txq_flush_all(struct swd *s)
 static int swd_send_vm(struct sw_port *p, const struct netport_hdr *hdr, const uint8_t *frame,
                        size_t len)
 {
+	static const uint8_t pad[3];
 	struct swd *s = p->opaque;
 	unsigned int num = (unsigned int)(p - s->core.ports);
 	struct swd_txq *q = &s->txq[num];
 	const uint8_t *rx = (const uint8_t *)s->rx;
-	struct netport_hdr wire = *hdr;
-	struct iovec iov[2] = {
-	    {.iov_base = &wire, .iov_len = sizeof(wire)},
+	bool batch = p->hello.batch != 0;
+	size_t msg_len = sizeof(*hdr) + len;
+	struct netport_rec wire = {.len = htole32((uint32_t)msg_len), .hdr = *hdr};
+	struct iovec iov[3] = {
+	    {.iov_base = batch ? (void *)&wire : (void *)&wire.hdr,
+	     .iov_len = batch ? sizeof(wire) : sizeof(wire.hdr)},
 	    {.iov_base = (void *)frame, .iov_len = len},
+	    {.iov_base = (void *)pad,
+	     .iov_len = netport_rec_size(msg_len) - NETPORT_REC_HDR - msg_len},
 	};
-	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+	unsigned int niov = batch && iov[2].iov_len ? 3 : 2;
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = niov};
 
-	wire.csum_start = htole16(hdr->csum_start);
-	wire.csum_offset = htole16(hdr->csum_offset);
+	wire.hdr.csum_start = htole16(hdr->csum_start);
+	wire.hdr.csum_offset = htole16(hdr->csum_offset);
 	if (frame >= rx && frame < rx + sizeof(s->rx)) {
-		if (q->n == SWD_RX_BATCH)
+		if (q->n == SWD_TXQ)
 			swd_txq_flush(s, num);
 		if (p->broken)
 			return -EPIPE;
-		q->hdr[q->n] = wire;
-		q->iov[q->n][0] =
-		    (struct iovec){.iov_base = &q->hdr[q->n], .iov_len = sizeof(wire)};
-		q->iov[q->n][1] = iov[1];
-		q->mm[q->n] =
-		    (struct mmsghdr){.msg_hdr = {.msg_iov = q->iov[q->n], .msg_iovlen = 2}};
+		q->rec[q->n] = wire;
+		iov[0].iov_base = batch ? (void *)&q->rec[q->n] : (void *)&q->rec[q->n].hdr;
+		q->first[q->n] = q->niov;
+		memcpy(&q->iov[q->niov], iov, niov * sizeof(iov[0]));
+		q->niov += niov;
+		q->size[q->n] = batch ? netport_rec_size(msg_len) : msg_len;
 		q->n++;
+		q->first[q->n] = q->niov;
 		return 0;
 	}
 	if (q->n)
@@ -236,7 +268,7 @@ static void swd_port_close(struct swd *s, unsigned int num, const char *why)
 	log_info("port %u (VM '%s' adapter %u, %s) disconnected: %s", num, p->hello.vm,
 	         p->hello.adapter, mac, why);
 	close(p->fd);
-	s->txq[num].n = 0;
+	s->txq[num].n = s->txq[num].niov = 0;
 	sw_port_remove(&s->core, num);
 }
 
@@ -247,11 +279,13 @@ static void swd_pending_close(struct swd_pending *pd)
 }
 
 /* Answer a hello (netport.h step 2). */
-static void swd_hello_reply(int fd, const char *error, int port)
+static void swd_hello_reply(int fd, const char *error, int port, bool batch)
 {
 	char buf[512];
-	json_t *o = error ? json_pack("{s:s}", "error", error)
-	                  : json_pack("{s:b, s:i}", "ok", 1, "port", port);
+	json_t *o = error   ? json_pack("{s:s}", "error", error)
+	            : batch ? json_pack("{s:b, s:i, s:i}", "ok", 1, "port", port, "batch",
+	                                NETPORT_BATCH_MAX)
+	                    : json_pack("{s:b, s:i}", "ok", 1, "port", port);
 	size_t n = o ? json_dumpb(o, buf, sizeof(buf), JSON_COMPACT) : 0;
 
 	json_decref(o);
@@ -270,7 +304,7 @@ static void swd_refuse(int fd, const char *why)
 
 	for (int i = 0; i < 4 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
 		;
-	swd_hello_reply(fd, why, -1);
+	swd_hello_reply(fd, why, -1, false);
 	close(fd);
 }
 
@@ -294,13 +328,13 @@ static void swd_pending_read(struct swd *s, struct swd_pending *pd)
 		return;
 	}
 	if ((msg.msg_flags & MSG_TRUNC) || n > NETPORT_HELLO_MAX) {
-		swd_hello_reply(pd->fd, "hello too long", -1);
+		swd_hello_reply(pd->fd, "hello too long", -1, false);
 		swd_pending_close(pd);
 		return;
 	}
 	if (netport_hello_parse(buf, (size_t)n, &h, why, sizeof(why)) < 0) {
 		log_warn("an adapter's hello was refused: %s", why);
-		swd_hello_reply(pd->fd, why, -1);
+		swd_hello_reply(pd->fd, why, -1, false);
 		swd_pending_close(pd);
 		return;
 	}
@@ -309,7 +343,7 @@ static void swd_pending_read(struct swd *s, struct swd_pending *pd)
 	if (num >= 0) {
 		snprintf(why, sizeof(why), "MAC %s is already on this switch (port %d, VM '%s')",
 		         mac, num, s->core.ports[num].hello.vm);
-		swd_hello_reply(pd->fd, why, -1);
+		swd_hello_reply(pd->fd, why, -1, false);
 		swd_pending_close(pd);
 		return;
 	}
@@ -319,23 +353,42 @@ static void swd_pending_read(struct swd *s, struct swd_pending *pd)
 			snprintf(why, sizeof(why),
 			         "VM '%s' adapter %u is already connected (port %u)", h.vm,
 			         h.adapter, i);
-			swd_hello_reply(pd->fd, why, -1);
+			swd_hello_reply(pd->fd, why, -1, false);
 			swd_pending_close(pd);
 			return;
 		}
 	s->core.wall_now = time(NULL);
 	num = sw_port_add(&s->core, 1, &h, swd_send_vm, s);
 	if (num < 0) {
-		swd_hello_reply(pd->fd, "the switch has no free port", -1);
+		swd_hello_reply(pd->fd, "the switch has no free port", -1, false);
 		swd_pending_close(pd);
 		return;
 	}
 	s->core.ports[num].fd = pd->fd;
 	pd->fd = -1;
-	swd_hello_reply(s->core.ports[num].fd, NULL, num);
-	log_info("port %d: VM '%s' adapter %u, %s%s%s%s", num, h.vm, h.adapter, mac,
-	         h.mac_spoofing ? ", MAC spoofing allowed" : "",
+	swd_hello_reply(s->core.ports[num].fd, NULL, num, h.batch != 0);
+	log_info("port %d: VM '%s' adapter %u, %s%s%s%s%s", num, h.vm, h.adapter, mac,
+	         h.batch ? ", batches" : "", h.mac_spoofing ? ", MAC spoofing allowed" : "",
 	         h.dhcp_guard ? "" : ", no DHCP guard", h.router_guard ? "" : ", no router guard");
+}
+
+/* A batch message from port @num: its records, each as a message (netport.h, step 4). */
+static void swd_port_batch(struct swd *s, unsigned int num, uint8_t *msg, size_t len)
+{
+	const uint8_t *rec;
+	unsigned int count = 0;
+	size_t off = 0, rec_len;
+	int64_t now = swd_now_ms();
+	int r;
+
+	for (;;) {
+		r = netport_batch_next(msg, len, &off, &count, NETPORT_BATCH_MAX, &rec, &rec_len);
+		if (r <= 0 || !s->core.ports[num].used)
+			break;
+		sw_input_msg(&s->core, num, (uint8_t *)rec, rec_len, now);
+	}
+	if (r < 0 && s->core.ports[num].used)
+		sw_count_malformed(&s->core, num);
 }
 
 /*
@@ -372,6 +425,8 @@ static void swd_port_read(struct swd *s, unsigned int num)
 			}
 			if (mm[i].msg_hdr.msg_flags & MSG_TRUNC)
 				sw_count_malformed(&s->core, num);
+			else if (p->hello.batch)
+				swd_port_batch(s, num, s->rx[i], mm[i].msg_len);
 			else
 				sw_input_msg(&s->core, num, s->rx[i], mm[i].msg_len, swd_now_ms());
 		}
@@ -813,7 +868,7 @@ static void swd_timers(struct swd *s)
 	}
 	for (unsigned int i = 0; i < SWD_MAX_PENDING; i++)
 		if (s->pending[i].fd >= 0 && now >= s->pending[i].deadline_ms) {
-			swd_hello_reply(s->pending[i].fd, "no hello in time", -1);
+			swd_hello_reply(s->pending[i].fd, "no hello in time", -1, false);
 			swd_pending_close(&s->pending[i]);
 		}
 	for (unsigned int i = 0; i < SWD_MAX_CLIENTS; i++)

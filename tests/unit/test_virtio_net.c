@@ -6,8 +6,9 @@
  * intact, mergeable receive buffers, checksum offload passed through or
  * completed, back-pressure when the guest posts no buffers, MTU limits,
  * malformed rings and headers resetting only the device that saw them,
- * link down when the switch goes, and a save/restore round trip into a new
- * device on a new port.
+ * link down when the switch goes, a save/restore round trip into a new
+ * device on a new port, and batches (netport.h, step 4) both ways, with
+ * malformed ones.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include "net/netport.h"
 #include "virtio_test_driver.h"
 
+#include <endian.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -36,10 +38,10 @@ struct fixture {
 
 static const uint8_t test_mac[6] = {0x02, 0x4e, 0x56, 0x01, 0x02, 0x03};
 
-static struct fixture *fixture_new(unsigned int mtu, uint64_t features)
+static struct fixture *fixture_new_batch(unsigned int mtu, uint64_t features, unsigned int batch)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct virtio_net_params p = {.mtu = mtu};
+	struct virtio_net_params p = {.mtu = mtu, .batch = batch};
 	int sv[2];
 
 	assert_non_null(f);
@@ -52,6 +54,11 @@ static struct fixture *fixture_new(unsigned int mtu, uint64_t features)
 	assert_int_equal(virtio_net_start(f->net), 0);
 	vd_bring_up(f->d, features, 2, QSIZE);
 	return f;
+}
+
+static struct fixture *fixture_new(unsigned int mtu, uint64_t features)
+{
+	return fixture_new_batch(mtu, features, 0);
 }
 
 static void fixture_free(struct fixture *f)
@@ -789,6 +796,133 @@ static void test_save_restore_held_tx(void **state)
 	fixture_free(f);
 }
 
+/* Append a record of @len bytes at @buf + *@off (header and frame, or raw with @nh NULL). */
+static void batch_put(uint8_t *buf, size_t *off, const struct netport_hdr *nh, const void *data,
+                      size_t len)
+{
+	uint32_t l = htole32((uint32_t)(len + (nh ? sizeof(*nh) : 0)));
+
+	memcpy(buf + *off, &l, 4);
+	if (nh)
+		memcpy(buf + *off + 4, nh, sizeof(*nh));
+	memcpy(buf + *off + 4 + (nh ? sizeof(*nh) : 0), data, len);
+	*off += netport_rec_size(le32toh(l));
+}
+
+/* Batches both ways: frames of every padding, in order, the switch's count respected. */
+static void test_batch(void **state)
+{
+	struct fixture *f = fixture_new_batch(1500, BASE_FEATURES | MRG, 8);
+	struct netport_hdr nh = {0};
+	struct virtio_net_hdr h = {0};
+	static uint8_t msg[NETPORT_BATCH_MSG_MAX + 1];
+	uint8_t fr[1600];
+	unsigned int nr = 20, got = 0, msgs = 0;
+	size_t off = 0;
+	uint32_t used;
+
+	(void)state;
+	for (unsigned int i = 0; i < nr; i++) {
+		fill_frame(fr, 60 + i, i);
+		batch_put(msg, &off, &nh, fr, 60 + i);
+	}
+	assert_int_equal(send(f->peer, msg, off, 0), (ssize_t)off);
+	/* A batch of one full-size frame, without its last record's padding. */
+	off = 0;
+	fill_frame(fr, 1514, 99);
+	batch_put(msg, &off, &nh, fr, 1514);
+	assert_int_equal(send(f->peer, msg, 4 + 8 + 1514, 0), 4 + 8 + 1514);
+	post_rx(f, nr + 1, 2048);
+	for (unsigned int i = 0; i <= nr; i++) {
+		uint8_t *b = rx_used(f, &used, 2000);
+		size_t len = i < nr ? 60 + i : 1514;
+
+		assert_non_null(b);
+		fill_frame(fr, len, i < nr ? i : 99);
+		assert_int_equal(used, HDR + len);
+		assert_memory_equal(b + HDR, fr, len);
+	}
+	assert_int_equal(stats(f).rx_frames, nr + 1);
+	assert_int_equal(stats(f).rx_dropped_bad, 0);
+
+	/* The guest's frames go in batches of at most 8. */
+	for (unsigned int i = 0; i < nr; i++) {
+		fill_frame(fr, 60 + i, i + 1);
+		guest_tx(f, &h, fr, 60 + i);
+	}
+	while (got < nr) {
+		ssize_t n = peer_recv(f, msg, sizeof(msg), 2000);
+		const uint8_t *rec;
+		size_t rec_len;
+		unsigned int count = 0;
+		int r;
+
+		assert_true(n > 0);
+		msgs++;
+		off = 0;
+		while ((r = netport_batch_next(msg, (size_t)n, &off, &count, 8, &rec, &rec_len)) >
+		       0) {
+			fill_frame(fr, 60 + got, got + 1);
+			assert_int_equal(rec_len, sizeof(nh) + 60 + got);
+			assert_memory_equal(rec + sizeof(nh), fr, 60 + got);
+			got++;
+		}
+		assert_int_equal(r, 0);
+	}
+	assert_true(msgs >= 3); /* 20 frames, 8 at most per batch */
+	assert_int_equal(stats(f).tx_frames, nr);
+	fixture_free(f);
+}
+
+/* Malformed batches: the records before the break are delivered, the break counted once. */
+static void test_batch_malformed(void **state)
+{
+	struct fixture *f = fixture_new_batch(1500, BASE_FEATURES, 8);
+	struct netport_hdr nh = {0}, bad = {.reserved0 = 1};
+	static uint8_t msg[NETPORT_BATCH_MSG_MAX + 16];
+	uint8_t fr[200];
+	uint32_t l;
+	size_t off;
+
+	(void)state;
+	fill_frame(fr, 100, 1);
+	/* A good record, then a length past the end. */
+	off = 0;
+	batch_put(msg, &off, &nh, fr, 100);
+	l = htole32(200);
+	memcpy(msg + off, &l, 4);
+	assert_int_equal(send(f->peer, msg, off + 4 + 50, 0), (ssize_t)(off + 4 + 50));
+	/* A zero length. */
+	off = 0;
+	l = 0;
+	memcpy(msg, &l, 4);
+	assert_int_equal(send(f->peer, msg, 16, 0), 16);
+	/* A truncated record header (2 bytes of a length) after a good record. */
+	off = 0;
+	batch_put(msg, &off, &nh, fr, 100);
+	assert_int_equal(send(f->peer, msg, off + 2, 0), (ssize_t)(off + 2));
+	/* A record whose content breaks step 3: it alone is dropped. */
+	off = 0;
+	batch_put(msg, &off, &bad, fr, 100);
+	batch_put(msg, &off, &nh, fr, 100);
+	assert_int_equal(send(f->peer, msg, off, 0), (ssize_t)off);
+	/* Too many records: the first NETPORT_BATCH_MAX stand. */
+	off = 0;
+	for (unsigned int i = 0; i <= NETPORT_BATCH_MAX; i++)
+		batch_put(msg, &off, &nh, fr, 14);
+	assert_int_equal(send(f->peer, msg, off, 0), (ssize_t)off);
+	/* Longer than a batch may be: dropped whole. */
+	memset(msg, 0, sizeof(msg));
+	assert_int_equal(send(f->peer, msg, sizeof(msg), 0), (ssize_t)sizeof(msg));
+	post_rx(f, 128, 2048);
+	for (int i = 0; i < 3000 && stats(f).rx_dropped_bad < 6; i++)
+		usleep(1000);
+	usleep(20000);
+	assert_int_equal(stats(f).rx_dropped_bad, 6);
+	assert_int_equal(stats(f).rx_frames, 1 + 1 + 1 + NETPORT_BATCH_MAX);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -799,7 +933,8 @@ int main(void)
 	    cmocka_unit_test(test_malformed),       cmocka_unit_test(test_rx_bad_messages),
 	    cmocka_unit_test(test_link_down),       cmocka_unit_test(test_attach),
 	    cmocka_unit_test(test_save_restore),    cmocka_unit_test(test_save_restore_held_tx),
-	    cmocka_unit_test(test_burst),
+	    cmocka_unit_test(test_burst),           cmocka_unit_test(test_batch),
+	    cmocka_unit_test(test_batch_malformed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,13 +19,16 @@
  *
  * The system calls are batched (recvmmsg, sendmmsg, NET_RX_MMSG and
  * NET_TX_MMSG messages): per frame, the device's time went mostly to
- * entering the kernel (README, "virtio-net" under "Benchmark").
+ * entering the kernel (README, "virtio-net" under "Benchmark"). With a
+ * switch that takes them, the messages are batches of frames too
+ * (netport.h, step 4): the kernel's work per message was what was left.
  */
 #include "devices/virtio/net.h"
 
 #include "core/log.h"
 #include "net/netport.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +41,7 @@
 #define NET_RX_CHAIN_IOV 64    /* buffers of one receive chain (Linux's big packets use 19) */
 #define NET_RX_BATCH 64        /* frames read per socket event, so transmit gets its turn */
 #define NET_RX_MMSG 32         /* messages per recvmmsg() */
+#define NET_RX_MMSG_BATCHES 2  /* batch messages per recvmmsg(): up to 128 frames */
 #define NET_TX_BATCH 256       /* frames sent per notification, so receive gets its turn */
 #define NET_TX_MMSG 32         /* messages per sendmmsg() */
 #define NET_TX_IOV (2 * VIRTIO_NET_QUEUE_SIZE) /* a batch's chains' buffers: two of the longest */
@@ -48,11 +52,14 @@ struct net_rx_chain {
 	struct iovec iov[NET_RX_CHAIN_IOV];
 };
 
-/* A transmit chain taken from the queue and its message. */
+/* A transmit chain taken from the queue and its message (or record of a batch). */
 struct net_tx_msg {
 	struct virtq_req req;
-	struct netport_hdr nh;
-	bool drop; /* given back unsent (counted) */
+	struct netport_rec rec;       /* .len: batches only */
+	unsigned int iov_first, niov; /* its buffers in tx_msg: header, frame, padding */
+	uint32_t flen;                /* the frame's bytes */
+	size_t size;                  /* on the wire: a record with its padding in a batch */
+	bool drop;                    /* given back unsent (counted) */
 };
 
 struct virtio_net {
@@ -73,22 +80,28 @@ struct virtio_net {
 	 */
 	struct net_tx_msg tx[NET_TX_MMSG];
 	struct mmsghdr tx_mm[NET_TX_MMSG];
-	struct iovec tx_iov[NET_TX_IOV];               /* the chains' buffers */
-	struct iovec tx_msg[NET_TX_IOV + NET_TX_MMSG]; /* each message: header, then the frame */
+	unsigned int tx_mfirst[NET_TX_MMSG + 1];           /* message k: chains from tx_mfirst[k] */
+	struct iovec tx_iov[NET_TX_IOV];                   /* the chains' buffers */
+	struct iovec tx_msg[NET_TX_IOV + 2 * NET_TX_MMSG]; /* each chain: header, frame, padding */
 	unsigned int tx_n, tx_sent;
+	unsigned int batch; /* the switch takes batches of this many frames; 0: no batches */
 
 	/*
 	 * Receive: messages read from the port, up to NET_RX_MMSG with one
 	 * system call; the first not yet delivered (pending), and the chains
 	 * taken for it.
 	 */
-	uint8_t *rxbufs;                /* NET_RX_MMSG slots of rx_slot bytes */
+	uint8_t *rxbufs;                /* NET_RX_MMSG slots of rx_slot bytes, or batch slots */
 	size_t rx_slot;                 /* a netport header and the longest frame the MTU allows */
 	uint32_t rx_size[NET_RX_MMSG];  /* each message's size before truncation; 0: the end */
 	unsigned int rx_next, rx_count; /* messages rx_next..rx_count-1 are still to be looked at */
-	uint8_t *rxbuf;                 /* the pending message: one of the slots */
-	size_t rx_len;                  /* bytes of the pending message; 0: none */
-	struct net_rx_chain *rx_held;   /* a ring of VIRTIO_NET_QUEUE_SIZE */
+	bool rx_batches;                /* they are batches (read with batch set) */
+	const uint8_t *rx_msg;          /* the batch whose records are being taken; NULL: none */
+	size_t rx_msg_len, rx_msg_off;
+	unsigned int rx_msg_count;
+	uint8_t *rxbuf;               /* the pending message: one of the slots */
+	size_t rx_len;                /* bytes of the pending message; 0: none */
+	struct net_rx_chain *rx_held; /* a ring of VIRTIO_NET_QUEUE_SIZE */
 	unsigned int rx_head, rx_nheld;
 	bool rx_starved; /* the guest posted no buffer the last time one was wanted */
 	bool rx_pushed, tx_pushed;
@@ -110,6 +123,19 @@ static size_t net_frame_max(const struct virtio_net *net)
 	return (size_t)net->mtu + NETPORT_FRAME_MIN + NET_VLAN_LEN;
 }
 
+/* A receive slot for one message: the header and the longest frame, 4-byte aligned. */
+static size_t net_rx_frame_slot(unsigned int mtu)
+{
+	return (sizeof(struct netport_hdr) + mtu + NETPORT_FRAME_MIN + NET_VLAN_LEN + 3) &
+	       ~(size_t)3;
+}
+
+/* A receive slot for a batch (records are 4-byte aligned from its start). */
+static size_t net_rx_batch_slot(void)
+{
+	return (NETPORT_BATCH_MSG_MAX + 3) & ~(size_t)3;
+}
+
 /* ------------------------------------------------------------ the port */
 
 /* Watch the port for what the device can take now (nothing: not at all, see vsock.c). */
@@ -119,7 +145,8 @@ static void net_update_watch(struct virtio_net *net)
 
 	if (net->fd < 0 || !net->started)
 		return;
-	if (!net_live(net) || (!net->rx_starved && !net->rx_len && net->rx_next == net->rx_count))
+	if (!net_live(net) ||
+	    (!net->rx_starved && !net->rx_len && !net->rx_msg && net->rx_next == net->rx_count))
 		ev |= EPOLLIN;
 	if (net->tx_n > net->tx_sent)
 		ev |= EPOLLOUT;
@@ -208,7 +235,7 @@ static int net_tx_flush(struct virtio_net *net)
 	struct virtq *vq = &net->vqs[VIRTIO_NET_Q_TX];
 
 	while (net->tx_sent < net->tx_n) {
-		unsigned int first = net->tx_sent, run = 0;
+		unsigned int first = net->tx_sent, i = first, nm = 0;
 		int r;
 
 		if (net->tx[first].drop) {
@@ -218,9 +245,23 @@ static int net_tx_flush(struct virtio_net *net)
 			net->tx_sent++;
 			continue;
 		}
-		while (first + run < net->tx_n && !net->tx[first + run].drop)
-			run++;
-		r = sendmmsg(net->fd, net->tx_mm + first, run, MSG_DONTWAIT | MSG_NOSIGNAL);
+		/* The run of chains to send: one message each, or batches the switch takes. */
+		while (i < net->tx_n && !net->tx[i].drop) {
+			unsigned int j = i + 1;
+			size_t bytes = net->tx[i].size;
+
+			while (net->batch && j < net->tx_n && !net->tx[j].drop &&
+			       j - i < net->batch && bytes + net->tx[j].size <= NETPORT_BATCH_BYTES)
+				bytes += net->tx[j++].size;
+			net->tx_mm[nm] = (struct mmsghdr){
+			    .msg_hdr = {.msg_iov = net->tx_msg + net->tx[i].iov_first,
+			                .msg_iovlen = net->tx[j - 1].iov_first +
+			                              net->tx[j - 1].niov - net->tx[i].iov_first}};
+			net->tx_mfirst[nm++] = i;
+			i = j;
+		}
+		net->tx_mfirst[nm] = i;
+		r = sendmmsg(net->fd, net->tx_mm, nm, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (r < 0 && (errno == EAGAIN || errno == ENOBUFS || errno == EINTR))
 			return 0;
 		if (r < 0 && errno == EMSGSIZE) {
@@ -231,26 +272,26 @@ static int net_tx_flush(struct virtio_net *net)
 			net_link_down(net, strerror(errno));
 			return -1;
 		}
-		for (unsigned int i = first; i < first + (unsigned int)r; i++) {
+		for (i = first; i < net->tx_mfirst[r]; i++) {
 			virtq_push(vq, net->tx[i].req.head, 0);
 			net->stats.tx_frames++;
-			net->stats.tx_bytes += net->tx_mm[i].msg_len - sizeof(struct netport_hdr);
+			net->stats.tx_bytes += net->tx[i].flen;
 		}
 		net->tx_pushed = true;
-		net->tx_sent += (unsigned int)r;
+		net->tx_sent = net->tx_mfirst[r];
 	}
 	net->tx_n = net->tx_sent = 0;
 	return 1;
 }
 
 /*
- * Check the chain just popped into batch entry @m and build its message
- * (tx_mm, its buffers from tx_msg at *@msg_used). Returns 1 to send, 0 to
+ * Check the chain just popped into batch entry @m and build its message or
+ * record (its buffers from tx_msg at *@msg_used). Returns 1 to send, 0 to
  * drop (counted when it is given back), -EIO malformed.
  */
-static int net_tx_prepare(struct virtio_net *net, struct net_tx_msg *m, struct mmsghdr *mm,
-                          unsigned int *msg_used)
+static int net_tx_prepare(struct virtio_net *net, struct net_tx_msg *m, unsigned int *msg_used)
 {
+	static const uint8_t pad[3];
 	struct virtq_req *req = &m->req;
 	struct iovec *out = net->tx_msg + *msg_used;
 	struct virtio_net_hdr h;
@@ -273,15 +314,28 @@ static int net_tx_prepare(struct virtio_net *net, struct net_tx_msg *m, struct m
 	cnt = iov_slice(req->iov, req->nr_out, VIRTIO_NET_HDR_SIZE, len, out + 1, req->nr_out);
 	if (cnt < 0)
 		return -EIO;
-	m->nh = (struct netport_hdr){0};
+	m->rec = (struct netport_rec){.len = htole32((uint32_t)(sizeof(m->rec.hdr) + len))};
 	if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-		m->nh.flags = NETPORT_F_NEEDS_CSUM;
-		m->nh.csum_start = h.csum_start;
-		m->nh.csum_offset = h.csum_offset;
+		m->rec.hdr.flags = NETPORT_F_NEEDS_CSUM;
+		m->rec.hdr.csum_start = h.csum_start;
+		m->rec.hdr.csum_offset = h.csum_offset;
 	}
-	out[0] = (struct iovec){&m->nh, sizeof(m->nh)};
-	*mm = (struct mmsghdr){.msg_hdr = {.msg_iov = out, .msg_iovlen = (size_t)cnt + 1}};
-	*msg_used += (unsigned int)cnt + 1;
+	m->flen = (uint32_t)len;
+	m->iov_first = *msg_used;
+	m->niov = (unsigned int)cnt + 1;
+	if (net->batch) {
+		size_t padding;
+
+		m->size = netport_rec_size(sizeof(m->rec.hdr) + len);
+		padding = m->size - NETPORT_REC_HDR - sizeof(m->rec.hdr) - len;
+		out[0] = (struct iovec){&m->rec, sizeof(m->rec)};
+		if (padding)
+			out[m->niov++] = (struct iovec){(void *)pad, padding};
+	} else {
+		m->size = sizeof(m->rec.hdr) + len;
+		out[0] = (struct iovec){&m->rec.hdr, sizeof(m->rec.hdr)};
+	}
+	*msg_used += m->niov;
 	return 1;
 }
 
@@ -313,7 +367,7 @@ static int net_tx_fill(struct virtio_net *net, bool *empty)
 			break;
 		}
 		if (r > 0)
-			r = net_tx_prepare(net, m, &net->tx_mm[net->tx_n], &msg_used);
+			r = net_tx_prepare(net, m, &msg_used);
 		if (r < 0) {
 			net_needs_reset(net, "malformed transmit queue or header");
 			return -EIO;
@@ -529,6 +583,27 @@ static void net_rx_drain(struct virtio_net *net)
 		}
 		if (net->rx_len && (!net_rx_deliver(net) || !net_live(net)))
 			return; /* no buffers yet, or a malformed ring: it waits for its reset */
+		if (net->rx_msg) {
+			const uint8_t *rec;
+			size_t rec_len;
+			int r = netport_batch_next(net->rx_msg, net->rx_msg_len, &net->rx_msg_off,
+			                           &net->rx_msg_count, NETPORT_BATCH_MAX, &rec,
+			                           &rec_len);
+
+			if (r <= 0) {
+				/* The end, or framing broken: the rest of the batch is dropped. */
+				net->stats.rx_dropped_bad += r < 0;
+				net->rx_msg = NULL;
+				continue;
+			}
+			/* Records are 4-byte aligned in a slot: the header may be read in place. */
+			net->rxbuf = (uint8_t *)rec;
+			if (!live)
+				net->stats.rx_dropped_room++;
+			else if (net_rx_check(net, rec_len))
+				net->rx_len = rec_len;
+			continue;
+		}
 		if (net->rx_next == net->rx_count)
 			return;
 		net->rxbuf = net->rxbufs + net->rx_next * net->rx_slot;
@@ -538,6 +613,17 @@ static void net_rx_drain(struct virtio_net *net)
 			net->rx_next = net->rx_count;
 			net_link_down(net, "the switch closed the port");
 			return;
+		}
+		if (net->rx_batches) {
+			if (size > net->rx_slot) {
+				net->stats.rx_dropped_bad++; /* truncated */
+				continue;
+			}
+			net->rx_msg = net->rxbuf;
+			net->rx_msg_len = size;
+			net->rx_msg_off = 0;
+			net->rx_msg_count = 0;
+			continue;
 		}
 		if (!live)
 			net->stats.rx_dropped_room++; /* no driver: the NIC is down */
@@ -551,14 +637,19 @@ static int net_rx_read(struct virtio_net *net)
 {
 	struct mmsghdr mm[NET_RX_MMSG];
 	struct iovec iov[NET_RX_MMSG];
+	unsigned int nr;
 	int n;
 
-	for (int i = 0; i < NET_RX_MMSG; i++) {
+	/* Batches: fewer, larger slots (the buffer has room for both, see create). */
+	net->rx_batches = net->batch != 0;
+	net->rx_slot = net->rx_batches ? net_rx_batch_slot() : net_rx_frame_slot(net->mtu);
+	nr = net->rx_batches ? NET_RX_MMSG_BATCHES : NET_RX_MMSG;
+	for (unsigned int i = 0; i < nr; i++) {
 		iov[i] = (struct iovec){net->rxbufs + i * net->rx_slot, net->rx_slot};
 		mm[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
 	}
 	/* MSG_TRUNC: msg_len is the message's size, so an oversized one is told apart. */
-	n = recvmmsg(net->fd, mm, NET_RX_MMSG, MSG_DONTWAIT | MSG_TRUNC, NULL);
+	n = recvmmsg(net->fd, mm, nr, MSG_DONTWAIT | MSG_TRUNC, NULL);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n < 0) {
@@ -577,8 +668,8 @@ static void net_rx_from_port(struct virtio_net *net)
 {
 	for (int i = 0; i < NET_RX_BATCH / NET_RX_MMSG; i++) {
 		net_rx_drain(net);
-		if (net->rx_len || net->rx_next < net->rx_count || net->fd < 0 || net->rx_starved ||
-		    !net_rx_read(net))
+		if (net->rx_len || net->rx_msg || net->rx_next < net->rx_count || net->fd < 0 ||
+		    net->rx_starved || !net_rx_read(net))
 			return;
 	}
 	net_rx_drain(net);
@@ -634,8 +725,11 @@ static void net_reset(struct virtio_device *vdev)
 {
 	struct virtio_net *net = container_of(vdev, struct virtio_net, vdev);
 
-	net->stats.rx_dropped_lifecycle += (net->rx_len != 0) + net->rx_count - net->rx_next;
+	/* A batch read counts as one. */
+	net->stats.rx_dropped_lifecycle +=
+	    (net->rx_len != 0) + (net->rx_msg != NULL) + net->rx_count - net->rx_next;
 	net->rx_len = 0;
+	net->rx_msg = NULL;
 	net->rx_next = net->rx_count = 0;
 	net->rx_head = net->rx_nheld = 0;
 	net->tx_n = net->tx_sent = 0;
@@ -721,8 +815,11 @@ int virtio_net_create(const struct virtio_net_params *params, struct virtio_net 
 	}
 	net = calloc(1, sizeof(*net));
 	if (net) {
-		net->rx_slot = sizeof(struct netport_hdr) + mtu + NETPORT_FRAME_MIN + NET_VLAN_LEN;
-		net->rxbufs = malloc(NET_RX_MMSG * net->rx_slot);
+		size_t frames = NET_RX_MMSG * net_rx_frame_slot(mtu);
+		size_t batches = NET_RX_MMSG_BATCHES * net_rx_batch_slot();
+
+		net->rx_slot = net_rx_frame_slot(mtu);
+		net->rxbufs = malloc(frames > batches ? frames : batches);
 		net->rx_held = calloc(VIRTIO_NET_QUEUE_SIZE, sizeof(*net->rx_held));
 	}
 	if (!net || !net->rxbufs || !net->rx_held) {
@@ -736,6 +833,7 @@ int virtio_net_create(const struct virtio_net_params *params, struct virtio_net 
 		return -ENOMEM;
 	}
 	net->fd = params->fd;
+	net->batch = params->fd >= 0 ? params->batch : 0;
 	snprintf(net->name, sizeof(net->name), "%s", params->name ? params->name : "virtio-net");
 	net->mtu = (uint16_t)mtu;
 	memcpy(net->mac, params->mac, sizeof(net->mac));
@@ -787,6 +885,7 @@ void virtio_net_attach(struct virtio_net *net, int fd)
 		close(net->fd);
 	}
 	net->fd = fd;
+	net->batch = 0; /* a port joined elsewhere (cmd_nic.c) asks for no batches */
 	net_set_link(net, fd >= 0);
 	if (fd < 0)
 		net_tx_drop_held(net);

@@ -97,6 +97,8 @@ struct virtio_net_params {
 	uint8_t mac[6];
 	unsigned int mtu; /* VIRTIO_NET_MTU_MIN..MAX; 0: VIRTIO_NET_MTU_DEFAULT */
 	int fd;           /* the connected port socket (taken, even on failure), or -1: no link */
+	unsigned int
+	    batch;        /* @fd's switch takes batches of this many frames (netport.h); 0: none */
 	const char *name; /* "virtio-net0", for messages (copied); NULL: "virtio-net" */
 };
 
