@@ -16,7 +16,7 @@
 #   between two L2 entries; that cycle is checked all the same, but does not
 #   count (at most 2 x CYCLES cycles);
 #
-#   `nestvm checkpoint` (taken again, up to 3 times, until one catches the
+#   `nestvm checkpoint` (taken again, up to 6 times, until one catches the
 #   L2 running), more rounds, `nestvm checkpoint restore`: the VM goes back
 #   (its first round after the restore follows the checkpoint's moment,
 #   below the rounds seen before the restore) and runs to the end.
@@ -105,7 +105,7 @@ done_cycles=$((c - 1))
 r=$(snap_last $con)
 [ $((rounds - r)) -ge 60 ] ||
 	{ lab_fail "only $((rounds - r)) rounds left for the checkpoint (the cycles took more): raise rN"; fin; }
-snap_checkpoint_take cp 3 || fin
+snap_checkpoint_take cp 6 || fin
 saves=$((saves + snap_cp_tries))
 gm_saves=$((gm_saves + 1))
 snap_checkpoint_back 1 90 || fin
