@@ -26,7 +26,10 @@ RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 # Debian kernel as an L2. The lab's L1 triple fault while an L2 Linux boots
 # (tests/lab/README.md, "The L2-Linux crash") came in 1 of 4-7 boots while
 # the L1 mapped its L2's RAM 4 KiB at a time; with the L1's huge pages on
-# (tests/lab/l1/init), 0 in 40 (README.md, "The L2 Linux boot").
+# (tests/lab/l1/init), 0 in 40 (README.md, "The L2 Linux boot"). Not 0
+# everywhere: net:nested (the same L2 Linux, with an L1 busy with two
+# switches, a bridge and its agent) had it once in its first three runs
+# that got that far, so it is in `make lab-net`, not here.
 # snapshot-nested (the probe as a guest hypervisor saved, restored and
 # checkpointed while its L2 runs; 28-85 s) and snapshot-linux (a Linux L1
 # whose own nestvm runs an L2, checkpointed and saved; 1.5-6 min while the
@@ -36,7 +39,7 @@ RESULTS=${LAB_BUILD_DIR:-$TOP/build/lab}/tests.results
 # back and forth while its L2 runs (about a minute: its L2's work is sized
 # to the lab's speed); migrate-linux (2-7 min) is in `make lab-migrate`
 # (README, "Migration").
-LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state snapshot-nested snapshot-linux nested:linux exec migrate-nested net net:nested"}
+LAB_TESTS=${LAB_TESTS:-"lab-selftest linux-boot:bzimage linux-boot:pvh nested-probe virtio-devices manager-nested vcpu-state snapshot-nested snapshot-linux nested:linux exec migrate-nested net"}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1200}
 # shellcheck disable=SC2206 # word splitting of the list is intended
 tests=(${*:-$LAB_TESTS})
