@@ -45,6 +45,13 @@ struct sw_counters {
 	uint64_t drop_congested; /* frames for this port it could not take */
 };
 
+/* sw_counters_seen - the port's messages the switch took in: passed the guards or dropped there. */
+static inline uint64_t sw_counters_seen(const struct sw_counters *c)
+{
+	return c->frames_in + c->drop_malformed + c->drop_spoofed_mac + c->drop_dhcp_guard +
+	       c->drop_router_guard;
+}
+
 struct sw_port;
 
 /*
