@@ -545,7 +545,11 @@ static int vm_create_kvm(struct vm *vm, struct vm_cpuid_probe *probe)
 static int vm_build_cpuid(struct vm *vm, struct vm_cpuid_probe *probe)
 {
 	struct kvm_cpuid2 *supported = NULL;
-	struct cpuid_config cc = {.nr_cpus = vm->cfg.cpus, .nested = vm->cfg.nested};
+	struct cpuid_config cc = {
+	    .nr_cpus = vm->cfg.cpus,
+	    .nested = vm->cfg.nested,
+	    .tsc_deadline = kvm_check_cap(vm->sys.fd, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
+	};
 	int r = vm_cpuid_probe_wait(probe, &supported);
 
 	if (r < 0) {

@@ -105,6 +105,25 @@ static void test_amd_nested_on(void **state)
 	free(host);
 }
 
+/* The TSC-deadline timer is offered when the in-kernel LAPIC has it, never otherwise. */
+static void test_tsc_deadline(void **state)
+{
+	struct kvm_cpuid2 *host = TABLE(amd_host), *c;
+	struct cpuid_config cfg = {.nr_cpus = 1, .tsc_deadline = true};
+
+	(void)state;
+	assert_false(cpuid_find(host, 1, 0)->ecx & CPUID_1_ECX_TSC_DEADLINE);
+	assert_int_equal(cpuid_policy_build(host, &cfg, &c), 0);
+	assert_true(cpuid_find(c, 1, 0)->ecx & CPUID_1_ECX_TSC_DEADLINE);
+	free(c);
+	cpuid_find(host, 1, 0)->ecx |= CPUID_1_ECX_TSC_DEADLINE;
+	cfg.tsc_deadline = false;
+	assert_int_equal(cpuid_policy_build(host, &cfg, &c), 0);
+	assert_false(cpuid_find(c, 1, 0)->ecx & CPUID_1_ECX_TSC_DEADLINE);
+	free(c);
+	free(host);
+}
+
 static void test_intel_topology_and_vmx(void **state)
 {
 	struct kvm_cpuid2 *host = TABLE(intel_host), *c;
@@ -177,7 +196,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_amd_nested_off),         cmocka_unit_test(test_amd_nested_on),
 	    cmocka_unit_test(test_intel_topology_and_vmx), cmocka_unit_test(test_host_without_virt),
-	    cmocka_unit_test(test_vmx_msr_selection),
+	    cmocka_unit_test(test_vmx_msr_selection),      cmocka_unit_test(test_tsc_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

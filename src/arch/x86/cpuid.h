@@ -15,6 +15,7 @@
 
 #define CPUID_1_ECX_VMX (1u << 5)
 #define CPUID_1_ECX_X2APIC (1u << 21)
+#define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
 #define CPUID_1_EDX_HTT (1u << 28)
 #define CPUID_80000001_ECX_CMP_LEGACY (1u << 1)
@@ -37,6 +38,7 @@ enum cpu_vendor { CPU_VENDOR_OTHER, CPU_VENDOR_INTEL, CPU_VENDOR_AMD };
 struct cpuid_config {
 	unsigned int nr_cpus; /* one package, nr_cpus cores, one thread each */
 	bool nested;          /* expose VMX/SVM (nested.c decides how) */
+	bool tsc_deadline;    /* the in-kernel LAPIC has the TSC-deadline timer */
 };
 
 /* cpuid_find - the entry for (function, index), or NULL. */
