@@ -88,7 +88,11 @@ static int agent_dial_socket(const char *path, uint32_t port, const char *what, 
 		                   path, fs_strerror(fd));
 	n = snprintf(line, sizeof(line), "CONNECT %u\n", port);
 	if (write(fd, line, (size_t)n) != n) {
-		r = -errno;
+		/*
+		 * EPIPE: the device closed the connection before reading it, as a
+		 * reset would: the guest's side is not ready (--wait tries again).
+		 */
+		r = errno == EPIPE ? -ECONNRESET : -errno;
 		goto fail;
 	}
 	r = agent_read_answer(fd, line, sizeof(line));
