@@ -25,13 +25,15 @@
 # the L1, then exec, stdin, cp and a pty into l2 through the L1's agent
 # (`nestvm exec --vsock-socket SOCK l2 -- ...`), and the chained form
 # (`nestvm exec L1 -- nestvm exec l2 -- ...`).
-# l2 (make test): heavy without the 1 GiB transfers.
+# l2 (make lab-exec): heavy without the 1 GiB transfers (exec-lib.sh; make
+# test's net:nested runs the same L2 checks).
 #
 # Metrics: first_contact_s; vm_first_byte_ms, vm_in_MBps, vm_out_MBps and
 # lo_* the same over the loopback; heavy: gib_in_MBps, gib_out_MBps, l2_first_contact_s,
 # l2_first_byte_ms, l2_in_MBps.
 
 . /lab/lib.sh
+. /lab/scenarios/exec-lib.sh
 
 lab_need_nestvm
 AGENT=/lab/guest/nestvm-agent
@@ -87,18 +89,6 @@ say() {
 # x ARGS: nestvm exec through the VM's vsock socket.
 x() {
 	"$NV" exec --vsock-socket $SOCK "$@"
-}
-
-# stat_of FILE KEY: KEY's value in the --stats line of FILE.
-stat_of() {
-	lab_word_value "$2" "$(grep 'nestvm exec: stats' "$1" | tail -n 1)"
-}
-
-# median FILE KEY: the median of KEY over the --stats lines in FILE.
-median() {
-	grep 'nestvm exec: stats' "$1" | while read -r line; do
-		lab_word_value "$2" "$line"
-	done | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
 }
 
 # probe NAME FILE CMD...: with CMD (`nestvm exec` and its way to the agent),
@@ -211,32 +201,7 @@ drive_l2() {
 		grep -q L1-L2-STARTED /tmp/l1-exec.out 2>/dev/null && break
 		sleep 1
 	done
-	t0=$(lab_now_cs)
-	if ! x --wait 400 l2 -- true </dev/null 2>$D/err; then
-		say fail l2-first-contact "$(cat $D/err)"
-		return 1
-	fi
-	say ok l2-first-contact "after $(lab_secs $(($(lab_now_cs) - t0))) s"
-	lab_metric l2_first_contact_s "$(lab_secs $(($(lab_now_cs) - t0)))"
-	x l2 -- sh -c 'echo l2-out; exit 5' </dev/null >$D/o 2>$D/e
-	rc=$?
-	[ $rc = 5 ] && [ "$(cat $D/o)" = l2-out ] && say ok l2-status 5 || say fail l2-status "rc=$rc $(cat $D/e)"
-	for _i in 1 2 3 4 5; do
-		x --stats l2 -- echo hi </dev/null >/dev/null 2>>$D/l2.lat
-	done
-	x --stats l2 -- sha256sum <$D/data >$D/o 2>$D/l2in.stats
-	[ "$(cut -c1-64 $D/o)" = "$want" ] && say ok l2-stdin "$size bytes" || say fail l2-stdin "$(cat $D/o)"
-	lab_metrics "l2_first_byte_ms=$(median $D/l2.lat first_byte_ms)" "l2_in_MBps=$(stat_of $D/l2in.stats MBps)"
-	rm -f $D/back
-	"$NV" cp --vsock-socket $SOCK $D/data l2:/tmp/data 2>$D/e &&
-		"$NV" cp --vsock-socket $SOCK l2:/tmp/data $D/back 2>>$D/e
-	[ "$(sha256sum <$D/back | cut -c1-64)" = "$want" ] && say ok l2-cp "in and back" || say fail l2-cp "$(cat $D/e)"
-	x -t l2 -- tty </dev/null >$D/o 2>$D/e
-	grep -q '^/dev/pts/' $D/o && say ok l2-pty "$(tr -d '\r' <$D/o)" || say fail l2-pty "$(cat $D/o $D/e)"
-	x -e NESTVM_HOME=/tmp/nestvm -- /l1/bin/nestvm exec l2 -- sha256sum <$D/data >$D/o 2>$D/e
-	[ "$(cut -c1-64 $D/o)" = "$want" ] && say ok l2-chained "exec L1 -- nestvm exec l2" ||
-		say fail l2-chained "$(cat $D/o $D/e)"
-	x l2 -- touch /tmp/exec-done </dev/null
+	exec_l2_checks $SOCK && x l2 -- touch /tmp/exec-done </dev/null
 }
 
 # ssh: the same L1 over an internal switch (192.168.78.0/24, the lab's end

@@ -27,10 +27,15 @@
 # lease and nat0 counts the spoofed frames; bridged through the
 # spoofing-on adapter it gets a lease from nat0 and fetches the lab's page;
 # then through the L1's own NAT switch (10.0.3.0/24), through both NATs.
+# The same L2 then takes exec's checks through the levels (exec-lib.sh:
+# status, 4 MiB through stdin, cp both ways, a pty, the chained form), so
+# that one L2 Linux boot in make test's lab serves both.
 #
-# Metrics: lease_s (a's DHCP), l2_lease_s (bridged), l2_nat_fetch (ok).
+# Metrics: lease_s (a's DHCP), l2_lease_s (bridged);
+# nested: l2_first_contact_s, l2_first_byte_ms, l2_in_MBps (exec-lib.sh).
 
 . /lab/lib.sh
+. /lab/scenarios/exec-lib.sh
 
 lab_need_nestvm
 [ -x /lab/guest/nestvm-agent ] || lab_skip "no nestvm-agent in the lab (make guests)"
@@ -260,6 +265,12 @@ drive_nested() {
 		say fail nat-fetch "got '$got'"
 	"$NV" switch show nat0 >$D/nat0.show 2>&1
 	sed 's/^/  nat0| /' $D/nat0.show
+
+	# The same L2 serves exec's checks through the levels (issue 13).
+	size=4194304
+	head -c $size /dev/urandom >$D/data
+	want=$(sha256sum <$D/data | cut -c1-64)
+	exec_l2_checks $C
 	x $C l2 -- touch /tmp/exec-done
 }
 
@@ -303,6 +314,7 @@ else
 		--nic switch=nat0,mac=02:00:00:00:0b:01,mac-spoofing=on --nic switch=nat0,mac=02:00:00:00:0b:02 \
 		--cmdline "$cmd nowatchdog nestlab.l1=net nestexec.limit=650"
 	checks="bridge-spoof-off bridge-lease bridge-fetch nat-lease nat-fetch"
+	checks="$checks l2-first-contact l2-status l2-stdin l2-cp l2-pty l2-chained"
 fi
 kill $driver 2>/dev/null
 wait $driver 2>/dev/null
