@@ -14,6 +14,8 @@
 # lines of the L2's console and the L1's kernel messages ("L1-DMESG|").
 # nestlab.l1trace=1: the L1 traces its own KVM (kvm:*, tracefs) during each
 # L2 run and prints the end of that trace ("L1-TRACE|") when the run failed.
+# nestlab.l2pin=N: the Linux L2 runs on the L1's CPU N (nestlab.l2altpin=N:
+# on the even-numbered runs).
 # nestlab.l2prof=1: a profile of each L2 run from the L1's side: the L1 KVM's
 # exits of its L2 counted by reason, port, MSR and exit to user space (tracefs
 # histograms, "L1-PROF|"), and the L2's whole console with its timestamps.
@@ -28,6 +30,8 @@ secs=$(arg nestlab.soaksecs)
 l2kind=$(arg nestlab.soakl2)
 l2args=$(arg nestlab.l2args | tr ',' ' ')
 l2alt=$(arg nestlab.l2alt | tr ',' ' ')
+l2pin=$(arg nestlab.l2pin)
+l2altpin=$(arg nestlab.l2altpin)
 l1trace=$(arg nestlab.l1trace)
 l2prof=$(arg nestlab.l2prof)
 dmesg=
@@ -133,8 +137,8 @@ while [ $i -lt "$runs" ]; do
 	fi
 	dmesg -c >/dev/null
 	if [ "$l2kind" = linux ]; then
-		extra=
-		[ $((i % 2)) = 0 ] && extra=$l2alt
+		extra= pin=$l2pin
+		[ $((i % 2)) = 0 ] && extra=$l2alt && pin=${l2altpin:-$l2pin}
 		# shellcheck disable=SC2086 # one word per kernel argument
 		# 95-120 s of L1 time on a loaded host, 300 s at load 6, more than
 		# 420 s at load 12 (nice 10).
@@ -143,7 +147,8 @@ while [ $i -lt "$runs" ]; do
 			(while :; do grep AnonHugePages /proc/meminfo; sleep 5; done) >/tmp/thp.log 2>&1 &
 			thp_pid=$!
 		fi
-		timeout 900 /l1/bin/nestvm run --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio \
+		# shellcheck disable=SC2086 # no pin: no taskset words
+		timeout 900 ${pin:+taskset -c $pin} /l1/bin/nestvm run --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio \
 			--cpus 1 --memory 192M \
 			--cmdline "console=ttyS0 panic=-1 $l2args $extra$dmesg nestlab.l1=linux-boot" </dev/null >/tmp/l2.out 2>&1
 		rc=$?
@@ -160,7 +165,7 @@ while [ $i -lt "$runs" ]; do
 	fi
 	[ "$l1trace" = 1 ] && echo 0 >$T/tracing_on
 	read -r u1 _ </proc/uptime
-	echo "L1-SOAK i=$i rc=$rc secs=$(awk -v a="$u0" -v b="$u1" 'BEGIN { printf "%.2f", b - a }')${extra:+ alt=$extra}"
+	echo "L1-SOAK i=$i rc=$rc secs=$(awk -v a="$u0" -v b="$u1" 'BEGIN { printf "%.2f", b - a }')${extra:+ alt=$extra}${pin:+ cpu=$pin}"
 	if [ $rc != 0 ]; then
 		tr -d '\r' </tmp/l2.out | tail -n 60 | sed 's/^/L2| /'
 		dmesg | tail -n 20 | sed 's/^/L1-DMESG| /'

@@ -27,7 +27,10 @@
 #   PARAM-VALUE  reload the lab's kvm-amd with PARAM=VALUE (nested=1 kept),
 #                e.g. vgif-0; restored at the end
 #   l1kvm-PARAM-VALUE  the L1's kvm-amd parameter PARAM=VALUE
-#   l1-OPTION    an L1 kernel command-line word (l1-nopti)
+#   l1-OPTION    an L1 kernel command-line word (l1-nopti; "--" for "=":
+#                l1-nohz_full--1)
+#   pin-N        the L2 runs on the L1's CPU N (taskset), altpin-N on the
+#                even-numbered runs (A/B: pin-1.altpin-0.l1-nohz_full--1)
 #   linux        the L2 is the Debian kernel (1 vCPU, 192 MiB, the plain L1
 #                initramfs, no quiet) instead of the probe, as in
 #                nested:linux; a failed L2 run shows the end of its console
@@ -52,7 +55,7 @@
 lab_need_nestvm
 [ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
 
-runs=100 budget=1500 trace=0 mmutrace=0 hold=1 nohuge=0 kvmopts= l1kvm= l1opts= l2kind= l2args= l2alt= l1trace=0 l2prof=0
+runs=100 budget=1500 trace=0 mmutrace=0 hold=1 nohuge=0 kvmopts= l1kvm= l1opts= l2pin= l2altpin= l2kind= l2args= l2alt= l1trace=0 l2prof=0
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	*[!0-9]*) ;;
@@ -65,7 +68,9 @@ for w in $(echo "${1:-}" | tr '.' ' '); do
 	nohold) hold=0 ;;
 	nohuge) nohuge=1 ;;
 	l1kvm-*-*) w=${w#l1kvm-}; l1kvm="$l1kvm${l1kvm:+,}${w%%-*}=${w#*-}" ;;
-	l1-*) l1opts="$l1opts ${w#l1-}" ;;
+	l1-*) l1opts="$l1opts $(echo "${w#l1-}" | sed "s/--/=/g")" ;;
+	pin-[0-9]*) l2pin=${w#pin-} ;;
+	altpin-[0-9]*) l2altpin=${w#altpin-} ;;
 	linux) l2kind=linux ;;
 	l2alt-*) w=$(echo "${w#l2alt-}" | sed "s/--/=/g"); l2alt="$l2alt${l2alt:+,}$w" ;;
 	l2-*) w=$(echo "${w#l2-}" | sed "s/--/=/g"); l2args="$l2args${l2args:+,}$w" ;;
@@ -209,6 +214,8 @@ while [ $done_runs -lt "$runs" ]; do
 	[ -n "$l2kind" ] && cmdline="$cmdline nestlab.soakl2=$l2kind"
 	[ -n "$l2args" ] && cmdline="$cmdline nestlab.l2args=$l2args"
 	[ -n "$l2alt" ] && cmdline="$cmdline nestlab.l2alt=$l2alt"
+	[ -n "$l2pin" ] && cmdline="$cmdline nestlab.l2pin=$l2pin"
+	[ -n "$l2altpin" ] && cmdline="$cmdline nestlab.l2altpin=$l2altpin"
 	[ $l1trace -eq 1 ] && cmdline="$cmdline nestlab.l1trace=1"
 	[ $l2prof -eq 1 ] && cmdline="$cmdline nestlab.l2prof=1" && lab_prof start
 	if [ $trace -eq 1 ]; then
