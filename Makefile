@@ -52,7 +52,7 @@ endif
 # glibc it links, and that part can be laid out with nestvm's own code. Its
 # peak RSS for the probe's test=exit was 2.62 MiB linked with the shared
 # libc (1.3 MiB of libc.so's code mapped: the kernel maps the 64 KiB around
-# each page touched), 1.8 MiB static, and 1.1 MiB static with the code a
+# each page touched), 1.6-1.9 MiB static, and 1.16 MiB static with the code a
 # start runs laid out first (below). libslirp and libcrypto are still loaded
 # with dlopen(), which a static glibc supports with the shared libraries of
 # the same glibc: nestvm is relinked when libc.a changes (libc6-dev and
