@@ -43,6 +43,9 @@ TIMEOUT_S=10
 # Targets for nestvm on this machine's KVM (project issue).
 TARGET_WALL_MS=5
 TARGET_RSS_MIB=3
+# Start-up at the floor (issue 14): 1 vCPU against the plain minkvm.
+TARGET_FLOOR_WALL_RATIO=1.2
+TARGET_FLOOR_RSS_MIB=1.5
 
 die() {
 	echo "bench/boot.sh: $*" >&2
@@ -250,6 +253,13 @@ for cpus in 1 2; do
 	echo "target, nestvm --cpus $cpus:  wall <= $TARGET_WALL_MS ms $w (${MED_W[$n]} ms)," \
 		"peak RSS <= $TARGET_RSS_MIB MiB $r (${MED_R[$n]} MiB)"
 done
+n="nestvm --cpus 1"
+floor_ratio=$(ratio "${MED_W[$n]}" "${MED_W[minkvm]}")
+w=$(verdict "$floor_ratio" $TARGET_FLOOR_WALL_RATIO)
+r=$(verdict "${MED_R[$n]}" $TARGET_FLOOR_RSS_MIB)
+[[ $w == met && $r == met ]] || missed=1
+echo "target, at the floor:  nestvm/minkvm wall <= $TARGET_FLOOR_WALL_RATIO $w ($floor_ratio)," \
+	"peak RSS <= $TARGET_FLOOR_RSS_MIB MiB $r (${MED_R[$n]} MiB; minkvm ${MED_R[minkvm]} MiB)"
 echo "context on this KVM (issue): a minimal KVM program ~2 ms and 1.4 MiB;" \
 	"QEMU -M microvm ~52 ms and 37 MiB"
 echo "maxRSS floor of the spawner: $(awk -v k="$FLOOR_KIB" 'BEGIN { printf "%.2f", k / 1024 }') MiB" \

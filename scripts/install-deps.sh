@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 # tests/integration/manager.sh), libclang-rt-dev (clang's libFuzzer and ASan
 # runtimes for `make fuzz`: only recommended by clang), bc (tests/lab/demo.sh),
 # libglib2.0-dev (libslirp's pkg-config file requires glib-2.0's), dropbear-bin (the
-# lab's exec:ssh compares nestvm exec with ssh into the same guest).
-PKGS="build-essential clang libclang-rt-dev libcmocka-dev libjansson-dev qemu-system-x86
+# lab's exec:ssh compares nestvm exec with ssh into the same guest), lld (the static
+# release link lays out the code a start runs first: Makefile, STATIC).
+PKGS="build-essential clang lld libclang-rt-dev libcmocka-dev libjansson-dev qemu-system-x86
 busybox-static linux-image-cloud-amd64 cpio lz4 xz-utils kmod acpica-tools liburing-dev
 libseccomp-dev libssl-dev libslirp-dev libglib2.0-dev pkg-config bc procps dropbear-bin $*"
 

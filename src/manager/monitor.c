@@ -1659,8 +1659,13 @@ out:
 	 * Before vm_destroy_at_exit()'s child copies the fd table: the copy would
 	 * hold the lock. And before the ready pipe closes: a 'start' that sees it
 	 * close (the VM could not start) and asks at once must find the VM off,
-	 * not a held lock and no runtime record ("starting").
+	 * not a held lock and no runtime record ("starting"). The disk images'
+	 * locks go before it: a 'start' right after a 'save' (which waits for
+	 * this lock only) found a disk still locked when this monitor was
+	 * slower to get to vm_destroy_at_exit() than the next to its disks.
 	 */
+	if (m->vm)
+		machine_stop_devices(m->vm);
 	store_lock_release(m->lock_fd);
 	monitor_close_fd(&m->ready_fd);
 	if (m->vm)
