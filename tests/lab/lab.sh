@@ -324,11 +324,13 @@ shared_libs() {
 
 # What nestvm loads: its shared libraries, and those it loads with dlopen()
 # with their own: libslirp in a NAT switch's process (src/switch/nat.c),
-# libcrypto for a migration (src/snapshot/migrate_stream.c).
+# libcrypto for a migration (src/snapshot/migrate_stream.c). The loader
+# too under its name in the library directory: the static release nestvm's
+# dlopen() looks it up there (the lab has no ld.so.cache), not at /lib64.
 nestvm_libs() {
 	local lib
 	shared_libs "$NESTVM"
-	for lib in libslirp.so.0 libcrypto.so.3; do
+	for lib in libslirp.so.0 libcrypto.so.3 ld-linux-x86-64.so.2; do
 		lib=$(ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l && /x86-64/ { print $NF; exit }')
 		if [ -n "$lib" ]; then
 			echo "$lib"
