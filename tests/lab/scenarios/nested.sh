@@ -5,7 +5,7 @@
 # nested[:linux] — three levels: the lab's KVM runs nestvm --nested on, whose
 # L1 Linux guest loads kvm-amd and runs its own nestvm with probe guests as L2
 # (nested.l1.sh); with "linux", also the Debian kernel as an L2 (1 vCPU,
-# 192 MiB). Asserts that the L1 sees svm, that each L2 probe ends with
+# 192 MiB), on the L1's CPU 1, which nohz_full=1 makes tickless. Asserts that the L1 sees svm, that each L2 probe ends with
 # its expected status, and that nestvm ends with status 0 at the L1's
 # poweroff. Metrics: guest_init_s, wall_s, l2.<probe>_s (L1 time of each L2
 # run), kvm.* (the lab KVM's counters; nested_run counts L1 VMRUNs).
@@ -23,7 +23,7 @@ lab_need_nestvm
 
 case ${1:-} in
 "") cmdline="console=ttyS0 quiet panic=-1 nestlab.l1=nested" l1_limit=200 ;;
-linux) cmdline="console=ttyS0 quiet panic=-1 nestlab.l1=nested nestlab.l2=linux" l1_limit=360 ;;
+linux) cmdline="console=ttyS0 quiet panic=-1 nohz_full=1 nestlab.l1=nested nestlab.l2=linux" l1_limit=360 ;;
 *) lab_fail "unknown argument '$1' (none, or linux)"; lab_finish ;;
 esac
 lab_info "nestvm run --nested on --kernel /lab/kernel/vmlinux --initrd /l1/initrd-nested.cpio" \
