@@ -749,7 +749,7 @@ static void swd_leases_load(struct swd *s)
 static int swd_uplink(struct swd *s)
 {
 	char why[512];
-	uint8_t mac[6];
+	uint8_t mac[6], dns_mac[6];
 	uint32_t router = 0, dns = 0, server;
 	int r;
 
@@ -764,6 +764,8 @@ static int swd_uplink(struct swd *s)
 		s->tap_fd = r;
 		r = sw_port_add(&s->core, SW_UPLINK, NULL, swd_send_tap, NULL);
 		s->core.ports[SW_UPLINK].fd = s->tap_fd;
+		if (r >= 0)
+			r = sw_uplink_add_mac(&s->core, mac);
 		if (!s->def.net)
 			return r < 0 ? r : 0; /* a bare tap: no address, no DHCP */
 		server = switch_addr(&s->def, 1);
@@ -774,7 +776,12 @@ static int swd_uplink(struct swd *s)
 			return r;
 		}
 		switch_nat_mac(s->nat, mac);
+		switch_nat_dns_mac(s->nat, dns_mac);
 		r = sw_port_add(&s->core, SW_UPLINK, NULL, swd_send_nat, s->nat);
+		if (r >= 0)
+			r = sw_uplink_add_mac(&s->core, mac);
+		if (r >= 0)
+			r = sw_uplink_add_mac(&s->core, dns_mac);
 		server = router = switch_addr(&s->def, SWITCH_NAT_GATEWAY);
 		dns = switch_addr(&s->def, SWITCH_NAT_DNS);
 	}
