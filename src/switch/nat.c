@@ -114,7 +114,7 @@ struct switch_nat {
 	Slirp *slirp;
 	switch_nat_rx_fn rx;
 	void *opaque;
-	uint8_t mac[6];
+	uint8_t mac[6], dns_mac[6];
 	struct nat_timer timers[NAT_MAX_TIMERS];
 	struct switch_pollset *ps; /* during fill and poll */
 	int owner;
@@ -227,6 +227,16 @@ static const SlirpCb nat_callbacks = {
     .timer_new_opaque = nat_timer_new_opaque,
 };
 
+static void nat_addr_mac(uint32_t ip, uint8_t mac[6])
+{
+	mac[0] = 0x52;
+	mac[1] = 0x55;
+	mac[2] = (uint8_t)(ip >> 24);
+	mac[3] = (uint8_t)(ip >> 16);
+	mac[4] = (uint8_t)(ip >> 8);
+	mac[5] = (uint8_t)ip;
+}
+
 int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switch_nat_rx_fn rx,
                       void *opaque, char *why, size_t why_size)
 {
@@ -276,13 +286,9 @@ int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switc
 			return -EADDRINUSE;
 		}
 	}
-	/* libslirp's MAC: 52:55 and its IPv4 address (slirp's special_ethaddr). */
-	n->mac[0] = 0x52;
-	n->mac[1] = 0x55;
-	n->mac[2] = (uint8_t)(gw >> 24);
-	n->mac[3] = (uint8_t)(gw >> 16);
-	n->mac[4] = (uint8_t)(gw >> 8);
-	n->mac[5] = (uint8_t)gw;
+	/* libslirp's MACs: 52:55 and the IPv4 address asked for (its special_ethaddr). */
+	nat_addr_mac(gw, n->mac);
+	nat_addr_mac(switch_addr(d, SWITCH_NAT_DNS), n->dns_mac);
 	log_info("NAT: libslirp %s, gateway %u.%u.%u.%u", nat_lib.version_string(), gw >> 24,
 	         (gw >> 16) & 0xff, (gw >> 8) & 0xff, gw & 0xff);
 	*out = n;
@@ -301,6 +307,11 @@ void switch_nat_destroy(struct switch_nat *n)
 void switch_nat_mac(const struct switch_nat *n, uint8_t mac[6])
 {
 	memcpy(mac, n->mac, 6);
+}
+
+void switch_nat_dns_mac(const struct switch_nat *n, uint8_t mac[6])
+{
+	memcpy(mac, n->dns_mac, 6);
 }
 
 void switch_nat_input(struct switch_nat *n, const uint8_t *frame, size_t len)
@@ -397,6 +408,12 @@ void switch_nat_destroy(struct switch_nat *n)
 }
 
 void switch_nat_mac(const struct switch_nat *n, uint8_t mac[6])
+{
+	(void)n;
+	memset(mac, 0, 6);
+}
+
+void switch_nat_dns_mac(const struct switch_nat *n, uint8_t mac[6])
 {
 	(void)n;
 	memset(mac, 0, 6);

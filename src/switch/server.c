@@ -69,7 +69,8 @@ struct swd_client {
 	int64_t last_ms;
 };
 
-#define SWD_TXQ 64 /* frames queued for one VM port */
+#define SWD_TXQ 64            /* frames queued for one VM port */
+#define SWD_TXBUF (256 << 10) /* copies of frames queued from elsewhere than rx[] */
 
 /*
  * Frames queued for one VM port, sent with one sendmmsg(): one message
@@ -106,7 +107,9 @@ struct swd {
 	bool quit;
 	uint8_t buf[NETPORT_MSG_MAX + 1];                    /* the tap's frames */
 	uint8_t rx[SWD_RX_BATCH][NETPORT_BATCH_MSG_MAX + 1]; /* the ports' messages (2 MiB) */
-	struct swd_txq txq[SW_MAX_PORTS];                    /* frames from rx[] for each port */
+	struct swd_txq txq[SW_MAX_PORTS];                    /* frames for each port */
+	uint8_t txbuf[SWD_TXBUF]; /* queued frames of the uplink and the DHCP server */
+	size_t txbuf_used;
 };
 
 static int64_t swd_now_ms(void)
@@ -173,18 +176,24 @@ static void swd_txq_flush(struct swd *s, unsigned int num)
 	q->n = q->niov = 0;
 }
 
+/* Send every port's queue; then nothing refers to s->txbuf any more. */
 static void swd_txq_flush_all(struct swd *s)
 {
 	for (unsigned int i = 1; i < SW_MAX_PORTS; i++)
 		if (s->txq[i].n && s->core.ports[i].used)
 			swd_txq_flush(s, i);
+	s->txbuf_used = 0;
 }
 
 /*
- * To a VM port: a frame in the ports' receive buffers (s->rx, stable until
- * the next recvmmsg(), before which the queues are flushed) is queued; the
- * others (DHCP replies, the uplink's frames) are sent now, after what is
- * queued for the port, to keep the order.
+ * To a VM port: queued, to go with the port's next sendmmsg() (in
+ * batches, for a port that takes them). A frame in the ports' receive
+ * buffers (s->rx, stable until the next recvmmsg(), before which the
+ * queues are flushed) is queued where it is; the others (the uplink's
+ * frames, DHCP replies) are copied into s->txbuf first: libslirp hands
+ * over a TCP window's segments, the tap SWD_BATCH frames, in one turn,
+ * which went as a system call and a message each. The loop flushes every
+ * queue at the end of its turn.
  */
 static int swd_send_vm(struct sw_port *p, const struct netport_hdr *hdr, const uint8_t *frame,
                        size_t len)
@@ -196,40 +205,34 @@ static int swd_send_vm(struct sw_port *p, const struct netport_hdr *hdr, const u
 	const uint8_t *rx = (const uint8_t *)s->rx;
 	bool batch = p->hello.batch != 0;
 	size_t msg_len = sizeof(*hdr) + len;
-	struct netport_rec wire = {.len = htole32((uint32_t)msg_len), .hdr = *hdr};
-	struct iovec iov[3] = {
-	    {.iov_base = batch ? (void *)&wire : (void *)&wire.hdr,
-	     .iov_len = batch ? sizeof(wire) : sizeof(wire.hdr)},
-	    {.iov_base = (void *)frame, .iov_len = len},
-	    {.iov_base = (void *)pad,
-	     .iov_len = netport_rec_size(msg_len) - NETPORT_REC_HDR - msg_len},
-	};
-	unsigned int niov = batch && iov[2].iov_len ? 3 : 2;
-	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = niov};
+	size_t padding = netport_rec_size(msg_len) - NETPORT_REC_HDR - msg_len;
+	struct netport_rec *wire;
 
-	wire.hdr.csum_start = htole16(hdr->csum_start);
-	wire.hdr.csum_offset = htole16(hdr->csum_offset);
-	if (frame >= rx && frame < rx + sizeof(s->rx)) {
-		if (q->n == SWD_TXQ)
-			swd_txq_flush(s, num);
-		if (p->broken)
-			return -EPIPE;
-		q->rec[q->n] = wire;
-		iov[0].iov_base = batch ? (void *)&q->rec[q->n] : (void *)&q->rec[q->n].hdr;
-		q->first[q->n] = q->niov;
-		memcpy(&q->iov[q->niov], iov, niov * sizeof(iov[0]));
-		q->niov += niov;
-		q->size[q->n] = batch ? netport_rec_size(msg_len) : msg_len;
-		q->n++;
-		q->first[q->n] = q->niov;
-		return 0;
+	if (!(frame >= rx && frame < rx + sizeof(s->rx))) {
+		/* len <= NETPORT_FRAME_MAX, far less than the buffer. */
+		if (len > sizeof(s->txbuf) - s->txbuf_used)
+			swd_txq_flush_all(s);
+		memcpy(s->txbuf + s->txbuf_used, frame, len);
+		frame = s->txbuf + s->txbuf_used;
+		s->txbuf_used += len;
 	}
-	if (q->n)
+	if (q->n == SWD_TXQ)
 		swd_txq_flush(s, num);
 	if (p->broken)
 		return -EPIPE;
-	if (sendmsg(p->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	wire = &q->rec[q->n];
+	*wire = (struct netport_rec){.len = htole32((uint32_t)msg_len), .hdr = *hdr};
+	wire->hdr.csum_start = htole16(hdr->csum_start);
+	wire->hdr.csum_offset = htole16(hdr->csum_offset);
+	q->first[q->n] = q->niov;
+	q->iov[q->niov++] = batch ? (struct iovec){wire, sizeof(*wire)}
+	                          : (struct iovec){&wire->hdr, sizeof(wire->hdr)};
+	q->iov[q->niov++] = (struct iovec){(void *)frame, len};
+	if (batch && padding)
+		q->iov[q->niov++] = (struct iovec){(void *)pad, padding};
+	q->size[q->n] = batch ? netport_rec_size(msg_len) : msg_len;
+	q->n++;
+	q->first[q->n] = q->niov;
 	return 0;
 }
 
@@ -746,7 +749,7 @@ static void swd_leases_load(struct swd *s)
 static int swd_uplink(struct swd *s)
 {
 	char why[512];
-	uint8_t mac[6];
+	uint8_t mac[6], dns_mac[6];
 	uint32_t router = 0, dns = 0, server;
 	int r;
 
@@ -761,6 +764,8 @@ static int swd_uplink(struct swd *s)
 		s->tap_fd = r;
 		r = sw_port_add(&s->core, SW_UPLINK, NULL, swd_send_tap, NULL);
 		s->core.ports[SW_UPLINK].fd = s->tap_fd;
+		if (r >= 0)
+			r = sw_uplink_add_mac(&s->core, mac);
 		if (!s->def.net)
 			return r < 0 ? r : 0; /* a bare tap: no address, no DHCP */
 		server = switch_addr(&s->def, 1);
@@ -771,7 +776,12 @@ static int swd_uplink(struct swd *s)
 			return r;
 		}
 		switch_nat_mac(s->nat, mac);
+		switch_nat_dns_mac(s->nat, dns_mac);
 		r = sw_port_add(&s->core, SW_UPLINK, NULL, swd_send_nat, s->nat);
+		if (r >= 0)
+			r = sw_uplink_add_mac(&s->core, mac);
+		if (r >= 0)
+			r = sw_uplink_add_mac(&s->core, dns_mac);
 		server = router = switch_addr(&s->def, SWITCH_NAT_GATEWAY);
 		dns = switch_addr(&s->def, SWITCH_NAT_DNS);
 	}
@@ -930,6 +940,8 @@ static void swd_loop(struct swd *s)
 					swd_port_read(s, (unsigned int)own);
 			}
 		}
+		/* What the turn queued (the uplink's frames, replies), before the poll. */
+		swd_txq_flush_all(s);
 		/* Listeners last: a slot freed above is not reused within this pass. */
 		for (unsigned int i = 0; n > 0 && i < s->ps.n; i++) {
 			if (!s->ps.fds[i].revents)

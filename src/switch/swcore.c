@@ -48,6 +48,25 @@ int sw_port_add(struct sw_core *sw, unsigned int num, const struct netport_hello
 	return (int)num;
 }
 
+int sw_uplink_add_mac(struct sw_core *sw, const uint8_t mac[6])
+{
+	if (sw->nr_uplink_macs == SW_UPLINK_MACS)
+		return -ENOSPC;
+	memcpy(sw->uplink_macs[sw->nr_uplink_macs++], mac, 6);
+	return 0;
+}
+
+/* Whether @mac is one of the uplink's own (and the uplink is there). */
+static bool sw_uplink_owns(const struct sw_core *sw, const uint8_t *mac)
+{
+	if (!sw->ports[SW_UPLINK].used)
+		return false;
+	for (unsigned int i = 0; i < sw->nr_uplink_macs; i++)
+		if (!memcmp(sw->uplink_macs[i], mac, 6))
+			return true;
+	return false;
+}
+
 static void counters_add(struct sw_counters *t, const struct sw_counters *c)
 {
 	t->frames_in += c->frames_in;
@@ -121,7 +140,9 @@ static void sw_deliver(struct sw_core *sw, unsigned int num, const struct netpor
 static void sw_forward(struct sw_core *sw, unsigned int in, struct netport_hdr *hdr, uint8_t *frame,
                        size_t len, int64_t now_ms)
 {
-	int out = frame_mac_is_multicast(frame) ? -1 : fdb_lookup(&sw->fdb, frame, now_ms);
+	int out = frame_mac_is_multicast(frame) ? -1
+	          : sw_uplink_owns(sw, frame)   ? SW_UPLINK
+	                                        : fdb_lookup(&sw->fdb, frame, now_ms);
 
 	if (out == (int)in)
 		return; /* the destination is behind the port it came from: no hairpin */
@@ -204,7 +225,8 @@ void sw_input_msg(struct sw_core *sw, unsigned int num, uint8_t *msg, size_t len
 	}
 	p->c.frames_in++;
 	p->c.bytes_in += flen;
-	fdb_learn(&sw->fdb, fi.src, num, now_ms);
+	if (!sw_uplink_owns(sw, fi.src))
+		fdb_learn(&sw->fdb, fi.src, num, now_ms);
 	if (sw_dhcp(sw, num, frame, flen))
 		return;
 	sw_forward(sw, num, &hdr, frame, flen, now_ms);

@@ -21,8 +21,10 @@
  *
  * Then the source MAC is learned on the port, a DHCP request is answered by
  * the switch's DHCP server (if it has one) and goes no further, and the
- * frame goes to the port its destination MAC was learned on, or to every
- * other port (flooding) if it is a group address or unknown. Never back to
+ * frame goes to the uplink if its destination is one of the uplink's own
+ * MACs (sw_uplink_add_mac()), else to the port its destination MAC was
+ * learned on, or to every other port (flooding) if it is a group address
+ * or unknown. Never back to
  * its own port (no hairpin). A port that cannot take a frame now (its
  * socket buffer is full) loses it: counted as "congested" on that port;
  * the switch never waits for a peer.
@@ -37,6 +39,7 @@
 
 #define SW_MAX_PORTS 64
 #define SW_UPLINK 0
+#define SW_UPLINK_MACS 4
 
 struct sw_counters {
 	uint64_t frames_in, bytes_in;   /* from the port into the switch, past the guards */
@@ -80,6 +83,9 @@ struct sw_core {
 	struct sw_counters departed; /* what ports that have left counted */
 	struct dhcp_server *dhcp; /* NULL: no DHCP server on this switch */
 	int64_t wall_now;         /* seconds since the epoch, for DHCP leases; set by the owner */
+	/* The uplink's own MACs: sw_uplink_add_mac(). */
+	uint8_t uplink_macs[SW_UPLINK_MACS][6];
+	unsigned int nr_uplink_macs;
 };
 
 /* sw_core_init - an empty switch with a MAC table of @fdb_capacity; 0 or -errno. */
@@ -96,6 +102,17 @@ void sw_core_totals(const struct sw_core *sw, struct sw_counters *t);
  */
 int sw_port_add(struct sw_core *sw, unsigned int num, const struct netport_hello *hello,
                 sw_port_send_fn send, void *opaque) __attribute__((warn_unused_result));
+
+/*
+ * sw_uplink_add_mac - @mac is the uplink's own (a NAT's gateway or DNS
+ * server, a tap's): frames to it go to the uplink without a lookup. The
+ * MAC table learns such a MAC only from traffic out of the uplink and
+ * forgets it after the ageing time: libslirp never sends to a guest that
+ * only sends to it (UDP to the host), whose every frame was flooded to
+ * every VM on the switch; and a VM allowed to spoof MACs could take it over.
+ * Never learned on a VM port. Returns 0 or -ENOSPC (SW_UPLINK_MACS).
+ */
+int sw_uplink_add_mac(struct sw_core *sw, const uint8_t mac[6]) __attribute__((warn_unused_result));
 
 /* sw_port_remove - free port @num and forget its MACs. */
 void sw_port_remove(struct sw_core *sw, unsigned int num);

@@ -55,6 +55,9 @@ void switch_nat_destroy(struct switch_nat *n);
 /* switch_nat_mac - the gateway's MAC (the DHCP server's). */
 void switch_nat_mac(const struct switch_nat *n, uint8_t mac[6]);
 
+/* switch_nat_dns_mac - the MAC libslirp answers ARP for the DNS address with. */
+void switch_nat_dns_mac(const struct switch_nat *n, uint8_t mac[6]);
+
 /* switch_nat_input - a frame from the switch to the NAT. */
 void switch_nat_input(struct switch_nat *n, const uint8_t *frame, size_t len);
 

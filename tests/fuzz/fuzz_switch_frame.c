@@ -12,6 +12,8 @@
  *     server message, not a router advertisement or redirect, and comes
  *     from the adapter's own MAC;
  *   - nothing goes back to the port it came from;
+ *   - with the uplink's MAC known (mode bit 4), a VM's frame to it goes to
+ *     the uplink alone;
  *   - a DHCP answer is well formed: to the asking MAC, from the server,
  *     with good IPv4 and UDP checksums.
  *
@@ -33,7 +35,7 @@ static const uint8_t mac_a[6] = {0x02, 0x4e, 0x56, 0, 0, 1};
 static const uint8_t mac_b[6] = {0x02, 0x4e, 0x56, 0, 0, 2};
 static const uint8_t server_mac[6] = {0x52, 0x55, 10, 0, 2, 2};
 static unsigned int current_in;
-static bool guard_dhcp, guard_router, spoofing;
+static bool guard_dhcp, guard_router, spoofing, uplink_known;
 
 static int check_send(struct sw_port *p, const struct netport_hdr *hdr, const uint8_t *frame,
                       size_t len)
@@ -61,6 +63,7 @@ static int check_send(struct sw_port *p, const struct netport_hdr *hdr, const ui
 	}
 	/* The guards hold for what a guarded port sends on. */
 	if (current_in == 1) {
+		FZ_CHECK(!uplink_known || port == 0 || memcmp(frame, server_mac, 6));
 		FZ_CHECK(!guard_dhcp || !frame_is_dhcp_server(&fi));
 		FZ_CHECK(!guard_router || !frame_is_router_msg(&fi));
 		FZ_CHECK(spoofing || !memcmp(fi.src, mac_a, 6));
@@ -88,6 +91,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		sw.dhcp = &dhcp;
 	sw.wall_now = 1700000000;
 	FZ_CHECK(sw_port_add(&sw, SW_UPLINK, NULL, check_send, (void *)(uintptr_t)0) == 0);
+	uplink_known = mode & 16;
+	if (uplink_known)
+		FZ_CHECK(sw_uplink_add_mac(&sw, server_mac) == 0);
 	h.mac_spoofing = spoofing = mode & 2;
 	h.dhcp_guard = guard_dhcp = !(mode & 4);
 	h.router_guard = guard_router = !(mode & 8);

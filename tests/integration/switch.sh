@@ -229,6 +229,8 @@ else
 	if [ "$a3" = "$a2" ]; then ok "the same MAC gets the same address after a restart ($a3)"; else bad "after a restart: $a3, before: $a2"; fi
 	peer "nat: a host connection to the forwarded port reaches a fake guest (SYN, data)" \
 		syn "$SW/lan/ports.sock" 02:00:00:00:01:01 10.0.2.15 10.0.2.2 "$hp" 80
+	peer "nat: a 1 s download into a fake guest (a window's segments a turn, batched), intact" \
+		download "$SW/lan/ports.sock" 02:00:00:00:01:01 10.0.2.15 10.0.2.2 "$hp" 80 1
 	peer "nat: a fake guest connects out to the host's loopback through NAT (TCP, both ways)" \
 		outbound "$SW/lan/ports.sock" 02:00:00:00:01:02 10.0.2.16 10.0.2.2
 	# DNS forwarding: .3 goes to the host's resolver; in namespaces of our own,

@@ -31,6 +31,10 @@
  *                                       GW (the host's loopback), where the tool listens
  *   switch_peer arp PORTS.SOCK MAC IP TARGET
  *                                       ARP for TARGET (the host on an internal switch)
+ *   switch_peer download PORTS.SOCK MAC IP GW HOSTPORT GUESTPORT SECONDS
+ *                                       as syn, then the host writes for SECONDS and the
+ *                                       fake guest acknowledges every segment: bytes and
+ *                                       frames/s received through the NAT (a benchmark)
  *
  * Prints "ok: ..." / "FAIL: ..." lines; exits 0 when all passed.
  */
@@ -827,6 +831,104 @@ static int do_syn(char **argv)
 }
 
 /*
+ * A bulk download through NAT: the host's connection to the forwarded port
+ * is accepted by the fake guest at IP:GUESTPORT, then the host writes for
+ * @secs seconds while the fake guest acknowledges each segment in order
+ * (a 64 KiB window, no scaling). libslirp sends the guest a window's
+ * segments in one turn: what the switch's batches to a VM are for. The
+ * stream's byte k is k % 251, checked as it arrives.
+ */
+static int do_download(char **argv)
+{
+	static uint8_t chunk[65536];
+	uint8_t mac[6], f[MAXMSG], r[128], gwmac[6] = {0};
+	uint32_t ip = ip_parse(argv[4]), peer_seq = 0, my_seq = 1000, peer_ip = 0;
+	int host_port = atoi(argv[6]), guest_port = atoi(argv[7]), secs = atoi(argv[8]);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)host_port)};
+	struct timespec t0 = {0}, t1;
+	long long bytes = 0, frames = 0, written = 0, bad = 0;
+	uint16_t peer_port = 0;
+	int fd, hs, state = 0;
+	double el = 0;
+
+	mac_parse(argv[3], mac);
+	fd = adapter(argv[2], "download", mac, 0);
+	send_frame(fd, f, arp_request(f, mac, ip, ip_parse(argv[5])));
+	sa.sin_addr.s_addr = htonl(0x7f000001);
+	hs = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (hs < 0 || (connect(hs, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS))
+		die("connect to the forwarded port");
+	for (;;) {
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+		                      {.fd = hs, .events = state == 2 ? POLLOUT : 0}};
+		const uint8_t *t;
+		int n, dlen;
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (state == 2)
+			el = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+		if (state == 2 && el >= secs)
+			break;
+		if (poll(p, 2, 2000) <= 0)
+			break;
+		if (p[1].revents & POLLOUT) {
+			ssize_t w;
+
+			for (size_t i = 0; i < sizeof(chunk); i++)
+				chunk[i] = (uint8_t)((written + (long long)i) % 251);
+			w = send(hs, chunk, sizeof(chunk), MSG_DONTWAIT | MSG_NOSIGNAL);
+			written += w > 0 ? w : 0;
+		}
+		if (!(p[0].revents & POLLIN))
+			continue;
+		n = (int)recv(fd, f, sizeof(f), MSG_DONTWAIT);
+		if (n < HDR)
+			continue;
+		n -= HDR;
+		memmove(f, f + HDR, (size_t)n);
+		if (arp_answer(fd, f, n, mac, ip) ||
+		    !(t = tcp_of(f, n, ip, (uint16_t)guest_port, &dlen)))
+			continue;
+		if ((t[13] & 0x02) && state == 0) { /* SYN: answered with SYN-ACK */
+			memcpy(gwmac, f + 6, 6);
+			peer_ip = be32(f + 26);
+			peer_port = (uint16_t)(t[0] << 8 | t[1]);
+			peer_seq = be32(t + 4) + 1;
+			send_frame(fd, r,
+			           tcp_seg(r, gwmac, mac, ip, peer_ip, (uint16_t)guest_port,
+			                   peer_port, my_seq++, peer_seq, 0x12));
+			state = 1;
+			continue;
+		}
+		if (state == 1 && (t[13] & 0x10)) {
+			state = 2; /* the handshake is done: the host writes */
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+		}
+		if (state == 2 && dlen > 0) {
+			if (be32(t + 4) == peer_seq) {
+				const uint8_t *d = t + (t[12] >> 4) * 4;
+
+				for (int i = 0; i < dlen; i++)
+					bad += d[i] != (uint8_t)((bytes + i) % 251);
+				peer_seq += (uint32_t)dlen;
+				bytes += dlen;
+				frames++;
+			}
+			send_frame(fd, r,
+			           tcp_seg(r, gwmac, mac, ip, peer_ip, (uint16_t)guest_port,
+			                   peer_port, my_seq, peer_seq, 0x10));
+		}
+	}
+	CHECK(bytes >= 1000000,
+	      "download: %lld bytes in %lld segments in %.1f s: %.1f MB/s, %.0f frames/s", bytes,
+	      frames, el, el > 0 ? bytes / el / 1e6 : 0, el > 0 ? frames / el : 0);
+	CHECK(!bad, "download: every byte as the host wrote it (%lld wrong)", bad);
+	close(hs);
+	close(fd);
+	return failures ? 1 : 0;
+}
+
+/*
  * How fast the switch forwards between two adapters: A sends frames of
  * @size bytes to B (learned) for @secs seconds, as fast as its socket takes
  * them, while a child process reads B. Prints frames/s and Gbit/s received.
@@ -1132,6 +1234,8 @@ int main(int argc, char **argv)
 		return do_outbound(argv);
 	if (argc >= 8 && !strcmp(argv[1], "syn"))
 		return do_syn(argv);
+	if (argc >= 9 && !strcmp(argv[1], "download"))
+		return do_download(argv);
 	fprintf(stderr, "usage: see the head of tests/integration/switch_peer.c\n");
 	return 2;
 }

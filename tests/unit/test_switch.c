@@ -385,6 +385,54 @@ static void test_csum_for_uplink(void **state)
 	}
 }
 
+/*
+ * Frames to the uplink's own MACs go there from the first on, though the
+ * uplink never sent anything (a guest sending UDP to the host through
+ * NAT), and not to the other VMs; a VM that may spoof MACs cannot take
+ * such a MAC over.
+ */
+static void test_uplink_macs(void **state)
+{
+	struct sw_core *sw = *state;
+	const uint8_t gw[6] = {0x52, 0x55, 10, 0, 2, 2}, dns[6] = {0x52, 0x55, 10, 0, 2, 3};
+	int a = add_vm(sw, mac_a, false), b = add_vm(sw, mac_b, false), c = add_vm(sw, mac_c, true);
+
+	assert_int_equal(sw_port_add(sw, SW_UPLINK, NULL, fake_send, (void *)(uintptr_t)0), 0);
+	/* Unknown: flooded, the uplink too (no MAC of its own known yet). */
+	input(sw, a, gw, mac_a, 0);
+	assert_int_equal(nr_sent, 3);
+	assert_int_equal(sw_uplink_add_mac(sw, gw), 0);
+	assert_int_equal(sw_uplink_add_mac(sw, dns), 0);
+	for (int i = 0; i < 3; i++) {
+		nr_sent = 0;
+		input(sw, a, i == 2 ? dns : gw, mac_a, 1 + i);
+		assert_int_equal(nr_sent, 1);
+		assert_int_equal(sent[0].port, SW_UPLINK);
+	}
+	/* C sends as the gateway: not learned on C; the gateway's frames still go up. */
+	nr_sent = 0;
+	input(sw, c, tf_bcast, gw, 10);
+	nr_sent = 0;
+	input(sw, b, gw, mac_b, 11);
+	assert_int_equal(nr_sent, 1);
+	assert_int_equal(sent[0].port, SW_UPLINK);
+	assert_int_equal(fdb_lookup(&sw->fdb, gw, 11), -1);
+	/* Long after (the ageing time here is 1000 ms): still the uplink's. */
+	nr_sent = 0;
+	input(sw, b, gw, mac_b, 100000);
+	assert_int_equal(nr_sent, 1);
+	assert_int_equal(sent[0].port, SW_UPLINK);
+	/* Without the uplink, the MAC is an ordinary unknown one: flooded. */
+	sw_port_remove(sw, SW_UPLINK);
+	nr_sent = 0;
+	input(sw, b, gw, mac_b, 100001);
+	assert_int_equal(nr_sent, 2);
+	assert_false(sent_to(SW_UPLINK));
+	for (int i = 2; i < SW_UPLINK_MACS; i++)
+		assert_int_equal(sw_uplink_add_mac(sw, gw), 0);
+	assert_int_equal(sw_uplink_add_mac(sw, gw), -ENOSPC);
+}
+
 /* ---- the frame parser ---- */
 
 static void test_frame_parse(void **state)
@@ -620,6 +668,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dhcp_and_router_guards, setup_core, teardown_core),
 	    cmocka_unit_test_setup_teardown(test_malformed, setup_core, teardown_core),
 	    cmocka_unit_test_setup_teardown(test_csum_for_uplink, setup_core, teardown_core),
+	    cmocka_unit_test_setup_teardown(test_uplink_macs, setup_core, teardown_core),
 	    cmocka_unit_test(test_frame_parse),
 	    cmocka_unit_test(test_switch_def),
 	    cmocka_unit_test(test_batch_framing),
