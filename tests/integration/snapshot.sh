@@ -201,7 +201,15 @@ trap 'timeout 10 "$NESTVM" kill full >/dev/null 2>&1' EXIT
 	--cpus 2 >"$2" 2>&1 || exit 1
 "$NESTVM" checkpoint full off1 >>"$2" 2>&1 || exit 2
 "$NESTVM" start full >>"$2" 2>&1 || exit 3
-sleep 1
+# Not before memgen's first progress line: its passes have then written all
+# of its RAM (a fixed second was not always enough on a loaded host, and the
+# save then fitted).
+i=0
+until grep -q "probe: memgen: pass " "$NESTVM_HOME/full/console.log" 2>/dev/null; do
+	i=$((i + 1))
+	[ "$i" -gt 300 ] && exit 10
+	sleep 0.1
+done
 "$NESTVM" save full >>"$2" 2>&1 && exit 4
 grep -q "No space left on device" "$2" || exit 5
 "$NESTVM" show full 2>&1 | grep -q "^state: *running" || exit 6
