@@ -197,6 +197,16 @@ mount -t tmpfs -o size=40M,mode=0700 tmpfs "$1" || exit 77
 export NESTVM_HOME="$1/home"
 # The monitor lives in this namespace only: it goes when this script does.
 trap 'timeout 10 "$NESTVM" kill full >/dev/null 2>&1' EXIT
+# console_has TEXT SECS: TEXT shows on full's console within SECS (manager.sh's
+# wait_console, which this script, run apart under unshare, does not have).
+console_has() {
+	i=0
+	until grep -q -- "$1" "$NESTVM_HOME/full/console.log" 2>/dev/null; do
+		i=$((i + 1))
+		[ "$i" -gt $(($2 * 10)) ] && return 1
+		sleep 0.1
+	done
+}
 "$NESTVM" new full --kernel "$PROBE" --cmdline "test=memgen passes=16000" --memory 64M \
 	--cpus 2 >"$2" 2>&1 || exit 1
 "$NESTVM" checkpoint full off1 >>"$2" 2>&1 || exit 2
@@ -204,23 +214,13 @@ trap 'timeout 10 "$NESTVM" kill full >/dev/null 2>&1' EXIT
 # Not before memgen's first progress line: its passes have then written all
 # of its RAM (a fixed second was not always enough on a loaded host, and the
 # save then fitted).
-i=0
-until grep -q "probe: memgen: pass " "$NESTVM_HOME/full/console.log" 2>/dev/null; do
-	i=$((i + 1))
-	[ "$i" -gt 300 ] && exit 10
-	sleep 0.1
-done
+console_has "probe: memgen: pass " 30 || exit 10
 "$NESTVM" save full >>"$2" 2>&1 && exit 4
 grep -q "No space left on device" "$2" || exit 5
 "$NESTVM" show full 2>&1 | grep -q "^state: *running" || exit 6
 [ ! -e "$NESTVM_HOME/full/saved" ] && [ ! -e "$NESTVM_HOME/full/.snap-tmp" ] || exit 7
 [ -f "$NESTVM_HOME/full/checkpoints/off1/vm.json" ] || exit 8
-i=0
-until grep -q "test=memgen: PASS" "$NESTVM_HOME/full/console.log"; do
-	i=$((i + 1))
-	[ "$i" -gt 600 ] && exit 9
-	sleep 0.1
-done
+console_has "test=memgen: PASS" 60 || exit 9
 exit 0
 EOS
 mkdir -p "$T/small"
