@@ -37,9 +37,9 @@ set -eu
 # ------------------------------------------------------------ inside the namespace
 
 # Runs as: check-fresh-root.sh --in-namespace ROOT COMMAND, under
-# `unshare --mount --propagation private`: mounts the chroot's /proc, /sys and
-# /dev, runs COMMAND in /root/nestvm as root with a login-like environment,
-# unmounts on exit.
+# `unshare --mount --propagation private`: bind-mounts the root onto itself
+# and mounts the chroot's /proc, /sys and /dev, runs COMMAND in /root/nestvm
+# as root with a login-like environment, unmounts on exit.
 if [ "${1:-}" = --in-namespace ]; then
 	root=$2 cmd=$3
 	# shellcheck disable=SC2317 # called by the trap
@@ -47,10 +47,15 @@ if [ "${1:-}" = --in-namespace ]; then
 		for m in dev sys proc; do
 			mountpoint -q "$root/$m" && umount -R -l "$root/$m"
 		done
+		mountpoint -q "$root" && umount -l "$root"
 		return 0
 	}
 	trap 'umount_all' EXIT
 	trap 'exit 130' INT TERM HUP
+	# The root a mount point of its own, as / is on a machine: the jail's
+	# mount(/, MS_PRIVATE) fails with EINVAL in a chroot whose / is not one
+	# (src/manager/jail.c), and every managed VM would fail to start.
+	mount --bind "$root" "$root"
 	mount -t proc proc "$root/proc"
 	mount --rbind /sys "$root/sys"
 	mount --rbind /dev "$root/dev"
