@@ -37,9 +37,9 @@ set -eu
 # ------------------------------------------------------------ inside the namespace
 
 # Runs as: check-fresh-root.sh --in-namespace ROOT COMMAND, under
-# `unshare --mount --propagation private`: mounts the chroot's /proc, /sys and
-# /dev, runs COMMAND in /root/nestvm as root with a login-like environment,
-# unmounts on exit.
+# `unshare --mount --propagation private`: bind-mounts the root onto itself
+# and mounts the chroot's /proc, /sys and /dev, runs COMMAND in /root/nestvm
+# as root with a login-like environment, unmounts on exit.
 if [ "${1:-}" = --in-namespace ]; then
 	root=$2 cmd=$3
 	# shellcheck disable=SC2317 # called by the trap
@@ -47,10 +47,15 @@ if [ "${1:-}" = --in-namespace ]; then
 		for m in dev sys proc; do
 			mountpoint -q "$root/$m" && umount -R -l "$root/$m"
 		done
+		mountpoint -q "$root" && umount -l "$root"
 		return 0
 	}
 	trap 'umount_all' EXIT
 	trap 'exit 130' INT TERM HUP
+	# The root a mount point of its own, as / is on a machine: the jail's
+	# mount(/, MS_PRIVATE) fails with EINVAL in a chroot whose / is not one
+	# (src/manager/jail.c), and every managed VM would fail to start.
+	mount --bind "$root" "$root"
 	mount -t proc proc "$root/proc"
 	mount --rbind /sys "$root/sys"
 	mount --rbind /dev "$root/dev"
@@ -165,6 +170,30 @@ remove_root() {
 # Seconds $1 as "M min S s".
 fmt_s() { printf '%d min %02d s' $(($1 / 60)) $(($1 % 60)); }
 
+# What a Debian 12 installer configures and debootstrap does not: APT sources
+# for the release, its updates and security archives, and /etc/hosts (without
+# it "localhost" does not resolve: test_migrate_stream's test_addresses). No
+# service starts inside the chroot. Also run on a --reuse-base root, whose
+# tar may come from before a line here was added.
+configure_root() {
+	cat >"$dir/etc/apt/sources.list" <<-EOF
+		deb $MIRROR bookworm main
+		deb $MIRROR bookworm-updates main
+		deb http://security.debian.org/debian-security bookworm-security main
+	EOF
+	name=$(cat "$dir/etc/hostname" 2>/dev/null || echo debian)
+	cat >"$dir/etc/hosts" <<-EOF
+		127.0.0.1	localhost
+		127.0.1.1	$name
+
+		::1	localhost ip6-localhost ip6-loopback
+		ff02::1	ip6-allnodes
+		ff02::2	ip6-allrouters
+	EOF
+	printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+	chmod 755 "$dir/usr/sbin/policy-rc.d"
+}
+
 # ------------------------------------------------------------------ the root
 
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
@@ -180,6 +209,7 @@ if [ $reuse -eq 1 ] && [ -f "$BASE_TAR" ]; then
 	echo "check-fresh-root: unpacking the base root of an earlier run ($BASE_TAR; --reuse-base)"
 	mkdir -p "$dir"
 	tar -xpf "$BASE_TAR" --numeric-owner -C "$dir"
+	configure_root
 else
 	echo "check-fresh-root: debootstrap bookworm (minbase + $START_SET) into $dir from $MIRROR" \
 		"(log: $LOGS/debootstrap.log)"
@@ -201,20 +231,16 @@ else
 	fi
 	t_boot=$(($(date +%s) - t0))
 	echo "check-fresh-root: debootstrap done in $(fmt_s "$t_boot")"
-	# What a Debian 12 installer configures: the release, its updates and
-	# security archives. No service starts inside the chroot.
-	cat >"$dir/etc/apt/sources.list" <<-EOF
-		deb $MIRROR bookworm main
-		deb $MIRROR bookworm-updates main
-		deb http://security.debian.org/debian-security bookworm-security main
-	EOF
-	printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
-	chmod 755 "$dir/usr/sbin/policy-rc.d"
+	configure_root
 	tar -cpf "$BASE_TAR.tmp" --numeric-owner -C "$dir" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
 fi
 touch "$dir/$MARK"
 rev=$(git rev-parse --short HEAD)
-git archive --prefix=nestvm/ HEAD | tar -x -C "$dir/root"
+# With the modes `git clone` gives under Debian's umask 022: git archive's
+# default (tar.umask 0002) makes the directories 0775, which root's tar keeps,
+# and the VM store's check refuses a store below a group-writable directory
+# (src/manager/store.c), failing every managed-VM test.
+git -c tar.umask=0022 archive --prefix=nestvm/ HEAD | tar -x -C "$dir/root"
 echo "check-fresh-root: copied commit $rev (git archive HEAD) to $dir/root/nestvm"
 
 # ------------------------------------------------------------------ the steps
