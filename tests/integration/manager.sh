@@ -97,7 +97,8 @@ run_pci() {
 	out=$1
 	shift
 	timeout 60 "$NESTVM" run --kernel "$PROBE" --cmdline test=pci --memory 32M \
-		--console file:"$T/run-console" "$@" </dev/null >"$T/out" 2>&1
+		--console file:"$T/run-console" "$@" </dev/null >"$T/run-out" 2>&1
+	echo "exit $?" >>"$T/run-out"
 	pci_of "$T/run-console" >"$out"
 }
 # start_pci VM OUT: start VM (test=pci), wait for it to end, its functions into OUT.
@@ -121,13 +122,17 @@ expect "show --json: the devices" 0 '"virtio_console": {' -- show --json devs
 grep -q '"cid": 7' "$T/out" && grep -q '"io": "threads"' "$T/out" && grep -q '"pci_slot": 4' "$T/out" &&
 	ok "show --json: cid, io, pci_slot" || bad "show --json: the devices' fields"
 start_pci devs "$T/pci-managed"
+# (its own port socket: the managed monitor may still be closing port.sock)
 run_pci "$T/pci-run" --disk "$T/dev0.img,io=threads" --rng --vsock 7,socket="$T/run-vsock.sock" \
-	--console-port org.nestvm.test,socket="$T/port.sock" --hugepages off --pit off
+	--console-port org.nestvm.test,socket="$T/run-port.sock" --hugepages off --pit off
 virtio=$(grep -c " 1af4:" "$T/pci-managed")
 if [ "$virtio" -eq 4 ] && cmp -s "$T/pci-managed" "$T/pci-run"; then
 	ok "a managed VM's guest sees its 4 virtio devices at the slots 'run' gives: $(tr '\n' ' ' <"$T/pci-managed")"
 else
-	{ echo "managed:"; cat "$T/pci-managed"; echo "run:"; cat "$T/pci-run"; } >"$T/out"
+	{
+		echo "managed:"; cat "$T/pci-managed"; echo "run:"; cat "$T/pci-run"
+		echo "run's output:"; tail -n 5 "$T/run-out"
+	} >"$T/out"
 	bad "managed and run PCI functions differ ($virtio virtio functions)"
 fi
 # The disk removed: the others stay where they are; added again, it takes the free slot.

@@ -119,7 +119,8 @@ if timeout 30 "$NESTVM" new busy --kernel "$PROBE" --cmdline "$busy" --memory 64
 	if [ "$good" -eq $((2 * CYCLES)) ]; then
 		ok "busy guest: $CYCLES pause/resume cycles in ${secs} s, all answered ok"
 	else
-		bad "busy guest: $good of $((2 * CYCLES)) requests answered ok"
+		bad "busy guest: $good of $((2 * CYCLES)) requests answered ok; the last batch's other answers:
+$(grep -v '"ok": *true' "$T/lout" | sort | uniq -c | head -n 5)"
 	fi
 	n=$(wc -l <"$T/lat")
 	if [ "$n" -eq "$CYCLES" ]; then
