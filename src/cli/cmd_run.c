@@ -421,7 +421,7 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	vm_snapshot_close(&snap);
-	r = vm_run(vm);
+	r = vm_run(vm, NULL, NULL);
 	vm_destroy_at_exit(vm);
 out:
 	vm_snapshot_close(&snap);

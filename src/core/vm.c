@@ -749,7 +749,7 @@ int vm_finish_restored(struct vm *vm, struct vm_restore *rs)
 	return vm_build_rest(vm, rs);
 }
 
-int vm_run(struct vm *vm)
+int vm_run(struct vm *vm, void (*confined)(void *arg), void *arg)
 {
 	sigset_t stop_set;
 	struct sigaction sa = {.sa_handler = vm_kick_handler};
@@ -779,6 +779,8 @@ int vm_run(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 	/* Last: every thread of the VM exists now and has confined itself or will. */
 	sandbox_enter(SANDBOX_MAIN, "main");
+	if (confined)
+		confined(arg);
 	/* vCPU threads inherit the mask; they unblock the kick signal themselves. */
 	sigdelset(&stop_set, SIG_VCPU_KICK);
 

@@ -221,9 +221,11 @@ int vm_state_register_late(struct vm *vm) __attribute__((warn_unused_result));
 
 /*
  * vm_run - run the VM until the guest powers off or resets, a vCPU fails,
- * or SIGINT/SIGTERM arrives. Returns a nestvm_exit_status.
+ * or SIGINT/SIGTERM arrives. Returns a nestvm_exit_status. @confined, if
+ * not NULL, is called with @arg once every thread of the VM exists and the
+ * calling one has confined itself: the moment to say the VM runs.
  */
-int vm_run(struct vm *vm);
+int vm_run(struct vm *vm, void (*confined)(void *arg), void *arg);
 
 /*
  * vm_request_stop - ask every vCPU to stop; the first request's @status

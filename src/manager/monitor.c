@@ -1234,8 +1234,10 @@ static void monitor_find_log(struct monitor *m)
 	close(dfd);
 }
 
-static void monitor_ready(struct monitor *m)
+/* Tell the starting command the VM runs: called by vm_run() once it is confined. */
+static void monitor_ready(void *arg)
 {
+	struct monitor *m = arg;
 	char msg[32];
 	int n = snprintf(msg, sizeof(msg), "ok %d\n", (int)getpid());
 
@@ -1620,15 +1622,13 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	if (paused && monitor_get_state(m) == API_STATE_RUNNING && vm_quiesce(m->vm) == 0) {
 		monitor_set_state(m, API_STATE_PAUSED);
 		monitor_log(m, "paused before it runs (start --paused)");
-		monitor_ready(m);
-		status = vm_run(m->vm);
+		status = vm_run(m->vm, monitor_ready, m);
 	} else if (monitor_get_state(m) == API_STATE_RUNNING) {
 		monitor_set_state(m, API_STATE_RUNNING);
 		monitor_log(m, "running");
-		monitor_ready(m);
 		if (in)
 			monitor_log_first_run(m);
-		status = vm_run(m->vm);
+		status = vm_run(m->vm, monitor_ready, m);
 	} else {
 		monitor_log(m, "killed while starting: the VM does not run");
 		status = NESTVM_EXIT_SIGNAL_BASE + SIGKILL;
