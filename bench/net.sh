@@ -19,7 +19,7 @@
 #
 # Environment: BENCH_SECONDS each sender sends (2), BENCH_SIZES ("1514 60"),
 # BENCH_ROUNDS (1: every case runs that many times, in turn, and the table
-# shows the best), NESTVM (build/release/nestvm), QEMU (qemu-system-x86_64;
+# shows the best), BENCH_CASES ("vm2vm vm2host"), NESTVM (build/release/nestvm), QEMU (qemu-system-x86_64;
 # BENCH_QEMU=0 leaves it out), BENCH_PORT (UDP port of the host's sink;
 # 20000 + pid % 10000). The load average is taken with every figure: the
 # table shows it for the figure kept.
@@ -27,6 +27,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 SECS=${BENCH_SECONDS:-2}
 SIZES=${BENCH_SIZES:-1514 60}
+CASES=${BENCH_CASES:-vm2vm vm2host}
 ROUNDS=${BENCH_ROUNDS:-1}
 NESTVM=${NESTVM:-build/release/nestvm}
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -151,10 +152,14 @@ echo "host: $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $
 r=0
 while [ $r -lt "$ROUNDS" ]; do
 	for size in $SIZES; do
-		vm2vm_nestvm "$size"
-		[ $HAVE_QEMU = 1 ] && vm2vm_qemu_retry "$size"
-		vm2host nestvm "$size"
-		[ $HAVE_QEMU = 1 ] && vm2host qemu "$size"
+		case " $CASES " in *" vm2vm "*)
+			vm2vm_nestvm "$size"
+			[ $HAVE_QEMU = 1 ] && vm2vm_qemu_retry "$size" ;;
+		esac
+		case " $CASES " in *" vm2host "*)
+			vm2host nestvm "$size"
+			[ $HAVE_QEMU = 1 ] && vm2host qemu "$size" ;;
+		esac
 	done
 	r=$((r + 1))
 done
@@ -162,7 +167,7 @@ done
 cp "$T/figures" build/bench/net.figures # "SIDE CASE SIZE FRAMES/S LOAD" per run, kept
 # One row per case and size: frames/s and Gbit/s (Ethernet frame bytes) of each
 # side, the best of the rounds with the load when it was taken, and nestvm/QEMU.
-awk -v SIZES="$SIZES" '
+awk -v SIZES="$SIZES" -v CASES="$CASES" '
 {
 	key = $1 " " $2 " " $3
 	if (!(key in pps) || $4 + 0 > pps[key] + 0) { pps[key] = $4; ld[key] = $5 }
@@ -182,7 +187,7 @@ END {
 		"qemu", "qemu", "nestvm/qemu", "load"
 	printf "%-8s %5s %10s %8s %10s %8s %12s %11s\n", "", "bytes", "frames/s", "Gbit/s",
 		"frames/s", "Gbit/s", "", "nestvm/qemu"
-	n = split("vm2vm vm2host", cases, " ")
+	n = split(CASES, cases, " ")
 	m = split(SIZES, sizes, " ")
 	for (i = 1; i <= n; i++)
 		for (j = 1; j <= m; j++) {

@@ -312,7 +312,7 @@ else
 	lab_l1_run net 680 --kernel /lab/kernel/bzImage --initrd /l1/initrd-nested.cpio --memory 512M \
 		--cpus 2 --nested on --vsock 3,socket=$D/c.sock \
 		--nic switch=nat0,mac=02:00:00:00:0b:01,mac-spoofing=on --nic switch=nat0,mac=02:00:00:00:0b:02 \
-		--cmdline "$cmd nowatchdog nestlab.l1=net nestexec.limit=650"
+		--cmdline "$cmd nowatchdog nohz_full=1 nestlab.l1=net nestexec.limit=650"
 	checks="bridge-spoof-off bridge-lease bridge-fetch nat-lease nat-fetch"
 	checks="$checks l2-first-contact l2-status l2-stdin l2-cp l2-pty l2-chained"
 fi
