@@ -179,14 +179,67 @@ static const char api_usage[] =
     "Send request lines from stdin to VM NAME's control socket as they are, and\n"
     "print the monitor's replies (docs/api.md). For scripts and debugging.\n";
 
+/*
+ * Copy stdin to the socket and the socket to stdout at once: a monitor
+ * stops reading requests while its replies wait for us. Returns 0, or the
+ * errno of a failed send (EPIPE: the monitor closed before stdin ended).
+ */
+static int api_relay(int sock)
+{
+	char in[8192], out[8192];
+	size_t in_len = 0, in_off = 0;
+	bool stdin_open = true, sock_open = true;
+
+	while (sock_open) {
+		struct pollfd fds[2] = {
+		    {.fd = sock, .events = POLLIN | (in_off < in_len ? POLLOUT : 0)},
+		    {.fd = stdin_open && in_off == in_len ? STDIN_FILENO : -1, .events = POLLIN},
+		};
+		ssize_t n;
+
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		if (fds[1].revents) {
+			n = read(STDIN_FILENO, in, sizeof(in));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				/* All of stdin sent: the monitor answers each line, then sees our EOF. */
+				stdin_open = false;
+				shutdown(sock, SHUT_WR);
+			} else {
+				in_len = (size_t)n;
+				in_off = 0;
+			}
+		}
+		if ((fds[0].revents & POLLOUT) && in_off < in_len) {
+			n = send(sock, in + in_off, in_len - in_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n < 0 && errno != EINTR && errno != EAGAIN)
+				return errno;
+			in_off += n > 0 ? (size_t)n : 0;
+		}
+		/* Whatever the monitor says, also when it closes on us (why: an idle-timeout line). */
+		if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			n = recv(sock, out, sizeof(out), MSG_DONTWAIT);
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (n <= 0 || console_write_all(STDOUT_FILENO, out, n) < 0)
+				sock_open = false;
+		}
+	}
+	/* It closed before our input ended: what was left was not sent. */
+	return stdin_open || in_off < in_len ? EPIPE : 0;
+}
+
 int cmd_api(int argc, char **argv)
 {
 	const char *name = NULL;
 	struct mgr_err err;
 	struct client c;
 	struct store st;
-	char buf[8192];
-	ssize_t n;
 	int r;
 
 	r = cli_vm_parse(argc, argv, api_usage, &name);
@@ -196,28 +249,9 @@ int cmd_api(int argc, char **argv)
 		return r;
 	if (store_check_name(name, &err) < 0 || client_connect(&st, name, &c, &err) < 0)
 		return cli_vm_error("api", "%s", err.msg);
-	/* All of stdin first: the monitor answers each line, then sees our EOF. */
-	r = 0;
-	while ((n = read(STDIN_FILENO, buf, sizeof(buf))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || console_write_all(c.fd, buf, n) < 0) {
-			r = errno;
-			break;
-		}
-	}
-	shutdown(c.fd, SHUT_WR);
-	/* Whatever the monitor said, also when it closed on us (why: an idle-timeout line). */
-	while ((n = recv(c.fd, buf, sizeof(buf), 0)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || console_write_all(STDOUT_FILENO, buf, n) < 0)
-			break;
-	}
-	if (r) {
-		client_close(&c);
-		return cli_vm_error("api", "sending to the monitor: %s", strerror(r));
-	}
+	r = api_relay(c.fd);
 	client_close(&c);
+	if (r)
+		return cli_vm_error("api", "sending to the monitor: %s", strerror(r));
 	return 0;
 }

@@ -174,8 +174,12 @@ static void monitor_client_close(struct monitor_client *cl)
 	if (cl->fd >= 0)
 		close(cl->fd);
 	free(cl->in);
+	free(cl->out);
 	cl->fd = -1;
 	cl->in = NULL;
+	cl->out = NULL;
+	cl->out_len = 0;
+	cl->in_ended = false;
 	cl->console = false;
 	cl->awaits_end = false;
 	cl->awaits_migration = false;
@@ -192,9 +196,39 @@ static struct monitor_client *monitor_console_client(struct monitor *m)
 	return NULL;
 }
 
+/*
+ * Send what @cl's out buffer holds, as far as its socket takes it. -EPIPE
+ * when the client is gone (closed here).
+ */
+static int monitor_client_flush(struct monitor_client *cl)
+{
+	size_t done = 0;
+
+	while (done < cl->out_len) {
+		ssize_t n = send(cl->fd, cl->out + done, cl->out_len - done,
+		                 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			monitor_client_close(cl);
+			return -EPIPE;
+		}
+		done += (size_t)n;
+	}
+	memmove(cl->out, cl->out + done, cl->out_len - done);
+	cl->out_len -= done;
+	return 0;
+}
+
 /* Send without blocking; a console reader that cannot keep up loses output. */
 static void monitor_console_send(struct monitor_client *cl, const char *buf, size_t len)
 {
+	/* The console's reply first: output behind it waits for nothing. */
+	if (cl->out_len && (monitor_client_flush(cl) < 0 || cl->out_len))
+		return;
 	while (len) {
 		ssize_t n = send(cl->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
@@ -289,26 +323,31 @@ static void monitor_console_input(struct monitor *m, struct monitor_client *cl, 
 
 int monitor_reply(struct monitor_client *cl, char *line)
 {
-	size_t len, done = 0;
+	size_t len;
+	char *out;
 
 	if (!line)
 		return -ENOMEM;
 	len = strlen(line);
-	while (done < len) {
-		/* Replies are small: a client whose buffer is full is not reading. */
-		ssize_t n = send(cl->fd, line + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(line);
-			monitor_client_close(cl);
-			return -EPIPE;
-		}
-		done += n;
+	/* Queued behind what waits, and sent as far as the socket takes it now. */
+	if (cl->out_len + len > MONITOR_CLIENT_OUT_MAX) {
+		log_warn("a control client has not read %zu bytes of replies: disconnected",
+		         cl->out_len);
+		free(line);
+		monitor_client_close(cl);
+		return -EPIPE;
 	}
+	out = realloc(cl->out, cl->out_len + len);
+	if (!out) {
+		free(line);
+		monitor_client_close(cl);
+		return -ENOMEM;
+	}
+	memcpy(out + cl->out_len, line, len);
+	cl->out = out;
+	cl->out_len += len;
 	free(line);
-	return 0;
+	return monitor_client_flush(cl);
 }
 
 /* The NICs as they run: each adapter's link and counters (devices/virtio/net.h). */
@@ -816,6 +855,8 @@ static ssize_t monitor_client_recv(struct monitor_client *cl, char *buf, size_t 
 	return n;
 }
 
+static void monitor_client_requests(struct monitor *m, struct monitor_client *cl);
+
 /* Bytes from a client: requests, or console input once it attached. */
 static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 {
@@ -838,13 +879,26 @@ static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 	}
 	space = api_framer_space(cl->in, &where);
 	n = monitor_client_recv(cl, where, space);
+	if (n == 0 && cl->out_len) {
+		cl->in_ended = true; /* its last replies first */
+		return;
+	}
 	if (n <= 0) {
 		if (n == 0 || (errno != EINTR && errno != EAGAIN))
 			monitor_client_close(cl);
 		return;
 	}
 	api_framer_commit(cl->in, n);
-	while (cl->fd >= 0 && !cl->console) {
+	monitor_client_requests(m, cl);
+}
+
+/*
+ * Answer the complete request lines read from @cl, until its replies back
+ * up past MONITOR_CLIENT_OUT_HOLD: the rest waits until they are sent.
+ */
+static void monitor_client_requests(struct monitor *m, struct monitor_client *cl)
+{
+	while (cl->fd >= 0 && !cl->console && cl->out_len < MONITOR_CLIENT_OUT_HOLD) {
 		const char *line, *rest;
 		size_t len;
 		char *reply;
@@ -1016,11 +1070,18 @@ static void *monitor_control_thread(void *arg)
 		for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++) {
 			struct monitor_client *cl = &m->clients[i];
 
-			/* A console client with a full input buffer waits for the UART. */
-			if (cl->fd < 0 || (cl->console && cl->pending_len == sizeof(cl->pending)))
+			/*
+			 * A console client with a full input buffer waits for the
+			 * UART; a client whose replies back up, until they are sent.
+			 */
+			if (cl->fd < 0)
 				continue;
-			fds[n] = (struct pollfd){.fd = cl->fd, .events = POLLIN};
-			owner[n++] = i;
+			fds[n] = (struct pollfd){.fd = cl->fd, .events = cl->out_len ? POLLOUT : 0};
+			if (!(cl->console && cl->pending_len == sizeof(cl->pending)) &&
+			    cl->out_len < MONITOR_CLIENT_OUT_HOLD && !cl->in_ended)
+				fds[n].events |= POLLIN;
+			if (fds[n].events)
+				owner[n++] = i;
 		}
 		/* Wake at least once a second: idle clients, monitor.log's size. */
 		if (poll(fds, n, 1000) < 0) {
@@ -1039,8 +1100,15 @@ static void *monitor_control_thread(void *arg)
 			monitor_console_input_flush(m, con);
 		for (unsigned int i = P_FIXED; i < n; i++) {
 			struct monitor_client *cl = &m->clients[owner[i]];
+			bool held = cl->out_len >= MONITOR_CLIENT_OUT_HOLD;
 
-			if (cl->fd >= 0 && fds[i].revents)
+			if (cl->fd >= 0 && (fds[i].revents & POLLOUT) &&
+			    monitor_client_flush(cl) == 0 && held &&
+			    cl->out_len < MONITOR_CLIENT_OUT_HOLD)
+				monitor_client_requests(m, cl); /* the lines read before */
+			if (cl->fd >= 0 && cl->in_ended && !cl->out_len)
+				monitor_client_close(cl);
+			if (cl->fd >= 0 && (fds[i].revents & ~POLLOUT))
 				monitor_client_read(m, cl);
 		}
 		if (fds[P_LISTEN].revents & POLLIN)

@@ -5,7 +5,8 @@
 #   3  a store others can write, or another user owns, is refused; files in
 #      it are never opened through a link (a victim file stays intact)
 #   7  the monitor keeps no descriptor of its caller: `(nestvm start 7>&1) | cat` ends
-#   9  16 idle control connections do not lock the owner out; idle ones are closed
+#   9  16 idle control connections do not lock the owner out; idle ones are closed;
+#      a client that sends 3000 requests before it reads a reply gets them all
 #   10 run, new and vm.json judge sizes and vCPU counts alike, at parse time
 #   11 list creates no store; names escaped and a usage error (2) everywhere;
 #      no "final flush failed" for a rejected image; monitor.log rotates;
@@ -149,6 +150,16 @@ done
 expect "stop --force waiting 12 s is not cut off as idle" 0 "forced off: the guest did not power off within 12 s" -- \
 	stop --timeout 12 --force btn
 expect "status works after all that" 0 "^state: *running" -- show vm1
+# Requests sent in one go, replies read 1 s later: the monitor holds its
+# replies and then its reading (it once dropped the client when its socket
+# filled, and `pause_stress` lost a hundred answers).
+PEER=$(pwd)/build/tests/switch_peer
+r=$(timeout 60 "$PEER" pipeline "$NESTVM_HOME/vm1/control.sock" '{"cmd":"status"}' 3000 1000 2>&1)
+[ "$r" = "replies=3000 ok=3000" ] && ok "3000 pipelined requests, replies read late: all answered" ||
+	bad "3000 pipelined requests, replies read late: $r"
+r=$( (i=0; while [ $i -lt 3000 ]; do echo '{"cmd":"status"}'; i=$((i + 1)); done) |
+	timeout 60 "$NESTVM" api vm1 2>&1 | grep -c '"ok": *true')
+[ "$r" = 3000 ] && ok "nestvm api: 3000 requests, all answered" || bad "nestvm api: $r of 3000 answered"
 nv kill vm1
 
 # ---- row 10: one judge of sizes ----

@@ -20,6 +20,11 @@
  *                                       a fake guest's DNS question to the NAT's DNS address
  *   switch_peer dns-server ADDR SECONDS a DNS server on 127.0.0.1:53 answering ADDR
  *   switch_peer api CONTROL.SOCK LINE   one request to a switch's control socket; prints the reply
+ *   switch_peer pipeline CONTROL.SOCK LINE N MS
+ *                                       N copies of a request in one go to any control
+ *                                       socket (a VM monitor's too), reading nothing
+ *                                       until MS ms after the last: prints how many
+ *                                       replies came and how many were ok
  *   switch_peer hostile PORTS.SOCK      silent adapters, bad hellos: refused, the switch lives on
  *   switch_peer lo-up                   bring up lo (in a fresh network namespace)
  *   switch_peer bench PORTS.SOCK SECONDS SIZE
@@ -1078,6 +1083,54 @@ static int do_api(const char *path, const char *line)
 	return got ? 0 : 1;
 }
 
+/*
+ * @n copies of @line, written before anything is read (a client that reads
+ * its replies late), then the replies until the server closes: "replies=R ok=K".
+ */
+static int do_pipeline(const char *path, const char *line, int n, int wait_ms)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct timeval tv = {.tv_sec = 20};
+	size_t len = strlen(line), have = 0;
+	long replies = 0, ok = 0;
+	char *req = malloc((len + 1) * (size_t)n), buf[65536];
+	ssize_t got;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (!req || fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("connect");
+	for (int i = 0; i < n; i++) {
+		memcpy(req + i * (len + 1), line, len);
+		req[i * (len + 1) + len] = '\n';
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (send(fd, req, (len + 1) * (size_t)n, MSG_NOSIGNAL) != (ssize_t)((len + 1) * (size_t)n))
+		die("send");
+	shutdown(fd, SHUT_WR);
+	usleep((useconds_t)wait_ms * 1000);
+	/* Count whole lines; a line split across reads is counted where it ends. */
+	while ((got = recv(fd, buf + have, sizeof(buf) - have - 1, 0)) > 0) {
+		char *p = buf, *nl;
+
+		have += (size_t)got;
+		buf[have] = 0;
+		while ((nl = memchr(p, '\n', have - (size_t)(p - buf)))) {
+			*nl = 0;
+			replies++;
+			ok += strstr(p, "\"ok\":true") || strstr(p, "\"ok\": true");
+			p = nl + 1;
+		}
+		have -= (size_t)(p - buf);
+		memmove(buf, p, have);
+	}
+	printf("replies=%ld ok=%ld\n", replies, ok);
+	free(req);
+	close(fd);
+	return 0;
+}
+
 /* Bring up "lo" in a fresh network namespace (no ip(8) needed). */
 static int do_lo_up(void)
 {
@@ -1220,6 +1273,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 4 && !strcmp(argv[1], "api"))
 		return do_api(argv[2], argv[3]);
+	if (argc >= 6 && !strcmp(argv[1], "pipeline"))
+		return do_pipeline(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
 	if (argc >= 3 && !strcmp(argv[1], "hostile"))
 		return do_hostile(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "lo-up"))
