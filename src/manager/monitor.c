@@ -174,11 +174,9 @@ static void monitor_client_close(struct monitor_client *cl)
 	if (cl->fd >= 0)
 		close(cl->fd);
 	free(cl->in);
-	free(cl->out);
+	api_outbox_clear(&cl->out);
 	cl->fd = -1;
 	cl->in = NULL;
-	cl->out = NULL;
-	cl->out_len = 0;
 	cl->in_ended = false;
 	cl->console = false;
 	cl->awaits_end = false;
@@ -196,30 +194,13 @@ static struct monitor_client *monitor_console_client(struct monitor *m)
 	return NULL;
 }
 
-/*
- * Send what @cl's out buffer holds, as far as its socket takes it. -EPIPE
- * when the client is gone (closed here).
- */
+/* Send @cl's waiting replies as far as its socket takes them; -EPIPE: gone (closed). */
 static int monitor_client_flush(struct monitor_client *cl)
 {
-	size_t done = 0;
-
-	while (done < cl->out_len) {
-		ssize_t n = send(cl->fd, cl->out + done, cl->out_len - done,
-		                 MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n <= 0) {
-			monitor_client_close(cl);
-			return -EPIPE;
-		}
-		done += (size_t)n;
+	if (api_outbox_send(&cl->out, cl->fd) < 0) {
+		monitor_client_close(cl);
+		return -EPIPE;
 	}
-	memmove(cl->out, cl->out + done, cl->out_len - done);
-	cl->out_len -= done;
 	return 0;
 }
 
@@ -227,7 +208,7 @@ static int monitor_client_flush(struct monitor_client *cl)
 static void monitor_console_send(struct monitor_client *cl, const char *buf, size_t len)
 {
 	/* The console's reply first: output behind it waits for nothing. */
-	if (cl->out_len && (monitor_client_flush(cl) < 0 || cl->out_len))
+	if (cl->out.len && (monitor_client_flush(cl) < 0 || cl->out.len))
 		return;
 	while (len) {
 		ssize_t n = send(cl->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -323,30 +304,19 @@ static void monitor_console_input(struct monitor *m, struct monitor_client *cl, 
 
 int monitor_reply(struct monitor_client *cl, char *line)
 {
-	size_t len;
-	char *out;
+	int r;
 
 	if (!line)
 		return -ENOMEM;
-	len = strlen(line);
-	/* Queued behind what waits, and sent as far as the socket takes it now. */
-	if (cl->out_len + len > MONITOR_CLIENT_OUT_MAX) {
-		log_warn("a control client has not read %zu bytes of replies: disconnected",
-		         cl->out_len);
-		free(line);
-		monitor_client_close(cl);
-		return -EPIPE;
-	}
-	out = realloc(cl->out, cl->out_len + len);
-	if (!out) {
-		free(line);
-		monitor_client_close(cl);
-		return -ENOMEM;
-	}
-	memcpy(out + cl->out_len, line, len);
-	cl->out = out;
-	cl->out_len += len;
+	/* Behind what waits, and sent as far as the socket takes it now. */
+	r = api_outbox_add(&cl->out, line, strlen(line));
 	free(line);
+	if (r < 0) {
+		log_warn("a control client left %zu bytes of replies unread: disconnected",
+		         cl->out.len);
+		monitor_client_close(cl);
+		return r;
+	}
 	return monitor_client_flush(cl);
 }
 
@@ -879,7 +849,7 @@ static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 	}
 	space = api_framer_space(cl->in, &where);
 	n = monitor_client_recv(cl, where, space);
-	if (n == 0 && cl->out_len) {
+	if (n == 0 && cl->out.len) {
 		cl->in_ended = true; /* its last replies first */
 		return;
 	}
@@ -894,11 +864,11 @@ static void monitor_client_read(struct monitor *m, struct monitor_client *cl)
 
 /*
  * Answer the complete request lines read from @cl, until its replies back
- * up past MONITOR_CLIENT_OUT_HOLD: the rest waits until they are sent.
+ * up (api_outbox_held()): the rest waits until they are sent.
  */
 static void monitor_client_requests(struct monitor *m, struct monitor_client *cl)
 {
-	while (cl->fd >= 0 && !cl->console && cl->out_len < MONITOR_CLIENT_OUT_HOLD) {
+	while (cl->fd >= 0 && !cl->console && !api_outbox_held(&cl->out)) {
 		const char *line, *rest;
 		size_t len;
 		char *reply;
@@ -1076,9 +1046,9 @@ static void *monitor_control_thread(void *arg)
 			 */
 			if (cl->fd < 0)
 				continue;
-			fds[n] = (struct pollfd){.fd = cl->fd, .events = cl->out_len ? POLLOUT : 0};
+			fds[n] = (struct pollfd){.fd = cl->fd, .events = cl->out.len ? POLLOUT : 0};
 			if (!(cl->console && cl->pending_len == sizeof(cl->pending)) &&
-			    cl->out_len < MONITOR_CLIENT_OUT_HOLD && !cl->in_ended)
+			    !api_outbox_held(&cl->out) && !cl->in_ended)
 				fds[n].events |= POLLIN;
 			if (fds[n].events)
 				owner[n++] = i;
@@ -1100,13 +1070,12 @@ static void *monitor_control_thread(void *arg)
 			monitor_console_input_flush(m, con);
 		for (unsigned int i = P_FIXED; i < n; i++) {
 			struct monitor_client *cl = &m->clients[owner[i]];
-			bool held = cl->out_len >= MONITOR_CLIENT_OUT_HOLD;
+			bool held = api_outbox_held(&cl->out);
 
 			if (cl->fd >= 0 && (fds[i].revents & POLLOUT) &&
-			    monitor_client_flush(cl) == 0 && held &&
-			    cl->out_len < MONITOR_CLIENT_OUT_HOLD)
+			    monitor_client_flush(cl) == 0 && held && !api_outbox_held(&cl->out))
 				monitor_client_requests(m, cl); /* the lines read before */
-			if (cl->fd >= 0 && cl->in_ended && !cl->out_len)
+			if (cl->fd >= 0 && cl->in_ended && !cl->out.len)
 				monitor_client_close(cl);
 			if (cl->fd >= 0 && (fds[i].revents & ~POLLOUT))
 				monitor_client_read(m, cl);

@@ -25,14 +25,6 @@
 #define MONITOR_CONSOLE_PENDING 4096
 #define MONITOR_LOG_TAIL_LINES 12
 #define MONITOR_CLIENT_FDS 2
-/*
- * Replies a client's socket has not taken yet wait in its out buffer: past
- * MONITOR_CLIENT_OUT_HOLD its next requests wait too (a client may send
- * many before it reads), past MONITOR_CLIENT_OUT_MAX it is not reading and
- * is disconnected.
- */
-#define MONITOR_CLIENT_OUT_HOLD (64 * 1024)
-#define MONITOR_CLIENT_OUT_MAX (4 * 1024 * 1024)
 
 struct monitor_client {
 	int fd;           /* -1: a free slot */
@@ -51,9 +43,8 @@ struct monitor_client {
 	 */
 	int fds[MONITOR_CLIENT_FDS];
 	unsigned int nr_fds;
-	char *out; /* replies not sent yet (monitor_reply()) */
-	size_t out_len;
-	bool in_ended; /* it shut its side: closed once out is sent */
+	struct api_outbox out; /* replies not sent yet (monitor_reply()) */
+	bool in_ended;         /* it shut its side: closed once out is sent */
 };
 
 /*

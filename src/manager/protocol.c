@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static const char *const api_state_names[] = {
     [API_STATE_OFF] = "off",           [API_STATE_STARTING] = "starting",
@@ -449,4 +450,53 @@ size_t api_framer_pending(const struct api_framer *f, const char **data)
 {
 	*data = f->buf + f->start;
 	return f->len - f->start;
+}
+
+int api_outbox_add(struct api_outbox *o, const char *data, size_t len)
+{
+	char *buf;
+
+	if (o->len + len > API_OUTBOX_MAX)
+		return -E2BIG;
+	buf = realloc(o->buf, o->len + len);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf + o->len, data, len);
+	o->buf = buf;
+	o->len += len;
+	return 0;
+}
+
+int api_outbox_send(struct api_outbox *o, int fd)
+{
+	size_t done = 0;
+
+	while (done < o->len) {
+		ssize_t n = send(fd, o->buf + done, o->len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0)
+			return -EPIPE;
+		done += (size_t)n;
+	}
+	if (done) {
+		memmove(o->buf, o->buf + done, o->len - done);
+		o->len -= done;
+	}
+	return 0;
+}
+
+bool api_outbox_held(const struct api_outbox *o)
+{
+	return o->len >= API_OUTBOX_HOLD;
+}
+
+void api_outbox_clear(struct api_outbox *o)
+{
+	free(o->buf);
+	o->buf = NULL;
+	o->len = 0;
 }

@@ -148,4 +148,26 @@ enum api_frame api_framer_next(struct api_framer *f, const char **line, size_t *
 /* api_framer_pending - bytes buffered after the last line (e.g. console input). */
 size_t api_framer_pending(const struct api_framer *f, const char **data);
 
+/*
+ * The other way: reply lines a client's socket has not taken yet, in order.
+ * A client may send many requests before it reads (pipelining); while
+ * api_outbox_held() the server reads no further requests from it, and a
+ * client that leaves API_OUTBOX_MAX bytes unread is not reading at all.
+ */
+#define API_OUTBOX_HOLD (64 * 1024)
+#define API_OUTBOX_MAX (16 * 1024 * 1024)
+
+struct api_outbox {
+	char *buf;
+	size_t len;
+};
+
+/* api_outbox_add - queue @len bytes: 0, -E2BIG (past API_OUTBOX_MAX) or -ENOMEM. */
+int api_outbox_add(struct api_outbox *o, const char *data, size_t len)
+    __attribute__((warn_unused_result));
+/* api_outbox_send - send what @fd takes without blocking: 0, or -EPIPE (the client is gone). */
+int api_outbox_send(struct api_outbox *o, int fd) __attribute__((warn_unused_result));
+bool api_outbox_held(const struct api_outbox *o);
+void api_outbox_clear(struct api_outbox *o);
+
 #endif

@@ -9,6 +9,7 @@
  */
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "manager/protocol.h"
 #include "switch/confine.h"
 #include "switch/frame.h"
 #include "switch/swcore.h"
@@ -35,7 +36,6 @@
 #define SWD_MAX_CLIENTS 8
 #define SWD_CLIENT_IDLE_MS 10000
 #define SWD_CLIENT_LINE_MAX 65536
-#define SWD_CLIENT_OUT_MAX (16 << 20)
 #define SWD_BATCH 64    /* frames read from the tap per turn: fairness between ports */
 #define SWD_RX_BATCH 32 /* messages per recvmmsg() from a port */
 #define SWD_RX_ROUNDS 2 /* recvmmsg() calls per port per turn */
@@ -64,8 +64,8 @@ struct swd_client {
 	int fd; /* -1: free */
 	char in[SWD_CLIENT_LINE_MAX];
 	size_t in_len;
-	char *out;
-	size_t out_len, out_off;
+	struct api_outbox out; /* replies not sent yet */
+	bool in_ended;         /* it shut its side: closed once out is sent */
 	int64_t last_ms;
 };
 
@@ -594,66 +594,42 @@ static char *swd_request(struct swd *s, const char *line, size_t len)
 static void swd_client_close(struct swd_client *c)
 {
 	close(c->fd);
-	free(c->out);
+	api_outbox_clear(&c->out);
 	c->fd = -1;
-	c->out = NULL;
-	c->in_len = c->out_len = c->out_off = 0;
+	c->in_len = 0;
+	c->in_ended = false;
 }
 
 static void swd_client_flush(struct swd_client *c)
 {
-	while (c->out_off < c->out_len) {
-		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-		                 MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n <= 0) {
-			swd_client_close(c);
-			return;
-		}
-		c->out_off += (size_t)n;
-	}
-	free(c->out);
-	c->out = NULL;
-	c->out_len = c->out_off = 0;
+	if (api_outbox_send(&c->out, c->fd) < 0 || (c->in_ended && !c->out.len))
+		swd_client_close(c);
 }
 
 static void swd_client_queue(struct swd_client *c, const char *text)
 {
-	size_t n = strlen(text);
-	char *o;
-
-	if (c->out_len - c->out_off + n > SWD_CLIENT_OUT_MAX) {
+	if (api_outbox_add(&c->out, text, strlen(text)) < 0)
 		swd_client_close(c); /* it does not read its replies */
-		return;
-	}
-	o = realloc(c->out, c->out_len + n);
-	if (!o) {
-		swd_client_close(c);
-		return;
-	}
-	memcpy(o + c->out_len, text, n);
-	c->out = o;
-	c->out_len += n;
 }
 
-static void swd_client_read(struct swd *s, struct swd_client *c)
+/*
+ * Answer the complete lines in c->in until the replies back up past what
+ * the socket takes (api_outbox_held()): the rest waits for POLLOUT.
+ */
+static void swd_client_requests(struct swd *s, struct swd_client *c)
 {
-	ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
 	char *nl;
 
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		swd_client_close(c);
-		return;
-	}
-	c->in_len += (size_t)n;
-	c->last_ms = swd_now_ms();
 	while (c->fd >= 0 && (nl = memchr(c->in, '\n', c->in_len))) {
 		size_t len = (size_t)(nl - c->in) + 1;
-		char *reply = swd_request(s, c->in, len - 1);
+		char *reply;
+
+		if (api_outbox_held(&c->out)) {
+			swd_client_flush(c);
+			if (c->fd < 0 || api_outbox_held(&c->out))
+				return;
+		}
+		reply = swd_request(s, c->in, len - 1);
 
 		if (reply)
 			swd_client_queue(c, reply);
@@ -663,15 +639,34 @@ static void swd_client_read(struct swd *s, struct swd_client *c)
 		memmove(c->in, c->in + len, c->in_len - len);
 		c->in_len -= len;
 	}
-	if (c->in_len == sizeof(c->in)) {
-		swd_client_queue(c, "{\"ok\":false,\"error\":{\"code\":\"request-too-long\","
-		                    "\"message\":\"a request is at most 65535 bytes\"}}\n");
-		swd_client_flush(c);
-		if (c->fd >= 0)
-			swd_client_close(c);
+}
+
+static void swd_client_read(struct swd *s, struct swd_client *c)
+{
+	ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n == 0 && c->out.len) {
+		c->in_ended = true; /* its last replies first */
 		return;
 	}
-	swd_client_flush(c);
+	if (n <= 0) {
+		swd_client_close(c);
+		return;
+	}
+	c->in_len += (size_t)n;
+	c->last_ms = swd_now_ms();
+	swd_client_requests(s, c);
+	/* Full, and not of lines that wait for their turn: one line too long. */
+	if (c->fd >= 0 && c->in_len == sizeof(c->in) && !memchr(c->in, '\n', c->in_len)) {
+		swd_client_queue(c, "{\"ok\":false,\"error\":{\"code\":\"request-too-long\","
+		                    "\"message\":\"a request is at most 65535 bytes\"}}\n");
+		c->in_ended = true;
+		c->in_len = 0;
+	}
+	if (c->fd >= 0)
+		swd_client_flush(c);
 }
 
 static void swd_control_accept(struct swd *s)
@@ -859,7 +854,11 @@ static void swd_build_pollset(struct swd *s, int *timeout_ms)
 	for (unsigned int i = 0; i < SWD_MAX_CLIENTS; i++)
 		if (s->clients[i].fd >= 0)
 			switch_pollset_add(&s->ps, s->clients[i].fd,
-			                   POLLIN | (s->clients[i].out_len ? POLLOUT : 0),
+			                   (api_outbox_held(&s->clients[i].out) ||
+			                            s->clients[i].in_ended
+			                        ? 0
+			                        : POLLIN) |
+			                       (s->clients[i].out.len ? POLLOUT : 0),
 			                   SWD_OWN_CLIENT + (int)i);
 	if (s->dhcp.dirty && *timeout_ms > SWD_LEASES_EVERY_MS)
 		*timeout_ms = SWD_LEASES_EVERY_MS;
@@ -925,8 +924,15 @@ static void swd_loop(struct swd *s)
 			           own < SWD_OWN_CLIENT + SWD_MAX_CLIENTS) {
 				struct swd_client *c = &s->clients[own - SWD_OWN_CLIENT];
 
+				bool held = api_outbox_held(&c->out);
+
 				if (c->fd >= 0 && (re & POLLOUT))
 					swd_client_flush(c);
+				/* The lines read before its replies backed up. */
+				if (c->fd >= 0 && held && !api_outbox_held(&c->out)) {
+					swd_client_requests(s, c);
+					swd_client_flush(c);
+				}
 				if (c->fd >= 0 && (re & (POLLIN | POLLHUP | POLLERR)))
 					swd_client_read(s, c);
 			} else if (own >= SWD_OWN_PENDING &&

@@ -190,6 +190,10 @@ api "status, id echoed" '{"id":7,"cmd":"status"}' '"ok":true,"result":{"name":"p
 api "not JSON" 'status' '"code":"parse-error"'
 api "no cmd" '{"id":"x"}' '"code":"invalid-request".*"id":"x"'
 api "unknown command" '{"cmd":"frob"}' '"code":"unknown-command"'
+# As for a monitor (hardening_manager.sh): requests in one go, replies read late.
+r=$(timeout 60 "$PEER" pipeline "$SW/p/control.sock" '{"cmd":"status"}' 3000 1000 2>&1)
+[ "$r" = "replies=3000 ok=3000" ] && ok "api: 3000 pipelined requests, replies read late: all answered" ||
+	bad "api: 3000 pipelined requests, replies read late: $r"
 api "unknown field" '{"cmd":"status","x":1}' '"code":"invalid-request"'
 api "a repeated key" '{"cmd":"status","cmd":"stop"}' '"code":"parse-error"'
 if switch_running=$(timeout 10 "$NESTVM" switch list | grep -c "^p .*running"); [ "$switch_running" = 1 ]; then

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -897,6 +898,50 @@ static void test_framer(void **state)
 	free(f);
 }
 
+/* The outbox keeps what a full socket did not take, in order, and gives it when read. */
+static void test_outbox(void **state)
+{
+	struct api_outbox o = {0};
+	char line[1000], got[API_OUTBOX_HOLD * 4];
+	size_t total = 0, have = 0;
+	int sv[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(api_outbox_send(&o, sv[0]), 0); /* nothing, no buffer */
+	memset(line, 'x', sizeof(line) - 1);
+	line[sizeof(line) - 1] = '\n';
+	/* Until the socket is full and more than API_OUTBOX_HOLD waits. */
+	while (!api_outbox_held(&o)) {
+		line[0] = (char)('a' + total % 26);
+		assert_int_equal(api_outbox_add(&o, line, sizeof(line)), 0);
+		assert_int_equal(api_outbox_send(&o, sv[0]), 0);
+		total++;
+	}
+	/* The reader takes it all, in order, as the outbox sends the rest. */
+	while (have < total * sizeof(line)) {
+		ssize_t n = recv(sv[1], got + have % sizeof(got), sizeof(got) - have % sizeof(got),
+		                 MSG_DONTWAIT);
+
+		if (n > 0) {
+			for (size_t j = have; j < have + (size_t)n; j++)
+				if (j % sizeof(line) == 0)
+					assert_int_equal(got[j % sizeof(got)],
+					                 'a' + j / sizeof(line) % 26);
+			have += (size_t)n;
+		}
+		assert_int_equal(api_outbox_send(&o, sv[0]), 0);
+	}
+	assert_int_equal(o.len, 0);
+	assert_int_equal(api_outbox_add(&o, line, API_OUTBOX_MAX + 1), -E2BIG);
+	close(sv[1]);
+	assert_int_equal(api_outbox_add(&o, line, sizeof(line)), 0);
+	assert_int_equal(api_outbox_send(&o, sv[0]), -EPIPE);
+	api_outbox_clear(&o);
+	assert_null(o.buf);
+	close(sv[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -917,6 +962,7 @@ int main(void)
 		cmocka_unit_test(test_request_parse),
 		cmocka_unit_test(test_replies),
 		cmocka_unit_test(test_framer),
+		cmocka_unit_test(test_outbox),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
