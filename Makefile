@@ -107,6 +107,17 @@ all: release guests
 release: $(BUILD)/release/nestvm
 asan: $(BUILD)/asan/nestvm
 
+# Each variant's flags are kept in a stamp that changes only when they do (a
+# library installed since, `make STATIC=`): its objects and links follow it.
+.PHONY: FORCE
+$(BUILD)/%/.flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(FLAGS_$*)' | cmp -s - $@ || echo '$(FLAGS_$*)' >$@
+FLAGS_release = $(REL_CFLAGS) $(REL_LDFLAGS) $(LDLIBS)
+FLAGS_asan = $(ASAN_CFLAGS) $(LDLIBS)
+$(REL_OBJS) $(BUILD)/release/nestvm: $(BUILD)/release/.flags
+$(ASAN_OBJS) $(BUILD)/asan/nestvm: $(BUILD)/asan/.flags
+
 $(BUILD)/release/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
@@ -145,7 +156,7 @@ $(BUILD)/release/nestvm: $(REL_OBJS) $(REL_LINK_DEPS)
 
 $(BUILD)/asan/nestvm: $(ASAN_OBJS)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(ASAN_CFLAGS) -o $@ $(ASAN_OBJS) $(LDLIBS)
 
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
