@@ -43,6 +43,8 @@ static const char set_usage[] =
     "  --nested on|off          expose AMD-V/VT-x                  (VM off)\n"
     "  --hugepages on|off       transparent huge pages for RAM     (VM off)\n"
     "  --pit on|off             in-kernel i8254 timer              (VM off)\n"
+    "  --cpu-affinity LIST|none\n"
+    "                           host CPUs for its threads: 0-3,6   (VM off)\n"
     "  --disk, --add-disk PATH[,readonly][,io=auto|uring|threads]\n"
     "                           add a disk image                   (VM off)\n"
     "  --remove-disk PATH       remove a disk                      (VM off)\n"
@@ -114,6 +116,12 @@ static void set_apply_scalars(const struct set_request *req, struct vm_def *def,
 	if (set_seen(req, CLI_DEF_PIT, &opt) && w->pit != def->pit) {
 		def->pit = w->pit;
 		*offending = opt;
+	}
+	if (set_seen(req, CLI_DEF_CPU_AFFINITY, &opt) &&
+	    strcmp(w->cpu_affinity ? w->cpu_affinity : "", def->cpu_affinity ? def->cpu_affinity : "")) {
+		/* Already checked, so only memory can fail; then the old value stays. */
+		if (vm_def_set_affinity(def, w->cpu_affinity) == 0)
+			*offending = opt;
 	}
 }
 
@@ -365,6 +373,7 @@ static int set_parse(int argc, char **argv, struct set_request *req)
 	    {"nested", required_argument, NULL, CLI_DEF_NESTED},
 	    {"hugepages", required_argument, NULL, CLI_DEF_HUGEPAGES},
 	    {"pit", required_argument, NULL, CLI_DEF_PIT},
+	    {"cpu-affinity", required_argument, NULL, CLI_DEF_CPU_AFFINITY},
 	    {"kernel", required_argument, NULL, CLI_DEF_KERNEL},
 	    {"initrd", required_argument, NULL, CLI_DEF_INITRD},
 	    {"cmdline", required_argument, NULL, CLI_DEF_CMDLINE},

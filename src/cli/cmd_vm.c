@@ -540,6 +540,7 @@ static void cli_vm_show_text(const struct store *st, const char *name, const str
 		printf("nested:       %s\n", def->nested ? "on" : "off");
 		printf("hugepages:    %s\n", def->hugepages ? "on" : "off");
 		printf("pit:          %s\n", def->pit ? "on" : "off");
+		printf("cpu affinity: %s\n", def->cpu_affinity ? def->cpu_affinity : "any");
 		printf("kernel:       %s\n", def->kernel);
 		printf("initrd:       %s\n", def->initrd ? def->initrd : "-");
 		printf("cmdline:      %s\n", def->cmdline ? def->cmdline : "");

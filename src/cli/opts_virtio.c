@@ -212,6 +212,7 @@ static const char *const def_opt_names[CLI_DEF_END - CLI_DEF_KERNEL] = {
     [CLI_DEF_NESTED - CLI_DEF_KERNEL] = "--nested",
     [CLI_DEF_HUGEPAGES - CLI_DEF_KERNEL] = "--hugepages",
     [CLI_DEF_PIT - CLI_DEF_KERNEL] = "--pit",
+    [CLI_DEF_CPU_AFFINITY - CLI_DEF_KERNEL] = "--cpu-affinity",
     [CLI_DEF_DISK - CLI_DEF_KERNEL] = "--disk",
     [CLI_DEF_RNG - CLI_DEF_KERNEL] = "--rng",
     [CLI_DEF_VSOCK - CLI_DEF_KERNEL] = "--vsock",
@@ -501,6 +502,17 @@ int cli_def_option(struct vm_def *def, int opt, const char *arg, unsigned int fl
 		return def_on_off(name, arg, &def->hugepages, err);
 	case CLI_DEF_PIT:
 		return def_on_off(name, arg, &def->pit, err);
+	case CLI_DEF_CPU_AFFINITY: {
+		int r;
+
+		/* `set` takes none for any CPU. */
+		if (!strcmp(arg, "none"))
+			return vm_def_set_affinity(def, NULL);
+		if (vm_limits_parse_affinity(arg, NULL, why, sizeof(why)) < 0)
+			return mgr_err_set(err, -EINVAL, "--cpu-affinity '%s': %s", arg, why);
+		r = vm_def_set_affinity(def, arg);
+		return r < 0 ? mgr_err_set(err, r, "out of memory") : 0;
+	}
 	case CLI_DEF_DISK:
 		return def_disk(def, arg, flags, err);
 	case CLI_DEF_RNG: {

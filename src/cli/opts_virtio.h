@@ -24,6 +24,7 @@ enum cli_def_opt {
 	CLI_DEF_NESTED,
 	CLI_DEF_HUGEPAGES,
 	CLI_DEF_PIT,
+	CLI_DEF_CPU_AFFINITY,
 	CLI_DEF_DISK,
 	CLI_DEF_RNG,
 	CLI_DEF_VSOCK,
@@ -43,6 +44,7 @@ enum cli_def_opt {
 	{"nested", required_argument, NULL, CLI_DEF_NESTED},		\
 	{"hugepages", required_argument, NULL, CLI_DEF_HUGEPAGES},	\
 	{"pit", required_argument, NULL, CLI_DEF_PIT},			\
+	{"cpu-affinity", required_argument, NULL, CLI_DEF_CPU_AFFINITY}, \
 	{"disk", required_argument, NULL, CLI_DEF_DISK},		\
 	{"rng", no_argument, NULL, CLI_DEF_RNG},			\
 	{"vsock", required_argument, NULL, CLI_DEF_VSOCK},		\
@@ -60,6 +62,8 @@ enum cli_def_opt {
 	"  --nested on|off      expose AMD-V/VT-x to the guest (default off)\n" \
 	"  --hugepages on|off   back guest RAM with transparent huge pages (default on)\n" \
 	"  --pit on|off         in-kernel i8254 timer (default on; Linux on KVM runs without)\n" \
+	"  --cpu-affinity LIST  run the VM's vCPU and device threads on these host CPUs,\n" \
+	"                       as taskset -c takes them: 1, 0-3,6 (default: any)\n" \
 	"  --disk PATH[,readonly][,io=auto|uring|threads]\n" \
 	"                       raw disk image as a virtio-blk device (repeatable, up to 8;\n" \
 	"                       a comma in PATH is written ,,)\n" \

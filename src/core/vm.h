@@ -48,6 +48,7 @@ struct vm_config {
 	bool nested;
 	bool hugepages;
 	bool pit; /* in-kernel i8254 PIT */
+	const char *cpu_affinity; /* host CPUs for the VM's threads (vm_limits.h); NULL: any */
 	enum vm_console console;
 	const char *console_path; /* VM_CONSOLE_FILE */
 	int console_in_fd;	  /* VM_CONSOLE_FD; not owned */

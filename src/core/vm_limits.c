@@ -111,6 +111,63 @@ int vm_limits_parse_memory(const char *arg, uint64_t *mib, char *why, size_t len
 	return vm_limits_check_memory_mib(*mib, why, len);
 }
 
+int vm_limits_parse_affinity(const char *arg, cpu_set_t *set, char *why, size_t len)
+{
+	static const char syntax[] = "give host CPUs as a list like 1 or 0-3,6";
+	cpu_set_t s;
+	const char *p = arg;
+
+	CPU_ZERO(&s);
+	if (!arg || !*arg)
+		return vm_limits_why(-EINVAL, why, len, "%s", syntax);
+	for (;;) {
+		unsigned long lo, hi;
+		char *end;
+
+		if (!isdigit((unsigned char)*p))
+			return vm_limits_why(-EINVAL, why, len, "%s", syntax);
+		errno = 0;
+		lo = hi = strtoul(p, &end, 10);
+		if (!errno && *end == '-' && isdigit((unsigned char)end[1]))
+			hi = strtoul(end + 1, &end, 10);
+		if (errno || (*end && *end != ','))
+			return vm_limits_why(-EINVAL, why, len, "%s", syntax);
+		if (lo > hi)
+			return vm_limits_why(-EINVAL, why, len, "%lu-%lu: a range is low-high", lo,
+			                     hi);
+		if (hi >= CPU_SETSIZE)
+			return vm_limits_why(-EINVAL, why, len, "host CPU %lu: at most %d", hi,
+			                     CPU_SETSIZE - 1);
+		for (unsigned long c = lo; c <= hi; c++)
+			CPU_SET(c, &s);
+		if (!*end)
+			break;
+		p = end + 1;
+	}
+	if (set)
+		*set = s;
+	return 0;
+}
+
+void vm_limits_format_affinity(const cpu_set_t *set, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	if (len)
+		buf[0] = 0;
+	for (int c = 0; c < CPU_SETSIZE && o < len; c++) {
+		int hi = c;
+
+		if (!CPU_ISSET(c, set))
+			continue;
+		while (hi + 1 < CPU_SETSIZE && CPU_ISSET(hi + 1, set))
+			hi++;
+		o += (size_t)snprintf(buf + o, len - o, hi > c ? "%s%d-%d" : "%s%d", o ? "," : "", c,
+		                      hi);
+		c = hi;
+	}
+}
+
 int vm_limits_check_cpus(uint64_t cpus, char *why, size_t len)
 {
 	if (cpus < VM_MIN_CPUS || cpus > VM_MAX_CPUS)

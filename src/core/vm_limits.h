@@ -12,6 +12,7 @@
  * value came from ("--memory '16385K': ", "vm.json: field 'memory_mib': ").
  */
 
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,16 @@ int vm_limits_parse_cpus(const char *arg, unsigned int *cpus, char *why, size_t 
 
 /* vm_limits_check_cpus - VM_MIN_CPUS to VM_MAX_CPUS; 0 or -ERANGE with @why set. */
 int vm_limits_check_cpus(uint64_t cpus, char *why, size_t len) __attribute__((warn_unused_result));
+
+/*
+ * vm_limits_parse_affinity - host CPUs for a VM's threads, as taskset -c
+ * writes them: "1", "0-3,6" (numbers below CPU_SETSIZE, ranges low-high),
+ * into @set (may be NULL: a check only). 0 or -EINVAL with @why set.
+ * vm_limits_format_affinity() writes @set back so ("0-3,6").
+ */
+int vm_limits_parse_affinity(const char *arg, cpu_set_t *set, char *why, size_t len)
+    __attribute__((warn_unused_result));
+void vm_limits_format_affinity(const cpu_set_t *set, char *buf, size_t len);
 
 /* vm_limits_host_memory_mib - this host's RAM in MiB, 0 if unknown. */
 uint64_t vm_limits_host_memory_mib(void);

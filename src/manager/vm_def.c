@@ -13,6 +13,7 @@
 #include "manager/vm_def.h"
 
 #include "core/vm.h"
+#include "core/vm_limits.h"
 #include "manager/store.h"
 #include "net/netport.h"
 
@@ -552,6 +553,18 @@ static int def_parse_field(const char *key, const json_t *v, const char *file, s
 		return def_get_bool(v, file, key, &def->hugepages, err);
 	if (!strcmp(key, "pit"))
 		return def_get_bool(v, file, key, &def->pit, err);
+	if (!strcmp(key, "cpu_affinity")) {
+		char why[VM_LIMITS_WHY_LEN];
+
+		if (!json_is_string(v) && !json_is_null(v))
+			return def_fail(err, file, key, v, "expected a list of host CPUs or null");
+		if (json_is_string(v) &&
+		    vm_limits_parse_affinity(json_string_value(v), NULL, why, sizeof(why)) < 0)
+			return def_fail(err, file, key, v, "%s", why);
+		if (vm_def_set_affinity(def, json_string_value(v)) < 0)
+			return mgr_err_set(err, -ENOMEM, "out of memory");
+		return 0;
+	}
 	if (!strcmp(key, "kernel"))
 		return def_get_str(v, file, key, true, false, &def->kernel, err);
 	if (!strcmp(key, "initrd"))
@@ -574,7 +587,8 @@ static int def_parse_field(const char *key, const json_t *v, const char *file, s
 	snprintf(field, sizeof(field), "%.40s", key);
 	return def_fail(err, file, field, NULL,
 	                "unknown field (known: name, cpus, memory_mib, nested, hugepages, pit, "
-	                "kernel, initrd, cmdline, disks, nics, rng, vsock, virtio_console)");
+	                "cpu_affinity, kernel, initrd, cmdline, disks, nics, rng, vsock, "
+	                "virtio_console)");
 }
 
 static int def_parse_object(const json_t *root, const char *file, struct vm_def *def,
@@ -821,6 +835,9 @@ char *vm_def_format(const struct vm_def *def)
 	bad |= json_object_set_new(root, "nested", json_boolean(def->nested));
 	bad |= json_object_set_new(root, "hugepages", json_boolean(def->hugepages));
 	bad |= json_object_set_new(root, "pit", json_boolean(def->pit));
+	bad |= json_object_set_new(root, "cpu_affinity", def->cpu_affinity
+	                                                     ? json_string(def->cpu_affinity)
+	                                                     : json_null());
 	bad |= json_object_set_new(root, "kernel",
 	                           def->kernel ? json_string(def->kernel) : json_null());
 	bad |= json_object_set_new(root, "initrd",
@@ -890,8 +907,28 @@ void vm_def_remove_port(struct vm_def *def, unsigned int i)
 		con->pci_slot = 0;
 }
 
+int vm_def_set_affinity(struct vm_def *def, const char *list)
+{
+	char text[VM_LIMITS_WHY_LEN];
+	cpu_set_t set;
+	char *copy = NULL;
+
+	if (list) {
+		if (vm_limits_parse_affinity(list, &set, NULL, 0) < 0)
+			return -EINVAL;
+		vm_limits_format_affinity(&set, text, sizeof(text));
+		copy = strdup(text);
+		if (!copy)
+			return -ENOMEM;
+	}
+	free(def->cpu_affinity);
+	def->cpu_affinity = copy;
+	return 0;
+}
+
 void vm_def_clear(struct vm_def *def)
 {
+	free(def->cpu_affinity);
 	free(def->kernel);
 	free(def->initrd);
 	free(def->cmdline);
@@ -922,6 +959,7 @@ int vm_def_to_config(const struct vm_def *def, const char *vsock_default, struct
 	    .nested = def->nested,
 	    .hugepages = def->hugepages,
 	    .pit = def->pit,
+	    .cpu_affinity = def->cpu_affinity,
 	    .console = VM_CONSOLE_NONE,
 	    .console_in_fd = -1,
 	    .console_out_fd = -1,

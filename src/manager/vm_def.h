@@ -39,11 +39,11 @@
 /*
  * The format written into vm.json. 2 added hugepages, pit, the disks' io and
  * pci_slot, rng, vsock and virtio_console; 3 the NICs' switch, guards and
- * pci_slot. A format 1 file reads as it always ran (hugepages and pit on,
+ * pci_slot; 4 cpu_affinity. A format 1 file reads as it always ran (hugepages and pit on,
  * disks from 00:01.0 in order); a NIC of an older file gets the guards'
  * defaults and the first free slot.
  */
-#define STORE_FORMAT 3
+#define STORE_FORMAT 4
 
 /* PCI device numbers a device may have on bus 0: 0 is the host bridge's. */
 #define VM_DEF_PCI_SLOT_MIN 1
@@ -115,6 +115,7 @@ struct vm_def {
 	bool nested;
 	bool hugepages; /* transparent huge pages for guest RAM */
 	bool pit;       /* in-kernel i8254 */
+	char *cpu_affinity; /* host CPUs for its threads, as vm_limits_format_affinity() writes; NULL: any */
 	char *kernel;   /* absolute path */
 	char *initrd;   /* absolute path or NULL */
 	char *cmdline;  /* NULL: empty */
@@ -172,6 +173,13 @@ void vm_def_init_nic(struct vm_nic *nic);
 
 /* vm_def_format - the definition as indented JSON (malloc'd), or NULL. */
 char *vm_def_format(const struct vm_def *def);
+
+/*
+ * vm_def_set_affinity - cpu_affinity from a host CPU list (vm_limits.h),
+ * kept as vm_limits_format_affinity() writes it; NULL clears it. 0,
+ * -EINVAL (not such a list) or -ENOMEM.
+ */
+int vm_def_set_affinity(struct vm_def *def, const char *list) __attribute__((warn_unused_result));
 
 /* vm_def_set_str - replace an owned string (@value NULL clears it); 0 or -ENOMEM. */
 int vm_def_set_str(char **field, const char *value) __attribute__((warn_unused_result));

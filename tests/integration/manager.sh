@@ -186,8 +186,8 @@ expect "show a format 1 definition" 0 "^disk 0: .*(read-only) at 00:01.0, io aut
 grep -q "^hugepages: *on" "$T/out" && grep -q "^pit: *on" "$T/out" && ok "format 1: hugepages and pit on" ||
 	bad "format 1 defaults"
 expect "set --rng on a format 1 definition" 0 "rng" -- set old --rng on
-grep -q '"format": 3' "$NESTVM_HOME/old/vm.json" && grep -q '"pci_slot": 2' "$NESTVM_HOME/old/vm.json" &&
-	ok "rewritten as format 2 with the disk at slot 1, the rng at 2" || bad "format 1 rewritten"
+grep -q '"format": 4' "$NESTVM_HOME/old/vm.json" && grep -q '"pci_slot": 2' "$NESTVM_HOME/old/vm.json" &&
+	ok "rewritten as format 4 with the disk at slot 1, the rng at 2" || bad "format 1 rewritten"
 nv remove old
 
 # A guest that listens for the button but does not power off: the timeout, then --force.
@@ -396,6 +396,42 @@ if NESTVM_HOME=$long nv show lv && grep -q "^state: *running" "$T/out" &&
 else
 	bad "long NESTVM_HOME"
 fi
+
+# ---- --cpu-affinity: the VM's vCPU threads on the host CPUs named ----
+# vcpu_cpus PID: the Cpus_allowed_list of each of PID's vCPU threads, one per line.
+vcpu_cpus() {
+	for t in /proc/"$1"/task/*; do
+		case $(cat "$t/comm" 2>/dev/null) in vcpu*) sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status" ;; esac
+	done
+}
+last=$(($(nproc) - 1))
+"$NESTVM" run --kernel "$PROBE" --cmdline test=idle --memory 32M --cpus 2 --console none \
+	--cpu-affinity "$last" >"$T/aff.out" 2>&1 &
+aff=$!
+i=0
+while [ "$i" -lt 50 ] && [ "$(vcpu_cpus $aff | wc -l)" -lt 2 ]; do sleep 0.1; i=$((i + 1)); done
+got=$(vcpu_cpus $aff | sort -u | tr '\n' ' ')
+kill $aff 2>/dev/null
+wait $aff 2>/dev/null
+[ "$got" = "$last " ] && ok "run --cpu-affinity $last: both vCPU threads on host CPU $last" ||
+	bad "run --cpu-affinity $last: vCPU threads allowed '$got'"
+expect "run --cpu-affinity 3-1: a usage error" 2 "cpu-affinity '3-1': 3-1: a range is low-high" -- \
+	run --kernel "$PROBE" --cmdline test=exit --memory 32M --cpu-affinity 3-1
+expect "run --cpu-affinity 1023: no such CPU here" 1 "cpu affinity 1023: none of these host CPUs" -- \
+	run --kernel "$PROBE" --cmdline test=exit --memory 32M --cpu-affinity 1023
+nv new pin --kernel "$PROBE" --cmdline test=idle --memory 32M --cpus 2 --cpu-affinity "$last,$last"
+expect "new --cpu-affinity: show lists it" 0 "^cpu affinity: *$last\$" -- show pin
+grep -q "\"cpu_affinity\": \"$last\"" "$NESTVM_HOME/pin/vm.json" && ok "vm.json: cpu_affinity \"$last\"" ||
+	bad "vm.json: cpu_affinity: $(grep cpu_affinity "$NESTVM_HOME/pin/vm.json")"
+nv start pin
+got=$(vcpu_cpus "$(monitor_pid pin)" | sort -u | tr '\n' ' ')
+[ "$got" = "$last " ] && ok "start: the monitor's vCPU threads on host CPU $last" ||
+	bad "start: vCPU threads allowed '$got'"
+expect "set --cpu-affinity while running: refused" 1 "cpu-affinity" -- set pin --cpu-affinity none
+nv kill pin
+expect "set --cpu-affinity none" 0 "" -- set pin --cpu-affinity none
+expect "show: any CPU again" 0 "^cpu affinity: *any" -- show pin
+nv remove pin
 
 # ---- a Linux kernel as a running guest (it crawls here, but runs) ----
 if [ -n "$LINUX" ]; then

@@ -125,22 +125,27 @@ static void test_def_parse_errors(void **state)
 			 "\"cmdline\":\"a\\nb\"}",
 			 "'cmdline'", "control character", NULL);
 	expect_def_error("{\"name\":\"a\",\"kernel\":\"/k\\u0000x\"}", "not valid JSON", NULL);
-	expect_def_error("{\"format\":4,\"name\":\"a\"}", "'format'", "newer", NULL);
+	expect_def_error("{\"format\":5,\"name\":\"a\"}", "'format'", "newer", NULL);
 	expect_def_error("{\"name\":\"a\",\"cpus\":1.5}", "'cpus'", NULL);
 	expect_def_error("{\"name\":\"a\",\"nested\":\"yes\"}", "'nested'", "true or false", NULL);
 	expect_def_error("{\"name\":\"a\",\"disks\":{}}", "'disks'", "array", NULL);
+	expect_def_error("{\"name\":\"a\",\"cpu_affinity\":1}", "'cpu_affinity'", "list of host CPUs",
+			 NULL);
+	expect_def_error("{\"name\":\"a\",\"cpu_affinity\":\"3-1\"}", "'cpu_affinity'", "low-high",
+			 NULL);
 }
 
 /* A format 2 definition with every field set to something other than its default. */
 static const char full_def[] =
     "{\n"
-    "  \"format\": 2,\n"
+    "  \"format\": 4,\n"
     "  \"name\": \"full\",\n"
     "  \"cpus\": 2,\n"
     "  \"memory_mib\": 256,\n"
     "  \"nested\": true,\n"
     "  \"hugepages\": false,\n"
     "  \"pit\": false,\n"
+    "  \"cpu_affinity\": \"3,0-1,2\",\n"
     "  \"kernel\": \"/boot/vmlinuz\",\n"
     "  \"initrd\": \"/boot/initrd.img\",\n"
     "  \"cmdline\": \"console=ttyS0\",\n"
@@ -163,6 +168,7 @@ static void assert_full_def(const struct vm_def *def)
 	assert_true(def->nested);
 	assert_false(def->hugepages);
 	assert_false(def->pit);
+	assert_string_equal(def->cpu_affinity, "0-3"); /* kept as it is written back */
 	assert_string_equal(def->initrd, "/boot/initrd.img");
 	assert_int_equal(def->nr_disks, 2);
 	assert_string_equal(def->disks[0].path, "/img/a.raw");
@@ -203,7 +209,7 @@ static void test_def_round_trip_every_field(void **state)
 	assert_int_equal(vm_def_validate(&def, &err), 0);
 	text = vm_def_format(&def);
 	assert_non_null(text);
-	assert_non_null(strstr(text, "\"format\": 3"));
+	assert_non_null(strstr(text, "\"format\": 4"));
 	assert_int_equal(vm_def_parse(text, strlen(text), "f", &again, &err), 0);
 	assert_full_def(&again);
 	text2 = vm_def_format(&again);

@@ -327,6 +327,40 @@ static void test_limits(void **state)
 	                 -EINVAL);
 }
 
+/* Host CPU lists (--cpu-affinity, vm.json's cpu_affinity): taskset -c's syntax, written back. */
+static void test_affinity(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} good[] = {
+	    {"1", "1"},
+	    {"0-3,6", "0-3,6"},
+	    {"6,0-3", "0-3,6"},
+	    {"2,1,0,5,4", "0-2,4-5"},
+	    {"1023", "1023"},
+	};
+	static const char *const bad[] = {
+	    "", "-1", "1-", "a", "1,,2", "1,", ",1", "3-1", "1024", "0-1024", "1 2", "1-2-3",
+	    "99999999999999999999999",
+	};
+	char why[VM_LIMITS_WHY_LEN], text[64];
+	cpu_set_t set;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(vm_limits_parse_affinity(good[i].in, &set, why, sizeof(why)), 0);
+		vm_limits_format_affinity(&set, text, sizeof(text));
+		assert_string_equal(text, good[i].out);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = 0;
+		assert_int_equal(vm_limits_parse_affinity(bad[i], &set, why, sizeof(why)), -EINVAL);
+		assert_true(why[0] != 0);
+	}
+	assert_int_equal(vm_limits_parse_affinity("3-1", NULL, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "low-high"));
+}
+
 /* Row 10: vm.json's memory_mib is judged by the same limits, when it is read. */
 static void test_def_memory_judged_at_load(void **state)
 {
@@ -410,6 +444,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_store_create_path_room, fixture_setup,
 	                                    fixture_teardown),
 	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_affinity),
 	    cmocka_unit_test(test_def_memory_judged_at_load),
 	    cmocka_unit_test(test_close_fds),
 	};

@@ -147,8 +147,7 @@ while [ $i -lt "$runs" ]; do
 			(while :; do grep AnonHugePages /proc/meminfo; sleep 5; done) >/tmp/thp.log 2>&1 &
 			thp_pid=$!
 		fi
-		# shellcheck disable=SC2086 # no pin: no taskset words
-		timeout 900 ${pin:+taskset -c $pin} /l1/bin/nestvm run --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio \
+		timeout 900 /l1/bin/nestvm run ${pin:+--cpu-affinity "$pin"} --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio \
 			--cpus 1 --memory 192M \
 			--cmdline "console=ttyS0 panic=-1 $l2args $extra$dmesg nestlab.l1=linux-boot" </dev/null >/tmp/l2.out 2>&1
 		rc=$?

@@ -29,7 +29,7 @@
 #   l1kvm-PARAM-VALUE  the L1's kvm-amd parameter PARAM=VALUE
 #   l1-OPTION    an L1 kernel command-line word (l1-nopti; "--" for "=":
 #                l1-nohz_full--1)
-#   pin-N        the L2 runs on the L1's CPU N (taskset), altpin-N on the
+#   pin-N        the L2 runs on the L1's CPU N (--cpu-affinity), altpin-N on the
 #                even-numbered runs (A/B: pin-1.altpin-0.l1-nohz_full--1)
 #   linux        the L2 is the Debian kernel (1 vCPU, 192 MiB, the plain L1
 #                initramfs, no quiet) instead of the probe, as in

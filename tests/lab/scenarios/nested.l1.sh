@@ -58,8 +58,7 @@ l2() {
 	shift 2
 	echo "L1: nestvm run $*"
 	read -r u0 _ </proc/uptime
-	# shellcheck disable=SC2086 # L2_PIN: the taskset words, or none
-	timeout "${L2_TIMEOUT:-120}" ${L2_PIN:+taskset -c $L2_PIN} /l1/bin/nestvm run "$@" \
+	timeout "${L2_TIMEOUT:-120}" /l1/bin/nestvm run ${L2_PIN:+--cpu-affinity "$L2_PIN"} "$@" \
 		</dev/null >/tmp/l2.out 2>&1
 	rc=$?
 	read -r u1 _ </proc/uptime

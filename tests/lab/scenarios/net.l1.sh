@@ -50,17 +50,18 @@ NV=/l1/bin/nestvm
 export NESTVM_HOME=/tmp/nestvm
 $NV switch new br --type internal --tap nestvm-br || exit 1
 $NV switch new l1nat --type nat --subnet 10.0.3.0/24 || exit 1
-$NV new l2 --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio --cpus 1 --memory 192M --vsock 3 \
-	--nic switch=br,mac=02:00:00:00:0c:01 --nic switch=l1nat,mac=02:00:00:00:0c:02 \
-	--cmdline "console=ttyS0 quiet panic=-1 nestlab.l1=exec nestlab.agent=1 nestexec.limit=900" ||
-	exit 1
 # On the L1's tickless CPU, as nested.l1.sh runs its L2 Linux (net.sh boots
 # this L1 with nohz_full=1): the L1's timer ticks were three quarters of the
 # L2's interrupt exits, and each L2 exit is a chance for the lab's L1 triple
-# fault (tests/lab/README.md, "net:nested"). The monitor's threads inherit it.
+# fault (tests/lab/README.md, "net:nested").
 pin=
-grep -qw nohz_full=1 /proc/cmdline && pin="taskset -c 1"
-$pin $NV start l2 || { tail -n 20 $NESTVM_HOME/l2/monitor.log; exit 1; }
+grep -qw nohz_full=1 /proc/cmdline && pin=1
+$NV new l2 --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio --cpus 1 --memory 192M --vsock 3 \
+	${pin:+--cpu-affinity $pin} \
+	--nic switch=br,mac=02:00:00:00:0c:01 --nic switch=l1nat,mac=02:00:00:00:0c:02 \
+	--cmdline "console=ttyS0 quiet panic=-1 nestlab.l1=exec nestlab.agent=1 nestexec.limit=900" ||
+	exit 1
+$NV start l2 || { tail -n 20 $NESTVM_HOME/l2/monitor.log; exit 1; }
 
 # (busybox's brctl has no setfd: the forward delay through sysfs)
 brctl addbr br0 && echo 0 >/sys/class/net/br0/bridge/forward_delay &&
