@@ -576,36 +576,34 @@ static int vm_build_cpuid(struct vm *vm, struct vm_cpuid_probe *probe)
 }
 
 /*
- * vm_build_base - the first half of vm_build(): the KVM VM, its RAM in
- * memory slots, the irqchip and PIT. Nothing of it depends on a saved
- * state. 0, or -errno with the VM destroyed.
- */
-/*
  * Put the calling thread on the host CPUs cfg->cpu_affinity names, before
  * the VM's threads exist: they inherit it. CPUs this process may not run on
  * (the host has none such) are left out with a warning; none left is an
- * error, written into @why.
+ * error, said in @rs's why (a restore) or logged.
  */
-static int vm_set_affinity(const struct vm_config *cfg, char *why, size_t len)
+static int vm_set_affinity(const struct vm_config *cfg, struct vm_restore *rs)
 {
-	char text[VM_LIMITS_WHY_LEN], asked[VM_LIMITS_WHY_LEN];
+	char text[VM_LIMITS_WHY_LEN], asked[VM_LIMITS_WHY_LEN], why[3 * VM_LIMITS_WHY_LEN];
 	cpu_set_t want, have, both;
 
 	if (!cfg->cpu_affinity)
 		return 0;
 	if (vm_limits_parse_affinity(cfg->cpu_affinity, &want, text, sizeof(text)) < 0) {
-		snprintf(why, len, "cpu affinity '%s': %s", cfg->cpu_affinity, text);
-		return -EINVAL;
+		snprintf(why, sizeof(why), "cpu affinity '%s': %s", cfg->cpu_affinity, text);
+		goto fail;
 	}
-	if (sched_getaffinity(0, sizeof(have), &have) < 0)
-		return -errno;
-	CPU_AND(&both, &want, &have);
 	vm_limits_format_affinity(&want, asked, sizeof(asked));
+	if (sched_getaffinity(0, sizeof(have), &have) < 0) {
+		snprintf(why, sizeof(why), "cpu affinity %s: %s", asked, strerror(errno));
+		goto fail;
+	}
+	CPU_AND(&both, &want, &have);
 	vm_limits_format_affinity(&have, text, sizeof(text));
 	if (!CPU_COUNT(&both)) {
-		snprintf(why, len, "cpu affinity %s: none of these host CPUs is one it may run on (%s)",
-		         asked, text);
-		return -EINVAL;
+		snprintf(why, sizeof(why),
+		         "cpu affinity %s: none of these host CPUs is one it may run on (%s)", asked,
+		         text);
+		goto fail;
 	}
 	if (!CPU_EQUAL(&both, &want)) {
 		vm_limits_format_affinity(&both, text, sizeof(text));
@@ -613,13 +611,22 @@ static int vm_set_affinity(const struct vm_config *cfg, char *why, size_t len)
 		         "not this process's to use",
 		         asked, text);
 	}
-	if (sched_setaffinity(0, sizeof(both), &both) < 0) {
-		snprintf(why, len, "cpu affinity %s: %s", asked, strerror(errno));
-		return -EINVAL;
-	}
-	return 0;
+	if (sched_setaffinity(0, sizeof(both), &both) == 0)
+		return 0;
+	snprintf(why, sizeof(why), "cpu affinity %s: %s", asked, strerror(errno));
+fail:
+	if (rs)
+		snprintf(rs->why, sizeof(rs->why), "%.*s", (int)sizeof(rs->why) - 1, why);
+	else
+		log_error("%s", why);
+	return -EINVAL;
 }
 
+/*
+ * vm_build_base - the first half of vm_build(): the KVM VM, its RAM in
+ * memory slots, the irqchip and PIT. Nothing of it depends on a saved
+ * state. 0, or -errno with the VM destroyed.
+ */
 static int vm_build_base(const struct vm_config *cfg, struct vm_restore *rs, struct vm **out)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -645,17 +652,9 @@ static int vm_build_base(const struct vm_config *cfg, struct vm_restore *rs, str
 	pthread_cond_init(&vm->cond, &ca);
 	pthread_condattr_destroy(&ca);
 
-	{
-		char why[2 * VM_LIMITS_WHY_LEN + 64] = "";
-
-		r = vm_set_affinity(cfg, why, sizeof(why));
-		if (r < 0 && rs)
-			snprintf(rs->why, sizeof(rs->why), "%s", why);
-		else if (r < 0)
-			log_error("%s", why[0] ? why : strerror(-r));
-		if (r < 0)
-			goto err;
-	}
+	r = vm_set_affinity(cfg, rs);
+	if (r < 0)
+		goto err;
 	r = vm_create_kvm(vm, &probe);
 	if (r < 0)
 		goto err;
