@@ -23,12 +23,16 @@
 #
 # The L1 must then PASS (its own check of the whole chain), and the VM end
 # with exit status 0. SPEC: words joined by '.', cN cycles (3), rN rounds
-# (ROUNDS_DEFAULT). Metrics: round_ms (one L2 round, L1 time), save_ms and
+# (ROUNDS_DEFAULT), trace and mmutrace (trace-lib.sh: the lab KVM traced,
+# the end of its trace shown when the L1 shuts down or a check fails; the
+# L1's triple faults after a restore in guest mode, README "Snapshots").
+# Metrics: round_ms (one L2 round, L1 time), save_ms and
 # restore_s (the slowest of the cycles), checkpoint_ms, cp_restore_s,
 # guest_mode_saves (of the saves and checkpoints), cycles (caught in guest
 # mode / done), total_s.
 
 . /lab/lib.sh
+. /lab/scenarios/trace-lib.sh
 
 lab_need_nestvm
 probe=/lab/guest/probe.elf
@@ -44,7 +48,7 @@ for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	c[0-9]*) cycles=${w#c} ;;
 	r[0-9]*) rounds=${w#r} ;;
-	*) lab_fail "unknown word '$w' in '$1' (cN, rN)"; lab_finish ;;
+	*) trace_word "$w" || { lab_fail "unknown word '$w' in '$1' (cN, rN, trace, mmutrace)"; lab_finish; } ;;
 	esac
 done
 
@@ -56,13 +60,17 @@ rm -rf $NESTVM_HOME
 
 fin() {
 	$NV kill $VM >/dev/null 2>&1
+	trace_finish
 	lab_finish
 }
+trace_setup
 
 $NV new $VM --kernel $probe --memory 64M --nested on \
 	--cmdline "test=svm iterations=0 l2work=$rounds" >/dev/null || { lab_fail "nestvm new failed"; fin; }
 lab_info "test=svm iterations=0 l2work=$rounds under a managed VM, --nested on, 64 MiB; $cycles save cycles"
 t_start=$(lab_now_cs)
+trace_start
+trace_mark "start"
 $NV start $VM >/dev/null || { lab_fail "nestvm start failed"; snap_show; fin; }
 snap_wait_gt 0 60 || { lab_fail "no L2 round within 60 s"; snap_show; fin; }
 t1=$(lab_now_cs)
@@ -81,7 +89,9 @@ while [ $gm_cycles -lt "$cycles" ] && [ $c -le $((2 * cycles)) ]; do
 	snap_wait_gt "$r" 60 || { lab_fail "cycle $c: the L2 made no progress (all $rounds rounds done? rN)"; snap_show; fin; }
 	snap_pause
 	saves=$((saves + 1))
+	trace_mark "cycle $c: save after round $(snap_last $con)"
 	snap_save_cycle "cycle $c" || fin
+	trace_mark "cycle $c: restored (guest mode: $snap_gm)"
 	[ "${snap_save_ms:-0}" -gt $save_ms_max ] && save_ms_max=$snap_save_ms
 	[ $snap_restore_cs -gt $restore_cs_max ] && restore_cs_max=$snap_restore_cs
 	if [ $snap_gm -eq 1 ]; then
@@ -105,10 +115,13 @@ done_cycles=$((c - 1))
 r=$(snap_last $con)
 [ $((rounds - r)) -ge 60 ] ||
 	{ lab_fail "only $((rounds - r)) rounds left for the checkpoint (the cycles took more): raise rN"; fin; }
+trace_mark "checkpoint after round $r"
 snap_checkpoint_take cp 6 || fin
 saves=$((saves + snap_cp_tries))
 gm_saves=$((gm_saves + 1))
+trace_mark "checkpoint $snap_cp taken; restore after round $(snap_last $con)"
 snap_checkpoint_back 1 90 || fin
+trace_mark "checkpoint $snap_cp restored"
 snap_check_sequence $all "the rounds across the saves" || lab_fail "the rounds across the saves are not each once, in order"
 lab_info "checkpoint $snap_cp taken in ${snap_cp_ms:-?} ms between rounds $snap_cp_pre and $snap_cp_post;" \
 	"restored in $(lab_secs $snap_cp_restore_cs) s after round $snap_back_from; on to round $snap_back_to"
@@ -140,4 +153,5 @@ lab_metrics "round_ms=$round_ms" "save_ms=$save_ms_max" "restore_s=$(lab_secs $r
 	"guest_mode_saves=$gm_saves/$saves" "cycles=$gm_cycles/$done_cycles" "total_s=$total_s"
 $NV checkpoint remove $VM $snap_cp >/dev/null || lab_fail "nestvm checkpoint remove failed"
 $NV remove $VM >/dev/null || lab_fail "nestvm remove failed"
+trace_finish
 lab_finish
