@@ -25,7 +25,9 @@
 # with exit status 0. SPEC: words joined by '.', cN cycles (3), rN rounds
 # (ROUNDS_DEFAULT), trace and mmutrace (trace-lib.sh: the lab KVM traced,
 # the end of its trace shown when the L1 shuts down or a check fails; the
-# L1's triple faults after a restore in guest mode, README "Snapshots").
+# L1's triple faults after a restore in guest mode, README "Snapshots"),
+# norestore (the control for those: no save, no checkpoint, the same L1
+# and L2 run from start to end).
 # Metrics: round_ms (one L2 round, L1 time), save_ms and
 # restore_s (the slowest of the cycles), checkpoint_ms, cp_restore_s,
 # guest_mode_saves (of the saves and checkpoints), cycles (caught in guest
@@ -44,11 +46,13 @@ ROUNDS_DEFAULT=320
 ROUNDS_RESERVE=100
 cycles=3
 rounds=$ROUNDS_DEFAULT
+norestore=0
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	c[0-9]*) cycles=${w#c} ;;
 	r[0-9]*) rounds=${w#r} ;;
-	*) trace_word "$w" || { lab_fail "unknown word '$w' in '$1' (cN, rN, trace, mmutrace)"; lab_finish; } ;;
+	norestore) norestore=1 cycles=0 ;;
+	*) trace_word "$w" || { lab_fail "unknown word '$w' in '$1' (cN, rN, norestore, trace, mmutrace)"; lab_finish; } ;;
 	esac
 done
 
@@ -113,18 +117,23 @@ done_cycles=$((c - 1))
 
 # The checkpoint: taken while the L2 runs, then more rounds, then restored.
 r=$(snap_last $con)
-[ $((rounds - r)) -ge 60 ] ||
-	{ lab_fail "only $((rounds - r)) rounds left for the checkpoint (the cycles took more): raise rN"; fin; }
-trace_mark "checkpoint after round $r"
-snap_checkpoint_take cp 6 || fin
-saves=$((saves + snap_cp_tries))
-gm_saves=$((gm_saves + 1))
-trace_mark "checkpoint $snap_cp taken; restore after round $(snap_last $con)"
-snap_checkpoint_back 1 90 || fin
-trace_mark "checkpoint $snap_cp restored"
-snap_check_sequence $all "the rounds across the saves" || lab_fail "the rounds across the saves are not each once, in order"
-lab_info "checkpoint $snap_cp taken in ${snap_cp_ms:-?} ms between rounds $snap_cp_pre and $snap_cp_post;" \
-	"restored in $(lab_secs $snap_cp_restore_cs) s after round $snap_back_from; on to round $snap_back_to"
+if [ $norestore -eq 1 ]; then
+	lab_info "norestore: no save and no checkpoint; the L1 runs on from round $r"
+	snap_back_to=$r snap_cp=none snap_cp_restore_cs=0
+else
+	[ $((rounds - r)) -ge 60 ] ||
+		{ lab_fail "only $((rounds - r)) rounds left for the checkpoint (the cycles took more): raise rN"; fin; }
+	trace_mark "checkpoint after round $r"
+	snap_checkpoint_take cp 6 || fin
+	saves=$((saves + snap_cp_tries))
+	gm_saves=$((gm_saves + 1))
+	trace_mark "checkpoint $snap_cp taken; restore after round $(snap_last $con)"
+	snap_checkpoint_back 1 90 || fin
+	trace_mark "checkpoint $snap_cp restored"
+	snap_check_sequence $all "the rounds across the saves" || lab_fail "the rounds across the saves are not each once, in order"
+	lab_info "checkpoint $snap_cp taken in ${snap_cp_ms:-?} ms between rounds $snap_cp_pre and $snap_cp_post;" \
+		"restored in $(lab_secs $snap_cp_restore_cs) s after round $snap_back_from; on to round $snap_back_to"
+fi
 
 # Run to the end: the rest of the rounds, then the L1's check of the chain.
 left=$((rounds - snap_back_to + 1))
@@ -151,7 +160,7 @@ lab_info "$done_cycles save/restore cycles ($gm_cycles in guest mode) and checkp
 lab_metrics "round_ms=$round_ms" "save_ms=$save_ms_max" "restore_s=$(lab_secs $restore_cs_max)" \
 	"checkpoint_ms=${snap_cp_ms:-0}" "cp_restore_s=$(lab_secs $snap_cp_restore_cs)" \
 	"guest_mode_saves=$gm_saves/$saves" "cycles=$gm_cycles/$done_cycles" "total_s=$total_s"
-$NV checkpoint remove $VM $snap_cp >/dev/null || lab_fail "nestvm checkpoint remove failed"
+[ $norestore -eq 1 ] || $NV checkpoint remove $VM $snap_cp >/dev/null || lab_fail "nestvm checkpoint remove failed"
 $NV remove $VM >/dev/null || lab_fail "nestvm remove failed"
 trace_finish
 lab_finish
