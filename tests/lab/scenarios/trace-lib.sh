@@ -13,7 +13,7 @@ case ${0##*/} in
 trace-lib.sh) echo "trace-lib.sh is sourced by scenarios, not run"; exit 2 ;;
 esac
 
-trace=0 mmutrace=0
+trace=0 mmutrace=0 trace_stops=0
 T=/sys/kernel/tracing
 
 # trace_word WORD: 0 (and notes it) when WORD is one of this file's words:
@@ -56,8 +56,11 @@ trace_shutdown_probe() {
 		"idtbase=+0x488($_v):x64 intinfo=+0x88($_v):x32 interr=+0x8c($_v):x32" >>$T/kprobe_events 2>/dev/null &&
 		echo 1 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null; then
 		# A condition makes the trigger run after the event is recorded.
-		echo 'traceoff if rip != 1' >$T/events/nestlab/l1_shutdown/trigger 2>/dev/null ||
+		if echo 'traceoff if rip != 1' >$T/events/nestlab/l1_shutdown/trigger 2>/dev/null; then
+			trace_stops=1
+		else
 			lab_info "the L1 shutdown probe does not stop the trace"
+		fi
 		lab_info "kprobe nestlab/l1_shutdown: the L1's registers at a triple fault"
 	else
 		lab_info "no L1 shutdown probe: kprobe_events refused it"
@@ -99,8 +102,14 @@ trace_mark() {
 }
 
 # 0 when the ring holds an L1 shutdown (the probe's event or a SHUTDOWN exit).
+# With the probe's trigger, tracing off says so: reading the whole ring
+# takes the lab most of a minute.
 trace_has_shutdown() {
 	[ $trace -eq 1 ] || return 1
+	if [ $trace_stops -eq 1 ]; then
+		[ "$(cat $T/tracing_on)" = 0 ]
+		return
+	fi
 	grep -q -e 'l1_shutdown:' -e 'reason shutdown' $T/trace 2>/dev/null
 }
 
@@ -138,7 +147,7 @@ trace_dump() {
 trace_finish() {
 	[ $trace -eq 1 ] || return 0
 	if [ "${1:-}" != nodump ] && { [ "${lab_failed:-0}" -ne 0 ] || trace_has_shutdown; }; then
-		trace_has_shutdown && lab_info "trace: the ring holds an L1 shutdown"
+		trace_has_shutdown && lab_info "trace: tracing stopped at an L1 shutdown"
 		trace_dump
 	fi
 	echo 0 >$T/tracing_on
