@@ -67,7 +67,9 @@ trace_shutdown_probe() {
 	fi
 }
 
-# With trace: tracefs, the ring (16 MiB per CPU), the events and the probe.
+# With trace: tracefs, the ring (TRACE_KB per CPU, 4 MiB: some 80,000
+# events; reading a 16 MiB ring took the lab two minutes), the events and
+# the probe.
 # Sets trace=0 when there is no tracefs.
 trace_setup() {
 	[ $trace -eq 1 ] || return 0
@@ -79,7 +81,7 @@ trace_setup() {
 		return 0
 	fi
 	echo 0 >$T/tracing_on
-	echo 16384 >$T/buffer_size_kb
+	echo "${TRACE_KB:-4096}" >$T/buffer_size_kb
 	echo 1 >$T/events/kvm/enable
 	[ $mmutrace -eq 1 ] && echo 1 >$T/events/kvmmmu/enable
 	lab_info "tracing kvm:*$([ $mmutrace -eq 1 ] && echo ' kvmmmu:*') in $T ($(cat $T/buffer_size_kb) KiB per CPU)"
