@@ -115,6 +115,36 @@ trace_has_shutdown() {
 	grep -q -e 'l1_shutdown:' -e 'reason shutdown' $T/trace 2>/dev/null
 }
 
+# trace_signature FILE: whether the last L1 shutdown in FILE (trace events)
+# is the lab's own fault (README, "The L2-Linux crash" and "Snapshots"): the
+# vCPU's exit before it was an SVM instruction or MSR write the lab KVM
+# emulated, its entry after that at the very RIP where it shut down, and
+# the event being delivered a #PF (exit_int_info 0x80000b0e). Prints one
+# line; 0 when it is that signature.
+trace_signature() {
+	_sd=$(grep -n 'kvm_exit: vcpu [0-9]* reason shutdown' "$1" | tail -n 1)
+	[ -n "$_sd" ] || { echo "no SHUTDOWN exit in the trace"; return 1; }
+	_n=${_sd%%:*}
+	_v=$(echo "$_sd" | sed 's/.*kvm_exit: vcpu \([0-9]*\) .*/\1/')
+	_rip=$(echo "$_sd" | sed 's/.* rip \(0x[0-9a-f]*\) .*/\1/')
+	_info=$(echo "$_sd" | sed 's/.* intr_info \(0x[0-9a-f]*\) .*/\1/')
+	_prev=$(head -n $((_n - 1)) "$1" | grep "kvm_exit: vcpu $_v reason" | grep -v "reason shutdown" | tail -n 1 |
+		sed 's/.* reason \([A-Za-z_]*\) rip \(0x[0-9a-f]*\) .*/\1 at \2/')
+	_entry=$(head -n $((_n - 1)) "$1" | grep "kvm_entry: vcpu $_v," | tail -n 1 |
+		sed 's/.* rip \(0x[0-9a-f]*\).*/\1/')
+	_what="vCPU $_v shut down at rip $_rip delivering $_info; its exit before: ${_prev:-none}, re-entered at ${_entry:-?}"
+	case ${_prev%% *} in
+	vmload | vmsave | vmrun | stgi | clgi | msr | VMLOAD | VMSAVE | VMRUN | STGI | CLGI | MSR)
+		if [ "$_entry" = "$_rip" ] && [ "$_info" = 0x80000b0e ]; then
+			echo "the lab's fault: $_what"
+			return 0
+		fi
+		;;
+	esac
+	echo "not the lab's known fault: $_what"
+	return 1
+}
+
 # The end of the trace ring: what the lab KVM saw up to the crash.
 trace_dump() {
 	[ $trace -eq 1 ] || return 0
@@ -131,6 +161,7 @@ trace_dump() {
 		"the last ${TRACE_LINES:-500} up to event $_end:"
 	head -n "$_end" /tmp/trace.events | tail -n "${TRACE_LINES:-500}" | sed 's/^/  trace| /'
 	grep 'l1_shutdown:' /tmp/trace.events | tail -n 4 | sed 's/^/  trace| /'
+	grep -q 'reason shutdown' /tmp/trace.events && lab_info "trace: $(trace_signature /tmp/trace.events)"
 	lab_info "trace: the scenario's marks:"
 	grep 'tracing_mark_write: nestlab:' /tmp/trace.events | tail -n 40 | sed 's/^/  trace| /'
 	lab_info "trace: the last 20000 events by kind (exit reason, vCPU):"

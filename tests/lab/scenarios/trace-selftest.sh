@@ -6,7 +6,8 @@
 # under `nestvm run` with the trace on. The ring must hold the kprobe's
 # event with the probe's RIP at triple_fault's ud2 and the SHUTDOWN exit,
 # tracing must have stopped itself there (the trigger), and trace_dump must
-# print them and the scenario's mark. Metrics: events (kept in the ring).
+# print them and the scenario's mark, and trace_signature must not take it
+# for the lab's fault. Metrics: events (kept in the ring).
 
 . /lab/lib.sh
 . /lab/scenarios/trace-lib.sh
@@ -40,6 +41,8 @@ if grep -q 'l1_shutdown:' /tmp/tf.dump; then
 	esac
 fi
 grep -q 'tracing_mark_write: nestlab: test=triplefault' /tmp/tf.dump || lab_fail "the mark is not in the dump"
+# A #UD with an empty IDT is the guest's own doing, not the lab's fault.
+trace_signature /tmp/trace.events && lab_fail "test=triplefault taken for the lab's fault"
 lab_metrics "events=$(wc -l </tmp/trace.events)"
 trace_finish nodump
 lab_finish
