@@ -49,6 +49,8 @@ trace_shutdown_probe() {
 		;;
 	esac
 	_v="+$_vmcb(%di)"
+	# One left by a scenario the lab killed at its limit (no trace_finish).
+	trace_probe_remove
 	if echo "p:nestlab/l1_shutdown shutdown_interception rip=+0x578($_v):x64" \
 		"cr2=+0x640($_v):x64 cr3=+0x550($_v):x64 rsp=+0x5d8($_v):x64" \
 		"rflags=+0x570($_v):x64 cr0=+0x558($_v):x64 cr4=+0x548($_v):x64" \
@@ -65,6 +67,14 @@ trace_shutdown_probe() {
 	else
 		lab_info "no L1 shutdown probe: kprobe_events refused it"
 	fi
+}
+
+# The shutdown probe, its trigger and its event gone (if there).
+trace_probe_remove() {
+	[ -d $T/events/nestlab/l1_shutdown ] || return 0
+	echo '!traceoff if rip != 1' >$T/events/nestlab/l1_shutdown/trigger 2>/dev/null
+	echo 0 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null
+	echo "-:nestlab/l1_shutdown" >>$T/kprobe_events 2>/dev/null
 }
 
 # With trace: tracefs, the ring (TRACE_KB per CPU, 4 MiB: some 80,000
@@ -129,7 +139,7 @@ trace_signature() {
 	_rip=$(echo "$_sd" | sed 's/.* rip \(0x[0-9a-f]*\) .*/\1/')
 	_info=$(echo "$_sd" | sed 's/.* intr_info \(0x[0-9a-f]*\) .*/\1/')
 	_prev=$(head -n $((_n - 1)) "$1" | grep "kvm_exit: vcpu $_v reason" | grep -v "reason shutdown" | tail -n 1 |
-		sed 's/.* reason \([A-Za-z_]*\) rip \(0x[0-9a-f]*\) .*/\1 at \2/')
+		sed -n 's/.* reason \(.*\) rip \(0x[0-9a-f]*\) info1.*/\1 at \2/p')
 	_entry=$(head -n $((_n - 1)) "$1" | grep "kvm_entry: vcpu $_v," | tail -n 1 |
 		sed 's/.* rip \(0x[0-9a-f]*\).*/\1/')
 	_what="vCPU $_v shut down at rip $_rip delivering $_info; its exit before: ${_prev:-none}, re-entered at ${_entry:-?}"
@@ -186,9 +196,7 @@ trace_finish() {
 	echo 0 >$T/tracing_on
 	echo 0 >$T/events/kvm/enable
 	echo 0 >$T/events/kvmmmu/enable
-	echo '!traceoff if rip != 1' >$T/events/nestlab/l1_shutdown/trigger 2>/dev/null
-	echo 0 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null
-	echo "-:nestlab/l1_shutdown" >>$T/kprobe_events 2>/dev/null
+	trace_probe_remove
 	grep -q l1_shutdown $T/kprobe_events 2>/dev/null &&
 		lab_info "warning: the kprobe nestlab/l1_shutdown could not be removed"
 	trace=0
