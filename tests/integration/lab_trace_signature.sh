@@ -3,10 +3,11 @@
 #
 # The lab trace's classifier of an L1 triple fault (trace_signature in
 # tests/lab/scenarios/trace-lib.sh), on the host, against the lab KVM's
-# events of real shutdowns: the probe L1's two of 2026-12-07 (build/lab/tr5.log:
-# right after the lab KVM emulated its VMLOAD, then its VMSAVE) are the lab's
-# fault; test=triplefault (#UD with an empty IDT), a #PF after an I/O exit
-# and one re-entered elsewhere are not.
+# events of real shutdowns: the probe L1's of 2026-12-07 (build/lab/tr5.log,
+# tr16.log: right after the lab KVM emulated its VMLOAD, its VMSAVE, or
+# completed its OUT to the UART) are the lab's fault; test=triplefault (#UD
+# with an empty IDT), one re-entered elsewhere and one with no exit before
+# are not.
 set -u
 cd "$(dirname "$0")/../.."
 pass=0
@@ -43,16 +44,23 @@ $P   308.930868: kvm_emulate_insn: 0:110d35:0f 01 db (prot64)
 $P   308.931005: kvm_entry: vcpu 0, rip 0x110d38
 $P   308.931144: kvm_exit: vcpu 0 reason shutdown rip 0x110d38 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000b0e error_code 0x00000000
 E
-# The other vCPU's exits in between must not count.
-sed '4a\
-            vcpu1-1460    [001] .....    96.810600: kvm_exit: vcpu 1 reason io rip 0x1234 info1 0x0 info2 0x0 intr_info 0x00000000 error_code 0x00000000' \
+# The other vCPU's exit and entry in between must not count.
+sed '8a\
+            vcpu1-1460    [001] .....    96.810600: kvm_exit: vcpu 1 reason io rip 0x1234 info1 0x0 info2 0x0 intr_info 0x00000000 error_code 0x00000000\
+            vcpu1-1460    [001] .....    96.810610: kvm_entry: vcpu 1, rip 0x1236' \
 	"$D/vmload" >"$D/vmload-smp"
 cat >"$D/ud" <<E
 $P    15.600000: kvm_exit: vcpu 0 reason io rip 0x1109c0 info1 0x0000000003f80000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000
 $P    15.600100: kvm_entry: vcpu 0, rip 0x1109d3
 $P    15.609919: kvm_exit: vcpu 0 reason shutdown rip 0x1109d3 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000306 error_code 0x00000000
 E
-sed 's/reason vmsave/reason io/' "$D/vmsave" >"$D/io"
+cat >"$D/io" <<E
+$P    11.538692: kvm_exit: vcpu 0 reason io rip 0x10145f info1 0x0000000003f80010 info2 0x0000000000101460 intr_info 0x00000000 error_code 0x00000000
+$P    11.538733: kvm_userspace_exit: reason KVM_EXIT_IO (2)
+$P    11.538972: kvm_entry: vcpu 0, rip 0x101460
+$P    11.539126: kvm_exit: vcpu 0 reason shutdown rip 0x101460 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000b0e error_code 0x00000000
+E
+grep -v 'reason vmsave' "$D/vmsave" >"$D/noexit"
 sed 's/kvm_entry: vcpu 0, rip 0x110d38/kvm_entry: vcpu 0, rip 0x110d40/' "$D/vmsave" >"$D/elsewhere"
 : >"$D/empty"
 
@@ -62,7 +70,8 @@ check "  and says so" grep -q "^the lab's fault: vCPU 0 shut down at rip 0x110cb
 check "after an emulated VMSAVE: the lab's fault" sig vmsave
 check "another vCPU's exit in between: still the lab's fault" sig vmload-smp
 check "test=triplefault (#UD, empty IDT): not" eval '! sig ud'
-check "a #PF after an I/O exit: not" eval '! sig io'
+check "after its OUT to user space: the lab's fault" sig io
+check "no exit before the shutdown: not" eval '! sig noexit'
 check "re-entered elsewhere: not" eval '! sig elsewhere'
 check "  and says why" grep -q "^not the lab's known fault: .*re-entered at 0x110d40" "$D/elsewhere.out"
 check "no shutdown: not" eval '! sig empty'

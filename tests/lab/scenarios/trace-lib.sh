@@ -127,10 +127,11 @@ trace_has_shutdown() {
 
 # trace_signature FILE: whether the last L1 shutdown in FILE (trace events)
 # is the lab's own fault (README, "The L2-Linux crash" and "Snapshots"): the
-# vCPU's exit before it was an SVM instruction or MSR write the lab KVM
-# emulated, its entry after that at the very RIP where it shut down, and
-# the event being delivered a #PF (exit_int_info 0x80000b0e). Prints one
-# line; 0 when it is that signature.
+# lab KVM re-entered the vCPU after completing an exit (an SVM instruction
+# or WRMSR it emulated, an OUT to user space: with nrips=0 it skips each one
+# by decoding it) and the vCPU shut down at that very RIP, delivering a #PF
+# (exit_int_info 0x80000b0e). Prints one line naming the exit before; 0
+# when it is that signature.
 trace_signature() {
 	_sd=$(grep -n 'kvm_exit: vcpu [0-9]* reason shutdown' "$1" | tail -n 1)
 	[ -n "$_sd" ] || { echo "no SHUTDOWN exit in the trace"; return 1; }
@@ -143,14 +144,10 @@ trace_signature() {
 	_entry=$(head -n $((_n - 1)) "$1" | grep "kvm_entry: vcpu $_v," | tail -n 1 |
 		sed 's/.* rip \(0x[0-9a-f]*\).*/\1/')
 	_what="vCPU $_v shut down at rip $_rip delivering $_info; its exit before: ${_prev:-none}, re-entered at ${_entry:-?}"
-	case ${_prev%% *} in
-	vmload | vmsave | vmrun | stgi | clgi | msr | VMLOAD | VMSAVE | VMRUN | STGI | CLGI | MSR)
-		if [ "$_entry" = "$_rip" ] && [ "$_info" = 0x80000b0e ]; then
-			echo "the lab's fault: $_what"
-			return 0
-		fi
-		;;
-	esac
+	if [ -n "$_prev" ] && [ "$_entry" = "$_rip" ] && [ "$_info" = 0x80000b0e ]; then
+		echo "the lab's fault: $_what"
+		return 0
+	fi
 	echo "not the lab's known fault: $_what"
 	return 1
 }
