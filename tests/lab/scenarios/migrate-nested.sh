@@ -25,13 +25,17 @@
 #
 # SPEC: words joined by '.', mN migrations at least (4), gN of them in
 # guest mode (2), rN rounds
-# (default: as many as take L2_TARGET_MS, below). Metrics: net (netns or
+# (default: as many as take L2_TARGET_MS, below), trace and mmutrace
+# (trace-lib.sh: the lab KVM traced, the end of its trace shown when the L1
+# shuts down or a check fails; README "Snapshots" on the L1's triple faults
+# after a migration in guest mode). Metrics: net (netns or
 # loopback), rounds, round_ms (one L2 round), migrate_ms (the slowest
 # migrate command), downtime_ms (the longest, the source's monitor.log),
 # mib (the most sent), guest_mode (migrations in guest mode / all),
 # total_s (from the VM's last start to its end).
 
 . /lab/lib.sh
+. /lab/scenarios/trace-lib.sh
 
 lab_need_nestvm
 probe=/lab/guest/probe.elf
@@ -58,7 +62,7 @@ for w in $(echo "${1:-}" | tr '.' ' '); do
 	m[0-9]*) moves=${w#m} ;;
 	g[0-9]*) want_gm=${w#g} ;;
 	r[0-9]*) rounds=${w#r} ;;
-	*) lab_fail "unknown word '$w' in '$1' (mN, gN, rN)"; lab_finish ;;
+	*) trace_word "$w" || { lab_fail "unknown word '$w' in '$1' (mN, gN, rN, trace, mmutrace)"; lab_finish; } ;;
 	esac
 done
 fixed=${rounds:+yes}
@@ -71,13 +75,17 @@ export NESTVM_HOME=/tmp/nestvm-migA
 . /lab/scenarios/migrate-lib.sh
 
 fin() {
+	trace_finish
 	mig_net_down
 	lab_finish
 }
+trace_setup
 
 # Starts the VM on A and measures a round of its L2 (round_ms).
 start_and_measure() {
 	t_start=$(lab_now_cs)
+	trace_start
+	trace_mark "start on A"
 	mig_at A start $VM >/dev/null || { lab_fail "nestvm start failed"; snap_show; fin; }
 	snap_wait_gt 0 60 || { lab_fail "no L2 round within 60 s"; snap_show; fin; }
 	_t1=$(lab_now_cs)
@@ -125,7 +133,9 @@ while { [ $n -lt "$moves" ] || [ $gm -lt "$want_gm" ]; } && [ $n -lt $MAX_MOVES 
 	# more, so that the migration starts at no fixed point.
 	mig_pause
 	from=$here
+	trace_mark "migration $n from $from after round $(snap_last $con)"
 	mig_move "migration $n" || fin
+	trace_mark "migration $n to $here done (guest mode: $mig_gm)"
 	[ $mig_ms -gt $ms_max ] && ms_max=$mig_ms
 	[ "${mig_down_ms:-0}" -gt $down_max ] && down_max=$mig_down_ms
 	[ "${mig_mib:-0}" -gt $mib_max ] && mib_max=$mig_mib

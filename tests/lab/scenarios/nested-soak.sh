@@ -51,20 +51,20 @@
 # (mean L1 time of one L2 run).
 
 . /lab/lib.sh
+. /lab/scenarios/trace-lib.sh
 
 lab_need_nestvm
 [ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
 
-runs=100 budget=1500 trace=0 mmutrace=0 hold=1 nohuge=0 kvmopts= l1kvm= l1opts= l2pin= l2altpin= l2kind= l2args= l2alt= l1trace=0 l2prof=0
+runs=100 budget=1500 hold=1 nohuge=0 kvmopts= l1kvm= l1opts= l2pin= l2altpin= l2kind= l2args= l2alt= l1trace=0 l2prof=0
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	*[!0-9]*) ;;
 	*) runs=$w; continue ;;
 	esac
+	trace_word "$w" && continue
 	case $w in
 	s[0-9]*) budget=${w#s} ;;
-	trace) trace=1 ;;
-	mmutrace) mmutrace=1 ;;
 	nohold) hold=0 ;;
 	nohuge) nohuge=1 ;;
 	l1kvm-*-*) w=${w#l1kvm-}; l1kvm="$l1kvm${l1kvm:+,}${w%%-*}=${w#*-}" ;;
@@ -109,73 +109,7 @@ for p in /sys/module/kvm_amd/parameters/*; do
 done
 lab_info "lab kvm-amd:$params"
 
-# The L1's state at its triple fault. On a SHUTDOWN intercept the lab's
-# kvm-amd clears the VMCB before it exits to nestvm (which then shows the
-# reset state), but shutdown_interception() still finds it as it was: a
-# kprobe there prints the L1's RIP, CR2 (the address of the first #PF),
-# CR3, RSP, RFLAGS and GS base from the VMCB (struct vmcb: save area at
-# 0x400, Linux's arch/x86/include/asm/svm.h). The offset of vmcb in struct
-# vcpu_svm depends on the kernel build: objdump -d kvm-amd.ko, the load
-# before shutdown_interception's first call (clear_page(svm->vmcb)).
-shutdown_probe() {
-	case $(uname -r) in
-	6.1.0-57-cloud-amd64) _vmcb=0x1998 ;;
-	*)
-		lab_info "no L1 shutdown probe: the offset of the VMCB is not known for $(uname -r)"
-		return 0
-		;;
-	esac
-	_v="+$_vmcb(%di)"
-	if echo "p:nestlab/l1_shutdown shutdown_interception rip=+0x578($_v):x64" \
-		"cr2=+0x640($_v):x64 cr3=+0x550($_v):x64 rsp=+0x5d8($_v):x64" \
-		"rflags=+0x570($_v):x64 cr0=+0x558($_v):x64 cr4=+0x548($_v):x64" \
-		"efer=+0x4d0($_v):x64 gsbase=+0x458($_v):x64 trbase=+0x498($_v):x64" \
-		"idtbase=+0x488($_v):x64" >>$T/kprobe_events 2>/dev/null &&
-		echo 1 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null; then
-		lab_info "kprobe nestlab/l1_shutdown: the L1's registers at a triple fault"
-	else
-		lab_info "no L1 shutdown probe: kprobe_events refused it"
-	fi
-}
-
-T=/sys/kernel/tracing
-if [ $trace -eq 1 ]; then
-	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null ||
-		T=/sys/kernel/debug/tracing
-	if [ -w $T/tracing_on ]; then
-		echo 0 >$T/tracing_on
-		echo 16384 >$T/buffer_size_kb
-		echo 1 >$T/events/kvm/enable
-		[ $mmutrace -eq 1 ] && echo 1 >$T/events/kvmmmu/enable
-		lab_info "tracing kvm:* in $T ($(cat $T/buffer_size_kb) KiB per CPU)"
-		shutdown_probe
-	else
-		lab_info "no tracefs: tracing off"
-		trace=0
-	fi
-fi
-
-# The end of the trace ring: what the lab KVM saw up to the crash.
-trace_dump() {
-	echo 0 >$T/tracing_on
-	cat $T/trace >/tmp/trace.txt
-	# Up to the L1's shutdown when there is one: the VM's teardown after
-	# it floods the ring (with mmutrace, all of the last 500 events).
-	grep -v '^#' /tmp/trace.txt >/tmp/trace.events
-	_end=$(grep -n 'reason shutdown' /tmp/trace.events | tail -n 1 | cut -d: -f1)
-	[ -n "$_end" ] || _end=$(wc -l </tmp/trace.events)
-	lab_info "trace: $(wc -l </tmp/trace.events) events kept; the last ${TRACE_LINES:-500} up to event $_end:"
-	head -n "$_end" /tmp/trace.events | tail -n "${TRACE_LINES:-500}" | sed 's/^/  trace| /'
-	grep 'l1_shutdown:' /tmp/trace.events | tail -n 4 | sed 's/^/  trace| /'
-	lab_info "trace: the last 20000 events by kind (exit reason, vCPU):"
-	grep -v '^#' /tmp/trace.txt | tail -n 20000 |
-		sed -n 's/.* \(kvm_[a-z_]*\): *\(vcpu [0-9]*\)\{0,1\}[ ,]*\(reason [A-Za-z_]*\)\{0,1\}.*/\1 \2 \3/p' |
-		sort | uniq -c | sort -rn | head -n 40 | sed 's/^/  trace| /'
-	lab_info "trace: exits other than npf/intr/vmrun/vmmcall/io/msr/hlt in the last 20000:"
-	grep -v '^#' /tmp/trace.txt | tail -n 20000 | grep -E 'kvm_exit|kvm_nested_vmexit' |
-		grep -vE 'reason (EXIT_)?(npf|NPF|intr|INTR|vmrun|VMRUN|vmmcall|VMMCALL|io|IOIO|msr|MSR|hlt|HLT)[ :]' |
-		tail -n 60 | sed 's/^/  trace| /'
-}
+trace_setup
 
 # Histograms of the lab KVM's exits of the L1 over one L1 boot: "start"
 # (cleared) or "dump".
@@ -218,10 +152,7 @@ while [ $done_runs -lt "$runs" ]; do
 	[ -n "$l2altpin" ] && cmdline="$cmdline nestlab.l2altpin=$l2altpin"
 	[ $l1trace -eq 1 ] && cmdline="$cmdline nestlab.l1trace=1"
 	[ $l2prof -eq 1 ] && cmdline="$cmdline nestlab.l2prof=1" && lab_prof start
-	if [ $trace -eq 1 ]; then
-		echo >$T/trace
-		echo 1 >$T/tracing_on
-	fi
+	trace_start
 	lab_info "L1 boot $boots: $((runs - done_runs)) L2 runs to go, $left s left"
 	# shellcheck disable=SC2086 # $l1huge: two words or none
 	L1_STALL_SECS=$stall lab_l1_run soak $((left + 60)) --nested on $l1huge --kernel /lab/kernel/vmlinux \
@@ -240,7 +171,7 @@ while [ $done_runs -lt "$runs" ]; do
 		done_runs=$((done_runs + 1)) # the L2 run under way
 		lab_fail "L1 crashed (nestvm exit 4) during L2 run $((n + 1)) of L1 boot $boots (soak run $done_runs)"
 		tr -d '\r' <"$l1_out" | grep -v '^L1-SOAK ' | tail -n 25 | sed 's/^/  L1| /'
-		[ $trace -eq 1 ] && trace_dump
+		trace_dump
 		;;
 	*)
 		if [ "$l1_stalled" = 1 ]; then
@@ -248,7 +179,7 @@ while [ $done_runs -lt "$runs" ]; do
 			done_runs=$((done_runs + 1))
 			lab_info "the L1 hung during L2 run $((n + 1)) of L1 boot $boots (soak run $done_runs)"
 			tr -d '\r' <"$l1_out" | grep -v '^L1-SOAK ' | tail -n 25 | sed 's/^/  L1| /'
-			[ $trace -eq 1 ] && trace_dump
+			trace_dump
 			continue
 		fi
 		lab_fail "L1 boot $boots: nestvm exit status $l1_rc ($(lab_exit_status_name $l1_rc))"
@@ -259,14 +190,7 @@ while [ $done_runs -lt "$runs" ]; do
 	[ $l2prof -eq 1 ] && lab_prof dump
 	lab_info "so far: $done_runs L2 runs, $crashes L1 crashes, $hangs L1 hangs, $l2fails L2 failures, $boots L1 boots"
 done
-if [ $trace -eq 1 ]; then
-	echo 0 >$T/tracing_on
-	echo 0 >$T/events/kvm/enable
-	echo 0 >$T/events/kvmmmu/enable
-	# The probe holds kvm-amd's text: off before kvm-amd is reloaded.
-	echo 0 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null
-	echo "-:nestlab/l1_shutdown" >>$T/kprobe_events 2>/dev/null
-fi
+trace_finish nodump # dumped after each crash or hang already
 lab_kvm_hold_stop
 if [ $nohuge -eq 1 ]; then
 	set -- $thp_was

@@ -23,12 +23,21 @@
 #
 # The L1 must then PASS (its own check of the whole chain), and the VM end
 # with exit status 0. SPEC: words joined by '.', cN cycles (3), rN rounds
-# (ROUNDS_DEFAULT). Metrics: round_ms (one L2 round, L1 time), save_ms and
+# (ROUNDS_DEFAULT), trace and mmutrace (trace-lib.sh: the lab KVM traced,
+# the end of its trace shown when the L1 shuts down or a check fails; the
+# L1's triple faults after a restore in guest mode, README "Snapshots"),
+# norestore (the control for those: no save, no checkpoint, the same L1
+# and L2 run from start to end), iN (after the rounds, N round trips of an
+# L2 VMMCALL through the L1: test=svm iterations=N, 0 by default; each one
+# the L1's CLGI, VMSAVE, VMLOAD, VMRUN, VMSAVE, VMLOAD, STGI, all emulated
+# by the lab KVM, some 2000 a second against the rounds' 65 exits).
+# Metrics: round_ms (one L2 round, L1 time), save_ms and
 # restore_s (the slowest of the cycles), checkpoint_ms, cp_restore_s,
 # guest_mode_saves (of the saves and checkpoints), cycles (caught in guest
 # mode / done), total_s.
 
 . /lab/lib.sh
+. /lab/scenarios/trace-lib.sh
 
 lab_need_nestvm
 probe=/lab/guest/probe.elf
@@ -40,11 +49,14 @@ ROUNDS_DEFAULT=320
 ROUNDS_RESERVE=100
 cycles=3
 rounds=$ROUNDS_DEFAULT
+norestore=0 iterations=0
 for w in $(echo "${1:-}" | tr '.' ' '); do
 	case $w in
 	c[0-9]*) cycles=${w#c} ;;
 	r[0-9]*) rounds=${w#r} ;;
-	*) lab_fail "unknown word '$w' in '$1' (cN, rN)"; lab_finish ;;
+	norestore) norestore=1 cycles=0 ;;
+	i[0-9]*) iterations=${w#i} ;;
+	*) trace_word "$w" || { lab_fail "unknown word '$w' in '$1' (cN, rN, iN, norestore, trace, mmutrace)"; lab_finish; } ;;
 	esac
 done
 
@@ -56,13 +68,17 @@ rm -rf $NESTVM_HOME
 
 fin() {
 	$NV kill $VM >/dev/null 2>&1
+	trace_finish
 	lab_finish
 }
+trace_setup
 
 $NV new $VM --kernel $probe --memory 64M --nested on \
-	--cmdline "test=svm iterations=0 l2work=$rounds" >/dev/null || { lab_fail "nestvm new failed"; fin; }
-lab_info "test=svm iterations=0 l2work=$rounds under a managed VM, --nested on, 64 MiB; $cycles save cycles"
+	--cmdline "test=svm iterations=$iterations l2work=$rounds" >/dev/null || { lab_fail "nestvm new failed"; fin; }
+lab_info "test=svm iterations=$iterations l2work=$rounds under a managed VM, --nested on, 64 MiB; $cycles save cycles"
 t_start=$(lab_now_cs)
+trace_start
+trace_mark "start"
 $NV start $VM >/dev/null || { lab_fail "nestvm start failed"; snap_show; fin; }
 snap_wait_gt 0 60 || { lab_fail "no L2 round within 60 s"; snap_show; fin; }
 t1=$(lab_now_cs)
@@ -81,7 +97,9 @@ while [ $gm_cycles -lt "$cycles" ] && [ $c -le $((2 * cycles)) ]; do
 	snap_wait_gt "$r" 60 || { lab_fail "cycle $c: the L2 made no progress (all $rounds rounds done? rN)"; snap_show; fin; }
 	snap_pause
 	saves=$((saves + 1))
+	trace_mark "cycle $c: save after round $(snap_last $con)"
 	snap_save_cycle "cycle $c" || fin
+	trace_mark "cycle $c: restored (guest mode: $snap_gm)"
 	[ "${snap_save_ms:-0}" -gt $save_ms_max ] && save_ms_max=$snap_save_ms
 	[ $snap_restore_cs -gt $restore_cs_max ] && restore_cs_max=$snap_restore_cs
 	if [ $snap_gm -eq 1 ]; then
@@ -103,19 +121,28 @@ done_cycles=$((c - 1))
 
 # The checkpoint: taken while the L2 runs, then more rounds, then restored.
 r=$(snap_last $con)
-[ $((rounds - r)) -ge 60 ] ||
-	{ lab_fail "only $((rounds - r)) rounds left for the checkpoint (the cycles took more): raise rN"; fin; }
-snap_checkpoint_take cp 6 || fin
-saves=$((saves + snap_cp_tries))
-gm_saves=$((gm_saves + 1))
-snap_checkpoint_back 1 90 || fin
-snap_check_sequence $all "the rounds across the saves" || lab_fail "the rounds across the saves are not each once, in order"
-lab_info "checkpoint $snap_cp taken in ${snap_cp_ms:-?} ms between rounds $snap_cp_pre and $snap_cp_post;" \
-	"restored in $(lab_secs $snap_cp_restore_cs) s after round $snap_back_from; on to round $snap_back_to"
+if [ $norestore -eq 1 ]; then
+	lab_info "norestore: no save and no checkpoint; the L1 runs on from round $r"
+	snap_back_to=$r snap_cp=none snap_cp_restore_cs=0
+else
+	[ $((rounds - r)) -ge 60 ] ||
+		{ lab_fail "only $((rounds - r)) rounds left for the checkpoint (the cycles took more): raise rN"; fin; }
+	trace_mark "checkpoint after round $r"
+	snap_checkpoint_take cp 6 || fin
+	saves=$((saves + snap_cp_tries))
+	gm_saves=$((gm_saves + 1))
+	trace_mark "checkpoint $snap_cp taken; restore after round $(snap_last $con)"
+	snap_checkpoint_back 1 90 || fin
+	trace_mark "checkpoint $snap_cp restored"
+	snap_check_sequence $all "the rounds across the saves" || lab_fail "the rounds across the saves are not each once, in order"
+	lab_info "checkpoint $snap_cp taken in ${snap_cp_ms:-?} ms between rounds $snap_cp_pre and $snap_cp_post;" \
+		"restored in $(lab_secs $snap_cp_restore_cs) s after round $snap_back_from; on to round $snap_back_to"
+fi
 
 # Run to the end: the rest of the rounds, then the L1's check of the chain.
 left=$((rounds - snap_back_to + 1))
-limit=$((left * round_ms * 3 / 1000 + rounds * round_ms * 2 / 1000 + 60))
+# A round trip takes 0.45 to 1 ms in the lab.
+limit=$((left * round_ms * 3 / 1000 + rounds * round_ms * 2 / 1000 + iterations * 3 / 1000 + 60))
 lab_info "waiting for the $left rounds left and the L1's check (at most $limit s)"
 end=$(($(lab_now_cs) + limit * 100))
 while [ "$(snap_state)" = running ] && [ "$(lab_now_cs)" -lt $end ]; do
@@ -138,6 +165,7 @@ lab_info "$done_cycles save/restore cycles ($gm_cycles in guest mode) and checkp
 lab_metrics "round_ms=$round_ms" "save_ms=$save_ms_max" "restore_s=$(lab_secs $restore_cs_max)" \
 	"checkpoint_ms=${snap_cp_ms:-0}" "cp_restore_s=$(lab_secs $snap_cp_restore_cs)" \
 	"guest_mode_saves=$gm_saves/$saves" "cycles=$gm_cycles/$done_cycles" "total_s=$total_s"
-$NV checkpoint remove $VM $snap_cp >/dev/null || lab_fail "nestvm checkpoint remove failed"
+[ $norestore -eq 1 ] || $NV checkpoint remove $VM $snap_cp >/dev/null || lab_fail "nestvm checkpoint remove failed"
 $NV remove $VM >/dev/null || lab_fail "nestvm remove failed"
+trace_finish
 lab_finish

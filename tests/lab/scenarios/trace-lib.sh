@@ -1,0 +1,200 @@
+# SPDX-License-Identifier: MIT
+#
+# trace-lib.sh — the lab KVM's trace (not a scenario), for the scenarios
+# whose L1 may triple-fault (nested-soak, snapshot-nested, migrate-nested):
+# the kvm:* events (kvmmmu:* too with mmutrace) in the lab's tracefs, a
+# kprobe printing the L1's registers at its shutdown, and the end of the
+# ring when it matters. Sourced after /lab/lib.sh. A scenario takes the
+# words of trace_word, calls trace_setup once, trace_start before the VM
+# that may crash, trace_mark at its steps (a save, a restore, a
+# migration), trace_dump after a crash and trace_finish at its end.
+
+case ${0##*/} in
+trace-lib.sh) echo "trace-lib.sh is sourced by scenarios, not run"; exit 2 ;;
+esac
+
+trace=0 mmutrace=0 trace_stops=0
+T=/sys/kernel/tracing
+
+# trace_word WORD: 0 (and notes it) when WORD is one of this file's words:
+#   trace      trace the lab KVM (kvm:* events, tracefs) and print the end
+#              of the trace ring when an L1 crashes or hangs
+#   mmutrace   with trace, the lab KVM's kvmmmu:* events as well (its
+#              nested page tables for the L1)
+trace_word() {
+	case $1 in
+	trace) trace=1 ;;
+	mmutrace) mmutrace=1 ;;
+	*) return 1 ;;
+	esac
+}
+
+# The L1's state at its triple fault. On a SHUTDOWN intercept the lab's
+# kvm-amd clears the VMCB before it exits to nestvm (which then shows the
+# reset state), but shutdown_interception() still finds it as it was: a
+# kprobe there prints the L1's RIP, CR2 (the address of the first #PF),
+# CR3, RSP, RFLAGS and GS base from the VMCB (struct vmcb: save area at
+# 0x400, Linux's arch/x86/include/asm/svm.h), and the exit_int_info of the
+# control area (0x088: the event being delivered). The offset of vmcb in
+# struct vcpu_svm depends on the kernel build: objdump -d kvm-amd.ko, the
+# load before shutdown_interception's first call (clear_page(svm->vmcb)).
+# The probe stops the trace (a trigger after the event is written), so
+# the ring ends at the first shutdown whenever the scenario looks at it.
+trace_shutdown_probe() {
+	case $(uname -r) in
+	6.1.0-57-cloud-amd64) _vmcb=0x1998 ;;
+	*)
+		lab_info "no L1 shutdown probe: the offset of the VMCB is not known for $(uname -r)"
+		return 0
+		;;
+	esac
+	_v="+$_vmcb(%di)"
+	# One left by a scenario the lab killed at its limit (no trace_finish).
+	trace_probe_remove
+	if echo "p:nestlab/l1_shutdown shutdown_interception rip=+0x578($_v):x64" \
+		"cr2=+0x640($_v):x64 cr3=+0x550($_v):x64 rsp=+0x5d8($_v):x64" \
+		"rflags=+0x570($_v):x64 cr0=+0x558($_v):x64 cr4=+0x548($_v):x64" \
+		"efer=+0x4d0($_v):x64 gsbase=+0x458($_v):x64 trbase=+0x498($_v):x64" \
+		"idtbase=+0x488($_v):x64 intinfo=+0x88($_v):x32 interr=+0x8c($_v):x32" >>$T/kprobe_events 2>/dev/null &&
+		echo 1 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null; then
+		# A condition makes the trigger run after the event is recorded.
+		if echo 'traceoff if rip != 1' >$T/events/nestlab/l1_shutdown/trigger 2>/dev/null; then
+			trace_stops=1
+		else
+			lab_info "the L1 shutdown probe does not stop the trace"
+		fi
+		lab_info "kprobe nestlab/l1_shutdown: the L1's registers at a triple fault"
+	else
+		lab_info "no L1 shutdown probe: kprobe_events refused it"
+	fi
+}
+
+# The shutdown probe, its trigger and its event gone (if there).
+trace_probe_remove() {
+	[ -d $T/events/nestlab/l1_shutdown ] || return 0
+	echo '!traceoff if rip != 1' >$T/events/nestlab/l1_shutdown/trigger 2>/dev/null
+	echo 0 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null
+	echo "-:nestlab/l1_shutdown" >>$T/kprobe_events 2>/dev/null
+}
+
+# With trace: tracefs, the ring (TRACE_KB per CPU, 4 MiB: some 80,000
+# events; reading a 16 MiB ring took the lab two minutes), the events and
+# the probe.
+# Sets trace=0 when there is no tracefs.
+trace_setup() {
+	[ $trace -eq 1 ] || return 0
+	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null ||
+		T=/sys/kernel/debug/tracing
+	if [ ! -w $T/tracing_on ]; then
+		lab_info "no tracefs: tracing off"
+		trace=0
+		return 0
+	fi
+	echo 0 >$T/tracing_on
+	echo "${TRACE_KB:-4096}" >$T/buffer_size_kb
+	echo 1 >$T/events/kvm/enable
+	[ $mmutrace -eq 1 ] && echo 1 >$T/events/kvmmmu/enable
+	lab_info "tracing kvm:*$([ $mmutrace -eq 1 ] && echo ' kvmmmu:*') in $T ($(cat $T/buffer_size_kb) KiB per CPU)"
+	trace_shutdown_probe
+}
+
+# An empty ring, tracing on.
+trace_start() {
+	[ $trace -eq 1 ] || return 0
+	echo >$T/trace
+	echo 1 >$T/tracing_on
+}
+
+# trace_mark TEXT: a line in the ring ("tracing_mark_write: TEXT") between
+# the lab KVM's events, to find a scenario's steps in a dump.
+trace_mark() {
+	[ $trace -eq 1 ] || return 0
+	echo "nestlab: $*" >$T/trace_marker 2>/dev/null
+	return 0
+}
+
+# 0 when the ring holds an L1 shutdown (the probe's event or a SHUTDOWN exit).
+# With the probe's trigger, tracing off says so: reading the whole ring
+# takes the lab most of a minute.
+trace_has_shutdown() {
+	[ $trace -eq 1 ] || return 1
+	if [ $trace_stops -eq 1 ]; then
+		[ "$(cat $T/tracing_on)" = 0 ]
+		return
+	fi
+	grep -q -e 'l1_shutdown:' -e 'reason shutdown' $T/trace 2>/dev/null
+}
+
+# trace_signature FILE: whether the last L1 shutdown in FILE (trace events)
+# is the lab's own fault (README, "The L2-Linux crash" and "Snapshots"): the
+# lab KVM re-entered the vCPU after completing an exit (an SVM instruction
+# or WRMSR it emulated, an OUT to user space: with nrips=0 it skips each one
+# by decoding it) and the vCPU shut down at that very RIP, delivering a #PF
+# (exit_int_info 0x80000b0e). Prints one line naming the exit before; 0
+# when it is that signature.
+trace_signature() {
+	_sd=$(grep -n 'kvm_exit: vcpu [0-9]* reason shutdown' "$1" | tail -n 1)
+	[ -n "$_sd" ] || { echo "no SHUTDOWN exit in the trace"; return 1; }
+	_n=${_sd%%:*}
+	_v=$(echo "$_sd" | sed 's/.*kvm_exit: vcpu \([0-9]*\) .*/\1/')
+	_rip=$(echo "$_sd" | sed 's/.* rip \(0x[0-9a-f]*\) .*/\1/')
+	_info=$(echo "$_sd" | sed 's/.* intr_info \(0x[0-9a-f]*\) .*/\1/')
+	_prev=$(head -n $((_n - 1)) "$1" | grep "kvm_exit: vcpu $_v reason" | grep -v "reason shutdown" | tail -n 1 |
+		sed -n 's/.* reason \(.*\) rip \(0x[0-9a-f]*\) info1.*/\1 at \2/p')
+	_entry=$(head -n $((_n - 1)) "$1" | grep "kvm_entry: vcpu $_v," | tail -n 1 |
+		sed 's/.* rip \(0x[0-9a-f]*\).*/\1/')
+	_what="vCPU $_v shut down at rip $_rip delivering $_info; its exit before: ${_prev:-none}, re-entered at ${_entry:-?}"
+	if [ -n "$_prev" ] && [ "$_entry" = "$_rip" ] && [ "$_info" = 0x80000b0e ]; then
+		echo "the lab's fault: $_what"
+		return 0
+	fi
+	echo "not the lab's known fault: $_what"
+	return 1
+}
+
+# The end of the trace ring: what the lab KVM saw up to the crash.
+trace_dump() {
+	[ $trace -eq 1 ] || return 0
+	echo 0 >$T/tracing_on
+	cat $T/trace >/tmp/trace.txt
+	# Up to the L1's shutdown when there is one: the VM's teardown after
+	# it floods the ring (with mmutrace, all of the last 500 events).
+	grep -v '^#' /tmp/trace.txt >/tmp/trace.events
+	_end=$(grep -n 'reason shutdown' /tmp/trace.events | tail -n 1 | cut -d: -f1)
+	[ -n "$_end" ] || _end=$(grep -n 'l1_shutdown:' /tmp/trace.events | tail -n 1 | cut -d: -f1)
+	[ -n "$_end" ] || _end=$(wc -l </tmp/trace.events)
+	lab_info "trace: $(wc -l </tmp/trace.events) events kept, from $(head -n 1 /tmp/trace.events |
+		awk '{ print $4 }') to $(tail -n 1 /tmp/trace.events | awk '{ print $4 }');" \
+		"the last ${TRACE_LINES:-500} up to event $_end:"
+	head -n "$_end" /tmp/trace.events | tail -n "${TRACE_LINES:-500}" | sed 's/^/  trace| /'
+	grep 'l1_shutdown:' /tmp/trace.events | tail -n 4 | sed 's/^/  trace| /'
+	grep -q 'reason shutdown' /tmp/trace.events && lab_info "trace: $(trace_signature /tmp/trace.events)"
+	lab_info "trace: the scenario's marks:"
+	grep 'tracing_mark_write: nestlab:' /tmp/trace.events | tail -n 40 | sed 's/^/  trace| /'
+	lab_info "trace: the last 20000 events by kind (exit reason, vCPU):"
+	tail -n 20000 /tmp/trace.events |
+		sed -n 's/.* \(kvm_[a-z_]*\): *\(vcpu [0-9]*\)\{0,1\}[ ,]*\(reason [A-Za-z_]*\)\{0,1\}.*/\1 \2 \3/p' |
+		sort | uniq -c | sort -rn | head -n 40 | sed 's/^/  trace| /'
+	lab_info "trace: exits other than npf/intr/vmrun/vmmcall/io/msr/hlt in the last 20000:"
+	tail -n 20000 /tmp/trace.events | grep -E 'kvm_exit|kvm_nested_vmexit' |
+		grep -vE 'reason (EXIT_)?(npf|NPF|intr|INTR|vmrun|VMRUN|vmmcall|VMMCALL|io|IOIO|msr|MSR|hlt|HLT)[ :]' |
+		tail -n 60 | sed 's/^/  trace| /'
+}
+
+# Tracing off, the events and the probe removed (the probe holds kvm-amd's
+# text: off before kvm-amd is reloaded). With a failed check or a shutdown
+# in the ring, dumps it first, unless told "nodump" (dumped already).
+trace_finish() {
+	[ $trace -eq 1 ] || return 0
+	if [ "${1:-}" != nodump ] && { [ "${lab_failed:-0}" -ne 0 ] || trace_has_shutdown; }; then
+		trace_has_shutdown && lab_info "trace: tracing stopped at an L1 shutdown"
+		trace_dump
+	fi
+	echo 0 >$T/tracing_on
+	echo 0 >$T/events/kvm/enable
+	echo 0 >$T/events/kvmmmu/enable
+	trace_probe_remove
+	grep -q l1_shutdown $T/kprobe_events 2>/dev/null &&
+		lab_info "warning: the kprobe nestlab/l1_shutdown could not be removed"
+	trace=0
+}
