@@ -344,7 +344,7 @@ if [ "$crc" -eq 0 ] && [ "$mrc" -ne 0 ] && grep -q "cancelled" "$T/mig.out" &&
 	grep -q '"state": *"cancelled"' "$T/status" &&
 	[ "$(state_at "$A" fv)" = running ] && nothing_at_b "cancel"; then
 	ok "migrate --cancel: fv runs on, B keeps nothing"
-else bad "cancel: $crc/$mrc: $(cat "$T/mig.out")"; fi
+else bad "cancel: $crc/$mrc: $(cat "$T/mig.out"); status: $(cat "$T/status"); fv at A: $(state_at "$A" fv)"; fi
 
 # After all that, fv still computes the uninterrupted result.
 want=$(build/guest/memgen-expect "${MIGRATE_FAULT_PASSES:-40000}" 2)
