@@ -339,7 +339,13 @@ mrc=$?
 wait "$RPID"
 kill "$fpid" 2>/dev/null
 wait "$fpid" 2>/dev/null
-printf '{"cmd":"status"}\n' | NESTVM_HOME=$A timeout 5 "$NESTVM" api fv >"$T/status" 2>&1
+# The status, asked up to 5 times (a loaded CI failed this case once, its cause not shown then).
+for _i in 1 2 3 4 5; do
+	printf '{"cmd":"status"}\n' | NESTVM_HOME=$A timeout 5 "$NESTVM" api fv >"$T/status" 2>&1
+	grep -q '"state": *"cancelled"' "$T/status" && break
+	echo "cancel: status try $_i: $(head -c 600 "$T/status")"
+	sleep 1
+done
 if [ "$crc" -eq 0 ] && [ "$mrc" -ne 0 ] && grep -q "cancelled" "$T/mig.out" &&
 	grep -q '"state": *"cancelled"' "$T/status" &&
 	[ "$(state_at "$A" fv)" = running ] && nothing_at_b "cancel"; then
