@@ -10,13 +10,7 @@
 # are not.
 set -u
 cd "$(dirname "$0")/../.."
-pass=0
-fail=0
-check() { # name, condition...
-	name=$1
-	shift
-	if "$@"; then pass=$((pass + 1)); echo "ok   $name"; else fail=$((fail + 1)); echo "FAIL $name"; fi
-}
+. tests/lib/check.sh
 mkdir -p build/test-tmp
 D=$(mktemp -d build/test-tmp/lab-trace.XXXXXX)
 trap 'rm -rf "$D"' EXIT

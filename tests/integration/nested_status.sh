@@ -6,13 +6,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 NESTVM=${NESTVM:-build/asan/nestvm}
-pass=0
-fail=0
-check() { # name, condition...
-	name=$1
-	shift
-	if "$@"; then pass=$((pass + 1)); echo "ok   $name"; else fail=$((fail + 1)); echo "FAIL $name"; fi
-}
+. tests/lib/check.sh
 
 out=$($NESTVM nested status 2>&1)
 rc=$?
