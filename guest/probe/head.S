@@ -218,6 +218,22 @@ triple_fault:
 	jmp	halt_forever
 
 /*
+ * A triple fault that ends as the lab's own L1 triple fault does
+ * (tests/lab/README.md, "Snapshots"), for the test of the lab's guard
+ * against it (tests/lab/scenarios/trace-lib.sh): an exit to user space (an
+ * OUT to port 0x80), then at the very next instruction a #PF whose
+ * delivery, through an IDT on a page that is not mapped, faults again:
+ * #DF, whose delivery faults too, then shutdown.
+ */
+#define UNMAPPED 0x8000000000			/* PML4 entry 1: not present */
+	.globl	triple_fault_pf
+triple_fault_pf:
+	lidt	idt_unmapped
+	outb	%al, $0x80
+	movabsq	UNMAPPED, %rax
+	jmp	halt_forever
+
+/*
  * Exception stubs, 16 bytes apart: vector N's handler is exc_stubs + 16 * N.
  * Each leaves vector, error code (0 if the CPU pushes none) and the CPU's
  * frame on the stack for exception_report().
@@ -333,6 +349,9 @@ idt_ptr:
 idt_empty:
 	.word	0
 	.quad	0
+idt_unmapped:
+	.word	256 * 16 - 1
+	.quad	UNMAPPED
 
 /*
  * Identity map of the first 4 GiB with 2 MiB pages, all user-accessible;

@@ -64,6 +64,7 @@ extern char exc_stubs[], kstack_top[], __bss_start[], __bss_end[];
 extern uint64_t pdpt[512];
 void halt_forever(void) __attribute__((noreturn));
 void triple_fault(void) __attribute__((noreturn));
+void triple_fault_pf(void) __attribute__((noreturn));
 void flush_tlb(void);
 
 struct boot_info boot;
@@ -284,6 +285,8 @@ long syscall_dispatch(long nr, long a, long b)
 		flush_tlb();
 		return 0;
 	case SYS_TRIPLEFAULT:
+		if (a)
+			triple_fault_pf();
 		triple_fault();
 	case SYS_RDMSR:
 		return hv_rdmsr_safe_cpl0(a, (uint64_t *)b);

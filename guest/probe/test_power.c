@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The tests that end the VM from inside: test=poweroff (ACPI S5), test=reboot
- * [method=kbd|cf9|acpi] and test=triplefault. Each FAILs if the VM is still
+ * [method=kbd|cf9|acpi] and test=triplefault [fault=ud|pf]. Each FAILs if the VM is still
  * running afterwards.
  */
 #include "probe.h"
@@ -137,6 +137,14 @@ int test_reboot(void)
 
 int test_triplefault(void)
 {
+	const char *fault = param_get("fault");
+
+	if (fault && strcmp(fault, "pf") == 0) {
+		printf("probe: test=triplefault fault=pf: an OUT, then a #PF through an unmapped IDT\n");
+		probe_syscall(SYS_TRIPLEFAULT, 1, 0);
+	} else if (fault && strcmp(fault, "ud") != 0) {
+		return probe_fail("unknown fault=%s (ud or pf)", fault);
+	}
 	printf("probe: test=triplefault: loading an empty IDT and raising #UD\n");
 	probe_syscall(SYS_TRIPLEFAULT, 0, 0);
 	return probe_fail("still running after the triple fault");

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 #
 # watchdog-test.sh — lab.sh's watchdogs of each scenario, and its one retry
-# of a scenario a lab failure cut. Two runs:
+# of a scenario a lab failure cut, and its guard against the lab's own L1
+# triple fault. Three runs:
 #
 # 1. `lab.sh lab-flaky lab-selftest`: lab-flaky's first run spins both lab
 #    vCPUs in the kernel and never ends (its limit inside the lab is an hour,
@@ -19,15 +20,21 @@
 #    too), then ran lab-selftest in a third lab boot to a pass: lab-silent
 #    verdict lab, "lab failure" naming both silences, exit 125.
 #
-# run-tests.sh's counting of both runs' results is checked too, with a stub
-# for lab.sh (no lab).
+# 3. `lab.sh lab-l1fault lab-l1fault:plain`: lab-l1fault's first run fails
+#    after an L1 triple fault that ends as the lab's own does (the probe's
+#    test=triplefault fault=pf). Asserts that the lab's guard took it for a
+#    lab failure (LAB-ERROR) and lab.sh retried it in a fresh lab to a pass,
+#    and that lab-l1fault:plain, failing without one, stays a failure.
+#
+# run-tests.sh's counting of the first two runs' results is checked too,
+# with a stub for lab.sh (no lab).
 #
 # usage: tests/lab/watchdog-test.sh [--fresh]
 #   --fresh  a new build directory (mktemp -d) instead of build/lab: the lab
 #            then builds its initramfs and sends its kernel symbols first
 #            (about 25 s more)
 #
-# 5 lab boots: about 80 s on a quiet host, 140 s on a busy one (20 s more
+# 7 lab boots: about 100 s on a quiet host, 170 s on a busy one (20 s more
 # with --fresh). Prints "N passed, N failed" last; exit 0 pass, 1 fail,
 # 77 skip (no QEMU, kernel, kvm-amd module or busybox-static).
 
@@ -249,6 +256,29 @@ run_tests_counts "$T/watchdog-silent.results" $rc lab-silent lab-selftest
 	grep -q "^LAB FAILURE (not a test failure): boot 1: " "$T/rt.out" &&
 	grep -q "^lab: 1 passed, 1 failed, 0 skipped" "$T/rt.out"
 verdict "run 2: run-tests.sh: exit 125, lab-silent a LAB FAILURE twice, 1 passed, 1 failed (exit $rt_rc)" $?
+
+# ------------- run 3: an L1 triple fault of the lab's own is a lab failure
+
+echo "watchdog-test: lab.sh lab-l1fault lab-l1fault:plain (run timeout $RUN_TIMEOUT s)"
+lab_run watchdog-l1fault lab-l1fault lab-l1fault:plain
+read -r g_name g_verdict _ g_why <<<"${results[0]:-}"
+read -r p_name p_verdict _ <<<"${results[1]:-}"
+if [[ ${g_verdict:-} == skip ]]; then
+	echo "skip run 3: no L1 triple fault guard in this lab (see $log)"
+else
+	[ $rc -eq 1 ]
+	verdict "run 3: lab.sh exits 1: lab-l1fault:plain failed (got $rc)" $?
+	[[ ${g_name:-} == lab-l1fault && ${g_verdict:-} == pass ]]
+	verdict "run 3: results: lab-l1fault has the retry's verdict 'pass' (got '${g_verdict:-}')" $?
+	[[ ${g_why:-} == "retried after a LAB FAILURE: the lab never reached LAB-END (during scenario lab-l1fault); the lab said: scenario lab-l1fault failed after an L1 triple fault of the lab's own, not nestvm's: the lab's fault: vCPU 0 shut down at rip "*"delivering 0x80000b0e; its exit before: io at "* ]]
+	verdict "run 3: results: lab-l1fault 'retried after a LAB FAILURE: ... an L1 triple fault of the lab's own'" $?
+	[[ ${p_name:-} == lab-l1fault:plain && ${p_verdict:-} == fail ]]
+	verdict "run 3: results: lab-l1fault:plain, a failure without one, stays 'fail' (got '${p_verdict:-}')" $?
+	[[ ${results[2]:-} == "lab ok" ]]
+	verdict "run 3: results: last line 'lab ok' (got '${results[2]:-}')" $?
+	grep -q '  guard| .* kvm_exit: vcpu 0 reason shutdown' "$log"
+	verdict "run 3: log: the guard printed the vCPU's last events" $?
+fi
 
 echo "watchdog-test: budget $budget s, cut after ${cut1:-?} s, retry passed (fresh lab ready in ${boot2:-?} s," \
 	"run $wall1 s); silence $SILENCE s, cut after ${cut:-?} s (run $wall s)"

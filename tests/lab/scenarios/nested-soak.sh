@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 # lab-timeout: 7200
+# lab-guard: off (a soak counts its L1 triple faults; tests/lab/scenarios/trace-lib.sh)
 #
 # nested-soak[:SPEC] — the nested scenario's 2-vCPU L2 probe, many times:
 # nestvm run --nested on boots a Linux L1 (2 vCPUs) whose nestvm runs the

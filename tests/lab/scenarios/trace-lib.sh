@@ -132,17 +132,22 @@ trace_has_shutdown() {
 # by decoding it) and the vCPU shut down at that very RIP, delivering a #PF
 # (exit_int_info 0x80000b0e). Prints one line naming the exit before; 0
 # when it is that signature.
+# The vCPU is known by its thread (the event's first field, COMM-PID): two
+# VMs (a migration's source and destination) both have a vCPU 0.
 trace_signature() {
 	_sd=$(grep -n 'kvm_exit: vcpu [0-9]* reason shutdown' "$1" | tail -n 1)
 	[ -n "$_sd" ] || { echo "no SHUTDOWN exit in the trace"; return 1; }
 	_n=${_sd%%:*}
+	_task=$(echo "${_sd#*:}" | awk '{ print $1 }')
 	_v=$(echo "$_sd" | sed 's/.*kvm_exit: vcpu \([0-9]*\) .*/\1/')
 	_rip=$(echo "$_sd" | sed 's/.* rip \(0x[0-9a-f]*\) .*/\1/')
 	_info=$(echo "$_sd" | sed 's/.* intr_info \(0x[0-9a-f]*\) .*/\1/')
-	_prev=$(head -n $((_n - 1)) "$1" | grep "kvm_exit: vcpu $_v reason" | grep -v "reason shutdown" | tail -n 1 |
+	head -n $((_n - 1)) "$1" | awk -v t="$_task" '$1 == t' >"$1.task"
+	_prev=$(grep "kvm_exit: vcpu $_v reason" "$1.task" | tail -n 1 |
 		sed -n 's/.* reason \(.*\) rip \(0x[0-9a-f]*\) info1.*/\1 at \2/p')
-	_entry=$(head -n $((_n - 1)) "$1" | grep "kvm_entry: vcpu $_v," | tail -n 1 |
+	_entry=$(grep "kvm_entry: vcpu $_v," "$1.task" | tail -n 1 |
 		sed 's/.* rip \(0x[0-9a-f]*\).*/\1/')
+	rm -f "$1.task"
 	_what="vCPU $_v shut down at rip $_rip delivering $_info; its exit before: ${_prev:-none}, re-entered at ${_entry:-?}"
 	if [ -n "$_prev" ] && [ "$_entry" = "$_rip" ] && [ "$_info" = 0x80000b0e ]; then
 		echo "the lab's fault: $_what"
@@ -183,12 +188,17 @@ trace_dump() {
 
 # Tracing off, the events and the probe removed (the probe holds kvm-amd's
 # text: off before kvm-amd is reloaded). With a failed check or a shutdown
-# in the ring, dumps it first, unless told "nodump" (dumped already).
+# in the ring, dumps it first, unless told "nodump" (dumped already). Under
+# the guard (below), the guard keeps the ring, its events and the probe.
 trace_finish() {
 	[ $trace -eq 1 ] || return 0
 	if [ "${1:-}" != nodump ] && { [ "${lab_failed:-0}" -ne 0 ] || trace_has_shutdown; }; then
 		trace_has_shutdown && lab_info "trace: tracing stopped at an L1 shutdown"
 		trace_dump
+	fi
+	if [ "${NESTLAB_GUARD:-0}" = 1 ]; then
+		trace=0
+		return 0
 	fi
 	echo 0 >$T/tracing_on
 	echo 0 >$T/events/kvm/enable
@@ -197,4 +207,63 @@ trace_finish() {
 	grep -q l1_shutdown $T/kprobe_events 2>/dev/null &&
 		lab_info "warning: the kprobe nestlab/l1_shutdown could not be removed"
 	trace=0
+}
+
+# The guard, around every scenario of a lab (tests/lab/root/init): a
+# scenario that fails after an L1 triple fault of the lab's own
+# (trace_signature) fails for the lab's sake, not nestvm's. init then ends
+# the lab without LAB-END and lab.sh, as for a lab that wedged, reports a
+# LAB FAILURE and runs that scenario once more in a fresh lab, where a
+# failure of nestvm's own fails again. Light: only the two events the
+# signature reads (kvm_exit, kvm_entry) in a GUARD_KB ring per CPU, and the
+# shutdown probe, whose trigger stops the ring at the first L1 shutdown. A
+# scenario that wants its shutdowns counted, not retried (a soak), says
+# "# lab-guard: off". Without the probe (a lab kernel whose VMCB offset is
+# not known) there is no guard: every failure stays a failure.
+
+# Once per lab: 0 and guard=1 when the guard can work; says why not.
+trace_guard_setup() {
+	guard=0
+	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null || T=/sys/kernel/debug/tracing
+	[ -w $T/tracing_on ] || { echo "lab: no L1 triple fault guard: no tracefs"; return 1; }
+	trace_shutdown_probe >/tmp/guard.setup
+	if [ $trace_stops -ne 1 ]; then
+		echo "lab: no L1 triple fault guard: $(tail -n 1 /tmp/guard.setup)"
+		return 1
+	fi
+	guard=1
+	export NESTLAB_GUARD=1
+}
+
+# Before each scenario: only the guard's events on (a scenario's trace words
+# may have changed them), an empty ring, tracing on.
+trace_guard_arm() {
+	[ "${guard:-0}" -eq 1 ] || return 0
+	echo 0 >$T/tracing_on
+	echo 0 >$T/events/enable
+	echo "${GUARD_KB:-1024}" >$T/buffer_size_kb
+	[ -d $T/events/nestlab/l1_shutdown ] || trace_shutdown_probe >/dev/null
+	echo 1 >$T/events/kvm/kvm_exit/enable
+	echo 1 >$T/events/kvm/kvm_entry/enable
+	echo 1 >$T/events/nestlab/l1_shutdown/enable
+	echo >$T/trace
+	echo 1 >$T/tracing_on
+}
+
+# After a failed scenario: 0 when an L1 shut down the lab's way, printing
+# the verdict's line and the vCPU's last events; otherwise 1, silent.
+trace_guard_verdict() {
+	[ "${guard:-0}" -eq 1 ] && [ "$(cat $T/tracing_on)" = 0 ] || return 1
+	grep -v '^#' $T/trace >/tmp/guard.events
+	grep -q 'l1_shutdown:' /tmp/guard.events || return 1
+	trace_signature /tmp/guard.events >/tmp/guard.why || return 1
+	_sd=$(grep 'kvm_exit: vcpu [0-9]* reason shutdown' /tmp/guard.events | tail -n 1 | awk '{ print $1 }')
+	awk -v t="$_sd" '$1 == t' /tmp/guard.events | tail -n 12 | sed 's/^/  guard| /'
+	cat /tmp/guard.why
+}
+
+# Tracing off between scenarios.
+trace_guard_disarm() {
+	[ "${guard:-0}" -eq 1 ] || return 0
+	echo 0 >$T/tracing_on
 }

@@ -7,7 +7,9 @@
 # event with the probe's RIP at triple_fault's ud2 and the SHUTDOWN exit,
 # tracing must have stopped itself there (the trigger), and trace_dump must
 # print them and the scenario's mark, and trace_signature must not take it
-# for the lab's fault. Metrics: events (kept in the ring).
+# for the lab's fault; then test=triplefault fault=pf, which ends as the
+# lab's own L1 triple fault does, and which trace_signature must take for
+# it. Metrics: events (kept in the ring).
 
 . /lab/lib.sh
 . /lab/scenarios/trace-lib.sh
@@ -44,5 +46,19 @@ grep -q 'tracing_mark_write: nestlab: test=triplefault' /tmp/tf.dump || lab_fail
 # A #UD with an empty IDT is the guest's own doing, not the lab's fault.
 trace_signature /tmp/trace.events && lab_fail "test=triplefault taken for the lab's fault"
 lab_metrics "events=$(wc -l </tmp/trace.events)"
+
+# One that ends as the lab's own does (an exit to user space, then at the
+# next instruction a #PF through an unmapped IDT): the signature the lab's
+# guard (trace_guard_verdict, /init) takes for the lab's fault.
+trace_start
+trace_mark "test=triplefault fault=pf"
+timeout 60 /lab/bin/nestvm run --kernel $probe --memory 64M --cmdline "test=triplefault fault=pf" \
+	</dev/null >/tmp/tf.out 2>&1
+rc=$?
+[ $rc -eq 4 ] || lab_fail "fault=pf: nestvm exit $rc ($(lab_exit_status_name $rc)), want 4 (triple fault)"
+grep -v '^#' $T/trace >/tmp/pf.events
+grep -E 'reason (io|shutdown)|kvm_entry' /tmp/pf.events | tail -n 3
+sig=$(trace_signature /tmp/pf.events) || lab_fail "fault=pf: $sig"
+lab_info "fault=pf: $sig"
 trace_finish nodump
 lab_finish

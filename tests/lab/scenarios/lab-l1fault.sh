@@ -1,0 +1,31 @@
+# SPDX-License-Identifier: MIT
+# lab-timeout: 120
+#
+# lab-l1fault — fails in its first run after an L1 triple fault that ends
+# as the lab's own does (the probe's test=triplefault fault=pf), for
+# tests/lab/watchdog-test.sh: the lab's guard (tests/lab/root/init,
+# trace_guard_verdict in scenarios/trace-lib.sh) must take it for the lab's
+# fault, end the lab with LAB-ERROR, and lab.sh run it once more in a fresh
+# lab (LAB_RETRY=1), where it passes. A failure without such a fault (run it
+# with the word "plain") stays a failure.
+
+. /lab/lib.sh
+
+lab_need_nestvm
+probe=/lab/guest/probe.elf
+[ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
+if [ "${LAB_RETRY:-0}" = 1 ]; then
+	lab_info "a retry after a lab failure (LAB_RETRY=1): passing"
+	lab_finish
+fi
+if [ "${1:-}" = plain ]; then
+	lab_fail "failing on purpose, no L1 triple fault before"
+	lab_finish
+fi
+[ "${NESTLAB_GUARD:-0}" = 1 ] || lab_skip "no L1 triple fault guard in this lab"
+timeout 60 /lab/bin/nestvm run --kernel $probe --memory 64M --cmdline "test=triplefault fault=pf" \
+	</dev/null >/tmp/l1fault.out 2>&1
+rc=$?
+[ $rc -eq 4 ] || lab_info "nestvm exit $rc ($(lab_exit_status_name $rc)), want 4 (triple fault)"
+lab_fail "failing on purpose after the L1's triple fault (first run, LAB_RETRY=${LAB_RETRY:-unset})"
+lab_finish
