@@ -438,8 +438,8 @@ static void __attribute__((noreturn)) svm_l2_chain(uint64_t *buf)
 /*
  * l2work=N: N rounds of svm_l2_chain(), round R seeded with the result of
  * round R - 1 (round 0's is @seed), each on a fresh VMCB, so that the L2
- * computes for long between few exits. "probe: svm: l2work round R/N"
- * after each round shows from outside how far the L2 has come (a restored
+ * computes for long between few exits. "round R/N" after each round
+ * shows from outside how far the L2 has come (a restored
  * checkpoint sets it back). Then the same chain computed at CPL3 must give
  * the L2's last result and buffer; prints "probe: svm: l2work=N
  * result=0x..." (the same for every run with the same N and seed).
@@ -458,7 +458,7 @@ static int svm_l2work(const struct hv_cpu_state *cpu, bool npt, uint64_t rounds,
 			printf("probe: svm: l2work: round %lu of %lu failed\n", i, rounds);
 			return r;
 		}
-		printf("probe: svm: l2work round %lu/%lu\n", i, rounds);
+		printf("round %lu/%lu\n", i, rounds); /* short: each byte an exit */
 	}
 	printf("probe: svm: l2work: the L2 is done; checking its chain at CPL3\n");
 	for (uint64_t i = 0; i < rounds * SVM_L2WORK_BLOCKS; i++)

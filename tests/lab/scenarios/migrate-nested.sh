@@ -7,7 +7,7 @@
 # network namespaces joined by a veth pair, a nestvm store each, TCP
 # between them). A managed VM (`nestvm new --nested on`, 64 MiB) runs the
 # probe as an L1 hypervisor whose L2 computes a long chain (test=svm
-# iterations=0 l2work=ROUNDS: "l2work round R/N" after each round, the
+# iterations=0 l2work=ROUNDS: "round R/N" after each round, the
 # chain checked by the L1 at the end), as in snapshot-nested. While the L2
 # runs, `nestvm receive` on the other host and `nestvm migrate` on this
 # one, again and again: each time the VM must be off at the source and run

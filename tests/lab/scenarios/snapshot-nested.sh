@@ -5,7 +5,7 @@
 # snapshot-nested[:SPEC] — save, restore and checkpoints of a guest
 # hypervisor caught while its L2 runs. A managed VM (`nestvm new --nested
 # on`) runs the probe as an L1 hypervisor whose L2 computes a long chain
-# (test=svm l2work=ROUNDS: "l2work round R/N" after each round, the chain
+# (test=svm l2work=ROUNDS: "round R/N" after each round, the chain
 # checked by the L1 at the end, "l2work=N result=0x..."). While the L2 runs:
 #
 #   `nestvm save` (the VM must be 'saved', monitor.log must say "vCPU 0
