@@ -113,6 +113,13 @@ lab_need_nestvm() {
 		lab_skip "no $LAB_NESTVM in the lab (make release, then tests/lab/lab.sh)"
 }
 
+# nestvm and the probe guest in the lab, or a skip; sets probe.
+lab_need_probe() {
+	lab_need_nestvm
+	probe=/lab/guest/probe.elf
+	[ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
+}
+
 # Meaning of nestvm's exit status $1 (src/core/exit_status.h).
 lab_exit_status_name() {
 	case $1 in

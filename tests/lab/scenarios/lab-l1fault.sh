@@ -11,9 +11,7 @@
 
 . /lab/lib.sh
 
-lab_need_nestvm
-probe=/lab/guest/probe.elf
-[ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
+lab_need_probe
 if [ "${LAB_RETRY:-0}" = 1 ]; then
 	lab_info "a retry after a lab failure (LAB_RETRY=1): passing"
 	lab_finish

@@ -37,9 +37,7 @@
 . /lab/lib.sh
 . /lab/scenarios/trace-lib.sh
 
-lab_need_nestvm
-probe=/lab/guest/probe.elf
-[ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
+lab_need_probe
 grep -q l2work $probe || lab_skip "the probe has no l2work"
 
 # The L2's rounds: ROUNDS_FIRST, or on a fast lab as many as it runs in

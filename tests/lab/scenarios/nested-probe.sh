@@ -14,9 +14,7 @@
 
 . /lab/lib.sh
 
-lab_need_nestvm
-probe=/lab/guest/probe.elf
-[ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
+lab_need_probe
 
 # run NAME WANT NESTVM_ARGS...: one probe run; its output in /tmp/NAME.out.
 run() {

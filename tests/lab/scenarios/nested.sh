@@ -17,9 +17,8 @@
 
 . /lab/lib.sh
 
-lab_need_nestvm
+lab_need_probe
 [ -r /l1/initrd-nested.cpio ] || lab_skip "no /l1/initrd-nested.cpio in the lab"
-[ -r /lab/guest/probe.elf ] || lab_skip "no probe guest in the lab (make guests)"
 
 case ${1:-} in
 "") cmdline="console=ttyS0 quiet panic=-1 nestlab.l1=nested" l1_limit=200 ;;

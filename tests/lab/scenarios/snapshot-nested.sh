@@ -39,9 +39,7 @@
 . /lab/lib.sh
 . /lab/scenarios/trace-lib.sh
 
-lab_need_nestvm
-probe=/lab/guest/probe.elf
-[ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
+lab_need_probe
 
 ROUNDS_DEFAULT=320
 # Rounds kept for the checkpoint and the run to the end: the save cycles stop

@@ -14,9 +14,7 @@
 . /lab/lib.sh
 . /lab/scenarios/trace-lib.sh
 
-lab_need_nestvm
-probe=/lab/guest/probe.elf
-[ -r $probe ] || lab_skip "no probe guest in the lab (make guests)"
+lab_need_probe
 
 trace=1
 trace_setup
