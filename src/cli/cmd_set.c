@@ -120,7 +120,7 @@ static void set_apply_scalars(const struct set_request *req, struct vm_def *def,
 	if (set_seen(req, CLI_DEF_CPU_AFFINITY, &opt) &&
 	    strcmp(w->cpu_affinity ? w->cpu_affinity : "", def->cpu_affinity ? def->cpu_affinity : "")) {
 		/* Already checked, so only memory can fail; then the old value stays. */
-		if (vm_def_set_affinity(def, w->cpu_affinity) == 0)
+		if (vm_def_set_affinity(def, w->cpu_affinity, NULL, 0) == 0)
 			*offending = opt;
 	}
 }

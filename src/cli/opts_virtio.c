@@ -507,10 +507,10 @@ int cli_def_option(struct vm_def *def, int opt, const char *arg, unsigned int fl
 
 		/* `set` takes none for any CPU. */
 		if (!strcmp(arg, "none"))
-			return vm_def_set_affinity(def, NULL);
-		if (vm_limits_parse_affinity(arg, NULL, why, sizeof(why)) < 0)
-			return mgr_err_set(err, -EINVAL, "--cpu-affinity '%s': %s", arg, why);
-		r = vm_def_set_affinity(def, arg);
+			return vm_def_set_affinity(def, NULL, NULL, 0);
+		r = vm_def_set_affinity(def, arg, why, sizeof(why));
+		if (r == -EINVAL)
+			return mgr_err_set(err, r, "--cpu-affinity '%s': %s", arg, why);
 		return r < 0 ? mgr_err_set(err, r, "out of memory") : 0;
 	}
 	case CLI_DEF_DISK:

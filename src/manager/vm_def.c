@@ -555,15 +555,14 @@ static int def_parse_field(const char *key, const json_t *v, const char *file, s
 		return def_get_bool(v, file, key, &def->pit, err);
 	if (!strcmp(key, "cpu_affinity")) {
 		char why[VM_LIMITS_WHY_LEN];
+		int r;
 
 		if (!json_is_string(v) && !json_is_null(v))
 			return def_fail(err, file, key, v, "expected a list of host CPUs or null");
-		if (json_is_string(v) &&
-		    vm_limits_parse_affinity(json_string_value(v), NULL, why, sizeof(why)) < 0)
+		r = vm_def_set_affinity(def, json_string_value(v), why, sizeof(why));
+		if (r == -EINVAL)
 			return def_fail(err, file, key, v, "%s", why);
-		if (vm_def_set_affinity(def, json_string_value(v)) < 0)
-			return mgr_err_set(err, -ENOMEM, "out of memory");
-		return 0;
+		return r < 0 ? mgr_err_set(err, r, "out of memory") : 0;
 	}
 	if (!strcmp(key, "kernel"))
 		return def_get_str(v, file, key, true, false, &def->kernel, err);
@@ -907,14 +906,14 @@ void vm_def_remove_port(struct vm_def *def, unsigned int i)
 		con->pci_slot = 0;
 }
 
-int vm_def_set_affinity(struct vm_def *def, const char *list)
+int vm_def_set_affinity(struct vm_def *def, const char *list, char *why, size_t why_len)
 {
 	char text[VM_LIMITS_WHY_LEN];
 	cpu_set_t set;
 	char *copy = NULL;
 
 	if (list) {
-		if (vm_limits_parse_affinity(list, &set, NULL, 0) < 0)
+		if (vm_limits_parse_affinity(list, &set, why, why_len) < 0)
 			return -EINVAL;
 		vm_limits_format_affinity(&set, text, sizeof(text));
 		copy = strdup(text);

@@ -177,9 +177,11 @@ char *vm_def_format(const struct vm_def *def);
 /*
  * vm_def_set_affinity - cpu_affinity from a host CPU list (vm_limits.h),
  * kept as vm_limits_format_affinity() writes it; NULL clears it. 0,
- * -EINVAL (not such a list) or -ENOMEM.
+ * -EINVAL (not such a list: why, when not NULL, says what is wrong) or
+ * -ENOMEM. On an error cpu_affinity stays as it was.
  */
-int vm_def_set_affinity(struct vm_def *def, const char *list) __attribute__((warn_unused_result));
+int vm_def_set_affinity(struct vm_def *def, const char *list, char *why, size_t why_len)
+    __attribute__((warn_unused_result));
 
 /* vm_def_set_str - replace an owned string (@value NULL clears it); 0 or -ENOMEM. */
 int vm_def_set_str(char **field, const char *value) __attribute__((warn_unused_result));
