@@ -19,12 +19,17 @@ lab_need_probe
 trace=1
 trace_setup
 [ $trace -eq 1 ] || lab_skip "no tracefs in the lab"
-trace_start
-trace_mark "test=triplefault"
-timeout 60 /lab/bin/nestvm run --kernel $probe --memory 64M --cmdline "test=triplefault" \
-	</dev/null >/tmp/tf.out 2>&1
-rc=$?
-[ $rc -eq 4 ] || lab_fail "nestvm exit $rc ($(lab_exit_status_name $rc)), want 4 (triple fault)"
+# tf_run ARGS: the probe's test=triplefault ARGS as an L1, the trace on.
+tf_run() {
+	trace_start
+	trace_mark "test=triplefault $*"
+	timeout 60 /lab/bin/nestvm run --kernel $probe --memory 64M --cmdline "test=triplefault $*" \
+		</dev/null >/tmp/tf.out 2>&1
+	_rc=$?
+	[ $_rc -eq 4 ] || lab_fail "test=triplefault $*: nestvm exit $_rc ($(lab_exit_status_name $_rc)), want 4 (triple fault)"
+}
+
+tf_run
 [ "$(cat $T/tracing_on)" = 0 ] || lab_fail "tracing still on after the shutdown: the trigger did not fire"
 grep -q 'reason shutdown' $T/trace || lab_fail "no SHUTDOWN exit in the ring"
 trace_dump >/tmp/tf.dump
@@ -48,12 +53,7 @@ lab_metrics "events=$(wc -l </tmp/trace.events)"
 # One that ends as the lab's own does (an exit to user space, then at the
 # next instruction a #PF through an unmapped IDT): the signature the lab's
 # guard (trace_guard_verdict, /init) takes for the lab's fault.
-trace_start
-trace_mark "test=triplefault fault=pf"
-timeout 60 /lab/bin/nestvm run --kernel $probe --memory 64M --cmdline "test=triplefault fault=pf" \
-	</dev/null >/tmp/tf.out 2>&1
-rc=$?
-[ $rc -eq 4 ] || lab_fail "fault=pf: nestvm exit $rc ($(lab_exit_status_name $rc)), want 4 (triple fault)"
+tf_run fault=pf
 grep -v '^#' $T/trace >/tmp/pf.events
 grep -E 'reason (io|shutdown)|kvm_entry' /tmp/pf.events | tail -n 3
 sig=$(trace_signature /tmp/pf.events) || lab_fail "fault=pf: $sig"
