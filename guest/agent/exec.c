@@ -15,6 +15,7 @@
  *   host gone         SIGHUP to the group, SIGKILL after the grace
  */
 #include "agent.h"
+#include "core/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -463,7 +464,7 @@ static int agent_from_output(struct agent_run *x, int *fd, enum agent_type type)
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
-	x->out_idle_since = agent_now_ms();
+	x->out_idle_since = mono_ms();
 	if (n <= 0) {
 		/* EOF; EIO on a pty whose every slave is closed. */
 		close(*fd);
@@ -486,7 +487,7 @@ static void agent_reap(struct agent_run *x)
 	if (!x->exited && waitpid(x->pid, &st, WNOHANG) == x->pid) {
 		x->exited = true;
 		x->wstatus = st;
-		x->out_idle_since = agent_now_ms();
+		x->out_idle_since = mono_ms();
 	}
 }
 
@@ -537,12 +538,12 @@ static int agent_poll_timeout(const struct agent_run *x, int64_t now)
 /* The host went away: hang the command up, and kill it if it lingers. */
 static void agent_hangup(struct agent_run *x)
 {
-	int64_t end = agent_now_ms() + AGENT_KILL_GRACE_MS;
+	int64_t end = mono_ms() + AGENT_KILL_GRACE_MS;
 
 	agent_signal(x, SIGHUP);
 	kill(-x->pid, SIGHUP);
 	kill(-x->pid, SIGCONT);
-	while (!x->exited && agent_now_ms() < end) {
+	while (!x->exited && mono_ms() < end) {
 		struct pollfd p = {.fd = x->sfd, .events = POLLIN};
 
 		poll(&p, 1, 100);
@@ -577,7 +578,7 @@ static int agent_send_exit(struct agent_run *x)
 static int agent_loop(struct agent_run *x)
 {
 	for (;;) {
-		int64_t now = agent_now_ms();
+		int64_t now = mono_ms();
 		struct pollfd p[5] = {
 		    {.fd = x->c->fd, .events = POLLIN | (agent_conn_queued(x->c) ? POLLOUT : 0)},
 		    {.fd = x->sfd, .events = POLLIN},
@@ -775,7 +776,7 @@ int agent_exec_run(struct agent_conn *c, const struct agent_exec *req, uint32_t 
 	if (o->verbose)
 		agent_log("command %d: %s%s", (int)x.pid, req->argv[0], req->pty ? " (pty)" : "");
 	if (req->timeout_s)
-		x.deadline = agent_now_ms() + (int64_t)req->timeout_s * 1000;
+		x.deadline = mono_ms() + (int64_t)req->timeout_s * 1000;
 	r = agent_queue(&x, agent_msg_u32(&c->tx, AGENT_STARTED, (uint32_t)x.pid));
 	if (r == 0)
 		r = agent_loop(&x);

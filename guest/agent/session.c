@@ -6,6 +6,7 @@
  * ERROR frame; the listener never sees it.
  */
 #include "agent.h"
+#include "core/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -127,14 +128,14 @@ static int agent_dispatch(struct agent_conn *c, const struct agent_frame *f, uin
  */
 static void agent_linger(struct agent_conn *c)
 {
-	int64_t end = agent_now_ms() + AGENT_LINGER_MS;
+	int64_t end = mono_ms() + AGENT_LINGER_MS;
 	uint8_t buf[4096];
 
 	if (shutdown(c->fd, SHUT_WR) < 0)
 		return;
 	for (;;) {
 		struct pollfd p = {.fd = c->fd, .events = POLLIN};
-		int64_t left = end - agent_now_ms();
+		int64_t left = end - mono_ms();
 
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0 || read(c->fd, buf, sizeof(buf)) <= 0)
 			return;

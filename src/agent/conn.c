@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* One agent connection: buffered frames over a non-blocking socket (conn.h). */
 #include "agent/conn.h"
+#include "core/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,14 +11,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-int64_t agent_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int agent_conn_init(struct agent_conn *c, int fd)
 {
@@ -113,7 +106,7 @@ static int agent_conn_wait(struct agent_conn *c, short events, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd p = {.fd = c->fd, .events = events};
-		int64_t left = deadline < 0 ? -1 : deadline - agent_now_ms();
+		int64_t left = deadline < 0 ? -1 : deadline - mono_ms();
 		int r;
 
 		if (deadline >= 0 && left <= 0)
@@ -130,7 +123,7 @@ static int agent_conn_wait(struct agent_conn *c, short events, int64_t deadline)
 
 int agent_conn_recv(struct agent_conn *c, struct agent_frame *f, int timeout_ms)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : agent_now_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
 
 	for (;;) {
 		ssize_t n;
@@ -161,7 +154,7 @@ int agent_conn_recv(struct agent_conn *c, struct agent_frame *f, int timeout_ms)
 
 int agent_conn_send_all(struct agent_conn *c, int timeout_ms)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : agent_now_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
 
 	for (;;) {
 		int r = agent_conn_flush(c);

@@ -66,7 +66,4 @@ int agent_conn_recv(struct agent_conn *c, struct agent_frame *f, int timeout_ms)
 /* agent_conn_send_all - flush everything queued, waiting up to @timeout_ms; 0 or -errno. */
 int agent_conn_send_all(struct agent_conn *c, int timeout_ms) __attribute__((warn_unused_result));
 
-/* agent_now_ms - CLOCK_MONOTONIC in milliseconds. */
-int64_t agent_now_ms(void);
-
 #endif

@@ -7,6 +7,7 @@
  */
 #include "agent/host.h"
 
+#include "core/clock.h"
 #include "core/fsutil.h"
 #include "manager/client.h"
 #include "manager/store.h"
@@ -51,13 +52,13 @@ static int agent_unix_connect(const char *path)
 /* Read the vsock device's one-line answer to CONNECT into @line; 0, -ECONNREFUSED, -ETIMEDOUT. */
 static int agent_read_answer(int fd, char *line, size_t len)
 {
-	int64_t end = agent_now_ms() + AGENT_CONNECT_MS;
+	int64_t end = mono_ms() + AGENT_CONNECT_MS;
 	size_t n = 0;
 
 	/* Byte by byte: the guest's stream starts right after the newline. */
 	while (n < len - 1) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int64_t left = end - agent_now_ms();
+		int64_t left = end - mono_ms();
 		ssize_t r;
 
 		if (left <= 0)
@@ -257,7 +258,7 @@ static int agent_host_first(const struct agent_target *t, char *first, struct ag
 
 int agent_host_open(const struct agent_target *t, struct agent_host *h, struct mgr_err *err)
 {
-	int64_t end = agent_now_ms() + (int64_t)t->wait_s * 1000;
+	int64_t end = mono_ms() + (int64_t)t->wait_s * 1000;
 	char vms[1024], *levels[AGENT_HOST_MAX_LEVELS], *save = NULL;
 	bool socket = t->agent_socket || t->vsock_socket;
 	unsigned int n = 0;
@@ -286,9 +287,8 @@ int agent_host_open(const struct agent_target *t, struct agent_host *h, struct m
 		if (r == 0)
 			return 0;
 		agent_host_close(h);
-		if (agent_now_ms() >= end ||
-		    (r != -ECONNREFUSED && r != -ENOENT && r != -ETIMEDOUT && r != -ECONNRESET &&
-		     r != -ENOTCONN))
+		if (mono_ms() >= end || (r != -ECONNREFUSED && r != -ENOENT && r != -ETIMEDOUT &&
+		                         r != -ECONNRESET && r != -ENOTCONN))
 			return r;
 		usleep(AGENT_RETRY_MS * 1000);
 	}

@@ -36,7 +36,7 @@ struct agent_host {
 	char what[160];  /* "VM 'l1/l2'", for messages */
 	/* What agent_host_exec() moved, for `nestvm exec --stats`. */
 	uint64_t bytes_in, bytes_out; /* stdin sent; stdout and stderr received */
-	int64_t first_out_ms;         /* agent_now_ms() of the first output byte, or 0 */
+	int64_t first_out_ms;         /* mono_ms() of the first output byte, or 0 */
 };
 
 /*

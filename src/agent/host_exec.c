@@ -7,6 +7,7 @@
  * output is written in pieces a POLLOUT guarantees room for.
  */
 #include "agent/host.h"
+#include "core/clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -71,7 +72,7 @@ static int host_on_output(struct host_run *x, struct host_out *o, const struct a
 	x->outstanding += f->len;
 	x->h->bytes_out += f->len;
 	if (!x->h->first_out_ms)
-		x->h->first_out_ms = agent_now_ms();
+		x->h->first_out_ms = mono_ms();
 	if (o->broken) {
 		x->done += f->len;
 		return 0;
@@ -255,7 +256,7 @@ static int host_on_signals(struct host_run *x)
 			x->status = 128 + SIGHUP;
 		/* We are asked to end: the command gets the signal and a moment to end too. */
 		if (sig == SIGTERM && !x->give_up_at)
-			x->give_up_at = agent_now_ms() + HOST_TERM_MS;
+			x->give_up_at = mono_ms() + HOST_TERM_MS;
 	}
 	return r;
 }
@@ -289,7 +290,7 @@ static int host_loop(struct host_run *x)
 		int timeout = -1;
 
 		if (x->give_up_at) {
-			int64_t left = x->give_up_at - agent_now_ms();
+			int64_t left = x->give_up_at - mono_ms();
 
 			if (left <= 0)
 				x->status = 128 + SIGTERM;

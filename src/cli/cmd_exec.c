@@ -8,6 +8,7 @@
  */
 #include "agent/host.h"
 #include "cli/cli.h"
+#include "core/clock.h"
 #include "core/exit_status.h"
 #include "core/fsutil.h"
 
@@ -228,7 +229,7 @@ static int exec_parse_words(int argc, char **argv, struct agent_exec *e, struct 
 /* --stats: one line about the session, for measurements. */
 static void exec_print_stats(const struct agent_host *h, int64_t t0, int64_t t_open)
 {
-	int64_t t_end = agent_now_ms(), ms = t_end - t0;
+	int64_t t_end = mono_ms(), ms = t_end - t0;
 	uint64_t bytes = h->bytes_in + h->bytes_out;
 
 	fprintf(stderr,
@@ -244,7 +245,7 @@ int cmd_exec(int argc, char **argv)
 {
 	struct agent_target t = {.port = AGENT_VSOCK_PORT};
 	struct agent_exec *e = calloc(1, sizeof(*e));
-	int64_t t0 = agent_now_ms(), t_open;
+	int64_t t0 = mono_ms(), t_open;
 	struct agent_host h;
 	struct mgr_err err;
 	bool stats = false;
@@ -273,7 +274,7 @@ int cmd_exec(int argc, char **argv)
 		r = AGENT_HOST_EXIT_ERROR;
 		goto out;
 	}
-	t_open = agent_now_ms();
+	t_open = mono_ms();
 	r = agent_host_exec(&h, e, &err);
 	if (stats)
 		exec_print_stats(&h, t0, t_open);

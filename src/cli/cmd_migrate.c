@@ -8,6 +8,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_vm.h"
+#include "core/clock.h"
 #include "core/exit_status.h"
 #include "manager/monitor.h"
 #include "manager/store_snap.h"
@@ -27,14 +28,6 @@
 #define MIGRATE_LINE_TIMEOUT_MS (10 * 60 * 1000) /* without a progress line */
 #define MIGRATE_END_WAIT_MS 15000
 #define RECEIVE_DEFAULT_WAIT_S 600
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- migrate ---- */
 
@@ -80,7 +73,7 @@ static void migrate_draw(void *opaque, json_t *p)
 	const char *phase = "";
 	char s[32], l[32];
 
-	if (!bar->tty || now_ms() - bar->start_ms < 500)
+	if (!bar->tty || mono_ms() - bar->start_ms < 500)
 		return;
 	json_unpack(p, "{s?s, s?I, s?I, s?I, s?I, s?I, s?I, s?I}", "phase", &phase, "pass", &pass,
 	            "bytes_sent", &sent, "remaining_bytes", &left, "dirty_rate", &rate, "bandwidth",
@@ -244,7 +237,7 @@ static json_t *migrate_request(struct migrate_args *a, char *to, size_t to_len)
 int cmd_migrate(int argc, char **argv)
 {
 	struct migrate_args a = {0};
-	struct migrate_bar bar = {.start_ms = now_ms(), .tty = isatty(STDERR_FILENO) == 1};
+	struct migrate_bar bar = {.start_ms = mono_ms(), .tty = isatty(STDERR_FILENO) == 1};
 	json_int_t ms = 0, down = 0, bytes = 0, passes = 0;
 	char to[200];
 	struct mgr_err err;

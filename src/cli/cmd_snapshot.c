@@ -8,6 +8,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cli_vm.h"
+#include "core/clock.h"
 #include "core/exit_status.h"
 #include "manager/store_snap.h"
 #include "snapshot/vm_snapshot.h"
@@ -34,21 +35,13 @@ struct progress_bar {
 	bool tty;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* On a terminal: "saving memory [#####....] 45% 115/256 MiB 310 MiB/s 0:01 left". */
 static void progress_draw(void *opaque, json_t *p)
 {
 	struct progress_bar *bar = opaque;
 	json_int_t done = 0, total = 0;
 	const char *phase = "";
-	int64_t elapsed = now_ms() - bar->start_ms;
+	int64_t elapsed = mono_ms() - bar->start_ms;
 	double rate, left;
 	char fill[PROGRESS_BAR_WIDTH + 1];
 	int filled;
@@ -80,7 +73,7 @@ static void progress_end(struct progress_bar *bar)
 static int snapshot_call(struct client *c, const char *cmd, const char *what, json_t *args,
                          json_t **res, struct mgr_err *err)
 {
-	struct progress_bar bar = {what, now_ms(), false, isatty(STDERR_FILENO) == 1};
+	struct progress_bar bar = {what, mono_ms(), false, isatty(STDERR_FILENO) == 1};
 	int r;
 
 	if (!args)
@@ -235,7 +228,8 @@ static int checkpoint_take(const struct store *st, const char *name, const char 
 	fd = store_snap_open(st, name, cp, &err);
 	if (fd >= 0) {
 		close(fd);
-		return cli_vm_error("checkpoint", "VM '%s' already has a checkpoint '%s'", name, cp);
+		return cli_vm_error("checkpoint", "VM '%s' already has a checkpoint '%s'", name,
+		                    cp);
 	}
 	if (client_vm_status(st, name, &vs, &err) < 0)
 		return cli_vm_error("checkpoint", "%s", err.msg);
@@ -283,11 +277,11 @@ static int checkpoint_list(const struct store *st, const char *name, bool as_jso
 	if (as_json) {
 		arr = json_array();
 		for (int i = 0; arr && i < n; i++)
-			json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:I}", "name",
-			                                     cps[i].name, "created",
-			                                     (json_int_t)cps[i].created, "kind",
-			                                     cps[i].running ? "running" : "off",
-			                                     "bytes", (json_int_t)cps[i].bytes));
+			json_array_append_new(arr,
+			                      json_pack("{s:s, s:I, s:s, s:I}", "name", cps[i].name,
+			                                "created", (json_int_t)cps[i].created,
+			                                "kind", cps[i].running ? "running" : "off",
+			                                "bytes", (json_int_t)cps[i].bytes));
 		if (arr)
 			json_dumpf(arr, stdout, JSON_INDENT(2));
 		printf("\n");

@@ -7,6 +7,7 @@
 #include "manager/client.h"
 #include "manager/store_snap.h"
 
+#include "core/clock.h"
 #include "core/exit_status.h"
 #include "core/fsutil.h"
 
@@ -99,14 +100,6 @@ void client_close(struct client *c)
 	c->in = NULL;
 }
 
-static int64_t client_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int client_send_all(int fd, const char *buf, size_t len)
 {
 	while (len) {
@@ -161,7 +154,7 @@ static int client_wait_readable(int fd, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int64_t left = deadline - client_now_ms();
+		int64_t left = deadline - mono_ms();
 		int r;
 
 		if (left <= 0)
@@ -183,8 +176,7 @@ int client_call(struct client *c, const char *cmd, json_t *args, int timeout_ms,
 }
 
 /* A {"progress": {...}} line: handed to @fn, which restarts the reply's timeout. */
-static bool client_progress_line(const char *line, size_t len, client_progress_fn fn,
-                                 void *opaque)
+static bool client_progress_line(const char *line, size_t len, client_progress_fn fn, void *opaque)
 {
 	json_t *root, *p;
 	bool is_progress = false;
@@ -204,7 +196,7 @@ static bool client_progress_line(const char *line, size_t len, client_progress_f
 int client_call_progress(struct client *c, const char *cmd, json_t *args, int timeout_ms,
                          client_progress_fn fn, void *opaque, json_t **result, struct mgr_err *err)
 {
-	int64_t deadline = client_now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	json_t *req = args ? args : json_object();
 	struct api_error aerr;
 	char *text = NULL;
@@ -249,7 +241,7 @@ int client_call_progress(struct client *c, const char *cmd, json_t *args, int ti
 		switch (api_framer_next(c->in, &line, &len)) {
 		case API_FRAME_LINE:
 			if (client_progress_line(line, len, fn, opaque)) {
-				deadline = client_now_ms() + timeout_ms;
+				deadline = mono_ms() + timeout_ms;
 				continue;
 			}
 			r = api_reply_parse(line, len, result, &aerr);
@@ -281,7 +273,7 @@ int client_call_progress(struct client *c, const char *cmd, json_t *args, int ti
 
 int client_wait_closed(struct client *c, int timeout_ms)
 {
-	int64_t deadline = client_now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	char buf[4096];
 
 	for (;;) {

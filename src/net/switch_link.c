@@ -2,6 +2,7 @@
 /* An adapter joins a switch (switch_link.h). */
 #include "net/switch_link.h"
 
+#include "core/clock.h"
 #include "core/fsutil.h"
 #include "switch/switch_store.h"
 
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #define SWITCH_LINK_TIMEOUT_S 5
+#define LINK_RETRY_MS 10
 /*
  * What the adapter may have in flight to the switch (the kernel caps it at
  * net.core.wmem_max). The default (~208 KiB) holds ~80 full-size frames: a
@@ -23,8 +25,7 @@
 #define SWITCH_LINK_SNDBUF (1 << 20)
 
 /* The switch's answer to the hello: {"ok":true,"port":N} or {"error":"..."}. */
-static int link_answer(int fd, unsigned int *port, unsigned int *batch, char *why,
-                       size_t why_size)
+static int link_answer(int fd, unsigned int *port, unsigned int *batch, char *why, size_t why_size)
 {
 	char buf[NETPORT_HELLO_MAX];
 	json_t *o, *v;
@@ -66,8 +67,9 @@ static int link_answer(int fd, unsigned int *port, unsigned int *batch, char *wh
 static int link_join(const char *home, const char *name, struct netport_hello *h,
                      unsigned int *port, char *why, size_t why_size)
 {
-	struct timeval tv = { .tv_sec = SWITCH_LINK_TIMEOUT_S };
+	struct timeval tv = {.tv_sec = SWITCH_LINK_TIMEOUT_S};
 	char path[4096], hello[NETPORT_HELLO_MAX];
+	int64_t deadline;
 	int fd, n, r;
 
 	if (snprintf(path, sizeof(path), "%s/%s/%s/%s", home, SWITCH_DIR, name,
@@ -80,18 +82,28 @@ static int link_join(const char *home, const char *name, struct netport_hello *h
 		snprintf(why, why_size, "switch '%s': hello too long", name);
 		return n;
 	}
-	fd = unix_connect_owned_type(path, SOCK_SEQPACKET, SOCK_CLOEXEC);
-	/* Not running (no socket, or a stale one): start it, once, and connect again. */
-	if (fd == -ENOENT || fd == -ECONNREFUSED) {
+	/*
+	 * Not running (no socket, or a stale one): start it and connect again.
+	 * A switch that another VM's monitor is starting at the same time holds
+	 * its run lock before it has its socket, and switch_spawn() then
+	 * returns at once: try again until it listens, or until that start
+	 * failed and the lock is free, when this one starts it.
+	 */
+	deadline = mono_ms() + SWITCH_START_TIMEOUT_MS;
+	for (;;) {
 		struct mgr_err err;
 		pid_t pid;
 
+		fd = unix_connect_owned_type(path, SOCK_SEQPACKET, SOCK_CLOEXEC);
+		if ((fd != -ENOENT && fd != -ECONNREFUSED) || mono_ms() > deadline)
+			break;
 		r = switch_spawn(home, name, &pid, &err);
 		if (r < 0) {
 			snprintf(why, why_size, "%s", err.msg);
 			return r;
 		}
-		fd = unix_connect_owned_type(path, SOCK_SEQPACKET, SOCK_CLOEXEC);
+		if (!pid)
+			usleep(LINK_RETRY_MS * 1000);
 	}
 	if (fd < 0) {
 		snprintf(why, why_size, "switch '%s' (%s): %s", name, path, fs_strerror(fd));

@@ -2,6 +2,7 @@
 /* Where a migration stream goes, and the secret it is keyed with (snapshot/migrate_net.h). */
 #include "snapshot/migrate_net.h"
 
+#include "core/clock.h"
 #include "core/fsutil.h"
 #include "snapshot/migrate_stream.h"
 
@@ -212,14 +213,6 @@ void mig_addr_format(const struct mig_addr *a, char *buf, size_t len)
 	}
 }
 
-static int64_t mig_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* poll() @fd for @events with a cancel eventfd; 0, -ETIMEDOUT or -ECANCELED. */
 static int mig_poll_one(int fd, short events, int timeout_ms, int cancel_fd)
 {
@@ -243,7 +236,7 @@ static int mig_poll_one(int fd, short events, int timeout_ms, int cancel_fd)
 int mig_connect(const struct mig_addr *a, int timeout_ms, int cancel_fd, char *why, size_t why_len)
 {
 	char name[160];
-	int64_t deadline = mig_now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	int fd, r, err = 0;
 	socklen_t el = sizeof(err);
 
@@ -266,8 +259,7 @@ int mig_connect(const struct mig_addr *a, int timeout_ms, int cancel_fd, char *w
 		r = -errno;
 		goto fail;
 	}
-	r = mig_poll_one(fd, POLLOUT,
-	                 (int)(deadline - mig_now_ms() > 0 ? deadline - mig_now_ms() : 0),
+	r = mig_poll_one(fd, POLLOUT, (int)(deadline - mono_ms() > 0 ? deadline - mono_ms() : 0),
 	                 cancel_fd);
 	if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
 		r = -errno;

@@ -9,6 +9,7 @@
  */
 #include "snapshot/migrate.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -43,14 +44,6 @@ static void put_le32(uint8_t *p, uint32_t v)
 static uint64_t get_le64(const uint8_t *p)
 {
 	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- the sink: frames into RAM and the state buffer ---- */
@@ -301,13 +294,13 @@ int migrate_dest_accept(int lfd, const uint8_t *secret, size_t len, int timeout_
                         void (*refused)(void *opaque, const char *why), void *opaque,
                         struct migrate_dest *d, char *why, size_t why_len)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
 
 	memset(d, 0, sizeof(*d));
 	d->conn.fd = -1;
 	for (;;) {
 		int left =
-		    deadline < 0 ? -1 : (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 0);
+		    deadline < 0 ? -1 : (int)(deadline - mono_ms() > 0 ? deadline - mono_ms() : 0);
 		int fd = mig_accept(lfd, left, cancel_fd, d->peer, sizeof(d->peer)), r;
 		char reason[256];
 
@@ -320,7 +313,7 @@ int migrate_dest_accept(int lfd, const uint8_t *secret, size_t len, int timeout_
 		}
 		r = dest_greet(d, fd, secret, len, cancel_fd, reason, sizeof(reason));
 		if (r == 0) {
-			d->started_ms = now_ms();
+			d->started_ms = mono_ms();
 			return 0;
 		}
 		/* One source that cannot prove itself does not end the wait for the real one. */

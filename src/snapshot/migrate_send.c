@@ -2,6 +2,7 @@
 /* Live migration, the source's side (snapshot/migrate.h). */
 #include "snapshot/migrate.h"
 
+#include "core/clock.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/machine.h"
@@ -40,14 +41,6 @@ struct msend {
 	size_t why_len;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void put_le32(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
@@ -68,7 +61,7 @@ static uint32_t get_le32(const uint8_t *p)
 static void report(struct msend *s)
 {
 	s->st->bytes_sent = s->conn.bytes_tx;
-	s->st->elapsed_ms = (uint64_t)(now_ms() - s->start_ms);
+	s->st->elapsed_ms = (uint64_t)(mono_ms() - s->start_ms);
 	s->st->throttle = atomic_load(&s->vm->throttle_pct);
 	if (s->p->progress)
 		s->p->progress(s->p->opaque, s->st);
@@ -106,7 +99,7 @@ static int msend_check(struct msend *s)
 		return msend_fail(s, -ECANCELED, "cancelled");
 	if (atomic_load(&s->vm->stopping))
 		return msend_fail(s, -ESHUTDOWN, "the VM stopped");
-	if (now_ms() - s->start_ms > (int64_t)s->p->timeout_s * 1000)
+	if (mono_ms() - s->start_ms > (int64_t)s->p->timeout_s * 1000)
 		return msend_fail(s, -ETIMEDOUT,
 		                  "memory did not converge within %u s (the guest writes faster "
 		                  "than the link carries, even throttled to %u%%); give a longer "
@@ -277,7 +270,7 @@ static int judge(struct msend *s, uint64_t pass_bytes, int64_t pass_ms, bool *do
 
 	if (r < 0)
 		return msend_fail(s, r, "cannot read the dirty log: %s", strerror(-r));
-	now = now_ms();
+	now = mono_ms();
 	dirty = count_bits(s->dirty, s->words) * MIG_PAGE_SIZE;
 	/*
 	 * The pass was acknowledged, so its bytes over its time (a round trip
@@ -384,7 +377,7 @@ static int precopy(struct msend *s)
 	s->st->phase = "memory";
 	for (s->st->pass = 1; !done; s->st->pass++) {
 		uint64_t b0 = s->conn.bytes_tx, pages0 = s->st->pages_sent;
-		int64_t t0 = now_ms();
+		int64_t t0 = mono_ms();
 
 		s->wait0 = s->conn.wait_us[0] + s->conn.wait_us[1];
 		r = s->st->pass == 1 ? pass_full(s) : pass_dirty(s, true);
@@ -400,7 +393,7 @@ static int precopy(struct msend *s)
 		if (r == 0)
 			r = pass_acked(s);
 		if (r == 0)
-			r = judge(s, s->conn.bytes_tx - b0, now_ms() - t0, &done);
+			r = judge(s, s->conn.bytes_tx - b0, mono_ms() - t0, &done);
 		if (r == 0 && !done)
 			r = msend_check(s);
 		if (r < 0)
@@ -500,7 +493,7 @@ static enum migrate_outcome switchover(struct msend *s)
 
 	s->st->phase = "switch-over";
 	report(s);
-	t0 = now_ms();
+	t0 = mono_ms();
 	/* With the line below, the span in which the guest's last instruction here ran. */
 	log_realtime("switch-over: stopping the VM");
 	r = vm_snapshot_quiesce(s->vm);
@@ -510,7 +503,7 @@ static enum migrate_outcome switchover(struct msend *s)
 		return MIGRATE_FAILED;
 	}
 	log_realtime("switch-over: the VM stopped here");
-	t[0] = now_ms();
+	t[0] = mono_ms();
 	/* Shared storage: the destination opens the same images before GO. */
 	disks_released = true;
 	r = machine_disks_lock(s->vm, false);
@@ -529,7 +522,7 @@ static enum migrate_outcome switchover(struct msend *s)
 	}
 	if (r == 0)
 		r = pass_end(s, s->st->pages_sent - pages0);
-	t[1] = now_ms();
+	t[1] = mono_ms();
 	/*
 	 * Dirty tracking and the throttle stay on until the VM runs there (or
 	 * here again): turning KVM's log off changes every memory slot, each
@@ -538,14 +531,14 @@ static enum migrate_outcome switchover(struct msend *s)
 	 */
 	if (r == 0)
 		r = state_send(s);
-	t[2] = now_ms();
+	t[2] = mono_ms();
 	if (r == 0)
 		r = pass_acked(s);
 	if (r == 0)
 		r = expect(s, MIG_MSG_READY, MIGRATE_ACK_TIMEOUT_MS, NULL);
 	if (r < 0)
 		goto resume;
-	t[3] = now_ms();
+	t[3] = mono_ms();
 	/*
 	 * From GO on there is no going back: a cancel no longer applies, and
 	 * without RUNNING the source cannot know whether the VM runs there.
@@ -558,7 +551,7 @@ static enum migrate_outcome switchover(struct msend *s)
 		goto resume;
 	}
 	r = expect(s, MIG_MSG_RUNNING, MIGRATE_ACK_TIMEOUT_MS, NULL);
-	s->st->downtime_ms = (uint64_t)(now_ms() - t0);
+	s->st->downtime_ms = (uint64_t)(mono_ms() - t0);
 	s->st->bytes_sent = s->conn.bytes_tx;
 	if (r < 0) {
 		char cause[256];
@@ -571,7 +564,7 @@ static enum migrate_outcome switchover(struct msend *s)
 		         cause);
 		return MIGRATE_UNCERTAIN;
 	}
-	t[4] = now_ms();
+	t[4] = mono_ms();
 	/* Where the downtime went, for whoever wants it shorter. */
 	log_event("migration: switch-over: stopping the VM %lld ms, the last %llu KiB %lld ms, "
 	          "the state (%zu KiB) %lld ms, its check and restore there %lld ms, GO to "
@@ -672,7 +665,7 @@ enum migrate_outcome migrate_source_run(struct vm *vm, const struct migrate_sour
 	}
 	*s = (struct msend){.vm = vm, .p = p, .st = st, .why = why, .why_len = len};
 	s->conn.fd = -1;
-	s->start_ms = s->collect_ms = now_ms();
+	s->start_ms = s->collect_ms = mono_ms();
 	s->next_report = PROGRESS_STEP;
 	s->words = guest_mem_dirty_words(&vm->mem);
 	s->dirty = calloc(s->words ? s->words : 1, sizeof(*s->dirty));
@@ -709,7 +702,7 @@ out:
 	if (vm_set_throttle(vm, 0) < 0)
 		log_warn("migration: the throttle could not be lifted");
 	st->bytes_sent = s->conn.bytes_tx;
-	st->elapsed_ms = (uint64_t)(now_ms() - s->start_ms);
+	st->elapsed_ms = (uint64_t)(mono_ms() - s->start_ms);
 	if (s->conn.tx)
 		mig_conn_release(&s->conn);
 	free(s->dirty);

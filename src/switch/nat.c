@@ -8,6 +8,7 @@
  */
 #include "switch/uplink.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -124,11 +125,8 @@ struct switch_nat {
 
 static int64_t nat_clock_ns(void *opaque)
 {
-	struct timespec ts;
-
 	(void)opaque;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return mono_ns();
 }
 
 static ssize_t nat_send_packet(const void *buf, size_t len, void *opaque)
@@ -276,8 +274,8 @@ int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switc
 		struct in_addr guest = {.s_addr = htonl(f->guest_ip)};
 		char text[96];
 
-		if (nat_lib.add_hostfwd(n->slirp, f->udp, host, f->host_port, guest, f->guest_port) <
-		    0) {
+		if (nat_lib.add_hostfwd(n->slirp, f->udp, host, f->host_port, guest,
+		                        f->guest_port) < 0) {
 			switch_forward_format(f, text, sizeof(text));
 			snprintf(why, why_size,
 			         "port forward %s: cannot listen on the host's port (in use?)",

@@ -7,6 +7,7 @@
  * peer that does not read loses frames (counted), a peer that does not send
  * its hello in time is dropped.
  */
+#include "core/clock.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "manager/protocol.h"
@@ -111,14 +112,6 @@ struct swd {
 	uint8_t txbuf[SWD_TXBUF]; /* queued frames of the uplink and the DHCP server */
 	size_t txbuf_used;
 };
-
-static int64_t swd_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void swd_ip(uint32_t ip, char buf[INET_ADDRSTRLEN])
 {
@@ -257,7 +250,7 @@ static void swd_nat_rx(void *opaque, const uint8_t *frame, size_t len)
 {
 	struct swd *s = opaque;
 
-	sw_input_uplink(&s->core, frame, len, swd_now_ms());
+	sw_input_uplink(&s->core, frame, len, mono_ms());
 }
 
 /* ---- ports ---- */
@@ -381,7 +374,7 @@ static void swd_port_batch(struct swd *s, unsigned int num, uint8_t *msg, size_t
 	const uint8_t *rec;
 	unsigned int count = 0;
 	size_t off = 0, rec_len;
-	int64_t now = swd_now_ms();
+	int64_t now = mono_ms();
 	int r;
 
 	for (;;) {
@@ -431,7 +424,7 @@ static void swd_port_read(struct swd *s, unsigned int num)
 			else if (p->hello.batch)
 				swd_port_batch(s, num, s->rx[i], mm[i].msg_len);
 			else
-				sw_input_msg(&s->core, num, s->rx[i], mm[i].msg_len, swd_now_ms());
+				sw_input_msg(&s->core, num, s->rx[i], mm[i].msg_len, mono_ms());
 		}
 		/* Before s->rx is reused. */
 		swd_txq_flush_all(s);
@@ -469,7 +462,7 @@ static void swd_accept(struct swd *s)
 		/* Room for a few 64 KiB frames (the kernel caps it at net.core.wmem_max). */
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){SWD_PORT_SNDBUF}, sizeof(int));
 		slot->fd = fd;
-		slot->deadline_ms = swd_now_ms() + SWD_HELLO_TIMEOUT_MS;
+		slot->deadline_ms = mono_ms() + SWD_HELLO_TIMEOUT_MS;
 	}
 }
 
@@ -482,7 +475,7 @@ static void swd_tap_read(struct swd *s)
 
 		if (n <= 0)
 			return;
-		sw_input_uplink(&s->core, s->buf, (size_t)n, swd_now_ms());
+		sw_input_uplink(&s->core, s->buf, (size_t)n, mono_ms());
 	}
 }
 
@@ -502,7 +495,7 @@ static json_t *swd_counters(const struct sw_counters *c)
 static json_t *swd_status(struct swd *s)
 {
 	json_t *o, *ports = json_array(), *macs = json_array(), *leases = json_array();
-	int64_t now = swd_now_ms();
+	int64_t now = mono_ms();
 	struct sw_counters totals;
 
 	for (unsigned int i = 0; i < SW_MAX_PORTS; i++) {
@@ -656,7 +649,7 @@ static void swd_client_read(struct swd *s, struct swd_client *c)
 		return;
 	}
 	c->in_len += (size_t)n;
-	c->last_ms = swd_now_ms();
+	c->last_ms = mono_ms();
 	swd_client_requests(s, c);
 	/* Full, and not of lines that wait for their turn: one line too long. */
 	if (c->fd >= 0 && c->in_len == sizeof(c->in) && !memchr(c->in, '\n', c->in_len)) {
@@ -698,7 +691,7 @@ static void swd_control_accept(struct swd *s)
 			slot = idle;
 		}
 		slot->fd = fd;
-		slot->last_ms = swd_now_ms();
+		slot->last_ms = mono_ms();
 	}
 }
 
@@ -715,7 +708,7 @@ static int swd_leases_save(struct swd *s)
 		s->dhcp.dirty = true;
 		log_warn("cannot write %s: %s (retrying)", s->leases_path, strerror(-r));
 	}
-	s->leases_saved_ms = swd_now_ms();
+	s->leases_saved_ms = mono_ms();
 	return r;
 }
 
@@ -830,7 +823,7 @@ static int swd_setup(struct swd *s)
 
 static void swd_build_pollset(struct swd *s, int *timeout_ms)
 {
-	int64_t now = swd_now_ms();
+	int64_t now = mono_ms();
 
 	s->ps.n = 0;
 	switch_pollset_add(&s->ps, s->sig_fd, POLLIN, SWD_OWN_SIGNAL);
@@ -853,13 +846,13 @@ static void swd_build_pollset(struct swd *s, int *timeout_ms)
 			switch_pollset_add(&s->ps, s->core.ports[i].fd, POLLIN, (int)i);
 	for (unsigned int i = 0; i < SWD_MAX_CLIENTS; i++)
 		if (s->clients[i].fd >= 0)
-			switch_pollset_add(&s->ps, s->clients[i].fd,
-			                   (api_outbox_held(&s->clients[i].out) ||
-			                            s->clients[i].in_ended
-			                        ? 0
-			                        : POLLIN) |
-			                       (s->clients[i].out.len ? POLLOUT : 0),
-			                   SWD_OWN_CLIENT + (int)i);
+			switch_pollset_add(
+			    &s->ps, s->clients[i].fd,
+			    (api_outbox_held(&s->clients[i].out) || s->clients[i].in_ended
+			         ? 0
+			         : POLLIN) |
+			        (s->clients[i].out.len ? POLLOUT : 0),
+			    SWD_OWN_CLIENT + (int)i);
 	if (s->dhcp.dirty && *timeout_ms > SWD_LEASES_EVERY_MS)
 		*timeout_ms = SWD_LEASES_EVERY_MS;
 	if (s->nat)
@@ -869,7 +862,7 @@ static void swd_build_pollset(struct swd *s, int *timeout_ms)
 /* Timers: ageing, hello deadlines, idle control clients, leases to save. */
 static void swd_timers(struct swd *s)
 {
-	int64_t now = swd_now_ms();
+	int64_t now = mono_ms();
 
 	if (now >= s->next_age_ms) {
 		fdb_age(&s->core.fdb, now);
@@ -1084,7 +1077,7 @@ int switch_serve(const char *home, const char *name, int ready_fd)
 	          (int)getpid());
 	snprintf(line, sizeof(line), "ok %d\n", (int)getpid());
 	swd_ready(&ready_fd, line);
-	s->next_age_ms = swd_now_ms() + SWD_AGE_EVERY_MS;
+	s->next_age_ms = mono_ms() + SWD_AGE_EVERY_MS;
 	swd_loop(s);
 	status = 0;
 	log_event("switch '%s' stopped", name);

@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SWITCH_START_TIMEOUT_MS 10000
 #define SWITCH_REQUEST_TIMEOUT_MS 5000
 #define SWITCH_REPLY_MAX (16 << 20)
 

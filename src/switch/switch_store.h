@@ -36,6 +36,8 @@
 #define SWITCH_LEASES_FILE "leases.json"
 #define SWITCH_LOCK_FILE "lock"
 #define SWITCH_LOG_MAX (1 << 20)
+/* How long a switch may take to start, from its spawn to its ports socket. */
+#define SWITCH_START_TIMEOUT_MS 10000
 
 /*
  * switch_store_open - @sws becomes the switch store of the VM store at

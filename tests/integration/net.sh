@@ -23,12 +23,17 @@
 #    order, at least 90% through: that switch drops when a port's queue is
 #    full), and 10,000 frames from a
 #    foreign MAC all dropped by the spoofing guard while the same from an
-#    adapter with mac-spoofing=on all pass.
+#    adapter with mac-spoofing=on all pass; a VM whose switch another
+#    monitor is still starting (switch_peer runlock) waits for it, then
+#    starts it itself.
 # Prints "N passed, N failed" last; exit 77 without /dev/kvm.
 NAME_OF_TEST=net
 . "$(dirname "$0")/../lib/manager.sh"
 SWITCH=$(pwd)/build/tests/fake_switch
-[ -x "$SWITCH" ] || { echo "FAIL missing $SWITCH (make test-tools)"; echo "0 passed, 1 failed"; exit 1; }
+PEER=$(pwd)/build/tests/switch_peer
+for tool in "$SWITCH" "$PEER"; do
+	[ -x "$tool" ] || { echo "FAIL missing $tool (make test-tools)"; echo "0 passed, 1 failed"; exit 1; }
+done
 
 SW_DIR=$NESTVM_HOME/.switches/lan
 STATS=$T/switch.stats
@@ -297,6 +302,26 @@ if [ "$counts" = "off 10000 0 on 0 10000 " ]; then
 	ok "spoofing guard: 10000 of 10000 foreign-MAC frames dropped; with mac-spoofing=on 10000 of 10000 passed"
 else
 	bad "spoofing counters (guard, dropped, in): '$counts' $(result guarded) $(result spoofer)"
+fi
+nv switch stop priv --force
+
+# ---- a switch another VM's monitor is still starting (its run lock taken,
+# no ports socket yet): an adapter waits for it, and when that start comes to
+# nothing (the lock freed, no socket), starts the switch itself
+"$PEER" runlock "$NESTVM_HOME/.switches/priv/lock" 1500 >"$T/runlock.out" 2>&1 &
+lpid=$!
+i=0
+until grep -q locked "$T/runlock.out" || [ $i -gt 50 ]; do sleep 0.1; i=$((i + 1)); done
+t0=$(date +%s%N)
+probe late "role=send ready=0 count=100 size=200" --nic switch=priv
+wait $!
+lrc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+wait "$lpid"
+if [ "$lrc" -eq 0 ] && result late | grep -q PASS && [ "$ms" -ge 1000 ]; then
+	ok "a switch still starting elsewhere: the adapter waited, then joined it (VM done after $ms ms; $(result late | sed 's/.*PASS //'))"
+else
+	bad "a switch still starting elsewhere: exit $lrc after $ms ms: $(result late); $(grep -m1 'NIC 0' "$T/late.err")"
 fi
 nv switch stop priv --force
 

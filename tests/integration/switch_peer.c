@@ -34,6 +34,8 @@
  *   switch_peer outbound PORTS.SOCK MAC IP GW
  *                                       a fake guest at IP connects out through NAT to
  *                                       GW (the host's loopback), where the tool listens
+ *   switch_peer runlock LOCKFILE MS     hold a switch's run lock for MS ms without its
+ *                                       ports socket: a switch another monitor is starting
  *   switch_peer arp PORTS.SOCK MAC IP TARGET
  *                                       ARP for TARGET (the host on an internal switch)
  *   switch_peer download PORTS.SOCK MAC IP GW HOSTPORT GUESTPORT SECONDS
@@ -43,6 +45,7 @@
  *
  * Prints "ok: ..." / "FAIL: ..." lines; exits 0 when all passed.
  */
+#define _GNU_SOURCE /* F_OFD_SETLK */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1247,6 +1250,26 @@ static int do_dns(char **argv)
 	return failures ? 1 : 0;
 }
 
+/*
+ * A switch that another monitor is still starting: its run lock (an OFD
+ * write lock on byte 0 of LOCKFILE, STORE_LOCK_RUN in src/manager/store.h)
+ * held for MS ms, and no ports socket. Prints "locked" once it holds it.
+ */
+static int do_runlock(const char *file, int ms)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+	int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0 || fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		perror(file);
+		return 1;
+	}
+	printf("locked\n");
+	usleep((useconds_t)ms * 1000);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1291,6 +1314,8 @@ int main(int argc, char **argv)
 		return do_syn(argv);
 	if (argc >= 9 && !strcmp(argv[1], "download"))
 		return do_download(argv);
+	if (argc >= 4 && !strcmp(argv[1], "runlock"))
+		return do_runlock(argv[2], atoi(argv[3]));
 	fprintf(stderr, "usage: see the head of tests/integration/switch_peer.c\n");
 	return 2;
 }

@@ -44,6 +44,9 @@ NV=$LAB_NESTVM
 export NESTVM_HOME=/tmp/nestvm-net
 D=/tmp/net-lab
 RES=$D/results
+# Switches left running by a run of this scenario that its limit killed
+# (a switch is no child of the scenario): stopped, or their ports stay taken.
+for s in nat0 priv0 int0; do "$NV" switch stop $s --force >/dev/null 2>&1; done
 rm -rf $D $NESTVM_HOME
 mkdir -p $D/www
 
@@ -300,6 +303,8 @@ if [ $mode = basic ]; then
 		--vsock 3,socket=$D/a.sock --nic switch=nat0,mac=02:00:00:00:0a:01 \
 		--nic switch=priv0,mac=02:00:00:00:0a:02 --nic switch=int0,mac=02:00:00:00:0a:03 \
 		--cmdline "$cmd nestlab.l1=exec nestexec.limit=200"
+	# Without L1 a, the driver never tells b it is done: b would wait out its limit.
+	[ "$l1_rc" -eq 0 ] || kill $b 2>/dev/null
 	wait $b
 	b_rc=$?
 	[ $b_rc -eq 0 ] || { lab_fail "L1 b: nestvm exit status $b_rc"; tail -n 20 $D/b.out; }
