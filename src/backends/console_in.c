@@ -158,7 +158,7 @@ int console_in_create(struct uart_16550 *uart, int in_fd, int wake_fd, struct co
 	ci->wake_fd = wake_fd;
 	if (in_fd >= 0) {
 		ci->running = true;
-		r = pthread_create(&ci->thread, NULL, console_in_thread, ci);
+		r = sandbox_thread_create(&ci->thread, console_in_thread, ci);
 		if (r == 0) {
 			ci->started = true;
 		} else {

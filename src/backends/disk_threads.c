@@ -100,7 +100,7 @@ static int disk_threads_init(struct disk *disk)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (unsigned int i = 0; i < DISK_THREADS; i++) {
-		r = -pthread_create(&p->threads[i], NULL, disk_pool_worker, p);
+		r = -sandbox_thread_create(&p->threads[i], disk_pool_worker, p);
 		if (r < 0)
 			break;
 		p->nr_threads++;

@@ -35,6 +35,8 @@
 
 #include <errno.h>
 #include <linux/fs.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -137,6 +139,52 @@ const char *sandbox_describe(void)
 		return SANDBOX_SECCOMP_ON ", landlock on (vcpu and device threads open no file, "
 		                          "main and control threads only the VM's directory)";
 	return SANDBOX_SECCOMP_ON ", landlock on (vcpu and device threads open no file)";
+}
+
+/* sandbox_thread_create(): what the new thread runs, and its creator's wait. */
+struct sandbox_start {
+	void *(*fn)(void *);
+	void *arg;
+	sem_t confined;
+};
+static __thread struct sandbox_start *sandbox_starting;
+
+/* The creator may go on: this thread is confined (or never will be, or the sandbox is off). */
+static void sandbox_started(void)
+{
+	struct sandbox_start *s = sandbox_starting;
+
+	if (s) {
+		sandbox_starting = NULL;
+		sem_post(&s->confined); /* s is the creator's: gone once it wakes */
+	}
+}
+
+static void *sandbox_thread_main(void *p)
+{
+	struct sandbox_start *s = p;
+	void *(*fn)(void *) = s->fn;
+	void *arg = s->arg, *ret;
+
+	sandbox_starting = s;
+	ret = fn(arg);
+	sandbox_started(); /* one that ended without confining itself */
+	return ret;
+}
+
+int sandbox_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	struct sandbox_start s = {.fn = fn, .arg = arg};
+	int r;
+
+	if (sem_init(&s.confined, 0, 0) < 0)
+		return errno;
+	r = pthread_create(thread, NULL, sandbox_thread_main, &s);
+	if (r == 0)
+		while (sem_wait(&s.confined) < 0 && errno == EINTR)
+			;
+	sem_destroy(&s.confined);
+	return r;
 }
 
 #ifdef HAVE_LIBSECCOMP
@@ -836,8 +884,10 @@ void sandbox_enter(enum sandbox_kind kind, const char *name)
 	sigset_t sys;
 	int r;
 
-	if (!sandbox.seccomp || kind < 0 || kind >= SANDBOX_NR_KINDS)
+	if (!sandbox.seccomp || kind < 0 || kind >= SANDBOX_NR_KINDS) {
+		sandbox_started();
 		return;
+	}
 	snprintf(sandbox_thread_name, sizeof(sandbox_thread_name), "%s", name);
 	sandbox_thread_kind = kind;
 	sandbox_thread_tid = (pid_t)syscall(SYS_gettid);
@@ -862,9 +912,11 @@ void sandbox_enter(enum sandbox_kind kind, const char *name)
 		syscall(SYS_personality, 0xffffffffUL);
 		log_error("sandbox self-test: the forbidden call was not trapped");
 	}
+	sandbox_started();
 #else
 	(void)kind;
 	(void)name;
+	sandbox_started();
 #endif
 }
 

@@ -819,7 +819,7 @@ int vm_run(struct vm *vm, void (*confined)(void *arg), void *arg)
 	pthread_mutex_lock(&vm->lock);
 	vm->running = true;
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		r = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+		r = sandbox_thread_create(&vm->vcpus[i].thread, vcpu_thread, &vm->vcpus[i]);
 		if (r != 0) {
 			log_error("cannot start vCPU %u thread: %s", i, strerror(r));
 			vm_request_stop(vm, NESTVM_EXIT_ERROR, "thread creation failed");
@@ -828,7 +828,7 @@ int vm_run(struct vm *vm, void (*confined)(void *arg), void *arg)
 		vm->vcpus[i].started = true;
 	}
 	pthread_mutex_unlock(&vm->lock);
-	/* Last: every thread of the VM exists now and has confined itself or will. */
+	/* Last: every other thread of the VM exists now and has confined itself. */
 	sandbox_enter(SANDBOX_MAIN, "main");
 	if (confined)
 		confined(arg);

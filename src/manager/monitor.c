@@ -1168,7 +1168,7 @@ static void monitor_teardown(struct monitor *m)
 	monitor_close_fd(&m->wake_fd);
 	monitor_close_fd(&m->timer_fd);
 	monitor_close_fd(&m->con_log_fd);
-	monitor_close_fd(&m->ready_fd);
+	/* Not the ready pipe: it closes after the run lock goes (monitor_run's end). */
 	monitor_close_fd(&m->log_fd);
 }
 
@@ -1641,7 +1641,7 @@ int monitor_run(const struct store *st, const char *name, int lock_fd, int ready
 	/* The migration worker confines itself as it starts, like the control thread. */
 	if (monitor_migrate_init(m) < 0)
 		log_warn("cannot start the migration thread: this VM cannot migrate away");
-	if (pthread_create(&m->thread, NULL, monitor_control_thread, m) != 0) {
+	if (sandbox_thread_create(&m->thread, monitor_control_thread, m) != 0) {
 		log_error("cannot start the control thread");
 		goto failed;
 	}

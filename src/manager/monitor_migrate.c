@@ -166,7 +166,7 @@ int monitor_migrate_init(struct monitor *m)
 	if (g->cancel_fd < 0 || g->event_fd < 0)
 		return -errno;
 	pthread_cond_init(&g->cond, NULL);
-	if (pthread_create(&g->thread, NULL, mig_thread, m) != 0)
+	if (sandbox_thread_create(&g->thread, mig_thread, m) != 0)
 		return -EAGAIN;
 	g->thread_started = true;
 	return 0;

@@ -178,7 +178,8 @@ if nv start j >"$T/err" 2>&1 && nv save j >>"$T/err" 2>&1; then
 		cp "$T/out" "$T/err"
 		bad "forged saved state: unexpected outcome"
 	fi
-	nv start j --discard-saved >/dev/null 2>&1
+	# Right after the refused start: its monitor has let go of the VM.
+	nv start j --discard-saved >"$T/out" 2>&1 || { cp "$T/out" "$T/err"; bad "start --discard-saved after the refused start"; }
 	nv kill j >/dev/null 2>&1
 else
 	bad "start and save for the forged state"

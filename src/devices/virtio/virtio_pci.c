@@ -971,7 +971,7 @@ static int vp_start_thread(struct virtio_pci *vp)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	vp->thread_running = true;
-	r = pthread_create(&vp->thread, NULL, vp_io_thread, vp);
+	r = sandbox_thread_create(&vp->thread, vp_io_thread, vp);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r) {
 		vp->thread_running = false;
