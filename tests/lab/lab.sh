@@ -30,9 +30,11 @@
 # kills QEMU, reports that scenario as a lab failure and runs the ones after
 # it in a fresh lab boot. A lab that dies during a scenario, or goes silent
 # (no console line, not even the heartbeat, for SILENCE_S), is handled the
-# same way. The first scenario cut by a lab failure is run once more, first
-# in that fresh lab boot: its verdict is the retry's, noted "retried after a
-# LAB FAILURE: REASON" (at most one such retry per run). The lab initramfs
+# same way, and so is a scenario that fails after an L1 triple fault of the
+# lab's own (the lab's /init says so: LAB-ERROR). A scenario cut by a lab
+# failure is run once more, first in that fresh lab boot: its verdict is the
+# retry's, noted "retried after a LAB FAILURE: REASON" (each scenario once,
+# LAB_RETRIES scenarios at most per run, default 2). The lab initramfs
 # (build/lab/lab.cpio) is rebuilt only when one of its inputs changed: busybox,
 # the kernel and its kvm modules, build/release/nestvm and the shared
 # libraries it needs, build/guest/*,
@@ -46,9 +48,9 @@
 #   125  lab failure: the initramfs could not be built, QEMU died or timed
 #        out, a scenario overran its budget, the lab went silent, or a lab
 #        boot never reached LAB-READY or LAB-END. A lab boot in which no
-#        scenario began is retried once, and so is the first scenario cut by
-#        a lab failure (lab runs are not perfectly repeatable): when its
-#        retry gets a verdict, that lab failure no longer counts here.
+#        scenario began is retried once, and so is a scenario cut by a lab
+#        failure (lab runs are not perfectly repeatable; LAB_RETRIES): when
+#        its retry gets a verdict, that lab failure no longer counts here.
 #
 # Results (build/lab/NAME.results): a line "SCENARIO VERDICT SECONDS [WHY]"
 # per scenario, VERDICT pass, fail, skip, lab (a lab failure: SECONDS on the
@@ -66,7 +68,8 @@
 # EPYC,+svm,+npt), LAB_CMDLINE (more words for the lab kernel's command
 # line, e.g. tsc=reliable), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
 # (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
-# SILENCE_S / 5 s apart, at most 5 s).
+# SILENCE_S / 5 s apart, at most 5 s), LAB_RETRIES (scenarios retried after
+# a lab failure, at most, per run; default 2).
 
 set -u -o pipefail
 export LC_ALL=C
@@ -127,6 +130,8 @@ END_GRACE=30         # LAB-END to QEMU exit
 # costs a silent lab 60 s instead of its budget.
 HEARTBEAT_S=5
 SILENCE_S=60
+LAB_RETRIES=${LAB_RETRIES:-2}
+[[ $LAB_RETRIES =~ ^[0-9]+$ ]] || { echo "lab: LAB_RETRIES must be a number" >&2; exit $EXIT_USAGE; }
 if [ -n "${LAB_SILENCE_S:-}" ]; then
 	[[ $LAB_SILENCE_S =~ ^[0-9]+$ && $LAB_SILENCE_S -ge 5 ]] ||
 		{ echo "lab: LAB_SILENCE_S must be 5 or more seconds" >&2; exit $EXIT_USAGE; }
@@ -561,7 +566,7 @@ scenario_budget() {
 # budget in seconds, the longest console silence while it ran
 # (microseconds), and for a retried scenario the lab failure of its first
 # run and that run's boot.
-declare -a result rtime metrics hbegin hend lwhy sboot budget silence rwhy rboot
+declare -a result rtime metrics hbegin hend lwhy sboot budget silence rwhy rboot rfail
 for i in "${!scenarios[@]}"; do
 	arg=
 	[[ ${scenarios[i]} == *:* ]] && arg=${scenarios[i]#*:}
@@ -757,7 +762,7 @@ run_lab_once() {
 	cmdline="console=ttyS0 nokaslr panic=-1 nestlab.run=$(IFS=,; echo "${scenarios[*]:first}")"
 	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT nestlab.heartbeat=$HEARTBEAT_S"
 	# The first scenario of this boot is the retry of one a lab failure cut.
-	[ "$first" -eq "$retry_pos" ] && cmdline+=" nestlab.retry=1"
+	[ -n "${rboot[first]:-}" ] && cmdline+=" nestlab.retry=1"
 	# More words for the lab kernel's command line (LAB_CMDLINE="tsc=reliable").
 	[ -n "${LAB_CMDLINE:-}" ] && cmdline+=" $LAB_CMDLINE"
 	# Extra kvm-amd parameters for the lab's KVM (LAB_KVM_AMD="vgif=0 vls=0").
@@ -886,14 +891,14 @@ build_initramfs
 
 # Lab boots until every scenario ran: a scenario that wedges, silences or
 # kills its lab is a lab failure, and the scenarios after it run in a fresh
-# lab. A boot in which no scenario began is retried once, and so is the first
-# scenario a lab failure cut (not the run's timeout): it runs first in that
-# fresh lab, and once it has a verdict there, that lab failure is reported
-# with it (rwhy) instead of failing the run. --timeout bounds them all.
+# lab. A boot in which no scenario began is retried once, and so is a
+# scenario a lab failure cut (not the run's timeout), the first LAB_RETRIES
+# (2) such in a run, each once: it runs first in that fresh lab, and once it
+# has a verdict there, that lab failure is reported with it (rwhy) instead
+# of failing the run. --timeout bounds them all.
 t_start=${EPOCHREALTIME/[.,]/}
 first=0 retried=0
-retry_pos=-1      # position of the scenario retried, once per run
-retry_failure=''  # the lab failure that its retry may make up for
+retries=0         # scenarios retried (rboot, rwhy, rfail: of each one's first run)
 lab_failures=() boot_notes=()
 while [ "$first" -lt ${#scenarios[@]} ]; do
 	left=$((timeout_s - (${EPOCHREALTIME/[.,]/} - t_start) / 1000000))
@@ -933,10 +938,10 @@ while [ "$first" -lt ${#scenarios[@]} ]; do
 	lwhy[ci]=${killed_why:-$failure}
 	[ -n "$cut_us" ] && lwhy[ci]+=", cut $(fmt_us $((cut_us - hbegin[ci]))) s after its LAB-BEGIN"
 	[ -n "$dump_summary" ] && lwhy[ci]+="; $dump_summary"
-	if [ "$retry_pos" -lt 0 ] && [ $timed_out -eq 0 ]; then
-		# Once per run: the lab, not the scenario, may be at fault.
-		retry_pos=$ci
-		retry_failure="boot $boot: $failure"
+	if [ -z "${rboot[ci]:-}" ] && [ $retries -lt "$LAB_RETRIES" ] && [ $timed_out -eq 0 ]; then
+		# The lab, not the scenario, may be at fault.
+		retries=$((retries + 1))
+		rfail[ci]="boot $boot: $failure"
 		rwhy[ci]=${lwhy[ci]}
 		rboot[ci]=$boot
 		unset 'result[ci]' 'rtime[ci]' 'metrics[ci]' 'hbegin[ci]' 'hend[ci]' 'lwhy[ci]'
@@ -949,12 +954,12 @@ while [ "$first" -lt ${#scenarios[@]} ]; do
 	[ "$first" -lt ${#scenarios[@]} ] && log "the remaining scenarios run in a fresh lab: ${scenarios[*]:first}"
 done
 # A retry that got no verdict of its own makes up for nothing.
-if [ "$retry_pos" -ge 0 ]; then
-	case ${result[retry_pos]:-} in
+for i in "${!rboot[@]}"; do
+	case ${result[i]:-} in
 	pass | fail | skip) ;;
-	*) lab_failures=("$retry_failure" "${lab_failures[@]}") ;;
+	*) lab_failures=("${rfail[i]}" "${lab_failures[@]}") ;;
 	esac
-fi
+done
 
 # ---------------------------------------------------------------- summary
 
@@ -986,7 +991,7 @@ for i in "${!scenarios[@]}"; do
 	# WHY ends with the lab failure of its first run.
 	why=
 	[ "$r" = lab ] && why=${lwhy[i]}
-	if [ "$i" -eq "$retry_pos" ]; then
+	if [ -n "${rboot[i]:-}" ]; then
 		why+="${why:+; }retried after a LAB FAILURE: ${rwhy[i]}"
 	fi
 	if [ "$r" = lab ]; then
@@ -997,7 +1002,7 @@ for i in "${!scenarios[@]}"; do
 	[ -n "${metrics[i]:-}" ] && print_metrics "${metrics[i]}"
 done
 for i in "${!scenarios[@]}"; do
-	if [ "$i" -eq "$retry_pos" ]; then
+	if [ -n "${rboot[i]:-}" ]; then
 		log "${scenarios[i]}: LAB FAILURE (not a test failure) in boot ${rboot[i]}: ${rwhy[i]}"
 		log "${scenarios[i]}: retried once, in boot ${sboot[i]:-?}: ${result[i]:-no result}"
 	fi
@@ -1039,8 +1044,10 @@ fi
 echo "lab ok" >>"$RESULTS.tmp"
 mv "$RESULTS.tmp" "$RESULTS"
 retry_note=
-[ "$retry_pos" -ge 0 ] &&
-	retry_note=" (${scenarios[retry_pos]}: ${result[retry_pos]:-none} on its retry after a LAB FAILURE, see above)"
+for i in "${!rboot[@]}"; do
+	retry_note+="${retry_note:+, }${scenarios[i]}: ${result[i]:-none} on its retry after a LAB FAILURE"
+done
+[ -n "$retry_note" ] && retry_note=" ($retry_note, see above)"
 if [ $nfail -gt 0 ] || [ $nnone -gt 0 ]; then
 	log "FAIL: $npass passed, $((nfail + nnone)) failed, $nskip skipped$retry_note; exit $EXIT_FAIL"
 	exit $EXIT_FAIL

@@ -20,11 +20,13 @@
 #    too), then ran lab-selftest in a third lab boot to a pass: lab-silent
 #    verdict lab, "lab failure" naming both silences, exit 125.
 #
-# 3. `lab.sh lab-l1fault lab-l1fault:plain`: lab-l1fault's first run fails
-#    after an L1 triple fault that ends as the lab's own does (the probe's
-#    test=triplefault fault=pf). Asserts that the lab's guard took it for a
-#    lab failure (LAB-ERROR) and lab.sh retried it in a fresh lab to a pass,
-#    and that lab-l1fault:plain, failing without one, stays a failure.
+# 3. `lab.sh lab-l1fault lab-flaky lab-l1fault:plain`: lab-l1fault's first
+#    run fails after an L1 triple fault that ends as the lab's own does (the
+#    probe's test=triplefault fault=pf). Asserts that the lab's guard took
+#    it for a lab failure (LAB-ERROR) and lab.sh retried it in a fresh lab to
+#    a pass, that lab-flaky's wedge, a second lab failure in the run, was
+#    retried too, and that lab-l1fault:plain, failing without one, stays a
+#    failure.
 #
 # run-tests.sh's counting of the first two runs' results is checked too,
 # with a stub for lab.sh (no lab).
@@ -34,7 +36,7 @@
 #            then builds its initramfs and sends its kernel symbols first
 #            (about 25 s more)
 #
-# 7 lab boots: about 100 s on a quiet host, 170 s on a busy one (20 s more
+# 8 lab boots: about 120 s on a quiet host, 200 s on a busy one (20 s more
 # with --fresh). Prints "N passed, N failed" last; exit 0 pass, 1 fail,
 # 77 skip (no QEMU, kernel, kvm-amd module or busybox-static).
 
@@ -259,10 +261,11 @@ verdict "run 2: run-tests.sh: exit 125, lab-silent a LAB FAILURE twice, 1 passed
 
 # ------------- run 3: an L1 triple fault of the lab's own is a lab failure
 
-echo "watchdog-test: lab.sh lab-l1fault lab-l1fault:plain (run timeout $RUN_TIMEOUT s)"
-lab_run watchdog-l1fault lab-l1fault lab-l1fault:plain
+echo "watchdog-test: lab.sh lab-l1fault lab-flaky lab-l1fault:plain (run timeout $RUN_TIMEOUT s)"
+lab_run watchdog-l1fault lab-l1fault lab-flaky lab-l1fault:plain
 read -r g_name g_verdict _ g_why <<<"${results[0]:-}"
-read -r p_name p_verdict _ <<<"${results[1]:-}"
+read -r f_name f_verdict _ f_why <<<"${results[1]:-}"
+read -r p_name p_verdict _ <<<"${results[2]:-}"
 if [[ ${g_verdict:-} == skip ]]; then
 	echo "skip run 3: no L1 triple fault guard in this lab (see $log)"
 else
@@ -272,10 +275,16 @@ else
 	verdict "run 3: results: lab-l1fault has the retry's verdict 'pass' (got '${g_verdict:-}')" $?
 	[[ ${g_why:-} == "retried after a LAB FAILURE: the lab never reached LAB-END (during scenario lab-l1fault); the lab said: scenario lab-l1fault failed after an L1 triple fault of the lab's own, not nestvm's: the lab's fault: vCPU 0 shut down at rip "*"delivering 0x80000b0e; its exit before: io at "* ]]
 	verdict "run 3: results: lab-l1fault 'retried after a LAB FAILURE: ... an L1 triple fault of the lab's own'" $?
+	[[ ${f_name:-} == lab-flaky && ${f_verdict:-} == pass &&
+		${f_why:-} == "retried after a LAB FAILURE: scenario lab-flaky overran its budget"* ]]
+	verdict "run 3: results: lab-flaky, a second lab failure in the run, retried too: 'pass' (got '${f_verdict:-}')" $?
 	[[ ${p_name:-} == lab-l1fault:plain && ${p_verdict:-} == fail ]]
 	verdict "run 3: results: lab-l1fault:plain, a failure without one, stays 'fail' (got '${p_verdict:-}')" $?
-	[[ ${results[2]:-} == "lab ok" ]]
-	verdict "run 3: results: last line 'lab ok' (got '${results[2]:-}')" $?
+	[[ ${results[3]:-} == "lab ok" ]]
+	verdict "run 3: results: last line 'lab ok' (got '${results[3]:-}')" $?
+	[[ $(boot_cmdline 1) != *nestlab.retry=* && $(boot_cmdline 2) == *" nestlab.retry=1"* &&
+		$(boot_cmdline 3) == *" nestlab.retry=1"* ]]
+	verdict "run 3: log: 3 lab boots, nestlab.retry=1 on boots 2 and 3 (each a retry)" $?
 	grep -q '  guard| .* kvm_exit: vcpu 0 reason shutdown' "$log"
 	verdict "run 3: log: the guard printed the vCPU's last events" $?
 fi
