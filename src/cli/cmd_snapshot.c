@@ -228,8 +228,7 @@ static int checkpoint_take(const struct store *st, const char *name, const char 
 	fd = store_snap_open(st, name, cp, &err);
 	if (fd >= 0) {
 		close(fd);
-		return cli_vm_error("checkpoint", "VM '%s' already has a checkpoint '%s'", name,
-		                    cp);
+		return cli_vm_error("checkpoint", "VM '%s' already has a checkpoint '%s'", name, cp);
 	}
 	if (client_vm_status(st, name, &vs, &err) < 0)
 		return cli_vm_error("checkpoint", "%s", err.msg);
@@ -277,11 +276,11 @@ static int checkpoint_list(const struct store *st, const char *name, bool as_jso
 	if (as_json) {
 		arr = json_array();
 		for (int i = 0; arr && i < n; i++)
-			json_array_append_new(arr,
-			                      json_pack("{s:s, s:I, s:s, s:I}", "name", cps[i].name,
-			                                "created", (json_int_t)cps[i].created,
-			                                "kind", cps[i].running ? "running" : "off",
-			                                "bytes", (json_int_t)cps[i].bytes));
+			json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:I}", "name",
+			                                     cps[i].name, "created",
+			                                     (json_int_t)cps[i].created, "kind",
+			                                     cps[i].running ? "running" : "off",
+			                                     "bytes", (json_int_t)cps[i].bytes));
 		if (arr)
 			json_dumpf(arr, stdout, JSON_INDENT(2));
 		printf("\n");

@@ -176,7 +176,8 @@ int client_call(struct client *c, const char *cmd, json_t *args, int timeout_ms,
 }
 
 /* A {"progress": {...}} line: handed to @fn, which restarts the reply's timeout. */
-static bool client_progress_line(const char *line, size_t len, client_progress_fn fn, void *opaque)
+static bool client_progress_line(const char *line, size_t len, client_progress_fn fn,
+                                 void *opaque)
 {
 	json_t *root, *p;
 	bool is_progress = false;

@@ -80,6 +80,7 @@ static int monitor_rotate(const struct store *st, const char *name, const char *
 	return nfd;
 }
 
+
 /*
  * monitor.log is our stdout and stderr (monitor_spawn): past MONITOR_LOG_MAX
  * it moves to monitor.log.1 and a new one takes its place. Not when run by
@@ -361,15 +362,14 @@ static json_t *monitor_status(struct monitor *m, enum api_state state)
 		                              sb.landlock, "landlock_files", sb.landlock_files));
 	if (res && m->jail.active)
 		json_object_set_new(res, "jail",
-		                    json_pack("{s:b, s:I, s:I, s:b, s:s, s:b}", "active", true,
-		                              "uid", (json_int_t)m->jail.uid, "gid",
-		                              (json_int_t)m->jail.gid, "mount_namespace", true,
-		                              "root", m->jail.pivoted ? "pivot_root" : "chroot",
+		                    json_pack("{s:b, s:I, s:I, s:b, s:s, s:b}", "active", true, "uid",
+		                              (json_int_t)m->jail.uid, "gid", (json_int_t)m->jail.gid,
+		                              "mount_namespace", true, "root",
+		                              m->jail.pivoted ? "pivot_root" : "chroot",
 		                              "no_new_privs", true));
 	else if (res)
-		json_object_set_new(
-		    res, "jail",
-		    json_pack("{s:b, s:s}", "active", false, "reason", m->jail.off_reason));
+		json_object_set_new(res, "jail", json_pack("{s:b, s:s}", "active", false, "reason",
+		                                           m->jail.off_reason));
 	if (res)
 		json_object_set_new(res, "migration", monitor_migrate_status(m));
 	/* The devices exist in these states, as for guest_hypervisor above. */
@@ -514,8 +514,7 @@ static char *monitor_do_snapshot(struct monitor *m, struct monitor_client *cl,
 	int r;
 
 	if (state != API_STATE_RUNNING && state != API_STATE_PAUSED)
-		return api_reply_error(req->id, API_ERR_STATE,
-		                       "only a running or paused VM can be saved");
+		return api_reply_error(req->id, API_ERR_STATE, "only a running or paused VM can be saved");
 	if (save) {
 		snprintf(dest, sizeof(dest), "%s", STORE_SAVED);
 	} else {
@@ -532,10 +531,8 @@ static char *monitor_do_snapshot(struct monitor *m, struct monitor_client *cl,
 		r = store_snap_open(m->st, m->name, cp, &err);
 		if (r >= 0) {
 			close(r);
-			snprintf(why, sizeof(why),
-			         "checkpoint '%s' exists: remove it first, or give "
-			         "another name",
-			         cp);
+			snprintf(why, sizeof(why), "checkpoint '%s' exists: remove it first, or give "
+			         "another name", cp);
 			return api_reply_error(req->id, API_ERR_STATE, why);
 		}
 	}
@@ -543,9 +540,8 @@ static char *monitor_do_snapshot(struct monitor *m, struct monitor_client *cl,
 	r = vm_snapshot_quiesce(m->vm);
 	if (r < 0)
 		return api_reply_error(req->id, API_ERR_STATE,
-		                       r == -ETIMEDOUT
-		                           ? "the VM did not stop in time; it keeps running"
-		                           : "the VM could not be quiesced; it keeps running");
+		                       r == -ETIMEDOUT ? "the VM did not stop in time; it keeps running"
+		                                       : "the VM could not be quiesced; it keeps running");
 	r = store_snap_begin(m->st, m->name, &t, &err);
 	if (r == 0) {
 		r = vm_snapshot_save(m->vm, t.fd, &progress, why, sizeof(why));
@@ -576,14 +572,13 @@ static char *monitor_do_snapshot(struct monitor *m, struct monitor_client *cl,
 		vm_request_stop(m->vm, NESTVM_EXIT_SIGNAL_BASE + SIGKILL, "saved");
 		monitor_set_state(m, API_STATE_STOPPING);
 		cl->awaits_end = true;
-		return api_reply_ok(
-		    req->id, json_pack("{s:s, s:I}", "state", "saved", "ms", (json_int_t)ms));
+		return api_reply_ok(req->id, json_pack("{s:s, s:I}", "state", "saved", "ms",
+		                                       (json_int_t)ms));
 	}
 	if (!was_paused)
 		vm_unquiesce(m->vm);
 	monitor_log(m, "checkpoint '%s' taken in %lld ms", cp, (long long)ms);
-	return api_reply_ok(req->id,
-	                    json_pack("{s:s, s:I}", "checkpoint", cp, "ms", (json_int_t)ms));
+	return api_reply_ok(req->id, json_pack("{s:s, s:I}", "checkpoint", cp, "ms", (json_int_t)ms));
 }
 
 /* One request line; returns the reply line (malloc'd). */
@@ -602,10 +597,9 @@ static char *monitor_do_nic_connect(struct monitor *m, struct monitor_client *cl
 		return api_reply_error(req->id, API_ERR_INVALID, "the VM has no such NIC");
 	if (req->switch_name[0]) {
 		if (cl->nr_fds < 1 || cl->fds[0] < 0)
-			return api_reply_error(
-			    req->id, API_ERR_INVALID,
-			    "nic-connect to a switch takes the port socket with "
-			    "the request (SCM_RIGHTS; nestvm connect does this)");
+			return api_reply_error(req->id, API_ERR_INVALID,
+			                       "nic-connect to a switch takes the port socket with "
+			                       "the request (SCM_RIGHTS; nestvm connect does this)");
 		name = strdup(req->switch_name);
 		if (!name)
 			return api_reply_error(req->id, API_ERR_INTERNAL, "out of memory");
@@ -626,8 +620,7 @@ static char *monitor_do_nic_connect(struct monitor *m, struct monitor_client *cl
 	free(old);
 	monitor_log(m, "NIC %u: %s%s%s", req->nic, name ? "on switch '" : "on no switch",
 	            name ? name : "", name ? "'" : "");
-	return api_reply_ok(req->id,
-	                    json_pack("{s:i, s:s?}", "nic", (int)req->nic, "switch", name));
+	return api_reply_ok(req->id, json_pack("{s:i, s:s?}", "nic", (int)req->nic, "switch", name));
 }
 
 static char *monitor_request(struct monitor *m, struct monitor_client *cl, const char *line,
@@ -718,10 +711,9 @@ static char *monitor_request(struct monitor *m, struct monitor_client *cl, const
 		monitor_set_state(m, API_STATE_PAUSED);
 		monitor_log(m, "paused");
 		/* How long parking the vCPUs and devices took: the pause latency. */
-		reply =
-		    api_reply_ok(req.id, json_pack("{s:s, s:I}", "state", "paused", "quiesce_us",
-		                                   (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
-		                                                (t1.tv_nsec - t0.tv_nsec) / 1000)));
+		reply = api_reply_ok(req.id, json_pack("{s:s, s:I}", "state", "paused", "quiesce_us",
+		                                       (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+		                                                    (t1.tv_nsec - t0.tv_nsec) / 1000)));
 		break;
 	case API_CMD_RESUME:
 		if (state == API_STATE_PAUSED) {
@@ -793,9 +785,7 @@ static ssize_t monitor_client_recv(struct monitor_client *cl, char *buf, size_t 
 		char buf[CMSG_SPACE(sizeof(int) * 8)];
 	} ctl;
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
-	struct msghdr msg = {.msg_iov = &iov,
-	                     .msg_iovlen = 1,
-	                     .msg_control = ctl.buf,
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
 	                     .msg_controllen = sizeof(ctl.buf)};
 	ssize_t n = recvmsg(cl->fd, &msg, MSG_CMSG_CLOEXEC);
 
@@ -1297,10 +1287,8 @@ static int monitor_open_saved(struct monitor *m, struct vm_snapshot *snap, struc
 	if (r == 0) {
 		r = vm_snapshot_open(fd, "the saved state", "/dev/kvm", snap, why, sizeof(why));
 		if (r < 0)
-			mgr_err_set(err, r,
-			            "cannot start from the saved state: %s; it is kept "
-			            "(nestvm start --discard-saved starts the VM afresh)",
-			            why);
+			mgr_err_set(err, r, "cannot start from the saved state: %s; it is kept "
+			            "(nestvm start --discard-saved starts the VM afresh)", why);
 	}
 	close(fd);
 	if (r < 0) {
@@ -1350,8 +1338,7 @@ static int monitor_build_vm(struct monitor *m, const struct monitor_incoming *in
 	vm_snapshot_close(snap);
 	if (r < 0) {
 		log_error("cannot restore the saved state: %s; it is kept (nestvm start "
-		          "--discard-saved starts the VM afresh)",
-		          why);
+		          "--discard-saved starts the VM afresh)", why);
 		return r;
 	}
 	/* It runs now: the saved state is spent (its memory stays mapped). */
@@ -1433,11 +1420,9 @@ static int monitor_check_disks_distinct(const struct vm_config *cfg)
 		close(fd);
 		known[i] = true;
 		for (unsigned int j = 0; j < i; j++) {
-			if (known[j] && sb[j].st_dev == sb[i].st_dev &&
-			    sb[j].st_ino == sb[i].st_ino) {
-				log_error(
-				    "disk '%s': the same image as disk %u; give each image once",
-				    cfg->disks[i].path, j);
+			if (known[j] && sb[j].st_dev == sb[i].st_dev && sb[j].st_ino == sb[i].st_ino) {
+				log_error("disk '%s': the same image as disk %u; give each image once",
+				          cfg->disks[i].path, j);
 				return -EBUSY;
 			}
 		}
@@ -1751,11 +1736,12 @@ static void monitor_log_since(const char *path, off_t offset, char *buf, size_t 
 
 /* In the grandchild: become the monitor. Never returns. */
 static void monitor_exec(const struct store *st, const char *name, const char *exe, int lock_fd,
-                         int ready_fd, int log_fd, bool paused, const struct monitor_incoming *in)
+                         int ready_fd, int log_fd, bool paused,
+                         const struct monitor_incoming *in)
 {
 	char lock_arg[16], ready_arg[16], in_arg[16], session_arg[16];
-	char *argv[24] = {"nestvm",    "monitor", "--home",     (char *)st->home,
-	                  "--lock-fd", lock_arg,  "--ready-fd", ready_arg};
+	char *argv[24] = {"nestvm", "monitor", "--home", (char *)st->home, "--lock-fd", lock_arg,
+	                  "--ready-fd", ready_arg};
 	const int keep[] = {lock_fd, ready_fd, in ? in->conn_fd : -1, in ? in->session_fd : -1};
 	int null = open("/dev/null", O_RDONLY | O_CLOEXEC), n = 8;
 

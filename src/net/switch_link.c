@@ -25,7 +25,8 @@
 #define SWITCH_LINK_SNDBUF (1 << 20)
 
 /* The switch's answer to the hello: {"ok":true,"port":N} or {"error":"..."}. */
-static int link_answer(int fd, unsigned int *port, unsigned int *batch, char *why, size_t why_size)
+static int link_answer(int fd, unsigned int *port, unsigned int *batch, char *why,
+                       size_t why_size)
 {
 	char buf[NETPORT_HELLO_MAX];
 	json_t *o, *v;
@@ -67,7 +68,7 @@ static int link_answer(int fd, unsigned int *port, unsigned int *batch, char *wh
 static int link_join(const char *home, const char *name, struct netport_hello *h,
                      unsigned int *port, char *why, size_t why_size)
 {
-	struct timeval tv = {.tv_sec = SWITCH_LINK_TIMEOUT_S};
+	struct timeval tv = { .tv_sec = SWITCH_LINK_TIMEOUT_S };
 	char path[4096], hello[NETPORT_HELLO_MAX];
 	int64_t deadline;
 	int fd, n, r;

@@ -274,8 +274,8 @@ int switch_nat_create(struct switch_nat **out, const struct switch_def *d, switc
 		struct in_addr guest = {.s_addr = htonl(f->guest_ip)};
 		char text[96];
 
-		if (nat_lib.add_hostfwd(n->slirp, f->udp, host, f->host_port, guest,
-		                        f->guest_port) < 0) {
+		if (nat_lib.add_hostfwd(n->slirp, f->udp, host, f->host_port, guest, f->guest_port) <
+		    0) {
 			switch_forward_format(f, text, sizeof(text));
 			snprintf(why, why_size,
 			         "port forward %s: cannot listen on the host's port (in use?)",

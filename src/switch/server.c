@@ -846,13 +846,13 @@ static void swd_build_pollset(struct swd *s, int *timeout_ms)
 			switch_pollset_add(&s->ps, s->core.ports[i].fd, POLLIN, (int)i);
 	for (unsigned int i = 0; i < SWD_MAX_CLIENTS; i++)
 		if (s->clients[i].fd >= 0)
-			switch_pollset_add(
-			    &s->ps, s->clients[i].fd,
-			    (api_outbox_held(&s->clients[i].out) || s->clients[i].in_ended
-			         ? 0
-			         : POLLIN) |
-			        (s->clients[i].out.len ? POLLOUT : 0),
-			    SWD_OWN_CLIENT + (int)i);
+			switch_pollset_add(&s->ps, s->clients[i].fd,
+			                   (api_outbox_held(&s->clients[i].out) ||
+			                            s->clients[i].in_ended
+			                        ? 0
+			                        : POLLIN) |
+			                       (s->clients[i].out.len ? POLLOUT : 0),
+			                   SWD_OWN_CLIENT + (int)i);
 	if (s->dhcp.dirty && *timeout_ms > SWD_LEASES_EVERY_MS)
 		*timeout_ms = SWD_LEASES_EVERY_MS;
 	if (s->nat)
