@@ -472,7 +472,7 @@ static void test_malformed_ring_needs_reset(void **state)
 	struct fixture *f = *state;
 	struct vd *d = f->d;
 	struct vd_buf b = {.gpa = vd_alloc(d, 8), .len = 8, .write = true};
-	unsigned int before;
+	unsigned int before, n1;
 	uint16_t head;
 
 	vd_bring_up(d, 0, DUMMY_QUEUES, DUMMY_QSIZE);
@@ -490,10 +490,15 @@ static void test_malformed_ring_needs_reset(void **state)
 	pthread_mutex_lock(&d->lock);
 	assert_int_equal(d->msi[d->nr_msi - 1].data, 0x40);
 	pthread_mutex_unlock(&d->lock);
-	/* No queue is processed until the reset. */
+	/*
+	 * No queue is processed until the reset. Queue 1 may have been once
+	 * already, by DRIVER_OK's look at every queue (vp_driver_ok()) when the
+	 * device thread got to it before queue 0's kick: not since NEEDS_RESET.
+	 */
+	n1 = notified(f, 1);
 	vd_kick(d, 1);
 	usleep(20000);
-	assert_int_equal(notified(f, 1), 0);
+	assert_int_equal(notified(f, 1), n1);
 	/* After a reset the device works again. */
 	vd_bring_up(d, 0, DUMMY_QUEUES, DUMMY_QSIZE);
 	assert_int_equal(vd_status(d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
