@@ -96,6 +96,7 @@ struct net {
 	bool offload;   /* leave UDP checksums to the receiver's side */
 	bool drain;     /* read what arrives while waiting for transmit room (role=send) */
 	uint64_t sent, completed;
+	uint64_t full, full_us; /* times the transmit ring was found full, and the wait for room */
 	uint64_t got, bad, misordered, lost, echoed;
 	bool lossy;                            /* lossy=1 */
 	bool end_seen;                         /* the sender's END arrived */
@@ -246,6 +247,7 @@ static int net_up(struct net *n, uint64_t extra, const char **why)
 	}
 	vq_kick(&n->rx);
 	n->sent = n->completed = 0;
+	n->full = n->full_us = 0;
 	n->tx_unkicked = n->rx_unkicked = 0;
 	return 0;
 }
@@ -313,6 +315,10 @@ static bool tx_frame(struct net *n, const uint8_t *f, size_t len, bool partial)
 		if (n->drain)
 			rx_poll(n, false, &ready);
 		cpu_relax();
+	}
+	if (end) {
+		n->full++;
+		n->full_us += virtio_now_us() + TIMEOUT_US - end;
 	}
 	slot = (uint16_t)(n->sent % QSIZE);
 	h = (struct net_hdr *)tx_bufs[slot];
@@ -775,6 +781,9 @@ static int bench_send(struct net *n, uint64_t count, size_t size, uint64_t secon
 	while (n->completed < n->sent && virtio_now_us() < end)
 		tx_reap(n);
 	bench_print("send", size, i, 0, virtio_now_us() - start);
+	/* Whether the device (full ring, waiting) or the guest itself set the pace. */
+	printf("probe: bench: net role=send ring full %llu times, %llu us waiting for room\n",
+	       (unsigned long long)n->full, (unsigned long long)n->full_us);
 	/* The host's sink ends on its own, after a quiet while. */
 	bench_build(n, frame_out, FRAME_MIN, &t);
 	memcpy(frame_out + PAYLOAD_OFF, &(uint32_t){MAGIC_END}, 4);
