@@ -19,9 +19,11 @@
 #
 # Environment: BENCH_SECONDS each sender sends (2), BENCH_SIZES ("1514 60"),
 # BENCH_ROUNDS (1: every case runs that many times, in turn, and the table
-# shows the best), BENCH_CASES ("vm2vm vm2host"), NESTVM (build/release/nestvm), QEMU (qemu-system-x86_64;
+# shows the best), BENCH_CASES ("vm2vm vm2host"), NESTVM (build/release/nestvm),
+# BENCH_PROBE (build/guest/probe.elf: the guest of both sides), QEMU (qemu-system-x86_64;
 # BENCH_QEMU=0 leaves it out), BENCH_PORT (UDP port of the host's sink;
-# 20000 + pid % 10000). The load average is taken with every figure: the
+# 20000 + pid % 10000), BENCH_KEEP (1: keep the run's directory, the VMs' and the
+# sink's output, under build/bench/). The load average is taken with every figure: the
 # table shows it for the figure kept.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -32,14 +34,14 @@ ROUNDS=${BENCH_ROUNDS:-1}
 NESTVM=${NESTVM:-build/release/nestvm}
 QEMU=${QEMU:-qemu-system-x86_64}
 PORT=${BENCH_PORT:-$((20000 + $$ % 10000))}
-PROBE=build/guest/probe.elf
+PROBE=${BENCH_PROBE:-build/guest/probe.elf}
 SINK=build/release/bench/udp_sink
 mkdir -p build/bench
 T=$(mktemp -d "$(pwd)/build/bench/net.XXXXXX")
 cleanup() {
 	NESTVM_HOME=$T/home timeout 10 "$NESTVM" switch stop bpriv --force >/dev/null 2>&1
 	NESTVM_HOME=$T/home timeout 10 "$NESTVM" switch stop bnat --force >/dev/null 2>&1
-	rm -rf "$T"
+	[ -n "${BENCH_KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
