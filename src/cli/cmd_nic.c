@@ -62,6 +62,23 @@ static int nic_join(const struct store *st, const struct vm_def *def, unsigned i
 }
 
 /* Tell NAME's monitor: adapter @n now on @fd (switch @sw), or on none (-1, NULL). */
+/*
+ * The VM has a monitor to tell: not one that is only letting go of its run
+ * lock as it ends (a guest that powered off a moment ago), whose VM is off.
+ */
+static bool nic_vm_up(const struct store *st, const char *name)
+{
+	struct vm_status vs;
+	struct mgr_err err;
+	bool up;
+
+	if (client_vm_status(st, name, &vs, &err) < 0)
+		return store_lock_held(st, name, STORE_LOCK_RUN) > 0;
+	up = cli_vm_is_up(vs.state);
+	client_vm_status_clear(&vs);
+	return up;
+}
+
 static int nic_tell_monitor(const struct store *st, const char *name, unsigned int n,
                             const char *sw, int fd)
 {
@@ -162,7 +179,7 @@ static int nic_command(const char *cmd, int argc, char **argv)
 		                 name, name);
 		goto out;
 	}
-	if (store_lock_held(&st, name, STORE_LOCK_RUN) > 0) {
+	if (nic_vm_up(&st, name)) {
 		if (sw) {
 			port_fd = nic_join(&st, &def, (unsigned int)n, sw);
 			if (port_fd < 0) {

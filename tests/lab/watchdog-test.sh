@@ -273,7 +273,7 @@ else
 	verdict "run 3: lab.sh exits 1: lab-l1fault:plain failed (got $rc)" $?
 	[[ ${g_name:-} == lab-l1fault && ${g_verdict:-} == pass ]]
 	verdict "run 3: results: lab-l1fault has the retry's verdict 'pass' (got '${g_verdict:-}')" $?
-	[[ ${g_why:-} == "retried after a LAB FAILURE: the lab never reached LAB-END (during scenario lab-l1fault); the lab said: scenario lab-l1fault failed after an L1 triple fault of the lab's own, not nestvm's: the lab's fault: vCPU 0 shut down at rip "*"delivering 0x80000b0e; its exit before: io at "* ]]
+	[[ ${g_why:-} == "retried after a LAB FAILURE: the lab never reached LAB-END (during scenario lab-l1fault); the lab said: scenario lab-l1fault failed after an L1 triple fault of the lab's own, not nestvm's: the lab's fault: vCPU 0 shut down at rip "*"delivering 0x80000b0e; its exit before: "* ]]
 	verdict "run 3: results: lab-l1fault 'retried after a LAB FAILURE: ... an L1 triple fault of the lab's own'" $?
 	[[ ${f_name:-} == lab-flaky && ${f_verdict:-} == pass &&
 		${f_why:-} == "retried after a LAB FAILURE: scenario lab-flaky overran its budget"* ]]
