@@ -61,7 +61,6 @@ static int nic_join(const struct store *st, const struct vm_def *def, unsigned i
 	return fd;
 }
 
-/* Tell NAME's monitor: adapter @n now on @fd (switch @sw), or on none (-1, NULL). */
 /*
  * The VM has a monitor to tell: not one that is only letting go of its run
  * lock as it ends (a guest that powered off a moment ago), whose VM is off.
@@ -79,6 +78,7 @@ static bool nic_vm_up(const struct store *st, const char *name)
 	return up;
 }
 
+/* Tell NAME's monitor: adapter @n now on @fd (switch @sw), or on none (-1, NULL). */
 static int nic_tell_monitor(const struct store *st, const char *name, unsigned int n,
                             const char *sw, int fd)
 {
