@@ -34,12 +34,12 @@ void uart_init(void)
 	outb(PORT_COM1 + UART_MCR, UART_MCR_DTR_RTS);
 }
 
-/* CPL0: polled output of n bytes. */
 /*
- * With the FIFOs on (uart_init), THRE says the transmit FIFO is empty: 16
- * bytes go in per look at LSR, not one. Every IN and OUT here is an exit,
- * and under a guest hypervisor each is a re-entry of the L1 by the lab's
- * KVM, where the lab's own L1 triple fault strikes (tests/lab/README.md).
+ * CPL0: polled output of n bytes. With the FIFOs on (uart_init), THRE says
+ * the transmit FIFO is empty: 16 bytes go in per look at LSR, not one.
+ * Every IN and OUT here is an exit, and under a guest hypervisor each is a
+ * re-entry of the L1 by the lab's KVM, where the lab's own L1 triple fault
+ * strikes (tests/lab/README.md).
  */
 void uart_write_cpl0(const char *s, size_t n)
 {

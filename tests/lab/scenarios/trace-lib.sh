@@ -77,15 +77,20 @@ trace_probe_remove() {
 	echo "-:nestlab/l1_shutdown" >>$T/kprobe_events 2>/dev/null
 }
 
+# tracefs at $T, mounted if need be (else debugfs's copy); 0 when it can be
+# written.
+trace_mount() {
+	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null || T=/sys/kernel/debug/tracing
+	[ -w $T/tracing_on ]
+}
+
 # With trace: tracefs, the ring (TRACE_KB per CPU, 4 MiB: some 80,000
 # events; reading a 16 MiB ring took the lab two minutes), the events and
 # the probe.
 # Sets trace=0 when there is no tracefs.
 trace_setup() {
 	[ $trace -eq 1 ] || return 0
-	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null ||
-		T=/sys/kernel/debug/tracing
-	if [ ! -w $T/tracing_on ]; then
+	if ! trace_mount; then
 		lab_info "no tracefs: tracing off"
 		trace=0
 		return 0
@@ -224,8 +229,7 @@ trace_finish() {
 # Once per lab: 0 and guard=1 when the guard can work; says why not.
 trace_guard_setup() {
 	guard=0
-	[ -d $T/events ] || mount -t tracefs tracefs $T 2>/dev/null || T=/sys/kernel/debug/tracing
-	[ -w $T/tracing_on ] || { echo "lab: no L1 triple fault guard: no tracefs"; return 1; }
+	trace_mount || { echo "lab: no L1 triple fault guard: no tracefs"; return 1; }
 	trace_shutdown_probe >/tmp/guard.setup
 	if [ $trace_stops -ne 1 ]; then
 		echo "lab: no L1 triple fault guard: $(tail -n 1 /tmp/guard.setup)"
