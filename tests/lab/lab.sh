@@ -235,6 +235,25 @@ install_module() {
 	esac
 }
 
+# vmcb_offset KO: the offset of vmcb in struct vcpu_svm in kvm-amd module KO
+# (uncompressed), for the lab's L1 triple fault guard (trace_shutdown_probe
+# in scenarios/trace-lib.sh): shutdown_interception() loads svm->vmcb into
+# %rdi for its first call, clear_page(). Prints nothing when it cannot tell
+# (no objdump, another code shape): the lab then has no guard, and says so.
+vmcb_offset() {
+	command -v objdump >/dev/null || return 0
+	objdump -d --no-show-raw-insn "$1" 2>/dev/null | awk '
+		/^[0-9a-f]+ <shutdown_interception>:/ { on = 1; next }
+		on && /^$/ { exit }
+		on && match($0, /mov[ \t]+0x[0-9a-f]+\(%rdi\),%rdi/) {
+			s = substr($0, RSTART, RLENGTH)
+			sub(/^mov[ \t]+/, "", s)
+			sub(/\(.*/, "", s)
+			print s
+			exit
+		}'
+}
+
 # Reads an unsigned little-endian integer of $3 bytes at offset $2 of file $1.
 read_le() {
 	od -An -tu"$3" -j "$2" -N "$3" "$1" | tr -d ' '
@@ -483,6 +502,7 @@ build_initramfs() {
 	install_module "${mods[0]}" "$stage/lab/modules/irqbypass.ko"
 	install_module "${mods[1]}" "$stage/lab/modules/kvm.ko"
 	install_module "${mods[2]}" "$stage/lab/modules/kvm-amd.ko"
+	vmcb_offset "$stage/lab/modules/kvm-amd.ko" >"$stage/lab/kernel/vmcb-offset"
 	[ -n "$loop_mod" ] && install_module "$loop_mod" "$stage/lab/modules/loop.ko"
 	[ -n "$veth_mod" ] && install_module "$veth_mod" "$stage/lab/modules/veth.ko"
 	[ -n "$tun_mod" ] && install_module "$tun_mod" "$stage/lab/modules/tun.ko"
