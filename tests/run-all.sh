@@ -5,6 +5,9 @@
 # Exit status: 0 if nothing failed.
 set -u
 cd "$(dirname "$0")/.."
+# make test's -j and jobserver are the build's: a make run by a suite here
+# (fuzz-smoke) runs as it would from a shell.
+unset MAKEFLAGS MFLAGS
 
 passed=0
 failed=0
