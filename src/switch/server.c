@@ -1084,8 +1084,9 @@ int switch_serve(const char *home, const char *name, int ready_fd)
 teardown:
 	swd_teardown(s);
 out:
-	swd_ready(&ready_fd, "error\n");
+	/* The lock first: a start right after this refused one must find the switch stopped. */
 	store_lock_release(lock_fd);
+	swd_ready(&ready_fd, "error\n");
 	if (s && s->dir_fd >= 0)
 		close(s->dir_fd);
 	free(s);

@@ -282,6 +282,13 @@ else
 		if [ $rc -eq 1 ] && grep -q "CAP_NET_ADMIN" "$T/out"; then
 			ok "internal without CAP_NET_ADMIN: the error says what is missing"
 		else bad "internal without CAP_NET_ADMIN (exit $rc)"; fi
+		# At once again: the refused switch let go of its lock before its
+		# starter heard, so this one is refused too, not "already running".
+		timeout 30 setpriv --bounding-set=-net_admin "$NESTVM" switch start hn >"$T/out" 2>&1
+		rc=$?
+		if [ $rc -eq 1 ] && grep -q "CAP_NET_ADMIN" "$T/out"; then
+			ok "internal without CAP_NET_ADMIN, again at once: refused again, not 'already running'"
+		else bad "internal without CAP_NET_ADMIN, again at once (exit $rc: $(head -n 1 "$T/out"))"; fi
 	else
 		skip "internal-nocap" "no setpriv to drop CAP_NET_ADMIN"
 	fi
