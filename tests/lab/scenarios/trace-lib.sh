@@ -252,8 +252,37 @@ trace_guard_arm() {
 	echo 1 >$T/events/kvm/kvm_exit/enable
 	echo 1 >$T/events/kvm/kvm_entry/enable
 	echo 1 >$T/events/nestlab/l1_shutdown/enable
+	for _e in $GUARD_MM_EVENTS; do
+		[ -e $T/events/$_e/enable ] && echo 1 >$T/events/$_e/enable
+	done
 	echo >$T/trace
 	echo 1 >$T/tracing_on
+}
+
+# What moves or unmaps the lab's memory under an L1 (rare events): KVM's
+# MMU notifier on the L1's memory, khugepaged's collapses, page migration
+# and compaction. An L1 triple fault of the lab's own finds its page tables
+# gone right after an exit: if these come just before it, a stale
+# translation of QEMU's TCG after such a change is the suspect.
+GUARD_MM_EVENTS="kvm/kvm_unmap_hva_range huge_memory/mm_collapse_huge_page migrate/mm_migrate_pages compaction/mm_compaction_migratepages"
+
+# trace_guard_mm EVENTS: the memory events of the ring (GUARD_MM_EVENTS)
+# before the L1's shutdown: how many, and the last 4, each with its
+# distance in ms from the shutdown.
+trace_guard_mm() {
+	awk '
+	/kvm_exit: vcpu [0-9]* reason shutdown/ && !sd { sd = $0 }
+	/ (kvm_unmap_hva_range|mm_collapse_huge_page|mm_migrate_pages|mm_compaction_migratepages):/ && !sd { n++; last[n % 4] = $0 }
+	END {
+		if (!sd) exit
+		match(sd, / [0-9]+\.[0-9]+: /); t = substr(sd, RSTART + 1, RLENGTH - 3)
+		printf "  guard| memory events before the shutdown: %d\n", n
+		for (i = (n > 4 ? n - 3 : 1); i <= n; i++) {
+			e = last[i % 4]
+			match(e, / [0-9]+\.[0-9]+: /); te = substr(e, RSTART + 1, RLENGTH - 3)
+			printf "  guard| %.1f ms before: %s\n", (t - te) * 1000, e
+		}
+	}' "$1"
 }
 
 # After a failed scenario: 0 when an L1 shut down the lab's way, printing
@@ -268,6 +297,7 @@ trace_guard_verdict() {
 	_rc=$?
 	_sd=$(grep 'kvm_exit: vcpu [0-9]* reason shutdown' /tmp/guard.events | tail -n 1 | awk '{ print $1 }')
 	awk -v t="$_sd" '$1 == t' /tmp/guard.events | tail -n 12 | sed 's/^/  guard| /'
+	trace_guard_mm /tmp/guard.events
 	cat /tmp/guard.why
 	return $_rc
 }
