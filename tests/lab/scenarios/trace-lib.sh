@@ -270,18 +270,16 @@ GUARD_MM_EVENTS="kvm/kvm_unmap_hva_range huge_memory/mm_collapse_huge_page migra
 # before the L1's shutdown: how many, and the last 4, each with its
 # distance in ms from the shutdown.
 trace_guard_mm() {
-	awk '
+	awk -v names="$(echo $GUARD_MM_EVENTS | sed 's|[a-z_]*/||g; s/ /|/g')" '
+	function ts(e) { match(e, / [0-9]+\.[0-9]+: /); return substr(e, RSTART + 1, RLENGTH - 3) }
+	BEGIN { mm = " (" names "):" }
 	/kvm_exit: vcpu [0-9]* reason shutdown/ && !sd { sd = $0 }
-	/ (kvm_unmap_hva_range|mm_collapse_huge_page|mm_migrate_pages|mm_compaction_migratepages):/ && !sd { n++; last[n % 4] = $0 }
+	$0 ~ mm && !sd { n++; last[n % 4] = $0 }
 	END {
 		if (!sd) exit
-		match(sd, / [0-9]+\.[0-9]+: /); t = substr(sd, RSTART + 1, RLENGTH - 3)
 		printf "  guard| memory events before the shutdown: %d\n", n
-		for (i = (n > 4 ? n - 3 : 1); i <= n; i++) {
-			e = last[i % 4]
-			match(e, / [0-9]+\.[0-9]+: /); te = substr(e, RSTART + 1, RLENGTH - 3)
-			printf "  guard| %.1f ms before: %s\n", (t - te) * 1000, e
-		}
+		for (i = (n > 4 ? n - 3 : 1); i <= n; i++)
+			printf "  guard| %.1f ms before: %s\n", (ts(sd) - ts(last[i % 4])) * 1000, last[i % 4]
 	}' "$1"
 }
 
