@@ -110,7 +110,18 @@ if [ "$ncases" -gt 0 ]; then
 	echo "cases skipped because this host lacks what they need:"
 	sed 's/^/  /' "$skips"
 fi
-[ -n "$failed_names" ] && echo "failed suites:$failed_names"
+if [ -n "$failed_names" ]; then
+	echo "failed suites:$failed_names"
+	# What failed in each, here at the end where a short tail of make
+	# test's output (a CI summary) still shows it: the suite's own failure
+	# lines (a case's "FAIL NAME", cmocka's "[  FAILED  ]", the lab's "lab
+	# test NAME: FAIL ..." and "LAB FAILURE ..."), the first 6, cut to 400
+	# characters.
+	for name in $failed_names; do
+		grep -a -E '^FAIL |\[  FAILED  \]|^lab test [^ ]*: FAIL|^LAB FAILURE|^not ok|^FAIL:' \
+			"$(suite_log "$name")" | head -n 6 | cut -c 1-400 | sed "s|^|  $name: |"
+	done
+fi
 echo "time: $(($(date +%s) - total_start)) s"
 echo "$passed passed, $failed failed, $skipped skipped (suites; $ncases cases skipped)"
 [ "$failed" -eq 0 ]
