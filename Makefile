@@ -170,6 +170,12 @@ $(BUILD)/tests/%: tests/integration/%.c
 	@mkdir -p $(dir $@)
 	@echo "  HOSTCC  $<"
 	$(Q)$(CC) -std=gnu11 $(WARN) -O2 -g -o $@ $<
+# The lab guard's page-table walker (tests/lab/tools/ptwalk.c), tried on the host.
+TEST_TOOLS += $(BUILD)/tests/ptwalk
+$(BUILD)/tests/ptwalk: tests/lab/tools/ptwalk.c src/arch/x86/layout.h
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC  $<"
+	$(Q)$(CC) -std=gnu11 $(WARN) -O2 -g -Isrc -o $@ $<
 test-tools: $(TEST_TOOLS)
 
 # Guest images (probe guest) add themselves here.

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -60,8 +61,33 @@ static int vcpu_exit_mmio(struct vcpu *vcpu)
 	return 0;
 }
 
+/*
+ * NESTVM_SHUTDOWN_HOLD=SECS (1 to 600): on a triple fault, keep the VM and
+ * its memory for SECS seconds before stopping it, for a debugger or
+ * /proc/PID/mem to read its page tables. The vCPU's registers are lost by
+ * then on AMD (above); the lab takes the L1's CR3 from its kprobe on its own
+ * KVM and walks the L1's page tables here (tests/lab/README.md, "lab.sh").
+ */
+static void vcpu_shutdown_hold(struct vcpu *vcpu)
+{
+	const char *env = getenv("NESTVM_SHUTDOWN_HOLD");
+	char *end;
+	unsigned long secs;
+
+	if (!env || !*env)
+		return;
+	secs = strtoul(env, &end, 10);
+	if (*end || secs == 0 || secs > 600) {
+		log_warn("NESTVM_SHUTDOWN_HOLD=%s: not a number of seconds from 1 to 600; not holding", env);
+		return;
+	}
+	log_warn("vCPU %u: triple fault: holding the VM for %lu s (NESTVM_SHUTDOWN_HOLD)", vcpu->id, secs);
+	sleep((unsigned int)secs);
+}
+
 static int vcpu_exit_shutdown(struct vcpu *vcpu)
 {
+	vcpu_shutdown_hold(vcpu);
 	vcpu_report_crash(vcpu, "triple fault: the guest shut down the CPU (KVM_EXIT_SHUTDOWN)");
 	return -1;
 }

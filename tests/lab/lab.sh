@@ -34,12 +34,13 @@
 # lab's own (the lab's /init says so: LAB-ERROR). A scenario cut by a lab
 # failure is run once more, first in that fresh lab boot: its verdict is the
 # retry's, noted "retried after a LAB FAILURE: REASON" (each scenario once,
-# LAB_RETRIES scenarios at most per run, default 2). The lab initramfs
+# twice when each of its failures was the lab's L1 triple fault; LAB_RETRIES
+# retries at most per run, default 3). The lab initramfs
 # (build/lab/lab.cpio) is rebuilt only when one of its inputs changed: busybox,
 # the kernel and its kvm modules, build/release/nestvm and the shared
 # libraries it needs, build/guest/*,
-# guest/probe/memgen_expect.c (built static as /lab/bin/memgen-expect), and
-# the files under tests/lab/.
+# guest/probe/memgen_expect.c (built static as /lab/bin/memgen-expect),
+# src/arch/x86/layout.h (for tools/ptwalk.c) and the files under tests/lab/.
 #
 # Exit status:
 #   0    every scenario passed or was skipped
@@ -68,8 +69,8 @@
 # EPYC,+svm,+npt), LAB_CMDLINE (more words for the lab kernel's command
 # line, e.g. tsc=reliable), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
 # (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
-# SILENCE_S / 5 s apart, at most 5 s), LAB_RETRIES (scenarios retried after
-# a lab failure, at most, per run; default 2).
+# SILENCE_S / 5 s apart, at most 5 s), LAB_RETRIES (retries after a lab
+# failure, at most, per run; default 3).
 
 set -u -o pipefail
 export LC_ALL=C
@@ -85,6 +86,7 @@ NESTVM=${LAB_NESTVM:-$TOP/build/release/nestvm}
 GUEST_DIR=$TOP/build/guest
 MEMGEN_EXPECT_SRC=$TOP/guest/probe/memgen_expect.c
 DNS_STUB_SRC=$LAB_SRC/tools/dns_stub.c
+PTWALK_SRC=$LAB_SRC/tools/ptwalk.c
 
 # What the lab machine is (tests/lab/README.md). LAB_TCG: QEMU's TCG
 # accelerator options (thread=multi: one host thread per lab vCPU;
@@ -130,7 +132,7 @@ END_GRACE=30         # LAB-END to QEMU exit
 # costs a silent lab 60 s instead of its budget.
 HEARTBEAT_S=5
 SILENCE_S=60
-LAB_RETRIES=${LAB_RETRIES:-2}
+LAB_RETRIES=${LAB_RETRIES:-3}
 [[ $LAB_RETRIES =~ ^[0-9]+$ ]] || { echo "lab: LAB_RETRIES must be a number" >&2; exit $EXIT_USAGE; }
 if [ -n "${LAB_SILENCE_S:-}" ]; then
 	[[ $LAB_SILENCE_S =~ ^[0-9]+$ && $LAB_SILENCE_S -ge 5 ]] ||
@@ -452,6 +454,7 @@ build_initramfs() {
 		while IFS= read -r f; do inputs+=("$f"); done < <(nestvm_libs | sort -u)
 	fi
 	[ -f "$MEMGEN_EXPECT_SRC" ] && inputs+=("$MEMGEN_EXPECT_SRC" "$TOP/guest/probe/memgen_chain.h")
+	inputs+=("$TOP/src/arch/x86/layout.h") # ptwalk's
 	for f in $DROPBEAR $DBCLIENT $DROPBEARKEY; do [ -x "$f" ] && inputs+=("$f"); done
 	# build/guest/: the images, not the object files in its subdirectories.
 	[ -d "$GUEST_DIR" ] && while IFS= read -r f; do inputs+=("$f"); done \
@@ -517,6 +520,9 @@ build_initramfs() {
 	# The lab's name server for the NAT scenario (net.sh: busybox has none).
 	"${CC:-cc}" -std=gnu11 -O2 -static -o "$stage/lab/bin/dns_stub" "$DNS_STUB_SRC" ||
 		lab_abort "cannot build a static dns_stub from $DNS_STUB_SRC"
+	# The guard's walk of an L1's page tables at its triple fault (trace-lib.sh).
+	"${CC:-cc}" -std=gnu11 -O2 -static -I"$TOP/src" -o "$stage/lab/bin/ptwalk" "$PTWALK_SRC" ||
+		lab_abort "cannot build a static ptwalk from $PTWALK_SRC"
 	[ -d "$GUEST_DIR" ] && find "$GUEST_DIR" -maxdepth 1 -type f -exec cp {} "$stage/lab/guest/" \;
 	cp "$KERNEL" "$stage/lab/kernel/bzImage"
 	cp "$vmlinux" "$stage/lab/kernel/vmlinux"
@@ -586,7 +592,7 @@ scenario_budget() {
 # budget in seconds, the longest console silence while it ran
 # (microseconds), and for a retried scenario the lab failure of its first
 # run and that run's boot.
-declare -a result rtime metrics hbegin hend lwhy sboot budget silence rwhy rboot rfail
+declare -a result rtime metrics hbegin hend lwhy sboot budget silence rwhy rboot rfail rcount rl1fault
 for i in "${!scenarios[@]}"; do
 	arg=
 	[[ ${scenarios[i]} == *:* ]] && arg=${scenarios[i]#*:}
@@ -781,8 +787,9 @@ run_lab_once() {
 	# No KASLR: the RIPs of a hung lab then match the symbols of any boot.
 	cmdline="console=ttyS0 nokaslr panic=-1 nestlab.run=$(IFS=,; echo "${scenarios[*]:first}")"
 	cmdline+=" nestlab.stimeout=$SCENARIO_TIMEOUT nestlab.heartbeat=$HEARTBEAT_S"
-	# The first scenario of this boot is the retry of one a lab failure cut.
-	[ -n "${rboot[first]:-}" ] && cmdline+=" nestlab.retry=1"
+	# The first scenario of this boot is the retry (the first or the second)
+	# of one a lab failure cut.
+	[ -n "${rboot[first]:-}" ] && cmdline+=" nestlab.retry=${rcount[first]}"
 	# More words for the lab kernel's command line (LAB_CMDLINE="tsc=reliable").
 	[ -n "${LAB_CMDLINE:-}" ] && cmdline+=" $LAB_CMDLINE"
 	# Extra kvm-amd parameters for the lab's KVM (LAB_KVM_AMD="vgif=0 vls=0").
@@ -912,13 +919,17 @@ build_initramfs
 # Lab boots until every scenario ran: a scenario that wedges, silences or
 # kills its lab is a lab failure, and the scenarios after it run in a fresh
 # lab. A boot in which no scenario began is retried once, and so is a
-# scenario a lab failure cut (not the run's timeout), the first LAB_RETRIES
-# (2) such in a run, each once: it runs first in that fresh lab, and once it
+# scenario a lab failure cut (not the run's timeout), LAB_RETRIES (3)
+# retries at most in a run: it runs first in that fresh lab, and once it
 # has a verdict there, that lab failure is reported with it (rwhy) instead
-# of failing the run. --timeout bounds them all.
+# of failing the run. A scenario is retried once, or twice when its lab
+# failures were each the lab's own L1 triple fault (the guard's catch, which
+# the lab's /init reports: a fault of the emulated hardware, 1 in 2 make
+# test labs, not a wedge that would take a budget each time); --timeout
+# bounds them all.
 t_start=${EPOCHREALTIME/[.,]/}
 first=0 retried=0
-retries=0         # scenarios retried (rboot, rwhy, rfail: of each one's first run)
+retries=0         # retries so far (rboot, rwhy, rfail: of each retried scenario's failed runs; rcount its retries, rl1fault 1 if its first failure was the lab's L1 triple fault)
 lab_failures=() boot_notes=()
 while [ "$first" -lt ${#scenarios[@]} ]; do
 	left=$((timeout_s - (${EPOCHREALTIME/[.,]/} - t_start) / 1000000))
@@ -958,15 +969,24 @@ while [ "$first" -lt ${#scenarios[@]} ]; do
 	lwhy[ci]=${killed_why:-$failure}
 	[ -n "$cut_us" ] && lwhy[ci]+=", cut $(fmt_us $((cut_us - hbegin[ci]))) s after its LAB-BEGIN"
 	[ -n "$dump_summary" ] && lwhy[ci]+="; $dump_summary"
-	if [ -z "${rboot[ci]:-}" ] && [ $retries -lt "$LAB_RETRIES" ] && [ $timed_out -eq 0 ]; then
+	l1fault=0
+	[[ $lab_error == *"L1 triple fault of the lab's own"* ]] && l1fault=1
+	if [ $retries -lt "$LAB_RETRIES" ] && [ $timed_out -eq 0 ] &&
+		{ [ -z "${rboot[ci]:-}" ] || { [ "${rcount[ci]}" -eq 1 ] && [ "${rl1fault[ci]}" -eq 1 ] && [ $l1fault -eq 1 ]; }; }; then
 		# The lab, not the scenario, may be at fault.
 		retries=$((retries + 1))
-		rfail[ci]="boot $boot: $failure"
-		rwhy[ci]=${lwhy[ci]}
-		rboot[ci]=$boot
+		if [ -z "${rboot[ci]:-}" ]; then
+			rcount[ci]=1 rl1fault[ci]=$l1fault rboot[ci]=$boot
+			rfail[ci]="boot $boot: $failure"
+			rwhy[ci]=${lwhy[ci]}
+		else
+			rcount[ci]=2
+			rfail[ci]+=" | boot $boot: $failure"
+			rwhy[ci]+="; and on its first retry: ${lwhy[ci]}"
+		fi
 		unset 'result[ci]' 'rtime[ci]' 'metrics[ci]' 'hbegin[ci]' 'hend[ci]' 'lwhy[ci]'
 		first=$ci
-		log "LAB FAILURE (not a test failure): retrying ${scenarios[ci]} once, in a fresh lab with the scenarios after it"
+		log "LAB FAILURE (not a test failure): retrying ${scenarios[ci]} (retry ${rcount[ci]}), in a fresh lab with the scenarios after it"
 		continue
 	fi
 	lab_failures+=("boot $boot: $failure")
@@ -1024,7 +1044,7 @@ done
 for i in "${!scenarios[@]}"; do
 	if [ -n "${rboot[i]:-}" ]; then
 		log "${scenarios[i]}: LAB FAILURE (not a test failure) in boot ${rboot[i]}: ${rwhy[i]}"
-		log "${scenarios[i]}: retried once, in boot ${sboot[i]:-?}: ${result[i]:-no result}"
+		log "${scenarios[i]}: retried ${rcount[i]} time(s), last in boot ${sboot[i]:-?}: ${result[i]:-no result}"
 	fi
 	[ "${result[i]:-}" = lab ] &&
 		log "${scenarios[i]}: LAB FAILURE (not a test failure) in boot ${sboot[i]:-?}: ${lwhy[i]}"

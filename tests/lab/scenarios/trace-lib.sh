@@ -76,6 +76,7 @@ trace_probe_remove() {
 	[ -d $T/events/nestlab/l1_shutdown ] || return 0
 	echo '!traceoff if rip != 1' >$T/events/nestlab/l1_shutdown/trigger 2>/dev/null
 	echo 0 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null
+	echo 0 >$T/instances/guard/events/nestlab/l1_shutdown/enable 2>/dev/null
 	echo "-:nestlab/l1_shutdown" >>$T/kprobe_events 2>/dev/null
 }
 
@@ -239,6 +240,14 @@ trace_guard_setup() {
 	fi
 	guard=1
 	export NESTLAB_GUARD=1
+	# The watcher's ring: the probe's events alone.
+	if mkdir -p $T/instances/guard 2>/dev/null && echo 64 >$T/instances/guard/buffer_size_kb; then
+		guard_watch=1
+		export NESTVM_SHUTDOWN_HOLD=2
+	else
+		guard_watch=0
+		echo "lab: the L1 triple fault guard cannot make a trace instance: no page-table walk at a catch"
+	fi
 }
 
 # Before each scenario: only the guard's events on (a scenario's trace words
@@ -257,9 +266,38 @@ trace_guard_arm() {
 	done
 	echo >$T/trace
 	echo 1 >$T/tracing_on
+	if [ "${guard_watch:-0}" -eq 1 ]; then
+		rm -f /tmp/guard.ptwalk
+		echo >$T/instances/guard/trace
+		echo 1 >$T/instances/guard/events/nestlab/l1_shutdown/enable 2>/dev/null
+		trace_guard_watch &
+		guard_watch_pid=$!
+	fi
 }
 
-# What moves or unmaps the lab's memory under an L1 (rare events): KVM's
+# The guard's watcher, for a scenario's time: at the first L1 shutdown the
+# probe reports, it walks that L1's page tables as they are in its memory
+# (nestvm holds a VM that triple-faulted: NESTVM_SHUTDOWN_HOLD, 2 s), at the
+# RIP and at the address that faulted last (CR2), with /lab/bin/ptwalk
+# (tests/lab/tools/ptwalk.c), into the console and /tmp/guard.ptwalk. Where
+# the emulated CPU found them unmapped, a walk that finds them mapped says
+# the page tables were right and the walk below the L1 was wrong.
+trace_guard_watch() {
+	while sleep 0.2; do
+		_l=$(grep -m 1 'l1_shutdown:' $T/instances/guard/trace) || continue
+		_tid=$(echo "$_l" | awk '{ n = split($1, f, "-"); print f[n] }')
+		_cr3=$(echo "$_l" | sed -n 's/.* cr3=0x\([0-9a-f]*\).*/\1/p')
+		_rip=$(echo "$_l" | sed -n 's/.* rip=0x\([0-9a-f]*\).*/\1/p')
+		_cr2=$(echo "$_l" | sed -n 's/.* cr2=0x\([0-9a-f]*\).*/\1/p')
+		{
+			echo "the L1's page tables in its memory after its shutdown (thread $_tid): at rip $_rip and cr2 $_cr2"
+			/lab/bin/ptwalk "$_tid" "$_cr3" "$_rip" "$_cr2" 2>&1
+		} | sed 's/^/  guard| ptwalk: /' >/tmp/guard.ptwalk
+		cat /tmp/guard.ptwalk
+		return 0
+	done
+}
+ or unmaps the lab's memory under an L1 (rare events): KVM's
 # MMU notifier on the L1's memory, khugepaged's collapses, page migration
 # and compaction. An L1 triple fault of the lab's own finds its page tables
 # gone right after an exit: if these come just before it, a stale
@@ -304,4 +342,9 @@ trace_guard_verdict() {
 trace_guard_disarm() {
 	[ "${guard:-0}" -eq 1 ] || return 0
 	echo 0 >$T/tracing_on
+	if [ -n "${guard_watch_pid:-}" ]; then
+		kill "$guard_watch_pid" 2>/dev/null
+		wait "$guard_watch_pid" 2>/dev/null
+		guard_watch_pid=
+	fi
 }
