@@ -78,10 +78,13 @@ static void vcpu_shutdown_hold(struct vcpu *vcpu)
 		return;
 	secs = strtoul(env, &end, 10);
 	if (*end || secs == 0 || secs > 600) {
-		log_warn("NESTVM_SHUTDOWN_HOLD=%s: not a number of seconds from 1 to 600; not holding", env);
+		log_warn("NESTVM_SHUTDOWN_HOLD=%s: not a number of seconds from 1 to 600; "
+		         "not holding",
+		         env);
 		return;
 	}
-	log_warn("vCPU %u: triple fault: holding the VM for %lu s (NESTVM_SHUTDOWN_HOLD)", vcpu->id, secs);
+	log_warn("vCPU %u: triple fault: holding the VM for %lu s (NESTVM_SHUTDOWN_HOLD)", vcpu->id,
+	         secs);
 	sleep((unsigned int)secs);
 }
 

@@ -53,9 +53,10 @@ static bool find_ram(const char *pid)
 	while (fgets(line, sizeof(line), f)) {
 		uint64_t l, h;
 		char perms[8];
-		int n = 0;
+		int n = 0, got;
 
-		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*s %*s %*s%n", &l, &h, perms, &n) == 3 && n) {
+		got = sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*s %*s %*s%n", &l, &h, perms, &n);
+		if (got == 3 && n) {
 			const char *rest = line + n + strspn(line + n, " ");
 
 			lo = l;
@@ -107,7 +108,8 @@ static void walk(uint64_t cr3, uint64_t va)
 		unsigned int shift = 39 - 9 * level, idx = (va >> shift) & 511;
 
 		if (!read_gpa(table + idx * 8, &e)) {
-			printf(" %s[%u] at gpa 0x%" PRIx64 " outside RAM\n", names[level], idx, table + idx * 8);
+			printf(" %s[%u] at gpa 0x%" PRIx64 " outside RAM\n", names[level], idx,
+			       table + idx * 8);
 			return;
 		}
 		printf(" %s[%u]=0x%" PRIx64, names[level], idx, e);
@@ -147,13 +149,16 @@ int main(int argc, char **argv)
 	/* How full the top level is: a zeroed or overwritten page shows here. */
 	for (unsigned int i = 0; i < 512; i++) {
 		if (!read_gpa((cr3 & PTE_ADDR) + i * 8, &e)) {
-			fprintf(stderr, "ptwalk: CR3 0x%" PRIx64 " is outside the guest's %" PRIu64
-			        " MiB of RAM\n", cr3, ram_size >> 20);
+			fprintf(stderr,
+			        "ptwalk: CR3 0x%" PRIx64 " is outside the guest's %" PRIu64
+			        " MiB of RAM\n",
+			        cr3, ram_size >> 20);
 			return 1;
 		}
 		present += e & PTE_P;
 	}
-	printf("guest RAM %" PRIu64 " MiB at 0x%" PRIx64 "; cr3 0x%" PRIx64 ": %u of 512 top-level entries present\n",
+	printf("guest RAM %" PRIu64 " MiB at 0x%" PRIx64 "; cr3 0x%" PRIx64
+	       ": %u of 512 top-level entries present\n",
 	       ram_size >> 20, ram_hva, cr3, present);
 	for (int i = 3; i < argc; i++)
 		walk(cr3, strtoull(argv[i], NULL, 16));
