@@ -929,7 +929,10 @@ build_initramfs
 # bounds them all.
 t_start=${EPOCHREALTIME/[.,]/}
 first=0 retried=0
-retries=0         # retries so far (rboot, rwhy, rfail: of each retried scenario's failed runs; rcount its retries, rl1fault 1 if its first failure was the lab's L1 triple fault)
+# retries so far; of each retried scenario: rboot the boot of its first
+# failure, rwhy and rfail its failures, rcount its retries, rl1fault 1 if
+# its first failure was the lab's own L1 triple fault
+retries=0
 lab_failures=() boot_notes=()
 while [ "$first" -lt ${#scenarios[@]} ]; do
 	left=$((timeout_s - (${EPOCHREALTIME/[.,]/} - t_start) / 1000000))
