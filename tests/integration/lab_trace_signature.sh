@@ -54,6 +54,21 @@ $P    11.538733: kvm_userspace_exit: reason KVM_EXIT_IO (2)
 $P    11.538972: kvm_entry: vcpu 0, rip 0x101460
 $P    11.539126: kvm_exit: vcpu 0 reason shutdown rip 0x101460 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000b0e error_code 0x00000000
 E
+# A Linux L1 woken from HLT, shut down delivering its timer interrupt
+# (make test 113, 2026-12-07: its page tables, read from its memory, mapped
+# both the RIP and the IDT).
+P2='            vcpu0-210     [000] .....'
+cat >"$D/hlt" <<E
+$P2    20.600665: kvm_exit: vcpu 0 reason msr rip 0xffffffff8fe73914 info1 0x0000000000000001 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000
+$P2    20.600749: kvm_entry: vcpu 0, rip 0xffffffff8fe73916
+$P2    20.600977: kvm_exit: vcpu 0 reason hlt rip 0xffffffff90817a0a info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000
+$P2    20.604309: kvm_entry: vcpu 0, rip 0xffffffff90817a0b
+$P2    20.604373: kvm_exit: vcpu 0 reason shutdown rip 0xffffffff90817a0b info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x800000ec error_code 0x00000000
+E
+# The same with a software interrupt (type 4) or an NMI (type 2) being
+# delivered: not.
+sed 's/intr_info 0x800000ec/intr_info 0x800004ec/' "$D/hlt" >"$D/softint"
+sed 's/intr_info 0x800000ec/intr_info 0x80000202/' "$D/hlt" >"$D/nmi"
 grep -v 'reason vmsave' "$D/vmsave" >"$D/noexit"
 sed 's/kvm_entry: vcpu 0, rip 0x110d38/kvm_entry: vcpu 0, rip 0x110d40/' "$D/vmsave" >"$D/elsewhere"
 : >"$D/empty"
@@ -65,6 +80,10 @@ check "after an emulated VMSAVE: the lab's fault" sig vmsave
 check "another vCPU's exit in between: still the lab's fault" sig vmload-smp
 check "test=triplefault (#UD, empty IDT): not" eval '! sig ud'
 check "after its OUT to user space: the lab's fault" sig io
+check "after a HLT, delivering its external interrupt 0xec: the lab's fault" sig hlt
+check "  and says so" grep -q "^the lab's fault: vCPU 0 shut down at rip 0xffffffff90817a0b delivering 0x800000ec; its exit before: hlt at 0xffffffff90817a0a" "$D/hlt.out"
+check "the same delivering a software interrupt: not" eval '! sig softint'
+check "the same delivering an NMI: not" eval '! sig nmi'
 check "no exit before the shutdown: not" eval '! sig noexit'
 check "re-entered elsewhere: not" eval '! sig elsewhere'
 check "  and says why" grep -q "^not the lab's known fault: .*re-entered at 0x110d40" "$D/elsewhere.out"

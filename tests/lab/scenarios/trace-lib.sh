@@ -137,9 +137,11 @@ trace_has_shutdown() {
 # is the lab's own fault (README, "The L2-Linux crash" and "Snapshots"): the
 # lab KVM re-entered the vCPU after completing an exit (an SVM instruction
 # or WRMSR it emulated, an OUT to user space: with nrips=0 it skips each one
-# by decoding it) and the vCPU shut down at that very RIP, delivering a #PF
-# (exit_int_info 0x80000b0e). Prints one line naming the exit before; 0
-# when it is that signature.
+# by decoding it; a HLT it woke the vCPU from) and the vCPU shut down at
+# that very RIP, delivering a #PF (exit_int_info 0x80000b0e) or the external
+# interrupt the lab KVM injected (0x800000VV: the IDT unreachable at once;
+# the guard's walk of such an L1's page tables found its IDT mapped). Prints
+# one line naming the exit before; 0 when it is that signature.
 # The vCPU is known by its thread (the event's first field, COMM-PID): two
 # VMs (a migration's source and destination) both have a vCPU 0.
 trace_signature() {
@@ -157,7 +159,8 @@ trace_signature() {
 		sed 's/.* rip \(0x[0-9a-f]*\).*/\1/')
 	rm -f "$1.task"
 	_what="vCPU $_v shut down at rip $_rip delivering $_info; its exit before: ${_prev:-none}, re-entered at ${_entry:-?}"
-	if [ -n "$_prev" ] && [ "$_entry" = "$_rip" ] && [ "$_info" = 0x80000b0e ]; then
+	if [ -n "$_prev" ] && [ "$_entry" = "$_rip" ] &&
+		{ [ "$_info" = 0x80000b0e ] || expr "$_info" : '0x800000[0-9a-f][0-9a-f]$' >/dev/null; }; then
 		echo "the lab's fault: $_what"
 		return 0
 	fi
@@ -297,7 +300,8 @@ trace_guard_watch() {
 		return 0
 	done
 }
- or unmaps the lab's memory under an L1 (rare events): KVM's
+
+# What moves or unmaps the lab's memory under an L1 (rare events): KVM's
 # MMU notifier on the L1's memory, khugepaged's collapses, page migration
 # and compaction. An L1 triple fault of the lab's own finds its page tables
 # gone right after an exit: if these come just before it, a stale
@@ -334,7 +338,9 @@ trace_guard_verdict() {
 	_sd=$(grep 'kvm_exit: vcpu [0-9]* reason shutdown' /tmp/guard.events | tail -n 1 | awk '{ print $1 }')
 	awk -v t="$_sd" '$1 == t' /tmp/guard.events | tail -n 12 | sed 's/^/  guard| /'
 	trace_guard_mm /tmp/guard.events
-	cat /tmp/guard.why
+	# The watcher's walk of the address that faulted last (CR2).
+	_pt=$(grep 'ptwalk: va ' /tmp/guard.ptwalk 2>/dev/null | tail -n 1 | sed 's/.*ptwalk: //')
+	echo "$(cat /tmp/guard.why)${_pt:+; in the L1's page tables: $_pt}"
 	return $_rc
 }
 
