@@ -150,6 +150,8 @@ lab_show_new_lines() {
 	echo "$_n"
 }
 
+LAB_L1_TIMER_LOST=/tmp/.lab-l1-timer-lost
+
 # Runs `nestvm run ARGS...` (stdin /dev/null) booting an L1 guest whose
 # /init is tests/lab/l1/init: lab_l1_run LABEL LIMIT_SECONDS ARGS...
 # Markers count at the start of a line only: an L2's own markers come
@@ -158,7 +160,12 @@ lab_show_new_lines() {
 # L1-END markers, and kills nestvm when it outlives LIMIT_SECONDS or keeps
 # running 10 s after L1-END (lab_fail); with L1_STALL_SECS set, also when
 # the guest prints no marker line (one starting "L1-") for that long
-# (l1_stalled=1; kernel messages such as RCU stall reports do not count). Sets:
+# (l1_stalled=1; kernel messages such as RCU stall reports do not count).
+# An L1 whose timer stopped (its RCU kthread's "timer wakeup didn't
+# happen": the lab KVM's timer interrupts to it lost, below nestvm, which
+# does not deliver them) is killed at once and noted in LAB_L1_TIMER_LOST
+# for /init, which takes the scenario's failure for the lab's (the lab's
+# own L1 hang: tests/lab/README.md, "lab.sh"). Sets:
 #   l1_rc        nestvm's exit status
 #   l1_out       file with its output (stdout and stderr)
 #   l1_wall_cs   centiseconds from start to exit
@@ -194,6 +201,11 @@ lab_l1_run() {
 		if [ -n "${L1_STALL_SECS:-}" ] && [ $((_now - _t_out)) -gt $((L1_STALL_SECS * 100)) ]; then
 			_why="no marker line from the L1 for $L1_STALL_SECS s"
 			l1_stalled=1
+			break
+		fi
+		if grep -q "kthread timer wakeup didn't happen" "$l1_out"; then
+			_why="the L1's timer stopped, the lab's own fault ($(grep -m 1 "kthread timer wakeup didn't happen" "$l1_out" | tr -d '\r' | cut -c 1-160))"
+			echo "$_why" >"$LAB_L1_TIMER_LOST"
 			break
 		fi
 		[ -z "$_t_init" ] && grep -q '^L1-INIT' "$l1_out" && _t_init=$_now

@@ -9,7 +9,11 @@
 # lab (LAB_RETRY=1), where it passes. With the word "twice" it faults in
 # its first retry too, and passes in the second (LAB_RETRY=2), which only a
 # scenario failed twice by the lab's own fault gets. A failure without such
-# a fault (the word "plain") stays a failure.
+# a fault (the word "plain") stays a failure. With the word "timer", its
+# first run forges the lab's other L1 fault instead: an L1 whose console
+# says its timer stopped (the probe echoes its command line, which holds
+# the RCU report's words), which lab_l1_run must cut and /init take for the
+# lab's (LAB-ERROR), so that it passes on its retry.
 
 . /lab/lib.sh
 
@@ -22,6 +26,11 @@ if [ "${LAB_RETRY:-0}" -ge $want ]; then
 fi
 if [ "${1:-}" = plain ]; then
 	lab_fail "failing on purpose, no L1 triple fault before"
+	lab_finish
+fi
+if [ "${1:-}" = timer ]; then
+	lab_l1_run timer 60 --kernel $probe --memory 64M \
+		--cmdline "test=idle note=forged: kthread timer wakeup didn't happen"
 	lab_finish
 fi
 [ "${NESTLAB_GUARD:-0}" = 1 ] || lab_skip "no L1 triple fault guard in this lab"
