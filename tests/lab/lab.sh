@@ -62,7 +62,8 @@
 # Environment: LAB_KERNEL (default the newest /boot/vmlinuz-*; one unpacked
 # with dpkg -x as ROOT/boot/vmlinuz-R takes its modules from ROOT/lib/modules/R), LAB_QEMU,
 # LAB_BUSYBOX (a static busybox, default /bin/busybox), LAB_NESTVM (default
-# build/release/nestvm), LAB_KVM_AMD (more kvm-amd parameters for the lab,
+# build/release/nestvm), LAB_KVM (kvm parameters for the lab, e.g.
+# "tdp_mmu=0"), LAB_KVM_AMD (more kvm-amd parameters for the lab,
 # e.g. "vgif=0 vls=0"), LAB_TCG (QEMU's -accel tcg options, default
 # thread=multi; thread=single runs both lab vCPUs on one host thread),
 # LAB_SMP (the lab's vCPUs, default 2), LAB_CPU (QEMU's -cpu, default
@@ -792,6 +793,8 @@ run_lab_once() {
 	[ -n "${rboot[first]:-}" ] && cmdline+=" nestlab.retry=${rcount[first]}"
 	# More words for the lab kernel's command line (LAB_CMDLINE="tsc=reliable").
 	[ -n "${LAB_CMDLINE:-}" ] && cmdline+=" $LAB_CMDLINE"
+	# Parameters for the lab's kvm (LAB_KVM="tdp_mmu=0").
+	[ -n "${LAB_KVM:-}" ] && cmdline+=" nestlab.kvm=$(echo "$LAB_KVM" | tr ' ' ',')"
 	# Extra kvm-amd parameters for the lab's KVM (LAB_KVM_AMD="vgif=0 vls=0").
 	[ -n "${LAB_KVM_AMD:-}" ] && cmdline+=" nestlab.kvm_amd=$(echo "$LAB_KVM_AMD" | tr ' ' ',')"
 	KALLSYMS=$OUT/symbols-${KERNEL##*/vmlinuz-}
