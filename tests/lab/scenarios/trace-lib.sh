@@ -286,7 +286,8 @@ trace_guard_arm() {
 # the emulated CPU found them unmapped, a walk that finds them mapped says
 # the page tables were right and the walk below the L1 was wrong.
 trace_guard_watch() {
-	while sleep 0.2; do
+	# Polled twice a second: a fork in the emulated lab is not free.
+	while sleep 0.5; do
 		_l=$(grep -m 1 'l1_shutdown:' $T/instances/guard/trace) || continue
 		_tid=$(echo "$_l" | awk '{ n = split($1, f, "-"); print f[n] }')
 		_cr3=$(echo "$_l" | sed -n 's/.* cr3=0x\([0-9a-f]*\).*/\1/p')
