@@ -21,7 +21,7 @@
 #    FAILURE: ... overran its budget", pass, "lab ok", exit 0. A lab with no
 #    guard skips lab-l1fault:twice (lab-flaky then wedges its first boot).
 # 2. `LAB_SILENCE_S=10 lab.sh lab-silent lab-selftest lab-l1fault:plain
-#    lab-l1fault:timer`:
+#    lab-l1fault:timer lab-stuck`:
 #    lab-silent stops the heartbeat and prints nothing more. Asserts that
 #    lab.sh cut it for its silence within 10 to 14 s of its LAB-BEGIN, twice
 #    (its retry goes silent too, and a lab failure that is not the L1 triple
@@ -29,8 +29,10 @@
 #    to a pass, and lab-l1fault:plain, failing with no L1 triple fault
 #    before, to a failure that stays one, and lab-l1fault:timer, an L1
 #    whose console says its timer stopped (the lab's own L1 hang), cut by
-#    lab_l1_run and retried in a fourth lab boot to a pass: lab-silent
-#    verdict lab, "lab failure" naming both silences, exit 125.
+#    lab_l1_run and retried in a fourth lab boot to a pass, and lab-stuck,
+#    a lab kernel that reports a hung task, ended by /init's heartbeat and
+#    retried in a fifth to a pass: lab-silent verdict lab, "lab failure"
+#    naming both silences, exit 125.
 #
 # run-tests.sh's counting of both runs' results is checked too,
 # with a stub for lab.sh (no lab).
@@ -40,7 +42,7 @@
 #            then builds its initramfs and sends its kernel symbols first
 #            (about 25 s more)
 #
-# 8 lab boots: about 100 s on a quiet host, 200 s on a busy one (20 s more
+# 9 lab boots: about 110 s on a quiet host, 200 s on a busy one (20 s more
 # with --fresh). Prints "N passed, N failed" last; exit 0 pass, 1 fail,
 # 77 skip (no QEMU, kernel, kvm-amd module or busybox-static).
 
@@ -257,14 +259,15 @@ verdict "run 1: run-tests.sh: exit 0, lab-flaky a PASS with its LAB FAILURE, non
 # lab-l1fault:plain, a failure with no L1 triple fault before, stays a failure
 # (the lab failure's exit status 125 stands above it); lab-l1fault:timer,
 # an L1 that says its timer stopped, is cut, and retried to a pass in a
-# fourth lab boot.
-echo "watchdog-test: LAB_SILENCE_S=$SILENCE lab.sh lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer (run timeout $RUN_TIMEOUT s)"
-LAB_SILENCE_S=$SILENCE lab_run watchdog-silent lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer
+# fourth lab boot; lab-stuck, a lab kernel that reports a hung task, is
+# ended by the heartbeat and retried to a pass in a fifth.
+echo "watchdog-test: LAB_SILENCE_S=$SILENCE lab.sh lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer lab-stuck (run timeout $RUN_TIMEOUT s)"
+LAB_SILENCE_S=$SILENCE lab_run watchdog-silent lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer lab-stuck
 silent="the lab went silent (no heartbeat for $SILENCE s) during scenario lab-silent"
 [ $rc -eq 125 ]
 verdict "run 2: lab.sh exits 125, a lab failure (got $rc)" $?
-[ ${#results[@]} -eq 5 ]
-verdict "run 2: results: 5 lines (got ${#results[@]})" $?
+[ ${#results[@]} -eq 6 ]
+verdict "run 2: results: 6 lines (got ${#results[@]})" $?
 read -r l_name l_verdict _ l_why <<<"${results[0]:-}"
 [[ ${l_name:-} == lab-silent && ${l_verdict:-} == lab ]]
 verdict "run 2: results: lab-silent has verdict 'lab' (got '${l_verdict:-}')" $?
@@ -286,27 +289,31 @@ read -r t_name t_verdict _ t_why <<<"${results[3]:-}"
 [[ ${t_name:-} == lab-l1fault:timer && ${t_verdict:-} == pass &&
 	${t_why:-} == "retried after a LAB FAILURE: the lab never reached LAB-END (during scenario lab-l1fault:timer); the lab said: scenario lab-l1fault:timer failed after an L1 lost its timer, the lab's own hang, not nestvm's: the L1's timer stopped, the lab's own fault (probe: boot "*"kthread timer wakeup didn't happen"* ]]
 verdict "run 2: results: lab-l1fault:timer, an L1 whose timer stopped, retried after a LAB FAILURE to a pass (got '${t_verdict:-}')" $?
-[[ ${results[4]:-} == "lab failure boot 1: "*"$silent"*" | boot 2: "*"$silent"* ]]
+read -r k_name k_verdict _ k_why <<<"${results[4]:-}"
+[[ ${k_name:-} == lab-stuck && ${k_verdict:-} == pass &&
+	${k_why:-} == "retried after a LAB FAILURE: the lab never reached LAB-END (during scenario lab-stuck); the lab said: scenario lab-stuck: the lab kernel is stuck, the lab's own failure: "*"INFO: task forged:1 blocked for more than 120 seconds."* ]]
+verdict "run 2: results: lab-stuck, a lab kernel that reported a hung task, ended by the heartbeat and retried to a pass (got '${k_verdict:-}')" $?
+[[ ${results[5]:-} == "lab failure boot 1: "*"$silent"*" | boot 2: "*"$silent"* ]]
 verdict "run 2: results: last line 'lab failure' naming both silences" $?
-[[ $(grep -c '^# .* lab boot [0-9]*:' "$log" 2>/dev/null) == 4 && $(grep -c ' LAB-READY ' "$log") == 4 ]]
-verdict "run 2: log: 4 lab boots, 4 LAB-READY" $?
+[[ $(grep -c '^# .* lab boot [0-9]*:' "$log" 2>/dev/null) == 5 && $(grep -c ' LAB-READY ' "$log") == 5 ]]
+verdict "run 2: log: 5 lab boots, 5 LAB-READY" $?
 [[ $(boot_cmdline 1) == *" nestlab.heartbeat=2"* && $(boot_cmdline 1) != *nestlab.retry=* &&
 	$(boot_cmdline 2) == *" nestlab.retry=1"* && $(boot_cmdline 3) != *nestlab.retry=* &&
-	$(boot_cmdline 4) == *" nestlab.retry=1"* ]]
-verdict "run 2: log: heartbeat every 2 s; nestlab.retry=1 on lab boots 2 and 4 only" $?
+	$(boot_cmdline 4) == *" nestlab.retry=1"* && $(boot_cmdline 5) == *" nestlab.retry=1"* ]]
+verdict "run 2: log: heartbeat every 2 s; nestlab.retry=1 on lab boots 2, 4 and 5 only" $?
 [ "$(grep -E -o 'lab boot [0-9]+:|LAB-BEGIN lab-[a-z0-9:]+' "$log" 2>/dev/null | tr '\n' ' ')" = \
-	"lab boot 1: LAB-BEGIN lab-silent lab boot 2: LAB-BEGIN lab-silent lab boot 3: LAB-BEGIN lab-selftest LAB-BEGIN lab-l1fault:plain LAB-BEGIN lab-l1fault:timer lab boot 4: LAB-BEGIN lab-l1fault:timer " ]
-verdict "run 2: log: lab-silent began in boots 1 and 2, lab-selftest, lab-l1fault:plain and lab-l1fault:timer in boot 3, lab-l1fault:timer again in 4" $?
+	"lab boot 1: LAB-BEGIN lab-silent lab boot 2: LAB-BEGIN lab-silent lab boot 3: LAB-BEGIN lab-selftest LAB-BEGIN lab-l1fault:plain LAB-BEGIN lab-l1fault:timer lab boot 4: LAB-BEGIN lab-l1fault:timer LAB-BEGIN lab-stuck lab boot 5: LAB-BEGIN lab-stuck " ]
+verdict "run 2: log: lab-silent began in boots 1 and 2, lab-selftest, lab-l1fault:plain and lab-l1fault:timer in boot 3, lab-l1fault:timer again and lab-stuck in 4, lab-stuck again in 5" $?
 [ "$(grep -c "LAB FAILURE (not a test failure) in boot [12]: $silent" "$T/watchdog-silent.out")" = 2 ]
 verdict "run 2: lab.sh prints both LAB FAILUREs of lab-silent" $?
 
-run_tests_counts "$T/watchdog-silent.results" $rc lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer
+run_tests_counts "$T/watchdog-silent.results" $rc lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer lab-stuck
 [ $rt_rc -eq 125 ] &&
 	grep -q "^lab test lab-silent: FAIL: LAB FAILURE (not a test failure): $silent.*; retried after a LAB FAILURE: $silent" "$T/rt.out" &&
 	grep -q "^lab test lab-l1fault:plain: FAIL" "$T/rt.out" &&
 	grep -q "^LAB FAILURE (not a test failure): boot 1: " "$T/rt.out" &&
-	grep -q "^lab: 2 passed, 2 failed, 0 skipped" "$T/rt.out"
-verdict "run 2: run-tests.sh: exit 125, lab-silent a LAB FAILURE twice, lab-l1fault:plain a FAIL, 2 passed, 2 failed (exit $rt_rc)" $?
+	grep -q "^lab: 3 passed, 2 failed, 0 skipped" "$T/rt.out"
+verdict "run 2: run-tests.sh: exit 125, lab-silent a LAB FAILURE twice, lab-l1fault:plain a FAIL, 3 passed, 2 failed (exit $rt_rc)" $?
 
 echo "watchdog-test: budget $budget s, cut after ${cut1:-?} s, retry passed (fresh lab ready in ${boot2:-?} s," \
 	"run $wall1 s); silence $SILENCE s, cut after ${cut:-?} s (run $wall s)"
