@@ -186,11 +186,14 @@ else
 	grep -q '  guard| .* kvm_exit: vcpu 0 reason shutdown' "$log"
 	verdict "run 1: log: the guard printed the vCPU's last events" $?
 	# The guard's watcher walked the probe's page tables while nestvm held
-	# it: its code mapped (identity), its IDT (CR2) not.
+	# it: its code mapped (identity), its IDT (CR2) not, each page-table
+	# page where the lab KVM's nested page table puts it too.
 	[ "$(grep -c '  guard| ptwalk: guest RAM 64 MiB at 0x[0-9a-f]*; cr3 0x119000: 1 of 512 top-level entries present' "$log")" -eq 2 ] &&
 		[ "$(grep -c '  guard| ptwalk: va 0x0000000000\(11[0-9a-f]*\): .* -> gpa 0x\1$' "$log")" -eq 2 ] &&
-		[ "$(grep -c '  guard| ptwalk: va 0x0000008000000080: pml4e\[1\]=0x0 -> not present' "$log")" -eq 2 ]
+		[ "$(grep -c '  guard| ptwalk: va 0x0000008000000080: pml4e\[1\]=0x0 .*-> not present' "$log")" -eq 2 ]
 	verdict "run 1: log: at each forged fault the guard walked the held L1's page tables (its RIP mapped, its IDT not)" $?
+	[ "$(grep '  guard| ptwalk: va 0x0000000000110' "$log" | grep -c '\[pml4e page: host pfn 0x[1-9a-f][0-9a-f]* in the NPT, 0x[0-9a-f]* in nestvm.s: same\] .*\[pde page: host pfn 0x[1-9a-f][0-9a-f]* in the NPT, 0x[0-9a-f]* in nestvm.s: same\]')" -eq 2 ]
+	verdict "run 1: log: the lab KVM's nested page table maps each of the probe's page-table pages where nestvm's memory has it" $?
 fi
 [ $rc -eq 0 ]
 verdict "run 1: lab.sh exits 0: the retries made up for the lab failures (got $rc)" $?

@@ -35,7 +35,8 @@ trace_word() {
 # kprobe there prints the L1's RIP, CR2 (the address of the first #PF),
 # CR3, RSP, RFLAGS and GS base from the VMCB (struct vmcb: save area at
 # 0x400, Linux's arch/x86/include/asm/svm.h), and the exit_int_info of the
-# control area (0x088: the event being delivered). The offset of vmcb in
+# control area (0x088: the event being delivered), and its nested CR3 (0x0b0:
+# the root of the lab KVM's nested page table). The offset of vmcb in
 # struct vcpu_svm depends on the kernel build: lab.sh reads it from the lab's
 # kvm-amd.ko (vmcb_offset: 0x1998 in 6.1.0-57-cloud-amd64) into
 # /lab/kernel/vmcb-offset. The probe stops the trace (a trigger after the
@@ -57,7 +58,8 @@ trace_shutdown_probe() {
 		"cr2=+0x640($_v):x64 cr3=+0x550($_v):x64 rsp=+0x5d8($_v):x64" \
 		"rflags=+0x570($_v):x64 cr0=+0x558($_v):x64 cr4=+0x548($_v):x64" \
 		"efer=+0x4d0($_v):x64 gsbase=+0x458($_v):x64 trbase=+0x498($_v):x64" \
-		"idtbase=+0x488($_v):x64 intinfo=+0x88($_v):x32 interr=+0x8c($_v):x32" >>$T/kprobe_events 2>/dev/null &&
+		"idtbase=+0x488($_v):x64 intinfo=+0x88($_v):x32 interr=+0x8c($_v):x32" \
+		"ncr3=+0xb0($_v):x64" >>$T/kprobe_events 2>/dev/null &&
 		echo 1 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null; then
 		# A condition makes the trigger run after the event is recorded.
 		if echo 'traceoff if rip != 1' >$T/events/nestlab/l1_shutdown/trigger 2>/dev/null; then
@@ -284,7 +286,9 @@ trace_guard_arm() {
 # RIP and at the address that faulted last (CR2), with /lab/bin/ptwalk
 # (tests/lab/tools/ptwalk.c), into the console and /tmp/guard.ptwalk. Where
 # the emulated CPU found them unmapped, a walk that finds them mapped says
-# the page tables were right and the walk below the L1 was wrong.
+# the page tables were right and the walk below the L1 was wrong. With the
+# VMCB's nested CR3 it also says, for each page-table page, whether the lab
+# KVM's nested page table maps it to the page nestvm's memory holds.
 trace_guard_watch() {
 	# Polled twice a second: a fork in the emulated lab is not free.
 	while sleep 0.5; do
@@ -293,9 +297,10 @@ trace_guard_watch() {
 		_cr3=$(echo "$_l" | sed -n 's/.* cr3=0x\([0-9a-f]*\).*/\1/p')
 		_rip=$(echo "$_l" | sed -n 's/.* rip=0x\([0-9a-f]*\).*/\1/p')
 		_cr2=$(echo "$_l" | sed -n 's/.* cr2=0x\([0-9a-f]*\).*/\1/p')
+		_ncr3=$(echo "$_l" | sed -n 's/.* ncr3=0x\([0-9a-f]*\).*/\1/p')
 		{
 			echo "the L1's page tables in its memory after its shutdown (thread $_tid): at rip $_rip and cr2 $_cr2"
-			/lab/bin/ptwalk "$_tid" "$_cr3" "$_rip" "$_cr2" 2>&1
+			/lab/bin/ptwalk ${_ncr3:+-n "$_ncr3"} "$_tid" "$_cr3" "$_rip" "$_cr2" 2>&1
 		} | sed 's/^/  guard| ptwalk: /' >/tmp/guard.ptwalk
 		cat /tmp/guard.ptwalk
 		return 0
