@@ -163,9 +163,10 @@ LAB_L1_TIMER_LOST=/tmp/.lab-l1-timer-lost
 # (l1_stalled=1; kernel messages such as RCU stall reports do not count).
 # An L1 whose timer stopped (its RCU kthread's "timer wakeup didn't
 # happen": the lab KVM's timer interrupts to it lost, below nestvm, which
-# does not deliver them) is killed at once and noted in LAB_L1_TIMER_LOST
-# for /init, which takes the scenario's failure for the lab's (the lab's
-# own L1 hang: tests/lab/README.md, "lab.sh"). Sets:
+# does not deliver them) is killed at once (l1_stalled=1 too) and noted in
+# LAB_L1_TIMER_LOST for /init, which takes the scenario's failure for the
+# lab's, unless the scenario counts its L1 faults itself, "# lab-guard: off"
+# (the lab's own L1 hang: tests/lab/README.md, "lab.sh"). Sets:
 #   l1_rc        nestvm's exit status
 #   l1_out       file with its output (stdout and stderr)
 #   l1_wall_cs   centiseconds from start to exit
@@ -206,6 +207,7 @@ lab_l1_run() {
 		if grep -q "kthread timer wakeup didn't happen" "$l1_out"; then
 			_why="the L1's timer stopped, the lab's own fault ($(grep -m 1 "kthread timer wakeup didn't happen" "$l1_out" | tr -d '\r' | cut -c 1-160))"
 			echo "$_why" >"$LAB_L1_TIMER_LOST"
+			l1_stalled=1
 			break
 		fi
 		[ -z "$_t_init" ] && grep -q '^L1-INIT' "$l1_out" && _t_init=$_now
