@@ -88,5 +88,16 @@ check "no exit before the shutdown: not" eval '! sig noexit'
 check "re-entered elsewhere: not" eval '! sig elsewhere'
 check "  and says why" grep -q "^not the lab's known fault: .*re-entered at 0x110d40" "$D/elsewhere.out"
 check "no shutdown: not" eval '! sig empty'
+# The summary of a ring with no shutdown: each vCPU thread's last event and
+# its age, the exit reasons of the last events.
+grep -v 'reason shutdown\|l1_shutdown' "$D/vmload-smp" >"$D/alive"
+trace_guard_summary "$D/alive" 100.0 >"$D/alive.out"
+sed 's/^/  | /' "$D/alive.out"
+check "summary: vcpu0's last event, 3.2 s before" \
+	grep -q "^  guard| vcpu0-1459: last event 3.2 s before: kvm_entry: vcpu 0, rip 0x110cbf\$" "$D/alive.out"
+check "summary: vcpu1's last event, 3.2 s before" \
+	grep -q "^  guard| vcpu1-1460: last event 3.2 s before: kvm_entry: vcpu 1, rip 0x1236\$" "$D/alive.out"
+check "summary: exit reasons counted" \
+	grep -q "^  guard| last 2000 events: 1 vcpu 0 vmload\$" "$D/alive.out"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -336,6 +336,7 @@ trace_guard_mm() {
 # the same for an L1 shutdown of another kind (for the log), or silent
 # when the ring holds none.
 trace_guard_verdict() {
+	rm -f /tmp/guard.events
 	[ "${guard:-0}" -eq 1 ] && [ "$(cat $T/tracing_on)" = 0 ] || return 1
 	grep -v '^#' $T/trace >/tmp/guard.events
 	grep -q 'l1_shutdown:' /tmp/guard.events || return 1
@@ -348,6 +349,26 @@ trace_guard_verdict() {
 	_pt=$(grep 'ptwalk: va ' /tmp/guard.ptwalk 2>/dev/null | tail -n 1 | sed 's/.*ptwalk: //')
 	echo "$(cat /tmp/guard.why)${_pt:+; in the L1's page tables: $_pt}"
 	return $_rc
+}
+
+# trace_guard_summary EVENTS NOW: after a failure with no L1 shutdown, what
+# the lab KVM's vCPU threads did last (an L1 that hangs: still exiting, or
+# silent; halting, or stuck in one exit): each thread's last event and how
+# many seconds before NOW (the lab's uptime) it came, then the exit reasons
+# of the last 2000 events.
+trace_guard_summary() {
+	[ -s "$1" ] || return 0
+	awk -v now="$2" '
+	function ts(e) { match(e, / [0-9]+\.[0-9]+: /); return substr(e, RSTART + 1, RLENGTH - 3) }
+	/ kvm_(exit|entry): / { if (!($1 in last)) order[++n] = $1; last[$1] = $0 }
+	END {
+		for (i = 1; i <= n; i++) {
+			e = last[order[i]]
+			printf "  guard| %s: last event %.1f s before: %s\n", order[i], now - ts(e), substr(e, index(e, "kvm_"))
+		}
+	}' "$1"
+	tail -n 2000 "$1" | sed -n 's/.* kvm_exit: vcpu \([0-9]*\) reason \([a-z_]*\) .*/vcpu \1 \2/p' |
+		sort | uniq -c | sort -rn | head -n 8 | sed 's/^ */  guard| last 2000 events: /'
 }
 
 # Tracing off between scenarios.
