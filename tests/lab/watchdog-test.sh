@@ -290,7 +290,7 @@ read -r p_name p_verdict _ <<<"${results[2]:-}"
 verdict "run 2: results: lab-l1fault:plain, a failure without an L1 triple fault, stays 'fail' (got '${p_verdict:-}')" $?
 read -r t_name t_verdict _ t_why <<<"${results[3]:-}"
 [[ ${t_name:-} == lab-l1fault:timer && ${t_verdict:-} == pass &&
-	${t_why:-} == "retried after a LAB FAILURE: the lab never reached LAB-END (during scenario lab-l1fault:timer); the lab said: scenario lab-l1fault:timer failed after an L1 lost its timer, the lab's own hang, not nestvm's: the L1's timer stopped, the lab's own fault (probe: boot "*"kthread timer wakeup didn't happen"* ]]
+	${t_why:-} == "retried after a LAB FAILURE: the lab never reached LAB-END (during scenario lab-l1fault:timer); the lab said: scenario lab-l1fault:timer failed after an L1 stalled, the lab's own hang, not nestvm's: the L1 stalled, the lab's own fault (probe: boot "*"kthread timer wakeup didn't happen"* ]]
 verdict "run 2: results: lab-l1fault:timer, an L1 whose timer stopped, retried after a LAB FAILURE to a pass (got '${t_verdict:-}')" $?
 read -r k_name k_verdict _ k_why <<<"${results[4]:-}"
 [[ ${k_name:-} == lab-stuck && ${k_verdict:-} == pass &&

@@ -151,6 +151,9 @@ lab_show_new_lines() {
 }
 
 LAB_L1_TIMER_LOST=/tmp/.lab-l1-timer-lost
+# What an L1 kernel says when its timer stopped or one of its CPUs stopped
+# answering (RCU stall reports): its interrupts lost below it.
+LAB_L1_STALL="kthread timer wakeup didn't happen|rcu: INFO: rcu_[a-z]+ (self-)?detected stall"
 
 # Runs `nestvm run ARGS...` (stdin /dev/null) booting an L1 guest whose
 # /init is tests/lab/l1/init: lab_l1_run LABEL LIMIT_SECONDS ARGS...
@@ -161,9 +164,10 @@ LAB_L1_TIMER_LOST=/tmp/.lab-l1-timer-lost
 # running 10 s after L1-END (lab_fail); with L1_STALL_SECS set, also when
 # the guest prints no marker line (one starting "L1-") for that long
 # (l1_stalled=1; kernel messages such as RCU stall reports do not count).
-# An L1 whose timer stopped (its RCU kthread's "timer wakeup didn't
-# happen": the lab KVM's timer interrupts to it lost, below nestvm, which
-# does not deliver them) is killed at once (l1_stalled=1 too) and noted in
+# An L1 that stalled (its RCU kthread's "timer wakeup didn't happen", or an
+# RCU stall report: its timer interrupts, or one CPU's, lost below it; the
+# lab KVM delivers them, not nestvm; make test 119: an L1 CPU stuck while
+# it ran its L2) is killed at once (l1_stalled=1 too) and noted in
 # LAB_L1_TIMER_LOST for /init, which takes the scenario's failure for the
 # lab's, unless the scenario counts its L1 faults itself, "# lab-guard: off"
 # (the lab's own L1 hang: tests/lab/README.md, "lab.sh"). Sets:
@@ -204,8 +208,8 @@ lab_l1_run() {
 			l1_stalled=1
 			break
 		fi
-		if grep -q "kthread timer wakeup didn't happen" "$l1_out"; then
-			_why="the L1's timer stopped, the lab's own fault ($(grep -m 1 "kthread timer wakeup didn't happen" "$l1_out" | tr -d '\r' | cut -c 1-160))"
+		if grep -q -E "$LAB_L1_STALL" "$l1_out"; then
+			_why="the L1 stalled, the lab's own fault ($(grep -E -m 1 "$LAB_L1_STALL" "$l1_out" | tr -d '\r' | cut -c 1-160))"
 			echo "$_why" >"$LAB_L1_TIMER_LOST"
 			l1_stalled=1
 			break
