@@ -34,8 +34,8 @@
 # lab's own (the lab's /init says so: LAB-ERROR). A scenario cut by a lab
 # failure is run once more, first in that fresh lab boot: its verdict is the
 # retry's, noted "retried after a LAB FAILURE: REASON" (each scenario once,
-# twice when each of its failures was the lab's L1 triple fault; LAB_RETRIES
-# retries at most per run, default 3). The lab initramfs
+# twice when the lab named each of its failures itself: LAB-ERROR or a lab
+# kernel panic; LAB_RETRIES retries at most per run, default 3). The lab initramfs
 # (build/lab/lab.cpio) is rebuilt only when one of its inputs changed: busybox,
 # the kernel and its kvm modules, build/release/nestvm and the shared
 # libraries it needs, build/guest/*,
@@ -593,7 +593,7 @@ scenario_budget() {
 # budget in seconds, the longest console silence while it ran
 # (microseconds), and for a retried scenario the lab failure of its first
 # run and that run's boot.
-declare -a result rtime metrics hbegin hend lwhy sboot budget silence rwhy rboot rfail rcount rl1fault
+declare -a result rtime metrics hbegin hend lwhy sboot budget silence rwhy rboot rfail rcount rquick
 for i in "${!scenarios[@]}"; do
 	arg=
 	[[ ${scenarios[i]} == *:* ]] && arg=${scenarios[i]#*:}
@@ -925,16 +925,17 @@ build_initramfs
 # scenario a lab failure cut (not the run's timeout), LAB_RETRIES (3)
 # retries at most in a run: it runs first in that fresh lab, and once it
 # has a verdict there, that lab failure is reported with it (rwhy) instead
-# of failing the run. A scenario is retried once, or twice when its lab
-# failures were each the lab's own L1 triple fault (the guard's catch, which
-# the lab's /init reports: a fault of the emulated hardware, 1 in 2 make
-# test labs, not a wedge that would take a budget each time); --timeout
-# bounds them all.
+# of failing the run. A scenario is retried once, or twice when the lab
+# named each of its lab failures itself (LAB-ERROR: the lab's own L1
+# triple fault or L1 stall, the lab kernel stuck; or a lab kernel panic:
+# faults of the emulated machine, about one a make test lab on some days,
+# seen in a retry too, and quick to see, unlike a wedge or a silence that
+# takes a budget each time); --timeout bounds them all.
 t_start=${EPOCHREALTIME/[.,]/}
 first=0 retried=0
 # retries so far; of each retried scenario: rboot the boot of its first
-# failure, rwhy and rfail its failures, rcount its retries, rl1fault 1 if
-# its first failure was the lab's own L1 triple fault
+# failure, rwhy and rfail its failures, rcount its retries, rquick 1 if
+# the lab named its first failure itself
 retries=0
 lab_failures=() boot_notes=()
 while [ "$first" -lt ${#scenarios[@]} ]; do
@@ -975,14 +976,14 @@ while [ "$first" -lt ${#scenarios[@]} ]; do
 	lwhy[ci]=${killed_why:-$failure}
 	[ -n "$cut_us" ] && lwhy[ci]+=", cut $(fmt_us $((cut_us - hbegin[ci]))) s after its LAB-BEGIN"
 	[ -n "$dump_summary" ] && lwhy[ci]+="; $dump_summary"
-	l1fault=0
-	[[ $lab_error == *"L1 triple fault of the lab's own"* ]] && l1fault=1
+	quick=0
+	{ [ -n "$lab_error" ] || [ -n "$panic" ]; } && quick=1
 	if [ $retries -lt "$LAB_RETRIES" ] && [ $timed_out -eq 0 ] &&
-		{ [ -z "${rboot[ci]:-}" ] || { [ "${rcount[ci]}" -eq 1 ] && [ "${rl1fault[ci]}" -eq 1 ] && [ $l1fault -eq 1 ]; }; }; then
+		{ [ -z "${rboot[ci]:-}" ] || { [ "${rcount[ci]}" -eq 1 ] && [ "${rquick[ci]}" -eq 1 ] && [ $quick -eq 1 ]; }; }; then
 		# The lab, not the scenario, may be at fault.
 		retries=$((retries + 1))
 		if [ -z "${rboot[ci]:-}" ]; then
-			rcount[ci]=1 rl1fault[ci]=$l1fault rboot[ci]=$boot
+			rcount[ci]=1 rquick[ci]=$quick rboot[ci]=$boot
 			rfail[ci]="boot $boot: $failure"
 			rwhy[ci]=${lwhy[ci]}
 		else

@@ -248,7 +248,7 @@ trace_guard_setup() {
 	# The watcher's ring: the probe's events alone.
 	if mkdir -p $T/instances/guard 2>/dev/null && echo 64 >$T/instances/guard/buffer_size_kb; then
 		guard_watch=1
-		export NESTVM_SHUTDOWN_HOLD=2
+		export NESTVM_SHUTDOWN_HOLD=3
 	else
 		guard_watch=0
 		echo "lab: the L1 triple fault guard cannot make a trace instance: no page-table walk at a catch"
@@ -282,7 +282,7 @@ trace_guard_arm() {
 
 # The guard's watcher, for a scenario's time: at the first L1 shutdown the
 # probe reports, it walks that L1's page tables as they are in its memory
-# (nestvm holds a VM that triple-faulted: NESTVM_SHUTDOWN_HOLD, 2 s), at the
+# (nestvm holds a VM that triple-faulted: NESTVM_SHUTDOWN_HOLD, 3 s), at the
 # RIP and at the address that faulted last (CR2), with /lab/bin/ptwalk
 # (tests/lab/tools/ptwalk.c), into the console and /tmp/guard.ptwalk. Where
 # the emulated CPU found them unmapped, a walk that finds them mapped says
@@ -290,8 +290,8 @@ trace_guard_arm() {
 # VMCB's nested CR3 it also says, for each page-table page, whether the lab
 # KVM's nested page table maps it to the page nestvm's memory holds.
 trace_guard_watch() {
-	# Polled twice a second: a fork in the emulated lab is not free.
-	while sleep 0.5; do
+	# Polled once a second: a fork in the emulated lab is not free.
+	while sleep 1; do
 		_l=$(grep -m 1 'l1_shutdown:' $T/instances/guard/trace) || continue
 		_tid=$(echo "$_l" | awk '{ n = split($1, f, "-"); print f[n] }')
 		_cr3=$(echo "$_l" | sed -n 's/.* cr3=0x\([0-9a-f]*\).*/\1/p')
