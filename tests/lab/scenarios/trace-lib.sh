@@ -307,6 +307,10 @@ trace_guard_watch() {
 	done
 }
 
+# An awk function for the guard's readers of the ring: ts(EVENT), the
+# event's timestamp in seconds.
+TRACE_AWK_TS='function ts(e) { match(e, / [0-9]+\.[0-9]+: /); return substr(e, RSTART + 1, RLENGTH - 3) }'
+
 # What moves or unmaps the lab's memory under an L1 (rare events): KVM's
 # MMU notifier on the L1's memory, khugepaged's collapses, page migration
 # and compaction. An L1 triple fault of the lab's own finds its page tables
@@ -318,8 +322,7 @@ GUARD_MM_EVENTS="kvm/kvm_unmap_hva_range huge_memory/mm_collapse_huge_page migra
 # before the L1's shutdown: how many, and the last 4, each with its
 # distance in ms from the shutdown.
 trace_guard_mm() {
-	awk -v names="$(echo $GUARD_MM_EVENTS | sed 's|[a-z_]*/||g; s/ /|/g')" '
-	function ts(e) { match(e, / [0-9]+\.[0-9]+: /); return substr(e, RSTART + 1, RLENGTH - 3) }
+	awk -v names="$(echo $GUARD_MM_EVENTS | sed 's|[a-z_]*/||g; s/ /|/g')" "$TRACE_AWK_TS"'
 	BEGIN { mm = " (" names "):" }
 	/kvm_exit: vcpu [0-9]* reason shutdown/ && !sd { sd = $0 }
 	$0 ~ mm && !sd { n++; last[n % 4] = $0 }
@@ -358,8 +361,7 @@ trace_guard_verdict() {
 # of the last 2000 events.
 trace_guard_summary() {
 	[ -s "$1" ] || return 0
-	awk -v now="$2" '
-	function ts(e) { match(e, / [0-9]+\.[0-9]+: /); return substr(e, RSTART + 1, RLENGTH - 3) }
+	awk -v now="$2" "$TRACE_AWK_TS"'
 	/ kvm_(exit|entry): / { if (!($1 in last)) order[++n] = $1; last[$1] = $0 }
 	END {
 		for (i = 1; i <= n; i++) {
