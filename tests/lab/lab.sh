@@ -66,7 +66,8 @@
 # "tdp_mmu=0"), LAB_KVM_AMD (more kvm-amd parameters for the lab,
 # e.g. "vgif=0 vls=0"), LAB_TCG (QEMU's -accel tcg options, default
 # thread=multi; thread=single runs both lab vCPUs on one host thread),
-# LAB_SMP (the lab's vCPUs, default 2), LAB_CPU (QEMU's -cpu, default
+# LAB_SMP (the lab's vCPUs, default 2), LAB_TICK (the lab kernel's timer
+# tick: periodic, the default, or oneshot, the kernel's own default), LAB_CPU (QEMU's -cpu, default
 # EPYC,+svm,+npt), LAB_CMDLINE (more words for the lab kernel's command
 # line, e.g. tsc=reliable), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
 # (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
@@ -96,6 +97,7 @@ PTWALK_SRC=$LAB_SRC/tools/ptwalk.c
 # the lab's KVM vgif=1; tried against the L2-Linux crash, no workaround).
 LAB_TCG=${LAB_TCG:-thread=multi}
 LAB_SMP=${LAB_SMP:-2}
+LAB_TICK=${LAB_TICK:-periodic}
 LAB_CPU=${LAB_CPU:-EPYC,+svm,+npt}
 if [[ ! $LAB_TCG =~ ^[a-z0-9_=,-]+$ ]]; then
 	echo "lab: bad LAB_TCG '$LAB_TCG' (QEMU's -accel tcg options, e.g. thread=single)" >&2
@@ -107,6 +109,10 @@ if [[ ! ${LAB_CMDLINE:-} =~ ^[A-Za-z0-9_.=,:\ -]*$ ]]; then
 fi
 if [[ ! $LAB_CPU =~ ^[A-Za-z0-9_.=,+-]+$ ]]; then
 	echo "lab: bad LAB_CPU '$LAB_CPU' (QEMU's -cpu, e.g. EPYC,+svm,+npt,+vgif)" >&2
+	exit $EXIT_USAGE
+fi
+if [[ ! $LAB_TICK =~ ^(periodic|oneshot)$ ]]; then
+	echo "lab: bad LAB_TICK '$LAB_TICK' (periodic or oneshot)" >&2
 	exit $EXIT_USAGE
 fi
 if [[ ! $LAB_SMP =~ ^[1-8]$ ]]; then
@@ -791,6 +797,13 @@ run_lab_once() {
 	# The first scenario of this boot is the retry (the first or the second)
 	# of one a lab failure cut.
 	[ -n "${rboot[first]:-}" ] && cmdline+=" nestlab.retry=${rcount[first]}"
+	# The lab's timer tick (LAB_TICK): periodic by default. QEMU 7.2's TCG
+	# can lose a lab CPU's interrupt (its VMRUN and #VMEXIT update the CPU's
+	# pending-interrupt flags without the lock another thread's interrupt
+	# takes); the local APIC timer in periodic mode raises that flag again at
+	# each tick, so a lost interrupt waits 4 ms, where in one-shot mode a lost
+	# timer interrupt stops the CPU's timer until some other interrupt comes.
+	[ "$LAB_TICK" = periodic ] && cmdline+=" nohz=off highres=off"
 	# More words for the lab kernel's command line (LAB_CMDLINE="tsc=reliable").
 	[ -n "${LAB_CMDLINE:-}" ] && cmdline+=" $LAB_CMDLINE"
 	# Parameters for the lab's kvm (LAB_KVM="tdp_mmu=0").
@@ -812,7 +825,7 @@ run_lab_once() {
 		echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') lab run '$name', lab boot $boot: ${scenarios[*]:first}"
 		echo "# $QEMU ${QEMU_MACHINE[*]} -kernel $KERNEL -initrd $OUT/lab.cpio -append \"$cmdline\""
 	} >>"$LOG"
-	log "lab boot $boot: QEMU TCG ($LAB_TCG), $LAB_CPU, $LAB_SMP vCPU(s), 2 GiB; kernel ${KERNEL##*/};" \
+	log "lab boot $boot: QEMU TCG ($LAB_TCG), $LAB_CPU, $LAB_SMP vCPU(s), 2 GiB, tick $LAB_TICK; kernel ${KERNEL##*/};" \
 		"limit ${limit} s; scenarios: ${scenarios[*]:first}"
 
 	# QEMU's monitor on a pair of FIFOs, opened read-write here so that
