@@ -494,6 +494,7 @@ build_initramfs() {
 	mkdir -p "$l1"/{dev,proc,sys,tmp,l1parts}
 	stage_busybox "$l1"
 	install -m 755 "$LAB_SRC/l1/init" "$l1/init"
+	install -m 644 "$LAB_SRC/l1/lib.sh" "$l1/l1lib.sh"
 	mkdir -p "$l1/virtio/modules"
 	for vm in "${vmods[@]}"; do
 		f=${vm##*/}

@@ -21,15 +21,8 @@ l2=no
 grep -qw nestexec.l2=1 /proc/cmdline && l2=yes
 
 if [ $l2 = yes ]; then
-	for m in irqbypass kvm kvm-amd; do
-		insmod /l1/modules/$m.ko || {
-			echo "L1: insmod $m.ko failed"
-			exit 1
-		}
-	done
-	# A VM held open, as nested.l1.sh does (tests/lab/README.md, "The lab's wedge").
-	/l1/bin/nestvm run --kernel /l1/guest/probe.elf --memory 16M --cpus 2 --pit off \
-		--console file:/tmp/hold.out --cmdline "test=idle" </dev/null >/dev/null 2>&1 &
+	. /l1lib.sh
+	l1_kvm_start hold || exit 1
 	NV=/l1/bin/nestvm
 	export NESTVM_HOME=/tmp/nestvm
 	$NV new l2 --kernel /l1/l2/bzImage --initrd /l1/l2/initrd.cpio --cpus 1 --memory 192M \

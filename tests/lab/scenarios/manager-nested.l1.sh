@@ -16,9 +16,8 @@ for d in /sys/class/input/event*; do
 	grep -q "Power Button" "$d/device/name" 2>/dev/null && button=/dev/input/${d##*/}
 done
 [ -c "$button" ] || { echo "L1: no power button input device"; exit 1; }
-for m in irqbypass kvm kvm-amd; do
-	insmod /l1/modules/$m.ko || { echo "L1: insmod $m.ko failed"; exit 1; }
-done
+. /l1lib.sh
+l1_kvm_start nohold || exit 1
 /l1/bin/nestvm run --kernel /l1/guest/probe.elf --memory 64M --cmdline "test=idle" \
 	</dev/null >/tmp/l2.out 2>&1 &
 l2=$!

@@ -14,36 +14,9 @@ if [ $svm = no ]; then
 	echo "L1: no svm in the L1's /proc/cpuinfo: nestvm --nested on did not expose AMD-V"
 	exit 1
 fi
-for m in irqbypass kvm kvm-amd; do
-	insmod /l1/modules/$m.ko || {
-		echo "L1: insmod $m.ko failed"
-		dmesg | tail -n 5
-		exit 1
-	}
-done
-if [ ! -c /dev/kvm ]; then
-	echo "L1: no /dev/kvm after loading kvm-amd"
-	dmesg | tail -n 5
-	exit 1
-fi
-echo "L1: kvm-amd loaded, /dev/kvm present"
-
-# One L2 that stays open (the probe, halted; its second vCPU never starts) so
-# that the L2 runs below never take the L1's VM count 0 -> 1 -> 0: each such
-# flip makes the L1's KVM flip static keys and Linux patch its scheduler's
-# text with an INT3, and QEMU's TCG can run a stale copy of that INT3 for good
-# (tests/lab/README.md, "The lab's wedge").
-l1_kvm_hold() {
-	/l1/bin/nestvm run --kernel /l1/guest/probe.elf --memory 16M --cpus 2 --pit off \
-		--console file:/tmp/hold.out --cmdline "test=idle" </dev/null >/dev/null 2>&1 &
-	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-		grep -q 'test=idle: up' /tmp/hold.out 2>/dev/null && return 0
-		sleep 0.5
-	done
-	echo "L1: the VM that keeps KVM's keys set did not come up"
-	return 1
-}
-l1_kvm_hold || exit 1
+. /l1lib.sh
+l1_kvm_start hold || exit 1
+echo "L1: kvm-amd loaded, /dev/kvm present, a VM held open"
 
 # The L1 is a host that can nest now: nestvm's readiness report must say so.
 /l1/bin/nestvm nested status >/tmp/status.out 2>&1

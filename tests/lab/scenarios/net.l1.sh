@@ -23,9 +23,9 @@ for w in $(cat /proc/cmdline); do
 done
 limit=$((limit * 10)) # tenths of a second
 
-for m in irqbypass kvm kvm-amd tun; do
-	insmod /l1/modules/$m.ko || { echo "L1: insmod $m.ko failed"; exit 1; }
-done
+. /l1lib.sh
+l1_kvm_start hold || exit 1
+insmod /l1/modules/tun.ko || { echo "L1: insmod tun.ko failed"; exit 1; }
 # (the lab's g.sh may be loading the first three at the same time)
 for m in failover net_failover virtio_net llc stp bridge; do
 	[ -d /sys/module/$m ] || insmod /virtio/modules/$m.ko || [ -d /sys/module/$m ] ||
@@ -43,9 +43,6 @@ spoof_on=$(ifname 02:00:00:00:0b:01) && spoof_off=$(ifname 02:00:00:00:0b:02) ||
 	{ echo "L1: adapters 02:00:00:00:0b:0[12] not found: $(cat /sys/class/net/*/address)"; exit 1; }
 echo "L1-INFO adapters spoof_on=$spoof_on spoof_off=$spoof_off"
 
-# A VM held open, as nested.l1.sh does (tests/lab/README.md, "The lab's wedge").
-/l1/bin/nestvm run --kernel /l1/guest/probe.elf --memory 16M --cpus 2 --pit off \
-	--console file:/tmp/hold.out --cmdline "test=idle" </dev/null >/dev/null 2>&1 &
 NV=/l1/bin/nestvm
 export NESTVM_HOME=/tmp/nestvm
 $NV switch new br --type internal --tap nestvm-br || exit 1

@@ -13,21 +13,8 @@ svm=no
 grep -qw svm /proc/cpuinfo && svm=yes
 echo "L1-INFO cpus=$cpus uptime=$L1_INIT_UPTIME svm=$svm kernel=$(uname -r)"
 [ $svm = yes ] || { echo "L1: no svm in the L1's /proc/cpuinfo"; exit 1; }
-for m in irqbypass kvm kvm-amd; do
-	insmod /l1/modules/$m.ko || { echo "L1: insmod $m.ko failed"; dmesg | tail -n 5; exit 1; }
-done
-[ -c /dev/kvm ] || { echo "L1: no /dev/kvm after loading kvm-amd"; exit 1; }
-
-# One L2 held open (halted), as in nested.l1.sh: the L1's VM count then never
-# goes 0 -> 1 -> 0 (tests/lab/README.md, "The lab's wedge").
-/l1/bin/nestvm run --kernel /l1/guest/probe.elf --memory 16M --cpus 2 --pit off \
-	--console file:/tmp/hold.out --cmdline "test=idle" </dev/null >/dev/null 2>&1 &
-i=0
-until grep -q 'test=idle: up' /tmp/hold.out 2>/dev/null; do
-	i=$((i + 1))
-	[ $i -le 20 ] || { echo "L1: the VM that keeps KVM's keys set did not come up"; exit 1; }
-	sleep 0.5
-done
+. /l1lib.sh
+l1_kvm_start hold || exit 1
 
 work=
 for w in $(cat /proc/cmdline); do
