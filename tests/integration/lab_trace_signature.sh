@@ -93,10 +93,19 @@ check "no shutdown: not" eval '! sig empty'
 grep -v 'reason shutdown\|l1_shutdown' "$D/vmload-smp" >"$D/alive"
 trace_guard_summary "$D/alive" 100.0 >"$D/alive.out"
 sed 's/^/  | /' "$D/alive.out"
-check "summary: vcpu0's last event, 3.2 s before" \
-	grep -q "^  guard| vcpu0-1459: last event 3.2 s before: kvm_entry: vcpu 0, rip 0x110cbf\$" "$D/alive.out"
-check "summary: vcpu1's last event, 3.2 s before" \
-	grep -q "^  guard| vcpu1-1460: last event 3.2 s before: kvm_entry: vcpu 1, rip 0x1236\$" "$D/alive.out"
+check "summary: the ring's span" \
+	grep -q "^  guard| the ring: events from 3.2 s to 3.2 s before\$" "$D/alive.out"
+check "summary: vcpu0's events, last event 3.2 s before" \
+	grep -q "^  guard| vcpu0-1459: 4 events, the longest silence 0.0 s (to 3.2 s before); last event 3.2 s before: kvm_entry: vcpu 0, rip 0x110cbf\$" "$D/alive.out"
+check "summary: vcpu1's events, last event 3.2 s before" \
+	grep -q "^  guard| vcpu1-1460: 2 events, the longest silence 0.0 s (to 3.2 s before); last event 3.2 s before: kvm_entry: vcpu 1, rip 0x1236\$" "$D/alive.out"
+# An L1 vCPU that stopped running for 25 s (an L1 that stalled), then
+# exited when the L1 was killed.
+sed -n '/vcpu1-1460 .* kvm_exit/{p;s/96\.81/121.81/p}' "$D/alive" >"$D/gap"
+trace_guard_summary "$D/gap" 125.0 >"$D/gap.out"
+sed 's/^/  | /' "$D/gap.out"
+check "summary: vcpu1 silent 25 s, up to 3.2 s before" \
+	grep -q "^  guard| vcpu1-1460: 2 events, the longest silence 25.0 s (to 3.2 s before); last event 3.2 s before: kvm_exit: vcpu 1 reason io" "$D/gap.out"
 check "summary: exit reasons counted" \
 	grep -q "^  guard| last 2000 events: 1 vcpu 0 vmload\$" "$D/alive.out"
 echo "$pass passed, $fail failed"

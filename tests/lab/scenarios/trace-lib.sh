@@ -354,19 +354,29 @@ trace_guard_verdict() {
 	return $_rc
 }
 
-# trace_guard_summary EVENTS NOW: after a failure with no L1 shutdown, what
-# the lab KVM's vCPU threads did last (an L1 that hangs: still exiting, or
-# silent; halting, or stuck in one exit): each thread's last event and how
-# many seconds before NOW (the lab's uptime) it came, then the exit reasons
-# of the last 2000 events.
+# trace_guard_summary EVENTS NOW: after a failure with no L1 shutdown or
+# after an L1 stalled, what the lab KVM's vCPU threads did last (an L1 that
+# hangs: still exiting, or silent; halting, or stuck in one exit): the span
+# of time the ring holds, each thread's events in it, its longest silence
+# and its last event, with how many seconds before NOW (the lab's uptime)
+# each came, then the exit reasons of the last 2000 events.
 trace_guard_summary() {
 	[ -s "$1" ] || return 0
 	awk -v now="$2" "$TRACE_AWK_TS"'
-	/ kvm_(exit|entry): / { if (!($1 in last)) order[++n] = $1; last[$1] = $0 }
+	/ kvm_(exit|entry): / {
+		t = ts($0)
+		if (!n) first = t
+		if (!($1 in last)) order[++n] = $1
+		else if (t - prev[$1] > gap[$1]) { gap[$1] = t - prev[$1]; gapend[$1] = t }
+		last[$1] = $0; prev[$1] = t; count[$1]++; end = t
+	}
 	END {
+		if (n) printf "  guard| the ring: events from %.1f s to %.1f s before\n", now - first, now - end
 		for (i = 1; i <= n; i++) {
-			e = last[order[i]]
-			printf "  guard| %s: last event %.1f s before: %s\n", order[i], now - ts(e), substr(e, index(e, "kvm_"))
+			th = order[i]; e = last[th]
+			printf "  guard| %s: %d events, the longest silence %.1f s (to %.1f s before); last event %.1f s before: %s\n",
+				th, count[th], gap[th], (th in gapend) ? now - gapend[th] : now - ts(e), now - ts(e),
+				substr(e, index(e, "kvm_"))
 		}
 	}' "$1"
 	tail -n 2000 "$1" | sed -n 's/.* kvm_exit: vcpu \([0-9]*\) reason \([a-z_]*\) .*/vcpu \1 \2/p' |
