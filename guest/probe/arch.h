@@ -91,7 +91,7 @@
 /* System call numbers (RDI), see syscall_dispatch(). */
 #define SYS_HALT 1        /* cli; hlt forever */
 #define SYS_FLUSH_TLB 2   /* reload CR3 */
-#define SYS_TRIPLEFAULT 3 /* load an empty IDT and fault; a != 0: triple_fault_pf */
+#define SYS_TRIPLEFAULT 3 /* load an empty IDT and fault; a 1: triple_fault_pf, 2: _cr3 */
 #define SYS_WRITE 4       /* console output: RSI = buffer, RDX = length */
 #define SYS_INB 5         /* RSI = port; returns the value */
 #define SYS_INW 6

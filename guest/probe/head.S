@@ -234,6 +234,19 @@ triple_fault_pf:
 	jmp	halt_forever
 
 /*
+ * The lab's other ending of that fault (tests/lab/scenarios/trace-lib.sh,
+ * l1_npf_walk): an OUT, then CR3 loaded with a page outside the guest's RAM,
+ * so that the next fetch walks page tables that are not memory.
+ */
+#define NOT_RAM 0x7f000000
+	.globl	triple_fault_cr3
+triple_fault_cr3:
+	outb	%al, $0x80
+	movq	$NOT_RAM, %rax
+	movq	%rax, %cr3
+	jmp	halt_forever
+
+/*
  * Exception stubs, 16 bytes apart: vector N's handler is exc_stubs + 16 * N.
  * Each leaves vector, error code (0 if the CPU pushes none) and the CPU's
  * frame on the stack for exception_report().

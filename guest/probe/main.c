@@ -65,6 +65,7 @@ extern uint64_t pdpt[512];
 void halt_forever(void) __attribute__((noreturn));
 void triple_fault(void) __attribute__((noreturn));
 void triple_fault_pf(void) __attribute__((noreturn));
+void triple_fault_cr3(void) __attribute__((noreturn));
 void flush_tlb(void);
 
 struct boot_info boot;
@@ -285,6 +286,8 @@ long syscall_dispatch(long nr, long a, long b)
 		flush_tlb();
 		return 0;
 	case SYS_TRIPLEFAULT:
+		if (a == 2)
+			triple_fault_cr3();
 		if (a)
 			triple_fault_pf();
 		triple_fault();

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The tests that end the VM from inside: test=poweroff (ACPI S5), test=reboot
- * [method=kbd|cf9|acpi] and test=triplefault [fault=ud|pf]. Each FAILs if the VM is still
+ * [method=kbd|cf9|acpi] and test=triplefault [fault=ud|pf|cr3]. Each FAILs if the VM is still
  * running afterwards.
  */
 #include "probe.h"
@@ -142,8 +142,11 @@ int test_triplefault(void)
 	if (fault && strcmp(fault, "pf") == 0) {
 		printf("probe: test=triplefault fault=pf: an OUT, then a #PF through an unmapped IDT\n");
 		probe_syscall(SYS_TRIPLEFAULT, 1, 0);
+	} else if (fault && strcmp(fault, "cr3") == 0) {
+		printf("probe: test=triplefault fault=cr3: an OUT, then CR3 outside RAM\n");
+		probe_syscall(SYS_TRIPLEFAULT, 2, 0);
 	} else if (fault && strcmp(fault, "ud") != 0) {
-		return probe_fail("unknown fault=%s (ud or pf)", fault);
+		return probe_fail("unknown fault=%s (ud, pf or cr3)", fault);
 	}
 	printf("probe: test=triplefault: loading an empty IDT and raising #UD\n");
 	probe_syscall(SYS_TRIPLEFAULT, 0, 0);

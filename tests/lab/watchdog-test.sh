@@ -21,7 +21,7 @@
 #    FAILURE: ... overran its budget", pass, "lab ok", exit 0. A lab with no
 #    guard skips lab-l1fault:twice (lab-flaky then wedges its first boot).
 # 2. `LAB_SILENCE_S=10 lab.sh lab-silent lab-selftest lab-l1fault:plain
-#    lab-l1fault:timer lab-stuck`:
+#    lab-l1fault:timer lab-stuck lab-l1fault:cr3`:
 #    lab-silent stops the heartbeat and prints nothing more. Asserts that
 #    lab.sh cut it for its silence within 10 to 14 s of its LAB-BEGIN, twice
 #    (its retry goes silent too, and a lab failure that is not the L1 triple
@@ -31,8 +31,10 @@
 #    whose console says its timer stopped (the lab's own L1 hang), cut by
 #    lab_l1_run and retried in a fourth lab boot to a pass, and lab-stuck,
 #    a lab kernel that reports a hung task, ended by /init's heartbeat and
-#    retried in a fifth to a pass: lab-silent verdict lab, "lab failure"
-#    naming both silences, exit 125.
+#    retried in a fifth to a pass, and lab-l1fault:cr3, an L1 whose CR3 is
+#    outside its RAM, which passes when the guard's watcher reported the
+#    emulated CPU's walk there (the lab's other ending of its L1 fault):
+#    lab-silent verdict lab, "lab failure" naming both silences, exit 125.
 #
 # run-tests.sh's counting of both runs' results is checked too,
 # with a stub for lab.sh (no lab).
@@ -290,13 +292,13 @@ verdict "run 1: run-tests.sh: exit 0, lab-flaky a PASS with its LAB FAILURE, non
 # an L1 that says its timer stopped, is cut, and retried to a pass in a
 # fourth lab boot; lab-stuck, a lab kernel that reports a hung task, is
 # ended by the heartbeat and retried to a pass in a fifth.
-echo "watchdog-test: LAB_SILENCE_S=$SILENCE lab.sh lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer lab-stuck (run timeout $RUN_TIMEOUT s)"
-LAB_SILENCE_S=$SILENCE lab_run_once_more watchdog-silent lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer lab-stuck
+echo "watchdog-test: LAB_SILENCE_S=$SILENCE lab.sh lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer lab-stuck lab-l1fault:cr3 (run timeout $RUN_TIMEOUT s)"
+LAB_SILENCE_S=$SILENCE lab_run_once_more watchdog-silent lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer lab-stuck lab-l1fault:cr3
 silent="the lab went silent (no heartbeat for $SILENCE s) during scenario lab-silent"
 [ $rc -eq 125 ]
 verdict "run 2: lab.sh exits 125, a lab failure (got $rc)" $?
-[ ${#results[@]} -eq 6 ]
-verdict "run 2: results: 6 lines (got ${#results[@]})" $?
+[ ${#results[@]} -eq 7 ]
+verdict "run 2: results: 7 lines (got ${#results[@]})" $?
 read -r l_name l_verdict _ l_why <<<"${results[0]:-}"
 [[ ${l_name:-} == lab-silent && ${l_verdict:-} == lab ]]
 verdict "run 2: results: lab-silent has verdict 'lab' (got '${l_verdict:-}')" $?
@@ -322,7 +324,13 @@ read -r k_name k_verdict _ k_why <<<"${results[4]:-}"
 [[ ${k_name:-} == lab-stuck && ${k_verdict:-} == pass &&
 	${k_why:-} == "retried after a LAB FAILURE: the lab never reached LAB-END (during scenario lab-stuck); the lab said: scenario lab-stuck: the lab kernel is stuck, the lab's own failure: "*"INFO: task forged:1 blocked for more than 120 seconds."* ]]
 verdict "run 2: results: lab-stuck, a lab kernel that reported a hung task, ended by the heartbeat and retried to a pass (got '${k_verdict:-}')" $?
-[[ ${results[5]:-} == "lab failure boot 1: "*"$silent"*" | boot 2: "*"$silent"* ]]
+read -r c_name c_verdict _ <<<"${results[5]:-}"
+[[ ${c_name:-} == lab-l1fault:cr3 && ${c_verdict:-} == pass ]]
+verdict "run 2: results: lab-l1fault:cr3, the guard reported the walk outside the L1's RAM (got '${c_verdict:-}')" $?
+grep -q '  guard| npf walk: the emulated CPU read .* cr3=0x7f000000 .*info1=0x20000000e .*intinfo=0x80000b0e' "$log" &&
+	grep -q '  guard| npf walk: ptwalk: CR3 0x7f000000 is outside the guest.s 64 MiB of RAM' "$log"
+verdict "run 2: log: the guard's walk: a reserved-bit nested page fault in the L1's page walk, delivering a #PF, CR3 outside RAM" $?
+[[ ${results[6]:-} == "lab failure boot 1: "*"$silent"*" | boot 2: "*"$silent"* ]]
 verdict "run 2: results: last line 'lab failure' naming both silences" $?
 [[ $(grep -c '^# .* lab boot [0-9]*:' "$log" 2>/dev/null) == 5 && $(grep -c ' LAB-READY ' "$log") == 5 ]]
 verdict "run 2: log: 5 lab boots, 5 LAB-READY" $?
@@ -331,18 +339,18 @@ verdict "run 2: log: 5 lab boots, 5 LAB-READY" $?
 	$(boot_cmdline 4) == *" nestlab.retry=1"* && $(boot_cmdline 5) == *" nestlab.retry=1"* ]]
 verdict "run 2: log: heartbeat every 2 s; nestlab.retry=1 on lab boots 2, 4 and 5 only" $?
 [ "$(grep -E -o 'lab boot [0-9]+:|LAB-BEGIN lab-[a-z0-9:]+' "$log" 2>/dev/null | tr '\n' ' ')" = \
-	"lab boot 1: LAB-BEGIN lab-silent lab boot 2: LAB-BEGIN lab-silent lab boot 3: LAB-BEGIN lab-selftest LAB-BEGIN lab-l1fault:plain LAB-BEGIN lab-l1fault:timer lab boot 4: LAB-BEGIN lab-l1fault:timer LAB-BEGIN lab-stuck lab boot 5: LAB-BEGIN lab-stuck " ]
-verdict "run 2: log: lab-silent began in boots 1 and 2, lab-selftest, lab-l1fault:plain and lab-l1fault:timer in boot 3, lab-l1fault:timer again and lab-stuck in 4, lab-stuck again in 5" $?
+	"lab boot 1: LAB-BEGIN lab-silent lab boot 2: LAB-BEGIN lab-silent lab boot 3: LAB-BEGIN lab-selftest LAB-BEGIN lab-l1fault:plain LAB-BEGIN lab-l1fault:timer lab boot 4: LAB-BEGIN lab-l1fault:timer LAB-BEGIN lab-stuck lab boot 5: LAB-BEGIN lab-stuck LAB-BEGIN lab-l1fault:cr3 " ]
+verdict "run 2: log: lab-silent began in boots 1 and 2, lab-selftest, lab-l1fault:plain and lab-l1fault:timer in boot 3, lab-l1fault:timer again and lab-stuck in 4, lab-stuck again and lab-l1fault:cr3 in 5" $?
 [ "$(grep -c "LAB FAILURE (not a test failure) in boot [12]: $silent" "$T/watchdog-silent.out")" = 2 ]
 verdict "run 2: lab.sh prints both LAB FAILUREs of lab-silent" $?
 
-run_tests_counts "$T/watchdog-silent.results" $rc lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer lab-stuck
+run_tests_counts "$T/watchdog-silent.results" $rc lab-silent lab-selftest lab-l1fault:plain lab-l1fault:timer lab-stuck lab-l1fault:cr3
 [ $rt_rc -eq 125 ] &&
 	grep -q "^lab test lab-silent: FAIL: LAB FAILURE (not a test failure): $silent.*; retried after a LAB FAILURE: $silent" "$T/rt.out" &&
 	grep -q "^lab test lab-l1fault:plain: FAIL" "$T/rt.out" &&
 	grep -q "^LAB FAILURE (not a test failure): boot 1: " "$T/rt.out" &&
-	grep -q "^lab: 3 passed, 2 failed, 0 skipped" "$T/rt.out"
-verdict "run 2: run-tests.sh: exit 125, lab-silent a LAB FAILURE twice, lab-l1fault:plain a FAIL, 3 passed, 2 failed (exit $rt_rc)" $?
+	grep -q "^lab: 4 passed, 2 failed, 0 skipped" "$T/rt.out"
+verdict "run 2: run-tests.sh: exit 125, lab-silent a LAB FAILURE twice, lab-l1fault:plain a FAIL, 4 passed, 2 failed (exit $rt_rc)" $?
 
 echo "watchdog-test: budget $budget s, cut after ${cut1:-?} s, retry passed (fresh lab ready in ${boot2:-?} s," \
 	"run $wall1 s); silence $SILENCE s, cut after ${cut:-?} s (run $wall s)"

@@ -71,6 +71,20 @@ trace_shutdown_probe() {
 	else
 		lab_info "no L1 shutdown probe: kprobe_events refused it"
 	fi
+	# The same fault's other ending: the emulated CPU, walking the L1's page
+	# tables, reads an entry at a guest-physical address outside the L1's
+	# RAM, and the lab KVM gets a nested page fault with the reserved bit
+	# (an MMIO page) during a guest page-table walk (EXITINFO1 bits 33 and
+	# 3), which it can only retry: the L1's vCPU loops there, and its kernel
+	# reports an RCU stall (make test 2026-12-08: 862 of the ring's last 2000
+	# events, the entry at GPA 0x7eb06fe0, index 508 of a table at 0x7eb06000
+	# in an L1 of 512 MiB). The guard's watcher enables it, filtered to
+	# those, to walk that L1's tables at that CR3.
+	echo "p:nestlab/l1_npf_walk npf_interception rip=+0x578($_v):x64" \
+		"cr3=+0x550($_v):x64 cr0=+0x558($_v):x64 cr4=+0x548($_v):x64" \
+		"efer=+0x4d0($_v):x64 info1=+0x78($_v):x64 info2=+0x80($_v):x64" \
+		"intinfo=+0x88($_v):x32 ncr3=+0xb0($_v):x64" >>$T/kprobe_events 2>/dev/null ||
+		lab_info "no L1 page-walk fault probe: kprobe_events refused it"
 }
 
 # The shutdown probe, its trigger and its event gone (if there).
@@ -80,6 +94,8 @@ trace_probe_remove() {
 	echo 0 >$T/events/nestlab/l1_shutdown/enable 2>/dev/null
 	echo 0 >$T/instances/guard/events/nestlab/l1_shutdown/enable 2>/dev/null
 	echo "-:nestlab/l1_shutdown" >>$T/kprobe_events 2>/dev/null
+	echo 0 >$T/instances/guard/events/nestlab/l1_npf_walk/enable 2>/dev/null
+	echo "-:nestlab/l1_npf_walk" >>$T/kprobe_events 2>/dev/null
 }
 
 # tracefs at $T, mounted if need be (else debugfs's copy); 0 when it can be
@@ -272,9 +288,12 @@ trace_guard_arm() {
 	echo >$T/trace
 	echo 1 >$T/tracing_on
 	if [ "${guard_watch:-0}" -eq 1 ]; then
-		rm -f /tmp/guard.ptwalk
+		rm -f /tmp/guard.ptwalk /tmp/guard.npfwalk
 		echo >$T/instances/guard/trace
 		echo 1 >$T/instances/guard/events/nestlab/l1_shutdown/enable 2>/dev/null
+		_f=$T/instances/guard/events/nestlab/l1_npf_walk
+		[ -d $_f ] && echo '(info1 & 0x200000000) && (info1 & 0x8)' >$_f/filter 2>/dev/null &&
+			echo 1 >$_f/enable 2>/dev/null
 		trace_guard_watch &
 		guard_watch_pid=$!
 	fi
@@ -290,8 +309,23 @@ trace_guard_arm() {
 # VMCB's nested CR3 it also says, for each page-table page, whether the lab
 # KVM's nested page table maps it to the page nestvm's memory holds.
 trace_guard_watch() {
+	_npf=0
 	# Polled once a second: a fork in the emulated lab is not free.
 	while sleep 1; do
+		if [ $_npf = 0 ] && _l=$(grep -m 1 'l1_npf_walk:' $T/instances/guard/trace); then
+			# Once: the L1 loops on that fault until it is stopped.
+			_npf=1
+			_tid=$(echo "$_l" | awk '{ n = split($1, f, "-"); print f[n] }')
+			_cr3=$(echo "$_l" | sed -n 's/.* cr3=0x\([0-9a-f]*\).*/\1/p')
+			_rip=$(echo "$_l" | sed -n 's/.* rip=0x\([0-9a-f]*\).*/\1/p')
+			_ncr3=$(echo "$_l" | sed -n 's/.* ncr3=0x\([0-9a-f]*\).*/\1/p')
+			{
+				echo "the emulated CPU read the L1's page tables outside its RAM: ${_l#*l1_npf_walk: }"
+				echo "the L1's page tables in its memory (thread $_tid): at rip $_rip"
+				/lab/bin/ptwalk ${_ncr3:+-n "$_ncr3"} "$_tid" "$_cr3" "$_rip" 2>&1
+			} | sed 's/^/  guard| npf walk: /' >/tmp/guard.npfwalk
+			cat /tmp/guard.npfwalk
+		fi
 		_l=$(grep -m 1 'l1_shutdown:' $T/instances/guard/trace) || continue
 		_tid=$(echo "$_l" | awk '{ n = split($1, f, "-"); print f[n] }')
 		_cr3=$(echo "$_l" | sed -n 's/.* cr3=0x\([0-9a-f]*\).*/\1/p')
