@@ -940,16 +940,17 @@ build_initramfs
 # retries at most in a run: it runs first in that fresh lab, and once it
 # has a verdict there, that lab failure is reported with it (rwhy) instead
 # of failing the run. A scenario is retried once, or twice when the lab
-# named each of its lab failures itself (LAB-ERROR: the lab's own L1
-# triple fault or L1 stall, the lab kernel stuck; or a lab kernel panic:
-# faults of the emulated machine, about one a make test lab on some days,
-# seen in a retry too, and quick to see, unlike a wedge or a silence that
-# takes a budget each time); --timeout bounds them all.
+# ended by itself at each of its lab failures (LAB-ERROR: the lab's own L1
+# triple fault or L1 stall, the lab kernel stuck; a lab kernel panic; a lab
+# that reset with no word, its kernel's own triple fault: faults of the
+# emulated machine, about one a make test lab on some days, seen in a
+# retry too, and quick to see, unlike a wedge or a silence that lab.sh
+# cuts at a budget each time); --timeout bounds them all.
 t_start=${EPOCHREALTIME/[.,]/}
 first=0 retried=0
 # retries so far; of each retried scenario: rboot the boot of its first
 # failure, rwhy and rfail its failures, rcount its retries, rquick 1 if
-# the lab named its first failure itself
+# the lab ended by itself at its first failure
 retries=0
 lab_failures=() boot_notes=()
 while [ "$first" -lt ${#scenarios[@]} ]; do
@@ -991,7 +992,7 @@ while [ "$first" -lt ${#scenarios[@]} ]; do
 	[ -n "$cut_us" ] && lwhy[ci]+=", cut $(fmt_us $((cut_us - hbegin[ci]))) s after its LAB-BEGIN"
 	[ -n "$dump_summary" ] && lwhy[ci]+="; $dump_summary"
 	quick=0
-	{ [ -n "$lab_error" ] || [ -n "$panic" ]; } && quick=1
+	[ -z "$killed_why" ] && quick=1
 	if [ $retries -lt "$LAB_RETRIES" ] && [ $timed_out -eq 0 ] &&
 		{ [ -z "${rboot[ci]:-}" ] || { [ "${rcount[ci]}" -eq 1 ] && [ "${rquick[ci]}" -eq 1 ] && [ $quick -eq 1 ]; }; }; then
 		# The lab, not the scenario, may be at fault.
