@@ -67,9 +67,9 @@
 # e.g. "vgif=0 vls=0"), LAB_TCG (QEMU's -accel tcg options, default
 # thread=multi; thread=single runs both lab vCPUs on one host thread),
 # LAB_SMP (the lab's vCPUs, default 2), LAB_TICK (the lab kernel's timer
-# tick: periodic, the default, or oneshot, the kernel's own default), LAB_CPU (QEMU's -cpu, default
-# EPYC,+svm,+npt), LAB_CMDLINE (more words for the lab kernel's command
-# line, e.g. tsc=reliable), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
+# tick: periodic, the default, or oneshot, the kernel's own default),
+# LAB_CPU (QEMU's -cpu, default EPYC,+svm,+npt), LAB_CMDLINE (more words
+# for the lab kernel's command line, e.g. tsc=reliable), LAB_BUILD_DIR (default build/lab), LAB_SILENCE_S
 # (SILENCE_S, for tests/lab/watchdog-test.sh; the heartbeat then beats
 # SILENCE_S / 5 s apart, at most 5 s), LAB_RETRIES (retries after a lab
 # failure, at most, per run; default 3).

@@ -78,8 +78,9 @@ trace_shutdown_probe() {
 	# 3), which it can only retry: the L1's vCPU loops there, and its kernel
 	# reports an RCU stall (make test 2026-12-08: 862 of the ring's last 2000
 	# events, the entry at GPA 0x7eb06fe0, index 508 of a table at 0x7eb06000
-	# in an L1 of 512 MiB). The guard's watcher enables it, filtered to
-	# those, to walk that L1's tables at that CR3.
+	# in an L1 of 512 MiB). trace_guard_arm enables it in the guard's
+	# instance, filtered to those, and its watcher walks that L1's tables
+	# at the CR3 it read.
 	echo "p:nestlab/l1_npf_walk npf_interception rip=+0x578($_v):x64" \
 		"cr3=+0x550($_v):x64 cr0=+0x558($_v):x64 cr4=+0x548($_v):x64" \
 		"efer=+0x4d0($_v):x64 info1=+0x78($_v):x64 info2=+0x80($_v):x64" \
