@@ -62,7 +62,6 @@ lab_skip() {
 	exit 77
 }
 
-# Ends the scenario: status 0 unless a check failed.
 # lab_pass_on_retry [N]: for the scenarios that fail the lab on purpose
 # (tests/lab/watchdog-test.sh): pass, and end, in retry N (default 1) or a
 # later one after a lab failure (LAB_RETRY, from /init).
@@ -72,6 +71,7 @@ lab_pass_on_retry() {
 	lab_finish
 }
 
+# Ends the scenario: status 0 unless a check failed.
 lab_finish() {
 	if [ "$lab_failed" -ne 0 ]; then
 		exit 1

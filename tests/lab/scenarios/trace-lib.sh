@@ -309,6 +309,20 @@ trace_guard_arm() {
 # the page tables were right and the walk below the L1 was wrong. With the
 # VMCB's nested CR3 it also says, for each page-table page, whether the lab
 # KVM's nested page table maps it to the page nestvm's memory holds.
+# trace_guard_fields EVENT: of a probe's event, the thread id and the hex
+# digits of its rip, cr2, cr3 and ncr3 (empty when the event has none) in
+# _tid, _rip, _cr2, _cr3 and _ncr3: one awk for all.
+trace_guard_fields() {
+	_tid= _rip= _cr2= _cr3= _ncr3=
+	eval "$(echo "$1" | awk '{
+		n = split($1, f, "-"); if (f[n] ~ /^[0-9]+$/) printf "_tid=%s", f[n]
+		for (i = 2; i <= NF; i++)
+			if (split($i, kv, "=0x") == 2 && kv[1] ~ /^(rip|cr2|cr3|ncr3)$/ && kv[2] ~ /^[0-9a-f]+$/)
+				printf " _%s=%s", kv[1], kv[2]
+		print ""
+	}')"
+}
+
 trace_guard_watch() {
 	_npf=0
 	# Polled once a second: a fork in the emulated lab is not free.
@@ -316,10 +330,7 @@ trace_guard_watch() {
 		if [ $_npf = 0 ] && _l=$(grep -m 1 'l1_npf_walk:' $T/instances/guard/trace); then
 			# Once: the L1 loops on that fault until it is stopped.
 			_npf=1
-			_tid=$(echo "$_l" | awk '{ n = split($1, f, "-"); print f[n] }')
-			_cr3=$(echo "$_l" | sed -n 's/.* cr3=0x\([0-9a-f]*\).*/\1/p')
-			_rip=$(echo "$_l" | sed -n 's/.* rip=0x\([0-9a-f]*\).*/\1/p')
-			_ncr3=$(echo "$_l" | sed -n 's/.* ncr3=0x\([0-9a-f]*\).*/\1/p')
+			trace_guard_fields "$_l"
 			{
 				echo "the emulated CPU read the L1's page tables outside its RAM: ${_l#*l1_npf_walk: }"
 				echo "the L1's page tables in its memory (thread $_tid): at rip $_rip"
@@ -328,11 +339,7 @@ trace_guard_watch() {
 			cat /tmp/guard.npfwalk
 		fi
 		_l=$(grep -m 1 'l1_shutdown:' $T/instances/guard/trace) || continue
-		_tid=$(echo "$_l" | awk '{ n = split($1, f, "-"); print f[n] }')
-		_cr3=$(echo "$_l" | sed -n 's/.* cr3=0x\([0-9a-f]*\).*/\1/p')
-		_rip=$(echo "$_l" | sed -n 's/.* rip=0x\([0-9a-f]*\).*/\1/p')
-		_cr2=$(echo "$_l" | sed -n 's/.* cr2=0x\([0-9a-f]*\).*/\1/p')
-		_ncr3=$(echo "$_l" | sed -n 's/.* ncr3=0x\([0-9a-f]*\).*/\1/p')
+		trace_guard_fields "$_l"
 		{
 			echo "the L1's page tables in its memory after its shutdown (thread $_tid): at rip $_rip and cr2 $_cr2"
 			/lab/bin/ptwalk ${_ncr3:+-n "$_ncr3"} "$_tid" "$_cr3" "$_rip" "$_cr2" 2>&1
